@@ -1,0 +1,313 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/transparency-dev/tessera/api"
+	"github.com/transparency-dev/tessera/client"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/vitrine-dev/vitrine/internal/platform"
+	"github.com/vitrine-dev/vitrine/tlog"
+)
+
+// buildVitrine builds the command once per test binary run.
+var buildVitrine = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "vitrine-bin")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "vitrine")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return bin, nil
+})
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// upProcess is a `vitrine up` child process.
+type upProcess struct {
+	cmd  *exec.Cmd
+	base string
+	out  *bytes.Buffer
+}
+
+func startUp(t *testing.T, bin, data, addr string) *upProcess {
+	t.Helper()
+	var out bytes.Buffer
+	cmd := exec.Command(bin, "up", "--data", data, "--listen", addr)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &upProcess{cmd: cmd, base: "http://" + addr, out: &out}
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(p.base + "/.well-known/vitrine.json")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return p
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	t.Fatalf("vitrine up did not come up:\n%s", out.String())
+	return nil
+}
+
+func (p *upProcess) kill() {
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	_ = p.cmd.Wait()
+}
+
+// TestCrashSafety kills `vitrine up` with SIGKILL at random moments during
+// concurrent appends and checks, after every restart, that every
+// acknowledged index holds exactly the entry that was sent, that the log
+// verifies as a whole, and that it is consistent with every checkpoint
+// published before the crash.
+func TestCrashSafety(t *testing.T) {
+	if testing.Short() {
+		t.Skip("crash test builds and kills processes; skipped in -short mode")
+	}
+	iterations := 100
+	if s := os.Getenv("VITRINE_CRASH_ITERATIONS"); s != "" {
+		iterations, _ = strconv.Atoi(s)
+	}
+	bin, err := buildVitrine()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := t.TempDir()
+	addr := freeAddr(t)
+	token := ""
+	acked := map[uint64][]byte{}       // index -> entry, across all runs
+	var seenCheckpoints [][]byte       // every checkpoint observed before a crash
+	rng := rand.New(rand.NewPCG(1, 2)) // deterministic schedule of kill moments
+	var verifier note.Verifier
+	var policy *tlog.Policy
+	logURL := ""
+
+	for it := 0; it < iterations; it++ {
+		p := startUp(t, bin, data, addr)
+		if token == "" {
+			b, err := os.ReadFile(filepath.Join(data, "operator.token"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			token = strings.TrimSpace(string(b))
+			d := discover(t, p.base)
+			for _, l := range d.Logs {
+				if l.Name == "access-zurich" {
+					logURL = l.URL
+					if verifier, err = note.NewVerifier(l.VKey); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if policy, err = tlog.ParsePolicy([]byte(d.WitnessPolicy)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// After a restart, everything acknowledged before must be there.
+		checkLog(t, it, logURL, verifier, policy, acked, seenCheckpoints)
+
+		// Concurrent appends, killed at a random moment.
+		ctx, cancel := context.WithCancel(context.Background())
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for c := 0; c < 8; c++ {
+			wg.Add(1)
+			go func(c int) {
+				defer wg.Done()
+				for n := 0; ctx.Err() == nil; n++ {
+					entry := []byte(fmt.Sprintf("crash-test run %d client %d entry %d", it, c, n))
+					idx, err := postAdd(ctx, logURL, token, entry)
+					if err != nil {
+						continue
+					}
+					mu.Lock()
+					if prev, ok := acked[idx]; ok && !bytes.Equal(prev, entry) {
+						t.Errorf("index %d acknowledged twice: %q and %q", idx, prev, entry)
+					}
+					acked[idx] = entry
+					mu.Unlock()
+				}
+			}(c)
+		}
+		wg.Add(1)
+		go func() { // watch checkpoints as a monitor would
+			defer wg.Done()
+			for ctx.Err() == nil {
+				if cp, err := get(ctx, logURL+"checkpoint"); err == nil {
+					mu.Lock()
+					seenCheckpoints = append(seenCheckpoints, cp)
+					mu.Unlock()
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}()
+		time.Sleep(time.Duration(20+rng.IntN(400)) * time.Millisecond)
+		p.kill()
+		cancel()
+		wg.Wait()
+	}
+	p := startUp(t, bin, data, addr)
+	defer p.kill()
+	checkLog(t, iterations, logURL, verifier, policy, acked, seenCheckpoints)
+	t.Logf("%d crashes, %d acknowledged entries, %d checkpoints observed", iterations, len(acked), len(seenCheckpoints))
+}
+
+func checkLog(t *testing.T, it int, logURL string, v note.Verifier, policy *tlog.Policy, acked map[uint64][]byte, seen [][]byte) {
+	t.Helper()
+	if logURL == "" {
+		return
+	}
+	var maxIdx uint64
+	for i := range acked {
+		maxIdx = max(maxIdx, i+1)
+	}
+	u, _ := url.Parse(logURL)
+	f, err := client.NewHTTPFetcher(u, http.DefaultClient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var cp *tlog.Checkpoint
+	for {
+		raw, err := f.ReadCheckpoint(ctx)
+		if err == nil {
+			if cp, err = policy.VerifyCheckpoint(raw, v); err != nil {
+				t.Fatalf("restart %d: published checkpoint does not verify: %v", it, err)
+			}
+			if cp.Size >= maxIdx {
+				break
+			}
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("restart %d: no witnessed checkpoint covers the %d acknowledged entries (last: %v, %v)", it, maxIdx, cp, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := tlog.VerifyTree(ctx, f, cp.Size, cp.Hash); err != nil {
+		t.Fatalf("restart %d: tree does not verify: %v", it, err)
+	}
+	for _, old := range seen {
+		ocp, err := policy.VerifyCheckpoint(old, v)
+		if err != nil {
+			t.Fatalf("restart %d: a checkpoint served before the crash does not verify: %v", it, err)
+		}
+		if ocp.Size > cp.Size {
+			t.Fatalf("restart %d: log shrank from %d to %d", it, ocp.Size, cp.Size)
+		}
+		proof, err := tlog.ConsistencyProof(ctx, f, ocp.Size, cp.Size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tlog.VerifyConsistency(ocp.Size, cp.Size, ocp.Hash, cp.Hash, proof); err != nil {
+			t.Fatalf("restart %d: not consistent with checkpoint of size %d seen before the crash: %v", it, ocp.Size, err)
+		}
+	}
+	// Every acknowledged index holds exactly the entry sent.
+	bundles := map[uint64][][]byte{}
+	for idx, want := range acked {
+		bi := idx / 256
+		entries, ok := bundles[bi]
+		if !ok {
+			b, err := client.GetEntryBundle(ctx, f.ReadEntryBundle, bi, cp.Size)
+			if err != nil {
+				t.Fatalf("restart %d: reading bundle %d: %v", it, bi, err)
+			}
+			entries = b.Entries
+			bundles[bi] = entries
+		}
+		if got := entries[idx%256]; !bytes.Equal(got, want) {
+			t.Fatalf("restart %d: index %d holds %q, want %q", it, idx, got, want)
+		}
+	}
+	_ = api.EntryBundle{}
+}
+
+func discover(t *testing.T, base string) platform.Discovery {
+	t.Helper()
+	b, err := get(context.Background(), base+"/.well-known/vitrine.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d platform.Discovery
+	if err := json.Unmarshal(b, &d); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func postAdd(ctx context.Context, logURL, token string, entry []byte) (uint64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, logURL+"add", bytes.NewReader(entry))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	if resp.StatusCode != 200 {
+		return 0, fmt.Errorf("%s: %s", resp.Status, b)
+	}
+	return strconv.ParseUint(string(b), 10, 64)
+}
+
+func get(ctx context.Context, u string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != 200 {
+		return nil, fmt.Errorf("%s: %s", resp.Status, b)
+	}
+	return b, nil
+}

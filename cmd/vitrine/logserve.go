@@ -1,0 +1,76 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/vitrine-dev/vitrine/internal/keys"
+	"github.com/vitrine-dev/vitrine/internal/logserver"
+)
+
+func runLogServe(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "log serve", "--data DIR --listen ADDR --origin ORIGIN [--witness-policy FILE]")
+	data := fs.String("data", "", "log directory (required); holds log.vkey and add.token after the first start")
+	listen := fs.String("listen", "127.0.0.1:2025", "address to listen on")
+	origin := fs.String("origin", "", "checkpoint origin (required), e.g. example.com/mylog")
+	policyFile := fs.String("witness-policy", "", "C2SP tlog-policy file naming the witnesses (with URLs) whose quorum every checkpoint needs")
+	interval := fs.Duration("checkpoint-interval", 200*time.Millisecond, "how often to publish a checkpoint while the log grows")
+	if err := parseFlags(fs, args, 0); err != nil {
+		return err
+	}
+	if *data == "" || *origin == "" {
+		fs.Usage()
+		return errors.New("--data and --origin are required")
+	}
+	var policy []byte
+	if *policyFile != "" {
+		b, err := os.ReadFile(*policyFile)
+		if err != nil {
+			return fmt.Errorf("reading witness policy: %w", err)
+		}
+		policy = b
+	}
+	token, err := keys.LoadOrCreateToken(filepath.Join(*data, "add.token"))
+	if err != nil {
+		return err
+	}
+	l, err := logserver.Open(ctx, logserver.Config{
+		Dir: *data, Origin: *origin, WitnessPolicy: policy, Logger: e.logger, CheckpointInterval: *interval,
+		HTTPClient: &http.Client{Timeout: 10 * time.Second},
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		_ = l.Close(context.Background())
+		return err
+	}
+	srv := &http.Server{
+		Handler:           l.Handler(func(r *http.Request) bool { return keys.BearerEqual(r, token) }),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	fmt.Fprintf(e.stdout, "log %s serving at http://%s/ (checkpoint, tile/, add)\n", *origin, ln.Addr())
+	fmt.Fprintf(e.stdout, "  verifier key %s\n  add token    %s\n", filepath.Join(*data, "log.vkey"), filepath.Join(*data, "add.token"))
+
+	select {
+	case <-ctx.Done():
+	case err := <-served:
+		_ = l.Close(context.Background())
+		return fmt.Errorf("server stopped: %w", err)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return errors.Join(srv.Shutdown(sctx), l.Close(sctx))
+}

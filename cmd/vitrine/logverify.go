@@ -1,0 +1,287 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/transparency-dev/tessera/client"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/vitrine-dev/vitrine/internal/logserver"
+	"github.com/vitrine-dev/vitrine/internal/platform"
+	"github.com/vitrine-dev/vitrine/tlog"
+)
+
+// target says which log a command talks to and what it trusts: either
+// --url, --vkey and --policy, or --platform and --log, which read the three
+// from a platform's discovery document.
+type target struct {
+	url, vkey, policy string
+	platform, log     string
+}
+
+func (t *target) register(fs *flag.FlagSet) {
+	fs.StringVar(&t.url, "url", "", "base URL of the log (the prefix of /checkpoint and /tile/)")
+	fs.StringVar(&t.vkey, "vkey", "", "the log's verifier key, or a file holding it")
+	fs.StringVar(&t.policy, "policy", "", "C2SP tlog-policy file: the witnesses and quorum to require (default: none required)")
+	fs.StringVar(&t.platform, "platform", "", "base URL of a Vitrine platform: read --url, --vkey and --policy from its discovery document")
+	fs.StringVar(&t.log, "log", "", "with --platform: the log's name, e.g. release")
+}
+
+// resolved is a target ready to use.
+type resolved struct {
+	url      *url.URL
+	verifier note.Verifier
+	policy   *tlog.Policy
+	fetcher  tlog.Fetcher
+}
+
+var httpClient = &http.Client{Timeout: 60 * time.Second}
+
+func (t *target) resolve(ctx context.Context, needURL bool) (*resolved, error) {
+	if t.platform != "" {
+		if t.log == "" {
+			return nil, errors.New("--platform needs --log NAME")
+		}
+		d, err := fetchDiscovery(ctx, t.platform)
+		if err != nil {
+			return nil, err
+		}
+		found := false
+		for _, l := range d.Logs {
+			if l.Name == t.log {
+				t.url, t.vkey, found = l.URL, l.VKey, true
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("platform %s has no log %q", t.platform, t.log)
+		}
+		t.policy = d.WitnessPolicy
+	} else if t.policy != "" {
+		b, err := os.ReadFile(t.policy)
+		if err != nil {
+			return nil, fmt.Errorf("reading policy: %w", err)
+		}
+		t.policy = string(b)
+	}
+	if t.vkey == "" {
+		return nil, errors.New("--vkey is required (or --platform and --log)")
+	}
+	vkey := t.vkey
+	if !strings.Contains(vkey, "+") {
+		b, err := os.ReadFile(vkey)
+		if err != nil {
+			return nil, fmt.Errorf("reading verifier key: %w", err)
+		}
+		vkey = strings.TrimSpace(string(b))
+	}
+	v, err := note.NewVerifier(vkey)
+	if err != nil {
+		return nil, fmt.Errorf("parsing verifier key: %w", err)
+	}
+	policyText := t.policy
+	if policyText == "" {
+		policyText = "quorum none\n"
+	}
+	p, err := tlog.ParsePolicy([]byte(policyText))
+	if err != nil {
+		return nil, fmt.Errorf("parsing policy: %w", err)
+	}
+	r := &resolved{verifier: v, policy: p}
+	if needURL {
+		if t.url == "" {
+			return nil, errors.New("--url is required (or --platform and --log)")
+		}
+		u, err := url.Parse(strings.TrimSuffix(t.url, "/") + "/")
+		if err != nil {
+			return nil, fmt.Errorf("parsing --url: %w", err)
+		}
+		f, err := client.NewHTTPFetcher(u, httpClient)
+		if err != nil {
+			return nil, err
+		}
+		r.url, r.fetcher = u, f
+	}
+	return r, nil
+}
+
+func fetchDiscovery(ctx context.Context, base string) (*platform.Discovery, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(base, "/")+"/.well-known/vitrine.json", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("fetching discovery document: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("fetching discovery document: %s", resp.Status)
+	}
+	var d platform.Discovery
+	if err := json.NewDecoder(http.MaxBytesReader(nil, resp.Body, 1<<20)).Decode(&d); err != nil {
+		return nil, fmt.Errorf("parsing discovery document: %w", err)
+	}
+	return &d, nil
+}
+
+func runLogVerify(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "log verify", "(--url URL --vkey KEY [--policy FILE] | --platform URL --log NAME) [--state FILE]")
+	var t target
+	t.register(fs)
+	state := fs.String("state", "", "monitor state file: the last verified checkpoint (default: in the user cache directory, one per origin)")
+	if err := parseFlags(fs, args, 0); err != nil {
+		return err
+	}
+	r, err := t.resolve(ctx, true)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	raw, err := r.fetcher.ReadCheckpoint(ctx)
+	if err != nil {
+		return fmt.Errorf("fetching checkpoint: %w", err)
+	}
+	cp, err := r.policy.VerifyCheckpoint(raw, r.verifier)
+	if err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	fmt.Fprintf(e.stdout, "checkpoint  %s size %d: log signature ok, witness quorum ok (cosigned by %s)\n", cp.Origin, cp.Size, strings.Join(cp.Cosigners, ", "))
+
+	statePath := *state
+	if statePath == "" {
+		dir, err := os.UserCacheDir()
+		if err != nil {
+			return fmt.Errorf("no --state and no cache directory: %w", err)
+		}
+		statePath = filepath.Join(dir, "vitrine", "monitor", url.PathEscape(cp.Origin)+".json")
+	}
+	prev, err := tlog.LoadState(statePath)
+	if err != nil {
+		return err
+	}
+	if prev != nil {
+		if prev.Origin != cp.Origin {
+			return fmt.Errorf("state file %s is for %q, not %q", statePath, prev.Origin, cp.Origin)
+		}
+		if cp.Size < prev.Size {
+			return fmt.Errorf("consistency: %w: the log shrank from %d to %d entries", tlog.ErrInconsistent, prev.Size, cp.Size)
+		}
+		proof, err := tlog.ConsistencyProof(ctx, r.fetcher, prev.Size, cp.Size)
+		if err != nil {
+			return fmt.Errorf("consistency: %w", err)
+		}
+		if err := tlog.VerifyConsistency(prev.Size, cp.Size, prev.Root, cp.Hash, proof); err != nil {
+			return fmt.Errorf("consistency with the checkpoint of size %d seen before: %w", prev.Size, err)
+		}
+		fmt.Fprintf(e.stdout, "consistency with size %d seen before: ok\n", prev.Size)
+	} else {
+		fmt.Fprintf(e.stdout, "consistency: no earlier checkpoint in %s; trusting this one from now on\n", statePath)
+	}
+	rep, err := tlog.VerifyTree(ctx, r.fetcher, cp.Size, cp.Hash)
+	if err != nil {
+		return fmt.Errorf("tree: %w", err)
+	}
+	fmt.Fprintf(e.stdout, "tree        %d entries recomputed from their bundles, %d tiles checked: root ok\n", rep.Entries, rep.Tiles)
+	if err := tlog.SaveState(statePath, &tlog.State{Origin: cp.Origin, Size: cp.Size, Root: cp.Hash, Checkpoint: cp.Raw}); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "verified in %v; state saved to %s\n", time.Since(start).Round(time.Millisecond), statePath)
+	return nil
+}
+
+func runLogProve(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "log prove", "(--url URL --vkey KEY [--policy FILE] | --platform URL --log NAME) --index N [--out FILE]")
+	var t target
+	t.register(fs)
+	index := fs.String("index", "", "index of the entry to prove (required)")
+	out := fs.String("out", "", "write the proof here (default: standard output)")
+	if err := parseFlags(fs, args, 0); err != nil {
+		return err
+	}
+	idx, err := strconv.ParseUint(*index, 10, 64)
+	if err != nil {
+		return errors.New("--index must be a decimal entry index")
+	}
+	r, err := t.resolve(ctx, true)
+	if err != nil {
+		return err
+	}
+	raw, err := r.fetcher.ReadCheckpoint(ctx)
+	if err != nil {
+		return fmt.Errorf("fetching checkpoint: %w", err)
+	}
+	cp, err := r.policy.VerifyCheckpoint(raw, r.verifier)
+	if err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	proof, err := logserver.ProveAt(ctx, r.fetcher, cp, idx)
+	if err != nil {
+		return err
+	}
+	b := proof.Marshal()
+	if *out == "" {
+		_, err = e.stdout.Write(b)
+		return err
+	}
+	return os.WriteFile(*out, b, 0o644)
+}
+
+func runLogVerifyProof(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "log verify-proof", "--vkey KEY [--policy FILE] (--entry FILE | --leaf-hash HEX) PROOF")
+	var t target
+	t.register(fs)
+	entry := fs.String("entry", "", "file holding the entry's exact bytes")
+	leafHex := fs.String("leaf-hash", "", "the entry's RFC 6962 leaf hash, hex")
+	if err := parseFlags(fs, args, 1); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return errors.New("name the proof file")
+	}
+	r, err := t.resolve(ctx, false)
+	if err != nil {
+		return err
+	}
+	var leaf []byte
+	switch {
+	case *entry != "" && *leafHex == "":
+		b, err := os.ReadFile(*entry)
+		if err != nil {
+			return fmt.Errorf("reading entry: %w", err)
+		}
+		leaf = tlog.LeafHash(b)
+	case *leafHex != "" && *entry == "":
+		leaf, err = decodeHash(*leafHex)
+		if err != nil {
+			return err
+		}
+	default:
+		return errors.New("give exactly one of --entry and --leaf-hash")
+	}
+	b, err := os.ReadFile(fs.Arg(0))
+	if err != nil {
+		return fmt.Errorf("reading proof: %w", err)
+	}
+	proof, err := tlog.ParseProof(b)
+	if err != nil {
+		return err
+	}
+	cp, err := proof.Verify(leaf, r.verifier, r.policy)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "proof ok: entry %d is in %s at size %d, cosigned by %s\n", proof.Index, cp.Origin, cp.Size, strings.Join(cp.Cosigners, ", "))
+	return nil
+}

@@ -1,0 +1,106 @@
+// Command vitrine runs and verifies the Vitrine transparency platform.
+//
+// Run `vitrine help` for the list of commands and `vitrine <command> --help`
+// for each one's flags.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+)
+
+// command is one subcommand. run gets the arguments after the command name.
+type command struct {
+	summary string
+	run     func(ctx context.Context, env *env, args []string) error
+}
+
+// env is what every command gets from main: where to print and log.
+type env struct {
+	stdout, stderr io.Writer
+	logger         *slog.Logger
+}
+
+var commands = map[string]command{
+	"up":               {"start every role in one process (logs, witness, discovery)", runUp},
+	"log serve":        {"serve one standalone witnessed log", runLogServe},
+	"log verify":       {"verify a log: checkpoint, witness quorum, whole tree, consistency", runLogVerify},
+	"log prove":        {"write a C2SP tlog-proof for an entry", runLogProve},
+	"log verify-proof": {"check a C2SP tlog-proof offline", runLogVerifyProof},
+	"witness":          {"run a C2SP tlog-witness", runWitness},
+	"bench":            {"measure append throughput and latency against a log", runBench},
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	e := &env{stdout: os.Stdout, stderr: os.Stderr, logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))}
+	if err := dispatch(ctx, e, os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintf(os.Stderr, "vitrine: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// dispatch finds the longest command name that prefixes args and runs it.
+func dispatch(ctx context.Context, e *env, args []string) error {
+	for n := min(2, len(args)); n >= 1; n-- {
+		if c, ok := commands[strings.Join(args[:n], " ")]; ok {
+			return c.run(ctx, e, args[n:])
+		}
+	}
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		usage(e.stdout)
+		return nil
+	}
+	usage(e.stderr)
+	return fmt.Errorf("unknown command %q", strings.Join(args, " "))
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: vitrine <command> [flags]\n\ncommands:")
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-18s %s\n", n, commands[n].summary)
+	}
+	fmt.Fprintln(w, "\nRun 'vitrine <command> --help' for a command's flags.")
+}
+
+// newFlags returns a flag set for a command that prints its usage to
+// e.stderr and returns errors instead of exiting.
+func newFlags(e *env, name, synopsis string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(e.stderr, "usage: vitrine %s %s\n\n%s\n\nflags:\n", name, synopsis, commands[name].summary)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseFlags parses args and refuses positional arguments beyond want.
+func parseFlags(fs *flag.FlagSet, args []string, want int) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > want {
+		fs.Usage()
+		return fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args()[want:], " "))
+	}
+	return nil
+}

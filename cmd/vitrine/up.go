@@ -1,0 +1,51 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/vitrine-dev/vitrine/internal/platform"
+)
+
+func runUp(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "up", "[--data DIR] [--listen ADDR]")
+	data := fs.String("data", "./vitrine-data", "data directory (created on first start, reused after)")
+	listen := fs.String("listen", "127.0.0.1:8080", "address to listen on")
+	name := fs.String("name", "vitrine.local", "deployment name: prefix of every log origin (keep it across restarts)")
+	publicURL := fs.String("public-url", "", "base URL that clients use (default http://<listen>)")
+	if err := parseFlags(fs, args, 0); err != nil {
+		return err
+	}
+	p, err := platform.Start(ctx, platform.Config{Data: *data, Listen: *listen, Name: *name, PublicURL: *publicURL, Logger: e.logger})
+	if err != nil {
+		return err
+	}
+	abs, _ := filepath.Abs(*data)
+	fmt.Fprintf(e.stdout, "Vitrine is up at %s\n", p.URL())
+	fmt.Fprintf(e.stdout, "  discovery       %s/.well-known/vitrine.json\n", p.URL())
+	for _, d := range p.Discovery().Logs {
+		fmt.Fprintf(e.stdout, "  log %-12s %s  (origin %s)\n", d.Name, d.URL, d.Origin)
+	}
+	for _, w := range p.Discovery().Witnesses {
+		fmt.Fprintf(e.stdout, "  witness         %s  (%s)\n", w.URL, w.Name)
+	}
+	fmt.Fprintf(e.stdout, "  data            %s\n", abs)
+	fmt.Fprintf(e.stdout, "  operator token  %s\n", filepath.Join(abs, "operator.token"))
+	fmt.Fprintf(e.stdout, "Press Ctrl-C to stop.\n")
+
+	select {
+	case <-ctx.Done():
+	case err := <-p.Done():
+		return fmt.Errorf("server stopped: %w", err)
+	}
+	fmt.Fprintln(e.stdout, "shutting down…")
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := p.Close(sctx); err != nil {
+		return err
+	}
+	fmt.Fprintln(e.stdout, "stopped cleanly")
+	return nil
+}

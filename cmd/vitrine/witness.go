@@ -1,0 +1,57 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/vitrine-dev/vitrine/internal/witness"
+)
+
+func runWitness(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "witness", "--data DIR --listen ADDR --name NAME --logs FILE")
+	data := fs.String("data", "", "state directory (required): witness.key, witness.vkey, state.db")
+	listen := fs.String("listen", "127.0.0.1:2026", "address to listen on")
+	name := fs.String("name", "", "the witness's key name (required), e.g. witness.example.com")
+	logsFile := fs.String("logs", "", "file listing the logs to witness (required): one verifier key per line, its key name the log origin")
+	if err := parseFlags(fs, args, 0); err != nil {
+		return err
+	}
+	if *data == "" || *name == "" || *logsFile == "" {
+		fs.Usage()
+		return errors.New("--data, --name and --logs are required")
+	}
+	b, err := os.ReadFile(*logsFile)
+	if err != nil {
+		return fmt.Errorf("reading log list: %w", err)
+	}
+	logs, err := witness.ParseLogList(b)
+	if err != nil {
+		return err
+	}
+	w, err := witness.Open(ctx, witness.Config{Dir: *data, Name: *name, Logs: logs, Logger: e.logger})
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: w.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	fmt.Fprintf(e.stdout, "witness %s at http://%s/add-checkpoint for %d logs\n  vkey %s\n", w.Name(), ln.Addr(), len(logs), w.VKey())
+	select {
+	case <-ctx.Done():
+	case err := <-served:
+		return fmt.Errorf("server stopped: %w", err)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}

@@ -1,0 +1,64 @@
+// Package httpapi is the one place where Vitrine maps errors to HTTP answers.
+//
+// Every error answer is JSON, {"error": "..."}, with a message that tells a
+// person what to fix. Security failures (401, 403) stay distinct from
+// ordinary bad input (400, 413) and from unavailability (503), which is how
+// Vitrine fails closed.
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// Error writes a JSON error answer with the given status and message.
+func Error(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(struct {
+		Error string `json:"error"`
+	}{msg})
+}
+
+// Unavailable answers 503 with a Retry-After header: the operation failed
+// closed and may be retried.
+func Unavailable(w http.ResponseWriter, retry time.Duration, msg string) {
+	w.Header().Set("Retry-After", strconv.Itoa(max(1, int(retry.Seconds()))))
+	Error(w, http.StatusServiceUnavailable, msg)
+}
+
+// Unauthorized answers 401 with a bearer challenge.
+func Unauthorized(w http.ResponseWriter, msg string) {
+	w.Header().Set("WWW-Authenticate", `Bearer realm="vitrine"`)
+	Error(w, http.StatusUnauthorized, msg)
+}
+
+// ReadLimited reads at most limit bytes of r's body. It answers 413 and
+// returns ok=false when the body is larger.
+func ReadLimited(w http.ResponseWriter, r *http.Request, limit int64) (body []byte, ok bool) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			Error(w, http.StatusRequestEntityTooLarge, "request body is larger than "+strconv.FormatInt(limit, 10)+" bytes")
+			return nil, false
+		}
+		Error(w, http.StatusBadRequest, "reading request body: "+err.Error())
+		return nil, false
+	}
+	return b, true
+}
+
+// JSON writes v as a JSON answer with status 200.
+func JSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

@@ -1,0 +1,164 @@
+// Package keys keeps the secrets a Vitrine process holds on disk: signed-note
+// signing keys and bearer tokens.
+//
+// Secrets are generated on first use, written atomically with mode 0600 and
+// read back on later starts. They are never taken from flags and never
+// logged. Bearer tokens are compared in constant time.
+package keys
+
+import (
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/mod/sumdb/note"
+)
+
+// LoadOrCreateSigner returns the signed-note signer stored at skeyPath,
+// generating an Ed25519 key named name on first use. It also writes the
+// verifier key to vkeyPath (mode 0644) so that verifiers can pick it up.
+//
+// An existing key whose name differs from name is an error: the name is the
+// log origin, and changing it silently would fork the log's identity.
+func LoadOrCreateSigner(skeyPath, vkeyPath, name string) (note.Signer, string, error) {
+	skey, err := os.ReadFile(skeyPath)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		s, v, err := note.GenerateKey(rand.Reader, name)
+		if err != nil {
+			return nil, "", fmt.Errorf("generating key %q: %w", name, err)
+		}
+		if err := WriteFileAtomic(skeyPath, []byte(s+"\n"), 0o600); err != nil {
+			return nil, "", fmt.Errorf("storing signing key: %w", err)
+		}
+		skey = []byte(s)
+		if err := WriteFileAtomic(vkeyPath, []byte(v+"\n"), 0o644); err != nil {
+			return nil, "", fmt.Errorf("storing verifier key: %w", err)
+		}
+	case err != nil:
+		return nil, "", fmt.Errorf("reading signing key: %w", err)
+	}
+	signer, err := note.NewSigner(strings.TrimSpace(string(skey)))
+	if err != nil {
+		return nil, "", fmt.Errorf("parsing signing key %s: %w", skeyPath, err)
+	}
+	if signer.Name() != name {
+		return nil, "", fmt.Errorf("signing key %s is for %q, not %q", skeyPath, signer.Name(), name)
+	}
+	vkey, err := VerifierKey(strings.TrimSpace(string(skey)))
+	if err != nil {
+		return nil, "", err
+	}
+	if cur, err := os.ReadFile(vkeyPath); err != nil || strings.TrimSpace(string(cur)) != vkey {
+		if err := WriteFileAtomic(vkeyPath, []byte(vkey+"\n"), 0o644); err != nil {
+			return nil, "", fmt.Errorf("storing verifier key: %w", err)
+		}
+	}
+	return signer, vkey, nil
+}
+
+// VerifierKey derives the signed-note verifier key of an Ed25519 skey.
+func VerifierKey(skey string) (string, error) {
+	// skey = PRIVATE+KEY+<name>+<hash>+<base64(0x01 || seed)>
+	const prefix = "PRIVATE+KEY+"
+	if !strings.HasPrefix(skey, prefix) {
+		return "", errors.New("deriving verifier key: malformed signing key")
+	}
+	s, err := note.NewSigner(skey)
+	if err != nil {
+		return "", fmt.Errorf("deriving verifier key: %w", err)
+	}
+	rest := skey[len(prefix):]
+	i := strings.LastIndex(rest, "+")
+	if i < 0 {
+		return "", errors.New("deriving verifier key: malformed signing key")
+	}
+	seed, err := decodeKey(rest[i+1:])
+	if err != nil {
+		return "", err
+	}
+	return ed25519VKey(s.Name(), seed)
+}
+
+// LoadOrCreateToken returns the bearer token stored at path, generating a
+// random 256-bit token on first use.
+func LoadOrCreateToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		buf := make([]byte, 32)
+		if _, err := rand.Read(buf); err != nil {
+			return "", fmt.Errorf("generating token: %w", err)
+		}
+		tok := hex.EncodeToString(buf)
+		if err := WriteFileAtomic(path, []byte(tok+"\n"), 0o600); err != nil {
+			return "", fmt.Errorf("storing token: %w", err)
+		}
+		return tok, nil
+	case err != nil:
+		return "", fmt.Errorf("reading token: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if len(tok) < 32 {
+		return "", fmt.Errorf("token in %s is too short to be a secret", path)
+	}
+	return tok, nil
+}
+
+// BearerEqual reports whether the request carries "Authorization: Bearer
+// <token>" for token. The comparison takes constant time.
+func BearerEqual(r *http.Request, token string) bool {
+	h := r.Header.Get("Authorization")
+	const p = "Bearer "
+	if len(h) < len(p) || !strings.EqualFold(h[:len(p)], p) {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(strings.TrimSpace(h[len(p):])), []byte(token)) == 1
+}
+
+// WriteFileAtomic writes data to path through a synced temporary file and a
+// rename, then syncs the directory, so that after a crash path holds either
+// the old or the new contents, never a mix.
+func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

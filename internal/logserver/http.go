@@ -1,0 +1,163 @@
+package logserver
+
+import (
+	"errors"
+	"io/fs"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/transparency-dev/tessera/api/layout"
+
+	"github.com/vitrine-dev/vitrine/internal/httpapi"
+)
+
+// Cache lifetimes of the tlog-tiles resources. Full tiles and bundles never
+// change; partial ones are replaced by full ones and then deleted, and the
+// checkpoint moves on every publication.
+const (
+	cacheImmutable  = "public, max-age=31536000, immutable"
+	cachePartial    = "public, max-age=10"
+	cacheCheckpoint = "no-cache"
+)
+
+// Handler serves the log's tlog-tiles read API and POST /add relative to
+// where it is mounted. authorized decides whether a request may append;
+// a request it refuses gets 401 and changes nothing.
+func (l *Log) Handler(authorized func(*http.Request) bool) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /checkpoint", l.serveCheckpoint)
+	mux.HandleFunc("GET /tile/", l.serveTile)
+	mux.HandleFunc("POST /add", func(w http.ResponseWriter, r *http.Request) {
+		if !authorized(r) {
+			httpapi.Unauthorized(w, "appending needs the log's bearer token (Authorization: Bearer <token>)")
+			return
+		}
+		l.serveAdd(w, r)
+	})
+	return mux
+}
+
+func (l *Log) serveCheckpoint(w http.ResponseWriter, r *http.Request) {
+	cp, err := l.reader.ReadCheckpoint(r.Context())
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, os.ErrNotExist) {
+			w.Header().Set("Retry-After", "1")
+			httpapi.Error(w, http.StatusNotFound, "no witnessed checkpoint has been published yet")
+			return
+		}
+		l.logger.ErrorContext(r.Context(), "reading checkpoint", "err", err)
+		httpapi.Unavailable(w, time.Second, "reading checkpoint failed")
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", cacheCheckpoint)
+	_, _ = w.Write(cp)
+}
+
+func (l *Log) serveTile(w http.ResponseWriter, r *http.Request) {
+	rest := strings.TrimPrefix(r.URL.Path, "/tile/")
+	res, err := ParseTilePath(rest)
+	if err != nil {
+		httpapi.Error(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	var data []byte
+	if res.Entries {
+		data, err = l.reader.ReadEntryBundle(r.Context(), res.Index, res.Width)
+	} else {
+		data, err = l.reader.ReadTile(r.Context(), res.Level, res.Index, res.Width)
+	}
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, os.ErrNotExist) {
+			httpapi.Error(w, http.StatusNotFound, "no such tile: "+rest)
+			return
+		}
+		l.logger.ErrorContext(r.Context(), "reading tile", "path", rest, "err", err)
+		httpapi.Unavailable(w, time.Second, "reading tile failed")
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	if res.Width == 0 {
+		w.Header().Set("Cache-Control", cacheImmutable)
+	} else {
+		w.Header().Set("Cache-Control", cachePartial)
+	}
+	_, _ = w.Write(data)
+}
+
+func (l *Log) serveAdd(w http.ResponseWriter, r *http.Request) {
+	body, ok := httpapi.ReadLimited(w, r, MaxEntrySize)
+	if !ok {
+		return
+	}
+	idx, err := l.Append(r.Context(), body)
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrEmptyEntry):
+		httpapi.Error(w, http.StatusBadRequest, "the entry is empty: send the entry bytes as the request body")
+		return
+	case errors.Is(err, ErrEntryTooLarge):
+		httpapi.Error(w, http.StatusRequestEntityTooLarge, err.Error())
+		return
+	case errors.Is(err, ErrBusy):
+		httpapi.Unavailable(w, time.Second, "the log is busy; retry shortly")
+		return
+	default:
+		httpapi.Unavailable(w, time.Second, "the log could not take the entry; nothing was stored")
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = w.Write(strconv.AppendUint(nil, idx, 10))
+}
+
+// TileResource names one tlog-tiles resource.
+type TileResource struct {
+	Entries bool   // an entry bundle rather than a hash tile
+	Level   uint64 // hash tile level (0 for bundles)
+	Index   uint64
+	Width   uint8 // 0 for a full tile, 1..255 for a partial one
+}
+
+// ParseTilePath parses the part of a tlog-tiles URL after "tile/":
+// "<L>/<N>[.p/<W>]" or "entries/<N>[.p/<W>]". Only the canonical spelling
+// is accepted, so every resource has exactly one URL.
+func ParseTilePath(p string) (TileResource, error) {
+	bad := func(why string) (TileResource, error) {
+		return TileResource{}, errors.New("bad tile path " + strconv.Quote(p) + ": " + why)
+	}
+	if len(p) > 128 {
+		return bad("too long")
+	}
+	level, index, ok := strings.Cut(p, "/")
+	if !ok || index == "" {
+		return bad(`want "<level>/<index>[.p/<width>]" or "entries/<index>[.p/<width>]"`)
+	}
+	var res TileResource
+	if level == "entries" {
+		res.Entries = true
+	} else {
+		l, err := layout.ParseTileLevel(level)
+		if err != nil || strconv.FormatUint(l, 10) != level {
+			return bad("level must be a decimal from 0 to 63 without leading zeros")
+		}
+		res.Level = l
+	}
+	i, w, err := layout.ParseTileIndexPartial(index)
+	if err != nil {
+		return bad(`index must be zero-padded 3-digit elements, all but the last prefixed "x", optionally followed by ".p/<width>"`)
+	}
+	res.Index, res.Width = i, w
+	var canon string
+	if res.Entries {
+		canon = layout.EntriesPath(i, w)
+	} else {
+		canon = layout.TilePath(res.Level, i, w)
+	}
+	if canon != "tile/"+p {
+		return bad("not in canonical form (want " + strings.TrimPrefix(canon, "tile/") + ")")
+	}
+	return res, nil
+}

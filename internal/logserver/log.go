@@ -1,0 +1,282 @@
+// Package logserver runs Vitrine's transparency logs on Tessera.
+//
+// A [Log] is one C2SP tlog-tiles log stored by Tessera's POSIX driver under a
+// directory, with an origin, an Ed25519 signed-note key and an optional C2SP
+// tlog-policy of witnesses. Checkpoints are published only once the witness
+// policy is met (fail closed): a checkpoint the witnesses did not cosign is
+// never served.
+//
+// # Appending
+//
+// [Log.Append] returns an entry's index once the entry is durably sequenced
+// and integrated: it survives kill -9 and power loss. [Log.AwaitWitnessed]
+// then waits until a published, witnessed checkpoint covers the entry, and
+// [Log.Prove] builds a C2SP tlog-proof for it.
+//
+// # Serving
+//
+// [Log.Handler] serves the tlog-tiles read API (checkpoint, tiles, entry
+// bundles) and an authenticated POST /add in the shape Tessera's hammer
+// speaks: the body is the entry, the answer its decimal index.
+package logserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/transparency-dev/merkle/rfc6962"
+	"github.com/transparency-dev/tessera"
+	"github.com/transparency-dev/tessera/client"
+	"github.com/transparency-dev/tessera/storage/posix"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/vitrine-dev/vitrine/internal/keys"
+	"github.com/vitrine-dev/vitrine/tlog"
+)
+
+// Errors that callers act on.
+var (
+	// ErrUnavailable means the log could not take or publish the entry; the
+	// caller must fail closed.
+	ErrUnavailable = errors.New("log unavailable")
+	// ErrBusy means the log is pushing back under load; retry later.
+	ErrBusy = errors.New("log busy")
+	// ErrEntryTooLarge means the entry is larger than the log accepts.
+	ErrEntryTooLarge = errors.New("entry too large")
+	// ErrEmptyEntry means the entry has no bytes.
+	ErrEmptyEntry = errors.New("empty entry")
+)
+
+// MaxEntrySize is the largest entry a log accepts: the largest entry an
+// entry bundle's uint16 length prefix can describe.
+const MaxEntrySize = 1<<16 - 1
+
+// Config describes one log.
+type Config struct {
+	// Dir holds the log: Tessera's POSIX storage under Dir/storage, the
+	// signing key Dir/log.key (0600) and the verifier key Dir/log.vkey.
+	Dir string
+	// Origin is the checkpoint origin line and the key name. It is fixed
+	// when the log is created.
+	Origin string
+	// WitnessPolicy is a C2SP tlog-policy whose witnesses carry submission
+	// URLs. Nil means no witness is required (quorum none).
+	WitnessPolicy []byte
+	// HTTPClient reaches the witnesses. Nil means http.DefaultClient.
+	HTTPClient *http.Client
+	// Logger receives operational messages. Nil means slog.Default().
+	Logger *slog.Logger
+	// CheckpointInterval is how often a new checkpoint is published while
+	// the log grows (default 200ms, minimum 100ms).
+	CheckpointInterval time.Duration
+	// WitnessTimeout bounds one round of witnessing (default 5s).
+	WitnessTimeout time.Duration
+	// BatchMaxSize and BatchMaxAge bound a sequencing batch (defaults 4096
+	// entries and 2ms). A batch is flushed when it is full or when its
+	// oldest entry reaches BatchMaxAge; under load, entries that arrive
+	// while a batch is being written gather into the next one, so batches
+	// grow with load while a lone client waits at most BatchMaxAge.
+	BatchMaxSize uint
+	BatchMaxAge  time.Duration
+}
+
+// Log is one open transparency log. Its methods are safe for concurrent use.
+type Log struct {
+	origin   string
+	vkey     string
+	verifier note.Verifier
+	policy   *tlog.Policy
+	logger   *slog.Logger
+
+	appender *tessera.Appender
+	reader   tessera.LogReader
+	awaiter  *tessera.PublicationAwaiter
+	shutdown func(context.Context) error
+	cancel   context.CancelFunc
+}
+
+// Open opens the log in cfg.Dir, creating it and its key on first use.
+func Open(ctx context.Context, cfg Config) (*Log, error) {
+	if cfg.Origin == "" {
+		return nil, errors.New("opening log: no origin")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.CheckpointInterval == 0 {
+		cfg.CheckpointInterval = 200 * time.Millisecond
+	}
+	if cfg.WitnessTimeout == 0 {
+		cfg.WitnessTimeout = 5 * time.Second
+	}
+	if cfg.BatchMaxSize == 0 {
+		cfg.BatchMaxSize = 4096
+	}
+	if cfg.BatchMaxAge == 0 {
+		cfg.BatchMaxAge = 2 * time.Millisecond
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("opening log %s: %w", cfg.Origin, err)
+	}
+	signer, vkey, err := keys.LoadOrCreateSigner(filepath.Join(cfg.Dir, "log.key"), filepath.Join(cfg.Dir, "log.vkey"), cfg.Origin)
+	if err != nil {
+		return nil, fmt.Errorf("opening log %s: %w", cfg.Origin, err)
+	}
+	verifier, err := note.NewVerifier(vkey)
+	if err != nil {
+		return nil, fmt.Errorf("opening log %s: %w", cfg.Origin, err)
+	}
+
+	policyText := cfg.WitnessPolicy
+	if policyText == nil {
+		policyText = []byte("quorum none\n")
+	}
+	policy, err := tlog.ParsePolicy(policyText)
+	if err != nil {
+		return nil, fmt.Errorf("opening log %s: witness policy: %w", cfg.Origin, err)
+	}
+	group, err := tessera.NewWitnessGroupFromPolicy(policyText)
+	if err != nil {
+		return nil, fmt.Errorf("opening log %s: witness policy (every witness needs a URL): %w", cfg.Origin, err)
+	}
+
+	driver, err := posix.New(ctx, posix.Config{Path: filepath.Join(cfg.Dir, "storage"), HTTPClient: cfg.HTTPClient})
+	if err != nil {
+		return nil, fmt.Errorf("opening log storage %s: %w", cfg.Origin, err)
+	}
+	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	opts := tessera.NewAppendOptions().
+		WithCheckpointSigner(signer).
+		WithCheckpointInterval(cfg.CheckpointInterval).
+		WithCheckpointRepublishInterval(time.Minute).
+		WithBatching(cfg.BatchMaxSize, cfg.BatchMaxAge).
+		WithPushback(1<<20).
+		WithWitnesses(group, &tessera.WitnessOptions{Timeout: cfg.WitnessTimeout, FailOpen: false})
+	appender, shutdown, reader, err := tessera.NewAppender(bg, driver, opts)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("opening log appender %s: %w", cfg.Origin, err)
+	}
+	l := &Log{
+		origin:   cfg.Origin,
+		vkey:     vkey,
+		verifier: verifier,
+		policy:   policy,
+		logger:   cfg.Logger.With("log", cfg.Origin),
+		appender: appender,
+		reader:   reader,
+		shutdown: shutdown,
+		cancel:   cancel,
+	}
+	l.awaiter = tessera.NewPublicationAwaiter(bg, reader.ReadCheckpoint, 10*time.Millisecond)
+	return l, nil
+}
+
+// Origin returns the log's checkpoint origin.
+func (l *Log) Origin() string { return l.origin }
+
+// VKey returns the log's signed-note verifier key.
+func (l *Log) VKey() string { return l.vkey }
+
+// Verifier returns the log's signed-note verifier.
+func (l *Log) Verifier() note.Verifier { return l.verifier }
+
+// Policy returns the witness policy every published checkpoint meets.
+func (l *Log) Policy() *tlog.Policy { return l.policy }
+
+// Reader returns read access to the log's published resources.
+func (l *Log) Reader() tlog.Fetcher { return l.reader }
+
+// Append adds entry to the log and returns its index once the entry is
+// durably sequenced and integrated. It returns ErrEmptyEntry or
+// ErrEntryTooLarge for bad entries, ErrBusy under pushback, and
+// ErrUnavailable when storage fails.
+func (l *Log) Append(ctx context.Context, entry []byte) (uint64, error) {
+	switch {
+	case len(entry) == 0:
+		return 0, ErrEmptyEntry
+	case len(entry) > MaxEntrySize:
+		return 0, fmt.Errorf("%w: %d bytes, limit %d", ErrEntryTooLarge, len(entry), MaxEntrySize)
+	}
+	idx, err := l.appender.Add(ctx, tessera.NewEntry(entry))()
+	if err != nil {
+		if errors.Is(err, tessera.ErrPushback) {
+			return 0, fmt.Errorf("appending to %s: %w", l.origin, ErrBusy)
+		}
+		l.logger.ErrorContext(ctx, "append failed", "err", err)
+		return 0, fmt.Errorf("appending to %s: %w: %v", l.origin, ErrUnavailable, err)
+	}
+	return idx.Index, nil
+}
+
+// AwaitWitnessed waits until a published checkpoint covers index and returns
+// it, verified under the log's key and witness policy. It returns ctx's error
+// if ctx ends first, and ErrUnavailable if the published checkpoint does not
+// verify.
+func (l *Log) AwaitWitnessed(ctx context.Context, index uint64) (*tlog.Checkpoint, error) {
+	done := func() (tessera.Index, error) { return tessera.Index{Index: index}, nil }
+	_, raw, err := l.awaiter.Await(ctx, done)
+	if err != nil {
+		return nil, fmt.Errorf("awaiting checkpoint for %s index %d: %w", l.origin, index, err)
+	}
+	cp, err := l.policy.VerifyCheckpoint(raw, l.verifier)
+	if err != nil {
+		return nil, fmt.Errorf("awaiting checkpoint for %s index %d: %w: %v", l.origin, index, ErrUnavailable, err)
+	}
+	return cp, nil
+}
+
+// Prove waits until index is covered by a witnessed checkpoint and returns
+// a C2SP tlog-proof of its inclusion.
+func (l *Log) Prove(ctx context.Context, index uint64) (*tlog.Proof, error) {
+	cp, err := l.AwaitWitnessed(ctx, index)
+	if err != nil {
+		return nil, err
+	}
+	return ProveAt(ctx, l.reader, cp, index)
+}
+
+// ProveAt builds the tlog-proof of index in the tree of checkpoint cp from
+// the tiles that f serves.
+func ProveAt(ctx context.Context, f tlog.Fetcher, cp *tlog.Checkpoint, index uint64) (*tlog.Proof, error) {
+	if index >= cp.Size {
+		return nil, fmt.Errorf("proving index %d: checkpoint has only %d entries", index, cp.Size)
+	}
+	pb, err := client.NewProofBuilder(ctx, cp.Size, f.ReadTile)
+	if err != nil {
+		return nil, fmt.Errorf("proving index %d: %w", index, err)
+	}
+	hashes, err := pb.InclusionProof(ctx, index)
+	if err != nil {
+		return nil, fmt.Errorf("proving index %d: %w", index, err)
+	}
+	return &tlog.Proof{Index: index, Hashes: hashes, Checkpoint: cp.Raw}, nil
+}
+
+// Checkpoint returns the latest published checkpoint, verified.
+func (l *Log) Checkpoint(ctx context.Context) (*tlog.Checkpoint, error) {
+	raw, err := l.reader.ReadCheckpoint(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading checkpoint of %s: %w", l.origin, err)
+	}
+	return l.policy.VerifyCheckpoint(raw, l.verifier)
+}
+
+// Close stops the log after the entries already accepted are sequenced.
+func (l *Log) Close(ctx context.Context) error {
+	err := l.shutdown(ctx)
+	l.cancel()
+	if err != nil {
+		return fmt.Errorf("closing log %s: %w", l.origin, err)
+	}
+	return nil
+}
+
+// EmptyRoot is the RFC 6962 root of the empty tree.
+var EmptyRoot = rfc6962.DefaultHasher.EmptyRoot()

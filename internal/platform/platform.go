@@ -1,0 +1,249 @@
+// Package platform wires every Vitrine role into one process: `vitrine up`.
+//
+// It opens the logs release, policy, access-zurich and access-moscow, a
+// witness whose cosignature each of them requires before it publishes a
+// checkpoint, and one HTTP server with the external contract of DESIGN.md:
+// discovery at /.well-known/vitrine.json, logs under /logs/<name>/, the
+// witness under /witness/.
+package platform
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/vitrine-dev/vitrine/internal/httpapi"
+	"github.com/vitrine-dev/vitrine/internal/keys"
+	"github.com/vitrine-dev/vitrine/internal/logserver"
+	"github.com/vitrine-dev/vitrine/internal/witness"
+	"github.com/vitrine-dev/vitrine/tlog"
+)
+
+// LogNames are the logs every deployment runs.
+var LogNames = []string{"release", "policy", "access-zurich", "access-moscow"}
+
+// Config configures `vitrine up`.
+type Config struct {
+	// Data is the data directory; a restart with the same directory reuses
+	// every key, token and log.
+	Data string
+	// Listen is the address to listen on, e.g. 127.0.0.1:8080.
+	Listen string
+	// Name prefixes every log origin and names the witness, e.g.
+	// "vitrine.local" gives origins like "vitrine.local/logs/release". It
+	// is part of each log's identity: keep it across restarts.
+	Name string
+	// PublicURL is the base URL clients use; empty means http://<listen>.
+	PublicURL string
+	// CheckpointInterval is passed to every log (default 200ms).
+	CheckpointInterval time.Duration
+	Logger             *slog.Logger
+}
+
+// Platform is a running `vitrine up`.
+type Platform struct {
+	cfg           Config
+	logger        *slog.Logger
+	listener      net.Listener
+	server        *http.Server
+	baseURL       string
+	operatorToken string
+	witness       *witness.Witness
+	policy        string
+	logs          map[string]*logserver.Log
+	serveErr      chan error
+}
+
+// Start opens every part under cfg.Data and starts serving on cfg.Listen.
+func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Name == "" {
+		cfg.Name = "vitrine.local"
+	}
+	p := &Platform{cfg: cfg, logger: cfg.Logger, logs: map[string]*logserver.Log{}, serveErr: make(chan error, 1)}
+	defer func() {
+		if err != nil {
+			p.closeParts(context.Background())
+		}
+	}()
+
+	p.operatorToken, err = keys.LoadOrCreateToken(filepath.Join(cfg.Data, "operator.token"))
+	if err != nil {
+		return nil, fmt.Errorf("starting platform: %w", err)
+	}
+	p.listener, err = net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("starting platform: %w", err)
+	}
+	p.baseURL = strings.TrimSuffix(cfg.PublicURL, "/")
+	if p.baseURL == "" {
+		p.baseURL = "http://" + p.listener.Addr().String()
+	}
+
+	p.witness, err = witness.Open(ctx, witness.Config{
+		Dir:    filepath.Join(cfg.Data, "witness"),
+		Name:   cfg.Name + "/witness",
+		Logger: cfg.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("starting platform: %w", err)
+	}
+	witnessURL := p.baseURL + "/witness"
+	p.policy = tlog.SingleWitnessPolicy("supervisor", p.witness.VKey(), witnessURL)
+
+	// The logs reach the in-process witness without the network.
+	wu, err := url.Parse(witnessURL)
+	if err != nil {
+		return nil, fmt.Errorf("starting platform: witness URL: %w", err)
+	}
+	client := &http.Client{
+		Timeout: 10 * time.Second,
+		Transport: &handlerTransport{
+			host: wu.Host,
+			h:    http.StripPrefix("/witness", p.witness.Handler()),
+			next: http.DefaultTransport,
+		},
+	}
+	for _, name := range LogNames {
+		l, err := logserver.Open(ctx, logserver.Config{
+			Dir:                filepath.Join(cfg.Data, "logs", name),
+			Origin:             cfg.Name + "/logs/" + name,
+			WitnessPolicy:      []byte(p.policy),
+			HTTPClient:         client,
+			Logger:             cfg.Logger,
+			CheckpointInterval: cfg.CheckpointInterval,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("starting platform: %w", err)
+		}
+		p.logs[name] = l
+		if err := p.witness.AddLog(ctx, witness.LogKey{Origin: l.Origin(), VKey: l.VKey()}); err != nil {
+			return nil, fmt.Errorf("starting platform: %w", err)
+		}
+	}
+
+	p.server = &http.Server{
+		Handler:           p.routes(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+	}
+	go func() { p.serveErr <- p.server.Serve(p.listener) }()
+	return p, nil
+}
+
+func (p *Platform) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /.well-known/vitrine.json", p.serveDiscovery)
+	operator := func(r *http.Request) bool { return keys.BearerEqual(r, p.operatorToken) }
+	for name, l := range p.logs {
+		prefix := "/logs/" + name
+		mux.Handle(prefix+"/", http.StripPrefix(prefix, l.Handler(operator)))
+	}
+	mux.Handle("/witness/", http.StripPrefix("/witness", p.witness.Handler()))
+	mux.HandleFunc("GET /{$}", p.serveIndex)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		httpapi.Error(w, http.StatusNotFound, "no such route: "+r.Method+" "+r.URL.Path+"; see /.well-known/vitrine.json")
+	})
+	return mux
+}
+
+// Discovery is the document served at /.well-known/vitrine.json.
+type Discovery struct {
+	Logs          []DiscoveryLog     `json:"logs"`
+	Witnesses     []DiscoveryWitness `json:"witnesses"`
+	WitnessPolicy string             `json:"witness_policy"`
+}
+
+// DiscoveryLog describes one log in the discovery document.
+type DiscoveryLog struct {
+	Name   string `json:"name"`
+	Origin string `json:"origin"`
+	VKey   string `json:"vkey"`
+	URL    string `json:"url"`
+}
+
+// DiscoveryWitness describes one witness in the discovery document.
+type DiscoveryWitness struct {
+	Name string `json:"name"`
+	VKey string `json:"vkey"`
+	URL  string `json:"url"`
+}
+
+// Discovery returns the platform's discovery document.
+func (p *Platform) Discovery() Discovery {
+	d := Discovery{WitnessPolicy: p.policy}
+	for _, name := range LogNames {
+		l := p.logs[name]
+		d.Logs = append(d.Logs, DiscoveryLog{Name: name, Origin: l.Origin(), VKey: l.VKey(), URL: p.baseURL + "/logs/" + name + "/"})
+	}
+	d.Witnesses = []DiscoveryWitness{{Name: p.witness.Name(), VKey: p.witness.VKey(), URL: p.baseURL + "/witness/"}}
+	return d
+}
+
+func (p *Platform) serveDiscovery(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "public, max-age=60")
+	httpapi.JSON(w, p.Discovery())
+}
+
+func (p *Platform) serveIndex(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	fmt.Fprintf(w, "Vitrine\n\ndiscovery: %s/.well-known/vitrine.json\n", p.baseURL)
+	for _, name := range LogNames {
+		fmt.Fprintf(w, "log %-14s %s/logs/%s/checkpoint\n", name, p.baseURL, name)
+	}
+	fmt.Fprintf(w, "witness: %s/witness/add-checkpoint\n", p.baseURL)
+}
+
+// URL returns the platform's base URL.
+func (p *Platform) URL() string { return p.baseURL }
+
+// Log returns the named log, or nil.
+func (p *Platform) Log(name string) *logserver.Log { return p.logs[name] }
+
+// OperatorToken returns the bearer token for operator routes.
+func (p *Platform) OperatorToken() string { return p.operatorToken }
+
+// Done is closed with the server's error if it stops serving on its own.
+func (p *Platform) Done() <-chan error { return p.serveErr }
+
+// Close stops taking requests, lets the logs publish a witnessed checkpoint
+// for everything they acknowledged, and closes every part.
+func (p *Platform) Close(ctx context.Context) error {
+	var errs []error
+	if p.server != nil {
+		if err := p.server.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stopping HTTP server: %w", err))
+		}
+	}
+	errs = append(errs, p.closeParts(ctx))
+	return errors.Join(errs...)
+}
+
+func (p *Platform) closeParts(ctx context.Context) error {
+	var errs []error
+	for _, name := range LogNames {
+		if l := p.logs[name]; l != nil {
+			errs = append(errs, l.Close(ctx))
+		}
+	}
+	if p.witness != nil {
+		errs = append(errs, p.witness.Close())
+	}
+	if p.server == nil && p.listener != nil {
+		_ = p.listener.Close()
+	}
+	return errors.Join(errs...)
+}
