@@ -7,7 +7,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/vitrine-dev/vitrine/internal/loadgen"
@@ -52,8 +51,8 @@ func runBench(ctx context.Context, e *env, args []string) error {
 		}
 		steps = append(steps, n)
 	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "target\tclients\tappends/s\tp50\tp99\tmax\terrors\tcheckpoint p50\tcheckpoint p99\t")
+	const row = "%-10s %7v %10v %9v %9v %9v %6v %15v %15v%s\n"
+	fmt.Fprintf(e.stdout, row, "target", "clients", "appends/s", "p50", "p99", "max", "errors", "checkpoint p50", "checkpoint p99", "")
 	for _, n := range steps {
 		for _, t := range targets {
 			name, u, ok := strings.Cut(t, "=")
@@ -75,11 +74,10 @@ func runBench(ctx context.Context, e *env, args []string) error {
 			if r.FirstError != "" {
 				note += " first error: " + r.FirstError
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", name, n, r.PerSecond(), ms(r.P50), ms(r.P99), ms(r.Max), r.Errors, ms(r.CheckpointP50), ms(r.CheckpointP99), note)
-			tw.Flush()
+			fmt.Fprintf(e.stdout, row, name, n, fmt.Sprintf("%.0f", r.PerSecond()), ms(r.P50), ms(r.P99), ms(r.Max), r.Errors, ms(r.CheckpointP50), ms(r.CheckpointP99), note)
 		}
 	}
-	return tw.Flush()
+	return nil
 }
 
 func ms(d time.Duration) string {

@@ -30,14 +30,19 @@ type env struct {
 	logger         *slog.Logger
 }
 
-var commands = map[string]command{
-	"up":               {"start every role in one process (logs, witness, discovery)", runUp},
-	"log serve":        {"serve one standalone witnessed log", runLogServe},
-	"log verify":       {"verify a log: checkpoint, witness quorum, whole tree, consistency", runLogVerify},
-	"log prove":        {"write a C2SP tlog-proof for an entry", runLogProve},
-	"log verify-proof": {"check a C2SP tlog-proof offline", runLogVerifyProof},
-	"witness":          {"run a C2SP tlog-witness", runWitness},
-	"bench":            {"measure append throughput and latency against a log", runBench},
+// commands is filled in init: the commands refer back to it for their usage.
+var commands map[string]command
+
+func init() {
+	commands = map[string]command{
+		"up":               {"start every role in one process (logs, witness, discovery)", runUp},
+		"log serve":        {"serve one standalone witnessed log", runLogServe},
+		"log verify":       {"verify a log: checkpoint, witness quorum, whole tree, consistency", runLogVerify},
+		"log prove":        {"write a C2SP tlog-proof for an entry", runLogProve},
+		"log verify-proof": {"check a C2SP tlog-proof offline", runLogVerifyProof},
+		"witness":          {"run a C2SP tlog-witness", runWitness},
+		"bench":            {"measure append throughput and latency against a log", runBench},
+	}
 }
 
 func main() {

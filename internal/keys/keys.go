@@ -75,12 +75,12 @@ func VerifierKey(skey string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("deriving verifier key: %w", err)
 	}
-	rest := skey[len(prefix):]
-	i := strings.LastIndex(rest, "+")
-	if i < 0 {
+	// Key names cannot contain "+", but base64 can.
+	parts := strings.SplitN(skey[len(prefix):], "+", 3)
+	if len(parts) != 3 {
 		return "", errors.New("deriving verifier key: malformed signing key")
 	}
-	seed, err := decodeKey(rest[i+1:])
+	seed, err := decodeKey(parts[2])
 	if err != nil {
 		return "", err
 	}

@@ -33,10 +33,10 @@ import (
 	"github.com/transparency-dev/merkle/rfc6962"
 	"github.com/transparency-dev/tessera"
 	"github.com/transparency-dev/tessera/client"
-	"github.com/transparency-dev/tessera/storage/posix"
-	"golang.org/x/mod/sumdb/note"
+		"golang.org/x/mod/sumdb/note"
 
 	"github.com/vitrine-dev/vitrine/internal/keys"
+	"github.com/vitrine-dev/vitrine/internal/tilestore"
 	"github.com/vitrine-dev/vitrine/tlog"
 )
 
@@ -58,6 +58,10 @@ var (
 const MaxEntrySize = 1<<16 - 1
 
 // Config describes one log.
+//
+// Batching follows load: a lone client's entry is written as soon as it
+// arrives, and entries that arrive while a batch is being synced gather
+// into the next one (see package tilestore).
 type Config struct {
 	// Dir holds the log: Tessera's POSIX storage under Dir/storage, the
 	// signing key Dir/log.key (0600) and the verifier key Dir/log.vkey.
@@ -77,13 +81,8 @@ type Config struct {
 	CheckpointInterval time.Duration
 	// WitnessTimeout bounds one round of witnessing (default 5s).
 	WitnessTimeout time.Duration
-	// BatchMaxSize and BatchMaxAge bound a sequencing batch (defaults 4096
-	// entries and 2ms). A batch is flushed when it is full or when its
-	// oldest entry reaches BatchMaxAge; under load, entries that arrive
-	// while a batch is being written gather into the next one, so batches
-	// grow with load while a lone client waits at most BatchMaxAge.
+	// BatchMaxSize bounds a sequencing batch (default 4096 entries).
 	BatchMaxSize uint
-	BatchMaxAge  time.Duration
 }
 
 // Log is one open transparency log. Its methods are safe for concurrent use.
@@ -99,6 +98,7 @@ type Log struct {
 	awaiter  *tessera.PublicationAwaiter
 	shutdown func(context.Context) error
 	cancel   context.CancelFunc
+	driver   *tilestore.Driver
 }
 
 // Open opens the log in cfg.Dir, creating it and its key on first use.
@@ -118,13 +118,10 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	if cfg.BatchMaxSize == 0 {
 		cfg.BatchMaxSize = 4096
 	}
-	if cfg.BatchMaxAge == 0 {
-		cfg.BatchMaxAge = 2 * time.Millisecond
-	}
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("opening log %s: %w", cfg.Origin, err)
 	}
-	signer, vkey, err := keys.LoadOrCreateSigner(filepath.Join(cfg.Dir, "log.key"), filepath.Join(cfg.Dir, "log.vkey"), cfg.Origin)
+	signer, vkey, err := loadKey(cfg.Dir, cfg.Origin)
 	if err != nil {
 		return nil, fmt.Errorf("opening log %s: %w", cfg.Origin, err)
 	}
@@ -146,16 +143,13 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		return nil, fmt.Errorf("opening log %s: witness policy (every witness needs a URL): %w", cfg.Origin, err)
 	}
 
-	driver, err := posix.New(ctx, posix.Config{Path: filepath.Join(cfg.Dir, "storage"), HTTPClient: cfg.HTTPClient})
-	if err != nil {
-		return nil, fmt.Errorf("opening log storage %s: %w", cfg.Origin, err)
-	}
+	driver := tilestore.New(tilestore.Config{Path: filepath.Join(cfg.Dir, "storage"), HTTPClient: cfg.HTTPClient, Logger: cfg.Logger})
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	opts := tessera.NewAppendOptions().
 		WithCheckpointSigner(signer).
 		WithCheckpointInterval(cfg.CheckpointInterval).
 		WithCheckpointRepublishInterval(time.Minute).
-		WithBatching(cfg.BatchMaxSize, cfg.BatchMaxAge).
+		WithBatching(cfg.BatchMaxSize, time.Millisecond).
 		WithPushback(1<<20).
 		WithWitnesses(group, &tessera.WitnessOptions{Timeout: cfg.WitnessTimeout, FailOpen: false})
 	appender, shutdown, reader, err := tessera.NewAppender(bg, driver, opts)
@@ -173,9 +167,23 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		reader:   reader,
 		shutdown: shutdown,
 		cancel:   cancel,
+		driver:   driver,
 	}
 	l.awaiter = tessera.NewPublicationAwaiter(bg, reader.ReadCheckpoint, 10*time.Millisecond)
 	return l, nil
+}
+
+// LoadOrCreateKey returns the verifier key of the log in dir, creating the
+// log's signing key on first use. A witness must trust the log before the
+// log opens: opening publishes a first checkpoint, which needs its
+// cosignature.
+func LoadOrCreateKey(dir, origin string) (vkey string, err error) {
+	_, vkey, err = loadKey(dir, origin)
+	return vkey, err
+}
+
+func loadKey(dir, origin string) (note.Signer, string, error) {
+	return keys.LoadOrCreateSigner(filepath.Join(dir, "log.key"), filepath.Join(dir, "log.vkey"), origin)
 }
 
 // Origin returns the log's checkpoint origin.
@@ -272,6 +280,7 @@ func (l *Log) Checkpoint(ctx context.Context) (*tlog.Checkpoint, error) {
 func (l *Log) Close(ctx context.Context) error {
 	err := l.shutdown(ctx)
 	l.cancel()
+	l.driver.Wait()
 	if err != nil {
 		return fmt.Errorf("closing log %s: %w", l.origin, err)
 	}

@@ -98,7 +98,11 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 		return nil, fmt.Errorf("starting platform: %w", err)
 	}
 	witnessURL := p.baseURL + "/witness"
-	p.policy = tlog.SingleWitnessPolicy("supervisor", p.witness.VKey(), witnessURL)
+	policy, err := tlog.SingleWitnessPolicy("supervisor", p.witness.VKey(), witnessURL)
+	if err != nil {
+		return nil, fmt.Errorf("starting platform: %w", err)
+	}
+	p.policy = string(policy)
 
 	// The logs reach the in-process witness without the network.
 	wu, err := url.Parse(witnessURL)
@@ -114,9 +118,17 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 		},
 	}
 	for _, name := range LogNames {
+		dir, origin := filepath.Join(cfg.Data, "logs", name), cfg.Name+"/logs/"+name
+		vkey, err := logserver.LoadOrCreateKey(dir, origin)
+		if err != nil {
+			return nil, fmt.Errorf("starting platform: %w", err)
+		}
+		if err := p.witness.AddLog(ctx, witness.LogKey{Origin: origin, VKey: vkey}); err != nil {
+			return nil, fmt.Errorf("starting platform: %w", err)
+		}
 		l, err := logserver.Open(ctx, logserver.Config{
-			Dir:                filepath.Join(cfg.Data, "logs", name),
-			Origin:             cfg.Name + "/logs/" + name,
+			Dir:                dir,
+			Origin:             origin,
 			WitnessPolicy:      []byte(p.policy),
 			HTTPClient:         client,
 			Logger:             cfg.Logger,
@@ -126,9 +138,6 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 			return nil, fmt.Errorf("starting platform: %w", err)
 		}
 		p.logs[name] = l
-		if err := p.witness.AddLog(ctx, witness.LogKey{Origin: l.Origin(), VKey: l.VKey()}); err != nil {
-			return nil, fmt.Errorf("starting platform: %w", err)
-		}
 	}
 
 	p.server = &http.Server{

@@ -1,0 +1,181 @@
+package tilestore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/transparency-dev/tessera/api/layout"
+)
+
+const markerFile = "synced"
+
+// marker records the size up to which tiles and bundles are durable.
+type marker struct {
+	Size uint64 `json:"size"`
+}
+
+func writeMarker(root string, size uint64) error {
+	b, _ := json.Marshal(marker{Size: size})
+	p := filepath.Join(root, stateDir, markerFile)
+	f, err := os.CreateTemp(filepath.Dir(p), ".synced*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(f.Name(), p); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(p))
+}
+
+func readMarker(root string) (uint64, error) {
+	b, err := os.ReadFile(filepath.Join(root, stateDir, markerFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	var m marker
+	if err := json.Unmarshal(b, &m); err != nil {
+		return 0, fmt.Errorf("%w: sync marker: %v", errCorrupt, err)
+	}
+	return m.Size, nil
+}
+
+// open locks the log directory and rebuilds the tree: the durable state at
+// the sync marker, then every journal record after it.
+func (s *store) open(ctx context.Context) error {
+	jdir := filepath.Join(s.root, stateDir, "journal")
+	if err := os.MkdirAll(jdir, 0o755); err != nil {
+		return fmt.Errorf("creating log directory: %w", err)
+	}
+	lock, err := os.OpenFile(filepath.Join(s.root, stateDir, "lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return err
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		return fmt.Errorf("log %s is in use by another process: %w", s.root, err)
+	}
+	s.lock = lock
+	s.reader.store = s
+
+	synced, err := readMarker(s.root)
+	if err != nil {
+		return err
+	}
+	if s.cr, err = s.fetchRange(ctx, synced); err != nil {
+		return fmt.Errorf("recovering log at synced size %d: %w", synced, err)
+	}
+	if err := s.loadRightmost(ctx, synced); err != nil {
+		return fmt.Errorf("recovering log at synced size %d: %w", synced, err)
+	}
+	root, err := s.cr.GetRootHash(nil)
+	if err != nil {
+		return err
+	}
+	if synced == 0 {
+		root = emptyRoot()
+	}
+	s.size, s.rootHsh = synced, root
+
+	// Replay the journal.
+	bases, err := segments(jdir)
+	if err != nil {
+		return err
+	}
+	tailBase, tailSize := synced, int64(0)
+	replayed := 0
+	for i, base := range bases {
+		b, err := os.ReadFile(filepath.Join(jdir, segmentName(base)))
+		if err != nil {
+			return err
+		}
+		recs, good := decodeRecords(b)
+		last := i == len(bases)-1
+		if good != len(b) && !last {
+			return fmt.Errorf("%w: segment %s damaged at offset %d", errCorrupt, segmentName(base), good)
+		}
+		for _, r := range recs {
+			end := r.first + uint64(r.count)
+			if end <= s.cr.End() {
+				continue // already durable in the tiles
+			}
+			if r.first != s.cr.End() {
+				return fmt.Errorf("%w: record at %d follows size %d", errCorrupt, r.first, s.cr.End())
+			}
+			leaves := make([][]byte, r.count)
+			ents, _ := splitEntries(r.payload, int(r.count))
+			for k, e := range ents {
+				leaves[k] = leafHash(e[2:])
+			}
+			if err := s.integrate(r.payload, leaves); err != nil {
+				return fmt.Errorf("replaying journal: %w", err)
+			}
+			replayed += int(r.count)
+		}
+		if last {
+			tailBase, tailSize = base, int64(good) // cut a torn final record
+		}
+	}
+	if s.j, err = openSegment(jdir, tailBase, tailSize); err != nil {
+		return err
+	}
+	if replayed > 0 {
+		s.logger.InfoContext(ctx, "log recovered from journal", "path", s.root, "replayed", replayed, "size", s.size)
+	}
+	return nil
+}
+
+// loadRightmost loads the rightmost tile of every level and the rightmost
+// bundle for a tree of the given size.
+func (s *store) loadRightmost(ctx context.Context, size uint64) error {
+	for level := uint64(0); size>>(8*level) > 0; level++ {
+		n := size >> (8 * level) // nodes at this tile level
+		w := n % layout.TileWidth
+		if w == 0 {
+			// The rightmost tile is full; the next hash starts a new tile.
+			s.tiles[level] = &tileBuf{index: n/layout.TileWidth - 1, hashes: make([]byte, layout.TileWidth*32)}
+			continue
+		}
+		b, err := s.reader.ReadTile(ctx, level, n/layout.TileWidth, uint8(w))
+		if err != nil {
+			return err
+		}
+		if len(b) != int(w)*32 {
+			return fmt.Errorf("%w: tile %s has %d bytes", errCorrupt, layout.TilePath(level, n/layout.TileWidth, uint8(w)), len(b))
+		}
+		s.tiles[level] = &tileBuf{index: n / layout.TileWidth, hashes: b}
+	}
+	if w := size % layout.EntryBundleWidth; w > 0 {
+		b, err := s.reader.ReadEntryBundle(ctx, size/layout.EntryBundleWidth, uint8(w))
+		if err != nil {
+			return err
+		}
+		s.bundle, s.bundleN = b, int(w)
+	}
+	return nil
+}
+
+func isNotExist(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || (err != nil && strings.Contains(err.Error(), "no such file"))
+}

@@ -1,0 +1,483 @@
+// Package tilestore is a Tessera storage driver for a POSIX file system that
+// makes each batch durable with one fdatasync of a write-ahead journal,
+// instead of syncing every tile and bundle file it touches.
+//
+// The files it serves follow the C2SP tlog-tiles layout exactly, as
+// Tessera's own POSIX driver lays them out (checkpoint, tile/<L>/<N>,
+// tile/entries/<N>, partial ".p/<W>" variants), so Tessera's client,
+// FileFetcher and fsck read a tilestore directory as they read any other.
+//
+// # Batching
+//
+// Appends gather in a queue that one sequencer drains: it takes everything
+// queued (up to the batch limit), writes it to the journal, syncs, then
+// integrates it. While it syncs, new appends gather into the next batch, so
+// a lone client waits for one sync while a thousand clients share each one:
+// batch size follows load without a timer.
+//
+// # Durability
+//
+// An index is returned only after the journal record holding the entry is
+// synced. Tiles and bundles are written without syncing; at sync points
+// (every SegmentSize bytes of journal, and at shutdown) the file system is
+// synced, a marker records the synced size, and older journal segments are
+// removed. Opening a store rebuilds the tree state at the marker from the
+// tiles and replays the journal on top of it, cutting a torn final record.
+package tilestore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/transparency-dev/merkle/compact"
+	"github.com/transparency-dev/merkle/rfc6962"
+	"github.com/transparency-dev/tessera"
+	"github.com/transparency-dev/tessera/api/layout"
+	"github.com/transparency-dev/tessera/client"
+	"golang.org/x/sys/unix"
+)
+
+// errBroken means storage is in an unknown state; the store refuses every
+// further append until it is reopened and recovers from the journal.
+var errBroken = errors.New("log storage failed; restart to recover")
+
+// Config configures a store.
+type Config struct {
+	// Path is the directory holding the log.
+	Path string
+	// HTTPClient reaches the witnesses when checkpoints are published.
+	HTTPClient *http.Client
+	// SegmentSize is the journal size that triggers a sync point
+	// (default 64 MiB).
+	SegmentSize int64
+	// Logger receives operational messages (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Driver is a Tessera driver; pass it to tessera.NewAppender.
+type Driver struct {
+	cfg  Config
+	done chan struct{}
+}
+
+// New returns a driver for the log in cfg.Path.
+func New(cfg Config) *Driver {
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = http.DefaultClient
+	}
+	if cfg.SegmentSize <= 0 {
+		cfg.SegmentSize = 64 << 20
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Driver{cfg: cfg, done: make(chan struct{})}
+}
+
+// Wait blocks until the appender's context has ended and the store has
+// made everything durable and released the log directory.
+func (d *Driver) Wait() { <-d.done }
+
+const stateDir = ".state"
+
+// Appender opens the log, recovering it from its journal, and starts the
+// sequencer and the checkpoint publisher. It implements Tessera's appender
+// lifecycle; the goroutines stop when ctx ends.
+func (d *Driver) Appender(ctx context.Context, opts *tessera.AppendOptions) (*tessera.Appender, tessera.LogReader, error) {
+	s := &store{
+		root:     d.cfg.Path,
+		logger:   d.cfg.Logger,
+		segSize:  d.cfg.SegmentSize,
+		maxBatch: int(max(1, opts.BatchMaxSize())),
+		maxQueue: int(opts.PushbackMaxOutstanding()),
+		wake:     make(chan struct{}, 1),
+		tiles:    map[uint64]*tileBuf{},
+		dirs:     map[string]bool{},
+		cpNotify: make(chan struct{}, 1),
+		done:     d.done,
+	}
+	s.reader = &reader{root: s.root}
+	if err := s.open(ctx); err != nil {
+		return nil, nil, err
+	}
+	s.newCP = opts.CheckpointPublisher(s.reader, d.cfg.HTTPClient)
+	// Publish once before returning, as Tessera's drivers do, so that a log
+	// whose witnesses cannot be reached says so at start. A failure is not
+	// fatal: the publisher keeps trying, and nothing unwitnessed is served.
+	if err := s.publish(ctx, true); err != nil {
+		s.logger.WarnContext(ctx, "first checkpoint not published yet", "err", err)
+	}
+	go s.sequence(ctx)
+	go s.publishLoop(ctx, opts.CheckpointInterval(), opts.CheckpointRepublishInterval())
+	return &tessera.Appender{Add: s.add}, s.reader, nil
+}
+
+// store is one open log.
+type store struct {
+	root     string
+	logger   *slog.Logger
+	segSize  int64
+	maxBatch int
+	maxQueue int
+	reader   *reader
+	newCP    func(context.Context, uint64, []byte) ([]byte, error)
+	lock     *os.File
+
+	mu      sync.Mutex
+	queue   []pending
+	wake    chan struct{}
+	broken  error
+	size    uint64 // integrated size, guarded by mu
+	rootHsh []byte // root at size, guarded by mu
+
+	// Owned by the sequencer goroutine (and open before it starts).
+	j       *journal
+	cr      *compact.Range
+	tiles   map[uint64]*tileBuf // level -> rightmost tile
+	bundle  []byte              // rightmost bundle's entries
+	bundleN int
+	dirs    map[string]bool
+	writes  []fileWrite
+
+	done      chan struct{}
+	cpNotify  chan struct{}
+	published uint64
+	pubAt     time.Time
+}
+
+type pending struct {
+	e   *tessera.Entry
+	res *result
+}
+
+// result is a future's value.
+type result struct {
+	done chan struct{}
+	idx  uint64
+	err  error
+}
+
+func (r *result) get() (tessera.Index, error) {
+	<-r.done
+	return tessera.Index{Index: r.idx}, r.err
+}
+
+// tileBuf is the rightmost tile of one level.
+type tileBuf struct {
+	index  uint64
+	hashes []byte // 32 bytes per hash, at most 256 hashes
+	dirty  bool
+}
+
+type fileWrite struct {
+	path string
+	data []byte
+}
+
+var rangeFactory = &compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
+
+func (s *store) add(_ context.Context, e *tessera.Entry) tessera.IndexFuture {
+	r := &result{done: make(chan struct{})}
+	s.mu.Lock()
+	switch {
+	case s.broken != nil:
+		r.err = s.broken
+	case s.maxQueue > 0 && len(s.queue) >= s.maxQueue:
+		r.err = tessera.ErrPushback
+	default:
+		s.queue = append(s.queue, pending{e, r})
+	}
+	s.mu.Unlock()
+	if r.err != nil {
+		close(r.done)
+		return r.get
+	}
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+	return r.get
+}
+
+// sequence is the single writer: it drains the queue batch by batch.
+func (s *store) sequence(ctx context.Context) {
+	defer s.shutdown()
+	var batch []pending
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.wake:
+		}
+		for {
+			s.mu.Lock()
+			n := min(len(s.queue), s.maxBatch)
+			batch = append(batch[:0], s.queue[:n]...)
+			s.queue = s.queue[n:]
+			if len(s.queue) == 0 {
+				s.queue = nil
+			}
+			s.mu.Unlock()
+			if n == 0 {
+				break
+			}
+			s.commit(ctx, batch)
+		}
+	}
+}
+
+// commit makes one batch durable, integrates it and answers its futures.
+func (s *store) commit(ctx context.Context, batch []pending) {
+	s.mu.Lock()
+	first, broken := s.size, s.broken
+	s.mu.Unlock()
+	err := broken
+	if err == nil {
+		payload := make([]byte, 0, 64*len(batch))
+		leaves := make([][]byte, len(batch))
+		for i, p := range batch {
+			payload = append(payload, p.e.MarshalBundleData(first+uint64(i))...)
+			leaves[i] = p.e.LeafHash()
+		}
+		if err = s.j.append(first, uint32(len(batch)), payload); err == nil {
+			err = s.integrate(payload, leaves)
+			if err != nil {
+				err = fmt.Errorf("%w: %v", errBroken, err)
+			}
+		}
+		if errors.Is(err, errBroken) {
+			s.fail(err)
+		}
+	}
+	for i, p := range batch {
+		p.res.idx, p.res.err = first+uint64(i), err
+		close(p.res.done)
+	}
+	if err != nil {
+		s.logger.ErrorContext(ctx, "appending batch failed", "entries", len(batch), "err", err)
+		return
+	}
+	select {
+	case s.cpNotify <- struct{}{}:
+	default:
+	}
+	if s.j.size >= s.segSize {
+		if err := s.syncPoint(); err != nil {
+			s.fail(fmt.Errorf("%w: sync point: %v", errBroken, err))
+		}
+	}
+}
+
+func (s *store) fail(err error) {
+	s.mu.Lock()
+	if s.broken == nil {
+		s.broken = err
+	}
+	s.mu.Unlock()
+}
+
+// integrate adds a durable batch to the bundles and tiles and advances the
+// tree. payload holds the batch's entries in bundle encoding.
+func (s *store) integrate(payload []byte, leaves [][]byte) error {
+	entries, err := splitEntries(payload, len(leaves))
+	if err != nil {
+		return err
+	}
+	s.writes = s.writes[:0]
+	start := s.cr.End()
+	for i, e := range entries {
+		idx := start + uint64(i)
+		s.bundle = append(s.bundle, e...)
+		s.bundleN++
+		if s.bundleN == layout.EntryBundleWidth {
+			s.writes = append(s.writes, fileWrite{layout.EntriesPath(idx/layout.EntryBundleWidth, 0), s.bundle})
+			s.bundle, s.bundleN = nil, 0
+		}
+		if err := s.cr.Append(leaves[i], s.visit); err != nil {
+			return err
+		}
+	}
+	if s.bundleN > 0 {
+		end := start + uint64(len(entries))
+		s.writes = append(s.writes, fileWrite{layout.EntriesPath((end-1)/layout.EntryBundleWidth, uint8(s.bundleN)), slicesClone(s.bundle)})
+	}
+	for level, t := range s.tiles {
+		if t.dirty && len(t.hashes) > 0 {
+			w := len(t.hashes) / 32
+			s.writes = append(s.writes, fileWrite{layout.TilePath(level, t.index, uint8(w%layout.TileWidth)), slicesClone(t.hashes)})
+			t.dirty = false
+		}
+	}
+	for _, w := range s.writes {
+		if err := s.writeFile(w.path, w.data); err != nil {
+			return err
+		}
+	}
+	root, err := s.cr.GetRootHash(nil)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.size, s.rootHsh = s.cr.End(), root
+	s.mu.Unlock()
+	return nil
+}
+
+// visit records a new tree node in its tile if it is on a tile level.
+func (s *store) visit(id compact.NodeID, hash []byte) {
+	if id.Level%layout.TileHeight != 0 {
+		return
+	}
+	level := uint64(id.Level / layout.TileHeight)
+	t := s.tiles[level]
+	if t == nil {
+		t = &tileBuf{index: id.Index / layout.TileWidth}
+		s.tiles[level] = t
+	}
+	if len(t.hashes) == layout.TileWidth*32 {
+		t.index++
+		t.hashes = t.hashes[:0:0]
+	}
+	t.hashes = append(t.hashes, hash...)
+	t.dirty = true
+	if len(t.hashes) == layout.TileWidth*32 {
+		s.writes = append(s.writes, fileWrite{layout.TilePath(level, t.index, 0), slicesClone(t.hashes)})
+		t.dirty = false
+	}
+}
+
+func slicesClone(b []byte) []byte { return append([]byte(nil), b...) }
+
+// writeFile replaces path atomically for readers (temporary file and
+// rename) without syncing: the journal holds what is needed to rebuild it.
+func (s *store) writeFile(rel string, data []byte) error {
+	p := filepath.Join(s.root, rel)
+	dir := filepath.Dir(p)
+	if !s.dirs[dir] {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		s.dirs[dir] = true
+	}
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, p)
+}
+
+// syncPoint makes every file written so far durable, records the synced
+// size and drops the journal segments it covers.
+func (s *store) syncPoint() error {
+	size := s.cr.End()
+	if err := syncFS(s.root); err != nil {
+		return err
+	}
+	if err := writeMarker(s.root, size); err != nil {
+		return err
+	}
+	jdir := s.j.dir
+	old, err := segments(jdir)
+	if err != nil {
+		return err
+	}
+	if err := s.j.close(); err != nil {
+		return err
+	}
+	j, err := openSegment(jdir, size, 0)
+	if err != nil {
+		return err
+	}
+	s.j = j
+	for _, b := range old {
+		if b != size {
+			if err := os.Remove(filepath.Join(jdir, segmentName(b))); err != nil {
+				return err
+			}
+		}
+	}
+	s.gcPartials(size)
+	return syncDir(jdir)
+}
+
+// gcPartials removes partial tiles and bundles whose full version is
+// durable (below the synced size).
+func (s *store) gcPartials(synced uint64) {
+	for level := uint64(0); ; level++ {
+		full := synced >> (8 * (level + 1)) // full tiles at this level
+		if full == 0 {
+			break
+		}
+		for _, n := range []uint64{full - 1} {
+			_ = os.RemoveAll(filepath.Join(s.root, layout.TilePath(level, n, 0)+".p"))
+			if level == 0 {
+				_ = os.RemoveAll(filepath.Join(s.root, layout.EntriesPath(n, 0)+".p"))
+			}
+		}
+	}
+}
+
+func syncFS(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return unix.Syncfs(int(f.Fd()))
+}
+
+// shutdown makes everything durable on the way out so the next open has
+// nothing to replay.
+func (s *store) shutdown() {
+	s.mu.Lock()
+	broken := s.broken
+	s.mu.Unlock()
+	if broken == nil {
+		if err := s.syncPoint(); err != nil {
+			s.logger.Error("final sync point", "err", err)
+		}
+	}
+	_ = s.j.close()
+	if s.lock != nil {
+		_ = s.lock.Close()
+	}
+	// Fail whatever is still queued.
+	s.mu.Lock()
+	q := s.queue
+	s.queue = nil
+	if s.broken == nil {
+		s.broken = errors.New("log closed")
+	}
+	s.mu.Unlock()
+	for _, p := range q {
+		p.res.err = errors.New("log closed")
+		close(p.res.done)
+	}
+	close(s.done)
+}
+
+// current returns the integrated size and root.
+func (s *store) current() (uint64, []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.size, s.rootHsh
+}
+
+// fetchRange rebuilds the compact range of [0, size) from durable tiles.
+func (s *store) fetchRange(ctx context.Context, size uint64) (*compact.Range, error) {
+	if size == 0 {
+		return rangeFactory.NewEmptyRange(0), nil
+	}
+	nodes, err := client.FetchRangeNodes(ctx, size, s.reader.ReadTile)
+	if err != nil {
+		return nil, err
+	}
+	return rangeFactory.NewRange(0, size, nodes)
+}
