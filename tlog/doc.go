@@ -8,7 +8,8 @@
 // # Policies
 //
 // [ParsePolicy] reads a c2sp.org/tlog-policy file: the logs, the witnesses
-// and the quorum a checkpoint must meet.
+// and the quorum a checkpoint must meet. [Policy.VerifyCheckpoint] checks a
+// checkpoint's log signature and its cosignatures against that quorum.
 //
 // # Proofs
 //
