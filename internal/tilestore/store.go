@@ -185,17 +185,19 @@ var rangeFactory = &compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildre
 
 func (s *store) add(_ context.Context, e *tessera.Entry) tessera.IndexFuture {
 	r := &result{done: make(chan struct{})}
+	var refused error
 	s.mu.Lock()
 	switch {
 	case s.broken != nil:
-		r.err = s.broken
+		refused = s.broken
 	case s.maxQueue > 0 && len(s.queue) >= s.maxQueue:
-		r.err = tessera.ErrPushback
+		refused = tessera.ErrPushback
 	default:
 		s.queue = append(s.queue, pending{e, r})
 	}
 	s.mu.Unlock()
-	if r.err != nil {
+	if refused != nil {
+		r.err = refused
 		close(r.done)
 		return r.get
 	}
