@@ -142,6 +142,11 @@ func (s *store) open(ctx context.Context) error {
 	}
 	if replayed > 0 {
 		s.logger.InfoContext(ctx, "log recovered from journal", "path", s.root, "replayed", replayed, "size", s.size)
+		// Make the replayed tiles durable so the next start need not
+		// replay them again.
+		if err := s.syncPoint(); err != nil {
+			return fmt.Errorf("recovering log: sync point: %w", err)
+		}
 	}
 	return nil
 }

@@ -57,6 +57,9 @@ type Config struct {
 	// SegmentSize is the journal size that triggers a sync point
 	// (default 64 MiB).
 	SegmentSize int64
+	// SyncInterval is the longest time between sync points while the log
+	// grows (default 10s). It bounds how much journal a restart replays.
+	SyncInterval time.Duration
 	// Logger receives operational messages (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -78,6 +81,9 @@ func New(cfg Config) *Driver {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.SyncInterval <= 0 {
+		cfg.SyncInterval = 10 * time.Second
+	}
 	return &Driver{cfg: cfg, done: make(chan struct{})}
 }
 
@@ -95,6 +101,7 @@ func (d *Driver) Appender(ctx context.Context, opts *tessera.AppendOptions) (*te
 		root:     d.cfg.Path,
 		logger:   d.cfg.Logger,
 		segSize:  d.cfg.SegmentSize,
+		syncIvl:  d.cfg.SyncInterval,
 		maxBatch: int(max(1, opts.BatchMaxSize())),
 		maxQueue: int(opts.PushbackMaxOutstanding()),
 		wake:     make(chan struct{}, 1),
@@ -124,6 +131,7 @@ type store struct {
 	root     string
 	logger   *slog.Logger
 	segSize  int64
+	syncIvl  time.Duration
 	maxBatch int
 	maxQueue int
 	reader   *reader
@@ -212,10 +220,19 @@ func (s *store) add(_ context.Context, e *tessera.Entry) tessera.IndexFuture {
 func (s *store) sequence(ctx context.Context) {
 	defer s.shutdown()
 	var batch []pending
+	tick := time.NewTicker(s.syncIvl)
+	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-tick.C:
+			if s.j.size > 0 {
+				if err := s.syncPoint(); err != nil {
+					s.fail(fmt.Errorf("%w: sync point: %v", errBroken, err))
+				}
+			}
+			continue
 		case <-s.wake:
 		}
 		for {
