@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
-	"path/filepath"
 	"testing"
 
 	merkleproof "github.com/transparency-dev/merkle/proof"
@@ -90,7 +88,7 @@ func TestInclusionProof(t *testing.T) {
 	}
 }
 
-func TestProofErrors(t *testing.T) {
+func TestConsistencyProofErrors(t *testing.T) {
 	t.Parallel()
 	src := buildTestLog(t, t.TempDir(), testEntry, 1000)
 	for _, tc := range []struct {
@@ -109,25 +107,9 @@ func TestProofErrors(t *testing.T) {
 			old: 10, size: 1000, wantErr: tlog.ErrMalformed},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			l := *src
-			l.dir = t.TempDir()
-			if err := os.CopyFS(l.dir, os.DirFS(src.dir)); err != nil {
-				t.Fatal(err)
-			}
+			l := src
 			if tc.file != "" {
-				p := filepath.Join(l.dir, filepath.FromSlash(tc.file))
-				b, err := os.ReadFile(p)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if tc.change == nil {
-					err = os.Remove(p)
-				} else {
-					err = os.WriteFile(p, tc.change(b), 0o644)
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
+				l = tamperedCopy(t, src, tc.file, tc.change)
 			}
 			_, err := tlog.ConsistencyProof(t.Context(), l.fetcher(), tc.old, tc.size)
 			t.Logf("ConsistencyProof: %v", err)

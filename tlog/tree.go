@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -112,6 +113,8 @@ type tileHash = [sha256.Size]byte
 // and a [*FetchError] when a resource cannot be read. VerifyTree stops at the
 // first malformed bundle or fetch error, but reads the whole tree when tiles
 // differ, so that a tree mismatch is told from a tile mismatch.
+//
+// VerifyTree keeps no state between calls, so calls may run concurrently.
 func VerifyTree(ctx context.Context, f Fetcher, size uint64, root []byte, opts ...TreeOption) (*TreeReport, error) {
 	start := time.Now()
 	o := treeOptions{concurrency: defaultConcurrency}
@@ -212,9 +215,35 @@ func (v *treeVerifier) run(parent context.Context) (tileHash, error) {
 	bundles := bundleCount(v.size)
 	// window bounds how far workers may run ahead of the in-order consumer.
 	window := make(chan struct{}, 4*v.concurrency)
+	done := v.consume(ctx, v.startWorkers(ctx, bundles, window), window)
+	if done == bundles && !v.failed() {
+		// Every level above 0 ends in a partial tile, unless it is empty.
+		for l := 1; l < len(v.levels); l++ {
+			if a := v.levels[l]; a.n > 0 {
+				v.checkUpper(ctx, uint64(l), a.index, uint8(a.n), slices.Clone(a.hashes[:a.n]))
+			}
+		}
+	}
+	v.upper.Wait()
+
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	switch {
+	case v.fatal != nil:
+		return tileHash{}, v.fatal
+	case parent.Err() != nil:
+		return tileHash{}, parent.Err()
+	case done != bundles:
+		return tileHash{}, errors.New("internal error: bundles left unprocessed")
+	}
+	return v.root(), nil
+}
+
+// startWorkers checks the bundles in goroutines and returns their results,
+// in any order. The channel closes once every worker has stopped.
+func (v *treeVerifier) startWorkers(ctx context.Context, bundles uint64, window chan struct{}) <-chan bundleResult {
 	jobs := make(chan uint64)
 	results := make(chan bundleResult, v.concurrency)
-
 	go func() {
 		defer close(jobs)
 		for i := range bundles {
@@ -248,12 +277,18 @@ func (v *treeVerifier) run(parent context.Context) (tileHash, error) {
 		workers.Wait()
 		close(results)
 	}()
+	return results
+}
 
+// consume feeds the workers' results into the levels above in bundle order,
+// freeing a window slot for each, and returns how many it took. After the
+// first error it only drains results, so that the workers can exit.
+func (v *treeVerifier) consume(ctx context.Context, results <-chan bundleResult, window chan struct{}) uint64 {
 	pending := make(map[uint64]bundleResult)
 	next := uint64(0)
 	for r := range results {
 		if v.failed() {
-			continue // drain, so that the workers can exit
+			continue
 		}
 		pending[r.index] = r
 		for {
@@ -276,29 +311,7 @@ func (v *treeVerifier) run(parent context.Context) (tileHash, error) {
 			<-window
 		}
 	}
-	if next == bundles && !v.failed() {
-		// Every level above 0 ends in a partial tile, unless it is empty.
-		for l := 1; l < len(v.levels); l++ {
-			if a := v.levels[l]; a.n > 0 {
-				want := make([]tileHash, a.n)
-				copy(want, a.hashes[:a.n])
-				v.checkUpper(ctx, uint64(l), a.index, uint8(a.n), want)
-			}
-		}
-	}
-	v.upper.Wait()
-
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	switch {
-	case v.fatal != nil:
-		return tileHash{}, v.fatal
-	case parent.Err() != nil:
-		return tileHash{}, parent.Err()
-	case next != bundles:
-		return tileHash{}, errors.New("internal error: bundles left unprocessed")
-	}
-	return v.root(), nil
+	return next
 }
 
 // acc returns the accumulator of level l, creating it if need be.
@@ -319,9 +332,7 @@ func (v *treeVerifier) push(ctx context.Context, l int, h tileHash) {
 		if a.n < tileWidth {
 			return
 		}
-		want := make([]tileHash, tileWidth)
-		copy(want, a.hashes[:])
-		v.checkUpper(ctx, uint64(l), a.index, 0, want)
+		v.checkUpper(ctx, uint64(l), a.index, 0, slices.Clone(a.hashes[:]))
 		h = subtreeRoot(a.hashes[:])
 		a.n = 0
 		a.index++
@@ -431,7 +442,7 @@ func (v *treeVerifier) checkBundle(ctx context.Context, w *bundleWorker, i uint6
 		return bundleResult{index: i, err: err}
 	}
 	if p > 0 {
-		return bundleResult{index: i, leaves: append([]tileHash(nil), leaves...)}
+		return bundleResult{index: i, leaves: slices.Clone(leaves)}
 	}
 	return bundleResult{index: i, root: subtreeRoot(leaves)}
 }

@@ -262,6 +262,41 @@ func TestVerifyTreeLarge(t *testing.T) {
 	if err := runFsck(ctx, l, l.fetcher()); err != nil {
 		t.Errorf("fsck disagrees with VerifyTree: %v", err)
 	}
+
+	// Failures deep in the walk stop every worker and report the cause.
+	cp := l.last()
+	errBroken := errors.New("connection reset")
+	f := &faultyFetcher{FileFetcher: l.fetcher(), bundle: 100, err: errBroken}
+	_, err := tlog.VerifyTree(ctx, f, cp.size, cp.root)
+	var fe *tlog.FetchError
+	if !errors.As(err, &fe) || fe.Path != "tile/entries/100" || !errors.Is(err, errBroken) {
+		t.Errorf("VerifyTree with bundle 100 failing: got %v, want a FetchError for tile/entries/100", err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	f = &faultyFetcher{FileFetcher: l.fetcher(), bundle: 100, cancel: cancel}
+	if _, err := tlog.VerifyTree(cctx, f, cp.size, cp.root); !errors.Is(err, context.Canceled) {
+		t.Errorf("VerifyTree cancelled at bundle 100: got %v, want %v", err, context.Canceled)
+	}
+}
+
+// faultyFetcher fails or cancels when asked for one entry bundle.
+type faultyFetcher struct {
+	client.FileFetcher
+	bundle uint64
+	err    error
+	cancel context.CancelFunc
+}
+
+func (f *faultyFetcher) ReadEntryBundle(ctx context.Context, i uint64, p uint8) ([]byte, error) {
+	if i == f.bundle {
+		if f.cancel != nil {
+			f.cancel()
+			return nil, ctx.Err()
+		}
+		return nil, f.err
+	}
+	return f.FileFetcher.ReadEntryBundle(ctx, i, p)
 }
 
 func TestVerifyTreeHTTP(t *testing.T) {
@@ -292,9 +327,8 @@ func TestVerifyTreeTampered(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name     string
-		file     string // to change, relative to the log's root
-		change   func([]byte) []byte
-		delete   bool
+		file     string              // to change, relative to the log's root
+		change   func([]byte) []byte // nil deletes the file
 		badRoot  bool
 		wantErr  error
 		notErr   error
@@ -338,33 +372,16 @@ func TestVerifyTreeTampered(t *testing.T) {
 		name: "truncated tile", file: "tile/0/001", change: func(b []byte) []byte { return b[:len(b)-32] },
 		wantErr: tlog.ErrMalformed, wantMsg: []string{"tile/0/001"},
 	}, {
-		name: "missing bundle", file: "tile/entries/002", delete: true,
+		name: "missing bundle", file: "tile/entries/002",
 		wantErr: fs.ErrNotExist, wantMsg: []string{"tile/entries/002"},
 	}, {
-		name: "missing level-1 tile", file: "tile/1/000.p/3", delete: true,
+		name: "missing level-1 tile", file: "tile/1/000.p/3",
 		wantErr: fs.ErrNotExist, wantMsg: []string{"tile/1/000.p/3"},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
-			l := *src
-			l.dir = t.TempDir()
-			if err := os.CopyFS(l.dir, os.DirFS(src.dir)); err != nil {
-				t.Fatal(err)
-			}
+			l := src
 			if tc.file != "" {
-				p := filepath.Join(l.dir, filepath.FromSlash(tc.file))
-				if tc.delete {
-					if err := os.Remove(p); err != nil {
-						t.Fatal(err)
-					}
-				} else {
-					b, err := os.ReadFile(p)
-					if err != nil {
-						t.Fatal(err)
-					}
-					if err := os.WriteFile(p, tc.change(b), 0o644); err != nil {
-						t.Fatal(err)
-					}
-				}
+				l = tamperedCopy(t, src, tc.file, tc.change)
 			}
 			root := bytes.Clone(cp.root)
 			if tc.badRoot {
@@ -379,7 +396,7 @@ func TestVerifyTreeTampered(t *testing.T) {
 				t.Errorf("VerifyTree: got %v, which should not be %v", err, tc.notErr)
 			}
 			var fe *tlog.FetchError
-			if got, want := errors.As(err, &fe), tc.delete; got != want {
+			if got, want := errors.As(err, &fe), tc.file != "" && tc.change == nil; got != want {
 				t.Errorf("VerifyTree: got %v, FetchError %t, want %t", err, got, want)
 			} else if got && fe.Path != tc.file {
 				t.Errorf("FetchError path %q, want %q", fe.Path, tc.file)
@@ -389,13 +406,38 @@ func TestVerifyTreeTampered(t *testing.T) {
 					t.Errorf("VerifyTree: got %q, want it to mention %q", err, s)
 				}
 			}
-			err = runFsck(t.Context(), &l, l.fetcher())
+			err = runFsck(t.Context(), l, l.fetcher())
 			t.Logf("fsck: %.200v", err)
 			if (err == nil) != tc.fsckFine {
 				t.Errorf("fsck: got %v, want failure %t", err, !tc.fsckFine)
 			}
 		})
 	}
+}
+
+// tamperedCopy copies the log into a fresh directory and applies change to
+// file there; a nil change deletes the file.
+func tamperedCopy(t *testing.T, src *testLog, file string, change func([]byte) []byte) *testLog {
+	t.Helper()
+	l := *src
+	l.dir = t.TempDir()
+	if err := os.CopyFS(l.dir, os.DirFS(src.dir)); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(l.dir, filepath.FromSlash(file))
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if change == nil {
+		err = os.Remove(p)
+	} else {
+		err = os.WriteFile(p, change(b), 0o644)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &l
 }
 
 // dropLastEntry removes the last entry of a bundle.

@@ -21,7 +21,11 @@ func runLogServe(ctx context.Context, e *env, args []string) error {
 	origin := fs.String("origin", "", "checkpoint origin (required), e.g. example.com/mylog")
 	policyFile := fs.String("witness-policy", "", "C2SP tlog-policy file naming the witnesses (with URLs) whose quorum every checkpoint needs")
 	interval := fs.Duration("checkpoint-interval", 200*time.Millisecond, "how often to publish a checkpoint while the log grows")
+	debug := fs.String("debug-listen", "", "serve Go profiling endpoints on this address (loopback only; unauthenticated)")
 	if err := parseFlags(fs, args, 0); err != nil {
+		return err
+	}
+	if err := serveDebug(*debug, e.logger); err != nil {
 		return err
 	}
 	if *data == "" || *origin == "" {

@@ -15,7 +15,11 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	listen := fs.String("listen", "127.0.0.1:8080", "address to listen on")
 	name := fs.String("name", "vitrine.local", "deployment name: prefix of every log origin (keep it across restarts)")
 	publicURL := fs.String("public-url", "", "base URL that clients use (default http://<listen>)")
+	debug := fs.String("debug-listen", "", "serve Go profiling endpoints on this address (loopback only; unauthenticated)")
 	if err := parseFlags(fs, args, 0); err != nil {
+		return err
+	}
+	if err := serveDebug(*debug, e.logger); err != nil {
 		return err
 	}
 	p, err := platform.Start(ctx, platform.Config{Data: *data, Listen: *listen, Name: *name, PublicURL: *publicURL, Logger: e.logger})
