@@ -5,6 +5,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
+	"runtime/debug"
 	"time"
 )
 
@@ -26,4 +28,14 @@ func serveDebug(addr string, logger *slog.Logger) error {
 	go func() { _ = srv.Serve(ln) }()
 	logger.Info("profiling endpoints", "url", "http://"+ln.Addr().String()+"/debug/pprof/")
 	return nil
+}
+
+// tuneGC trades memory for CPU in the server commands: an append allocates
+// a few short-lived objects, and at the default GOGC=100 garbage collection
+// takes about a tenth of the CPU under load. A GOGC set in the environment
+// wins.
+func tuneGC() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
 }

@@ -28,6 +28,7 @@ func runLogServe(ctx context.Context, e *env, args []string) error {
 	if err := serveDebug(*debug, e.logger); err != nil {
 		return err
 	}
+	tuneGC()
 	if *data == "" || *origin == "" {
 		fs.Usage()
 		return errors.New("--data and --origin are required")

@@ -22,6 +22,7 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	if err := serveDebug(*debug, e.logger); err != nil {
 		return err
 	}
+	tuneGC()
 	p, err := platform.Start(ctx, platform.Config{Data: *data, Listen: *listen, Name: *name, PublicURL: *publicURL, Logger: e.logger})
 	if err != nil {
 		return err

@@ -23,9 +23,15 @@ func (r *reader) ReadCheckpoint(_ context.Context) ([]byte, error) {
 	return os.ReadFile(filepath.Join(r.root, layout.CheckpointPath))
 }
 
-// ReadTile returns a tile. A partial tile whose full version has replaced
-// it is cut from the full tile.
+// ReadTile returns a tile. A partial tile comes from memory while its tile
+// is the rightmost of its level, and is otherwise cut from the full tile or
+// read from a partial file written at a sync point.
 func (r *reader) ReadTile(_ context.Context, level, index uint64, p uint8) ([]byte, error) {
+	if p > 0 {
+		if b, ok := r.store.partialTile(level, index, p); ok {
+			return b, nil
+		}
+	}
 	b, err := os.ReadFile(filepath.Join(r.root, layout.TilePath(level, index, p)))
 	if err == nil || p == 0 || !isNotExist(err) {
 		return b, err
@@ -43,6 +49,11 @@ func (r *reader) ReadTile(_ context.Context, level, index uint64, p uint8) ([]by
 // ReadEntryBundle returns an entry bundle, cutting a partial one from the
 // full bundle if the partial file is gone.
 func (r *reader) ReadEntryBundle(_ context.Context, index uint64, p uint8) ([]byte, error) {
+	if p > 0 {
+		if b, ok := r.store.partialBundle(index, p); ok {
+			return b, nil
+		}
+	}
 	b, err := os.ReadFile(filepath.Join(r.root, layout.EntriesPath(index, p)))
 	if err == nil || p == 0 || !isNotExist(err) {
 		return b, err

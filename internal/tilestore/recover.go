@@ -1,6 +1,7 @@
 package tilestore
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -157,19 +158,19 @@ func (s *store) loadRightmost(ctx context.Context, size uint64) error {
 	for level := uint64(0); size>>(8*level) > 0; level++ {
 		n := size >> (8 * level) // nodes at this tile level
 		w := n % layout.TileWidth
+		index := n / layout.TileWidth
 		if w == 0 {
 			// The rightmost tile is full; the next hash starts a new tile.
-			s.tiles[level] = &tileBuf{index: n/layout.TileWidth - 1, hashes: make([]byte, layout.TileWidth*32)}
-			continue
+			index--
 		}
-		b, err := s.reader.ReadTile(ctx, level, n/layout.TileWidth, uint8(w))
+		b, err := s.reader.ReadTile(ctx, level, index, uint8(w))
 		if err != nil {
 			return err
 		}
-		if len(b) != int(w)*32 {
-			return fmt.Errorf("%w: tile %s has %d bytes", errCorrupt, layout.TilePath(level, n/layout.TileWidth, uint8(w)), len(b))
+		if want := int(cmp.Or(w, layout.TileWidth)) * 32; len(b) != want {
+			return fmt.Errorf("%w: tile %s has %d bytes, want %d", errCorrupt, layout.TilePath(level, index, uint8(w)), len(b), want)
 		}
-		s.tiles[level] = &tileBuf{index: n / layout.TileWidth, hashes: b}
+		s.tiles[level] = &tileBuf{index: index, hashes: b}
 	}
 	if w := size % layout.EntryBundleWidth; w > 0 {
 		b, err := s.reader.ReadEntryBundle(ctx, size/layout.EntryBundleWidth, uint8(w))

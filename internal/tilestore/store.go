@@ -146,8 +146,11 @@ type store struct {
 	rootHsh []byte // root at size, guarded by mu
 
 	// Owned by the sequencer goroutine (and open before it starts).
-	j       *journal
-	cr      *compact.Range
+	j  *journal
+	cr *compact.Range
+	// tmu guards tiles and bundle, which the reader serves partial
+	// resources from, and cr, whose size says which bundle is being filled.
+	tmu     sync.RWMutex
 	tiles   map[uint64]*tileBuf // level -> rightmost tile
 	bundle  []byte              // rightmost bundle's entries
 	bundleN int
@@ -181,7 +184,6 @@ func (r *result) get() (tessera.Index, error) {
 type tileBuf struct {
 	index  uint64
 	hashes []byte // 32 bytes per hash, at most 256 hashes
-	dirty  bool
 }
 
 type fileWrite struct {
@@ -304,11 +306,19 @@ func (s *store) fail(err error) {
 
 // integrate adds a durable batch to the bundles and tiles and advances the
 // tree. payload holds the batch's entries in bundle encoding.
+//
+// Only full tiles and bundles are written to files here. The rightmost,
+// partial tile of each level and the partial bundle stay in memory, where
+// the reader serves them from; they are written out at sync points, which
+// is all recovery needs. This keeps file creation, the costliest file
+// system operation here, off the per-batch path.
 func (s *store) integrate(payload []byte, leaves [][]byte) error {
 	entries, err := splitEntries(payload, len(leaves))
 	if err != nil {
 		return err
 	}
+	s.tmu.Lock()
+	defer s.tmu.Unlock()
 	s.writes = s.writes[:0]
 	start := s.cr.End()
 	for i, e := range entries {
@@ -321,17 +331,6 @@ func (s *store) integrate(payload []byte, leaves [][]byte) error {
 		}
 		if err := s.cr.Append(leaves[i], s.visit); err != nil {
 			return err
-		}
-	}
-	if s.bundleN > 0 {
-		end := start + uint64(len(entries))
-		s.writes = append(s.writes, fileWrite{layout.EntriesPath((end-1)/layout.EntryBundleWidth, uint8(s.bundleN)), slicesClone(s.bundle)})
-	}
-	for level, t := range s.tiles {
-		if t.dirty && len(t.hashes) > 0 {
-			w := len(t.hashes) / 32
-			s.writes = append(s.writes, fileWrite{layout.TilePath(level, t.index, uint8(w%layout.TileWidth)), slicesClone(t.hashes)})
-			t.dirty = false
 		}
 	}
 	for _, w := range s.writes {
@@ -347,6 +346,58 @@ func (s *store) integrate(payload []byte, leaves [][]byte) error {
 	s.size, s.rootHsh = s.cr.End(), root
 	s.mu.Unlock()
 	return nil
+}
+
+// writePartials writes the rightmost partial tile of every level and the
+// partial bundle, so that the files on disk describe the whole tree.
+func (s *store) writePartials() error {
+	s.tmu.RLock()
+	defer s.tmu.RUnlock()
+	size := s.cr.End()
+	if s.bundleN > 0 {
+		if err := s.writeFile(layout.EntriesPath(size/layout.EntryBundleWidth, uint8(s.bundleN)), s.bundle); err != nil {
+			return err
+		}
+	}
+	for level, t := range s.tiles {
+		if w := len(t.hashes) / 32; w > 0 && w < layout.TileWidth {
+			if err := s.writeFile(layout.TilePath(level, t.index, uint8(w)), t.hashes); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// partialTile returns the first p hashes of tile (level, index) if it is
+// the rightmost tile of its level and holds at least p hashes.
+func (s *store) partialTile(level, index uint64, p uint8) ([]byte, bool) {
+	s.tmu.RLock()
+	defer s.tmu.RUnlock()
+	t := s.tiles[level]
+	if t == nil || t.index != index || len(t.hashes) < int(p)*32 {
+		return nil, false
+	}
+	return slicesClone(t.hashes[:int(p)*32]), true
+}
+
+// partialBundle returns the first p entries of bundle index if it is the
+// bundle being filled and holds at least p entries.
+func (s *store) partialBundle(index uint64, p uint8) ([]byte, bool) {
+	s.tmu.RLock()
+	defer s.tmu.RUnlock()
+	if s.bundleN < int(p) || s.cr.End()/layout.EntryBundleWidth != index {
+		return nil, false
+	}
+	ents, err := splitEntries(s.bundle, -1)
+	if err != nil {
+		return nil, false
+	}
+	n := 0
+	for _, e := range ents[:p] {
+		n += len(e)
+	}
+	return slicesClone(s.bundle[:n]), true
 }
 
 // visit records a new tree node in its tile if it is on a tile level.
@@ -365,10 +416,8 @@ func (s *store) visit(id compact.NodeID, hash []byte) {
 		t.hashes = t.hashes[:0:0]
 	}
 	t.hashes = append(t.hashes, hash...)
-	t.dirty = true
 	if len(t.hashes) == layout.TileWidth*32 {
 		s.writes = append(s.writes, fileWrite{layout.TilePath(level, t.index, 0), slicesClone(t.hashes)})
-		t.dirty = false
 	}
 }
 
@@ -396,6 +445,9 @@ func (s *store) writeFile(rel string, data []byte) error {
 // size and drops the journal segments it covers.
 func (s *store) syncPoint() error {
 	size := s.cr.End()
+	if err := s.writePartials(); err != nil {
+		return err
+	}
 	if err := syncFS(s.root); err != nil {
 		return err
 	}
