@@ -9,7 +9,8 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
+
+	"github.com/vitrine-dev/vitrine/internal/atomicfile"
 )
 
 // State is what a monitor remembers of a log between runs: the last tree it
@@ -76,7 +77,7 @@ func LoadState(path string) (*State, error) {
 // durably: when it returns nil, a crash or power loss leaves either the old
 // state or s, never a mix or nothing. It writes a temporary file in the same
 // directory with mode 0600, syncs it, renames it over path and syncs the
-// directory. Concurrent calls for one path leave one of the states whole. It
+// directory, creating the directory if it is missing. Concurrent calls for one path leave one of the states whole. It
 // rejects a state that [LoadState] would reject.
 func SaveState(path string, s *State) error {
 	if s == nil {
@@ -90,45 +91,8 @@ func SaveState(path string, s *State) error {
 		return fmt.Errorf("saving monitor state to %s: %w", path, err)
 	}
 	b = append(b, '\n')
-	if err := writeFileAtomic(path, b); err != nil {
+	if err := atomicfile.Write(path, b, 0o600); err != nil {
 		return fmt.Errorf("saving monitor state to %s: %w", path, err)
 	}
 	return nil
-}
-
-// writeFileAtomic puts b at path through a synced temporary file and a
-// rename, then syncs the directory so that the rename itself is durable.
-func writeFileAtomic(path string, b []byte) (err error) {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err := tmp.Chmod(0o600); err != nil {
-		return err
-	}
-	if _, err := tmp.Write(b); err != nil {
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

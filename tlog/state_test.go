@@ -151,10 +151,14 @@ func TestSaveStateRejects(t *testing.T) {
 			}
 		})
 	}
-	t.Run("missing directory", func(t *testing.T) {
+	t.Run("missing directory is created", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "no", "state.json")
-		if err := tlog.SaveState(path, testState(1)); err == nil {
-			t.Error("SaveState into a missing directory: got nil error")
+		if err := tlog.SaveState(path, testState(1)); err != nil {
+			t.Fatalf("SaveState into a missing directory: %v", err)
+		}
+		got, err := tlog.LoadState(path)
+		if err != nil || got == nil || got.Size != testState(1).Size {
+			t.Errorf("LoadState after SaveState into a new directory = %+v, %v", got, err)
 		}
 	})
 }

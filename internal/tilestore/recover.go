@@ -13,6 +13,8 @@ import (
 	"syscall"
 
 	"github.com/transparency-dev/tessera/api/layout"
+
+	"github.com/vitrine-dev/vitrine/internal/atomicfile"
 )
 
 const markerFile = "synced"
@@ -24,27 +26,7 @@ type marker struct {
 
 func writeMarker(root string, size uint64) error {
 	b, _ := json.Marshal(marker{Size: size})
-	p := filepath.Join(root, stateDir, markerFile)
-	f, err := os.CreateTemp(filepath.Dir(p), ".synced*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), p); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(p))
+	return atomicfile.Write(filepath.Join(root, stateDir, markerFile), b, 0o644)
 }
 
 func readMarker(root string) (uint64, error) {
