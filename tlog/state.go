@@ -77,8 +77,9 @@ func LoadState(path string) (*State, error) {
 // durably: when it returns nil, a crash or power loss leaves either the old
 // state or s, never a mix or nothing. It writes a temporary file in the same
 // directory with mode 0600, syncs it, renames it over path and syncs the
-// directory, creating the directory if it is missing. Concurrent calls for one path leave one of the states whole. It
-// rejects a state that [LoadState] would reject.
+// directory, creating the directory if it is missing. Concurrent calls for
+// one path leave one of the states whole. It rejects a state that
+// [LoadState] would reject.
 func SaveState(path string, s *State) error {
 	if s == nil {
 		return fmt.Errorf("saving monitor state to %s: state is nil", path)

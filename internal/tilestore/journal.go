@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vitrine-dev/vitrine/internal/atomicfile"
 )
 
 // The journal is the log's write-ahead log: a batch is durable once its
@@ -199,11 +201,4 @@ func (j *journal) undo(cause error) error {
 
 func (j *journal) close() error { return j.f.Close() }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
+func syncDir(dir string) error { return atomicfile.SyncDir(dir) }

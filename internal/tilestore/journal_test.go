@@ -81,8 +81,8 @@ func TestDecodeRecords(t *testing.T) {
 		return b
 	}
 	badCount := encodeRecord(nil, 1, 3, bundleData("two", "three")) // count disagrees with the payload
-	badPayload := encodeRecord(nil, 1, 1, []byte{0, 9, 'x'})         // entry longer than the payload
-	lengthPastEnd := withByte(r1, 19, 0xff)                          // payload length beyond the buffer
+	badPayload := encodeRecord(nil, 1, 1, []byte{0, 9, 'x'})        // entry longer than the payload
+	lengthPastEnd := withByte(r1, 19, 0xff)                         // payload length beyond the buffer
 
 	for _, tc := range []struct {
 		name  string
