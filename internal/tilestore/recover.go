@@ -1,6 +1,7 @@
 package tilestore
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -9,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -46,7 +48,7 @@ func readMarker(root string) (uint64, error) {
 
 // open locks the log directory and rebuilds the tree: the durable state at
 // the sync marker, then every journal record after it.
-func (s *store) open(ctx context.Context) error {
+func (s *store) open(ctx context.Context) (err error) {
 	jdir := filepath.Join(s.root, stateDir, "journal")
 	if err := os.MkdirAll(jdir, 0o755); err != nil {
 		return fmt.Errorf("creating log directory: %w", err)
@@ -60,12 +62,23 @@ func (s *store) open(ctx context.Context) error {
 		return fmt.Errorf("log %s is in use by another process: %w", s.root, err)
 	}
 	s.lock = lock
+	defer func() {
+		if err != nil {
+			if s.j != nil {
+				s.j.close()
+				s.j = nil
+			}
+			s.lock.Close()
+			s.lock = nil
+		}
+	}()
 	s.reader.store = s
 
 	synced, err := readMarker(s.root)
 	if err != nil {
 		return err
 	}
+	s.synced = synced
 	if s.cr, err = s.fetchRange(ctx, synced); err != nil {
 		return fmt.Errorf("recovering log at synced size %d: %w", synced, err)
 	}
@@ -95,7 +108,7 @@ func (s *store) open(ctx context.Context) error {
 		}
 		recs, good := decodeRecords(b)
 		last := i == len(bases)-1
-		if good != len(b) && !last {
+		if good != len(b) && (!last || intactRecordIn(b[good+1:])) {
 			return fmt.Errorf("%w: segment %s damaged at offset %d", errCorrupt, segmentName(base), good)
 		}
 		for _, r := range recs {
@@ -119,6 +132,11 @@ func (s *store) open(ctx context.Context) error {
 		if last {
 			tailBase, tailSize = base, int64(good) // cut a torn final record
 		}
+	}
+	if pub, err := publishedSize(s.root); err != nil {
+		return err
+	} else if pub > s.cr.End() {
+		return fmt.Errorf("%w: journal ends at %d entries, but a checkpoint of %d was published", errCorrupt, s.cr.End(), pub)
 	}
 	if s.j, err = openSegment(jdir, tailBase, tailSize); err != nil {
 		return err
@@ -166,4 +184,40 @@ func (s *store) loadRightmost(ctx context.Context, size uint64) error {
 
 func isNotExist(err error) bool {
 	return errors.Is(err, fs.ErrNotExist) || (err != nil && strings.Contains(err.Error(), "no such file"))
+}
+
+// intactRecordIn reports whether an intact record starts anywhere in b:
+// damage followed by intact records is not a torn tail.
+func intactRecordIn(b []byte) bool {
+	for i := 0; ; i++ {
+		k := bytes.Index(b[i:], []byte(recordMagic))
+		if k < 0 {
+			return false
+		}
+		i += k
+		if recs, _ := decodeRecords(b[i:]); len(recs) > 0 {
+			return true
+		}
+	}
+}
+
+// publishedSize is the size of the published checkpoint, 0 if there is
+// none or it is torn (it is rewritten on opening).
+func publishedSize(root string) (uint64, error) {
+	b, err := os.ReadFile(filepath.Join(root, layout.CheckpointPath))
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	lines := strings.SplitN(string(b), "\n", 3)
+	if len(lines) < 3 {
+		return 0, nil
+	}
+	n, err := strconv.ParseUint(lines[1], 10, 64)
+	if err != nil {
+		return 0, nil
+	}
+	return n, nil
 }

@@ -152,7 +152,6 @@ func checkJournalClean(t *testing.T, root string) {
 // torn tail: those records were acknowledged (and maybe published), and
 // cutting them would let new entries take their indices.
 func TestRecoverDamageBeforeIntactRecords(t *testing.T) {
-	knownBug(t, "store.open treats any damage in the final segment as a torn tail (recover.go, open: good != len(b) && !last)")
 	entries := testEntries("a", 30)
 	seg := encodeBatch(0, entries[:10])
 	seg[len(seg)-1] ^= 1 // inside the first record's payload
@@ -357,7 +356,6 @@ func fullTilePartials(t *testing.T, dir string, size uint64) []string {
 // durable, all of them: also those of tiles that were rightmost at an
 // earlier sync point and filled up since, several tiles ago.
 func TestSyncPointRemovesPartials(t *testing.T) {
-	knownBug(t, "store.gcPartials removes only the last full tile's partials (store.go, gcPartials)")
 	for _, tc := range []struct {
 		name    string
 		segSize int64
@@ -469,7 +467,6 @@ func TestRecoverPartialsGone(t *testing.T) {
 // and a sync point would record that size and drop the journal that can
 // rebuild them.
 func TestBrokenStoreKeepsJournal(t *testing.T) {
-	knownBug(t, "the periodic sync point in store.sequence runs on a broken store (store.go, case <-tick.C)")
 	dir := t.TempDir()
 	want := testEntries("before", layout.EntryBundleWidth-1)
 	writeJournal(t, dir, want)
@@ -514,7 +511,6 @@ func TestBrokenStoreKeepsJournal(t *testing.T) {
 // storage that lost synced data, or a damaged record treated as a torn
 // tail.)
 func TestRecoverBelowPublishedCheckpoint(t *testing.T) {
-	knownBug(t, "store.open does not compare the recovered size with the published checkpoint (recover.go, open)")
 	entries := testEntries("a", 300)
 	live := mustOpenLog(t, Config{Path: t.TempDir()}, withBatching(32))
 	appendAll(t, live.add, entries, 1)

@@ -159,6 +159,7 @@ type store struct {
 
 	done      chan struct{}
 	cpNotify  chan struct{}
+	synced    uint64 // size at the last sync point
 	published uint64
 	pubAt     time.Time
 }
@@ -229,7 +230,10 @@ func (s *store) sequence(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			if s.j.size > 0 {
+			s.mu.Lock()
+			broken := s.broken
+			s.mu.Unlock()
+			if broken == nil && s.j.size > 0 {
 				if err := s.syncPoint(); err != nil {
 					s.fail(fmt.Errorf("%w: sync point: %v", errBroken, err))
 				}
@@ -474,19 +478,18 @@ func (s *store) syncPoint() error {
 			}
 		}
 	}
-	s.gcPartials(size)
+	s.gcPartials(s.synced, size)
+	s.synced = size
 	return syncDir(jdir)
 }
 
-// gcPartials removes partial tiles and bundles whose full version is
-// durable (below the synced size).
-func (s *store) gcPartials(synced uint64) {
-	for level := uint64(0); ; level++ {
-		full := synced >> (8 * (level + 1)) // full tiles at this level
-		if full == 0 {
-			break
-		}
-		for _, n := range []uint64{full - 1} {
+// gcPartials removes the partial tiles and bundles of every tile that
+// filled up between the sync points at sizes from and to: their full
+// versions are durable now.
+func (s *store) gcPartials(from, to uint64) {
+	for level := uint64(0); to>>(8*(level+1)) > 0; level++ {
+		shift := 8 * (level + 1)
+		for n := from >> shift; n < to>>shift; n++ {
 			_ = os.RemoveAll(filepath.Join(s.root, layout.TilePath(level, n, 0)+".p"))
 			if level == 0 {
 				_ = os.RemoveAll(filepath.Join(s.root, layout.EntriesPath(n, 0)+".p"))

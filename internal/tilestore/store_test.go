@@ -62,15 +62,6 @@ var testKey = sync.OnceValues(func() (note.Signer, note.Verifier) {
 	return s, v
 })
 
-// knownBug skips a test that pins down a bug not fixed yet. Set
-// TILESTORE_KNOWN_BUGS=1 to run it (and watch it fail).
-func knownBug(t *testing.T, what string) {
-	t.Helper()
-	if os.Getenv("TILESTORE_KNOWN_BUGS") == "" {
-		t.Skipf("known bug, not fixed yet: %s (TILESTORE_KNOWN_BUGS=1 runs it)", what)
-	}
-}
-
 // testLog is one store opened through Tessera's appender lifecycle.
 type testLog struct {
 	tb       testing.TB
@@ -437,7 +428,6 @@ func TestOpenInUse(t *testing.T) {
 // A failed open must release the directory, so that the log can be opened
 // again once the damage is repaired without restarting the process.
 func TestOpenErrorReleasesLock(t *testing.T) {
-	knownBug(t, "store.open keeps the lock file open when it fails after taking the lock (recover.go, open, after s.lock = lock)")
 	dir := t.TempDir()
 	entries := testEntries("a", 20)
 	seg0 := encodeBatch(0, entries[:10])
