@@ -2,6 +2,7 @@ package logserver
 
 import (
 	"errors"
+	"io"
 	"io/fs"
 	"net/http"
 	"os"
@@ -64,6 +65,9 @@ func (l *Log) serveTile(w http.ResponseWriter, r *http.Request) {
 		httpapi.Error(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	if res.Width == 0 && l.serveFullFile(w, r, res) {
+		return
+	}
 	var data []byte
 	if res.Entries {
 		data, err = l.reader.ReadEntryBundle(r.Context(), res.Index, res.Width)
@@ -80,12 +84,46 @@ func (l *Log) serveTile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
 	if res.Width == 0 {
 		w.Header().Set("Cache-Control", cacheImmutable)
 	} else {
 		w.Header().Set("Cache-Control", cachePartial)
 	}
 	_, _ = w.Write(data)
+}
+
+// fullFileReader is implemented by storage that keeps full tiles and
+// bundles as files.
+type fullFileReader interface {
+	FullResourceFile(entries bool, level, index uint64) (*os.File, error)
+}
+
+// serveFullFile sends a full tile or bundle straight from its file, which
+// lets the kernel copy it (sendfile). It reports false if the storage does
+// not keep files or the file is not there, leaving the answer to the caller.
+func (l *Log) serveFullFile(w http.ResponseWriter, r *http.Request, res TileResource) bool {
+	fr, ok := l.reader.(fullFileReader)
+	if !ok {
+		return false
+	}
+	f, err := fr.FullResourceFile(res.Entries, res.Level, res.Index)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Length", strconv.FormatInt(st.Size(), 10))
+	w.Header().Set("Cache-Control", cacheImmutable)
+	if r.Method == http.MethodHead {
+		return true
+	}
+	_, _ = io.Copy(w, f)
+	return true
 }
 
 func (l *Log) serveAdd(w http.ResponseWriter, r *http.Request) {

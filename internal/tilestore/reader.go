@@ -86,3 +86,14 @@ func emptyRoot() []byte {
 	h := sha256.Sum256(nil)
 	return h[:]
 }
+
+// FullResourceFile opens the file of a full tile or bundle, which never
+// changes once written, so that a server can send it straight from the file
+// (sendfile) instead of through a buffer.
+func (r *reader) FullResourceFile(entries bool, level, index uint64) (*os.File, error) {
+	p := layout.TilePath(level, index, 0)
+	if entries {
+		p = layout.EntriesPath(index, 0)
+	}
+	return os.Open(filepath.Join(r.root, p))
+}
