@@ -42,6 +42,19 @@ func Unauthorized(w http.ResponseWriter, msg string) {
 // ReadLimited reads at most limit bytes of r's body. It answers 413 and
 // returns ok=false when the body is larger.
 func ReadLimited(w http.ResponseWriter, r *http.Request, limit int64) (body []byte, ok bool) {
+	if n := r.ContentLength; n > limit {
+		Error(w, http.StatusRequestEntityTooLarge, "request body is larger than "+strconv.FormatInt(limit, 10)+" bytes")
+		return nil, false
+	} else if n >= 0 {
+		// The server holds the body to its declared length: read it in one
+		// allocation.
+		b := make([]byte, n)
+		if _, err := io.ReadFull(r.Body, b); err != nil {
+			Error(w, http.StatusBadRequest, "reading request body: "+err.Error())
+			return nil, false
+		}
+		return b, true
+	}
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		var mbe *http.MaxBytesError

@@ -31,14 +31,20 @@ func (l *Log) Handler(authorized func(*http.Request) bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /checkpoint", l.serveCheckpoint)
 	mux.HandleFunc("GET /tile/", l.serveTile)
-	mux.HandleFunc("POST /add", func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("POST /add", l.AddHandler(authorized))
+	return mux
+}
+
+// AddHandler serves POST /add alone. A server mounting many logs routes
+// appends, its hot path, straight to it.
+func (l *Log) AddHandler(authorized func(*http.Request) bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
 		if !authorized(r) {
 			httpapi.Unauthorized(w, "appending needs the log's bearer token (Authorization: Bearer <token>)")
 			return
 		}
 		l.serveAdd(w, r)
-	})
-	return mux
+	}
 }
 
 func (l *Log) serveCheckpoint(w http.ResponseWriter, r *http.Request) {

@@ -160,6 +160,7 @@ func (p *Platform) routes() http.Handler {
 	for name, l := range p.logs {
 		prefix := "/logs/" + name
 		mux.Handle(prefix+"/", http.StripPrefix(prefix, l.Handler(operator)))
+		mux.Handle("POST "+prefix+"/add", l.AddHandler(operator))
 	}
 	mux.Handle("/witness/", http.StripPrefix("/witness", p.witness.Handler()))
 	mux.HandleFunc("GET /{$}", p.serveIndex)
