@@ -66,6 +66,14 @@ type Store interface {
 	// after cursor, and the cursor to pass next time. Cursor 0 starts from
 	// the beginning.
 	ChangedAggregates(ctx context.Context, cursor int64, limit int) ([]Aggregate, int64, error)
+	// PutRemote records the aggregates another region reported, replacing
+	// what that region reported before for the same hashes.
+	PutRemote(ctx context.Context, region string, aggs []Aggregate) error
+	// Global returns, per hash, the merge of the local aggregate and every
+	// other region's: prevalences and detection counts add up (an endpoint
+	// belongs to one region only), first seen is the earliest, last seen
+	// the latest. Hashes nobody has seen are absent.
+	Global(ctx context.Context, sha256s []string) (map[string]Aggregate, error)
 	// CountRecords returns how many records the store holds.
 	CountRecords(ctx context.Context) (int64, error)
 	// Close releases the store.
