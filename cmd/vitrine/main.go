@@ -41,6 +41,8 @@ func init() {
 		"log prove":        {"write a C2SP tlog-proof for an entry", runLogProve},
 		"log verify-proof": {"check a C2SP tlog-proof offline", runLogVerifyProof},
 		"witness":          {"run a C2SP tlog-witness", runWitness},
+		"policy show":      {"print the active residency policy from the policy log", runPolicyShow},
+		"policy diff":      {"print what changed between two residency policy versions", runPolicyDiff},
 		"bench":            {"measure append throughput and latency against a log", runBench},
 	}
 }

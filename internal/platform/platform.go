@@ -23,6 +23,7 @@ import (
 	"github.com/vitrine-dev/vitrine/internal/keys"
 	"github.com/vitrine-dev/vitrine/internal/logserver"
 	"github.com/vitrine-dev/vitrine/internal/witness"
+	"github.com/vitrine-dev/vitrine/residency"
 	"github.com/vitrine-dev/vitrine/tlog"
 )
 
@@ -44,7 +45,11 @@ type Config struct {
 	PublicURL string
 	// CheckpointInterval is passed to every log (default 200ms).
 	CheckpointInterval time.Duration
-	Logger             *slog.Logger
+	// Residency is the residency policy to activate; nil means
+	// residency.Default(). Regions without a URL are served by this
+	// platform under /regions/<name>.
+	Residency *residency.Policy
+	Logger    *slog.Logger
 }
 
 // Platform is a running `vitrine up`.
@@ -58,6 +63,7 @@ type Platform struct {
 	witness       *witness.Witness
 	policy        string
 	logs          map[string]*logserver.Log
+	regions       *regions
 	serveErr      chan error
 }
 
@@ -140,6 +146,10 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 		p.logs[name] = l
 	}
 
+	if err := p.startRegions(ctx); err != nil {
+		return nil, fmt.Errorf("starting platform: %w", err)
+	}
+
 	p.server = &http.Server{
 		Handler:           p.routes(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -163,6 +173,12 @@ func (p *Platform) routes() http.Handler {
 		mux.Handle("POST "+prefix+"/add", l.AddHandler(operator))
 	}
 	mux.Handle("/witness/", http.StripPrefix("/witness", p.witness.Handler()))
+	mux.HandleFunc("POST /v1/endpoints", p.serveRegister)
+	mux.HandleFunc("POST /v1/telemetry", p.serveFrontDoor)
+	for name, r := range p.regions.byName {
+		prefix := "/regions/" + name
+		mux.Handle(prefix+"/", http.StripPrefix(prefix, r.Handler()))
+	}
 	mux.HandleFunc("GET /{$}", p.serveIndex)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		httpapi.Error(w, http.StatusNotFound, "no such route: "+r.Method+" "+r.URL.Path+"; see /.well-known/vitrine.json")
@@ -172,9 +188,12 @@ func (p *Platform) routes() http.Handler {
 
 // Discovery is the document served at /.well-known/vitrine.json.
 type Discovery struct {
+	Regions       []DiscoveryRegion  `json:"regions"`
 	Logs          []DiscoveryLog     `json:"logs"`
 	Witnesses     []DiscoveryWitness `json:"witnesses"`
 	WitnessPolicy string             `json:"witness_policy"`
+	// PolicyKey verifies the signed residency policies in the policy log.
+	PolicyKey string `json:"policy_key"`
 }
 
 // DiscoveryLog describes one log in the discovery document.
@@ -194,7 +213,11 @@ type DiscoveryWitness struct {
 
 // Discovery returns the platform's discovery document.
 func (p *Platform) Discovery() Discovery {
-	d := Discovery{WitnessPolicy: p.policy}
+	d := Discovery{WitnessPolicy: p.policy, PolicyKey: p.regions.policyVK}
+	pol := p.regions.policy.Load()
+	for _, r := range pol.Regions {
+		d.Regions = append(d.Regions, DiscoveryRegion{Name: r.Name, URL: p.regionURL(pol, r.Name), Countries: pol.Countries(r.Name)})
+	}
 	for _, name := range LogNames {
 		l := p.logs[name]
 		d.Logs = append(d.Logs, DiscoveryLog{Name: name, Origin: l.Origin(), VKey: l.VKey(), URL: p.baseURL + "/logs/" + name + "/"})
@@ -244,6 +267,7 @@ func (p *Platform) Close(ctx context.Context) error {
 
 func (p *Platform) closeParts(ctx context.Context) error {
 	var errs []error
+	errs = append(errs, p.regions.close())
 	for _, name := range LogNames {
 		if l := p.logs[name]; l != nil {
 			errs = append(errs, l.Close(ctx))

@@ -1,0 +1,278 @@
+package platform
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/transparency-dev/tessera/client"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/vitrine-dev/vitrine/internal/endpoint"
+	"github.com/vitrine-dev/vitrine/internal/httpapi"
+	"github.com/vitrine-dev/vitrine/internal/keys"
+	"github.com/vitrine-dev/vitrine/internal/logserver"
+	"github.com/vitrine-dev/vitrine/internal/region"
+	"github.com/vitrine-dev/vitrine/internal/store"
+	_ "github.com/vitrine-dev/vitrine/internal/store/sqlite" // the embedded default store
+	"github.com/vitrine-dev/vitrine/residency"
+)
+
+// DiscoveryRegion describes one region in the discovery document.
+type DiscoveryRegion struct {
+	Name      string   `json:"name"`
+	URL       string   `json:"url"`
+	Countries []string `json:"countries"`
+}
+
+// regions is the residency half of the platform: the active policy, the
+// endpoint issuer and the regional services.
+type regions struct {
+	policy    atomic.Pointer[residency.Policy]
+	policyKey note.Signer
+	policyVK  string
+	issuer    *endpoint.Issuer
+	byName    map[string]*region.Region
+	stores    []store.Store
+	cancel    context.CancelFunc
+	done      chan struct{}
+}
+
+// startRegions activates the residency policy through the policy log and
+// starts every region of it.
+func (p *Platform) startRegions(ctx context.Context) error {
+	rs := &regions{byName: map[string]*region.Region{}, done: make(chan struct{})}
+	p.regions = rs
+	var err error
+	rs.policyKey, rs.policyVK, err = keys.LoadOrCreateSigner(filepath.Join(p.cfg.Data, "policy.key"), filepath.Join(p.cfg.Data, "policy.vkey"), p.cfg.Name+"/policy")
+	if err != nil {
+		return err
+	}
+	want := residency.Default()
+	if p.cfg.Residency != nil {
+		want = p.cfg.Residency
+	}
+	// A region without a URL in the policy is served by this platform at
+	// <base>/regions/<name>; the logged policy leaves the URL out so that
+	// it does not change with the listen address.
+	pv, err := note.NewVerifier(rs.policyVK)
+	if err != nil {
+		return err
+	}
+	active, err := activatePolicy(ctx, p.logs["policy"], want, rs.policyKey, pv)
+	if err != nil {
+		return err
+	}
+	rs.policy.Store(active)
+
+	rs.issuer, err = endpoint.LoadOrCreateIssuer(filepath.Join(p.cfg.Data, "endpoint.key"), filepath.Join(p.cfg.Data, "endpoint.vkey"), p.cfg.Name+"/endpoints")
+	if err != nil {
+		return err
+	}
+	peerToken, err := keys.LoadOrCreateToken(filepath.Join(p.cfg.Data, "peer.token"))
+	if err != nil {
+		return err
+	}
+	// One pseudonymisation key for the deployment (the supervisor's in
+	// production), so that an endpoint has the same pseudonym in every
+	// region, including after a relocation.
+	pkey, err := keys.LoadOrCreateToken(filepath.Join(p.cfg.Data, "pseudonym.key"))
+	if err != nil {
+		return err
+	}
+	for _, reg := range active.Regions {
+		dir := filepath.Join(p.cfg.Data, "regions", reg.Name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		st, err := store.Open(ctx, "sqlite:"+filepath.Join(dir, "telemetry.db"))
+		if err != nil {
+			return fmt.Errorf("opening store of region %s: %w", reg.Name, err)
+		}
+		rs.stores = append(rs.stores, st)
+		peers := map[string]string{}
+		for _, other := range active.Regions {
+			if other.Name != reg.Name {
+				peers[other.Name] = p.regionURL(active, other.Name)
+			}
+		}
+		rs.byName[reg.Name] = region.New(region.Config{
+			Name:         reg.Name,
+			Store:        st,
+			Tokens:       rs.issuer.Verifier(),
+			PseudonymKey: []byte(pkey),
+			Policy:       rs.policy.Load,
+			PeerToken:    peerToken,
+			Peers:        peers,
+			Logger:       p.logger,
+		})
+	}
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	rs.cancel = cancel
+	go func() {
+		defer close(rs.done)
+		for _, r := range rs.byName {
+			go r.Run(rctx)
+		}
+		<-rctx.Done()
+	}()
+	return nil
+}
+
+func (rs *regions) close() error {
+	if rs == nil {
+		return nil
+	}
+	if rs.cancel != nil {
+		rs.cancel()
+		<-rs.done
+	}
+	var errs []error
+	for _, s := range rs.stores {
+		errs = append(errs, s.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// activatePolicy returns the policy routing must follow: want, once it is
+// the latest version in the policy log. A new version is signed, appended
+// and awaited in a witnessed checkpoint before it takes effect; a changed
+// policy that keeps an old version number is refused.
+func activatePolicy(ctx context.Context, log *logserver.Log, want *residency.Policy, signer note.Signer, verifier note.Verifier) (*residency.Policy, error) {
+	latest, err := latestPolicy(ctx, log, verifier)
+	if err != nil {
+		return nil, fmt.Errorf("reading the policy log: %w", err)
+	}
+	switch {
+	case latest != nil && latest.Version == want.Version:
+		if !bytes.Equal(latest.Marshal(), want.Marshal()) {
+			return nil, fmt.Errorf("residency policy version %d in the configuration differs from the version %d in the policy log: give the new policy a new version", want.Version, latest.Version)
+		}
+		return latest, nil
+	case latest != nil && latest.Version > want.Version:
+		return nil, fmt.Errorf("the policy log already holds version %d; the configuration's version %d is older", latest.Version, want.Version)
+	}
+	entry, err := residency.Sign(want, signer)
+	if err != nil {
+		return nil, err
+	}
+	idx, err := log.Append(ctx, entry)
+	if err != nil {
+		return nil, fmt.Errorf("appending residency policy version %d: %w", want.Version, err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if _, err := log.AwaitWitnessed(wctx, idx); err != nil {
+		return nil, fmt.Errorf("residency policy version %d is not in a witnessed checkpoint: %w", want.Version, err)
+	}
+	return want, nil
+}
+
+// latestPolicy reads every entry of the policy log that a witnessed
+// checkpoint covers and returns the policy with the highest version, or nil
+// if there is none.
+func latestPolicy(ctx context.Context, log *logserver.Log, v note.Verifier) (*residency.Policy, error) {
+	cp, err := log.Checkpoint(ctx)
+	if err != nil {
+		return nil, err
+	}
+	size := cp.Size
+	if size == 0 {
+		return nil, nil
+	}
+	var latest *residency.Policy
+	for bi := uint64(0); bi*256 < size; bi++ {
+		b, err := client.GetEntryBundle(ctx, log.Reader().ReadEntryBundle, bi, size)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range b.Entries {
+			if !residency.IsPolicyEntry(e) {
+				continue // the policy log may hold other documents
+			}
+			pol, err := residency.Open(e, v)
+			if err != nil {
+				return nil, fmt.Errorf("policy log entry does not verify: %w", err)
+			}
+			if latest == nil || pol.Version > latest.Version {
+				latest = pol
+			}
+		}
+	}
+	return latest, nil
+}
+
+func (p *Platform) serveRegister(w http.ResponseWriter, r *http.Request) {
+	if !keys.BearerEqual(r, p.operatorToken) {
+		httpapi.Unauthorized(w, "registering endpoints needs the operator token")
+		return
+	}
+	body, ok := httpapi.ReadLimited(w, r, 4096)
+	if !ok {
+		return
+	}
+	var req struct {
+		Country string `json:"country"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil || dec.More() {
+		httpapi.Error(w, http.StatusBadRequest, `bad request: want {"country":"<ISO 3166-1 alpha-2>"}`)
+		return
+	}
+	pol := p.regions.policy.Load()
+	home, err := pol.RegionFor(req.Country)
+	if err != nil {
+		httpapi.Error(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	id, token, err := p.regions.issuer.Register(req.Country, home)
+	if err != nil {
+		httpapi.Error(w, http.StatusInternalServerError, "registering endpoint failed")
+		return
+	}
+	httpapi.JSON(w, struct {
+		ID        string `json:"id"`
+		Token     string `json:"token"`
+		Region    string `json:"region"`
+		IngestURL string `json:"ingest_url"`
+	}{id.ID, token, home, p.regionURL(pol, home) + "/v1/telemetry"})
+}
+
+// serveFrontDoor redirects an endpoint to its home region's ingest URL. It
+// never reads, stores or logs the body.
+func (p *Platform) serveFrontDoor(w http.ResponseWriter, r *http.Request) {
+	tok := strings.TrimSpace(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "))
+	id, err := p.regions.issuer.Verifier().Verify(tok)
+	if err != nil {
+		httpapi.Unauthorized(w, "the front door needs a valid endpoint token")
+		return
+	}
+	pol := p.regions.policy.Load()
+	home, err := pol.RegionFor(id.Country)
+	if err != nil {
+		httpapi.Error(w, http.StatusForbidden, err.Error())
+		return
+	}
+	http.Redirect(w, r, p.regionURL(pol, home)+"/v1/telemetry", http.StatusTemporaryRedirect)
+}
+
+// regionURL returns the base URL of a region: the policy's, or this
+// platform's /regions/<name> for a region the policy gives no URL.
+func (p *Platform) regionURL(pol *residency.Policy, name string) string {
+	if r := pol.Region(name); r != nil && r.URL != "" {
+		return r.URL
+	}
+	return p.baseURL + "/regions/" + name
+}
+
+// Region returns the named region, or nil.
+func (p *Platform) Region(name string) *region.Region { return p.regions.byName[name] }

@@ -1,0 +1,97 @@
+package region
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/vitrine-dev/vitrine/internal/endpoint"
+	"github.com/vitrine-dev/vitrine/internal/httpapi"
+	"github.com/vitrine-dev/vitrine/internal/store"
+	"github.com/vitrine-dev/vitrine/telemetry"
+)
+
+// IngestAnswer is the answer to an accepted batch.
+type IngestAnswer struct {
+	BatchID string `json:"batch_id"`
+	Records int    `json:"records"`
+	// Duplicate is true when the batch had been stored before; nothing
+	// was stored again.
+	Duplicate bool `json:"duplicate"`
+}
+
+// authEndpoint checks the request's endpoint token and that this region is
+// the endpoint's home under the active policy. It answers the request and
+// returns false when either fails.
+func (r *Region) authEndpoint(w http.ResponseWriter, req *http.Request) (endpoint.Identity, bool) {
+	tok, ok := bearer(req)
+	if !ok {
+		httpapi.Unauthorized(w, "this route needs an endpoint token (Authorization: Bearer <token>)")
+		return endpoint.Identity{}, false
+	}
+	id, err := r.cfg.Tokens.Verify(tok)
+	if err != nil {
+		httpapi.Unauthorized(w, "the endpoint token is not valid")
+		return endpoint.Identity{}, false
+	}
+	home, err := r.cfg.Policy().RegionFor(id.Country)
+	if err != nil {
+		httpapi.Error(w, http.StatusForbidden, "the endpoint's country is not served: "+err.Error())
+		return endpoint.Identity{}, false
+	}
+	if id.Region != r.cfg.Name || home != r.cfg.Name {
+		if home == r.cfg.Name {
+			home = id.Region
+		}
+		httpapi.Error(w, http.StatusMisdirectedRequest, fmt.Sprintf("region %s does not serve endpoints of %s; their home region is %s", r.cfg.Name, id.Country, home))
+		return endpoint.Identity{}, false
+	}
+	return id, true
+}
+
+func bearer(req *http.Request) (string, bool) {
+	h := req.Header.Get("Authorization")
+	const p = "Bearer "
+	if len(h) <= len(p) || !strings.EqualFold(h[:len(p)], p) {
+		return "", false
+	}
+	return strings.TrimSpace(h[len(p):]), true
+}
+
+func (r *Region) serveIngest(w http.ResponseWriter, req *http.Request) {
+	id, ok := r.authEndpoint(w, req)
+	if !ok {
+		return
+	}
+	body, ok := httpapi.ReadLimited(w, req, telemetry.MaxBatchBytes)
+	if !ok {
+		return
+	}
+	batch, err := telemetry.ParseBatch(body)
+	if err != nil {
+		httpapi.Error(w, http.StatusBadRequest, "bad batch: "+err.Error())
+		return
+	}
+	stored, err := r.cfg.Store.PutBatch(req.Context(), &store.Batch{
+		EndpointID: id.ID,
+		Pseudonym:  endpoint.Pseudonym(r.cfg.PseudonymKey, id.ID),
+		Country:    id.Country,
+		BatchID:    batch.BatchID,
+		Received:   r.cfg.Now().UTC(),
+		Records:    batch.Records,
+	})
+	if err != nil {
+		if errors.Is(err, req.Context().Err()) {
+			return
+		}
+		r.logger.ErrorContext(req.Context(), "storing batch", "err", err)
+		httpapi.Unavailable(w, time.Second, "the region could not store the batch; nothing was stored, retry it")
+		return
+	}
+	r.ingests.Add(1)
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(IngestAnswer{BatchID: batch.BatchID, Records: len(batch.Records), Duplicate: !stored})
+}

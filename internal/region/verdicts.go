@@ -1,0 +1,108 @@
+package region
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/vitrine-dev/vitrine/internal/httpapi"
+	"github.com/vitrine-dev/vitrine/internal/store"
+	"github.com/vitrine-dev/vitrine/reputation"
+)
+
+// MaxVerdictBatch is the most hashes one batched lookup may ask for.
+const MaxVerdictBatch = 1000
+
+// VerdictsRequest is the body of POST /v1/verdicts.
+type VerdictsRequest struct {
+	SHA256 []string `json:"sha256"`
+}
+
+// VerdictsAnswer is its answer, in the order asked.
+type VerdictsAnswer struct {
+	Verdicts []reputation.Answer `json:"verdicts"`
+}
+
+func validHash(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+func (r *Region) serveVerdict(w http.ResponseWriter, req *http.Request) {
+	if _, ok := r.authEndpoint(w, req); !ok {
+		return
+	}
+	h := req.PathValue("sha256")
+	if !validHash(h) {
+		httpapi.Error(w, http.StatusBadRequest, "the hash must be 64 lowercase hex digits (SHA-256)")
+		return
+	}
+	answers, err := r.verdicts(req, []string{h})
+	if err != nil {
+		r.logger.ErrorContext(req.Context(), "deciding verdict", "err", err)
+		httpapi.Unavailable(w, time.Second, "verdicts are unavailable; retry shortly")
+		return
+	}
+	httpapi.JSON(w, answers[0])
+}
+
+func (r *Region) serveVerdicts(w http.ResponseWriter, req *http.Request) {
+	if _, ok := r.authEndpoint(w, req); !ok {
+		return
+	}
+	body, ok := httpapi.ReadLimited(w, req, 128<<10)
+	if !ok {
+		return
+	}
+	var q VerdictsRequest
+	if err := strictJSON(body, &q); err != nil {
+		httpapi.Error(w, http.StatusBadRequest, "bad request: "+err.Error()+`; want {"sha256":["<hex>",…]}`)
+		return
+	}
+	if len(q.SHA256) == 0 || len(q.SHA256) > MaxVerdictBatch {
+		httpapi.Error(w, http.StatusBadRequest, fmt.Sprintf("ask for 1 to %d hashes, not %d", MaxVerdictBatch, len(q.SHA256)))
+		return
+	}
+	for i, h := range q.SHA256 {
+		if !validHash(h) {
+			httpapi.Error(w, http.StatusBadRequest, fmt.Sprintf("sha256[%d]: must be 64 lowercase hex digits", i))
+			return
+		}
+	}
+	answers, err := r.verdicts(req, q.SHA256)
+	if err != nil {
+		r.logger.ErrorContext(req.Context(), "deciding verdicts", "err", err)
+		httpapi.Unavailable(w, time.Second, "verdicts are unavailable; retry shortly")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(VerdictsAnswer{Verdicts: answers})
+}
+
+// verdicts decides the verdicts of hashes from the global view.
+func (r *Region) verdicts(req *http.Request, hashes []string) ([]reputation.Answer, error) {
+	global, err := r.cfg.Store.Global(req.Context(), hashes)
+	if err != nil {
+		return nil, err
+	}
+	now := r.cfg.Now()
+	out := make([]reputation.Answer, len(hashes))
+	for i, h := range hashes {
+		a, known := global[h]
+		out[i] = reputation.NewAnswer(toReputation(h, a), known, now)
+	}
+	return out, nil
+}
+
+func toReputation(h string, a store.Aggregate) reputation.Aggregate {
+	return reputation.Aggregate{SHA256: h, Prevalence: a.Prevalence, Detections: a.Detections, FirstSeen: a.FirstSeen, LastSeen: a.LastSeen}
+}

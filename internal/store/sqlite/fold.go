@@ -1,0 +1,286 @@
+package sqlite
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/vitrine-dev/vitrine/internal/store"
+	"github.com/vitrine-dev/vitrine/telemetry"
+)
+
+// Folding.
+//
+// Updating the aggregates of a batch's hashes in the batch's own transaction
+// dirties a random page of each aggregate b-tree per distinct hash: about a
+// thousand 4 KiB pages for a batch of 500 records with 300 distinct hashes,
+// against some twenty for the records themselves, and SQLite writes every
+// dirty page to the WAL at each commit. So PutBatch writes only the records,
+// and keeps what they add to the aggregates in memory (pending), with the
+// change sequence numbers they get; reads merge pending into what the
+// database holds. Folding writes pending to the aggregate tables in one
+// transaction, in key order, where the updates of thousands of batches share
+// pages. It runs in the background once enough records are pending or some
+// time has passed, and on Close.
+//
+// Nothing is lost in a crash: the records are durable, and Open folds the
+// records after fold_state.record_id again. It numbers their changes after
+// every number that can have been given out before the crash, which is at
+// most one per record.
+const (
+	foldRecords       = 200_000 // pending records that start a fold
+	foldInterval      = 2 * time.Second
+	maxPendingRecords = 1_000_000 // PutBatch folds itself beyond this
+)
+
+// foldPolicy says when to fold; tests fold more often.
+type foldPolicy struct {
+	records    int           // pending records that start a fold
+	interval   time.Duration // age of the oldest pending batch that starts one
+	maxPending int           // pending records beyond which PutBatch folds itself
+}
+
+var defaultFoldPolicy = foldPolicy{foldRecords, foldInterval, maxPendingRecords}
+
+// pending is what stored batches add to the aggregates that is not yet
+// folded into the database.
+type pending struct {
+	records int   // records in the pending batches
+	lastID  int64 // id of the last record pending
+	hashes  map[string]*delta
+	sighted map[sighting]bool
+	since   time.Time // when the first pending batch was added
+}
+
+type sighting struct{ pseudonym, sha256 string }
+
+// delta is what pending batches add to one hash's aggregate.
+type delta struct {
+	seq         int64 // the change sequence number of the last change
+	prevalence  int64
+	first, last int64 // unix microseconds
+	detections  map[string]int64
+}
+
+func newPending() pending {
+	return pending{hashes: make(map[string]*delta), sighted: make(map[sighting]bool)}
+}
+
+// add adds a batch of pseudonym, of records records up to id lastID, with
+// the given summary; sighted are the hashes the pseudonym had sighted
+// before, which do not add to prevalence. The changed aggregates get change
+// sequence numbers from *seq on, and *seq moves past them.
+func (p *pending) add(pseudonym string, records int, hashes []hashSummary, dets []detectionCount, sighted map[string]bool, lastID int64, seq *int64) {
+	if len(p.hashes) == 0 {
+		p.since = time.Now()
+	}
+	for _, h := range hashes {
+		d := p.hashes[h.sha256]
+		if d == nil {
+			d = &delta{first: h.first, last: h.last}
+			p.hashes[h.sha256] = d
+		}
+		d.first, d.last = min(d.first, h.first), max(d.last, h.last)
+		d.seq = *seq
+		*seq++
+		if !sighted[h.sha256] {
+			d.prevalence++
+			p.sighted[sighting{pseudonym, h.sha256}] = true
+		}
+	}
+	for _, dc := range dets {
+		d := p.hashes[dc.sha256]
+		if d.detections == nil {
+			d.detections = make(map[string]int64)
+		}
+		d.detections[dc.name] += dc.count
+	}
+	p.lastID = max(p.lastID, lastID)
+	p.records += records
+}
+
+// mergeInto adds what is pending for hash sha to its aggregate in aggs,
+// adding the aggregate if aggs has none.
+func (p *pending) mergeInto(aggs map[string]store.Aggregate, sha string) {
+	d := p.hashes[sha]
+	if d == nil {
+		return
+	}
+	a, ok := aggs[sha]
+	if !ok {
+		a = store.Aggregate{SHA256: sha, FirstSeen: fromMicro(d.first), LastSeen: fromMicro(d.last)}
+	}
+	a.FirstSeen = minTime(a.FirstSeen, fromMicro(d.first))
+	a.LastSeen = maxTime(a.LastSeen, fromMicro(d.last))
+	a.Prevalence += d.prevalence
+	if len(d.detections) > 0 && a.Detections == nil {
+		a.Detections = make(map[string]int64, len(d.detections))
+	}
+	for name, n := range d.detections {
+		a.Detections[name] += n
+	}
+	aggs[sha] = a
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// foldLocked writes pending to the aggregate tables in one transaction. The
+// caller holds the writer.
+func (s *Store) foldLocked(ctx context.Context) error {
+	p := &s.pend
+	if len(p.hashes) == 0 {
+		return nil
+	}
+	shas := make([]string, 0, len(p.hashes))
+	for h := range p.hashes {
+		shas = append(shas, h)
+	}
+	slices.Sort(shas)
+	sights := make([]sighting, 0, len(p.sighted))
+	for sg := range p.sighted {
+		sights = append(sights, sg)
+	}
+	slices.SortFunc(sights, func(a, b sighting) int {
+		if c := strings.Compare(a.pseudonym, b.pseudonym); c != 0 {
+			return c
+		}
+		return strings.Compare(a.sha256, b.sha256)
+	})
+	type det struct {
+		sha256, name string
+		n            int64
+	}
+	var dets []det
+	for _, h := range shas {
+		names := make([]string, 0, len(p.hashes[h].detections))
+		for name := range p.hashes[h].detections {
+			names = append(names, name)
+		}
+		slices.Sort(names)
+		for _, name := range names {
+			dets = append(dets, det{h, name, p.hashes[h].detections[name]})
+		}
+	}
+
+	err := s.inTx(ctx, func() error {
+		aggs := chunkRows(upsertAggregates, len(shas), nil, func(args []any, i int) []any {
+			d := p.hashes[shas[i]]
+			return append(args, shas[i], d.prevalence, d.first, d.last, d.seq)
+		})
+		sightings := chunkRows(insertSightings, len(sights), nil, func(args []any, i int) []any {
+			return append(args, sights[i].pseudonym, sights[i].sha256)
+		})
+		detections := chunkRows(upsertDetections, len(dets), nil, func(args []any, i int) []any {
+			return append(args, dets[i].sha256, dets[i].name, dets[i].n)
+		})
+		for _, cs := range [][]chunk{aggs, sightings, detections} {
+			if err := s.execChunks(ctx, cs); err != nil {
+				return err
+			}
+		}
+		_, err := s.w.ExecContext(ctx, `UPDATE fold_state SET record_id = ?, seq = ?`, p.lastID, s.nextSeq-1)
+		return err
+	}, &s.pendMu, func() { s.pend = newPending() })
+	if err != nil {
+		return fmt.Errorf("folding aggregates: %w", err)
+	}
+	return nil
+}
+
+// kickFolder asks the folder to fold soon.
+func (s *Store) kickFolder() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// folder folds in the background until stop is closed.
+func (s *Store) folder(stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	tick := time.NewTicker(max(s.policy.interval/4, time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-s.kick:
+		case <-tick.C:
+		}
+		s.mu.Lock()
+		if !s.closed.Load() && len(s.pend.hashes) > 0 &&
+			(s.pend.records >= s.policy.records || time.Since(s.pend.since) >= s.policy.interval) {
+			// An error leaves pending as it was, to be folded next time;
+			// PutBatch fails once too much is pending.
+			_ = s.foldLocked(context.Background())
+		}
+		s.mu.Unlock()
+	}
+}
+
+// recoverPending rebuilds pending from the records stored after the last
+// fold, batch by batch, as PutBatch built it; Open then folds it. The
+// caller holds the writer.
+func (s *Store) recoverPending(ctx context.Context) error {
+	var from, seq, after int64
+	if err := s.w.QueryRowContext(ctx, `SELECT record_id, seq FROM fold_state`).Scan(&from, &seq); err != nil {
+		return err
+	}
+	if err := s.w.QueryRowContext(ctx, `SELECT count(*) FROM records WHERE id > ?`, from).Scan(&after); err != nil {
+		return err
+	}
+	s.nextSeq = seq + 1 + after
+	rows, err := s.w.QueryContext(ctx, `SELECT r.id, r.batch_pk, b.pseudonym, r.time, r.sha256, r.detection
+		FROM records r JOIN batches b ON b.pk = r.batch_pk WHERE r.id > ? ORDER BY r.id`, from)
+	if err != nil {
+		return err
+	}
+	type batch struct {
+		pk        int64
+		pseudonym string
+		lastID    int64
+		recs      []telemetry.Record
+	}
+	var batches []*batch
+	for rows.Next() {
+		var id, pk, t int64
+		var pseudonym, sha, det string
+		if err := rows.Scan(&id, &pk, &pseudonym, &t, &sha, &det); err != nil {
+			rows.Close()
+			return err
+		}
+		if len(batches) == 0 || batches[len(batches)-1].pk != pk {
+			batches = append(batches, &batch{pk: pk, pseudonym: pseudonym})
+		}
+		b := batches[len(batches)-1]
+		b.lastID = id
+		b.recs = append(b.recs, telemetry.Record{Time: fromMicro(t), SHA256: sha, Detection: det})
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, b := range batches {
+		hashes, dets := summarize(b.recs)
+		sighted, err := s.sighted(ctx, b.pseudonym, hashes)
+		if err != nil {
+			return err
+		}
+		s.pend.add(b.pseudonym, len(b.recs), hashes, dets, sighted, b.lastID, &s.nextSeq)
+	}
+	return nil
+}

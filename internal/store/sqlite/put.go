@@ -1,0 +1,291 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/vitrine-dev/vitrine/internal/store"
+	"github.com/vitrine-dev/vitrine/telemetry"
+)
+
+// PutBatch stores b in one transaction and returns after it is synced to
+// disk; its contribution to the aggregates is visible to every read that
+// starts after PutBatch returns. A batch already stored for the same
+// (EndpointID, BatchID) is left as it is and PutBatch returns stored=false.
+// On any error nothing of b is written.
+//
+// Records are taken as the telemetry parser validated them; PutBatch checks
+// only that b has an endpoint id, a batch id, a pseudonym, and a hash in
+// every record.
+func (s *Store) PutBatch(ctx context.Context, b *store.Batch) (stored bool, err error) {
+	if err := checkBatch(b); err != nil {
+		return false, fmt.Errorf("storing batch: %w", err)
+	}
+	// Everything that depends only on b is built before taking the writer,
+	// so that concurrent callers overlap it.
+	w := newBatchWrite(b)
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed.Load() {
+		return false, fmt.Errorf("storing batch: %w", store.ErrClosed)
+	}
+	if s.pend.records >= s.policy.maxPending {
+		// Folding in the background has fallen behind or keeps failing:
+		// fold now, and fail closed if that fails.
+		if err := s.foldLocked(ctx); err != nil {
+			return false, fmt.Errorf("storing batch: %w", err)
+		}
+	}
+	var lastID int64
+	var sighted map[string]bool
+	err = s.inTx(ctx, func() (err error) {
+		lastID, sighted, err = s.putBatch(ctx, w)
+		return err
+	}, nil, nil)
+	switch {
+	case errors.Is(err, errDuplicate):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("storing batch: %w", err)
+	}
+	s.pendMu.Lock()
+	s.pend.add(b.Pseudonym, w.n, w.hashes, w.detections, sighted, lastID, &s.nextSeq)
+	s.pendMu.Unlock()
+	if s.pend.records >= s.policy.records {
+		s.kickFolder()
+	}
+	return true, nil
+}
+
+func checkBatch(b *store.Batch) error {
+	switch {
+	case b.EndpointID == "":
+		return errors.New("no endpoint id")
+	case b.BatchID == "":
+		return errors.New("no batch id")
+	case b.Pseudonym == "":
+		return errors.New("no pseudonym")
+	}
+	for i := range b.Records {
+		if b.Records[i].SHA256 == "" {
+			return fmt.Errorf("record %d has no sha256", i)
+		}
+	}
+	return nil
+}
+
+// errDuplicate ends the transaction of a batch that is already stored.
+var errDuplicate = errors.New("batch already stored")
+
+// inTx runs f in a write transaction on the writer connection, which the
+// caller holds. It commits only if f succeeds and ctx is still live; once it
+// starts to commit it finishes, whatever ctx does, so that the outcome is
+// known. If commitLock is not nil, it is held from just before COMMIT until
+// onCommit, called only if the commit succeeds, returns.
+func (s *Store) inTx(ctx context.Context, f func() error, commitLock sync.Locker, onCommit func()) error {
+	_, err := s.w.ExecContext(ctx, "BEGIN IMMEDIATE")
+	if err == nil {
+		err = f()
+	}
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err == nil {
+		if commitLock != nil {
+			commitLock.Lock()
+			defer commitLock.Unlock()
+		}
+		if _, err = s.w.ExecContext(context.WithoutCancel(ctx), "COMMIT"); err == nil {
+			if onCommit != nil {
+				onCommit()
+			}
+			return nil
+		}
+	}
+	// The driver reports a statement that ctx interrupted as failed even
+	// if it completed, BEGIN included, so roll back whatever happened. An
+	// interrupted statement may have rolled the transaction back already,
+	// which makes this ROLLBACK fail harmlessly.
+	_, _ = s.w.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
+	return err
+}
+
+// putBatch writes the batch and returns the id of its last record and which
+// of its hashes its pseudonym had already sighted before: in folded
+// sightings, or in batches not folded yet.
+func (s *Store) putBatch(ctx context.Context, w *batchWrite) (lastID int64, sighted map[string]bool, err error) {
+	res, err := s.w.ExecContext(ctx, `INSERT INTO batches (endpoint_id, batch_id, pseudonym, country, received, count)
+		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`, w.batch...)
+	if err != nil {
+		return 0, nil, err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return 0, nil, err
+	} else if n == 0 {
+		return 0, nil, errDuplicate
+	}
+	batchPK, err := res.LastInsertId()
+	if err != nil {
+		return 0, nil, err
+	}
+	// A bare max(), so that SQLite reads it off the end of the b-tree.
+	var maxID sql.NullInt64
+	if err := s.w.QueryRowContext(ctx, `SELECT max(id) FROM records`).Scan(&maxID); err != nil {
+		return 0, nil, err
+	}
+	for i := range w.records {
+		c := &w.records[i]
+		c.args[0], c.args[1] = maxID.Int64+1+int64(c.first), batchPK
+	}
+	for i := range w.personal {
+		w.personal[i].args[0] = maxID.Int64 + 1 + int64(w.personal[i].first)
+	}
+	if err := s.execChunks(ctx, w.records); err != nil {
+		return 0, nil, err
+	}
+	if err := s.execChunks(ctx, w.personal); err != nil {
+		return 0, nil, err
+	}
+	sighted, err = s.sighted(ctx, w.pseudonym, w.hashes)
+	if err != nil {
+		return 0, nil, err
+	}
+	return maxID.Int64 + int64(w.n), sighted, nil
+}
+
+// sighted returns which of hashes pseudonym has sighted, in the folded
+// sightings or in pending batches. The caller holds the writer, so neither
+// changes meanwhile.
+func (s *Store) sighted(ctx context.Context, pseudonym string, hashes []hashSummary) (map[string]bool, error) {
+	sighted := make(map[string]bool)
+	if len(hashes) == 0 {
+		return sighted, nil
+	}
+	list := make([]string, len(hashes))
+	for i, h := range hashes {
+		list[i] = h.sha256
+		if s.pend.sighted[sighting{pseudonym, h.sha256}] {
+			sighted[h.sha256] = true
+		}
+	}
+	j, err := json.Marshal(list)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.w.QueryContext(ctx, `SELECT sha256 FROM sightings
+		WHERE pseudonym = ? AND sha256 IN (SELECT value FROM json_each(?))`, pseudonym, string(j))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var h string
+		if err := rows.Scan(&h); err != nil {
+			return nil, err
+		}
+		sighted[h] = true
+	}
+	return sighted, rows.Err()
+}
+
+// A batchWrite is one batch as the arguments of the statements that store
+// it, in chunks of rows, and its summary for the aggregates. The first
+// kind.slots arguments of each chunk are the record ids and batch pk that
+// only the transaction knows; putBatch sets them.
+type batchWrite struct {
+	n                 int
+	pseudonym         string
+	batch             []any
+	records, personal []chunk
+	hashes            []hashSummary
+	detections        []detectionCount
+}
+
+type chunk struct {
+	kind  stmtKind
+	first int // index of the chunk's first row among the rows of its kind
+	args  []any
+}
+
+func newBatchWrite(b *store.Batch) *batchWrite {
+	w := &batchWrite{
+		n:         len(b.Records),
+		pseudonym: b.Pseudonym,
+		batch:     []any{b.EndpointID, b.BatchID, b.Pseudonym, b.Country, b.Received.UnixMicro(), int64(len(b.Records))},
+	}
+	w.records = chunkRows(insertRecords, len(b.Records), nil, func(args []any, i int) []any {
+		r := &b.Records[i]
+		return append(args, r.Time.UnixMicro(), r.Kind, r.SHA256, r.Size, r.Detection, r.Product, int64(r.RuleDB))
+	})
+	w.personal = personalChunks(b.EndpointID, b.Records)
+	w.hashes, w.detections = summarize(b.Records)
+	return w
+}
+
+// personalChunks is the only code that writes personal data: the endpoint
+// id, URL and path of each record, under the record's id. Encrypting the
+// personal half means changing this function and what reads the personal
+// table, and nothing else.
+func personalChunks(endpointID string, recs []telemetry.Record) []chunk {
+	return chunkRows(insertPersonal, len(recs), []any{nil, endpointID}, func(args []any, i int) []any {
+		return append(args, recs[i].URL, recs[i].Path)
+	})
+}
+
+// hashSummary is what one batch adds to the aggregate of one hash, but for
+// prevalence, which depends on what the store already holds.
+type hashSummary struct {
+	sha256      string
+	first, last int64 // unix microseconds
+}
+
+// detectionCount is how many of a batch's records of one hash carry one
+// detection name.
+type detectionCount struct {
+	sha256, name string
+	count        int64
+}
+
+// summarize returns the distinct hashes of recs, sorted, with the earliest
+// and latest record time of each, and the detection counts per hash and
+// name, so that aggregates are updated once per hash, not once per record.
+func summarize(recs []telemetry.Record) ([]hashSummary, []detectionCount) {
+	index := make(map[string]int, len(recs))
+	hashes := make([]hashSummary, 0, len(recs))
+	type key struct{ sha256, name string }
+	var dindex map[key]int
+	var detections []detectionCount
+	for i := range recs {
+		r := &recs[i]
+		t := r.Time.UnixMicro()
+		if j, ok := index[r.SHA256]; ok {
+			h := &hashes[j]
+			h.first, h.last = min(h.first, t), max(h.last, t)
+		} else {
+			index[r.SHA256] = len(hashes)
+			hashes = append(hashes, hashSummary{r.SHA256, t, t})
+		}
+		if r.Detection == "" {
+			continue
+		}
+		if dindex == nil {
+			dindex = make(map[key]int)
+		}
+		k := key{r.SHA256, r.Detection}
+		if j, ok := dindex[k]; ok {
+			detections[j].count++
+		} else {
+			dindex[k] = len(detections)
+			detections = append(detections, detectionCount{r.SHA256, r.Detection, 1})
+		}
+	}
+	slices.SortFunc(hashes, func(a, b hashSummary) int { return strings.Compare(a.sha256, b.sha256) })
+	return hashes, detections
+}

@@ -1,0 +1,331 @@
+package sqlite
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/vitrine-dev/vitrine/internal/store"
+)
+
+// Aggregates returns this region's own aggregates of the given hashes;
+// hashes it has never seen are absent. It reflects every batch whose
+// PutBatch returned before it was called.
+func (s *Store) Aggregates(ctx context.Context, sha256s []string) (map[string]store.Aggregate, error) {
+	aggs, err := s.lookup(ctx, sha256s, localQuery, localDetectionsQuery)
+	if err != nil {
+		return nil, fmt.Errorf("reading aggregates: %w", err)
+	}
+	return aggs, nil
+}
+
+// Global returns, per hash, this region's aggregate merged with every other
+// region's (see [store.Store]); hashes nobody has seen are absent. It
+// reflects every PutBatch and PutRemote that returned before it was called.
+func (s *Store) Global(ctx context.Context, sha256s []string) (map[string]store.Aggregate, error) {
+	aggs, err := s.lookup(ctx, sha256s, globalQuery, globalDetectionsQuery)
+	if err != nil {
+		return nil, fmt.Errorf("reading global aggregates: %w", err)
+	}
+	return aggs, nil
+}
+
+// The lookup queries take the hashes as a JSON array in ?1. A query's rows
+// are (sha256, prevalence, first_seen, last_seen), a detections query's
+// (sha256, name, count).
+const (
+	hashesCTE  = `WITH h (sha256) AS (SELECT DISTINCT value FROM json_each(?1)) `
+	localQuery = hashesCTE + `
+		SELECT a.sha256, a.prevalence, a.first_seen, a.last_seen FROM h JOIN aggregates a USING (sha256)`
+	localDetectionsQuery = hashesCTE + `
+		SELECT d.sha256, d.name, d.count FROM h JOIN detections d USING (sha256)`
+	globalQuery = hashesCTE + `
+		SELECT sha256, sum(prevalence), min(first_seen), max(last_seen) FROM (
+			SELECT a.sha256, a.prevalence, a.first_seen, a.last_seen FROM h JOIN aggregates a USING (sha256)
+			UNION ALL
+			SELECT r.sha256, r.prevalence, r.first_seen, r.last_seen FROM h JOIN remote_aggregates r USING (sha256)
+		) GROUP BY sha256`
+	globalDetectionsQuery = hashesCTE + `
+		SELECT sha256, name, sum(count) FROM (
+			SELECT d.sha256, d.name, d.count FROM h JOIN detections d USING (sha256)
+			UNION ALL
+			SELECT r.sha256, j.key, j.value FROM h JOIN remote_aggregates r USING (sha256), json_each(r.detections) j
+		) GROUP BY sha256, name`
+)
+
+func (s *Store) lookup(ctx context.Context, sha256s []string, query, detectionsQuery string) (map[string]store.Aggregate, error) {
+	if s.closed.Load() {
+		return nil, store.ErrClosed
+	}
+	aggs := make(map[string]store.Aggregate)
+	if len(sha256s) == 0 {
+		return aggs, nil
+	}
+	sha256s = slices.Compact(slices.Sorted(slices.Values(sha256s)))
+	hashes, err := json.Marshal(sha256s)
+	if err != nil {
+		return nil, err
+	}
+	s.pendMu.RLock()
+	defer s.pendMu.RUnlock()
+	err = s.readTx(ctx, func(tx *sql.Tx) error {
+		if err := scanAggregates(ctx, tx, func(a store.Aggregate, _ int64) {
+			aggs[a.SHA256] = a
+		}, query, string(hashes)); err != nil {
+			return err
+		}
+		return scanDetections(ctx, tx, detectionsQuery, string(hashes), aggs)
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, h := range sha256s {
+		s.pend.mergeInto(aggs, h)
+	}
+	return aggs, nil
+}
+
+// ChangedAggregates returns, in the order of their last change, up to limit
+// of this region's aggregates that changed after cursor, and the cursor to
+// pass next time: the change sequence number of the last one returned, or
+// cursor itself if none changed. Cursor 0 starts from the beginning. An
+// aggregate that changes again moves to the end of the order, so a reader
+// that follows the cursor sees every aggregate's latest state, and every
+// batch whose PutBatch returned before the call. Remote aggregates are not
+// included.
+func (s *Store) ChangedAggregates(ctx context.Context, cursor int64, limit int) ([]store.Aggregate, int64, error) {
+	if s.closed.Load() {
+		return nil, cursor, fmt.Errorf("reading changed aggregates: %w", store.ErrClosed)
+	}
+	if limit <= 0 {
+		return nil, cursor, nil
+	}
+	s.pendMu.RLock()
+	defer s.pendMu.RUnlock()
+
+	// Pending changes, by sequence number. A pending hash's folded row
+	// carries an older number, which no longer counts.
+	type change struct {
+		sha256 string
+		seq    int64
+	}
+	var pend []change
+	for h, d := range s.pend.hashes {
+		if d.seq > cursor {
+			pend = append(pend, change{h, d.seq})
+		}
+	}
+	slices.SortFunc(pend, func(a, b change) int { return cmp.Compare(a.seq, b.seq) })
+
+	var changed []store.Aggregate
+	next := cursor
+	folded := make(map[string]store.Aggregate)
+	err := s.readTx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT sha256, prevalence, first_seen, last_seen, seq
+			FROM aggregates WHERE seq > ? ORDER BY seq`, cursor)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for len(changed) < limit {
+			var a store.Aggregate
+			var first, last, seq int64
+			more := rows.Next()
+			if more {
+				if err := rows.Scan(&a.SHA256, &a.Prevalence, &first, &last, &seq); err != nil {
+					return err
+				}
+				if s.pend.hashes[a.SHA256] != nil {
+					continue
+				}
+				a.FirstSeen, a.LastSeen = fromMicro(first), fromMicro(last)
+			}
+			// Pending changes numbered before this row come first.
+			for len(pend) > 0 && len(changed) < limit && (!more || pend[0].seq < seq) {
+				changed = append(changed, store.Aggregate{SHA256: pend[0].sha256})
+				next = pend[0].seq
+				pend = pend[1:]
+			}
+			if !more {
+				break
+			}
+			if len(changed) < limit {
+				changed = append(changed, a)
+				folded[a.SHA256] = a
+				next = seq
+			}
+		}
+		if err := rows.Close(); err != nil {
+			return err
+		}
+		// The folded state of the hashes returned, pending or not.
+		hashes := make([]string, len(changed))
+		for i, a := range changed {
+			hashes[i] = a.SHA256
+		}
+		j, err := json.Marshal(hashes)
+		if err != nil {
+			return err
+		}
+		if err := scanAggregates(ctx, tx, func(a store.Aggregate, _ int64) {
+			if s.pend.hashes[a.SHA256] != nil {
+				folded[a.SHA256] = a
+			}
+		}, localQuery, string(j)); err != nil {
+			return err
+		}
+		return scanDetections(ctx, tx, localDetectionsQuery, string(j), folded)
+	})
+	if err != nil {
+		return nil, cursor, fmt.Errorf("reading changed aggregates: %w", err)
+	}
+	for i, a := range changed {
+		s.pend.mergeInto(folded, a.SHA256)
+		changed[i] = folded[a.SHA256]
+	}
+	return changed, next, nil
+}
+
+// CountRecords returns how many records the store holds.
+func (s *Store) CountRecords(ctx context.Context) (int64, error) {
+	if s.closed.Load() {
+		return 0, fmt.Errorf("counting records: %w", store.ErrClosed)
+	}
+	var n int64
+	if err := s.read.QueryRowContext(ctx, `SELECT count(*) FROM records`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("counting records: %w", s.closedErr(err))
+	}
+	return n, nil
+}
+
+// PutRemote records the aggregates that region reported, replacing, hash by
+// hash, what it reported before. Of several aggregates of one hash in aggs,
+// the last counts. It is durable on return.
+func (s *Store) PutRemote(ctx context.Context, region string, aggs []store.Aggregate) error {
+	if region == "" {
+		return errors.New("storing remote aggregates: no region")
+	}
+	last := make(map[string]int, len(aggs))
+	for i, a := range aggs {
+		if a.SHA256 == "" {
+			return fmt.Errorf("storing remote aggregates of %s: aggregate %d has no sha256", region, i)
+		}
+		last[a.SHA256] = i
+	}
+	var rows []int
+	for i, a := range aggs {
+		if last[a.SHA256] == i {
+			rows = append(rows, i)
+		}
+	}
+	var encodeErr error
+	chunks := chunkRows(upsertRemote, len(rows), []any{region}, func(args []any, i int) []any {
+		a := &aggs[rows[i]]
+		dets := []byte("{}")
+		if len(a.Detections) > 0 {
+			var err error
+			if dets, err = json.Marshal(a.Detections); err != nil {
+				encodeErr = err
+			}
+		}
+		return append(args, a.SHA256, a.Prevalence, a.FirstSeen.UnixMicro(), a.LastSeen.UnixMicro(), string(dets))
+	})
+	if encodeErr != nil {
+		return fmt.Errorf("storing remote aggregates of %s: %w", region, encodeErr)
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed.Load() {
+		return fmt.Errorf("storing remote aggregates of %s: %w", region, store.ErrClosed)
+	}
+	if err := s.inTx(ctx, func() error { return s.execChunks(ctx, chunks) }, nil, nil); err != nil {
+		return fmt.Errorf("storing remote aggregates of %s: %w", region, err)
+	}
+	return nil
+}
+
+// readTx runs f in a read transaction, so that all it reads comes from one
+// snapshot.
+func (s *Store) readTx(ctx context.Context, f func(*sql.Tx) error) error {
+	tx, err := s.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return s.closedErr(err)
+	}
+	defer tx.Rollback()
+	if err := f(tx); err != nil {
+		return s.closedErr(err)
+	}
+	return tx.Commit()
+}
+
+// closedErr is store.ErrClosed if the store was closed under a read, and
+// err otherwise.
+func (s *Store) closedErr(err error) error {
+	if s.closed.Load() {
+		return store.ErrClosed
+	}
+	return err
+}
+
+// scanAggregates runs query, whose rows are (sha256, prevalence,
+// first_seen, last_seen) and optionally seq, and hands each to f.
+func scanAggregates(ctx context.Context, tx *sql.Tx, f func(a store.Aggregate, seq int64), query string, args ...any) error {
+	rows, err := tx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var a store.Aggregate
+		var first, last, seq int64
+		dest := []any{&a.SHA256, &a.Prevalence, &first, &last}
+		if len(cols) == 5 {
+			dest = append(dest, &seq)
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return err
+		}
+		a.FirstSeen, a.LastSeen = fromMicro(first), fromMicro(last)
+		f(a, seq)
+	}
+	return rows.Err()
+}
+
+// scanDetections runs query, whose rows are (sha256, name, count), and adds
+// each count to the aggregate of its hash in aggs.
+func scanDetections(ctx context.Context, tx *sql.Tx, query, hashes string, aggs map[string]store.Aggregate) error {
+	rows, err := tx.QueryContext(ctx, query, hashes)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var sha, name string
+		var n int64
+		if err := rows.Scan(&sha, &name, &n); err != nil {
+			return err
+		}
+		a, ok := aggs[sha]
+		if !ok {
+			continue
+		}
+		if a.Detections == nil {
+			a.Detections = make(map[string]int64)
+			aggs[sha] = a
+		}
+		a.Detections[name] += n
+	}
+	return rows.Err()
+}
+
+func fromMicro(us int64) time.Time { return time.UnixMicro(us).UTC() }

@@ -1,0 +1,137 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/vitrine-dev/vitrine/internal/store"
+)
+
+// migrations are the schema's versions: migrations[i] takes a database from
+// version i to version i+1. Append only; never edit a step that has shipped.
+//
+// Times are unix microseconds, hashes 64 lowercase hex digits. The threat
+// half of a record is in records, the personal half in personal under the
+// same id; nothing else holds a URL or a path. batches.endpoint_id is the
+// one other personal column: it is the idempotency key.
+//
+// The aggregates (aggregates, detections, sightings) are folded from the
+// records in bulk (see fold.go); fold_state holds the last record folded
+// and the last change sequence number given out. sightings is keyed by
+// pseudonym first, so that one endpoint's new sightings land together.
+//
+// There are no foreign keys: the store is the only writer, and it writes a
+// batch's rows together in one transaction; checking them would cost a
+// lookup per row on the ingest path. Nor is there an index on
+// records.batch_pk: a batch's records have consecutive ids, from the
+// smallest id with that batch_pk.
+var migrations = []string{
+	// 1: records, batches, aggregates.
+	`
+CREATE TABLE batches (
+	pk INTEGER PRIMARY KEY,
+	endpoint_id TEXT NOT NULL,
+	batch_id TEXT NOT NULL,
+	pseudonym TEXT NOT NULL,
+	country TEXT NOT NULL,
+	received INTEGER NOT NULL,
+	count INTEGER NOT NULL,
+	UNIQUE (endpoint_id, batch_id)
+);
+CREATE TABLE records (
+	id INTEGER PRIMARY KEY,
+	batch_pk INTEGER NOT NULL,
+	time INTEGER NOT NULL,
+	kind TEXT NOT NULL,
+	sha256 TEXT NOT NULL,
+	size INTEGER NOT NULL,
+	detection TEXT NOT NULL,
+	product TEXT NOT NULL,
+	ruledb INTEGER NOT NULL
+);
+CREATE TABLE personal (
+	record_id INTEGER PRIMARY KEY,
+	endpoint_id TEXT NOT NULL,
+	url TEXT NOT NULL,
+	path TEXT NOT NULL
+);
+CREATE TABLE sightings (
+	pseudonym TEXT NOT NULL,
+	sha256 TEXT NOT NULL,
+	PRIMARY KEY (pseudonym, sha256)
+) WITHOUT ROWID;
+CREATE TABLE aggregates (
+	sha256 TEXT PRIMARY KEY,
+	prevalence INTEGER NOT NULL,
+	first_seen INTEGER NOT NULL,
+	last_seen INTEGER NOT NULL,
+	seq INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX aggregates_seq ON aggregates (seq);
+CREATE TABLE detections (
+	sha256 TEXT NOT NULL,
+	name TEXT NOT NULL,
+	count INTEGER NOT NULL,
+	PRIMARY KEY (sha256, name)
+) WITHOUT ROWID;
+CREATE TABLE remote_aggregates (
+	sha256 TEXT NOT NULL,
+	region TEXT NOT NULL,
+	prevalence INTEGER NOT NULL,
+	first_seen INTEGER NOT NULL,
+	last_seen INTEGER NOT NULL,
+	detections TEXT NOT NULL,
+	PRIMARY KEY (sha256, region)
+) WITHOUT ROWID;
+CREATE TABLE fold_state (
+	record_id INTEGER NOT NULL,
+	seq INTEGER NOT NULL
+);
+INSERT INTO fold_state VALUES (0, 0);
+`,
+}
+
+// migrate brings the database on conn to the last of steps, applying the
+// missing ones in order in one transaction and recording the version
+// reached in schema_version. It refuses a database whose version is beyond
+// steps with store.ErrSchemaNewer.
+func migrate(ctx context.Context, conn *sql.Conn, steps []string) (err error) {
+	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		return fmt.Errorf("migrating schema: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_, _ = conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
+		}
+	}()
+	if _, err := conn.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"); err != nil {
+		return fmt.Errorf("migrating schema: %w", err)
+	}
+	var version int
+	err = conn.QueryRowContext(ctx, "SELECT version FROM schema_version").Scan(&version)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		if _, err := conn.ExecContext(ctx, "INSERT INTO schema_version (version) VALUES (0)"); err != nil {
+			return fmt.Errorf("migrating schema: %w", err)
+		}
+	case err != nil:
+		return fmt.Errorf("migrating schema: reading version: %w", err)
+	}
+	if version > len(steps) {
+		return fmt.Errorf("migrating schema: %w: the database is at version %d, this vitrine knows up to %d", store.ErrSchemaNewer, version, len(steps))
+	}
+	for v := version; v < len(steps); v++ {
+		if _, err := conn.ExecContext(ctx, steps[v]); err != nil {
+			return fmt.Errorf("migrating schema to version %d: %w", v+1, err)
+		}
+	}
+	if _, err := conn.ExecContext(ctx, "UPDATE schema_version SET version = ?", len(steps)); err != nil {
+		return fmt.Errorf("migrating schema: %w", err)
+	}
+	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
+		return fmt.Errorf("migrating schema: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,182 @@
+// Package sqlite is the embedded store: one region's telemetry in one SQLite
+// database file, through modernc.org/sqlite (pure Go, so Vitrine builds with
+// CGO_ENABLED=0).
+//
+// # Durability
+//
+// The database runs in WAL mode with synchronous=FULL: a commit returns
+// after the write-ahead log is synced, so a batch that PutBatch acknowledged
+// survives kill -9 and power loss.
+//
+// # Concurrency
+//
+// One connection writes, guarded by a mutex, so writers never meet SQLite's
+// busy errors; a pool of read-only connections serves lookups, which WAL
+// lets run beside the writer on a consistent snapshot. PutBatch prepares its
+// statement arguments before it takes the writer, so concurrent callers
+// overlap that work.
+//
+// # Aggregates
+//
+// PutBatch writes a batch's records, and keeps what they add to the
+// aggregates in memory until a fold writes it to the aggregate tables for
+// many batches at once; reads merge the two. See fold.go.
+//
+// # Schema
+//
+// Opening a database migrates it to the current schema (see migrations);
+// a database from a newer Vitrine is refused with [store.ErrSchemaNewer].
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/vitrine-dev/vitrine/internal/store"
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+)
+
+func init() {
+	store.Register("sqlite", func(ctx context.Context, path string) (store.Store, error) {
+		return Open(ctx, path)
+	})
+}
+
+// Store is a [store.Store] in one SQLite database. It is safe for
+// concurrent use.
+type Store struct {
+	writeDB *sql.DB
+	read    *sql.DB
+
+	mu    sync.Mutex // held while writing; guards w, stmts and changes of pend
+	w     *sql.Conn  // the only connection that writes
+	stmts map[stmtKey]*sql.Stmt
+
+	// pendMu is held to change pend, and by readers while they read the
+	// database and pend, so that a fold commits between reads, not during.
+	pendMu  sync.RWMutex
+	pend    pending
+	nextSeq int64 // the next change sequence number; guarded by mu and pendMu
+
+	policy foldPolicy
+	kick   chan struct{} // asks the folder to fold
+	stop   chan struct{} // closed to stop the folder
+	folded chan struct{} // closed when the folder has stopped
+	closed atomic.Bool
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open opens the store in the SQLite database at path, creating the file if
+// it does not exist and migrating an older schema to the current one. It
+// refuses a database from a newer Vitrine with [store.ErrSchemaNewer].
+func Open(ctx context.Context, path string) (*Store, error) {
+	s, err := open(ctx, path, migrations, defaultFoldPolicy)
+	if err != nil {
+		return nil, fmt.Errorf("opening sqlite store %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// open is Open with the migration steps and the fold policy as parameters,
+// for tests.
+func open(ctx context.Context, path string, steps []string, policy foldPolicy) (*Store, error) {
+	// The writer's page cache holds the upper levels of the aggregate
+	// b-trees, which every batch updates at random; readers need little.
+	writeDB, err := sql.Open("sqlite", dsn(path, "cache_size(-65536)"))
+	if err != nil {
+		return nil, err
+	}
+	writeDB.SetMaxOpenConns(1)
+	writeDB.SetConnMaxIdleTime(0)
+	s := &Store{
+		writeDB: writeDB,
+		stmts:   make(map[stmtKey]*sql.Stmt),
+		pend:    newPending(),
+		policy:  policy,
+		kick:    make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+		folded:  make(chan struct{}),
+	}
+	if s.w, err = writeDB.Conn(ctx); err != nil {
+		writeDB.Close()
+		return nil, err
+	}
+	if err := migrate(ctx, s.w, steps); err != nil {
+		s.w.Close()
+		writeDB.Close()
+		return nil, err
+	}
+	if err := s.recoverPending(ctx); err != nil {
+		s.w.Close()
+		writeDB.Close()
+		return nil, fmt.Errorf("reading records not folded yet: %w", err)
+	}
+	if err := s.foldLocked(ctx); err != nil {
+		s.w.Close()
+		writeDB.Close()
+		return nil, err
+	}
+	s.read, err = sql.Open("sqlite", dsn(path, "query_only(1)", "cache_size(-16384)"))
+	if err != nil {
+		s.w.Close()
+		writeDB.Close()
+		return nil, err
+	}
+	n := max(4, runtime.GOMAXPROCS(0))
+	s.read.SetMaxOpenConns(n)
+	s.read.SetMaxIdleConns(n)
+	go s.folder(s.stop, s.folded)
+	return s, nil
+}
+
+// dsn is the modernc.org/sqlite data source name for the database at path,
+// with the pragmas every connection needs and then extra.
+func dsn(path string, extra ...string) string {
+	q := url.Values{}
+	for _, p := range append([]string{
+		"journal_mode(WAL)",
+		"synchronous(FULL)",
+		"busy_timeout(10000)",
+		"temp_store(MEMORY)",
+	}, extra...) {
+		q.Add("_pragma", p)
+	}
+	// A file: URI, so that SQLite decodes the path; escape what a URI
+	// would otherwise read as its own syntax.
+	esc := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
+	return "file:" + esc + "?" + q.Encode()
+}
+
+// Close folds what is pending and closes the store. It waits for a write in
+// progress to finish; the methods of a closed store return
+// [store.ErrClosed]. Closing twice is not an error.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed.Swap(true) {
+		return nil
+	}
+	close(s.stop)
+	s.mu.Unlock()
+	<-s.folded // the folder takes mu
+	s.mu.Lock()
+	// What is pending is safe in the records either way; folding now
+	// saves the next Open the work.
+	errs := []error{s.foldLocked(context.Background())}
+	for _, st := range s.stmts {
+		errs = append(errs, st.Close())
+	}
+	errs = append(errs, s.w.Close(), s.writeDB.Close(), s.read.Close())
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("closing sqlite store: %w", err)
+	}
+	return nil
+}

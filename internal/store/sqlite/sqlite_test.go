@@ -1,0 +1,360 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vitrine-dev/vitrine/internal/store"
+	"github.com/vitrine-dev/vitrine/internal/store/storetest"
+)
+
+func openTemp(t *testing.T) *Store {
+	t.Helper()
+	s, err := Open(t.Context(), filepath.Join(t.TempDir(), "store.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store { return openTemp(t) })
+}
+
+func TestReopen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "store.db")
+	s, err := Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	storetest.Reopen(t, s, func() store.Store {
+		s, err := Open(t.Context(), path)
+		if err != nil {
+			t.Fatalf("reopening: %v", err)
+		}
+		return s
+	})
+}
+
+func TestOpenPathNeedsNoEscaping(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "a dir?#%", "store.db")
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := os.Stat(path); err != nil {
+		t.Errorf("no database at %q", path)
+	}
+}
+
+// TestDurableSettings checks the settings that make a returned PutBatch
+// durable: WAL with a sync at every commit.
+func TestDurableSettings(t *testing.T) {
+	s := openTemp(t)
+	for _, db := range []interface {
+		QueryRowContext(context.Context, string, ...any) *sql.Row
+	}{s.w, s.read} {
+		var mode string
+		var sync int
+		if err := db.QueryRowContext(t.Context(), "PRAGMA journal_mode").Scan(&mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.QueryRowContext(t.Context(), "PRAGMA synchronous").Scan(&sync); err != nil {
+			t.Fatal(err)
+		}
+		if mode != "wal" || sync != 2 {
+			t.Errorf("journal_mode %s, synchronous %d; want wal, 2 (FULL)", mode, sync)
+		}
+	}
+}
+
+// TestPersonalFieldsOnlyInPersonal reads every column of every table and
+// checks that URLs and paths appear only in personal, and the endpoint id
+// only in personal and as the idempotency key in batches.
+func TestPersonalFieldsOnlyInPersonal(t *testing.T) {
+	s := openTemp(t)
+	b := storetest.Batch("endpoint-PERSONAL-ID", "b1",
+		storetest.Record(storetest.Hash("a"), 0, "EICAR-Test-File"),
+		storetest.Record(storetest.Hash("b"), 0, ""))
+	b.Records[0].URL = "https://PERSONAL-URL.example/x"
+	b.Records[0].Path = "C:/Users/PERSONAL-PATH/eicar.com"
+	b.Records[1].URL, b.Records[1].Path = "https://PERSONAL-URL.example/y", "/home/PERSONAL-PATH/b"
+	if _, err := s.PutBatch(t.Context(), b); err != nil {
+		t.Fatal(err)
+	}
+	allowed := map[string][]string{
+		"PERSONAL-URL":  {"personal.url"},
+		"PERSONAL-PATH": {"personal.path"},
+		"PERSONAL-ID":   {"personal.endpoint_id", "batches.endpoint_id"},
+	}
+	found := map[string]map[string]bool{}
+	for table, cols := range tables(t, s.read) {
+		rows, err := s.read.QueryContext(t.Context(), "SELECT * FROM "+table)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			vals := make([]any, len(cols))
+			ptrs := make([]any, len(cols))
+			for i := range vals {
+				ptrs[i] = &vals[i]
+			}
+			if err := rows.Scan(ptrs...); err != nil {
+				t.Fatal(err)
+			}
+			for i, v := range vals {
+				for marker := range allowed {
+					if b, ok := v.([]byte); ok {
+						v = string(b)
+					}
+					if strings.Contains(fmt.Sprint(v), marker) {
+						if found[marker] == nil {
+							found[marker] = map[string]bool{}
+						}
+						found[marker][table+"."+cols[i]] = true
+					}
+				}
+			}
+		}
+		rows.Close()
+	}
+	for marker, where := range allowed {
+		for col := range found[marker] {
+			if !slices.Contains(where, col) {
+				t.Errorf("%s found in %s; allowed only in %v", marker, col, where)
+			}
+		}
+		for _, col := range where {
+			if !found[marker][col] {
+				t.Errorf("%s not found in %s", marker, col)
+			}
+		}
+	}
+}
+
+// tables returns every table of the database and its columns.
+func tables(t *testing.T, db *sql.DB) map[string][]string {
+	t.Helper()
+	rows, err := db.QueryContext(t.Context(), `SELECT name FROM sqlite_schema WHERE type = 'table'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, n)
+	}
+	rows.Close()
+	out := map[string][]string{}
+	for _, n := range names {
+		rows, err := db.QueryContext(t.Context(), `SELECT name FROM pragma_table_info(?)`, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var c string
+			if err := rows.Scan(&c); err != nil {
+				t.Fatal(err)
+			}
+			out[n] = append(out[n], c)
+		}
+		rows.Close()
+	}
+	if len(out) < 5 {
+		t.Fatalf("found only tables %v", out)
+	}
+	return out
+}
+
+func TestMigrations(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "store.db")
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PutBatch(ctx, storetest.Batch("ep-1", "b1", storetest.Record(storetest.Hash("a"), 0, ""))); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	// A later version adds a step: opening the older database applies it
+	// and keeps the data.
+	next := append(append([]string(nil), migrations...), `CREATE TABLE added_later (x INTEGER); INSERT INTO added_later VALUES (7);`)
+	s, err = open(ctx, path, next, defaultFoldPolicy)
+	if err != nil {
+		t.Fatalf("opening with one more migration: %v", err)
+	}
+	var x, version int
+	if err := s.read.QueryRowContext(ctx, "SELECT x FROM added_later").Scan(&x); err != nil || x != 7 {
+		t.Errorf("the new step did not run: %d, %v", x, err)
+	}
+	if err := s.read.QueryRowContext(ctx, "SELECT version FROM schema_version").Scan(&version); err != nil || version != len(next) {
+		t.Errorf("schema_version = %d, %v; want %d", version, err, len(next))
+	}
+	if n, err := s.CountRecords(ctx); err != nil || n != 1 {
+		t.Errorf("CountRecords after migrating = %d, %v; want 1", n, err)
+	}
+	s.Close()
+
+	// That database is now newer than this Vitrine.
+	_, err = Open(ctx, path)
+	if !errors.Is(err, store.ErrSchemaNewer) {
+		t.Fatalf("opening a newer database: %v, want ErrSchemaNewer", err)
+	}
+	t.Logf("error: %v", err)
+
+	// A failing step leaves the database as it was.
+	broken := append(append([]string(nil), next...), `CREATE TABLE fine (x INTEGER); SELECT no_such_function();`)
+	if _, err := open(ctx, path, broken, defaultFoldPolicy); err == nil {
+		t.Fatal("a failing migration step succeeded")
+	}
+	s, err = open(ctx, path, next, defaultFoldPolicy)
+	if err != nil {
+		t.Fatalf("reopening after a failed migration: %v", err)
+	}
+	defer s.Close()
+	if err := s.read.QueryRowContext(ctx, "SELECT count(*) FROM fine").Scan(&x); err == nil {
+		t.Error("table of the failed step exists")
+	}
+}
+
+func TestStatementsPerKindBounded(t *testing.T) {
+	s := openTemp(t)
+	for n := 1; n <= 600; n += 37 {
+		b := storetest.Batch("ep-1", fmt.Sprint(n))
+		for i := range n {
+			b.Records = append(b.Records, storetest.Record(storetest.Hash(fmt.Sprint(i)), time.Duration(i), ""))
+		}
+		if _, err := s.PutBatch(t.Context(), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	perKind := map[stmtKind]int{}
+	for k := range s.stmts {
+		perKind[k.kind]++
+	}
+	for k, n := range perKind {
+		if n > 9 { // 256, 128, …, 1
+			t.Errorf("%d statements of kind %d prepared, want at most 9", n, k)
+		}
+	}
+}
+
+// TestConformanceFoldingOften runs the suite with folds in the background
+// after every batch and in PutBatch itself, racing with every read.
+func TestConformanceFoldingOften(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		s, err := open(t.Context(), filepath.Join(t.TempDir(), "store.db"), migrations,
+			foldPolicy{records: 1, interval: time.Millisecond, maxPending: 50})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}
+
+// crash stops s as kill -9 would: without folding what is pending.
+func crash(t *testing.T, s *Store) {
+	t.Helper()
+	s.mu.Lock()
+	s.closed.Store(true)
+	close(s.stop)
+	s.mu.Unlock()
+	<-s.folded
+	for _, st := range s.stmts {
+		st.Close()
+	}
+	if err := errors.Join(s.w.Close(), s.writeDB.Close(), s.read.Close()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCrashBeforeFold checks that Open rebuilds the aggregates of batches
+// stored but not folded when the process died, and numbers their changes
+// after every number handed out before.
+func TestCrashBeforeFold(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "store.db")
+	s, err := open(ctx, path, migrations, foldPolicy{records: 1 << 30, interval: time.Hour, maxPending: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b, c := storetest.Hash("a"), storetest.Hash("b"), storetest.Hash("c")
+	put := func(s *Store, bt *store.Batch) {
+		t.Helper()
+		if ok, err := s.PutBatch(ctx, bt); err != nil || !ok {
+			t.Fatalf("PutBatch = %v, %v", ok, err)
+		}
+	}
+	put(s, storetest.Batch("ep-1", "1", storetest.Record(a, 0, "X"), storetest.Record(b, time.Hour, "")))
+	s.mu.Lock()
+	if err := s.foldLocked(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Unlock()
+	// Not folded: a sighting by ep-1 again (no new prevalence), a new one
+	// by ep-2, and one sighted twice while pending.
+	put(s, storetest.Batch("ep-1", "2", storetest.Record(a, 2*time.Hour, "X")))
+	put(s, storetest.Batch("ep-2", "1", storetest.Record(a, -time.Hour, "Y"), storetest.Record(c, 0, "")))
+	put(s, storetest.Batch("ep-2", "2", storetest.Record(c, time.Minute, "")))
+	hashes := []string{a, b, c}
+	want, err := s.Aggregates(ctx, hashes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, cursor, err := s.ChangedAggregates(ctx, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crash(t, s)
+
+	s, err = Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	got, err := s.Aggregates(ctx, hashes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("after the crash:\n%v\nwant\n%v", got, want)
+	}
+	if want[a].Prevalence != 2 || want[c].Prevalence != 1 {
+		t.Errorf("before the crash: %v", want)
+	}
+	// The recovered changes are numbered after the cursor a follower may
+	// hold from before the crash.
+	changed, _, err := s.ChangedAggregates(ctx, cursor, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, ch := range changed {
+		names = append(names, ch.SHA256[:8])
+	}
+	if len(changed) != 2 {
+		t.Errorf("after the crash, ChangedAggregates(%d) = %v, want a and c again", cursor, names)
+	}
+	if n, err := s.CountRecords(ctx); err != nil || n != 6 {
+		t.Errorf("CountRecords = %d, %v; want 6", n, err)
+	}
+}
