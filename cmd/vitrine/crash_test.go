@@ -60,8 +60,15 @@ type upProcess struct {
 
 func startUp(t *testing.T, bin, data, addr string) *upProcess {
 	t.Helper()
+	return startUpArgs(t, bin, addr, "up", "--data", data, "--listen", addr)
+}
+
+// startUpArgs runs the command with args and waits until it serves the
+// discovery document on addr.
+func startUpArgs(t *testing.T, bin, addr string, args ...string) *upProcess {
+	t.Helper()
 	var out bytes.Buffer
-	cmd := exec.Command(bin, "up", "--data", data, "--listen", addr)
+	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -2,15 +2,18 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"path/filepath"
 	"time"
 
+	"github.com/vitrine-dev/vitrine/internal/config"
 	"github.com/vitrine-dev/vitrine/internal/platform"
 )
 
 func runUp(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "up", "[--data DIR] [--listen ADDR]")
+	fs := newFlags(e, "up", "[--config FILE] [--data DIR] [--listen ADDR]")
+	configFile := fs.String("config", "", "configuration file (JSON; see internal/config): name, data, listen, public_url, residency, stores; flags given explicitly win")
 	data := fs.String("data", "./vitrine-data", "data directory (created on first start, reused after)")
 	listen := fs.String("listen", "127.0.0.1:8080", "address to listen on")
 	name := fs.String("name", "vitrine.local", "deployment name: prefix of every log origin (keep it across restarts)")
@@ -23,7 +26,27 @@ func runUp(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	tuneGC()
-	p, err := platform.Start(ctx, platform.Config{Data: *data, Listen: *listen, Name: *name, PublicURL: *publicURL, Logger: e.logger})
+	pc := platform.Config{Data: *data, Listen: *listen, Name: *name, PublicURL: *publicURL, Logger: e.logger}
+	if *configFile != "" {
+		c, err := config.Load(*configFile)
+		if err != nil {
+			return err
+		}
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		pick := func(flagName, fromFile string, dst *string) {
+			if !set[flagName] && fromFile != "" {
+				*dst = fromFile
+			}
+		}
+		pick("data", c.Data, &pc.Data)
+		pick("listen", c.Listen, &pc.Listen)
+		pick("name", c.Name, &pc.Name)
+		pick("public-url", c.PublicURL, &pc.PublicURL)
+		pc.Residency, pc.Stores = c.Residency, c.Stores
+	}
+	data = &pc.Data
+	p, err := platform.Start(ctx, pc)
 	if err != nil {
 		return err
 	}

@@ -49,7 +49,10 @@ type Config struct {
 	// residency.Default(). Regions without a URL are served by this
 	// platform under /regions/<name>.
 	Residency *residency.Policy
-	Logger    *slog.Logger
+	// Stores chooses a region's store ("sqlite:PATH" or a postgres://
+	// URL); a region without one gets SQLite under Data.
+	Stores map[string]string
+	Logger *slog.Logger
 }
 
 // Platform is a running `vitrine up`.

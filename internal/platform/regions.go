@@ -93,7 +93,11 @@ func (p *Platform) startRegions(ctx context.Context) error {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return err
 		}
-		st, err := store.Open(ctx, "sqlite:"+filepath.Join(dir, "telemetry.db"))
+		spec := p.cfg.Stores[reg.Name]
+		if spec == "" {
+			spec = "sqlite:" + filepath.Join(dir, "telemetry.db")
+		}
+		st, err := store.Open(ctx, spec)
 		if err != nil {
 			return fmt.Errorf("opening store of region %s: %w", reg.Name, err)
 		}

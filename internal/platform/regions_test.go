@@ -180,7 +180,7 @@ func TestIngestBadInput(t *testing.T) {
 		msg   string
 	}{
 		{"malformed JSON", de.IngestURL, de.Token, []byte(`{"batch_id":"a","records":[`), 400, "bad batch"},
-		{"oversize batch", de.IngestURL, de.Token, batchJSON("big", many...), 400, "10000"},
+		{"oversize batch", de.IngestURL, de.Token, batchJSON("big", many...), 413, "10000"},
 		{"bad hash", de.IngestURL, de.Token, batchJSON("h", fileRec("XYZ", "C:/a")), 400, "sha256"},
 		{"unknown field", de.IngestURL, de.Token, []byte(`{"batch_id":"u","records":[` + good[:len(good)-1] + `,"extra":1}]}`), 400, "extra"},
 		{"unknown top-level field", de.IngestURL, de.Token, []byte(`{"batch_id":"u","records":[` + good + `],"x":1}`), 400, "x"},

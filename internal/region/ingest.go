@@ -72,7 +72,11 @@ func (r *Region) serveIngest(w http.ResponseWriter, req *http.Request) {
 	}
 	batch, err := telemetry.ParseBatch(body)
 	if err != nil {
-		httpapi.Error(w, http.StatusBadRequest, "bad batch: "+err.Error())
+		status := http.StatusBadRequest
+		if errors.Is(err, telemetry.ErrTooLarge) {
+			status = http.StatusRequestEntityTooLarge
+		}
+		httpapi.Error(w, status, "bad batch: "+err.Error()+"; nothing was stored")
 		return
 	}
 	stored, err := r.cfg.Store.PutBatch(req.Context(), &store.Batch{
