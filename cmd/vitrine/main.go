@@ -35,15 +35,18 @@ var commands map[string]command
 
 func init() {
 	commands = map[string]command{
-		"up":               {"start every role in one process (logs, witness, discovery)", runUp},
-		"log serve":        {"serve one standalone witnessed log", runLogServe},
-		"log verify":       {"verify a log: checkpoint, witness quorum, whole tree, consistency", runLogVerify},
-		"log prove":        {"write a C2SP tlog-proof for an entry", runLogProve},
-		"log verify-proof": {"check a C2SP tlog-proof offline", runLogVerifyProof},
-		"witness":          {"run a C2SP tlog-witness", runWitness},
-		"policy show":      {"print the active residency policy from the policy log", runPolicyShow},
-		"policy diff":      {"print what changed between two residency policy versions", runPolicyDiff},
-		"bench":            {"measure append throughput and latency against a log", runBench},
+		"up":                {"start every role in one process (logs, witness, discovery)", runUp},
+		"log serve":         {"serve one standalone witnessed log", runLogServe},
+		"log verify":        {"verify a log: checkpoint, witness quorum, whole tree, consistency", runLogVerify},
+		"log prove":         {"write a C2SP tlog-proof for an entry", runLogProve},
+		"log verify-proof":  {"check a C2SP tlog-proof offline", runLogVerifyProof},
+		"witness":           {"run a C2SP tlog-witness", runWitness},
+		"policy show":       {"print the active residency policy from the policy log", runPolicyShow},
+		"policy diff":       {"print what changed between two residency policy versions", runPolicyDiff},
+		"bench":             {"measure append throughput and latency against a log", runBench},
+		"bench ingest":      {"measure telemetry ingest over HTTP beside a raw SQLite insert of the same rows", runBenchIngest},
+		"bench verdicts":    {"measure batched verdict lookups beside single ones", runBenchVerdicts},
+		"bench propagation": {"measure the time from a report in one region to a verdict in another", runBenchPropagation},
 	}
 }
 

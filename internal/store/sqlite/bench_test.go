@@ -4,6 +4,7 @@ import (
 	"database/sql"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/vitrine-dev/vitrine/internal/store"
@@ -15,6 +16,9 @@ import (
 // store, with no idempotency and no aggregates. Compare their records/s:
 //
 //	go test -run '^$' -bench 'PutBatch500|RawInsert500' -benchtime 2000x -count 3 ./internal/store/sqlite
+//
+// PutBatch500Unique is the worst case, every hash new; PutBatch500Parallel
+// puts from many goroutines, as an HTTP server does.
 
 const benchBatch = 500
 
@@ -68,6 +72,30 @@ func BenchmarkPutBatch500Unique(b *testing.B) {
 			b.Fatal(err)
 		}
 	})
+}
+
+// BenchmarkPutBatch500Parallel puts from 16 goroutines at once, as the
+// handlers of concurrent HTTP clients do, so that batches share commits.
+func BenchmarkPutBatch500Parallel(b *testing.B) {
+	s := benchOpen(b)
+	w := storetest.NewWorkload(1)
+	batches := make([]*store.Batch, b.N)
+	for i := range batches {
+		batches[i] = w.Batch(benchBatch)
+	}
+	var next atomic.Int64
+	b.ReportAllocs()
+	b.SetParallelism(8)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := s.PutBatch(b.Context(), batches[next.Add(1)-1]); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N*benchBatch)/b.Elapsed().Seconds(), "records/s")
 }
 
 func BenchmarkRawInsert500(b *testing.B) {

@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -58,6 +59,7 @@ type sighting struct{ pseudonym, sha256 string }
 
 // delta is what pending batches add to one hash's aggregate.
 type delta struct {
+	sha256      string
 	seq         int64 // the change sequence number of the last change
 	prevalence  int64
 	first, last int64 // unix microseconds
@@ -76,24 +78,30 @@ func (p *pending) add(pseudonym string, records int, hashes []hashSummary, dets 
 	if len(p.hashes) == 0 {
 		p.since = time.Now()
 	}
+	pseudonym = strings.Clone(pseudonym)
 	for _, h := range hashes {
 		d := p.hashes[h.sha256]
 		if d == nil {
-			d = &delta{first: h.first, last: h.last}
-			p.hashes[h.sha256] = d
+			// A copy, so that pending does not keep alive the request
+			// body the hash may be a slice of.
+			d = &delta{sha256: strings.Clone(h.sha256), first: h.first, last: h.last}
+			p.hashes[d.sha256] = d
 		}
 		d.first, d.last = min(d.first, h.first), max(d.last, h.last)
 		d.seq = *seq
 		*seq++
 		if !sighted[h.sha256] {
 			d.prevalence++
-			p.sighted[sighting{pseudonym, h.sha256}] = true
+			p.sighted[sighting{pseudonym, d.sha256}] = true
 		}
 	}
 	for _, dc := range dets {
 		d := p.hashes[dc.sha256]
 		if d.detections == nil {
 			d.detections = make(map[string]int64)
+		}
+		if _, ok := d.detections[dc.name]; !ok {
+			dc.name = strings.Clone(dc.name)
 		}
 		d.detections[dc.name] += dc.count
 	}
@@ -187,7 +195,12 @@ func (s *Store) foldLocked(ctx context.Context) error {
 		detections := chunkRows(upsertDetections, len(dets), nil, func(args []any, i int) []any {
 			return append(args, dets[i].sha256, dets[i].name, dets[i].n)
 		})
-		for _, cs := range [][]chunk{aggs, sightings, detections} {
+		bySeq := slices.Clone(shas)
+		slices.SortFunc(bySeq, func(a, b string) int { return cmp.Compare(p.hashes[a].seq, p.hashes[b].seq) })
+		changes := chunkRows(insertChanges, len(bySeq), nil, func(args []any, i int) []any {
+			return append(args, p.hashes[bySeq[i]].seq, bySeq[i])
+		})
+		for _, cs := range [][]chunk{aggs, sightings, detections, changes} {
 			if err := s.execChunks(ctx, cs); err != nil {
 				return err
 			}
@@ -221,14 +234,14 @@ func (s *Store) folder(stop <-chan struct{}, done chan<- struct{}) {
 		case <-s.kick:
 		case <-tick.C:
 		}
-		s.mu.Lock()
+		s.lock()
 		if !s.closed.Load() && len(s.pend.hashes) > 0 &&
 			(s.pend.records >= s.policy.records || time.Since(s.pend.since) >= s.policy.interval) {
 			// An error leaves pending as it was, to be folded next time;
 			// PutBatch fails once too much is pending.
 			_ = s.foldLocked(context.Background())
 		}
-		s.mu.Unlock()
+		s.unlock()
 	}
 }
 
@@ -276,7 +289,7 @@ func (s *Store) recoverPending(ctx context.Context) error {
 	}
 	for _, b := range batches {
 		hashes, dets := summarize(b.recs)
-		sighted, err := s.sighted(ctx, b.pseudonym, hashes)
+		sighted, err := s.sighted(ctx, b.pseudonym, hashes, nil)
 		if err != nil {
 			return err
 		}

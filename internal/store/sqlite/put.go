@@ -23,45 +23,135 @@ import (
 // Records are taken as the telemetry parser validated them; PutBatch checks
 // only that b has an endpoint id, a batch id, a pseudonym, and a hash in
 // every record.
+//
+// Concurrent calls share transactions: while one writes, the others queue,
+// and the next writer stores everything queued in one transaction, each
+// batch in a savepoint of its own, with one sync to disk for all. ctx can
+// cancel a batch until its savepoint is released; after that PutBatch
+// waits for the commit, so that an error always means nothing was written.
 func (s *Store) PutBatch(ctx context.Context, b *store.Batch) (stored bool, err error) {
 	if err := checkBatch(b); err != nil {
 		return false, fmt.Errorf("storing batch: %w", err)
 	}
-	// Everything that depends only on b is built before taking the writer,
-	// so that concurrent callers overlap it.
-	w := newBatchWrite(b)
+	// Everything that depends only on b is built before queueing, so that
+	// concurrent callers overlap it.
+	r := &putRequest{ctx: ctx, b: b, w: newBatchWrite(b), done: make(chan struct{})}
+	s.queueMu.Lock()
+	s.queue = append(s.queue, r)
+	s.queueMu.Unlock()
+	select {
+	case <-r.done:
+	case s.writer <- struct{}{}:
+		select {
+		case <-r.done: // the writer before took it
+		default:
+			s.writeQueued()
+		}
+		s.unlock()
+	}
+	if r.err != nil {
+		return false, fmt.Errorf("storing batch: %w", r.err)
+	}
+	return r.stored, nil
+}
 
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// A putRequest is a PutBatch call; done is closed when stored and err are
+// final.
+type putRequest struct {
+	ctx    context.Context
+	b      *store.Batch
+	w      *batchWrite
+	stored bool
+	err    error
+	done   chan struct{}
+}
+
+// writeQueued stores every queued batch in one transaction. The caller
+// holds the writer.
+func (s *Store) writeQueued() {
+	s.queueMu.Lock()
+	group := s.queue
+	s.queue = nil
+	s.queueMu.Unlock()
+	defer func() {
+		for _, r := range group {
+			close(r.done)
+		}
+	}()
+	fail := func(err error) {
+		for _, r := range group {
+			if r.err == nil {
+				r.stored, r.err = false, err
+			}
+		}
+	}
 	if s.closed.Load() {
-		return false, fmt.Errorf("storing batch: %w", store.ErrClosed)
+		fail(store.ErrClosed)
+		return
 	}
 	if s.pend.records >= s.policy.maxPending {
 		// Folding in the background has fallen behind or keeps failing:
 		// fold now, and fail closed if that fails.
-		if err := s.foldLocked(ctx); err != nil {
-			return false, fmt.Errorf("storing batch: %w", err)
+		if err := s.foldLocked(context.Background()); err != nil {
+			fail(err)
+			return
 		}
 	}
-	var lastID int64
-	var sighted map[string]bool
-	err = s.inTx(ctx, func() (err error) {
-		lastID, sighted, err = s.putBatch(ctx, w)
-		return err
+	type put struct {
+		r       *putRequest
+		lastID  int64
+		sighted map[string]bool
+	}
+	var puts []put
+	// Sightings by the batches before in the group, not yet in pend.
+	groupSighted := make(map[sighting]bool)
+	bg := context.Background()
+	err := s.inTx(bg, func() error {
+		for _, r := range group {
+			if err := r.ctx.Err(); err != nil {
+				r.err = err
+				continue
+			}
+			if _, err := s.w.ExecContext(bg, "SAVEPOINT batch"); err != nil {
+				return err
+			}
+			lastID, sighted, err := s.putBatch(r.ctx, r.w, groupSighted)
+			if err == nil {
+				err = r.ctx.Err()
+			}
+			if err != nil {
+				if _, rerr := s.w.ExecContext(bg, "ROLLBACK TO batch"); rerr != nil {
+					return fmt.Errorf("%w; rolling back: %w", err, rerr)
+				}
+				if !errors.Is(err, errDuplicate) {
+					r.err = err
+				}
+			} else {
+				puts = append(puts, put{r, lastID, sighted})
+				for _, h := range r.w.hashes {
+					groupSighted[sighting{r.b.Pseudonym, h.sha256}] = true
+				}
+			}
+			if _, err := s.w.ExecContext(bg, "RELEASE batch"); err != nil {
+				return err
+			}
+		}
+		return nil
 	}, nil, nil)
-	switch {
-	case errors.Is(err, errDuplicate):
-		return false, nil
-	case err != nil:
-		return false, fmt.Errorf("storing batch: %w", err)
+	if err != nil {
+		fail(err)
+		return
 	}
 	s.pendMu.Lock()
-	s.pend.add(b.Pseudonym, w.n, w.hashes, w.detections, sighted, lastID, &s.nextSeq)
+	for _, p := range puts {
+		w := p.r.w
+		s.pend.add(p.r.b.Pseudonym, w.n, w.hashes, w.detections, p.sighted, p.lastID, &s.nextSeq)
+		p.r.stored = true
+	}
 	s.pendMu.Unlock()
 	if s.pend.records >= s.policy.records {
 		s.kickFolder()
 	}
-	return true, nil
 }
 
 func checkBatch(b *store.Batch) error {
@@ -81,7 +171,7 @@ func checkBatch(b *store.Batch) error {
 	return nil
 }
 
-// errDuplicate ends the transaction of a batch that is already stored.
+// errDuplicate rolls back the savepoint of a batch already stored.
 var errDuplicate = errors.New("batch already stored")
 
 // inTx runs f in a write transaction on the writer connection, which the
@@ -119,9 +209,16 @@ func (s *Store) inTx(ctx context.Context, f func() error, commitLock sync.Locker
 
 // putBatch writes the batch and returns the id of its last record and which
 // of its hashes its pseudonym had already sighted before: in folded
-// sightings, or in batches not folded yet.
-func (s *Store) putBatch(ctx context.Context, w *batchWrite) (lastID int64, sighted map[string]bool, err error) {
-	res, err := s.w.ExecContext(ctx, `INSERT INTO batches (endpoint_id, batch_id, pseudonym, country, received, count)
+// sightings, in batches not folded yet, or earlier in the group. It checks
+// ctx between statements but does not let it interrupt one, since SQLite
+// rolls back the whole transaction, the group's, when a statement is
+// interrupted.
+func (s *Store) putBatch(ctx context.Context, w *batchWrite, groupSighted map[sighting]bool) (lastID int64, sighted map[string]bool, err error) {
+	run := context.WithoutCancel(ctx)
+	if err := ctx.Err(); err != nil {
+		return 0, nil, err
+	}
+	res, err := s.w.ExecContext(run, `INSERT INTO batches (endpoint_id, batch_id, pseudonym, country, received, count)
 		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`, w.batch...)
 	if err != nil {
 		return 0, nil, err
@@ -135,9 +232,12 @@ func (s *Store) putBatch(ctx context.Context, w *batchWrite) (lastID int64, sigh
 	if err != nil {
 		return 0, nil, err
 	}
+	if err := ctx.Err(); err != nil {
+		return 0, nil, err
+	}
 	// A bare max(), so that SQLite reads it off the end of the b-tree.
 	var maxID sql.NullInt64
-	if err := s.w.QueryRowContext(ctx, `SELECT max(id) FROM records`).Scan(&maxID); err != nil {
+	if err := s.w.QueryRowContext(run, `SELECT max(id) FROM records`).Scan(&maxID); err != nil {
 		return 0, nil, err
 	}
 	for i := range w.records {
@@ -153,17 +253,20 @@ func (s *Store) putBatch(ctx context.Context, w *batchWrite) (lastID int64, sigh
 	if err := s.execChunks(ctx, w.personal); err != nil {
 		return 0, nil, err
 	}
-	sighted, err = s.sighted(ctx, w.pseudonym, w.hashes)
+	if err := ctx.Err(); err != nil {
+		return 0, nil, err
+	}
+	sighted, err = s.sighted(run, w.pseudonym, w.hashes, groupSighted)
 	if err != nil {
 		return 0, nil, err
 	}
 	return maxID.Int64 + int64(w.n), sighted, nil
 }
 
-// sighted returns which of hashes pseudonym has sighted, in the folded
-// sightings or in pending batches. The caller holds the writer, so neither
-// changes meanwhile.
-func (s *Store) sighted(ctx context.Context, pseudonym string, hashes []hashSummary) (map[string]bool, error) {
+// sighted returns which of hashes pseudonym has sighted: in the folded
+// sightings, in pending batches, or in also (which may be nil). The caller
+// holds the writer, so none of them changes meanwhile.
+func (s *Store) sighted(ctx context.Context, pseudonym string, hashes []hashSummary, also map[sighting]bool) (map[string]bool, error) {
 	sighted := make(map[string]bool)
 	if len(hashes) == 0 {
 		return sighted, nil
@@ -171,7 +274,7 @@ func (s *Store) sighted(ctx context.Context, pseudonym string, hashes []hashSumm
 	list := make([]string, len(hashes))
 	for i, h := range hashes {
 		list[i] = h.sha256
-		if s.pend.sighted[sighting{pseudonym, h.sha256}] {
+		if k := (sighting{pseudonym, h.sha256}); s.pend.sighted[k] || also[k] {
 			sighted[h.sha256] = true
 		}
 	}

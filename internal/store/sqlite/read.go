@@ -126,8 +126,9 @@ func (s *Store) ChangedAggregates(ctx context.Context, cursor int64, limit int) 
 	next := cursor
 	folded := make(map[string]store.Aggregate)
 	err := s.readTx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT sha256, prevalence, first_seen, last_seen, seq
-			FROM aggregates WHERE seq > ? ORDER BY seq`, cursor)
+		rows, err := tx.QueryContext(ctx, `SELECT a.sha256, a.prevalence, a.first_seen, a.last_seen, a.seq
+			FROM changes c JOIN aggregates a ON a.sha256 = c.sha256 AND a.seq = c.seq
+			WHERE c.seq > ? ORDER BY c.seq`, cursor)
 		if err != nil {
 			return err
 		}
@@ -239,8 +240,8 @@ func (s *Store) PutRemote(ctx context.Context, region string, aggs []store.Aggre
 		return fmt.Errorf("storing remote aggregates of %s: %w", region, encodeErr)
 	}
 
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.lock()
+	defer s.unlock()
 	if s.closed.Load() {
 		return fmt.Errorf("storing remote aggregates of %s: %w", region, store.ErrClosed)
 	}

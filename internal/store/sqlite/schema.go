@@ -21,6 +21,11 @@ import (
 // records in bulk (see fold.go); fold_state holds the last record folded
 // and the last change sequence number given out. sightings is keyed by
 // pseudonym first, so that one endpoint's new sightings land together.
+// changes lists each fold's changed hashes by change sequence number, only
+// ever appended to; a row whose number is not its aggregate's seq is
+// stale. (An index on aggregates.seq would be simpler, but each change
+// would delete the hash's old entry at a random place, which made folds
+// seven times slower.)
 //
 // There are no foreign keys: the store is the only writer, and it writes a
 // batch's rows together in one transaction; checking them would cost a
@@ -69,7 +74,10 @@ CREATE TABLE aggregates (
 	last_seen INTEGER NOT NULL,
 	seq INTEGER NOT NULL
 ) WITHOUT ROWID;
-CREATE UNIQUE INDEX aggregates_seq ON aggregates (seq);
+CREATE TABLE changes (
+	seq INTEGER PRIMARY KEY,
+	sha256 TEXT NOT NULL
+);
 CREATE TABLE detections (
 	sha256 TEXT NOT NULL,
 	name TEXT NOT NULL,

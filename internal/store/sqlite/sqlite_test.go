@@ -79,6 +79,10 @@ func TestDurableSettings(t *testing.T) {
 			t.Errorf("journal_mode %s, synchronous %d; want wal, 2 (FULL)", mode, sync)
 		}
 	}
+	var pageSize int
+	if err := s.read.QueryRowContext(t.Context(), "PRAGMA page_size").Scan(&pageSize); err != nil || pageSize != 16384 {
+		t.Errorf("page_size = %d, %v; want 16384", pageSize, err)
+	}
 }
 
 // TestPersonalFieldsOnlyInPersonal reads every column of every table and
@@ -274,10 +278,10 @@ func TestConformanceFoldingOften(t *testing.T) {
 // crash stops s as kill -9 would: without folding what is pending.
 func crash(t *testing.T, s *Store) {
 	t.Helper()
-	s.mu.Lock()
+	s.lock()
 	s.closed.Store(true)
 	close(s.stop)
-	s.mu.Unlock()
+	s.unlock()
 	<-s.folded
 	for _, st := range s.stmts {
 		st.Close()
@@ -305,11 +309,11 @@ func TestCrashBeforeFold(t *testing.T) {
 		}
 	}
 	put(s, storetest.Batch("ep-1", "1", storetest.Record(a, 0, "X"), storetest.Record(b, time.Hour, "")))
-	s.mu.Lock()
+	s.lock()
 	if err := s.foldLocked(ctx); err != nil {
 		t.Fatal(err)
 	}
-	s.mu.Unlock()
+	s.unlock()
 	// Not folded: a sighting by ep-1 again (no new prevalence), a new one
 	// by ep-2, and one sighted twice while pending.
 	put(s, storetest.Batch("ep-1", "2", storetest.Record(a, 2*time.Hour, "X")))
@@ -356,5 +360,53 @@ func TestCrashBeforeFold(t *testing.T) {
 	}
 	if n, err := s.CountRecords(ctx); err != nil || n != 6 {
 		t.Errorf("CountRecords = %d, %v; want 6", n, err)
+	}
+}
+
+// TestGroupCommit stores queued batches in one transaction: a canceled one
+// and a duplicate are left out without harming the others, and a hash
+// sighted twice by one endpoint in the group counts once.
+func TestGroupCommit(t *testing.T) {
+	s := openTemp(t)
+	a, b := storetest.Hash("a"), storetest.Hash("b")
+	canceled, cancel := context.WithCancel(t.Context())
+	cancel()
+	reqs := []*putRequest{
+		{ctx: t.Context(), b: storetest.Batch("ep-1", "1", storetest.Record(a, 0, "X"), storetest.Record(b, 0, ""))},
+		{ctx: canceled, b: storetest.Batch("ep-2", "1", storetest.Record(a, 0, "X"))},
+		{ctx: t.Context(), b: storetest.Batch("ep-1", "2", storetest.Record(a, time.Hour, "X"))},
+		{ctx: t.Context(), b: storetest.Batch("ep-1", "1", storetest.Record(b, 0, ""))},
+		{ctx: t.Context(), b: storetest.Batch("ep-3", "1", storetest.Record(b, 0, ""))},
+	}
+	for _, r := range reqs {
+		r.w, r.done = newBatchWrite(r.b), make(chan struct{})
+	}
+	s.queue = reqs
+	s.lock()
+	s.writeQueued()
+	s.unlock()
+	want := []struct {
+		stored bool
+		err    bool
+	}{{true, false}, {false, true}, {true, false}, {false, false}, {true, false}}
+	for i, r := range reqs {
+		select {
+		case <-r.done:
+		default:
+			t.Errorf("request %d not done", i)
+		}
+		if r.stored != want[i].stored || (r.err != nil) != want[i].err {
+			t.Errorf("request %d: stored %v, err %v; want stored %v, an error %v", i, r.stored, r.err, want[i].stored, want[i].err)
+		}
+	}
+	if n, err := s.CountRecords(t.Context()); err != nil || n != 4 {
+		t.Errorf("CountRecords = %d, %v; want 4", n, err)
+	}
+	got, err := s.Aggregates(t.Context(), []string{a, b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[a].Prevalence != 1 || got[a].Detections["X"] != 2 || got[b].Prevalence != 2 {
+		t.Errorf("aggregates = %v; want a at prevalence 1 with 2 X, b at prevalence 2", got)
 	}
 }

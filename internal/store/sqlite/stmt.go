@@ -19,6 +19,7 @@ const (
 	insertSightings
 	upsertDetections
 	upsertRemote
+	insertChanges
 )
 
 const maxChunk = 256
@@ -62,6 +63,9 @@ var specs = [...]stmtSpec{
 		head: "INSERT INTO detections (sha256, name, count) VALUES ",
 		row:  "(?,?,?)",
 		tail: " ON CONFLICT (sha256, name) DO UPDATE SET count = count + excluded.count"},
+	insertChanges: {cols: 2,
+		head: "INSERT INTO changes (seq, sha256) VALUES ",
+		row:  "(?,?)"},
 	upsertRemote: {slots: 1, cols: 5,
 		head: `INSERT INTO remote_aggregates (sha256, region, prevalence, first_seen, last_seen, detections)
 			SELECT column1, ?, column2, column3, column4, column5 FROM (VALUES `,
@@ -118,21 +122,26 @@ type stmtKey struct {
 }
 
 // execChunks runs each chunk's statement on the writer, which the caller
-// holds.
+// holds. It checks ctx before each but lets none be interrupted: SQLite
+// rolls back the whole transaction when a statement is.
 func (s *Store) execChunks(ctx context.Context, chunks []chunk) error {
+	run := context.WithoutCancel(ctx)
 	for _, c := range chunks {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		spec := &specs[c.kind]
 		rows := (len(c.args) - spec.slots) / spec.cols
 		k := stmtKey{c.kind, rows}
 		st := s.stmts[k]
 		if st == nil {
 			var err error
-			if st, err = s.w.PrepareContext(ctx, spec.sql(rows)); err != nil {
+			if st, err = s.w.PrepareContext(run, spec.sql(rows)); err != nil {
 				return fmt.Errorf("preparing statement %d×%d: %w", c.kind, rows, err)
 			}
 			s.stmts[k] = st
 		}
-		if _, err := st.ExecContext(ctx, c.args...); err != nil {
+		if _, err := st.ExecContext(run, c.args...); err != nil {
 			return err
 		}
 	}

@@ -1,0 +1,378 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/vitrine-dev/vitrine/internal/loadgen"
+)
+
+// The region benchmarks of docs/performance.md. Each runs against a
+// running `vitrine up`, registering its own endpoints with the operator
+// token, and prints its baseline beside it.
+
+// regionFlags are the flags every region benchmark takes.
+type regionFlags struct {
+	url, tokenFile *string
+	seed           *uint64
+}
+
+func addRegionFlags(fs *flag.FlagSet) regionFlags {
+	return regionFlags{
+		url:       fs.String("url", "http://127.0.0.1:8080", "base URL of a running `vitrine up`"),
+		tokenFile: fs.String("operator-token", "./vitrine-data/operator.token", "file holding the operator token, to register endpoints"),
+		seed:      fs.Uint64("seed", 1, "workload seed: runs with the same seed report and ask about the same files"),
+	}
+}
+
+func (f regionFlags) operatorToken() (string, error) {
+	b, err := os.ReadFile(*f.tokenFile)
+	if err != nil {
+		return "", fmt.Errorf("reading the operator token: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// register registers n endpoints, their countries taken from countries in
+// turn.
+func (f regionFlags) register(ctx context.Context, countries []string, n int) ([]loadgen.Endpoint, error) {
+	tok, err := f.operatorToken()
+	if err != nil {
+		return nil, err
+	}
+	hc := loadgen.NewClient(1)
+	eps := make([]loadgen.Endpoint, n)
+	for i := range eps {
+		if eps[i], err = loadgen.Register(ctx, hc, *f.url, tok, countries[i%len(countries)]); err != nil {
+			return nil, err
+		}
+	}
+	return eps, nil
+}
+
+// cpuWatch splits the machine's CPU time over an interval between the
+// server, this process and everything else, so that a figure measured while
+// other work loaded the machine says so.
+type cpuWatch struct {
+	pid         int
+	t0          time.Time
+	srv0, self0 loadgen.ProcStats
+	busy0       time.Duration
+}
+
+func startWatch(pid int) *cpuWatch {
+	w := &cpuWatch{pid: pid, t0: time.Now()}
+	w.self0, _ = loadgen.ReadProc(os.Getpid())
+	if pid > 0 {
+		w.srv0, _ = loadgen.ReadProc(pid)
+	}
+	w.busy0, _, _ = loadgen.MachineCPU()
+	return w
+}
+
+// others returns the share of the machine's CPU capacity that processes
+// other than the server and this one used since the watch started.
+func (w *cpuWatch) others() string {
+	busy, cpus, err := loadgen.MachineCPU()
+	if err != nil || cpus == 0 {
+		return "?"
+	}
+	self, _ := loadgen.ReadProc(os.Getpid())
+	o := busy - w.busy0 - (self.CPU - w.self0.CPU)
+	if w.pid > 0 {
+		srv, _ := loadgen.ReadProc(w.pid)
+		o -= srv.CPU - w.srv0.CPU
+	} else {
+		return "?"
+	}
+	return fmt.Sprintf("%.0f%%", 100*max(o, 0).Seconds()/(time.Since(w.t0).Seconds()*float64(cpus)))
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func runBenchIngest(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "bench ingest", "[--url URL] [--operator-token FILE] [--clients 8] [--duration 10s | --records N] [--server-pid PID]")
+	rf := addRegionFlags(fs)
+	countries := fs.String("countries", "DE", "comma-separated countries of the endpoints, in turn (DE: all into zurich's store)")
+	endpoints := fs.Int("endpoints", 64, "endpoints to register per round")
+	clients := fs.Int("clients", 8, "concurrent clients, each with one batch in flight")
+	batch := fs.Int("batch", 500, "records per batch")
+	duration := fs.Duration("duration", 10*time.Second, "how long to measure each round")
+	warmup := fs.Duration("warmup", 2*time.Second, "warm-up before each round's measurement")
+	rounds := fs.Int("rounds", 3, "rounds, each followed by its raw-insert baseline")
+	records := fs.Int64("records", 0, "send this many records in one round, with no warm-up, and report progress (for peak memory) instead of measuring a duration")
+	raw := fs.Bool("raw", true, "after each round, insert the same rows into a fresh SQLite file in-process (the baseline)")
+	rawDir := fs.String("raw-dir", os.TempDir(), "directory for the baseline's SQLite files (deleted after each round)")
+	pid := fs.Int("server-pid", 0, "process id of the server, to report its CPU time and memory from /proc")
+	settle := fs.Duration("settle", 3*time.Second, "pause after each round's ingest, so that the server's folding and exchange finish before the baseline runs")
+	if err := parseFlags(fs, args, 0); err != nil {
+		return err
+	}
+	cs := splitList(*countries)
+	if len(cs) == 0 || *endpoints < 1 || *clients < 1 || *rounds < 1 || *batch < 1 || *batch > 10000 {
+		fs.Usage()
+		return errors.New("need countries, and positive endpoints, clients, rounds and a batch of at most 10,000")
+	}
+	if *records > 0 {
+		*rounds = 1
+	}
+	start := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+	fmt.Fprintf(e.stdout, "ingest: %d endpoints (%s), %d clients, batches of %d, %s after %s warm-up\n",
+		*endpoints, strings.Join(cs, ","), *clients, *batch, *duration, *warmup)
+	fmt.Fprintln(e.stdout, "(CPU per million records; others: the machine's CPU that other processes used during the ingest/raw insert)")
+	const row = "%5v %12v %10v %10v %6v %12v %6v %11v %11v %11v %11v %7v\n"
+	if *records == 0 {
+		fmt.Fprintf(e.stdout, row, "round", "ingest rec/s", "batch p50", "batch p99", "errors", "raw rec/s", "ratio", "server CPU", "client CPU", "server RSS", "server HWM", "others")
+	}
+	for r := 1; r <= *rounds; r++ {
+		runID := strconv.FormatInt(time.Now().UnixNano(), 36)
+		eps, err := rf.register(ctx, cs, *endpoints)
+		if err != nil {
+			return err
+		}
+		w := &loadgen.Workload{Seed: *rf.seed, Run: uint64(time.Now().UnixNano()), Start: start}
+		self0, _ := loadgen.ReadProc(os.Getpid())
+		watch := startWatch(*pid)
+		var before loadgen.ProcStats
+		if *pid > 0 {
+			if before, err = loadgen.ReadProc(*pid); err != nil {
+				return fmt.Errorf("reading the server's /proc: %w", err)
+			}
+		}
+		cfg := loadgen.IngestConfig{Endpoints: eps, Clients: *clients, BatchSize: *batch, Warmup: *warmup, Duration: *duration,
+			Records: *records, Workload: w, RunID: runID}
+		if *records > 0 {
+			cfg.Progress = progress(e, *pid)
+		}
+		res, err := loadgen.Ingest(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		self1, _ := loadgen.ReadProc(os.Getpid())
+		others := watch.others()
+		// Server CPU per million records ingested in the whole round,
+		// warm-up included; the client's likewise.
+		perM := func(d time.Duration) string {
+			return fmt.Sprintf("%.2fs/M", d.Seconds()/(float64(len(res.Sent)**batch)/1e6))
+		}
+		clientCPU := perM(self1.CPU - self0.CPU)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(*settle):
+		}
+		var after loadgen.ProcStats
+		if *pid > 0 {
+			if after, err = loadgen.ReadProc(*pid); err != nil {
+				return fmt.Errorf("reading the server's /proc: %w", err)
+			}
+		}
+		rawRate, ratio := "-", "-"
+		if *raw {
+			path := filepath.Join(*rawDir, fmt.Sprintf("vitrine-raw-%s.db", runID))
+			rawWatch := startWatch(*pid)
+			rr, err := loadgen.RawInsert(ctx, path, w, eps, res.Sent, *batch)
+			others += "/" + rawWatch.others()
+			for _, suffix := range []string{"", "-wal", "-shm"} {
+				os.Remove(path + suffix)
+			}
+			if err != nil {
+				return err
+			}
+			rawRate, ratio = fmt.Sprintf("%.0f", rr.PerSecond()), fmt.Sprintf("%.2f", res.PerSecond()/rr.PerSecond())
+		}
+		cpu, rss, hwm := "-", "-", "-"
+		if *pid > 0 {
+			cpu, rss, hwm = perM(after.CPU-before.CPU), mib(after.RSS), mib(after.HWM)
+		}
+		if *records > 0 {
+			fmt.Fprintf(e.stdout, "done: %d records in %s: %.0f records/s, batch p50 %s p99 %s, %d errors, %d bytes/record; raw insert %s records/s (ratio %s)\n",
+				res.Records, res.Elapsed.Round(time.Millisecond), res.PerSecond(), ms(res.P50), ms(res.P99), res.Errors, res.BodyBytes / *batch, rawRate, ratio)
+			fmt.Fprintf(e.stdout, "CPU per million records: server %s, client %s; server VmRSS %s, VmHWM %s; other processes used %s of the machine's CPU\n", cpu, clientCPU, rss, hwm, others)
+		} else {
+			fmt.Fprintf(e.stdout, row, r, fmt.Sprintf("%.0f", res.PerSecond()), ms(res.P50), ms(res.P99), res.Errors, rawRate, ratio, cpu, clientCPU, rss, hwm, others)
+		}
+		if res.FirstError != "" {
+			fmt.Fprintf(e.stdout, "  first error: %s\n", res.FirstError)
+		}
+	}
+	return nil
+}
+
+// progress prints the ingest's progress every 10 s, with the server's
+// memory when pid is set.
+func progress(e *env, pid int) func(int64, time.Duration) {
+	var last int64
+	var lastT time.Duration
+	return func(n int64, t time.Duration) {
+		if t-lastT < 10*time.Second {
+			return
+		}
+		line := fmt.Sprintf("%7.1fs %11d records %8.0f records/s (last interval %8.0f/s)", t.Seconds(), n, float64(n)/t.Seconds(), float64(n-last)/(t-lastT).Seconds())
+		if pid > 0 {
+			if ps, err := loadgen.ReadProc(pid); err == nil {
+				line += fmt.Sprintf("  server VmRSS %s VmHWM %s CPU %.0fs", mib(ps.RSS), mib(ps.HWM), ps.CPU.Seconds())
+			}
+		}
+		fmt.Fprintln(e.stdout, line)
+		last, lastT = n, t
+	}
+}
+
+func mib(b int64) string { return fmt.Sprintf("%.0fMiB", float64(b)/(1<<20)) }
+
+func runBenchVerdicts(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "bench verdicts", "[--url URL] [--operator-token FILE] [--clients 4] [--hashes 100000]")
+	rf := addRegionFlags(fs)
+	country := fs.String("country", "DE", "country of the asking endpoint: its home region answers")
+	clients := fs.Int("clients", 4, "concurrent clients, each with one request in flight")
+	hashes := fs.Int("hashes", 100000, "hashes to look up per round, batched and then one by one")
+	batch := fs.Int("batch", 1000, "hashes per batched POST")
+	rounds := fs.Int("rounds", 3, "rounds")
+	pid := fs.Int("server-pid", 0, "process id of the server, to report what other processes used of the machine's CPU meanwhile")
+	if err := parseFlags(fs, args, 0); err != nil {
+		return err
+	}
+	if *clients < 1 || *hashes < 1 || *batch < 2 || *rounds < 1 {
+		fs.Usage()
+		return errors.New("need positive clients, hashes and rounds, and a batch of at least 2")
+	}
+	eps, err := rf.register(ctx, []string{*country}, 1)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "verdicts: region %s, %d clients, %d hashes per round from the workload's Zipf law (seed %d)\n", eps[0].Region, *clients, *hashes, *rf.seed)
+	const row = "%5v %14v %9v %9v %14v %9v %9v %6v %6v %9v  %s\n"
+	fmt.Fprintf(e.stdout, row, "round", "batched hash/s", "req p50", "req p99", "single hash/s", "req p50", "req p99", "ratio", "errors", "others", "verdicts (batched)")
+	for r := 1; r <= *rounds; r++ {
+		w := &loadgen.Workload{Seed: *rf.seed, Run: uint64(r)}
+		hs := w.LookupHashes(*hashes)
+		cfg := loadgen.LookupConfig{Region: eps[0].RegionURL(), Token: eps[0].Token, Clients: *clients, Batch: *batch, Hashes: hs}
+		watch := startWatch(*pid)
+		b, err := loadgen.Lookup(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		others := watch.others()
+		cfg.Batch = 1
+		watch = startWatch(*pid)
+		s, err := loadgen.Lookup(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		others += "/" + watch.others()
+		vs := []string{fmt.Sprintf("known %d", b.Known)}
+		for _, v := range []string{"malicious", "suspicious", "clean", "unknown"} {
+			vs = append(vs, fmt.Sprintf("%s %d", v, b.Verdicts[v]))
+		}
+		fmt.Fprintf(e.stdout, row, r, fmt.Sprintf("%.0f", b.PerSecond()), ms(b.P50), ms(b.P99),
+			fmt.Sprintf("%.0f", s.PerSecond()), ms(s.P50), ms(s.P99), fmt.Sprintf("%.1f", b.PerSecond()/s.PerSecond()),
+			b.Errors+s.Errors, others, strings.Join(vs, ", "))
+		for _, fe := range []string{b.FirstError, s.FirstError} {
+			if fe != "" {
+				fmt.Fprintf(e.stdout, "  first error: %s\n", fe)
+			}
+		}
+	}
+	return nil
+}
+
+func runBenchPropagation(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "bench propagation", "[--url URL] [--operator-token FILE] [--from RU] [--to DE] [--samples 300]")
+	rf := addRegionFlags(fs)
+	from := fs.String("from", "RU", "country of the reporting endpoint (RU: moscow)")
+	to := fs.String("to", "DE", "country of the endpoint that asks the other region (DE: zurich)")
+	samples := fs.Int("samples", 300, "reports, one at a time")
+	poll := fs.Duration("poll", 2*time.Millisecond, "interval between verdict lookups")
+	loadClients := fs.Int("load-clients", 0, "if positive, ingest with this many clients in the background meanwhile")
+	loadCountries := fs.String("load-countries", "DE,RU", "countries of the background load's endpoints, in turn")
+	pid := fs.Int("server-pid", 0, "process id of the server, to report what other processes used of the machine's CPU meanwhile")
+	if err := parseFlags(fs, args, 0); err != nil {
+		return err
+	}
+	if *samples < 1 {
+		fs.Usage()
+		return errors.New("need at least one sample")
+	}
+	eps, err := rf.register(ctx, []string{*from, *to}, 2)
+	if err != nil {
+		return err
+	}
+	if eps[0].Region == eps[1].Region {
+		return fmt.Errorf("%s and %s are both served by %s; pick countries of two regions", *from, *to, eps[0].Region)
+	}
+	var load <-chan loadResult
+	if *loadClients > 0 {
+		lctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		lcs := splitList(*loadCountries)
+		leps, err := rf.register(ctx, lcs, max(*loadClients, len(lcs)))
+		if err != nil {
+			return err
+		}
+		ch := make(chan loadResult, 1)
+		load = ch
+		go func() {
+			w := &loadgen.Workload{Seed: *rf.seed, Run: uint64(time.Now().UnixNano()), Start: time.Now().Add(-time.Hour).Truncate(time.Millisecond)}
+			r, err := loadgen.Ingest(lctx, loadgen.IngestConfig{Endpoints: leps, Clients: *loadClients, Duration: 24 * time.Hour, Workload: w,
+				RunID: "load" + strconv.FormatInt(time.Now().UnixNano(), 36)})
+			ch <- loadResult{r, err}
+		}()
+		time.Sleep(2 * time.Second) // let the load settle
+		defer func() {
+			cancel()
+			if lr := <-load; lr.err == nil || errors.Is(lr.err, context.Canceled) {
+				fmt.Fprintf(e.stdout, "background load: %d batches acknowledged, %d errors\n", len(lr.res.Sent), lr.res.Errors)
+			}
+		}()
+	}
+	fmt.Fprintf(e.stdout, "propagation: report in %s (%s), verdict asked in %s (%s) every %s; %d samples; background ingest clients: %d\n",
+		eps[0].Region, *from, eps[1].Region, *to, *poll, *samples, *loadClients)
+	t0 := time.Now()
+	watch := startWatch(*pid)
+	res, err := loadgen.Propagation(ctx, loadgen.PropagationConfig{From: eps[0], To: eps[1], Samples: *samples, Poll: *poll, Seed: *rf.seed})
+	if err != nil {
+		if len(res.Remote) == 0 {
+			return err
+		}
+		// Interrupted: what was measured still counts.
+		fmt.Fprintf(e.stdout, "interrupted after %d samples (%v)\n", len(res.Remote)+res.Timeouts, err)
+	}
+	const row = "%-38v %8v %9v %9v %9v\n"
+	fmt.Fprintf(e.stdout, row, "", "samples", "p50", "p99", "max")
+	for _, l := range []struct {
+		name string
+		d    []time.Duration
+	}{
+		{"report acknowledged by " + eps[0].Region, res.Ack},
+		{"verdict in " + eps[0].Region + " (same region)", res.Local},
+		{"verdict in " + eps[1].Region + " (other region)", res.Remote},
+	} {
+		fmt.Fprintf(e.stdout, row, l.name, len(l.d), ms(loadgen.Quantile(l.d, 0.5)), ms(loadgen.Quantile(l.d, 0.99)), ms(loadgen.Quantile(l.d, 1)))
+	}
+	fmt.Fprintf(e.stdout, "timeouts or errors: %d; took %s; other processes used %s of the machine's CPU\n", res.Timeouts, time.Since(t0).Round(time.Second), watch.others())
+	if res.FirstError != "" {
+		fmt.Fprintf(e.stdout, "  first error: %s\n", res.FirstError)
+	}
+	return nil
+}
+
+type loadResult struct {
+	res loadgen.IngestResult
+	err error
+}

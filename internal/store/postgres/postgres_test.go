@@ -1,0 +1,253 @@
+package postgres
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"net/url"
+	"os"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/vitrine-dev/vitrine/internal/store"
+	"github.com/vitrine-dev/vitrine/internal/store/storetest"
+)
+
+const defaultDSN = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+
+// testDSN returns the URL of a new, empty schema on the test server
+// (VITRINE_TEST_POSTGRES, or a local server with trust authentication),
+// dropped when t ends. It skips t if no server answers.
+func testDSN(t testing.TB) string {
+	t.Helper()
+	base := os.Getenv("VITRINE_TEST_POSTGRES")
+	if base == "" {
+		base = defaultDSN
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, base)
+	if err != nil {
+		t.Skipf("no PostgreSQL server at %s (set VITRINE_TEST_POSTGRES; .ci/run starts one): %v", redact(base), err)
+	}
+	defer conn.Close(context.Background())
+	var b [6]byte
+	rand.Read(b[:])
+	schema := "vitrine_test_" + hex.EncodeToString(b[:])
+	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+		t.Fatalf("creating schema: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, base)
+		if err != nil {
+			t.Errorf("dropping schema %s: %v", schema, err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
+			t.Errorf("dropping schema %s: %v", schema, err)
+		}
+	})
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+func redact(dsn string) string {
+	if u, err := url.Parse(dsn); err == nil {
+		return u.Redacted()
+	}
+	return dsn
+}
+
+func openTest(t *testing.T) (*Store, string) {
+	t.Helper()
+	dsn := testDSN(t)
+	s, err := Open(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, dsn
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		s, _ := openTest(t)
+		return s
+	})
+}
+
+func TestReopen(t *testing.T) {
+	s, dsn := openTest(t)
+	storetest.Reopen(t, s, func() store.Store {
+		s, err := Open(t.Context(), dsn)
+		if err != nil {
+			t.Fatalf("reopening: %v", err)
+		}
+		return s
+	})
+}
+
+func TestOpenThroughSpec(t *testing.T) {
+	dsn := testDSN(t)
+	s, err := store.Open(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, ok := s.(*Store); !ok {
+		t.Errorf("store.Open(%q) = %T, want *postgres.Store", redact(dsn), s)
+	}
+}
+
+// TestDurableSettings checks that commits wait for the WAL to be flushed,
+// whatever the server's default.
+func TestDurableSettings(t *testing.T) {
+	s, _ := openTest(t)
+	var v string
+	if err := s.pool.QueryRow(t.Context(), "SHOW synchronous_commit").Scan(&v); err != nil {
+		t.Fatal(err)
+	}
+	if v != "on" {
+		t.Errorf("synchronous_commit = %s, want on", v)
+	}
+}
+
+// TestPersonalFieldsOnlyInPersonal reads every column of every table of the
+// store's schema and checks that URLs and paths appear only in personal,
+// and the endpoint id only in personal and as the idempotency key in
+// batches.
+func TestPersonalFieldsOnlyInPersonal(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := t.Context()
+	b := storetest.Batch("endpoint-PERSONAL-ID", "b1",
+		storetest.Record(storetest.Hash("a"), 0, "EICAR-Test-File"),
+		storetest.Record(storetest.Hash("b"), 0, ""))
+	b.Records[0].URL = "https://PERSONAL-URL.example/x"
+	b.Records[0].Path = "C:/Users/PERSONAL-PATH/eicar.com"
+	b.Records[1].URL, b.Records[1].Path = "https://PERSONAL-URL.example/y", "/home/PERSONAL-PATH/b"
+	if _, err := s.PutBatch(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	allowed := map[string][]string{
+		"PERSONAL-URL":  {"personal.url"},
+		"PERSONAL-PATH": {"personal.path"},
+		"PERSONAL-ID":   {"personal.endpoint_id", "batches.endpoint_id"},
+	}
+	rows, err := s.pool.Query(ctx, `SELECT table_name, column_name FROM information_schema.columns
+		WHERE table_schema = current_schema() ORDER BY table_name, ordinal_position`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cols, err := pgx.CollectRows(rows, pgx.RowToStructByPos[struct{ Table, Column string }])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cols) < 20 {
+		t.Fatalf("found only columns %v", cols)
+	}
+	found := map[string][]string{}
+	for _, c := range cols {
+		for marker := range allowed {
+			var n int
+			q := `SELECT count(*) FROM ` + pgx.Identifier{c.Table}.Sanitize() + ` WHERE ` +
+				pgx.Identifier{c.Column}.Sanitize() + `::text LIKE '%' || $1 || '%'`
+			if err := s.pool.QueryRow(ctx, q, marker).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if n > 0 {
+				found[marker] = append(found[marker], c.Table+"."+c.Column)
+			}
+		}
+	}
+	for marker, where := range allowed {
+		slices.Sort(where)
+		slices.Sort(found[marker])
+		if !slices.Equal(found[marker], where) {
+			t.Errorf("%s found in %v; want exactly %v", marker, found[marker], where)
+		}
+	}
+}
+
+func TestMigrations(t *testing.T) {
+	ctx := t.Context()
+	dsn := testDSN(t)
+	s, err := Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PutBatch(ctx, storetest.Batch("ep-1", "b1", storetest.Record(storetest.Hash("a"), 0, ""))); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	next := append(slices.Clone(migrations), `CREATE TABLE added_later (x integer); INSERT INTO added_later VALUES (7);`)
+	s, err = open(ctx, dsn, next)
+	if err != nil {
+		t.Fatalf("opening with one more migration: %v", err)
+	}
+	var x, version int
+	if err := s.pool.QueryRow(ctx, "SELECT x FROM added_later").Scan(&x); err != nil || x != 7 {
+		t.Errorf("the new step did not run: %d, %v", x, err)
+	}
+	if err := s.pool.QueryRow(ctx, "SELECT version FROM schema_version").Scan(&version); err != nil || version != len(next) {
+		t.Errorf("schema_version = %d, %v; want %d", version, err, len(next))
+	}
+	if n, err := s.CountRecords(ctx); err != nil || n != 1 {
+		t.Errorf("CountRecords after migrating = %d, %v; want 1", n, err)
+	}
+	s.Close()
+
+	_, err = Open(ctx, dsn)
+	if !errors.Is(err, store.ErrSchemaNewer) {
+		t.Fatalf("opening a newer database: %v, want ErrSchemaNewer", err)
+	}
+	t.Logf("error: %v", err)
+
+	broken := append(slices.Clone(next), `CREATE TABLE fine (x integer); SELECT no_such_function();`)
+	if _, err := open(ctx, dsn, broken); err == nil {
+		t.Fatal("a failing migration step succeeded")
+	}
+	s, err = open(ctx, dsn, next)
+	if err != nil {
+		t.Fatalf("reopening after a failed migration: %v", err)
+	}
+	defer s.Close()
+	var exists bool
+	if err := s.pool.QueryRow(ctx, "SELECT to_regclass('fine') IS NOT NULL").Scan(&exists); err != nil || exists {
+		t.Errorf("table of the failed step exists: %v, %v", exists, err)
+	}
+}
+
+// TestConcurrentOpen opens one schema from several goroutines at once, as
+// several Vitrine processes starting together would.
+func TestConcurrentOpen(t *testing.T) {
+	dsn := testDSN(t)
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() {
+			s, err := Open(t.Context(), dsn)
+			if err == nil {
+				s.Close()
+			}
+			errs <- err
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
