@@ -27,12 +27,25 @@ import (
 	"github.com/vitrine-dev/vitrine/tlog"
 )
 
+// TestMain removes the binary that buildVitrine built.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if builtDir != "" {
+		os.RemoveAll(builtDir)
+	}
+	os.Exit(code)
+}
+
+// builtDir holds the binary buildVitrine built, if it did.
+var builtDir string
+
 // buildVitrine builds the command once per test binary run.
 var buildVitrine = sync.OnceValues(func() (string, error) {
 	dir, err := os.MkdirTemp("", "vitrine-bin")
 	if err != nil {
 		return "", err
 	}
+	builtDir = dir
 	bin := filepath.Join(dir, "vitrine")
 	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
 	if err != nil {
