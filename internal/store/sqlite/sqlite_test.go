@@ -251,9 +251,11 @@ func TestStatementsPerKindBounded(t *testing.T) {
 		}
 	}
 	perKind := map[stmtKind]int{}
+	s.lock() // the writer's background work prepares statements too
 	for k := range s.stmts {
 		perKind[k.kind]++
 	}
+	s.unlock()
 	for k, n := range perKind {
 		if n > 9 { // 256, 128, …, 1
 			t.Errorf("%d statements of kind %d prepared, want at most 9", n, k)
