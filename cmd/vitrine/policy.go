@@ -64,6 +64,9 @@ func loggedPolicies(ctx context.Context, platformURL string) ([]*residency.Polic
 			out = append(out, p)
 		}
 	}
+	if len(out) == 0 {
+		return nil, errors.New("the policy log holds no policy yet")
+	}
 	return out, nil
 }
 
@@ -97,9 +100,6 @@ func runPolicyShow(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if len(ps) == 0 {
-		return errors.New("the policy log holds no policy yet")
-	}
 	p := latest(ps)
 	if *version != 0 {
 		if p, err = findVersion(ps, *version); err != nil {
@@ -128,9 +128,6 @@ func runPolicyDiff(ctx context.Context, e *env, args []string) error {
 	ps, err := loggedPolicies(ctx, *platformURL)
 	if err != nil {
 		return err
-	}
-	if len(ps) == 0 {
-		return errors.New("the policy log holds no policy yet")
 	}
 	b := latest(ps)
 	if *to != 0 {
