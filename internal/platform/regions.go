@@ -22,7 +22,8 @@ import (
 	"github.com/vitrine-dev/vitrine/internal/logserver"
 	"github.com/vitrine-dev/vitrine/internal/region"
 	"github.com/vitrine-dev/vitrine/internal/store"
-	_ "github.com/vitrine-dev/vitrine/internal/store/sqlite" // the embedded default store
+	_ "github.com/vitrine-dev/vitrine/internal/store/postgres" // stores: postgres:// URLs
+	_ "github.com/vitrine-dev/vitrine/internal/store/sqlite"   // the embedded default store
 	"github.com/vitrine-dev/vitrine/residency"
 )
 

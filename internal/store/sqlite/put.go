@@ -107,6 +107,22 @@ func (s *Store) writeQueued() {
 	groupSighted := make(map[sighting]bool)
 	bg := context.Background()
 	err := s.inTx(bg, func() error {
+		if len(group) == 1 {
+			// Alone in its transaction, a batch needs no savepoint.
+			r := group[0]
+			lastID, sighted, err := s.putBatch(r.ctx, r.w, nil)
+			if err == nil {
+				err = r.ctx.Err()
+			}
+			if err != nil {
+				if !errors.Is(err, errDuplicate) {
+					r.err = err
+				}
+				return errNothingToCommit
+			}
+			puts = append(puts, put{r, lastID, sighted})
+			return nil
+		}
 		for _, r := range group {
 			if err := r.ctx.Err(); err != nil {
 				r.err = err
@@ -138,6 +154,9 @@ func (s *Store) writeQueued() {
 		}
 		return nil
 	}, nil, nil)
+	if errors.Is(err, errNothingToCommit) {
+		return
+	}
 	if err != nil {
 		fail(err)
 		return
@@ -171,8 +190,13 @@ func checkBatch(b *store.Batch) error {
 	return nil
 }
 
-// errDuplicate rolls back the savepoint of a batch already stored.
-var errDuplicate = errors.New("batch already stored")
+var (
+	// errDuplicate rolls back the savepoint of a batch already stored.
+	errDuplicate = errors.New("batch already stored")
+	// errNothingToCommit rolls back the transaction of a lone batch that
+	// was not stored; the batch's own outcome is in its request.
+	errNothingToCommit = errors.New("nothing to commit")
+)
 
 // inTx runs f in a write transaction on the writer connection, which the
 // caller holds. It commits only if f succeeds and ctx is still live; once it
