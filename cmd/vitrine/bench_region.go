@@ -5,18 +5,34 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
+	"github.com/vitrine-dev/vitrine/internal/endpoint"
+	"github.com/vitrine-dev/vitrine/internal/keys"
 	"github.com/vitrine-dev/vitrine/internal/loadgen"
+	"github.com/vitrine-dev/vitrine/internal/region"
+	"github.com/vitrine-dev/vitrine/internal/store"
+	_ "github.com/vitrine-dev/vitrine/internal/store/postgres" // for --store postgres://
+	_ "github.com/vitrine-dev/vitrine/internal/store/sqlite"
+	"github.com/vitrine-dev/vitrine/residency"
 )
 
 // The region benchmarks of docs/performance.md. Each runs against a
 // running `vitrine up`, registering its own endpoints with the operator
-// token, and prints its baseline beside it.
+// token, and prints its baseline beside it; `bench ingest --store` serves
+// one region in-process instead, for stores `vitrine up` cannot use.
 
 // regionFlags are the flags every region benchmark takes.
 type regionFlags struct {
@@ -86,10 +102,12 @@ func (w *cpuWatch) others() string {
 	}
 	self, _ := loadgen.ReadProc(os.Getpid())
 	o := busy - w.busy0 - (self.CPU - w.self0.CPU)
-	if w.pid > 0 {
+	switch {
+	case w.pid == os.Getpid(): // the server is this process
+	case w.pid > 0:
 		srv, _ := loadgen.ReadProc(w.pid)
 		o -= srv.CPU - w.srv0.CPU
-	} else {
+	default:
 		return "?"
 	}
 	return fmt.Sprintf("%.0f%%", 100*max(o, 0).Seconds()/(time.Since(w.t0).Seconds()*float64(cpus)))
@@ -119,6 +137,7 @@ func runBenchIngest(ctx context.Context, e *env, args []string) error {
 	raw := fs.Bool("raw", true, "after each round, insert the same rows into a fresh SQLite file in-process (the baseline)")
 	rawDir := fs.String("raw-dir", os.TempDir(), "directory for the baseline's SQLite files (deleted after each round)")
 	pid := fs.Int("server-pid", 0, "process id of the server, to report its CPU time and memory from /proc")
+	storeSpec := fs.String("store", "", "instead of loading --url, serve one region (zurich, no peers) in this process with this store, sqlite:PATH or a postgres:// URL (a fresh schema is made in it); the baseline then inserts into the same kind of store")
 	settle := fs.Duration("settle", 3*time.Second, "pause after each round's ingest, so that the server's folding and exchange finish before the baseline runs")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
@@ -131,6 +150,17 @@ func runBenchIngest(ctx context.Context, e *env, args []string) error {
 	if *records > 0 {
 		*rounds = 1
 	}
+	var ipr *inProcessRegion
+	if *storeSpec != "" {
+		var err error
+		if ipr, err = startInProcessRegion(ctx, *storeSpec, *rawDir); err != nil {
+			return err
+		}
+		defer ipr.close()
+		*pid = os.Getpid() // the server is this process
+		fmt.Fprintf(e.stdout, "in-process region zurich at %s, store %s (server and load generator share this process: \"client CPU\" and the memory columns are the whole process's)\n", ipr.url, ipr.kind)
+		tuneGC()
+	}
 	start := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
 	fmt.Fprintf(e.stdout, "ingest: %d endpoints (%s), %d clients, batches of %d, %s after %s warm-up\n",
 		*endpoints, strings.Join(cs, ","), *clients, *batch, *duration, *warmup)
@@ -141,7 +171,13 @@ func runBenchIngest(ctx context.Context, e *env, args []string) error {
 	}
 	for r := 1; r <= *rounds; r++ {
 		runID := strconv.FormatInt(time.Now().UnixNano(), 36)
-		eps, err := rf.register(ctx, cs, *endpoints)
+		var eps []loadgen.Endpoint
+		var err error
+		if ipr != nil {
+			eps, err = ipr.register(cs, *endpoints)
+		} else {
+			eps, err = rf.register(ctx, cs, *endpoints)
+		}
 		if err != nil {
 			return err
 		}
@@ -186,7 +222,12 @@ func runBenchIngest(ctx context.Context, e *env, args []string) error {
 		if *raw {
 			path := filepath.Join(*rawDir, fmt.Sprintf("vitrine-raw-%s.db", runID))
 			rawWatch := startWatch(*pid)
-			rr, err := loadgen.RawInsert(ctx, path, w, eps, res.Sent, *batch)
+			var rr loadgen.RawResult
+			if ipr != nil && ipr.kind == "postgres" {
+				rr, err = loadgen.RawInsertPostgres(ctx, ipr.dsn, "vitrine_raw_"+runID, w, eps, res.Sent, *batch)
+			} else {
+				rr, err = loadgen.RawInsert(ctx, path, w, eps, res.Sent, *batch)
+			}
 			others += "/" + rawWatch.others()
 			for _, suffix := range []string{"", "-wal", "-shm"} {
 				os.Remove(path + suffix)
@@ -194,18 +235,21 @@ func runBenchIngest(ctx context.Context, e *env, args []string) error {
 			if err != nil {
 				return err
 			}
-			rawRate, ratio = fmt.Sprintf("%.0f", rr.PerSecond()), fmt.Sprintf("%.2f", res.PerSecond()/rr.PerSecond())
+			rawRate, ratio = rate(rr.PerSecond()), floor2(res.PerSecond()/rr.PerSecond())
 		}
 		cpu, rss, hwm := "-", "-", "-"
 		if *pid > 0 {
 			cpu, rss, hwm = perM(after.CPU-before.CPU), mib(after.RSS), mib(after.HWM)
 		}
+		if ipr != nil {
+			cpu = "-" // in clientCPU
+		}
 		if *records > 0 {
 			fmt.Fprintf(e.stdout, "done: %d records in %s: %.0f records/s, batch p50 %s p99 %s, %d errors, %d bytes/record; raw insert %s records/s (ratio %s)\n",
-				res.Records, res.Elapsed.Round(time.Millisecond), res.PerSecond(), ms(res.P50), ms(res.P99), res.Errors, res.BodyBytes / *batch, rawRate, ratio)
+				res.Records, res.Elapsed.Round(time.Millisecond), math.Floor(res.PerSecond()), ms(res.P50), ms(res.P99), res.Errors, res.BodyBytes / *batch, rawRate, ratio)
 			fmt.Fprintf(e.stdout, "CPU per million records: server %s, client %s; server VmRSS %s, VmHWM %s; other processes used %s of the machine's CPU\n", cpu, clientCPU, rss, hwm, others)
 		} else {
-			fmt.Fprintf(e.stdout, row, r, fmt.Sprintf("%.0f", res.PerSecond()), ms(res.P50), ms(res.P99), res.Errors, rawRate, ratio, cpu, clientCPU, rss, hwm, others)
+			fmt.Fprintf(e.stdout, row, r, rate(res.PerSecond()), ms(res.P50), ms(res.P99), res.Errors, rawRate, ratio, cpu, clientCPU, rss, hwm, others)
 		}
 		if res.FirstError != "" {
 			fmt.Fprintf(e.stdout, "  first error: %s\n", res.FirstError)
@@ -234,7 +278,12 @@ func progress(e *env, pid int) func(int64, time.Duration) {
 	}
 }
 
-func mib(b int64) string { return fmt.Sprintf("%.0fMiB", float64(b)/(1<<20)) }
+// rate and floor2 never round up: a figure is at most what was measured.
+func rate(perSecond float64) string { return strconv.FormatInt(int64(perSecond), 10) }
+
+func floor2(x float64) string { return strconv.FormatFloat(math.Floor(x*100)/100, 'f', 2, 64) }
+
+func mib(b int64) string { return fmt.Sprintf("%.1fMiB", float64(b)/(1<<20)) }
 
 func runBenchVerdicts(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "bench verdicts", "[--url URL] [--operator-token FILE] [--clients 4] [--hashes 100000]")
@@ -280,8 +329,8 @@ func runBenchVerdicts(ctx context.Context, e *env, args []string) error {
 		for _, v := range []string{"malicious", "suspicious", "clean", "unknown"} {
 			vs = append(vs, fmt.Sprintf("%s %d", v, b.Verdicts[v]))
 		}
-		fmt.Fprintf(e.stdout, row, r, fmt.Sprintf("%.0f", b.PerSecond()), ms(b.P50), ms(b.P99),
-			fmt.Sprintf("%.0f", s.PerSecond()), ms(s.P50), ms(s.P99), fmt.Sprintf("%.1f", b.PerSecond()/s.PerSecond()),
+		fmt.Fprintf(e.stdout, row, r, rate(b.PerSecond()), ms(b.P50), ms(b.P99),
+			rate(s.PerSecond()), ms(s.P50), ms(s.P99), floor2(b.PerSecond()/s.PerSecond()),
 			b.Errors+s.Errors, others, strings.Join(vs, ", "))
 		for _, fe := range []string{b.FirstError, s.FirstError} {
 			if fe != "" {
@@ -375,4 +424,121 @@ func runBenchPropagation(ctx context.Context, e *env, args []string) error {
 type loadResult struct {
 	res loadgen.IngestResult
 	err error
+}
+
+// inProcessRegion is one region served from this process the way
+// `vitrine up` serves it — the same handler, token checks, pseudonyms and
+// store — but with no peers to exchange aggregates with, over a loopback
+// listener. It lets `bench ingest` load a store that `vitrine up` cannot be
+// configured with.
+type inProcessRegion struct {
+	url, kind, dsn string
+	issuer         *endpoint.Issuer
+	policy         *residency.Policy
+	st             store.Store
+	srv            *http.Server
+	cleanup        []func()
+}
+
+func startInProcessRegion(ctx context.Context, spec, dir string) (_ *inProcessRegion, err error) {
+	ipr := &inProcessRegion{policy: residency.Default()}
+	defer func() {
+		if err != nil {
+			ipr.close()
+		}
+	}()
+	tmp, err := os.MkdirTemp(dir, "vitrine-bench-region-")
+	if err != nil {
+		return nil, err
+	}
+	ipr.cleanup = append(ipr.cleanup, func() { os.RemoveAll(tmp) })
+	ipr.kind, _, err = store.ParseSpec(spec)
+	if err != nil {
+		return nil, err
+	}
+	if ipr.kind == "postgres" {
+		// A fresh schema, dropped afterwards, so that each run starts
+		// from an empty store.
+		schema := "vitrine_bench_" + strconv.FormatInt(time.Now().UnixNano(), 36)
+		conn, err := pgx.Connect(ctx, spec)
+		if err != nil {
+			return nil, fmt.Errorf("connecting to %s: %w", spec, err)
+		}
+		defer conn.Close(context.WithoutCancel(ctx))
+		if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+			return nil, err
+		}
+		ipr.cleanup = append(ipr.cleanup, func() {
+			if c, err := pgx.Connect(context.Background(), spec); err == nil {
+				c.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
+				c.Close(context.Background())
+			}
+		})
+		ipr.dsn = spec
+		u, err := url.Parse(spec)
+		if err != nil {
+			return nil, err
+		}
+		q := u.Query()
+		q.Set("search_path", schema)
+		u.RawQuery = q.Encode()
+		spec = u.String()
+	}
+	if ipr.st, err = store.Open(ctx, spec); err != nil {
+		return nil, err
+	}
+	if ipr.issuer, err = endpoint.LoadOrCreateIssuer(filepath.Join(tmp, "endpoint.key"), filepath.Join(tmp, "endpoint.vkey"), "bench/endpoints"); err != nil {
+		return nil, err
+	}
+	pkey, err := keys.LoadOrCreateToken(filepath.Join(tmp, "pseudonym.key"))
+	if err != nil {
+		return nil, err
+	}
+	r := region.New(region.Config{
+		Name:         "zurich",
+		Store:        ipr.st,
+		Tokens:       ipr.issuer.Verifier(),
+		PseudonymKey: []byte(pkey),
+		Policy:       func() *residency.Policy { return ipr.policy },
+		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	ipr.srv = &http.Server{Handler: r.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second,
+		WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10}
+	go ipr.srv.Serve(ln)
+	ipr.url = "http://" + ln.Addr().String()
+	return ipr, nil
+}
+
+// register registers n endpoints of the region, their countries taken
+// from countries in turn.
+func (ipr *inProcessRegion) register(countries []string, n int) ([]loadgen.Endpoint, error) {
+	eps := make([]loadgen.Endpoint, n)
+	for i := range eps {
+		c := countries[i%len(countries)]
+		if home, err := ipr.policy.RegionFor(c); err != nil || home != "zurich" {
+			return nil, fmt.Errorf("the in-process region is zurich; %s endpoints belong to %s", c, home)
+		}
+		id, tok, err := ipr.issuer.Register(c, "zurich")
+		if err != nil {
+			return nil, err
+		}
+		eps[i] = loadgen.Endpoint{ID: id.ID, Token: tok, Region: "zurich", IngestURL: ipr.url + "/v1/telemetry", Country: c}
+	}
+	return eps, nil
+}
+
+func (ipr *inProcessRegion) close() {
+	if ipr.srv != nil {
+		ipr.srv.Close()
+	}
+	if ipr.st != nil {
+		ipr.st.Close()
+	}
+	for i := len(ipr.cleanup) - 1; i >= 0; i-- {
+		ipr.cleanup[i]()
+	}
 }

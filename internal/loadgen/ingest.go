@@ -26,6 +26,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	_ "modernc.org/sqlite" // the raw-insert baseline's database/sql driver
 
 	"github.com/vitrine-dev/vitrine/telemetry"
@@ -543,34 +544,9 @@ func RawInsert(ctx context.Context, path string, w *Workload, endpoints []Endpoi
 	}
 	defer insPersonal.Close()
 
-	type rowArgs struct{ batch, records, personal []any }
-	gctx, cancel := context.WithCancel(ctx)
+	gctx, cancel := context.WithCancel(ctx) // stops the producer if inserting fails
 	defer cancel()
-	ch := make(chan rowArgs, 4)
-	go func() {
-		defer close(ch)
-		var id int64
-		for pk, b := range batches {
-			ep := endpoints[b.Endpoint]
-			recs := w.Batch(b.Endpoint, b.Seq, batchSize)
-			a := rowArgs{
-				batch:    []any{int64(pk + 1), ep.ID, fmt.Sprintf("raw-e%d-%d", b.Endpoint, b.Seq), pseudonym(ep.ID), ep.Country, time.Now().UnixMicro(), int64(len(recs))},
-				records:  make([]any, 0, 9*len(recs)),
-				personal: make([]any, 0, 4*len(recs)),
-			}
-			for i := range recs {
-				r := &recs[i]
-				id++
-				a.records = append(a.records, id, int64(pk+1), r.Time.UnixMicro(), r.Kind, r.SHA256, r.Size, r.Detection, r.Product, int64(r.RuleDB))
-				a.personal = append(a.personal, id, ep.ID, r.URL, r.Path)
-			}
-			select {
-			case ch <- a:
-			case <-gctx.Done():
-				return
-			}
-		}
-	}()
+	ch := rawRows(gctx, w, endpoints, batches, batchSize, func(t time.Time) any { return t.UnixMicro() })
 	var res RawResult
 	start := time.Now()
 	for a := range ch {
@@ -595,6 +571,40 @@ func RawInsert(ctx context.Context, path string, w *Workload, endpoints []Endpoi
 	}
 	res.Elapsed = time.Since(start)
 	return res, ctx.Err()
+}
+
+// rawArgs are the statement arguments of one batch's rows.
+type rawArgs struct{ batch, records, personal []any }
+
+// rawRows builds the rows of batches of w ahead of the inserter, a few at a
+// time, until ctx ends; encodeTime gives a time as the store keeps it.
+func rawRows(ctx context.Context, w *Workload, endpoints []Endpoint, batches []BatchRef, batchSize int, encodeTime func(time.Time) any) <-chan rawArgs {
+	ch := make(chan rawArgs, 4)
+	go func() {
+		defer close(ch)
+		var id int64
+		for pk, b := range batches {
+			ep := endpoints[b.Endpoint]
+			recs := w.Batch(b.Endpoint, b.Seq, batchSize)
+			a := rawArgs{
+				batch:    []any{int64(pk + 1), ep.ID, fmt.Sprintf("raw-e%d-%d", b.Endpoint, b.Seq), pseudonym(ep.ID), ep.Country, encodeTime(time.Now()), int64(len(recs))},
+				records:  make([]any, 0, 9*len(recs)),
+				personal: make([]any, 0, 4*len(recs)),
+			}
+			for i := range recs {
+				r := &recs[i]
+				id++
+				a.records = append(a.records, id, int64(pk+1), encodeTime(r.Time), r.Kind, r.SHA256, r.Size, r.Detection, r.Product, int64(r.RuleDB))
+				a.personal = append(a.personal, id, ep.ID, r.URL, r.Path)
+			}
+			select {
+			case ch <- a:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return ch
 }
 
 // pseudonym stands in for the region's HMAC pseudonym: a string of the same
@@ -923,4 +933,113 @@ func MachineCPU() (busy time.Duration, cpus int, err error) {
 		}
 	}
 	return busy, cpus, nil
+}
+
+// rawSchemaPostgres is rawSchema as internal/store/postgres creates those
+// three tables, but for the batch key, which the baseline gives itself
+// instead of taking it from an identity column.
+const rawSchemaPostgres = `
+CREATE TABLE batches (
+	pk bigint PRIMARY KEY,
+	endpoint_id text NOT NULL,
+	batch_id text NOT NULL,
+	pseudonym text NOT NULL,
+	country text NOT NULL,
+	received timestamptz NOT NULL,
+	count integer NOT NULL,
+	UNIQUE (endpoint_id, batch_id)
+);
+CREATE TABLE records (
+	id bigint PRIMARY KEY,
+	batch_pk bigint NOT NULL,
+	time timestamptz NOT NULL,
+	kind text NOT NULL,
+	sha256 text NOT NULL,
+	size bigint NOT NULL,
+	detection text NOT NULL,
+	product text NOT NULL,
+	ruledb bigint NOT NULL
+);
+CREATE TABLE personal (
+	record_id bigint PRIMARY KEY,
+	endpoint_id text NOT NULL,
+	url text NOT NULL,
+	path text NOT NULL
+);`
+
+// RawInsertPostgres is RawInsert into PostgreSQL: it creates schema (which
+// must not exist) in the database at dsn with the PostgreSQL store's
+// batches, records and personal tables, inserts the same rows the same way
+// (a transaction per batch, one prepared multi-row INSERT per table,
+// synchronous_commit on), and drops the schema.
+func RawInsertPostgres(ctx context.Context, dsn, schema string, w *Workload, endpoints []Endpoint, batches []BatchRef, batchSize int) (RawResult, error) {
+	if batchSize <= 0 {
+		batchSize = 500
+	}
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return RawResult{}, fmt.Errorf("raw insert: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	ident := pgx.Identifier{schema}.Sanitize()
+	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+ident); err != nil {
+		return RawResult{}, fmt.Errorf("raw insert: %w", err)
+	}
+	defer conn.Exec(context.WithoutCancel(ctx), "DROP SCHEMA "+ident+" CASCADE")
+	if _, err := conn.Exec(ctx, "SET search_path TO "+ident+"; SET synchronous_commit TO on"); err != nil {
+		return RawResult{}, err
+	}
+	if _, err := conn.Exec(ctx, rawSchemaPostgres); err != nil {
+		return RawResult{}, fmt.Errorf("raw insert: creating schema: %w", err)
+	}
+	rows := func(cols int) string {
+		var sb strings.Builder
+		for r := range batchSize {
+			if r > 0 {
+				sb.WriteByte(',')
+			}
+			sb.WriteByte('(')
+			for c := range cols {
+				if c > 0 {
+					sb.WriteByte(',')
+				}
+				sb.WriteString("$" + strconv.Itoa(r*cols+c+1))
+			}
+			sb.WriteByte(')')
+		}
+		return sb.String()
+	}
+	for name, q := range map[string]string{
+		"batch":    "INSERT INTO batches (pk, endpoint_id, batch_id, pseudonym, country, received, count) VALUES ($1,$2,$3,$4,$5,$6,$7)",
+		"records":  "INSERT INTO records (id, batch_pk, time, kind, sha256, size, detection, product, ruledb) VALUES " + rows(9),
+		"personal": "INSERT INTO personal (record_id, endpoint_id, url, path) VALUES " + rows(4),
+	} {
+		if _, err := conn.Prepare(ctx, name, q); err != nil {
+			return RawResult{}, fmt.Errorf("raw insert: preparing %s: %w", name, err)
+		}
+	}
+	gctx, cancel := context.WithCancel(ctx) // stops the producer if inserting fails
+	defer cancel()
+	ch := rawRows(gctx, w, endpoints, batches, batchSize, func(t time.Time) any { return t })
+	var res RawResult
+	start := time.Now()
+	for a := range ch {
+		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			for _, q := range []struct {
+				name string
+				args []any
+			}{{"batch", a.batch}, {"records", a.records}, {"personal", a.personal}} {
+				if _, err := tx.Exec(ctx, q.name, q.args...); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return res, fmt.Errorf("raw insert: %w", err)
+		}
+		res.Records += int64(len(a.records) / 9)
+	}
+	res.Elapsed = time.Since(start)
+	return res, ctx.Err()
 }

@@ -3,11 +3,14 @@ package loadgen
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/vitrine-dev/vitrine/internal/platform"
 	"github.com/vitrine-dev/vitrine/telemetry"
@@ -111,6 +114,37 @@ func TestRawInsert(t *testing.T) {
 	}
 	if _, err := RawInsert(context.Background(), path, w, eps, batches, 100); err == nil {
 		t.Error("RawInsert into an existing file succeeded")
+	}
+}
+
+// TestRawInsertPostgres runs the PostgreSQL baseline against the test
+// server (VITRINE_TEST_POSTGRES, or a local one), as the store's tests do.
+func TestRawInsertPostgres(t *testing.T) {
+	dsn := os.Getenv("VITRINE_TEST_POSTGRES")
+	if dsn == "" {
+		dsn = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+	}
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Skipf("no PostgreSQL server (set VITRINE_TEST_POSTGRES; .ci/run starts one): %v", err)
+	}
+	defer conn.Close(ctx)
+	w := testWorkload()
+	eps := []Endpoint{{ID: "ep-a", Country: "DE"}, {ID: "ep-b", Country: "US"}}
+	schema := fmt.Sprintf("vitrine_loadgen_test_%d", time.Now().UnixNano())
+	for range 2 { // the second run proves the first dropped its schema
+		res, err := RawInsertPostgres(ctx, dsn, schema, w, eps, []BatchRef{{0, 0}, {1, 0}, {0, 1}}, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Records != 300 {
+			t.Errorf("RawInsertPostgres stored %d records, want 300", res.Records)
+		}
+	}
+	var n int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM information_schema.schemata WHERE schema_name = $1", schema).Scan(&n); err != nil || n != 0 {
+		t.Errorf("schema %s left behind (%d, %v)", schema, n, err)
 	}
 }
 
