@@ -116,7 +116,6 @@ func (p *Platform) startRegions(ctx context.Context) error {
 			PseudonymKey: []byte(pkey),
 			Policy:       rs.policy.Load,
 			PeerToken:    peerToken,
-			StateDir:     dir,
 			Peers:        peers,
 			Logger:       p.logger,
 		})

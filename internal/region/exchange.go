@@ -45,7 +45,10 @@ func (r *Region) serveAggregates(w http.ResponseWriter, req *http.Request) {
 	if aggs == nil {
 		aggs = []store.Aggregate{}
 	}
-	httpapi.JSON(w, AggregatesPage{Region: r.cfg.Name, Aggregates: aggs, Cursor: next})
+	// Compact, unlike the answers meant for people: pages are large and
+	// frequent.
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(AggregatesPage{Region: r.cfg.Name, Aggregates: aggs, Cursor: next})
 }
 
 // pull fetches a peer's aggregates changed after cursor, page by page,
@@ -80,8 +83,8 @@ func (r *Region) pull(ctx context.Context, name, base string, cursor int64) (int
 		if page.Cursor < cursor {
 			return cursor, errors.New("peer's cursor went backwards")
 		}
-		if len(page.Aggregates) > 0 {
-			if err := r.cfg.Store.PutRemote(ctx, name, page.Aggregates); err != nil {
+		if len(page.Aggregates) > 0 || page.Cursor != cursor {
+			if err := r.cfg.Store.PutRemote(ctx, name, page.Aggregates, page.Cursor); err != nil {
 				return cursor, err
 			}
 		}

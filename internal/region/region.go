@@ -21,10 +21,6 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
-	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -55,10 +51,6 @@ type Config struct {
 	Peers map[string]string
 	// PeerClient reaches the peers (default: a client with a 10s timeout).
 	PeerClient *http.Client
-	// StateDir keeps the exchange cursors, so that a restart resumes
-	// pulling where it stopped instead of pulling every aggregate again.
-	// Empty means cursors are kept in memory only.
-	StateDir string
 	// ExchangeInterval is how often the region pulls its peers' changed
 	// aggregates (default 100ms).
 	ExchangeInterval time.Duration
@@ -112,9 +104,23 @@ func (r *Region) Handler() http.Handler {
 
 // Run pulls the peers' changed aggregates until ctx ends.
 func (r *Region) Run(ctx context.Context) {
+	// Each peer's cursor is where the store's durable copy of its
+	// aggregates ends: the store writes the two together.
 	cursors := map[string]int64{}
 	for name := range r.cfg.Peers {
-		cursors[name] = r.loadCursor(name)
+		for {
+			c, err := r.cfg.Store.RemoteCursor(ctx, name)
+			if err == nil {
+				cursors[name] = c
+				break
+			}
+			r.logger.WarnContext(ctx, "reading the exchange cursor", "peer", name, "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+		}
 	}
 	t := time.NewTicker(r.cfg.ExchangeInterval)
 	defer t.Stop()
@@ -127,10 +133,7 @@ func (r *Region) Run(ctx context.Context) {
 				}
 				continue
 			}
-			if c != cursors[name] {
-				cursors[name] = c
-				r.saveCursor(name, c)
-			}
+			cursors[name] = c
 		}
 		select {
 		case <-ctx.Done():
@@ -142,33 +145,3 @@ func (r *Region) Run(ctx context.Context) {
 
 // Store returns the region's store.
 func (r *Region) Store() store.Store { return r.cfg.Store }
-
-// loadCursor returns the saved exchange cursor for a peer, or 0. A lost or
-// damaged cursor only costs pulling aggregates again: PutRemote replaces.
-func (r *Region) loadCursor(peer string) int64 {
-	if r.cfg.StateDir == "" {
-		return 0
-	}
-	b, err := os.ReadFile(filepath.Join(r.cfg.StateDir, "exchange-"+peer+".cursor"))
-	if err != nil {
-		return 0
-	}
-	c, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
-	if err != nil || c < 0 {
-		return 0
-	}
-	return c
-}
-
-// saveCursor records a peer's exchange cursor. It is not synced: after a
-// crash an older cursor is harmless.
-func (r *Region) saveCursor(peer string, c int64) {
-	if r.cfg.StateDir == "" {
-		return
-	}
-	p := filepath.Join(r.cfg.StateDir, "exchange-"+peer+".cursor")
-	tmp := p + ".tmp"
-	if err := os.WriteFile(tmp, []byte(strconv.FormatInt(c, 10)+"\n"), 0o644); err == nil {
-		_ = os.Rename(tmp, p)
-	}
-}

@@ -67,8 +67,16 @@ type Store interface {
 	// the beginning.
 	ChangedAggregates(ctx context.Context, cursor int64, limit int) ([]Aggregate, int64, error)
 	// PutRemote records the aggregates another region reported, replacing
-	// what that region reported before for the same hashes.
-	PutRemote(ctx context.Context, region string, aggs []Aggregate) error
+	// what that region reported before for the same hashes, together with
+	// the cursor the region gave with them (see ChangedAggregates). Global
+	// reflects them once PutRemote returns; they become durable with
+	// the cursor, at once or a little later, but never apart: after a
+	// crash, RemoteCursor gives a cursor from which pulling again restores
+	// whatever was not yet durable.
+	PutRemote(ctx context.Context, region string, aggs []Aggregate, cursor int64) error
+	// RemoteCursor returns the cursor of region's last durable PutRemote,
+	// or 0 if there was none.
+	RemoteCursor(ctx context.Context, region string) (int64, error)
 	// Global returns, per hash, the merge of the local aggregate and every
 	// other region's: prevalences and detection counts add up (an endpoint
 	// belongs to one region only), first seen is the earliest, last seen

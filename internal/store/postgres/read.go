@@ -134,9 +134,10 @@ func (s *Store) CountRecords(ctx context.Context) (int64, error) {
 }
 
 // PutRemote records the aggregates that region reported, replacing, hash by
-// hash, what it reported before. Of several aggregates of one hash in aggs,
-// the last counts. It is durable on return.
-func (s *Store) PutRemote(ctx context.Context, region string, aggs []store.Aggregate) error {
+// hash, what it reported before, and region's cursor with them, in one
+// transaction. Of several aggregates of one hash in aggs, the last counts.
+// It is durable on return.
+func (s *Store) PutRemote(ctx context.Context, region string, aggs []store.Aggregate, cursor int64) error {
 	if region == "" {
 		return errors.New("storing remote aggregates: no region")
 	}
@@ -172,22 +173,44 @@ func (s *Store) PutRemote(ctx context.Context, region string, aggs []store.Aggre
 		lastS = append(lastS, a.LastSeen)
 		dets = append(dets, string(d))
 	}
-	if len(hashes) == 0 {
-		return nil
-	}
-	_, err := s.pool.Exec(ctx, `INSERT INTO remote_aggregates (sha256, region, prevalence, first_seen, last_seen, detections)
-		SELECT h, $2, p, f, l, d::jsonb FROM unnest($1::text[], $3::bigint[], $4::timestamptz[], $5::timestamptz[], $6::text[]) AS u (h, p, f, l, d)
-		ORDER BY h
-		ON CONFLICT (sha256, region) DO UPDATE SET
-			prevalence = excluded.prevalence,
-			first_seen = excluded.first_seen,
-			last_seen = excluded.last_seen,
-			detections = excluded.detections`,
-		hashes, region, prevalences, first, lastS, dets)
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if len(hashes) > 0 {
+			if _, err := tx.Exec(ctx, `INSERT INTO remote_aggregates (sha256, region, prevalence, first_seen, last_seen, detections)
+				SELECT h, $2, p, f, l, d::jsonb FROM unnest($1::text[], $3::bigint[], $4::timestamptz[], $5::timestamptz[], $6::text[]) AS u (h, p, f, l, d)
+				ORDER BY h
+				ON CONFLICT (sha256, region) DO UPDATE SET
+					prevalence = excluded.prevalence,
+					first_seen = excluded.first_seen,
+					last_seen = excluded.last_seen,
+					detections = excluded.detections`,
+				hashes, region, prevalences, first, lastS, dets); err != nil {
+				return err
+			}
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO remote_cursors (region, cursor) VALUES ($1, $2)
+			ON CONFLICT (region) DO UPDATE SET cursor = excluded.cursor`, region, cursor)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("storing remote aggregates of %s: %w", region, s.closedErr(err))
 	}
 	return nil
+}
+
+// RemoteCursor returns the cursor of region's last PutRemote, or 0.
+func (s *Store) RemoteCursor(ctx context.Context, region string) (int64, error) {
+	if s.closed.Load() {
+		return 0, fmt.Errorf("reading the cursor of %s: %w", region, store.ErrClosed)
+	}
+	var c int64
+	err := s.pool.QueryRow(ctx, `SELECT cursor FROM remote_cursors WHERE region = $1`, region).Scan(&c)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("reading the cursor of %s: %w", region, s.closedErr(err))
+	}
+	return c, nil
 }
 
 // readTx runs f in a read-only transaction that sees one snapshot.

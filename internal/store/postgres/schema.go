@@ -85,6 +85,13 @@ CREATE TABLE remote_aggregates (
 	PRIMARY KEY (sha256, region)
 );
 `,
+	// 2: each peer's exchange cursor, written with its remote aggregates.
+	`
+CREATE TABLE remote_cursors (
+	region text PRIMARY KEY,
+	cursor bigint NOT NULL
+);
+`,
 }
 
 // migrate brings the database to the last of steps, applying the missing

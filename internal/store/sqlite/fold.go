@@ -3,6 +3,7 @@ package sqlite
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -45,14 +46,30 @@ type foldPolicy struct {
 
 var defaultFoldPolicy = foldPolicy{foldRecords, foldInterval, maxPendingRecords}
 
-// pending is what stored batches add to the aggregates that is not yet
-// folded into the database.
+// pending is what stored batches add to the aggregates, and what PutRemote
+// gave, that is not yet folded into the database.
 type pending struct {
 	records int   // records in the pending batches
 	lastID  int64 // id of the last record pending
 	hashes  map[string]*delta
 	sighted map[sighting]bool
-	since   time.Time // when the first pending batch was added
+	since   time.Time // when the first pending batch or remote aggregate was added
+
+	// remote holds, by region and hash, the aggregates PutRemote gave, and
+	// cursors each region's cursor with them; they are written together.
+	remote  map[string]map[string]store.Aggregate
+	cursors map[string]int64
+	// remoteRows counts the entries of remote.
+	remoteRows int
+}
+
+// empty reports whether nothing is pending.
+func (p *pending) empty() bool { return len(p.hashes) == 0 && len(p.cursors) == 0 }
+
+// due reports whether a fold should start under policy.
+func (p *pending) due(policy foldPolicy) bool {
+	return !p.empty() && (p.records >= policy.records || p.remoteRows >= policy.records ||
+		time.Since(p.since) >= policy.interval)
 }
 
 type sighting struct{ pseudonym, sha256 string }
@@ -67,7 +84,59 @@ type delta struct {
 }
 
 func newPending() pending {
-	return pending{hashes: make(map[string]*delta), sighted: make(map[sighting]bool)}
+	return pending{hashes: make(map[string]*delta), sighted: make(map[sighting]bool),
+		remote: make(map[string]map[string]store.Aggregate), cursors: make(map[string]int64)}
+}
+
+// addRemote records region's aggregates aggs and its cursor. Of several
+// aggregates of one hash, the last counts.
+func (p *pending) addRemote(region string, aggs []store.Aggregate, cursor int64) {
+	if p.empty() {
+		p.since = time.Now()
+	}
+	m := p.remote[region]
+	if m == nil {
+		m = make(map[string]store.Aggregate, len(aggs))
+		p.remote[region] = m
+	}
+	for _, a := range aggs {
+		if _, ok := m[a.SHA256]; !ok {
+			p.remoteRows++
+		}
+		m[a.SHA256] = a
+	}
+	p.cursors[region] = cursor
+}
+
+// takeRemote moves the remote aggregates and cursors out of p.
+func (p *pending) takeRemote() (remote map[string]map[string]store.Aggregate, cursors map[string]int64) {
+	remote, cursors = p.remote, p.cursors
+	p.remote, p.cursors, p.remoteRows = make(map[string]map[string]store.Aggregate), make(map[string]int64), 0
+	return remote, cursors
+}
+
+// putBackRemote returns to p the remote aggregates and cursors that a
+// failed fold took, under what was added since.
+func (p *pending) putBackRemote(remote map[string]map[string]store.Aggregate, cursors map[string]int64) {
+	for region, m := range remote {
+		if p.remote[region] == nil {
+			p.remote[region] = make(map[string]store.Aggregate, len(m))
+		}
+		for sha, a := range m {
+			if _, ok := p.remote[region][sha]; !ok {
+				p.remote[region][sha] = a
+				p.remoteRows++
+			}
+		}
+	}
+	for region, c := range cursors {
+		if _, ok := p.cursors[region]; !ok {
+			p.cursors[region] = c
+		}
+	}
+	if p.since.IsZero() {
+		p.since = time.Now()
+	}
 }
 
 // add adds a batch of pseudonym, of records records up to id lastID, with
@@ -75,7 +144,7 @@ func newPending() pending {
 // before, which do not add to prevalence. The changed aggregates get change
 // sequence numbers from *seq on, and *seq moves past them.
 func (p *pending) add(pseudonym string, records int, hashes []hashSummary, dets []detectionCount, sighted map[string]bool, lastID int64, seq *int64) {
-	if len(p.hashes) == 0 {
+	if p.empty() {
 		p.since = time.Now()
 	}
 	pseudonym = strings.Clone(pseudonym)
@@ -148,11 +217,21 @@ func maxTime(a, b time.Time) time.Time {
 
 // foldLocked writes pending to the aggregate tables in one transaction. The
 // caller holds the writer.
+//
+// The batches' part of pending changes only under the writer, so the fold
+// reads it in place and clears it when it commits. PutRemote adds to the
+// remote part under pendMu alone, so the fold takes that part out first
+// (readers find it in s.folding meanwhile) and puts it back if it fails.
 func (s *Store) foldLocked(ctx context.Context) error {
 	p := &s.pend
-	if len(p.hashes) == 0 {
+	s.pendMu.Lock()
+	if p.empty() {
+		s.pendMu.Unlock()
 		return nil
 	}
+	remote, cursors := p.takeRemote()
+	s.folding = remote
+	s.pendMu.Unlock()
 	shas := make([]string, 0, len(p.hashes))
 	for h := range p.hashes {
 		shas = append(shas, h)
@@ -183,6 +262,23 @@ func (s *Store) foldLocked(ctx context.Context) error {
 			dets = append(dets, det{h, name, p.hashes[h].detections[name]})
 		}
 	}
+	type remoteRow struct {
+		region string
+		a      *store.Aggregate
+	}
+	var rrows []remoteRow
+	for region, m := range remote {
+		for sha := range m {
+			a := m[sha]
+			rrows = append(rrows, remoteRow{region, &a})
+		}
+	}
+	slices.SortFunc(rrows, func(a, b remoteRow) int {
+		if c := strings.Compare(a.a.SHA256, b.a.SHA256); c != 0 {
+			return c
+		}
+		return strings.Compare(a.region, b.region)
+	})
 
 	err := s.inTx(ctx, func() error {
 		aggs := chunkRows(upsertAggregates, len(shas), nil, func(args []any, i int) []any {
@@ -200,18 +296,56 @@ func (s *Store) foldLocked(ctx context.Context) error {
 		changes := chunkRows(insertChanges, len(bySeq), nil, func(args []any, i int) []any {
 			return append(args, p.hashes[bySeq[i]].seq, bySeq[i])
 		})
-		for _, cs := range [][]chunk{aggs, sightings, detections, changes} {
+		remotes := chunkRows(upsertRemote, len(rrows), nil, func(args []any, i int) []any {
+			a := rrows[i].a
+			return append(args, a.SHA256, rrows[i].region, a.Prevalence, a.FirstSeen.UnixMicro(), a.LastSeen.UnixMicro(), encodeDetections(a.Detections))
+		})
+		for _, cs := range [][]chunk{aggs, sightings, detections, changes, remotes} {
 			if err := s.execChunks(ctx, cs); err != nil {
 				return err
 			}
 		}
+		for region, c := range cursors {
+			if _, err := s.w.ExecContext(ctx, `INSERT INTO remote_cursors (region, cursor) VALUES (?, ?)
+				ON CONFLICT (region) DO UPDATE SET cursor = excluded.cursor`, region, c); err != nil {
+				return err
+			}
+		}
+		if len(shas) == 0 {
+			return nil
+		}
 		_, err := s.w.ExecContext(ctx, `UPDATE fold_state SET record_id = ?, seq = ?`, p.lastID, s.nextSeq-1)
 		return err
-	}, &s.pendMu, func() { s.pend = newPending() })
+	}, &s.pendMu, func() {
+		s.pend.hashes, s.pend.sighted, s.pend.records = make(map[string]*delta), make(map[sighting]bool), 0
+		if s.pend.empty() {
+			s.pend.since = time.Time{}
+		} else {
+			s.pend.since = time.Now()
+		}
+		s.folding = nil
+	})
 	if err != nil {
+		s.pendMu.Lock()
+		s.pend.putBackRemote(remote, cursors)
+		s.folding = nil
+		s.pendMu.Unlock()
 		return fmt.Errorf("folding aggregates: %w", err)
 	}
 	return nil
+}
+
+// encodeDetections is detection counts as the remote_aggregates table
+// keeps them: a JSON object.
+func encodeDetections(d map[string]int64) string {
+	if len(d) == 0 {
+		return "{}"
+	}
+	b, err := json.Marshal(d)
+	if err != nil {
+		panic(err) // a map of strings to integers always encodes
+	}
+	return string(b)
 }
 
 // kickFolder asks the folder to fold soon.
@@ -235,8 +369,10 @@ func (s *Store) folder(stop <-chan struct{}, done chan<- struct{}) {
 		case <-tick.C:
 		}
 		s.lock()
-		if !s.closed.Load() && len(s.pend.hashes) > 0 &&
-			(s.pend.records >= s.policy.records || time.Since(s.pend.since) >= s.policy.interval) {
+		s.pendMu.RLock()
+		due := s.pend.due(s.policy)
+		s.pendMu.RUnlock()
+		if !s.closed.Load() && due {
 			// An error leaves pending as it was, to be folded next time;
 			// PutBatch fails once too much is pending.
 			_ = s.foldLocked(context.Background())

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/vitrine-dev/vitrine/internal/store"
@@ -17,7 +18,7 @@ import (
 // hashes it has never seen are absent. It reflects every batch whose
 // PutBatch returned before it was called.
 func (s *Store) Aggregates(ctx context.Context, sha256s []string) (map[string]store.Aggregate, error) {
-	aggs, err := s.lookup(ctx, sha256s, localQuery, localDetectionsQuery)
+	aggs, err := s.lookup(ctx, sha256s, false)
 	if err != nil {
 		return nil, fmt.Errorf("reading aggregates: %w", err)
 	}
@@ -28,7 +29,7 @@ func (s *Store) Aggregates(ctx context.Context, sha256s []string) (map[string]st
 // region's (see [store.Store]); hashes nobody has seen are absent. It
 // reflects every PutBatch and PutRemote that returned before it was called.
 func (s *Store) Global(ctx context.Context, sha256s []string) (map[string]store.Aggregate, error) {
-	aggs, err := s.lookup(ctx, sha256s, globalQuery, globalDetectionsQuery)
+	aggs, err := s.lookup(ctx, sha256s, true)
 	if err != nil {
 		return nil, fmt.Errorf("reading global aggregates: %w", err)
 	}
@@ -37,28 +38,26 @@ func (s *Store) Global(ctx context.Context, sha256s []string) (map[string]store.
 
 // The lookup queries take the hashes as a JSON array in ?1. A query's rows
 // are (sha256, prevalence, first_seen, last_seen), a detections query's
-// (sha256, name, count).
+// (sha256, name, count), remoteQuery's (sha256, region, prevalence,
+// first_seen, last_seen, detections).
+//
+// Each joins the hashes asked for to a table with CROSS JOIN, which SQLite
+// never reorders: the planner, without statistics, would otherwise scan
+// the table and probe the hashes, a full scan per lookup
+// (TestLookupsSearchByKey).
 const (
 	hashesCTE  = `WITH h (sha256) AS (SELECT DISTINCT value FROM json_each(?1)) `
 	localQuery = hashesCTE + `
-		SELECT a.sha256, a.prevalence, a.first_seen, a.last_seen FROM h JOIN aggregates a USING (sha256)`
+		SELECT a.sha256, a.prevalence, a.first_seen, a.last_seen FROM h CROSS JOIN aggregates a USING (sha256)`
 	localDetectionsQuery = hashesCTE + `
-		SELECT d.sha256, d.name, d.count FROM h JOIN detections d USING (sha256)`
-	globalQuery = hashesCTE + `
-		SELECT sha256, sum(prevalence), min(first_seen), max(last_seen) FROM (
-			SELECT a.sha256, a.prevalence, a.first_seen, a.last_seen FROM h JOIN aggregates a USING (sha256)
-			UNION ALL
-			SELECT r.sha256, r.prevalence, r.first_seen, r.last_seen FROM h JOIN remote_aggregates r USING (sha256)
-		) GROUP BY sha256`
-	globalDetectionsQuery = hashesCTE + `
-		SELECT sha256, name, sum(count) FROM (
-			SELECT d.sha256, d.name, d.count FROM h JOIN detections d USING (sha256)
-			UNION ALL
-			SELECT r.sha256, j.key, j.value FROM h JOIN remote_aggregates r USING (sha256), json_each(r.detections) j
-		) GROUP BY sha256, name`
+		SELECT d.sha256, d.name, d.count FROM h CROSS JOIN detections d USING (sha256)`
+	remoteQuery = hashesCTE + `
+		SELECT r.sha256, r.region, r.prevalence, r.first_seen, r.last_seen, r.detections FROM h CROSS JOIN remote_aggregates r USING (sha256)`
 )
 
-func (s *Store) lookup(ctx context.Context, sha256s []string, query, detectionsQuery string) (map[string]store.Aggregate, error) {
+// lookup returns the local aggregates of sha256s, merged with the other
+// regions' if global is set.
+func (s *Store) lookup(ctx context.Context, sha256s []string, global bool) (map[string]store.Aggregate, error) {
 	if s.closed.Load() {
 		return nil, store.ErrClosed
 	}
@@ -71,15 +70,23 @@ func (s *Store) lookup(ctx context.Context, sha256s []string, query, detectionsQ
 	if err != nil {
 		return nil, err
 	}
+	var remote []store.Aggregate
 	s.pendMu.RLock()
 	defer s.pendMu.RUnlock()
 	err = s.readTx(ctx, func(tx *sql.Tx) error {
 		if err := scanAggregates(ctx, tx, func(a store.Aggregate, _ int64) {
 			aggs[a.SHA256] = a
-		}, query, string(hashes)); err != nil {
+		}, localQuery, string(hashes)); err != nil {
 			return err
 		}
-		return scanDetections(ctx, tx, detectionsQuery, string(hashes), aggs)
+		if err := scanDetections(ctx, tx, localDetectionsQuery, string(hashes), aggs); err != nil {
+			return err
+		}
+		if !global {
+			return nil
+		}
+		remote, err = s.scanRemote(ctx, tx, string(hashes))
+		return err
 	})
 	if err != nil {
 		return nil, err
@@ -87,7 +94,70 @@ func (s *Store) lookup(ctx context.Context, sha256s []string, query, detectionsQ
 	for _, h := range sha256s {
 		s.pend.mergeInto(aggs, h)
 	}
+	if !global {
+		return aggs, nil
+	}
+	// What PutRemote gave and no fold has written yet replaces the rows
+	// the database holds for the same region and hash.
+	for _, m := range []map[string]map[string]store.Aggregate{s.pend.remote, s.folding} {
+		for _, rm := range m {
+			for _, h := range sha256s {
+				if a, ok := rm[h]; ok {
+					remote = append(remote, a)
+				}
+			}
+		}
+	}
+	for _, r := range remote {
+		a, ok := aggs[r.SHA256]
+		if !ok {
+			a = store.Aggregate{SHA256: r.SHA256, FirstSeen: r.FirstSeen, LastSeen: r.LastSeen}
+		}
+		a.Prevalence += r.Prevalence
+		a.FirstSeen, a.LastSeen = minTime(a.FirstSeen, r.FirstSeen), maxTime(a.LastSeen, r.LastSeen)
+		if len(r.Detections) > 0 && a.Detections == nil {
+			a.Detections = make(map[string]int64, len(r.Detections))
+		}
+		for name, n := range r.Detections {
+			a.Detections[name] += n
+		}
+		aggs[r.SHA256] = a
+	}
 	return aggs, nil
+}
+
+// scanRemote reads the other regions' aggregates of hashes (a JSON array)
+// from the database, leaving out those that pending or folding replaces.
+// The caller holds pendMu.
+func (s *Store) scanRemote(ctx context.Context, tx *sql.Tx, hashes string) ([]store.Aggregate, error) {
+	rows, err := tx.QueryContext(ctx, remoteQuery, hashes)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var remote []store.Aggregate
+	for rows.Next() {
+		var a store.Aggregate
+		var region, dets string
+		var first, last int64
+		if err := rows.Scan(&a.SHA256, &region, &a.Prevalence, &first, &last, &dets); err != nil {
+			return nil, err
+		}
+		if _, ok := s.pend.remote[region][a.SHA256]; ok {
+			continue
+		}
+		if _, ok := s.folding[region][a.SHA256]; ok {
+			continue
+		}
+		a.FirstSeen, a.LastSeen = fromMicro(first), fromMicro(last)
+		if dets != "{}" {
+			if err := json.Unmarshal([]byte(dets), &a.Detections); err != nil {
+				return nil, fmt.Errorf("detections of %s from %s: %w", a.SHA256, region, err)
+			}
+		}
+		remote = append(remote, a)
+	}
+	return remote, rows.Err()
 }
 
 // ChangedAggregates returns, in the order of their last change, up to limit
@@ -204,51 +274,68 @@ func (s *Store) CountRecords(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
-// PutRemote records the aggregates that region reported, replacing, hash by
-// hash, what it reported before. Of several aggregates of one hash in aggs,
-// the last counts. It is durable on return.
-func (s *Store) PutRemote(ctx context.Context, region string, aggs []store.Aggregate) error {
+// PutRemote records the aggregates that region reported with its cursor,
+// replacing, hash by hash, what it reported before; of several aggregates
+// of one hash in aggs, the last counts. They count in Global at once, and
+// are written to the database with the cursor by the next fold, which
+// starts as soon as enough are pending or two seconds have passed: the
+// exchange thereby writes a hot hash once per fold, not once per pull,
+// and in key order with the batches' aggregates.
+func (s *Store) PutRemote(ctx context.Context, region string, aggs []store.Aggregate, cursor int64) error {
 	if region == "" {
 		return errors.New("storing remote aggregates: no region")
 	}
-	last := make(map[string]int, len(aggs))
 	for i, a := range aggs {
 		if a.SHA256 == "" {
 			return fmt.Errorf("storing remote aggregates of %s: aggregate %d has no sha256", region, i)
 		}
-		last[a.SHA256] = i
 	}
-	var rows []int
-	for i, a := range aggs {
-		if last[a.SHA256] == i {
-			rows = append(rows, i)
-		}
-	}
-	var encodeErr error
-	chunks := chunkRows(upsertRemote, len(rows), []any{region}, func(args []any, i int) []any {
-		a := &aggs[rows[i]]
-		dets := []byte("{}")
-		if len(a.Detections) > 0 {
-			var err error
-			if dets, err = json.Marshal(a.Detections); err != nil {
-				encodeErr = err
-			}
-		}
-		return append(args, a.SHA256, a.Prevalence, a.FirstSeen.UnixMicro(), a.LastSeen.UnixMicro(), string(dets))
-	})
-	if encodeErr != nil {
-		return fmt.Errorf("storing remote aggregates of %s: %w", region, encodeErr)
-	}
-
-	s.lock()
-	defer s.unlock()
 	if s.closed.Load() {
 		return fmt.Errorf("storing remote aggregates of %s: %w", region, store.ErrClosed)
 	}
-	if err := s.inTx(ctx, func() error { return s.execChunks(ctx, chunks) }, nil, nil); err != nil {
-		return fmt.Errorf("storing remote aggregates of %s: %w", region, err)
+	s.pendMu.RLock()
+	full := s.pend.remoteRows >= s.policy.maxPending
+	s.pendMu.RUnlock()
+	if full {
+		// Folding has fallen behind or keeps failing: fold now, and fail
+		// closed if that fails.
+		s.lock()
+		err := s.foldLocked(ctx)
+		s.unlock()
+		if err != nil {
+			return fmt.Errorf("storing remote aggregates of %s: %w", region, err)
+		}
+	}
+	own := make([]store.Aggregate, len(aggs))
+	for i, a := range aggs {
+		a.SHA256 = strings.Clone(a.SHA256)
+		own[i] = a
+	}
+	s.pendMu.Lock()
+	s.pend.addRemote(region, own, cursor)
+	due := s.pend.remoteRows >= s.policy.records
+	s.pendMu.Unlock()
+	if due {
+		s.kickFolder()
 	}
 	return nil
+}
+
+// RemoteCursor returns the cursor of region's last PutRemote that a fold
+// has written, or 0.
+func (s *Store) RemoteCursor(ctx context.Context, region string) (int64, error) {
+	if s.closed.Load() {
+		return 0, fmt.Errorf("reading the cursor of %s: %w", region, store.ErrClosed)
+	}
+	var c int64
+	err := s.read.QueryRowContext(ctx, `SELECT cursor FROM remote_cursors WHERE region = ?`, region).Scan(&c)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("reading the cursor of %s: %w", region, s.closedErr(err))
+	}
+	return c, nil
 }
 
 // readTx runs f in a read transaction, so that all it reads comes from one

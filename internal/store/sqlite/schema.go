@@ -99,6 +99,13 @@ CREATE TABLE fold_state (
 );
 INSERT INTO fold_state VALUES (0, 0);
 `,
+	// 2: each peer's exchange cursor, written with its remote aggregates.
+	`
+CREATE TABLE remote_cursors (
+	region TEXT PRIMARY KEY,
+	cursor INTEGER NOT NULL
+);
+`,
 }
 
 // migrate brings the database on conn to the last of steps, applying the

@@ -72,8 +72,11 @@ type Store struct {
 
 	// pendMu is held to change pend, and by readers while they read the
 	// database and pend, so that a fold commits between reads, not during.
-	pendMu  sync.RWMutex
-	pend    pending
+	pendMu sync.RWMutex
+	pend   pending
+	// folding holds the remote aggregates a fold took out of pend until
+	// it commits; guarded by pendMu.
+	folding map[string]map[string]store.Aggregate
 	nextSeq int64 // the next change sequence number; guarded by writer and pendMu
 
 	policy foldPolicy
@@ -139,7 +142,7 @@ func open(ctx context.Context, path string, steps []string, policy foldPolicy) (
 		writeDB.Close()
 		return nil, err
 	}
-	s.read, err = sql.Open("sqlite", dsn(path, append(pragmas, "query_only(1)", "cache_size(-16384)")...))
+	s.read, err = sql.Open("sqlite", dsn(path, append(pragmas, "query_only(1)", "cache_size(-2048)")...))
 	if err != nil {
 		s.w.Close()
 		writeDB.Close()

@@ -412,3 +412,151 @@ func TestGroupCommit(t *testing.T) {
 		t.Errorf("aggregates = %v; want a at prevalence 1 with 2 X, b at prevalence 2", got)
 	}
 }
+
+// TestCrashBeforeRemoteFold checks that remote aggregates and their cursor
+// become durable together: after a crash before the fold, the cursor is
+// the one of the last fold, and Global holds nothing given after it, so
+// that pulling again from the cursor restores exactly what was lost.
+func TestCrashBeforeRemoteFold(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "store.db")
+	s, err := open(ctx, path, migrations, foldPolicy{records: 1 << 30, interval: time.Hour, maxPending: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := storetest.Hash("a"), storetest.Hash("b")
+	agg := func(sha string, prevalence int64) store.Aggregate {
+		return store.Aggregate{SHA256: sha, Prevalence: prevalence, FirstSeen: storetest.T0, LastSeen: storetest.T0}
+	}
+	if err := s.PutRemote(ctx, "moscow", []store.Aggregate{agg(a, 1)}, 10); err != nil {
+		t.Fatal(err)
+	}
+	s.lock()
+	if err := s.foldLocked(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.unlock()
+	if err := s.PutRemote(ctx, "moscow", []store.Aggregate{agg(a, 5), agg(b, 2)}, 20); err != nil {
+		t.Fatal(err)
+	}
+	if g, err := s.Global(ctx, []string{a, b}); err != nil || g[a].Prevalence != 5 || g[b].Prevalence != 2 {
+		t.Fatalf("Global before the crash = %v, %v; want a at 5 and b at 2", g, err)
+	}
+	crash(t, s)
+
+	s, err = Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if c, err := s.RemoteCursor(ctx, "moscow"); err != nil || c != 10 {
+		t.Errorf("RemoteCursor after the crash = %d, %v; want 10, the last folded", c, err)
+	}
+	g, err := s.Global(ctx, []string{a, b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := g[b]; ok || g[a].Prevalence != 1 {
+		t.Errorf("Global after the crash = %v; want only a at 1, as of cursor 10", g)
+	}
+}
+
+// TestFoldFailureKeepsRemote checks that remote aggregates a failed fold
+// took out of pending go back, under what PutRemote gave meanwhile.
+func TestFoldFailureKeepsRemote(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "store.db")
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := storetest.Hash("a")
+	agg := func(prevalence int64) []store.Aggregate {
+		return []store.Aggregate{{SHA256: a, Prevalence: prevalence, FirstSeen: storetest.T0, LastSeen: storetest.T0}}
+	}
+	s.lock()
+	if err := s.PutRemote(ctx, "moscow", agg(3), 7); err != nil {
+		t.Fatal(err)
+	}
+	// A fold that fails after taking the remote part: a canceled context
+	// makes inTx roll back.
+	canceled, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := s.foldLocked(canceled); err == nil {
+		t.Fatal("fold with a canceled context succeeded")
+	}
+	s.unlock()
+	if g, err := s.Global(ctx, []string{a}); err != nil || g[a].Prevalence != 3 {
+		t.Fatalf("Global after a failed fold = %v, %v; want prevalence 3", g, err)
+	}
+	if err := s.PutRemote(ctx, "moscow", agg(4), 8); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if c, err := s.RemoteCursor(ctx, "moscow"); err != nil || c != 8 {
+		t.Errorf("RemoteCursor = %d, %v; want 8", c, err)
+	}
+	if g, err := s.Global(ctx, []string{a}); err != nil || g[a].Prevalence != 4 {
+		t.Errorf("Global = %v, %v; want prevalence 4", g, err)
+	}
+}
+
+// TestLookupsSearchByKey checks that every lookup query finds its rows by
+// primary key rather than scanning a table: with a scan, a verdict costs
+// time in proportion to the store's size.
+func TestLookupsSearchByKey(t *testing.T) {
+	s := openTemp(t)
+	ctx := t.Context()
+	// Some rows, so that the planner has tables to choose between.
+	for i := range 50 {
+		h := storetest.Hash(fmt.Sprint(i))
+		if _, err := s.PutBatch(ctx, storetest.Batch("ep-1", fmt.Sprint(i), storetest.Record(h, 0, "X"))); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.PutRemote(ctx, "moscow", []store.Aggregate{{SHA256: h, Prevalence: 1, FirstSeen: storetest.T0, LastSeen: storetest.T0}}, int64(i+1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.lock()
+	if err := s.foldLocked(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.unlock()
+	for name, q := range map[string]string{"local": localQuery, "local detections": localDetectionsQuery, "remote": remoteQuery} {
+		rows, err := s.read.QueryContext(ctx, "EXPLAIN QUERY PLAN "+q, `["`+storetest.Hash("1")+`"]`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var plan []string
+		for rows.Next() {
+			var id, parent, notused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, detail)
+		}
+		rows.Close()
+		searched := false
+		for _, step := range plan {
+			for _, table := range []string{"aggregates", "detections", "remote_aggregates"} {
+				if strings.HasPrefix(step, "SCAN "+table) || strings.HasPrefix(step, "SCAN "+table[:1]+" ") || step == "SCAN "+table[:1] {
+					t.Errorf("%s query scans %s: %q", name, table, plan)
+				}
+			}
+			if strings.HasPrefix(step, "SEARCH ") && strings.Contains(step, "PRIMARY KEY") {
+				searched = true
+			}
+		}
+		if !searched {
+			t.Errorf("%s query: no search by primary key in %q", name, plan)
+		}
+	}
+}

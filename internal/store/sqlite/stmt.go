@@ -66,11 +66,10 @@ var specs = [...]stmtSpec{
 	insertChanges: {cols: 2,
 		head: "INSERT INTO changes (seq, sha256) VALUES ",
 		row:  "(?,?)"},
-	upsertRemote: {slots: 1, cols: 5,
-		head: `INSERT INTO remote_aggregates (sha256, region, prevalence, first_seen, last_seen, detections)
-			SELECT column1, ?, column2, column3, column4, column5 FROM (VALUES `,
-		row: "(?,?,?,?,?)",
-		tail: `) WHERE true ON CONFLICT (sha256, region) DO UPDATE SET
+	upsertRemote: {cols: 6,
+		head: "INSERT INTO remote_aggregates (sha256, region, prevalence, first_seen, last_seen, detections) VALUES ",
+		row:  "(?,?,?,?,?,?)",
+		tail: ` ON CONFLICT (sha256, region) DO UPDATE SET
 			prevalence = excluded.prevalence,
 			first_seen = excluded.first_seen,
 			last_seen = excluded.last_seen,

@@ -362,7 +362,7 @@ func testPutRemoteReplaces(t *testing.T, s store.Store) {
 	if got := global(t, s, b)[b].Prevalence; got != 2 {
 		t.Errorf("prevalence after two aggregates of one hash = %d, want 2 (the last)", got)
 	}
-	if err := s.PutRemote(t.Context(), "moscow", nil); err != nil {
+	if err := s.PutRemote(t.Context(), "moscow", nil, remoteCursor.Add(1)); err != nil {
 		t.Errorf("PutRemote of nothing: %v", err)
 	}
 }
@@ -479,7 +479,8 @@ func testClosed(t *testing.T, s store.Store) {
 	_, calls["PutBatch"] = s.PutBatch(ctx, Batch("ep-1", "b1", Record(Hash("a"), 0, "")))
 	_, calls["Aggregates"] = s.Aggregates(ctx, []string{Hash("a")})
 	_, _, calls["ChangedAggregates"] = s.ChangedAggregates(ctx, 0, 10)
-	calls["PutRemote"] = s.PutRemote(ctx, "moscow", []store.Aggregate{{SHA256: Hash("a")}})
+	calls["PutRemote"] = s.PutRemote(ctx, "moscow", []store.Aggregate{{SHA256: Hash("a")}}, 1)
+	_, calls["RemoteCursor"] = s.RemoteCursor(ctx, "moscow")
 	_, calls["Global"] = s.Global(ctx, []string{Hash("a")})
 	_, calls["CountRecords"] = s.CountRecords(ctx)
 	for name, err := range calls {

@@ -69,7 +69,13 @@ func Reopen(t *testing.T, s store.Store, reopen func() store.Store) {
 	ctx := t.Context()
 	b1 := Batch("ep-1", "b1", Record(Hash("a"), 0, "EICAR-Test-File"), Record(Hash("b"), time.Hour, ""))
 	mustPut(t, s, b1, true)
-	mustPutRemote(t, s, "moscow", store.Aggregate{SHA256: Hash("a"), Prevalence: 4, FirstSeen: T0, LastSeen: T0})
+	if err := s.PutRemote(ctx, "moscow", []store.Aggregate{{SHA256: Hash("a"), Prevalence: 4, FirstSeen: T0, LastSeen: T0}}, 41); err != nil {
+		t.Fatal(err)
+	}
+	// A cursor without aggregates: the peer had nothing new.
+	if err := s.PutRemote(ctx, "moscow", nil, 42); err != nil {
+		t.Fatal(err)
+	}
 	_, cursor, err := s.ChangedAggregates(ctx, 0, 100)
 	if err != nil {
 		t.Fatal(err)
@@ -85,6 +91,11 @@ func Reopen(t *testing.T, s store.Store, reopen func() store.Store) {
 	wantCount(t, s, 2)
 	checkAggregates(t, "reopened Aggregates", aggregates(t, s, Hash("a"), Hash("b")), wantLocal)
 	checkAggregates(t, "reopened Global", global(t, s, Hash("a"), Hash("b")), wantGlobal)
+	for region, want := range map[string]int64{"moscow": 42, "singapore": 0} {
+		if got, err := s.RemoteCursor(ctx, region); err != nil || got != want {
+			t.Errorf("reopened RemoteCursor(%s) = %d, %v; want %d", region, got, err, want)
+		}
+	}
 	mustPut(t, s, b1, false)
 	mustPut(t, s, Batch("ep-2", "b1", Record(Hash("a"), 2*time.Hour, "")), true)
 	changed, next, err := s.ChangedAggregates(ctx, cursor, 100)
@@ -149,9 +160,12 @@ func mustPut(t *testing.T, s store.Store, b *store.Batch, wantStored bool) {
 	}
 }
 
+// remoteCursor numbers the cursors that mustPutRemote passes.
+var remoteCursor atomic.Int64
+
 func mustPutRemote(t *testing.T, s store.Store, region string, aggs ...store.Aggregate) {
 	t.Helper()
-	if err := s.PutRemote(t.Context(), region, aggs); err != nil {
+	if err := s.PutRemote(t.Context(), region, aggs, remoteCursor.Add(1)); err != nil {
 		t.Fatalf("PutRemote(%s): %v", region, err)
 	}
 }
