@@ -29,6 +29,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	_ "modernc.org/sqlite" // the raw-insert baseline's database/sql driver
 
+	"github.com/vitrine-dev/vitrine/internal/store/sqlite"
 	"github.com/vitrine-dev/vitrine/telemetry"
 )
 
@@ -492,7 +493,7 @@ CREATE TABLE personal (
 );`
 
 // RawInsert is the baseline of Ingest: it creates a SQLite database at
-// path (which must not exist) with the store's pragmas (WAL,
+// path (which must not exist) with the store's page size and pragmas (WAL,
 // synchronous=FULL, a 64 MiB page cache) and the store's batches, records
 // and personal tables, and inserts the rows of the given batches of w, one
 // transaction per batch: the batch row, then the records and their
@@ -507,7 +508,7 @@ func RawInsert(ctx context.Context, path string, w *Workload, endpoints []Endpoi
 		return RawResult{}, fmt.Errorf("raw insert: %s exists; give a fresh path", path)
 	}
 	q := url.Values{}
-	for _, p := range []string{"journal_mode(WAL)", "synchronous(FULL)", "busy_timeout(10000)", "temp_store(MEMORY)", "cache_size(-65536)"} {
+	for _, p := range []string{fmt.Sprintf("page_size(%d)", sqlite.PageSize), "journal_mode(WAL)", "synchronous(FULL)", "busy_timeout(10000)", "temp_store(MEMORY)", "cache_size(-65536)"} {
 		q.Add("_pragma", p)
 	}
 	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())

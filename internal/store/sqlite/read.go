@@ -99,10 +99,19 @@ func (s *Store) lookup(ctx context.Context, sha256s []string, global bool) (map[
 	}
 	// What PutRemote gave and no fold has written yet replaces the rows
 	// the database holds for the same region and hash.
-	for _, m := range []map[string]map[string]store.Aggregate{s.pend.remote, s.folding} {
-		for _, rm := range m {
-			for _, h := range sha256s {
-				if a, ok := rm[h]; ok {
+	// What PutRemote gave since a fold started replaces what the fold is
+	// writing.
+	for _, rm := range s.pend.remote {
+		for _, h := range sha256s {
+			if a, ok := rm[h]; ok {
+				remote = append(remote, a)
+			}
+		}
+	}
+	for region, rm := range s.folding {
+		for _, h := range sha256s {
+			if a, ok := rm[h]; ok {
+				if _, newer := s.pend.remote[region][h]; !newer {
 					remote = append(remote, a)
 				}
 			}

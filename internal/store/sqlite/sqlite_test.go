@@ -80,8 +80,8 @@ func TestDurableSettings(t *testing.T) {
 		}
 	}
 	var pageSize int
-	if err := s.read.QueryRowContext(t.Context(), "PRAGMA page_size").Scan(&pageSize); err != nil || pageSize != 16384 {
-		t.Errorf("page_size = %d, %v; want 16384", pageSize, err)
+	if err := s.read.QueryRowContext(t.Context(), "PRAGMA page_size").Scan(&pageSize); err != nil || pageSize != PageSize {
+		t.Errorf("page_size = %d, %v; want %d", pageSize, err, PageSize)
 	}
 }
 
@@ -558,5 +558,37 @@ func TestLookupsSearchByKey(t *testing.T) {
 		if !searched {
 			t.Errorf("%s query: no search by primary key in %q", name, plan)
 		}
+	}
+}
+
+// TestRemoteDuringFold checks what Global reads while a fold is writing
+// remote aggregates: what PutRemote gave since the fold started counts,
+// and replaces, not adds to, what the fold holds.
+func TestRemoteDuringFold(t *testing.T) {
+	s := openTemp(t)
+	ctx := t.Context()
+	a, b := storetest.Hash("a"), storetest.Hash("b")
+	agg := func(sha string, prevalence int64) store.Aggregate {
+		return store.Aggregate{SHA256: sha, Prevalence: prevalence, FirstSeen: storetest.T0, LastSeen: storetest.T0}
+	}
+	if err := s.PutRemote(ctx, "moscow", []store.Aggregate{agg(a, 1), agg(b, 1)}, 1); err != nil {
+		t.Fatal(err)
+	}
+	// A fold's first step, as foldLocked takes it.
+	s.lock()
+	defer s.unlock()
+	s.pendMu.Lock()
+	remote, _ := s.pend.takeRemote()
+	s.folding = remote
+	s.pendMu.Unlock()
+	if err := s.PutRemote(ctx, "moscow", []store.Aggregate{agg(a, 2)}, 2); err != nil {
+		t.Fatal(err)
+	}
+	g, err := s.Global(ctx, []string{a, b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g[a].Prevalence != 2 || g[b].Prevalence != 1 {
+		t.Errorf("Global during a fold = %v; want a at 2 (the newer), b at 1 (the folding)", g)
 	}
 }
