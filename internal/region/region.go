@@ -75,7 +75,7 @@ func New(cfg Config) *Region {
 		cfg.PeerClient = &http.Client{Timeout: 10 * time.Second}
 	}
 	if cfg.ExchangeInterval == 0 {
-		cfg.ExchangeInterval = 100 * time.Millisecond
+		cfg.ExchangeInterval = 300 * time.Millisecond
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now

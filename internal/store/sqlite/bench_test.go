@@ -32,7 +32,7 @@ const benchBatch = 500
 func (s *Store) foldAll() error {
 	s.lock()
 	defer s.unlock()
-	return s.foldLocked(context.Background())
+	return s.foldLocked(context.Background(), false)
 }
 
 func benchOpen(b *testing.B) *Store {

@@ -17,24 +17,38 @@ import (
 //
 // Updating the aggregates of a batch's hashes in the batch's own transaction
 // dirties a random page of each aggregate b-tree per distinct hash: about a
-// thousand 4 KiB pages for a batch of 500 records with 300 distinct hashes,
+// thousand pages for a batch of 500 records with 300 distinct hashes,
 // against some twenty for the records themselves, and SQLite writes every
 // dirty page to the WAL at each commit. So PutBatch writes only the records,
 // and keeps what they add to the aggregates in memory (pending), with the
 // change sequence numbers they get; reads merge pending into what the
-// database holds. Folding writes pending to the aggregate tables in one
-// transaction, in key order, where the updates of thousands of batches share
-// pages. It runs in the background once enough records are pending or some
-// time has passed, and on Close.
+// database holds. Folding writes pending to the aggregate tables in key
+// order, where the updates of thousands of batches share pages. It runs in
+// the background once enough records are pending or some time has passed,
+// and on Close.
+//
+// A fold takes pending as it is (s.folding) and starts a new one for the
+// batches that follow; it writes the hashes in chunks of foldChunk, in
+// order, each chunk in a transaction of its own, and lets the batches
+// queued meanwhile have the writer between chunks, so that ingest does not
+// stall for the whole fold. Reads merge the database, what of s.folding
+// is not written yet, and the new pending. The remote aggregates follow,
+// in chunks too, and the last transaction writes the peers' cursors and
+// moves fold_state.record_id past the folded records.
 //
 // Nothing is lost in a crash: the records are durable, and Open folds the
-// records after fold_state.record_id again. It numbers their changes after
-// every number that can have been given out before the crash, which is at
-// most one per record.
+// records after fold_state.record_id again, in one transaction. Those of a
+// fold that was under way when the process died are partly folded already:
+// each chunk records in fold_state the last record of the fold (target)
+// and the last hash written (done_through), and Open leaves out the
+// records up to target whose hash is no later than done_through. It
+// numbers the changes it recovers after every number that can have been
+// given out before the crash, which is at most one per record.
 const (
 	foldRecords       = 200_000 // pending records that start a fold
 	foldInterval      = 2 * time.Second
 	maxPendingRecords = 1_000_000 // PutBatch folds itself beyond this
+	foldChunk         = 4096      // hashes, or remote aggregates, per fold transaction
 )
 
 // foldPolicy says when to fold; tests fold more often.
@@ -42,9 +56,10 @@ type foldPolicy struct {
 	records    int           // pending records that start a fold
 	interval   time.Duration // age of the oldest pending batch that starts one
 	maxPending int           // pending records beyond which PutBatch folds itself
+	chunk      int           // hashes, or remote aggregates, per transaction of a fold in the background
 }
 
-var defaultFoldPolicy = foldPolicy{foldRecords, foldInterval, maxPendingRecords}
+var defaultFoldPolicy = foldPolicy{foldRecords, foldInterval, maxPendingRecords, foldChunk}
 
 // pending is what stored batches add to the aggregates, and what PutRemote
 // gave, that is not yet folded into the database.
@@ -81,10 +96,11 @@ type delta struct {
 	prevalence  int64
 	first, last int64 // unix microseconds
 	detections  map[string]int64
+	sighters    []string // the pseudonyms that sighted the hash for the first time
 }
 
-func newPending() pending {
-	return pending{hashes: make(map[string]*delta), sighted: make(map[sighting]bool),
+func newPending() *pending {
+	return &pending{hashes: make(map[string]*delta), sighted: make(map[sighting]bool),
 		remote: make(map[string]map[string]store.Aggregate), cursors: make(map[string]int64)}
 }
 
@@ -106,37 +122,6 @@ func (p *pending) addRemote(region string, aggs []store.Aggregate, cursor int64)
 		m[a.SHA256] = a
 	}
 	p.cursors[region] = cursor
-}
-
-// takeRemote moves the remote aggregates and cursors out of p.
-func (p *pending) takeRemote() (remote map[string]map[string]store.Aggregate, cursors map[string]int64) {
-	remote, cursors = p.remote, p.cursors
-	p.remote, p.cursors, p.remoteRows = make(map[string]map[string]store.Aggregate), make(map[string]int64), 0
-	return remote, cursors
-}
-
-// putBackRemote returns to p the remote aggregates and cursors that a
-// failed fold took, under what was added since.
-func (p *pending) putBackRemote(remote map[string]map[string]store.Aggregate, cursors map[string]int64) {
-	for region, m := range remote {
-		if p.remote[region] == nil {
-			p.remote[region] = make(map[string]store.Aggregate, len(m))
-		}
-		for sha, a := range m {
-			if _, ok := p.remote[region][sha]; !ok {
-				p.remote[region][sha] = a
-				p.remoteRows++
-			}
-		}
-	}
-	for region, c := range cursors {
-		if _, ok := p.cursors[region]; !ok {
-			p.cursors[region] = c
-		}
-	}
-	if p.since.IsZero() {
-		p.since = time.Now()
-	}
 }
 
 // add adds a batch of pseudonym, of records records up to id lastID, with
@@ -161,6 +146,7 @@ func (p *pending) add(pseudonym string, records int, hashes []hashSummary, dets 
 		*seq++
 		if !sighted[h.sha256] {
 			d.prevalence++
+			d.sighters = append(d.sighters, pseudonym)
 			p.sighted[sighting{pseudonym, d.sha256}] = true
 		}
 	}
@@ -215,31 +201,123 @@ func maxTime(a, b time.Time) time.Time {
 	return a
 }
 
-// foldLocked writes pending to the aggregate tables in one transaction. The
-// caller holds the writer.
-//
-// The batches' part of pending changes only under the writer, so the fold
-// reads it in place and clears it when it commits. PutRemote adds to the
-// remote part under pendMu alone, so the fold takes that part out first
-// (readers find it in s.folding meanwhile) and puts it back if it fails.
-func (s *Store) foldLocked(ctx context.Context) error {
-	p := &s.pend
-	s.pendMu.Lock()
-	if p.empty() {
-		s.pendMu.Unlock()
-		return nil
+// foldLocked folds. The caller holds the writer. If yield is set, it
+// finishes the fold under way or, if none is, folds what is pending, and
+// lets the writer go between transactions (see folder): another writer
+// may finish the fold meanwhile. Otherwise it folds everything pending,
+// the fold under way first, in one transaction each.
+func (s *Store) foldLocked(ctx context.Context, yield bool) error {
+	for {
+		if s.folding == nil {
+			s.pendMu.Lock()
+			if s.pend.empty() {
+				s.pendMu.Unlock()
+				return nil
+			}
+			s.folding, s.pend = s.pend, newPending()
+			s.pendMu.Unlock()
+			s.plan = newFoldPlan(s.folding)
+		}
+		limit := s.policy.chunk
+		if !yield {
+			limit = 0 // the rest at once
+		}
+		last, err := s.foldStep(ctx, limit)
+		if err != nil {
+			// The fold stays under way; the next call resumes it.
+			return fmt.Errorf("folding aggregates: %w", err)
+		}
+		if yield {
+			if last {
+				return nil
+			}
+			s.unlock()
+			s.lock()
+			if s.folding == nil {
+				return nil // another writer finished it
+			}
+		}
 	}
-	remote, cursors := p.takeRemote()
-	s.folding = remote
-	s.pendMu.Unlock()
-	shas := make([]string, 0, len(p.hashes))
+}
+
+// A foldPlan is the order in which a fold writes s.folding: its hashes
+// sorted, its remote aggregates sorted by hash and region, and how far it
+// has come.
+type foldPlan struct {
+	shas        []string
+	nextSha     int
+	remote      []remoteRow
+	nextRemote  int
+	lastID, seq int64 // fold_state as the last step leaves it
+}
+
+type remoteRow struct {
+	region string
+	a      store.Aggregate
+}
+
+func newFoldPlan(p *pending) *foldPlan {
+	plan := &foldPlan{shas: make([]string, 0, len(p.hashes)), lastID: p.lastID}
 	for h := range p.hashes {
-		shas = append(shas, h)
+		plan.shas = append(plan.shas, h)
 	}
-	slices.Sort(shas)
-	sights := make([]sighting, 0, len(p.sighted))
-	for sg := range p.sighted {
-		sights = append(sights, sg)
+	slices.Sort(plan.shas)
+	for region, m := range p.remote {
+		for _, a := range m {
+			plan.remote = append(plan.remote, remoteRow{region, a})
+		}
+	}
+	slices.SortFunc(plan.remote, func(a, b remoteRow) int {
+		if c := strings.Compare(a.a.SHA256, b.a.SHA256); c != 0 {
+			return c
+		}
+		return strings.Compare(a.region, b.region)
+	})
+	return plan
+}
+
+// foldStep writes the next limit hashes or remote aggregates of the fold
+// under way (all that remain if limit is 0) in one transaction, and
+// reports whether that finished the fold. The caller holds the writer.
+func (s *Store) foldStep(ctx context.Context, limit int) (last bool, err error) {
+	plan, f := s.plan, s.folding
+	take := func(next, n int) int {
+		if limit == 0 {
+			return n
+		}
+		return min(n, next+limit)
+	}
+	shaEnd := take(plan.nextSha, len(plan.shas))
+	remoteEnd := plan.nextRemote
+	if shaEnd == len(plan.shas) {
+		remoteEnd = take(plan.nextRemote, len(plan.remote))
+		if limit != 0 && shaEnd > plan.nextSha {
+			remoteEnd = plan.nextRemote // hashes and remote rows in turn
+		}
+	}
+	shas := plan.shas[plan.nextSha:shaEnd]
+	rows := plan.remote[plan.nextRemote:remoteEnd]
+	last = shaEnd == len(plan.shas) && remoteEnd == len(plan.remote)
+
+	var sights []sighting
+	type det struct {
+		sha256, name string
+		n            int64
+	}
+	var dets []det
+	for _, h := range shas {
+		d := f.hashes[h]
+		for _, ps := range d.sighters {
+			sights = append(sights, sighting{ps, h})
+		}
+		names := make([]string, 0, len(d.detections))
+		for name := range d.detections {
+			names = append(names, name)
+		}
+		slices.Sort(names)
+		for _, name := range names {
+			dets = append(dets, det{h, name, d.detections[name]})
+		}
 	}
 	slices.SortFunc(sights, func(a, b sighting) int {
 		if c := strings.Compare(a.pseudonym, b.pseudonym); c != 0 {
@@ -247,92 +325,65 @@ func (s *Store) foldLocked(ctx context.Context) error {
 		}
 		return strings.Compare(a.sha256, b.sha256)
 	})
-	type det struct {
-		sha256, name string
-		n            int64
-	}
-	var dets []det
-	for _, h := range shas {
-		names := make([]string, 0, len(p.hashes[h].detections))
-		for name := range p.hashes[h].detections {
-			names = append(names, name)
-		}
-		slices.Sort(names)
-		for _, name := range names {
-			dets = append(dets, det{h, name, p.hashes[h].detections[name]})
-		}
-	}
-	type remoteRow struct {
-		region string
-		a      *store.Aggregate
-	}
-	var rrows []remoteRow
-	for region, m := range remote {
-		for sha := range m {
-			a := m[sha]
-			rrows = append(rrows, remoteRow{region, &a})
-		}
-	}
-	slices.SortFunc(rrows, func(a, b remoteRow) int {
-		if c := strings.Compare(a.a.SHA256, b.a.SHA256); c != 0 {
-			return c
-		}
-		return strings.Compare(a.region, b.region)
-	})
+	bySeq := slices.Clone(shas)
+	slices.SortFunc(bySeq, func(a, b string) int { return cmp.Compare(f.hashes[a].seq, f.hashes[b].seq) })
 
-	err := s.inTx(ctx, func() error {
-		aggs := chunkRows(upsertAggregates, len(shas), nil, func(args []any, i int) []any {
-			d := p.hashes[shas[i]]
-			return append(args, shas[i], d.prevalence, d.first, d.last, d.seq)
-		})
-		sightings := chunkRows(insertSightings, len(sights), nil, func(args []any, i int) []any {
-			return append(args, sights[i].pseudonym, sights[i].sha256)
-		})
-		detections := chunkRows(upsertDetections, len(dets), nil, func(args []any, i int) []any {
-			return append(args, dets[i].sha256, dets[i].name, dets[i].n)
-		})
-		bySeq := slices.Clone(shas)
-		slices.SortFunc(bySeq, func(a, b string) int { return cmp.Compare(p.hashes[a].seq, p.hashes[b].seq) })
-		changes := chunkRows(insertChanges, len(bySeq), nil, func(args []any, i int) []any {
-			return append(args, p.hashes[bySeq[i]].seq, bySeq[i])
-		})
-		remotes := chunkRows(upsertRemote, len(rrows), nil, func(args []any, i int) []any {
-			a := rrows[i].a
-			return append(args, a.SHA256, rrows[i].region, a.Prevalence, a.FirstSeen.UnixMicro(), a.LastSeen.UnixMicro(), encodeDetections(a.Detections))
-		})
-		for _, cs := range [][]chunk{aggs, sightings, detections, changes, remotes} {
+	err = s.inTx(ctx, func() error {
+		chunks := [][]chunk{
+			chunkRows(upsertAggregates, len(shas), nil, func(args []any, i int) []any {
+				d := f.hashes[shas[i]]
+				return append(args, shas[i], d.prevalence, d.first, d.last, d.seq)
+			}),
+			chunkRows(insertSightings, len(sights), nil, func(args []any, i int) []any {
+				return append(args, sights[i].pseudonym, sights[i].sha256)
+			}),
+			chunkRows(upsertDetections, len(dets), nil, func(args []any, i int) []any {
+				return append(args, dets[i].sha256, dets[i].name, dets[i].n)
+			}),
+			chunkRows(insertChanges, len(bySeq), nil, func(args []any, i int) []any {
+				return append(args, f.hashes[bySeq[i]].seq, bySeq[i])
+			}),
+			chunkRows(upsertRemote, len(rows), nil, func(args []any, i int) []any {
+				a := &rows[i].a
+				return append(args, a.SHA256, rows[i].region, a.Prevalence, a.FirstSeen.UnixMicro(), a.LastSeen.UnixMicro(), encodeDetections(a.Detections))
+			}),
+		}
+		for _, cs := range chunks {
 			if err := s.execChunks(ctx, cs); err != nil {
 				return err
 			}
 		}
-		for region, c := range cursors {
-			if _, err := s.w.ExecContext(ctx, `INSERT INTO remote_cursors (region, cursor) VALUES (?, ?)
-				ON CONFLICT (region) DO UPDATE SET cursor = excluded.cursor`, region, c); err != nil {
+		switch {
+		case last:
+			for region, c := range f.cursors {
+				if _, err := s.w.ExecContext(ctx, `INSERT INTO remote_cursors (region, cursor) VALUES (?, ?)
+					ON CONFLICT (region) DO UPDATE SET cursor = excluded.cursor`, region, c); err != nil {
+					return err
+				}
+			}
+			if len(plan.shas) > 0 {
+				_, err := s.w.ExecContext(ctx, `UPDATE fold_state SET record_id = ?, seq = ?, target = 0, done_through = ''`, f.lastID, s.nextSeq-1)
 				return err
 			}
+		case len(shas) > 0:
+			_, err := s.w.ExecContext(ctx, `UPDATE fold_state SET seq = ?, target = ?, done_through = ?`, s.nextSeq-1, f.lastID, shas[len(shas)-1])
+			return err
 		}
-		if len(shas) == 0 {
-			return nil
-		}
-		_, err := s.w.ExecContext(ctx, `UPDATE fold_state SET record_id = ?, seq = ?`, p.lastID, s.nextSeq-1)
-		return err
+		return nil
 	}, &s.pendMu, func() {
-		s.pend.hashes, s.pend.sighted, s.pend.records = make(map[string]*delta), make(map[sighting]bool), 0
-		if s.pend.empty() {
-			s.pend.since = time.Time{}
-		} else {
-			s.pend.since = time.Now()
+		// Written: from now on the database holds these, not s.folding.
+		for _, h := range shas {
+			delete(f.hashes, h)
 		}
-		s.folding = nil
+		for _, r := range rows {
+			delete(f.remote[r.region], r.a.SHA256)
+		}
+		plan.nextSha, plan.nextRemote = shaEnd, remoteEnd
+		if last {
+			s.folding, s.plan = nil, nil
+		}
 	})
-	if err != nil {
-		s.pendMu.Lock()
-		s.pend.putBackRemote(remote, cursors)
-		s.folding = nil
-		s.pendMu.Unlock()
-		return fmt.Errorf("folding aggregates: %w", err)
-	}
-	return nil
+	return last, err
 }
 
 // encodeDetections is detection counts as the remote_aggregates table
@@ -356,7 +407,9 @@ func (s *Store) kickFolder() {
 	}
 }
 
-// folder folds in the background until stop is closed.
+// folder folds in the background until stop is closed. Between a fold's
+// transactions it lets the writer go, so that batches queued meanwhile are
+// stored.
 func (s *Store) folder(stop <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
 	tick := time.NewTicker(max(s.policy.interval/4, time.Millisecond))
@@ -370,23 +423,24 @@ func (s *Store) folder(stop <-chan struct{}, done chan<- struct{}) {
 		}
 		s.lock()
 		s.pendMu.RLock()
-		due := s.pend.due(s.policy)
+		due := s.folding != nil || s.pend.due(s.policy)
 		s.pendMu.RUnlock()
 		if !s.closed.Load() && due {
-			// An error leaves pending as it was, to be folded next time;
-			// PutBatch fails once too much is pending.
-			_ = s.foldLocked(context.Background())
+			// An error leaves the fold under way, to be resumed next
+			// time; PutBatch fails once too much is pending.
+			_ = s.foldLocked(context.Background(), true)
 		}
 		s.unlock()
 	}
 }
 
 // recoverPending rebuilds pending from the records stored after the last
-// fold, batch by batch, as PutBatch built it; Open then folds it. The
-// caller holds the writer.
+// fold, batch by batch, as PutBatch built it, leaving out what a fold that
+// did not finish wrote; Open then folds it. The caller holds the writer.
 func (s *Store) recoverPending(ctx context.Context) error {
-	var from, seq, after int64
-	if err := s.w.QueryRowContext(ctx, `SELECT record_id, seq FROM fold_state`).Scan(&from, &seq); err != nil {
+	var from, seq, after, target int64
+	var doneThrough string
+	if err := s.w.QueryRowContext(ctx, `SELECT record_id, seq, target, done_through FROM fold_state`).Scan(&from, &seq, &target, &doneThrough); err != nil {
 		return err
 	}
 	if err := s.w.QueryRowContext(ctx, `SELECT count(*) FROM records WHERE id > ?`, from).Scan(&after); err != nil {
@@ -417,6 +471,9 @@ func (s *Store) recoverPending(ctx context.Context) error {
 		}
 		b := batches[len(batches)-1]
 		b.lastID = id
+		if id <= target && sha <= doneThrough {
+			continue // written by a fold that did not finish
+		}
 		b.recs = append(b.recs, telemetry.Record{Time: fromMicro(t), SHA256: sha, Detection: det})
 	}
 	rows.Close()

@@ -92,7 +92,7 @@ func (s *Store) writeQueued() {
 	if s.pend.records >= s.policy.maxPending {
 		// Folding in the background has fallen behind or keeps failing:
 		// fold now, and fail closed if that fails.
-		if err := s.foldLocked(context.Background()); err != nil {
+		if err := s.foldLocked(context.Background(), false); err != nil {
 			fail(err)
 			return
 		}
@@ -288,7 +288,8 @@ func (s *Store) putBatch(ctx context.Context, w *batchWrite, groupSighted map[si
 }
 
 // sighted returns which of hashes pseudonym has sighted: in the folded
-// sightings, in pending batches, or in also (which may be nil). The caller
+// sightings, in pending batches or those of the fold under way, or in also
+// (which may be nil). The caller
 // holds the writer, so none of them changes meanwhile.
 func (s *Store) sighted(ctx context.Context, pseudonym string, hashes []hashSummary, also map[sighting]bool) (map[string]bool, error) {
 	sighted := make(map[string]bool)
@@ -298,7 +299,7 @@ func (s *Store) sighted(ctx context.Context, pseudonym string, hashes []hashSumm
 	list := make([]string, len(hashes))
 	for i, h := range hashes {
 		list[i] = h.sha256
-		if k := (sighting{pseudonym, h.sha256}); s.pend.sighted[k] || also[k] {
+		if k := (sighting{pseudonym, h.sha256}); s.pend.sighted[k] || also[k] || (s.folding != nil && s.folding.sighted[k]) {
 			sighted[h.sha256] = true
 		}
 	}

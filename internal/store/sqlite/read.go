@@ -92,15 +92,14 @@ func (s *Store) lookup(ctx context.Context, sha256s []string, global bool) (map[
 		return nil, err
 	}
 	for _, h := range sha256s {
-		s.pend.mergeInto(aggs, h)
+		s.mergePending(aggs, h)
 	}
 	if !global {
 		return aggs, nil
 	}
 	// What PutRemote gave and no fold has written yet replaces the rows
-	// the database holds for the same region and hash.
-	// What PutRemote gave since a fold started replaces what the fold is
-	// writing.
+	// the database holds for the same region and hash, and what it gave
+	// since the fold under way started replaces what that fold holds.
 	for _, rm := range s.pend.remote {
 		for _, h := range sha256s {
 			if a, ok := rm[h]; ok {
@@ -108,11 +107,13 @@ func (s *Store) lookup(ctx context.Context, sha256s []string, global bool) (map[
 			}
 		}
 	}
-	for region, rm := range s.folding {
-		for _, h := range sha256s {
-			if a, ok := rm[h]; ok {
-				if _, newer := s.pend.remote[region][h]; !newer {
-					remote = append(remote, a)
+	if s.folding != nil {
+		for region, rm := range s.folding.remote {
+			for _, h := range sha256s {
+				if a, ok := rm[h]; ok {
+					if _, newer := s.pend.remote[region][h]; !newer {
+						remote = append(remote, a)
+					}
 				}
 			}
 		}
@@ -155,8 +156,10 @@ func (s *Store) scanRemote(ctx context.Context, tx *sql.Tx, hashes string) ([]st
 		if _, ok := s.pend.remote[region][a.SHA256]; ok {
 			continue
 		}
-		if _, ok := s.folding[region][a.SHA256]; ok {
-			continue
+		if s.folding != nil {
+			if _, ok := s.folding.remote[region][a.SHA256]; ok {
+				continue
+			}
 		}
 		a.FirstSeen, a.LastSeen = fromMicro(first), fromMicro(last)
 		if dets != "{}" {
@@ -199,6 +202,13 @@ func (s *Store) ChangedAggregates(ctx context.Context, cursor int64, limit int) 
 			pend = append(pend, change{h, d.seq})
 		}
 	}
+	if s.folding != nil {
+		for h, d := range s.folding.hashes {
+			if d.seq > cursor && s.pend.hashes[h] == nil {
+				pend = append(pend, change{h, d.seq})
+			}
+		}
+	}
 	slices.SortFunc(pend, func(a, b change) int { return cmp.Compare(a.seq, b.seq) })
 
 	var changed []store.Aggregate
@@ -220,7 +230,7 @@ func (s *Store) ChangedAggregates(ctx context.Context, cursor int64, limit int) 
 				if err := rows.Scan(&a.SHA256, &a.Prevalence, &first, &last, &seq); err != nil {
 					return err
 				}
-				if s.pend.hashes[a.SHA256] != nil {
+				if s.isPending(a.SHA256) {
 					continue
 				}
 				a.FirstSeen, a.LastSeen = fromMicro(first), fromMicro(last)
@@ -253,7 +263,7 @@ func (s *Store) ChangedAggregates(ctx context.Context, cursor int64, limit int) 
 			return err
 		}
 		if err := scanAggregates(ctx, tx, func(a store.Aggregate, _ int64) {
-			if s.pend.hashes[a.SHA256] != nil {
+			if s.isPending(a.SHA256) {
 				folded[a.SHA256] = a
 			}
 		}, localQuery, string(j)); err != nil {
@@ -265,7 +275,7 @@ func (s *Store) ChangedAggregates(ctx context.Context, cursor int64, limit int) 
 		return nil, cursor, fmt.Errorf("reading changed aggregates: %w", err)
 	}
 	for i, a := range changed {
-		s.pend.mergeInto(folded, a.SHA256)
+		s.mergePending(folded, a.SHA256)
 		changed[i] = folded[a.SHA256]
 	}
 	return changed, next, nil
@@ -309,7 +319,7 @@ func (s *Store) PutRemote(ctx context.Context, region string, aggs []store.Aggre
 		// Folding has fallen behind or keeps failing: fold now, and fail
 		// closed if that fails.
 		s.lock()
-		err := s.foldLocked(ctx)
+		err := s.foldLocked(ctx, false)
 		s.unlock()
 		if err != nil {
 			return fmt.Errorf("storing remote aggregates of %s: %w", region, err)
@@ -345,6 +355,22 @@ func (s *Store) RemoteCursor(ctx context.Context, region string) (int64, error) 
 		return 0, fmt.Errorf("reading the cursor of %s: %w", region, s.closedErr(err))
 	}
 	return c, nil
+}
+
+// isPending reports whether the database does not hold all there is of
+// hash sha: whether a batch not yet folded, or a fold under way, holds
+// some of it. The caller holds pendMu.
+func (s *Store) isPending(sha string) bool {
+	return s.pend.hashes[sha] != nil || (s.folding != nil && s.folding.hashes[sha] != nil)
+}
+
+// mergePending adds to the aggregate of sha in aggs what a fold under way
+// and the batches not yet folded hold of it. The caller holds pendMu.
+func (s *Store) mergePending(aggs map[string]store.Aggregate, sha string) {
+	if s.folding != nil {
+		s.folding.mergeInto(aggs, sha)
+	}
+	s.pend.mergeInto(aggs, sha)
 }
 
 // readTx runs f in a read transaction, so that all it reads comes from one

@@ -18,8 +18,9 @@ import (
 // one other personal column: it is the idempotency key.
 //
 // The aggregates (aggregates, detections, sightings) are folded from the
-// records in bulk (see fold.go); fold_state holds the last record folded
-// and the last change sequence number given out. sightings is keyed by
+// records in bulk (see fold.go); fold_state holds the last record folded,
+// the last change sequence number given out and how far a fold under way
+// has come. sightings is keyed by
 // pseudonym first, so that one endpoint's new sightings land together.
 // changes lists each fold's changed hashes by change sequence number, only
 // ever appended to; a row whose number is not its aggregate's seq is
@@ -105,6 +106,11 @@ CREATE TABLE remote_cursors (
 	region TEXT PRIMARY KEY,
 	cursor INTEGER NOT NULL
 );
+`,
+	// 3: folds in several transactions (see fold.go).
+	`
+ALTER TABLE fold_state ADD COLUMN target INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE fold_state ADD COLUMN done_through TEXT NOT NULL DEFAULT '';
 `,
 }
 

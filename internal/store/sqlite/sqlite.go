@@ -73,10 +73,12 @@ type Store struct {
 	// pendMu is held to change pend, and by readers while they read the
 	// database and pend, so that a fold commits between reads, not during.
 	pendMu sync.RWMutex
-	pend   pending
-	// folding holds the remote aggregates a fold took out of pend until
-	// it commits; guarded by pendMu.
-	folding map[string]map[string]store.Aggregate
+	pend   *pending
+	// folding is what the fold under way is writing, less what it has
+	// written; nil if none is. plan says how far it has come. Changed
+	// under the writer and pendMu.
+	folding *pending
+	plan    *foldPlan
 	nextSeq int64 // the next change sequence number; guarded by writer and pendMu
 
 	policy foldPolicy
@@ -137,12 +139,16 @@ func open(ctx context.Context, path string, steps []string, policy foldPolicy) (
 		writeDB.Close()
 		return nil, fmt.Errorf("reading records not folded yet: %w", err)
 	}
-	if err := s.foldLocked(ctx); err != nil {
+	if err := s.foldLocked(ctx, false); err != nil {
 		s.w.Close()
 		writeDB.Close()
 		return nil, err
 	}
-	s.read, err = sql.Open("sqlite", dsn(path, append(pragmas, "query_only(1)", "cache_size(-2048)")...))
+	// A reader's cache lasts one read transaction when anything was
+	// committed since the last one, which under ingest is always: SQLite
+	// empties it then. Larger caches only meant more to allocate and free
+	// each time (see create).
+	s.read, err = sql.Open("sqlite", dsn(path, append(pragmas, "query_only(1)", "cache_size(64)")...))
 	if err != nil {
 		s.w.Close()
 		writeDB.Close()
@@ -227,7 +233,7 @@ func (s *Store) Close() error {
 	s.lock()
 	// What is pending is safe in the records either way; folding now
 	// saves the next Open the work.
-	errs := []error{s.foldLocked(context.Background())}
+	errs := []error{s.foldLocked(context.Background(), false)}
 	for _, st := range s.stmts {
 		errs = append(errs, st.Close())
 	}

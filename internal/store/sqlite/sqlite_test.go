@@ -14,6 +14,7 @@ import (
 
 	"github.com/vitrine-dev/vitrine/internal/store"
 	"github.com/vitrine-dev/vitrine/internal/store/storetest"
+	"github.com/vitrine-dev/vitrine/telemetry"
 )
 
 func openTemp(t *testing.T) *Store {
@@ -264,11 +265,12 @@ func TestStatementsPerKindBounded(t *testing.T) {
 }
 
 // TestConformanceFoldingOften runs the suite with folds in the background
-// after every batch and in PutBatch itself, racing with every read.
+// after every batch, a hash per transaction, and in PutBatch itself,
+// racing with every read.
 func TestConformanceFoldingOften(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store {
 		s, err := open(t.Context(), filepath.Join(t.TempDir(), "store.db"), migrations,
-			foldPolicy{records: 1, interval: time.Millisecond, maxPending: 50})
+			foldPolicy{records: 1, interval: time.Millisecond, maxPending: 50, chunk: 1})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -312,7 +314,7 @@ func TestCrashBeforeFold(t *testing.T) {
 	}
 	put(s, storetest.Batch("ep-1", "1", storetest.Record(a, 0, "X"), storetest.Record(b, time.Hour, "")))
 	s.lock()
-	if err := s.foldLocked(ctx); err != nil {
+	if err := s.foldLocked(ctx, false); err != nil {
 		t.Fatal(err)
 	}
 	s.unlock()
@@ -432,7 +434,7 @@ func TestCrashBeforeRemoteFold(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.lock()
-	if err := s.foldLocked(ctx); err != nil {
+	if err := s.foldLocked(ctx, false); err != nil {
 		t.Fatal(err)
 	}
 	s.unlock()
@@ -462,7 +464,8 @@ func TestCrashBeforeRemoteFold(t *testing.T) {
 }
 
 // TestFoldFailureKeepsRemote checks that remote aggregates a failed fold
-// took out of pending go back, under what PutRemote gave meanwhile.
+// took out of pending still count, that what PutRemote gives meanwhile
+// replaces them, and that the fold is resumed.
 func TestFoldFailureKeepsRemote(t *testing.T) {
 	ctx := t.Context()
 	path := filepath.Join(t.TempDir(), "store.db")
@@ -482,7 +485,7 @@ func TestFoldFailureKeepsRemote(t *testing.T) {
 	// makes inTx roll back.
 	canceled, cancel := context.WithCancel(ctx)
 	cancel()
-	if err := s.foldLocked(canceled); err == nil {
+	if err := s.foldLocked(canceled, false); err == nil {
 		t.Fatal("fold with a canceled context succeeded")
 	}
 	s.unlock()
@@ -525,7 +528,7 @@ func TestLookupsSearchByKey(t *testing.T) {
 		}
 	}
 	s.lock()
-	if err := s.foldLocked(ctx); err != nil {
+	if err := s.foldLocked(ctx, false); err != nil {
 		t.Fatal(err)
 	}
 	s.unlock()
@@ -578,8 +581,8 @@ func TestRemoteDuringFold(t *testing.T) {
 	s.lock()
 	defer s.unlock()
 	s.pendMu.Lock()
-	remote, _ := s.pend.takeRemote()
-	s.folding = remote
+	s.folding, s.pend = s.pend, newPending()
+	s.plan = newFoldPlan(s.folding)
 	s.pendMu.Unlock()
 	if err := s.PutRemote(ctx, "moscow", []store.Aggregate{agg(a, 2)}, 2); err != nil {
 		t.Fatal(err)
@@ -590,5 +593,86 @@ func TestRemoteDuringFold(t *testing.T) {
 	}
 	if g[a].Prevalence != 2 || g[b].Prevalence != 1 {
 		t.Errorf("Global during a fold = %v; want a at 2 (the newer), b at 1 (the folding)", g)
+	}
+}
+
+// TestCrashDuringFold checks that Open completes a fold that was under way
+// when the process died, counting what the fold had written once: the
+// aggregates after the crash are those before it.
+func TestCrashDuringFold(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "store.db")
+	s, err := open(ctx, path, migrations, foldPolicy{records: 1 << 30, interval: time.Hour, maxPending: 1 << 30, chunk: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hashes []string
+	for i := range 10 {
+		hashes = append(hashes, storetest.Hash(fmt.Sprint(i)))
+	}
+	put := func(ep, id string, recs ...telemetry.Record) {
+		t.Helper()
+		if ok, err := s.PutBatch(ctx, storetest.Batch(ep, id, recs...)); err != nil || !ok {
+			t.Fatalf("PutBatch = %v, %v", ok, err)
+		}
+	}
+	var recs []telemetry.Record
+	for i, h := range hashes {
+		recs = append(recs, storetest.Record(h, time.Duration(i)*time.Minute, "X"))
+	}
+	put("ep-1", "1", recs...)
+	put("ep-2", "1", recs[:5]...)
+	if err := s.PutRemote(ctx, "moscow", []store.Aggregate{{SHA256: hashes[0], Prevalence: 7, FirstSeen: storetest.T0, LastSeen: storetest.T0}}, 5); err != nil {
+		t.Fatal(err)
+	}
+	// Start a fold, write two chunks of three hashes, and let a batch in
+	// between, as the folder does.
+	s.lock()
+	s.pendMu.Lock()
+	s.folding, s.pend = s.pend, newPending()
+	s.plan = newFoldPlan(s.folding)
+	s.pendMu.Unlock()
+	for range 2 {
+		if last, err := s.foldStep(ctx, 3); err != nil || last {
+			t.Fatalf("foldStep = %v, %v", last, err)
+		}
+	}
+	s.unlock()
+	put("ep-3", "1", storetest.Record(hashes[1], time.Hour, "Y"), storetest.Record(hashes[9], 0, ""))
+	put("ep-1", "2", storetest.Record(hashes[2], 2*time.Hour, "X")) // sighted before: no new prevalence
+	want, err := s.Global(ctx, hashes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want[hashes[1]].Prevalence != 3 || want[hashes[2]].Prevalence != 2 || want[hashes[9]].Prevalence != 2 ||
+		want[hashes[0]].Prevalence != 9 || want[hashes[2]].Detections["X"] != 3 {
+		t.Fatalf("before the crash: %v", want)
+	}
+	crash(t, s)
+
+	s, err = Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	got, err := s.Global(ctx, hashes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The remote aggregate was not written: its cursor, 5, is not durable,
+	// and pulling from the durable one (0) brings it again.
+	if c, err := s.RemoteCursor(ctx, "moscow"); err != nil || c != 0 {
+		t.Errorf("RemoteCursor = %d, %v; want 0", c, err)
+	}
+	w0 := want[hashes[0]]
+	w0.Prevalence -= 7
+	want[hashes[0]] = w0
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("after the crash:\n%v\nwant\n%v", got, want)
+	}
+	var target int64
+	var done string
+	if err := s.read.QueryRowContext(ctx, `SELECT target, done_through FROM fold_state`).Scan(&target, &done); err != nil || target != 0 || done != "" {
+		t.Errorf("fold_state after recovery: target %d, done_through %q, %v; want none under way", target, done, err)
 	}
 }
