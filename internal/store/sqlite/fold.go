@@ -97,6 +97,34 @@ type delta struct {
 	first, last int64 // unix microseconds
 	detections  map[string]int64
 	sighters    []string // the pseudonyms that sighted the hash for the first time
+	// base is the hash's aggregate as the database held it, or as the
+	// fold under way will leave it, when the hash became pending; its
+	// SHA256 is empty if there was none. The hash's aggregate is base
+	// plus the delta, so reads of pending hashes need not read the
+	// database.
+	base store.Aggregate
+}
+
+// state returns the hash's aggregate: the base plus what is pending.
+func (d *delta) state() store.Aggregate {
+	a := d.base
+	if a.SHA256 == "" {
+		a = store.Aggregate{SHA256: d.sha256, FirstSeen: fromMicro(d.first), LastSeen: fromMicro(d.last)}
+	}
+	a.FirstSeen = minTime(a.FirstSeen, fromMicro(d.first))
+	a.LastSeen = maxTime(a.LastSeen, fromMicro(d.last))
+	a.Prevalence += d.prevalence
+	if len(a.Detections)+len(d.detections) > 0 {
+		dets := make(map[string]int64, len(a.Detections)+len(d.detections))
+		for name, n := range a.Detections {
+			dets[name] = n
+		}
+		for name, n := range d.detections {
+			dets[name] += n
+		}
+		a.Detections = dets
+	}
+	return a
 }
 
 func newPending() *pending {
@@ -126,9 +154,10 @@ func (p *pending) addRemote(region string, aggs []store.Aggregate, cursor int64)
 
 // add adds a batch of pseudonym, of records records up to id lastID, with
 // the given summary; sighted are the hashes the pseudonym had sighted
-// before, which do not add to prevalence. The changed aggregates get change
+// before, which do not add to prevalence, and bases holds the aggregates
+// of those of its hashes that were not pending before (see delta.base). The changed aggregates get change
 // sequence numbers from *seq on, and *seq moves past them.
-func (p *pending) add(pseudonym string, records int, hashes []hashSummary, dets []detectionCount, sighted map[string]bool, lastID int64, seq *int64) {
+func (p *pending) add(pseudonym string, records int, hashes []hashSummary, dets []detectionCount, sighted map[string]bool, bases map[string]store.Aggregate, lastID int64, seq *int64) {
 	if p.empty() {
 		p.since = time.Now()
 	}
@@ -138,7 +167,7 @@ func (p *pending) add(pseudonym string, records int, hashes []hashSummary, dets 
 		if d == nil {
 			// A copy, so that pending does not keep alive the request
 			// body the hash may be a slice of.
-			d = &delta{sha256: strings.Clone(h.sha256), first: h.first, last: h.last}
+			d = &delta{sha256: strings.Clone(h.sha256), first: h.first, last: h.last, base: bases[h.sha256]}
 			p.hashes[d.sha256] = d
 		}
 		d.first, d.last = min(d.first, h.first), max(d.last, h.last)
@@ -162,29 +191,6 @@ func (p *pending) add(pseudonym string, records int, hashes []hashSummary, dets 
 	}
 	p.lastID = max(p.lastID, lastID)
 	p.records += records
-}
-
-// mergeInto adds what is pending for hash sha to its aggregate in aggs,
-// adding the aggregate if aggs has none.
-func (p *pending) mergeInto(aggs map[string]store.Aggregate, sha string) {
-	d := p.hashes[sha]
-	if d == nil {
-		return
-	}
-	a, ok := aggs[sha]
-	if !ok {
-		a = store.Aggregate{SHA256: sha, FirstSeen: fromMicro(d.first), LastSeen: fromMicro(d.last)}
-	}
-	a.FirstSeen = minTime(a.FirstSeen, fromMicro(d.first))
-	a.LastSeen = maxTime(a.LastSeen, fromMicro(d.last))
-	a.Prevalence += d.prevalence
-	if len(d.detections) > 0 && a.Detections == nil {
-		a.Detections = make(map[string]int64, len(d.detections))
-	}
-	for name, n := range d.detections {
-		a.Detections[name] += n
-	}
-	aggs[sha] = a
 }
 
 func minTime(a, b time.Time) time.Time {
@@ -373,6 +379,7 @@ func (s *Store) foldStep(ctx context.Context, limit int) (last bool, err error) 
 	}, &s.pendMu, func() {
 		// Written: from now on the database holds these, not s.folding.
 		for _, h := range shas {
+			s.foldedSeq = max(s.foldedSeq, f.hashes[h].seq)
 			delete(f.hashes, h)
 		}
 		for _, r := range rows {
@@ -447,6 +454,9 @@ func (s *Store) recoverPending(ctx context.Context) error {
 		return err
 	}
 	s.nextSeq = seq + 1 + after
+	if err := s.w.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM changes`).Scan(&s.foldedSeq); err != nil {
+		return err
+	}
 	rows, err := s.w.QueryContext(ctx, `SELECT r.id, r.batch_pk, b.pseudonym, r.time, r.sha256, r.detection
 		FROM records r JOIN batches b ON b.pk = r.batch_pk WHERE r.id > ? ORDER BY r.id`, from)
 	if err != nil {
@@ -486,7 +496,11 @@ func (s *Store) recoverPending(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		s.pend.add(b.pseudonym, len(b.recs), hashes, dets, sighted, b.lastID, &s.nextSeq)
+		bases := make(map[string]store.Aggregate)
+		if err := s.lookupBases(ctx, hashes, bases); err != nil {
+			return err
+		}
+		s.pend.add(b.pseudonym, len(b.recs), hashes, dets, sighted, bases, b.lastID, &s.nextSeq)
 	}
 	return nil
 }

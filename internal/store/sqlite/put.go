@@ -103,14 +103,16 @@ func (s *Store) writeQueued() {
 		sighted map[string]bool
 	}
 	var puts []put
-	// Sightings by the batches before in the group, not yet in pend.
+	// Sightings by the batches before in the group, not yet in pend, and
+	// the bases of the group's hashes that become pending.
 	groupSighted := make(map[sighting]bool)
+	bases := make(map[string]store.Aggregate)
 	bg := context.Background()
 	err := s.inTx(bg, func() error {
 		if len(group) == 1 {
 			// Alone in its transaction, a batch needs no savepoint.
 			r := group[0]
-			lastID, sighted, err := s.putBatch(r.ctx, r.w, nil)
+			lastID, sighted, err := s.putBatch(r.ctx, r.w, nil, bases)
 			if err == nil {
 				err = r.ctx.Err()
 			}
@@ -131,7 +133,7 @@ func (s *Store) writeQueued() {
 			if _, err := s.w.ExecContext(bg, "SAVEPOINT batch"); err != nil {
 				return err
 			}
-			lastID, sighted, err := s.putBatch(r.ctx, r.w, groupSighted)
+			lastID, sighted, err := s.putBatch(r.ctx, r.w, groupSighted, bases)
 			if err == nil {
 				err = r.ctx.Err()
 			}
@@ -164,7 +166,7 @@ func (s *Store) writeQueued() {
 	s.pendMu.Lock()
 	for _, p := range puts {
 		w := p.r.w
-		s.pend.add(p.r.b.Pseudonym, w.n, w.hashes, w.detections, p.sighted, p.lastID, &s.nextSeq)
+		s.pend.add(p.r.b.Pseudonym, w.n, w.hashes, w.detections, p.sighted, bases, p.lastID, &s.nextSeq)
 		p.r.stored = true
 	}
 	s.pendMu.Unlock()
@@ -233,11 +235,12 @@ func (s *Store) inTx(ctx context.Context, f func() error, commitLock sync.Locker
 
 // putBatch writes the batch and returns the id of its last record and which
 // of its hashes its pseudonym had already sighted before: in folded
-// sightings, in batches not folded yet, or earlier in the group. It checks
+// sightings, in batches not folded yet, or earlier in the group. It adds
+// to bases those of the hashes that become pending (see lookupBases). It checks
 // ctx between statements but does not let it interrupt one, since SQLite
 // rolls back the whole transaction, the group's, when a statement is
 // interrupted.
-func (s *Store) putBatch(ctx context.Context, w *batchWrite, groupSighted map[sighting]bool) (lastID int64, sighted map[string]bool, err error) {
+func (s *Store) putBatch(ctx context.Context, w *batchWrite, groupSighted map[sighting]bool, bases map[string]store.Aggregate) (lastID int64, sighted map[string]bool, err error) {
 	run := context.WithoutCancel(ctx)
 	if err := ctx.Err(); err != nil {
 		return 0, nil, err
@@ -284,6 +287,9 @@ func (s *Store) putBatch(ctx context.Context, w *batchWrite, groupSighted map[si
 	if err != nil {
 		return 0, nil, err
 	}
+	if err := s.lookupBases(run, w.hashes, bases); err != nil {
+		return 0, nil, err
+	}
 	return maxID.Int64 + int64(w.n), sighted, nil
 }
 
@@ -321,6 +327,49 @@ func (s *Store) sighted(ctx context.Context, pseudonym string, hashes []hashSumm
 		sighted[h] = true
 	}
 	return sighted, rows.Err()
+}
+
+// lookupBases adds to bases the aggregate of each of hashes that is not
+// pending and not in bases already: from the fold under way if it holds
+// the hash, from the database otherwise (absent if neither has it). The
+// caller holds the writer, so that neither changes meanwhile.
+func (s *Store) lookupBases(ctx context.Context, hashes []hashSummary, bases map[string]store.Aggregate) error {
+	var list []string
+	for _, h := range hashes {
+		if s.pend.hashes[h.sha256] != nil {
+			continue
+		}
+		if _, ok := bases[h.sha256]; ok {
+			continue
+		}
+		if s.folding != nil {
+			if d := s.folding.hashes[h.sha256]; d != nil {
+				bases[d.sha256] = d.state()
+				continue
+			}
+		}
+		list = append(list, h.sha256)
+	}
+	if len(list) == 0 {
+		return nil
+	}
+	j, err := json.Marshal(list)
+	if err != nil {
+		return err
+	}
+	found := make(map[string]store.Aggregate)
+	if err := scanAggregates(ctx, s.w, func(a store.Aggregate, _ int64) { found[a.SHA256] = a }, localQuery, string(j)); err != nil {
+		return err
+	}
+	if err := scanDetections(ctx, s.w, localDetectionsQuery, string(j), found); err != nil {
+		return err
+	}
+	for _, h := range list {
+		// An absent hash gets a zero base, so that a later batch of the
+		// group does not look it up again.
+		bases[h] = found[h]
+	}
+	return nil
 }
 
 // A batchWrite is one batch as the arguments of the statements that store

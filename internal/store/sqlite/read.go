@@ -56,7 +56,8 @@ const (
 )
 
 // lookup returns the local aggregates of sha256s, merged with the other
-// regions' if global is set.
+// regions' if global is set. Pending hashes come from memory (see
+// delta.base), the others from the database.
 func (s *Store) lookup(ctx context.Context, sha256s []string, global bool) (map[string]store.Aggregate, error) {
 	if s.closed.Load() {
 		return nil, store.ErrClosed
@@ -66,33 +67,46 @@ func (s *Store) lookup(ctx context.Context, sha256s []string, global bool) (map[
 		return aggs, nil
 	}
 	sha256s = slices.Compact(slices.Sorted(slices.Values(sha256s)))
-	hashes, err := json.Marshal(sha256s)
-	if err != nil {
-		return nil, err
-	}
-	var remote []store.Aggregate
 	s.pendMu.RLock()
 	defer s.pendMu.RUnlock()
-	err = s.readTx(ctx, func(tx *sql.Tx) error {
-		if err := scanAggregates(ctx, tx, func(a store.Aggregate, _ int64) {
-			aggs[a.SHA256] = a
-		}, localQuery, string(hashes)); err != nil {
-			return err
-		}
-		if err := scanDetections(ctx, tx, localDetectionsQuery, string(hashes), aggs); err != nil {
-			return err
-		}
-		if !global {
-			return nil
-		}
-		remote, err = s.scanRemote(ctx, tx, string(hashes))
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
+	var folded []string
 	for _, h := range sha256s {
-		s.mergePending(aggs, h)
+		if a, ok := s.pendingState(h); ok {
+			aggs[h] = a
+		} else {
+			folded = append(folded, h)
+		}
+	}
+	var remote []store.Aggregate
+	if len(folded) > 0 || global {
+		err := s.readTx(ctx, func(tx *sql.Tx) error {
+			if len(folded) > 0 {
+				j, err := json.Marshal(folded)
+				if err != nil {
+					return err
+				}
+				if err := scanAggregates(ctx, tx, func(a store.Aggregate, _ int64) {
+					aggs[a.SHA256] = a
+				}, localQuery, string(j)); err != nil {
+					return err
+				}
+				if err := scanDetections(ctx, tx, localDetectionsQuery, string(j), aggs); err != nil {
+					return err
+				}
+			}
+			if !global {
+				return nil
+			}
+			j, err := json.Marshal(sha256s)
+			if err != nil {
+				return err
+			}
+			remote, err = s.scanRemote(ctx, tx, string(j))
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
 	}
 	if !global {
 		return aggs, nil
@@ -180,6 +194,10 @@ func (s *Store) scanRemote(ctx context.Context, tx *sql.Tx, hashes string) ([]st
 // that follows the cursor sees every aggregate's latest state, and every
 // batch whose PutBatch returned before the call. Remote aggregates are not
 // included.
+//
+// Pending changes come from memory; the database is read only for a
+// cursor behind the last folded change, so a follower that keeps up, as
+// the exchange between regions does, costs no database reads at all.
 func (s *Store) ChangedAggregates(ctx context.Context, cursor int64, limit int) ([]store.Aggregate, int64, error) {
 	if s.closed.Load() {
 		return nil, cursor, fmt.Errorf("reading changed aggregates: %w", store.ErrClosed)
@@ -193,40 +211,38 @@ func (s *Store) ChangedAggregates(ctx context.Context, cursor int64, limit int) 
 	// Pending changes, by sequence number. A pending hash's folded row
 	// carries an older number, which no longer counts.
 	type change struct {
-		sha256 string
-		seq    int64
+		a   store.Aggregate
+		seq int64
 	}
 	var pend []change
-	for h, d := range s.pend.hashes {
+	for _, d := range s.pend.hashes {
 		if d.seq > cursor {
-			pend = append(pend, change{h, d.seq})
+			pend = append(pend, change{store.Aggregate{SHA256: d.sha256}, d.seq})
 		}
 	}
 	if s.folding != nil {
 		for h, d := range s.folding.hashes {
 			if d.seq > cursor && s.pend.hashes[h] == nil {
-				pend = append(pend, change{h, d.seq})
+				pend = append(pend, change{store.Aggregate{SHA256: d.sha256}, d.seq})
 			}
 		}
 	}
 	slices.SortFunc(pend, func(a, b change) int { return cmp.Compare(a.seq, b.seq) })
 
-	var changed []store.Aggregate
-	next := cursor
-	folded := make(map[string]store.Aggregate)
-	err := s.readTx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT a.sha256, a.prevalence, a.first_seen, a.last_seen, a.seq
-			FROM changes c JOIN aggregates a ON a.sha256 = c.sha256 AND a.seq = c.seq
-			WHERE c.seq > ? ORDER BY c.seq`, cursor)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for len(changed) < limit {
-			var a store.Aggregate
-			var first, last, seq int64
-			more := rows.Next()
-			if more {
+	// Folded changes, up to limit of them.
+	var folded []change
+	if cursor < s.foldedSeq {
+		err := s.readTx(ctx, func(tx *sql.Tx) error {
+			rows, err := tx.QueryContext(ctx, `SELECT a.sha256, a.prevalence, a.first_seen, a.last_seen, a.seq
+				FROM changes c JOIN aggregates a ON a.sha256 = c.sha256 AND a.seq = c.seq
+				WHERE c.seq > ? ORDER BY c.seq`, cursor)
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			for len(folded) < limit && rows.Next() {
+				var a store.Aggregate
+				var first, last, seq int64
 				if err := rows.Scan(&a.SHA256, &a.Prevalence, &first, &last, &seq); err != nil {
 					return err
 				}
@@ -234,49 +250,50 @@ func (s *Store) ChangedAggregates(ctx context.Context, cursor int64, limit int) 
 					continue
 				}
 				a.FirstSeen, a.LastSeen = fromMicro(first), fromMicro(last)
+				folded = append(folded, change{a, seq})
 			}
-			// Pending changes numbered before this row come first.
-			for len(pend) > 0 && len(changed) < limit && (!more || pend[0].seq < seq) {
-				changed = append(changed, store.Aggregate{SHA256: pend[0].sha256})
-				next = pend[0].seq
-				pend = pend[1:]
+			if err := rows.Close(); err != nil {
+				return err
 			}
-			if !more {
-				break
+			if len(folded) == 0 {
+				return nil
 			}
-			if len(changed) < limit {
-				changed = append(changed, a)
-				folded[a.SHA256] = a
-				next = seq
+			hashes := make([]string, len(folded))
+			aggs := make(map[string]store.Aggregate, len(folded))
+			for i, c := range folded {
+				hashes[i] = c.a.SHA256
+				aggs[c.a.SHA256] = c.a
 			}
-		}
-		if err := rows.Close(); err != nil {
-			return err
-		}
-		// The folded state of the hashes returned, pending or not.
-		hashes := make([]string, len(changed))
-		for i, a := range changed {
-			hashes[i] = a.SHA256
-		}
-		j, err := json.Marshal(hashes)
+			j, err := json.Marshal(hashes)
+			if err != nil {
+				return err
+			}
+			if err := scanDetections(ctx, tx, localDetectionsQuery, string(j), aggs); err != nil {
+				return err
+			}
+			for i := range folded {
+				folded[i].a = aggs[folded[i].a.SHA256]
+			}
+			return nil
+		})
 		if err != nil {
-			return err
+			return nil, cursor, fmt.Errorf("reading changed aggregates: %w", err)
 		}
-		if err := scanAggregates(ctx, tx, func(a store.Aggregate, _ int64) {
-			if s.isPending(a.SHA256) {
-				folded[a.SHA256] = a
-			}
-		}, localQuery, string(j)); err != nil {
-			return err
-		}
-		return scanDetections(ctx, tx, localDetectionsQuery, string(j), folded)
-	})
-	if err != nil {
-		return nil, cursor, fmt.Errorf("reading changed aggregates: %w", err)
 	}
-	for i, a := range changed {
-		s.mergePending(folded, a.SHA256)
-		changed[i] = folded[a.SHA256]
+
+	// The first limit of the two, merged by sequence number.
+	changed := make([]store.Aggregate, 0, min(limit, len(pend)+len(folded)))
+	next := cursor
+	for len(changed) < limit && (len(pend) > 0 || len(folded) > 0) {
+		var c change
+		if len(folded) == 0 || (len(pend) > 0 && pend[0].seq < folded[0].seq) {
+			c, pend = pend[0], pend[1:]
+			c.a, _ = s.pendingState(c.a.SHA256)
+		} else {
+			c, folded = folded[0], folded[1:]
+		}
+		changed = append(changed, c.a)
+		next = c.seq
 	}
 	return changed, next, nil
 }
@@ -364,13 +381,19 @@ func (s *Store) isPending(sha string) bool {
 	return s.pend.hashes[sha] != nil || (s.folding != nil && s.folding.hashes[sha] != nil)
 }
 
-// mergePending adds to the aggregate of sha in aggs what a fold under way
-// and the batches not yet folded hold of it. The caller holds pendMu.
-func (s *Store) mergePending(aggs map[string]store.Aggregate, sha string) {
-	if s.folding != nil {
-		s.folding.mergeInto(aggs, sha)
+// pendingState returns the aggregate of hash sha if it is pending: as the
+// batches not yet folded, or the fold under way, leave it. The caller
+// holds pendMu.
+func (s *Store) pendingState(sha string) (store.Aggregate, bool) {
+	if d := s.pend.hashes[sha]; d != nil {
+		return d.state(), true
 	}
-	s.pend.mergeInto(aggs, sha)
+	if s.folding != nil {
+		if d := s.folding.hashes[sha]; d != nil {
+			return d.state(), true
+		}
+	}
+	return store.Aggregate{}, false
 }
 
 // readTx runs f in a read transaction, so that all it reads comes from one
@@ -396,9 +419,14 @@ func (s *Store) closedErr(err error) error {
 	return err
 }
 
+// querier is a transaction or a connection.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
 // scanAggregates runs query, whose rows are (sha256, prevalence,
 // first_seen, last_seen) and optionally seq, and hands each to f.
-func scanAggregates(ctx context.Context, tx *sql.Tx, f func(a store.Aggregate, seq int64), query string, args ...any) error {
+func scanAggregates(ctx context.Context, tx querier, f func(a store.Aggregate, seq int64), query string, args ...any) error {
 	rows, err := tx.QueryContext(ctx, query, args...)
 	if err != nil {
 		return err
@@ -426,7 +454,7 @@ func scanAggregates(ctx context.Context, tx *sql.Tx, f func(a store.Aggregate, s
 
 // scanDetections runs query, whose rows are (sha256, name, count), and adds
 // each count to the aggregate of its hash in aggs.
-func scanDetections(ctx context.Context, tx *sql.Tx, query, hashes string, aggs map[string]store.Aggregate) error {
+func scanDetections(ctx context.Context, tx querier, query, hashes string, aggs map[string]store.Aggregate) error {
 	rows, err := tx.QueryContext(ctx, query, hashes)
 	if err != nil {
 		return err

@@ -79,6 +79,10 @@ type Store struct {
 	// under the writer and pendMu.
 	folding *pending
 	plan    *foldPlan
+	// foldedSeq is the largest change sequence number in the changes
+	// table; guarded by pendMu. A follower whose cursor is past it finds
+	// every change it has not seen pending.
+	foldedSeq int64
 	nextSeq int64 // the next change sequence number; guarded by writer and pendMu
 
 	policy foldPolicy
@@ -109,7 +113,7 @@ func open(ctx context.Context, path string, steps []string, policy foldPolicy) (
 	if err := create(ctx, path); err != nil {
 		return nil, err
 	}
-	writeDB, err := sql.Open("sqlite", dsn(path, append(pragmas, "cache_size(-65536)")...))
+	writeDB, err := sql.Open("sqlite", dsn(path, append(pragmas, "cache_size(-32768)")...))
 	if err != nil {
 		return nil, err
 	}
