@@ -83,7 +83,7 @@ type Store struct {
 	// table; guarded by pendMu. A follower whose cursor is past it finds
 	// every change it has not seen pending.
 	foldedSeq int64
-	nextSeq int64 // the next change sequence number; guarded by writer and pendMu
+	nextSeq   int64 // the next change sequence number; guarded by writer and pendMu
 
 	policy foldPolicy
 	kick   chan struct{} // asks the folder to fold
