@@ -492,12 +492,12 @@ func (s *Store) recoverPending(ctx context.Context) error {
 	}
 	for _, b := range batches {
 		hashes, dets := summarize(b.recs)
-		sighted, err := s.sighted(ctx, b.pseudonym, hashes, nil)
-		if err != nil {
-			return err
-		}
 		bases := make(map[string]store.Aggregate)
 		if err := s.lookupBases(ctx, hashes, bases); err != nil {
+			return err
+		}
+		sighted, err := s.sighted(ctx, b.pseudonym, hashes, nil, bases)
+		if err != nil {
 			return err
 		}
 		s.pend.add(b.pseudonym, len(b.recs), hashes, dets, sighted, bases, b.lastID, &s.nextSeq)

@@ -283,11 +283,11 @@ func (s *Store) putBatch(ctx context.Context, w *batchWrite, groupSighted map[si
 	if err := ctx.Err(); err != nil {
 		return 0, nil, err
 	}
-	sighted, err = s.sighted(run, w.pseudonym, w.hashes, groupSighted)
-	if err != nil {
+	if err := s.lookupBases(run, w.hashes, bases); err != nil {
 		return 0, nil, err
 	}
-	if err := s.lookupBases(run, w.hashes, bases); err != nil {
+	sighted, err = s.sighted(run, w.pseudonym, w.hashes, groupSighted, bases)
+	if err != nil {
 		return 0, nil, err
 	}
 	return maxID.Int64 + int64(w.n), sighted, nil
@@ -295,19 +295,23 @@ func (s *Store) putBatch(ctx context.Context, w *batchWrite, groupSighted map[si
 
 // sighted returns which of hashes pseudonym has sighted: in the folded
 // sightings, in pending batches or those of the fold under way, or in also
-// (which may be nil). The caller
+// (which may be nil). It reads the folded sightings only of hashes that
+// the database may hold (see maybeFolded), which lookupBases has put in
+// bases if they are not pending: most hashes a batch reports for the first
+// time are new to the region. The caller
 // holds the writer, so none of them changes meanwhile.
-func (s *Store) sighted(ctx context.Context, pseudonym string, hashes []hashSummary, also map[sighting]bool) (map[string]bool, error) {
+func (s *Store) sighted(ctx context.Context, pseudonym string, hashes []hashSummary, also map[sighting]bool, bases map[string]store.Aggregate) (map[string]bool, error) {
 	sighted := make(map[string]bool)
-	if len(hashes) == 0 {
-		return sighted, nil
-	}
-	list := make([]string, len(hashes))
-	for i, h := range hashes {
-		list[i] = h.sha256
+	var list []string
+	for _, h := range hashes {
 		if k := (sighting{pseudonym, h.sha256}); s.pend.sighted[k] || also[k] || (s.folding != nil && s.folding.sighted[k]) {
 			sighted[h.sha256] = true
+		} else if s.maybeFolded(h.sha256, bases) {
+			list = append(list, h.sha256)
 		}
+	}
+	if len(list) == 0 {
+		return sighted, nil
 	}
 	j, err := json.Marshal(list)
 	if err != nil {
@@ -327,6 +331,21 @@ func (s *Store) sighted(ctx context.Context, pseudonym string, hashes []hashSumm
 		sighted[h] = true
 	}
 	return sighted, rows.Err()
+}
+
+// maybeFolded reports whether the database may hold sightings of hash sha:
+// whether it held its aggregate when the hash became pending, or holds it
+// now (bases, filled by lookupBases, has the hash if it is not pending).
+// Folds write a hash's sightings with its aggregate.
+func (s *Store) maybeFolded(sha string, bases map[string]store.Aggregate) bool {
+	if d := s.pend.hashes[sha]; d != nil {
+		return d.base.SHA256 != ""
+	}
+	if s.folding != nil && s.folding.hashes[sha] != nil {
+		return true // its chunk may have been written
+	}
+	b, ok := bases[sha]
+	return !ok || b.SHA256 != ""
 }
 
 // lookupBases adds to bases the aggregate of each of hashes that is not
