@@ -29,6 +29,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	_ "modernc.org/sqlite" // the raw-insert baseline's database/sql driver
 
+	"github.com/vitrine-dev/vitrine/internal/store/postgres"
 	"github.com/vitrine-dev/vitrine/internal/store/sqlite"
 	"github.com/vitrine-dev/vitrine/telemetry"
 )
@@ -936,38 +937,6 @@ func MachineCPU() (busy time.Duration, cpus int, err error) {
 	return busy, cpus, nil
 }
 
-// rawSchemaPostgres is rawSchema as internal/store/postgres creates those
-// three tables, but for the batch key, which the baseline gives itself
-// instead of taking it from an identity column.
-const rawSchemaPostgres = `
-CREATE TABLE batches (
-	pk bigint PRIMARY KEY,
-	endpoint_id text NOT NULL,
-	batch_id text NOT NULL,
-	pseudonym text NOT NULL,
-	country text NOT NULL,
-	received timestamptz NOT NULL,
-	count integer NOT NULL,
-	UNIQUE (endpoint_id, batch_id)
-);
-CREATE TABLE records (
-	id bigint PRIMARY KEY,
-	batch_pk bigint NOT NULL,
-	time timestamptz NOT NULL,
-	kind text NOT NULL,
-	sha256 text NOT NULL,
-	size bigint NOT NULL,
-	detection text NOT NULL,
-	product text NOT NULL,
-	ruledb bigint NOT NULL
-);
-CREATE TABLE personal (
-	record_id bigint PRIMARY KEY,
-	endpoint_id text NOT NULL,
-	url text NOT NULL,
-	path text NOT NULL
-);`
-
 // RawInsertPostgres is RawInsert into PostgreSQL: it creates schema (which
 // must not exist) in the database at dsn with the PostgreSQL store's
 // batches, records and personal tables, inserts the same rows the same way
@@ -990,7 +959,7 @@ func RawInsertPostgres(ctx context.Context, dsn, schema string, w *Workload, end
 	if _, err := conn.Exec(ctx, "SET search_path TO "+ident+"; SET synchronous_commit TO on"); err != nil {
 		return RawResult{}, err
 	}
-	if _, err := conn.Exec(ctx, rawSchemaPostgres); err != nil {
+	if _, err := conn.Exec(ctx, postgres.IngestSchema); err != nil {
 		return RawResult{}, fmt.Errorf("raw insert: creating schema: %w", err)
 	}
 	rows := func(cols int) string {
@@ -1011,7 +980,7 @@ func RawInsertPostgres(ctx context.Context, dsn, schema string, w *Workload, end
 		return sb.String()
 	}
 	for name, q := range map[string]string{
-		"batch":    "INSERT INTO batches (pk, endpoint_id, batch_id, pseudonym, country, received, count) VALUES ($1,$2,$3,$4,$5,$6,$7)",
+		"batch":    "INSERT INTO batches (pk, endpoint_id, batch_id, pseudonym, country, received, count) OVERRIDING SYSTEM VALUE VALUES ($1,$2,$3,$4,$5,$6,$7)",
 		"records":  "INSERT INTO records (id, batch_pk, time, kind, sha256, size, detection, product, ruledb) VALUES " + rows(9),
 		"personal": "INSERT INTO personal (record_id, endpoint_id, url, path) VALUES " + rows(4),
 	} {

@@ -11,23 +11,9 @@ import (
 	"github.com/vitrine-dev/vitrine/internal/store"
 )
 
-// migrations are the schema's versions: migrations[i] takes a database from
-// version i to version i+1. Append only; never edit a step that has shipped.
-//
-// Tables are created in the connection's search_path, so that one database
-// can hold several regions' stores in separate schemas. The threat half of
-// a record is in records, the personal half in personal under the same id;
-// nothing else holds a URL or a path. batches.endpoint_id is the one other
-// personal column: it is the idempotency key.
-//
-// There are no foreign keys: the store is the only writer, and it writes a
-// batch's rows together in one transaction; PostgreSQL would check each
-// row with a trigger, which costs more than the insert on the ingest path.
-// Nor is there an index on records.batch_pk: a record's id is its batch's
-// pk << 14 | its index in the batch (see recordIDBits).
-var migrations = []string{
-	// 1: records, batches, aggregates.
-	`
+// IngestSchema creates the tables ingest writes, as the first migration
+// does; the benchmarks' raw-insert baseline creates its tables with it.
+const IngestSchema = `
 CREATE TABLE batches (
 	pk bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 	endpoint_id text NOT NULL,
@@ -54,7 +40,25 @@ CREATE TABLE personal (
 	endpoint_id text NOT NULL,
 	url text NOT NULL,
 	path text NOT NULL
-);
+);`
+
+// migrations are the schema's versions: migrations[i] takes a database from
+// version i to version i+1. Append only; never edit a step that has shipped.
+//
+// Tables are created in the connection's search_path, so that one database
+// can hold several regions' stores in separate schemas. The threat half of
+// a record is in records, the personal half in personal under the same id;
+// nothing else holds a URL or a path. batches.endpoint_id is the one other
+// personal column: it is the idempotency key.
+//
+// There are no foreign keys: the store is the only writer, and it writes a
+// batch's rows together in one transaction; PostgreSQL would check each
+// row with a trigger, which costs more than the insert on the ingest path.
+// Nor is there an index on records.batch_pk: a record's id is its batch's
+// pk << 14 | its index in the batch (see recordIDBits).
+var migrations = []string{
+	// 1: records, batches, aggregates.
+	IngestSchema + `
 CREATE TABLE sightings (
 	pseudonym text NOT NULL,
 	sha256 text NOT NULL,

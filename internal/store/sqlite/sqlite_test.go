@@ -279,6 +279,19 @@ func TestConformanceFoldingOften(t *testing.T) {
 	})
 }
 
+// crashAndReopen crashes s and opens the store at path again, to be
+// closed when the test ends.
+func crashAndReopen(t *testing.T, s *Store, path string) *Store {
+	t.Helper()
+	crash(t, s)
+	s, err := Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
 // crash stops s as kill -9 would: without folding what is pending.
 func crash(t *testing.T, s *Store) {
 	t.Helper()
@@ -332,13 +345,7 @@ func TestCrashBeforeFold(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	crash(t, s)
-
-	s, err = Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s = crashAndReopen(t, s, path)
 	got, err := s.Aggregates(ctx, hashes)
 	if err != nil {
 		t.Fatal(err)
@@ -444,13 +451,7 @@ func TestCrashBeforeRemoteFold(t *testing.T) {
 	if g, err := s.Global(ctx, []string{a, b}); err != nil || g[a].Prevalence != 5 || g[b].Prevalence != 2 {
 		t.Fatalf("Global before the crash = %v, %v; want a at 5 and b at 2", g, err)
 	}
-	crash(t, s)
-
-	s, err = Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s = crashAndReopen(t, s, path)
 	if c, err := s.RemoteCursor(ctx, "moscow"); err != nil || c != 10 {
 		t.Errorf("RemoteCursor after the crash = %d, %v; want 10, the last folded", c, err)
 	}
@@ -648,13 +649,7 @@ func TestCrashDuringFold(t *testing.T) {
 		want[hashes[0]].Prevalence != 9 || want[hashes[2]].Detections["X"] != 3 {
 		t.Fatalf("before the crash: %v", want)
 	}
-	crash(t, s)
-
-	s, err = Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s = crashAndReopen(t, s, path)
 	got, err := s.Global(ctx, hashes)
 	if err != nil {
 		t.Fatal(err)
