@@ -250,11 +250,11 @@ func (s *Store) foldLocked(ctx context.Context, yield bool) error {
 // sorted, its remote aggregates sorted by hash and region, and how far it
 // has come.
 type foldPlan struct {
-	shas        []string
-	nextSha     int
-	remote      []remoteRow
-	nextRemote  int
-	lastID, seq int64 // fold_state as the last step leaves it
+	shas       []string
+	nextSha    int
+	remote     []remoteRow
+	nextRemote int
+	lastID     int64 // the last record the fold covers
 }
 
 type remoteRow struct {
