@@ -29,6 +29,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	_ "modernc.org/sqlite" // the raw-insert baseline's database/sql driver
 
+	"github.com/vitrine-dev/vitrine/internal/seal"
 	"github.com/vitrine-dev/vitrine/internal/store/postgres"
 	"github.com/vitrine-dev/vitrine/internal/store/sqlite"
 	"github.com/vitrine-dev/vitrine/telemetry"
@@ -459,54 +460,28 @@ type RawResult struct {
 // PerSecond is the insert rate in records per second.
 func (r RawResult) PerSecond() float64 { return float64(r.Records) / r.Elapsed.Seconds() }
 
-// rawSchema is the part of the SQLite store's schema that ingest writes
-// to at once, as internal/store/sqlite's first migration creates it: the
-// batch row (the idempotency key), the records' threat half and their
-// personal half. The aggregate tables are left out; the raw insert does
-// not maintain them.
-const rawSchema = `
-CREATE TABLE batches (
-	pk INTEGER PRIMARY KEY,
-	endpoint_id TEXT NOT NULL,
-	batch_id TEXT NOT NULL,
-	pseudonym TEXT NOT NULL,
-	country TEXT NOT NULL,
-	received INTEGER NOT NULL,
-	count INTEGER NOT NULL,
-	UNIQUE (endpoint_id, batch_id)
-);
-CREATE TABLE records (
-	id INTEGER PRIMARY KEY,
-	batch_pk INTEGER NOT NULL,
-	time INTEGER NOT NULL,
-	kind TEXT NOT NULL,
-	sha256 TEXT NOT NULL,
-	size INTEGER NOT NULL,
-	detection TEXT NOT NULL,
-	product TEXT NOT NULL,
-	ruledb INTEGER NOT NULL
-);
-CREATE TABLE personal (
-	record_id INTEGER PRIMARY KEY,
-	endpoint_id TEXT NOT NULL,
-	url TEXT NOT NULL,
-	path TEXT NOT NULL
-);`
-
-// RawInsert is the baseline of Ingest: it creates a SQLite database at
-// path (which must not exist) with the store's page size and pragmas (WAL,
-// synchronous=FULL, a 64 MiB page cache) and the store's batches, records
-// and personal tables, and inserts the rows of the given batches of w, one
-// transaction per batch: the batch row, then the records and their
-// personal halves with one prepared multi-row INSERT each. It checks
-// nothing and maintains no aggregates. A goroutine builds the rows ahead
-// of the writer, as the HTTP clients do for Ingest.
+// RawInsert is the baseline of Ingest: it creates a SQLite store at path
+// (which must not exist) with internal/store/sqlite, closes it, and inserts
+// the rows of the given batches of w straight into its batches, records and
+// personal tables, with the store's page size and pragmas (WAL,
+// synchronous=FULL, a 64 MiB page cache), one transaction per batch: the
+// batch row, then the records and their sealed personal halves with one
+// prepared multi-row INSERT each. It checks nothing and maintains no
+// aggregates. A goroutine builds (and seals) the rows ahead of the writer,
+// as the HTTP clients build their batches.
 func RawInsert(ctx context.Context, path string, w *Workload, endpoints []Endpoint, batches []BatchRef, batchSize int) (RawResult, error) {
 	if batchSize <= 0 {
 		batchSize = 500
 	}
 	if _, err := os.Stat(path); err == nil {
 		return RawResult{}, fmt.Errorf("raw insert: %s exists; give a fresh path", path)
+	}
+	st, err := sqlite.Open(ctx, path)
+	if err != nil {
+		return RawResult{}, fmt.Errorf("raw insert: %w", err)
+	}
+	if err := st.Close(); err != nil {
+		return RawResult{}, fmt.Errorf("raw insert: %w", err)
 	}
 	q := url.Values{}
 	for _, p := range []string{fmt.Sprintf("page_size(%d)", sqlite.PageSize), "journal_mode(WAL)", "synchronous(FULL)", "busy_timeout(10000)", "temp_store(MEMORY)", "cache_size(-65536)"} {
@@ -523,14 +498,11 @@ func RawInsert(ctx context.Context, path string, w *Workload, endpoints []Endpoi
 		return RawResult{}, err
 	}
 	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, rawSchema); err != nil {
-		return RawResult{}, fmt.Errorf("raw insert: creating schema: %w", err)
-	}
 	rows := func(cols int) string {
 		row := "(" + strings.TrimSuffix(strings.Repeat("?,", cols), ",") + ")"
 		return strings.TrimSuffix(strings.Repeat(row+",", batchSize), ",")
 	}
-	insBatch, err := conn.PrepareContext(ctx, "INSERT INTO batches (pk, endpoint_id, batch_id, pseudonym, country, received, count) VALUES (?,?,?,?,?,?,?)")
+	insBatch, err := conn.PrepareContext(ctx, "INSERT INTO batches (pk, pseudonym, batch_id, country, received, count, wrapped_key, first_id) VALUES (?,?,?,?,?,?,?,?)")
 	if err != nil {
 		return RawResult{}, err
 	}
@@ -540,7 +512,7 @@ func RawInsert(ctx context.Context, path string, w *Workload, endpoints []Endpoi
 		return RawResult{}, err
 	}
 	defer insRecords.Close()
-	insPersonal, err := conn.PrepareContext(ctx, "INSERT INTO personal (record_id, endpoint_id, url, path) VALUES "+rows(4))
+	insPersonal, err := conn.PrepareContext(ctx, "INSERT INTO personal (record_id, sealed) VALUES "+rows(2))
 	if err != nil {
 		return RawResult{}, err
 	}
@@ -548,7 +520,7 @@ func RawInsert(ctx context.Context, path string, w *Workload, endpoints []Endpoi
 
 	gctx, cancel := context.WithCancel(ctx) // stops the producer if inserting fails
 	defer cancel()
-	ch := rawRows(gctx, w, endpoints, batches, batchSize, func(t time.Time) any { return t.UnixMicro() })
+	ch := rawRows(gctx, w, endpoints, batches, batchSize, func(t time.Time) any { return t.UnixMicro() }, true)
 	var res RawResult
 	start := time.Now()
 	for a := range ch {
@@ -579,8 +551,10 @@ func RawInsert(ctx context.Context, path string, w *Workload, endpoints []Endpoi
 type rawArgs struct{ batch, records, personal []any }
 
 // rawRows builds the rows of batches of w ahead of the inserter, a few at a
-// time, until ctx ends; encodeTime gives a time as the store keeps it.
-func rawRows(ctx context.Context, w *Workload, endpoints []Endpoint, batches []BatchRef, batchSize int, encodeTime func(time.Time) any) <-chan rawArgs {
+// time, until ctx ends, sealing the personal halves as a region does;
+// encodeTime gives a time as the store keeps it, and firstID adds the
+// batch's first record id to its row, as the SQLite store keeps it.
+func rawRows(ctx context.Context, w *Workload, endpoints []Endpoint, batches []BatchRef, batchSize int, encodeTime func(time.Time) any, firstID bool) <-chan rawArgs {
 	ch := make(chan rawArgs, 4)
 	go func() {
 		defer close(ch)
@@ -588,16 +562,23 @@ func rawRows(ctx context.Context, w *Workload, endpoints []Endpoint, batches []B
 		for pk, b := range batches {
 			ep := endpoints[b.Endpoint]
 			recs := w.Batch(b.Endpoint, b.Seq, batchSize)
+			wrapped, sealed, err := seal.Records(rawWrapper{}, ep.ID, recs)
+			if err != nil {
+				panic(err) // rawWrapper does not fail
+			}
 			a := rawArgs{
-				batch:    []any{int64(pk + 1), ep.ID, fmt.Sprintf("raw-e%d-%d", b.Endpoint, b.Seq), pseudonym(ep.ID), ep.Country, encodeTime(time.Now()), int64(len(recs))},
+				batch:    []any{int64(pk + 1), pseudonym(ep.ID), fmt.Sprintf("raw-e%d-%d", b.Endpoint, b.Seq), ep.Country, encodeTime(time.Now()), int64(len(recs)), wrapped},
 				records:  make([]any, 0, 9*len(recs)),
-				personal: make([]any, 0, 4*len(recs)),
+				personal: make([]any, 0, 2*len(recs)),
+			}
+			if firstID {
+				a.batch = append(a.batch, id+1)
 			}
 			for i := range recs {
 				r := &recs[i]
 				id++
 				a.records = append(a.records, id, int64(pk+1), encodeTime(r.Time), r.Kind, r.SHA256, r.Size, r.Detection, r.Product, int64(r.RuleDB))
-				a.personal = append(a.personal, id, ep.ID, r.URL, r.Path)
+				a.personal = append(a.personal, id, sealed[i])
 			}
 			select {
 			case ch <- a:
@@ -607,6 +588,16 @@ func rawRows(ctx context.Context, w *Workload, endpoints []Endpoint, batches []B
 		}
 	}()
 	return ch
+}
+
+// rawWrapper stands in for a region's custody key in the raw insert: it
+// "wraps" a data key into as many bytes as custody's hybrid KEM does (an
+// ML-KEM-768+X25519 encapsulation, 1,120 bytes, and the sealed key).
+type rawWrapper struct{}
+
+func (rawWrapper) Wrap(key []byte) ([]byte, error) {
+	out := make([]byte, 1120, 1120+len(key)+16)
+	return append(append(out, key...), make([]byte, 16)...), nil
 }
 
 // pseudonym stands in for the region's HMAC pseudonym: a string of the same
@@ -938,8 +929,8 @@ func MachineCPU() (busy time.Duration, cpus int, err error) {
 }
 
 // RawInsertPostgres is RawInsert into PostgreSQL: it creates schema (which
-// must not exist) in the database at dsn with the PostgreSQL store's
-// batches, records and personal tables, inserts the same rows the same way
+// must not exist) in the database at dsn, a PostgreSQL store in it with
+// internal/store/postgres, inserts the same rows the same way
 // (a transaction per batch, one prepared multi-row INSERT per table,
 // synchronous_commit on), and drops the schema.
 func RawInsertPostgres(ctx context.Context, dsn, schema string, w *Workload, endpoints []Endpoint, batches []BatchRef, batchSize int) (RawResult, error) {
@@ -959,8 +950,20 @@ func RawInsertPostgres(ctx context.Context, dsn, schema string, w *Workload, end
 	if _, err := conn.Exec(ctx, "SET search_path TO "+ident+"; SET synchronous_commit TO on"); err != nil {
 		return RawResult{}, err
 	}
-	if _, err := conn.Exec(ctx, postgres.IngestSchema); err != nil {
-		return RawResult{}, fmt.Errorf("raw insert: creating schema: %w", err)
+	// The store creates its tables in the schema.
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return RawResult{}, fmt.Errorf("raw insert: %w", err)
+	}
+	uq := u.Query()
+	uq.Set("search_path", schema)
+	u.RawQuery = uq.Encode()
+	st, err := postgres.Open(ctx, u.String())
+	if err != nil {
+		return RawResult{}, fmt.Errorf("raw insert: %w", err)
+	}
+	if err := st.Close(); err != nil {
+		return RawResult{}, fmt.Errorf("raw insert: %w", err)
 	}
 	rows := func(cols int) string {
 		var sb strings.Builder
@@ -980,9 +983,9 @@ func RawInsertPostgres(ctx context.Context, dsn, schema string, w *Workload, end
 		return sb.String()
 	}
 	for name, q := range map[string]string{
-		"batch":    "INSERT INTO batches (pk, endpoint_id, batch_id, pseudonym, country, received, count) OVERRIDING SYSTEM VALUE VALUES ($1,$2,$3,$4,$5,$6,$7)",
+		"batch":    "INSERT INTO batches (pk, pseudonym, batch_id, country, received, count, wrapped_key) OVERRIDING SYSTEM VALUE VALUES ($1,$2,$3,$4,$5,$6,$7)",
 		"records":  "INSERT INTO records (id, batch_pk, time, kind, sha256, size, detection, product, ruledb) VALUES " + rows(9),
-		"personal": "INSERT INTO personal (record_id, endpoint_id, url, path) VALUES " + rows(4),
+		"personal": "INSERT INTO personal (record_id, sealed) VALUES " + rows(2),
 	} {
 		if _, err := conn.Prepare(ctx, name, q); err != nil {
 			return RawResult{}, fmt.Errorf("raw insert: preparing %s: %w", name, err)
@@ -990,7 +993,7 @@ func RawInsertPostgres(ctx context.Context, dsn, schema string, w *Workload, end
 	}
 	gctx, cancel := context.WithCancel(ctx) // stops the producer if inserting fails
 	defer cancel()
-	ch := rawRows(gctx, w, endpoints, batches, batchSize, func(t time.Time) any { return t })
+	ch := rawRows(gctx, w, endpoints, batches, batchSize, func(t time.Time) any { return t }, false)
 	var res RawResult
 	start := time.Now()
 	for a := range ch {

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vitrine-dev/vitrine/internal/custody"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
 	"github.com/vitrine-dev/vitrine/internal/keys"
 	"github.com/vitrine-dev/vitrine/internal/logserver"
@@ -66,6 +67,8 @@ type Platform struct {
 	witness       *witness.Witness
 	policy        string
 	logs          map[string]*logserver.Log
+	custody       *custody.Service
+	custodyToken  string
 	regions       *regions
 	serveErr      chan error
 }
@@ -149,6 +152,9 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 		p.logs[name] = l
 	}
 
+	if err := p.startCustody(); err != nil {
+		return nil, fmt.Errorf("starting platform: %w", err)
+	}
 	if err := p.startRegions(ctx); err != nil {
 		return nil, fmt.Errorf("starting platform: %w", err)
 	}
@@ -176,6 +182,8 @@ func (p *Platform) routes() http.Handler {
 		mux.Handle("POST "+prefix+"/add", l.AddHandler(operator))
 	}
 	mux.Handle("/witness/", http.StripPrefix("/witness", p.witness.Handler()))
+	custodian := func(r *http.Request) bool { return keys.BearerEqual(r, p.custodyToken) }
+	mux.Handle("/custody/", http.StripPrefix("/custody", p.custody.Handler(custodian)))
 	mux.HandleFunc("POST /v1/endpoints", p.serveRegister)
 	mux.HandleFunc("POST /v1/telemetry", p.serveFrontDoor)
 	for name, r := range p.regions.byName {
@@ -271,6 +279,9 @@ func (p *Platform) Close(ctx context.Context) error {
 func (p *Platform) closeParts(ctx context.Context) error {
 	var errs []error
 	errs = append(errs, p.regions.close())
+	if p.custody != nil {
+		errs = append(errs, p.custody.Close())
+	}
 	for _, name := range LogNames {
 		if l := p.logs[name]; l != nil {
 			errs = append(errs, l.Close(ctx))
@@ -283,4 +294,26 @@ func (p *Platform) closeParts(ctx context.Context) error {
 		_ = p.listener.Close()
 	}
 	return errors.Join(errs...)
+}
+
+// startCustody opens the key-custody service, which the supervisor runs
+// (its own process in production): it holds each region's private
+// wrapping key and unwraps data keys only for access-log entries proven in
+// a checkpoint the supervisor's witness cosigned.
+func (p *Platform) startCustody() error {
+	var regions []custody.RegionConfig
+	for _, name := range LogNames {
+		region, ok := strings.CutPrefix(name, "access-")
+		if !ok {
+			continue
+		}
+		l := p.logs[name]
+		regions = append(regions, custody.RegionConfig{Name: region, AccessLogVerifier: l.Verifier(), WitnessPolicy: l.Policy()})
+	}
+	var err error
+	if p.custodyToken, err = keys.LoadOrCreateToken(filepath.Join(p.cfg.Data, "custody.token")); err != nil {
+		return err
+	}
+	p.custody, err = custody.Open(custody.Config{Dir: filepath.Join(p.cfg.Data, "custody"), Regions: regions, Logger: p.logger})
+	return err
 }

@@ -109,9 +109,14 @@ func (p *Platform) startRegions(ctx context.Context) error {
 				peers[other.Name] = p.regionURL(active, other.Name)
 			}
 		}
+		wrapper, ok := p.custody.PublicKey(reg.Name)
+		if !ok {
+			return fmt.Errorf("region %s: custody holds no key for it (it has no access log)", reg.Name)
+		}
 		rs.byName[reg.Name] = region.New(region.Config{
 			Name:         reg.Name,
 			Store:        st,
+			Wrapper:      wrapper,
 			Tokens:       rs.issuer.Verifier(),
 			PseudonymKey: []byte(pkey),
 			Policy:       rs.policy.Load,

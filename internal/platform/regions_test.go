@@ -5,8 +5,10 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,6 +16,8 @@ import (
 
 	_ "modernc.org/sqlite"
 
+	"github.com/vitrine-dev/vitrine/internal/endpoint"
+	"github.com/vitrine-dev/vitrine/internal/keys"
 	"github.com/vitrine-dev/vitrine/reputation"
 )
 
@@ -115,29 +119,49 @@ func TestRegionsEndToEnd(t *testing.T) {
 		t.Fatalf("moscow detection: %d %s", code, body)
 	}
 
-	// Read both stores directly.
+	// Read both stores directly: each holds the batches of its own
+	// endpoints only, under their pseudonyms, and neither holds an
+	// endpoint id or a path in clear anywhere in its files.
+	pkey, err := keys.LoadOrCreateToken(filepath.Join(data, "pseudonym.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, region := range []string{"zurich", "moscow"} {
-		db, err := sql.Open("sqlite", "file:"+filepath.Join(data, "regions", region, "telemetry.db")+"?mode=ro")
+		file := filepath.Join(data, "regions", region, "telemetry.db")
+		db, err := sql.Open("sqlite", "file:"+file+"?mode=ro")
 		if err != nil {
 			t.Fatal(err)
 		}
-		rows, err := db.Query(`SELECT endpoint_id, path FROM personal`)
+		rows, err := db.Query(`SELECT pseudonym FROM batches`)
 		if err != nil {
 			t.Fatalf("%s store: %v", region, err)
 		}
 		seen := map[string]bool{}
 		for rows.Next() {
-			var id, path string
-			if err := rows.Scan(&id, &path); err != nil {
+			var ps string
+			if err := rows.Scan(&ps); err != nil {
 				t.Fatal(err)
 			}
-			seen[id] = true
+			seen[ps] = true
 		}
 		rows.Close()
 		db.Close()
+		var files []byte
+		for _, f := range []string{file, file + "-wal"} {
+			b, err := os.ReadFile(f)
+			if err != nil && !errors.Is(err, os.ErrNotExist) {
+				t.Fatal(err)
+			}
+			files = append(files, b...)
+		}
 		for c, r := range eps {
-			if in := seen[r.ID]; in != (want[c] == region) {
+			if in := seen[endpoint.Pseudonym([]byte(pkey), r.ID)]; in != (want[c] == region) {
 				t.Errorf("endpoint in %s: records in %s store = %v, want %v", c, region, in, want[c] == region)
+			}
+			for _, personal := range []string{r.ID, "C:/Users/" + c + "/report.exe"} {
+				if bytes.Contains(files, []byte(personal)) {
+					t.Errorf("%s store's files hold %q in clear", region, personal)
+				}
 			}
 		}
 	}

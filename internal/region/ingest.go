@@ -10,6 +10,7 @@ import (
 
 	"github.com/vitrine-dev/vitrine/internal/endpoint"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
+	"github.com/vitrine-dev/vitrine/internal/seal"
 	"github.com/vitrine-dev/vitrine/internal/store"
 	"github.com/vitrine-dev/vitrine/telemetry"
 )
@@ -79,13 +80,21 @@ func (r *Region) serveIngest(w http.ResponseWriter, req *http.Request) {
 		httpapi.Error(w, status, "bad batch: "+err.Error()+"; nothing was stored")
 		return
 	}
+	// The personal fields are sealed here, before the store sees them,
+	// under a data key wrapped to the region's custody key.
+	wrapped, sealed, err := seal.Records(r.cfg.Wrapper, id.ID, batch.Records)
+	if err != nil {
+		r.logger.ErrorContext(req.Context(), "sealing batch", "err", err)
+		httpapi.Unavailable(w, time.Second, "the region could not seal the batch; nothing was stored, retry it")
+		return
+	}
 	stored, err := r.cfg.Store.PutBatch(req.Context(), &store.Batch{
-		EndpointID: id.ID,
-		Pseudonym:  endpoint.Pseudonym(r.cfg.PseudonymKey, id.ID),
-		Country:    id.Country,
-		BatchID:    batch.BatchID,
-		Received:   r.cfg.Now().UTC(),
-		Records:    batch.Records,
+		Pseudonym: endpoint.Pseudonym(r.cfg.PseudonymKey, id.ID),
+		Country:   id.Country,
+		BatchID:   batch.BatchID,
+		Received:  r.cfg.Now().UTC(),
+		Records:   batch.Records,
+		Sealed:    store.Sealed{WrappedKey: wrapped, Records: sealed},
 	})
 	if err != nil {
 		if errors.Is(err, req.Context().Err()) {

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/vitrine-dev/vitrine/internal/endpoint"
+	"github.com/vitrine-dev/vitrine/internal/seal"
 	"github.com/vitrine-dev/vitrine/internal/store"
 	"github.com/vitrine-dev/vitrine/residency"
 )
@@ -35,6 +36,10 @@ type Config struct {
 	Name string
 	// Store holds the region's telemetry.
 	Store store.Store
+	// Wrapper wraps each batch's data key to the region's custody key
+	// (custody.PublicKey): the region seals personal fields with it and
+	// cannot open them again.
+	Wrapper seal.Wrapper
 	// Tokens checks endpoint tokens.
 	Tokens *endpoint.Verifier
 	// PseudonymKey keys the pseudonyms that stand for endpoints in

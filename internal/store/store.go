@@ -2,8 +2,9 @@
 //
 // A [Store] holds the region's records, split as package telemetry splits
 // them: threat fields in one table, personal fields (the endpoint id, URL,
-// path) in another keyed by the same record id, so that the access gateway
-// can encrypt and gate the personal half without touching processing. Two
+// path) in another keyed by the same record id, sealed under per-batch data
+// keys that only custody can unwrap (package seal), so that processing
+// never needs them and reading them always leaves an access-log entry. Two
 // implementations pass one conformance suite (storetest): SQLite, the
 // embedded default, and PostgreSQL.
 package store
@@ -11,6 +12,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/vitrine-dev/vitrine/telemetry"
@@ -20,13 +22,14 @@ import (
 var ErrClosed = errors.New("store closed")
 
 // Batch is one accepted ingest batch, with what the region knows of its
-// sender from the endpoint's token.
+// sender from the endpoint's token. It holds no personal field in clear:
+// the endpoint stands as its pseudonym, and the records' URLs and paths
+// travel sealed (see package seal); a store refuses a record whose URL or
+// path is set.
 type Batch struct {
-	// EndpointID is the sender's id (personal).
-	EndpointID string
-	// Pseudonym stands for the endpoint in processing: an HMAC of its id
-	// under the region's pseudonymisation key. Aggregates count distinct
-	// pseudonyms, never ids.
+	// Pseudonym stands for the endpoint: an HMAC of its id under the
+	// deployment's pseudonymisation key. Aggregates count distinct
+	// pseudonyms; (Pseudonym, BatchID) is the idempotency key.
 	Pseudonym string
 	// Country is the endpoint's ISO 3166-1 alpha-2 country.
 	Country string
@@ -34,7 +37,50 @@ type Batch struct {
 	BatchID string
 	// Received is when the region accepted the batch.
 	Received time.Time
-	Records  []telemetry.Record
+	// Records are the threat halves of the records.
+	Records []telemetry.Record
+	// Sealed is the personal half of the records.
+	Sealed Sealed
+}
+
+// Sealed is the personal half of a batch's records, encrypted.
+type Sealed struct {
+	// WrappedKey is the batch's data key wrapped to the region's custody
+	// key; its id (custody.KeyID) binds the sealed halves to the batch.
+	WrappedKey []byte
+	// Records[i] is record i's personal fields sealed under the data key.
+	Records [][]byte
+}
+
+// RecordQuery selects stored records: by hash, by endpoint (its
+// pseudonym), or both, optionally within a time range. At least one of
+// SHA256 and Pseudonym is set.
+type RecordQuery struct {
+	SHA256    string
+	Pseudonym string
+	// From and To bound the records' time: From <= time < To. Zero means
+	// unbounded.
+	From, To time.Time
+	// Limit is the most records returned (at most MaxRecords; 0 means
+	// MaxRecords).
+	Limit int
+}
+
+// MaxRecords is the most records one query returns.
+const MaxRecords = 10_000
+
+// StoredRecord is a record as the store holds it: the threat half in
+// clear, the personal half sealed under its batch's data key.
+type StoredRecord struct {
+	ID        int64
+	Pseudonym string
+	Country   string
+	BatchID   string
+	Received  time.Time
+	// Record has the threat fields; URL and Path are empty.
+	Record     telemetry.Record
+	WrappedKey []byte
+	Sealed     []byte
 }
 
 // Aggregate is what a region knows of one file hash, with no personal data:
@@ -55,7 +101,7 @@ type Aggregate struct {
 // PutBatch means the batch survives kill -9 and power loss.
 type Store interface {
 	// PutBatch stores b and updates the aggregates of its hashes in one
-	// transaction. It is idempotent per (EndpointID, BatchID): a batch
+	// transaction. It is idempotent per (Pseudonym, BatchID): a batch
 	// already stored is not stored again, and PutBatch reports
 	// stored=false.
 	PutBatch(ctx context.Context, b *Batch) (stored bool, err error)
@@ -82,8 +128,61 @@ type Store interface {
 	// belongs to one region only), first seen is the earliest, last seen
 	// the latest. Hashes nobody has seen are absent.
 	Global(ctx context.Context, sha256s []string) (map[string]Aggregate, error)
+	// Records returns the records q selects, in id order, at most
+	// q.Limit of them, and whether there were more.
+	Records(ctx context.Context, q RecordQuery) (recs []StoredRecord, more bool, err error)
+	// DeleteRecords deletes the records with the given ids, both halves,
+	// and returns how many it deleted; ids it does not hold are skipped.
+	// Aggregates, which hold no personal data, keep counting them.
+	DeleteRecords(ctx context.Context, ids []int64) (int64, error)
 	// CountRecords returns how many records the store holds.
 	CountRecords(ctx context.Context) (int64, error)
 	// Close releases the store.
 	Close() error
+}
+
+// CheckBatch returns an error if b is not a batch a store may take: one
+// without a pseudonym or batch id, with a record without a hash, with a
+// personal field in clear, or without a sealed half for every record.
+// Stores call it first in PutBatch.
+func CheckBatch(b *Batch) error {
+	switch {
+	case b.Pseudonym == "":
+		return errors.New("no pseudonym")
+	case b.BatchID == "":
+		return errors.New("no batch id")
+	case len(b.Sealed.WrappedKey) == 0 && len(b.Records) > 0:
+		return errors.New("no wrapped data key")
+	case len(b.Sealed.Records) != len(b.Records):
+		return fmt.Errorf("%d sealed personal halves for %d records", len(b.Sealed.Records), len(b.Records))
+	}
+	for i := range b.Records {
+		r := &b.Records[i]
+		switch {
+		case r.SHA256 == "":
+			return fmt.Errorf("record %d has no sha256", i)
+		case r.URL != "" || r.Path != "":
+			return fmt.Errorf("record %d has a personal field in clear", i)
+		case len(b.Sealed.Records[i]) == 0:
+			return fmt.Errorf("record %d has no sealed personal half", i)
+		}
+	}
+	return nil
+}
+
+// CheckQuery returns q with its limit set (MaxRecords if 0), or an error
+// if q selects by neither hash nor endpoint or its limit is out of range.
+func CheckQuery(q RecordQuery) (RecordQuery, error) {
+	switch {
+	case q.SHA256 == "" && q.Pseudonym == "":
+		return q, errors.New("a query names a sha256, an endpoint, or both")
+	case q.Limit < 0 || q.Limit > MaxRecords:
+		return q, fmt.Errorf("limit %d is outside 0..%d", q.Limit, MaxRecords)
+	case !q.From.IsZero() && !q.To.IsZero() && !q.From.Before(q.To):
+		return q, errors.New("the time range is empty: from is not before to")
+	}
+	if q.Limit == 0 {
+		q.Limit = MaxRecords
+	}
+	return q, nil
 }

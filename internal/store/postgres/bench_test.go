@@ -86,7 +86,7 @@ func rawInserter(b *testing.B, s *Store) func(*store.Batch) error {
 		for i, r := range batch.Records {
 			id++
 			recs[i] = []any{id, int64(1), r.Time, r.Kind, r.SHA256, r.Size, r.Detection, r.Product, int64(r.RuleDB)}
-			personal[i] = []any{id, batch.EndpointID, r.URL, r.Path}
+			personal[i] = []any{id, batch.Sealed.Records[i]}
 		}
 		return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"records"},
@@ -94,7 +94,7 @@ func rawInserter(b *testing.B, s *Store) func(*store.Batch) error {
 				pgx.CopyFromRows(recs)); err != nil {
 				return err
 			}
-			_, err := tx.CopyFrom(ctx, pgx.Identifier{"personal"}, []string{"record_id", "endpoint_id", "url", "path"},
+			_, err := tx.CopyFrom(ctx, pgx.Identifier{"personal"}, []string{"record_id", "sealed"},
 				pgx.CopyFromRows(personal))
 			return err
 		})

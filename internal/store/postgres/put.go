@@ -20,10 +20,9 @@ import (
 // returns stored=false. On any error nothing of b is written.
 //
 // Records are taken as the telemetry parser validated them; PutBatch checks
-// only that b has an endpoint id, a batch id, a pseudonym, and a hash in
-// every record.
+// only what store.CheckBatch checks.
 func (s *Store) PutBatch(ctx context.Context, b *store.Batch) (stored bool, err error) {
-	if err := checkBatch(b); err != nil {
+	if err := store.CheckBatch(b); err != nil {
 		return false, fmt.Errorf("storing batch: %w", err)
 	}
 	if s.closed.Load() {
@@ -38,23 +37,6 @@ func (s *Store) PutBatch(ctx context.Context, b *store.Batch) (stored bool, err 
 		return false, fmt.Errorf("storing batch: %w", s.closedErr(err))
 	}
 	return true, nil
-}
-
-func checkBatch(b *store.Batch) error {
-	switch {
-	case b.EndpointID == "":
-		return errors.New("no endpoint id")
-	case b.BatchID == "":
-		return errors.New("no batch id")
-	case b.Pseudonym == "":
-		return errors.New("no pseudonym")
-	}
-	for i := range b.Records {
-		if b.Records[i].SHA256 == "" {
-			return fmt.Errorf("record %d has no sha256", i)
-		}
-	}
-	return nil
 }
 
 // inTx runs f in a transaction, which it commits only if f succeeds and
@@ -89,9 +71,9 @@ var _ [1<<recordIDBits - telemetry.MaxBatchRecords]struct{}
 
 func (s *Store) putBatch(ctx context.Context, tx pgx.Tx, b *store.Batch, sum *summary) error {
 	var batchPK int64
-	err := tx.QueryRow(ctx, `INSERT INTO batches (endpoint_id, batch_id, pseudonym, country, received, count)
+	err := tx.QueryRow(ctx, `INSERT INTO batches (pseudonym, batch_id, country, received, count, wrapped_key)
 		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING pk`,
-		b.EndpointID, b.BatchID, b.Pseudonym, b.Country, b.Received, len(b.Records)).Scan(&batchPK)
+		b.Pseudonym, b.BatchID, b.Country, b.Received, len(b.Records), b.Sealed.WrappedKey).Scan(&batchPK)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return errDuplicate
 	}
@@ -116,7 +98,7 @@ func (s *Store) putBatch(ctx context.Context, tx pgx.Tx, b *store.Batch, sum *su
 	if err != nil {
 		return fmt.Errorf("copying records: %w", err)
 	}
-	if err := putPersonal(ctx, tx, firstID, b.EndpointID, b.Records); err != nil {
+	if err := putPersonal(ctx, tx, firstID, b.Sealed.Records); err != nil {
 		return fmt.Errorf("copying personal fields: %w", err)
 	}
 	if len(sum.hashes) == 0 {
@@ -155,19 +137,17 @@ func (s *Store) putBatch(ctx context.Context, tx pgx.Tx, b *store.Batch, sum *su
 	return nil
 }
 
-// putPersonal is the only code that writes personal data: the endpoint id,
-// URL and path of each record, under the record's id. Encrypting the
-// personal half means changing this function and what reads the personal
-// table, and nothing else.
-func putPersonal(ctx context.Context, tx pgx.Tx, firstID int64, endpointID string, recs []telemetry.Record) error {
-	row := make([]any, 4)
+// putPersonal is the only code that writes personal data: each record's
+// sealed personal half, under the record's id.
+func putPersonal(ctx context.Context, tx pgx.Tx, firstID int64, sealed [][]byte) error {
+	row := make([]any, 2)
 	i := 0
-	_, err := tx.CopyFrom(ctx, pgx.Identifier{"personal"}, []string{"record_id", "endpoint_id", "url", "path"},
+	_, err := tx.CopyFrom(ctx, pgx.Identifier{"personal"}, []string{"record_id", "sealed"},
 		pgx.CopyFromFunc(func() ([]any, error) {
-			if i == len(recs) {
+			if i == len(sealed) {
 				return nil, nil
 			}
-			row[0], row[1], row[2], row[3] = firstID+int64(i), endpointID, recs[i].URL, recs[i].Path
+			row[0], row[1] = firstID+int64(i), sealed[i]
 			i++
 			return row, nil
 		}))

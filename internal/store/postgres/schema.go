@@ -11,9 +11,9 @@ import (
 	"github.com/vitrine-dev/vitrine/internal/store"
 )
 
-// IngestSchema creates the tables ingest writes, as the first migration
-// does; the benchmarks' raw-insert baseline creates its tables with it.
-const IngestSchema = `
+// ingestSchema is the part of the first migration that creates the
+// tables ingest wrote then.
+const ingestSchema = `
 CREATE TABLE batches (
 	pk bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 	endpoint_id text NOT NULL,
@@ -47,9 +47,9 @@ CREATE TABLE personal (
 //
 // Tables are created in the connection's search_path, so that one database
 // can hold several regions' stores in separate schemas. The threat half of
-// a record is in records, the personal half in personal under the same id;
-// nothing else holds a URL or a path. batches.endpoint_id is the one other
-// personal column: it is the idempotency key.
+// a record is in records, the personal half in personal under the same id,
+// sealed under its batch's data key (since version 3; before, in clear,
+// with the endpoint id in batches as the idempotency key).
 //
 // There are no foreign keys: the store is the only writer, and it writes a
 // batch's rows together in one transaction; PostgreSQL would check each
@@ -58,7 +58,7 @@ CREATE TABLE personal (
 // pk << 14 | its index in the batch (see recordIDBits).
 var migrations = []string{
 	// 1: records, batches, aggregates.
-	IngestSchema + `
+	ingestSchema + `
 CREATE TABLE sightings (
 	pseudonym text NOT NULL,
 	sha256 text NOT NULL,
@@ -95,6 +95,22 @@ CREATE TABLE remote_cursors (
 	region text PRIMARY KEY,
 	cursor bigint NOT NULL
 );
+`,
+	// 3: the personal half sealed (package seal): batches keyed by
+	// pseudonym, not endpoint id, with their wrapped data key; records
+	// found by hash through an index. Personal halves stored in clear
+	// before this version move to legacy_personal.
+	`
+ALTER TABLE batches DROP CONSTRAINT batches_endpoint_id_batch_id_key;
+ALTER TABLE batches DROP COLUMN endpoint_id;
+ALTER TABLE batches ADD COLUMN wrapped_key bytea;
+ALTER TABLE batches ADD CONSTRAINT batches_pseudonym_batch_id_key UNIQUE (pseudonym, batch_id);
+ALTER TABLE personal RENAME TO legacy_personal;
+CREATE TABLE personal (
+	record_id bigint PRIMARY KEY,
+	sealed bytea NOT NULL
+);
+CREATE INDEX records_sha256 ON records (sha256, id);
 `,
 }
 

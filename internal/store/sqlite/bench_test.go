@@ -102,15 +102,15 @@ func rawInserter(b *testing.B, s *Store) func(*store.Batch) error {
 		}
 		return st
 	}
-	records, personal := insert("records", 9, benchBatch), insert("personal", 4, benchBatch)
+	records, personal := insert("records", 9, benchBatch), insert("personal", 2, benchBatch)
 	var id int64
-	rargs, pargs := make([]any, 0, 9*benchBatch), make([]any, 0, 4*benchBatch)
+	rargs, pargs := make([]any, 0, 9*benchBatch), make([]any, 0, 2*benchBatch)
 	return func(batch *store.Batch) error {
 		rargs, pargs = rargs[:0], pargs[:0]
-		for _, r := range batch.Records {
+		for i, r := range batch.Records {
 			id++
 			rargs = append(rargs, id, 1, r.Time.UnixMicro(), r.Kind, r.SHA256, r.Size, r.Detection, r.Product, int64(r.RuleDB))
-			pargs = append(pargs, id, batch.EndpointID, r.URL, r.Path)
+			pargs = append(pargs, id, batch.Sealed.Records[i])
 		}
 		return s.inTx(ctx, func() error {
 			if _, err := records.ExecContext(ctx, rargs...); err != nil {

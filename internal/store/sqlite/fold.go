@@ -97,6 +97,7 @@ type delta struct {
 	first, last int64 // unix microseconds
 	detections  map[string]int64
 	sighters    []string // the pseudonyms that sighted the hash for the first time
+	ids         []int64  // the pending records of the hash, ascending
 	// base is the hash's aggregate as the database held it, or as the
 	// fold under way will leave it, when the hash became pending; its
 	// SHA256 is empty if there was none. The hash's aggregate is base
@@ -152,12 +153,18 @@ func (p *pending) addRemote(region string, aggs []store.Aggregate, cursor int64)
 	p.cursors[region] = cursor
 }
 
-// add adds a batch of pseudonym, of records records up to id lastID, with
+// recordRef is a stored record's id and hash.
+type recordRef struct {
+	id     int64
+	sha256 string
+}
+
+// add adds a batch of pseudonym, with the given records up to id lastID, with
 // the given summary; sighted are the hashes the pseudonym had sighted
 // before, which do not add to prevalence, and bases holds the aggregates
 // of those of its hashes that were not pending before (see delta.base). The changed aggregates get change
 // sequence numbers from *seq on, and *seq moves past them.
-func (p *pending) add(pseudonym string, records int, hashes []hashSummary, dets []detectionCount, sighted map[string]bool, bases map[string]store.Aggregate, lastID int64, seq *int64) {
+func (p *pending) add(pseudonym string, records []recordRef, hashes []hashSummary, dets []detectionCount, sighted map[string]bool, bases map[string]store.Aggregate, lastID int64, seq *int64) {
 	if p.empty() {
 		p.since = time.Now()
 	}
@@ -190,7 +197,11 @@ func (p *pending) add(pseudonym string, records int, hashes []hashSummary, dets 
 		d.detections[dc.name] += dc.count
 	}
 	p.lastID = max(p.lastID, lastID)
-	p.records += records
+	for _, r := range records {
+		d := p.hashes[r.sha256]
+		d.ids = append(d.ids, r.id)
+	}
+	p.records += len(records)
 }
 
 func minTime(a, b time.Time) time.Time {
@@ -325,6 +336,12 @@ func (s *Store) foldStep(ctx context.Context, limit int) (last bool, err error) 
 			dets = append(dets, det{h, name, d.detections[name]})
 		}
 	}
+	var hashRecords []recordRef
+	for _, h := range shas {
+		for _, id := range f.hashes[h].ids {
+			hashRecords = append(hashRecords, recordRef{id, h})
+		}
+	}
 	slices.SortFunc(sights, func(a, b sighting) int {
 		if c := strings.Compare(a.pseudonym, b.pseudonym); c != 0 {
 			return c
@@ -348,6 +365,9 @@ func (s *Store) foldStep(ctx context.Context, limit int) (last bool, err error) 
 			}),
 			chunkRows(insertChanges, len(bySeq), nil, func(args []any, i int) []any {
 				return append(args, f.hashes[bySeq[i]].seq, bySeq[i])
+			}),
+			chunkRows(insertHashRecords, len(hashRecords), nil, func(args []any, i int) []any {
+				return append(args, hashRecords[i].sha256, hashRecords[i].id)
 			}),
 			chunkRows(upsertRemote, len(rows), nil, func(args []any, i int) []any {
 				a := &rows[i].a
@@ -467,6 +487,7 @@ func (s *Store) recoverPending(ctx context.Context) error {
 		pseudonym string
 		lastID    int64
 		recs      []telemetry.Record
+		refs      []recordRef
 	}
 	var batches []*batch
 	for rows.Next() {
@@ -485,6 +506,7 @@ func (s *Store) recoverPending(ctx context.Context) error {
 			continue // written by a fold that did not finish
 		}
 		b.recs = append(b.recs, telemetry.Record{Time: fromMicro(t), SHA256: sha, Detection: det})
+		b.refs = append(b.refs, recordRef{id, sha})
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
@@ -500,7 +522,7 @@ func (s *Store) recoverPending(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		s.pend.add(b.pseudonym, len(b.recs), hashes, dets, sighted, bases, b.lastID, &s.nextSeq)
+		s.pend.add(b.pseudonym, b.refs, hashes, dets, sighted, bases, b.lastID, &s.nextSeq)
 	}
 	return nil
 }

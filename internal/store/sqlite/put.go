@@ -30,7 +30,7 @@ import (
 // cancel a batch until its savepoint is released; after that PutBatch
 // waits for the commit, so that an error always means nothing was written.
 func (s *Store) PutBatch(ctx context.Context, b *store.Batch) (stored bool, err error) {
-	if err := checkBatch(b); err != nil {
+	if err := store.CheckBatch(b); err != nil {
 		return false, fmt.Errorf("storing batch: %w", err)
 	}
 	// Everything that depends only on b is built before queueing, so that
@@ -166,30 +166,17 @@ func (s *Store) writeQueued() {
 	s.pendMu.Lock()
 	for _, p := range puts {
 		w := p.r.w
-		s.pend.add(p.r.b.Pseudonym, w.n, w.hashes, w.detections, p.sighted, bases, p.lastID, &s.nextSeq)
+		refs := make([]recordRef, w.n)
+		for i := range refs {
+			refs[i] = recordRef{p.lastID - int64(w.n) + 1 + int64(i), p.r.b.Records[i].SHA256}
+		}
+		s.pend.add(p.r.b.Pseudonym, refs, w.hashes, w.detections, p.sighted, bases, p.lastID, &s.nextSeq)
 		p.r.stored = true
 	}
 	s.pendMu.Unlock()
 	if s.pend.records >= s.policy.records {
 		s.kickFolder()
 	}
-}
-
-func checkBatch(b *store.Batch) error {
-	switch {
-	case b.EndpointID == "":
-		return errors.New("no endpoint id")
-	case b.BatchID == "":
-		return errors.New("no batch id")
-	case b.Pseudonym == "":
-		return errors.New("no pseudonym")
-	}
-	for i := range b.Records {
-		if b.Records[i].SHA256 == "" {
-			return fmt.Errorf("record %d has no sha256", i)
-		}
-	}
-	return nil
 }
 
 var (
@@ -245,8 +232,14 @@ func (s *Store) putBatch(ctx context.Context, w *batchWrite, groupSighted map[si
 	if err := ctx.Err(); err != nil {
 		return 0, nil, err
 	}
-	res, err := s.w.ExecContext(run, `INSERT INTO batches (endpoint_id, batch_id, pseudonym, country, received, count)
-		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`, w.batch...)
+	// A bare max(), so that SQLite reads it off the end of the b-tree.
+	var maxID sql.NullInt64
+	if err := s.w.QueryRowContext(run, `SELECT max(id) FROM records`).Scan(&maxID); err != nil {
+		return 0, nil, err
+	}
+	firstID := maxID.Int64 + 1
+	res, err := s.w.ExecContext(run, `INSERT INTO batches (pseudonym, batch_id, country, received, count, wrapped_key, first_id)
+		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`, append(w.batch, firstID)...)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -262,17 +255,12 @@ func (s *Store) putBatch(ctx context.Context, w *batchWrite, groupSighted map[si
 	if err := ctx.Err(); err != nil {
 		return 0, nil, err
 	}
-	// A bare max(), so that SQLite reads it off the end of the b-tree.
-	var maxID sql.NullInt64
-	if err := s.w.QueryRowContext(run, `SELECT max(id) FROM records`).Scan(&maxID); err != nil {
-		return 0, nil, err
-	}
 	for i := range w.records {
 		c := &w.records[i]
-		c.args[0], c.args[1] = maxID.Int64+1+int64(c.first), batchPK
+		c.args[0], c.args[1] = firstID+int64(c.first), batchPK
 	}
 	for i := range w.personal {
-		w.personal[i].args[0] = maxID.Int64 + 1 + int64(w.personal[i].first)
+		w.personal[i].args[0] = firstID + int64(w.personal[i].first)
 	}
 	if err := s.execChunks(ctx, w.records); err != nil {
 		return 0, nil, err
@@ -290,7 +278,7 @@ func (s *Store) putBatch(ctx context.Context, w *batchWrite, groupSighted map[si
 	if err != nil {
 		return 0, nil, err
 	}
-	return maxID.Int64 + int64(w.n), sighted, nil
+	return firstID + int64(w.n) - 1, sighted, nil
 }
 
 // sighted returns which of hashes pseudonym has sighted: in the folded
@@ -414,24 +402,22 @@ func newBatchWrite(b *store.Batch) *batchWrite {
 	w := &batchWrite{
 		n:         len(b.Records),
 		pseudonym: b.Pseudonym,
-		batch:     []any{b.EndpointID, b.BatchID, b.Pseudonym, b.Country, b.Received.UnixMicro(), int64(len(b.Records))},
+		batch:     []any{b.Pseudonym, b.BatchID, b.Country, b.Received.UnixMicro(), int64(len(b.Records)), b.Sealed.WrappedKey},
 	}
 	w.records = chunkRows(insertRecords, len(b.Records), nil, func(args []any, i int) []any {
 		r := &b.Records[i]
 		return append(args, r.Time.UnixMicro(), r.Kind, r.SHA256, r.Size, r.Detection, r.Product, int64(r.RuleDB))
 	})
-	w.personal = personalChunks(b.EndpointID, b.Records)
+	w.personal = personalChunks(b.Sealed.Records)
 	w.hashes, w.detections = summarize(b.Records)
 	return w
 }
 
-// personalChunks is the only code that writes personal data: the endpoint
-// id, URL and path of each record, under the record's id. Encrypting the
-// personal half means changing this function and what reads the personal
-// table, and nothing else.
-func personalChunks(endpointID string, recs []telemetry.Record) []chunk {
-	return chunkRows(insertPersonal, len(recs), []any{nil, endpointID}, func(args []any, i int) []any {
-		return append(args, recs[i].URL, recs[i].Path)
+// personalChunks is the only code that writes personal data: each record's
+// sealed personal half, under the record's id.
+func personalChunks(sealed [][]byte) []chunk {
+	return chunkRows(insertPersonal, len(sealed), []any{nil}, func(args []any, i int) []any {
+		return append(args, sealed[i])
 	})
 }
 

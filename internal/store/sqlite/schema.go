@@ -14,8 +14,9 @@ import (
 //
 // Times are unix microseconds, hashes 64 lowercase hex digits. The threat
 // half of a record is in records, the personal half in personal under the
-// same id; nothing else holds a URL or a path. batches.endpoint_id is the
-// one other personal column: it is the idempotency key.
+// same id, sealed under its batch's data key, whose wrapped form is in
+// batches; nothing in the database holds an endpoint id, a URL or a path
+// in clear (since version 4).
 //
 // The aggregates (aggregates, detections, sightings) are folded from the
 // records in bulk (see fold.go); fold_state holds the last record folded,
@@ -111,6 +112,41 @@ CREATE TABLE remote_cursors (
 	`
 ALTER TABLE fold_state ADD COLUMN target INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE fold_state ADD COLUMN done_through TEXT NOT NULL DEFAULT '';
+`,
+	// 4: the personal half sealed (package seal): batches keyed by
+	// pseudonym, not endpoint id, with their wrapped data key and their
+	// first record; records found by hash through hash_records, which
+	// folds fill. Personal halves stored in clear before this version
+	// move to legacy_personal, which SealLegacy empties.
+	`
+CREATE TABLE batches_v4 (
+	pk INTEGER PRIMARY KEY,
+	pseudonym TEXT NOT NULL,
+	batch_id TEXT NOT NULL,
+	country TEXT NOT NULL,
+	received INTEGER NOT NULL,
+	count INTEGER NOT NULL,
+	first_id INTEGER NOT NULL,
+	wrapped_key BLOB,
+	UNIQUE (pseudonym, batch_id)
+);
+INSERT INTO batches_v4 (pk, pseudonym, batch_id, country, received, count, first_id)
+	SELECT b.pk, b.pseudonym, b.batch_id, b.country, b.received, b.count, coalesce(f.first_id, 0)
+	FROM batches b LEFT JOIN (SELECT batch_pk, min(id) AS first_id FROM records GROUP BY batch_pk) f ON f.batch_pk = b.pk;
+DROP TABLE batches;
+ALTER TABLE batches_v4 RENAME TO batches;
+ALTER TABLE personal RENAME TO legacy_personal;
+CREATE TABLE personal (
+	record_id INTEGER PRIMARY KEY,
+	sealed BLOB NOT NULL
+);
+CREATE TABLE hash_records (
+	sha256 TEXT NOT NULL,
+	record_id INTEGER NOT NULL,
+	PRIMARY KEY (sha256, record_id)
+) WITHOUT ROWID;
+INSERT INTO hash_records (sha256, record_id)
+	SELECT sha256, id FROM records WHERE id <= (SELECT record_id FROM fold_state);
 `,
 }
 

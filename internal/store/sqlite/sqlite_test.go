@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -86,26 +85,32 @@ func TestDurableSettings(t *testing.T) {
 	}
 }
 
-// TestPersonalFieldsOnlyInPersonal reads every column of every table and
-// checks that URLs and paths appear only in personal, and the endpoint id
-// only in personal and as the idempotency key in batches.
-func TestPersonalFieldsOnlyInPersonal(t *testing.T) {
-	s := openTemp(t)
-	b := storetest.Batch("endpoint-PERSONAL-ID", "b1",
-		storetest.Record(storetest.Hash("a"), 0, "EICAR-Test-File"),
-		storetest.Record(storetest.Hash("b"), 0, ""))
-	b.Records[0].URL = "https://PERSONAL-URL.example/x"
-	b.Records[0].Path = "C:/Users/PERSONAL-PATH/eicar.com"
-	b.Records[1].URL, b.Records[1].Path = "https://PERSONAL-URL.example/y", "/home/PERSONAL-PATH/b"
-	if _, err := s.PutBatch(t.Context(), b); err != nil {
+// TestNoPersonalFieldInClear checks that no endpoint id, URL or path is in
+// the database in clear: not in any column of any table, nor anywhere in
+// the database and WAL files read as bytes; and that the sealed halves
+// the store returns open to them.
+func TestNoPersonalFieldInClear(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "store.db")
+	s, err := Open(t.Context(), path)
+	if err != nil {
 		t.Fatal(err)
 	}
-	allowed := map[string][]string{
-		"PERSONAL-URL":  {"personal.url"},
-		"PERSONAL-PATH": {"personal.path"},
-		"PERSONAL-ID":   {"personal.endpoint_id", "batches.endpoint_id"},
+	defer s.Close()
+	recs := []telemetry.Record{
+		storetest.Record(storetest.Hash("a"), 0, "EICAR-Test-File"),
+		storetest.Record(storetest.Hash("b"), 0, ""),
 	}
-	found := map[string]map[string]bool{}
+	recs[0].URL, recs[0].Path = "https://PERSONAL-URL.example/x", "C:/Users/PERSONAL-PATH/eicar.com"
+	recs[1].URL, recs[1].Path = "https://PERSONAL-URL.example/y", "/home/PERSONAL-PATH/b"
+	if _, err := s.PutBatch(t.Context(), storetest.Batch("endpoint-PERSONAL-ID", "b1", recs...)); err != nil {
+		t.Fatal(err)
+	}
+	s.lock()
+	if err := s.foldLocked(t.Context(), false); err != nil {
+		t.Fatal(err)
+	}
+	s.unlock()
+	markers := []string{"PERSONAL-URL", "PERSONAL-PATH", "PERSONAL-ID"}
 	for table, cols := range tables(t, s.read) {
 		rows, err := s.read.QueryContext(t.Context(), "SELECT * FROM "+table)
 		if err != nil {
@@ -121,31 +126,37 @@ func TestPersonalFieldsOnlyInPersonal(t *testing.T) {
 				t.Fatal(err)
 			}
 			for i, v := range vals {
-				for marker := range allowed {
-					if b, ok := v.([]byte); ok {
-						v = string(b)
-					}
-					if strings.Contains(fmt.Sprint(v), marker) {
-						if found[marker] == nil {
-							found[marker] = map[string]bool{}
-						}
-						found[marker][table+"."+cols[i]] = true
+				if b, ok := v.([]byte); ok {
+					v = string(b)
+				}
+				for _, m := range markers {
+					if strings.Contains(fmt.Sprint(v), m) {
+						t.Errorf("%s in clear in %s.%s", m, table, cols[i])
 					}
 				}
 			}
 		}
 		rows.Close()
 	}
-	for marker, where := range allowed {
-		for col := range found[marker] {
-			if !slices.Contains(where, col) {
-				t.Errorf("%s found in %s; allowed only in %v", marker, col, where)
+	for _, f := range []string{path, path + "-wal"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range markers {
+			if strings.Contains(string(b), m) {
+				t.Errorf("%s in clear in %s", m, filepath.Base(f))
 			}
 		}
-		for _, col := range where {
-			if !found[marker][col] {
-				t.Errorf("%s not found in %s", marker, col)
-			}
+	}
+	got, _, err := s.Records(t.Context(), store.RecordQuery{Pseudonym: storetest.Pseudonym("endpoint-PERSONAL-ID")})
+	if err != nil || len(got) != 2 {
+		t.Fatalf("Records = %d, %v", len(got), err)
+	}
+	for i, sr := range got {
+		p, err := storetest.Unseal(sr)
+		if err != nil || p.EndpointID != "endpoint-PERSONAL-ID" || p.URL != recs[i].URL || p.Path != recs[i].Path {
+			t.Errorf("record %d opens to %+v, %v", i, p, err)
 		}
 	}
 }
@@ -243,11 +254,11 @@ func TestMigrations(t *testing.T) {
 func TestStatementsPerKindBounded(t *testing.T) {
 	s := openTemp(t)
 	for n := 1; n <= 600; n += 37 {
-		b := storetest.Batch("ep-1", fmt.Sprint(n))
+		var recs []telemetry.Record
 		for i := range n {
-			b.Records = append(b.Records, storetest.Record(storetest.Hash(fmt.Sprint(i)), time.Duration(i), ""))
+			recs = append(recs, storetest.Record(storetest.Hash(fmt.Sprint(i)), time.Duration(i), ""))
 		}
-		if _, err := s.PutBatch(t.Context(), b); err != nil {
+		if _, err := s.PutBatch(t.Context(), storetest.Batch("ep-1", fmt.Sprint(n), recs...)); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -20,6 +20,7 @@ const (
 	upsertDetections
 	upsertRemote
 	insertChanges
+	insertHashRecords
 )
 
 const maxChunk = 256
@@ -42,11 +43,15 @@ var specs = [...]stmtSpec{
 			SELECT ?+column1, ?, column2, column3, column4, column5, column6, column7, column8 FROM (VALUES `,
 		row:  "(%d,?,?,?,?,?,?,?)",
 		tail: ")"},
-	insertPersonal: {slots: 2, cols: 2,
-		head: `INSERT INTO personal (record_id, endpoint_id, url, path)
-			SELECT ?+column1, ?, column2, column3 FROM (VALUES `,
-		row:  "(%d,?,?)",
+	insertPersonal: {slots: 1, cols: 1,
+		head: `INSERT INTO personal (record_id, sealed)
+			SELECT ?+column1, column2 FROM (VALUES `,
+		row:  "(%d,?)",
 		tail: ")"},
+	insertHashRecords: {cols: 2,
+		head: "INSERT INTO hash_records (sha256, record_id) VALUES ",
+		row:  "(?,?)",
+		tail: " ON CONFLICT DO NOTHING"},
 	upsertAggregates: {cols: 5,
 		head: "INSERT INTO aggregates (sha256, prevalence, first_seen, last_seen, seq) VALUES ",
 		row:  "(?,?,?,?,?)",

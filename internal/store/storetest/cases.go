@@ -489,3 +489,138 @@ func testClosed(t *testing.T, s store.Store) {
 		}
 	}
 }
+
+func testRecordsByHash(t *testing.T, s store.Store) {
+	a, b := Hash("a"), Hash("b")
+	mustPut(t, s, Batch("ep-1", "b1", Record(a, 0, "X"), Record(b, time.Minute, "")), true)
+	mustPut(t, s, Batch("ep-2", "b1", Record(a, time.Hour, "")), true)
+	recs := mustRecords(t, s, store.RecordQuery{SHA256: a}, false)
+	if len(recs) != 2 {
+		t.Fatalf("Records(sha256 a) = %d records, want 2", len(recs))
+	}
+	if recs[0].ID >= recs[1].ID {
+		t.Errorf("records not in id order: %d, %d", recs[0].ID, recs[1].ID)
+	}
+	for i, ep := range []string{"ep-1", "ep-2"} {
+		sr := recs[i]
+		want := Record(a, []time.Duration{0, time.Hour}[i], []string{"X", ""}[i])
+		if sr.Pseudonym != Pseudonym(ep) || sr.Country != "DE" || sr.BatchID != "b1" || !sr.Received.Equal(T0.Add(24*time.Hour)) {
+			t.Errorf("record %d: pseudonym %s country %s batch %s received %v", i, sr.Pseudonym, sr.Country, sr.BatchID, sr.Received)
+		}
+		r := sr.Record
+		if r.SHA256 != a || !r.Time.Equal(want.Time) || r.Kind != want.Kind || r.Size != want.Size || r.Detection != want.Detection ||
+			r.Product != want.Product || r.RuleDB != want.RuleDB || r.URL != "" || r.Path != "" {
+			t.Errorf("record %d threat half = %+v, want %+v without URL and path", i, r, want)
+		}
+		p, err := Unseal(sr)
+		if err != nil {
+			t.Fatalf("record %d: %v", i, err)
+		}
+		if p.EndpointID != ep || p.URL != want.URL || p.Path != want.Path {
+			t.Errorf("record %d personal half = %+v", i, p)
+		}
+	}
+	one := mustRecords(t, s, store.RecordQuery{SHA256: a, Limit: 1}, true)
+	if len(one) != 1 || one[0].ID != recs[0].ID {
+		t.Errorf("Records(sha256 a, limit 1) = %v, want the first", one)
+	}
+	if got := mustRecords(t, s, store.RecordQuery{SHA256: Hash("nobody")}, false); len(got) != 0 {
+		t.Errorf("Records of an unknown hash = %v", got)
+	}
+}
+
+func testRecordsByEndpoint(t *testing.T, s store.Store) {
+	a, b, c := Hash("a"), Hash("b"), Hash("c")
+	mustPut(t, s, Batch("ep-1", "b1", Record(a, 0, ""), Record(b, time.Minute, "")), true)
+	mustPut(t, s, Batch("ep-2", "b1", Record(a, time.Hour, "")), true)
+	mustPut(t, s, Batch("ep-1", "b2", Record(c, 2*time.Hour, ""), Record(a, 3*time.Hour, "")), true)
+	hashes := func(recs []store.StoredRecord) []string {
+		var hs []string
+		for _, r := range recs {
+			hs = append(hs, r.Record.SHA256[:4])
+		}
+		return hs
+	}
+	want := func(name string, got []store.StoredRecord, shas ...string) {
+		t.Helper()
+		var w []string
+		for _, h := range shas {
+			w = append(w, h[:4])
+		}
+		if fmt.Sprint(hashes(got)) != fmt.Sprint(w) {
+			t.Errorf("%s = %v, want %v", name, hashes(got), w)
+		}
+	}
+	want("Records(ep-1)", mustRecords(t, s, store.RecordQuery{Pseudonym: Pseudonym("ep-1")}, false), a, b, c, a)
+	want("Records(ep-1, a)", mustRecords(t, s, store.RecordQuery{Pseudonym: Pseudonym("ep-1"), SHA256: a}, false), a, a)
+	want("Records(ep-1, from 1m to 3h)", mustRecords(t, s, store.RecordQuery{Pseudonym: Pseudonym("ep-1"), From: T0.Add(time.Minute), To: T0.Add(3 * time.Hour)}, false), b, c)
+	want("Records(a, from 1h)", mustRecords(t, s, store.RecordQuery{SHA256: a, From: T0.Add(time.Hour)}, false), a, a)
+	want("Records(ep-1, limit 3)", mustRecords(t, s, store.RecordQuery{Pseudonym: Pseudonym("ep-1"), Limit: 3}, true), a, b, c)
+	want("Records(ep-3)", mustRecords(t, s, store.RecordQuery{Pseudonym: Pseudonym("ep-3")}, false))
+
+	for _, q := range []store.RecordQuery{
+		{},
+		{SHA256: a, Limit: -1},
+		{SHA256: a, Limit: store.MaxRecords + 1},
+		{SHA256: a, From: T0, To: T0},
+	} {
+		if _, _, err := s.Records(t.Context(), q); err == nil {
+			t.Errorf("Records(%+v) succeeded", q)
+		}
+	}
+}
+
+func testDeleteRecords(t *testing.T, s store.Store) {
+	a, b := Hash("a"), Hash("b")
+	mustPut(t, s, Batch("ep-1", "b1", Record(a, 0, "X"), Record(b, time.Minute, "")), true)
+	mustPut(t, s, Batch("ep-2", "b1", Record(a, time.Hour, "")), true)
+	before := aggregates(t, s, a, b)
+	recs := mustRecords(t, s, store.RecordQuery{Pseudonym: Pseudonym("ep-1")}, false)
+	n, err := s.DeleteRecords(t.Context(), []int64{recs[0].ID, recs[1].ID, 1 << 40})
+	if err != nil || n != 2 {
+		t.Fatalf("DeleteRecords = %d, %v; want 2", n, err)
+	}
+	if got := mustRecords(t, s, store.RecordQuery{Pseudonym: Pseudonym("ep-1")}, false); len(got) != 0 {
+		t.Errorf("ep-1's records after deleting them: %v", got)
+	}
+	if got := mustRecords(t, s, store.RecordQuery{SHA256: a}, false); len(got) != 1 || got[0].Pseudonym != Pseudonym("ep-2") {
+		t.Errorf("Records(a) after deleting ep-1's: %v, want ep-2's only", got)
+	}
+	wantCount(t, s, 1)
+	checkAggregates(t, "Aggregates after deleting records", aggregates(t, s, a, b), before)
+	if n, err := s.DeleteRecords(t.Context(), []int64{recs[0].ID}); err != nil || n != 0 {
+		t.Errorf("deleting again = %d, %v; want 0", n, err)
+	}
+}
+
+func testRefusesPersonalInClear(t *testing.T, s store.Store) {
+	a := Hash("a")
+	bad := []*store.Batch{}
+	clearURL := Batch("ep-1", "b1", Record(a, 0, ""))
+	clearURL.Records[0].URL = "https://example.com/"
+	bad = append(bad, clearURL)
+	noSealed := Batch("ep-1", "b2", Record(a, 0, ""))
+	noSealed.Sealed.Records = noSealed.Sealed.Records[:0]
+	bad = append(bad, noSealed)
+	noKey := Batch("ep-1", "b3", Record(a, 0, ""))
+	noKey.Sealed.WrappedKey = nil
+	bad = append(bad, noKey)
+	for i, b := range bad {
+		if stored, err := s.PutBatch(t.Context(), b); err == nil || stored {
+			t.Errorf("bad batch %d: stored = %v, err = %v", i, stored, err)
+		}
+	}
+	wantCount(t, s, 0)
+}
+
+func mustRecords(t *testing.T, s store.Store, q store.RecordQuery, wantMore bool) []store.StoredRecord {
+	t.Helper()
+	recs, more, err := s.Records(t.Context(), q)
+	if err != nil {
+		t.Fatalf("Records(%+v): %v", q, err)
+	}
+	if more != wantMore {
+		t.Errorf("Records(%+v): more = %v, want %v", q, more, wantMore)
+	}
+	return recs
+}

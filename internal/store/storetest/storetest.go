@@ -12,16 +12,19 @@
 package storetest
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/vitrine-dev/vitrine/internal/seal"
 	"github.com/vitrine-dev/vitrine/internal/store"
 	"github.com/vitrine-dev/vitrine/telemetry"
 )
@@ -52,6 +55,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"RemoteIsNotLocal", testRemoteIsNotLocal},
 		{"CountRecords", testCountRecords},
 		{"ConcurrentPutBatch", testConcurrentPutBatch},
+		{"RecordsByHash", testRecordsByHash},
+		{"RecordsByEndpoint", testRecordsByEndpoint},
+		{"DeleteRecords", testDeleteRecords},
+		{"RefusesPersonalInClear", testRefusesPersonalInClear},
 		{"Closed", testClosed},
 	}
 	for _, tt := range tests {
@@ -137,26 +144,54 @@ func Record(hash string, at time.Duration, detection string) telemetry.Record {
 }
 
 // Batch is a batch of recs sent by endpoint, whose pseudonym is derived
-// from it.
+// from it (Pseudonym), with the records' personal fields sealed as a region
+// seals them, under a data key that Wrapper wraps.
 func Batch(endpoint, batchID string, recs ...telemetry.Record) *store.Batch {
-	return &store.Batch{
-		EndpointID: endpoint,
-		Pseudonym:  "hmac-sha256:" + Hash("pseudonym "+endpoint),
-		Country:    "DE",
-		BatchID:    batchID,
-		Received:   T0.Add(24 * time.Hour),
-		Records:    recs,
+	recs = slices.Clone(recs)
+	wrapped, sealed, err := seal.Records(Wrapper{}, endpoint, recs)
+	if err != nil {
+		panic(err) // Wrapper does not fail
 	}
+	return &store.Batch{
+		Pseudonym: Pseudonym(endpoint),
+		Country:   "DE",
+		BatchID:   batchID,
+		Received:  T0.Add(24 * time.Hour),
+		Records:   recs,
+		Sealed:    store.Sealed{WrappedKey: wrapped, Records: sealed},
+	}
+}
+
+// Pseudonym is the pseudonym Batch gives endpoint.
+func Pseudonym(endpoint string) string { return "hmac-sha256:" + Hash("pseudonym "+endpoint) }
+
+// Wrapper stands in for a region's custody key in store tests, where a
+// wrapped key is opaque: it "wraps" a data key by prefixing it, so that
+// Unseal can open what a store returns.
+type Wrapper struct{}
+
+const wrapPrefix = "storetest-wrapped:"
+
+// Wrap implements seal.Wrapper.
+func (Wrapper) Wrap(key []byte) ([]byte, error) { return append([]byte(wrapPrefix), key...), nil }
+
+// Unseal opens the personal half of a record that a store returned.
+func Unseal(sr store.StoredRecord) (seal.Personal, error) {
+	key, ok := bytes.CutPrefix(sr.WrappedKey, []byte(wrapPrefix))
+	if !ok {
+		return seal.Personal{}, fmt.Errorf("record %d: wrapped key %q is not storetest's", sr.ID, sr.WrappedKey)
+	}
+	return seal.Open(key, seal.Binding{KeyID: seal.KeyID(sr.WrappedKey), SHA256: sr.Record.SHA256, Time: sr.Record.Time}, sr.Sealed)
 }
 
 func mustPut(t *testing.T, s store.Store, b *store.Batch, wantStored bool) {
 	t.Helper()
 	stored, err := s.PutBatch(t.Context(), b)
 	if err != nil {
-		t.Fatalf("PutBatch(%s, %s): %v", b.EndpointID, b.BatchID, err)
+		t.Fatalf("PutBatch(%s, %s): %v", b.Pseudonym, b.BatchID, err)
 	}
 	if stored != wantStored {
-		t.Fatalf("PutBatch(%s, %s) stored = %v, want %v", b.EndpointID, b.BatchID, stored, wantStored)
+		t.Fatalf("PutBatch(%s, %s) stored = %v, want %v", b.Pseudonym, b.BatchID, stored, wantStored)
 	}
 }
 

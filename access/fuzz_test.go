@@ -1,0 +1,85 @@
+package access
+
+import (
+	"bytes"
+	"reflect"
+	"slices"
+	"testing"
+)
+
+// FuzzParse checks that Parse never panics and accepts only canonical
+// encodings of valid records: whatever it accepts must validate, marshal
+// back to exactly the input, and parse again to the same record. Seeds are
+// the valid vectors and the invalid ones derived from them.
+func FuzzParse(f *testing.F) {
+	lines, err := readVectors()
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, l := range lines {
+		f.Add(l)
+	}
+	for _, tc := range invalidVectors {
+		if tc.name != "too large" {
+			f.Add(mutate(f, lines[0], tc.old, tc.new))
+		}
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := Parse(b)
+		if err != nil {
+			if r != nil {
+				t.Fatalf("Parse returned a record with the error %v", err)
+			}
+			return
+		}
+		if err := r.Validate(); err != nil {
+			t.Fatalf("Parse accepted %q, but the record does not validate: %v", b, err)
+		}
+		out, err := r.Marshal()
+		if err != nil {
+			t.Fatalf("Parse accepted %q, but Marshal fails: %v", b, err)
+		}
+		if !bytes.Equal(out, b) {
+			t.Fatalf("Parse accepted %q, which Marshal writes as %q", b, out)
+		}
+		again, err := Parse(out)
+		if err != nil || !reflect.DeepEqual(again, r) {
+			t.Fatalf("Parse(Marshal(r)) = %+v, %v; want %+v", again, err, r)
+		}
+	})
+}
+
+// FuzzParseJustification checks that ParseJustification never panics, and
+// that what it accepts has a known code, is stable when written back in
+// header form, and can go into a record.
+func FuzzParseJustification(f *testing.F) {
+	for _, s := range []string{
+		"CUSTOMER_INITIATED_SUPPORT; case 1234",
+		"RELOCATION; policy v7: CH → zurich",
+		"  SUPERVISOR_REVIEW;   weekly review \t",
+		"AUTOMATED_PROCESSING; a;b;c",
+		"CUSTOMER_INITIATED_SUPPORT;case",
+		"CUSTOMER_INITIATED_SUPPORT; a\u202eb",
+		"; x", "", "x",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, h string) {
+		j, err := ParseJustification(h)
+		if err != nil {
+			return
+		}
+		if !slices.Contains(Codes, j.Code) {
+			t.Fatalf("ParseJustification(%q) accepted code %q", h, j.Code)
+		}
+		again, err := ParseJustification(j.Code + "; " + j.Detail)
+		if err != nil || again != j {
+			t.Fatalf("ParseJustification(%q) = %+v, but its header form parses to %+v, %v", h, j, again, err)
+		}
+		r := testRecord()
+		r.Justification = j
+		if err := r.Validate(); err != nil {
+			t.Fatalf("ParseJustification(%q) = %+v, which a record refuses: %v", h, j, err)
+		}
+	})
+}

@@ -1,0 +1,335 @@
+package access
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Parse reads one access record, strictly: it accepts b only if b is
+// exactly the encoding [Record.Marshal] gives the record it reads, so a
+// parsed record is valid and has one spelling. Unknown, missing, duplicate
+// or misordered keys, wrong types, an invalid record and any other
+// encoding of a valid one are errors that say what is wrong.
+func Parse(b []byte) (*Record, error) {
+	r, err := parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("parsing access record: %w", err)
+	}
+	return r, nil
+}
+
+func parse(b []byte) (*Record, error) {
+	if len(b) > MaxSize {
+		return nil, fmt.Errorf("the record is %d bytes, more than %d", len(b), MaxSize)
+	}
+	if !utf8.Valid(b) {
+		return nil, errors.New("not valid UTF-8")
+	}
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	p := &parser{d: d}
+	r := new(Record)
+	if err := p.object("", r.fields(p)); err != nil {
+		return nil, err
+	}
+	if _, err := d.Token(); err != io.EOF {
+		return nil, errors.New("data after the record")
+	}
+	if err := checkSorted("subjects", r.Subjects); err != nil {
+		return nil, err
+	}
+	if err := checkSorted("keys", r.Keys); err != nil {
+		return nil, err
+	}
+	if err := r.check(); err != nil {
+		return nil, fmt.Errorf("%s: %w", invalidRecord, err)
+	}
+	// Whatever the checks above let through in another spelling (white
+	// space, escapes, number forms) differs from the canonical bytes.
+	if c := r.encode(); !bytes.Equal(c, b) {
+		i := 0
+		for i < len(b) && i < len(c) && b[i] == c[i] {
+			i++
+		}
+		return nil, fmt.Errorf("not in canonical form: at byte %d the canonical encoding has %s, not %s", i, excerpt(c, i), excerpt(b, i))
+	}
+	return r, nil
+}
+
+// fields lists the keys of a record in their order, with the readers that
+// fill r.
+func (r *Record) fields(p *parser) []field {
+	return []field{
+		{"v", false, func(path string) error {
+			n, err := p.int(path)
+			if err == nil && n != 1 {
+				err = fmt.Errorf("version %d is not supported; this package reads version 1", n)
+			}
+			return err
+		}},
+		{"kind", false, func(path string) error {
+			s, err := p.string(path)
+			if err == nil && s != "access" {
+				err = fmt.Errorf("kind %q is not %q", s, "access")
+			}
+			return err
+		}},
+		{"time", false, func(path string) error {
+			s, err := p.string(path)
+			if err != nil {
+				return err
+			}
+			t, err := time.Parse(timeLayout, s)
+			if err != nil || t.Format(timeLayout) != s {
+				return fmt.Errorf("time %q is not UTC with millisecond precision, like %q", s, "2026-11-22T10:00:00.123Z")
+			}
+			r.Time = t
+			return nil
+		}},
+		p.stringField("region", &r.Region),
+		p.objectField("principal", []field{
+			p.stringField("id", &r.Principal.ID),
+			p.stringField("role", &r.Principal.Role),
+			p.stringField("location", &r.Principal.Location),
+		}),
+		p.stringField("action", &r.Action),
+		p.objectField("resource", []field{
+			p.stringField("dataset", &r.Resource.Dataset),
+			p.stringField("query", &r.Resource.Query),
+			{"count", false, func(path string) (err error) {
+				r.Resource.Count, err = p.int(path)
+				return err
+			}},
+			p.stringField("digest", &r.Resource.Digest),
+		}),
+		p.objectField("justification", []field{
+			p.stringField("code", &r.Justification.Code),
+			p.stringField("detail", &r.Justification.Detail),
+		}),
+		{"subjects", false, func(path string) (err error) {
+			r.Subjects, err = p.strings(path)
+			if err == nil && r.Subjects == nil {
+				r.Subjects = []string{}
+			}
+			return err
+		}},
+		p.stringField("request", &r.Request),
+		p.stringField("outcome", &r.Outcome),
+		{"keys", true, func(path string) (err error) {
+			r.Keys, err = p.strings(path)
+			if err == nil && len(r.Keys) == 0 {
+				err = errors.New(`"keys" is present but empty; an empty list is left out`)
+			}
+			return err
+		}},
+		{"reason", true, func(path string) (err error) {
+			r.Reason, err = p.string(path)
+			if err == nil && r.Reason == "" {
+				err = errors.New(`"reason" is present but empty; an empty reason is left out`)
+			}
+			return err
+		}},
+	}
+}
+
+// parser walks a JSON document token by token, so that it sees key order
+// and duplicate keys, which encoding/json's Unmarshal hides.
+type parser struct {
+	d *json.Decoder
+}
+
+// field is one key of an object and the reader of its value, which gets
+// the key's path for its error messages.
+type field struct {
+	key      string
+	optional bool
+	read     func(path string) error
+}
+
+func (p *parser) stringField(key string, dst *string) field {
+	return field{key, false, func(path string) (err error) {
+		*dst, err = p.string(path)
+		return err
+	}}
+}
+
+func (p *parser) objectField(key string, fields []field) field {
+	return field{key, false, func(path string) error { return p.object(path, fields) }}
+}
+
+func (p *parser) token() (json.Token, error) {
+	t, err := p.d.Token()
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		return nil, errors.New("unexpected end of input")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("invalid JSON: %v", err)
+	}
+	return t, nil
+}
+
+// object reads an object whose keys must be fields' keys in their order.
+// path is the object's own path, "" for the record.
+func (p *parser) object(path string, fields []field) error {
+	t, err := p.token()
+	if err != nil {
+		return err
+	}
+	if t != json.Delim('{') {
+		return typeError(path, "an object", t)
+	}
+	seen := make(map[string]bool, len(fields))
+	next := 0 // index in fields of the next key expected
+	for {
+		t, err := p.token()
+		if err != nil {
+			return err
+		}
+		if t == json.Delim('}') {
+			for _, f := range fields[next:] {
+				if !f.optional {
+					return fmt.Errorf("key %q is missing", join(path, f.key))
+				}
+			}
+			return nil
+		}
+		key := t.(string) // the decoder returns object keys as strings
+		if seen[key] {
+			return fmt.Errorf("key %q appears twice", join(path, key))
+		}
+		seen[key] = true
+		i := slices.IndexFunc(fields, func(f field) bool { return f.key == key })
+		if i < 0 {
+			return fmt.Errorf("unknown key %q", join(path, key))
+		}
+		if i < next {
+			return fmt.Errorf("key %q is out of order; keys must be in the order %s", join(path, key), keyOrder(fields))
+		}
+		for _, f := range fields[next:i] {
+			if !f.optional {
+				return fmt.Errorf("key %q is where %q belongs; keys must be in the order %s", join(path, key), join(path, f.key), keyOrder(fields))
+			}
+		}
+		next = i + 1
+		if err := fields[i].read(join(path, key)); err != nil {
+			return err
+		}
+	}
+}
+
+func (p *parser) string(path string) (string, error) {
+	t, err := p.token()
+	if err != nil {
+		return "", err
+	}
+	s, ok := t.(string)
+	if !ok {
+		return "", typeError(path, "a string", t)
+	}
+	return s, nil
+}
+
+func (p *parser) int(path string) (int64, error) {
+	t, err := p.token()
+	if err != nil {
+		return 0, err
+	}
+	n, ok := t.(json.Number)
+	if !ok {
+		return 0, typeError(path, "a number", t)
+	}
+	i, err := strconv.ParseInt(string(n), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %s is not a 64-bit integer in plain decimal", path, n)
+	}
+	return i, nil
+}
+
+func (p *parser) strings(path string) ([]string, error) {
+	t, err := p.token()
+	if err != nil {
+		return nil, err
+	}
+	if t != json.Delim('[') {
+		return nil, typeError(path, "an array of strings", t)
+	}
+	var ss []string
+	for {
+		t, err := p.token()
+		if err != nil {
+			return nil, err
+		}
+		if t == json.Delim(']') {
+			return ss, nil
+		}
+		s, ok := t.(string)
+		if !ok {
+			return nil, typeError(fmt.Sprintf("%s[%d]", path, len(ss)), "a string", t)
+		}
+		ss = append(ss, s)
+	}
+}
+
+func typeError(path, want string, got json.Token) error {
+	var g string
+	switch t := got.(type) {
+	case nil:
+		g = "null"
+	case bool:
+		g = "a boolean"
+	case json.Number:
+		g = "a number"
+	case string:
+		g = "a string"
+	case json.Delim:
+		if t == '{' {
+			g = "an object"
+		} else {
+			g = "an array"
+		}
+	}
+	if path == "" {
+		return fmt.Errorf("want the record as %s, got %s", want, g)
+	}
+	return fmt.Errorf("%s: want %s, got %s", path, want, g)
+}
+
+func checkSorted(key string, ss []string) error {
+	for i := 1; i < len(ss); i++ {
+		if ss[i-1] > ss[i] {
+			return fmt.Errorf("%q is not in ascending order: %q comes before %q", key, ss[i-1], ss[i])
+		}
+	}
+	return nil
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+func keyOrder(fields []field) string {
+	keys := make([]string, len(fields))
+	for i, f := range fields {
+		keys[i] = f.key
+	}
+	return strings.Join(keys, ", ")
+}
+
+// excerpt quotes up to 16 bytes of b from i, for an error message.
+func excerpt(b []byte, i int) string {
+	if i >= len(b) {
+		return "the end"
+	}
+	return strconv.Quote(string(b[i:min(len(b), i+16)]))
+}

@@ -1,0 +1,149 @@
+// Package principal keeps the people and programs that may ask a region for
+// data: each has a role, a home location and the regions it may act in, and
+// authenticates with a bearer token.
+//
+// # Identity
+//
+// A principal's id is "<role>:<name>", such as "analyst:jdoe", where the
+// name is a lower-case letter or digit followed by up to 63 lower-case
+// letters, digits, dots, underscores and hyphens. Its location is the ISO
+// 3166-1 alpha-2 code of the country it works from; access records carry
+// it, so that a supervisor sees from where data was reached.
+//
+// # Tokens
+//
+// [Registry.Create] returns the principal's token once:
+//
+//	vp1.<base64url, unpadded, of 32 random bytes>
+//
+// The registry keeps only the SHA-256 of each token, and a token
+// authenticates exactly one principal.
+//
+// # Storage
+//
+// A [Registry] lives in one JSON file (mode 0600) that is replaced
+// atomically and synced on every change, so a change that returned is
+// durable. The file holds no secret: losing it loses the principals, not
+// their credentials.
+package principal
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/vitrine-dev/vitrine/residency"
+)
+
+// Role is what a principal does, and bounds what it may ask for.
+type Role string
+
+// The roles of DESIGN.md.
+const (
+	Operator   Role = "operator"   // runs the vendor's services
+	Analyst    Role = "analyst"    // an employee reading data with a justification
+	Processor  Role = "processor"  // automated processing
+	Supervisor Role = "supervisor" // the independent supervisor
+	Auditor    Role = "auditor"    // reviews source and logs in the Center
+	Endpoint   Role = "endpoint"   // a customer machine
+)
+
+var roles = []Role{Operator, Analyst, Processor, Supervisor, Auditor, Endpoint}
+
+// Principal is one identity in a [Registry].
+type Principal struct {
+	ID       string    // "<role>:<name>"
+	Role     Role      // the role in ID
+	Location string    // home location, an ISO 3166-1 alpha-2 country code
+	Regions  []string  // the regions the principal may act in, at least one
+	Created  time.Time // set by Registry.Create, to the second
+}
+
+// MayActIn reports whether p may act in region.
+func (p *Principal) MayActIn(region string) bool {
+	return slices.Contains(p.Regions, region)
+}
+
+// Errors of a [Registry], wrapped with %w; test with errors.Is.
+var (
+	// ErrInvalid means a principal is not well formed; the message says
+	// what is wrong.
+	ErrInvalid = errors.New("invalid principal")
+	// ErrExists means the id is taken.
+	ErrExists = errors.New("principal already exists")
+	// ErrNoCredential means a request carries no credential at all.
+	ErrNoCredential = errors.New("no credential")
+	// ErrBadCredential means a request carries a credential that is
+	// malformed or belongs to no principal.
+	ErrBadCredential = errors.New("bad credential")
+)
+
+// maxName is the longest name after "<role>:".
+const maxName = 64
+
+// validate checks p. known tells which regions exist.
+func validate(p *Principal, known func(string) bool) error {
+	if !slices.Contains(roles, p.Role) {
+		return invalid("role %q is not one of %s", p.Role, roleList())
+	}
+	role, name, ok := strings.Cut(p.ID, ":")
+	if !ok || Role(role) != p.Role {
+		return invalid("id %q must be %q followed by a name", p.ID, string(p.Role)+":")
+	}
+	if !validName(name) {
+		return invalid("id %q: the name after %q must be a lower-case letter or digit followed by up to %d lower-case letters, digits, '.', '_' and '-'",
+			p.ID, role+":", maxName-1)
+	}
+	if !residency.ValidCountry(p.Location) {
+		return invalid("location %q is not an ISO 3166-1 alpha-2 country code (such as \"CH\")", p.Location)
+	}
+	if len(p.Regions) == 0 {
+		return invalid("no regions: a principal must be allowed to act in at least one region")
+	}
+	for i, r := range p.Regions {
+		if !known(r) {
+			return invalid("region %q is not a known region", r)
+		}
+		if slices.Contains(p.Regions[:i], r) {
+			return invalid("region %q is listed twice", r)
+		}
+	}
+	return nil
+}
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
+}
+
+func validName(n string) bool {
+	if n == "" || len(n) > maxName {
+		return false
+	}
+	for i := 0; i < len(n); i++ {
+		c := n[i]
+		switch {
+		case 'a' <= c && c <= 'z', '0' <= c && c <= '9':
+		case i > 0 && (c == '.' || c == '_' || c == '-'):
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func roleList() string {
+	s := make([]string, len(roles))
+	for i, r := range roles {
+		s[i] = string(r)
+	}
+	return strings.Join(s, ", ")
+}
+
+// clone returns a copy of p that shares no memory with it.
+func (p *Principal) clone() *Principal {
+	c := *p
+	c.Regions = slices.Clone(p.Regions)
+	return &c
+}
