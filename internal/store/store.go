@@ -186,3 +186,18 @@ func CheckQuery(q RecordQuery) (RecordQuery, error) {
 	}
 	return q, nil
 }
+
+// CheckRemote returns an error if aggs, which region reported, are not
+// aggregates a store may take: no region, or an aggregate without a hash.
+// Stores call it first in PutRemote.
+func CheckRemote(region string, aggs []Aggregate) error {
+	if region == "" {
+		return errors.New("no region")
+	}
+	for i, a := range aggs {
+		if a.SHA256 == "" {
+			return fmt.Errorf("aggregate %d has no sha256", i)
+		}
+	}
+	return nil
+}

@@ -138,17 +138,14 @@ func (s *Store) CountRecords(ctx context.Context) (int64, error) {
 // transaction. Of several aggregates of one hash in aggs, the last counts.
 // It is durable on return.
 func (s *Store) PutRemote(ctx context.Context, region string, aggs []store.Aggregate, cursor int64) error {
-	if region == "" {
-		return errors.New("storing remote aggregates: no region")
+	if err := store.CheckRemote(region, aggs); err != nil {
+		return fmt.Errorf("storing remote aggregates of %q: %w", region, err)
 	}
 	if s.closed.Load() {
 		return fmt.Errorf("storing remote aggregates of %s: %w", region, store.ErrClosed)
 	}
 	last := make(map[string]int, len(aggs))
 	for i, a := range aggs {
-		if a.SHA256 == "" {
-			return fmt.Errorf("storing remote aggregates of %s: aggregate %d has no sha256", region, i)
-		}
 		last[a.SHA256] = i
 	}
 	var (

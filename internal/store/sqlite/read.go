@@ -318,13 +318,8 @@ func (s *Store) CountRecords(ctx context.Context) (int64, error) {
 // exchange thereby writes a hot hash once per fold, not once per pull,
 // and in key order with the batches' aggregates.
 func (s *Store) PutRemote(ctx context.Context, region string, aggs []store.Aggregate, cursor int64) error {
-	if region == "" {
-		return errors.New("storing remote aggregates: no region")
-	}
-	for i, a := range aggs {
-		if a.SHA256 == "" {
-			return fmt.Errorf("storing remote aggregates of %s: aggregate %d has no sha256", region, i)
-		}
+	if err := store.CheckRemote(region, aggs); err != nil {
+		return fmt.Errorf("storing remote aggregates of %q: %w", region, err)
 	}
 	if s.closed.Load() {
 		return fmt.Errorf("storing remote aggregates of %s: %w", region, store.ErrClosed)
