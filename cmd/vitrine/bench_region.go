@@ -19,6 +19,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/vitrine-dev/vitrine/internal/custody"
 	"github.com/vitrine-dev/vitrine/internal/endpoint"
 	"github.com/vitrine-dev/vitrine/internal/keys"
 	"github.com/vitrine-dev/vitrine/internal/loadgen"
@@ -494,9 +495,14 @@ func startInProcessRegion(ctx context.Context, spec, dir string) (_ *inProcessRe
 	if err != nil {
 		return nil, err
 	}
+	wrapper, err := custody.WrapOnlyKey("zurich")
+	if err != nil {
+		return nil, err
+	}
 	r := region.New(region.Config{
 		Name:         "zurich",
 		Store:        ipr.st,
+		Wrapper:      wrapper,
 		Tokens:       ipr.issuer.Verifier(),
 		PseudonymKey: []byte(pkey),
 		Policy:       func() *residency.Policy { return ipr.policy },

@@ -79,6 +79,20 @@ func ParsePublicKey(s string) (*PublicKey, error) {
 	return &PublicKey{region: region, pk: pk}, nil
 }
 
+// WrapOnlyKey returns a fresh public key of region whose private half is
+// discarded at once: what it wraps can never be unwrapped. It is for
+// benchmarks, which must pay for real wrapping but never read back.
+func WrapOnlyKey(region string) (*PublicKey, error) {
+	if !residency.ValidRegionName(region) {
+		return nil, fmt.Errorf("invalid region name %q", region)
+	}
+	sk, err := kem.GenerateKey()
+	if err != nil {
+		return nil, err
+	}
+	return &PublicKey{region: region, pk: sk.PublicKey()}, nil
+}
+
 // String returns the text form of k, which ParsePublicKey reads back.
 func (k *PublicKey) String() string {
 	return publicPrefix + k.region + " " + base64.StdEncoding.EncodeToString(k.pk.Bytes())

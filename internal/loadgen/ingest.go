@@ -29,6 +29,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	_ "modernc.org/sqlite" // the raw-insert baseline's database/sql driver
 
+	"github.com/vitrine-dev/vitrine/internal/custody"
 	"github.com/vitrine-dev/vitrine/internal/seal"
 	"github.com/vitrine-dev/vitrine/internal/store/postgres"
 	"github.com/vitrine-dev/vitrine/internal/store/sqlite"
@@ -558,13 +559,19 @@ func rawRows(ctx context.Context, w *Workload, endpoints []Endpoint, batches []B
 	ch := make(chan rawArgs, 4)
 	go func() {
 		defer close(ch)
+		// A region key, so that the rows are the very ones a region
+		// writes: the same sealing, the same wrapped key size.
+		key, err := custody.WrapOnlyKey("raw")
+		if err != nil {
+			panic(err) // only a broken crypto/rand fails
+		}
 		var id int64
 		for pk, b := range batches {
 			ep := endpoints[b.Endpoint]
 			recs := w.Batch(b.Endpoint, b.Seq, batchSize)
-			wrapped, sealed, err := seal.Records(rawWrapper{}, ep.ID, recs)
+			wrapped, sealed, err := seal.Records(key, ep.ID, recs)
 			if err != nil {
-				panic(err) // rawWrapper does not fail
+				panic(err) // wrapping a 32-byte key does not fail
 			}
 			a := rawArgs{
 				batch:    []any{int64(pk + 1), pseudonym(ep.ID), fmt.Sprintf("raw-e%d-%d", b.Endpoint, b.Seq), ep.Country, encodeTime(time.Now()), int64(len(recs)), wrapped},
@@ -588,16 +595,6 @@ func rawRows(ctx context.Context, w *Workload, endpoints []Endpoint, batches []B
 		}
 	}()
 	return ch
-}
-
-// rawWrapper stands in for a region's custody key in the raw insert: it
-// "wraps" a data key into as many bytes as custody's hybrid KEM does (an
-// ML-KEM-768+X25519 encapsulation, 1,120 bytes, and the sealed key).
-type rawWrapper struct{}
-
-func (rawWrapper) Wrap(key []byte) ([]byte, error) {
-	out := make([]byte, 1120, 1120+len(key)+16)
-	return append(append(out, key...), make([]byte, 16)...), nil
 }
 
 // pseudonym stands in for the region's HMAC pseudonym: a string of the same

@@ -79,6 +79,11 @@ func New(cfg Config) *Region {
 	if cfg.PeerClient == nil {
 		cfg.PeerClient = &http.Client{Timeout: 10 * time.Second}
 	}
+	if cfg.Store == nil || cfg.Wrapper == nil {
+		// A region without them would fail every ingest; say so at
+		// start instead.
+		panic("region.New: Config.Store and Config.Wrapper are required")
+	}
 	if cfg.ExchangeInterval == 0 {
 		cfg.ExchangeInterval = 300 * time.Millisecond
 	}

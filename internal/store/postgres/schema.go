@@ -11,9 +11,23 @@ import (
 	"github.com/vitrine-dev/vitrine/internal/store"
 )
 
-// ingestSchema is the part of the first migration that creates the
-// tables ingest wrote then.
-const ingestSchema = `
+// migrations are the schema's versions: migrations[i] takes a database from
+// version i to version i+1. Append only; never edit a step that has shipped.
+//
+// Tables are created in the connection's search_path, so that one database
+// can hold several regions' stores in separate schemas. The threat half of
+// a record is in records, the personal half in personal under the same id,
+// sealed under its batch's data key (since version 3; before, in clear,
+// with the endpoint id in batches as the idempotency key).
+//
+// There are no foreign keys: the store is the only writer, and it writes a
+// batch's rows together in one transaction; PostgreSQL would check each
+// row with a trigger, which costs more than the insert on the ingest path.
+// Nor is there an index on records.batch_pk: a record's id is its batch's
+// pk << 14 | its index in the batch (see recordIDBits).
+var migrations = []string{
+	// 1: records, batches, aggregates.
+	`
 CREATE TABLE batches (
 	pk bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
 	endpoint_id text NOT NULL,
@@ -40,25 +54,7 @@ CREATE TABLE personal (
 	endpoint_id text NOT NULL,
 	url text NOT NULL,
 	path text NOT NULL
-);`
-
-// migrations are the schema's versions: migrations[i] takes a database from
-// version i to version i+1. Append only; never edit a step that has shipped.
-//
-// Tables are created in the connection's search_path, so that one database
-// can hold several regions' stores in separate schemas. The threat half of
-// a record is in records, the personal half in personal under the same id,
-// sealed under its batch's data key (since version 3; before, in clear,
-// with the endpoint id in batches as the idempotency key).
-//
-// There are no foreign keys: the store is the only writer, and it writes a
-// batch's rows together in one transaction; PostgreSQL would check each
-// row with a trigger, which costs more than the insert on the ingest path.
-// Nor is there an index on records.batch_pk: a record's id is its batch's
-// pk << 14 | its index in the batch (see recordIDBits).
-var migrations = []string{
-	// 1: records, batches, aggregates.
-	ingestSchema + `
+);
 CREATE TABLE sightings (
 	pseudonym text NOT NULL,
 	sha256 text NOT NULL,

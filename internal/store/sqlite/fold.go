@@ -298,18 +298,15 @@ func newFoldPlan(p *pending) *foldPlan {
 // reports whether that finished the fold. The caller holds the writer.
 func (s *Store) foldStep(ctx context.Context, limit int) (last bool, err error) {
 	plan, f := s.plan, s.folding
-	take := func(next, n int) int {
-		if limit == 0 {
-			return n
-		}
-		return min(n, next+limit)
-	}
-	shaEnd := take(plan.nextSha, len(plan.shas))
-	remoteEnd := plan.nextRemote
-	if shaEnd == len(plan.shas) {
-		remoteEnd = take(plan.nextRemote, len(plan.remote))
-		if limit != 0 && shaEnd > plan.nextSha {
-			remoteEnd = plan.nextRemote // hashes and remote rows in turn
+	shaEnd, remoteEnd := len(plan.shas), len(plan.remote)
+	if limit > 0 {
+		// A chunk of hashes or, once they are all written, of remote
+		// aggregates.
+		shaEnd = min(shaEnd, plan.nextSha+limit)
+		if plan.nextSha < len(plan.shas) {
+			remoteEnd = plan.nextRemote
+		} else {
+			remoteEnd = min(remoteEnd, plan.nextRemote+limit)
 		}
 	}
 	shas := plan.shas[plan.nextSha:shaEnd]

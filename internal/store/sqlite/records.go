@@ -13,7 +13,8 @@ import (
 // Records returns the records q selects, in id order, and whether there
 // were more than q.Limit. By hash, it finds them through hash_records, which
 // folds fill, and the ids pending hashes carry; by endpoint, through the
-// endpoint's batches and their record ranges.
+// endpoint's batches (the unique index on pseudonym and batch id) and
+// their ranges of record ids.
 func (s *Store) Records(ctx context.Context, q store.RecordQuery) ([]store.StoredRecord, bool, error) {
 	q, err := store.CheckQuery(q)
 	if err != nil {
@@ -31,44 +32,11 @@ func (s *Store) Records(ctx context.Context, q store.RecordQuery) ([]store.Store
 			if err != nil {
 				return err
 			}
-			recs, err = fetchRecords(ctx, tx, q, ids, q.Limit+1-len(recs))
+			recs, err = scanRecords(ctx, tx, recordsByHash, q, ids)
 			return err
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT first_id, count FROM batches WHERE pseudonym = ? ORDER BY pk`, q.Pseudonym)
-		if err != nil {
-			return err
-		}
-		type span struct{ first, count int64 }
-		var spans []span
-		for rows.Next() {
-			var sp span
-			if err := rows.Scan(&sp.first, &sp.count); err != nil {
-				rows.Close()
-				return err
-			}
-			if sp.count > 0 {
-				spans = append(spans, sp)
-			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		for _, sp := range spans {
-			if len(recs) > q.Limit {
-				break
-			}
-			ids := make([]int64, sp.count)
-			for i := range ids {
-				ids[i] = sp.first + int64(i)
-			}
-			got, err := fetchRecords(ctx, tx, q, ids, q.Limit+1-len(recs))
-			if err != nil {
-				return err
-			}
-			recs = append(recs, got...)
-		}
-		return nil
+		recs, err = scanRecords(ctx, tx, recordsByEndpoint, q, nil)
+		return err
 	})
 	if err != nil {
 		return nil, false, fmt.Errorf("reading records: %w", err)
@@ -112,12 +80,29 @@ func (s *Store) recordsOfHash(ctx context.Context, tx *sql.Tx, sha string) ([]in
 	return slices.Compact(ids), nil
 }
 
-// fetchRecords reads the records with the given ids that match q's other
-// conditions, in id order, at most limit of them.
-func fetchRecords(ctx context.Context, tx *sql.Tx, q store.RecordQuery, ids []int64, limit int) ([]store.StoredRecord, error) {
-	if len(ids) == 0 || limit <= 0 {
-		return nil, nil
-	}
+// recordsQuery reads records, with their batch's columns and their sealed
+// halves, from the join %s of records r and batches b, with q's conditions
+// as parameters (see scanRecords).
+const recordsQuery = `SELECT r.id, r.time, r.kind, r.sha256, r.size, r.detection, r.product, r.ruledb,
+		b.pseudonym, b.country, b.batch_id, b.received, b.wrapped_key, p.sealed
+	FROM %s
+	LEFT JOIN personal p ON p.record_id = r.id
+	WHERE (?2 = '' OR b.pseudonym = ?2) AND (?3 = '' OR r.sha256 = ?3)
+		AND (?4 IS NULL OR r.time >= ?4) AND (?5 IS NULL OR r.time < ?5)
+	ORDER BY r.id LIMIT ?6`
+
+// The record queries: by the ids in ?1, and by the endpoint in ?2, whose
+// records are its batches' ranges of ids.
+var (
+	recordsByHash = fmt.Sprintf(recordsQuery, `json_each(?1) j CROSS JOIN records r ON r.id = j.value
+		JOIN batches b ON b.pk = r.batch_pk`)
+	recordsByEndpoint = fmt.Sprintf(recordsQuery, `batches b
+		JOIN records r ON b.pseudonym = ?2 AND r.id >= b.first_id AND r.id < b.first_id + b.count`)
+)
+
+// scanRecords runs query, recordsByHash or recordsByEndpoint, with the ids (as ?1, a JSON
+// array) and q's conditions, for up to q.Limit+1 records.
+func scanRecords(ctx context.Context, tx *sql.Tx, query string, q store.RecordQuery, ids []int64) ([]store.StoredRecord, error) {
 	j, err := json.Marshal(ids)
 	if err != nil {
 		return nil, err
@@ -129,14 +114,7 @@ func fetchRecords(ctx context.Context, tx *sql.Tx, q store.RecordQuery, ids []in
 	if !q.To.IsZero() {
 		to = sql.NullInt64{Int64: q.To.UnixMicro(), Valid: true}
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT r.id, r.time, r.kind, r.sha256, r.size, r.detection, r.product, r.ruledb,
-			b.pseudonym, b.country, b.batch_id, b.received, b.wrapped_key, p.sealed
-		FROM json_each(?1) j CROSS JOIN records r ON r.id = j.value
-		JOIN batches b ON b.pk = r.batch_pk
-		LEFT JOIN personal p ON p.record_id = r.id
-		WHERE (?2 = '' OR b.pseudonym = ?2) AND (?3 = '' OR r.sha256 = ?3)
-			AND (?4 IS NULL OR r.time >= ?4) AND (?5 IS NULL OR r.time < ?5)
-		ORDER BY r.id LIMIT ?6`, string(j), q.Pseudonym, q.SHA256, from, to, limit)
+	rows, err := tx.QueryContext(ctx, query, string(j), q.Pseudonym, q.SHA256, from, to, q.Limit+1)
 	if err != nil {
 		return nil, err
 	}

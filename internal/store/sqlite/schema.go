@@ -117,7 +117,7 @@ ALTER TABLE fold_state ADD COLUMN done_through TEXT NOT NULL DEFAULT '';
 	// pseudonym, not endpoint id, with their wrapped data key and their
 	// first record; records found by hash through hash_records, which
 	// folds fill. Personal halves stored in clear before this version
-	// move to legacy_personal, which SealLegacy empties.
+	// move to legacy_personal, to be sealed by a later version.
 	`
 CREATE TABLE batches_v4 (
 	pk INTEGER PRIMARY KEY,

@@ -544,8 +544,9 @@ func TestLookupsSearchByKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.unlock()
-	for name, q := range map[string]string{"local": localQuery, "local detections": localDetectionsQuery, "remote": remoteQuery} {
-		rows, err := s.read.QueryContext(ctx, "EXPLAIN QUERY PLAN "+q, `["`+storetest.Hash("1")+`"]`)
+	for name, q := range map[string]string{"local": localQuery, "local detections": localDetectionsQuery, "remote": remoteQuery,
+		"records by hash": recordsByHash, "records by endpoint": recordsByEndpoint} {
+		rows, err := s.read.QueryContext(ctx, "EXPLAIN QUERY PLAN "+q, `["`+storetest.Hash("1")+`"]`, storetest.Pseudonym("ep-1"), "", nil, nil, 10)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -561,7 +562,7 @@ func TestLookupsSearchByKey(t *testing.T) {
 		rows.Close()
 		searched := false
 		for _, step := range plan {
-			for _, table := range []string{"aggregates", "detections", "remote_aggregates"} {
+			for _, table := range []string{"aggregates", "detections", "remote_aggregates", "batches", "records"} {
 				if strings.HasPrefix(step, "SCAN "+table) || strings.HasPrefix(step, "SCAN "+table[:1]+" ") || step == "SCAN "+table[:1] {
 					t.Errorf("%s query scans %s: %q", name, table, plan)
 				}
