@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -681,5 +682,83 @@ func TestCrashDuringFold(t *testing.T) {
 	var done string
 	if err := s.read.QueryRowContext(ctx, `SELECT target, done_through FROM fold_state`).Scan(&target, &done); err != nil || target != 0 || done != "" {
 		t.Errorf("fold_state after recovery: target %d, done_through %q, %v; want none under way", target, done, err)
+	}
+}
+
+// TestMigrateToSealed migrates a version-3 database, whose personal halves
+// are in clear, to the current schema: batches keep their records, found
+// by endpoint (through first_id) and by hash (through hash_records), and
+// the clear halves move to legacy_personal, out of the personal table.
+func TestMigrateToSealed(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "store.db")
+	if err := create(ctx, path); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", dsn(path, pragmas...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := migrate(ctx, conn, migrations[:3]); err != nil {
+		t.Fatal(err)
+	}
+	a, b := storetest.Hash("a"), storetest.Hash("b")
+	ps := storetest.Pseudonym("ep-1")
+	for _, q := range []string{
+		`INSERT INTO batches (pk, endpoint_id, batch_id, pseudonym, country, received, count) VALUES (1, 'ep-1', 'b1', '` + ps + `', 'DE', 1, 2), (2, 'ep-2', 'b1', 'other', 'DE', 2, 1)`,
+		`INSERT INTO records VALUES (1, 1, 10, 'file', '` + a + `', 1, '', 'p', 1), (2, 1, 20, 'file', '` + b + `', 1, '', 'p', 1), (3, 2, 30, 'file', '` + a + `', 1, '', 'p', 1)`,
+		`INSERT INTO personal VALUES (1, 'ep-1', '', 'C:/x'), (2, 'ep-1', '', 'C:/y'), (3, 'ep-2', '', 'C:/z')`,
+		`UPDATE fold_state SET record_id = 3`,
+	} {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	conn.Close()
+	db.Close()
+
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ids := func(q store.RecordQuery) []int64 {
+		t.Helper()
+		recs, _, err := s.Records(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []int64
+		for _, r := range recs {
+			if old := r.ID <= 3; old != (len(r.Sealed) == 0 && len(r.WrappedKey) == 0) {
+				t.Errorf("record %d: sealed half %d bytes, wrapped key %d bytes", r.ID, len(r.Sealed), len(r.WrappedKey))
+			}
+			out = append(out, r.ID)
+		}
+		return out
+	}
+	if got := ids(store.RecordQuery{Pseudonym: ps}); !slices.Equal(got, []int64{1, 2}) {
+		t.Errorf("ep-1's records after migrating = %v, want [1 2]", got)
+	}
+	if got := ids(store.RecordQuery{SHA256: a}); !slices.Equal(got, []int64{1, 3}) {
+		t.Errorf("records of a after migrating = %v, want [1 3]", got)
+	}
+	var legacy, personal int
+	if err := s.read.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM legacy_personal), (SELECT count(*) FROM personal)`).Scan(&legacy, &personal); err != nil {
+		t.Fatal(err)
+	}
+	if legacy != 3 || personal != 0 {
+		t.Errorf("legacy_personal holds %d rows and personal %d; want 3 and 0", legacy, personal)
+	}
+	// New batches go on as usual, with ids after the old ones.
+	if ok, err := s.PutBatch(ctx, storetest.Batch("ep-1", "b2", storetest.Record(a, 0, ""))); err != nil || !ok {
+		t.Fatalf("PutBatch after migrating = %v, %v", ok, err)
+	}
+	if got := ids(store.RecordQuery{Pseudonym: ps}); len(got) != 3 || got[2] != 4 {
+		t.Errorf("ep-1's records = %v, want [1 2 4]", got)
 	}
 }
