@@ -61,6 +61,9 @@ type RecordQuery struct {
 	// From and To bound the records' time: From <= time < To. Zero means
 	// unbounded.
 	From, To time.Time
+	// After, when positive, selects only records with a larger id: the
+	// last id of one page gives the next.
+	After int64
 	// Limit is the most records returned (at most MaxRecords; 0 means
 	// MaxRecords).
 	Limit int
@@ -176,6 +179,8 @@ func CheckQuery(q RecordQuery) (RecordQuery, error) {
 	switch {
 	case q.SHA256 == "" && q.Pseudonym == "":
 		return q, errors.New("a query names a sha256, an endpoint, or both")
+	case q.After < 0:
+		return q, fmt.Errorf("after %d is negative", q.After)
 	case q.Limit < 0 || q.Limit > MaxRecords:
 		return q, fmt.Errorf("limit %d is outside 0..%d", q.Limit, MaxRecords)
 	case !q.From.IsZero() && !q.To.IsZero() && !q.From.Before(q.To):

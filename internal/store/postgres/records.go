@@ -39,7 +39,7 @@ func (s *Store) Records(ctx context.Context, q store.RecordQuery) ([]store.Store
 		query = `SELECT ` + recordColumns + `
 			FROM records r JOIN batches b ON b.pk = r.batch_pk LEFT JOIN personal p ON p.record_id = r.id
 			WHERE r.sha256 = $1 AND ($2 = '' OR b.pseudonym = $2)
-				AND ($3::timestamptz IS NULL OR r.time >= $3) AND ($4::timestamptz IS NULL OR r.time < $4)
+				AND ($3::timestamptz IS NULL OR r.time >= $3) AND ($4::timestamptz IS NULL OR r.time < $4) AND r.id > $6
 			ORDER BY r.id LIMIT $5`
 	} else {
 		query = `SELECT ` + recordColumns + `
@@ -47,10 +47,10 @@ func (s *Store) Records(ctx context.Context, q store.RecordQuery) ([]store.Store
 			JOIN records r ON r.id >= b.pk << ` + fmt.Sprint(recordIDBits) + ` AND r.id < (b.pk << ` + fmt.Sprint(recordIDBits) + `) + b.count
 			LEFT JOIN personal p ON p.record_id = r.id
 			WHERE b.pseudonym = $2 AND ($1 = '' OR r.sha256 = $1)
-				AND ($3::timestamptz IS NULL OR r.time >= $3) AND ($4::timestamptz IS NULL OR r.time < $4)
+				AND ($3::timestamptz IS NULL OR r.time >= $3) AND ($4::timestamptz IS NULL OR r.time < $4) AND r.id > $6
 			ORDER BY r.id LIMIT $5`
 	}
-	rows, err := s.pool.Query(ctx, query, q.SHA256, q.Pseudonym, from, to, q.Limit+1)
+	rows, err := s.pool.Query(ctx, query, q.SHA256, q.Pseudonym, from, to, q.Limit+1, q.After)
 	if err != nil {
 		return nil, false, fmt.Errorf("reading records: %w", s.closedErr(err))
 	}

@@ -88,7 +88,7 @@ const recordsQuery = `SELECT r.id, r.time, r.kind, r.sha256, r.size, r.detection
 	FROM %s
 	LEFT JOIN personal p ON p.record_id = r.id
 	WHERE (?2 = '' OR b.pseudonym = ?2) AND (?3 = '' OR r.sha256 = ?3)
-		AND (?4 IS NULL OR r.time >= ?4) AND (?5 IS NULL OR r.time < ?5)
+		AND (?4 IS NULL OR r.time >= ?4) AND (?5 IS NULL OR r.time < ?5) AND r.id > ?7
 	ORDER BY r.id LIMIT ?6`
 
 // The record queries: by the ids in ?1, and by the endpoint in ?2, whose
@@ -114,7 +114,7 @@ func scanRecords(ctx context.Context, tx *sql.Tx, query string, q store.RecordQu
 	if !q.To.IsZero() {
 		to = sql.NullInt64{Int64: q.To.UnixMicro(), Valid: true}
 	}
-	rows, err := tx.QueryContext(ctx, query, string(j), q.Pseudonym, q.SHA256, from, to, q.Limit+1)
+	rows, err := tx.QueryContext(ctx, query, string(j), q.Pseudonym, q.SHA256, from, to, q.Limit+1, q.After)
 	if err != nil {
 		return nil, err
 	}

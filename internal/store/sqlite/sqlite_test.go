@@ -547,7 +547,7 @@ func TestLookupsSearchByKey(t *testing.T) {
 	s.unlock()
 	for name, q := range map[string]string{"local": localQuery, "local detections": localDetectionsQuery, "remote": remoteQuery,
 		"records by hash": recordsByHash, "records by endpoint": recordsByEndpoint} {
-		rows, err := s.read.QueryContext(ctx, "EXPLAIN QUERY PLAN "+q, `["`+storetest.Hash("1")+`"]`, storetest.Pseudonym("ep-1"), "", nil, nil, 10)
+		rows, err := s.read.QueryContext(ctx, "EXPLAIN QUERY PLAN "+q, `["`+storetest.Hash("1")+`"]`, storetest.Pseudonym("ep-1"), "", nil, nil, 10, 0)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -556,6 +556,9 @@ func testRecordsByEndpoint(t *testing.T, s store.Store) {
 	want("Records(ep-1, from 1m to 3h)", mustRecords(t, s, store.RecordQuery{Pseudonym: Pseudonym("ep-1"), From: T0.Add(time.Minute), To: T0.Add(3 * time.Hour)}, false), b, c)
 	want("Records(a, from 1h)", mustRecords(t, s, store.RecordQuery{SHA256: a, From: T0.Add(time.Hour)}, false), a, a)
 	want("Records(ep-1, limit 3)", mustRecords(t, s, store.RecordQuery{Pseudonym: Pseudonym("ep-1"), Limit: 3}, true), a, b, c)
+	page := mustRecords(t, s, store.RecordQuery{Pseudonym: Pseudonym("ep-1"), Limit: 2}, true)
+	want("Records(ep-1, after the first page)", mustRecords(t, s, store.RecordQuery{Pseudonym: Pseudonym("ep-1"), After: page[1].ID}, false), c, a)
+	want("Records(a, after the first)", mustRecords(t, s, store.RecordQuery{SHA256: a, After: page[0].ID}, false), a, a)
 	want("Records(ep-3)", mustRecords(t, s, store.RecordQuery{Pseudonym: Pseudonym("ep-3")}, false))
 
 	for _, q := range []store.RecordQuery{
@@ -563,6 +566,7 @@ func testRecordsByEndpoint(t *testing.T, s store.Store) {
 		{SHA256: a, Limit: -1},
 		{SHA256: a, Limit: store.MaxRecords + 1},
 		{SHA256: a, From: T0, To: T0},
+		{SHA256: a, After: -1},
 	} {
 		if _, _, err := s.Records(t.Context(), q); err == nil {
 			t.Errorf("Records(%+v) succeeded", q)
