@@ -23,6 +23,7 @@ import (
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
 	"github.com/vitrine-dev/vitrine/internal/keys"
 	"github.com/vitrine-dev/vitrine/internal/logserver"
+	"github.com/vitrine-dev/vitrine/internal/principal"
 	"github.com/vitrine-dev/vitrine/internal/witness"
 	"github.com/vitrine-dev/vitrine/residency"
 	"github.com/vitrine-dev/vitrine/tlog"
@@ -69,6 +70,7 @@ type Platform struct {
 	logs          map[string]*logserver.Log
 	custody       *custody.Service
 	custodyToken  string
+	principals    *principal.Registry
 	regions       *regions
 	serveErr      chan error
 }
@@ -152,6 +154,11 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 		p.logs[name] = l
 	}
 
+	// Principals may be given any region an access log exists for.
+	p.principals, err = principal.Open(filepath.Join(cfg.Data, "principals.json"), func(r string) bool { return p.logs["access-"+r] != nil })
+	if err != nil {
+		return nil, fmt.Errorf("starting platform: %w", err)
+	}
 	if err := p.startCustody(); err != nil {
 		return nil, fmt.Errorf("starting platform: %w", err)
 	}
@@ -184,11 +191,17 @@ func (p *Platform) routes() http.Handler {
 	mux.Handle("/witness/", http.StripPrefix("/witness", p.witness.Handler()))
 	custodian := func(r *http.Request) bool { return keys.BearerEqual(r, p.custodyToken) }
 	mux.Handle("/custody/", http.StripPrefix("/custody", p.custody.Handler(custodian)))
+	mux.Handle("POST "+principal.Path, p.principals.Handler(operator))
 	mux.HandleFunc("POST /v1/endpoints", p.serveRegister)
 	mux.HandleFunc("POST /v1/telemetry", p.serveFrontDoor)
 	for name, r := range p.regions.byName {
 		prefix := "/regions/" + name
 		mux.Handle(prefix+"/", http.StripPrefix(prefix, r.Handler()))
+		// The access gateway serves the routes that reach stored records.
+		g := http.StripPrefix(prefix, p.regions.gateways[name].Handler())
+		mux.Handle(prefix+"/v1/records", g)
+		mux.Handle(prefix+"/v1/records/", g)
+		mux.Handle(prefix+"/v1/access/", g)
 	}
 	mux.HandleFunc("GET /{$}", p.serveIndex)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/vitrine-dev/vitrine/internal/endpoint"
+	"github.com/vitrine-dev/vitrine/internal/gateway"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
 	"github.com/vitrine-dev/vitrine/internal/keys"
 	"github.com/vitrine-dev/vitrine/internal/logserver"
@@ -42,6 +43,7 @@ type regions struct {
 	policyVK  string
 	issuer    *endpoint.Issuer
 	byName    map[string]*region.Region
+	gateways  map[string]*gateway.Gateway
 	stores    []store.Store
 	cancel    context.CancelFunc
 	done      chan struct{}
@@ -50,7 +52,7 @@ type regions struct {
 // startRegions activates the residency policy through the policy log and
 // starts every region of it.
 func (p *Platform) startRegions(ctx context.Context) error {
-	rs := &regions{byName: map[string]*region.Region{}, done: make(chan struct{})}
+	rs := &regions{byName: map[string]*region.Region{}, gateways: map[string]*gateway.Gateway{}, done: make(chan struct{})}
 	p.regions = rs
 	var err error
 	rs.policyKey, rs.policyVK, err = keys.LoadOrCreateSigner(filepath.Join(p.cfg.Data, "policy.key"), filepath.Join(p.cfg.Data, "policy.vkey"), p.cfg.Name+"/policy")
@@ -122,6 +124,15 @@ func (p *Platform) startRegions(ctx context.Context) error {
 			Policy:       rs.policy.Load,
 			PeerToken:    peerToken,
 			Peers:        peers,
+			Logger:       p.logger,
+		})
+		rs.gateways[reg.Name] = gateway.New(gateway.Config{
+			Region:       reg.Name,
+			Store:        st,
+			Log:          p.logs["access-"+reg.Name],
+			Custody:      p.custody,
+			Principals:   p.principals,
+			PseudonymKey: []byte(pkey),
 			Logger:       p.logger,
 		})
 	}

@@ -1,0 +1,344 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/vitrine-dev/vitrine/access"
+	"github.com/vitrine-dev/vitrine/internal/custody"
+	"github.com/vitrine-dev/vitrine/internal/httpapi"
+	"github.com/vitrine-dev/vitrine/internal/principal"
+	"github.com/vitrine-dev/vitrine/internal/seal"
+	"github.com/vitrine-dev/vitrine/internal/store"
+	"github.com/vitrine-dev/vitrine/telemetry"
+)
+
+// Dataset is the resource dataset of the gateway's access records.
+const Dataset = "telemetry"
+
+// Record is a released record: the stored threat half with its personal
+// half opened, and where it came from.
+type Record struct {
+	ID int64 `json:"id"`
+	// Endpoint is the id of the endpoint that sent the record (personal).
+	Endpoint string    `json:"endpoint"`
+	Country  string    `json:"country"`
+	BatchID  string    `json:"batch_id"`
+	Received time.Time `json:"received"`
+	telemetry.Record
+}
+
+// Receipt says where the access record of an answer is.
+type Receipt struct {
+	Log   string `json:"log"`   // the access log's origin
+	Index uint64 `json:"index"` // the entry's index in it
+	// Proof is the path, relative to the region's base URL, of the
+	// entry's tlog-proof.
+	Proof string `json:"proof"`
+}
+
+// Answer is the answer of the read and delete routes.
+type Answer struct {
+	Region  string  `json:"region"`
+	Action  string  `json:"action"`
+	Receipt Receipt `json:"receipt"`
+	// Count and Digest are the access record's: how many records the
+	// access released or deleted, and the digest of their ids
+	// (access.Digest).
+	Count  int    `json:"count"`
+	Digest string `json:"digest"`
+	// More says whether the query selects more records; Next, passed as
+	// the after parameter, asks for them.
+	More bool  `json:"more"`
+	Next int64 `json:"next,omitempty"`
+	// Records are the released records (read).
+	Records []Record `json:"records,omitempty"`
+	// Deleted is how many records were deleted (delete).
+	Deleted int64 `json:"deleted,omitempty"`
+}
+
+// Headers of an export, whose body is the records alone (NDJSON).
+const (
+	CountHeader  = "Vitrine-Access-Count"
+	DigestHeader = "Vitrine-Access-Digest"
+	NextHeader   = "Vitrine-Next"
+)
+
+func (g *Gateway) serveAccess(w http.ResponseWriter, r *http.Request, act *action) {
+	rec := &access.Record{
+		Time:     g.cfg.Now(),
+		Region:   g.cfg.Region,
+		Action:   act.name,
+		Resource: access.Resource{Dataset: Dataset, Digest: access.Digest(nil)},
+		Subjects: []string{},
+		Request:  requestID(),
+		Outcome:  "granted",
+	}
+	w.Header().Set("Vitrine-Request-Id", rec.Request)
+	q, query, qerr := parseQuery(r.URL.Query(), g.cfg.PseudonymKey)
+	rec.Resource.Query = query
+
+	p, err := g.cfg.Principals.Authenticate(r)
+	if err != nil {
+		reason := "bad credential"
+		if errors.Is(err, principal.ErrNoCredential) {
+			reason = "no credential"
+		}
+		g.deny(w, r, rec, act, http.StatusUnauthorized, reason,
+			"this route needs a principal's bearer token (Authorization: Bearer vp1.…)")
+		return
+	}
+	rec.Principal = access.Principal{ID: p.ID, Role: string(p.Role), Location: p.Location}
+	if !slices.Contains(act.roles, p.Role) {
+		g.deny(w, r, rec, act, http.StatusForbidden, fmt.Sprintf("role %s may not %s records", p.Role, act.name), "")
+		return
+	}
+	if !p.MayActIn(g.cfg.Region) {
+		g.deny(w, r, rec, act, http.StatusForbidden, fmt.Sprintf("principal may not act in region %s", g.cfg.Region), "")
+		return
+	}
+	h := r.Header.Get(access.Header)
+	if strings.TrimSpace(h) == "" {
+		g.deny(w, r, rec, act, http.StatusBadRequest, "no justification",
+			fmt.Sprintf("a justification is required: send the header %q with a code from %s", access.Header+": <CODE>; <detail>", strings.Join(access.Codes, ", ")))
+		return
+	}
+	j, err := access.ParseJustification(h)
+	if err != nil {
+		g.deny(w, r, rec, act, http.StatusBadRequest, "bad justification", err.Error())
+		return
+	}
+	rec.Justification = j
+	if qerr != nil {
+		g.deny(w, r, rec, act, http.StatusBadRequest, "bad query", "bad query: "+qerr.Error())
+		return
+	}
+
+	recs, more, err := g.cfg.Store.Records(r.Context(), q)
+	if err != nil {
+		g.unavailable(w, r, fmt.Errorf("%w: %v", errStore, err))
+		return
+	}
+	if n := fit(rec, recs, act.open); n < len(recs) {
+		recs, more = recs[:n], true
+	}
+	ids, wrapped := describe(rec, recs, act.open)
+	entry, err := rec.Marshal()
+	if err != nil {
+		g.logger.ErrorContext(r.Context(), "building access record", "err", err)
+		httpapi.Error(w, http.StatusInternalServerError, "the gateway could not build the access record; nothing was released")
+		return
+	}
+	index, err := g.cfg.Log.Append(r.Context(), entry)
+	if err != nil {
+		g.unavailable(w, r, fmt.Errorf("%w: %v", errLog, err))
+		return
+	}
+	w.Header().Set(access.ReceiptHeader, g.receipt(index))
+	ans := &Answer{Region: g.cfg.Region, Action: act.name, Receipt: g.receiptOf(index), Count: len(recs), Digest: rec.Resource.Digest, More: more}
+	if more && len(recs) > 0 {
+		ans.Next = recs[len(recs)-1].ID
+	}
+
+	if act == del {
+		n, err := g.cfg.Store.DeleteRecords(r.Context(), ids)
+		if err != nil {
+			g.unavailable(w, r, fmt.Errorf("%w: deleting records of access entry %d: %v", errStore, index, err))
+			return
+		}
+		ans.Deleted = n
+		httpapi.JSON(w, ans)
+		return
+	}
+	out, err := g.open(r.Context(), index, entry, recs, wrapped)
+	if err != nil {
+		if errors.Is(err, seal.ErrOpen) {
+			g.logger.ErrorContext(r.Context(), "opening records", "err", err, "index", index)
+			httpapi.Error(w, http.StatusInternalServerError, "a stored record does not open under its data key (it was altered); nothing was released")
+			return
+		}
+		g.unavailable(w, r, err)
+		return
+	}
+	if act == export {
+		g.writeExport(w, ans, out)
+		return
+	}
+	ans.Records = out
+	httpapi.JSON(w, ans)
+}
+
+func (g *Gateway) receiptOf(index uint64) Receipt {
+	return Receipt{Log: g.cfg.Log.Origin(), Index: index, Proof: fmt.Sprintf("v1/access/%d/proof", index)}
+}
+
+// deny logs a denied attempt and answers status with msg (reason if msg
+// is empty). If the log cannot take the record the answer is 503: no
+// attempt goes unlogged.
+func (g *Gateway) deny(w http.ResponseWriter, r *http.Request, rec *access.Record, act *action, status int, reason, msg string) {
+	rec.Action, rec.Outcome = "denied", "denied"
+	rec.Reason = act.name + ": " + reason
+	if msg == "" {
+		msg = reason
+	}
+	entry, err := rec.Marshal()
+	if err != nil {
+		g.logger.ErrorContext(r.Context(), "building denied access record", "err", err)
+		httpapi.Error(w, http.StatusInternalServerError, "the gateway could not build the access record of a denied attempt")
+		return
+	}
+	index, err := g.cfg.Log.Append(r.Context(), entry)
+	if err != nil {
+		g.unavailable(w, r, fmt.Errorf("%w (denied attempt: %s): %v", errLog, reason, err))
+		return
+	}
+	w.Header().Set(access.ReceiptHeader, g.receipt(index))
+	if status == http.StatusUnauthorized {
+		httpapi.Unauthorized(w, msg)
+		return
+	}
+	httpapi.Error(w, status, msg)
+}
+
+// Room kept in an access record for what fit does not count exactly.
+const slack = 64
+
+// fit returns how many of recs, from the first, one access record can
+// cover: their distinct subjects and (when open) data keys must fit in
+// access.MaxSize, and the keys in one custody request.
+func fit(rec *access.Record, recs []store.StoredRecord, open bool) int {
+	base, err := rec.Marshal()
+	if err != nil {
+		return len(recs) // Marshal fails again later, with the reason
+	}
+	size := len(base) + len(`,"keys":[]`) + slack
+	subjects, keys := map[string]bool{}, map[string]bool{}
+	for i := range recs {
+		sr := &recs[i]
+		if s := sr.Pseudonym; !subjects[s] {
+			subjects[s] = true
+			size += len(s) + 3 // quotes and comma
+		}
+		if open && len(sr.WrappedKey) > 0 {
+			if k := seal.KeyID(sr.WrappedKey); !keys[k] {
+				keys[k] = true
+				size += len(k) + 3
+				if len(keys) > custody.MaxKeys {
+					return i
+				}
+			}
+		}
+		// The record's id goes into the digest, of fixed size.
+		if size > access.MaxSize {
+			return i
+		}
+	}
+	return len(recs)
+}
+
+// describe fills rec's count, digest, subjects and (when open) keys from
+// recs, and returns the records' ids and the wrapped keys by id.
+func describe(rec *access.Record, recs []store.StoredRecord, open bool) ([]int64, map[string][]byte) {
+	ids := make([]int64, len(recs))
+	subjects := map[string]bool{}
+	wrapped := map[string][]byte{}
+	for i := range recs {
+		sr := &recs[i]
+		ids[i] = sr.ID
+		if !subjects[sr.Pseudonym] {
+			subjects[sr.Pseudonym] = true
+			rec.Subjects = append(rec.Subjects, sr.Pseudonym)
+		}
+		if open && len(sr.WrappedKey) > 0 {
+			if k := seal.KeyID(sr.WrappedKey); wrapped[k] == nil {
+				wrapped[k] = sr.WrappedKey
+				rec.Keys = append(rec.Keys, k)
+			}
+		}
+	}
+	rec.Resource.Count = int64(len(recs))
+	rec.Resource.Digest = access.Digest(ids)
+	return ids, wrapped
+}
+
+// open proves the access entry at index in a witnessed checkpoint, has
+// custody unwrap the data keys it names, and opens the records' personal
+// halves.
+func (g *Gateway) open(ctx context.Context, index uint64, entry []byte, recs []store.StoredRecord, wrapped map[string][]byte) ([]Record, error) {
+	out := make([]Record, len(recs))
+	for i := range recs {
+		sr := &recs[i]
+		out[i] = Record{ID: sr.ID, Country: sr.Country, BatchID: sr.BatchID, Received: sr.Received, Record: sr.Record}
+	}
+	if len(wrapped) == 0 {
+		return out, nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, g.cfg.WitnessTimeout)
+	proof, err := g.cfg.Log.Prove(wctx, index)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("%w: entry %d: %v", errWitness, index, err)
+	}
+	ids := make([]string, 0, len(wrapped))
+	req := &custody.UnwrapRequest{Region: g.cfg.Region, Entry: entry, Proof: proof.Marshal()}
+	for id, w := range wrapped {
+		ids = append(ids, id)
+		req.Keys = append(req.Keys, w)
+	}
+	resp, err := g.cfg.Custody.Unwrap(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("%w: entry %d: %v", errCustody, index, err)
+	}
+	if len(resp.Keys) != len(ids) {
+		return nil, fmt.Errorf("%w: entry %d: %d keys for %d asked", errCustody, index, len(resp.Keys), len(ids))
+	}
+	keys := make(map[string][]byte, len(ids))
+	for i, id := range ids {
+		keys[id] = resp.Keys[i]
+	}
+	defer func() {
+		for _, k := range resp.Keys {
+			clear(k)
+		}
+	}()
+	for i := range recs {
+		sr := &recs[i]
+		if len(sr.WrappedKey) == 0 {
+			continue // stored before sealing; its personal half is not released here
+		}
+		id := seal.KeyID(sr.WrappedKey)
+		p, err := seal.Open(keys[id], seal.Binding{KeyID: id, SHA256: sr.Record.SHA256, Time: sr.Record.Time}, sr.Sealed)
+		if err != nil {
+			return nil, fmt.Errorf("record %d: %w", sr.ID, err)
+		}
+		out[i].Endpoint, out[i].URL, out[i].Path = p.EndpointID, p.URL, p.Path
+	}
+	return out, nil
+}
+
+// writeExport answers an export: the records as NDJSON, the access
+// record's count and digest and the next page in headers.
+func (g *Gateway) writeExport(w http.ResponseWriter, ans *Answer, recs []Record) {
+	h := w.Header()
+	h.Set("Content-Type", "application/x-ndjson")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s-%s-%d.ndjson"`, Dataset, g.cfg.Region, ans.Receipt.Index))
+	h.Set(CountHeader, strconv.Itoa(ans.Count))
+	h.Set(DigestHeader, ans.Digest)
+	if ans.More {
+		h.Set(NextHeader, strconv.FormatInt(ans.Next, 10))
+	}
+	enc := json.NewEncoder(w)
+	for i := range recs {
+		if err := enc.Encode(&recs[i]); err != nil {
+			return
+		}
+	}
+}

@@ -1,0 +1,169 @@
+// Package gateway is a region's access gateway: the only way to read,
+// export or delete stored telemetry, and the only way its personal fields
+// are ever opened.
+//
+// For every request the gateway authenticates the principal, checks its
+// role and region, requires a justification, and builds the access record
+// of DESIGN.md (package access): who, what was asked, how many records
+// and which (a digest of their ids), the pseudonyms of the data subjects,
+// and the ids of the data keys the answer needs. It appends the record to
+// the region's access log and releases nothing until the log has durably
+// sequenced it. To open personal fields it then waits for a checkpoint the
+// supervisor's witness cosigned, proves the entry in it, and asks the
+// supervisor's key custody to unwrap the data keys the entry names. So the
+// data can be read only through a logged access, by construction: custody
+// does not unwrap for an entry that is not in the witnessed log.
+//
+// A refused attempt (no credential, wrong role, wrong region, no
+// justification, a bad query) is logged too, with the outcome "denied".
+// When the log, the store or custody cannot do their part, the answer is
+// 503 and no data.
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/vitrine-dev/vitrine/internal/custody"
+	"github.com/vitrine-dev/vitrine/internal/httpapi"
+	"github.com/vitrine-dev/vitrine/internal/principal"
+	"github.com/vitrine-dev/vitrine/internal/store"
+	"github.com/vitrine-dev/vitrine/tlog"
+)
+
+// Log is the region's access log (a *logserver.Log).
+type Log interface {
+	// Append returns the entry's index once it is durably sequenced.
+	Append(ctx context.Context, entry []byte) (uint64, error)
+	// Prove waits until index is in a witnessed checkpoint and proves it.
+	Prove(ctx context.Context, index uint64) (*tlog.Proof, error)
+	// Origin is the log's origin line.
+	Origin() string
+}
+
+// Custody unwraps data keys for proven access entries (a
+// *custody.Service, or a *custody.Client of one in another process).
+type Custody interface {
+	Unwrap(ctx context.Context, req *custody.UnwrapRequest) (*custody.UnwrapResponse, error)
+}
+
+// Principals authenticates the principal of a request (a
+// *principal.Registry).
+type Principals interface {
+	Authenticate(r *http.Request) (*principal.Principal, error)
+}
+
+// Config configures a region's gateway.
+type Config struct {
+	// Region is the region's name; principals must be allowed to act in
+	// it.
+	Region     string
+	Store      store.Store
+	Log        Log
+	Custody    Custody
+	Principals Principals
+	// PseudonymKey keys the pseudonyms of endpoints, as the region's
+	// ingest does: a query by endpoint is a query by its pseudonym.
+	PseudonymKey []byte
+	// WitnessTimeout bounds how long a read waits for a witnessed
+	// checkpoint that covers its access entry (default 10s).
+	WitnessTimeout time.Duration
+	// Now is the clock (default time.Now).
+	Now    func() time.Time
+	Logger *slog.Logger
+}
+
+// Gateway serves a region's access routes.
+type Gateway struct {
+	cfg    Config
+	logger *slog.Logger
+}
+
+// New returns the gateway described by cfg.
+func New(cfg Config) *Gateway {
+	if cfg.Store == nil || cfg.Log == nil || cfg.Custody == nil || cfg.Principals == nil || len(cfg.PseudonymKey) == 0 {
+		panic("gateway.New: Store, Log, Custody, Principals and PseudonymKey are required")
+	}
+	if cfg.WitnessTimeout == 0 {
+		cfg.WitnessTimeout = 10 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Gateway{cfg: cfg, logger: cfg.Logger.With("region", cfg.Region, "part", "gateway")}
+}
+
+// Handler serves, relative to where it is mounted (/regions/<region>/ in
+// the platform):
+//
+//	GET    /v1/records                read records (JSON)
+//	GET    /v1/records/export         export records (NDJSON)
+//	DELETE /v1/records                delete records
+//	GET    /v1/access/{index}/proof   C2SP tlog-proof of an access entry (public)
+//
+// The record routes take the query parameters sha256, endpoint, from, to
+// (RFC 3339), after (a record id: the next page) and limit, a principal's
+// bearer token and a [access.Header] justification.
+func (g *Gateway) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/records", func(w http.ResponseWriter, r *http.Request) { g.serveAccess(w, r, read) })
+	mux.HandleFunc("GET /v1/records/export", func(w http.ResponseWriter, r *http.Request) { g.serveAccess(w, r, export) })
+	mux.HandleFunc("DELETE /v1/records", func(w http.ResponseWriter, r *http.Request) { g.serveAccess(w, r, del) })
+	mux.HandleFunc("GET /v1/access/{index}/proof", g.serveProof)
+	return mux
+}
+
+// action is one kind of access through the gateway.
+type action struct {
+	name  string
+	roles []principal.Role // who may do it
+	open  bool             // whether it releases personal fields
+}
+
+var (
+	read   = &action{name: "read", roles: []principal.Role{principal.Analyst, principal.Supervisor}, open: true}
+	export = &action{name: "export", roles: []principal.Role{principal.Analyst, principal.Supervisor}, open: true}
+	del    = &action{name: "delete", roles: []principal.Role{principal.Operator, principal.Analyst}}
+)
+
+// Errors the gateway answers 503 for: the access was not completed and
+// nothing was released.
+var (
+	errLog     = errors.New("the access log could not take the access record")
+	errWitness = errors.New("the access record is not yet in a checkpoint the supervisor's witness cosigned")
+	errCustody = errors.New("key custody did not unwrap the data keys")
+	errStore   = errors.New("the region's store could not answer")
+)
+
+// requestID returns a fresh random request id.
+func requestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// receipt is the value of the [access.ReceiptHeader] header.
+func (g *Gateway) receipt(index uint64) string {
+	return fmt.Sprintf("%s %d", g.cfg.Log.Origin(), index)
+}
+
+// unavailable answers 503 for err, one of the err* above, wrapped.
+func (g *Gateway) unavailable(w http.ResponseWriter, r *http.Request, err error) {
+	g.logger.ErrorContext(r.Context(), "access failed closed", "err", err)
+	msg := err.Error()
+	for _, e := range []error{errLog, errWitness, errCustody, errStore} {
+		if errors.Is(err, e) {
+			msg = e.Error()
+		}
+	}
+	httpapi.Unavailable(w, time.Second, msg+"; no data was released, retry later")
+}
