@@ -28,7 +28,7 @@ const Dataset = "telemetry"
 type Record struct {
 	ID int64 `json:"id"`
 	// Endpoint is the id of the endpoint that sent the record (personal).
-	Endpoint string    `json:"endpoint"`
+	Endpoint string    `json:"endpoint,omitempty"`
 	Country  string    `json:"country"`
 	BatchID  string    `json:"batch_id"`
 	Received time.Time `json:"received"`
@@ -121,15 +121,16 @@ func (g *Gateway) serveAccess(w http.ResponseWriter, r *http.Request, act *actio
 		return
 	}
 
-	recs, more, err := g.cfg.Store.Records(r.Context(), q)
+	open := act.open && q.Personal
+	recs, more, err := g.cfg.Store.Records(r.Context(), q.RecordQuery)
 	if err != nil {
 		g.unavailable(w, r, fmt.Errorf("%w: %v", errStore, err))
 		return
 	}
-	if n := fit(rec, recs, act.open); n < len(recs) {
+	if n := fit(rec, recs, open); n < len(recs) {
 		recs, more = recs[:n], true
 	}
-	ids, wrapped := describe(rec, recs, act.open)
+	ids, wrapped := describe(rec, recs, open)
 	entry, err := rec.Marshal()
 	if err != nil {
 		g.logger.ErrorContext(r.Context(), "building access record", "err", err)

@@ -32,7 +32,7 @@ func FuzzParseQuery(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if _, err := store.CheckQuery(q); err != nil || q.Limit < 1 || q.Limit > MaxLimit {
+		if _, err := store.CheckQuery(q.RecordQuery); err != nil || q.Limit < 1 || q.Limit > MaxLimit {
 			t.Fatalf("parsed %q into %+v, which stores refuse: %v", raw, q, err)
 		}
 	})

@@ -111,7 +111,8 @@ func New(cfg Config) *Gateway {
 //	GET    /v1/access/{index}/proof   C2SP tlog-proof of an access entry (public)
 //
 // The record routes take the query parameters sha256, endpoint, from, to
-// (RFC 3339), after (a record id: the next page) and limit, a principal's
+// (RFC 3339), after (a record id: the next page), limit and personal
+// (false: the threat halves alone, without asking custody), a principal's
 // bearer token and a [access.Header] justification.
 func (g *Gateway) Handler() http.Handler {
 	mux := http.NewServeMux()

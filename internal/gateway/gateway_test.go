@@ -280,6 +280,17 @@ func TestCustodyStoppedFailsClosed(t *testing.T) {
 	e.custodySrv.Close()
 	r := e.do("GET", "/v1/records?sha256="+a, "analyst:jdoe", justified)
 	wantUnavailable(t, r, "custody")
+
+	// The threat halves alone need no data key: they are released, with
+	// the access logged, and custody is not asked.
+	r = e.do("GET", "/v1/records?sha256="+a+"&personal=false", "analyst:jdoe", justified)
+	if r.status != http.StatusOK || len(r.answer.Records) != 1 || bytes.Contains(r.body, []byte("secret-path")) || r.answer.Records[0].Endpoint != "" {
+		t.Fatalf("threat-only read: %d %s", r.status, r.body)
+	}
+	lr, raw := e.entry(r.receipt)
+	if lr.Action != "read" || len(lr.Keys) != 0 || lr.Resource.Count != 1 || !strings.Contains(lr.Resource.Query, "&personal=false") {
+		t.Errorf("threat-only read logged as %s", raw)
+	}
 }
 
 // Fail closed: when the witness cannot be reached no checkpoint covers the

@@ -26,15 +26,26 @@ const (
 
 // queryParams are the parameters of the record routes, in the order the
 // access record's query lists them.
-var queryParams = []string{"sha256", "endpoint", "from", "to", "after", "limit"}
+var queryParams = []string{"sha256", "endpoint", "from", "to", "after", "limit", "personal"}
+
+// query is a parsed request of the record routes.
+type query struct {
+	store.RecordQuery
+	// Personal says whether the answer opens the personal fields (the
+	// default): personal=false releases the threat halves alone, which
+	// needs no data key, so custody is not asked and the answer does
+	// not wait for a witnessed checkpoint. The access is logged all the
+	// same.
+	Personal bool
+}
 
 // parseQuery reads the record routes' query parameters. It returns the
 // store query and the query as the access record names it: the same
 // parameters, each at most once, in a fixed order, with the endpoint
 // replaced by its pseudonym, so that no endpoint id reaches the log. When
 // the parameters are bad, the query names what could be read of them.
-func parseQuery(v url.Values, pseudonymKey []byte) (store.RecordQuery, string, error) {
-	var q store.RecordQuery
+func parseQuery(v url.Values, pseudonymKey []byte) (query, string, error) {
+	q := query{Personal: true}
 	var logged []string
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
@@ -93,6 +104,15 @@ func parseQuery(v url.Values, pseudonymKey []byte) (store.RecordQuery, string, e
 				continue
 			}
 			q.Limit, s = n, strconv.Itoa(n)
+		case "personal":
+			switch s {
+			case "true":
+			case "false":
+				q.Personal = false
+			default:
+				bad("personal is not true or false")
+				continue
+			}
 		}
 		logged = append(logged, k+"="+s)
 	}
@@ -102,7 +122,7 @@ func parseQuery(v url.Values, pseudonymKey []byte) (store.RecordQuery, string, e
 		logged = append(logged, "limit="+strconv.Itoa(DefaultLimit))
 	}
 	if len(errs) == 0 {
-		if _, err := store.CheckQuery(q); err != nil {
+		if _, err := store.CheckQuery(q.RecordQuery); err != nil {
 			bad("%v", err)
 		}
 	}
