@@ -38,19 +38,27 @@ func (r *Region) authEndpoint(w http.ResponseWriter, req *http.Request) (endpoin
 		httpapi.Unauthorized(w, "the endpoint token is not valid")
 		return endpoint.Identity{}, false
 	}
-	home, err := r.cfg.Policy().RegionFor(id.Country)
-	if err != nil {
-		httpapi.Error(w, http.StatusForbidden, "the endpoint's country is not served: "+err.Error())
-		return endpoint.Identity{}, false
-	}
-	if id.Region != r.cfg.Name || home != r.cfg.Name {
-		if home == r.cfg.Name {
-			home = id.Region
-		}
-		httpapi.Error(w, http.StatusMisdirectedRequest, fmt.Sprintf("region %s does not serve endpoints of %s; their home region is %s", r.cfg.Name, id.Country, home))
+	if !r.isHome(w, id) {
 		return endpoint.Identity{}, false
 	}
 	return id, true
+}
+
+// isHome checks that this region is the home of the endpoint's country
+// under the active policy. It answers the request and returns false when
+// it is not. The policy decides, not the region the token was issued for:
+// a relocation moves a country's endpoints without new tokens.
+func (r *Region) isHome(w http.ResponseWriter, id endpoint.Identity) bool {
+	home, err := r.cfg.Policy().RegionFor(id.Country)
+	if err != nil {
+		httpapi.Error(w, http.StatusForbidden, "the endpoint's country is not served: "+err.Error())
+		return false
+	}
+	if home != r.cfg.Name {
+		httpapi.Error(w, http.StatusMisdirectedRequest, fmt.Sprintf("region %s does not serve endpoints of %s; their home region is %s", r.cfg.Name, id.Country, home))
+		return false
+	}
+	return true
 }
 
 func bearer(req *http.Request) (string, bool) {
@@ -86,6 +94,13 @@ func (r *Region) serveIngest(w http.ResponseWriter, req *http.Request) {
 	if err != nil {
 		r.logger.ErrorContext(req.Context(), "sealing batch", "err", err)
 		httpapi.Unavailable(w, time.Second, "the region could not seal the batch; nothing was stored, retry it")
+		return
+	}
+	// The residency check again, now under the gate: a policy switch
+	// waits for this batch, or this batch sees the new policy.
+	r.gate.RLock()
+	defer r.gate.RUnlock()
+	if !r.isHome(w, id) {
 		return
 	}
 	stored, err := r.cfg.Store.PutBatch(req.Context(), &store.Batch{

@@ -21,6 +21,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -69,6 +70,18 @@ type Region struct {
 	cfg     Config
 	logger  *slog.Logger
 	ingests atomic.Int64
+	// gate is held for reading by each ingest from its residency check
+	// to its store's answer, and for writing by HoldIngest.
+	gate sync.RWMutex
+}
+
+// HoldIngest waits until no ingest is between its residency check and its
+// store's answer, and keeps new ones from starting until release is
+// called. A policy switch holds every region's ingest while it swaps the
+// policy, so that no batch is stored under the policy it replaced.
+func (r *Region) HoldIngest() (release func()) {
+	r.gate.Lock()
+	return r.gate.Unlock
 }
 
 // New returns the region described by cfg.
