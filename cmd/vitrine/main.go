@@ -43,10 +43,15 @@ func init() {
 		"witness":           {"run a C2SP tlog-witness", runWitness},
 		"policy show":       {"print the active residency policy from the policy log", runPolicyShow},
 		"policy diff":       {"print what changed between two residency policy versions", runPolicyDiff},
+		"relocate":          {"move every record of a country to another region, provably", runRelocate},
+		"relocate verify":   {"check a relocation from the logs alone", runRelocateVerify},
+		"principal create":  {"create a principal (analyst, supervisor, …) and print its token", runPrincipalCreate},
 		"bench":             {"measure append throughput and latency against a log", runBench},
 		"bench ingest":      {"measure telemetry ingest over HTTP beside a raw SQLite insert of the same rows", runBenchIngest},
 		"bench verdicts":    {"measure batched verdict lookups beside single ones", runBenchVerdicts},
 		"bench propagation": {"measure the time from a report in one region to a verdict in another", runBenchPropagation},
+		"bench relocate":    {"measure a relocation of a country's records between regions", runBenchRelocate},
+		"bench access":      {"measure logged reads through the access gateway beside plain appends to its log", runBenchAccess},
 	}
 }
 

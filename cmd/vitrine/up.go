@@ -19,14 +19,18 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	name := fs.String("name", "vitrine.local", "deployment name: prefix of every log origin (keep it across restarts)")
 	publicURL := fs.String("public-url", "", "base URL that clients use (default http://<listen>)")
 	debug := fs.String("debug-listen", "", "serve Go profiling endpoints on this address (loopback only; unauthenticated)")
+	interval := fs.Duration("checkpoint-interval", 0, "how often each log publishes a witnessed checkpoint while it grows (0: the logs' default, 200ms)")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
+	}
+	if *interval < 0 {
+		return fmt.Errorf("--checkpoint-interval %s is negative", *interval)
 	}
 	if err := serveDebug(*debug, e.logger); err != nil {
 		return err
 	}
 	tuneGC()
-	pc := platform.Config{Data: *data, Listen: *listen, Name: *name, PublicURL: *publicURL, Logger: e.logger}
+	pc := platform.Config{Data: *data, Listen: *listen, Name: *name, PublicURL: *publicURL, CheckpointInterval: *interval, Logger: e.logger}
 	if *configFile != "" {
 		c, err := config.Load(*configFile)
 		if err != nil {

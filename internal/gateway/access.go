@@ -315,7 +315,13 @@ func (g *Gateway) open(ctx context.Context, index uint64, entry []byte, recs []s
 			continue // stored before sealing; its personal half is not released here
 		}
 		id := seal.KeyID(sr.WrappedKey)
-		p, err := seal.Open(keys[id], seal.Binding{KeyID: id, SHA256: sr.Record.SHA256, Time: sr.Record.Time}, sr.Sealed)
+		// The sealed half is bound to the key id it was sealed under,
+		// which a relocation's rewrap does not change.
+		bound := sr.KeyID
+		if bound == "" {
+			bound = id
+		}
+		p, err := seal.Open(keys[id], seal.Binding{KeyID: bound, SHA256: sr.Record.SHA256, Time: sr.Record.Time}, sr.Sealed)
 		if err != nil {
 			return nil, fmt.Errorf("record %d: %w", sr.ID, err)
 		}

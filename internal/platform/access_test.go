@@ -163,6 +163,36 @@ func TestAccessEndToEnd(t *testing.T) {
 		t.Errorf("other region's read logged as %+v", r)
 	}
 
+	// The aggregates that moscow pulled from zurich crossed under a
+	// logged process access, which names no data subject.
+	crossed := false
+	for range 100 {
+		cp, err := p.Log("access-zurich").Checkpoint(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for bi := uint64(0); bi*256 < cp.Size && !crossed; bi++ {
+			b, err := client.GetEntryBundle(context.Background(), fetcher.ReadEntryBundle, bi, cp.Size)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, raw := range b.Entries {
+				r, err := access.Parse(raw)
+				if err == nil && r.Action == "process" && r.Resource.Dataset == "aggregates" && r.Principal.ID == "processor:region-moscow" &&
+					r.Resource.Count > 0 && len(r.Subjects) == 0 && r.Justification.Code == "AUTOMATED_PROCESSING" {
+					crossed = true
+				}
+			}
+		}
+		if crossed {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !crossed {
+		t.Error("no process entry in access-zurich for the aggregates moscow pulled")
+	}
+
 	// The store's files, read directly, hold neither the path nor the
 	// endpoint id.
 	stop(t, p)

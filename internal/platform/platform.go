@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/vitrine-dev/vitrine/internal/custody"
@@ -24,6 +25,7 @@ import (
 	"github.com/vitrine-dev/vitrine/internal/keys"
 	"github.com/vitrine-dev/vitrine/internal/logserver"
 	"github.com/vitrine-dev/vitrine/internal/principal"
+	"github.com/vitrine-dev/vitrine/internal/relocate"
 	"github.com/vitrine-dev/vitrine/internal/witness"
 	"github.com/vitrine-dev/vitrine/residency"
 	"github.com/vitrine-dev/vitrine/tlog"
@@ -54,7 +56,10 @@ type Config struct {
 	// Stores chooses a region's store ("sqlite:PATH" or a postgres://
 	// URL); a region without one gets SQLite under Data.
 	Stores map[string]string
-	Logger *slog.Logger
+	// OperatorLocation is the home country of the operator, under whom
+	// relocations are logged (default CH).
+	OperatorLocation string
+	Logger           *slog.Logger
 }
 
 // Platform is a running `vitrine up`.
@@ -71,6 +76,10 @@ type Platform struct {
 	custody       *custody.Service
 	custodyToken  string
 	principals    *principal.Registry
+	relocator     *relocate.Relocator
+	policyMu      sync.Mutex // serialises policy changes
+	bg            context.Context
+	bgCancel      context.CancelFunc
 	regions       *regions
 	serveErr      chan error
 }
@@ -84,6 +93,7 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 		cfg.Name = "vitrine.local"
 	}
 	p := &Platform{cfg: cfg, logger: cfg.Logger, logs: map[string]*logserver.Log{}, serveErr: make(chan error, 1)}
+	p.bg, p.bgCancel = context.WithCancel(context.WithoutCancel(ctx))
 	defer func() {
 		if err != nil {
 			p.closeParts(context.Background())
@@ -165,6 +175,9 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	if err := p.startRegions(ctx); err != nil {
 		return nil, fmt.Errorf("starting platform: %w", err)
 	}
+	if err := p.startRelocations(); err != nil {
+		return nil, fmt.Errorf("starting platform: %w", err)
+	}
 
 	p.server = &http.Server{
 		Handler:           p.routes(),
@@ -176,6 +189,8 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
 	}
 	go func() { p.serveErr <- p.server.Serve(p.listener) }()
+	// A relocation a crash interrupted goes on.
+	p.relocator.Resume(p.bg)
 	return p, nil
 }
 
@@ -193,6 +208,8 @@ func (p *Platform) routes() http.Handler {
 	mux.Handle("/custody/", http.StripPrefix("/custody", p.custody.Handler(custodian)))
 	mux.Handle("POST "+principal.Path, p.principals.Handler(operator))
 	mux.HandleFunc("POST /v1/endpoints", p.serveRegister)
+	mux.HandleFunc("POST /v1/relocations", p.serveRelocationStart)
+	mux.HandleFunc("GET /v1/relocations/{id}", p.serveRelocation)
 	mux.HandleFunc("POST /v1/telemetry", p.serveFrontDoor)
 	for name, r := range p.regions.byName {
 		prefix := "/regions/" + name
@@ -291,6 +308,10 @@ func (p *Platform) Close(ctx context.Context) error {
 
 func (p *Platform) closeParts(ctx context.Context) error {
 	var errs []error
+	p.bgCancel()
+	if p.relocator != nil {
+		p.relocator.Wait()
+	}
 	errs = append(errs, p.regions.close())
 	if p.custody != nil {
 		errs = append(errs, p.custody.Close())

@@ -124,6 +124,8 @@ func (p *Platform) startRegions(ctx context.Context) error {
 			Policy:       rs.policy.Load,
 			PeerToken:    peerToken,
 			Peers:        peers,
+			AccessLog:    p.logs["access-"+reg.Name],
+			Location:     p.cfg.OperatorLocation,
 			Logger:       p.logger,
 		})
 		rs.gateways[reg.Name] = gateway.New(gateway.Config{
@@ -179,7 +181,9 @@ func activatePolicy(ctx context.Context, log *logserver.Log, want *residency.Pol
 		}
 		return latest, nil
 	case latest != nil && latest.Version > want.Version:
-		return nil, fmt.Errorf("the policy log already holds version %d; the configuration's version %d is older", latest.Version, want.Version)
+		// A relocation made a newer version since the configuration
+		// was written: the log decides.
+		return latest, nil
 	}
 	entry, err := residency.Sign(want, signer)
 	if err != nil {

@@ -11,9 +11,11 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/vitrine-dev/vitrine/access"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
 	"github.com/vitrine-dev/vitrine/internal/keys"
 	"github.com/vitrine-dev/vitrine/internal/store"
+	"github.com/vitrine-dev/vitrine/residency"
 )
 
 // AggregatesPage is the answer to GET /v1/aggregates: the region's
@@ -26,6 +28,33 @@ type AggregatesPage struct {
 
 const maxPage = 5000
 
+// PeerHeader names the region that pulls aggregates.
+const PeerHeader = "Vitrine-Peer"
+
+// logCrossing appends the access record of a page of aggregates crossing
+// to peer: a process access by the peer's processing principal, with the
+// range of changes it released. Aggregates carry no record ids and no
+// data subjects, so its digest is that of no ids and it names no subject.
+func (r *Region) logCrossing(ctx context.Context, peer string, from, to int64, n int) error {
+	rec := &access.Record{
+		Time:          r.cfg.Now(),
+		Region:        r.cfg.Name,
+		Principal:     access.Principal{ID: "processor:region-" + peer, Role: "processor", Location: r.cfg.Location},
+		Action:        "process",
+		Resource:      access.Resource{Dataset: "aggregates", Query: fmt.Sprintf("changes=%d-%d to=%s", from+1, to, peer), Count: int64(n), Digest: access.Digest(nil)},
+		Justification: access.Justification{Code: "AUTOMATED_PROCESSING", Detail: "aggregates for the verdicts of region " + peer},
+		Subjects:      []string{},
+		Request:       fmt.Sprintf("aggregates-%s-%d-%d", peer, from, to),
+		Outcome:       "granted",
+	}
+	entry, err := rec.Marshal()
+	if err != nil {
+		return err
+	}
+	_, err = r.cfg.AccessLog.Append(ctx, entry)
+	return err
+}
+
 func (r *Region) serveAggregates(w http.ResponseWriter, req *http.Request) {
 	if !keys.BearerEqual(req, r.cfg.PeerToken) {
 		httpapi.Unauthorized(w, "aggregates are for peer regions (peer token)")
@@ -36,6 +65,11 @@ func (r *Region) serveAggregates(w http.ResponseWriter, req *http.Request) {
 		httpapi.Error(w, http.StatusBadRequest, "cursor must be a non-negative decimal")
 		return
 	}
+	peer := req.Header.Get(PeerHeader)
+	if !residency.ValidRegionName(peer) {
+		httpapi.Error(w, http.StatusBadRequest, "the "+PeerHeader+" header must name the pulling region")
+		return
+	}
 	aggs, next, err := r.cfg.Store.ChangedAggregates(req.Context(), cursor, maxPage)
 	if err != nil {
 		r.logger.ErrorContext(req.Context(), "reading aggregates", "err", err)
@@ -44,6 +78,14 @@ func (r *Region) serveAggregates(w http.ResponseWriter, req *http.Request) {
 	}
 	if aggs == nil {
 		aggs = []store.Aggregate{}
+	}
+	// Aggregates cross to another region only through a logged access.
+	if len(aggs) > 0 && r.cfg.AccessLog != nil {
+		if err := r.logCrossing(req.Context(), peer, cursor, next, len(aggs)); err != nil {
+			r.logger.ErrorContext(req.Context(), "logging aggregates crossing", "err", err)
+			httpapi.Unavailable(w, time.Second, "the access log could not take the crossing; nothing was released")
+			return
+		}
 	}
 	// Compact, unlike the answers meant for people: pages are large and
 	// frequent.
@@ -61,6 +103,7 @@ func (r *Region) pull(ctx context.Context, name, base string, cursor int64) (int
 			return cursor, err
 		}
 		req.Header.Set("Authorization", "Bearer "+r.cfg.PeerToken)
+		req.Header.Set(PeerHeader, r.cfg.Name)
 		resp, err := r.cfg.PeerClient.Do(req)
 		if err != nil {
 			return cursor, err

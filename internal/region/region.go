@@ -55,6 +55,15 @@ type Config struct {
 	// Peers are the other regions' base URLs by name
 	// (".../regions/<name>").
 	Peers map[string]string
+	// AccessLog is the region's access log: every page of aggregates a
+	// peer pulls is logged there as a process access before it is
+	// answered. Nil logs nothing (tests of ingest alone).
+	AccessLog interface {
+		Append(ctx context.Context, entry []byte) (uint64, error)
+	}
+	// Location is the home country of the region's processing
+	// principals, as access records name it (default CH).
+	Location string
 	// PeerClient reaches the peers (default: a client with a 10s timeout).
 	PeerClient *http.Client
 	// ExchangeInterval is how often the region pulls its peers' changed
@@ -102,6 +111,9 @@ func New(cfg Config) *Region {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Location == "" {
+		cfg.Location = "CH"
 	}
 	return &Region{cfg: cfg, logger: cfg.Logger.With("region", cfg.Name)}
 }

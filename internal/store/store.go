@@ -48,6 +48,11 @@ type Sealed struct {
 	// WrappedKey is the batch's data key wrapped to the region's custody
 	// key; its id (custody.KeyID) binds the sealed halves to the batch.
 	WrappedKey []byte
+	// KeyID is the key id the sealed halves are bound to (seal.Binding):
+	// that of the wrapped key the batch was sealed under, which stays the
+	// same when a relocation rewraps the data key for another region.
+	// Empty means seal.KeyID(WrappedKey).
+	KeyID string
 	// Records[i] is record i's personal fields sealed under the data key.
 	Records [][]byte
 }
@@ -75,6 +80,8 @@ const MaxRecords = 10_000
 // StoredRecord is a record as the store holds it: the threat half in
 // clear, the personal half sealed under its batch's data key.
 type StoredRecord struct {
+	// ID identifies the record in its store: positive, and never given
+	// to another record, even once this one is deleted.
 	ID        int64
 	Pseudonym string
 	Country   string
@@ -83,7 +90,21 @@ type StoredRecord struct {
 	// Record has the threat fields; URL and Path are empty.
 	Record     telemetry.Record
 	WrappedKey []byte
-	Sealed     []byte
+	// KeyID is the key id Sealed is bound to (see Sealed.KeyID); empty
+	// means seal.KeyID(WrappedKey).
+	KeyID  string
+	Sealed []byte
+}
+
+// RecordRef is what a dataset commitment (see access.Commitment) covers of
+// one stored record.
+type RecordRef struct {
+	ID int64
+	// SHA256 is the hash of the file the record reports, 64 lower-case
+	// hex digits.
+	SHA256 string
+	// Time is the record's time, to the microsecond, in UTC.
+	Time time.Time
 }
 
 // Aggregate is what a region knows of one file hash, with no personal data:
@@ -136,8 +157,25 @@ type Store interface {
 	Records(ctx context.Context, q RecordQuery) (recs []StoredRecord, more bool, err error)
 	// DeleteRecords deletes the records with the given ids, both halves,
 	// and returns how many it deleted; ids it does not hold are skipped.
-	// Aggregates, which hold no personal data, keep counting them.
+	// Aggregates, which hold no personal data, keep counting them. A
+	// deleted record's id is never given to another record.
 	DeleteRecords(ctx context.Context, ids []int64) (int64, error)
+	// RecordRefs reads the refs of the stored records from one snapshot
+	// of the store and hands them to f in id order, in pages of at most
+	// pageSize refs (1 to MaxRecords; 0 means MaxRecords). f must not keep
+	// a page: the store reuses its array. An error from f stops the read
+	// and is returned, wrapped.
+	//
+	// The snapshot holds every record whose PutBatch returned before
+	// RecordRefs was called, and none that a DeleteRecords which returned
+	// before then deleted. through bounds it: every ref's id is at most
+	// through, and every record stored after the snapshot, by a PutBatch
+	// under way meanwhile or a later one, has a larger id. So no record
+	// with an id at most through can appear after the snapshot; such
+	// records can only be deleted. through never goes back from one call
+	// to the next, deletions notwithstanding. A dataset commitment relies
+	// on this.
+	RecordRefs(ctx context.Context, pageSize int, f func(page []RecordRef) error) (through int64, err error)
 	// CountRecords returns how many records the store holds.
 	CountRecords(ctx context.Context) (int64, error)
 	// Close releases the store.
@@ -190,6 +228,18 @@ func CheckQuery(q RecordQuery) (RecordQuery, error) {
 		q.Limit = MaxRecords
 	}
 	return q, nil
+}
+
+// CheckPageSize returns the page size RecordRefs uses for pageSize
+// (MaxRecords if 0), or an error if pageSize is out of range.
+func CheckPageSize(pageSize int) (int, error) {
+	switch {
+	case pageSize < 0 || pageSize > MaxRecords:
+		return 0, fmt.Errorf("page size %d is outside 0..%d", pageSize, MaxRecords)
+	case pageSize == 0:
+		return MaxRecords, nil
+	}
+	return pageSize, nil
 }
 
 // CheckRemote returns an error if aggs, which region reported, are not

@@ -71,9 +71,9 @@ var _ [1<<recordIDBits - telemetry.MaxBatchRecords]struct{}
 
 func (s *Store) putBatch(ctx context.Context, tx pgx.Tx, b *store.Batch, sum *summary) error {
 	var batchPK int64
-	err := tx.QueryRow(ctx, `INSERT INTO batches (pseudonym, batch_id, country, received, count, wrapped_key)
-		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING pk`,
-		b.Pseudonym, b.BatchID, b.Country, b.Received, len(b.Records), b.Sealed.WrappedKey).Scan(&batchPK)
+	err := tx.QueryRow(ctx, `INSERT INTO batches (pseudonym, batch_id, country, received, count, wrapped_key, key_id)
+		VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING pk`,
+		b.Pseudonym, b.BatchID, b.Country, b.Received, len(b.Records), b.Sealed.WrappedKey, boundKeyID(b)).Scan(&batchPK)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return errDuplicate
 	}

@@ -13,7 +13,7 @@ import (
 // recordColumns are the columns fetchRecords scans, from records r,
 // batches b and personal p.
 const recordColumns = `r.id, r.time, r.kind, r.sha256, r.size, r.detection, r.product, r.ruledb,
-	b.pseudonym, b.country, b.batch_id, b.received, b.wrapped_key, p.sealed`
+	b.pseudonym, b.country, b.batch_id, b.received, b.wrapped_key, b.key_id, p.sealed`
 
 // Records returns the records q selects, in id order, and whether there
 // were more than q.Limit: by hash through the records_sha256 index, by
@@ -58,8 +58,12 @@ func (s *Store) Records(ctx context.Context, q store.RecordQuery) ([]store.Store
 		var sr store.StoredRecord
 		var ruledb int64
 		r := &sr.Record
+		var keyID *string
 		err := row.Scan(&sr.ID, &r.Time, &r.Kind, &r.SHA256, &r.Size, &r.Detection, &r.Product, &ruledb,
-			&sr.Pseudonym, &sr.Country, &sr.BatchID, &sr.Received, &sr.WrappedKey, &sr.Sealed)
+			&sr.Pseudonym, &sr.Country, &sr.BatchID, &sr.Received, &sr.WrappedKey, &keyID, &sr.Sealed)
+		if keyID != nil {
+			sr.KeyID = *keyID
+		}
 		r.Time, sr.Received, r.RuleDB = r.Time.UTC(), sr.Received.UTC(), uint64(ruledb)
 		return sr, err
 	})

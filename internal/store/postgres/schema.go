@@ -108,6 +108,13 @@ CREATE TABLE personal (
 );
 CREATE INDEX records_sha256 ON records (sha256, id);
 `,
+	// 4: relocations: a batch's sealed halves stay bound to the key id
+	// they were sealed under when a relocation rewraps the key (NULL: the
+	// wrapped key's own id), and a country's batches are found by index.
+	`
+ALTER TABLE batches ADD COLUMN key_id text;
+CREATE INDEX batches_country ON batches (country, pk);
+`,
 }
 
 // migrate brings the database to the last of steps, applying the missing

@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -232,14 +231,12 @@ func (s *Store) putBatch(ctx context.Context, w *batchWrite, groupSighted map[si
 	if err := ctx.Err(); err != nil {
 		return 0, nil, err
 	}
-	// A bare max(), so that SQLite reads it off the end of the b-tree.
-	var maxID sql.NullInt64
-	if err := s.w.QueryRowContext(run, `SELECT max(id) FROM records`).Scan(&maxID); err != nil {
+	var firstID int64
+	if err := s.w.QueryRowContext(run, nextRecordIDQuery).Scan(&firstID); err != nil {
 		return 0, nil, err
 	}
-	firstID := maxID.Int64 + 1
-	res, err := s.w.ExecContext(run, `INSERT INTO batches (pseudonym, batch_id, country, received, count, wrapped_key, first_id)
-		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`, append(w.batch, firstID)...)
+	res, err := s.w.ExecContext(run, `INSERT INTO batches (pseudonym, batch_id, country, received, count, wrapped_key, key_id, first_id)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`, append(w.batch, firstID)...)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -402,7 +399,7 @@ func newBatchWrite(b *store.Batch) *batchWrite {
 	w := &batchWrite{
 		n:         len(b.Records),
 		pseudonym: b.Pseudonym,
-		batch:     []any{b.Pseudonym, b.BatchID, b.Country, b.Received.UnixMicro(), int64(len(b.Records)), b.Sealed.WrappedKey},
+		batch:     []any{b.Pseudonym, b.BatchID, b.Country, b.Received.UnixMicro(), int64(len(b.Records)), b.Sealed.WrappedKey, boundKeyID(b)},
 	}
 	w.records = chunkRows(insertRecords, len(b.Records), nil, func(args []any, i int) []any {
 		r := &b.Records[i]

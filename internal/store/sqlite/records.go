@@ -84,7 +84,7 @@ func (s *Store) recordsOfHash(ctx context.Context, tx *sql.Tx, sha string) ([]in
 // halves, from the join %s of records r and batches b, with q's conditions
 // as parameters (see scanRecords).
 const recordsQuery = `SELECT r.id, r.time, r.kind, r.sha256, r.size, r.detection, r.product, r.ruledb,
-		b.pseudonym, b.country, b.batch_id, b.received, b.wrapped_key, p.sealed
+		b.pseudonym, b.country, b.batch_id, b.received, b.wrapped_key, b.key_id, p.sealed
 	FROM %s
 	LEFT JOIN personal p ON p.record_id = r.id
 	WHERE (?2 = '' OR b.pseudonym = ?2) AND (?3 = '' OR r.sha256 = ?3)
@@ -123,11 +123,13 @@ func scanRecords(ctx context.Context, tx *sql.Tx, query string, q store.RecordQu
 	for rows.Next() {
 		var sr store.StoredRecord
 		var t, received, ruledb int64
+		var keyID sql.NullString
 		r := &sr.Record
 		if err := rows.Scan(&sr.ID, &t, &r.Kind, &r.SHA256, &r.Size, &r.Detection, &r.Product, &ruledb,
-			&sr.Pseudonym, &sr.Country, &sr.BatchID, &received, &sr.WrappedKey, &sr.Sealed); err != nil {
+			&sr.Pseudonym, &sr.Country, &sr.BatchID, &received, &sr.WrappedKey, &keyID, &sr.Sealed); err != nil {
 			return nil, err
 		}
+		sr.KeyID = keyID.String
 		r.Time, sr.Received, r.RuleDB = fromMicro(t), fromMicro(received), uint64(ruledb)
 		recs = append(recs, sr)
 	}

@@ -148,6 +148,13 @@ CREATE TABLE hash_records (
 INSERT INTO hash_records (sha256, record_id)
 	SELECT sha256, id FROM records WHERE id <= (SELECT record_id FROM fold_state);
 `,
+	// 5: relocations: a batch's sealed halves stay bound to the key id
+	// they were sealed under when a relocation rewraps the key (NULL: the
+	// wrapped key's own id), and a country's batches are found by index.
+	`
+ALTER TABLE batches ADD COLUMN key_id TEXT;
+CREATE INDEX batches_country ON batches (country, pk);
+`,
 }
 
 // migrate brings the database on conn to the last of steps, applying the

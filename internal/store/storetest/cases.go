@@ -483,6 +483,7 @@ func testClosed(t *testing.T, s store.Store) {
 	_, calls["RemoteCursor"] = s.RemoteCursor(ctx, "moscow")
 	_, calls["Global"] = s.Global(ctx, []string{Hash("a")})
 	_, calls["CountRecords"] = s.CountRecords(ctx)
+	_, calls["RecordRefs"] = s.RecordRefs(ctx, 0, func([]store.RecordRef) error { return nil })
 	for name, err := range calls {
 		if !errors.Is(err, store.ErrClosed) {
 			t.Errorf("%s on a closed store: %v, want ErrClosed", name, err)

@@ -58,6 +58,13 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"RecordsByHash", testRecordsByHash},
 		{"RecordsByEndpoint", testRecordsByEndpoint},
 		{"DeleteRecords", testDeleteRecords},
+		{"RecordRefs", testRecordRefs},
+		{"RecordRefsPaging", testRecordRefsPaging},
+		{"RecordRefsAfterDelete", testRecordRefsAfterDelete},
+		{"RecordRefsDuringIngest", testRecordRefsDuringIngest},
+		{"Batches", testBatches},
+		{"PutBatches", testPutBatches},
+		{"DeleteBatches", testDeleteBatches},
 		{"RefusesPersonalInClear", testRefusesPersonalInClear},
 		{"Closed", testClosed},
 	}
@@ -178,10 +185,15 @@ func (Wrapper) Wrap(key []byte) ([]byte, error) { return append([]byte(wrapPrefi
 // Unseal opens the personal half of a record that a store returned.
 func Unseal(sr store.StoredRecord) (seal.Personal, error) {
 	key, ok := bytes.CutPrefix(sr.WrappedKey, []byte(wrapPrefix))
-	if !ok {
+	if !ok || len(key) < seal.KeySize {
 		return seal.Personal{}, fmt.Errorf("record %d: wrapped key %q is not storetest's", sr.ID, sr.WrappedKey)
 	}
-	return seal.Open(key, seal.Binding{KeyID: seal.KeyID(sr.WrappedKey), SHA256: sr.Record.SHA256, Time: sr.Record.Time}, sr.Sealed)
+	key = key[:seal.KeySize] // a rewrapped key has more after it
+	bound := sr.KeyID
+	if bound == "" {
+		bound = seal.KeyID(sr.WrappedKey)
+	}
+	return seal.Open(key, seal.Binding{KeyID: bound, SHA256: sr.Record.SHA256, Time: sr.Record.Time}, sr.Sealed)
 }
 
 func mustPut(t *testing.T, s store.Store, b *store.Batch, wantStored bool) {

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/vitrine-dev/vitrine/internal/loadgen"
+	"github.com/vitrine-dev/vitrine/internal/relocate"
+)
+
+func runBenchRelocate(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "bench relocate", "--url URL --operator-token FILE [--records 1000000] [--country BR] [--to zurich]")
+	rf := addRegionFlags(fs)
+	records := fs.Int64("records", 1_000_000, "records to load into the country's region before relocating it")
+	country := fs.String("country", "BR", "the country to load and relocate")
+	to := fs.String("to", "zurich", "the region to relocate it to")
+	endpoints := fs.Int("endpoints", 100, "endpoints of the country that report the records")
+	batch := fs.Int("batch", 500, "records per batch")
+	if err := parseFlags(fs, args, 0); err != nil {
+		return err
+	}
+	if *rf.url == "" {
+		fs.Usage()
+		return errors.New("--url is required")
+	}
+	token, err := rf.operatorToken()
+	if err != nil {
+		return err
+	}
+	eps, err := rf.register(ctx, []string{*country}, *endpoints)
+	if err != nil {
+		return err
+	}
+	w := &loadgen.Workload{Seed: uint64(time.Now().UnixNano()), Start: time.Now().Add(-time.Hour).UTC()}
+	fmt.Fprintf(e.stderr, "loading %d records of %s…\n", *records, *country)
+	loaded, err := loadgen.Ingest(ctx, loadgen.IngestConfig{Endpoints: eps, Clients: 8, BatchSize: *batch, Records: *records, Workload: w, RunID: fmt.Sprint(w.Seed)})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "loaded   %d records in %s (%.0f records/s)\n", loaded.Records, loaded.Elapsed.Round(time.Millisecond), loaded.PerSecond())
+
+	var j relocate.Job
+	body, _ := json.Marshal(map[string]string{"country": *country, "to": *to})
+	start := time.Now()
+	if err := call(ctx, "POST", *rf.url+"/v1/relocations", token, body, http.StatusAccepted, &j); err != nil {
+		return err
+	}
+	steps := map[string]time.Duration{}
+	last, lastAt := j.Step, time.Now()
+	for j.Step != relocate.StepDone && j.Error == "" {
+		time.Sleep(20 * time.Millisecond)
+		if err := call(ctx, "GET", *rf.url+"/v1/relocations/"+j.ID, token, nil, http.StatusOK, &j); err != nil {
+			return err
+		}
+		if j.Step != last {
+			steps[last] += time.Since(lastAt)
+			last, lastAt = j.Step, time.Now()
+		}
+	}
+	if j.Error != "" {
+		return fmt.Errorf("relocation stopped: %s", j.Error)
+	}
+	total := j.Finished.Sub(j.Started)
+	fmt.Fprint(e.stdout, relocate.Describe(&j))
+	fmt.Fprintf(e.stdout, "relocated %d records in %s: %.0f records/s (request to done %s)\n",
+		j.Copied, total.Round(time.Millisecond), float64(j.Copied)/total.Seconds(), time.Since(start).Round(time.Millisecond))
+	for _, s := range []string{relocate.StepPolicy, relocate.StepCopy, relocate.StepVerify, relocate.StepDelete} {
+		fmt.Fprintf(e.stdout, "  %-7s %s\n", s, steps[s].Round(time.Millisecond))
+	}
+	return nil
+}

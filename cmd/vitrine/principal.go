@@ -1,0 +1,49 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+)
+
+func runPrincipalCreate(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "principal create", "--url URL --token FILE --id ROLE:NAME --location CC --regions R1,R2 [--out FILE]")
+	base := fs.String("url", "http://127.0.0.1:8080", "base URL of the platform")
+	tokenFile := fs.String("token", "", "file holding the operator token (e.g. <data>/operator.token)")
+	id := fs.String("id", "", "the principal's id, <role>:<name>, e.g. analyst:jdoe")
+	location := fs.String("location", "", "the principal's home country (ISO 3166-1 alpha-2)")
+	regions := fs.String("regions", "", "comma-separated regions the principal may act in")
+	out := fs.String("out", "", "write the principal's token to this file (mode 0600) instead of standard output")
+	if err := parseFlags(fs, args, 0); err != nil {
+		return err
+	}
+	role, _, ok := strings.Cut(*id, ":")
+	if *tokenFile == "" || !ok || *location == "" || *regions == "" {
+		fs.Usage()
+		return errors.New("--token, --id ROLE:NAME, --location and --regions are required")
+	}
+	tok, err := os.ReadFile(*tokenFile)
+	if err != nil {
+		return fmt.Errorf("reading token: %w", err)
+	}
+	body, _ := json.Marshal(map[string]any{"id": *id, "role": role, "location": *location, "regions": splitList(*regions)})
+	var resp struct {
+		Token string `json:"token"`
+	}
+	if err := call(ctx, "POST", strings.TrimSuffix(*base, "/")+"/v1/principals", strings.TrimSpace(string(tok)), body, http.StatusCreated, &resp); err != nil {
+		return err
+	}
+	if *out != "" {
+		if err := os.WriteFile(*out, []byte(resp.Token+"\n"), 0o600); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "created %s; token in %s\n", *id, *out)
+		return nil
+	}
+	fmt.Fprintln(e.stdout, resp.Token)
+	return nil
+}

@@ -1,0 +1,200 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/transparency-dev/tessera/client"
+
+	"github.com/vitrine-dev/vitrine/access"
+	"github.com/vitrine-dev/vitrine/internal/relocate"
+	"github.com/vitrine-dev/vitrine/tlog"
+)
+
+func runRelocate(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "relocate", "--url URL --token FILE --country CC --to REGION [--json]")
+	base := fs.String("url", "http://127.0.0.1:8080", "base URL of the platform")
+	tokenFile := fs.String("token", "", "file holding the operator token (e.g. <data>/operator.token)")
+	country := fs.String("country", "", "the country to relocate (ISO 3166-1 alpha-2)")
+	to := fs.String("to", "", "the region to relocate it to")
+	asJSON := fs.Bool("json", false, "print the finished job as JSON")
+	timeout := fs.Duration("timeout", 2*time.Hour, "give up waiting after this long (the relocation goes on)")
+	job := fs.String("job", "", "follow this job instead of starting one")
+	if err := parseFlags(fs, args, 0); err != nil {
+		return err
+	}
+	if *tokenFile == "" || (*job == "" && (*country == "" || *to == "")) {
+		fs.Usage()
+		return errors.New("--token and either --country and --to or --job are required")
+	}
+	tok, err := os.ReadFile(*tokenFile)
+	if err != nil {
+		return fmt.Errorf("reading token: %w", err)
+	}
+	token := strings.TrimSpace(string(tok))
+	u := strings.TrimSuffix(*base, "/")
+	id := *job
+	if id == "" {
+		body, _ := json.Marshal(map[string]string{"country": *country, "to": *to})
+		var j relocate.Job
+		if err := call(ctx, "POST", u+"/v1/relocations", token, body, http.StatusAccepted, &j); err != nil {
+			return err
+		}
+		id = j.ID
+		fmt.Fprintf(e.stderr, "relocation %s started: %s from %s to %s\n", j.ID, j.Country, j.From, j.To)
+	}
+	// The relocation runs in the platform; follow it, also across a
+	// restart of the platform, until it ends.
+	deadline := time.Now().Add(*timeout)
+	var last string
+	for {
+		var j relocate.Job
+		err := call(ctx, "GET", u+"/v1/relocations/"+id, token, nil, http.StatusOK, &j)
+		switch {
+		case err == nil && (j.Step == relocate.StepDone || j.Error != ""):
+			if *asJSON {
+				enc := json.NewEncoder(e.stdout)
+				enc.SetIndent("", "  ")
+				_ = enc.Encode(&j)
+			} else {
+				fmt.Fprint(e.stdout, relocate.Describe(&j))
+			}
+			if j.Error != "" {
+				return fmt.Errorf("relocation %s stopped: %s", j.ID, j.Error)
+			}
+			return nil
+		case err == nil:
+			if s := fmt.Sprintf("%s %d", j.Step, j.Copied); s != last {
+				fmt.Fprintf(e.stderr, "  %s: %d records copied\n", j.Step, j.Copied)
+				last = s
+			}
+		case ctx.Err() != nil:
+			return ctx.Err()
+		default:
+			fmt.Fprintf(e.stderr, "  waiting for the platform: %v\n", err)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("relocation %s has not finished after %s; follow it with --job %s", id, *timeout, id)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// call sends a JSON request and decodes the answer, which must have the
+// status want.
+func call(ctx context.Context, method, u, token string, body []byte, want int, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != want {
+		return fmt.Errorf("%s %s: %s: %s", method, u, resp.Status, strings.TrimSpace(string(b)))
+	}
+	return json.Unmarshal(b, out)
+}
+
+func runRelocateVerify(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "relocate verify", "--url URL --job ID")
+	base := fs.String("url", "http://127.0.0.1:8080", "base URL of the platform whose logs to read")
+	job := fs.String("job", "", "the relocation's job id (in its report and its log entries)")
+	if err := parseFlags(fs, args, 0); err != nil {
+		return err
+	}
+	if *job == "" {
+		fs.Usage()
+		return errors.New("--job is required")
+	}
+	ev := &relocate.Evidence{Access: map[string][]*access.Record{}}
+	var err error
+	if ev.Policies, err = loggedPolicies(ctx, *base); err != nil {
+		return err
+	}
+	d, err := fetchDiscovery(ctx, *base)
+	if err != nil {
+		return err
+	}
+	for _, l := range d.Logs {
+		region, ok := strings.CutPrefix(l.Name, "access-")
+		if !ok {
+			continue
+		}
+		recs, err := accessRecords(ctx, *base, l.Name)
+		if err != nil {
+			return err
+		}
+		ev.Access[region] = recs
+	}
+	a, err := relocate.Verify(ev, *job)
+	if a != nil {
+		fmt.Fprintf(e.stdout, "relocation %s: %s from %s to %s under policy version %d\n", a.Job, a.Country, a.From, a.To, a.Policy)
+		fmt.Fprintf(e.stdout, "  %d chunks: %d records relocated, %d received, %d deleted at %s\n", a.Chunks, a.Records, a.DestRecords, a.Deleted, a.From)
+		if a.Digest != "" {
+			fmt.Fprintf(e.stdout, "  content digest %s at both ends\n", a.Digest)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("relocation %s does not verify: %w", *job, err)
+	}
+	fmt.Fprintln(e.stdout, "OK: the logs account for every record of the relocation")
+	return nil
+}
+
+// accessRecords reads every access record of the named log, from a
+// checkpoint that meets the witness policy, after checking that the
+// entries it reads make up that checkpoint's tree.
+func accessRecords(ctx context.Context, base, name string) ([]*access.Record, error) {
+	t := target{platform: base, log: name}
+	r, err := t.resolve(ctx, true)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := r.fetcher.ReadCheckpoint(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("fetching the checkpoint of %s: %w", name, err)
+	}
+	cp, err := r.policy.VerifyCheckpoint(raw, r.verifier)
+	if err != nil {
+		return nil, fmt.Errorf("%s checkpoint: %w", name, err)
+	}
+	if _, err := tlog.VerifyTree(ctx, r.fetcher, cp.Size, cp.Hash); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	var out []*access.Record
+	for bi := uint64(0); bi*256 < cp.Size; bi++ {
+		b, err := client.GetEntryBundle(ctx, r.fetcher.ReadEntryBundle, bi, cp.Size)
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", name, err)
+		}
+		for _, e := range b.Entries {
+			if rec, err := access.Parse(e); err == nil {
+				out = append(out, rec) // other entries (commitments) are not access records
+			}
+		}
+	}
+	return out, nil
+}

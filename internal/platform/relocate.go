@@ -1,0 +1,148 @@
+package platform
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"github.com/vitrine-dev/vitrine/access"
+	"github.com/vitrine-dev/vitrine/internal/httpapi"
+	"github.com/vitrine-dev/vitrine/internal/keys"
+	"github.com/vitrine-dev/vitrine/internal/relocate"
+	"github.com/vitrine-dev/vitrine/internal/store"
+	"github.com/vitrine-dev/vitrine/residency"
+)
+
+// startRelocations opens the relocation jobs under data/relocations. A job
+// a crash interrupted resumes once the platform serves (see Start).
+func (p *Platform) startRelocations() error {
+	regions := map[string]relocate.Region{}
+	for name := range p.regions.byName {
+		st, ok := p.regions.byName[name].Store().(store.Relocator)
+		if !ok {
+			p.logger.Warn("the region's store cannot relocate", "region", name)
+			continue
+		}
+		regions[name] = relocate.Region{Store: st, Log: p.logs["access-"+name]}
+	}
+	loc := p.cfg.OperatorLocation
+	if loc == "" {
+		loc = "CH"
+	}
+	var err error
+	p.relocator, err = relocate.Open(relocate.Config{
+		Dir:        filepath.Join(p.cfg.Data, "relocations"),
+		Regions:    regions,
+		Custody:    p.custody,
+		Policy:     p.regions.policy.Load,
+		MovePolicy: p.movePolicy,
+		Principal:  access.Principal{ID: "operator:platform", Role: "operator", Location: loc},
+		Logger:     p.logger,
+	})
+	return err
+}
+
+// movePolicy makes to the region that serves country: a new policy
+// version is signed, appended to the policy log and witnessed, then
+// activated while every region's ingest is held, so that no batch is
+// stored under the version it replaces. If the active policy serves
+// country from to already, it returns the active version.
+func (p *Platform) movePolicy(ctx context.Context, country, to string) (uint64, error) {
+	p.policyMu.Lock()
+	defer p.policyMu.Unlock()
+	cur := p.regions.policy.Load()
+	if home, err := cur.RegionFor(country); err == nil && home == to {
+		return cur.Version, nil
+	}
+	next, err := cur.Move(country, to)
+	if err != nil {
+		return 0, err
+	}
+	entry, err := residency.Sign(next, p.regions.policyKey)
+	if err != nil {
+		return 0, err
+	}
+	idx, err := p.logs["policy"].Append(ctx, entry)
+	if err != nil {
+		return 0, fmt.Errorf("appending residency policy version %d: %w", next.Version, err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if _, err := p.logs["policy"].AwaitWitnessed(wctx, idx); err != nil {
+		return 0, fmt.Errorf("residency policy version %d is not in a witnessed checkpoint: %w", next.Version, err)
+	}
+	var release []func()
+	for _, r := range p.regions.byName {
+		release = append(release, r.HoldIngest())
+	}
+	p.regions.policy.Store(next)
+	for _, f := range release {
+		f()
+	}
+	p.logger.InfoContext(ctx, "residency policy activated", "version", next.Version, "country", country, "region", to)
+	return next.Version, nil
+}
+
+// serveRelocationStart starts a relocation: POST /v1/relocations with
+// {"country":"DE","to":"zurich"} and the operator token. It answers 202
+// with the job.
+func (p *Platform) serveRelocationStart(w http.ResponseWriter, r *http.Request) {
+	if !keys.BearerEqual(r, p.operatorToken) {
+		httpapi.Unauthorized(w, "relocations need the operator token")
+		return
+	}
+	body, ok := httpapi.ReadLimited(w, r, 4096)
+	if !ok {
+		return
+	}
+	var req struct {
+		Country string `json:"country"`
+		To      string `json:"to"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil || dec.More() || req.Country == "" || req.To == "" {
+		httpapi.Error(w, http.StatusBadRequest, `bad request: want {"country":"<ISO 3166-1 alpha-2>","to":"<region>"}`)
+		return
+	}
+	// The job outlives the request.
+	j, err := p.relocator.Start(p.bg, req.Country, req.To)
+	switch {
+	case errors.Is(err, relocate.ErrInvalid):
+		httpapi.Error(w, http.StatusBadRequest, err.Error())
+		return
+	case errors.Is(err, relocate.ErrBusy):
+		httpapi.Error(w, http.StatusConflict, err.Error())
+		return
+	case err != nil:
+		p.logger.ErrorContext(r.Context(), "starting relocation", "err", err)
+		httpapi.Unavailable(w, time.Second, "the relocation could not be started; nothing was changed")
+		return
+	}
+	w.Header().Set("Location", "/v1/relocations/"+j.ID)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusAccepted)
+	_ = json.NewEncoder(w).Encode(j)
+}
+
+// serveRelocation answers a job: GET /v1/relocations/{id}, operator token.
+func (p *Platform) serveRelocation(w http.ResponseWriter, r *http.Request) {
+	if !keys.BearerEqual(r, p.operatorToken) {
+		httpapi.Unauthorized(w, "relocations need the operator token")
+		return
+	}
+	j, ok := p.relocator.Job(r.PathValue("id"))
+	if !ok {
+		httpapi.Error(w, http.StatusNotFound, "no such relocation")
+		return
+	}
+	httpapi.JSON(w, j)
+}
+
+// Relocator returns the platform's relocations.
+func (p *Platform) Relocator() *relocate.Relocator { return p.relocator }
