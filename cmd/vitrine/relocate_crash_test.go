@@ -129,17 +129,33 @@ func TestRelocationCrashSafety(t *testing.T) {
 		}
 	}()
 
-	// Kill at random moments until the relocation is done.
+	// Kill in every step of the relocation, at a random moment of it,
+	// until it is done: in the copy before and after its first chunk, in
+	// the verification, and in the deletion.
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 	status := func() (relocate.Job, error) {
 		var j relocate.Job
 		err := call(ctx, "GET", p.base+"/v1/relocations/"+job.ID, operator, nil, http.StatusOK, &j)
 		return j, err
 	}
-	kills := 0
+	order := map[string]int{relocate.StepPolicy: 0, relocate.StepCopy: 1, relocate.StepVerify: 2, relocate.StepDelete: 3, relocate.StepDone: 4}
+	targets := []struct {
+		name string
+		at   func(j relocate.Job) bool
+		past func(j relocate.Job) bool
+	}{
+		{"copy, first chunk", func(j relocate.Job) bool { return j.Step == relocate.StepCopy && j.Copied == 0 },
+			func(j relocate.Job) bool { return order[j.Step] > 1 || j.Copied > 0 }},
+		{"copy, later chunk", func(j relocate.Job) bool { return j.Step == relocate.StepCopy && j.Copied > 0 },
+			func(j relocate.Job) bool { return order[j.Step] > 1 }},
+		{"verify", func(j relocate.Job) bool { return j.Step == relocate.StepVerify },
+			func(j relocate.Job) bool { return order[j.Step] > 2 }},
+		{"delete", func(j relocate.Job) bool { return j.Step == relocate.StepDelete },
+			func(j relocate.Job) bool { return order[j.Step] > 3 }},
+	}
+	var killed []string
 	deadline := time.Now().Add(15 * time.Minute)
 	for {
-		time.Sleep(time.Duration(200+rng.IntN(2500)) * time.Millisecond)
 		j, err := status()
 		if err == nil && (j.Step == relocate.StepDone || j.Error != "") {
 			if j.Error != "" {
@@ -150,14 +166,25 @@ func TestRelocationCrashSafety(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("relocation not done after 15 minutes: %+v %v", j, err)
 		}
-		if kills < 6 {
+		for err == nil && len(targets) > 0 && targets[0].past(j) {
+			t.Logf("the relocation passed %q before a kill", targets[0].name)
+			targets = targets[1:]
+		}
+		if err == nil && len(targets) > 0 && targets[0].at(j) {
+			time.Sleep(time.Duration(rng.IntN(400)) * time.Millisecond)
 			mu.Lock()
 			p.kill()
-			kills++
-			t.Logf("kill %d during step %s (%d copied)", kills, j.Step, j.Copied)
+			killed = append(killed, fmt.Sprintf("%s (%d copied, cursor %d)", targets[0].name, j.Copied, j.Cursor))
 			p = startUp(t, bin, data, addr)
 			mu.Unlock()
+			targets = targets[1:]
+			continue
 		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("killed during: %s", strings.Join(killed, "; "))
+	if len(killed) < 3 {
+		t.Errorf("only %d kills landed in the relocation (%v); the test did not exercise its steps", len(killed), killed)
 	}
 	<-lateDone
 	if len(lateErrs) > 0 {
@@ -167,7 +194,7 @@ func TestRelocationCrashSafety(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("relocation done after %d kills:\n%s", kills, relocate.Describe(&j))
+	t.Logf("relocation done:\n%s", relocate.Describe(&j))
 	// Late reports that reached moscow before the policy switched were
 	// relocated with the rest.
 	rep := j.Report

@@ -86,7 +86,7 @@ type Config struct {
 	MovePolicy func(ctx context.Context, country, to string) (uint64, error)
 	// Principal is who relocations are logged under (the operator).
 	Principal access.Principal
-	// ChunkBatches is the most batches one chunk holds (default 400;
+	// ChunkBatches is the most batches one chunk holds (default 100;
 	// fewer when their keys and subjects would not fit one entry).
 	ChunkBatches int
 	// WitnessTimeout bounds the wait for a witnessed checkpoint of a
@@ -157,6 +157,9 @@ type Report struct {
 	DestSummary   uint64 `json:"dest_summary,omitempty"`
 }
 
+// errMismatch stops a job whose ends differ after the copy.
+var errMismatch = errors.New("the ends differ")
+
 // Errors of Start.
 var (
 	ErrBusy    = errors.New("another relocation is running")
@@ -177,7 +180,7 @@ type Relocator struct {
 // Open loads the jobs in cfg.Dir.
 func Open(cfg Config) (*Relocator, error) {
 	if cfg.ChunkBatches <= 0 {
-		cfg.ChunkBatches = 400
+		cfg.ChunkBatches = 100
 	}
 	if cfg.WitnessTimeout == 0 {
 		cfg.WitnessTimeout = 30 * time.Second
@@ -309,13 +312,27 @@ func (r *Relocator) runLocked(ctx context.Context, j *Job) {
 	r.done = done
 	go func() {
 		defer close(done)
-		err := r.run(ctx, j)
+		var err error
+		// A step that fails for want of the log, custody, the witness or
+		// a store is tried again, at growing intervals: every step can
+		// be repeated. Ends that differ stop the job for good, and an
+		// interrupted one (the platform stopping) resumes at the next
+		// start.
+		for wait := time.Second; ; wait = min(2*wait, 30*time.Second) {
+			err = r.run(ctx, j)
+			if err == nil || ctx.Err() != nil || errors.Is(err, errMismatch) {
+				break
+			}
+			r.logger.WarnContext(ctx, "relocation step failed; retrying", "job", j.ID, "step", j.Step, "err", err, "in", wait)
+			select {
+			case <-ctx.Done():
+			case <-time.After(wait):
+			}
+		}
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		r.running = ""
 		if err != nil && ctx.Err() == nil {
-			// A failed step stops the job; an interrupted one (the
-			// platform stopping) resumes at the next start.
 			j.Error = err.Error()
 			r.logger.ErrorContext(ctx, "relocation stopped", "job", j.ID, "step", j.Step, "err", err)
 			_ = r.saveLocked(j)
@@ -444,63 +461,55 @@ func chunkRange(bs []store.StoredBatch) string {
 	return fmt.Sprintf("batches=%d-%d", bs[0].PK, bs[len(bs)-1].PK)
 }
 
-func (r *Relocator) stepCopy(ctx context.Context, j *Job) error {
-	src, dst := r.cfg.Regions[j.From], r.cfg.Regions[j.To]
-	for {
-		bs, err := src.Store.Batches(ctx, store.BatchQuery{Country: j.Country, After: j.Cursor, Limit: r.cfg.ChunkBatches})
-		if err != nil {
-			return err
-		}
-		if len(bs) == 0 {
-			return r.update(j, func(j *Job) { j.Step, j.Cursor = StepVerify, 0 })
-		}
-		probe := r.entry(j, j.From, "relocate", chunkRange(bs))
-		bs = bs[:fitting(probe, bs)]
+// prepared is a chunk whose source entry is logged and whose keys custody
+// rewrapped: ready for the destination.
+type prepared struct {
+	bs       []store.StoredBatch
+	out      []*store.Batch
+	records  int64
+	srcIndex uint64
+}
 
-		// The source logs the chunk, naming its keys; custody rewraps
-		// them for the destination once the entry is witnessed.
-		rec := r.entry(j, j.From, "relocate", chunkRange(bs))
-		describe(rec, bs, func(i int) []int64 { return bs[i].IDs }, true)
-		entry, err := rec.Marshal()
-		if err != nil {
-			return err
+// stepCopy copies in two stages that overlap: one reads the next chunk,
+// logs it at the source and has custody rewrap its keys (mostly waiting
+// for a witnessed checkpoint), while the other stores the chunk before it
+// at the destination. Only the second moves the job's cursor, so a crash
+// redoes at most the chunks the first had prepared.
+func (r *Relocator) stepCopy(ctx context.Context, j *Job) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ready := make(chan *prepared, 1)
+	prepErr := make(chan error, 1)
+	go func() {
+		defer close(ready)
+		cursor := j.Cursor
+		for {
+			c, err := r.prepare(ctx, j, cursor)
+			if err != nil {
+				prepErr <- err
+				return
+			}
+			if c == nil {
+				return
+			}
+			select {
+			case ready <- c:
+			case <-ctx.Done():
+				prepErr <- ctx.Err()
+				return
+			}
+			cursor = c.bs[len(c.bs)-1].PK
 		}
-		srcIndex, err := src.Log.Append(ctx, entry)
-		if err != nil {
-			return err
-		}
-		wctx, cancel := context.WithTimeout(ctx, r.cfg.WitnessTimeout)
-		proof, err := src.Log.Prove(wctx, srcIndex)
-		cancel()
-		if err != nil {
-			return err
-		}
-		req := &custody.UnwrapRequest{Region: j.From, Entry: entry, Proof: proof.Marshal(), RewrapFor: j.To}
-		for i := range bs {
-			req.Keys = append(req.Keys, bs[i].Batch.Sealed.WrappedKey)
-		}
-		resp, err := r.cfg.Custody.Unwrap(ctx, req)
-		if err != nil {
-			return fmt.Errorf("rewrapping the keys of %s: %w", chunkRange(bs), err)
-		}
-		if len(resp.Keys) != len(bs) {
-			return fmt.Errorf("custody rewrapped %d keys for %d asked", len(resp.Keys), len(bs))
-		}
-		out := make([]*store.Batch, len(bs))
-		var records int64
-		for i := range bs {
-			b := bs[i].Batch
-			b.Sealed.KeyID = bindingKeyID(&bs[i].Batch)
-			b.Sealed.WrappedKey = resp.Keys[i]
-			out[i] = &b
-			records += int64(len(b.Records))
-		}
-		results, err := dst.Store.PutBatches(ctx, out)
+	}()
+	dst := r.cfg.Regions[j.To]
+	for c := range ready {
+		results, err := dst.Store.PutBatches(ctx, c.out)
 		if err != nil {
 			return err
 		}
 		// The destination logs what it now holds.
-		drec := r.entry(j, j.To, "relocate", chunkRange(bs)+fmt.Sprintf(" source_entry=%d", srcIndex))
+		bs := c.bs
+		drec := r.entry(j, j.To, "relocate", chunkRange(bs)+fmt.Sprintf(" source_entry=%d", c.srcIndex))
 		describe(drec, bs, func(i int) []int64 { return results[i].IDs }, false)
 		dentry, err := drec.Marshal()
 		if err != nil {
@@ -510,15 +519,73 @@ func (r *Relocator) stepCopy(ctx context.Context, j *Job) error {
 		if err != nil {
 			return err
 		}
-		ch := Chunk{First: bs[0].PK, Last: bs[len(bs)-1].PK, Batches: len(bs), Records: records, SourceEntry: srcIndex, DestEntry: dstIndex}
+		ch := Chunk{First: bs[0].PK, Last: bs[len(bs)-1].PK, Batches: len(bs), Records: c.records, SourceEntry: c.srcIndex, DestEntry: dstIndex}
 		if err := r.update(j, func(j *Job) {
 			j.Chunks = append(j.Chunks, ch)
 			j.Cursor = ch.Last
-			j.Copied += records
+			j.Copied += c.records
 		}); err != nil {
 			return err
 		}
 	}
+	select {
+	case err := <-prepErr:
+		return err
+	default:
+	}
+	return r.update(j, func(j *Job) { j.Step, j.Cursor = StepVerify, 0 })
+}
+
+// prepare reads the chunk after cursor, logs it at the source with its
+// keys, and has custody rewrap them for the destination once the entry is
+// witnessed. It returns nil when no batch is left.
+func (r *Relocator) prepare(ctx context.Context, j *Job, cursor int64) (*prepared, error) {
+	src := r.cfg.Regions[j.From]
+	bs, err := src.Store.Batches(ctx, store.BatchQuery{Country: j.Country, After: cursor, Limit: r.cfg.ChunkBatches})
+	if err != nil || len(bs) == 0 {
+		return nil, err
+	}
+	probe := r.entry(j, j.From, "relocate", chunkRange(bs))
+	bs = bs[:fitting(probe, bs)]
+
+	// The source logs the chunk, naming its keys; custody rewraps them
+	// for the destination once the entry is witnessed.
+	rec := r.entry(j, j.From, "relocate", chunkRange(bs))
+	describe(rec, bs, func(i int) []int64 { return bs[i].IDs }, true)
+	entry, err := rec.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	srcIndex, err := src.Log.Append(ctx, entry)
+	if err != nil {
+		return nil, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, r.cfg.WitnessTimeout)
+	proof, err := src.Log.Prove(wctx, srcIndex)
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	req := &custody.UnwrapRequest{Region: j.From, Entry: entry, Proof: proof.Marshal(), RewrapFor: j.To}
+	for i := range bs {
+		req.Keys = append(req.Keys, bs[i].Batch.Sealed.WrappedKey)
+	}
+	resp, err := r.cfg.Custody.Unwrap(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("rewrapping the keys of %s: %w", chunkRange(bs), err)
+	}
+	if len(resp.Keys) != len(bs) {
+		return nil, fmt.Errorf("custody rewrapped %d keys for %d asked", len(resp.Keys), len(bs))
+	}
+	c := &prepared{bs: bs, out: make([]*store.Batch, len(bs)), srcIndex: srcIndex}
+	for i := range bs {
+		b := bs[i].Batch
+		b.Sealed.KeyID = bindingKeyID(&bs[i].Batch)
+		b.Sealed.WrappedKey = resp.Keys[i]
+		c.out[i] = &b
+		c.records += int64(len(b.Records))
+	}
+	return c, nil
 }
 
 // bindingKeyID is the key id b's sealed halves are bound to.
@@ -545,8 +612,8 @@ func (r *Relocator) stepVerify(ctx context.Context, j *Job) error {
 	}
 	if rep.SourceRecords != rep.DestRecords || rep.SourceBatches != rep.DestBatches || rep.SourceDigest != rep.DestDigest {
 		_ = r.update(j, func(j *Job) { j.Report = rep })
-		return fmt.Errorf("the ends differ: source %d records in %d batches, %s; destination %d records in %d batches, %s; the source keeps everything",
-			rep.SourceRecords, rep.SourceBatches, rep.SourceDigest, rep.DestRecords, rep.DestBatches, rep.DestDigest)
+		return fmt.Errorf("%w: source %d records in %d batches, %s; destination %d records in %d batches, %s; the source keeps everything",
+			errMismatch, rep.SourceRecords, rep.SourceBatches, rep.SourceDigest, rep.DestRecords, rep.DestBatches, rep.DestDigest)
 	}
 	return r.update(j, func(j *Job) { j.Report, j.Step, j.Cursor = rep, StepDelete, 0 })
 }
@@ -605,6 +672,13 @@ func (r *Relocator) stepDelete(ctx context.Context, j *Job) error {
 			return err
 		}
 		if idx[i], err = side.log.Append(ctx, entry); err != nil {
+			return err
+		}
+		// Done means provable: the summary is in a witnessed checkpoint.
+		wctx, cancel := context.WithTimeout(ctx, r.cfg.WitnessTimeout)
+		_, err = side.log.Prove(wctx, idx[i])
+		cancel()
+		if err != nil {
 			return err
 		}
 	}
