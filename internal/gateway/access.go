@@ -155,7 +155,7 @@ func (g *Gateway) serveAccess(w http.ResponseWriter, r *http.Request, act *actio
 			return
 		}
 		ans.Deleted = n
-		httpapi.JSON(w, ans)
+		httpapi.CompactJSON(w, ans)
 		return
 	}
 	out, err := g.open(r.Context(), index, entry, recs, wrapped)
@@ -173,7 +173,7 @@ func (g *Gateway) serveAccess(w http.ResponseWriter, r *http.Request, act *actio
 		return
 	}
 	ans.Records = out
-	httpapi.JSON(w, ans)
+	httpapi.CompactJSON(w, ans)
 }
 
 func (g *Gateway) receiptOf(index uint64) Receipt {

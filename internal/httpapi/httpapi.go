@@ -75,3 +75,10 @@ func JSON(w http.ResponseWriter, v any) {
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
 }
+
+// CompactJSON writes v as a compact JSON answer with status 200: for
+// answers that programs read in bulk, where indentation only costs.
+func CompactJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}

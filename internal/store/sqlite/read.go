@@ -67,6 +67,11 @@ func (s *Store) lookup(ctx context.Context, sha256s []string, global bool) (map[
 		return aggs, nil
 	}
 	sha256s = slices.Compact(slices.Sorted(slices.Values(sha256s)))
+	release, err := s.admitReader(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	s.pendMu.RLock()
 	defer s.pendMu.RUnlock()
 	var folded []string
@@ -205,6 +210,11 @@ func (s *Store) ChangedAggregates(ctx context.Context, cursor int64, limit int) 
 	if limit <= 0 {
 		return nil, cursor, nil
 	}
+	release, err := s.admitReader(ctx)
+	if err != nil {
+		return nil, cursor, fmt.Errorf("reading changed aggregates: %w", err)
+	}
+	defer release()
 	s.pendMu.RLock()
 	defer s.pendMu.RUnlock()
 

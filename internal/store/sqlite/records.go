@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/vitrine-dev/vitrine/internal/store"
 )
@@ -14,7 +15,7 @@ import (
 // were more than q.Limit. By hash, it finds them through hash_records, which
 // folds fill, and the ids pending hashes carry; by endpoint, through the
 // endpoint's batches (the unique index on pseudonym and batch id) and
-// their ranges of record ids.
+// their ranges of record ids. Each shape of query is prepared once.
 func (s *Store) Records(ctx context.Context, q store.RecordQuery) ([]store.StoredRecord, bool, error) {
 	q, err := store.CheckQuery(q)
 	if err != nil {
@@ -23,19 +24,29 @@ func (s *Store) Records(ctx context.Context, q store.RecordQuery) ([]store.Store
 	if s.closed.Load() {
 		return nil, false, fmt.Errorf("reading records: %w", store.ErrClosed)
 	}
+	release, err := s.admitReader(ctx)
+	if err != nil {
+		return nil, false, fmt.Errorf("reading records: %w", err)
+	}
+	defer release()
 	var recs []store.StoredRecord
 	s.pendMu.RLock()
 	defer s.pendMu.RUnlock()
 	err = s.readTx(ctx, func(tx *sql.Tx) error {
+		var ids []int64
 		if q.SHA256 != "" {
-			ids, err := s.recordsOfHash(ctx, tx, q.SHA256)
-			if err != nil {
+			if ids, err = s.recordsOfHash(ctx, tx, q); err != nil {
 				return err
 			}
-			recs, err = scanRecords(ctx, tx, recordsByHash, q, ids)
+			if len(ids) == 0 {
+				return nil
+			}
+		}
+		stmt, err := s.recordsStmt(ctx, q)
+		if err != nil {
 			return err
 		}
-		recs, err = scanRecords(ctx, tx, recordsByEndpoint, q, nil)
+		recs, err = scanRecords(ctx, tx.StmtContext(ctx, stmt), q, ids)
 		return err
 	})
 	if err != nil {
@@ -48,11 +59,21 @@ func (s *Store) Records(ctx context.Context, q store.RecordQuery) ([]store.Store
 	return recs, more, nil
 }
 
-// recordsOfHash returns the ids of the records of hash sha, ascending: the
-// folded ones from hash_records, the pending ones from memory. The caller
-// holds pendMu.
-func (s *Store) recordsOfHash(ctx context.Context, tx *sql.Tx, sha string) ([]int64, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT record_id FROM hash_records WHERE sha256 = ? ORDER BY record_id`, sha)
+// recordsOfHash returns the ids of the records of q's hash above q.After,
+// ascending: the folded ones from hash_records, the pending ones from
+// memory. When nothing else narrows the query, only the first q.Limit+1
+// can be answered, and only those are returned. The caller holds pendMu.
+func (s *Store) recordsOfHash(ctx context.Context, tx *sql.Tx, q store.RecordQuery) ([]int64, error) {
+	window := q.Pseudonym == "" && q.From.IsZero() && q.To.IsZero()
+	limit := -1 // no limit
+	if window {
+		limit = q.Limit + 1
+	}
+	stmt, err := s.readStmt(ctx, `SELECT record_id FROM hash_records WHERE sha256 = ? AND record_id > ? ORDER BY record_id LIMIT ?`)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := tx.StmtContext(ctx, stmt).QueryContext(ctx, q.SHA256, q.After, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -68,53 +89,116 @@ func (s *Store) recordsOfHash(ctx context.Context, tx *sql.Tx, sha string) ([]in
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	if d := s.pend.hashes[sha]; d != nil {
-		ids = append(ids, d.ids...)
-	}
-	if s.folding != nil {
-		if d := s.folding.hashes[sha]; d != nil {
-			ids = append(ids, d.ids...)
+	for _, d := range []*pending{s.pend, s.folding} {
+		if d == nil {
+			continue
+		}
+		if h := d.hashes[q.SHA256]; h != nil {
+			for _, id := range h.ids {
+				if id > q.After {
+					ids = append(ids, id)
+				}
+			}
 		}
 	}
 	slices.Sort(ids)
-	return slices.Compact(ids), nil
+	ids = slices.Compact(ids)
+	if window && len(ids) > limit {
+		ids = ids[:limit]
+	}
+	return ids, nil
 }
 
-// recordsQuery reads records, with their batch's columns and their sealed
-// halves, from the join %s of records r and batches b, with q's conditions
-// as parameters (see scanRecords).
-const recordsQuery = `SELECT r.id, r.time, r.kind, r.sha256, r.size, r.detection, r.product, r.ruledb,
-		b.pseudonym, b.country, b.batch_id, b.received, b.wrapped_key, b.key_id, p.sealed
-	FROM %s
-	LEFT JOIN personal p ON p.record_id = r.id
-	WHERE (?2 = '' OR b.pseudonym = ?2) AND (?3 = '' OR r.sha256 = ?3)
-		AND (?4 IS NULL OR r.time >= ?4) AND (?5 IS NULL OR r.time < ?5) AND r.id > ?7
-	ORDER BY r.id LIMIT ?6`
+// recordColumns are what scanRecords reads, from records r, batches b
+// and personal p.
+const recordColumns = `r.id, r.time, r.kind, r.sha256, r.size, r.detection, r.product, r.ruledb,
+		b.pseudonym, b.country, b.batch_id, b.received, b.wrapped_key, b.key_id, p.sealed`
 
-// The record queries: by the ids in ?1, and by the endpoint in ?2, whose
-// records are its batches' ranges of ids.
-var (
-	recordsByHash = fmt.Sprintf(recordsQuery, `json_each(?1) j CROSS JOIN records r ON r.id = j.value
+// recordsSQL is the query for q's shape: by the ids of a hash (a JSON
+// array, the first parameter) or by the endpoint's batches, with only the
+// conditions q has, so that SQLite plans each shape once. The parameters
+// follow in the order of recordsArgs.
+func recordsSQL(q store.RecordQuery) string {
+	var b strings.Builder
+	b.WriteString("SELECT " + recordColumns + "\n\tFROM ")
+	if q.SHA256 != "" {
+		b.WriteString(`json_each(?) j CROSS JOIN records r ON r.id = j.value
 		JOIN batches b ON b.pk = r.batch_pk`)
-	recordsByEndpoint = fmt.Sprintf(recordsQuery, `batches b
-		JOIN records r ON b.pseudonym = ?2 AND r.id >= b.first_id AND r.id < b.first_id + b.count`)
-)
+	} else {
+		b.WriteString(`batches b
+		JOIN records r ON b.pseudonym = ? AND r.id >= b.first_id AND r.id < b.first_id + b.count`)
+	}
+	b.WriteString("\n\tLEFT JOIN personal p ON p.record_id = r.id\n\tWHERE r.id > ?")
+	if q.SHA256 != "" && q.Pseudonym != "" {
+		b.WriteString(" AND b.pseudonym = ?")
+	}
+	if !q.From.IsZero() {
+		b.WriteString(" AND r.time >= ?")
+	}
+	if !q.To.IsZero() {
+		b.WriteString(" AND r.time < ?")
+	}
+	b.WriteString("\n\tORDER BY r.id LIMIT ?")
+	return b.String()
+}
 
-// scanRecords runs query, recordsByHash or recordsByEndpoint, with the ids (as ?1, a JSON
-// array) and q's conditions, for up to q.Limit+1 records.
-func scanRecords(ctx context.Context, tx *sql.Tx, query string, q store.RecordQuery, ids []int64) ([]store.StoredRecord, error) {
-	j, err := json.Marshal(ids)
+// recordsArgs are the parameters of recordsSQL(q).
+func recordsArgs(q store.RecordQuery, ids []int64) ([]any, error) {
+	var args []any
+	if q.SHA256 != "" {
+		j, err := json.Marshal(ids)
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, string(j))
+	} else {
+		args = append(args, q.Pseudonym)
+	}
+	args = append(args, q.After)
+	if q.SHA256 != "" && q.Pseudonym != "" {
+		args = append(args, q.Pseudonym)
+	}
+	if !q.From.IsZero() {
+		args = append(args, q.From.UnixMicro())
+	}
+	if !q.To.IsZero() {
+		args = append(args, q.To.UnixMicro())
+	}
+	return append(args, q.Limit+1), nil
+}
+
+// recordsStmt returns the prepared statement of q's shape.
+func (s *Store) recordsStmt(ctx context.Context, q store.RecordQuery) (*sql.Stmt, error) {
+	return s.readStmt(ctx, recordsSQL(q))
+}
+
+// readStmt returns query prepared on the reader pool, preparing it once.
+// database/sql prepares it again on each connection the first time it
+// runs there.
+func (s *Store) readStmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	s.readStmtsMu.Lock()
+	defer s.readStmtsMu.Unlock()
+	if st := s.readStmts[query]; st != nil {
+		return st, nil
+	}
+	st, err := s.read.PrepareContext(ctx, query)
 	if err != nil {
 		return nil, err
 	}
-	var from, to sql.NullInt64
-	if !q.From.IsZero() {
-		from = sql.NullInt64{Int64: q.From.UnixMicro(), Valid: true}
+	if s.readStmts == nil {
+		s.readStmts = map[string]*sql.Stmt{}
 	}
-	if !q.To.IsZero() {
-		to = sql.NullInt64{Int64: q.To.UnixMicro(), Valid: true}
+	s.readStmts[query] = st
+	return st, nil
+}
+
+// scanRecords runs stmt, a recordsStmt of q, for up to q.Limit+1 records.
+func scanRecords(ctx context.Context, stmt *sql.Stmt, q store.RecordQuery, ids []int64) ([]store.StoredRecord, error) {
+	args, err := recordsArgs(q, ids)
+	if err != nil {
+		return nil, err
 	}
-	rows, err := tx.QueryContext(ctx, query, string(j), q.Pseudonym, q.SHA256, from, to, q.Limit+1, q.After)
+	rows, err := stmt.QueryContext(ctx, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -134,6 +218,21 @@ func scanRecords(ctx context.Context, tx *sql.Tx, query string, q store.RecordQu
 		recs = append(recs, sr)
 	}
 	return recs, rows.Err()
+}
+
+// admitReader waits for one of the reader pool's connections to be free
+// for this read, first come first served (database/sql hands a freed
+// connection to a random waiter, which made the slowest reads far slower
+// than the rest under load), before the read takes pendMu, so that reads
+// waiting for a connection do not hold back a fold. It returns the
+// function that lets the next read in.
+func (s *Store) admitReader(ctx context.Context) (func(), error) {
+	select {
+	case s.readers <- struct{}{}:
+		return func() { <-s.readers }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // DeleteRecords deletes the records with the given ids, both halves, in

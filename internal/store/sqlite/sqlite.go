@@ -66,6 +66,12 @@ type Store struct {
 	writer chan struct{}
 	w      *sql.Conn // the only connection that writes
 	stmts  map[stmtKey]*sql.Stmt
+	// readStmts are the reads prepared on the reader pool, by query.
+	readStmtsMu sync.Mutex
+	readStmts   map[string]*sql.Stmt
+	// readers admits reads to the reader pool in arrival order (see
+	// admitReader).
+	readers chan struct{}
 
 	queueMu sync.Mutex
 	queue   []*putRequest // PutBatch calls waiting for the writer
@@ -161,6 +167,7 @@ func open(ctx context.Context, path string, steps []string, policy foldPolicy) (
 	n := max(4, runtime.GOMAXPROCS(0))
 	s.read.SetMaxOpenConns(n)
 	s.read.SetMaxIdleConns(n)
+	s.readers = make(chan struct{}, n)
 	go s.folder(s.stop, s.folded)
 	return s, nil
 }
@@ -241,6 +248,11 @@ func (s *Store) Close() error {
 	for _, st := range s.stmts {
 		errs = append(errs, st.Close())
 	}
+	s.readStmtsMu.Lock()
+	for _, st := range s.readStmts {
+		errs = append(errs, st.Close())
+	}
+	s.readStmtsMu.Unlock()
 	errs = append(errs, s.w.Close(), s.writeDB.Close(), s.read.Close())
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("closing sqlite store: %w", err)

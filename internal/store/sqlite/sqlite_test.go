@@ -545,9 +545,28 @@ func TestLookupsSearchByKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.unlock()
-	for name, q := range map[string]string{"local": localQuery, "local detections": localDetectionsQuery, "remote": remoteQuery,
-		"records by hash": recordsByHash, "records by endpoint": recordsByEndpoint} {
-		rows, err := s.read.QueryContext(ctx, "EXPLAIN QUERY PLAN "+q, `["`+storetest.Hash("1")+`"]`, storetest.Pseudonym("ep-1"), "", nil, nil, 10, 0)
+	type query struct {
+		sql  string
+		args []any
+	}
+	queries := map[string]query{}
+	for name, q := range map[string]string{"local": localQuery, "local detections": localDetectionsQuery, "remote": remoteQuery} {
+		queries[name] = query{q, []any{`["` + storetest.Hash("1") + `"]`}}
+	}
+	for name, rq := range map[string]store.RecordQuery{
+		"records by hash":                    {SHA256: storetest.Hash("1"), Limit: 10},
+		"records by hash, endpoint and time": {SHA256: storetest.Hash("1"), Pseudonym: storetest.Pseudonym("ep-1"), From: storetest.T0, To: storetest.T0.Add(time.Hour), Limit: 10},
+		"records by endpoint":                {Pseudonym: storetest.Pseudonym("ep-1"), Limit: 10},
+		"records by endpoint and time":       {Pseudonym: storetest.Pseudonym("ep-1"), From: storetest.T0, To: storetest.T0.Add(time.Hour), After: 3, Limit: 10},
+	} {
+		args, err := recordsArgs(rq, []int64{1, 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		queries[name] = query{recordsSQL(rq), args}
+	}
+	for name, q := range queries {
+		rows, err := s.read.QueryContext(ctx, "EXPLAIN QUERY PLAN "+q.sql, q.args...)
 		if err != nil {
 			t.Fatal(err)
 		}
