@@ -37,40 +37,53 @@ func keyOf(b *store.Batch) batchKey {
 	return sha256.Sum256([]byte(b.Pseudonym + "\x00" + b.BatchID))
 }
 
-// digestBatches counts the country's batches in st and hashes their
-// content. With only set, it counts only the batches whose keys are in
-// it; without, it returns the keys of the batches it counted.
-func digestBatches(ctx context.Context, st store.Relocator, country string, only map[batchKey]bool) (*sum, map[batchKey]bool, error) {
-	s := &sum{}
-	var keys map[batchKey]bool
-	if only == nil {
-		keys = map[batchKey]bool{}
-	}
+// batchSum is what digestBatches keeps of one batch.
+type batchSum struct {
+	hash    [sha256.Size]byte
+	records int64
+}
+
+// digestBatches hashes the content of each of the country's batches in
+// st, by batch key, reading a few batches at a time to bound memory.
+func digestBatches(ctx context.Context, st store.Relocator, country string) (map[batchKey]batchSum, error) {
+	out := map[batchKey]batchSum{}
 	h := sha256.New()
 	var after int64
 	for {
-		bs, err := st.Batches(ctx, store.BatchQuery{Country: country, After: after, Limit: store.MaxBatches})
+		bs, err := st.Batches(ctx, store.BatchQuery{Country: country, After: after, Limit: digestPage})
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		if len(bs) == 0 {
-			return s, keys, nil
+			return out, nil
 		}
 		for i := range bs {
 			b := &bs[i].Batch
-			k := keyOf(b)
-			if only != nil && !only[k] {
-				continue
-			}
-			if keys != nil {
-				keys[k] = true
-			}
-			s.hashes = append(s.hashes, contentHash(h, b))
-			s.batches++
-			s.records += int64(len(b.Records))
+			out[keyOf(b)] = batchSum{contentHash(h, b), int64(len(b.Records))}
 		}
 		after = bs[len(bs)-1].PK
 	}
+}
+
+// digestPage is how many batches digestBatches reads at a time.
+const digestPage = 50
+
+// summarize counts and digests the batches of src, and the same batches
+// as dst holds them. dst may hold more batches of the country (reported
+// there since the policy moved it), which do not count.
+func summarize(src, dst map[batchKey]batchSum) (s, d *sum) {
+	s, d = &sum{}, &sum{}
+	for k, v := range src {
+		s.batches++
+		s.records += v.records
+		s.hashes = append(s.hashes, v.hash)
+		if dv, ok := dst[k]; ok {
+			d.batches++
+			d.records += dv.records
+			d.hashes = append(d.hashes, dv.hash)
+		}
+	}
+	return s, d
 }
 
 // contentHash hashes everything of b that must arrive unchanged: the

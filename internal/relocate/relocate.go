@@ -598,14 +598,20 @@ func bindingKeyID(b *store.Batch) string {
 
 func (r *Relocator) stepVerify(ctx context.Context, j *Job) error {
 	src, dst := r.cfg.Regions[j.From], r.cfg.Regions[j.To]
-	srcSum, keys, err := digestBatches(ctx, src.Store, j.Country, nil)
-	if err != nil {
-		return fmt.Errorf("digesting the source: %w", err)
+	// Both ends at once: they are different stores.
+	var srcB, dstB map[batchKey]batchSum
+	var srcErr, dstErr error
+	var wg sync.WaitGroup
+	wg.Go(func() { srcB, srcErr = digestBatches(ctx, src.Store, j.Country) })
+	wg.Go(func() { dstB, dstErr = digestBatches(ctx, dst.Store, j.Country) })
+	wg.Wait()
+	if srcErr != nil {
+		return fmt.Errorf("digesting the source: %w", srcErr)
 	}
-	dstSum, _, err := digestBatches(ctx, dst.Store, j.Country, keys)
-	if err != nil {
-		return fmt.Errorf("digesting the destination: %w", err)
+	if dstErr != nil {
+		return fmt.Errorf("digesting the destination: %w", dstErr)
 	}
+	srcSum, dstSum := summarize(srcB, dstB)
 	rep := &Report{
 		SourceRecords: srcSum.records, SourceBatches: srcSum.batches, SourceDigest: srcSum.digest(),
 		DestRecords: dstSum.records, DestBatches: dstSum.batches, DestDigest: dstSum.digest(),
@@ -625,7 +631,7 @@ func (r *Relocator) stepDelete(ctx context.Context, j *Job) error {
 	// as the chunk's relocate entry. Cursor counts the chunks done.
 	for i := int(j.Cursor); i < len(j.Chunks); i++ {
 		c := j.Chunks[i]
-		bs, err := src.Store.Batches(ctx, store.BatchQuery{Country: j.Country, After: c.First - 1, Limit: c.Batches})
+		bs, err := src.Store.Batches(ctx, store.BatchQuery{Country: j.Country, After: c.First - 1, Limit: c.Batches, IDsOnly: true})
 		if err != nil {
 			return err
 		}
@@ -652,7 +658,7 @@ func (r *Relocator) stepDelete(ctx context.Context, j *Job) error {
 			return err
 		}
 	}
-	left, err := src.Store.Batches(ctx, store.BatchQuery{Country: j.Country, Limit: 1})
+	left, err := src.Store.Batches(ctx, store.BatchQuery{Country: j.Country, Limit: 1, IDsOnly: true})
 	if err != nil {
 		return err
 	}

@@ -16,6 +16,10 @@ type BatchQuery struct {
 	After int64
 	// Limit is the most batches returned (1 to MaxBatches).
 	Limit int
+	// IDsOnly leaves out the records' contents: each batch comes with
+	// its pseudonym, batch id and the ids of its records, which is what
+	// deleting it takes.
+	IDsOnly bool
 }
 
 // MaxBatches is the most batches one BatchQuery returns.

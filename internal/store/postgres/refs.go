@@ -64,7 +64,7 @@ func (s *Store) RecordRefs(ctx context.Context, pageSize int, f func(page []stor
 	return through, nil
 }
 
-// settleLockTimeout bounds how long settledID waits for the batches under
+// settleLockTimeout bounds how long settledBound waits for the batches under
 // way, during which new batches queue behind it: a commitment that cannot
 // settle its bound soon fails, to be retried, rather than stall ingest.
 const settleLockTimeout = "2s"

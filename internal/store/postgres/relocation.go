@@ -59,6 +59,16 @@ func (s *Store) Batches(ctx context.Context, q store.BatchQuery) ([]store.Stored
 	for i := range out {
 		sb := &out[i]
 		first := sb.PK << recordIDBits
+		if q.IDsOnly {
+			rows, err := tx.Query(ctx, `SELECT id FROM records WHERE id >= $1 AND id < $2 ORDER BY id`, first, first+counts[i])
+			if err != nil {
+				return nil, fmt.Errorf("reading batches: %w", s.closedErr(err))
+			}
+			if sb.IDs, err = pgx.CollectRows(rows, pgx.RowTo[int64]); err != nil {
+				return nil, fmt.Errorf("reading batches: %w", s.closedErr(err))
+			}
+			continue
+		}
 		rows, err := tx.Query(ctx, `SELECT r.id, r.time, r.kind, r.sha256, r.size, r.detection, r.product, r.ruledb, p.sealed
 			FROM records r LEFT JOIN personal p ON p.record_id = r.id
 			WHERE r.id >= $1 AND r.id < $2 ORDER BY r.id`, first, first+counts[i])

@@ -256,8 +256,7 @@ func (s *Store) DeleteRecords(ctx context.Context, ids []int64) (int64, error) {
 	}
 	var n int64
 	err = s.inTx(ctx, func() error {
-		if _, err := s.w.ExecContext(ctx, `DELETE FROM hash_records WHERE (sha256, record_id) IN
-			(SELECT r.sha256, r.id FROM json_each(?) j CROSS JOIN records r ON r.id = j.value)`, string(j)); err != nil {
+		if err := s.deleteHashRecords(ctx, `SELECT r.sha256, r.id FROM json_each(?) j CROSS JOIN records r ON r.id = j.value`, string(j)); err != nil {
 			return err
 		}
 		if _, err := s.w.ExecContext(ctx, `DELETE FROM personal WHERE record_id IN (SELECT value FROM json_each(?))`, string(j)); err != nil {

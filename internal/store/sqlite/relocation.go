@@ -1,10 +1,13 @@
 package sqlite
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/vitrine-dev/vitrine/internal/seal"
 	"github.com/vitrine-dev/vitrine/internal/store"
@@ -54,6 +57,12 @@ func (s *Store) Batches(ctx context.Context, q store.BatchQuery) ([]store.Stored
 			return err
 		}
 		for i := range out {
+			if q.IDsOnly {
+				if err := readBatchIDs(ctx, tx, &out[i], spans[i].first, spans[i].count); err != nil {
+					return err
+				}
+				continue
+			}
 			if err := readBatchRecords(ctx, tx, &out[i], spans[i].first, spans[i].count); err != nil {
 				return err
 			}
@@ -184,9 +193,8 @@ func (s *Store) DeleteBatches(ctx context.Context, pks []int64) (int64, error) {
 		JOIN records r ON r.id >= b.first_id AND r.id < b.first_id + b.count`
 	var n int64
 	err = s.inTx(ctx, func() error {
-		if _, err := s.w.ExecContext(ctx, `DELETE FROM hash_records WHERE (sha256, record_id) IN
-			(SELECT r.sha256, r.id FROM json_each(?1) j CROSS JOIN batches b ON b.pk = j.value
-				JOIN records r ON r.id >= b.first_id AND r.id < b.first_id + b.count)`, string(j)); err != nil {
+		if err := s.deleteHashRecords(ctx, `SELECT r.sha256, r.id FROM json_each(?1) j CROSS JOIN batches b ON b.pk = j.value
+				JOIN records r ON r.id >= b.first_id AND r.id < b.first_id + b.count`, string(j)); err != nil {
 			return err
 		}
 		if _, err := s.w.ExecContext(ctx, `DELETE FROM personal WHERE record_id IN (`+ids+`)`, string(j)); err != nil {
@@ -216,4 +224,69 @@ func boundKeyID(b *store.Batch) any {
 		return nil
 	}
 	return b.Sealed.KeyID
+}
+
+// deleteHashRecords deletes the hash_records rows of the (sha256, id) pairs
+// that query selects, in key order, each by its primary key: the rows of
+// a batch's records lie all over the table, and in key order each page is
+// visited once. The caller holds the writer, in a transaction.
+func (s *Store) deleteHashRecords(ctx context.Context, query string, args ...any) error {
+	rows, err := s.w.QueryContext(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	type pair struct {
+		sha string
+		id  int64
+	}
+	var pairs []pair
+	for rows.Next() {
+		var p pair
+		if err := rows.Scan(&p.sha, &p.id); err != nil {
+			rows.Close()
+			return err
+		}
+		pairs = append(pairs, p)
+	}
+	if err := rows.Close(); err != nil {
+		return err
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	slices.SortFunc(pairs, func(a, b pair) int {
+		if c := strings.Compare(a.sha, b.sha); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.id, b.id)
+	})
+	st, err := s.w.PrepareContext(ctx, `DELETE FROM hash_records WHERE sha256 = ? AND record_id = ?`)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	for _, p := range pairs {
+		if _, err := st.ExecContext(ctx, p.sha, p.id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readBatchIDs reads the ids of the records still stored of the batch whose
+// ids are first to first+count-1.
+func readBatchIDs(ctx context.Context, tx *sql.Tx, sb *store.StoredBatch, first, count int64) error {
+	rows, err := tx.QueryContext(ctx, `SELECT id FROM records WHERE id >= ? AND id < ? ORDER BY id`, first, first+count)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return err
+		}
+		sb.IDs = append(sb.IDs, id)
+	}
+	return rows.Err()
 }

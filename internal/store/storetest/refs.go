@@ -289,3 +289,42 @@ func testRecordRefsDuringIngest(t *testing.T, s store.Store) {
 		t.Errorf("after ingest, RecordRefs = %d refs, want %d", n, writers*batches*size)
 	}
 }
+
+// testRecordRefsAfterDeleteBatches checks the bound when a relocation
+// deletes whole batches, the newest among them, rows and all: their
+// records vanish from the refs, the bound does not go back, and records
+// stored later, by PutBatch or PutBatches, get ids beyond every one given
+// before.
+func testRecordRefsAfterDeleteBatches(t *testing.T, s store.Store) {
+	r := relocator(t, s)
+	a, b := Hash("a"), Hash("b")
+	mustPut(t, s, Batch("ep-1", "b1", Record(a, 0, ""), Record(b, time.Minute, "")), true)
+	mustPut(t, s, Batch("ep-2", "b1", Record(b, time.Hour, "")), true)
+	mustPut(t, s, Batch("ep-1", "b2", Record(a, 2*time.Hour, ""), Record(a, 3*time.Hour, "")), true)
+	all, through := refs(t, s, 0)
+	bs := batches(t, r, store.BatchQuery{Country: "DE", Limit: 10})
+	if len(all) != 5 || len(bs) != 3 {
+		t.Fatalf("%d refs and %d batches, want 5 and 3", len(all), len(bs))
+	}
+	if _, err := r.DeleteBatches(t.Context(), []int64{bs[1].PK, bs[2].PK}); err != nil {
+		t.Fatal(err)
+	}
+	left, throughLeft := refs(t, s, 0)
+	checkRefs(t, "RecordRefs after deleting the two newest batches", left, all[:2])
+	if throughLeft < through {
+		t.Errorf("bound went back from %d to %d when the newest batches were deleted", through, throughLeft)
+	}
+	mustPut(t, s, Batch("ep-3", "b1", Record(b, 4*time.Hour, "")), true)
+	if _, err := r.PutBatches(t.Context(), []*store.Batch{Batch("ep-4", "b1", Record(a, 5*time.Hour, ""))}); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := refs(t, s, 0)
+	if len(after) != 4 {
+		t.Fatalf("RecordRefs after storing two more = %d refs, want 4", len(after))
+	}
+	for _, ref := range after[2:] {
+		if ref.ID <= through {
+			t.Errorf("a record stored after the deletion has id %d, not beyond the earlier bound %d: ids given twice", ref.ID, through)
+		}
+	}
+}

@@ -59,6 +59,12 @@ func testBatches(t *testing.T, s store.Store) {
 			t.Errorf("batches not in PK order: %d, %d", all[i-1].PK, all[i].PK)
 		}
 	}
+	light := batches(t, r, store.BatchQuery{Country: "DE", Limit: 10, IDsOnly: true})
+	for i := range light {
+		if light[i].PK != all[i].PK || !slices.Equal(light[i].IDs, all[i].IDs) || light[i].Batch.Pseudonym != all[i].Batch.Pseudonym || len(light[i].Batch.Records) != 0 {
+			t.Errorf("IDsOnly batch %d = %+v, want the ids of %+v", i, light[i], all[i])
+		}
+	}
 	if fr := batches(t, r, store.BatchQuery{Country: "FR", Limit: 10}); len(fr) != 1 || fr[0].Batch.Country != "FR" {
 		t.Errorf("Batches(FR) = %d batches", len(fr))
 	}

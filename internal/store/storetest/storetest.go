@@ -65,6 +65,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Batches", testBatches},
 		{"PutBatches", testPutBatches},
 		{"DeleteBatches", testDeleteBatches},
+		{"RecordRefsAfterDeleteBatches", testRecordRefsAfterDeleteBatches},
 		{"RefusesPersonalInClear", testRefusesPersonalInClear},
 		{"Closed", testClosed},
 	}
