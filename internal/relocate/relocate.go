@@ -37,6 +37,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -125,6 +126,9 @@ type Job struct {
 	Chunks []Chunk `json:"chunks"`
 	// Report is filled by the verify step.
 	Report *Report `json:"report,omitempty"`
+	// Took is how long each step took, in this process and the ones
+	// before it (a step interrupted by a crash counts what it did).
+	Took map[string]Duration `json:"took,omitempty"`
 	// Error is why the job stopped, if it did.
 	Error    string    `json:"error,omitempty"`
 	Started  time.Time `json:"started"`
@@ -297,6 +301,7 @@ func (r *Relocator) Wait() {
 
 func clone(j *Job) *Job {
 	c := *j
+	c.Took = maps.Clone(j.Took)
 	c.Chunks = append([]Chunk(nil), j.Chunks...)
 	if j.Report != nil {
 		rep := *j.Report
@@ -364,6 +369,7 @@ func (r *Relocator) saveLocked(j *Job) error {
 func (r *Relocator) run(ctx context.Context, j *Job) error {
 	for {
 		var err error
+		step, start := j.Step, time.Now()
 		switch j.Step {
 		case StepPolicy:
 			err = r.stepPolicy(ctx, j)
@@ -382,7 +388,31 @@ func (r *Relocator) run(ctx context.Context, j *Job) error {
 		if err != nil {
 			return fmt.Errorf("relocation %s, step %s: %w", j.ID, j.Step, err)
 		}
+		// The step is done and saved; so is its time.
+		r.mu.Lock()
+		if j.Took == nil {
+			j.Took = map[string]Duration{}
+		}
+		j.Took[step] += Duration(time.Since(start))
+		err = r.saveLocked(j)
+		r.mu.Unlock()
+		if err != nil {
+			return err
+		}
 	}
+}
+
+// Duration is a time.Duration that reads and writes as a string ("1.5s").
+type Duration time.Duration
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	*d = Duration(v)
+	return err
 }
 
 func (r *Relocator) stepPolicy(ctx context.Context, j *Job) error {
@@ -709,7 +739,11 @@ func Describe(j *Job) string {
 		fmt.Fprintf(&b, "  error      %s\n", j.Error)
 	}
 	if !j.Finished.IsZero() {
-		fmt.Fprintf(&b, "  took       %s\n", j.Finished.Sub(j.Started).Round(time.Millisecond))
+		fmt.Fprintf(&b, "  took       %s", j.Finished.Sub(j.Started).Round(time.Millisecond))
+		for _, s := range []string{StepPolicy, StepCopy, StepVerify, StepDelete} {
+			fmt.Fprintf(&b, " %s %s", s, time.Duration(j.Took[s]).Round(time.Millisecond))
+		}
+		fmt.Fprintln(&b)
 	}
 	return b.String()
 }
