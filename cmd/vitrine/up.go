@@ -19,6 +19,7 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	name := fs.String("name", "vitrine.local", "deployment name: prefix of every log origin (keep it across restarts)")
 	publicURL := fs.String("public-url", "", "base URL that clients use (default http://<listen>)")
 	debug := fs.String("debug-listen", "", "serve Go profiling endpoints on this address (loopback only; unauthenticated)")
+	commitEvery := fs.Duration("commitment-interval", time.Hour, "how often each region commits to its dataset (count and Merkle root) in its access log")
 	interval := fs.Duration("checkpoint-interval", 0, "how often each log publishes a witnessed checkpoint while it grows (0: the logs' default, 200ms)")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
@@ -30,7 +31,7 @@ func runUp(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	tuneGC()
-	pc := platform.Config{Data: *data, Listen: *listen, Name: *name, PublicURL: *publicURL, CheckpointInterval: *interval, Logger: e.logger}
+	pc := platform.Config{Data: *data, Listen: *listen, Name: *name, PublicURL: *publicURL, CheckpointInterval: *interval, CommitmentInterval: *commitEvery, Logger: e.logger}
 	if *configFile != "" {
 		c, err := config.Load(*configFile)
 		if err != nil {

@@ -163,6 +163,37 @@ func TestAccessEndToEnd(t *testing.T) {
 		t.Errorf("other region's read logged as %+v", r)
 	}
 
+	// A commitment to zurich's dataset on demand: the operator may ask,
+	// an analyst may not; the entry in the log covers the one record.
+	if code, b := postJSON(t, zurich+"/v1/commitments", jdoe, nil); code != http.StatusUnauthorized {
+		t.Errorf("an analyst committed: %d %s", code, b)
+	}
+	code, b := postJSON(t, zurich+"/v1/commitments", p.OperatorToken(), nil)
+	if code != 200 {
+		t.Fatalf("commitment on demand: %d %s", code, b)
+	}
+	var ans struct {
+		Index uint64 `json:"index"`
+		Count int64  `json:"count"`
+		Root  string `json:"root"`
+	}
+	if err := json.Unmarshal(b, &ans); err != nil || ans.Count != 1 {
+		t.Fatalf("commitment answer %s: %v", b, err)
+	}
+	cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ccp, err := p.Log("access-zurich").AwaitWitnessed(cctx, ans.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb, err := client.GetEntryBundle(cctx, fetcher.ReadEntryBundle, ans.Index/256, ccp.Size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cm, err := access.ParseCommitment(cb.Entries[ans.Index%256]); err != nil || cm.Count != 1 || cm.Root != ans.Root || cm.Region != "zurich" {
+		t.Errorf("logged commitment %+v, %v; answer %s", cm, err, b)
+	}
+
 	// The aggregates that moscow pulled from zurich crossed under a
 	// logged process access, which names no data subject.
 	crossed := false

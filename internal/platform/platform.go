@@ -56,6 +56,10 @@ type Config struct {
 	// Stores chooses a region's store ("sqlite:PATH" or a postgres://
 	// URL); a region without one gets SQLite under Data.
 	Stores map[string]string
+	// CommitmentInterval is how often each region commits to its dataset
+	// in its access log (default 1h); commitments are also made on demand
+	// (POST /regions/<name>/v1/commitments).
+	CommitmentInterval time.Duration
 	// OperatorLocation is the home country of the operator, under whom
 	// relocations are logged (default CH).
 	OperatorLocation string
@@ -219,6 +223,7 @@ func (p *Platform) routes() http.Handler {
 		mux.Handle(prefix+"/v1/records", g)
 		mux.Handle(prefix+"/v1/records/", g)
 		mux.Handle(prefix+"/v1/access/", g)
+		mux.Handle("POST "+prefix+"/v1/commitments", http.StripPrefix(prefix, p.regions.commits[name].Handler(p.mayCommit(name))))
 	}
 	mux.HandleFunc("GET /{$}", p.serveIndex)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -350,4 +355,16 @@ func (p *Platform) startCustody() error {
 	}
 	p.custody, err = custody.Open(custody.Config{Dir: filepath.Join(p.cfg.Data, "custody"), Regions: regions, Logger: p.logger})
 	return err
+}
+
+// mayCommit authorises commitments on demand in region: the operator's
+// token, or a supervisor or operator principal that may act there.
+func (p *Platform) mayCommit(region string) func(*http.Request) bool {
+	return func(r *http.Request) bool {
+		if keys.BearerEqual(r, p.operatorToken) {
+			return true
+		}
+		pr, err := p.principals.Authenticate(r)
+		return err == nil && (pr.Role == principal.Supervisor || pr.Role == principal.Operator) && pr.MayActIn(region)
+	}
 }

@@ -10,12 +10,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/transparency-dev/tessera/client"
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/vitrine-dev/vitrine/internal/commitment"
 	"github.com/vitrine-dev/vitrine/internal/endpoint"
 	"github.com/vitrine-dev/vitrine/internal/gateway"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
@@ -44,6 +46,7 @@ type regions struct {
 	issuer    *endpoint.Issuer
 	byName    map[string]*region.Region
 	gateways  map[string]*gateway.Gateway
+	commits   map[string]*commitment.Committer
 	stores    []store.Store
 	cancel    context.CancelFunc
 	done      chan struct{}
@@ -52,7 +55,7 @@ type regions struct {
 // startRegions activates the residency policy through the policy log and
 // starts every region of it.
 func (p *Platform) startRegions(ctx context.Context) error {
-	rs := &regions{byName: map[string]*region.Region{}, gateways: map[string]*gateway.Gateway{}, done: make(chan struct{})}
+	rs := &regions{byName: map[string]*region.Region{}, gateways: map[string]*gateway.Gateway{}, commits: map[string]*commitment.Committer{}, done: make(chan struct{})}
 	p.regions = rs
 	var err error
 	rs.policyKey, rs.policyVK, err = keys.LoadOrCreateSigner(filepath.Join(p.cfg.Data, "policy.key"), filepath.Join(p.cfg.Data, "policy.vkey"), p.cfg.Name+"/policy")
@@ -138,14 +141,31 @@ func (p *Platform) startRegions(ctx context.Context) error {
 			Logger:       p.logger,
 		})
 	}
+	for name := range rs.byName {
+		// Each region commits to its dataset in its access log, every
+		// CommitmentInterval and on demand.
+		c, err := commitment.New(commitment.Config{
+			Region:   name,
+			Store:    rs.byName[name].Store(),
+			Log:      p.logs["access-"+name],
+			Interval: p.cfg.CommitmentInterval,
+			Logger:   p.logger,
+		})
+		if err != nil {
+			return err
+		}
+		rs.commits[name] = c
+	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	rs.cancel = cancel
 	go func() {
 		defer close(rs.done)
-		for _, r := range rs.byName {
-			go r.Run(rctx)
+		var wg sync.WaitGroup
+		for name, r := range rs.byName {
+			wg.Go(func() { r.Run(rctx) })
+			wg.Go(func() { _ = rs.commits[name].Run(rctx) })
 		}
-		<-rctx.Done()
+		wg.Wait()
 	}()
 	return nil
 }
