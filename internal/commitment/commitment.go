@@ -166,7 +166,7 @@ func (c *Committer) Commit(ctx context.Context) (uint64, *access.Commitment, err
 // tree and returns it with the snapshot's bound. The tree is built while
 // the store reads: each page the store hands over is copied into one of a
 // few buffers for a goroutine that hashes it, so that hashing overlaps
-// reading (a commitment took 1.35 to 1.65 times as long as the bare read
+// reading (a commitment took 1.35 to 1.75 times as long as the bare read
 // in BenchmarkCommit, against 2.1 times when it hashed in turn), and memory
 // stays bounded by the buffers whatever the size of the dataset.
 func readTree(ctx context.Context, s store.Store) (*access.DatasetTree, int64, error) {

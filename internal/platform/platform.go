@@ -11,21 +11,25 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/vitrine-dev/vitrine/internal/atomicfile"
 	"github.com/vitrine-dev/vitrine/internal/custody"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
 	"github.com/vitrine-dev/vitrine/internal/keys"
 	"github.com/vitrine-dev/vitrine/internal/logserver"
 	"github.com/vitrine-dev/vitrine/internal/principal"
 	"github.com/vitrine-dev/vitrine/internal/relocate"
+	"github.com/vitrine-dev/vitrine/internal/seal"
 	"github.com/vitrine-dev/vitrine/internal/witness"
 	"github.com/vitrine-dev/vitrine/residency"
 	"github.com/vitrine-dev/vitrine/tlog"
@@ -56,6 +60,12 @@ type Config struct {
 	// Stores chooses a region's store ("sqlite:PATH" or a postgres://
 	// URL); a region without one gets SQLite under Data.
 	Stores map[string]string
+	// CustodyURL, when set, is the base URL of the supervisor's key
+	// custody running in its own process (`vitrine custody`), and
+	// CustodyToken the bearer token it gave; without them the platform
+	// runs custody itself, under /custody/.
+	CustodyURL   string
+	CustodyToken string
 	// CommitmentInterval is how often each region commits to its dataset
 	// in its access log (default 1h); commitments are also made on demand
 	// (POST /regions/<name>/v1/commitments).
@@ -79,6 +89,13 @@ type Platform struct {
 	logs          map[string]*logserver.Log
 	custody       *custody.Service
 	custodyToken  string
+	// unwrapper is custody as the gateways and relocations reach it: the
+	// in-process service or a client of the remote one; wrappers wrap
+	// each region's data keys.
+	unwrapper interface {
+		Unwrap(context.Context, *custody.UnwrapRequest) (*custody.UnwrapResponse, error)
+	}
+	wrappers map[string]seal.Wrapper
 	principals    *principal.Registry
 	relocator     *relocate.Relocator
 	policyMu      sync.Mutex // serialises policy changes
@@ -208,8 +225,10 @@ func (p *Platform) routes() http.Handler {
 		mux.Handle("POST "+prefix+"/add", l.AddHandler(operator))
 	}
 	mux.Handle("/witness/", http.StripPrefix("/witness", p.witness.Handler()))
-	custodian := func(r *http.Request) bool { return keys.BearerEqual(r, p.custodyToken) }
-	mux.Handle("/custody/", http.StripPrefix("/custody", p.custody.Handler(custodian)))
+	if p.custody != nil {
+		custodian := func(r *http.Request) bool { return keys.BearerEqual(r, p.custodyToken) }
+		mux.Handle("/custody/", http.StripPrefix("/custody", p.custody.Handler(custodian)))
+	}
 	mux.Handle("POST "+principal.Path, p.principals.Handler(operator))
 	mux.HandleFunc("POST /v1/endpoints", p.serveRegister)
 	mux.HandleFunc("POST /v1/relocations", p.serveRelocationStart)
@@ -340,6 +359,20 @@ func (p *Platform) closeParts(ctx context.Context) error {
 // wrapping key and unwraps data keys only for access-log entries proven in
 // a checkpoint the supervisor's witness cosigned.
 func (p *Platform) startCustody() error {
+	p.wrappers = map[string]seal.Wrapper{}
+	if p.cfg.CustodyURL != "" {
+		// Custody runs in its own process: the platform only holds its
+		// client, and each region's public key, fetched on first use and
+		// pinned in the data directory.
+		c := custody.NewClient(p.cfg.CustodyURL, p.cfg.CustodyToken, &http.Client{Timeout: 10 * time.Second})
+		p.unwrapper = c
+		for _, name := range LogNames {
+			if region, ok := strings.CutPrefix(name, "access-"); ok {
+				p.wrappers[region] = &remoteKey{client: c, region: region, pin: filepath.Join(p.cfg.Data, "custody-"+region+".pub")}
+			}
+		}
+		return nil
+	}
 	var regions []custody.RegionConfig
 	for _, name := range LogNames {
 		region, ok := strings.CutPrefix(name, "access-")
@@ -353,8 +386,63 @@ func (p *Platform) startCustody() error {
 	if p.custodyToken, err = keys.LoadOrCreateToken(filepath.Join(p.cfg.Data, "custody.token")); err != nil {
 		return err
 	}
-	p.custody, err = custody.Open(custody.Config{Dir: filepath.Join(p.cfg.Data, "custody"), Regions: regions, Logger: p.logger})
-	return err
+	if p.custody, err = custody.Open(custody.Config{Dir: filepath.Join(p.cfg.Data, "custody"), Regions: regions, Logger: p.logger}); err != nil {
+		return err
+	}
+	p.unwrapper = p.custody
+	for _, r := range regions {
+		k, _ := p.custody.PublicKey(r.Name)
+		p.wrappers[r.Name] = k
+	}
+	return nil
+}
+
+// remoteKey wraps data keys to a region's key held by a custody in another
+// process. It fetches the public key on first use, so that the platform
+// starts while custody is down (ingest then fails closed), and pins it:
+// a custody that later offers another key is refused.
+type remoteKey struct {
+	client *custody.Client
+	region string
+	pin    string
+	mu     sync.Mutex
+	key    *custody.PublicKey
+}
+
+func (k *remoteKey) Wrap(dataKey []byte) ([]byte, error) {
+	k.mu.Lock()
+	key := k.key
+	if key == nil {
+		var err error
+		if key, err = k.fetch(); err != nil {
+			k.mu.Unlock()
+			return nil, err
+		}
+		k.key = key
+	}
+	k.mu.Unlock()
+	return key.Wrap(dataKey)
+}
+
+func (k *remoteKey) fetch() (*custody.PublicKey, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	key, err := k.client.PublicKey(ctx, k.region)
+	if err != nil {
+		return nil, err
+	}
+	pinned, err := os.ReadFile(k.pin)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if err := atomicfile.Write(k.pin, []byte(key.String()+"\n"), 0o644); err != nil {
+			return nil, fmt.Errorf("pinning the custody key of %s: %w", k.region, err)
+		}
+	case err != nil:
+		return nil, err
+	case strings.TrimSpace(string(pinned)) != key.String():
+		return nil, fmt.Errorf("custody offers another key for %s than the one pinned in %s; refusing it", k.region, k.pin)
+	}
+	return key, nil
 }
 
 // mayCommit authorises commitments on demand in region: the operator's

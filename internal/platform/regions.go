@@ -114,7 +114,7 @@ func (p *Platform) startRegions(ctx context.Context) error {
 				peers[other.Name] = p.regionURL(active, other.Name)
 			}
 		}
-		wrapper, ok := p.custody.PublicKey(reg.Name)
+		wrapper, ok := p.wrappers[reg.Name]
 		if !ok {
 			return fmt.Errorf("region %s: custody holds no key for it (it has no access log)", reg.Name)
 		}
@@ -135,7 +135,7 @@ func (p *Platform) startRegions(ctx context.Context) error {
 			Region:       reg.Name,
 			Store:        st,
 			Log:          p.logs["access-"+reg.Name],
-			Custody:      p.custody,
+			Custody:      p.unwrapper,
 			Principals:   p.principals,
 			PseudonymKey: []byte(pkey),
 			Logger:       p.logger,

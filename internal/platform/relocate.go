@@ -38,7 +38,7 @@ func (p *Platform) startRelocations() error {
 	p.relocator, err = relocate.Open(relocate.Config{
 		Dir:        filepath.Join(p.cfg.Data, "relocations"),
 		Regions:    regions,
-		Custody:    p.custody,
+		Custody:    p.unwrapper,
 		Policy:     p.regions.policy.Load,
 		MovePolicy: p.movePolicy,
 		Principal:  access.Principal{ID: "operator:platform", Role: "operator", Location: loc},
