@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/vitrine-dev/vitrine/internal/config"
@@ -19,6 +22,8 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	name := fs.String("name", "vitrine.local", "deployment name: prefix of every log origin (keep it across restarts)")
 	publicURL := fs.String("public-url", "", "base URL that clients use (default http://<listen>)")
 	debug := fs.String("debug-listen", "", "serve Go profiling endpoints on this address (loopback only; unauthenticated)")
+	custodyURL := fs.String("custody-url", "", "base URL of the supervisor's key custody in its own process (`vitrine custody`); empty runs custody in this process")
+	custodyToken := fs.String("custody-token", "", "with --custody-url: file holding custody's token (its <data>/custody.token)")
 	commitEvery := fs.Duration("commitment-interval", time.Hour, "how often each region commits to its dataset (count and Merkle root) in its access log")
 	interval := fs.Duration("checkpoint-interval", 0, "how often each log publishes a witnessed checkpoint while it grows (0: the logs' default, 200ms)")
 	if err := parseFlags(fs, args, 0); err != nil {
@@ -31,7 +36,18 @@ func runUp(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	tuneGC()
-	pc := platform.Config{Data: *data, Listen: *listen, Name: *name, PublicURL: *publicURL, CheckpointInterval: *interval, CommitmentInterval: *commitEvery, Logger: e.logger}
+	var custodyTok string
+	if *custodyURL != "" {
+		if *custodyToken == "" {
+			return errors.New("--custody-url needs --custody-token FILE")
+		}
+		b, err := os.ReadFile(*custodyToken)
+		if err != nil {
+			return fmt.Errorf("reading custody's token: %w", err)
+		}
+		custodyTok = strings.TrimSpace(string(b))
+	}
+	pc := platform.Config{CustodyURL: *custodyURL, CustodyToken: custodyTok, Data: *data, Listen: *listen, Name: *name, PublicURL: *publicURL, CheckpointInterval: *interval, CommitmentInterval: *commitEvery, Logger: e.logger}
 	if *configFile != "" {
 		c, err := config.Load(*configFile)
 		if err != nil {

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/vitrine-dev/vitrine/internal/atomicfile"
+	"github.com/vitrine-dev/vitrine/internal/custody"
+	"github.com/vitrine-dev/vitrine/internal/keys"
+	"github.com/vitrine-dev/vitrine/tlog"
+)
+
+// custodyTrust is what a custody trusts: each region's access log key and
+// the witness policy their checkpoints must meet. It is pinned in the data
+// directory on first start.
+type custodyTrust struct {
+	Regions       map[string]string `json:"regions"` // region -> access log verifier key
+	WitnessPolicy string            `json:"witness_policy"`
+}
+
+func runCustody(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "custody", "--data DIR --listen ADDR --platform URL")
+	data := fs.String("data", "./vitrine-custody", "custody's data directory: region keys, unwrap counts, its token, the pinned trust")
+	listen := fs.String("listen", "127.0.0.1:8081", "address to listen on")
+	platform := fs.String("platform", "http://127.0.0.1:8080", "the platform whose access logs custody trusts, read from its discovery document on first start and pinned")
+	if err := parseFlags(fs, args, 0); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(*data, 0o700); err != nil {
+		return err
+	}
+	// The token first: the platform needs it to start using custody.
+	tokenFile := filepath.Join(*data, "custody.token")
+	token, err := keys.LoadOrCreateToken(tokenFile)
+	if err != nil {
+		return err
+	}
+	trust, err := loadTrust(ctx, e, filepath.Join(*data, "trust.json"), *platform)
+	if err != nil {
+		return err
+	}
+	policy, err := tlog.ParsePolicy([]byte(trust.WitnessPolicy))
+	if err != nil {
+		return fmt.Errorf("pinned witness policy: %w", err)
+	}
+	var regions []custody.RegionConfig
+	for name, vkey := range trust.Regions {
+		v, err := note.NewVerifier(vkey)
+		if err != nil {
+			return fmt.Errorf("pinned access log key of %s: %w", name, err)
+		}
+		regions = append(regions, custody.RegionConfig{Name: name, AccessLogVerifier: v, WitnessPolicy: policy})
+	}
+	svc, err := custody.Open(custody.Config{Dir: filepath.Join(*data, "keys"), Regions: regions, Logger: e.logger})
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           svc.Handler(func(r *http.Request) bool { return keys.BearerEqual(r, token) }),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		ErrorLog:          slog.NewLogLogger(e.logger.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	fmt.Fprintf(e.stdout, "custody is up at http://%s for %d regions; token in %s\n", ln.Addr(), len(regions), tokenFile)
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		return err
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}
+
+// loadTrust returns the pinned trust, or reads it from the platform's
+// discovery document (waiting for the platform to come up) and pins it.
+func loadTrust(ctx context.Context, e *env, path, platform string) (*custodyTrust, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		var t custodyTrust
+		if err := json.Unmarshal(b, &t); err != nil {
+			return nil, fmt.Errorf("reading %s: %w", path, err)
+		}
+		return &t, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	for {
+		d, err := fetchDiscovery(ctx, platform)
+		if err == nil {
+			t := &custodyTrust{Regions: map[string]string{}, WitnessPolicy: d.WitnessPolicy}
+			for _, l := range d.Logs {
+				if region, ok := strings.CutPrefix(l.Name, "access-"); ok {
+					t.Regions[region] = l.VKey
+				}
+			}
+			if len(t.Regions) == 0 {
+				return nil, fmt.Errorf("the platform at %s lists no access logs", platform)
+			}
+			b, _ := json.MarshalIndent(t, "", "  ")
+			if err := atomicfile.Write(path, b, 0o600); err != nil {
+				return nil, err
+			}
+			fmt.Fprintf(e.stderr, "pinned the access log keys and witness policy of %s in %s\n", platform, path)
+			return t, nil
+		}
+		fmt.Fprintf(e.stderr, "waiting for the platform's discovery document: %v\n", err)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
