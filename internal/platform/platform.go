@@ -95,14 +95,14 @@ type Platform struct {
 	unwrapper interface {
 		Unwrap(context.Context, *custody.UnwrapRequest) (*custody.UnwrapResponse, error)
 	}
-	wrappers map[string]seal.Wrapper
-	principals    *principal.Registry
-	relocator     *relocate.Relocator
-	policyMu      sync.Mutex // serialises policy changes
-	bg            context.Context
-	bgCancel      context.CancelFunc
-	regions       *regions
-	serveErr      chan error
+	wrappers   map[string]seal.Wrapper
+	principals *principal.Registry
+	relocator  *relocate.Relocator
+	policyMu   sync.Mutex // serialises policy changes
+	bg         context.Context
+	bgCancel   context.CancelFunc
+	regions    *regions
+	serveErr   chan error
 }
 
 // Start opens every part under cfg.Data and starts serving on cfg.Listen.
