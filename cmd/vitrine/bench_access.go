@@ -76,6 +76,9 @@ func runBenchAccess(ctx context.Context, e *env, args []string) error {
 		hs = append(hs, h)
 	}
 	slices.Sort(hs)
+	if len(hs) == 0 {
+		return fmt.Errorf("ingesting the data set: no batch was acknowledged (%d errors, first: %s)", ing.Errors, ing.FirstError)
+	}
 
 	// The analyst, new in every run.
 	hc := loadgen.NewClient(1)

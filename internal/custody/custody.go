@@ -19,12 +19,17 @@
 // that region that lists the KeyID of every key asked for. Relocation asks
 // for the keys wrapped to the new region's key instead of in the clear.
 //
+// Custody keeps the data keys it has unwrapped in a bounded cache, so that
+// keys read again are not decapsulated again; every unwrap is checked and
+// counted all the same.
+//
 // # Counting
 //
 // Every unwrap adds the number of keys to a count per (region, access-log
 // index) that is durable before any key leaves: the supervisor reconciles
 // [Service.Counts] with the access log. If the count cannot be made
-// durable, no key is returned (fail closed).
+// durable, no key is returned (fail closed). Counts of concurrent unwraps
+// are committed together, one fsync for many.
 package custody
 
 import (
@@ -63,6 +68,11 @@ type Config struct {
 	Regions []RegionConfig
 	// Logger receives refusals and failures, never keys. Nil discards them.
 	Logger *slog.Logger
+	// KeyCache bounds how many data keys custody keeps in memory once it
+	// has unwrapped them, so that a key asked for again is not
+	// decapsulated again (see Service.Unwrap). Zero means DefaultKeyCache;
+	// a negative value keeps none.
+	KeyCache int
 }
 
 // RegionConfig is one region as custody sees it.
@@ -87,6 +97,7 @@ type region struct {
 type Service struct {
 	regions map[string]*region
 	counts  *counts
+	keys    *keyCache
 	logger  *slog.Logger
 }
 
@@ -107,7 +118,11 @@ func Open(cfg Config) (*Service, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("opening custody: %w", err)
 	}
-	s := &Service{regions: make(map[string]*region), logger: logger}
+	cacheSize := cfg.KeyCache
+	if cacheSize == 0 {
+		cacheSize = DefaultKeyCache
+	}
+	s := &Service{regions: make(map[string]*region), keys: newKeyCache(cacheSize), logger: logger}
 	for _, rc := range cfg.Regions {
 		switch {
 		case !residency.ValidRegionName(rc.Name):
@@ -155,8 +170,9 @@ func (s *Service) Counts() (map[string]map[uint64]int64, error) {
 	return m, nil
 }
 
-// Close closes the count database. Unwraps after Close fail with
-// ErrUnavailable.
+// Close zeroes the data keys custody keeps and closes the count database.
+// Unwraps after Close fail with ErrUnavailable.
 func (s *Service) Close() error {
+	s.keys.close()
 	return s.counts.close()
 }

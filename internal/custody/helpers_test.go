@@ -17,7 +17,7 @@ import (
 // env is a custody service in front of real access logs, one per region,
 // each cosigned by a real witness over HTTP, as in a deployment.
 type env struct {
-	t    *testing.T
+	t    testing.TB
 	cfg  Config
 	svc  *Service
 	logs map[string]*logserver.Log
@@ -27,7 +27,7 @@ var testRegions = []string{"zurich", "moscow"}
 
 func logOrigin(region string) string { return "vitrine.test/access-" + region }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	ctx := context.Background()
 	logDirs := make(map[string]string)

@@ -3,6 +3,8 @@ package custody
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -52,6 +54,11 @@ type UnwrapResponse struct {
 //   - RewrapFor, if set, names another region custody holds, and the action
 //     is relocate;
 //   - every key unwraps under the region's key.
+//
+// A key unwrapped before under the same region's key (the same wrapped
+// bytes, by SHA-256) is taken from a bounded cache of data keys instead of
+// being decapsulated again; every rule above except the last is checked
+// for it all the same, and it is counted all the same.
 //
 // The same entry may be used again; every use is counted. The count of
 // (region, proof index) grows by len(req.Keys) and is durable before Unwrap
@@ -120,7 +127,11 @@ func (s *Service) unwrap(ctx context.Context, req *UnwrapRequest) (*UnwrapRespon
 	if err != nil {
 		return nil, 0, refuse("entry %d of the access log of %s: %v", proof.Index, r.Name, err)
 	}
-	if err := a.allows(req); err != nil {
+	refs := make([]keyRef, len(req.Keys))
+	for i, w := range req.Keys {
+		refs[i] = keyRef{region: r.Name, sum: sha256.Sum256(w)}
+	}
+	if err := a.allows(req, refs); err != nil {
 		return nil, 0, refuse("access record %d of %s: %v", proof.Index, r.Name, err)
 	}
 	var target *region
@@ -135,8 +146,9 @@ func (s *Service) unwrap(ctx context.Context, req *UnwrapRequest) (*UnwrapRespon
 	}
 
 	// Rule 4: every key unwraps, or none is released. Keys stay in memory
-	// until they are counted.
-	clearKeys := make([][]byte, 0, len(req.Keys))
+	// until they are counted. A key unwrapped before comes from the cache,
+	// which is only ever asked for keys that rules 1 and 2 allow.
+	clearKeys := make([][]byte, len(req.Keys))
 	released := false
 	defer func() {
 		if !released {
@@ -145,12 +157,17 @@ func (s *Service) unwrap(ctx context.Context, req *UnwrapRequest) (*UnwrapRespon
 			}
 		}
 	}()
+	s.keys.lookup(refs, clearKeys)
 	for i, w := range req.Keys {
+		if clearKeys[i] != nil {
+			continue
+		}
 		dk, err := r.key.unwrap(w)
 		if err != nil {
 			return nil, 0, refuse("key %d (%s) was not wrapped to the key of region %s", i, KeyID(w), r.Name)
 		}
-		clearKeys = append(clearKeys, dk)
+		clearKeys[i] = dk
+		s.keys.put(refs[i], dk)
 	}
 	out := clearKeys
 	if target != nil {
@@ -186,8 +203,9 @@ type access struct {
 // not one: a denied attempt is logged but releases nothing.
 var actions = map[string]bool{"read": true, "export": true, "delete": true, "relocate": true, "process": true}
 
-// allows reports why the access record does not allow req, or nil.
-func (a *access) allows(req *UnwrapRequest) error {
+// allows reports why the access record does not allow req, or nil. refs
+// are the region and SHA-256 of each of req.Keys.
+func (a *access) allows(req *UnwrapRequest, refs []keyRef) error {
 	switch {
 	case a.v != "1":
 		return fmt.Errorf("version %s, want 1", a.v)
@@ -206,8 +224,9 @@ func (a *access) allows(req *UnwrapRequest) error {
 	for _, id := range a.keys {
 		listed[id] = true
 	}
-	for i, w := range req.Keys {
-		if id := KeyID(w); !listed[id] {
+	for i, ref := range refs {
+		// KeyID spelled out from the hash already computed.
+		if id := "sha256:" + hex.EncodeToString(ref.sum[:]); !listed[id] {
 			return fmt.Errorf("key %d (%s) is not among the keys it lists", i, id)
 		}
 	}

@@ -11,7 +11,9 @@
 // [Log.Append] returns an entry's index once the entry is durably sequenced
 // and integrated: it survives kill -9 and power loss. [Log.AwaitWitnessed]
 // then waits until a published, witnessed checkpoint covers the entry, and
-// [Log.Prove] builds a C2SP tlog-proof for it.
+// [Log.Prove] builds a C2SP tlog-proof for it. Each published checkpoint is
+// verified once however many wait for it, and proofs are built from a
+// bounded set of recently read tiles.
 //
 // # Serving
 //
@@ -21,13 +23,16 @@
 package logserver
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -104,6 +109,12 @@ type Log struct {
 	closed   bool
 	inflight sync.WaitGroup
 	driver   *tilestore.Driver
+
+	// verifiedMu guards verified, the newest checkpoint that has verified:
+	// the many waiters one publication wakes verify it once.
+	verifiedMu sync.Mutex
+	verified   *tlog.Checkpoint
+	prover     *prover
 }
 
 // Open opens the log in cfg.Dir, creating it and its key on first use.
@@ -176,6 +187,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		reader:   reader,
 		cancel:   cancel,
 		driver:   driver,
+		prover:   newProver(reader, proofTiles),
 	}
 	l.awaiter = tessera.NewPublicationAwaiter(bg, reader.ReadCheckpoint, 10*time.Millisecond)
 	return l, nil
@@ -250,21 +262,58 @@ func (l *Log) AwaitWitnessed(ctx context.Context, index uint64) (*tlog.Checkpoin
 	if err != nil {
 		return nil, fmt.Errorf("awaiting checkpoint for %s index %d: %w", l.origin, index, err)
 	}
-	cp, err := l.policy.VerifyCheckpoint(raw, l.verifier)
+	cp, err := l.verifyCheckpoint(raw)
 	if err != nil {
 		return nil, fmt.Errorf("awaiting checkpoint for %s index %d: %w: %v", l.origin, index, ErrUnavailable, err)
 	}
 	return cp, nil
 }
 
+// verifyCheckpoint verifies raw under the log's key and witness policy, or
+// returns a copy of the checkpoint that raw, byte for byte, verified as
+// before: the verification depends on nothing else, so it is done once per
+// publication rather than once per waiter. Waiters woken together wait for
+// the first of them to verify.
+func (l *Log) verifyCheckpoint(raw []byte) (*tlog.Checkpoint, error) {
+	l.verifiedMu.Lock()
+	defer l.verifiedMu.Unlock()
+	if v := l.verified; v != nil && bytes.Equal(v.Raw, raw) {
+		return cloneCheckpoint(v), nil
+	}
+	cp, err := l.policy.VerifyCheckpoint(raw, l.verifier)
+	if err != nil {
+		return nil, err
+	}
+	// A waiter woken by an older publication may come late: keep the
+	// newest, which the waiters still to come will have.
+	if l.verified == nil || cp.Size >= l.verified.Size {
+		l.verified = cp
+	}
+	return cloneCheckpoint(cp), nil
+}
+
+// cloneCheckpoint returns a copy of c that shares no memory with it, so that
+// callers may change what they get.
+func cloneCheckpoint(c *tlog.Checkpoint) *tlog.Checkpoint {
+	d := *c
+	d.Hash = bytes.Clone(c.Hash)
+	d.Extensions = slices.Clone(c.Extensions)
+	d.Cosigners = slices.Clone(c.Cosigners)
+	d.CosignedAt = maps.Clone(c.CosignedAt)
+	d.Raw = bytes.Clone(c.Raw)
+	return &d
+}
+
 // Prove waits until index is covered by a witnessed checkpoint and returns
-// a C2SP tlog-proof of its inclusion.
+// a C2SP tlog-proof of its inclusion. It builds the same proof as ProveAt
+// from the log's tiles, but keeps recently read tiles (a bounded number)
+// for the proofs that follow, which mostly need the same ones.
 func (l *Log) Prove(ctx context.Context, index uint64) (*tlog.Proof, error) {
 	cp, err := l.AwaitWitnessed(ctx, index)
 	if err != nil {
 		return nil, err
 	}
-	return ProveAt(ctx, l.reader, cp, index)
+	return l.prover.proveAt(ctx, cp, index)
 }
 
 // ProveAt builds the tlog-proof of index in the tree of checkpoint cp from
@@ -290,7 +339,7 @@ func (l *Log) Checkpoint(ctx context.Context) (*tlog.Checkpoint, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading checkpoint of %s: %w", l.origin, err)
 	}
-	return l.policy.VerifyCheckpoint(raw, l.verifier)
+	return l.verifyCheckpoint(raw)
 }
 
 // Close stops taking appends, waits for those in progress, waits (until
