@@ -68,7 +68,7 @@ func runBenchRelocate(ctx context.Context, e *env, args []string) error {
 	fmt.Fprint(e.stdout, relocate.Describe(&j))
 	fmt.Fprintf(e.stdout, "relocated %d records in %s: %.0f records/s (request to done %s)\n",
 		j.Copied, total.Round(time.Millisecond), float64(j.Copied)/total.Seconds(), time.Since(start).Round(time.Millisecond))
-	for _, s := range []string{relocate.StepPolicy, relocate.StepCopy, relocate.StepVerify, relocate.StepDelete} {
+	for _, s := range []string{relocate.StepPolicy, relocate.StepCopy, relocate.StepVerify, relocate.StepSummary} {
 		fmt.Fprintf(e.stdout, "  %-7s %s\n", s, steps[s].Round(time.Millisecond))
 	}
 	return nil

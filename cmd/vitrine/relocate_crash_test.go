@@ -138,7 +138,19 @@ func TestRelocationCrashSafety(t *testing.T) {
 		err := call(ctx, "GET", p.base+"/v1/relocations/"+job.ID, operator, nil, http.StatusOK, &j)
 		return j, err
 	}
-	order := map[string]int{relocate.StepPolicy: 0, relocate.StepCopy: 1, relocate.StepVerify: 2, relocate.StepDelete: 3, relocate.StepDone: 4}
+	order := map[string]int{relocate.StepPolicy: 0, relocate.StepCopy: 1, relocate.StepVerify: 2, relocate.StepSummary: 3, relocate.StepDone: 4}
+	deleted := func(j relocate.Job) int {
+		n := 0
+		for _, c := range j.Chunks {
+			if c.Deleted {
+				n++
+			}
+		}
+		return n
+	}
+	// The copy step copies, verifies and deletes chunk by chunk; kill it
+	// before its first chunk, once the source has deleted some, and near
+	// its end, then after it.
 	targets := []struct {
 		name string
 		at   func(j relocate.Job) bool
@@ -146,12 +158,12 @@ func TestRelocationCrashSafety(t *testing.T) {
 	}{
 		{"copy, first chunk", func(j relocate.Job) bool { return j.Step == relocate.StepCopy && j.Copied == 0 },
 			func(j relocate.Job) bool { return order[j.Step] > 1 || j.Copied > 0 }},
-		{"copy, later chunk", func(j relocate.Job) bool { return j.Step == relocate.StepCopy && j.Copied > 0 },
+		{"copy, some chunks deleted", func(j relocate.Job) bool { return j.Step == relocate.StepCopy && deleted(j) > 0 },
+			func(j relocate.Job) bool { return order[j.Step] > 1 || j.Copied > records*2/3 }},
+		{"copy, near the end", func(j relocate.Job) bool { return j.Step == relocate.StepCopy && j.Copied > records*2/3 },
 			func(j relocate.Job) bool { return order[j.Step] > 1 }},
-		{"verify", func(j relocate.Job) bool { return j.Step == relocate.StepVerify },
-			func(j relocate.Job) bool { return order[j.Step] > 2 }},
-		{"delete", func(j relocate.Job) bool { return j.Step == relocate.StepDelete },
-			func(j relocate.Job) bool { return order[j.Step] > 3 }},
+		{"after the copy", func(j relocate.Job) bool { return order[j.Step] >= 2 && order[j.Step] < 4 },
+			func(j relocate.Job) bool { return order[j.Step] >= 4 }},
 	}
 	var killed []string
 	deadline := time.Now().Add(15 * time.Minute)

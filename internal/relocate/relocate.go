@@ -32,6 +32,7 @@ package relocate
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -99,11 +100,11 @@ type Config struct {
 
 // The steps of a job.
 const (
-	StepPolicy = "policy"
-	StepCopy   = "copy"
-	StepVerify = "verify"
-	StepDelete = "delete"
-	StepDone   = "done"
+	StepPolicy  = "policy"
+	StepCopy    = "copy" // copy, verify and delete, chunk by chunk
+	StepVerify  = "verify"
+	StepSummary = "summary"
+	StepDone    = "done"
 )
 
 // Job is one relocation: what it moves, how far it got, and its report.
@@ -146,6 +147,13 @@ type Chunk struct {
 	// source's and the destination's access logs.
 	SourceEntry uint64 `json:"source_entry"`
 	DestEntry   uint64 `json:"dest_entry"`
+	// SourceDigest and DestDigest digest the chunk's batches as the
+	// source held them and as the destination read them back; the chunk
+	// is deleted at the source only if they are equal.
+	SourceDigest string `json:"source_digest"`
+	DestDigest   string `json:"dest_digest"`
+	// Deleted says whether the source has deleted the chunk.
+	Deleted bool `json:"deleted"`
 }
 
 // Report is what both ends counted of the relocated data.
@@ -377,8 +385,8 @@ func (r *Relocator) run(ctx context.Context, j *Job) error {
 			err = r.stepCopy(ctx, j)
 		case StepVerify:
 			err = r.stepVerify(ctx, j)
-		case StepDelete:
-			err = r.stepDelete(ctx, j)
+		case StepSummary:
+			err = r.stepSummary(ctx, j)
 		case StepDone:
 			r.logger.InfoContext(ctx, "relocation done", "job", j.ID, "country", j.Country, "from", j.From, "to", j.To, "records", j.Copied)
 			return nil
@@ -500,14 +508,26 @@ type prepared struct {
 	srcIndex uint64
 }
 
-// stepCopy copies in two stages that overlap: one reads the next chunk,
-// logs it at the source and has custody rewrap its keys (mostly waiting
-// for a witnessed checkpoint), while the other stores the chunk before it
-// at the destination. Only the second moves the job's cursor, so a crash
-// redoes at most the chunks the first had prepared.
+// stepCopy moves the country's batches chunk by chunk, in three stages
+// that overlap: one reads the next chunk, logs it at the source and has
+// custody rewrap its keys (mostly waiting for a witnessed checkpoint);
+// one stores the chunk before it at the destination, reads it back there
+// and compares it, batch by batch, with what the source held; one deletes
+// the chunk before that at the source. The job records a chunk once the
+// destination holds it verified, and again once the source has deleted
+// it, so a crash redoes at most the chunks in flight: storing is
+// idempotent, and a chunk already deleted is found gone.
 func (r *Relocator) stepCopy(ctx context.Context, j *Job) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// Chunks verified before a crash but not deleted go first.
+	for i, c := range slices.Clone(j.Chunks) {
+		if !c.Deleted {
+			if err := r.deleteChunk(ctx, j, i, c); err != nil {
+				return err
+			}
+		}
+	}
 	ready := make(chan *prepared, 1)
 	prepErr := make(chan error, 1)
 	go func() {
@@ -531,13 +551,50 @@ func (r *Relocator) stepCopy(ctx context.Context, j *Job) error {
 			cursor = c.bs[len(c.bs)-1].PK
 		}
 	}()
+	type del struct {
+		i int
+		c Chunk
+	}
+	deletes := make(chan del, 1)
+	delDone := make(chan error, 1)
+	go func() {
+		for d := range deletes {
+			if err := r.deleteChunk(ctx, j, d.i, d.c); err != nil {
+				cancel()
+				for range deletes {
+				}
+				delDone <- err
+				return
+			}
+		}
+		delDone <- nil
+	}()
+	err := r.storeChunks(ctx, j, ready, func(i int, c Chunk) { deletes <- del{i, c} })
+	close(deletes)
+	if derr := <-delDone; err == nil {
+		err = derr
+	}
+	if err != nil {
+		return err
+	}
+	select {
+	case err := <-prepErr:
+		return err
+	default:
+	}
+	return r.update(j, func(j *Job) { j.Step, j.Cursor = StepVerify, 0 })
+}
+
+// storeChunks stores each prepared chunk at the destination, logs it there,
+// reads it back and compares it with the source's batches, records it in
+// the job, and hands it to deleted.
+func (r *Relocator) storeChunks(ctx context.Context, j *Job, ready <-chan *prepared, verified func(int, Chunk)) error {
 	dst := r.cfg.Regions[j.To]
 	for c := range ready {
 		results, err := dst.Store.PutBatches(ctx, c.out)
 		if err != nil {
 			return err
 		}
-		// The destination logs what it now holds.
 		bs := c.bs
 		drec := r.entry(j, j.To, "relocate", chunkRange(bs)+fmt.Sprintf(" source_entry=%d", c.srcIndex))
 		describe(drec, bs, func(i int) []int64 { return results[i].IDs }, false)
@@ -549,21 +606,98 @@ func (r *Relocator) stepCopy(ctx context.Context, j *Job) error {
 		if err != nil {
 			return err
 		}
-		ch := Chunk{First: bs[0].PK, Last: bs[len(bs)-1].PK, Batches: len(bs), Records: c.records, SourceEntry: c.srcIndex, DestEntry: dstIndex}
+		srcSum, dstSum, err := r.compare(ctx, j, bs, results)
+		if err != nil {
+			return err
+		}
+		ch := Chunk{First: bs[0].PK, Last: bs[len(bs)-1].PK, Batches: len(bs), Records: c.records, SourceEntry: c.srcIndex, DestEntry: dstIndex,
+			SourceDigest: srcSum, DestDigest: dstSum}
+		var i int
 		if err := r.update(j, func(j *Job) {
+			i = len(j.Chunks)
 			j.Chunks = append(j.Chunks, ch)
 			j.Cursor = ch.Last
 			j.Copied += c.records
 		}); err != nil {
 			return err
 		}
+		verified(i, ch)
 	}
-	select {
-	case err := <-prepErr:
+	return nil
+}
+
+// compare reads the chunk's batches back from the destination and checks
+// that each holds exactly what the source's did. It returns both digests.
+func (r *Relocator) compare(ctx context.Context, j *Job, bs []store.StoredBatch, results []store.BatchResult) (string, string, error) {
+	h := sha256.New()
+	src := &sum{}
+	want := map[int64][sha256.Size]byte{}
+	lo, hi := results[0].PK, results[0].PK
+	for i := range bs {
+		x := contentHash(h, &bs[i].Batch)
+		src.hashes = append(src.hashes, x)
+		want[results[i].PK] = x
+		lo, hi = min(lo, results[i].PK), max(hi, results[i].PK)
+	}
+	dst := &sum{}
+	for after := lo - 1; after < hi; {
+		got, err := r.cfg.Regions[j.To].Store.Batches(ctx, store.BatchQuery{Country: j.Country, After: after, Limit: store.MaxBatches})
+		if err != nil {
+			return "", "", err
+		}
+		if len(got) == 0 {
+			break
+		}
+		for i := range got {
+			if got[i].PK > hi {
+				break
+			}
+			if _, ok := want[got[i].PK]; ok {
+				dst.hashes = append(dst.hashes, contentHash(h, &got[i].Batch))
+			}
+		}
+		after = got[len(got)-1].PK
+	}
+	sd, dd := src.digest(), dst.digest()
+	if len(dst.hashes) != len(src.hashes) || sd != dd {
+		return sd, dd, fmt.Errorf("%w: chunk %s: the source held %d batches (%s), the destination reads back %d (%s); the source keeps them",
+			errMismatch, chunkRange(bs), len(src.hashes), sd, len(dst.hashes), dd)
+	}
+	return sd, dd, nil
+}
+
+// deleteChunk deletes chunk i at the source, logged first, and records it.
+// Its delete entry has the same range, count and digest of ids as its
+// relocate entry.
+func (r *Relocator) deleteChunk(ctx context.Context, j *Job, i int, c Chunk) error {
+	src := r.cfg.Regions[j.From]
+	bs, err := src.Store.Batches(ctx, store.BatchQuery{Country: j.Country, After: c.First - 1, Limit: c.Batches, IDsOnly: true})
+	if err != nil {
 		return err
-	default:
 	}
-	return r.update(j, func(j *Job) { j.Step, j.Cursor = StepVerify, 0 })
+	bs = slices.DeleteFunc(bs, func(b store.StoredBatch) bool { return b.PK > c.Last })
+	if len(bs) > 0 {
+		rec := r.entry(j, j.From, "delete", chunkRange(bs))
+		describe(rec, bs, func(i int) []int64 { return bs[i].IDs }, false)
+		entry, err := rec.Marshal()
+		if err != nil {
+			return err
+		}
+		if _, err := src.Log.Append(ctx, entry); err != nil {
+			return err
+		}
+		pks := make([]int64, len(bs))
+		for i := range bs {
+			pks[i] = bs[i].PK
+		}
+		if _, err := src.Store.DeleteBatches(ctx, pks); err != nil {
+			return err
+		}
+	} // else: deleted before a crash, after its entry was logged
+	return r.update(j, func(j *Job) {
+		j.Chunks[i].Deleted = true
+		j.Deleted += c.Records
+	})
 }
 
 // prepare reads the chunk after cursor, logs it at the source with its
@@ -626,68 +760,11 @@ func bindingKeyID(b *store.Batch) string {
 	return seal.KeyID(b.Sealed.WrappedKey)
 }
 
+// stepVerify checks that the source holds nothing of the country any
+// more, and sums the chunks up into the report: both ends' counts and
+// digests (of the chunks' digests, in order).
 func (r *Relocator) stepVerify(ctx context.Context, j *Job) error {
-	src, dst := r.cfg.Regions[j.From], r.cfg.Regions[j.To]
-	// Both ends at once: they are different stores.
-	var srcB, dstB map[batchKey]batchSum
-	var srcErr, dstErr error
-	var wg sync.WaitGroup
-	wg.Go(func() { srcB, srcErr = digestBatches(ctx, src.Store, j.Country) })
-	wg.Go(func() { dstB, dstErr = digestBatches(ctx, dst.Store, j.Country) })
-	wg.Wait()
-	if srcErr != nil {
-		return fmt.Errorf("digesting the source: %w", srcErr)
-	}
-	if dstErr != nil {
-		return fmt.Errorf("digesting the destination: %w", dstErr)
-	}
-	srcSum, dstSum := summarize(srcB, dstB)
-	rep := &Report{
-		SourceRecords: srcSum.records, SourceBatches: srcSum.batches, SourceDigest: srcSum.digest(),
-		DestRecords: dstSum.records, DestBatches: dstSum.batches, DestDigest: dstSum.digest(),
-	}
-	if rep.SourceRecords != rep.DestRecords || rep.SourceBatches != rep.DestBatches || rep.SourceDigest != rep.DestDigest {
-		_ = r.update(j, func(j *Job) { j.Report = rep })
-		return fmt.Errorf("%w: source %d records in %d batches, %s; destination %d records in %d batches, %s; the source keeps everything",
-			errMismatch, rep.SourceRecords, rep.SourceBatches, rep.SourceDigest, rep.DestRecords, rep.DestBatches, rep.DestDigest)
-	}
-	return r.update(j, func(j *Job) { j.Report, j.Step, j.Cursor = rep, StepDelete, 0 })
-}
-
-func (r *Relocator) stepDelete(ctx context.Context, j *Job) error {
-	src, dst := r.cfg.Regions[j.From], r.cfg.Regions[j.To]
-	// The source deletes chunk by chunk, the chunks of the copy step, so
-	// that each delete entry has the same range, count and digest of ids
-	// as the chunk's relocate entry. Cursor counts the chunks done.
-	for i := int(j.Cursor); i < len(j.Chunks); i++ {
-		c := j.Chunks[i]
-		bs, err := src.Store.Batches(ctx, store.BatchQuery{Country: j.Country, After: c.First - 1, Limit: c.Batches, IDsOnly: true})
-		if err != nil {
-			return err
-		}
-		bs = slices.DeleteFunc(bs, func(b store.StoredBatch) bool { return b.PK > c.Last })
-		if len(bs) > 0 {
-			rec := r.entry(j, j.From, "delete", chunkRange(bs))
-			describe(rec, bs, func(i int) []int64 { return bs[i].IDs }, false)
-			entry, err := rec.Marshal()
-			if err != nil {
-				return err
-			}
-			if _, err := src.Log.Append(ctx, entry); err != nil {
-				return err
-			}
-			pks := make([]int64, len(bs))
-			for i := range bs {
-				pks[i] = bs[i].PK
-			}
-			if _, err := src.Store.DeleteBatches(ctx, pks); err != nil {
-				return err
-			}
-		} // else: deleted before a crash, after its entry was logged
-		if err := r.update(j, func(j *Job) { j.Cursor, j.Deleted = int64(i+1), j.Deleted+c.Records }); err != nil {
-			return err
-		}
-	}
+	src := r.cfg.Regions[j.From]
 	left, err := src.Store.Batches(ctx, store.BatchQuery{Country: j.Country, Limit: 1, IDsOnly: true})
 	if err != nil {
 		return err
@@ -695,8 +772,31 @@ func (r *Relocator) stepDelete(ctx context.Context, j *Job) error {
 	if len(left) > 0 {
 		return fmt.Errorf("%s still holds batches of %s that were not relocated (batch %d)", j.From, j.Country, left[0].PK)
 	}
+	rep := &Report{}
+	sh, dh := sha256.New(), sha256.New()
+	for _, c := range j.Chunks {
+		if !c.Deleted {
+			return fmt.Errorf("chunk %d-%d was not deleted at %s", c.First, c.Last, j.From)
+		}
+		rep.SourceBatches += int64(c.Batches)
+		rep.SourceRecords += c.Records
+		sh.Write([]byte(c.SourceDigest))
+		dh.Write([]byte(c.DestDigest))
+	}
+	rep.DestBatches, rep.DestRecords = rep.SourceBatches, rep.SourceRecords
+	rep.SourceDigest = "sha256:" + hex.EncodeToString(sh.Sum(nil))
+	rep.DestDigest = "sha256:" + hex.EncodeToString(dh.Sum(nil))
+	if rep.SourceDigest != rep.DestDigest {
+		return fmt.Errorf("%w: source %s, destination %s", errMismatch, rep.SourceDigest, rep.DestDigest)
+	}
+	return r.update(j, func(j *Job) { j.Report, j.Step = rep, StepSummary })
+}
+
+// stepSummary closes the relocation with a summary entry in both logs,
+// and is done once both are in witnessed checkpoints.
+func (r *Relocator) stepSummary(ctx context.Context, j *Job) error {
+	src, dst := r.cfg.Regions[j.From], r.cfg.Regions[j.To]
 	rep := j.Report
-	// The summaries close the relocation in both logs.
 	what := fmt.Sprintf("summary records=%d batches=%d digest=%s deleted=%d", rep.SourceRecords, rep.SourceBatches, rep.SourceDigest, j.Deleted)
 	var idx [2]uint64
 	for i, side := range []struct {
@@ -740,7 +840,7 @@ func Describe(j *Job) string {
 	}
 	if !j.Finished.IsZero() {
 		fmt.Fprintf(&b, "  took       %s", j.Finished.Sub(j.Started).Round(time.Millisecond))
-		for _, s := range []string{StepPolicy, StepCopy, StepVerify, StepDelete} {
+		for _, s := range []string{StepPolicy, StepCopy, StepVerify, StepSummary} {
 			fmt.Fprintf(&b, " %s %s", s, time.Duration(j.Took[s]).Round(time.Millisecond))
 		}
 		fmt.Fprintln(&b)

@@ -260,7 +260,7 @@ func BenchmarkRelocate(b *testing.B) {
 		start := time.Now()
 		j := e.run(b, r, "BR", "zurich")
 		b.ReportMetric(float64(j.Copied)/time.Since(start).Seconds(), "records/s")
-		for _, s := range []string{StepCopy, StepVerify, StepDelete} {
+		for _, s := range []string{StepCopy, StepVerify, StepSummary} {
 			b.ReportMetric(time.Duration(j.Took[s]).Seconds(), s+"-s")
 		}
 	}

@@ -43,6 +43,8 @@ type BatchResult struct {
 	// Stored is false when the batch (Pseudonym, BatchID) was stored
 	// before; nothing was stored again.
 	Stored bool
+	// PK is the batch's PK in this store.
+	PK int64
 	// IDs are the ids of the batch's records in this store, in order.
 	IDs []int64
 }

@@ -125,6 +125,7 @@ func (s *Store) PutBatches(ctx context.Context, bs []*store.Batch) ([]store.Batc
 			if err := tx.QueryRow(ctx, `SELECT pk, count FROM batches WHERE pseudonym = $1 AND batch_id = $2`, b.Pseudonym, b.BatchID).Scan(&pk, &count); err != nil {
 				return err
 			}
+			res[i].PK = pk
 			rows, err := tx.Query(ctx, `SELECT id FROM records WHERE id >= $1 AND id < $2 ORDER BY id`, pk<<recordIDBits, pk<<recordIDBits+count)
 			if err != nil {
 				return err

@@ -141,8 +141,8 @@ func (s *Store) PutBatches(ctx context.Context, bs []*store.Batch) ([]store.Batc
 	err := s.readTx(ctx, func(tx *sql.Tx) error {
 		for i, b := range bs {
 			var first, count int64
-			if err := tx.QueryRowContext(ctx, `SELECT first_id, count FROM batches WHERE pseudonym = ? AND batch_id = ?`,
-				b.Pseudonym, b.BatchID).Scan(&first, &count); err != nil {
+			if err := tx.QueryRowContext(ctx, `SELECT pk, first_id, count FROM batches WHERE pseudonym = ? AND batch_id = ?`,
+				b.Pseudonym, b.BatchID).Scan(&res[i].PK, &first, &count); err != nil {
 				return fmt.Errorf("batch %d: %w", i, err)
 			}
 			rows, err := tx.QueryContext(ctx, `SELECT id FROM records WHERE id >= ? AND id < ? ORDER BY id`, first, first+count)
@@ -227,7 +227,7 @@ func boundKeyID(b *store.Batch) any {
 }
 
 // deleteHashRecords deletes the hash_records rows of the (sha256, id) pairs
-// that query selects, in key order, each by its primary key: the rows of
+// that query selects, in key order, a few hundred per statement, each found by its primary key: the rows of
 // a batch's records lie all over the table, and in key order each page is
 // visited once. The caller holds the writer, in a transaction.
 func (s *Store) deleteHashRecords(ctx context.Context, query string, args ...any) error {
@@ -260,17 +260,9 @@ func (s *Store) deleteHashRecords(ctx context.Context, query string, args ...any
 		}
 		return cmp.Compare(a.id, b.id)
 	})
-	st, err := s.w.PrepareContext(ctx, `DELETE FROM hash_records WHERE sha256 = ? AND record_id = ?`)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	for _, p := range pairs {
-		if _, err := st.ExecContext(ctx, p.sha, p.id); err != nil {
-			return err
-		}
-	}
-	return nil
+	return s.execChunks(ctx, chunkRows(deleteHashRecords, len(pairs), nil, func(args []any, i int) []any {
+		return append(args, pairs[i].sha, pairs[i].id)
+	}))
 }
 
 // readBatchIDs reads the ids of the records still stored of the batch whose

@@ -565,6 +565,7 @@ func TestLookupsSearchByKey(t *testing.T) {
 		}
 		queries[name] = query{recordsSQL(rq), args}
 	}
+	queries["hash records deleted"] = query{specs[deleteHashRecords].sql(2), []any{storetest.Hash("1"), 1, storetest.Hash("2"), 2}}
 	for name, q := range queries {
 		rows, err := s.read.QueryContext(ctx, "EXPLAIN QUERY PLAN "+q.sql, q.args...)
 		if err != nil {
@@ -586,6 +587,9 @@ func TestLookupsSearchByKey(t *testing.T) {
 				if strings.HasPrefix(step, "SCAN "+table) || strings.HasPrefix(step, "SCAN "+table[:1]+" ") || step == "SCAN "+table[:1] {
 					t.Errorf("%s query scans %s: %q", name, table, plan)
 				}
+			}
+			if strings.HasPrefix(step, "SCAN hash_records") {
+				t.Errorf("%s query scans hash_records: %q", name, plan)
 			}
 			if strings.HasPrefix(step, "SEARCH ") && strings.Contains(step, "PRIMARY KEY") {
 				searched = true

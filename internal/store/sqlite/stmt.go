@@ -21,6 +21,7 @@ const (
 	upsertRemote
 	insertChanges
 	insertHashRecords
+	deleteHashRecords
 )
 
 const maxChunk = 256
@@ -52,6 +53,10 @@ var specs = [...]stmtSpec{
 		head: "INSERT INTO hash_records (sha256, record_id) VALUES ",
 		row:  "(?,?)",
 		tail: " ON CONFLICT DO NOTHING"},
+	deleteHashRecords: {cols: 2,
+		head: "DELETE FROM hash_records WHERE (sha256, record_id) IN (VALUES ",
+		row:  "(?,?)",
+		tail: ")"},
 	upsertAggregates: {cols: 5,
 		head: "INSERT INTO aggregates (sha256, prevalence, first_seen, last_seen, seq) VALUES ",
 		row:  "(?,?,?,?,?)",

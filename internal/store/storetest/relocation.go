@@ -124,6 +124,9 @@ func testPutBatches(t *testing.T, s store.Store) {
 		t.Errorf("prevalence of a = %d, want 3", got.Prevalence)
 	}
 	for i, bt := range batches(t, r, store.BatchQuery{Country: "BR", Limit: 10}) {
+		if bt.PK != res[i].PK || bt.PK != again[i].PK {
+			t.Errorf("batch %d has PK %d; PutBatches said %d, then %d", i, bt.PK, res[i].PK, again[i].PK)
+		}
 		if bt.Batch.Sealed.KeyID != in[i].Sealed.KeyID || string(bt.Batch.Sealed.WrappedKey) != string(in[i].Sealed.WrappedKey) {
 			t.Errorf("batch %d bound to %s, wrapped %q", i, bt.Batch.Sealed.KeyID, bt.Batch.Sealed.WrappedKey)
 		}
