@@ -20,6 +20,7 @@ func runBenchRelocate(ctx context.Context, e *env, args []string) error {
 	to := fs.String("to", "zurich", "the region to relocate it to")
 	endpoints := fs.Int("endpoints", 100, "endpoints of the country that report the records")
 	batch := fs.Int("batch", 500, "records per batch")
+	settle := fs.Duration("settle", 0, "wait this long after loading, so that the stores fold what they took in before the relocation starts (a store that has been up a while has)")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
@@ -43,6 +44,14 @@ func runBenchRelocate(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "loaded   %d records in %s (%.0f records/s)\n", loaded.Records, loaded.Elapsed.Round(time.Millisecond), loaded.PerSecond())
 
+	if *settle > 0 {
+		fmt.Fprintf(e.stderr, "letting the stores settle for %s…\n", *settle)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(*settle):
+		}
+	}
 	var j relocate.Job
 	body, _ := json.Marshal(map[string]string{"country": *country, "to": *to})
 	start := time.Now()

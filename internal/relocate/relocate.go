@@ -521,11 +521,16 @@ func (r *Relocator) stepCopy(ctx context.Context, j *Job) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// Chunks verified before a crash but not deleted go first.
-	for i, c := range slices.Clone(j.Chunks) {
+	var is []int
+	var cs []Chunk
+	for i, c := range j.Chunks {
 		if !c.Deleted {
-			if err := r.deleteChunk(ctx, j, i, c); err != nil {
-				return err
-			}
+			is, cs = append(is, i), append(cs, c)
+		}
+	}
+	if len(is) > 0 {
+		if err := r.deleteChunks(ctx, j, is, cs); err != nil {
+			return err
 		}
 	}
 	ready := make(chan *prepared, 1)
@@ -555,11 +560,31 @@ func (r *Relocator) stepCopy(ctx context.Context, j *Job) error {
 		i int
 		c Chunk
 	}
-	deletes := make(chan del, 1)
+	// The deleter takes every chunk verified since its last delete at
+	// once: a delete touches pages all over the source's hash index, so
+	// fewer, larger deletes rewrite it fewer times.
+	deletes := make(chan del, 256)
 	delDone := make(chan error, 1)
 	go func() {
 		for d := range deletes {
-			if err := r.deleteChunk(ctx, j, d.i, d.c); err != nil {
+			group := []del{d}
+		more:
+			for len(group) < maxDeleteGroup {
+				select {
+				case d, ok := <-deletes:
+					if !ok {
+						break more
+					}
+					group = append(group, d)
+				default:
+					break more
+				}
+			}
+			is, cs := make([]int, len(group)), make([]Chunk, len(group))
+			for k, d := range group {
+				is[k], cs[k] = d.i, d.c
+			}
+			if err := r.deleteChunks(ctx, j, is, cs); err != nil {
 				cancel()
 				for range deletes {
 				}
@@ -666,17 +691,25 @@ func (r *Relocator) compare(ctx context.Context, j *Job, bs []store.StoredBatch,
 	return sd, dd, nil
 }
 
-// deleteChunk deletes chunk i at the source, logged first, and records it.
-// Its delete entry has the same range, count and digest of ids as its
+// maxDeleteGroup is the most chunks deleteChunks deletes together.
+const maxDeleteGroup = 16
+
+// deleteChunks deletes the chunks cs (chunks is of the job) at the source,
+// each logged first, in one transaction, and records them. Each delete
+// entry has the same range, count and digest of ids as its chunk's
 // relocate entry.
-func (r *Relocator) deleteChunk(ctx context.Context, j *Job, i int, c Chunk) error {
+func (r *Relocator) deleteChunks(ctx context.Context, j *Job, is []int, cs []Chunk) error {
 	src := r.cfg.Regions[j.From]
-	bs, err := src.Store.Batches(ctx, store.BatchQuery{Country: j.Country, After: c.First - 1, Limit: c.Batches, IDsOnly: true})
-	if err != nil {
-		return err
-	}
-	bs = slices.DeleteFunc(bs, func(b store.StoredBatch) bool { return b.PK > c.Last })
-	if len(bs) > 0 {
+	var pks []int64
+	for _, c := range cs {
+		bs, err := src.Store.Batches(ctx, store.BatchQuery{Country: j.Country, After: c.First - 1, Limit: c.Batches, IDsOnly: true})
+		if err != nil {
+			return err
+		}
+		bs = slices.DeleteFunc(bs, func(b store.StoredBatch) bool { return b.PK > c.Last })
+		if len(bs) == 0 {
+			continue // deleted before a crash, after its entry was logged
+		}
 		rec := r.entry(j, j.From, "delete", chunkRange(bs))
 		describe(rec, bs, func(i int) []int64 { return bs[i].IDs }, false)
 		entry, err := rec.Marshal()
@@ -686,17 +719,20 @@ func (r *Relocator) deleteChunk(ctx context.Context, j *Job, i int, c Chunk) err
 		if _, err := src.Log.Append(ctx, entry); err != nil {
 			return err
 		}
-		pks := make([]int64, len(bs))
 		for i := range bs {
-			pks[i] = bs[i].PK
+			pks = append(pks, bs[i].PK)
 		}
+	}
+	if len(pks) > 0 {
 		if _, err := src.Store.DeleteBatches(ctx, pks); err != nil {
 			return err
 		}
-	} // else: deleted before a crash, after its entry was logged
+	}
 	return r.update(j, func(j *Job) {
-		j.Chunks[i].Deleted = true
-		j.Deleted += c.Records
+		for k, i := range is {
+			j.Chunks[i].Deleted = true
+			j.Deleted += cs[k].Records
+		}
 	})
 }
 
