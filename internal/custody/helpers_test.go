@@ -119,7 +119,12 @@ func record(region, action, outcome string, wrapped [][]byte) []byte {
 	var b bytes.Buffer
 	b.WriteString(`{"v":1,"kind":"access","time":"2026-11-22T10:00:00.123Z","region":"` + region + `",`)
 	b.WriteString(`"principal":{"id":"analyst:jdoe","role":"analyst","location":"CH"},`)
-	b.WriteString(`"action":"` + action + `","resource":{"dataset":"telemetry","query":"sha256=00","count":1,"digest":"sha256:00"},`)
+	query := "sha256=00"
+	if action == "relocate" {
+		// A relocation names where the keys go.
+		query = "relocation job=rel-1 to=" + map[string]string{"zurich": "moscow", "moscow": "zurich"}[region]
+	}
+	b.WriteString(`"action":"` + action + `","resource":{"dataset":"telemetry","query":"` + query + `","count":1,"digest":"sha256:00"},`)
 	b.WriteString(`"justification":{"code":"CUSTOMER_INITIATED_SUPPORT","detail":"case 1234"},`)
 	b.WriteString(`"subjects":["hmac-sha256:00"],"keys":` + string(idsJSON) + `,"request":"r1","outcome":"` + outcome + `"}`)
 	return b.Bytes()

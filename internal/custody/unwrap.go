@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 
 	"github.com/vitrine-dev/vitrine/tlog"
@@ -197,6 +198,7 @@ type access struct {
 	action  string
 	outcome string
 	keys    []string
+	query   string // resource.query
 }
 
 // actions are the access actions that may unwrap data keys. "denied" is
@@ -219,6 +221,10 @@ func (a *access) allows(req *UnwrapRequest, refs []keyRef) error {
 		return fmt.Errorf("action %q does not release data keys", a.action)
 	case req.RewrapFor != "" && a.action != "relocate":
 		return fmt.Errorf("rewrap_for needs a relocate access, not %q", a.action)
+	case req.RewrapFor != "" && !slices.Contains(strings.Fields(a.query), "to="+req.RewrapFor):
+		// The relocation's entry names its destination; a key is
+		// rewrapped for that region and no other.
+		return fmt.Errorf("the relocate access does not name to=%s in its query", req.RewrapFor)
 	}
 	listed := make(map[string]bool, len(a.keys))
 	for _, id := range a.keys {
@@ -279,6 +285,15 @@ func parseAccess(entry []byte) (*access, error) {
 			err = jsonString(raw, &a.action)
 		case "outcome":
 			err = jsonString(raw, &a.outcome)
+		case "resource":
+			var r struct {
+				Query string `json:"query"`
+			}
+			if raw[0] != '{' {
+				err = errors.New("not an object")
+			} else if err = json.Unmarshal(raw, &r); err == nil {
+				a.query = r.Query
+			}
 		case "keys":
 			if raw[0] != '[' {
 				err = errors.New("not an array")
