@@ -135,4 +135,10 @@ func TestCustodyOwnProcess(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+
+	// The supervisor reconciles custody's counts with the access log.
+	out, err := exec.Command(bin, "custody", "reconcile", "--custody", "http://"+custodyAddr, "--token", tokenFile, "--platform", p.base).CombinedOutput()
+	if err != nil || !bytes.Contains(out, []byte("OK")) || !bytes.Contains(out, []byte("2 access entries")) {
+		t.Errorf("custody reconcile: %v\n%s", err, out)
+	}
 }

@@ -41,6 +41,7 @@ func init() {
 		"log prove":         {"write a C2SP tlog-proof for an entry", runLogProve},
 		"log verify-proof":  {"check a C2SP tlog-proof offline", runLogVerifyProof},
 		"custody":           {"run the supervisor's key custody in its own process", runCustody},
+		"custody reconcile": {"check custody's unwrap counts against the access logs", runCustodyReconcile},
 		"witness":           {"run a C2SP tlog-witness", runWitness},
 		"policy show":       {"print the active residency policy from the policy log", runPolicyShow},
 		"policy diff":       {"print what changed between two residency policy versions", runPolicyDiff},

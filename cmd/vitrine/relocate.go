@@ -168,6 +168,23 @@ func runRelocateVerify(ctx context.Context, e *env, args []string) error {
 // checkpoint that meets the witness policy, after checking that the
 // entries it reads make up that checkpoint's tree.
 func accessRecords(ctx context.Context, base, name string) ([]*access.Record, error) {
+	entries, err := logEntries(ctx, base, name)
+	if err != nil {
+		return nil, err
+	}
+	var out []*access.Record
+	for _, e := range entries {
+		if rec, err := access.Parse(e); err == nil {
+			out = append(out, rec) // other entries (commitments) are not access records
+		}
+	}
+	return out, nil
+}
+
+// logEntries reads every entry of the named log of the platform at base,
+// from a checkpoint that meets the witness policy, after checking that
+// the entries make up that checkpoint's tree.
+func logEntries(ctx context.Context, base, name string) ([][]byte, error) {
 	t := target{platform: base, log: name}
 	r, err := t.resolve(ctx, true)
 	if err != nil {
@@ -184,17 +201,13 @@ func accessRecords(ctx context.Context, base, name string) ([]*access.Record, er
 	if _, err := tlog.VerifyTree(ctx, r.fetcher, cp.Size, cp.Hash); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	var out []*access.Record
+	var out [][]byte
 	for bi := uint64(0); bi*256 < cp.Size; bi++ {
 		b, err := client.GetEntryBundle(ctx, r.fetcher.ReadEntryBundle, bi, cp.Size)
 		if err != nil {
 			return nil, fmt.Errorf("reading %s: %w", name, err)
 		}
-		for _, e := range b.Entries {
-			if rec, err := access.Parse(e); err == nil {
-				out = append(out, rec) // other entries (commitments) are not access records
-			}
-		}
+		out = append(out, b.Entries...)
 	}
 	return out, nil
 }

@@ -175,6 +175,24 @@ func (c *Client) PublicKey(ctx context.Context, region string) (*PublicKey, erro
 	return k, nil
 }
 
+// Counts returns custody's unwrap counts, by region and access-log index.
+func (c *Client) Counts(ctx context.Context) (map[string]map[uint64]int64, error) {
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/v1/counts", nil)
+	if err != nil {
+		return nil, fmt.Errorf("custody counts: %w", err)
+	}
+	hreq.Header.Set("Authorization", "Bearer "+c.token)
+	b, err := c.do(hreq)
+	if err != nil {
+		return nil, fmt.Errorf("custody counts: %w", err)
+	}
+	var m map[string]map[uint64]int64
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("custody counts: %w", err)
+	}
+	return m, nil
+}
+
 // do sends hreq and returns the body of a 200 answer, or an error carrying
 // the service's message.
 func (c *Client) do(hreq *http.Request) ([]byte, error) {
