@@ -221,7 +221,9 @@ func TestRelocateResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	for stop := 0; ; stop++ {
-		time.Sleep(time.Duration(50+stop*37%200) * time.Millisecond)
+		// Ever longer runs between stops, so that the job gets done
+		// however slow the machine (or the race detector) is.
+		time.Sleep(time.Duration(50+stop*stop*20) * time.Millisecond)
 		cancel()
 		r.Wait()
 		got, _ := r.Job(j.ID)
