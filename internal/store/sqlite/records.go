@@ -239,38 +239,51 @@ func (s *Store) admitReader(ctx context.Context) (func(), error) {
 // one transaction, after folding what is pending so that the aggregates,
 // which keep counting them, do not depend on records that are gone.
 func (s *Store) DeleteRecords(ctx context.Context, ids []int64) (int64, error) {
-	if len(ids) == 0 {
+	n, err := s.deleteRecordsOf(ctx, ids, `SELECT value FROM json_each(?1)`, "")
+	if err != nil {
+		return 0, fmt.Errorf("deleting records: %w", err)
+	}
+	return n, nil
+}
+
+// deleteRecordsOf deletes, after folding what is pending and in one
+// transaction, the records whose ids idsQuery selects given keys as the
+// JSON array ?1, with their sealed halves and their hash_records rows,
+// then runs then (if not empty) with the same parameter. It returns how
+// many records it deleted.
+func (s *Store) deleteRecordsOf(ctx context.Context, keys []int64, idsQuery, then string) (int64, error) {
+	if len(keys) == 0 {
 		return 0, nil
 	}
 	s.lock()
 	defer s.unlock()
 	if s.closed.Load() {
-		return 0, fmt.Errorf("deleting records: %w", store.ErrClosed)
+		return 0, store.ErrClosed
 	}
 	if err := s.foldLocked(ctx, false); err != nil {
-		return 0, fmt.Errorf("deleting records: %w", err)
+		return 0, err
 	}
-	j, err := json.Marshal(ids)
+	j, err := json.Marshal(keys)
 	if err != nil {
 		return 0, err
 	}
 	var n int64
 	err = s.inTx(ctx, func() error {
-		if err := s.deleteHashRecords(ctx, `SELECT r.sha256, r.id FROM json_each(?) j CROSS JOIN records r ON r.id = j.value`, string(j)); err != nil {
+		if err := s.deleteHashRecords(ctx, `SELECT sha256, id FROM records WHERE id IN (`+idsQuery+`)`, string(j)); err != nil {
 			return err
 		}
-		if _, err := s.w.ExecContext(ctx, `DELETE FROM personal WHERE record_id IN (SELECT value FROM json_each(?))`, string(j)); err != nil {
+		if _, err := s.w.ExecContext(ctx, `DELETE FROM personal WHERE record_id IN (`+idsQuery+`)`, string(j)); err != nil {
 			return err
 		}
-		res, err := s.w.ExecContext(ctx, `DELETE FROM records WHERE id IN (SELECT value FROM json_each(?))`, string(j))
+		res, err := s.w.ExecContext(ctx, `DELETE FROM records WHERE id IN (`+idsQuery+`)`, string(j))
 		if err != nil {
 			return err
 		}
-		n, err = res.RowsAffected()
+		if n, err = res.RowsAffected(); err != nil || then == "" {
+			return err
+		}
+		_, err = s.w.ExecContext(ctx, then, string(j))
 		return err
 	}, nil, nil)
-	if err != nil {
-		return 0, fmt.Errorf("deleting records: %w", err)
-	}
-	return n, nil
+	return n, err
 }

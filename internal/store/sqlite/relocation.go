@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -173,43 +172,10 @@ func (s *Store) PutBatches(ctx context.Context, bs []*store.Batch) ([]store.Batc
 // and sealed halves, in one transaction, after folding what is pending
 // (as DeleteRecords does).
 func (s *Store) DeleteBatches(ctx context.Context, pks []int64) (int64, error) {
-	if len(pks) == 0 {
-		return 0, nil
-	}
-	s.lock()
-	defer s.unlock()
-	if s.closed.Load() {
-		return 0, fmt.Errorf("deleting batches: %w", store.ErrClosed)
-	}
-	if err := s.foldLocked(ctx, false); err != nil {
-		return 0, fmt.Errorf("deleting batches: %w", err)
-	}
-	j, err := json.Marshal(pks)
-	if err != nil {
-		return 0, err
-	}
 	// The records of the batches: their id ranges.
-	const ids = `SELECT r.id FROM json_each(?1) j CROSS JOIN batches b ON b.pk = j.value
-		JOIN records r ON r.id >= b.first_id AND r.id < b.first_id + b.count`
-	var n int64
-	err = s.inTx(ctx, func() error {
-		if err := s.deleteHashRecords(ctx, `SELECT r.sha256, r.id FROM json_each(?1) j CROSS JOIN batches b ON b.pk = j.value
-				JOIN records r ON r.id >= b.first_id AND r.id < b.first_id + b.count`, string(j)); err != nil {
-			return err
-		}
-		if _, err := s.w.ExecContext(ctx, `DELETE FROM personal WHERE record_id IN (`+ids+`)`, string(j)); err != nil {
-			return err
-		}
-		res, err := s.w.ExecContext(ctx, `DELETE FROM records WHERE id IN (`+ids+`)`, string(j))
-		if err != nil {
-			return err
-		}
-		if n, err = res.RowsAffected(); err != nil {
-			return err
-		}
-		_, err = s.w.ExecContext(ctx, `DELETE FROM batches WHERE pk IN (SELECT value FROM json_each(?1))`, string(j))
-		return err
-	}, nil, nil)
+	n, err := s.deleteRecordsOf(ctx, pks, `SELECT r.id FROM json_each(?1) j CROSS JOIN batches b ON b.pk = j.value
+		JOIN records r ON r.id >= b.first_id AND r.id < b.first_id + b.count`,
+		`DELETE FROM batches WHERE pk IN (SELECT value FROM json_each(?1))`)
 	if err != nil {
 		return 0, fmt.Errorf("deleting batches: %w", err)
 	}
