@@ -3,7 +3,6 @@ package platform
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -267,9 +266,7 @@ func (p *Platform) serveRegister(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Country string `json:"country"`
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil || dec.More() {
+	if err := httpapi.DecodeStrict(body, &req); err != nil {
 		httpapi.Error(w, http.StatusBadRequest, `bad request: want {"country":"<ISO 3166-1 alpha-2>"}`)
 		return
 	}

@@ -1,7 +1,6 @@
 package platform
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -104,9 +103,7 @@ func (p *Platform) serveRelocationStart(w http.ResponseWriter, r *http.Request) 
 		Country string `json:"country"`
 		To      string `json:"to"`
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil || dec.More() || req.Country == "" || req.To == "" {
+	if err := httpapi.DecodeStrict(body, &req); err != nil || req.Country == "" || req.To == "" {
 		httpapi.Error(w, http.StatusBadRequest, `bad request: want {"country":"<ISO 3166-1 alpha-2>","to":"<region>"}`)
 		return
 	}

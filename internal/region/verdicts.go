@@ -64,7 +64,7 @@ func (r *Region) serveVerdicts(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	var q VerdictsRequest
-	if err := strictJSON(body, &q); err != nil {
+	if err := httpapi.DecodeStrict(body, &q); err != nil {
 		httpapi.Error(w, http.StatusBadRequest, "bad request: "+err.Error()+`; want {"sha256":["<hex>",…]}`)
 		return
 	}
