@@ -13,7 +13,7 @@ import (
 func runPrincipalCreate(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "principal create", "--url URL --token FILE --id ROLE:NAME --location CC --regions R1,R2 [--out FILE]")
 	base := fs.String("url", "http://127.0.0.1:8080", "base URL of the platform")
-	tokenFile := fs.String("token", "", "file holding the operator token (e.g. <data>/operator.token)")
+	tokenFile := fs.String("token", "./vitrine-data/operator.token", "file holding the operator token (`vitrine up`'s <data>/operator.token)")
 	id := fs.String("id", "", "the principal's id, <role>:<name>, e.g. analyst:jdoe")
 	location := fs.String("location", "", "the principal's home country (ISO 3166-1 alpha-2)")
 	regions := fs.String("regions", "", "comma-separated regions the principal may act in")
@@ -22,9 +22,9 @@ func runPrincipalCreate(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	role, _, ok := strings.Cut(*id, ":")
-	if *tokenFile == "" || !ok || *location == "" || *regions == "" {
+	if !ok || *location == "" || *regions == "" {
 		fs.Usage()
-		return errors.New("--token, --id ROLE:NAME, --location and --regions are required")
+		return errors.New("--id ROLE:NAME, --location and --regions are required")
 	}
 	tok, err := os.ReadFile(*tokenFile)
 	if err != nil {

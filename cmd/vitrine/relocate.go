@@ -21,7 +21,7 @@ import (
 func runRelocate(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "relocate", "--url URL --token FILE --country CC --to REGION [--json]")
 	base := fs.String("url", "http://127.0.0.1:8080", "base URL of the platform")
-	tokenFile := fs.String("token", "", "file holding the operator token (e.g. <data>/operator.token)")
+	tokenFile := fs.String("token", "./vitrine-data/operator.token", "file holding the operator token (`vitrine up`'s <data>/operator.token)")
 	country := fs.String("country", "", "the country to relocate (ISO 3166-1 alpha-2)")
 	to := fs.String("to", "", "the region to relocate it to")
 	asJSON := fs.Bool("json", false, "print the finished job as JSON")
@@ -30,9 +30,9 @@ func runRelocate(ctx context.Context, e *env, args []string) error {
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
-	if *tokenFile == "" || (*job == "" && (*country == "" || *to == "")) {
+	if *job == "" && (*country == "" || *to == "") {
 		fs.Usage()
-		return errors.New("--token and either --country and --to or --job are required")
+		return errors.New("either --country and --to or --job is required")
 	}
 	tok, err := os.ReadFile(*tokenFile)
 	if err != nil {
