@@ -596,8 +596,8 @@ func (r *Relocator) stepCopy(ctx context.Context, j *Job) error {
 	}()
 	err := r.storeChunks(ctx, j, ready, func(i int, c Chunk) { deletes <- del{i, c} })
 	close(deletes)
-	if derr := <-delDone; err == nil {
-		err = derr
+	if derr := <-delDone; derr != nil {
+		err = derr // the deleter's failure is what stopped the rest
 	}
 	if err != nil {
 		return err
