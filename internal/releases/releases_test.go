@@ -1,0 +1,76 @@
+package releases
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/vitrine-dev/vitrine/release"
+)
+
+func testRelease(t *testing.T, version string) *Release {
+	t.Helper()
+	bin := []byte("binary " + version)
+	env := []byte(`{"payloadType":"application/vnd.in-toto+json","payload":"","signatures":[]}`)
+	entry, err := (&release.Entry{Name: "vitrine", Version: version, Envelope: release.Digest(env),
+		Artifacts: []release.Artifact{{Name: "vitrine_linux_amd64", SHA256: strings.TrimPrefix(release.Digest(bin), "sha256:")}}}).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Release{Entry: entry, Envelope: env, Source: []byte("tar"), Artifacts: map[string][]byte{"vitrine_linux_amd64": bin}, Index: 7}
+}
+
+func TestPublishAndServe(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := testRelease(t, "1.0.0")
+	if err := s.Publish(r); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Publish(r); !errors.Is(err, ErrExists) {
+		t.Errorf("publishing twice: %v", err)
+	}
+	bad := testRelease(t, "1.0.1")
+	bad.Artifacts["vitrine_linux_amd64"] = []byte("tampered")
+	if err := s.Publish(bad); err == nil {
+		t.Error("published an artifact that differs from the entry")
+	}
+	bad = testRelease(t, "1.0.2")
+	bad.Envelope = []byte("{}")
+	if err := s.Publish(bad); err == nil {
+		t.Error("published an envelope the entry does not bind")
+	}
+	srv := httptest.NewServer(http.StripPrefix("/releases", s.Handler()))
+	defer srv.Close()
+	get := func(p string) (int, []byte) {
+		resp, err := http.Get(srv.URL + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+	code, b := get("/releases/")
+	var idx struct{ Releases []Listed }
+	if code != 200 || json.Unmarshal(b, &idx) != nil || len(idx.Releases) != 1 || idx.Releases[0].Version != "1.0.0" || idx.Releases[0].LogIndex != 7 {
+		t.Fatalf("index: %d %s", code, b)
+	}
+	if code, b := get("/releases/vitrine/1.0.0/artifacts/vitrine_linux_amd64"); code != 200 || string(b) != "binary 1.0.0" {
+		t.Errorf("artifact: %d %s", code, b)
+	}
+	if code, b := get("/releases/vitrine/1.0.0/release.json"); code != 200 || string(b) != string(r.Entry) {
+		t.Errorf("entry: %d %s", code, b)
+	}
+	for _, p := range []string{"/releases/vitrine/1.0.1/release.json", "/releases/../../etc/passwd", "/releases/vitrine/1.0.0/", "/releases/vitrine/.publish-x/a"} {
+		if code, _ := get(p); code != 404 {
+			t.Errorf("GET %s: %d, want 404", p, code)
+		}
+	}
+}
