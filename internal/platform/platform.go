@@ -9,6 +9,7 @@ package platform
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -28,9 +29,11 @@ import (
 	"github.com/vitrine-dev/vitrine/internal/keys"
 	"github.com/vitrine-dev/vitrine/internal/logserver"
 	"github.com/vitrine-dev/vitrine/internal/principal"
+	"github.com/vitrine-dev/vitrine/internal/releases"
 	"github.com/vitrine-dev/vitrine/internal/relocate"
 	"github.com/vitrine-dev/vitrine/internal/seal"
 	"github.com/vitrine-dev/vitrine/internal/witness"
+	"github.com/vitrine-dev/vitrine/release"
 	"github.com/vitrine-dev/vitrine/residency"
 	"github.com/vitrine-dev/vitrine/tlog"
 )
@@ -98,6 +101,10 @@ type Platform struct {
 	wrappers   map[string]seal.Wrapper
 	principals *principal.Registry
 	relocator  *relocate.Relocator
+	// releaseKey signs release provenance (the trusted region's key);
+	// releases holds what was published.
+	releaseKey *release.Ed25519Key
+	releases   *releases.Store
 	policyMu   sync.Mutex // serialises policy changes
 	bg         context.Context
 	bgCancel   context.CancelFunc
@@ -199,6 +206,12 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	if err := p.startRelocations(); err != nil {
 		return nil, fmt.Errorf("starting platform: %w", err)
 	}
+	if p.releaseKey, err = release.LoadOrCreateKey(filepath.Join(cfg.Data, "release.key")); err != nil {
+		return nil, fmt.Errorf("starting platform: %w", err)
+	}
+	if p.releases, err = releases.Open(filepath.Join(cfg.Data, "releases")); err != nil {
+		return nil, fmt.Errorf("starting platform: %w", err)
+	}
 
 	p.server = &http.Server{
 		Handler:           p.routes(),
@@ -231,6 +244,7 @@ func (p *Platform) routes() http.Handler {
 	}
 	mux.Handle("POST "+principal.Path, p.principals.Handler(operator))
 	mux.HandleFunc("POST /v1/endpoints", p.serveRegister)
+	mux.Handle("/releases/", http.StripPrefix("/releases", p.releases.Handler()))
 	mux.HandleFunc("POST /v1/relocations", p.serveRelocationStart)
 	mux.HandleFunc("GET /v1/relocations/{id}", p.serveRelocation)
 	mux.HandleFunc("POST /v1/telemetry", p.serveFrontDoor)
@@ -259,6 +273,17 @@ type Discovery struct {
 	WitnessPolicy string             `json:"witness_policy"`
 	// PolicyKey verifies the signed residency policies in the policy log.
 	PolicyKey string `json:"policy_key"`
+	// Releases is where the published releases are and the key that
+	// verifies their provenance envelopes.
+	Releases DiscoveryReleases `json:"releases"`
+}
+
+// DiscoveryReleases describes the releases in the discovery document.
+type DiscoveryReleases struct {
+	URL string `json:"url"`
+	// Key is the release key's public half, a PEM "PUBLIC KEY" (PKIX,
+	// Ed25519), as cosign and openssl read it.
+	Key string `json:"key"`
 }
 
 // DiscoveryLog describes one log in the discovery document.
@@ -288,6 +313,7 @@ func (p *Platform) Discovery() Discovery {
 		d.Logs = append(d.Logs, DiscoveryLog{Name: name, Origin: l.Origin(), VKey: l.VKey(), URL: p.baseURL + "/logs/" + name + "/"})
 	}
 	d.Witnesses = []DiscoveryWitness{{Name: p.witness.Name(), VKey: p.witness.VKey(), URL: p.baseURL + "/witness/"}}
+	d.Releases = DiscoveryReleases{URL: p.baseURL + "/releases/", Key: string(release.PublicKey(p.releaseKey.Public().(ed25519.PublicKey)).PEM())}
 	return d
 }
 

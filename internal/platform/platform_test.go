@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/vitrine-dev/vitrine/release"
 	"github.com/vitrine-dev/vitrine/tlog"
 )
 
@@ -76,6 +77,12 @@ func TestUp(t *testing.T) {
 	}
 	if policy.Quorum() == "none" || len(policy.Witnesses) != 1 || policy.Witnesses[0].VKey != d.Witnesses[0].VKey {
 		t.Fatalf("witness policy %q does not require the listed witness", d.WitnessPolicy)
+	}
+	if _, err := release.ParsePublicKey([]byte(d.Releases.Key)); err != nil || d.Releases.URL != p.URL()+"/releases/" {
+		t.Errorf("discovery releases %+v: %v", d.Releases, err)
+	}
+	if code, body := httpDo(t, "GET", d.Releases.URL, "", nil); code != 200 || !bytes.Contains(body, []byte(`"releases"`)) {
+		t.Errorf("GET %s: %d %s", d.Releases.URL, code, body)
 	}
 
 	type appended struct {
