@@ -323,23 +323,3 @@ func postAdd(ctx context.Context, logURL, token string, entry []byte) (uint64, e
 	}
 	return strconv.ParseUint(string(b), 10, 64)
 }
-
-func get(ctx context.Context, u string) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != 200 {
-		return nil, fmt.Errorf("%s: %s", resp.Status, b)
-	}
-	return b, nil
-}

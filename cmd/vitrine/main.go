@@ -45,6 +45,7 @@ func init() {
 		"witness":           {"run a C2SP tlog-witness", runWitness},
 		"policy show":       {"print the active residency policy from the policy log", runPolicyShow},
 		"policy diff":       {"print what changed between two residency policy versions", runPolicyDiff},
+		"release verify":    {"check an artifact against its provenance, signature and release-log inclusion", runReleaseVerify},
 		"relocate":          {"move every record of a country to another region, provably", runRelocate},
 		"relocate verify":   {"check a relocation from the logs alone", runRelocateVerify},
 		"principal create":  {"create a principal (analyst, supervisor, …) and print its token", runPrincipalCreate},

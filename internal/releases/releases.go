@@ -125,6 +125,16 @@ func validFile(s string) bool {
 	return s != "" && s != "." && s != ".." && !strings.ContainsAny(s, "/\\\x00") && !strings.HasPrefix(s, ".")
 }
 
+// Exists reports whether a release with that name and version is
+// published.
+func (s *Store) Exists(name, version string) bool {
+	if !validFile(name) || !validFile(version) {
+		return false
+	}
+	_, err := os.Stat(filepath.Join(s.dir, name, version))
+	return err == nil
+}
+
 // Listed is one release in the index.
 type Listed struct {
 	Name     string `json:"name"`
