@@ -39,7 +39,7 @@ func TestCosignVerifiesEnvelope(t *testing.T) {
 		t.Fatal(err)
 	}
 	files := map[string][]byte{
-		"release.pub": PublicKey(key.Public().(ed25519.PublicKey)).PEM(),
+		"release.pub":   PublicKey(key.Public().(ed25519.PublicKey)).PEM(),
 		"envelope.json": env, "vitrine_linux_amd64": bin, "tampered": append(bin, '!'),
 	}
 	for n, b := range files {
