@@ -15,7 +15,9 @@ import (
 // adds and removes.
 func TestRuleDBDiff(t *testing.T) {
 	dir := t.TempDir()
-	e := func(out *bytes.Buffer) *env { return &env{stdout: out, stderr: io.Discard, logger: slog.New(slog.NewTextHandler(io.Discard, nil))} }
+	e := func(out *bytes.Buffer) *env {
+		return &env{stdout: out, stderr: io.Discard, logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	}
 	var out bytes.Buffer
 	sample := filepath.Join("..", "..", "ruledb", "testdata", "sample")
 	old := filepath.Join(dir, "v1.vdb")
