@@ -1,0 +1,437 @@
+package conveyer
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// ErrBuild is wrapped by the error of any build step that failed, with the
+// command's own message attached.
+var ErrBuild = errors.New("build failed")
+
+// A Builder runs recipes. The zero value builds with the go command found
+// on PATH and downloads modules through the machine's GOPROXY. A Builder is
+// safe for concurrent use if its fields are not changed; each build has
+// its own work directory.
+type Builder struct {
+	// Go is the go command. Empty means "go" looked up on PATH.
+	Go string
+	// Proxy is the GOPROXY of the download phase. Empty means the
+	// machine's own ("go env GOPROXY" in the caller's environment).
+	Proxy string
+	// SumDB is the GOSUMDB of the download phase; empty means the
+	// machine's own. It only matters for modules go.sum lacks, and those
+	// make the build fail anyway.
+	SumDB string
+	// ModCache is the module cache the download phase fills and the build
+	// phase reads. Empty means a fresh one in the work directory. A shared
+	// cache is safe: "go mod verify" checks every module against go.sum
+	// before each build.
+	ModCache string
+	// Logger receives one record per command; nil discards them.
+	Logger *slog.Logger
+
+	// afterExport, when set, is called on the exported tree before it is
+	// archived; tests use it to change the source.
+	afterExport func(dir string) error
+	// skipDownload leaves the download phase out; tests use it to show
+	// that the build phase cannot reach the network.
+	skipDownload bool
+}
+
+// Result is what a build produced and how.
+type Result struct {
+	Recipe *Recipe
+	// Source is the deterministic archive of the exported source.
+	Source File
+	// SourceDir is the exported source tree.
+	SourceDir string
+	// Artifacts are the Go programs, in recipe order, one per platform.
+	Artifacts []Artifact
+	// RuleDBs are the rule database targets, each with the absolute path
+	// of its rule sources in SourceDir, for package ruledb to compile.
+	RuleDBs []RuleDB
+	// Record describes the build for the provenance.
+	Record Record
+}
+
+// File is a file the build wrote, with its digest.
+type File struct {
+	Name   string // base name, e.g. "vitrine_linux_amd64"
+	Path   string // absolute path
+	SHA256 string // lowercase hex
+	Size   int64
+}
+
+// Artifact is one Go program for one platform.
+type Artifact struct {
+	File
+	Package string
+	GOOS    string
+	GOARCH  string
+}
+
+// RuleDB is a rule database target whose sources are ready in the export.
+type RuleDB struct {
+	Target RuleDBTarget
+	Dir    string
+}
+
+// Record is the build as a provenance writer needs it. Paths under the work
+// directory are written as "$WORK/...", so the record of a rebuild
+// elsewhere is identical.
+type Record struct {
+	// Toolchain is "go env GOVERSION" as the build phase saw it.
+	Toolchain string
+	// SourceSHA256 is the digest of the source archive.
+	SourceSHA256 string
+	// Commands are every command run, in order.
+	Commands []Command
+}
+
+// Command is one command the build ran.
+type Command struct {
+	Phase string   // "download" or "build"
+	Dir   string   // working directory
+	Args  []string // argv, starting with "go"
+	Env   []string // the complete environment, sorted as given
+}
+
+// Build is (&Builder{}).Build.
+func Build(ctx context.Context, r *Recipe, workDir string) (*Result, error) {
+	return (&Builder{}).Build(ctx, r, workDir)
+}
+
+// Build exports r's source into workDir, archives it and builds every Go
+// target hermetically (see the package documentation). workDir must not
+// exist or be empty. Errors from a failed command wrap [ErrBuild]. The
+// module cache in workDir is read-only, as the go command leaves it; use
+// [RemoveWorkDir] to delete it.
+func (b *Builder) Build(ctx context.Context, r *Recipe, workDir string) (*Result, error) {
+	if err := r.Validate(); err != nil {
+		return nil, err
+	}
+	work, err := prepareWorkDir(workDir)
+	if err != nil {
+		return nil, err
+	}
+	goCmd, err := b.goCommand()
+	if err != nil {
+		return nil, err
+	}
+	log := b.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	res := &Result{Recipe: r, SourceDir: filepath.Join(work, "src")}
+
+	// The source.
+	if err := Export(ctx, r.Source, res.SourceDir); err != nil {
+		return nil, err
+	}
+	if b.afterExport != nil {
+		if err := b.afterExport(res.SourceDir); err != nil {
+			return nil, err
+		}
+	}
+	if res.Source, err = writeArchive(res.SourceDir, filepath.Join(work, "source.tar.gz")); err != nil {
+		return nil, err
+	}
+	res.Record.SourceSHA256 = res.Source.SHA256
+	log.InfoContext(ctx, "source exported", "recipe", r.Name, "version", r.Version, "sha256", res.Source.SHA256)
+
+	for _, t := range r.Targets {
+		if t.RuleDB == nil {
+			continue
+		}
+		dir := filepath.Join(res.SourceDir, filepath.FromSlash(t.RuleDB.Dir))
+		if info, err := os.Stat(dir); err != nil || !info.IsDir() {
+			return nil, fmt.Errorf("ruledb target %s: %s is not a directory in the source", t.RuleDB.Name, t.RuleDB.Dir)
+		}
+		res.RuleDBs = append(res.RuleDBs, RuleDB{Target: *t.RuleDB, Dir: dir})
+	}
+	if !hasGo(r) {
+		return res, nil
+	}
+
+	modCache := b.ModCache
+	if modCache == "" {
+		modCache = filepath.Join(work, "modcache")
+	}
+	if modCache, err = filepath.Abs(modCache); err != nil {
+		return nil, err
+	}
+	run := func(phase string, env []string, out io.Writer, args ...string) error {
+		cmd := exec.CommandContext(ctx, goCmd, args...)
+		cmd.Dir, cmd.Env = res.SourceDir, env
+		var stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = out, &stderr
+		if out == nil {
+			cmd.Stdout = &stderr
+		}
+		res.Record.Commands = append(res.Record.Commands, Command{
+			Phase: phase,
+			Dir:   relWork(work, res.SourceDir),
+			Args:  append([]string{"go"}, relWorkAll(work, args)...),
+			Env:   relWorkAll(work, env),
+		})
+		log.InfoContext(ctx, "running", "phase", phase, "args", args)
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("%w: go %s: %v: %s", ErrBuild, strings.Join(args, " "), err, tail(stderr.String()))
+		}
+		return nil
+	}
+
+	// Phase 1: fill the module cache through the network, following go.sum.
+	if !b.skipDownload {
+		proxy, sumdb := b.Proxy, b.SumDB
+		if proxy == "" || sumdb == "" {
+			p, s, err := machineProxy(ctx, goCmd)
+			if err != nil {
+				return nil, err
+			}
+			proxy, sumdb = cmp(proxy, p), cmp(sumdb, s)
+		}
+		env, err := hermeticEnv(filepath.Join(work, "download"), modCache, "GOPROXY="+proxy, "GOSUMDB="+sumdb)
+		if err != nil {
+			return nil, err
+		}
+		// "go mod download" adds missing go.sum lines even under
+		// -mod=readonly; a source whose go.sum is incomplete is refused,
+		// never silently completed.
+		sumPath := filepath.Join(res.SourceDir, "go.sum")
+		before, _ := os.ReadFile(sumPath)
+		if err := run("download", env, nil, "mod", "download"); err != nil {
+			return nil, fmt.Errorf("downloading modules: %w", err)
+		}
+		if after, _ := os.ReadFile(sumPath); !bytes.Equal(before, after) {
+			return nil, fmt.Errorf("%w: downloading modules: go.sum in the source lacks entries the build needs:\n%s", ErrBuild, addedLines(before, after))
+		}
+	}
+
+	// Phase 2: build with no network, from the verified cache only.
+	env, err := hermeticEnv(filepath.Join(work, "build"), modCache, "GOPROXY=off", "GOSUMDB=off")
+	if err != nil {
+		return nil, err
+	}
+	var version bytes.Buffer
+	if err := run("build", env, &version, "env", "GOVERSION"); err != nil {
+		return nil, fmt.Errorf("reading toolchain version: %w", err)
+	}
+	res.Record.Toolchain = strings.TrimSpace(version.String())
+	if err := run("build", env, nil, "mod", "verify"); err != nil {
+		return nil, fmt.Errorf("verifying modules against go.sum: %w", err)
+	}
+	outDir := filepath.Join(work, "out")
+	if err := os.Mkdir(outDir, 0o755); err != nil {
+		return nil, err
+	}
+	for _, t := range r.Targets {
+		g := t.Go
+		if g == nil {
+			continue
+		}
+		for _, p := range g.Platforms {
+			goos, goarch, _ := strings.Cut(p, "/")
+			name := g.artifact(goos, goarch)
+			out := filepath.Join(outDir, name)
+			args := []string{"build", "-trimpath", "-buildvcs=false"}
+			if len(g.Tags) > 0 {
+				args = append(args, "-tags="+strings.Join(g.Tags, ","))
+			}
+			if len(g.LDFlags) > 0 {
+				args = append(args, "-ldflags="+strings.Join(g.LDFlags, " "))
+			}
+			args = append(args, "-o", out, g.Package)
+			penv := append(env[:len(env):len(env)], "GOOS="+goos, "GOARCH="+goarch)
+			if err := run("build", penv, nil, args...); err != nil {
+				return nil, fmt.Errorf("building %s: %w", name, err)
+			}
+			f, err := digestFile(out)
+			if err != nil {
+				return nil, err
+			}
+			res.Artifacts = append(res.Artifacts, Artifact{File: f, Package: g.Package, GOOS: goos, GOARCH: goarch})
+			log.InfoContext(ctx, "built", "artifact", name, "sha256", f.SHA256)
+		}
+	}
+	return res, nil
+}
+
+func hasGo(r *Recipe) bool {
+	for _, t := range r.Targets {
+		if t.Go != nil {
+			return true
+		}
+	}
+	return false
+}
+
+func cmp(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+func prepareWorkDir(dir string) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(abs, 0o755); err != nil {
+		return "", fmt.Errorf("creating work directory: %w", err)
+	}
+	entries, err := os.ReadDir(abs)
+	if err != nil {
+		return "", fmt.Errorf("reading work directory: %w", err)
+	}
+	if len(entries) > 0 {
+		return "", fmt.Errorf("work directory %s is not empty", abs)
+	}
+	// Symlinks in the path (e.g. /tmp on some systems) would make $WORK
+	// substitution miss.
+	return filepath.EvalSymlinks(abs)
+}
+
+func (b *Builder) goCommand() (string, error) {
+	g := cmp(b.Go, "go")
+	p, err := exec.LookPath(g)
+	if err != nil {
+		return "", fmt.Errorf("finding the go command: %w", err)
+	}
+	return filepath.Abs(p)
+}
+
+// machineProxy reads GOPROXY and GOSUMDB as the caller's environment sets
+// them.
+func machineProxy(ctx context.Context, goCmd string) (proxy, sumdb string, err error) {
+	out, err := exec.CommandContext(ctx, goCmd, "env", "GOPROXY", "GOSUMDB").Output()
+	if err != nil {
+		return "", "", fmt.Errorf("reading the machine's GOPROXY: %w", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) != 2 {
+		return "", "", fmt.Errorf("reading the machine's GOPROXY: unexpected output %q", out)
+	}
+	return lines[0], lines[1], nil
+}
+
+// hermeticEnv is the whole environment of a go command: PATH from the
+// caller, and everything else set here. base receives fresh HOME, TMPDIR,
+// GOPATH and GOCACHE directories.
+func hermeticEnv(base, modCache string, extra ...string) ([]string, error) {
+	dirs := map[string]string{}
+	for _, d := range []string{"home", "tmp", "gopath", "gocache"} {
+		p := filepath.Join(base, d)
+		if err := os.MkdirAll(p, 0o755); err != nil {
+			return nil, err
+		}
+		dirs[d] = p
+	}
+	env := []string{
+		"PATH=" + os.Getenv("PATH"),
+		"HOME=" + dirs["home"],
+		"TMPDIR=" + dirs["tmp"],
+		"GOPATH=" + dirs["gopath"],
+		"GOCACHE=" + dirs["gocache"],
+		"GOMODCACHE=" + modCache,
+		"GOENV=off",
+		"GOWORK=off",
+		"GOTOOLCHAIN=local",
+		"GOFLAGS=-mod=readonly",
+		"CGO_ENABLED=0",
+	}
+	return append(env, extra...), nil
+}
+
+func relWork(work, s string) string {
+	return strings.ReplaceAll(s, work, "$WORK")
+}
+
+func relWorkAll(work string, ss []string) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = relWork(work, s)
+	}
+	return out
+}
+
+func tail(s string) string {
+	s = strings.TrimSpace(s)
+	if len(s) > 2000 {
+		s = "…" + s[len(s)-2000:]
+	}
+	return s
+}
+
+func writeArchive(dir, dst string) (File, error) {
+	f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return File{}, fmt.Errorf("archiving source: %w", err)
+	}
+	sum, err := Archive(dir, f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return File{}, err
+	}
+	info, err := os.Stat(dst)
+	if err != nil {
+		return File{}, err
+	}
+	return File{Name: filepath.Base(dst), Path: dst, SHA256: sum, Size: info.Size()}, nil
+}
+
+func digestFile(p string) (File, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return File{}, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return File{}, fmt.Errorf("hashing %s: %w", p, err)
+	}
+	return File{Name: filepath.Base(p), Path: p, SHA256: hex.EncodeToString(h.Sum(nil)), Size: n}, nil
+}
+
+// RemoveWorkDir deletes a build's work directory, including the read-only
+// module cache the go command leaves in it.
+func RemoveWorkDir(dir string) error {
+	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			_ = os.Chmod(p, 0o755)
+		}
+		return nil
+	})
+	return os.RemoveAll(dir)
+}
+
+// addedLines lists the lines of after that before lacks.
+func addedLines(before, after []byte) string {
+	have := map[string]bool{}
+	for _, l := range strings.Split(string(before), "\n") {
+		have[l] = true
+	}
+	var added []string
+	for _, l := range strings.Split(string(after), "\n") {
+		if l != "" && !have[l] {
+			added = append(added, l)
+		}
+	}
+	return tail(strings.Join(added, "\n"))
+}

@@ -1,0 +1,209 @@
+package conveyer
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"regexp"
+	"strings"
+)
+
+// ErrInvalidRecipe is wrapped by every error [ParseRecipe] returns for a
+// recipe that is malformed or incomplete.
+var ErrInvalidRecipe = errors.New("invalid recipe")
+
+// A Recipe says what to build and from which source. Every key is
+// documented here; a key not listed is an error.
+type Recipe struct {
+	// Name identifies the product, e.g. "vitrine". Lowercase letters,
+	// digits, '.', '_' and '-'.
+	Name string `json:"name"`
+	// Version is the release version, e.g. "1.0.0". Same alphabet as Name.
+	Version string `json:"version"`
+	// Source is where the source comes from.
+	Source Source `json:"source"`
+	// Targets are built in order; at least one is required.
+	Targets []Target `json:"targets"`
+}
+
+// Source is either a git repository at a commit or a directory.
+type Source struct {
+	// Git is a repository URL or a local path (relative paths are
+	// resolved against the process's working directory). It requires
+	// Commit.
+	Git string `json:"git,omitempty"`
+	// Commit is the full hexadecimal object name (40 or 64 digits) of the
+	// commit to build. Branch names and abbreviations are refused: a
+	// recipe must name exactly one source.
+	Commit string `json:"commit,omitempty"`
+	// Dir is a local directory to build as it is, instead of Git. See
+	// [Export] for which files are taken.
+	Dir string `json:"dir,omitempty"`
+}
+
+// A Target is exactly one of a Go program or a rule database.
+type Target struct {
+	Go     *GoTarget     `json:"go,omitempty"`
+	RuleDB *RuleDBTarget `json:"ruledb,omitempty"`
+}
+
+// GoTarget is a Go main package built for one or more platforms.
+type GoTarget struct {
+	// Program names the artifacts, "<program>_<goos>_<goarch>". It
+	// defaults to the last element of Package.
+	Program string `json:"program,omitempty"`
+	// Package is the package path relative to the module root, e.g.
+	// "./cmd/vitrine".
+	Package string `json:"package"`
+	// Platforms lists "goos/goarch" pairs, e.g. "linux/amd64".
+	Platforms []string `json:"platforms"`
+	// LDFlags are passed to the linker as -ldflags, joined by spaces.
+	LDFlags []string `json:"ldflags,omitempty"`
+	// Tags are build tags.
+	Tags []string `json:"tags,omitempty"`
+}
+
+// RuleDBTarget is a rule database compiled by package ruledb from the rule
+// sources in Dir.
+type RuleDBTarget struct {
+	// Name names the database artifact.
+	Name string `json:"name"`
+	// Dir is the rule source directory, relative to the source root,
+	// slash-separated, e.g. "ruledb/testdata/sample".
+	Dir string `json:"dir"`
+}
+
+var (
+	nameRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+	commitRE = regexp.MustCompile(`^([0-9a-f]{40}|[0-9a-f]{64})$`)
+	wordRE   = regexp.MustCompile(`^[a-z0-9]{1,16}$`)
+	tagRE    = regexp.MustCompile(`^[A-Za-z0-9_.]{1,64}$`)
+)
+
+// ParseRecipe reads a recipe from JSON. Unknown keys, trailing data and
+// missing or malformed fields are errors wrapping [ErrInvalidRecipe].
+func ParseRecipe(data []byte) (*Recipe, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var r Recipe
+	if err := dec.Decode(&r); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidRecipe, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("%w: trailing data after the recipe object", ErrInvalidRecipe)
+	}
+	if err := r.Validate(); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// Validate reports the first problem with r, wrapping [ErrInvalidRecipe].
+func (r *Recipe) Validate() error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: %s", ErrInvalidRecipe, fmt.Sprintf(format, a...))
+	}
+	if !nameRE.MatchString(r.Name) {
+		return bad("name %q: want 1-64 of [a-z0-9._-], starting with a letter or digit", r.Name)
+	}
+	if !nameRE.MatchString(r.Version) {
+		return bad("version %q: want 1-64 of [a-z0-9._-], starting with a letter or digit", r.Version)
+	}
+	s := r.Source
+	switch {
+	case s.Git != "" && s.Dir != "":
+		return bad("source: give either git or dir, not both")
+	case s.Git != "":
+		if !commitRE.MatchString(s.Commit) {
+			return bad("source.commit %q: want the full lowercase hex commit hash", s.Commit)
+		}
+	case s.Dir != "":
+		if s.Commit != "" {
+			return bad("source.commit is only meaningful with source.git")
+		}
+	default:
+		return bad("source: give git and commit, or dir")
+	}
+	if len(r.Targets) == 0 {
+		return bad("targets: at least one target is required")
+	}
+	seen := map[string]bool{}
+	for i, t := range r.Targets {
+		switch {
+		case (t.Go == nil) == (t.RuleDB == nil):
+			return bad("targets[%d]: give exactly one of go or ruledb", i)
+		case t.Go != nil:
+			g := t.Go
+			if !strings.HasPrefix(g.Package, "./") && g.Package != "." {
+				return bad("targets[%d].go.package %q: want a path relative to the module root, starting with ./", i, g.Package)
+			}
+			if !cleanRel(strings.TrimPrefix(g.Package, "./")) && g.Package != "." {
+				return bad("targets[%d].go.package %q: not a clean relative path", i, g.Package)
+			}
+			if g.Program != "" && !nameRE.MatchString(g.Program) {
+				return bad("targets[%d].go.program %q: want 1-64 of [a-z0-9._-]", i, g.Program)
+			}
+			if !nameRE.MatchString(g.program()) {
+				return bad("targets[%d].go: program name %q derived from the package is not valid; set program", i, g.program())
+			}
+			if len(g.Platforms) == 0 {
+				return bad("targets[%d].go.platforms: at least one goos/goarch is required", i)
+			}
+			for _, p := range g.Platforms {
+				goos, goarch, ok := strings.Cut(p, "/")
+				if !ok || !wordRE.MatchString(goos) || !wordRE.MatchString(goarch) {
+					return bad("targets[%d].go.platforms: %q is not goos/goarch", i, p)
+				}
+				name := g.artifact(goos, goarch)
+				if seen[name] {
+					return bad("targets[%d].go: artifact %s is built twice", i, name)
+				}
+				seen[name] = true
+			}
+			for _, tag := range g.Tags {
+				if !tagRE.MatchString(tag) {
+					return bad("targets[%d].go.tags: %q is not a build tag", i, tag)
+				}
+			}
+			for _, f := range g.LDFlags {
+				if f == "" || strings.ContainsAny(f, " \t\n\r'\"") {
+					return bad("targets[%d].go.ldflags: %q must be one non-empty word without spaces or quotes", i, f)
+				}
+			}
+		default:
+			d := t.RuleDB
+			if !nameRE.MatchString(d.Name) {
+				return bad("targets[%d].ruledb.name %q: want 1-64 of [a-z0-9._-]", i, d.Name)
+			}
+			if !cleanRel(d.Dir) {
+				return bad("targets[%d].ruledb.dir %q: want a clean slash-separated path inside the source", i, d.Dir)
+			}
+			if seen[d.Name] {
+				return bad("targets[%d].ruledb: artifact %s is built twice", i, d.Name)
+			}
+			seen[d.Name] = true
+		}
+	}
+	return nil
+}
+
+// cleanRel reports whether p is a clean, relative, slash-separated path
+// that stays inside its root.
+func cleanRel(p string) bool {
+	return p != "" && p != "." && path.Clean(p) == p && !path.IsAbs(p) &&
+		p != ".." && !strings.HasPrefix(p, "../") && !strings.Contains(p, `\`)
+}
+
+func (g *GoTarget) program() string {
+	if g.Program != "" {
+		return g.Program
+	}
+	return path.Base(g.Package)
+}
+
+func (g *GoTarget) artifact(goos, goarch string) string {
+	return g.program() + "_" + goos + "_" + goarch
+}

@@ -1,0 +1,299 @@
+package conveyer
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Export writes the source s names into dir, which must not exist yet.
+//
+// For a git source it is exactly "git archive" of the commit: tracked files
+// at that commit, nothing from any work tree. A local repository path is
+// archived directly; a URL is first fetched (that commit only) into a bare
+// repository next to dir.
+//
+// For a directory source the rule is: inside a git work tree, the files git
+// lists as tracked or untracked-but-not-ignored ("git ls-files --cached
+// --others --exclude-standard"), so .git and ignored build output such as
+// binaries and *.test stay behind; outside a git work tree, every regular
+// file and symlink except those under a directory named ".git".
+func Export(ctx context.Context, s Source, dir string) error {
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return fmt.Errorf("exporting source: %w", err)
+	}
+	switch {
+	case s.Git != "":
+		repo := s.Git
+		if !isLocalRepo(s.Git) {
+			repo = dir + ".git"
+			for _, args := range [][]string{
+				{"init", "--bare", "--quiet", repo},
+				{"-C", repo, "fetch", "--quiet", "--depth=1", s.Git, s.Commit},
+			} {
+				if _, err := runGit(ctx, args...); err != nil {
+					return fmt.Errorf("exporting source: fetching %s: %w", s.Git, err)
+				}
+			}
+		}
+		out, err := runGit(ctx, "-C", repo, "archive", "--format=tar", s.Commit+"^{commit}")
+		if err != nil {
+			return fmt.Errorf("exporting source: git archive of %s: %w", s.Commit, err)
+		}
+		if err := untar(bytes.NewReader(out), dir); err != nil {
+			return fmt.Errorf("exporting source: %w", err)
+		}
+		return nil
+	case s.Dir != "":
+		files, err := listDir(ctx, s.Dir)
+		if err != nil {
+			return fmt.Errorf("exporting source: %w", err)
+		}
+		for _, f := range files {
+			if err := copyEntry(filepath.Join(s.Dir, f), filepath.Join(dir, f)); err != nil {
+				return fmt.Errorf("exporting source: %w", err)
+			}
+		}
+		return nil
+	}
+	return errors.New("exporting source: source names neither git nor dir")
+}
+
+func isLocalRepo(p string) bool {
+	if strings.Contains(p, "://") {
+		return false
+	}
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+func runGit(ctx context.Context, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, "git", args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("git %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return out, nil
+}
+
+// listDir returns the slash-separated paths of the files to copy from dir,
+// following the rule documented on [Export].
+func listDir(ctx context.Context, dir string) ([]string, error) {
+	if out, err := runGit(ctx, "-C", dir, "rev-parse", "--is-inside-work-tree"); err == nil && strings.TrimSpace(string(out)) == "true" {
+		out, err := runGit(ctx, "-C", dir, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
+		if err != nil {
+			return nil, err
+		}
+		var files []string
+		for _, f := range strings.Split(string(out), "\x00") {
+			if f == "" {
+				continue
+			}
+			// A tracked file deleted from the work tree is listed but absent.
+			if _, err := os.Lstat(filepath.Join(dir, filepath.FromSlash(f))); errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			files = append(files, f)
+		}
+		return files, nil
+	}
+	return walkFiles(dir, true)
+}
+
+// walkFiles lists the slash-separated paths of everything but directories
+// below dir, in sorted byte order; with skipGit, directories named .git are
+// left out.
+func walkFiles(dir string, skipGit bool) ([]string, error) {
+	var files []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if skipGit && d.Name() == ".git" {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		files = append(files, filepath.ToSlash(rel))
+		return nil
+	})
+	// WalkDir orders by name within each directory; sort whole paths so
+	// the order is that of the byte strings, whatever the nesting.
+	slices.Sort(files)
+	return files, err
+}
+
+func copyEntry(src, dst string) error {
+	info, err := os.Lstat(src)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	switch {
+	case info.Mode()&fs.ModeSymlink != 0:
+		target, err := os.Readlink(src)
+		if err != nil {
+			return err
+		}
+		return os.Symlink(target, dst)
+	case info.Mode().IsRegular():
+		data, err := os.ReadFile(src)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(dst, data, normMode(info.Mode()))
+	default:
+		return fmt.Errorf("%s: not a regular file or symlink", src)
+	}
+}
+
+// untar extracts a tar stream from git archive into dir.
+func untar(r io.Reader, dir string) error {
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("reading archive: %w", err)
+		}
+		if h.Typeflag == tar.TypeXGlobalHeader {
+			continue
+		}
+		name := strings.TrimSuffix(h.Name, "/")
+		if !cleanRel(name) {
+			return fmt.Errorf("archive entry %q escapes the export directory", h.Name)
+		}
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		switch h.Typeflag {
+		case tar.TypeDir:
+			if err := os.MkdirAll(p, 0o755); err != nil {
+				return err
+			}
+		case tar.TypeReg:
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				return err
+			}
+			f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, normMode(fs.FileMode(h.Mode)))
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(f, tr)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return err
+			}
+		case tar.TypeSymlink:
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				return err
+			}
+			if err := os.Symlink(h.Linkname, p); err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("archive entry %q: unsupported type %q", h.Name, h.Typeflag)
+		}
+	}
+}
+
+// normMode is 0755 for a file with any execute bit and 0644 otherwise.
+func normMode(m fs.FileMode) fs.FileMode {
+	if m&0o111 != 0 {
+		return 0o755
+	}
+	return 0o644
+}
+
+// epoch is the modification time of every entry in a source archive.
+var epoch = time.Unix(0, 0)
+
+// Archive writes the tree at dir to w as a deterministic gzip-compressed
+// tar and returns the hex SHA-256 of the bytes written.
+//
+// The bytes depend only on the paths, contents, symlink targets and
+// executable bits of the files in dir: entries are regular files and
+// symlinks in sorted path order (directories are implied), every mtime is
+// the Unix epoch, uid and gid are 0, user and group names are empty, modes
+// are 0644 or 0755 (0777 for symlinks), and no PAX timestamps are written.
+// The gzip header carries no name and no mtime. The compressor is the Go
+// standard library's at best compression, so archives are byte-identical
+// for a given Go release.
+func Archive(dir string, w io.Writer) (string, error) {
+	paths, err := walkFiles(dir, false)
+	if err != nil {
+		return "", fmt.Errorf("archiving source: %w", err)
+	}
+
+	h := sha256.New()
+	gz, err := gzip.NewWriterLevel(io.MultiWriter(w, h), gzip.BestCompression)
+	if err != nil {
+		return "", err
+	}
+	tw := tar.NewWriter(gz)
+	for _, rel := range paths {
+		p := filepath.Join(dir, filepath.FromSlash(rel))
+		info, err := os.Lstat(p)
+		if err != nil {
+			return "", fmt.Errorf("archiving source: %w", err)
+		}
+		hdr := &tar.Header{
+			Name:    rel,
+			ModTime: epoch,
+			Format:  tar.FormatUnknown,
+		}
+		var data []byte
+		switch {
+		case info.Mode()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return "", fmt.Errorf("archiving source: %w", err)
+			}
+			hdr.Typeflag, hdr.Linkname, hdr.Mode = tar.TypeSymlink, filepath.ToSlash(target), 0o777
+		case info.Mode().IsRegular():
+			if data, err = os.ReadFile(p); err != nil {
+				return "", fmt.Errorf("archiving source: %w", err)
+			}
+			hdr.Typeflag, hdr.Size, hdr.Mode = tar.TypeReg, int64(len(data)), int64(normMode(info.Mode()))
+		default:
+			return "", fmt.Errorf("archiving source: %s: not a regular file or symlink", rel)
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return "", fmt.Errorf("archiving source: %s: %w", rel, err)
+		}
+		if _, err := tw.Write(data); err != nil {
+			return "", fmt.Errorf("archiving source: %w", err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return "", fmt.Errorf("archiving source: %w", err)
+	}
+	if err := gz.Close(); err != nil {
+		return "", fmt.Errorf("archiving source: %w", err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
