@@ -103,13 +103,14 @@ func TestRelocationCrashSafety(t *testing.T) {
 	lateDone := make(chan struct{})
 	const lateBatches = 40
 	var lateErrs []string
+	base := p.base // the same across restarts; p itself is replaced
 	go func() {
 		defer close(lateDone)
 		for k := range lateBatches {
 			ep := br[k%len(br)]
 			b := loadgen.AppendBatch(nil, fmt.Sprintf("late-%d", k), w.Batch(1000+k, 0, 10))
 			for try := 0; ; try++ {
-				req, _ := http.NewRequestWithContext(ctx, "POST", p.base+"/v1/telemetry", bytes.NewReader(b))
+				req, _ := http.NewRequestWithContext(ctx, "POST", base+"/v1/telemetry", bytes.NewReader(b))
 				req.Header.Set("Authorization", "Bearer "+ep.Token)
 				resp, err := hc.Do(req)
 				if err == nil {
