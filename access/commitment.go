@@ -4,13 +4,10 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/rfc6962"
@@ -195,23 +192,29 @@ func ParseCommitment(b []byte) (*Commitment, error) {
 }
 
 func parseCommitment(b []byte) (*Commitment, error) {
-	if len(b) > MaxSize {
-		return nil, fmt.Errorf("the commitment is %d bytes, more than %d", len(b), MaxSize)
-	}
-	if !utf8.Valid(b) {
-		return nil, errors.New("not valid UTF-8")
-	}
-	d := json.NewDecoder(bytes.NewReader(b))
-	d.UseNumber()
-	p := &parser{d: d}
 	c := new(Commitment)
+	if err := parseObject(b, "commitment", c.fields); err != nil {
+		return nil, err
+	}
+	if err := c.check(); err != nil {
+		return nil, fmt.Errorf("%s: %w", invalidCommitment, err)
+	}
+	if err := canonical(b, c.encode()); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// fields lists the keys of a commitment in their order, with the readers
+// that fill c.
+func (c *Commitment) fields(p *parser) []field {
 	intField := func(key string, dst *int64) field {
 		return field{key, false, func(path string) (err error) {
 			*dst, err = p.int(path)
 			return err
 		}}
 	}
-	fields := []field{
+	return []field{
 		{"v", false, func(path string) error {
 			n, err := p.int(path)
 			if err == nil && n != 1 {
@@ -246,23 +249,6 @@ func parseCommitment(b []byte) (*Commitment, error) {
 		intField("through", &c.Through),
 		p.stringField("root", &c.Root),
 	}
-	if err := p.object("", fields); err != nil {
-		return nil, err
-	}
-	if _, err := d.Token(); err != io.EOF {
-		return nil, errors.New("data after the commitment")
-	}
-	if err := c.check(); err != nil {
-		return nil, fmt.Errorf("%s: %w", invalidCommitment, err)
-	}
-	if e := c.encode(); !bytes.Equal(e, b) {
-		i := 0
-		for i < len(b) && i < len(e) && b[i] == e[i] {
-			i++
-		}
-		return nil, fmt.Errorf("not in canonical form: at byte %d the canonical encoding has %s, not %s", i, excerpt(e, i), excerpt(b, i))
-	}
-	return c, nil
 }
 
 // Verify checks that the records appended to t, in id order, are those c

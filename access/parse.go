@@ -27,21 +27,9 @@ func Parse(b []byte) (*Record, error) {
 }
 
 func parse(b []byte) (*Record, error) {
-	if len(b) > MaxSize {
-		return nil, fmt.Errorf("the record is %d bytes, more than %d", len(b), MaxSize)
-	}
-	if !utf8.Valid(b) {
-		return nil, errors.New("not valid UTF-8")
-	}
-	d := json.NewDecoder(bytes.NewReader(b))
-	d.UseNumber()
-	p := &parser{d: d}
 	r := new(Record)
-	if err := p.object("", r.fields(p)); err != nil {
+	if err := parseObject(b, "record", func(p *parser) []field { return r.fields(p) }); err != nil {
 		return nil, err
-	}
-	if _, err := d.Token(); err != io.EOF {
-		return nil, errors.New("data after the record")
 	}
 	if err := checkSorted("subjects", r.Subjects); err != nil {
 		return nil, err
@@ -52,16 +40,46 @@ func parse(b []byte) (*Record, error) {
 	if err := r.check(); err != nil {
 		return nil, fmt.Errorf("%s: %w", invalidRecord, err)
 	}
-	// Whatever the checks above let through in another spelling (white
-	// space, escapes, number forms) differs from the canonical bytes.
-	if c := r.encode(); !bytes.Equal(c, b) {
-		i := 0
-		for i < len(b) && i < len(c) && b[i] == c[i] {
-			i++
-		}
-		return nil, fmt.Errorf("not in canonical form: at byte %d the canonical encoding has %s, not %s", i, excerpt(c, i), excerpt(b, i))
+	if err := canonical(b, r.encode()); err != nil {
+		return nil, err
 	}
 	return r, nil
+}
+
+// parseObject reads b, one JSON object of at most MaxSize bytes of UTF-8
+// and nothing after it, through the fields fields gives; what names the
+// object in errors.
+func parseObject(b []byte, what string, fields func(*parser) []field) error {
+	if len(b) > MaxSize {
+		return fmt.Errorf("the %s is %d bytes, more than %d", what, len(b), MaxSize)
+	}
+	if !utf8.Valid(b) {
+		return errors.New("not valid UTF-8")
+	}
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	p := &parser{d: d}
+	if err := p.object("", fields(p)); err != nil {
+		return err
+	}
+	if _, err := d.Token(); err != io.EOF {
+		return fmt.Errorf("data after the %s", what)
+	}
+	return nil
+}
+
+// canonical reports where b differs from c, the canonical encoding of what
+// b was read as: whatever the checks let through in another spelling
+// (white space, escapes, number forms).
+func canonical(b, c []byte) error {
+	if bytes.Equal(c, b) {
+		return nil
+	}
+	i := 0
+	for i < len(b) && i < len(c) && b[i] == c[i] {
+		i++
+	}
+	return fmt.Errorf("not in canonical form: at byte %d the canonical encoding has %s, not %s", i, excerpt(c, i), excerpt(b, i))
 }
 
 // fields lists the keys of a record in their order, with the readers that
