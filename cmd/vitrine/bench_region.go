@@ -50,11 +50,7 @@ func addRegionFlags(fs *flag.FlagSet) regionFlags {
 }
 
 func (f regionFlags) operatorToken() (string, error) {
-	b, err := os.ReadFile(*f.tokenFile)
-	if err != nil {
-		return "", fmt.Errorf("reading the operator token: %w", err)
-	}
-	return strings.TrimSpace(string(b)), nil
+	return readToken(*f.tokenFile, "the operator token")
 }
 
 // register registers n endpoints, their countries taken from countries in

@@ -146,11 +146,11 @@ func runCustodyReconcile(ctx context.Context, e *env, args []string) error {
 		fs.Usage()
 		return errors.New("--token is required")
 	}
-	tok, err := os.ReadFile(*tokenFile)
+	tok, err := readToken(*tokenFile, "custody's token")
 	if err != nil {
-		return fmt.Errorf("reading token: %w", err)
+		return err
 	}
-	counts, err := custody.NewClient(*custodyURL, strings.TrimSpace(string(tok)), httpClient).Counts(ctx)
+	counts, err := custody.NewClient(*custodyURL, tok, httpClient).Counts(ctx)
 	if err != nil {
 		return err
 	}

@@ -26,15 +26,15 @@ func runPrincipalCreate(ctx context.Context, e *env, args []string) error {
 		fs.Usage()
 		return errors.New("--id ROLE:NAME, --location and --regions are required")
 	}
-	tok, err := os.ReadFile(*tokenFile)
+	tok, err := readToken(*tokenFile, "the operator token")
 	if err != nil {
-		return fmt.Errorf("reading token: %w", err)
+		return err
 	}
 	body, _ := json.Marshal(map[string]any{"id": *id, "role": role, "location": *location, "regions": splitList(*regions)})
 	var resp struct {
 		Token string `json:"token"`
 	}
-	if err := call(ctx, "POST", strings.TrimSuffix(*base, "/")+"/v1/principals", strings.TrimSpace(string(tok)), body, http.StatusCreated, &resp); err != nil {
+	if err := call(ctx, "POST", strings.TrimSuffix(*base, "/")+"/v1/principals", tok, body, http.StatusCreated, &resp); err != nil {
 		return err
 	}
 	if *out != "" {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
@@ -34,11 +33,10 @@ func runRelocate(ctx context.Context, e *env, args []string) error {
 		fs.Usage()
 		return errors.New("either --country and --to or --job is required")
 	}
-	tok, err := os.ReadFile(*tokenFile)
+	token, err := readToken(*tokenFile, "the operator token")
 	if err != nil {
-		return fmt.Errorf("reading token: %w", err)
+		return err
 	}
-	token := strings.TrimSpace(string(tok))
 	u := strings.TrimSuffix(*base, "/")
 	id := *job
 	if id == "" {

@@ -5,9 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/vitrine-dev/vitrine/internal/config"
@@ -41,11 +39,10 @@ func runUp(ctx context.Context, e *env, args []string) error {
 		if *custodyToken == "" {
 			return errors.New("--custody-url needs --custody-token FILE")
 		}
-		b, err := os.ReadFile(*custodyToken)
-		if err != nil {
-			return fmt.Errorf("reading custody's token: %w", err)
+		var err error
+		if custodyTok, err = readToken(*custodyToken, "custody's token"); err != nil {
+			return err
 		}
-		custodyTok = strings.TrimSpace(string(b))
 	}
 	pc := platform.Config{CustodyURL: *custodyURL, CustodyToken: custodyTok, Data: *data, Listen: *listen, Name: *name, PublicURL: *publicURL, CheckpointInterval: *interval, CommitmentInterval: *commitEvery, Logger: e.logger}
 	if *configFile != "" {

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -127,10 +128,16 @@ func (g *Gateway) serveAccess(w http.ResponseWriter, r *http.Request, act *actio
 		g.unavailable(w, r, fmt.Errorf("%w: %v", errStore, err))
 		return
 	}
-	if n := fit(rec, recs, open); n < len(recs) {
+	// The key id of each record's wrapped key, when the answer opens them:
+	// computed once, a hash of about a kilobyte each.
+	var kids []string
+	if open {
+		kids = keyIDs(recs)
+	}
+	if n := fit(rec, recs, kids); n < len(recs) {
 		recs, more = recs[:n], true
 	}
-	ids, wrapped := describe(rec, recs, open)
+	ids, wrapped := describe(rec, recs, kids)
 	entry, err := rec.Marshal()
 	if err != nil {
 		g.logger.ErrorContext(r.Context(), "building access record", "err", err)
@@ -158,7 +165,7 @@ func (g *Gateway) serveAccess(w http.ResponseWriter, r *http.Request, act *actio
 		httpapi.CompactJSON(w, ans)
 		return
 	}
-	out, err := g.open(r.Context(), index, entry, recs, wrapped)
+	out, err := g.open(r.Context(), index, entry, recs, kids, wrapped)
 	if err != nil {
 		if errors.Is(err, seal.ErrOpen) {
 			g.logger.ErrorContext(r.Context(), "opening records", "err", err, "index", index)
@@ -212,9 +219,10 @@ func (g *Gateway) deny(w http.ResponseWriter, r *http.Request, rec *access.Recor
 const slack = 64
 
 // fit returns how many of recs, from the first, one access record can
-// cover: their distinct subjects and (when open) data keys must fit in
+// cover: their distinct subjects and data keys (kids, when the answer
+// opens them) must fit in
 // access.MaxSize, and the keys in one custody request.
-func fit(rec *access.Record, recs []store.StoredRecord, open bool) int {
+func fit(rec *access.Record, recs []store.StoredRecord, kids []string) int {
 	base, err := rec.Marshal()
 	if err != nil {
 		return len(recs) // Marshal fails again later, with the reason
@@ -227,8 +235,8 @@ func fit(rec *access.Record, recs []store.StoredRecord, open bool) int {
 			subjects[s] = true
 			size += len(s) + 3 // quotes and comma
 		}
-		if open && len(sr.WrappedKey) > 0 {
-			if k := seal.KeyID(sr.WrappedKey); !keys[k] {
+		if kids != nil && kids[i] != "" {
+			if k := kids[i]; !keys[k] {
 				keys[k] = true
 				size += len(k) + 3
 				if len(keys) > custody.MaxKeys {
@@ -244,9 +252,9 @@ func fit(rec *access.Record, recs []store.StoredRecord, open bool) int {
 	return len(recs)
 }
 
-// describe fills rec's count, digest, subjects and (when open) keys from
+// describe fills rec's count, digest, subjects and (with kids) keys from
 // recs, and returns the records' ids and the wrapped keys by id.
-func describe(rec *access.Record, recs []store.StoredRecord, open bool) ([]int64, map[string][]byte) {
+func describe(rec *access.Record, recs []store.StoredRecord, kids []string) ([]int64, map[string][]byte) {
 	ids := make([]int64, len(recs))
 	subjects := map[string]bool{}
 	wrapped := map[string][]byte{}
@@ -257,8 +265,8 @@ func describe(rec *access.Record, recs []store.StoredRecord, open bool) ([]int64
 			subjects[sr.Pseudonym] = true
 			rec.Subjects = append(rec.Subjects, sr.Pseudonym)
 		}
-		if open && len(sr.WrappedKey) > 0 {
-			if k := seal.KeyID(sr.WrappedKey); wrapped[k] == nil {
+		if kids != nil && kids[i] != "" {
+			if k := kids[i]; wrapped[k] == nil {
 				wrapped[k] = sr.WrappedKey
 				rec.Keys = append(rec.Keys, k)
 			}
@@ -272,7 +280,7 @@ func describe(rec *access.Record, recs []store.StoredRecord, open bool) ([]int64
 // open proves the access entry at index in a witnessed checkpoint, has
 // custody unwrap the data keys it names, and opens the records' personal
 // halves.
-func (g *Gateway) open(ctx context.Context, index uint64, entry []byte, recs []store.StoredRecord, wrapped map[string][]byte) ([]Record, error) {
+func (g *Gateway) open(ctx context.Context, index uint64, entry []byte, recs []store.StoredRecord, kids []string, wrapped map[string][]byte) ([]Record, error) {
 	out := make([]Record, len(recs))
 	for i := range recs {
 		sr := &recs[i]
@@ -314,7 +322,7 @@ func (g *Gateway) open(ctx context.Context, index uint64, entry []byte, recs []s
 		if len(sr.WrappedKey) == 0 {
 			continue // stored before sealing; its personal half is not released here
 		}
-		id := seal.KeyID(sr.WrappedKey)
+		id := kids[i]
 		// The sealed half is bound to the key id it was sealed under,
 		// which a relocation's rewrap does not change.
 		bound := sr.KeyID
@@ -348,4 +356,20 @@ func (g *Gateway) writeExport(w http.ResponseWriter, ans *Answer, recs []Record)
 			return
 		}
 	}
+}
+
+// keyIDs returns the key id of each record's wrapped key ("" for a record
+// stored before sealing, which has none).
+func keyIDs(recs []store.StoredRecord) []string {
+	ids := make([]string, len(recs))
+	for i := range recs {
+		if w := recs[i].WrappedKey; len(w) > 0 {
+			if i > 0 && bytes.Equal(w, recs[i-1].WrappedKey) {
+				ids[i] = ids[i-1] // records of one batch come together
+				continue
+			}
+			ids[i] = seal.KeyID(w)
+		}
+	}
+	return ids
 }
