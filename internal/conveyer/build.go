@@ -14,6 +14,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/vitrine-dev/vitrine/ruledb"
 )
 
 // ErrBuild is wrapped by the error of any build step that failed, with the
@@ -82,10 +84,13 @@ type Artifact struct {
 	GOARCH  string
 }
 
-// RuleDB is a rule database target whose sources are ready in the export.
+// RuleDB is a rule database target compiled from the export: Dir holds
+// its rule sources, File the database package ruledb compiled from them,
+// at the recipe's version.
 type RuleDB struct {
 	Target RuleDBTarget
 	Dir    string
+	File   File
 }
 
 // Record is the build as a provenance writer needs it. Paths under the work
@@ -151,15 +156,20 @@ func (b *Builder) Build(ctx context.Context, r *Recipe, workDir string) (*Result
 	res.Record.SourceSHA256 = res.Source.SHA256
 	log.InfoContext(ctx, "source exported", "recipe", r.Name, "version", r.Version, "sha256", res.Source.SHA256)
 
+	outDir := filepath.Join(work, "out")
+	if err := os.Mkdir(outDir, 0o755); err != nil {
+		return nil, err
+	}
 	for _, t := range r.Targets {
 		if t.RuleDB == nil {
 			continue
 		}
-		dir := filepath.Join(res.SourceDir, filepath.FromSlash(t.RuleDB.Dir))
-		if info, err := os.Stat(dir); err != nil || !info.IsDir() {
-			return nil, fmt.Errorf("ruledb target %s: %s is not a directory in the source", t.RuleDB.Name, t.RuleDB.Dir)
+		db, err := compileRuleDB(r, t.RuleDB, res.SourceDir, outDir)
+		if err != nil {
+			return nil, err
 		}
-		res.RuleDBs = append(res.RuleDBs, RuleDB{Target: *t.RuleDB, Dir: dir})
+		res.RuleDBs = append(res.RuleDBs, *db)
+		log.InfoContext(ctx, "compiled", "ruledb", t.RuleDB.Name, "sha256", db.File.SHA256)
 	}
 	if !hasGo(r) {
 		return res, nil
@@ -233,10 +243,6 @@ func (b *Builder) Build(ctx context.Context, r *Recipe, workDir string) (*Result
 	if err := run("build", env, nil, "mod", "verify"); err != nil {
 		return nil, fmt.Errorf("verifying modules against go.sum: %w", err)
 	}
-	outDir := filepath.Join(work, "out")
-	if err := os.Mkdir(outDir, 0o755); err != nil {
-		return nil, err
-	}
 	for _, t := range r.Targets {
 		g := t.Go
 		if g == nil {
@@ -267,6 +273,45 @@ func (b *Builder) Build(ctx context.Context, r *Recipe, workDir string) (*Result
 		}
 	}
 	return res, nil
+}
+
+// compileRuleDB compiles t's rule sources in the exported source at the
+// recipe's version into outDir/<name>.
+func compileRuleDB(r *Recipe, t *RuleDBTarget, srcDir, outDir string) (*RuleDB, error) {
+	dir := filepath.Join(srcDir, filepath.FromSlash(t.Dir))
+	if info, err := os.Stat(dir); err != nil || !info.IsDir() {
+		return nil, fmt.Errorf("ruledb target %s: %s is not a directory in the source", t.Name, t.Dir)
+	}
+	version, err := r.ruleDBVersion()
+	if err != nil {
+		return nil, err
+	}
+	srcs, err := ruledb.LoadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("%w: ruledb target %s: %v", ErrBuild, t.Name, relErr(srcDir, err))
+	}
+	if len(srcs) == 0 {
+		return nil, fmt.Errorf("%w: ruledb target %s: %s holds no .hdb, .hsb or .ndb file", ErrBuild, t.Name, t.Dir)
+	}
+	db, err := ruledb.Compile(srcs, version)
+	if err != nil {
+		return nil, fmt.Errorf("%w: ruledb target %s: %v", ErrBuild, t.Name, relErr(srcDir, err))
+	}
+	out := filepath.Join(outDir, t.Name)
+	if err := os.WriteFile(out, db, 0o644); err != nil {
+		return nil, err
+	}
+	f, err := digestFile(out)
+	if err != nil {
+		return nil, err
+	}
+	return &RuleDB{Target: *t, Dir: dir, File: f}, nil
+}
+
+// relErr writes paths inside the exported source relative to it, so a
+// rule file's error names the file as the source has it.
+func relErr(srcDir string, err error) string {
+	return strings.ReplaceAll(err.Error(), srcDir+string(filepath.Separator), "")
 }
 
 func hasGo(r *Recipe) bool {

@@ -170,19 +170,55 @@ func TestBuildRefusesNonEmptyWorkDir(t *testing.T) {
 }
 
 func TestBuildRuleDBTarget(t *testing.T) {
-	r := helloRecipe(t)
-	r.Source.Dir = filepath.Dir(r.Source.Dir) // testdata
-	r.Targets = []Target{{RuleDB: &RuleDBTarget{Name: "sample", Dir: "none"}}}
+	src := t.TempDir()
+	rules := filepath.Join(src, "rules")
+	if err := os.Mkdir(rules, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write := func(name, text string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(rules, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("a.hsb", "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f:68:Test.EICAR\n")
+	r := &Recipe{Name: "rules", Version: "7", Source: Source{Dir: src},
+		Targets: []Target{{RuleDB: &RuleDBTarget{Name: "sample", Dir: "none"}}}}
 	if _, err := testBuilder(t).Build(context.Background(), r, workDir(t)); err == nil {
 		t.Fatal("Build with a missing rule directory succeeded")
 	}
-	r.Targets[0].RuleDB.Dir = "hello"
-	res, err := testBuilder(t).Build(context.Background(), r, workDir(t))
+	r.Targets[0].RuleDB.Dir = "rules"
+	first, err := testBuilder(t).Build(context.Background(), r, workDir(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.RuleDBs) != 1 || res.RuleDBs[0].Dir != filepath.Join(res.SourceDir, "hello") || len(res.Artifacts) != 0 {
-		t.Errorf("result = %+v, want one rule database in hello and no programs", res)
+	if len(first.RuleDBs) != 1 || first.RuleDBs[0].Dir != filepath.Join(first.SourceDir, "rules") || len(first.Artifacts) != 0 {
+		t.Fatalf("result = %+v, want one rule database in rules and no programs", first)
+	}
+	if f := first.RuleDBs[0].File; f.Name != "sample" || f.Size == 0 {
+		t.Errorf("database file = %+v, want sample", f)
+	}
+	// Same sources, same bytes; one more signature, other bytes.
+	again, err := testBuilder(t).Build(context.Background(), r, workDir(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.RuleDBs[0].File.SHA256 != first.RuleDBs[0].File.SHA256 {
+		t.Errorf("two builds of the same rules differ: %s vs %s", first.RuleDBs[0].File.SHA256, again.RuleDBs[0].File.SHA256)
+	}
+	write("b.hdb", "44d88612fea8a8f36de82e1278abb02f:68:Test.EICAR-MD5\n")
+	changed, err := testBuilder(t).Build(context.Background(), r, workDir(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if changed.RuleDBs[0].File.SHA256 == first.RuleDBs[0].File.SHA256 {
+		t.Error("a new signature did not change the database")
+	}
+	// A malformed rule fails the build and names the file and line.
+	write("c.ndb", "Bad.Sig:0:*:zz\n")
+	_, err = testBuilder(t).Build(context.Background(), r, workDir(t))
+	if !errors.Is(err, ErrBuild) || !strings.Contains(err.Error(), "rules/c.ndb:1") {
+		t.Errorf("Build with a malformed rule = %v, want ErrBuild naming rules/c.ndb:1", err)
 	}
 }
 

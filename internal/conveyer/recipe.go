@@ -8,6 +8,7 @@ import (
 	"io"
 	"path"
 	"regexp"
+	"strconv"
 	"strings"
 )
 
@@ -22,6 +23,9 @@ type Recipe struct {
 	// digits, '.', '_' and '-'.
 	Name string `json:"name"`
 	// Version is the release version, e.g. "1.0.0". Same alphabet as Name.
+	// A recipe with a rule database target has a decimal version, e.g.
+	// "42": it is the database's version, which endpoints only ever
+	// move up.
 	Version string `json:"version"`
 	// Source is where the source comes from.
 	Source Source `json:"source"`
@@ -174,6 +178,9 @@ func (r *Recipe) Validate() error {
 				}
 			}
 		default:
+			if _, err := r.ruleDBVersion(); err != nil {
+				return err
+			}
 			d := t.RuleDB
 			if !nameRE.MatchString(d.Name) {
 				return bad("targets[%d].ruledb.name %q: want 1-64 of [a-z0-9._-]", i, d.Name)
@@ -206,4 +213,14 @@ func (g *GoTarget) program() string {
 
 func (g *GoTarget) artifact(goos, goarch string) string {
 	return g.program() + "_" + goos + "_" + goarch
+}
+
+// ruleDBVersion is the recipe's version as a rule database version: a
+// decimal number from 1 up, without leading zeros.
+func (r *Recipe) ruleDBVersion() (uint64, error) {
+	v, err := strconv.ParseUint(r.Version, 10, 64)
+	if err != nil || v == 0 || strconv.FormatUint(v, 10) != r.Version {
+		return 0, fmt.Errorf("%w: version %q: a recipe with a rule database target needs a decimal version from 1 up (the database's version)", ErrInvalidRecipe, r.Version)
+	}
+	return v, nil
 }

@@ -2,16 +2,20 @@ package conveyer
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/vitrine-dev/vitrine/ruledb"
 )
 
 const goodRecipe = `{
   "name": "vitrine",
-  "version": "1.0.0",
+  "version": "42",
   "source": {"git": ".", "commit": "0123456789abcdef0123456789abcdef01234567"},
   "targets": [
     {"go": {"package": "./cmd/vitrine", "platforms": ["linux/amd64", "linux/arm64"], "ldflags": ["-s", "-w"], "tags": ["netgo"]}},
@@ -58,6 +62,9 @@ func TestParseRecipeRefuses(t *testing.T) {
 		{"duplicate platform", `{"name":"a","version":"1","source":{"dir":"."},"targets":[{"go":{"package":"./x","platforms":["linux/amd64","linux/amd64"]}}]}`, "built twice"},
 		{"quoted ldflag", `{"name":"a","version":"1","source":{"dir":"."},"targets":[{"go":{"package":"./x","platforms":["linux/amd64"],"ldflags":["-X 'a=b'"]}}]}`, "ldflags"},
 		{"ruledb escapes", `{"name":"a","version":"1","source":{"dir":"."},"targets":[{"ruledb":{"name":"x","dir":"../etc"}}]}`, "inside the source"},
+		{"ruledb version not decimal", `{"name":"a","version":"1.0.0","source":{"dir":"."},"targets":[{"ruledb":{"name":"x","dir":"d"}}]}`, "decimal version"},
+		{"ruledb version zero", `{"name":"a","version":"0","source":{"dir":"."},"targets":[{"ruledb":{"name":"x","dir":"d"}}]}`, "decimal version"},
+		{"ruledb version leading zero", `{"name":"a","version":"07","source":{"dir":"."},"targets":[{"ruledb":{"name":"x","dir":"d"}}]}`, "decimal version"},
 		{"ruledb absolute", `{"name":"a","version":"1","source":{"dir":"."},"targets":[{"ruledb":{"name":"x","dir":"/etc"}}]}`, "inside the source"},
 	}
 	for _, tt := range tests {
@@ -111,6 +118,29 @@ func TestSampleRuleDBRecipe(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(res.RuleDBs) != 1 || !strings.HasSuffix(filepath.ToSlash(res.RuleDBs[0].Dir), "/ruledb/testdata/sample") {
-		t.Errorf("rule databases = %+v, want ruledb/testdata/sample", res.RuleDBs)
+		t.Fatalf("rule databases = %+v, want ruledb/testdata/sample", res.RuleDBs)
+	}
+	// The database is the one package ruledb compiles from the sample
+	// rules at the recipe's version, EICAR included.
+	compiled, err := os.ReadFile(res.RuleDBs[0].File.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := ruledb.Open(compiled)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if db.Version() != 1 {
+		t.Errorf("database version %d, want the recipe's 1", db.Version())
+	}
+	names := map[string]bool{}
+	for _, s := range db.Signatures() {
+		names[s.Name] = true
+	}
+	if !names["Vitrine.Test.EICAR-Body"] || !names["Vitrine.Test.EICAR-SHA256"] {
+		t.Errorf("database lacks the EICAR signatures: %v", names)
+	}
+	if d := sha256.Sum256(compiled); hex.EncodeToString(d[:]) != res.RuleDBs[0].File.SHA256 {
+		t.Errorf("File.SHA256 %s is not the database's digest", res.RuleDBs[0].File.SHA256)
 	}
 }
