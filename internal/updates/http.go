@@ -1,0 +1,113 @@
+package updates
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/vitrine-dev/vitrine/internal/httpapi"
+)
+
+var metadataName = regexp.MustCompile(`^(timestamp|[1-9][0-9]{0,17}\.(root|snapshot|targets))\.json$`)
+
+// Handler serves the repository, read-only, with paths relative to its
+// base URL (mount it under /updates/ with http.StripPrefix): the metadata
+// at /<name>.json, the latest root at /root.json, and targets under
+// /targets/. It serves nothing else from the directory (not the keys).
+func (r *Repo) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.Method != http.MethodGet && req.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			httpapi.Error(w, http.StatusMethodNotAllowed, "the update repository is read-only; a new root is POSTed to /updates/root")
+			return
+		}
+		name := strings.TrimPrefix(req.URL.Path, "/")
+		switch {
+		case name == "root.json":
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Cache-Control", "no-cache")
+			_, _ = w.Write(r.LatestRoot())
+		case metadataName.MatchString(name):
+			cache := "public, max-age=31536000, immutable"
+			if name == "timestamp.json" {
+				cache = "no-cache"
+			}
+			r.serveFile(w, req, r.metaPath(name), "application/json", cache)
+		case strings.HasPrefix(name, "targets/"):
+			segs := strings.Split(strings.TrimPrefix(name, "targets/"), "/")
+			for _, s := range segs {
+				// Every segment is a release name, a version or a
+				// hash-prefixed file: no dot files (temporary files
+				// start with a dot), no "..".
+				if s == "" || s[0] == '.' || strings.ContainsAny(s, "\\\x00") {
+					httpapi.Error(w, http.StatusNotFound, "no such target: "+name)
+					return
+				}
+			}
+			r.serveFile(w, req, filepath.Join(r.dir, "targets", filepath.Join(segs...)), "application/octet-stream", "public, max-age=31536000, immutable")
+		default:
+			httpapi.Error(w, http.StatusNotFound, "no such file in the update repository: "+name+"; metadata is at <N>.root.json, timestamp.json, <N>.snapshot.json, <N>.targets.json, targets under targets/")
+		}
+	})
+}
+
+func (r *Repo) serveFile(w http.ResponseWriter, req *http.Request, path, contentType, cache string) {
+	f, err := os.Open(path)
+	if err != nil {
+		httpapi.Error(w, http.StatusNotFound, "no such file in the update repository: "+strings.TrimPrefix(req.URL.Path, "/"))
+		return
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() {
+		httpapi.Error(w, http.StatusNotFound, "no such file in the update repository: "+strings.TrimPrefix(req.URL.Path, "/"))
+		return
+	}
+	w.Header().Set("Content-Type", contentType)
+	w.Header().Set("Content-Length", strconv.FormatInt(st.Size(), 10))
+	w.Header().Set("Cache-Control", cache)
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	if req.Method == http.MethodHead {
+		return
+	}
+	_, _ = io.Copy(w, f)
+}
+
+// RootHandler takes a new root: POST with the signed root.json as body,
+// authorized (the operator) only. It answers 200 with the new version;
+// 401 without authorization; 400 for a body that is not a TUF root; 403
+// for a root that does not chain from the current one; 409 for a root
+// that names a key the platform does not hold. On any error nothing
+// changed.
+func (r *Repo) RootHandler(authorized func(*http.Request) bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if !authorized(req) {
+			httpapi.Unauthorized(w, "posting a TUF root needs the operator's bearer token")
+			return
+		}
+		body, ok := httpapi.ReadLimited(w, req, MaxRootSize)
+		if !ok {
+			return
+		}
+		v, err := r.SetRoot(req.Context(), body)
+		switch {
+		case errors.Is(err, ErrRootChain):
+			httpapi.Error(w, http.StatusForbidden, err.Error())
+		case errors.Is(err, ErrKeyNotHeld):
+			httpapi.Error(w, http.StatusConflict, err.Error()+"; put a new targets key in <data>/updates/targets.key before posting the root that names it")
+		case errors.Is(err, ErrBadRoot):
+			httpapi.Error(w, http.StatusBadRequest, err.Error())
+		case err != nil:
+			httpapi.Unavailable(w, 0, "taking the new root: "+err.Error())
+		default:
+			httpapi.JSON(w, struct {
+				Version int64 `json:"version"`
+			}{v})
+		}
+	})
+}
