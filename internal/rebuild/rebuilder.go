@@ -1,0 +1,439 @@
+package rebuild
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/transparency-dev/tessera/client"
+	"golang.org/x/mod/sumdb/note"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/vitrine-dev/vitrine/internal/conveyer"
+	"github.com/vitrine-dev/vitrine/rebuild"
+	"github.com/vitrine-dev/vitrine/release"
+	"github.com/vitrine-dev/vitrine/tlog"
+)
+
+// Rebuilder rebuilds the releases of one platform and signs verdicts.
+// Set the fields before first use and do not change them; the methods may
+// be called concurrently (rebuilds run one at a time).
+type Rebuilder struct {
+	// Platform is the platform's base URL: its discovery document is
+	// Platform + "/.well-known/vitrine.json".
+	Platform string
+	// Key signs the verdicts: the rebuilder's own key, never the vendor's
+	// (release.LoadOrCreateKey reads one from a file).
+	Key release.Signer
+	// Dir holds the state, the verdicts and the index.
+	Dir string
+	// Builder runs the rebuilds. nil means a Builder with a module cache
+	// under Dir/modcache and the machine's GOPROXY.
+	Builder *conveyer.Builder
+	// WorkDir is where each rebuild gets a fresh directory, removed
+	// afterwards. It must not be inside a git work tree. Empty means the
+	// system's temporary directory.
+	WorkDir string
+	// ID names the rebuilder in its verdicts, e.g. its public URL. Empty
+	// means "urn:vitrine:rebuilder:" and the key's id.
+	ID string
+	// Client fetches from the platform; nil means a client with a
+	// five-minute timeout.
+	Client *http.Client
+	// GiveUp is how long release files may stay unpublished (404) before
+	// the entry gets a verdict that says so, instead of being retried.
+	// Zero means an hour.
+	GiveUp time.Duration
+	// Logger receives one record per rebuild and per failed pass; nil
+	// discards them.
+	Logger *slog.Logger
+
+	mu      sync.Mutex           // one rebuild at a time; guards missing
+	missing map[uint64]time.Time // entries whose files were 404, since
+}
+
+// errSkip means a log entry gets no verdict: it is not a release.
+var errSkip = errors.New("not a release entry")
+
+// ErrKeyChanged means the platform's discovery document names another
+// release-log key or release key than the one pinned in the state. The
+// rebuilder stops: a person must decide whether to trust the new key.
+var ErrKeyChanged = errors.New("the platform's keys changed since the rebuilder pinned them")
+
+func (r *Rebuilder) logger() *slog.Logger {
+	if r.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return r.Logger
+}
+
+func (r *Rebuilder) id() string {
+	if r.ID != "" {
+		return r.ID
+	}
+	id, err := r.Key.KeyID()
+	if err != nil {
+		return "urn:vitrine:rebuilder"
+	}
+	return "urn:vitrine:rebuilder:" + id
+}
+
+func (r *Rebuilder) client() *http.Client {
+	if r.Client != nil {
+		return r.Client
+	}
+	return defaultClient
+}
+
+var defaultClient = &http.Client{Timeout: 5 * time.Minute}
+
+func (r *Rebuilder) builder() *conveyer.Builder {
+	if r.Builder != nil {
+		return r.Builder
+	}
+	return &conveyer.Builder{ModCache: filepath.Join(r.Dir, "modcache"), Logger: r.Logger}
+}
+
+// trust is what a pass trusts, read from the discovery document.
+type trust struct {
+	logKey      string // the release log's verifier key, as published
+	releasePEM  string // the release key, as published
+	verifier    note.Verifier
+	policy      *tlog.Policy
+	fetcher     tlog.Fetcher
+	releaseKey  release.PublicKey
+	releasesURL string
+}
+
+// discovery is the part of the platform's discovery document the
+// rebuilder reads.
+type discovery struct {
+	Logs []struct {
+		Name string `json:"name"`
+		VKey string `json:"vkey"`
+		URL  string `json:"url"`
+	} `json:"logs"`
+	WitnessPolicy string `json:"witness_policy"`
+	Releases      struct {
+		URL string `json:"url"`
+		Key string `json:"key"`
+	} `json:"releases"`
+}
+
+func (r *Rebuilder) resolve(ctx context.Context) (*trust, error) {
+	b, err := r.get(ctx, strings.TrimSuffix(r.Platform, "/")+"/.well-known/vitrine.json", 1<<20)
+	if err != nil {
+		return nil, fmt.Errorf("fetching the discovery document: %w", err)
+	}
+	var d discovery
+	if err := json.Unmarshal(b, &d); err != nil {
+		return nil, fmt.Errorf("parsing the discovery document: %w", err)
+	}
+	t := &trust{releasePEM: d.Releases.Key, releasesURL: strings.TrimSuffix(d.Releases.URL, "/") + "/"}
+	var logURL string
+	for _, l := range d.Logs {
+		if l.Name == "release" {
+			t.logKey, logURL = l.VKey, l.URL
+		}
+	}
+	if logURL == "" || d.Releases.URL == "" {
+		return nil, errors.New("the discovery document names no release log or no releases")
+	}
+	if t.verifier, err = note.NewVerifier(t.logKey); err != nil {
+		return nil, fmt.Errorf("the release log's verifier key: %w", err)
+	}
+	policy := d.WitnessPolicy
+	if policy == "" {
+		policy = "quorum none\n"
+	}
+	if t.policy, err = tlog.ParsePolicy([]byte(policy)); err != nil {
+		return nil, fmt.Errorf("the witness policy: %w", err)
+	}
+	if t.releaseKey, err = release.ParsePublicKey([]byte(d.Releases.Key)); err != nil {
+		return nil, fmt.Errorf("the release key: %w", err)
+	}
+	u, err := url.Parse(strings.TrimSuffix(logURL, "/") + "/")
+	if err != nil {
+		return nil, fmt.Errorf("the release log's URL: %w", err)
+	}
+	if t.fetcher, err = client.NewHTTPFetcher(u, r.client()); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// httpError is a fetch that got an answer other than 200.
+type httpError struct {
+	url    string
+	status int
+}
+
+func (e *httpError) Error() string {
+	return fmt.Sprintf("GET %s: %d %s", e.url, e.status, http.StatusText(e.status))
+}
+
+// get fetches u, at most limit bytes of it.
+func (r *Rebuilder) get(ctx context.Context, u string, limit int64) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := r.client().Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, &httpError{url: u, status: resp.StatusCode}
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", u, err)
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("GET %s: more than %d bytes", u, limit)
+	}
+	return b, nil
+}
+
+// provenance is the part of the SLSA provenance a rebuild needs.
+type provenance struct {
+	BuildDefinition struct {
+		BuildType          string `json:"buildType"`
+		ExternalParameters struct {
+			Recipe json.RawMessage `json:"recipe"`
+		} `json:"externalParameters"`
+		InternalParameters struct {
+			Toolchain string `json:"toolchain"`
+		} `json:"internalParameters"`
+		ResolvedDependencies []struct {
+			URI    string            `json:"uri"`
+			Digest map[string]string `json:"digest"`
+		} `json:"resolvedDependencies"`
+	} `json:"buildDefinition"`
+}
+
+// judged is the outcome of one entry: the verdict's subjects and
+// predicate.
+type judged struct {
+	subjects []release.Artifact
+	pred     *rebuild.Predicate
+}
+
+// rebuildEntry rebuilds the release-log entry at index, whose bytes come
+// from the log. A release that cannot be verified or rebuilt gives a
+// verdict with its error set; an error return means nothing was learnt
+// about the release (the platform or the network failed) and the entry
+// should be tried again later, or, with errSkip, that it is no release.
+func (r *Rebuilder) rebuildEntry(ctx context.Context, t *trust, index uint64, entry []byte) (*judged, error) {
+	log := r.logger().With("log_index", index)
+	e, err := release.ParseEntry(entry)
+	if err != nil {
+		log.WarnContext(ctx, "release-log entry is not a release; no verdict", "err", err)
+		return nil, errSkip
+	}
+	if !validFile(e.Name) || !validFile(e.Version) {
+		log.WarnContext(ctx, "release name or version cannot be a file name; no verdict", "name", e.Name, "version", e.Version)
+		return nil, errSkip
+	}
+	log = log.With("name", e.Name, "version", e.Version)
+	j := &judged{subjects: e.Artifacts, pred: &rebuild.Predicate{
+		Release: rebuild.Release{Name: e.Name, Version: e.Version, LogIndex: index,
+			Entry: release.Digest(entry), Envelope: e.Envelope},
+		Rebuilder: r.id(),
+		Started:   time.Now().UTC(),
+	}}
+	p := j.pred
+	fail := func(format string, a ...any) (*judged, error) {
+		p.Error = fmt.Sprintf(format, a...)
+		p.Finished = time.Now().UTC()
+		p.Compare(nil, nil)
+		p.Artifacts, p.Differ = nil, nil
+		log.WarnContext(ctx, "release not rebuilt", "reason", p.Error)
+		return j, nil
+	}
+	base := t.releasesURL + url.PathEscape(e.Name) + "/" + url.PathEscape(e.Version) + "/"
+
+	// The provenance: signed by the release key, bound by the entry.
+	envelope, err := r.get(ctx, base+"provenance.json", 16<<20)
+	if err != nil {
+		if gaveUp, err := r.notPublished(index, err); gaveUp {
+			return fail("release files: %v", err)
+		}
+		return nil, err
+	}
+	v, err := release.Verify(ctx, envelope, t.releaseKey)
+	if err != nil {
+		return fail("refused: the served provenance does not verify under the release key: %v", err)
+	}
+	if got := release.Digest(envelope); got != e.Envelope {
+		return fail("refused: the served provenance is %s, the release-log entry binds %s", got, e.Envelope)
+	}
+	if !sameArtifacts(v.Subjects, e.Artifacts) {
+		return fail("refused: the provenance's subjects are not the artifacts the release-log entry names")
+	}
+	pj, err := protojson.Marshal(v.Statement.Predicate)
+	if err != nil {
+		return fail("provenance: %v", err)
+	}
+	var prov provenance
+	if err := json.Unmarshal(pj, &prov); err != nil {
+		return fail("provenance: %v", err)
+	}
+	bd := prov.BuildDefinition
+	p.Toolchain.Original = bd.InternalParameters.Toolchain
+	if bd.BuildType != release.BuildType {
+		return fail("provenance: build type %q, this rebuilder rebuilds %q", bd.BuildType, release.BuildType)
+	}
+	if len(bd.ResolvedDependencies) == 0 || !hexDigest(bd.ResolvedDependencies[0].Digest["sha256"]) {
+		return fail("provenance: no source archive with a sha256 digest among the resolved dependencies")
+	}
+	archive := bd.ResolvedDependencies[0].Digest["sha256"]
+	recipe, err := conveyer.ParseRecipe(bd.ExternalParameters.Recipe)
+	if err != nil {
+		return fail("provenance: the recipe: %v", err)
+	}
+	if recipe.Name != e.Name || recipe.Version != e.Version {
+		return fail("provenance: the recipe builds %s %s, the release-log entry names %s %s", recipe.Name, recipe.Version, e.Name, e.Version)
+	}
+
+	// The source, as the provenance names it.
+	source, err := r.get(ctx, base+"source.tar.gz", maxSourceBytes)
+	if err != nil {
+		if gaveUp, err := r.notPublished(index, err); gaveUp {
+			return fail("release files: %v", err)
+		}
+		return nil, err
+	}
+	if got := release.Digest(source); got != "sha256:"+archive {
+		return fail("source: the served source.tar.gz is %s, the provenance names sha256:%s", got, archive)
+	}
+	p.Source = "sha256:" + archive
+	r.published(index)
+
+	// The rebuild, in a fresh directory.
+	work, err := os.MkdirTemp(r.WorkDir, "vitrine-rebuild-")
+	if err != nil {
+		return nil, fmt.Errorf("creating the rebuild directory: %w", err)
+	}
+	defer conveyer.RemoveWorkDir(work)
+	if err := checkOutsideGit(ctx, work); err != nil {
+		return nil, err
+	}
+	srcDir := filepath.Join(work, "source")
+	if err := unpack(strings.NewReader(string(source)), srcDir); err != nil {
+		return fail("%v", err)
+	}
+	recipe.Source = conveyer.Source{Dir: srcDir}
+	log.InfoContext(ctx, "rebuilding", "source", p.Source, "toolchain", p.Toolchain.Original)
+	res, err := r.builder().Build(ctx, recipe, filepath.Join(work, "build"))
+	if err != nil {
+		// A download that failed says nothing about the release; a go.sum
+		// that lacks lines, a compile error or bad rules do.
+		if ctx.Err() != nil || !errors.Is(err, conveyer.ErrBuild) || strings.HasPrefix(err.Error(), "downloading modules: ") {
+			return nil, fmt.Errorf("rebuilding %s %s: %w", e.Name, e.Version, err)
+		}
+		return fail("build: %v", err)
+	}
+	p.Toolchain.Rebuild = res.Record.Toolchain
+	if p.Toolchain.Rebuild != "" && p.Toolchain.Original != "" && p.Toolchain.Rebuild != p.Toolchain.Original {
+		log.WarnContext(ctx, "rebuilding with another toolchain than the original build", "original", p.Toolchain.Original, "rebuild", p.Toolchain.Rebuild)
+	}
+	if res.Source.SHA256 != archive {
+		p.Error = fmt.Sprintf("source: archiving the unpacked source gives sha256:%s, not the original sha256:%s", res.Source.SHA256, archive)
+	}
+	expected, rebuilt := map[string]string{}, map[string]string{}
+	for _, a := range e.Artifacts {
+		expected[a.Name] = "sha256:" + a.SHA256
+	}
+	for _, a := range res.Artifacts {
+		rebuilt[a.Name] = "sha256:" + a.SHA256
+	}
+	for _, d := range res.RuleDBs {
+		rebuilt[d.File.Name] = "sha256:" + d.File.SHA256
+	}
+	p.Compare(expected, rebuilt)
+	p.Finished = time.Now().UTC()
+	log.InfoContext(ctx, "rebuilt", "reproduced", p.Reproduced, "differ", p.Differ, "seconds", p.Finished.Sub(p.Started).Seconds())
+	return j, nil
+}
+
+// notPublished tells a fetch that may succeed later from one that should
+// be reported: release files that stay 404 for GiveUp are reported.
+func (r *Rebuilder) notPublished(index uint64, err error) (gaveUp bool, _ error) {
+	var he *httpError
+	if !errors.As(err, &he) || he.status != http.StatusNotFound {
+		return false, err
+	}
+	if r.missing == nil {
+		r.missing = map[uint64]time.Time{}
+	}
+	since, ok := r.missing[index]
+	if !ok {
+		r.missing[index] = time.Now()
+		since = time.Now()
+	}
+	giveUp := r.GiveUp
+	if giveUp == 0 {
+		giveUp = time.Hour
+	}
+	if time.Since(since) >= giveUp {
+		return true, fmt.Errorf("%w; not published %v after the entry was first seen", err, giveUp)
+	}
+	return false, fmt.Errorf("%w (not published yet? retrying)", err)
+}
+
+func (r *Rebuilder) published(index uint64) { delete(r.missing, index) }
+
+func sameArtifacts(a, b []release.Artifact) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	m := map[string]string{}
+	for _, x := range a {
+		m[x.Name] = x.SHA256
+	}
+	for _, x := range b {
+		if d, ok := m[x.Name]; !ok || d != x.SHA256 {
+			return false
+		}
+	}
+	return true
+}
+
+func hexDigest(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, c := range s {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// checkOutsideGit refuses a rebuild directory inside a git work tree: the
+// conveyer would take only the files git lists there, not the unpacked
+// source.
+func checkOutsideGit(ctx context.Context, dir string) error {
+	if _, err := exec.LookPath("git"); err != nil {
+		return nil
+	}
+	out, err := exec.CommandContext(ctx, "git", "-C", dir, "rev-parse", "--is-inside-work-tree").Output()
+	if err == nil && strings.TrimSpace(string(out)) == "true" {
+		return fmt.Errorf("rebuild directory %s is %w: set a work directory outside any repository", dir, errInsideGit)
+	}
+	return nil
+}
