@@ -46,6 +46,7 @@ func init() {
 		"policy show":       {"print the active residency policy from the policy log", runPolicyShow},
 		"policy diff":       {"print what changed between two residency policy versions", runPolicyDiff},
 		"release verify":    {"check an artifact against its provenance, signature and release-log inclusion", runReleaseVerify},
+		"rebuild":           {"follow the release log, rebuild each release and serve signed verdicts (rebuild verify checks one)", runRebuild},
 		"ruledb compile":    {"compile rule sources (.hdb, .hsb, .ndb) into a rule database", runRuleDBCompile},
 		"ruledb diff":       {"list the signatures added and removed between two rule databases", runRuleDBDiff},
 		"relocate":          {"move every record of a country to another region, provably", runRelocate},

@@ -1,0 +1,174 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/vitrine-dev/vitrine/internal/conveyer"
+	rebuilder "github.com/vitrine-dev/vitrine/internal/rebuild"
+	"github.com/vitrine-dev/vitrine/rebuild"
+	"github.com/vitrine-dev/vitrine/release"
+)
+
+// runRebuild is `vitrine rebuild`, and `vitrine rebuild verify`.
+func runRebuild(ctx context.Context, e *env, args []string) error {
+	if len(args) > 0 && args[0] == "verify" {
+		return runRebuildVerify(ctx, e, args[1:])
+	}
+	fs := newFlags(e, "rebuild", "--platform URL --data DIR [--listen ADDR] [--once] [--interval D]\n       vitrine rebuild verify --rebuilder URL [--key FILE] NAME VERSION")
+	platformURL := fs.String("platform", "http://127.0.0.1:8080", "the platform whose release log to follow; everything is read from its discovery document")
+	data := fs.String("data", "", "state directory (required): rebuilder.key (the verdict signing key, created on first use), state.json, index.json, verdicts/, modcache/")
+	listen := fs.String("listen", "127.0.0.1:8090", "address to serve /rebuilds/ on (not with --once)")
+	once := fs.Bool("once", false, "rebuild every release not rebuilt yet, print one line each, and exit; the exit status is 1 if one did not reproduce")
+	interval := fs.Duration("interval", 30*time.Second, "how often to look for new releases")
+	id := fs.String("id", "", "the rebuilder's id in its verdicts, e.g. its public URL (default: urn:vitrine:rebuilder: and the key's id)")
+	work := fs.String("work", "", "where rebuilds run, outside any git work tree (default: the system's temporary directory)")
+	if err := parseFlags(fs, args, 0); err != nil {
+		return err
+	}
+	if *data == "" {
+		fs.Usage()
+		return errors.New("--data is required")
+	}
+	key, err := release.LoadOrCreateKey(filepath.Join(*data, "rebuilder.key"))
+	if err != nil {
+		return fmt.Errorf("the rebuilder's key: %w", err)
+	}
+	r := &rebuilder.Rebuilder{
+		Platform: *platformURL, Key: key, Dir: *data, ID: *id, WorkDir: *work, Logger: e.logger,
+		Builder: &conveyer.Builder{ModCache: filepath.Join(*data, "modcache"), Logger: e.logger},
+	}
+	if *once {
+		done, err := r.RebuildNew(ctx)
+		not := 0
+		for _, d := range done {
+			fmt.Fprintln(e.stdout, d.Summary())
+			if !d.Reproduced {
+				not++
+			}
+		}
+		switch {
+		case err != nil:
+			return err
+		case len(done) == 0:
+			fmt.Fprintln(e.stdout, "nothing new to rebuild")
+		case not > 0:
+			return fmt.Errorf("%d of %d releases did not reproduce", not, len(done))
+		}
+		return nil
+	}
+
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/rebuilds/", r.Handler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	fctx, stop := context.WithCancel(ctx)
+	defer stop()
+	followed := make(chan error, 1)
+	go func() { followed <- r.Follow(fctx, *interval) }()
+	fmt.Fprintf(e.stdout, "rebuilder following %s, verdicts at http://%s/rebuilds/\n  key http://%s/rebuilds/key\n", *platformURL, ln.Addr(), ln.Addr())
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case err := <-served:
+		runErr = fmt.Errorf("server stopped: %w", err)
+	case err := <-followed:
+		runErr = fmt.Errorf("stopped following the release log: %w", err)
+	}
+	stop()
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); runErr == nil {
+		runErr = err
+	}
+	return runErr
+}
+
+// runRebuildVerify is `vitrine rebuild verify`: it fetches a rebuilder's
+// verdict on a release and checks its signature.
+func runRebuildVerify(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "rebuild verify", "--rebuilder URL [--key FILE] NAME VERSION")
+	base := fs.String("rebuilder", "http://127.0.0.1:8090", "the rebuilder's base URL (the prefix of /rebuilds/)")
+	keyFile := fs.String("key", "", "the rebuilder's public key (PEM), obtained from the rebuilder out of band (default: fetched from the rebuilder itself, which proves nothing about who signed)")
+	if err := parseFlags(fs, args, 2); err != nil {
+		return err
+	}
+	if fs.NArg() != 2 {
+		fs.Usage()
+		return errors.New("give the release's NAME and VERSION")
+	}
+	name, version := fs.Arg(0), fs.Arg(1)
+	root := strings.TrimSuffix(*base, "/") + "/rebuilds/"
+	var keyPEM []byte
+	var err error
+	if *keyFile != "" {
+		keyPEM, err = os.ReadFile(*keyFile)
+	} else {
+		keyPEM, err = get(ctx, root+"key")
+	}
+	if err != nil {
+		return fmt.Errorf("the rebuilder's key: %w", err)
+	}
+	key, err := release.ParsePublicKey(keyPEM)
+	if err != nil {
+		return fmt.Errorf("the rebuilder's key: %w", err)
+	}
+	var index rebuilder.Index
+	if err := getJSON(ctx, root, &index); err != nil {
+		return err
+	}
+	// The latest verdict on that name and version.
+	u := ""
+	for _, l := range index.Verdicts {
+		if l.Name == name && l.Version == version {
+			u = l.URL
+		}
+	}
+	if u == "" {
+		return fmt.Errorf("the rebuilder has no verdict on %s %s", name, version)
+	}
+	ref, err := url.Parse(u)
+	if err != nil {
+		return err
+	}
+	rootURL, err := url.Parse(root)
+	if err != nil {
+		return err
+	}
+	envelope, err := get(ctx, rootURL.ResolveReference(ref).String())
+	if err != nil {
+		return err
+	}
+	v, err := rebuild.VerifyVerdict(ctx, envelope, key)
+	if err != nil {
+		return err
+	}
+	if v.Release.Name != name || v.Release.Version != version {
+		return fmt.Errorf("the verdict at %s is about %s %s, not %s %s", u, v.Release.Name, v.Release.Version, name, version)
+	}
+	id, _ := key.KeyID()
+	fmt.Fprintf(e.stdout, "%s\n  signed by %s (key %s%s)\n", v.Summary(), v.Rebuilder, id, map[bool]string{true: ", fetched from the rebuilder: pin it with --key"}[*keyFile == ""])
+	if v.Toolchain.Original != v.Toolchain.Rebuild {
+		fmt.Fprintf(e.stdout, "  toolchains differ: original %s, rebuild %s\n", v.Toolchain.Original, v.Toolchain.Rebuild)
+	}
+	if !v.Reproduced {
+		b, _ := json.MarshalIndent(v.Artifacts, "  ", "  ")
+		fmt.Fprintf(e.stdout, "  artifacts: %s\n", b)
+		return fmt.Errorf("%s %s did not reproduce", name, version)
+	}
+	return nil
+}
