@@ -32,6 +32,7 @@ import (
 	"github.com/vitrine-dev/vitrine/internal/releases"
 	"github.com/vitrine-dev/vitrine/internal/relocate"
 	"github.com/vitrine-dev/vitrine/internal/seal"
+	"github.com/vitrine-dev/vitrine/internal/updates"
 	"github.com/vitrine-dev/vitrine/internal/witness"
 	"github.com/vitrine-dev/vitrine/release"
 	"github.com/vitrine-dev/vitrine/residency"
@@ -76,7 +77,16 @@ type Config struct {
 	// OperatorLocation is the home country of the operator, under whom
 	// relocations are logged (default CH).
 	OperatorLocation string
-	Logger           *slog.Logger
+	// TUFRoot is the update repository's initial trusted root.json (made by
+	// `vitrine tuf init`). Without it, the first start makes a root whose
+	// offline keys go to TUFOfflineDir (default: beside Data, named after
+	// it, ./vitrine-offline for ./vitrine-data), to be moved off this
+	// machine. TUFExpiry is how long the update metadata stays valid
+	// (zero fields: updates.DefaultExpiry).
+	TUFRoot       []byte
+	TUFOfflineDir string
+	TUFExpiry     updates.Expiry
+	Logger        *slog.Logger
 }
 
 // Platform is a running `vitrine up`.
@@ -102,9 +112,12 @@ type Platform struct {
 	principals *principal.Registry
 	relocator  *relocate.Relocator
 	// releaseKey signs release provenance (the trusted region's key);
-	// releases holds what was published.
+	// releases holds what was published; updates is the TUF update
+	// repository, and tufDone closes when its re-signing stops.
 	releaseKey *release.Ed25519Key
 	releases   *releases.Store
+	updates    *updates.Repo
+	tufDone    chan struct{}
 	policyMu   sync.Mutex // serialises policy changes
 	bg         context.Context
 	bgCancel   context.CancelFunc
@@ -212,6 +225,9 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	if p.releases, err = releases.Open(filepath.Join(cfg.Data, "releases")); err != nil {
 		return nil, fmt.Errorf("starting platform: %w", err)
 	}
+	if err := p.startUpdates(ctx); err != nil {
+		return nil, fmt.Errorf("starting platform: %w", err)
+	}
 
 	p.server = &http.Server{
 		Handler:           p.routes(),
@@ -245,6 +261,8 @@ func (p *Platform) routes() http.Handler {
 	mux.Handle("POST "+principal.Path, p.principals.Handler(operator))
 	mux.HandleFunc("POST /v1/endpoints", p.serveRegister)
 	mux.Handle("/releases/", http.StripPrefix("/releases", p.releases.Handler()))
+	mux.Handle("/updates/", http.StripPrefix("/updates", p.updates.Handler()))
+	mux.Handle("POST /updates/root", p.updates.RootHandler(operator))
 	mux.HandleFunc("POST /v1/relocations", p.serveRelocationStart)
 	mux.HandleFunc("GET /v1/relocations/{id}", p.serveRelocation)
 	mux.HandleFunc("POST /v1/telemetry", p.serveFrontDoor)
@@ -276,6 +294,8 @@ type Discovery struct {
 	// Releases is where the published releases are and the key that
 	// verifies their provenance envelopes.
 	Releases DiscoveryReleases `json:"releases"`
+	// Updates is the TUF update repository and its initial trusted root.
+	Updates DiscoveryUpdates `json:"updates"`
 }
 
 // DiscoveryReleases describes the releases in the discovery document.
@@ -314,6 +334,7 @@ func (p *Platform) Discovery() Discovery {
 	}
 	d.Witnesses = []DiscoveryWitness{{Name: p.witness.Name(), VKey: p.witness.VKey(), URL: p.baseURL + "/witness/"}}
 	d.Releases = DiscoveryReleases{URL: p.baseURL + "/releases/", Key: string(release.PublicKey(p.releaseKey.Public().(ed25519.PublicKey)).PEM())}
+	d.Updates = DiscoveryUpdates{URL: p.baseURL + "/updates/", Root: p.updates.Root()}
 	return d
 }
 
@@ -361,6 +382,9 @@ func (p *Platform) closeParts(ctx context.Context) error {
 	p.bgCancel()
 	if p.relocator != nil {
 		p.relocator.Wait()
+	}
+	if p.tufDone != nil {
+		<-p.tufDone
 	}
 	errs = append(errs, p.regions.close())
 	if p.custody != nil {

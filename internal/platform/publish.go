@@ -26,7 +26,8 @@ type Published struct {
 // DSSE envelope; the release-log entry binding name, version, artifact
 // digests and the envelope's digest, appended to the release log; and,
 // once a checkpoint the witness cosigned covers the entry, the release's
-// files under /releases/. A release is done only then.
+// files under /releases/ and its targets in the TUF update repository. A
+// release is done only then.
 func (p *Platform) Publish(ctx context.Context, name, version string, artifacts map[string][]byte, source []byte, build *release.Build) (*Published, error) {
 	if p.releases.Exists(name, version) {
 		return nil, fmt.Errorf("publishing %s %s: %w", name, version, releases.ErrExists)
@@ -62,6 +63,11 @@ func (p *Platform) Publish(ctx context.Context, name, version string, artifacts 
 	}
 	if err := p.releases.Publish(&releases.Release{Entry: entry, Envelope: env, Source: source, Artifacts: artifacts, Index: idx}); err != nil {
 		return nil, fmt.Errorf("publishing %s %s: %w", name, version, err)
+	}
+	// Endpoints install only through the update repository: a release
+	// that cannot be added there is not published (fail closed).
+	if err := p.addUpdate(wctx, name, version, artifacts, env, entry, idx); err != nil {
+		return nil, fmt.Errorf("publishing %s %s: update repository: %w", name, version, err)
 	}
 	return &Published{Name: name, Version: version, Artifacts: arts, LogIndex: idx}, nil
 }

@@ -732,3 +732,37 @@ func (r *Repo) SetRoot(ctx context.Context, b []byte) (int64, error) {
 	r.logger.Info("update repository: new root", "version", next.Signed.Version)
 	return next.Signed.Version, nil
 }
+
+// Previous returns the newest release target (by release-log index) named
+// <rel>/<version>/<file>, for a delta from it to the next version: its
+// version and bytes, or ok false when there is none.
+func (r *Repo) Previous(rel, file string) (version string, data []byte, ok bool, err error) {
+	r.mu.Lock()
+	var best *metadata.TargetFiles
+	var bestC *update.Custom
+	for name, tf := range r.targets.Signed.Targets {
+		parts := strings.Split(name, "/")
+		if len(parts) != 3 || parts[0] != rel || parts[2] != file || tf.Custom == nil {
+			continue
+		}
+		c, err := update.ParseCustom(*tf.Custom)
+		if err != nil || c.IsDelta() {
+			continue
+		}
+		if bestC == nil || c.LogIndex > bestC.LogIndex {
+			best, bestC = tf, c
+		}
+	}
+	r.mu.Unlock()
+	if best == nil {
+		return "", nil, false, nil
+	}
+	data, err = os.ReadFile(r.targetPath(best.Path, best))
+	if err != nil {
+		return "", nil, false, fmt.Errorf("reading target %s: %w", best.Path, err)
+	}
+	if err := best.VerifyLengthHashes(data); err != nil {
+		return "", nil, false, fmt.Errorf("target %s on disk: %w", best.Path, err)
+	}
+	return bestC.Version, data, true, nil
+}

@@ -1,0 +1,191 @@
+package platform
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata/config"
+	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/vitrine-dev/vitrine/release"
+	"github.com/vitrine-dev/vitrine/ruledb"
+	"github.com/vitrine-dev/vitrine/tlog"
+	"github.com/vitrine-dev/vitrine/update"
+)
+
+func testBuild(p *Platform, name string, source []byte) *release.Build {
+	return &release.Build{
+		Recipe: json.RawMessage(`{"name":"` + name + `"}`), Source: "dir:.", Archive: strings.TrimPrefix(release.Digest(source), "sha256:"),
+		Toolchain: "go1.26.8", Env: map[string]string{"CGO_ENABLED": "0"}, BuilderID: p.URL() + "/conveyer", InvocationID: name,
+		Started: time.Now().Add(-time.Minute), Finished: time.Now(),
+	}
+}
+
+func compileDB(t *testing.T, version uint64, rules string) []byte {
+	t.Helper()
+	src, err := ruledb.Parse("test.hdb", strings.NewReader(rules))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := ruledb.Compile([]*ruledb.Source{src}, version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+// TestUpdatesFromDiscovery publishes releases and has go-tuf's own client,
+// given only the discovery document's URL and root, download and verify
+// every target; each artifact then verifies against its provenance and
+// release-log proof from the target's custom metadata, as the agent does.
+func TestUpdatesFromDiscovery(t *testing.T) {
+	ctx := context.Background()
+	data := t.TempDir()
+	p := start(t, data)
+	defer func() { stop(t, p) }()
+
+	const rule1 = "44d88612fea8a8f36de82e1278abb02f:68:EICAR-Test-File\n"
+	const rule2 = rule1 + "0123456789abcdef0123456789abcdef:10:Other-Test\n"
+	releases := []struct {
+		name, version string
+		files         map[string][]byte
+	}{
+		{"vitrine", "0.1.0", map[string][]byte{"vitrine_linux_amd64": []byte("\x7fELF one"), "vitrine_linux_arm64": []byte("\x7fELF two")}},
+		{"sample-ruledb", "1", map[string][]byte{"sample": compileDB(t, 1, rule1)}},
+		{"sample-ruledb", "2", map[string][]byte{"sample": compileDB(t, 2, rule2)}},
+	}
+	for _, r := range releases {
+		src := []byte("source of " + r.name + " " + r.version)
+		if _, err := p.Publish(ctx, r.name, r.version, r.files, src, testBuild(p, r.name+r.version, src)); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// The endpoint knows only the discovery document.
+	var d Discovery
+	code, body := httpDo(t, http.MethodGet, p.URL()+"/.well-known/vitrine.json", "", nil)
+	if code != http.StatusOK || json.Unmarshal(body, &d) != nil {
+		t.Fatalf("discovery: %d %s", code, body)
+	}
+	if d.Updates.URL != p.URL()+"/updates/" || len(d.Updates.Root) == 0 {
+		t.Fatalf("discovery updates: %+v", d.Updates)
+	}
+	cfg, err := config.New(d.Updates.URL, d.Updates.Root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.LocalMetadataDir, cfg.LocalTargetsDir = t.TempDir(), t.TempDir()
+	u, err := updater.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := u.Refresh(); err != nil {
+		t.Fatalf("go-tuf refresh: %v", err)
+	}
+
+	var logVKey string
+	for _, l := range d.Logs {
+		if l.Name == "release" {
+			logVKey = l.VKey
+		}
+	}
+	verifier, err := note.NewVerifier(logVKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	policy, err := tlog.ParsePolicy([]byte(d.WitnessPolicy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := release.ParsePublicKey([]byte(d.Releases.Key))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	download := func(name string) ([]byte, *update.Custom) {
+		t.Helper()
+		info, err := u.GetTargetInfo(name)
+		if err != nil {
+			t.Fatalf("target %s: %v", name, err)
+		}
+		_, b, err := u.DownloadTarget(info, "", "")
+		if err != nil {
+			t.Fatalf("downloading %s: %v", name, err)
+		}
+		c, err := update.ParseCustom(*info.Custom)
+		if err != nil {
+			t.Fatalf("target %s: %v", name, err)
+		}
+		return b, c
+	}
+	want := 0
+	for _, r := range releases {
+		want += len(r.files) + 2
+		for a, content := range r.files {
+			got, c := download(r.name + "/" + r.version + "/" + a)
+			if string(got) != string(content) {
+				t.Errorf("%s %s %s: wrong bytes", r.name, r.version, a)
+			}
+			env, _ := download(r.name + "/" + r.version + "/provenance.json")
+			entry, _ := download(r.name + "/" + r.version + "/release.json")
+			if c.Provenance != release.Digest(env) {
+				t.Errorf("%s: custom provenance %s, envelope %s", a, c.Provenance, release.Digest(env))
+			}
+			e, err := release.VerifyArtifact(ctx, a, got, &release.Evidence{Entry: entry, Proof: []byte(c.Proof), Envelope: env}, &release.Trust{Key: key, Log: verifier, Witness: policy})
+			if err != nil {
+				t.Errorf("%s %s %s: %v", r.name, r.version, a, err)
+			} else if e.Name != r.name || e.Version != r.version {
+				t.Errorf("%s: entry for %s %s", a, e.Name, e.Version)
+			}
+		}
+	}
+	// The second rule database carries a delta from the first.
+	want++
+	delta, c := download("sample-ruledb/2/sample.delta-1")
+	if c.DeltaFrom != "1" || c.Full != "sample-ruledb/2/sample" {
+		t.Errorf("delta custom: %+v", c)
+	}
+	full, err := ruledb.ApplyDelta(releases[1].files["sample"], delta)
+	if err != nil || string(full) != string(releases[2].files["sample"]) {
+		t.Errorf("applying the delta: %v", err)
+	}
+	if n := len(u.GetTopLevelTargets()); n != want {
+		t.Errorf("%d targets, want %d", n, want)
+	}
+
+	// The offline root keys are outside the data directory, not in it.
+	if keys, _ := filepath.Glob(filepath.Join(data+"-offline", "root-*.key")); len(keys) != 3 {
+		t.Errorf("%d root keys in %s-offline, want 3", len(keys), data)
+	}
+	if err := filepath.Walk(data, func(path string, _ os.FileInfo, _ error) error {
+		if strings.HasPrefix(filepath.Base(path), "root-") {
+			t.Errorf("root key %s in the data directory", path)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	// A restart serves the same repository: the same timestamp, and the
+	// same client keeps working.
+	_, ts := httpDo(t, http.MethodGet, p.URL()+"/updates/timestamp.json", "", nil)
+	stop(t, p)
+	p = start(t, data)
+	if _, ts2 := httpDo(t, http.MethodGet, p.URL()+"/updates/timestamp.json", "", nil); string(ts) != string(ts2) {
+		t.Error("timestamp.json changed across a restart")
+	}
+	var was, is bytes.Buffer
+	json.Compact(&was, d.Updates.Root)
+	json.Compact(&is, p.Discovery().Updates.Root)
+	if was.String() != is.String() {
+		t.Error("the discovered root changed across a restart")
+	}
+}
