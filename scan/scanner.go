@@ -1,10 +1,12 @@
 package scan
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"math/bits"
 	"slices"
+	"sort"
 	"sync"
 
 	"github.com/vitrine-dev/vitrine/ruledb"
@@ -64,11 +66,14 @@ type bodySig struct {
 	multi  int // index among multi-part signatures, or -1
 }
 
-// hashIndex holds the hash signatures of one kind.
+// hashIndex holds the hash signatures of one kind in flat arrays sorted by
+// hash, which ruledb's order already is: no map to build at load time.
 type hashIndex struct {
-	sigs    map[string][]hashSig // by hash bytes
-	sizes   map[int64]bool       // sizes some signature names
-	unknown bool                 // some signature has UnknownSize
+	width   int    // hash length
+	hashes  []byte // sigs[i]'s hash is hashes[i*width:(i+1)*width]
+	sigs    []hashSig
+	sizes   sizeSet // sizes of the signatures
+	unknown bool    // some signature has UnknownSize
 }
 
 type hashSig struct {
@@ -77,41 +82,113 @@ type hashSig struct {
 }
 
 func (h *hashIndex) add(s *ruledb.Signature) {
-	if h.sigs == nil {
-		h.sigs, h.sizes = map[string][]hashSig{}, map[int64]bool{}
-	}
-	h.sigs[string(s.Hash)] = append(h.sigs[string(s.Hash)], hashSig{s.Name, s.Size})
+	h.width = len(s.Hash)
+	h.hashes = append(h.hashes, s.Hash...)
+	h.sigs = append(h.sigs, hashSig{s.Name, s.Size})
 	if s.Size == ruledb.UnknownSize {
 		h.unknown = true
 	} else {
-		h.sizes[s.Size] = true
+		h.sizes.keys = append(h.sizes.keys, s.Size)
 	}
 }
+
+// finish sorts what add collected, if it came out of order.
+func (h *hashIndex) finish() {
+	h.sizes.build()
+	n := len(h.sigs)
+	if sort.SliceIsSorted(h.sigs, func(i, j int) bool { return bytes.Compare(h.hash(i), h.hash(j)) < 0 }) {
+		return
+	}
+	idx := make([]int, n)
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortStableFunc(idx, func(a, b int) int { return bytes.Compare(h.hash(a), h.hash(b)) })
+	hashes := make([]byte, 0, len(h.hashes))
+	sigs := make([]hashSig, 0, n)
+	for _, i := range idx {
+		hashes = append(hashes, h.hash(i)...)
+		sigs = append(sigs, h.sigs[i])
+	}
+	h.hashes, h.sigs = hashes, sigs
+}
+
+func (h *hashIndex) hash(i int) []byte { return h.hashes[i*h.width : (i+1)*h.width] }
 
 // needed reports whether a file of size bytes (-1: not known) may match a
 // signature of h, so that it is worth hashing.
 func (h *hashIndex) needed(size int64) bool {
-	return h.unknown || len(h.sigs) > 0 && (size < 0 || h.sizes[size])
+	if h.unknown || len(h.sigs) > 0 && size < 0 {
+		return true
+	}
+	return h.sizes.has(size)
+}
+
+// sizeSet is a set of sizes: open addressing in a table of twice as many
+// slots as keys, built in one pass.
+type sizeSet struct {
+	keys  []int64
+	slots []int64 // size+1, 0 for empty
+	mask  uint64
+}
+
+func (z *sizeSet) build() {
+	n := 1
+	for n < 2*len(z.keys) {
+		n <<= 1
+	}
+	z.slots, z.mask = make([]int64, n), uint64(n-1)
+	for _, k := range z.keys {
+		for i := z.slot(k); ; i = (i + 1) & z.mask {
+			if z.slots[i] == 0 {
+				z.slots[i] = k + 1
+				break
+			}
+			if z.slots[i] == k+1 {
+				break
+			}
+		}
+	}
+	z.keys = nil
+}
+
+func (z *sizeSet) slot(k int64) uint64 { return (uint64(k) * 0x9E3779B97F4A7C15) >> 20 & z.mask }
+
+func (z *sizeSet) has(k int64) bool {
+	if len(z.slots) == 0 {
+		return false
+	}
+	for i := z.slot(k); z.slots[i] != 0; i = (i + 1) & z.mask {
+		if z.slots[i] == k+1 {
+			return true
+		}
+	}
+	return false
 }
 
 func (h *hashIndex) lookup(sum []byte, size int64, out []Match, kind ruledb.Kind) []Match {
-	for _, s := range h.sigs[string(sum)] {
-		if s.size == ruledb.UnknownSize || s.size == size {
+	i := sort.Search(len(h.sigs), func(i int) bool { return bytes.Compare(h.hash(i), sum) >= 0 })
+	for ; i < len(h.sigs) && bytes.Equal(h.hash(i), sum); i++ {
+		if s := h.sigs[i]; s.size == ruledb.UnknownSize || s.size == size {
 			out = append(out, Match{Name: s.name, Kind: kind})
 		}
 	}
 	return out
 }
 
-// anchorTable finds the anchors starting at a position: a bitmap over a
-// hash of the anchor bytes rejects most positions with one load from a
-// table small enough for the CPU's cache, and the entries of a bucket lie
-// next to each other (start[h] to start[h+1]).
+// anchorTable finds the anchors starting at a position. A bitmap over a
+// hash of the anchor bytes, with about a hundred bits per anchor so that it
+// rejects 99% of positions yet stays small enough for the CPU's cache, is
+// probed at every position; the entries of the few positions it lets
+// through lie next to each other in a bucket (start[b] to start[b+1]),
+// where b is the top bits of the same hash.
 type anchorTable struct {
-	shift   uint32
-	bitmap  []uint64
-	start   []uint32
-	entries []anchorEntry
+	shift       uint32 // hash >> shift is the bitmap bit
+	bucketShift uint32 // bit >> bucketShift is the bucket
+	direct      bool   // short anchors: the 16-bit key is the bit and bucket
+	bitmap      []uint64
+	start       []uint32
+	entries     []anchorEntry
 }
 
 type anchorEntry struct {
@@ -122,17 +199,22 @@ type anchorEntry struct {
 
 const hashMul = 0x9E3779B1
 
-func (t *anchorTable) bucket(key uint32) uint32 { return (key * hashMul) >> t.shift }
+func (t *anchorTable) bit(key uint32) uint32 {
+	if t.direct {
+		return key
+	}
+	return (key * hashMul) >> t.shift
+}
 
-func (t *anchorTable) build(es []anchorEntry, minBits int) {
-	b := max(minBits, bits.Len(uint(len(es)*16)))
-	b = min(b, 22)
-	t.shift = uint32(32 - b)
-	n := 1 << b
-	t.bitmap = make([]uint64, (n+63)/64)
+func (t *anchorTable) build(es []anchorEntry) {
+	b := min(24, max(12, bits.Len(uint(len(es)*64))))
+	nb := min(b, max(8, bits.Len(uint(len(es)*2))))
+	t.shift, t.bucketShift = uint32(32-b), uint32(b-nb)
+	t.bitmap = make([]uint64, (1<<b+63)/64)
+	n := 1 << nb
 	t.start = make([]uint32, n+1)
 	for _, e := range es {
-		t.start[t.bucket(e.key)+1]++
+		t.start[t.bit(e.key)>>t.bucketShift+1]++
 	}
 	for i := 1; i <= n; i++ {
 		t.start[i] += t.start[i-1]
@@ -140,9 +222,9 @@ func (t *anchorTable) build(es []anchorEntry, minBits int) {
 	t.entries = make([]anchorEntry, len(es))
 	fill := slices.Clone(t.start[:n])
 	for _, e := range es {
-		h := t.bucket(e.key)
-		t.entries[fill[h]] = e
-		fill[h]++
+		h := t.bit(e.key)
+		t.entries[fill[h>>t.bucketShift]] = e
+		fill[h>>t.bucketShift]++
 		t.bitmap[h>>6] |= 1 << (h & 63)
 	}
 }
@@ -154,24 +236,37 @@ func (t *anchorTable) build(es []anchorEntry, minBits int) {
 // accepted.
 func New(db *ruledb.DB) (*Scanner, error) {
 	s := &Scanner{}
-	var long, short []anchorEntry
-	for _, sig := range db.Signatures() {
+	sigs := db.Signatures()
+	var count [3]int
+	for i := range sigs {
+		count[sigs[i].Kind]++
+	}
+	for k, h := range []*hashIndex{&s.md5, &s.sha256} {
+		h.hashes = make([]byte, 0, count[k]*[]int{16, 32}[k])
+		h.sigs = make([]hashSig, 0, count[k])
+		h.sizes.keys = make([]int64, 0, count[k])
+	}
+	s.body = make([]bodySig, 0, count[ruledb.KindBody])
+	long := make([]anchorEntry, 0, count[ruledb.KindBody])
+	var short []anchorEntry
+	for i := range sigs {
+		sig := &sigs[i]
 		if sig.MinFLevel > FLevel || sig.MaxFLevel != 0 && sig.MaxFLevel < FLevel {
-			s.skipped = append(s.skipped, sig)
+			s.skipped = append(s.skipped, *sig)
 			continue
 		}
 		switch sig.Kind {
 		case ruledb.KindMD5:
-			s.md5.add(&sig)
+			s.md5.add(sig)
 			continue
 		case ruledb.KindSHA256:
-			s.sha256.add(&sig)
+			s.sha256.add(sig)
 			continue
 		}
 		switch sig.Target {
 		case targetAny, targetPE, targetELF, targetText:
 		default:
-			s.skipped = append(s.skipped, sig)
+			s.skipped = append(s.skipped, *sig)
 			continue
 		}
 		parts, err := compilePattern(sig.Pattern)
@@ -196,9 +291,10 @@ func New(db *ruledb.DB) (*Scanner, error) {
 		}
 		s.body = append(s.body, b)
 	}
+	s.md5.finish()
+	s.sha256.finish()
 	s.maxFwd = max(s.maxFwd, 4)
-	s.long.build(long, 12)
-	s.short.build(short, 16)
+	s.long.build(long)
 	if len(short) > 0 {
 		// Short keys index their table directly, without hashing.
 		s.short.buildDirect(short)
@@ -210,7 +306,7 @@ func New(db *ruledb.DB) (*Scanner, error) {
 // buildDirect lays out a table indexed by the 16-bit key itself.
 func (t *anchorTable) buildDirect(es []anchorEntry) {
 	const n = 1 << 16
-	t.shift = 0
+	t.direct = true
 	t.bitmap = make([]uint64, n/64)
 	t.start = make([]uint32, n+1)
 	for _, e := range es {

@@ -390,7 +390,7 @@ func (st *state) scanView(v *view, eof bool) {
 		for i := longEnd; i < end && i+2 <= len(b); i++ {
 			k := uint32(binary.LittleEndian.Uint16(b[i:]))
 			if s.short.bitmap[k>>6]&(1<<(k&63)) != 0 {
-				st.candidates(v, &s.short, k, k, i)
+				st.candidates(v, &s.short, k, i)
 			}
 		}
 	}
@@ -409,7 +409,7 @@ func (st *state) scanRange(v *view, b []byte, from, to int) {
 			k := binary.LittleEndian.Uint32(b[i:])
 			h := (k * hashMul) >> shift
 			if bm[h>>6]&(1<<(h&63)) != 0 {
-				st.candidates(v, lt, h, k, i)
+				st.candidates(v, lt, k, i)
 			}
 		}
 		return
@@ -419,18 +419,19 @@ func (st *state) scanRange(v *view, b []byte, from, to int) {
 		k := binary.LittleEndian.Uint32(b[i:])
 		h := (k * hashMul) >> shift
 		if bm[h>>6]&(1<<(h&63)) != 0 {
-			st.candidates(v, lt, h, k, i)
+			st.candidates(v, lt, k, i)
 		}
 		k2 := k & 0xffff
 		if sbm[k2>>6]&(1<<(k2&63)) != 0 {
-			st.candidates(v, &s.short, k2, k2, i)
+			st.candidates(v, &s.short, k2, i)
 		}
 	}
 }
 
-// candidates verifies the signature parts whose anchor is key, in bucket
-// h of t, at position i of v's buffer.
-func (st *state) candidates(v *view, t *anchorTable, h, key uint32, i int) {
+// candidates verifies the signature parts of t whose anchor is key at
+// position i of v's buffer.
+func (st *state) candidates(v *view, t *anchorTable, key uint32, i int) {
+	h := t.bit(key) >> t.bucketShift
 	for _, e := range t.entries[t.start[h]:t.start[h+1]] {
 		if e.key != key || st.done[e.sig] == st.gen {
 			continue

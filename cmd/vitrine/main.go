@@ -58,6 +58,7 @@ func init() {
 		"bench propagation": {"measure the time from a report in one region to a verdict in another", runBenchPropagation},
 		"bench relocate":    {"measure a relocation of a country's records between regions", runBenchRelocate},
 		"bench access":      {"measure logged reads through the access gateway beside plain appends to its log", runBenchAccess},
+		"bench scan":        {"measure scanning throughput and database load beside clamscan -d on the same rules and corpus", runBenchScan},
 	}
 }
 
