@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -24,6 +25,8 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	custodyToken := fs.String("custody-token", "", "with --custody-url: file holding custody's token (its <data>/custody.token)")
 	commitEvery := fs.Duration("commitment-interval", time.Hour, "how often each region commits to its dataset (count and Merkle root) in its access log")
 	interval := fs.Duration("checkpoint-interval", 0, "how often each log publishes a witnessed checkpoint while it grows (0: the logs' default, 200ms)")
+	tufRoot := fs.String("tuf-root", "", "the update repository's initial root.json (made by vitrine tuf init); without it the first start makes one")
+	tufOffline := fs.String("tuf-offline", "", "where the first start writes the TUF root keys when it makes the root; move them offline (default: beside --data, ./vitrine-offline for ./vitrine-data)")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
@@ -45,6 +48,14 @@ func runUp(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	pc := platform.Config{CustodyURL: *custodyURL, CustodyToken: custodyTok, Data: *data, Listen: *listen, Name: *name, PublicURL: *publicURL, CheckpointInterval: *interval, CommitmentInterval: *commitEvery, Logger: e.logger}
+	pc.TUFOfflineDir = *tufOffline
+	if *tufRoot != "" {
+		b, err := os.ReadFile(*tufRoot)
+		if err != nil {
+			return fmt.Errorf("--tuf-root: %w", err)
+		}
+		pc.TUFRoot = b
+	}
 	if *configFile != "" {
 		c, err := config.Load(*configFile)
 		if err != nil {
@@ -77,6 +88,7 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	for _, w := range p.Discovery().Witnesses {
 		fmt.Fprintf(e.stdout, "  witness         %s  (%s)\n", w.URL, w.Name)
 	}
+	fmt.Fprintf(e.stdout, "  updates (TUF)   %s\n", p.Discovery().Updates.URL)
 	fmt.Fprintf(e.stdout, "  data            %s\n", abs)
 	fmt.Fprintf(e.stdout, "  operator token  %s\n", filepath.Join(abs, "operator.token"))
 	fmt.Fprintf(e.stdout, "Press Ctrl-C to stop.\n")
