@@ -86,7 +86,10 @@ type Config struct {
 	TUFRoot       []byte
 	TUFOfflineDir string
 	TUFExpiry     updates.Expiry
-	Logger        *slog.Logger
+	// GoProxy and GoSumDB are the GOPROXY and GOSUMDB of the conveyer's
+	// module download phase; empty means the machine's own.
+	GoProxy, GoSumDB string
+	Logger           *slog.Logger
 }
 
 // Platform is a running `vitrine up`.
@@ -118,7 +121,8 @@ type Platform struct {
 	releases   *releases.Store
 	updates    *updates.Repo
 	tufDone    chan struct{}
-	policyMu   sync.Mutex // serialises policy changes
+	policyMu   sync.Mutex    // serialises policy changes
+	buildSlot  chan struct{} // one conveyer build at a time
 	bg         context.Context
 	bgCancel   context.CancelFunc
 	regions    *regions
@@ -133,7 +137,7 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	if cfg.Name == "" {
 		cfg.Name = "vitrine.local"
 	}
-	p := &Platform{cfg: cfg, logger: cfg.Logger, logs: map[string]*logserver.Log{}, serveErr: make(chan error, 1)}
+	p := &Platform{cfg: cfg, logger: cfg.Logger, logs: map[string]*logserver.Log{}, serveErr: make(chan error, 1), buildSlot: make(chan struct{}, 1)}
 	p.bg, p.bgCancel = context.WithCancel(context.WithoutCancel(ctx))
 	defer func() {
 		if err != nil {
@@ -263,6 +267,7 @@ func (p *Platform) routes() http.Handler {
 	mux.Handle("/releases/", http.StripPrefix("/releases", p.releases.Handler()))
 	mux.Handle("/updates/", http.StripPrefix("/updates", p.updates.Handler()))
 	mux.Handle("POST /updates/root", p.updates.RootHandler(operator))
+	mux.HandleFunc("POST "+BuildPath, p.serveBuild)
 	mux.HandleFunc("POST /v1/relocations", p.serveRelocationStart)
 	mux.HandleFunc("GET /v1/relocations/{id}", p.serveRelocation)
 	mux.HandleFunc("POST /v1/telemetry", p.serveFrontDoor)

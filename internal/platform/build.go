@@ -1,0 +1,180 @@
+package platform
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/vitrine-dev/vitrine/internal/conveyer"
+	"github.com/vitrine-dev/vitrine/internal/httpapi"
+	"github.com/vitrine-dev/vitrine/internal/keys"
+	"github.com/vitrine-dev/vitrine/internal/logserver"
+	"github.com/vitrine-dev/vitrine/internal/releases"
+	"github.com/vitrine-dev/vitrine/release"
+)
+
+// BuildPath is where the operator asks the platform to build a recipe.
+const BuildPath = "/v1/builds"
+
+// maxRecipe bounds a recipe's size; real ones are a few hundred bytes.
+const maxRecipe = 1 << 20
+
+// Build runs recipe (a conveyer recipe as JSON) through the conveyer in the
+// trusted region, where the release key is, and publishes the result (see
+// [Platform.Publish]): the release is done, and Build returns, only once
+// its release-log entry is in a witnessed checkpoint.
+//
+// A git source given as a relative path is resolved against the
+// platform's working directory. Builds run one at a time, each in a fresh
+// work directory under the data directory that is removed afterwards;
+// the download phase shares one module cache, which every build verifies
+// against its go.sum before use.
+//
+// Errors wrap [conveyer.ErrInvalidRecipe] for a bad recipe,
+// [releases.ErrExists] for a release already published, and
+// [conveyer.ErrBuild] for a build that failed.
+func (p *Platform) Build(ctx context.Context, recipe []byte) (*Published, error) {
+	r, err := conveyer.ParseRecipe(recipe)
+	if err != nil {
+		return nil, err
+	}
+	if p.releases.Exists(r.Name, r.Version) {
+		return nil, fmt.Errorf("building %s %s: %w", r.Name, r.Version, releases.ErrExists)
+	}
+	select {
+	case p.buildSlot <- struct{}{}:
+		defer func() { <-p.buildSlot }()
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	// Checked again: a build of the same release may have just finished.
+	if p.releases.Exists(r.Name, r.Version) {
+		return nil, fmt.Errorf("building %s %s: %w", r.Name, r.Version, releases.ErrExists)
+	}
+
+	id := make([]byte, 8)
+	_, _ = rand.Read(id)
+	invocation := hex.EncodeToString(id)
+	base := filepath.Join(p.cfg.Data, "conveyer")
+	work := filepath.Join(base, "work", invocation)
+	defer conveyer.RemoveWorkDir(work)
+	b := &conveyer.Builder{
+		Proxy:    p.cfg.GoProxy,
+		SumDB:    p.cfg.GoSumDB,
+		ModCache: filepath.Join(base, "modcache"),
+		Logger:   p.logger.With("build", invocation),
+	}
+	started := time.Now().UTC()
+	res, err := b.Build(ctx, r, work)
+	switch {
+	case err == nil:
+	case errors.Is(err, conveyer.ErrBuild), ctx.Err() != nil:
+		return nil, fmt.Errorf("building %s %s: %w", r.Name, r.Version, err)
+	default:
+		// A source that cannot be exported or a rule directory that is
+		// missing is the recipe's fault as much as a failed compile.
+		return nil, fmt.Errorf("building %s %s: %w: %w", r.Name, r.Version, conveyer.ErrBuild, err)
+	}
+	finished := time.Now().UTC()
+
+	artifacts := map[string][]byte{}
+	files := make([]conveyer.File, 0, len(res.Artifacts)+len(res.RuleDBs))
+	for _, a := range res.Artifacts {
+		files = append(files, a.File)
+	}
+	for _, d := range res.RuleDBs {
+		files = append(files, d.File)
+	}
+	for _, f := range files {
+		if artifacts[f.Name], err = os.ReadFile(f.Path); err != nil {
+			return nil, fmt.Errorf("building %s %s: %w", r.Name, r.Version, err)
+		}
+	}
+	source, err := os.ReadFile(res.Source.Path)
+	if err != nil {
+		return nil, fmt.Errorf("building %s %s: %w", r.Name, r.Version, err)
+	}
+	build := &release.Build{
+		Recipe:       recipe,
+		Source:       sourceURI(r.Source),
+		Archive:      res.Source.SHA256,
+		Toolchain:    res.Record.Toolchain,
+		Env:          buildEnv(res.Record),
+		BuilderID:    p.baseURL + "/conveyer",
+		InvocationID: invocation,
+		Started:      started,
+		Finished:     finished,
+	}
+	// Once built, the release is published even if the caller goes away:
+	// an entry appended to the release log is always followed by its
+	// files under /releases/.
+	return p.Publish(context.WithoutCancel(ctx), r.Name, r.Version, artifacts, source, build)
+}
+
+// sourceURI names a recipe's source in the provenance, in SPDX's
+// download-location form for git.
+func sourceURI(s conveyer.Source) string {
+	if s.Git != "" {
+		return "git+" + s.Git + "@" + s.Commit
+	}
+	return "dir:" + s.Dir
+}
+
+// buildEnv is the environment of the build phase, as the provenance's
+// internal parameters: the first build-phase command's, which every later
+// one extends only by GOOS and GOARCH.
+func buildEnv(rec conveyer.Record) map[string]string {
+	env := map[string]string{}
+	for _, c := range rec.Commands {
+		if c.Phase != "build" {
+			continue
+		}
+		for _, kv := range c.Env {
+			if k, v, ok := strings.Cut(kv, "="); ok {
+				env[k] = v
+			}
+		}
+		break
+	}
+	return env
+}
+
+// serveBuild is POST /v1/builds: the operator's token, a recipe as the
+// body; the answer, once the release is witnessed, is the [Published]
+// release.
+func (p *Platform) serveBuild(w http.ResponseWriter, r *http.Request) {
+	if !keys.BearerEqual(r, p.operatorToken) {
+		httpapi.Unauthorized(w, "building needs the operator's bearer token")
+		return
+	}
+	body, ok := httpapi.ReadLimited(w, r, maxRecipe)
+	if !ok {
+		return
+	}
+	// A build takes minutes: the server's write deadline must not cut the
+	// answer off.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})
+	pub, err := p.Build(r.Context(), body)
+	switch {
+	case err == nil:
+		httpapi.JSON(w, pub)
+	case errors.Is(err, conveyer.ErrInvalidRecipe):
+		httpapi.Error(w, http.StatusBadRequest, err.Error())
+	case errors.Is(err, releases.ErrExists):
+		httpapi.Error(w, http.StatusConflict, err.Error()+"; bump the recipe's version")
+	case errors.Is(err, conveyer.ErrBuild):
+		httpapi.Error(w, http.StatusUnprocessableEntity, err.Error())
+	case errors.Is(err, logserver.ErrUnavailable), errors.Is(err, logserver.ErrBusy), errors.Is(err, context.DeadlineExceeded):
+		httpapi.Unavailable(w, 10*time.Second, err.Error())
+	default:
+		p.logger.Error("build failed", "err", err)
+		httpapi.Error(w, http.StatusInternalServerError, err.Error())
+	}
+}
