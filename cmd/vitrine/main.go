@@ -45,6 +45,7 @@ func init() {
 		"witness":           {"run a C2SP tlog-witness", runWitness},
 		"policy show":       {"print the active residency policy from the policy log", runPolicyShow},
 		"policy diff":       {"print what changed between two residency policy versions", runPolicyDiff},
+		"build":             {"build a recipe on the platform, sign, log and publish the release", runBuild},
 		"release verify":    {"check an artifact against its provenance, signature and release-log inclusion", runReleaseVerify},
 		"tuf init":          {"make the update repository's TUF root and its offline root keys", runTUFInit},
 		"tuf rotate":        {"sign the next TUF root (new root keys, or a new targets key to revoke one)", runTUFRotate},
