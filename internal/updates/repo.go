@@ -390,20 +390,6 @@ type Delta struct {
 	Data     []byte
 }
 
-// Targets returns the names of r's targets, in order: artifacts,
-// provenance.json, release.json, deltas.
-func (r *Release) targetNames() []string {
-	var names []string
-	for _, a := range slices.Sorted(maps.Keys(r.Files)) {
-		names = append(names, r.target(a))
-	}
-	names = append(names, r.target("provenance.json"), r.target("release.json"))
-	for _, d := range r.Deltas {
-		names = append(names, r.target(d.Artifact+".delta-"+d.From))
-	}
-	return names
-}
-
 func (r *Release) target(file string) string { return r.Name + "/" + r.Version + "/" + file }
 
 // files returns each target's bytes and custom metadata, after checking
