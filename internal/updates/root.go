@@ -102,8 +102,8 @@ type Rotation struct {
 	// threshold of those it names must be among them. Without NewKeys they
 	// stay the root keys.
 	Keys []ed25519.PrivateKey
-	// NewKeys, when set, replace the root keys, and Threshold (default:
-	// unchanged, at most len(NewKeys)) is how many of them must sign.
+	// NewKeys, when set, replace the root keys. Threshold, when set, is
+	// how many root keys must sign (default: unchanged).
 	NewKeys   []ed25519.PrivateKey
 	Threshold int
 	// Targets, Snapshot and Timestamp, when set, replace the key of that
