@@ -93,6 +93,12 @@ func (s *Scanner) Scan(r io.Reader, size int64) ([]Match, error) {
 // ScanFile scans the named file (see Scan). It reads the file once, a
 // chunk at a time, so files larger than memory are scanned too.
 func (s *Scanner) ScanFile(path string) ([]Match, error) {
+	// Check before opening: opening a named pipe would block.
+	if fi, err := os.Stat(path); err != nil {
+		return nil, err
+	} else if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("scanning %s: not a regular file", path)
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -405,7 +411,26 @@ func (st *state) scanRange(v *view, b []byte, from, to int) {
 	lt := &s.long
 	bm, shift := lt.bitmap, lt.shift
 	if !s.hasShort {
-		for i := from; i < to; i++ {
+		i := from
+		// Four positions per eight-byte load.
+		for ; i+8 <= to+3 && i+8 <= len(b); i += 4 {
+			w := binary.LittleEndian.Uint64(b[i:])
+			k0, k1, k2, k3 := uint32(w), uint32(w>>8), uint32(w>>16), uint32(w>>24)
+			h0, h1, h2, h3 := (k0*hashMul)>>shift, (k1*hashMul)>>shift, (k2*hashMul)>>shift, (k3*hashMul)>>shift
+			if bm[h0>>6]&(1<<(h0&63)) != 0 {
+				st.candidates(v, lt, k0, i)
+			}
+			if bm[h1>>6]&(1<<(h1&63)) != 0 {
+				st.candidates(v, lt, k1, i+1)
+			}
+			if bm[h2>>6]&(1<<(h2&63)) != 0 {
+				st.candidates(v, lt, k2, i+2)
+			}
+			if bm[h3>>6]&(1<<(h3&63)) != 0 {
+				st.candidates(v, lt, k3, i+3)
+			}
+		}
+		for ; i < to; i++ {
 			k := binary.LittleEndian.Uint32(b[i:])
 			h := (k * hashMul) >> shift
 			if bm[h>>6]&(1<<(h&63)) != 0 {
