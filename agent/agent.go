@@ -1,0 +1,216 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/vitrine-dev/vitrine/internal/atomicfile"
+	"github.com/vitrine-dev/vitrine/release"
+	"github.com/vitrine-dev/vitrine/tlog"
+)
+
+// Version is the agent's product version, as it reports it.
+const Version = "1.0.0"
+
+// Pinned is what an agent trusts, read from the discovery document once,
+// at registration, and kept in <dir>/trust.json.
+type Pinned struct {
+	// Platform is the platform's base URL.
+	Platform string `json:"platform"`
+	// UpdatesURL is the TUF repository's metadata base URL.
+	UpdatesURL string `json:"updates_url"`
+	// Root is the initial trusted TUF root.json.
+	Root json.RawMessage `json:"root"`
+	// ReleaseKey is the PEM public key that verifies provenance envelopes.
+	ReleaseKey string `json:"release_key"`
+	// ReleaseLogVKey is the release log's note verifier key; its name is
+	// the log's origin.
+	ReleaseLogVKey string `json:"release_log_vkey"`
+	// WitnessPolicy is the tlog-policy a release-log checkpoint must meet.
+	WitnessPolicy string `json:"witness_policy"`
+}
+
+// Identity is the endpoint's registration, kept in <dir>/identity.json
+// (mode 0600: it holds the endpoint's token).
+type Identity struct {
+	ID        string `json:"id"`
+	Token     string `json:"token"`
+	Region    string `json:"region"`
+	IngestURL string `json:"ingest_url"`
+}
+
+// Agent is a registered endpoint agent working in one directory. Its
+// methods are not safe for concurrent use: run one command at a time.
+type Agent struct {
+	dir      string
+	pinned   Pinned
+	identity Identity
+	trust    release.Trust
+	// HTTP is the client for every request; its transport may be
+	// replaced (tests put an attacker in the middle).
+	HTTP *http.Client
+	// GOOS and GOARCH choose which programs of a release are installed:
+	// those named <program>_<GOOS>_<GOARCH>, with every artifact not
+	// named for a platform.
+	GOOS, GOARCH string
+}
+
+// discovery is the part of the discovery document the agent reads.
+type discovery struct {
+	Logs []struct {
+		Name string `json:"name"`
+		VKey string `json:"vkey"`
+	} `json:"logs"`
+	WitnessPolicy string `json:"witness_policy"`
+	Releases      struct {
+		Key string `json:"key"`
+	} `json:"releases"`
+	Updates struct {
+		URL  string          `json:"url"`
+		Root json.RawMessage `json:"root"`
+	} `json:"updates"`
+}
+
+// Register registers a new endpoint of country with the platform at
+// base, using the enrolment token (the operator's, in `vitrine up`), pins
+// the platform's trust from its discovery document, and keeps both in
+// dir, which must not hold an agent yet.
+func Register(ctx context.Context, dir, base, enrolToken, country string, hc *http.Client) (*Agent, error) {
+	if hc == nil {
+		hc = &http.Client{Timeout: time.Minute}
+	}
+	base = strings.TrimSuffix(base, "/")
+	if _, err := os.Stat(filepath.Join(dir, "identity.json")); err == nil {
+		return nil, fmt.Errorf("registering: %s already holds a registered agent", dir)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("registering: %w", err)
+	}
+	var d discovery
+	if err := getJSON(ctx, hc, base+"/.well-known/vitrine.json", &d); err != nil {
+		return nil, fmt.Errorf("registering: reading discovery: %w", err)
+	}
+	p := Pinned{Platform: base, UpdatesURL: d.Updates.URL, Root: d.Updates.Root, ReleaseKey: d.Releases.Key, WitnessPolicy: d.WitnessPolicy}
+	for _, l := range d.Logs {
+		if l.Name == "release" {
+			p.ReleaseLogVKey = l.VKey
+		}
+	}
+	if _, err := p.trust(); err != nil {
+		return nil, fmt.Errorf("registering: the discovery document: %w", err)
+	}
+	body, _ := json.Marshal(map[string]string{"country": country})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/endpoints", bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+enrolToken)
+	req.Header.Set("Content-Type", "application/json")
+	var id Identity
+	if err := do(hc, req, &id); err != nil {
+		return nil, fmt.Errorf("registering: %w", err)
+	}
+	pj, _ := json.MarshalIndent(&p, "", "  ")
+	if err := atomicfile.Write(filepath.Join(dir, "trust.json"), pj, 0o644); err != nil {
+		return nil, err
+	}
+	ij, _ := json.MarshalIndent(&id, "", "  ")
+	if err := atomicfile.Write(filepath.Join(dir, "identity.json"), ij, 0o600); err != nil {
+		return nil, err
+	}
+	return Open(dir)
+}
+
+// Open returns the agent registered in dir.
+func Open(dir string) (*Agent, error) {
+	a := &Agent{dir: dir, HTTP: &http.Client{Timeout: 5 * time.Minute}, GOOS: runtime.GOOS, GOARCH: runtime.GOARCH}
+	if err := readJSON(filepath.Join(dir, "trust.json"), &a.pinned); err != nil {
+		return nil, fmt.Errorf("opening agent: %w (run `vitrine agent register` first)", err)
+	}
+	if err := readJSON(filepath.Join(dir, "identity.json"), &a.identity); err != nil {
+		return nil, fmt.Errorf("opening agent: %w", err)
+	}
+	t, err := a.pinned.trust()
+	if err != nil {
+		return nil, fmt.Errorf("opening agent: %s/trust.json: %w", dir, err)
+	}
+	a.trust = *t
+	return a, nil
+}
+
+// Identity returns the endpoint's registration.
+func (a *Agent) Identity() Identity { return a.identity }
+
+// Pinned returns what the agent trusts.
+func (a *Agent) Pinned() Pinned { return a.pinned }
+
+// trust parses the pinned keys and policy.
+func (p *Pinned) trust() (*release.Trust, error) {
+	if p.UpdatesURL == "" || len(p.Root) == 0 {
+		return nil, errors.New("no update repository (updates.url and updates.root)")
+	}
+	key, err := release.ParsePublicKey([]byte(p.ReleaseKey))
+	if err != nil {
+		return nil, fmt.Errorf("release key: %w", err)
+	}
+	v, err := note.NewVerifier(p.ReleaseLogVKey)
+	if err != nil {
+		return nil, fmt.Errorf("release log key: %w", err)
+	}
+	pol, err := tlog.ParsePolicy([]byte(p.WitnessPolicy))
+	if err != nil {
+		return nil, fmt.Errorf("witness policy: %w", err)
+	}
+	return &release.Trust{Key: key, Log: v, Witness: pol}, nil
+}
+
+func readJSON(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
+func getJSON(ctx context.Context, hc *http.Client, u string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	return do(hc, req, v)
+}
+
+// do sends req and decodes a 2xx JSON answer into v (if not nil).
+func do(hc *http.Client, req *http.Request, v any) error {
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("%s %s: %s: %s", req.Method, req.URL, resp.Status, bytes.TrimSpace(b))
+	}
+	if v == nil {
+		return nil
+	}
+	return json.Unmarshal(b, v)
+}

@@ -1,0 +1,180 @@
+package agent_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vitrine-dev/vitrine/agent"
+	"github.com/vitrine-dev/vitrine/internal/platform"
+	"github.com/vitrine-dev/vitrine/release"
+	"github.com/vitrine-dev/vitrine/ruledb"
+	"github.com/vitrine-dev/vitrine/scan"
+)
+
+// eicar is the EICAR anti-virus test file.
+const eicar = `X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*`
+
+const (
+	rulesV1 = "44d88612fea8a8f36de82e1278abb02f:68:Test.EICAR-MD5\n"
+	rulesV2 = rulesV1 + "0123456789abcdef0123456789abcdef:10:Test.Other\n"
+	bodyV2  = "Test.EICAR-Body:0:*:4549434152{1-3}5354414e44415244\n"
+)
+
+// testPlatform starts a platform whose TUF offline keys go to a temporary
+// directory.
+func testPlatform(t *testing.T) (*platform.Platform, string) {
+	t.Helper()
+	data := filepath.Join(t.TempDir(), "vitrine-data")
+	p, err := platform.Start(context.Background(), platform.Config{Data: data, Listen: "127.0.0.1:0",
+		CheckpointInterval: 100 * time.Millisecond, TUFOfflineDir: filepath.Join(t.TempDir(), "offline"),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		p.Close(ctx)
+	})
+	return p, data
+}
+
+// publish publishes a release as the conveyer would, with a source
+// archive of its own.
+func publish(t *testing.T, p *platform.Platform, name, version string, files map[string][]byte) *platform.Published {
+	t.Helper()
+	src := []byte("source of " + name + " " + version)
+	pub, err := p.Publish(context.Background(), name, version, files, src, &release.Build{
+		Recipe: json.RawMessage(`{"name":"` + name + `"}`), Source: "dir:.", Archive: strings.TrimPrefix(release.Digest(src), "sha256:"),
+		Toolchain: "go1.26.8", Env: map[string]string{"CGO_ENABLED": "0"}, BuilderID: p.URL() + "/conveyer", InvocationID: name + version,
+		Started: time.Now().Add(-time.Minute), Finished: time.Now(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pub
+}
+
+func compile(t *testing.T, version uint64, files map[string]string) []byte {
+	t.Helper()
+	var srcs []*ruledb.Source
+	for name, text := range files {
+		s, err := ruledb.Parse(name, strings.NewReader(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		srcs = append(srcs, s)
+	}
+	db, err := ruledb.Compile(srcs, version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+func register(t *testing.T, p *platform.Platform, country string) *agent.Agent {
+	t.Helper()
+	a, err := agent.Register(context.Background(), filepath.Join(t.TempDir(), "agent"), p.URL(), p.OperatorToken(), country, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.GOOS, a.GOARCH = "linux", "amd64"
+	return a
+}
+
+// TestAgentUpdateAndScan registers an agent, installs a rule database and
+// a program through TUF and every Vitrine check, updates the database by
+// its delta, scans files with it and reports the detections.
+func TestAgentUpdateAndScan(t *testing.T) {
+	ctx := context.Background()
+	p, _ := testPlatform(t)
+	publish(t, p, "sample-ruledb", "1", map[string][]byte{"sample": compile(t, 1, map[string]string{"a.hdb": rulesV1})})
+	publish(t, p, "tool", "1.0.0", map[string][]byte{"tool_linux_amd64": []byte("\x7fELF amd64"), "tool_linux_arm64": []byte("\x7fELF arm64")})
+
+	a := register(t, p, "DE")
+	if id := a.Identity(); id.Region != "zurich" || id.Token == "" {
+		t.Fatalf("identity = %+v, want a token and home region zurich for DE", id)
+	}
+	done, err := a.Update(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(done) != 2 || done[0].Release != "sample-ruledb" || done[1].Release != "tool" {
+		t.Fatalf("installed %+v, want sample-ruledb and tool", done)
+	}
+	// Only this platform's program.
+	if _, ok := done[1].Files["tool_linux_amd64"]; !ok || len(done[1].Files) != 1 {
+		t.Errorf("tool files = %v, want tool_linux_amd64 alone", done[1].Files)
+	}
+	if info, err := os.Stat(done[1].Files["tool_linux_amd64"]); err != nil || info.Mode()&0o100 == 0 {
+		t.Errorf("installed program: %v, %v; want an executable file", info, err)
+	}
+	if again, err := a.Update(ctx); err != nil || len(again) != 0 {
+		t.Errorf("second update = %+v, %v; want nothing new", again, err)
+	}
+
+	// Version 2 arrives as a delta and must equal the signed database.
+	v2 := compile(t, 2, map[string]string{"a.hdb": rulesV2, "b.ndb": bodyV2})
+	publish(t, p, "sample-ruledb", "2", map[string][]byte{"sample": v2})
+	done, err = a.Update(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(done) != 1 || done[0].Version != "2" || len(done[0].Delta) != 1 {
+		t.Fatalf("update to 2 = %+v, want sample-ruledb 2 by delta", done)
+	}
+	got, err := os.ReadFile(done[0].Files["sample"])
+	if err != nil || string(got) != string(v2) {
+		t.Fatalf("installed database differs from the published one (%v)", err)
+	}
+	base := filepath.Dir(filepath.Dir(done[0].Files["sample"]))
+	for link, want := range map[string]string{"current": "2", "previous": "1"} {
+		if v, err := os.Readlink(filepath.Join(base, link)); err != nil || v != want {
+			t.Errorf("%s -> %q (%v), want %s", link, v, err, want)
+		}
+	}
+
+	// Scanning: the EICAR file is found by its hash and its body, a
+	// clean file is not.
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "eicar.com"), []byte(eicar), 0o644)
+	os.WriteFile(filepath.Join(dir, "clean.txt"), []byte("nothing to see"), 0o644)
+	var files int
+	ds, err := a.Scan(ctx, []string{dir}, 0, func(r scan.Result) { files++ })
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, d := range ds {
+		if filepath.Base(d.Path) != "eicar.com" || d.RuleDB != 2 || d.Size != 68 {
+			t.Errorf("detection %+v, want eicar.com with database 2", d)
+		}
+		names[d.Signature] = true
+	}
+	if files != 2 || !names["Test.EICAR-MD5"] || !names["Test.EICAR-Body"] || len(names) != 2 {
+		t.Errorf("scanned %d files, detections %v; want 2 files and both EICAR signatures", files, names)
+	}
+	if err := a.Report(ctx, ds); err != nil {
+		t.Fatalf("report: %v", err)
+	}
+}
+
+// TestAgentNeedsRuleDB: scanning before any database is installed says so.
+func TestAgentNeedsRuleDB(t *testing.T) {
+	p, _ := testPlatform(t)
+	a := register(t, p, "BR")
+	if a.Identity().Region != "moscow" {
+		t.Errorf("BR's home region = %s, want moscow", a.Identity().Region)
+	}
+	if _, err := a.Scan(context.Background(), []string{t.TempDir()}, 0, nil); !errors.Is(err, agent.ErrNoRuleDB) {
+		t.Errorf("scan without a database = %v, want ErrNoRuleDB", err)
+	}
+}

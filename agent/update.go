@@ -1,0 +1,316 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+	"github.com/theupdateframework/go-tuf/v2/metadata/config"
+	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
+	"golang.org/x/mod/semver"
+
+	"github.com/vitrine-dev/vitrine/release"
+	"github.com/vitrine-dev/vitrine/ruledb"
+	"github.com/vitrine-dev/vitrine/tlog"
+	"github.com/vitrine-dev/vitrine/update"
+)
+
+// Errors of [Agent.Update] that callers act on; each is wrapped with the
+// details.
+var (
+	// ErrTUF is a failure of the TUF client workflow: metadata that is
+	// expired, rolled back, badly signed, mismatched or too large, or a
+	// target whose length or hashes do not match.
+	ErrTUF = errors.New("tuf")
+	// ErrRejected is a release TUF accepted that a Vitrine check refused:
+	// the provenance signature, the release-log entry, its inclusion under
+	// the witness policy, or a delta's result.
+	ErrRejected = errors.New("release rejected")
+	// ErrRollback is a repository that offers only versions below the one
+	// installed.
+	ErrRollback = errors.New("version rollback refused")
+)
+
+// Installed is one installed release.
+type Installed struct {
+	Release string
+	Version string
+	// Files are the installed files' paths, by artifact name.
+	Files map[string]string
+	// LogIndex is the release's entry in the release log.
+	LogIndex uint64
+	// Delta names the artifacts that came as a delta.
+	Delta []string
+}
+
+// release is what the targets metadata offers of one release version.
+type offer struct {
+	name, version string
+	custom        *update.Custom // of an artifact: log index and proof
+	artifacts     []*metadata.TargetFiles
+	provenance    *metadata.TargetFiles
+	entry         *metadata.TargetFiles
+	deltas        map[string]*metadata.TargetFiles // by "<artifact>@<from>"
+}
+
+// Update refreshes the TUF metadata and installs, for every release the
+// repository offers, its highest version if it is above the installed
+// one. It returns what it installed. Only a release every check accepts
+// is installed; the first refusal stops the update with an error that
+// wraps [ErrTUF], [ErrRejected] or [ErrRollback] and says which check
+// failed.
+func (a *Agent) Update(ctx context.Context) ([]Installed, error) {
+	up, err := a.updater()
+	if err != nil {
+		return nil, err
+	}
+	if err := up.Refresh(); err != nil {
+		return nil, fmt.Errorf("%w: refreshing metadata: %w", ErrTUF, err)
+	}
+	offers, err := offers(up.GetTopLevelTargets())
+	if err != nil {
+		return nil, err
+	}
+	var done []Installed
+	for _, name := range slices.Sorted(maps.Keys(offers)) {
+		versions := offers[name]
+		best := ""
+		for v := range versions {
+			if best == "" || compareVersions(v, best) > 0 {
+				best = v
+			}
+		}
+		cur := a.current(name)
+		if cur != "" {
+			switch c := compareVersions(best, cur); {
+			case c == 0:
+				continue
+			case c < 0:
+				return done, fmt.Errorf("%w: %s: the repository's newest version is %s, %s is installed", ErrRollback, name, best, cur)
+			}
+		}
+		inst, err := a.install(ctx, up, versions[best], cur)
+		if err != nil {
+			return done, err
+		}
+		done = append(done, *inst)
+	}
+	return done, nil
+}
+
+// updater is go-tuf's client, trusting the newest root it verified before
+// (go-tuf keeps it in <dir>/tuf/root.json), or the pinned one.
+func (a *Agent) updater() (*updater.Updater, error) {
+	mdDir := filepath.Join(a.dir, "tuf")
+	root, err := os.ReadFile(filepath.Join(mdDir, "root.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		root = a.pinned.Root
+	} else if err != nil {
+		return nil, err
+	}
+	cfg, err := config.New(a.pinned.UpdatesURL, root)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrTUF, err)
+	}
+	cfg.LocalMetadataDir = mdDir
+	cfg.LocalTargetsDir = filepath.Join(a.dir, "downloads")
+	if err := cfg.SetDefaultFetcherHTTPClient(a.HTTP); err != nil {
+		return nil, err
+	}
+	up, err := updater.New(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrTUF, err)
+	}
+	return up, nil
+}
+
+// offers groups the targets by release and version.
+func offers(targets map[string]*metadata.TargetFiles) (map[string]map[string]*offer, error) {
+	out := map[string]map[string]*offer{}
+	for _, p := range slices.Sorted(maps.Keys(targets)) {
+		tf := targets[p]
+		if tf.Custom == nil {
+			return nil, fmt.Errorf("%w: target %s has no custom metadata", ErrRejected, p)
+		}
+		c, err := update.ParseCustom(*tf.Custom)
+		if err != nil {
+			return nil, fmt.Errorf("%w: target %s: %w", ErrRejected, p, err)
+		}
+		dir, file := path.Split(p)
+		if dir != c.Release+"/"+c.Version+"/" {
+			return nil, fmt.Errorf("%w: target %s claims to belong to %s %s", ErrRejected, p, c.Release, c.Version)
+		}
+		if out[c.Release] == nil {
+			out[c.Release] = map[string]*offer{}
+		}
+		o := out[c.Release][c.Version]
+		if o == nil {
+			o = &offer{name: c.Release, version: c.Version, deltas: map[string]*metadata.TargetFiles{}}
+			out[c.Release][c.Version] = o
+		}
+		switch {
+		case c.IsDelta():
+			o.deltas[path.Base(c.Full)+"@"+c.DeltaFrom] = tf
+		case file == "provenance.json":
+			o.provenance = tf
+		case file == "release.json":
+			o.entry = tf
+		default:
+			if o.custom != nil && (o.custom.LogIndex != c.LogIndex || o.custom.Proof != c.Proof || o.custom.Provenance != c.Provenance) {
+				return nil, fmt.Errorf("%w: the artifacts of %s %s name different release-log entries", ErrRejected, c.Release, c.Version)
+			}
+			o.custom = c
+			o.artifacts = append(o.artifacts, tf)
+		}
+	}
+	return out, nil
+}
+
+var platformSuffix = regexp.MustCompile(`_([a-z0-9]+)_([a-z0-9]+)$`)
+
+// wanted reports whether an artifact is for this agent: a program built for
+// its platform, or a file built for no particular platform.
+func (a *Agent) wanted(name string) bool {
+	m := platformSuffix.FindStringSubmatch(name)
+	if m == nil || !knownGOOS[m[1]] {
+		return true
+	}
+	return m[1] == a.GOOS && m[2] == a.GOARCH
+}
+
+var knownGOOS = map[string]bool{"aix": true, "android": true, "darwin": true, "dragonfly": true, "freebsd": true, "illumos": true,
+	"ios": true, "js": true, "linux": true, "netbsd": true, "openbsd": true, "plan9": true, "solaris": true, "wasip1": true, "windows": true}
+
+// install fetches, checks and installs one release version.
+func (a *Agent) install(ctx context.Context, up *updater.Updater, o *offer, cur string) (*Installed, error) {
+	what := o.name + " " + o.version
+	if o.custom == nil || o.provenance == nil || o.entry == nil {
+		return nil, fmt.Errorf("%w: %s: the repository lacks its artifacts, provenance.json or release.json", ErrRejected, what)
+	}
+	download := func(tf *metadata.TargetFiles) ([]byte, error) {
+		_, b, err := up.DownloadTarget(tf, filepath.Join(a.dir, "downloads", strings.ReplaceAll(tf.Path, "/", "_")), "")
+		if err != nil {
+			return nil, fmt.Errorf("%w: downloading %s: %w", ErrTUF, tf.Path, err)
+		}
+		return b, nil
+	}
+	envelope, err := download(o.provenance)
+	if err != nil {
+		return nil, err
+	}
+	entry, err := download(o.entry)
+	if err != nil {
+		return nil, err
+	}
+	if got := release.Digest(envelope); got != o.custom.Provenance {
+		return nil, fmt.Errorf("%w: %s: provenance.json is %s, the targets metadata names %s", ErrRejected, what, got, o.custom.Provenance)
+	}
+	proof, err := tlog.ParseProof([]byte(o.custom.Proof))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: inclusion: %w", ErrRejected, what, err)
+	}
+	if proof.Index != o.custom.LogIndex {
+		return nil, fmt.Errorf("%w: %s: inclusion: the proof is of entry %d, the targets metadata names %d", ErrRejected, what, proof.Index, o.custom.LogIndex)
+	}
+	inst := &Installed{Release: o.name, Version: o.version, Files: map[string]string{}, LogIndex: o.custom.LogIndex}
+	files := map[string][]byte{}
+	for _, tf := range o.artifacts {
+		name := path.Base(tf.Path)
+		if !a.wanted(name) {
+			continue
+		}
+		b, viaDelta, err := a.fetchArtifact(o, tf, cur, download)
+		if err != nil {
+			return nil, err
+		}
+		e, err := release.VerifyArtifact(ctx, name, b, &release.Evidence{Entry: entry, Proof: []byte(o.custom.Proof), Envelope: envelope}, &a.trust)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: %s: %w", ErrRejected, what, name, err)
+		}
+		if e.Name != o.name || e.Version != o.version {
+			return nil, fmt.Errorf("%w: %s: %s: the release-log entry is of %s %s", ErrRejected, what, name, e.Name, e.Version)
+		}
+		files[name] = b
+		if viaDelta {
+			inst.Delta = append(inst.Delta, name)
+		}
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("%w: %s ships nothing for %s/%s", ErrRejected, what, a.GOOS, a.GOARCH)
+	}
+	paths, err := a.put(o.name, o.version, files)
+	if err != nil {
+		return nil, fmt.Errorf("installing %s: %w", what, err)
+	}
+	inst.Files = paths
+	return inst, nil
+}
+
+// fetchArtifact gets an artifact's bytes: by its delta from the installed
+// version of it when the repository offers one, else whole. A delta's
+// result must have the SHA-256 that the signed targets metadata gives the
+// full artifact.
+func (a *Agent) fetchArtifact(o *offer, tf *metadata.TargetFiles, cur string, download func(*metadata.TargetFiles) ([]byte, error)) ([]byte, bool, error) {
+	name := path.Base(tf.Path)
+	if d := o.deltas[name+"@"+cur]; d != nil && cur != "" {
+		if old, err := os.ReadFile(filepath.Join(a.dir, "installed", o.name, cur, name)); err == nil {
+			delta, err := download(d)
+			if err != nil {
+				return nil, false, err
+			}
+			b, err := ruledb.ApplyDelta(old, delta)
+			if err != nil {
+				return nil, false, fmt.Errorf("%w: %s %s: applying the delta from %s: %w", ErrRejected, o.name, o.version, cur, err)
+			}
+			if err := tf.VerifyLengthHashes(b); err != nil {
+				return nil, false, fmt.Errorf("%w: %s %s: the delta from %s gives %s, not the signed full database: %w", ErrRejected, o.name, o.version, cur, sha256Hex(b), err)
+			}
+			return b, true, nil
+		}
+	}
+	b, err := download(tf)
+	return b, false, err
+}
+
+func sha256Hex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// compareVersions orders two release versions: decimal numbers (rule
+// databases) numerically, others as semantic versions; a decimal number
+// sorts below any other version.
+func compareVersions(a, b string) int {
+	an, aerr := strconv.ParseUint(a, 10, 64)
+	bn, berr := strconv.ParseUint(b, 10, 64)
+	switch {
+	case aerr == nil && berr == nil:
+		switch {
+		case an < bn:
+			return -1
+		case an > bn:
+			return 1
+		}
+		return 0
+	case aerr == nil:
+		return -1
+	case berr == nil:
+		return 1
+	}
+	if c := semver.Compare("v"+a, "v"+b); c != 0 || (semver.IsValid("v"+a) && semver.IsValid("v"+b)) {
+		return c
+	}
+	return bytes.Compare([]byte(a), []byte(b))
+}

@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/vitrine-dev/vitrine/agent"
+	"github.com/vitrine-dev/vitrine/scan"
+)
+
+const defaultAgentDir = "./vitrine-agent"
+
+func runAgentRegister(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "agent register", "[--platform URL] [--token FILE] --country CC [--dir DIR]")
+	base := fs.String("platform", "http://127.0.0.1:8080", "the platform to register with; its discovery document is pinned now")
+	tokenFile := fs.String("token", "./vitrine-data/operator.token", "file holding the enrolment token (in `vitrine up`, the operator token)")
+	country := fs.String("country", "", "the endpoint's country (ISO 3166-1 alpha-2): it chooses the home region")
+	dir := fs.String("dir", defaultAgentDir, "the agent's directory: pinned trust, identity, installed releases")
+	if err := parseFlags(fs, args, 0); err != nil {
+		return err
+	}
+	if *country == "" {
+		fs.Usage()
+		return errors.New("--country is required")
+	}
+	token, err := readToken(*tokenFile, "the enrolment token")
+	if err != nil {
+		return err
+	}
+	a, err := agent.Register(ctx, *dir, *base, token, strings.ToUpper(*country), nil)
+	if err != nil {
+		return err
+	}
+	id := a.Identity()
+	fmt.Fprintf(e.stdout, "registered endpoint %s, home region %s; trust pinned in %s\n", id.ID, id.Region, *dir)
+	return nil
+}
+
+func runAgentUpdate(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "agent update", "[--dir DIR]")
+	dir := fs.String("dir", defaultAgentDir, "the agent's directory")
+	if err := parseFlags(fs, args, 0); err != nil {
+		return err
+	}
+	a, err := agent.Open(*dir)
+	if err != nil {
+		return err
+	}
+	done, err := a.Update(ctx)
+	for _, in := range done {
+		how := ""
+		if len(in.Delta) > 0 {
+			how = " (by delta: " + strings.Join(in.Delta, ", ") + ")"
+		}
+		fmt.Fprintf(e.stdout, "installed %s %s, release-log entry %d%s\n", in.Release, in.Version, in.LogIndex, how)
+	}
+	if err != nil {
+		return err
+	}
+	if len(done) == 0 {
+		fmt.Fprintln(e.stdout, "up to date")
+	}
+	return nil
+}
+
+func runAgentScan(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "agent scan", "[--dir DIR] [--workers N] [--no-report] PATH...")
+	dir := fs.String("dir", defaultAgentDir, "the agent's directory")
+	workers := fs.Int("workers", 0, "files scanned at once (0: one per core)")
+	noReport := fs.Bool("no-report", false, "do not report detections to the home region")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return errors.New("name at least one file or directory to scan")
+	}
+	a, err := agent.Open(*dir)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	var files, errs int
+	ds, err := a.Scan(ctx, fs.Args(), *workers, func(r scan.Result) {
+		files++
+		if r.Err != nil {
+			errs++
+			fmt.Fprintf(e.stderr, "%s: %v\n", r.Path, r.Err)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	sort.Slice(ds, func(i, j int) bool {
+		if ds[i].Path != ds[j].Path {
+			return ds[i].Path < ds[j].Path
+		}
+		return ds[i].Signature < ds[j].Signature
+	})
+	infected := map[string]bool{}
+	for _, d := range ds {
+		fmt.Fprintf(e.stdout, "%s: %s FOUND\n", d.Path, d.Signature)
+		infected[d.Path] = true
+	}
+	fmt.Fprintf(e.stdout, "scanned %d files in %s: %d infected, %d unreadable\n", files, time.Since(start).Round(time.Millisecond), len(infected), errs)
+	if len(ds) > 0 && !*noReport {
+		if err := a.Report(ctx, ds); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "reported %d detections to region %s\n", len(ds), a.Identity().Region)
+	}
+	return nil
+}
