@@ -47,10 +47,10 @@ func (st *state) verify(v *view, sig *bodySig, id int32, pi int, i int) {
 		if !matchElems(b, start, p.elems, &st.ends) {
 			continue
 		}
-		gapMax := sig.parts[pi+1].gapMax
-		cutoff := v.base + int64(i) - int64(st.s.maxBack) - int64(gapMax)
+		next := &sig.parts[pi+1]
+		floor := v.base + int64(i) - int64(st.s.maxBack) - int64(next.gapMin)
 		for _, e := range st.ends {
-			c.add(pi, v.base+int64(e), gapMax, cutoff)
+			c.add(pi, v.base+int64(e), next.gapMax, floor)
 		}
 	}
 }
@@ -76,21 +76,22 @@ func (v *view) chain(k, n int) *chain {
 
 // linked reports whether a chained match of part j ends where part j+1,
 // starting at start, can follow it across a gap of gapMin to gapMax bytes.
+// The ends are sorted, so this is a binary search for the last end that
+// leaves at least gapMin bytes.
 func (c *chain) linked(j int, start int64, gapMin, gapMax int) bool {
 	if gapMax == unbounded {
 		return c.minEnd[j] >= 0 && c.minEnd[j]+int64(gapMin) <= start
 	}
-	for _, e := range c.ends[j] {
-		if d := start - e; d >= int64(gapMin) && d <= int64(gapMax) {
-			return true
-		}
-	}
-	return false
+	es := c.ends[j]
+	k, _ := slices.BinarySearch(es, start-int64(gapMin)+1)
+	return k > 0 && start-es[k-1] <= int64(gapMax)
 }
 
-// add records a chained match of part j ending at end. Ends before cutoff
-// are too far back for any later part to reach and are dropped.
-func (c *chain) add(j int, end int64, gapMax int, cutoff int64) {
+// add records a chained match of part j ending at end. floor is the
+// smallest start-gapMin any later query can ask about: of the ends at or
+// below it only the largest can still answer a query, so the others are
+// dropped, which keeps the list to the ends near the scan position.
+func (c *chain) add(j int, end int64, gapMax int, floor int64) {
 	if gapMax == unbounded {
 		if c.minEnd[j] < 0 || end < c.minEnd[j] {
 			c.minEnd[j] = end
@@ -98,11 +99,15 @@ func (c *chain) add(j int, end int64, gapMax int, cutoff int64) {
 		return
 	}
 	es := c.ends[j]
-	if n := len(es); n > 0 && es[n-1] == end {
+	k, found := slices.BinarySearch(es, end)
+	if found {
 		return
 	}
-	if len(es) >= 64 && len(es) == cap(es) {
-		es = slices.DeleteFunc(es, func(e int64) bool { return e < cutoff })
+	es = slices.Insert(es, k, end)
+	if len(es) >= 64 {
+		if d, _ := slices.BinarySearch(es, floor+1); d > 1 {
+			es = slices.Delete(es, 0, d-1)
+		}
 	}
-	c.ends[j] = append(es, end)
+	c.ends[j] = es
 }

@@ -149,6 +149,20 @@ func TestStreaming(t *testing.T) {
 	if g := names(got); strings.Join(g, ",") != strings.Join(want, ",") {
 		t.Errorf("got %v, want %v", g, want)
 	}
+
+	// Many matches of a first part, each a candidate for a bounded gap.
+	many := newScanner(t, map[string]string{"m.ndb": "Vitrine.Test.Many:0:*:41424142{100-200}434445\n"})
+	for _, tc := range []struct {
+		fill int
+		want bool
+	}{{150, true}, {0, true}, {200, true}, {201, false}, {250, false}} {
+		in := "\x00\x00" + strings.Repeat("AB", 200000) + strings.Repeat(".", tc.fill) + "CDE"
+		got, err := many.Scan(strings.NewReader(in), int64(len(in)))
+		if err != nil || (len(got) == 1) != tc.want {
+			t.Errorf("gap of %d after 200000 ABs: got %v, %v; want a match: %v", tc.fill, got, err, tc.want)
+		}
+	}
+
 	if _, err := s.Scan(bytes.NewReader(data), int64(len(data)+1)); !errors.Is(err, ErrSizeChanged) {
 		t.Errorf("short input: got %v, want ErrSizeChanged", err)
 	}
