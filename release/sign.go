@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto"
 	"crypto/ed25519"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
@@ -12,11 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 
 	"github.com/secure-systems-lab/go-securesystemslib/dsse"
-
-	"github.com/vitrine-dev/vitrine/internal/atomicfile"
+	"github.com/vitrine-dev/vitrine/internal/keys"
 )
 
 // Signer signs releases. It is the DSSE signer interface with the public
@@ -36,35 +33,12 @@ var _ dsse.SignerVerifier = (*Ed25519Key)(nil)
 // LoadOrCreateKey reads the Ed25519 release key from path (PKCS #8 in PEM,
 // mode 0600), creating it on first use.
 func LoadOrCreateKey(path string) (*Ed25519Key, error) {
-	b, err := os.ReadFile(path)
+	priv, err := keys.ReadEd25519File(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		_, priv, err := ed25519.GenerateKey(rand.Reader)
-		if err != nil {
-			return nil, err
-		}
-		der, err := x509.MarshalPKCS8PrivateKey(priv)
-		if err != nil {
-			return nil, err
-		}
-		if err := atomicfile.Write(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
-			return nil, fmt.Errorf("writing release key: %w", err)
-		}
-		return &Ed25519Key{priv: priv}, nil
+		priv, err = keys.NewEd25519File(path)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reading release key: %w", err)
-	}
-	blk, _ := pem.Decode(b)
-	if blk == nil || blk.Type != "PRIVATE KEY" {
-		return nil, fmt.Errorf("release key %s is not a PEM private key", path)
-	}
-	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("release key %s: %w", path, err)
-	}
-	priv, ok := k.(ed25519.PrivateKey)
-	if !ok {
-		return nil, fmt.Errorf("release key %s is not an Ed25519 key", path)
+		return nil, fmt.Errorf("release key: %w", err)
 	}
 	return &Ed25519Key{priv: priv}, nil
 }

@@ -4,19 +4,18 @@ import (
 	"context"
 	"crypto"
 	"crypto/ed25519"
-	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 
 	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/vitrine-dev/vitrine/internal/atomicfile"
+	"github.com/vitrine-dev/vitrine/internal/keys"
 )
 
 // Signer signs TUF metadata: an Ed25519 key in a file, the release key, or
@@ -99,45 +98,11 @@ func LoadOrCreateKey(path, pubPath string) (ed25519.PrivateKey, error) {
 
 // NewKey generates an Ed25519 key and writes it to path (PKCS #8 in PEM,
 // mode 0600), refusing to replace an existing file.
-func NewKey(path string) (ed25519.PrivateKey, error) {
-	if _, err := os.Lstat(path); err == nil {
-		return nil, fmt.Errorf("key %s exists; not replacing it", path)
-	}
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(priv)
-	if err != nil {
-		return nil, err
-	}
-	if err := atomicfile.Write(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
-		return nil, fmt.Errorf("writing key %s: %w", path, err)
-	}
-	return priv, nil
-}
+func NewKey(path string) (ed25519.PrivateKey, error) { return keys.NewEd25519File(path) }
 
 // LoadKey reads an Ed25519 private key (PKCS #8 in PEM) from path. A
 // missing file gives an error matching fs.ErrNotExist.
-func LoadKey(path string) (ed25519.PrivateKey, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	blk, _ := pem.Decode(b)
-	if blk == nil || blk.Type != "PRIVATE KEY" {
-		return nil, fmt.Errorf("key %s is not a PEM private key", path)
-	}
-	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("key %s: %w", path, err)
-	}
-	priv, ok := k.(ed25519.PrivateKey)
-	if !ok {
-		return nil, fmt.Errorf("key %s is not an Ed25519 key", path)
-	}
-	return priv, nil
-}
+func LoadKey(path string) (ed25519.PrivateKey, error) { return keys.ReadEd25519File(path) }
 
 // ParsePublicKey reads an Ed25519 public key from a PEM "PUBLIC KEY"
 // (PKIX), or takes the public half of a PEM "PRIVATE KEY" (PKCS #8), so
