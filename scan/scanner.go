@@ -39,6 +39,7 @@ type Match struct {
 	Kind ruledb.Kind
 }
 
+// String returns the name and, in parentheses, the kind: "EICAR (md5)".
 func (m Match) String() string { return m.Name + " (" + m.Kind.String() + ")" }
 
 // Scanner is a rule database compiled for matching. It is immutable and
