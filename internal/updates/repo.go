@@ -294,21 +294,25 @@ func (r *Repo) loadRoots(cfg Config) error {
 	return nil
 }
 
+// names reports whether root names pub as the key of role, with a
+// threshold of 1.
+func names(root *metadata.Metadata[metadata.RootType], role string, pub ed25519.PublicKey) bool {
+	ro := root.Signed.Roles[role]
+	return ro != nil && ro.Threshold == 1 && slices.Contains(ro.KeyIDs, KeyID(pub))
+}
+
 // useRoot picks the targets key root names among the candidates and
 // checks root names the snapshot and timestamp keys held, each with a
 // threshold of 1.
 func (r *Repo) useRoot(root *metadata.Metadata[metadata.RootType]) error {
-	names := func(role string, pub ed25519.PublicKey) bool {
-		ro := root.Signed.Roles[role]
-		return ro != nil && ro.Threshold == 1 && slices.Contains(ro.KeyIDs, KeyID(pub))
-	}
+	named := func(role string, pub ed25519.PublicKey) bool { return names(root, role, pub) }
 	for role, k := range map[string]Signer{metadata.SNAPSHOT: r.snapshotKey, metadata.TIMESTAMP: r.timestampKey} {
-		if !names(role, k.Public().(ed25519.PublicKey)) {
+		if !named(role, k.Public().(ed25519.PublicKey)) {
 			return fmt.Errorf("root version %d does not name the %s key in %s (or its threshold is not 1): %w", root.Signed.Version, role, r.dir, ErrKeyNotHeld)
 		}
 	}
 	for _, k := range r.targetsKeys {
-		if names(metadata.TARGETS, k.Public().(ed25519.PublicKey)) {
+		if named(metadata.TARGETS, k.Public().(ed25519.PublicKey)) {
 			r.targetsKey = k
 			return nil
 		}
@@ -679,9 +683,10 @@ func (r *Repo) Run(ctx context.Context) {
 // SetRoot makes b, the root that follows the current one, current: it
 // must chain (ErrRootChain) and name keys the repository holds
 // (ErrKeyNotHeld, for instance a new targets key not yet put in
-// <dir>/targets.key). Then it re-signs targets, snapshot and timestamp, so
-// that what is served verifies under the new root. On error nothing
-// changed.
+// <dir>/targets.key). It re-reads <dir>/snapshot.key and timestamp.key,
+// so that a root can name keys that replaced them since Open. Then it
+// re-signs targets, snapshot and timestamp, so that what is served
+// verifies under the new root. On error nothing changed.
 func (r *Repo) SetRoot(ctx context.Context, b []byte) (int64, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -689,10 +694,19 @@ func (r *Repo) SetRoot(ctx context.Context, b []byte) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	// A new targets key may have been put in place since Open.
+	// A new targets, snapshot or timestamp key may have been put in place
+	// since Open.
 	prevKeys, prevKey, prevRoot, prevBytes := r.targetsKeys, r.targetsKey, r.root, r.rootBytes
-	undo := func() { r.targetsKeys, r.targetsKey, r.root, r.rootBytes = prevKeys, prevKey, prevRoot, prevBytes }
+	prevSnap, prevTS := r.snapshotKey, r.timestampKey
+	undo := func() {
+		r.targetsKeys, r.targetsKey, r.root, r.rootBytes = prevKeys, prevKey, prevRoot, prevBytes
+		r.snapshotKey, r.timestampKey = prevSnap, prevTS
+	}
 	if err := r.loadTargetsKeys(); err != nil {
+		undo()
+		return 0, err
+	}
+	if err := r.takeReplacedKeys(next); err != nil {
 		undo()
 		return 0, err
 	}
@@ -715,8 +729,35 @@ func (r *Repo) SetRoot(ctx context.Context, b []byte) (int64, error) {
 		}
 		return 0, fmt.Errorf("re-signing for root version %d: %w", next.Signed.Version, err)
 	}
+	for file, k := range map[string]Signer{"snapshot.pub": r.snapshotKey, "timestamp.pub": r.timestampKey} {
+		if err := atomicfile.Write(filepath.Join(r.dir, file), PublicPEM(k.Public().(ed25519.PublicKey)), 0o644); err != nil {
+			r.logger.Error("update repository: writing a public key", "file", file, "err", err)
+		}
+	}
 	r.logger.Info("update repository: new root", "version", next.Signed.Version)
 	return next.Signed.Version, nil
+}
+
+// takeReplacedKeys switches the snapshot or timestamp key to the one now
+// in <dir>/snapshot.key or <dir>/timestamp.key when root names it: an
+// operator who rotates an online key (after a compromise, or to recover
+// clients from a fast-forward attack) replaces the file, then posts the
+// root that names the new key. Until then the key in use, which the
+// current root names, keeps signing.
+func (r *Repo) takeReplacedKeys(root *metadata.Metadata[metadata.RootType]) error {
+	for _, k := range []struct {
+		role string
+		key  *Signer
+	}{{metadata.SNAPSHOT, &r.snapshotKey}, {metadata.TIMESTAMP, &r.timestampKey}} {
+		priv, err := LoadKey(filepath.Join(r.dir, k.role+".key"))
+		if err != nil {
+			return fmt.Errorf("%s key: %w", k.role, err)
+		}
+		if names(root, k.role, priv.Public().(ed25519.PublicKey)) {
+			*k.key = KeySigner(priv)
+		}
+	}
+	return nil
 }
 
 // Previous returns the newest release target (by release-log index) named

@@ -704,3 +704,53 @@ func TestInitWritesOfflineKeys(t *testing.T) {
 		t.Error("Init wrote over a directory holding a root")
 	}
 }
+
+// TestReplaceTimestampKey: a root naming a new timestamp key is refused
+// until the key is in <dir>/timestamp.key, then taken without a restart;
+// the timestamp is signed with the new key from then on, clients follow,
+// and a restart keeps it.
+func TestReplaceTimestampKey(t *testing.T) {
+	tr := newTestRepo(t, Expiry{})
+	if err := tr.addRelease("vitrine", "1", 0, map[string][]byte{"bin": []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	early := tr.client(tr.repo.Root())
+	tr.fetchAll(early.next())
+
+	newTS := newKey(t)
+	v2, err := Rotate(Rotation{Current: tr.repo.LatestRoot(), Keys: tr.rootKeys(), Online: Online{Timestamp: newTS.Public().(ed25519.PublicKey)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, body := tr.postRoot(v2, testToken); code != http.StatusConflict {
+		t.Fatalf("a root naming a timestamp key the platform lacks: %d %s, want 409", code, body)
+	}
+	if err := os.WriteFile(filepath.Join(tr.dir, "timestamp.key"), pemPrivate(t, newTS), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := tr.postRoot(v2, testToken); code != http.StatusOK {
+		t.Fatalf("POST /updates/root: %d %s", code, body)
+	}
+	check := func() {
+		t.Helper()
+		ts, err := metadata.Timestamp().FromBytes(tr.served("timestamp.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ts.Signatures) != 1 || ts.Signatures[0].KeyID != KeyID(newTS.Public().(ed25519.PublicKey)) {
+			t.Errorf("timestamp signed by %v, want the new key only", ts.Signatures)
+		}
+		pub, err := os.ReadFile(filepath.Join(tr.dir, "timestamp.pub"))
+		if err != nil || !bytes.Equal(pub, PublicPEM(newTS.Public().(ed25519.PublicKey))) {
+			t.Errorf("timestamp.pub is not the new key's (%v)", err)
+		}
+	}
+	check()
+	tr.fetchAll(early.next())
+	tr.open(Expiry{})
+	if err := tr.addRelease("vitrine", "2", 1, map[string][]byte{"bin": []byte("y")}); err != nil {
+		t.Fatal(err)
+	}
+	check()
+	tr.fetchAll(early.next())
+}
