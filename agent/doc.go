@@ -37,6 +37,10 @@
 // to a temporary directory, synced and renamed into place; the symbolic
 // link <release>/current then moves to it in one rename, and
 // <release>/previous keeps the version before. Older versions are removed.
+// A version named current, previous or starting with a dot is refused.
+//
+// docs/design/agent.md lists the attacks on updates and the check that
+// stops each (agent/attack_test.go).
 //
 // # Scanning
 //

@@ -148,6 +148,12 @@ func offers(targets map[string]*metadata.TargetFiles) (map[string]map[string]*of
 		if err != nil {
 			return nil, fmt.Errorf("%w: target %s: %w", ErrRejected, p, err)
 		}
+		if reservedVersion(c.Version) {
+			// <release>/<version> would be the link current or previous,
+			// or a temporary directory: installing it would lose the
+			// installed version, and with it the rollback floor.
+			return nil, fmt.Errorf("%w: target %s: version %q is a name the install layout keeps for itself", ErrRejected, p, c.Version)
+		}
 		dir, file := path.Split(p)
 		if dir != c.Release+"/"+c.Version+"/" {
 			return nil, fmt.Errorf("%w: target %s claims to belong to %s %s", ErrRejected, p, c.Release, c.Version)
@@ -176,6 +182,12 @@ func offers(targets map[string]*metadata.TargetFiles) (map[string]map[string]*of
 		}
 	}
 	return out, nil
+}
+
+// reservedVersion reports whether v names something in
+// installed/<release>/ other than a version's directory.
+func reservedVersion(v string) bool {
+	return v == "current" || v == "previous" || strings.HasPrefix(v, ".")
 }
 
 var platformSuffix = regexp.MustCompile(`_([a-z0-9]+)_([a-z0-9]+)$`)
