@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +12,7 @@ import (
 
 	"github.com/vitrine-dev/vitrine/agent"
 	"github.com/vitrine-dev/vitrine/internal/platform"
+	"github.com/vitrine-dev/vitrine/internal/updates"
 	"github.com/vitrine-dev/vitrine/release"
 	"github.com/vitrine-dev/vitrine/ruledb"
 	"github.com/vitrine-dev/vitrine/scan"
@@ -29,21 +28,10 @@ const (
 )
 
 // testPlatform starts a platform whose TUF offline keys go to a temporary
-// directory.
+// directory, and returns it with its data directory.
 func testPlatform(t *testing.T) (*platform.Platform, string) {
 	t.Helper()
-	data := filepath.Join(t.TempDir(), "vitrine-data")
-	p, err := platform.Start(context.Background(), platform.Config{Data: data, Listen: "127.0.0.1:0",
-		CheckpointInterval: 100 * time.Millisecond, TUFOfflineDir: filepath.Join(t.TempDir(), "offline"),
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		p.Close(ctx)
-	})
+	p, data, _ := startPlatform(t, updates.Expiry{})
 	return p, data
 }
 

@@ -636,6 +636,34 @@ func TestAttackUnloggedRelease(t *testing.T) {
 	})
 }
 
+// TestRefusalHoldsNothingBack: a release refused (here one the release log
+// does not hold) does not keep the agent from installing the other
+// releases of the same update; the error still names the refusal.
+func TestRefusalHoldsNothingBack(t *testing.T) {
+	ctx := context.Background()
+	p, data := testPlatform(t)
+	publishDB(t, p, 1, rulesV1)
+	a := register(t, p, "DE")
+	updated(t, a, "sample-ruledb 1")
+	proof := realProof(t, p, "sample-ruledb/1/sample")
+	rel, _ := forgedRelease(t, p, steal(t, data), "2")
+	rel.LogIndex, rel.Proof = proof.Index, proof.Marshal()
+	if err := p.Updates().AddRelease(ctx, rel); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, p, "tool", "1.0.0", map[string][]byte{"tool_linux_amd64": []byte("\x7fELF amd64")})
+	done, err := a.Update(ctx)
+	if !errors.Is(err, agent.ErrRejected) || !strings.Contains(err.Error(), "sample-ruledb 2: sample: inclusion") {
+		t.Errorf("update error = %v, want the unlogged sample-ruledb 2 refused", err)
+	}
+	if len(done) != 1 || done[0].Release != "tool" {
+		t.Errorf("installed %+v, want tool 1.0.0 despite the refusal", done)
+	}
+	if got := installed(t, a); got != "sample-ruledb 1, tool 1.0.0" {
+		t.Errorf("installed %q, want sample-ruledb 1 (not the refused 2) and tool 1.0.0", got)
+	}
+}
+
 // TestAttackSplitView: an attacker with the release key and the release
 // log's key shows the agent a log of its own (a split view) that holds a
 // release the real log does not, in a checkpoint the witness never

@@ -68,9 +68,10 @@ type offer struct {
 // Update refreshes the TUF metadata and installs, for every release the
 // repository offers, its highest version if it is above the installed
 // one. It returns what it installed. Only a release every check accepts
-// is installed; the first refusal stops the update with an error that
-// wraps [ErrTUF], [ErrRejected] or [ErrRollback] and says which check
-// failed.
+// is installed; a release refused leaves the others to be installed, and
+// the error returned joins every refusal, each wrapping [ErrTUF],
+// [ErrRejected] or [ErrRollback] and saying which check failed. A
+// failure of the TUF refresh itself installs nothing.
 func (a *Agent) Update(ctx context.Context) ([]Installed, error) {
 	up, err := a.updater()
 	if err != nil {
@@ -84,6 +85,7 @@ func (a *Agent) Update(ctx context.Context) ([]Installed, error) {
 		return nil, err
 	}
 	var done []Installed
+	var errs []error
 	for _, name := range slices.Sorted(maps.Keys(offers)) {
 		versions := offers[name]
 		best := ""
@@ -98,16 +100,20 @@ func (a *Agent) Update(ctx context.Context) ([]Installed, error) {
 			case c == 0:
 				continue
 			case c < 0:
-				return done, fmt.Errorf("%w: %s: the repository's newest version is %s, %s is installed", ErrRollback, name, best, cur)
+				errs = append(errs, fmt.Errorf("%w: %s: the repository's newest version is %s, %s is installed", ErrRollback, name, best, cur))
+				continue
 			}
 		}
+		// A release refused does not hold the others back: each is
+		// checked on its own, and every refusal is returned.
 		inst, err := a.install(ctx, up, versions[best], cur)
 		if err != nil {
-			return done, err
+			errs = append(errs, err)
+			continue
 		}
 		done = append(done, *inst)
 	}
-	return done, nil
+	return done, errors.Join(errs...)
 }
 
 // updater is go-tuf's client, trusting the newest root it verified before
