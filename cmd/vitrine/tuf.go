@@ -104,13 +104,15 @@ func readPublicKey(path string) (ed25519.PublicKey, error) {
 
 // runTUFRotate signs the root that follows the current one.
 func runTUFRotate(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "tuf rotate", "--out DIR --root CURRENT.json [--new-root-keys N] [--threshold M] [--targets-key PEM | --new-targets-key]")
+	fs := newFlags(e, "tuf rotate", "--out DIR --root CURRENT.json [--new-root-keys N] [--threshold M] [--targets-key PEM | --new-targets-key] [--snapshot-key PEM] [--timestamp-key PEM]")
 	out := fs.String("out", "./vitrine-offline", "the offline directory: its root-*.key sign, and <N+1>.root.json (and new keys) are written to it")
 	current := fs.String("root", "", "the current root.json (GET <platform>/updates/root.json)")
 	newRootKeys := fs.Int("new-root-keys", 0, "replace the root keys with this many new ones (0 keeps them)")
 	threshold := fs.Int("threshold", 0, "root threshold of the new root (0 keeps it)")
 	targets := fs.String("targets-key", "", "PEM file of a new targets key (public or private): revokes the current one")
 	newTargets := fs.Bool("new-targets-key", false, "generate a new targets key into <out>/targets.key (revoking the current one); copy it to the platform's <data>/updates/targets.key before posting the root")
+	snapshot := fs.String("snapshot-key", "", "PEM file of a new snapshot key (public or private), e.g. the platform's new <data>/updates/snapshot.pub")
+	timestamp := fs.String("timestamp-key", "", "PEM file of a new timestamp key (public or private): revokes a compromised one and ends a fast-forward attack")
 	expires := fs.Duration("expires", 365*24*time.Hour, "how long the new root stays valid")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
@@ -147,6 +149,17 @@ func runTUFRotate(ctx context.Context, e *env, args []string) error {
 		}
 		r.Targets = k.Public().(ed25519.PublicKey)
 	}
+	for _, k := range []struct {
+		file string
+		dst  *ed25519.PublicKey
+	}{{*snapshot, &r.Snapshot}, {*timestamp, &r.Timestamp}} {
+		if k.file == "" {
+			continue
+		}
+		if *k.dst, err = readPublicKey(k.file); err != nil {
+			return err
+		}
+	}
 	next, err := updates.Rotate(r)
 	if err != nil {
 		return err
@@ -165,6 +178,9 @@ func runTUFRotate(ctx context.Context, e *env, args []string) error {
 	}
 	if *newTargets || *targets != "" {
 		fmt.Fprintf(e.stdout, "put the new targets key in the platform's <data>/updates/targets.key (mode 0600) before posting the root\n")
+	}
+	if *snapshot != "" || *timestamp != "" {
+		fmt.Fprintf(e.stdout, "put the new snapshot or timestamp key in the platform's <data>/updates/ (mode 0600) before posting the root, without restarting between\n")
 	}
 	fmt.Fprintf(e.stdout, "then: vitrine tuf push-root --platform URL %s\n", name)
 	return nil

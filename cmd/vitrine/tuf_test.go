@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -12,7 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/theupdateframework/go-tuf/v2/metadata"
 	"github.com/vitrine-dev/vitrine/internal/platform"
+	"github.com/vitrine-dev/vitrine/internal/updates"
 	"github.com/vitrine-dev/vitrine/release"
 )
 
@@ -95,6 +98,60 @@ func TestTUFCommands(t *testing.T) {
 	if err != nil || !strings.Contains(out, "3 targets verified by go-tuf under root version 2") {
 		t.Fatalf("tuf verify after the rotation: %v\n%s", err, out)
 	}
+
+	// Replace the timestamp key (how a fast-forward attack ends): the new
+	// key goes in place, root 3 names it, and clients follow.
+	newTS := filepath.Join(t.TempDir(), "timestamp.key")
+	if _, err := updates.NewKey(newTS); err != nil {
+		t.Fatal(err)
+	}
+	key, err = os.ReadFile(newTS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(data, "updates", "timestamp.key"), key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cur, p.Updates().LatestRoot(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := run("tuf", "rotate", "--out", offline, "--root", cur, "--timestamp-key", newTS); err != nil {
+		t.Fatalf("tuf rotate --timestamp-key: %v\n%s", err, out)
+	}
+	if out, err := run("tuf", "push-root", "--platform", p.URL(), "--token", token, filepath.Join(offline, "3.root.json")); err != nil || !strings.Contains(out, "root version 3") {
+		t.Fatalf("tuf push-root of root 3: %v\n%s", err, out)
+	}
+	out, err = run("tuf", "verify", "--platform", p.URL(), "--cache", cache)
+	if err != nil || !strings.Contains(out, "3 targets verified by go-tuf under root version 3") {
+		t.Fatalf("tuf verify after the timestamp key's rotation: %v\n%s", err, out)
+	}
+	ts, err := os.ReadFile(filepath.Join(data, "updates", "metadata", "timestamp.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var signed struct {
+		Signatures []struct {
+			KeyID string `json:"keyid"`
+		} `json:"signatures"`
+	}
+	newPub, _ := updates.LoadKey(newTS)
+	if json.Unmarshal(ts, &signed) != nil || len(signed.Signatures) != 1 || signed.Signatures[0].KeyID != tufKeyID(t, newPub.Public().(ed25519.PublicKey)) {
+		t.Errorf("timestamp.json is not signed by the new timestamp key alone: %s", ts)
+	}
+}
+
+// tufKeyID is the TUF key id of an Ed25519 public key, as go-tuf computes it.
+func tufKeyID(t *testing.T, pub ed25519.PublicKey) string {
+	t.Helper()
+	k, err := metadata.KeyFromPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := k.ID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
 }
 
 func jsonEqual(a, b []byte) bool {
