@@ -17,6 +17,7 @@ import (
 	"github.com/vitrine-dev/vitrine/internal/platform"
 	rebuilder "github.com/vitrine-dev/vitrine/internal/rebuild"
 	"github.com/vitrine-dev/vitrine/release"
+	"github.com/vitrine-dev/vitrine/ruledb"
 )
 
 // TestRebuildOnce publishes two rule-database releases, one of them with an
@@ -57,7 +58,14 @@ func TestRebuildOnce(t *testing.T) {
 			arts[d.File.Name], _ = os.ReadFile(d.File.Path)
 		}
 		if version == "2" {
-			arts["b"] = append(arts["b"], '!') // not what the source builds
+			// A valid database, but not what the source builds.
+			other, err := ruledb.Parse("other.hsb", strings.NewReader(strings.Repeat("0", 64)+":1:Vitrine.Test.Planted\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if arts["b"], err = ruledb.Compile([]*ruledb.Source{other}, 2); err != nil {
+				t.Fatal(err)
+			}
 		}
 		source, _ := os.ReadFile(res.Source.Path)
 		build := &release.Build{Recipe: recipe, Source: "dir:" + src, Archive: res.Source.SHA256, Toolchain: "go1.26.8",

@@ -16,6 +16,7 @@ import (
 	"github.com/vitrine-dev/vitrine/internal/conveyer"
 	"github.com/vitrine-dev/vitrine/internal/platform"
 	"github.com/vitrine-dev/vitrine/release"
+	"github.com/vitrine-dev/vitrine/ruledb"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -102,6 +103,21 @@ func rulesRecipe(name, version, dir string) []byte {
 
 func rulesSource(t testing.TB) string {
 	return writeTree(t, map[string]string{"a/eicar.hsb": eicarRule, "b/eicar.hsb": eicarRule, "b/more.hsb": "# more rules to come\n"})
+}
+
+// otherRules is a valid rule database at version that the rules source
+// does not build: one rule more than eicarRule.
+func otherRules(t testing.TB, version uint64) []byte {
+	t.Helper()
+	src, err := ruledb.Parse("other.hsb", strings.NewReader(eicarRule+strings.Repeat("0", 64)+":1:Vitrine.Test.Planted\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := ruledb.Compile([]*ruledb.Source{src}, version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
 }
 
 func quote(s string) string { b, _ := json.Marshal(s); return string(b) }

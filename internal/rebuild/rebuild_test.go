@@ -162,9 +162,9 @@ func TestRebuildRefuses(t *testing.T) {
 	}
 	files := func(version string) string { return filepath.Join(data, "releases", "rules", version) }
 
-	// 1: artifact b changed after the build.
+	// 1: artifact b is a valid database, but not the one the source builds.
 	changed := conveyerBuild(t, b, rulesRecipe("rules", "1", src))
-	changed.artifacts["b"] = append(changed.artifacts["b"], 0)
+	changed.artifacts["b"] = otherRules(t, 1)
 	publish(t, p, "rules", "1", changed)
 	// 2: the served source is not the provenance's.
 	_, _ = release1("2")

@@ -1,6 +1,7 @@
 package rebuild
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -258,8 +259,7 @@ func (r *Rebuilder) rebuildEntry(ctx context.Context, t *trust, index uint64, en
 	fail := func(format string, a ...any) (*judged, error) {
 		p.Error = fmt.Sprintf(format, a...)
 		p.Finished = time.Now().UTC()
-		p.Compare(nil, nil)
-		p.Artifacts, p.Differ = nil, nil
+		p.Compare(nil, nil) // nothing to compare: not reproduced
 		log.WarnContext(ctx, "release not rebuilt", "reason", p.Error)
 		return j, nil
 	}
@@ -332,7 +332,7 @@ func (r *Rebuilder) rebuildEntry(ctx context.Context, t *trust, index uint64, en
 		return nil, err
 	}
 	srcDir := filepath.Join(work, "source")
-	if err := unpack(strings.NewReader(string(source)), srcDir); err != nil {
+	if err := unpack(bytes.NewReader(source), srcDir); err != nil {
 		return fail("%v", err)
 	}
 	recipe.Source = conveyer.Source{Dir: srcDir}
