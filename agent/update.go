@@ -80,14 +80,15 @@ func (a *Agent) Update(ctx context.Context) ([]Installed, error) {
 	if err := up.Refresh(); err != nil {
 		return nil, fmt.Errorf("%w: refreshing metadata: %w", ErrTUF, err)
 	}
-	offers, err := offers(up.GetTopLevelTargets())
+	targets := up.GetTopLevelTargets()
+	cands, err := candidates(targets)
 	if err != nil {
 		return nil, err
 	}
 	var done []Installed
 	var errs []error
-	for _, name := range slices.Sorted(maps.Keys(offers)) {
-		versions := offers[name]
+	for _, name := range slices.Sorted(maps.Keys(cands)) {
+		versions := cands[name]
 		best := ""
 		for v := range versions {
 			if best == "" || compareVersions(v, best) > 0 {
@@ -105,8 +106,14 @@ func (a *Agent) Update(ctx context.Context) ([]Installed, error) {
 			}
 		}
 		// A release refused does not hold the others back: each is
-		// checked on its own, and every refusal is returned.
-		inst, err := a.install(ctx, up, versions[best], cur)
+		// checked on its own, and every refusal is returned. Only the
+		// version to install has its custom metadata read.
+		o, err := offerOf(targets, name, best, versions[best])
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		inst, err := a.install(ctx, up, o, cur)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -142,10 +149,36 @@ func (a *Agent) updater() (*updater.Updater, error) {
 	return up, nil
 }
 
-// offers groups the targets by release and version.
-func offers(targets map[string]*metadata.TargetFiles) (map[string]map[string]*offer, error) {
-	out := map[string]map[string]*offer{}
-	for _, p := range slices.Sorted(maps.Keys(targets)) {
+// candidates groups the target names by the release and version their
+// paths name: <release>/<version>/<file>.
+func candidates(targets map[string]*metadata.TargetFiles) (map[string]map[string][]string, error) {
+	out := map[string]map[string][]string{}
+	for p := range targets {
+		parts := strings.Split(p, "/")
+		if len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
+			return nil, fmt.Errorf("%w: target %q is not <release>/<version>/<file>", ErrRejected, p)
+		}
+		if out[parts[0]] == nil {
+			out[parts[0]] = map[string][]string{}
+		}
+		out[parts[0]][parts[1]] = append(out[parts[0]][parts[1]], p)
+	}
+	return out, nil
+}
+
+// offerOf reads what the targets metadata offers of one release version:
+// its artifacts, provenance.json, release.json and deltas, each target's
+// custom metadata checked against its path.
+func offerOf(targets map[string]*metadata.TargetFiles, name, version string, paths []string) (*offer, error) {
+	if reservedVersion(version) {
+		// <release>/<version> would be the link current or previous, or
+		// a temporary directory: installing it would lose the installed
+		// version, and with it the rollback floor.
+		return nil, fmt.Errorf("%w: %s: version %q is a name the install layout keeps for itself", ErrRejected, name, version)
+	}
+	o := &offer{name: name, version: version, deltas: map[string]*metadata.TargetFiles{}}
+	slices.Sort(paths)
+	for _, p := range paths {
 		tf := targets[p]
 		if tf.Custom == nil {
 			return nil, fmt.Errorf("%w: target %s has no custom metadata", ErrRejected, p)
@@ -154,25 +187,10 @@ func offers(targets map[string]*metadata.TargetFiles) (map[string]map[string]*of
 		if err != nil {
 			return nil, fmt.Errorf("%w: target %s: %w", ErrRejected, p, err)
 		}
-		if reservedVersion(c.Version) {
-			// <release>/<version> would be the link current or previous,
-			// or a temporary directory: installing it would lose the
-			// installed version, and with it the rollback floor.
-			return nil, fmt.Errorf("%w: target %s: version %q is a name the install layout keeps for itself", ErrRejected, p, c.Version)
-		}
-		dir, file := path.Split(p)
-		if dir != c.Release+"/"+c.Version+"/" {
+		if c.Release != name || c.Version != version {
 			return nil, fmt.Errorf("%w: target %s claims to belong to %s %s", ErrRejected, p, c.Release, c.Version)
 		}
-		if out[c.Release] == nil {
-			out[c.Release] = map[string]*offer{}
-		}
-		o := out[c.Release][c.Version]
-		if o == nil {
-			o = &offer{name: c.Release, version: c.Version, deltas: map[string]*metadata.TargetFiles{}}
-			out[c.Release][c.Version] = o
-		}
-		switch {
+		switch file := path.Base(p); {
 		case c.IsDelta():
 			o.deltas[path.Base(c.Full)+"@"+c.DeltaFrom] = tf
 		case file == "provenance.json":
@@ -187,7 +205,7 @@ func offers(targets map[string]*metadata.TargetFiles) (map[string]map[string]*of
 			o.artifacts = append(o.artifacts, tf)
 		}
 	}
-	return out, nil
+	return o, nil
 }
 
 // reservedVersion reports whether v names something in
@@ -253,7 +271,9 @@ func (a *Agent) install(ctx context.Context, up *updater.Updater, o *offer, cur 
 		if err != nil {
 			return nil, err
 		}
-		e, err := release.VerifyArtifact(ctx, name, b, &release.Evidence{Entry: entry, Proof: []byte(o.custom.Proof), Envelope: envelope}, &a.trust)
+		// go-tuf (or the delta check) has hashed b against the signed
+		// targets metadata: its SHA-256 is the one the metadata names.
+		e, err := release.VerifyArtifactDigest(ctx, name, signedSHA256(tf, b), &release.Evidence{Entry: entry, Proof: []byte(o.custom.Proof), Envelope: envelope}, &a.trust)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s: %s: %w", ErrRejected, what, name, err)
 		}
@@ -300,6 +320,15 @@ func (a *Agent) fetchArtifact(o *offer, tf *metadata.TargetFiles, cur string, do
 	}
 	b, err := download(tf)
 	return b, false, err
+}
+
+// signedSHA256 is the SHA-256 the targets metadata gives tf, which
+// go-tuf has checked b against; b's own when the metadata gives none.
+func signedSHA256(tf *metadata.TargetFiles, b []byte) string {
+	if h, ok := tf.Hashes["sha256"]; ok && len(h) == sha256.Size {
+		return hex.EncodeToString(h)
+	}
+	return sha256Hex(b)
 }
 
 func sha256Hex(b []byte) string {

@@ -55,7 +55,17 @@ func fail(check string, format string, args ...any) error {
 // The first check that fails is returned as a *CheckError.
 func VerifyArtifact(ctx context.Context, name string, artifact []byte, ev *Evidence, trust *Trust) (*Entry, error) {
 	sum := sha256.Sum256(artifact)
-	digest := hex.EncodeToString(sum[:])
+	return VerifyArtifactDigest(ctx, name, hex.EncodeToString(sum[:]), ev, trust)
+}
+
+// VerifyArtifactDigest is [VerifyArtifact] for an artifact whose SHA-256
+// (lowercase hex) the caller has already computed over the bytes it holds,
+// as a TUF client does when it downloads a target: a large artifact is then
+// hashed once, not twice.
+func VerifyArtifactDigest(ctx context.Context, name, digest string, ev *Evidence, trust *Trust) (*Entry, error) {
+	if !hexSHA256.MatchString(digest) {
+		return nil, fail("artifact", "%q is not a SHA-256 in 64 lowercase hex digits", digest)
+	}
 	v, err := Verify(ctx, ev.Envelope, trust.Key)
 	if err != nil {
 		return nil, &CheckError{Check: "signature", Err: err}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -90,6 +91,17 @@ func TestVerifyArtifact(t *testing.T) {
 	got, err := VerifyArtifact(ctx, "vitrine_linux_amd64", bin, &Evidence{Entry: entry, Proof: proof, Envelope: env}, trust)
 	if err != nil || got.Version != "1.0.0" {
 		t.Fatalf("a good release: %+v, %v", got, err)
+	}
+	// The digest a TUF client computed stands for the bytes; a digest that
+	// is not one is refused before anything else.
+	ev := &Evidence{Entry: entry, Proof: proof, Envelope: env}
+	if _, err := VerifyArtifactDigest(ctx, "vitrine_linux_amd64", strings.TrimPrefix(Digest(bin), "sha256:"), ev, trust); err != nil {
+		t.Errorf("VerifyArtifactDigest of the good digest: %v", err)
+	}
+	for _, d := range []string{strings.TrimPrefix(Digest([]byte("other")), "sha256:"), "", strings.ToUpper(strings.TrimPrefix(Digest(bin), "sha256:"))} {
+		if _, err := VerifyArtifactDigest(ctx, "vitrine_linux_amd64", d, ev, trust); err == nil || !strings.HasPrefix(err.Error(), "artifact:") {
+			t.Errorf("VerifyArtifactDigest(%q) = %v, want the artifact check to fail", d, err)
+		}
 	}
 
 	otherEntry, _ := (&Entry{Name: "vitrine", Version: "1.0.1", Artifacts: arts, Envelope: Digest(env)}).Marshal()
