@@ -21,12 +21,14 @@ import (
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-// startPlatform runs a platform (vitrine up) for the test.
+// startPlatform runs a platform (vitrine up) for the test; its build route
+// downloads modules as testBuilder does.
 func startPlatform(t testing.TB) (*platform.Platform, string) {
 	t.Helper()
 	data := t.TempDir()
+	b := testBuilder(t)
 	p, err := platform.Start(context.Background(), platform.Config{Data: data, Listen: "127.0.0.1:0",
-		CheckpointInterval: 100 * time.Millisecond, Logger: quiet})
+		CheckpointInterval: 100 * time.Millisecond, GoProxy: b.Proxy, GoSumDB: b.SumDB, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,9 +11,11 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vitrine-dev/vitrine/internal/platform"
 	"github.com/vitrine-dev/vitrine/rebuild"
@@ -22,20 +24,32 @@ import (
 )
 
 // TestRebuildHello publishes the hello program with a rule database, built
-// by the conveyer, and a planted release whose artifacts were not built
+// by the platform's build route (the conveyer, then Publish), and a planted release whose artifacts were not built
 // from its source (the same binaries, published with a source whose
 // main.go says something else). The rebuilder reproduces the first, names
 // exactly the binary for the second, signs both verdicts and serves them;
 // a restarted rebuilder resumes without rebuilding anything twice.
 func TestRebuildHello(t *testing.T) {
 	ctx := context.Background()
-	p, _ := startPlatform(t)
+	p, data := startPlatform(t)
 	src := helloSource(t)
-	orig := conveyerBuild(t, testBuilder(t), helloRecipe("1", src))
-	if len(orig.artifacts) != 2 {
-		t.Fatalf("artifacts %v, want hello_linux_amd64 and rules", orig.artifacts)
+	// The honest release goes through the platform's own build route.
+	pub1, err := p.Build(ctx, helloRecipe("1", src))
+	if err != nil {
+		t.Fatal(err)
 	}
-	pub1 := publish(t, p, "hello", "1", orig)
+	if len(pub1.Artifacts) != 2 {
+		t.Fatalf("artifacts %v, want hello_linux_amd64 and rules", pub1.Artifacts)
+	}
+	published := filepath.Join(data, "releases", "hello", "1")
+	bin, err := os.ReadFile(filepath.Join(published, "artifacts", "hello_linux_amd64"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src1, err := os.ReadFile(filepath.Join(published, "source.tar.gz"))
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	// The planted release: a byte of the source changed after the build.
 	changed := helloSource(t)
@@ -55,10 +69,11 @@ func TestRebuildHello(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	planted := &built{artifacts: map[string][]byte{"hello_linux_amd64": orig.artifacts["hello_linux_amd64"], "rules": db2}, build: new(release.Build)}
-	*planted.build = *orig.build
+	planted := &built{artifacts: map[string][]byte{"hello_linux_amd64": bin, "rules": db2}, build: &release.Build{
+		Recipe: helloRecipe("2", changed), Source: "dir:" + changed, Toolchain: runtime.Version(),
+		BuilderID: p.URL() + "/conveyer", InvocationID: "planted", Started: time.Now(), Finished: time.Now(),
+	}}
 	planted.source, planted.build.Archive = archive(t, changed)
-	planted.build.Recipe, planted.build.Source = helloRecipe("2", changed), "dir:"+changed
 	pub2 := publish(t, p, "hello", "2", planted)
 
 	dir := t.TempDir()
@@ -101,7 +116,7 @@ func TestRebuildHello(t *testing.T) {
 		if err != nil {
 			t.Fatalf("verdict %d: %v", i, err)
 		}
-		if !slices.Equal(v.Subjects, pub.Artifacts) || v.Reproduced != (i == 0) || v.Source != "sha256:"+[]string{orig.build.Archive, planted.build.Archive}[i] {
+		if !slices.Equal(v.Subjects, pub.Artifacts) || v.Reproduced != (i == 0) || v.Source != []string{release.Digest(src1), "sha256:" + planted.build.Archive}[i] {
 			t.Errorf("verdict %d: subjects %v, reproduced %v, source %s; want the release's artifacts %v", i, v.Subjects, v.Reproduced, v.Source, pub.Artifacts)
 		}
 	}
