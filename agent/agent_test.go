@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -164,5 +166,80 @@ func TestAgentNeedsRuleDB(t *testing.T) {
 	}
 	if _, err := a.Scan(context.Background(), []string{t.TempDir()}, 0, nil); !errors.Is(err, agent.ErrNoRuleDB) {
 		t.Errorf("scan without a database = %v, want ErrNoRuleDB", err)
+	}
+}
+
+// TestAgentScanMatchesClamscan installs the repository's sample rule
+// database through the agent and scans files with `vitrine agent scan`'s
+// engine: it finds exactly what ClamAV's clamscan finds with the same rule
+// sources on the same files.
+func TestAgentScanMatchesClamscan(t *testing.T) {
+	clam, err := exec.LookPath("clamscan")
+	if err != nil {
+		t.Skip("clamscan not installed (Debian package clamav); .ci/run installs it")
+	}
+	ctx := context.Background()
+	rules := filepath.Join("..", "ruledb", "testdata", "sample")
+	srcs, err := ruledb.LoadDir(rules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := ruledb.Compile(srcs, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := testPlatform(t)
+	publish(t, p, "sample-ruledb", "1", map[string][]byte{"sample": db})
+	a := register(t, p, "CH")
+	if _, err := a.Update(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// EICAR, variants that only some signatures match, a PE stub, and
+	// files that match nothing.
+	dir := t.TempDir()
+	pe := append([]byte{0x4d, 0x5a, 0x90, 0x00}, make([]byte, 56)...)
+	pe = append(pe, 'P', 'E', 0, 0)
+	files := map[string]string{
+		"eicar.com":         eicar,
+		"eicar-padded.txt":  "header line\n" + eicar + "\ntrailer\n",
+		"eicar-alt.bin":     strings.Replace(eicar, "-ANTIVIRUS-", "_ANTIVIRUS-", 1),
+		"eicar-gap.bin":     strings.Replace(eicar, `\PZX54`, `\ABX54`, 1),
+		"eicar-broken.bin":  strings.Replace(eicar, "EICAR", "EICAX", 1),
+		"pe-stub.exe":       string(pe),
+		"pe-stub-late.bin":  "xx" + string(pe),
+		"clean.txt":         "nothing to see here\n",
+		"standard-eicar.md": "EICAR then STANDARD",
+	}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ds, err := a.Scan(ctx, []string{dir}, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ours []string
+	for _, d := range ds {
+		ours = append(ours, filepath.Base(d.Path)+": "+d.Signature)
+	}
+	out, _ := exec.Command(clam, "--no-summary", "--allmatch", "--infected", "-d", rules, "-r", dir).CombinedOutput()
+	var theirs []string
+	for _, line := range strings.Split(string(out), "\n") {
+		path, sig, ok := strings.Cut(strings.TrimSuffix(line, " FOUND"), ": ")
+		if !ok || !strings.HasSuffix(line, " FOUND") {
+			continue
+		}
+		theirs = append(theirs, filepath.Base(path)+": "+strings.TrimSuffix(sig, ".UNOFFICIAL"))
+	}
+	slices.Sort(ours)
+	slices.Sort(theirs)
+	if len(theirs) < 10 {
+		t.Fatalf("clamscan found too little to compare (%d): %s", len(theirs), out)
+	}
+	t.Logf("clamscan: %s", strings.Join(theirs, "; "))
+	if !slices.Equal(ours, theirs) {
+		t.Errorf("the agent found\n  %s\nclamscan found\n  %s", strings.Join(ours, "\n  "), strings.Join(theirs, "\n  "))
 	}
 }
