@@ -131,6 +131,19 @@ func TestAgentUpdateAndScan(t *testing.T) {
 			t.Errorf("%s -> %q (%v), want %s", link, v, err, want)
 		}
 	}
+	// Nothing but the layout: the downloads are written once, at the
+	// install, and no copy of them is kept.
+	top, err := os.ReadDir(filepath.Dir(filepath.Dir(base)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var entries []string
+	for _, e := range top {
+		entries = append(entries, e.Name())
+	}
+	if got, want := strings.Join(entries, " "), "identity.json installed trust.json tuf"; got != want {
+		t.Errorf("agent directory holds %q, want %q", got, want)
+	}
 
 	// Scanning: the EICAR file is found by its hash and its body, a
 	// clean file is not.

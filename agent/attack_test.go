@@ -22,6 +22,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -499,7 +500,74 @@ func TestAttackEndlessData(t *testing.T) {
 			t.Logf("read %d bytes of the endless body", n.Load())
 		})
 	}
+	// A Content-Length above the signed length is refused before any
+	// of the body is read.
+	t.Run("announced", func(t *testing.T) {
+		a := register(t, p, "DE")
+		var n atomic.Int64
+		path := targetURL(name, cur.targets.Signed.Targets[name])
+		intercept(a).set(func(p string) *http.Response {
+			if p != path {
+				return nil
+			}
+			resp := answer(nil)
+			resp.ContentLength, resp.Body = 1<<40, io.NopCloser(endless{&n})
+			return resp
+		})
+		refused(t, a, agent.ErrTUF, "download length mismatch", "length 1099511627776 is larger than expected")
+		if n.Load() != 0 {
+			t.Errorf("the agent read %d bytes of a body announced too long", n.Load())
+		}
+	})
 }
+
+// TestUpdateCancelled: cancelling an update stops a download that a
+// server holds open (go-tuf's Fetcher has no context; the agent's
+// requests carry the update's), and installs nothing.
+func TestUpdateCancelled(t *testing.T) {
+	p, _ := testPlatform(t)
+	publishDB(t, p, 1, rulesV1)
+	cur := served(t, p)
+	name := "sample-ruledb/1/sample"
+	path := targetURL(name, cur.targets.Signed.Targets[name])
+	a := register(t, p, "DE")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// The target comes from a server that sends the headers, then
+	// nothing until the request is abandoned (or 20 s have passed, so
+	// that an agent that ignores the cancellation fails, not hangs).
+	stall := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "122")
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		cancel()
+		select {
+		case <-r.Context().Done():
+		case <-time.After(20 * time.Second):
+		}
+	}))
+	defer stall.Close()
+	a.HTTP.Transport = roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		if r.URL.Path == path {
+			r = r.Clone(r.Context())
+			r.URL.Host = strings.TrimPrefix(stall.URL, "http://")
+		}
+		return http.DefaultTransport.RoundTrip(r)
+	})
+	start := time.Now()
+	done, err := a.Update(ctx)
+	if !errors.Is(err, context.Canceled) || len(done) != 0 {
+		t.Fatalf("update = %+v, %v; want nothing installed and context.Canceled", done, err)
+	}
+	t.Logf("cancelled after %v: %v", time.Since(start), err)
+	if got := installed(t, a); got != "" {
+		t.Fatalf("installed %q after a cancelled update", got)
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 // TestAttackFastForward: an attacker with the timestamp key signs a
 // timestamp of a huge version. The agent takes it (it is validly signed)

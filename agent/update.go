@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/http"
 	"os"
 	"path"
 	"path/filepath"
@@ -73,7 +74,7 @@ type offer struct {
 // [ErrRejected] or [ErrRollback] and saying which check failed. A
 // failure of the TUF refresh itself installs nothing.
 func (a *Agent) Update(ctx context.Context) ([]Installed, error) {
-	up, err := a.updater()
+	up, err := a.updater(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -124,8 +125,9 @@ func (a *Agent) Update(ctx context.Context) ([]Installed, error) {
 }
 
 // updater is go-tuf's client, trusting the newest root it verified before
-// (go-tuf keeps it in <dir>/tuf/root.json), or the pinned one.
-func (a *Agent) updater() (*updater.Updater, error) {
+// (go-tuf keeps it in <dir>/tuf/root.json), or the pinned one. Its
+// downloads carry ctx.
+func (a *Agent) updater(ctx context.Context) (*updater.Updater, error) {
 	mdDir := filepath.Join(a.dir, "tuf")
 	root, err := os.ReadFile(filepath.Join(mdDir, "root.json"))
 	if errors.Is(err, os.ErrNotExist) {
@@ -138,10 +140,13 @@ func (a *Agent) updater() (*updater.Updater, error) {
 		return nil, fmt.Errorf("%w: %w", ErrTUF, err)
 	}
 	cfg.LocalMetadataDir = mdDir
-	cfg.LocalTargetsDir = filepath.Join(a.dir, "downloads")
-	if err := cfg.SetDefaultFetcherHTTPClient(a.HTTP); err != nil {
-		return nil, err
+	// go-tuf makes both directories; no target is kept (see install).
+	cfg.LocalTargetsDir = mdDir
+	hc := a.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
 	}
+	cfg.Fetcher = fetcher{ctx: ctx, hc: hc}
 	up, err := updater.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrTUF, err)
@@ -236,7 +241,15 @@ func (a *Agent) install(ctx context.Context, up *updater.Updater, o *offer, cur 
 		return nil, fmt.Errorf("%w: %s: the repository lacks its artifacts, provenance.json or release.json", ErrRejected, what)
 	}
 	download := func(tf *metadata.TargetFiles) ([]byte, error) {
-		_, b, err := up.DownloadTarget(tf, filepath.Join(a.dir, "downloads", strings.ReplaceAll(tf.Path, "/", "_")), "")
+		// go-tuf checks the length and hashes against the signed
+		// metadata and then writes the bytes to the path given. The
+		// agent keeps them in memory until every check has passed and
+		// writes them once, at the install; a copy under the agent's
+		// directory would double every update's writes and, never
+		// read, grow with every version. The null device takes go-tuf's
+		// copy. (DisableLocalCache would also stop go-tuf keeping the
+		// metadata, and with it the rollback floor across runs.)
+		_, b, err := up.DownloadTarget(tf, os.DevNull, "")
 		if err != nil {
 			return nil, fmt.Errorf("%w: downloading %s: %w", ErrTUF, tf.Path, err)
 		}
