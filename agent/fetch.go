@@ -31,10 +31,11 @@ type fetcher struct {
 }
 
 // sizeHint caps the buffer allocated up front when the server sends no
-// Content-Length: the metadata's limits are generous (go-tuf allows
-// 512 kB of root and 5 MB of targets metadata by default), and a
-// buffer of the full limit for every small file would be waste.
-const sizeHint = 1 << 20
+// Content-Length (it grows by doubling from there): the metadata's
+// limits are generous (go-tuf allows 512 kB of root and 5 MB of targets
+// metadata by default), and a buffer of the full limit for every small
+// file would be waste.
+const sizeHint = 64 << 10
 
 func (f fetcher) DownloadFile(url string, maxLength int64, _ time.Duration) ([]byte, error) {
 	req, err := http.NewRequestWithContext(f.ctx, http.MethodGet, url, nil)
