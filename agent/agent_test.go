@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vitrine-dev/vitrine/agent"
+	"github.com/vitrine-dev/vitrine/internal/clamav"
 	"github.com/vitrine-dev/vitrine/internal/platform"
 	"github.com/vitrine-dev/vitrine/internal/updates"
 	"github.com/vitrine-dev/vitrine/release"
@@ -237,19 +238,18 @@ func TestAgentScanMatchesClamscan(t *testing.T) {
 	for _, d := range ds {
 		ours = append(ours, filepath.Base(d.Path)+": "+d.Signature)
 	}
-	out, _ := exec.Command(clam, "--no-summary", "--allmatch", "--infected", "-d", rules, "-r", dir).CombinedOutput()
+	found, _, err := clamav.Scan(ctx, clam, rules, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var theirs []string
-	for _, line := range strings.Split(string(out), "\n") {
-		path, sig, ok := strings.Cut(strings.TrimSuffix(line, " FOUND"), ": ")
-		if !ok || !strings.HasSuffix(line, " FOUND") {
-			continue
-		}
-		theirs = append(theirs, filepath.Base(path)+": "+strings.TrimSuffix(sig, ".UNOFFICIAL"))
+	for _, f := range found {
+		theirs = append(theirs, strings.TrimPrefix(f, dir+string(filepath.Separator)))
 	}
 	slices.Sort(ours)
 	slices.Sort(theirs)
 	if len(theirs) < 10 {
-		t.Fatalf("clamscan found too little to compare (%d): %s", len(theirs), out)
+		t.Fatalf("clamscan found too little to compare (%d): %s", len(theirs), theirs)
 	}
 	t.Logf("clamscan: %s", strings.Join(theirs, "; "))
 	if !slices.Equal(ours, theirs) {

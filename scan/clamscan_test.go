@@ -1,8 +1,8 @@
 package scan
 
 import (
-	"bufio"
 	"bytes"
+	"context"
 	"crypto/md5"
 	"crypto/sha256"
 	"fmt"
@@ -15,6 +15,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vitrine-dev/vitrine/internal/clamav"
 	"github.com/vitrine-dev/vitrine/ruledb"
 )
 
@@ -255,24 +256,11 @@ func clamscanFound(t testing.TB, ruleDir string, files []string) []string {
 	if err != nil {
 		t.Skip("clamscan not installed (Debian package clamav); skipping the parity check against ClamAV")
 	}
-	cmd := exec.Command(path, append([]string{"--no-summary", "--allmatch", "--infected", "-d", ruleDir}, files...)...)
-	var out, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &stderr
-	if err := cmd.Run(); err != nil && cmd.ProcessState.ExitCode() != 1 {
-		t.Fatalf("clamscan: %v\n%s%s", err, out.String(), stderr.String())
+	found, _, err := clamav.Scan(context.Background(), path, ruleDir, files...)
+	if err != nil {
+		t.Fatal(err)
 	}
-	var found []string
-	sc := bufio.NewScanner(&out)
-	for sc.Scan() {
-		line, ok := strings.CutSuffix(sc.Text(), " FOUND")
-		if !ok {
-			continue
-		}
-		file, name, _ := strings.Cut(line, ": ")
-		found = append(found, file+": "+strings.TrimSuffix(name, ".UNOFFICIAL"))
-	}
-	slices.Sort(found)
-	return slices.Compact(found)
+	return found
 }
 
 // TestClamscanParity generates several hundred signatures of every form and

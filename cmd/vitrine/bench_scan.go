@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"crypto/md5"
 	"crypto/sha256"
@@ -21,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vitrine-dev/vitrine/internal/clamav"
 	"github.com/vitrine-dev/vitrine/ruledb"
 	"github.com/vitrine-dev/vitrine/scan"
 )
@@ -96,13 +95,13 @@ func runBenchScan(ctx context.Context, e *env, args []string) error {
 	clamLoad := time.Duration(math.MaxInt64)
 	for range 3 {
 		t0 := time.Now()
-		if _, _, err := runClamscan(ctx, clam, ruleDir, empty); err != nil {
+		if _, _, err := clamav.Scan(ctx, clam, ruleDir, empty); err != nil {
 			return err
 		}
 		clamLoad = min(clamLoad, time.Since(t0))
 	}
 	t0 := time.Now()
-	clamFound, clamCPU, err := runClamscan(ctx, clam, ruleDir, corpusDir)
+	clamFound, clamCPU, err := clamav.Scan(ctx, clam, ruleDir, corpusDir)
 	if err != nil {
 		return err
 	}
@@ -194,29 +193,6 @@ func runBenchScan(ctx context.Context, e *env, args []string) error {
 func seedBytes(seed uint64) (b [32]byte) {
 	copy(b[:], strconv.AppendUint([]byte("vitrine bench scan "), seed, 10))
 	return b
-}
-
-// runClamscan runs clamscan over path with only the rules of ruleDir and
-// returns its detections as "path: name" and the CPU time it used.
-func runClamscan(ctx context.Context, clam, ruleDir, path string) ([]string, time.Duration, error) {
-	cmd := exec.CommandContext(ctx, clam, "--no-summary", "--allmatch", "--infected", "-r", "-d", ruleDir, path)
-	var out, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &stderr
-	if err := cmd.Run(); err != nil && cmd.ProcessState.ExitCode() != 1 {
-		return nil, 0, fmt.Errorf("clamscan: %v: %s", err, stderr.String())
-	}
-	var found []string
-	sc := bufio.NewScanner(&out)
-	for sc.Scan() {
-		line, ok := strings.CutSuffix(sc.Text(), " FOUND")
-		if !ok {
-			continue
-		}
-		file, name, _ := strings.Cut(line, ": ")
-		found = append(found, file+": "+strings.TrimSuffix(name, ".UNOFFICIAL"))
-	}
-	found = slices.Compact(slices.Sorted(slices.Values(found)))
-	return found, cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), nil
 }
 
 // warm reads every file of dir once so that both scanners find the corpus
