@@ -232,6 +232,12 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	if err := p.startUpdates(ctx); err != nil {
 		return nil, fmt.Errorf("starting platform: %w", err)
 	}
+	// A release a failure or a crash left out of the update repository
+	// is added now; one that still cannot be is added by publishing it
+	// again, and does not keep the platform down.
+	if _, err := p.syncUpdates(ctx); err != nil {
+		p.logger.Warn("update repository: published releases not added", "err", err)
+	}
 
 	p.server = &http.Server{
 		Handler:           p.routes(),

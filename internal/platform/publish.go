@@ -1,7 +1,10 @@
 package platform
 
 import (
+	"bytes"
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -9,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vitrine-dev/vitrine/internal/releases"
+	"github.com/vitrine-dev/vitrine/internal/updates"
 	"github.com/vitrine-dev/vitrine/release"
 )
 
@@ -28,9 +32,17 @@ type Published struct {
 // once a checkpoint the witness cosigned covers the entry, the release's
 // files under /releases/ and its targets in the TUF update repository. A
 // release is done only then.
+//
+// A release is served under /releases/ before its targets are added to the
+// update repository, so a failure between the two (the repository's disk,
+// a proof the log cannot give, a crash) leaves it published but out of
+// reach of the endpoints. Publishing it again with the same artifacts (a
+// reproducible build gives them) finishes it: the release as logged is
+// added to the update repository, and no second entry is logged. Start
+// does the same for every such release it finds.
 func (p *Platform) Publish(ctx context.Context, name, version string, artifacts map[string][]byte, source []byte, build *release.Build) (*Published, error) {
 	if p.releases.Exists(name, version) {
-		return nil, fmt.Errorf("publishing %s %s: %w", name, version, releases.ErrExists)
+		return p.resumePublish(ctx, name, version, artifacts)
 	}
 	var arts []release.Artifact
 	for _, n := range slices.Sorted(maps.Keys(artifacts)) {
@@ -70,4 +82,76 @@ func (p *Platform) Publish(ctx context.Context, name, version string, artifacts 
 		return nil, fmt.Errorf("publishing %s %s: update repository: %w", name, version, err)
 	}
 	return &Published{Name: name, Version: version, Artifacts: arts, LogIndex: idx}, nil
+}
+
+// resumePublish finishes a release that is published under /releases/ but
+// missing from the update repository, if artifacts are the ones it was
+// published with; otherwise the release exists.
+func (p *Platform) resumePublish(ctx context.Context, name, version string, artifacts map[string][]byte) (*Published, error) {
+	exists := fmt.Errorf("publishing %s %s: %w", name, version, releases.ErrExists)
+	if p.updates.Has(name, version) {
+		return nil, exists
+	}
+	stored, err := p.releases.Load(name, version)
+	if err != nil {
+		return nil, fmt.Errorf("publishing %s %s: %w", name, version, err)
+	}
+	if !maps.EqualFunc(stored.Artifacts, artifacts, bytes.Equal) {
+		return nil, exists
+	}
+	if err := p.addStored(ctx, stored); err != nil {
+		return nil, fmt.Errorf("publishing %s %s: update repository: %w", name, version, err)
+	}
+	e, err := release.ParseEntry(stored.Entry)
+	if err != nil {
+		return nil, fmt.Errorf("publishing %s %s: %w", name, version, err)
+	}
+	return &Published{Name: name, Version: version, Artifacts: e.Artifacts, LogIndex: stored.Index}, nil
+}
+
+// addStored adds a release published under /releases/ to the update
+// repository, as it was logged. A release another call added meanwhile is
+// done, not an error.
+func (p *Platform) addStored(ctx context.Context, r *releases.Release) error {
+	e, err := release.ParseEntry(r.Entry)
+	if err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	err = p.addUpdate(wctx, e.Name, e.Version, r.Artifacts, r.Envelope, r.Entry, r.Index)
+	if errors.Is(err, updates.ErrExists) && p.updates.Has(e.Name, e.Version) {
+		return nil
+	}
+	return err
+}
+
+// syncUpdates adds to the update repository every release published
+// under /releases/ that it lacks (see Publish), oldest log entry first, so
+// that each rule database's delta is from the version before it. It
+// returns how many it added, and the errors of those it could not add.
+func (p *Platform) syncUpdates(ctx context.Context) (int, error) {
+	list, err := p.releases.List()
+	if err != nil {
+		return 0, err
+	}
+	slices.SortFunc(list, func(a, b releases.Listed) int { return cmp.Compare(a.LogIndex, b.LogIndex) })
+	var n int
+	var errs []error
+	for _, l := range list {
+		if p.updates.Has(l.Name, l.Version) {
+			continue
+		}
+		r, err := p.releases.Load(l.Name, l.Version)
+		if err == nil {
+			err = p.addStored(ctx, r)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s %s: %w", l.Name, l.Version, err))
+			continue
+		}
+		p.logger.Info("update repository: added a release published before it", "release", l.Name, "version", l.Version, "log_index", l.LogIndex)
+		n++
+	}
+	return n, errors.Join(errs...)
 }

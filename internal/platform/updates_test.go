@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +17,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/vitrine-dev/vitrine/internal/releases"
 	"github.com/vitrine-dev/vitrine/release"
 	"github.com/vitrine-dev/vitrine/ruledb"
 	"github.com/vitrine-dev/vitrine/tlog"
@@ -187,5 +190,123 @@ func TestUpdatesFromDiscovery(t *testing.T) {
 	json.Compact(&is, p.Discovery().Updates.Root)
 	if was.String() != is.String() {
 		t.Error("the discovered root changed across a restart")
+	}
+}
+
+// TestPublishResumes: a release published under /releases/ whose targets
+// could not be added to the update repository (here a file stands where
+// the repository must make the release's target directory) is finished
+// by publishing it again with the same artifacts, or by restarting the
+// platform; neither logs it a second time. Different artifacts under the
+// same name and version are refused.
+func TestPublishResumes(t *testing.T) {
+	ctx := context.Background()
+	data := t.TempDir()
+	p := start(t, data)
+	defer func() { stop(t, p) }()
+	const rule1 = "44d88612fea8a8f36de82e1278abb02f:68:EICAR-Test-File\n"
+	const rule2 = rule1 + "0123456789abcdef0123456789abcdef:10:Other-Test\n"
+	const rule3 = rule2 + "00000000000000000000000000000000:12:Third-Test\n"
+	publish := func(p *Platform, version string, db []byte) (*Published, error) {
+		src := []byte("rules " + version)
+		return p.Publish(ctx, "sample-ruledb", version, map[string][]byte{"sample": db}, src, testBuild(p, "sample-ruledb"+version, src))
+	}
+	block := func(version string) func() {
+		f := filepath.Join(data, "updates", "targets", "sample-ruledb", version)
+		if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(f, []byte("in the way"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return func() {
+			if err := os.Remove(f); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := publish(p, "1", compileDB(t, 1, rule1)); err != nil {
+		t.Fatal(err)
+	}
+
+	db2 := compileDB(t, 2, rule2)
+	unblock := block("2")
+	if _, err := publish(p, "2", db2); err == nil || !strings.Contains(err.Error(), "update repository") {
+		t.Fatalf("publish with the repository blocked = %v, want an update repository error", err)
+	}
+	if !p.releases.Exists("sample-ruledb", "2") || p.updates.Has("sample-ruledb", "2") {
+		t.Fatal("want release 2 under /releases/ and not in the update repository")
+	}
+	if _, err := publish(p, "2", db2); err == nil || !strings.Contains(err.Error(), "update repository") {
+		t.Fatalf("publish again, still blocked = %v, want an update repository error", err)
+	}
+	if _, err := publish(p, "2", compileDB(t, 2, rule1)); !errors.Is(err, releases.ErrExists) {
+		t.Fatalf("publish of other bytes as 2 = %v, want ErrExists", err)
+	}
+	unblock()
+	got, err := publish(p, "2", db2)
+	if err != nil {
+		t.Fatalf("publish again, unblocked: %v", err)
+	}
+	if got.LogIndex != 1 || !p.updates.Has("sample-ruledb", "2") {
+		t.Fatalf("resumed publish = %+v (in the repository: %v), want log index 1 and its targets added", got, p.updates.Has("sample-ruledb", "2"))
+	}
+	if _, err := publish(p, "2", db2); !errors.Is(err, releases.ErrExists) {
+		t.Fatalf("publish of a finished release = %v, want ErrExists", err)
+	}
+
+	// A platform stopped between the two steps adds the release when it
+	// starts again.
+	unblock = block("3")
+	if _, err := publish(p, "3", compileDB(t, 3, rule3)); err == nil {
+		t.Fatal("publish with the repository blocked succeeded")
+	}
+	stop(t, p)
+	unblock()
+	p = start(t, data)
+	if !p.updates.Has("sample-ruledb", "3") {
+		t.Fatal("release 3 is not in the update repository after a restart")
+	}
+	r, err := p.releases.Load("sample-ruledb", "3")
+	if err != nil || r.Index != 2 {
+		t.Fatalf("release 3: %+v, %v; want log index 2 (no entry logged twice)", r, err)
+	}
+
+	// go-tuf's client gets every version, and 2 and 3 as deltas too.
+	var d Discovery
+	if code, body := httpDo(t, http.MethodGet, p.URL()+"/.well-known/vitrine.json", "", nil); code != http.StatusOK || json.Unmarshal(body, &d) != nil {
+		t.Fatalf("discovery: %d %s", code, body)
+	}
+	cfg, err := config.New(d.Updates.URL, d.Updates.Root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.LocalMetadataDir, cfg.LocalTargetsDir = t.TempDir(), t.TempDir()
+	u, err := updater.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := u.Refresh(); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for name := range u.GetTopLevelTargets() {
+		if strings.HasSuffix(name, "/sample") || strings.Contains(name, "delta") {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	t.Logf("targets: %v", names)
+	for _, v := range []string{"1", "2", "3"} {
+		info, err := u.GetTargetInfo("sample-ruledb/" + v + "/sample")
+		if err != nil {
+			t.Fatalf("version %s: %v", v, err)
+		}
+		if _, _, err := u.DownloadTarget(info, "", ""); err != nil {
+			t.Fatalf("version %s: %v", v, err)
+		}
+	}
+	if len(names) != 5 {
+		t.Errorf("targets %v, want three databases and two deltas", names)
 	}
 }

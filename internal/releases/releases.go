@@ -135,6 +135,48 @@ func (s *Store) Exists(name, version string) bool {
 	return err == nil
 }
 
+// Load reads a published release back, as it was published.
+func (s *Store) Load(name, version string) (*Release, error) {
+	if !validFile(name) || !validFile(version) {
+		return nil, fmt.Errorf("release %q %q cannot be file names", name, version)
+	}
+	dir := filepath.Join(s.dir, name, version)
+	r := &Release{Artifacts: map[string][]byte{}}
+	var meta []byte
+	for n, dst := range map[string]*[]byte{"release.json": &r.Entry, "provenance.json": &r.Envelope, "source.tar.gz": &r.Source, "log_index.json": &meta} {
+		b, err := os.ReadFile(filepath.Join(dir, n))
+		if err != nil {
+			return nil, fmt.Errorf("loading %s %s: %w", name, version, err)
+		}
+		*dst = b
+	}
+	var m struct {
+		Index *uint64 `json:"log_index"`
+	}
+	if err := json.Unmarshal(meta, &m); err != nil || m.Index == nil {
+		return nil, fmt.Errorf("loading %s %s: log_index.json holds no log index", name, version)
+	}
+	r.Index = *m.Index
+	e, err := release.ParseEntry(r.Entry)
+	if err != nil {
+		return nil, fmt.Errorf("loading %s %s: %w", name, version, err)
+	}
+	if e.Name != name || e.Version != version {
+		return nil, fmt.Errorf("loading %s %s: its entry is of %s %s", name, version, e.Name, e.Version)
+	}
+	for _, a := range e.Artifacts {
+		b, err := os.ReadFile(filepath.Join(dir, "artifacts", a.Name))
+		if err != nil {
+			return nil, fmt.Errorf("loading %s %s: %w", name, version, err)
+		}
+		if release.Digest(b) != "sha256:"+a.SHA256 {
+			return nil, fmt.Errorf("loading %s %s: artifact %s differs from its entry", name, version, a.Name)
+		}
+		r.Artifacts[a.Name] = b
+	}
+	return r, nil
+}
+
 // Listed is one release in the index.
 type Listed struct {
 	Name     string `json:"name"`

@@ -6,6 +6,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -72,5 +75,38 @@ func TestPublishAndServe(t *testing.T) {
 		if code, _ := get(p); code != 404 {
 			t.Errorf("GET %s: %d, want 404", p, code)
 		}
+	}
+}
+
+// TestLoad: a published release reads back as published; one whose
+// artifact changed on disk, or that is not there, does not load.
+func TestLoad(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := testRelease(t, "1.0.0")
+	if err := s.Publish(r); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Load("vitrine", "1.0.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, r) {
+		t.Errorf("loaded %+v, published %+v", got, r)
+	}
+	if _, err := s.Load("vitrine", "2.0.0"); err == nil {
+		t.Error("loaded a release never published")
+	}
+	if _, err := s.Load("..", "1.0.0"); err == nil {
+		t.Error("loaded a release named ..")
+	}
+	if err := os.WriteFile(filepath.Join(dir, "vitrine", "1.0.0", "artifacts", "vitrine_linux_amd64"), []byte("tampered"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Load("vitrine", "1.0.0"); err == nil || !strings.Contains(err.Error(), "differs from its entry") {
+		t.Errorf("loading a tampered artifact: %v", err)
 	}
 }

@@ -508,6 +508,15 @@ func (r *Repo) AddRelease(ctx context.Context, rel *Release) error {
 	return nil
 }
 
+// Has reports whether the repository holds the targets of release name
+// at version (its release.json among them, which every release has).
+func (r *Repo) Has(name, version string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.targets.Signed.Targets[name+"/"+version+"/release.json"]
+	return ok
+}
+
 // targetPath is where a target's bytes are, by go-tuf's hash-prefixed
 // layout: <dir>/targets/<dir of name>/<sha256>.<base of name>.
 func (r *Repo) targetPath(name string, tf *metadata.TargetFiles) string {
