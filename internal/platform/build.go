@@ -45,7 +45,7 @@ func (p *Platform) Build(ctx context.Context, recipe []byte) (*Published, error)
 	if err != nil {
 		return nil, err
 	}
-	if p.releases.Exists(r.Name, r.Version) {
+	if p.finished(r.Name, r.Version) {
 		return nil, fmt.Errorf("building %s %s: %w", r.Name, r.Version, releases.ErrExists)
 	}
 	select {
@@ -55,7 +55,9 @@ func (p *Platform) Build(ctx context.Context, recipe []byte) (*Published, error)
 		return nil, ctx.Err()
 	}
 	// Checked again: a build of the same release may have just finished.
-	if p.releases.Exists(r.Name, r.Version) {
+	// A release published but not yet in the update repository is built
+	// again: Publish finishes it if the build reproduces it.
+	if p.finished(r.Name, r.Version) {
 		return nil, fmt.Errorf("building %s %s: %w", r.Name, r.Version, releases.ErrExists)
 	}
 

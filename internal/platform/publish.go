@@ -89,7 +89,7 @@ func (p *Platform) Publish(ctx context.Context, name, version string, artifacts 
 // published with; otherwise the release exists.
 func (p *Platform) resumePublish(ctx context.Context, name, version string, artifacts map[string][]byte) (*Published, error) {
 	exists := fmt.Errorf("publishing %s %s: %w", name, version, releases.ErrExists)
-	if p.updates.Has(name, version) {
+	if p.finished(name, version) {
 		return nil, exists
 	}
 	stored, err := p.releases.Load(name, version)
@@ -154,4 +154,10 @@ func (p *Platform) syncUpdates(ctx context.Context) (int, error) {
 		n++
 	}
 	return n, errors.Join(errs...)
+}
+
+// finished reports whether a release is published and in the update
+// repository: done, so that publishing it again is refused.
+func (p *Platform) finished(name, version string) bool {
+	return p.releases.Exists(name, version) && p.updates.Has(name, version)
 }

@@ -310,3 +310,49 @@ func TestPublishResumes(t *testing.T) {
 		t.Errorf("targets %v, want three databases and two deltas", names)
 	}
 }
+
+// TestBuildResumes: `vitrine build` of a release that is published but
+// missing from the update repository builds it again, and the build,
+// reproducing the same database, finishes the release under its first
+// log entry; once finished, the same recipe is refused as existing.
+func TestBuildResumes(t *testing.T) {
+	ctx := context.Background()
+	data := t.TempDir()
+	p := start(t, data)
+	defer func() { stop(t, p) }()
+	src := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(src, "rules"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "rules", "a.hdb"), []byte("44d88612fea8a8f36de82e1278abb02f:68:EICAR-Test-File\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	recipe := []byte(`{"name":"db","version":"1","source":{"dir":"` + src + `"},"targets":[{"ruledb":{"name":"db","dir":"rules"}}]}`)
+	blocker := filepath.Join(data, "updates", "targets", "db", "1")
+	if err := os.MkdirAll(filepath.Dir(blocker), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(blocker, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Build(ctx, recipe); err == nil || !strings.Contains(err.Error(), "update repository") {
+		t.Fatalf("build with the repository blocked = %v, want an update repository error", err)
+	}
+	first, err := p.releases.Load("db", "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(blocker); err != nil {
+		t.Fatal(err)
+	}
+	got, err := p.Build(ctx, recipe)
+	if err != nil {
+		t.Fatalf("build again: %v", err)
+	}
+	if got.LogIndex != first.Index || !p.updates.Has("db", "1") {
+		t.Fatalf("build again = %+v, want log index %d and the release in the update repository", got, first.Index)
+	}
+	if _, err := p.Build(ctx, recipe); !errors.Is(err, releases.ErrExists) {
+		t.Fatalf("build of a finished release = %v, want ErrExists", err)
+	}
+}
