@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -24,7 +25,7 @@ func runRebuild(ctx context.Context, e *env, args []string) error {
 	if len(args) > 0 && args[0] == "verify" {
 		return runRebuildVerify(ctx, e, args[1:])
 	}
-	fs := newFlags(e, "rebuild", "--platform URL --data DIR [--listen ADDR] [--once] [--interval D]\n       vitrine rebuild verify --rebuilder URL [--key FILE] NAME VERSION")
+	fs := newFlags(e, "rebuild", "--platform URL --data DIR [--listen ADDR] [--once] [--interval D]\n       vitrine rebuild verify --rebuilder URL [--key FILE] [--platform URL] NAME VERSION")
 	platformURL := fs.String("platform", "http://127.0.0.1:8080", "the platform whose release log to follow; everything is read from its discovery document")
 	data := fs.String("data", "", "state directory (required): rebuilder.key (the verdict signing key, created on first use), state.json, index.json, verdicts/, modcache/")
 	listen := fs.String("listen", "127.0.0.1:8090", "address to serve /rebuilds/ on (not with --once)")
@@ -101,9 +102,10 @@ func runRebuild(ctx context.Context, e *env, args []string) error {
 // runRebuildVerify is `vitrine rebuild verify`: it fetches a rebuilder's
 // verdict on a release and checks its signature.
 func runRebuildVerify(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "rebuild verify", "--rebuilder URL [--key FILE] NAME VERSION")
+	fs := newFlags(e, "rebuild verify", "--rebuilder URL [--key FILE] [--platform URL] NAME VERSION")
 	base := fs.String("rebuilder", "http://127.0.0.1:8090", "the rebuilder's base URL (the prefix of /rebuilds/)")
 	keyFile := fs.String("key", "", "the rebuilder's public key (PEM), obtained from the rebuilder out of band (default: fetched from the rebuilder itself, which proves nothing about who signed)")
+	platformURL := fs.String("platform", "", "also check that the verdict is about the entry the platform's release log holds at its index, under a checkpoint that meets the witness policy (default: the verdict is checked on its own)")
 	if err := parseFlags(fs, args, 2); err != nil {
 		return err
 	}
@@ -162,6 +164,12 @@ func runRebuildVerify(ctx context.Context, e *env, args []string) error {
 	}
 	id, _ := key.KeyID()
 	fmt.Fprintf(e.stdout, "%s\n  signed by %s (key %s%s)\n", v.Summary(), v.Rebuilder, id, map[bool]string{true: ", fetched from the rebuilder: pin it with --key"}[*keyFile == ""])
+	if *platformURL != "" {
+		if err := verdictInLog(ctx, *platformURL, v); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "  about release-log entry %d of %s, proved included in a witnessed checkpoint\n", v.Release.LogIndex, *platformURL)
+	}
 	if v.Toolchain.Original != v.Toolchain.Rebuild {
 		fmt.Fprintf(e.stdout, "  toolchains differ: original %s, rebuild %s\n", v.Toolchain.Original, v.Toolchain.Rebuild)
 	}
@@ -169,6 +177,27 @@ func runRebuildVerify(ctx context.Context, e *env, args []string) error {
 		b, _ := json.MarshalIndent(v.Artifacts, "  ", "  ")
 		fmt.Fprintf(e.stdout, "  artifacts: %s\n", b)
 		return fmt.Errorf("%s %s did not reproduce", name, version)
+	}
+	return nil
+}
+
+// verdictInLog checks that v is about the entry the platform's release
+// log holds at the verdict's index: the same bytes (by digest), hence the
+// same name, version and artifacts.
+func verdictInLog(ctx context.Context, platformURL string, v *rebuild.Verdict) error {
+	entry, err := (&rebuilder.Rebuilder{Platform: platformURL}).LoggedEntry(ctx, v.Release.LogIndex)
+	if err != nil {
+		return fmt.Errorf("the release log: %w", err)
+	}
+	if got := release.Digest(entry); got != v.Release.Entry {
+		return fmt.Errorf("the release log: entry %d is %s, the verdict is about %s", v.Release.LogIndex, got, v.Release.Entry)
+	}
+	e, err := release.ParseEntry(entry)
+	if err != nil {
+		return fmt.Errorf("the release log: entry %d: %w", v.Release.LogIndex, err)
+	}
+	if e.Name != v.Release.Name || e.Version != v.Release.Version || !slices.Equal(e.Artifacts, v.Subjects) {
+		return fmt.Errorf("the release log: entry %d is %s %s with other artifacts than the verdict's subjects", v.Release.LogIndex, e.Name, e.Version)
 	}
 	return nil
 }

@@ -117,4 +117,32 @@ func TestRebuildOnce(t *testing.T) {
 	if _, err := run("verify", "--rebuilder", srv.URL, "rules", "3"); err == nil {
 		t.Error("verify of a release without a verdict passed")
 	}
+
+	// Against the release log: the platform's log holds the entry the
+	// verdict names; another platform's log, where rules 1 has other
+	// bytes, does not.
+	os.WriteFile(keyFile, pub.PEM(), 0o644)
+	if out, err := run("verify", "--rebuilder", srv.URL, "--key", keyFile, "--platform", p.URL(), "rules", "1"); err != nil || !strings.Contains(out, "about release-log entry 0 of "+p.URL()) {
+		t.Errorf("verify rules 1 against the log: %q, %v", out, err)
+	}
+	other2, err := platform.Start(ctx, platform.Config{Data: t.TempDir(), Listen: "127.0.0.1:0", CheckpointInterval: 100 * time.Millisecond, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		other2.Close(ctx)
+	}()
+	if _, err := run("verify", "--rebuilder", srv.URL, "--key", keyFile, "--platform", other2.URL(), "rules", "1"); err == nil || !strings.Contains(err.Error(), "checkpoint has 0 entries") {
+		t.Errorf("verify against an empty log: %v, want the entry missing", err)
+	}
+	src2 := []byte("other source")
+	if _, err := other2.Publish(ctx, "rules", "1", map[string][]byte{"a": []byte("not the same")}, src2, &release.Build{Recipe: []byte(`{}`), Source: "dir:x",
+		Archive: strings.TrimPrefix(release.Digest(src2), "sha256:"), Toolchain: "go1.26.8", BuilderID: other2.URL() + "/conveyer", InvocationID: "x", Started: time.Now(), Finished: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run("verify", "--rebuilder", srv.URL, "--key", keyFile, "--platform", other2.URL(), "rules", "1"); err == nil || !strings.Contains(err.Error(), "the verdict is about") {
+		t.Errorf("verify against another log: %v, want the entry's digest to differ", err)
+	}
 }

@@ -234,6 +234,30 @@ func (r *Rebuilder) RebuildOne(ctx context.Context, index uint64) (*Rebuilt, err
 	return got, err
 }
 
+// LoggedEntry reads the release-log entry at index from the platform's
+// log, proved included in its current checkpoint, which must meet the
+// witness policy of the platform's discovery document. It reads and keeps
+// no state: it is for checking a verdict against the log (`vitrine
+// rebuild verify --platform`), and needs only Platform (and Client).
+func (r *Rebuilder) LoggedEntry(ctx context.Context, index uint64) ([]byte, error) {
+	t, err := r.resolve(ctx)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := t.fetcher.ReadCheckpoint(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("fetching the release log's checkpoint: %w", err)
+	}
+	cp, err := t.policy.VerifyCheckpoint(raw, t.verifier)
+	if err != nil {
+		return nil, fmt.Errorf("the release log's checkpoint: %w", err)
+	}
+	if index >= cp.Size {
+		return nil, fmt.Errorf("release-log entry %d: the log's checkpoint has %d entries", index, cp.Size)
+	}
+	return readEntry(ctx, t, index, raw, cp.Size)
+}
+
 // Follow runs a pass every interval until ctx is done or the platform can
 // no longer be trusted (see [Rebuilder.RebuildNew]); other failures are
 // logged and retried.
