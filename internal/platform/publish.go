@@ -33,16 +33,36 @@ type Published struct {
 // files under /releases/ and its targets in the TUF update repository. A
 // release is done only then.
 //
-// A release is served under /releases/ before its targets are added to the
-// update repository, so a failure between the two (the repository's disk,
-// a proof the log cannot give, a crash) leaves it published but out of
-// reach of the endpoints. Publishing it again with the same artifacts (a
-// reproducible build gives them) finishes it: the release as logged is
-// added to the update repository, and no second entry is logged. Start
-// does the same for every such release it finds.
+// Each step can fail after the one before took effect, and an entry once
+// logged cannot be taken back, so a release is kept in a durable state
+// between them and publishing it again with the same artifacts (a
+// reproducible build gives them) goes on from where it stopped:
+//
+//   - staged before its entry is appended, and the entry's index recorded
+//     right after: a failure to get the entry witnessed or to write the
+//     release (the witness down, the disk full) is finished with the same
+//     entry, not logged a second time;
+//   - served under /releases/ before its targets are added to the update
+//     repository: a failure there (the repository's disk, a proof the log
+//     cannot give) is finished by adding the release as it was logged.
+//
+// Start does the same for every release it finds left in either state.
+// Only a crash between the append and recording its index logs a release
+// twice. Other artifacts under a name and version already logged or
+// published are refused with [releases.ErrExists].
 func (p *Platform) Publish(ctx context.Context, name, version string, artifacts map[string][]byte, source []byte, build *release.Build) (*Published, error) {
 	if p.releases.Exists(name, version) {
 		return p.resumePublish(ctx, name, version, artifacts)
+	}
+	staged, logged, err := p.releases.Staged(name, version)
+	if err != nil {
+		return nil, fmt.Errorf("publishing %s %s: %w", name, version, err)
+	}
+	if logged {
+		if !maps.EqualFunc(staged.Artifacts, artifacts, bytes.Equal) {
+			return nil, fmt.Errorf("publishing %s %s: %w: release-log entry %d names it with other artifacts", name, version, releases.ErrExists, staged.Index)
+		}
+		return p.finishPublish(ctx, staged)
 	}
 	var arts []release.Artifact
 	for _, n := range slices.Sorted(maps.Keys(artifacts)) {
@@ -63,25 +83,41 @@ func (p *Platform) Publish(ctx context.Context, name, version string, artifacts 
 	if err != nil {
 		return nil, fmt.Errorf("publishing %s %s: %w", name, version, err)
 	}
-	l := p.logs["release"]
-	idx, err := l.Append(ctx, entry)
-	if err != nil {
+	rel := &releases.Release{Entry: entry, Envelope: env, Source: source, Artifacts: artifacts}
+	if err := p.releases.Stage(rel); err != nil {
+		return nil, fmt.Errorf("publishing %s %s: staging: %w", name, version, err)
+	}
+	if rel.Index, err = p.logs["release"].Append(ctx, entry); err != nil {
 		return nil, fmt.Errorf("publishing %s %s: appending to the release log: %w", name, version, err)
+	}
+	if err := p.releases.Logged(name, version, rel.Index); err != nil {
+		return nil, fmt.Errorf("publishing %s %s: recording release-log entry %d: %w", name, version, rel.Index, err)
+	}
+	return p.finishPublish(ctx, rel)
+}
+
+// finishPublish publishes a release whose entry is logged at rel.Index:
+// once a witnessed checkpoint covers it, under /releases/, then in the
+// update repository.
+func (p *Platform) finishPublish(ctx context.Context, rel *releases.Release) (*Published, error) {
+	e, err := release.ParseEntry(rel.Entry)
+	if err != nil {
+		return nil, err
 	}
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if _, err := l.AwaitWitnessed(wctx, idx); err != nil {
-		return nil, fmt.Errorf("publishing %s %s: release-log entry %d is not in a witnessed checkpoint: %w", name, version, idx, err)
+	if _, err := p.logs["release"].AwaitWitnessed(wctx, rel.Index); err != nil {
+		return nil, fmt.Errorf("publishing %s %s: release-log entry %d is not in a witnessed checkpoint: %w", e.Name, e.Version, rel.Index, err)
 	}
-	if err := p.releases.Publish(&releases.Release{Entry: entry, Envelope: env, Source: source, Artifacts: artifacts, Index: idx}); err != nil {
-		return nil, fmt.Errorf("publishing %s %s: %w", name, version, err)
+	if err := p.releases.Publish(rel); err != nil {
+		return nil, fmt.Errorf("publishing %s %s: %w", e.Name, e.Version, err)
 	}
 	// Endpoints install only through the update repository: a release
 	// that cannot be added there is not published (fail closed).
-	if err := p.addUpdate(wctx, name, version, artifacts, env, entry, idx); err != nil {
-		return nil, fmt.Errorf("publishing %s %s: update repository: %w", name, version, err)
+	if err := p.addUpdate(wctx, e.Name, e.Version, rel.Artifacts, rel.Envelope, rel.Entry, rel.Index); err != nil {
+		return nil, fmt.Errorf("publishing %s %s: update repository: %w", e.Name, e.Version, err)
 	}
-	return &Published{Name: name, Version: version, Artifacts: arts, LogIndex: idx}, nil
+	return &Published{Name: e.Name, Version: e.Version, Artifacts: e.Artifacts, LogIndex: rel.Index}, nil
 }
 
 // resumePublish finishes a release that is published under /releases/ but
@@ -98,6 +134,9 @@ func (p *Platform) resumePublish(ctx context.Context, name, version string, arti
 	}
 	if !maps.EqualFunc(stored.Artifacts, artifacts, bytes.Equal) {
 		return nil, exists
+	}
+	if err := p.releases.Unstage(name, version); err != nil {
+		return nil, fmt.Errorf("publishing %s %s: %w", name, version, err)
 	}
 	if err := p.addStored(ctx, stored); err != nil {
 		return nil, fmt.Errorf("publishing %s %s: update repository: %w", name, version, err)
@@ -126,18 +165,43 @@ func (p *Platform) addStored(ctx context.Context, r *releases.Release) error {
 	return err
 }
 
-// syncUpdates adds to the update repository every release published
-// under /releases/ that it lacks (see Publish), oldest log entry first, so
-// that each rule database's delta is from the version before it. It
-// returns how many it added, and the errors of those it could not add.
+// syncUpdates finishes what failures or crashes left of publishes (see
+// Publish): every staged release whose entry is logged is published, and
+// every release published under /releases/ that the update repository
+// lacks is added to it, oldest log entry first, so that each rule
+// database's delta is from the version before it. It returns how many it
+// finished, and the errors of those it could not.
 func (p *Platform) syncUpdates(ctx context.Context) (int, error) {
-	list, err := p.releases.List()
+	var n int
+	var errs []error
+	staged, err := p.releases.StagedLogged()
 	if err != nil {
 		return 0, err
 	}
+	for _, nv := range staged {
+		if p.releases.Exists(nv[0], nv[1]) {
+			// Published, then stopped before the stage was removed.
+			if err := p.releases.Unstage(nv[0], nv[1]); err != nil {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		r, logged, err := p.releases.Staged(nv[0], nv[1])
+		if err == nil && logged {
+			_, err = p.finishPublish(ctx, r)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("staged %s %s: %w", nv[0], nv[1], err))
+			continue
+		}
+		p.logger.Info("published a release logged before a failure", "release", nv[0], "version", nv[1], "log_index", r.Index)
+		n++
+	}
+	list, err := p.releases.List()
+	if err != nil {
+		return n, errors.Join(append(errs, err)...)
+	}
 	slices.SortFunc(list, func(a, b releases.Listed) int { return cmp.Compare(a.LogIndex, b.LogIndex) })
-	var n int
-	var errs []error
 	for _, l := range list {
 		if p.updates.Has(l.Name, l.Version) {
 			continue

@@ -356,3 +356,73 @@ func TestBuildResumes(t *testing.T) {
 		t.Fatalf("build of a finished release = %v, want ErrExists", err)
 	}
 }
+
+// TestPublishStaged: a release whose entry is logged but which could not
+// be written under /releases/ (here a file stands where its directory
+// must be made) is finished with the same entry by publishing it again,
+// or by restarting the platform: the release log never holds it twice.
+// Other artifacts under that name and version are refused.
+func TestPublishStaged(t *testing.T) {
+	ctx := context.Background()
+	data := t.TempDir()
+	p := start(t, data)
+	defer func() { stop(t, p) }()
+	publish := func(p *Platform, name string, db []byte) (*Published, error) {
+		src := []byte("rules " + name)
+		return p.Publish(ctx, name, "1", map[string][]byte{"sample": db}, src, testBuild(p, name, src))
+	}
+	block := func(name string) func() {
+		f := filepath.Join(data, "releases", name)
+		if err := os.WriteFile(f, []byte("in the way"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return func() {
+			if err := os.Remove(f); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	db := compileDB(t, 1, "44d88612fea8a8f36de82e1278abb02f:68:EICAR-Test-File\n")
+	unblock := block("a")
+	if _, err := publish(p, "a", db); err == nil {
+		t.Fatal("publish with /releases/ blocked succeeded")
+	}
+	staged, logged, err := p.releases.Staged("a", "1")
+	if err != nil || !logged || staged.Index != 0 {
+		t.Fatalf("staged a: %v, logged %v, %v; want entry 0", staged, logged, err)
+	}
+	if _, err := publish(p, "a", db); err == nil {
+		t.Fatal("publish again, still blocked, succeeded")
+	}
+	if _, err := publish(p, "a", compileDB(t, 1, "0123456789abcdef0123456789abcdef:10:Other-Test\n")); !errors.Is(err, releases.ErrExists) {
+		t.Fatalf("publish of other bytes as a 1 = %v, want ErrExists", err)
+	}
+	unblock()
+	got, err := publish(p, "a", db)
+	if err != nil || got.LogIndex != 0 {
+		t.Fatalf("publish again, unblocked = %+v, %v; want entry 0", got, err)
+	}
+	if !p.finished("a", "1") {
+		t.Fatal("a 1 is not published and in the update repository")
+	}
+	if s, _, _ := p.releases.Staged("a", "1"); s != nil {
+		t.Error("a 1 is still staged once published")
+	}
+
+	// Stopped after the append: the restart finishes it.
+	unblock = block("b")
+	if _, err := publish(p, "b", db); err == nil {
+		t.Fatal("publish with /releases/ blocked succeeded")
+	}
+	stop(t, p)
+	unblock()
+	p = start(t, data)
+	r, err := p.releases.Load("b", "1")
+	if err != nil || r.Index != 1 || !p.finished("b", "1") {
+		t.Fatalf("b 1 after a restart: %+v, %v; want published at entry 1 and in the update repository", r, err)
+	}
+	// Nothing was logged twice: the next release is entry 2.
+	if got, err := publish(p, "c", db); err != nil || got.LogIndex != 2 {
+		t.Fatalf("publish c = %+v, %v; want entry 2", got, err)
+	}
+}

@@ -63,34 +63,56 @@ type Release struct {
 var ErrExists = errors.New("release already published")
 
 // Publish writes r. The entry must parse and name exactly r's artifacts
-// with their digests, and bind r's envelope.
+// with their digests, and bind r's envelope. A staged release of the same
+// name and version (see [Store.Stage]) is removed once r is published.
 func (s *Store) Publish(r *Release) error {
-	e, err := release.ParseEntry(r.Entry)
+	e, err := check(r)
 	if err != nil {
 		return err
-	}
-	if e.Envelope != release.Digest(r.Envelope) {
-		return errors.New("the entry does not bind this envelope")
-	}
-	if len(e.Artifacts) != len(r.Artifacts) {
-		return fmt.Errorf("the entry names %d artifacts, the release has %d", len(e.Artifacts), len(r.Artifacts))
-	}
-	for _, a := range e.Artifacts {
-		b, ok := r.Artifacts[a.Name]
-		if !ok || release.Digest(b) != "sha256:"+a.SHA256 {
-			return fmt.Errorf("artifact %s is missing or differs from the entry", a.Name)
-		}
-		if !validFile(a.Name) {
-			return fmt.Errorf("artifact name %q cannot be a file name", a.Name)
-		}
-	}
-	if !validFile(e.Name) || !validFile(e.Version) {
-		return fmt.Errorf("release %q %q cannot be file names", e.Name, e.Version)
 	}
 	final := filepath.Join(s.dir, e.Name, e.Version)
 	if _, err := os.Stat(final); err == nil {
 		return fmt.Errorf("%w: %s %s", ErrExists, e.Name, e.Version)
 	}
+	if err := writeRelease(final, r, true); err != nil {
+		return err
+	}
+	return s.Unstage(e.Name, e.Version)
+}
+
+// check checks that r's entry parses and names exactly r's artifacts with
+// their digests, binds r's envelope, and that names and versions can be
+// file names.
+func check(r *Release) (*release.Entry, error) {
+	e, err := release.ParseEntry(r.Entry)
+	if err != nil {
+		return nil, err
+	}
+	if e.Envelope != release.Digest(r.Envelope) {
+		return nil, errors.New("the entry does not bind this envelope")
+	}
+	if len(e.Artifacts) != len(r.Artifacts) {
+		return nil, fmt.Errorf("the entry names %d artifacts, the release has %d", len(e.Artifacts), len(r.Artifacts))
+	}
+	for _, a := range e.Artifacts {
+		b, ok := r.Artifacts[a.Name]
+		if !ok || release.Digest(b) != "sha256:"+a.SHA256 {
+			return nil, fmt.Errorf("artifact %s is missing or differs from the entry", a.Name)
+		}
+		if !validFile(a.Name) {
+			return nil, fmt.Errorf("artifact name %q cannot be a file name", a.Name)
+		}
+	}
+	if !validFile(e.Name) || !validFile(e.Version) {
+		return nil, fmt.Errorf("release %q %q cannot be file names", e.Name, e.Version)
+	}
+	return e, nil
+}
+
+// writeRelease writes r's files (and, if withIndex, log_index.json) to a
+// temporary directory beside final, syncs them, and renames it to final,
+// which must not exist.
+func writeRelease(final string, r *Release, withIndex bool) error {
 	if err := os.MkdirAll(filepath.Dir(final), 0o755); err != nil {
 		return err
 	}
@@ -99,10 +121,10 @@ func (s *Store) Publish(r *Release) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	meta, _ := json.Marshal(struct {
-		Index uint64 `json:"log_index"`
-	}{r.Index})
-	files := map[string][]byte{"release.json": r.Entry, "provenance.json": r.Envelope, "source.tar.gz": r.Source, "log_index.json": meta}
+	files := map[string][]byte{"release.json": r.Entry, "provenance.json": r.Envelope, "source.tar.gz": r.Source}
+	if withIndex {
+		files["log_index.json"] = indexJSON(r.Index)
+	}
 	for n, b := range r.Artifacts {
 		files["artifacts/"+n] = b
 	}
@@ -115,10 +137,20 @@ func (s *Store) Publish(r *Release) error {
 			return err
 		}
 	}
+	if err := atomicfile.SyncDir(tmp); err != nil {
+		return err
+	}
 	if err := os.Rename(tmp, final); err != nil {
 		return err
 	}
 	return atomicfile.SyncDir(filepath.Dir(final))
+}
+
+func indexJSON(i uint64) []byte {
+	b, _ := json.Marshal(struct {
+		Index uint64 `json:"log_index"`
+	}{i})
+	return b
 }
 
 func validFile(s string) bool {
@@ -140,41 +172,154 @@ func (s *Store) Load(name, version string) (*Release, error) {
 	if !validFile(name) || !validFile(version) {
 		return nil, fmt.Errorf("release %q %q cannot be file names", name, version)
 	}
-	dir := filepath.Join(s.dir, name, version)
+	r, logged, err := readRelease(filepath.Join(s.dir, name, version), name, version)
+	if err == nil && !logged {
+		err = errors.New("log_index.json holds no log index")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("loading %s %s: %w", name, version, err)
+	}
+	return r, nil
+}
+
+// readRelease reads the release of name and version written to dir by
+// writeRelease, checking it as Publish does, and reports whether it has
+// its log index.
+func readRelease(dir, name, version string) (*Release, bool, error) {
 	r := &Release{Artifacts: map[string][]byte{}}
-	var meta []byte
-	for n, dst := range map[string]*[]byte{"release.json": &r.Entry, "provenance.json": &r.Envelope, "source.tar.gz": &r.Source, "log_index.json": &meta} {
+	for n, dst := range map[string]*[]byte{"release.json": &r.Entry, "provenance.json": &r.Envelope, "source.tar.gz": &r.Source} {
 		b, err := os.ReadFile(filepath.Join(dir, n))
 		if err != nil {
-			return nil, fmt.Errorf("loading %s %s: %w", name, version, err)
+			return nil, false, err
 		}
 		*dst = b
+	}
+	e, err := release.ParseEntry(r.Entry)
+	if err != nil {
+		return nil, false, err
+	}
+	if e.Name != name || e.Version != version {
+		return nil, false, fmt.Errorf("its entry is of %s %s", e.Name, e.Version)
+	}
+	for _, a := range e.Artifacts {
+		if !validFile(a.Name) {
+			return nil, false, fmt.Errorf("artifact name %q cannot be a file name", a.Name)
+		}
+		b, err := os.ReadFile(filepath.Join(dir, "artifacts", a.Name))
+		if err != nil {
+			return nil, false, err
+		}
+		r.Artifacts[a.Name] = b
+	}
+	if _, err := check(r); err != nil {
+		return nil, false, fmt.Errorf("%w (its files changed on disk)", err)
+	}
+	meta, err := os.ReadFile(filepath.Join(dir, "log_index.json"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return r, false, nil
+	}
+	if err != nil {
+		return nil, false, err
 	}
 	var m struct {
 		Index *uint64 `json:"log_index"`
 	}
 	if err := json.Unmarshal(meta, &m); err != nil || m.Index == nil {
-		return nil, fmt.Errorf("loading %s %s: log_index.json holds no log index", name, version)
+		return nil, false, errors.New("log_index.json holds no log index")
 	}
 	r.Index = *m.Index
-	e, err := release.ParseEntry(r.Entry)
+	return r, true, nil
+}
+
+// Staging. Publish needs the release log's entry to be witnessed before
+// it writes a release, and an entry once appended cannot be taken back. So
+// the platform stages a release before it appends its entry, and records
+// the entry's index right after. A publish that fails after the append
+// (the witness, the disk, a crash) is then finished with the same entry by
+// the next publish of that release, instead of logging it a second time.
+// Staged releases are under <dir>/.pending/<name>/<version>/, laid out as
+// published ones, and are never served.
+
+func (s *Store) stagePath(name, version string) string {
+	return filepath.Join(s.dir, ".pending", name, version)
+}
+
+// Stage keeps r, without its index, as the staged release of its name and
+// version, replacing one staged before.
+func (s *Store) Stage(r *Release) error {
+	e, err := check(r)
 	if err != nil {
-		return nil, fmt.Errorf("loading %s %s: %w", name, version, err)
+		return err
 	}
-	if e.Name != name || e.Version != version {
-		return nil, fmt.Errorf("loading %s %s: its entry is of %s %s", name, version, e.Name, e.Version)
+	if err := s.Unstage(e.Name, e.Version); err != nil {
+		return err
 	}
-	for _, a := range e.Artifacts {
-		b, err := os.ReadFile(filepath.Join(dir, "artifacts", a.Name))
+	return writeRelease(s.stagePath(e.Name, e.Version), r, false)
+}
+
+// Logged records that the staged release of name and version is the
+// release log's entry index.
+func (s *Store) Logged(name, version string, index uint64) error {
+	if !validFile(name) || !validFile(version) {
+		return fmt.Errorf("release %q %q cannot be file names", name, version)
+	}
+	return atomicfile.Write(filepath.Join(s.stagePath(name, version), "log_index.json"), indexJSON(index), 0o644)
+}
+
+// Staged returns the staged release of name and version, and whether its
+// entry is logged (then its Index is the entry's); nil if none is staged.
+func (s *Store) Staged(name, version string) (*Release, bool, error) {
+	if !validFile(name) || !validFile(version) {
+		return nil, false, nil
+	}
+	dir := s.stagePath(name, version)
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		return nil, false, nil
+	}
+	r, logged, err := readRelease(dir, name, version)
+	if err != nil {
+		return nil, false, fmt.Errorf("staged release %s %s: %w", name, version, err)
+	}
+	return r, logged, nil
+}
+
+// Unstage removes the staged release of name and version, if any.
+func (s *Store) Unstage(name, version string) error {
+	if !validFile(name) || !validFile(version) {
+		return nil
+	}
+	return os.RemoveAll(s.stagePath(name, version))
+}
+
+// StagedLogged lists the staged releases whose entries are logged, as
+// "name" and "version" pairs.
+func (s *Store) StagedLogged() ([][2]string, error) {
+	var out [][2]string
+	names, err := os.ReadDir(filepath.Join(s.dir, ".pending"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range names {
+		if !n.IsDir() || !validFile(n.Name()) {
+			continue
+		}
+		versions, err := os.ReadDir(filepath.Join(s.dir, ".pending", n.Name()))
 		if err != nil {
-			return nil, fmt.Errorf("loading %s %s: %w", name, version, err)
+			return nil, err
 		}
-		if release.Digest(b) != "sha256:"+a.SHA256 {
-			return nil, fmt.Errorf("loading %s %s: artifact %s differs from its entry", name, version, a.Name)
+		for _, v := range versions {
+			if !v.IsDir() || !validFile(v.Name()) {
+				continue
+			}
+			if _, err := os.Stat(filepath.Join(s.stagePath(n.Name(), v.Name()), "log_index.json")); err == nil {
+				out = append(out, [2]string{n.Name(), v.Name()})
+			}
 		}
-		r.Artifacts[a.Name] = b
 	}
-	return r, nil
+	return out, nil
 }
 
 // Listed is one release in the index.

@@ -106,7 +106,7 @@ func TestLoad(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "vitrine", "1.0.0", "artifacts", "vitrine_linux_amd64"), []byte("tampered"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Load("vitrine", "1.0.0"); err == nil || !strings.Contains(err.Error(), "differs from its entry") {
+	if _, err := s.Load("vitrine", "1.0.0"); err == nil || !strings.Contains(err.Error(), "differs from the entry") {
 		t.Errorf("loading a tampered artifact: %v", err)
 	}
 }
