@@ -1,6 +1,7 @@
 package releases
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
@@ -108,5 +109,61 @@ func TestLoad(t *testing.T) {
 	}
 	if _, err := s.Load("vitrine", "1.0.0"); err == nil || !strings.Contains(err.Error(), "differs from the entry") {
 		t.Errorf("loading a tampered artifact: %v", err)
+	}
+}
+
+// TestStage: a staged release reads back, logged once its index is
+// recorded; it is neither listed nor served; publishing it removes it.
+func TestStage(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := testRelease(t, "1.0.0")
+	if got, logged, err := s.Staged("vitrine", "1.0.0"); got != nil || logged || err != nil {
+		t.Fatalf("Staged before Stage = %v, %v, %v", got, logged, err)
+	}
+	if err := s.Stage(r); err != nil {
+		t.Fatal(err)
+	}
+	if got, logged, err := s.Staged("vitrine", "1.0.0"); err != nil || logged || got == nil || !bytes.Equal(got.Entry, r.Entry) {
+		t.Fatalf("Staged = %v, logged %v, %v; want the release, not logged", got, logged, err)
+	}
+	if l, _ := s.StagedLogged(); len(l) != 0 {
+		t.Errorf("StagedLogged = %v before Logged", l)
+	}
+	if err := s.Logged("vitrine", "1.0.0", 7); err != nil {
+		t.Fatal(err)
+	}
+	got, logged, err := s.Staged("vitrine", "1.0.0")
+	if err != nil || !logged || !reflect.DeepEqual(got, r) {
+		t.Fatalf("Staged after Logged = %+v, %v, %v; want %+v logged", got, logged, err, r)
+	}
+	if l, _ := s.StagedLogged(); len(l) != 1 || l[0] != [2]string{"vitrine", "1.0.0"} {
+		t.Errorf("StagedLogged = %v", l)
+	}
+	if l, _ := s.List(); len(l) != 0 {
+		t.Errorf("List shows a staged release: %v", l)
+	}
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/.pending/vitrine/1.0.0/release.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("a staged file is served: %d", resp.StatusCode)
+	}
+	if err := s.Publish(r); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, _ := s.Staged("vitrine", "1.0.0"); got != nil {
+		t.Error("still staged once published")
+	}
+	bad := testRelease(t, "2.0.0")
+	bad.Envelope = []byte("{}")
+	if err := s.Stage(bad); err == nil {
+		t.Error("staged an envelope the entry does not bind")
 	}
 }
