@@ -211,26 +211,12 @@ func TestPublishResumes(t *testing.T) {
 		src := []byte("rules " + version)
 		return p.Publish(ctx, "sample-ruledb", version, map[string][]byte{"sample": db}, src, testBuild(p, "sample-ruledb"+version, src))
 	}
-	block := func(version string) func() {
-		f := filepath.Join(data, "updates", "targets", "sample-ruledb", version)
-		if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(f, []byte("in the way"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return func() {
-			if err := os.Remove(f); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
 	if _, err := publish(p, "1", compileDB(t, 1, rule1)); err != nil {
 		t.Fatal(err)
 	}
 
 	db2 := compileDB(t, 2, rule2)
-	unblock := block("2")
+	unblock := blockDir(t, filepath.Join(data, "updates", "targets", "sample-ruledb", "2"))
 	if _, err := publish(p, "2", db2); err == nil || !strings.Contains(err.Error(), "update repository") {
 		t.Fatalf("publish with the repository blocked = %v, want an update repository error", err)
 	}
@@ -257,7 +243,7 @@ func TestPublishResumes(t *testing.T) {
 
 	// A platform stopped between the two steps adds the release when it
 	// starts again.
-	unblock = block("3")
+	unblock = blockDir(t, filepath.Join(data, "updates", "targets", "sample-ruledb", "3"))
 	if _, err := publish(p, "3", compileDB(t, 3, rule3)); err == nil {
 		t.Fatal("publish with the repository blocked succeeded")
 	}
@@ -328,13 +314,7 @@ func TestBuildResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	recipe := []byte(`{"name":"db","version":"1","source":{"dir":"` + src + `"},"targets":[{"ruledb":{"name":"db","dir":"rules"}}]}`)
-	blocker := filepath.Join(data, "updates", "targets", "db", "1")
-	if err := os.MkdirAll(filepath.Dir(blocker), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(blocker, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	unblock := blockDir(t, filepath.Join(data, "updates", "targets", "db", "1"))
 	if _, err := p.Build(ctx, recipe); err == nil || !strings.Contains(err.Error(), "update repository") {
 		t.Fatalf("build with the repository blocked = %v, want an update repository error", err)
 	}
@@ -342,9 +322,7 @@ func TestBuildResumes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Remove(blocker); err != nil {
-		t.Fatal(err)
-	}
+	unblock()
 	got, err := p.Build(ctx, recipe)
 	if err != nil {
 		t.Fatalf("build again: %v", err)
@@ -371,19 +349,8 @@ func TestPublishStaged(t *testing.T) {
 		src := []byte("rules " + name)
 		return p.Publish(ctx, name, "1", map[string][]byte{"sample": db}, src, testBuild(p, name, src))
 	}
-	block := func(name string) func() {
-		f := filepath.Join(data, "releases", name)
-		if err := os.WriteFile(f, []byte("in the way"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return func() {
-			if err := os.Remove(f); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
 	db := compileDB(t, 1, "44d88612fea8a8f36de82e1278abb02f:68:EICAR-Test-File\n")
-	unblock := block("a")
+	unblock := blockDir(t, filepath.Join(data, "releases", "a"))
 	if _, err := publish(p, "a", db); err == nil {
 		t.Fatal("publish with /releases/ blocked succeeded")
 	}
@@ -410,7 +377,7 @@ func TestPublishStaged(t *testing.T) {
 	}
 
 	// Stopped after the append: the restart finishes it.
-	unblock = block("b")
+	unblock = blockDir(t, filepath.Join(data, "releases", "b"))
 	if _, err := publish(p, "b", db); err == nil {
 		t.Fatal("publish with /releases/ blocked succeeded")
 	}
@@ -424,5 +391,24 @@ func TestPublishStaged(t *testing.T) {
 	// Nothing was logged twice: the next release is entry 2.
 	if got, err := publish(p, "c", db); err != nil || got.LogIndex != 2 {
 		t.Fatalf("publish c = %+v, %v; want entry 2", got, err)
+	}
+}
+
+// blockDir puts a regular file at path, where a directory must be made:
+// a write fault that neither permissions nor running as root get past.
+// It returns what removes the file.
+func blockDir(t *testing.T, path string) (unblock func()) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte("in the way"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		t.Helper()
+		if err := os.Remove(path); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
