@@ -13,6 +13,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
 	"strings"
 
 	"github.com/vitrine-dev/vitrine/ruledb"
@@ -41,6 +44,16 @@ type Builder struct {
 	// cache is safe: "go mod verify" checks every module against go.sum
 	// before each build.
 	ModCache string
+	// Toolchain is the Go toolchain to build with, as "go env GOVERSION"
+	// names it (e.g. "go1.26.8"). Empty, or the version of the go command
+	// itself, means that go command. Another version is fetched in the
+	// download phase as the module golang.org/toolchain, through the
+	// proxy and checked against the checksum database as the go command
+	// does for GOTOOLCHAIN (so SumDB must not be "off"), and the build
+	// phase runs it from the module cache with no network. A rebuilder
+	// uses it to build with the toolchain the original build recorded,
+	// whatever Go it has installed.
+	Toolchain string
 	// Logger receives one record per command; nil discards them.
 	Logger *slog.Logger
 
@@ -182,6 +195,20 @@ func (b *Builder) Build(ctx context.Context, r *Recipe, workDir string) (*Result
 	if modCache, err = filepath.Abs(modCache); err != nil {
 		return nil, err
 	}
+	// The toolchain: the go command's own, or another fetched below.
+	switchTo := ""
+	if b.Toolchain != "" {
+		if !toolchainRE.MatchString(b.Toolchain) {
+			return nil, fmt.Errorf("%w: toolchain %q is not a Go version such as go1.26.8", ErrInvalidRecipe, b.Toolchain)
+		}
+		local, err := goVersion(ctx, goCmd)
+		if err != nil {
+			return nil, err
+		}
+		if local != b.Toolchain {
+			switchTo = b.Toolchain
+		}
+	}
 	run := func(phase string, env []string, out io.Writer, args ...string) error {
 		cmd := exec.CommandContext(ctx, goCmd, args...)
 		cmd.Dir, cmd.Env = res.SourceDir, env
@@ -217,6 +244,11 @@ func (b *Builder) Build(ctx context.Context, r *Recipe, workDir string) (*Result
 		if err != nil {
 			return nil, err
 		}
+		if switchTo != "" {
+			// The go command fetches and checks the toolchain, then
+			// runs the download with it.
+			env = slices.Replace(env, slices.Index(env, "GOTOOLCHAIN=local"), slices.Index(env, "GOTOOLCHAIN=local")+1, "GOTOOLCHAIN="+switchTo)
+		}
 		// "go mod download" adds missing go.sum lines even under
 		// -mod=readonly; a source whose go.sum is incomplete is refused,
 		// never silently completed.
@@ -234,6 +266,15 @@ func (b *Builder) Build(ctx context.Context, r *Recipe, workDir string) (*Result
 	env, err := hermeticEnv(filepath.Join(work, "build"), modCache, "GOPROXY=off", "GOSUMDB=off")
 	if err != nil {
 		return nil, err
+	}
+	if switchTo != "" {
+		// The toolchain the download phase fetched and checked, run
+		// directly: the go command's own switch would check it against
+		// the checksum database again, over the network.
+		goCmd = filepath.Join(modCache, "golang.org", "toolchain@v0.0.1-"+switchTo+"."+runtime.GOOS+"-"+runtime.GOARCH, "bin", "go")
+		if _, err := os.Stat(goCmd); err != nil {
+			return nil, fmt.Errorf("%w: toolchain %s is not in the module cache after the download phase: %v", ErrBuild, switchTo, err)
+		}
 	}
 	var version bytes.Buffer
 	if err := run("build", env, &version, "env", "GOVERSION"); err != nil {
@@ -371,6 +412,25 @@ func machineProxy(ctx context.Context, goCmd string) (proxy, sumdb string, err e
 		return "", "", fmt.Errorf("reading the machine's GOPROXY: unexpected output %q", out)
 	}
 	return lines[0], lines[1], nil
+}
+
+// toolchainRE matches the Go versions a toolchain can be fetched by:
+// releases and release candidates.
+var toolchainRE = regexp.MustCompile(`^go1\.[0-9]+(\.[0-9]+|rc[0-9]+)?$`)
+
+// IsToolchain reports whether v names a Go toolchain a Builder can fetch
+// (see Builder.Toolchain), such as "go1.26.8".
+func IsToolchain(v string) bool { return toolchainRE.MatchString(v) }
+
+// goVersion is the version of the go command goCmd itself.
+func goVersion(ctx context.Context, goCmd string) (string, error) {
+	cmd := exec.CommandContext(ctx, goCmd, "env", "GOVERSION")
+	cmd.Env = append(os.Environ(), "GOTOOLCHAIN=local", "GOENV=off")
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("reading the go command's version: %w", err)
+	}
+	return strings.TrimSpace(string(out)), nil
 }
 
 // hermeticEnv is the whole environment of a go command: PATH from the

@@ -22,6 +22,8 @@
 // [Builder.Build] runs in two phases. The first phase fills a module cache
 // with "go mod download" through the machine's GOPROXY, with
 // GOFLAGS=-mod=readonly so that go.sum is never changed, only followed.
+// (With [Builder.Toolchain] naming another Go release, the first phase
+// also fetches that toolchain, and the second runs it.)
 // The second phase is the build proper: GOPROXY=off, GOSUMDB=off,
 // GOFLAGS=-mod=readonly, GOTOOLCHAIN=local, CGO_ENABLED=0, a fresh GOCACHE,
 // GOPATH, HOME and TMPDIR, and an environment that holds nothing but PATH,

@@ -1,6 +1,7 @@
 package rebuild
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/base64"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -17,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vitrine-dev/vitrine/internal/conveyer"
 	"github.com/vitrine-dev/vitrine/internal/platform"
 	"github.com/vitrine-dev/vitrine/rebuild"
 	"github.com/vitrine-dev/vitrine/release"
@@ -327,5 +330,50 @@ func TestHandlerRefuses(t *testing.T) {
 		if resp.StatusCode != c.want {
 			t.Errorf("%s %s: %d, want %d", c.method, c.path, resp.StatusCode, c.want)
 		}
+	}
+}
+
+// TestRebuildWithRecordedToolchain: a release the original build made with
+// a Go toolchain other than the rebuilder's own reproduces, because the
+// rebuilder builds with the toolchain the provenance records, fetched
+// through the machine's module proxy (see conveyer's
+// TestBuildWithToolchain). Built with its own toolchain instead, the
+// same program differs.
+func TestRebuildWithRecordedToolchain(t *testing.T) {
+	ctx := context.Background()
+	out, err := exec.Command("go", "env", "GOVERSION", "GOMODCACHE").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Fields(string(out))
+	local, modCache := lines[0], lines[1]
+	other := "go1.26.7"
+	if local == other {
+		other = "go1.26.6"
+	}
+	p, _ := startPlatform(t)
+	src := helloSource(t)
+	original := &conveyer.Builder{Toolchain: other, ModCache: modCache, Logger: quiet}
+	b := conveyerBuild(t, original, helloRecipe("1", src))
+	if b.build.Toolchain != other {
+		t.Fatalf("the original build recorded %s, want %s", b.build.Toolchain, other)
+	}
+	pub := publish(t, p, "hello", "1", b)
+
+	r := newRebuilder(t, p, t.TempDir())
+	r.Builder = &conveyer.Builder{ModCache: modCache, Logger: quiet} // the machine's proxy and checksum database
+	got, err := r.RebuildOne(ctx, pub.LogIndex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Reproduced || got.Toolchain.Original != other || got.Toolchain.Rebuild != other {
+		t.Fatalf("verdict: reproduced %v (differ %v, error %q), toolchains %+v; want reproduced with %s on both sides (the rebuilder's go is %s)",
+			got.Reproduced, got.Differ, got.Error, got.Toolchain, other, local)
+	}
+
+	// The control: the rebuilder's own toolchain gives another binary.
+	own := conveyerBuild(t, testBuilder(t), helloRecipe("1", src))
+	if bytes.Equal(own.artifacts["hello_linux_amd64"], b.artifacts["hello_linux_amd64"]) {
+		t.Fatalf("%s and %s built the same binary: the test shows nothing", local, other)
 	}
 }

@@ -337,7 +337,14 @@ func (r *Rebuilder) rebuildEntry(ctx context.Context, t *trust, index uint64, en
 	}
 	recipe.Source = conveyer.Source{Dir: srcDir}
 	log.InfoContext(ctx, "rebuilding", "source", p.Source, "toolchain", p.Toolchain.Original)
-	res, err := r.builder().Build(ctx, recipe, filepath.Join(work, "build"))
+	// With the toolchain the original build recorded, fetched if it is
+	// not the rebuilder's own; a record that names no Go release leaves
+	// the rebuilder's own, and the verdict shows both.
+	b := *r.builder()
+	if conveyer.IsToolchain(p.Toolchain.Original) {
+		b.Toolchain = p.Toolchain.Original
+	}
+	res, err := b.Build(ctx, recipe, filepath.Join(work, "build"))
 	if err != nil {
 		// A download that failed says nothing about the release; a go.sum
 		// that lacks lines, a compile error or bad rules do.
