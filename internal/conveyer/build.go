@@ -45,8 +45,9 @@ type Builder struct {
 	// before each build.
 	ModCache string
 	// Toolchain is the Go toolchain to build with, as "go env GOVERSION"
-	// names it (e.g. "go1.26.8"). Empty, or the version of the go command
-	// itself, means that go command. Another version is fetched in the
+	// names it (e.g. "go1.26.8"); it overrides the recipe's. Empty (with
+	// no toolchain in the recipe either), or the version of the go
+	// command itself, means that go command. Another version is fetched in the
 	// download phase as the module golang.org/toolchain, through the
 	// proxy and checked against the checksum database as the go command
 	// does for GOTOOLCHAIN (so SumDB must not be "off"), and the build
@@ -196,17 +197,17 @@ func (b *Builder) Build(ctx context.Context, r *Recipe, workDir string) (*Result
 		return nil, err
 	}
 	// The toolchain: the go command's own, or another fetched below.
-	switchTo := ""
-	if b.Toolchain != "" {
-		if !toolchainRE.MatchString(b.Toolchain) {
-			return nil, fmt.Errorf("%w: toolchain %q is not a Go version such as go1.26.8", ErrInvalidRecipe, b.Toolchain)
+	switchTo := cmp(b.Toolchain, r.Toolchain)
+	if switchTo != "" {
+		if !IsToolchain(switchTo) {
+			return nil, fmt.Errorf("%w: toolchain %q is not a Go version such as go1.26.8", ErrInvalidRecipe, switchTo)
 		}
 		local, err := goVersion(ctx, goCmd)
 		if err != nil {
 			return nil, err
 		}
-		if local != b.Toolchain {
-			switchTo = b.Toolchain
+		if local == switchTo {
+			switchTo = ""
 		}
 	}
 	run := func(phase string, env []string, out io.Writer, args ...string) error {

@@ -31,6 +31,12 @@ type Recipe struct {
 	Source Source `json:"source"`
 	// Targets are built in order; at least one is required.
 	Targets []Target `json:"targets"`
+	// Toolchain is the Go release the Go targets are built with, e.g.
+	// "go1.26.8". Empty means the building machine's go command. Another
+	// release than that is fetched through the module proxy and checked
+	// against the checksum database (see [Builder.Toolchain], which
+	// overrides it).
+	Toolchain string `json:"toolchain,omitempty"`
 }
 
 // Source is either a git repository at a commit or a directory.
@@ -133,6 +139,9 @@ func (r *Recipe) Validate() error {
 	}
 	if len(r.Targets) == 0 {
 		return bad("targets: at least one target is required")
+	}
+	if r.Toolchain != "" && !IsToolchain(r.Toolchain) {
+		return bad("toolchain %q: want a Go release such as go1.26.8", r.Toolchain)
 	}
 	seen := map[string]bool{}
 	for i, t := range r.Targets {

@@ -20,7 +20,8 @@ const goodRecipe = `{
   "targets": [
     {"go": {"package": "./cmd/vitrine", "platforms": ["linux/amd64", "linux/arm64"], "ldflags": ["-s", "-w"], "tags": ["netgo"]}},
     {"ruledb": {"name": "sample", "dir": "ruledb/testdata/sample"}}
-  ]
+  ],
+  "toolchain": "go1.26.8"
 }`
 
 func TestParseRecipe(t *testing.T) {
@@ -33,6 +34,9 @@ func TestParseRecipe(t *testing.T) {
 	}
 	if got, want := r.Targets[1].RuleDB.Dir, "ruledb/testdata/sample"; got != want {
 		t.Errorf("ruledb dir = %q, want %q", got, want)
+	}
+	if r.Toolchain != "go1.26.8" {
+		t.Errorf("toolchain = %q, want go1.26.8", r.Toolchain)
 	}
 }
 
@@ -66,6 +70,8 @@ func TestParseRecipeRefuses(t *testing.T) {
 		{"ruledb version zero", `{"name":"a","version":"0","source":{"dir":"."},"targets":[{"ruledb":{"name":"x","dir":"d"}}]}`, "decimal version"},
 		{"ruledb version leading zero", `{"name":"a","version":"07","source":{"dir":"."},"targets":[{"ruledb":{"name":"x","dir":"d"}}]}`, "decimal version"},
 		{"ruledb absolute", `{"name":"a","version":"1","source":{"dir":"."},"targets":[{"ruledb":{"name":"x","dir":"/etc"}}]}`, "inside the source"},
+		{"toolchain not a release", `{"name":"a","version":"1","source":{"dir":"."},"targets":[{"ruledb":{"name":"x","dir":"d"}}],"toolchain":"go1.26.8 -toolexec=x"}`, "toolchain"},
+		{"toolchain a word", `{"name":"a","version":"1","source":{"dir":"."},"targets":[{"ruledb":{"name":"x","dir":"d"}}],"toolchain":"local"}`, "toolchain"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -11,7 +11,8 @@ import (
 )
 
 // TestBuildWithToolchain builds with a Go toolchain other than the go
-// command's own, as a rebuilder does to match the original build: the
+// command's own, as a recipe may pin and a rebuilder does to match the
+// original build: the
 // download phase fetches it through the machine's module proxy, checked
 // against the checksum database, and the build phase runs it offline.
 // The build records it, and the binary says it was built with it. It
@@ -32,8 +33,11 @@ func TestBuildWithToolchain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &Builder{Toolchain: other, ModCache: strings.TrimSpace(string(out))}
-	res, err := b.Build(ctx, helloRecipe(t), workDir(t))
+	// Named by the recipe.
+	r := helloRecipe(t)
+	r.Toolchain = other
+	b := &Builder{ModCache: strings.TrimSpace(string(out))}
+	res, err := b.Build(ctx, r, workDir(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,10 +53,11 @@ func TestBuildWithToolchain(t *testing.T) {
 	}
 	t.Logf("built %s with %s; the go command is %s", filepath.Base(res.Artifacts[0].Path), bi.GoVersion, local)
 
-	// The go command's own version is no switch at all.
+	// The go command's own version is no switch at all, and the
+	// Builder's toolchain overrides the recipe's.
 	b = testBuilder(t)
 	b.Toolchain = local
-	if res, err := b.Build(ctx, helloRecipe(t), workDir(t)); err != nil || res.Record.Toolchain != local {
+	if res, err := b.Build(ctx, r, workDir(t)); err != nil || res.Record.Toolchain != local {
 		t.Errorf("build with the local toolchain named: %v, %v", res, err)
 	}
 	b.Toolchain = "go1.26.7 -toolexec=x"
