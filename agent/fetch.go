@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"time"
 
@@ -37,7 +38,16 @@ type fetcher struct {
 // file would be waste.
 const sizeHint = 64 << 10
 
+// maxPrealloc caps the buffer allocated up front whatever the lengths
+// say: a signed length or a Content-Length is a claim, and a buffer
+// sized from a huge one would exhaust memory before a byte arrived.
+// Longer bodies grow the buffer as they are read, up to the limit.
+const maxPrealloc = 8 << 20
+
 func (f fetcher) DownloadFile(url string, maxLength int64, _ time.Duration) ([]byte, error) {
+	if maxLength < 0 {
+		return nil, &metadata.ErrDownloadLengthMismatch{Msg: fmt.Sprintf("download of %s refused: the allowed length %d is negative", url, maxLength)}
+	}
 	req, err := http.NewRequestWithContext(f.ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, err
@@ -53,17 +63,19 @@ func (f fetcher) DownloadFile(url string, maxLength int64, _ time.Duration) ([]b
 	if res.ContentLength > maxLength {
 		return nil, &metadata.ErrDownloadLengthMismatch{Msg: fmt.Sprintf("download failed for %s, length %d is larger than expected %d", url, res.ContentLength, maxLength)}
 	}
-	size := maxLength + 1
-	switch {
-	case res.ContentLength >= 0:
+	// Read one byte past the limit, so that a body over it is seen.
+	limit := maxLength
+	if limit < math.MaxInt64 {
+		limit++
+	}
+	size := min(limit, sizeHint)
+	if res.ContentLength >= 0 {
 		// One byte more than announced, so that a body longer than its
 		// Content-Length is read far enough to be seen.
-		size = res.ContentLength + 1
-	case size > sizeHint:
-		size = sizeHint
+		size = min(res.ContentLength, limit-1) + 1
 	}
-	buf := make([]byte, 0, size)
-	lr := io.LimitReader(res.Body, maxLength+1)
+	buf := make([]byte, 0, min(size, maxPrealloc))
+	lr := io.LimitReader(res.Body, limit)
 	for {
 		if len(buf) == cap(buf) {
 			buf = append(buf, 0)[:len(buf)]
@@ -79,6 +91,10 @@ func (f fetcher) DownloadFile(url string, maxLength int64, _ time.Duration) ([]b
 	}
 	if int64(len(buf)) > maxLength {
 		return nil, &metadata.ErrDownloadLengthMismatch{Msg: fmt.Sprintf("download failed for %s, length %d is larger than expected %d", url, len(buf), maxLength)}
+	}
+	if res.ContentLength >= 0 && int64(len(buf)) < res.ContentLength {
+		// net/http's own transport says so too; another transport may not.
+		return nil, fmt.Errorf("download of %s: %w after %d of the %d bytes announced", url, io.ErrUnexpectedEOF, len(buf), res.ContentLength)
 	}
 	return buf, nil
 }

@@ -23,22 +23,28 @@ import (
 // found, and 1, something found) is an error with what it wrote to
 // standard error.
 func Scan(ctx context.Context, clamscan, ruleDir string, paths ...string) ([]string, time.Duration, error) {
-	args := append([]string{"--no-summary", "--allmatch", "--infected", "-r", "-d", ruleDir}, paths...)
+	args := append([]string{"--no-summary", "--allmatch", "--infected", "-r", "-d", ruleDir, "--"}, paths...)
 	cmd := exec.CommandContext(ctx, clamscan, args...)
 	var out, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &stderr
 	if err := cmd.Run(); err != nil && (cmd.ProcessState == nil || cmd.ProcessState.ExitCode() != 1) {
 		return nil, 0, fmt.Errorf("clamscan: %v: %s", err, stderr.String())
 	}
-	return Found(&out), cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), nil
+	found, err := Found(&out)
+	if err != nil {
+		return nil, 0, fmt.Errorf("clamscan's output: %w", err)
+	}
+	return found, cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), nil
 }
 
 // Found reads clamscan's --infected output, lines "path: signature
-// FOUND", into "path: signature" lines, sorted and without repeats.
+// FOUND", into "path: signature" lines, sorted and without repeats. It
+// fails on a read error or a line over 64 KiB rather than return part of
+// the detections.
 // ClamAV's ".UNOFFICIAL" suffix, which it gives every signature from
 // rule files outside its own signed databases, is removed, so that the
 // names are the rule files' own.
-func Found(r io.Reader) []string {
+func Found(r io.Reader) ([]string, error) {
 	var found []string
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
@@ -54,6 +60,9 @@ func Found(r io.Reader) []string {
 		}
 		found = append(found, line[:i]+": "+strings.TrimSuffix(line[i+2:], ".UNOFFICIAL"))
 	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
 	slices.Sort(found)
-	return slices.Compact(found)
+	return slices.Compact(found), nil
 }
