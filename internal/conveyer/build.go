@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,9 +15,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"slices"
 	"strings"
+
+	"golang.org/x/mod/sumdb/dirhash"
 
 	"github.com/vitrine-dev/vitrine/ruledb"
 )
@@ -198,15 +200,15 @@ func (b *Builder) Build(ctx context.Context, r *Recipe, workDir string) (*Result
 	}
 	// The toolchain: the go command's own, or another fetched below.
 	switchTo := cmp(b.Toolchain, r.Toolchain)
+	var host hostGo
 	if switchTo != "" {
 		if !IsToolchain(switchTo) {
 			return nil, fmt.Errorf("%w: toolchain %q is not a Go version such as go1.26.8", ErrInvalidRecipe, switchTo)
 		}
-		local, err := goVersion(ctx, goCmd)
-		if err != nil {
+		if host, err = goHost(ctx, goCmd); err != nil {
 			return nil, err
 		}
-		if local == switchTo {
+		if host.version == switchTo {
 			switchTo = ""
 		}
 	}
@@ -245,10 +247,19 @@ func (b *Builder) Build(ctx context.Context, r *Recipe, workDir string) (*Result
 		if err != nil {
 			return nil, err
 		}
+		var tc *toolchain
 		if switchTo != "" {
-			// The go command fetches and checks the toolchain, then
-			// runs the download with it.
+			// Fetched and checked first; the go command then runs the
+			// module download with it (GOTOOLCHAIN), which also
+			// readies its tree to run (execute bits, go.mod files).
+			if tc, err = b.fetchToolchain(ctx, res, work, env, sumdb, switchTo, host); err != nil {
+				return nil, err
+			}
+			if err := tc.verify(); err != nil {
+				return nil, err
+			}
 			env = slices.Replace(env, slices.Index(env, "GOTOOLCHAIN=local"), slices.Index(env, "GOTOOLCHAIN=local")+1, "GOTOOLCHAIN="+switchTo)
+			env = slices.Replace(env, 0, 1, "PATH="+pathWithout(os.Getenv("PATH"), switchTo))
 		}
 		// "go mod download" adds missing go.sum lines even under
 		// -mod=readonly; a source whose go.sum is incomplete is refused,
@@ -261,6 +272,13 @@ func (b *Builder) Build(ctx context.Context, r *Recipe, workDir string) (*Result
 		if after, _ := os.ReadFile(sumPath); !bytes.Equal(before, after) {
 			return nil, fmt.Errorf("%w: downloading modules: go.sum in the source lacks entries the build needs:\n%s", ErrBuild, addedLines(before, after))
 		}
+		if tc != nil {
+			// Everything from here on runs the fetched go command
+			// itself, offline.
+			if goCmd, err = tc.command(ctx); err != nil {
+				return nil, err
+			}
+		}
 	}
 
 	// Phase 2: build with no network, from the verified cache only.
@@ -268,14 +286,8 @@ func (b *Builder) Build(ctx context.Context, r *Recipe, workDir string) (*Result
 	if err != nil {
 		return nil, err
 	}
-	if switchTo != "" {
-		// The toolchain the download phase fetched and checked, run
-		// directly: the go command's own switch would check it against
-		// the checksum database again, over the network.
-		goCmd = filepath.Join(modCache, "golang.org", "toolchain@v0.0.1-"+switchTo+"."+runtime.GOOS+"-"+runtime.GOARCH, "bin", "go")
-		if _, err := os.Stat(goCmd); err != nil {
-			return nil, fmt.Errorf("%w: toolchain %s is not in the module cache after the download phase: %v", ErrBuild, switchTo, err)
-		}
+	if switchTo != "" && b.skipDownload {
+		return nil, fmt.Errorf("%w: toolchain %s is fetched in the download phase, which this builder skips", ErrToolchain, switchTo)
 	}
 	var version bytes.Buffer
 	if err := run("build", env, &version, "env", "GOVERSION"); err != nil {
@@ -417,22 +429,142 @@ func machineProxy(ctx context.Context, goCmd string) (proxy, sumdb string, err e
 
 // toolchainRE matches the Go versions a toolchain can be fetched by:
 // releases and release candidates.
-var toolchainRE = regexp.MustCompile(`^go1\.[0-9]+(\.[0-9]+|rc[0-9]+)?$`)
+var toolchainRE = regexp.MustCompile(`^go1\.[0-9]+(\.[0-9]+|rc[0-9]+)$`)
+
+// ErrToolchain is wrapped by the error of a build whose named toolchain
+// could not be fetched or did not verify: the build says nothing about
+// the source.
+var ErrToolchain = errors.New("toolchain unavailable")
+
+// hostGo is what the go command on PATH (or Builder.Go) runs on.
+type hostGo struct{ version, goos, goarch string }
+
+// goHost reads the version and host platform of the go command goCmd
+// itself.
+func goHost(ctx context.Context, goCmd string) (hostGo, error) {
+	cmd := exec.CommandContext(ctx, goCmd, "env", "GOVERSION", "GOHOSTOS", "GOHOSTARCH")
+	cmd.Env = append(os.Environ(), "GOTOOLCHAIN=local", "GOENV=off")
+	out, err := cmd.Output()
+	f := strings.Fields(string(out))
+	if err != nil || len(f) != 3 {
+		return hostGo{}, fmt.Errorf("reading the go command's version: %v %q", err, out)
+	}
+	return hostGo{f[0], f[1], f[2]}, nil
+}
+
+// toolchain is a Go release fetched as a module: its module path and
+// version, its directory in the module cache and the sum the checksum
+// database vouched for.
+type toolchain struct {
+	version, mod, dir, sum string
+}
+
+// fetchToolchain downloads Go release v for the host as the module
+// golang.org/toolchain with the download phase's environment env, from
+// an empty directory so that no go.mod is involved, and with
+// GOTOOLCHAIN=local so that no other go command runs. The go command
+// checks the module against the checksum database.
+func (b *Builder) fetchToolchain(ctx context.Context, res *Result, work string, env []string, sumdb, v string, host hostGo) (*toolchain, error) {
+	if sumdb == "off" {
+		return nil, fmt.Errorf("%w: fetching toolchain %s needs a checksum database to check it against, and GOSUMDB is off", ErrToolchain, v)
+	}
+	mod := "golang.org/toolchain@v0.0.1-" + v + "." + host.goos + "-" + host.goarch
+	dir := filepath.Join(work, "toolchain")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	args := []string{"mod", "download", "-json", mod}
+	res.Record.Commands = append(res.Record.Commands, Command{Phase: "download", Dir: relWork(work, dir), Args: append([]string{"go"}, args...), Env: relWorkAll(work, env)})
+	cmd := exec.CommandContext(ctx, cmp(b.Go, "go"), args...)
+	cmd.Dir, cmd.Env = dir, env
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	var m struct{ Dir, Sum, Error string }
+	if jerr := json.Unmarshal(out, &m); jerr == nil && m.Error != "" {
+		return nil, fmt.Errorf("%w: %s: %s", ErrToolchain, mod, m.Error)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: go mod download %s: %v: %s", ErrToolchain, mod, err, tail(stderr.String()))
+	}
+	if m.Dir == "" || !strings.HasPrefix(m.Sum, "h1:") {
+		return nil, fmt.Errorf("%w: go mod download %s gave no directory and sum: %s", ErrToolchain, mod, out)
+	}
+	return &toolchain{version: v, mod: mod, dir: m.Dir, sum: m.Sum}, nil
+}
+
+// verify hashes the toolchain's tree in the module cache as the module's
+// sum is computed (dirhash's h1) and fails unless the hash is the sum
+// the checksum database vouched for: the go command checks the zip, not
+// the tree it unpacked, which a shared cache may have had changed. It
+// runs before anything runs the toolchain. The go command, readying the
+// tree to run, copies each _go.mod to a go.mod beside it (a module zip
+// cannot hold nested go.mod files); those copies are left out of the
+// hash and must equal their _go.mod.
+func (tc *toolchain) verify() error {
+	var files []string
+	err := filepath.WalkDir(tc.dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, err := filepath.Rel(tc.dir, p)
+		if err != nil {
+			return err
+		}
+		if d.Name() == "go.mod" {
+			orig, err := os.ReadFile(filepath.Join(filepath.Dir(p), "_go.mod"))
+			if err == nil {
+				if cp, err := os.ReadFile(p); err != nil || !bytes.Equal(cp, orig) {
+					return fmt.Errorf("%s differs from the _go.mod beside it", rel)
+				}
+				return nil
+			}
+		}
+		files = append(files, tc.mod+"/"+filepath.ToSlash(rel))
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrToolchain, tc.dir, err)
+	}
+	got, err := dirhash.Hash1(files, func(name string) (io.ReadCloser, error) {
+		return os.Open(filepath.Join(tc.dir, filepath.FromSlash(strings.TrimPrefix(name, tc.mod+"/"))))
+	})
+	if err != nil {
+		return fmt.Errorf("%w: hashing %s: %v", ErrToolchain, tc.dir, err)
+	}
+	if got != tc.sum {
+		return fmt.Errorf("%w: %s in the module cache hashes to %s, the checksum database says %s", ErrToolchain, tc.dir, got, tc.sum)
+	}
+	return nil
+}
+
+// command is the toolchain's go command, once it says it is that
+// release.
+func (tc *toolchain) command(ctx context.Context) (string, error) {
+	goCmd := filepath.Join(tc.dir, "bin", "go")
+	if h, err := goHost(ctx, goCmd); err != nil || h.version != tc.version {
+		return "", fmt.Errorf("%w: %s runs as %q (%v), want %s", ErrToolchain, goCmd, h.version, err, tc.version)
+	}
+	return goCmd, nil
+}
+
+// pathWithout is the PATH list path without the directories that hold
+// a program named name: with GOTOOLCHAIN=go1.N.P the go command runs a
+// go1.N.P found on PATH, unchecked, before it looks at the module.
+func pathWithout(path, name string) string {
+	var keep []string
+	for _, d := range filepath.SplitList(path) {
+		if fi, err := os.Stat(filepath.Join(d, name)); err == nil && !fi.IsDir() {
+			continue
+		}
+		keep = append(keep, d)
+	}
+	return strings.Join(keep, string(filepath.ListSeparator))
+}
 
 // IsToolchain reports whether v names a Go toolchain a Builder can fetch
 // (see Builder.Toolchain), such as "go1.26.8".
 func IsToolchain(v string) bool { return toolchainRE.MatchString(v) }
-
-// goVersion is the version of the go command goCmd itself.
-func goVersion(ctx context.Context, goCmd string) (string, error) {
-	cmd := exec.CommandContext(ctx, goCmd, "env", "GOVERSION")
-	cmd.Env = append(os.Environ(), "GOTOOLCHAIN=local", "GOENV=off")
-	out, err := cmd.Output()
-	if err != nil {
-		return "", fmt.Errorf("reading the go command's version: %w", err)
-	}
-	return strings.TrimSpace(string(out)), nil
-}
 
 // hermeticEnv is the whole environment of a go command: PATH from the
 // caller, and everything else set here. base receives fresh HOME, TMPDIR,

@@ -377,3 +377,30 @@ func TestRebuildWithRecordedToolchain(t *testing.T) {
 		t.Fatalf("%s and %s built the same binary: the test shows nothing", local, other)
 	}
 }
+
+// TestRebuildToolchainUnavailable: a provenance whose toolchain cannot be
+// fetched (here the rebuilder has no checksum database to check one
+// against; a release that does not exist does the same) is retried, then,
+// after GiveUp, judged not reproduced with the reason: one entry cannot
+// stop the rebuilder from following the log.
+func TestRebuildToolchainUnavailable(t *testing.T) {
+	ctx := context.Background()
+	p, _ := startPlatform(t)
+	b := conveyerBuild(t, testBuilder(t), helloRecipe("1", helloSource(t)))
+	b.build.Toolchain = "go1.99.0"
+	pub := publish(t, p, "hello", "1", b)
+	r := newRebuilder(t, p, t.TempDir())
+	r.GiveUp = 200 * time.Millisecond
+	if got, err := r.RebuildOne(ctx, pub.LogIndex); err == nil || !strings.Contains(err.Error(), "retrying") {
+		t.Fatalf("first attempt: %+v, %v; want an error that is retried", got, err)
+	}
+	time.Sleep(250 * time.Millisecond)
+	got, err := r.RebuildOne(ctx, pub.LogIndex)
+	if err != nil {
+		t.Fatalf("after GiveUp: %v, want a verdict", err)
+	}
+	if got.Reproduced || !strings.Contains(got.Error, "toolchain") || got.Toolchain.Original != "go1.99.0" {
+		t.Fatalf("verdict: reproduced %v, error %q, toolchains %+v; want not reproduced for the toolchain", got.Reproduced, got.Error, got.Toolchain)
+	}
+	t.Logf("verdict error: %s", got.Error)
+}

@@ -52,16 +52,19 @@ type Rebuilder struct {
 	// Client fetches from the platform; nil means a client with a
 	// five-minute timeout.
 	Client *http.Client
-	// GiveUp is how long release files may stay unpublished (404) before
-	// the entry gets a verdict that says so, instead of being retried.
-	// Zero means an hour.
+	// GiveUp is how long release files may stay unpublished (404), or
+	// the recorded toolchain unavailable, before the entry gets a verdict
+	// that says so, instead of being retried. Zero means an hour.
 	GiveUp time.Duration
 	// Logger receives one record per rebuild and per failed pass; nil
 	// discards them.
 	Logger *slog.Logger
 
-	mu      sync.Mutex           // one rebuild at a time; guards missing
+	mu      sync.Mutex           // one rebuild at a time; guards missing and noToolchain
 	missing map[uint64]time.Time // entries whose files were 404, since
+	// noToolchain holds the entries whose recorded toolchain could not
+	// be fetched, since when.
+	noToolchain map[uint64]time.Time
 }
 
 // errSkip means a log entry gets no verdict: it is not a release.
@@ -268,7 +271,8 @@ func (r *Rebuilder) rebuildEntry(ctx context.Context, t *trust, index uint64, en
 	// The provenance: signed by the release key, bound by the entry.
 	envelope, err := r.get(ctx, base+"provenance.json", 16<<20)
 	if err != nil {
-		if gaveUp, err := r.notPublished(index, err); gaveUp {
+		gaveUp, err := r.notPublished(index, err)
+		if gaveUp {
 			return fail("release files: %v", err)
 		}
 		return nil, err
@@ -311,7 +315,8 @@ func (r *Rebuilder) rebuildEntry(ctx context.Context, t *trust, index uint64, en
 	// The source, as the provenance names it.
 	source, err := r.get(ctx, base+"source.tar.gz", maxSourceBytes)
 	if err != nil {
-		if gaveUp, err := r.notPublished(index, err); gaveUp {
+		gaveUp, err := r.notPublished(index, err)
+		if gaveUp {
 			return fail("release files: %v", err)
 		}
 		return nil, err
@@ -345,6 +350,16 @@ func (r *Rebuilder) rebuildEntry(ctx context.Context, t *trust, index uint64, en
 		b.Toolchain = p.Toolchain.Original
 	}
 	res, err := b.Build(ctx, recipe, filepath.Join(work, "build"))
+	if errors.Is(err, conveyer.ErrToolchain) && ctx.Err() == nil {
+		// Perhaps the proxy is down; perhaps the provenance names a
+		// release that does not exist. Retried until GiveUp, then
+		// reported, so that one entry cannot stop the rebuilder.
+		gaveUp, err := r.giveUpAfter(&r.noToolchain, index, err)
+		if gaveUp {
+			return fail("toolchain: %v", err)
+		}
+		return nil, err
+	}
 	if err != nil {
 		// A download that failed says nothing about the release; a go.sum
 		// that lacks lines, a compile error or bad rules do.
@@ -383,12 +398,23 @@ func (r *Rebuilder) notPublished(index uint64, err error) (gaveUp bool, _ error)
 	if !errors.As(err, &he) || he.status != http.StatusNotFound {
 		return false, err
 	}
-	if r.missing == nil {
-		r.missing = map[uint64]time.Time{}
+	gaveUp, err = r.giveUpAfter(&r.missing, index, err)
+	if !gaveUp {
+		err = fmt.Errorf("%w (not published yet?)", err)
 	}
-	since, ok := r.missing[index]
+	return gaveUp, err
+}
+
+// giveUpAfter tells a failure that may pass from one to report: the same
+// entry failing for GiveUp since its first failure, recorded in first,
+// is reported.
+func (r *Rebuilder) giveUpAfter(first *map[uint64]time.Time, index uint64, err error) (gaveUp bool, _ error) {
+	if *first == nil {
+		*first = map[uint64]time.Time{}
+	}
+	since, ok := (*first)[index]
 	if !ok {
-		r.missing[index] = time.Now()
+		(*first)[index] = time.Now()
 		since = time.Now()
 	}
 	giveUp := r.GiveUp
@@ -396,9 +422,9 @@ func (r *Rebuilder) notPublished(index uint64, err error) (gaveUp bool, _ error)
 		giveUp = time.Hour
 	}
 	if time.Since(since) >= giveUp {
-		return true, fmt.Errorf("%w; not published %v after the entry was first seen", err, giveUp)
+		return true, fmt.Errorf("%w; still failing %v after the first failure", err, giveUp)
 	}
-	return false, fmt.Errorf("%w (not published yet? retrying)", err)
+	return false, fmt.Errorf("%w (retrying until %v after the first failure)", err, giveUp)
 }
 
 func (r *Rebuilder) published(index uint64) { delete(r.missing, index) }
