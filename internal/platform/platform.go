@@ -123,6 +123,8 @@ type Platform struct {
 	tufDone    chan struct{}
 	policyMu   sync.Mutex    // serialises policy changes
 	buildSlot  chan struct{} // one conveyer build at a time
+	publishMu  sync.Mutex    // one Publish at a time; guards unrecorded
+	unrecorded map[string]unrecorded
 	bg         context.Context
 	bgCancel   context.CancelFunc
 	regions    *regions

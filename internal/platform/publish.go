@@ -47,16 +47,29 @@ type Published struct {
 //     cannot give) is finished by adding the release as it was logged.
 //
 // Start does the same for every release it finds left in either state.
-// Only a crash between the append and recording its index logs a release
-// twice. Other artifacts under a name and version already logged or
+// Only a crash between the append and recording its index (or a restart
+// after recording it failed) logs a release twice. Other artifacts under a name and version already logged or
 // published are refused with [releases.ErrExists].
 func (p *Platform) Publish(ctx context.Context, name, version string, artifacts map[string][]byte, source []byte, build *release.Build) (*Published, error) {
+	// One publish at a time: two of the same release would each stage
+	// and log it.
+	p.publishMu.Lock()
+	defer p.publishMu.Unlock()
 	if p.releases.Exists(name, version) {
 		return p.resumePublish(ctx, name, version, artifacts)
 	}
 	staged, logged, err := p.releases.Staged(name, version)
 	if err != nil {
 		return nil, fmt.Errorf("publishing %s %s: %w", name, version, err)
+	}
+	key := name + "\x00" + version
+	if u, ok := p.unrecorded[key]; ok && staged != nil && !logged && bytes.Equal(u.entry, staged.Entry) {
+		// Logged, but recording the index failed (the disk): it is
+		// known here until the process ends.
+		staged.Index, logged = u.index, true
+		if err := p.releases.Logged(staged.Entry, staged.Index); err == nil {
+			delete(p.unrecorded, key)
+		}
 	}
 	if logged {
 		if !maps.EqualFunc(staged.Artifacts, artifacts, bytes.Equal) {
@@ -90,10 +103,25 @@ func (p *Platform) Publish(ctx context.Context, name, version string, artifacts 
 	if rel.Index, err = p.logs["release"].Append(ctx, entry); err != nil {
 		return nil, fmt.Errorf("publishing %s %s: appending to the release log: %w", name, version, err)
 	}
-	if err := p.releases.Logged(name, version, rel.Index); err != nil {
-		return nil, fmt.Errorf("publishing %s %s: recording release-log entry %d: %w", name, version, rel.Index, err)
+	if err := p.releases.Logged(entry, rel.Index); err != nil {
+		// The entry is logged whatever happens now. Going on publishes
+		// it with its index (the published copy records it); if that
+		// fails too, a publish again in this process finds the index
+		// here. Only a restart before then loses it.
+		p.logger.Warn("publish: recording the release-log index of a staged release failed", "release", name, "version", version, "log_index", rel.Index, "err", err)
+		if p.unrecorded == nil {
+			p.unrecorded = map[string]unrecorded{}
+		}
+		p.unrecorded[key] = unrecorded{entry: entry, index: rel.Index}
 	}
 	return p.finishPublish(ctx, rel)
+}
+
+// unrecorded is a staged release's entry, logged at index, whose index
+// could not be written to the stage.
+type unrecorded struct {
+	entry []byte
+	index uint64
 }
 
 // finishPublish publishes a release whose entry is logged at rel.Index:
@@ -112,6 +140,7 @@ func (p *Platform) finishPublish(ctx context.Context, rel *releases.Release) (*P
 	if err := p.releases.Publish(rel); err != nil {
 		return nil, fmt.Errorf("publishing %s %s: %w", e.Name, e.Version, err)
 	}
+	delete(p.unrecorded, e.Name+"\x00"+e.Version)
 	// Endpoints install only through the update repository: a release
 	// that cannot be added there is not published (fail closed).
 	if err := p.addUpdate(wctx, e.Name, e.Version, rel.Artifacts, rel.Envelope, rel.Entry, rel.Index); err != nil {
@@ -174,11 +203,12 @@ func (p *Platform) addStored(ctx context.Context, r *releases.Release) error {
 func (p *Platform) syncUpdates(ctx context.Context) (int, error) {
 	var n int
 	var errs []error
-	staged, err := p.releases.StagedLogged()
+	stagedNames, err := p.releases.StagedLogged()
 	if err != nil {
 		return 0, err
 	}
-	for _, nv := range staged {
+	var staged []*releases.Release
+	for _, nv := range stagedNames {
 		if p.releases.Exists(nv[0], nv[1]) {
 			// Published, then stopped before the stage was removed.
 			if err := p.releases.Unstage(nv[0], nv[1]); err != nil {
@@ -187,14 +217,24 @@ func (p *Platform) syncUpdates(ctx context.Context) (int, error) {
 			continue
 		}
 		r, logged, err := p.releases.Staged(nv[0], nv[1])
-		if err == nil && logged {
-			_, err = p.finishPublish(ctx, r)
-		}
 		if err != nil {
-			errs = append(errs, fmt.Errorf("staged %s %s: %w", nv[0], nv[1], err))
+			errs = append(errs, err)
 			continue
 		}
-		p.logger.Info("published a release logged before a failure", "release", nv[0], "version", nv[1], "log_index", r.Index)
+		if logged {
+			staged = append(staged, r)
+		}
+	}
+	// In log order, so that each rule database's delta is from the
+	// version before it.
+	slices.SortFunc(staged, func(a, b *releases.Release) int { return cmp.Compare(a.Index, b.Index) })
+	for _, r := range staged {
+		got, err := p.finishPublish(ctx, r)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("staged release-log entry %d: %w", r.Index, err))
+			continue
+		}
+		p.logger.Info("published a release logged before a failure", "release", got.Name, "version", got.Version, "log_index", r.Index)
 		n++
 	}
 	list, err := p.releases.List()

@@ -412,3 +412,52 @@ func blockDir(t *testing.T, path string) (unblock func()) {
 		}
 	}
 }
+
+// TestPublishUnrecordedIndex: a release whose entry was logged but whose
+// index could not be written to its stage (the disk) is finished by the
+// next publish in the same process with the index kept in memory, not
+// logged again.
+func TestPublishUnrecordedIndex(t *testing.T) {
+	ctx := context.Background()
+	p := start(t, t.TempDir())
+	defer func() { stop(t, p) }()
+	db := compileDB(t, 1, "44d88612fea8a8f36de82e1278abb02f:68:EICAR-Test-File\n")
+	src := []byte("rules")
+	build := testBuild(p, "db", src)
+	// What Publish did before recording the index failed: staged,
+	// appended, index kept in memory.
+	st, err := release.Statement([]release.Artifact{{Name: "sample", SHA256: strings.TrimPrefix(release.Digest(db), "sha256:")}}, build)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := release.Sign(ctx, p.releaseKey, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry, err := (&release.Entry{Name: "db", Version: "1", Artifacts: []release.Artifact{{Name: "sample", SHA256: strings.TrimPrefix(release.Digest(db), "sha256:")}}, Envelope: release.Digest(env)}).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.releases.Stage(&releases.Release{Entry: entry, Envelope: env, Source: src, Artifacts: map[string][]byte{"sample": db}}); err != nil {
+		t.Fatal(err)
+	}
+	idx, err := p.logs["release"].Append(ctx, entry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.unrecorded = map[string]unrecorded{"db\x001": {entry: entry, index: idx}}
+
+	got, err := p.Publish(ctx, "db", "1", map[string][]byte{"sample": db}, src, build)
+	if err != nil || got.LogIndex != idx {
+		t.Fatalf("publish again = %+v, %v; want entry %d", got, err, idx)
+	}
+	if r, err := p.releases.Load("db", "1"); err != nil || !bytes.Equal(r.Entry, entry) || !p.finished("db", "1") {
+		t.Fatalf("published %v, %v; want the logged entry's bytes, in the update repository", r, err)
+	}
+	if len(p.unrecorded) != 0 {
+		t.Errorf("unrecorded = %v after the publish", p.unrecorded)
+	}
+	if next, err := p.logs["release"].Append(ctx, []byte("x")); err != nil || next != idx+1 {
+		t.Errorf("next entry %d, %v; want %d (nothing logged twice)", next, err, idx+1)
+	}
+}

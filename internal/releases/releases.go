@@ -16,6 +16,7 @@
 package releases
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -113,7 +114,7 @@ func check(r *Release) (*release.Entry, error) {
 // temporary directory beside final, syncs them, and renames it to final,
 // which must not exist.
 func writeRelease(final string, r *Release, withIndex bool) error {
-	if err := os.MkdirAll(filepath.Dir(final), 0o755); err != nil {
+	if err := mkdirAllSynced(filepath.Dir(final)); err != nil {
 		return err
 	}
 	tmp, err := os.MkdirTemp(filepath.Dir(final), ".publish-")
@@ -144,6 +145,21 @@ func writeRelease(final string, r *Release, withIndex bool) error {
 		return err
 	}
 	return atomicfile.SyncDir(filepath.Dir(final))
+}
+
+// mkdirAllSynced is os.MkdirAll, with the parent of every directory it
+// makes synced, so that the new directories survive a crash.
+func mkdirAllSynced(dir string) error {
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	}
+	if err := mkdirAllSynced(filepath.Dir(dir)); err != nil {
+		return err
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	return atomicfile.SyncDir(filepath.Dir(dir))
 }
 
 func indexJSON(i uint64) []byte {
@@ -257,17 +273,33 @@ func (s *Store) Stage(r *Release) error {
 	return writeRelease(s.stagePath(e.Name, e.Version), r, false)
 }
 
-// Logged records that the staged release of name and version is the
-// release log's entry index.
-func (s *Store) Logged(name, version string, index uint64) error {
-	if !validFile(name) || !validFile(version) {
-		return fmt.Errorf("release %q %q cannot be file names", name, version)
+// Logged records that the staged release with this entry is the release
+// log's entry index. The stage must hold exactly that entry.
+func (s *Store) Logged(entry []byte, index uint64) error {
+	e, err := release.ParseEntry(entry)
+	if err != nil {
+		return err
 	}
-	return atomicfile.Write(filepath.Join(s.stagePath(name, version), "log_index.json"), indexJSON(index), 0o644)
+	if !validFile(e.Name) || !validFile(e.Version) {
+		return fmt.Errorf("release %q %q cannot be file names", e.Name, e.Version)
+	}
+	dir := s.stagePath(e.Name, e.Version)
+	staged, err := os.ReadFile(filepath.Join(dir, "release.json"))
+	if err != nil {
+		return fmt.Errorf("recording the log index of %s %s: %w", e.Name, e.Version, err)
+	}
+	if !bytes.Equal(staged, entry) {
+		return fmt.Errorf("recording the log index of %s %s: the stage holds another entry", e.Name, e.Version)
+	}
+	return atomicfile.Write(filepath.Join(dir, "log_index.json"), indexJSON(index), 0o644)
 }
 
 // Staged returns the staged release of name and version, and whether its
 // entry is logged (then its Index is the entry's); nil if none is staged.
+// A stage that cannot be read and was never logged (a stage or removal
+// cut short) is removed and reported as none: nothing of it was logged.
+// One that was logged and cannot be read is an error: publishing it
+// again would log it twice.
 func (s *Store) Staged(name, version string) (*Release, bool, error) {
 	if !validFile(name) || !validFile(version) {
 		return nil, false, nil
@@ -278,17 +310,35 @@ func (s *Store) Staged(name, version string) (*Release, bool, error) {
 	}
 	r, logged, err := readRelease(dir, name, version)
 	if err != nil {
+		if _, ierr := os.Stat(filepath.Join(dir, "log_index.json")); errors.Is(ierr, fs.ErrNotExist) {
+			return nil, false, s.Unstage(name, version)
+		}
 		return nil, false, fmt.Errorf("staged release %s %s: %w", name, version, err)
 	}
 	return r, logged, nil
 }
 
-// Unstage removes the staged release of name and version, if any.
+// Unstage removes the staged release of name and version, if any: renamed
+// out of the way first, so that a removal cut short leaves no partial
+// stage under its name.
 func (s *Store) Unstage(name, version string) error {
 	if !validFile(name) || !validFile(version) {
 		return nil
 	}
-	return os.RemoveAll(s.stagePath(name, version))
+	dir := s.stagePath(name, version)
+	gone := filepath.Join(filepath.Dir(dir), ".removing-"+version)
+	if err := os.RemoveAll(gone); err != nil {
+		return err
+	}
+	if err := os.Rename(dir, gone); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	if err := atomicfile.SyncDir(filepath.Dir(dir)); err != nil {
+		return err
+	}
+	return os.RemoveAll(gone)
 }
 
 // StagedLogged lists the staged releases whose entries are logged, as

@@ -132,7 +132,15 @@ func TestStage(t *testing.T) {
 	if l, _ := s.StagedLogged(); len(l) != 0 {
 		t.Errorf("StagedLogged = %v before Logged", l)
 	}
-	if err := s.Logged("vitrine", "1.0.0", 7); err != nil {
+	other, err := (&release.Entry{Name: "vitrine", Version: "1.0.0", Envelope: release.Digest([]byte("{}")),
+		Artifacts: []release.Artifact{{Name: "vitrine_linux_amd64", SHA256: strings.Repeat("0", 64)}}}).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Logged(other, 7); err == nil {
+		t.Error("recorded a log index for an entry the stage does not hold")
+	}
+	if err := s.Logged(r.Entry, 7); err != nil {
 		t.Fatal(err)
 	}
 	got, logged, err := s.Staged("vitrine", "1.0.0")
@@ -165,5 +173,33 @@ func TestStage(t *testing.T) {
 	bad.Envelope = []byte("{}")
 	if err := s.Stage(bad); err == nil {
 		t.Error("staged an envelope the entry does not bind")
+	}
+
+	// A stage cut short: unlogged, it is none; logged, it is an error.
+	r3 := testRelease(t, "3.0.0")
+	if err := s.Stage(r3); err != nil {
+		t.Fatal(err)
+	}
+	art := filepath.Join(s.stagePath("vitrine", "3.0.0"), "artifacts", "vitrine_linux_amd64")
+	if err := os.Remove(art); err != nil {
+		t.Fatal(err)
+	}
+	if got, logged, err := s.Staged("vitrine", "3.0.0"); got != nil || logged || err != nil {
+		t.Errorf("a broken unlogged stage = %v, %v, %v; want none", got, logged, err)
+	}
+	if _, err := os.Stat(s.stagePath("vitrine", "3.0.0")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the broken unlogged stage is still there: %v", err)
+	}
+	if err := s.Stage(r3); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Logged(r3.Entry, 9); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(art); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Staged("vitrine", "3.0.0"); err == nil {
+		t.Error("a broken logged stage read as none: publishing again would log it twice")
 	}
 }
