@@ -25,7 +25,7 @@ func runRebuild(ctx context.Context, e *env, args []string) error {
 	if len(args) > 0 && args[0] == "verify" {
 		return runRebuildVerify(ctx, e, args[1:])
 	}
-	fs := newFlags(e, "rebuild", "--platform URL --data DIR [--listen ADDR] [--once] [--interval D]\n       vitrine rebuild verify --rebuilder URL [--key FILE] [--platform URL] NAME VERSION")
+	fs := newFlags(e, "rebuild", "--platform URL --data DIR [--listen ADDR] [--once] [--interval D]\n       vitrine rebuild verify --rebuilder URL [--key FILE] [--platform URL [--log-key VKEY] [--witness-policy FILE]] NAME VERSION")
 	platformURL := fs.String("platform", "http://127.0.0.1:8080", "the platform whose release log to follow; everything is read from its discovery document")
 	data := fs.String("data", "", "state directory (required): rebuilder.key (the verdict signing key, created on first use), state.json, index.json, verdicts/, modcache/")
 	listen := fs.String("listen", "127.0.0.1:8090", "address to serve /rebuilds/ on (not with --once)")
@@ -102,10 +102,12 @@ func runRebuild(ctx context.Context, e *env, args []string) error {
 // runRebuildVerify is `vitrine rebuild verify`: it fetches a rebuilder's
 // verdict on a release and checks its signature.
 func runRebuildVerify(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "rebuild verify", "--rebuilder URL [--key FILE] [--platform URL] NAME VERSION")
+	fs := newFlags(e, "rebuild verify", "--rebuilder URL [--key FILE] [--platform URL [--log-key VKEY] [--witness-policy FILE]] NAME VERSION")
 	base := fs.String("rebuilder", "http://127.0.0.1:8090", "the rebuilder's base URL (the prefix of /rebuilds/)")
 	keyFile := fs.String("key", "", "the rebuilder's public key (PEM), obtained from the rebuilder out of band (default: fetched from the rebuilder itself, which proves nothing about who signed)")
 	platformURL := fs.String("platform", "", "also check that the verdict is about the entry the platform's release log holds at its index, under a checkpoint that meets the witness policy (default: the verdict is checked on its own)")
+	logKey := fs.String("log-key", "", "with --platform: the release log's verifier key to trust (default: the one the platform's discovery document names)")
+	policyFile := fs.String("witness-policy", "", "with --platform: a file holding the C2SP tlog-policy the checkpoint must meet (default: the one the platform's discovery document names)")
 	if err := parseFlags(fs, args, 2); err != nil {
 		return err
 	}
@@ -165,10 +167,20 @@ func runRebuildVerify(ctx context.Context, e *env, args []string) error {
 	id, _ := key.KeyID()
 	fmt.Fprintf(e.stdout, "%s\n  signed by %s (key %s%s)\n", v.Summary(), v.Rebuilder, id, map[bool]string{true: ", fetched from the rebuilder: pin it with --key"}[*keyFile == ""])
 	if *platformURL != "" {
-		if err := verdictInLog(ctx, *platformURL, v); err != nil {
+		pins := rebuilder.Pins{LogKey: *logKey}
+		if *policyFile != "" {
+			if pins.WitnessPolicy, err = os.ReadFile(*policyFile); err != nil {
+				return err
+			}
+		}
+		if err := verdictInLog(ctx, *platformURL, pins, v); err != nil {
 			return err
 		}
-		fmt.Fprintf(e.stdout, "  about release-log entry %d of %s, proved included in a witnessed checkpoint\n", v.Release.LogIndex, *platformURL)
+		trusted := "the log key and witness policy its discovery document names (pin them with --log-key and --witness-policy)"
+		if *logKey != "" && *policyFile != "" {
+			trusted = "the pinned log key and witness policy"
+		}
+		fmt.Fprintf(e.stdout, "  about release-log entry %d of %s, proved included in a checkpoint cosigned under %s\n", v.Release.LogIndex, *platformURL, trusted)
 	}
 	if v.Toolchain.Original != v.Toolchain.Rebuild {
 		fmt.Fprintf(e.stdout, "  toolchains differ: original %s, rebuild %s\n", v.Toolchain.Original, v.Toolchain.Rebuild)
@@ -184,8 +196,8 @@ func runRebuildVerify(ctx context.Context, e *env, args []string) error {
 // verdictInLog checks that v is about the entry the platform's release
 // log holds at the verdict's index: the same bytes (by digest), hence the
 // same name, version and artifacts.
-func verdictInLog(ctx context.Context, platformURL string, v *rebuild.Verdict) error {
-	entry, err := (&rebuilder.Rebuilder{Platform: platformURL}).LoggedEntry(ctx, v.Release.LogIndex)
+func verdictInLog(ctx context.Context, platformURL string, pins rebuilder.Pins, v *rebuild.Verdict) error {
+	entry, err := (&rebuilder.Rebuilder{Platform: platformURL}).LoggedEntry(ctx, v.Release.LogIndex, pins)
 	if err != nil {
 		return fmt.Errorf("the release log: %w", err)
 	}

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"encoding/json"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -144,5 +146,34 @@ func TestRebuildOnce(t *testing.T) {
 	}
 	if _, err := run("verify", "--rebuilder", srv.URL, "--key", keyFile, "--platform", other2.URL(), "rules", "1"); err == nil || !strings.Contains(err.Error(), "the verdict is about") {
 		t.Errorf("verify against another log: %v, want the entry's digest to differ", err)
+	}
+
+	// Pinned: the platform's own log key and policy pass; another log's
+	// key, or a policy any log operator meets alone, do not.
+	var disc platform.Discovery
+	resp, err := http.Get(p.URL() + "/.well-known/vitrine.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = json.NewDecoder(resp.Body).Decode(&disc)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	vkeys := map[string]string{}
+	for _, l := range disc.Logs {
+		vkeys[l.Name] = l.VKey
+	}
+	policy := filepath.Join(t.TempDir(), "policy")
+	os.WriteFile(policy, []byte(disc.WitnessPolicy), 0o644)
+	if out, err := run("verify", "--rebuilder", srv.URL, "--key", keyFile, "--platform", p.URL(), "--log-key", vkeys["release"], "--witness-policy", policy, "rules", "1"); err != nil || !strings.Contains(out, "the pinned log key and witness policy") {
+		t.Errorf("verify with pins: %q, %v", out, err)
+	}
+	if _, err := run("verify", "--rebuilder", srv.URL, "--key", keyFile, "--platform", p.URL(), "--log-key", vkeys["policy"], "rules", "1"); err == nil || !strings.Contains(err.Error(), "pinned") {
+		t.Errorf("verify with another log's key pinned: %v, want a key mismatch", err)
+	}
+	os.WriteFile(policy, []byte("quorum none\n"), 0o644)
+	if _, err := run("verify", "--rebuilder", srv.URL, "--key", keyFile, "--platform", p.URL(), "--witness-policy", policy, "rules", "1"); err == nil || !strings.Contains(err.Error(), "quorum none") {
+		t.Errorf("verify under quorum none: %v, want it refused", err)
 	}
 }

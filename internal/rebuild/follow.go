@@ -234,15 +234,41 @@ func (r *Rebuilder) RebuildOne(ctx context.Context, index uint64) (*Rebuilt, err
 	return got, err
 }
 
+// Pins is what a check against the release log trusts instead of the
+// platform's discovery document.
+type Pins struct {
+	// LogKey is the release log's verifier key (a signed-note vkey); the
+	// discovered one must equal it. Empty trusts the discovered one.
+	LogKey string
+	// WitnessPolicy is the C2SP tlog-policy the checkpoint must meet,
+	// used instead of the discovered one. Nil uses the discovered one.
+	WitnessPolicy []byte
+	// AllowNoWitness accepts a policy with quorum none; without it such
+	// a policy, which any log operator alone satisfies, is refused.
+	AllowNoWitness bool
+}
+
 // LoggedEntry reads the release-log entry at index from the platform's
 // log, proved included in its current checkpoint, which must meet the
-// witness policy of the platform's discovery document. It reads and keeps
-// no state: it is for checking a verdict against the log (`vitrine
-// rebuild verify --platform`), and needs only Platform (and Client).
-func (r *Rebuilder) LoggedEntry(ctx context.Context, index uint64) ([]byte, error) {
+// witness policy (pins override the discovery document's log key and
+// policy). It reads and keeps no state: it is for checking a verdict
+// against the log (`vitrine rebuild verify --platform`), and needs only
+// Platform (and Client).
+func (r *Rebuilder) LoggedEntry(ctx context.Context, index uint64, pins Pins) ([]byte, error) {
 	t, err := r.resolve(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if pins.LogKey != "" && pins.LogKey != t.logKey {
+		return nil, fmt.Errorf("%w: the platform's release log has key %q, the pinned one is %q", ErrKeyChanged, t.logKey, pins.LogKey)
+	}
+	if pins.WitnessPolicy != nil {
+		if t.policy, err = tlog.ParsePolicy(pins.WitnessPolicy); err != nil {
+			return nil, fmt.Errorf("the pinned witness policy: %w", err)
+		}
+	}
+	if t.policy.Quorum() == "none" && !pins.AllowNoWitness {
+		return nil, errors.New("the witness policy has quorum none: any log operator alone meets it; pin a policy with witnesses")
 	}
 	raw, err := t.fetcher.ReadCheckpoint(ctx)
 	if err != nil {
