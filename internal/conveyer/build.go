@@ -267,7 +267,7 @@ func (b *Builder) Build(ctx context.Context, r *Recipe, workDir string) (*Result
 		sumPath := filepath.Join(res.SourceDir, "go.sum")
 		before, _ := os.ReadFile(sumPath)
 		if err := run("download", env, nil, "mod", "download"); err != nil {
-			return nil, fmt.Errorf("downloading modules: %w", err)
+			return nil, fmt.Errorf("%w: %w", ErrDownload, err)
 		}
 		if after, _ := os.ReadFile(sumPath); !bytes.Equal(before, after) {
 			return nil, fmt.Errorf("%w: downloading modules: go.sum in the source lacks entries the build needs:\n%s", ErrBuild, addedLines(before, after))
@@ -430,6 +430,11 @@ func machineProxy(ctx context.Context, goCmd string) (proxy, sumdb string, err e
 // toolchainRE matches the Go versions a toolchain can be fetched by:
 // releases and release candidates.
 var toolchainRE = regexp.MustCompile(`^go1\.[0-9]+(\.[0-9]+|rc[0-9]+)$`)
+
+// ErrDownload is wrapped (with [ErrBuild]) by the error of a build whose
+// modules could not be downloaded: the proxy down, or a module it does
+// not serve. Like [ErrToolchain], it may pass.
+var ErrDownload = errors.New("downloading modules")
 
 // ErrToolchain is wrapped by the error of a build whose named toolchain
 // could not be fetched or did not verify: the build says nothing about

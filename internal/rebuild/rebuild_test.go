@@ -404,3 +404,41 @@ func TestRebuildToolchainUnavailable(t *testing.T) {
 	}
 	t.Logf("verdict error: %s", got.Error)
 }
+
+// TestRebuildModulesUnavailable: a source whose go.sum names a module no
+// proxy serves is retried, then, after GiveUp, judged not reproduced with
+// the reason, and the rebuilder goes on to the next entry.
+func TestRebuildModulesUnavailable(t *testing.T) {
+	ctx := context.Background()
+	p, _ := startPlatform(t)
+	good := conveyerBuild(t, testBuilder(t), helloRecipe("1", helloSource(t)))
+	gone := helloSource(t)
+	mod := filepath.Join(gone, "go.mod")
+	b, _ := os.ReadFile(mod)
+	os.WriteFile(mod, append(b, "require example.com/gone v1.0.0\n"...), 0o644)
+	sum := filepath.Join(gone, "go.sum")
+	b, _ = os.ReadFile(sum)
+	os.WriteFile(sum, append(b, "example.com/gone v1.0.0 h1:"+strings.Repeat("A", 43)+"=\nexample.com/gone v1.0.0/go.mod h1:"+strings.Repeat("A", 43)+"=\n"...), 0o644)
+	planted := &built{artifacts: good.artifacts, build: &release.Build{
+		Recipe: helloRecipe("1", gone), Source: "dir:" + gone, Toolchain: runtime.Version(),
+		BuilderID: p.URL() + "/conveyer", InvocationID: "gone", Started: time.Now(), Finished: time.Now(),
+	}}
+	planted.source, planted.build.Archive = archive(t, gone)
+	publish(t, p, "hello", "1", planted)
+	next := publish(t, p, "rules", "1", conveyerBuild(t, testBuilder(t), rulesRecipe("rules", "1", rulesSource(t))))
+
+	r := newRebuilder(t, p, t.TempDir())
+	r.GiveUp = 200 * time.Millisecond
+	if done, err := r.RebuildNew(ctx); err == nil || !strings.Contains(err.Error(), "retrying") || len(done) != 0 {
+		t.Fatalf("first pass: %d rebuilt, %v; want an error that is retried", len(done), err)
+	}
+	time.Sleep(250 * time.Millisecond)
+	done, err := r.RebuildNew(ctx)
+	if err != nil {
+		t.Fatalf("after GiveUp: %v", err)
+	}
+	if len(done) != 2 || done[0].Reproduced || !strings.Contains(done[0].Error, "downloading modules") || !done[1].Reproduced || done[1].Release.LogIndex != next.LogIndex {
+		t.Fatalf("after GiveUp: %+v; want hello 1 not reproduced for its modules, then rules 1 reproduced", done)
+	}
+	t.Logf("verdict error: %s", done[0].Error)
+}

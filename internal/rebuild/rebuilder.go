@@ -53,18 +53,19 @@ type Rebuilder struct {
 	// five-minute timeout.
 	Client *http.Client
 	// GiveUp is how long release files may stay unpublished (404), or
-	// the recorded toolchain unavailable, before the entry gets a verdict
-	// that says so, instead of being retried. Zero means an hour.
+	// the recorded toolchain or the source's modules unavailable, before
+	// the entry gets a verdict that says so, instead of being retried.
+	// Zero means an hour.
 	GiveUp time.Duration
 	// Logger receives one record per rebuild and per failed pass; nil
 	// discards them.
 	Logger *slog.Logger
 
-	mu      sync.Mutex           // one rebuild at a time; guards missing and noToolchain
+	mu      sync.Mutex           // one rebuild at a time; guards missing and unfetched
 	missing map[uint64]time.Time // entries whose files were 404, since
-	// noToolchain holds the entries whose recorded toolchain could not
+	// unfetched holds the entries whose toolchain or modules could not
 	// be fetched, since when.
-	noToolchain map[uint64]time.Time
+	unfetched map[uint64]time.Time
 }
 
 // errSkip means a log entry gets no verdict: it is not a release.
@@ -350,20 +351,21 @@ func (r *Rebuilder) rebuildEntry(ctx context.Context, t *trust, index uint64, en
 		b.Toolchain = p.Toolchain.Original
 	}
 	res, err := b.Build(ctx, recipe, filepath.Join(work, "build"))
-	if errors.Is(err, conveyer.ErrToolchain) && ctx.Err() == nil {
+	if (errors.Is(err, conveyer.ErrToolchain) || errors.Is(err, conveyer.ErrDownload)) && ctx.Err() == nil {
 		// Perhaps the proxy is down; perhaps the provenance names a
-		// release that does not exist. Retried until GiveUp, then
-		// reported, so that one entry cannot stop the rebuilder.
-		gaveUp, err := r.giveUpAfter(&r.noToolchain, index, err)
+		// toolchain, or go.sum a module, that no proxy serves. Retried
+		// until GiveUp, then reported, so that one entry cannot stop
+		// the rebuilder.
+		gaveUp, err := r.giveUpAfter(&r.unfetched, index, err)
 		if gaveUp {
-			return fail("toolchain: %v", err)
+			return fail("build: %v", err)
 		}
-		return nil, err
+		return nil, fmt.Errorf("rebuilding %s %s: %w", e.Name, e.Version, err)
 	}
 	if err != nil {
-		// A download that failed says nothing about the release; a go.sum
-		// that lacks lines, a compile error or bad rules do.
-		if ctx.Err() != nil || !errors.Is(err, conveyer.ErrBuild) || strings.HasPrefix(err.Error(), "downloading modules: ") {
+		// A go.sum that lacks lines, a compile error or bad rules say
+		// something about the release; anything else does not.
+		if ctx.Err() != nil || !errors.Is(err, conveyer.ErrBuild) {
 			return nil, fmt.Errorf("rebuilding %s %s: %w", e.Name, e.Version, err)
 		}
 		return fail("build: %v", err)
