@@ -38,8 +38,10 @@ const maxRecipe = 1 << 20
 // against its go.sum before use.
 //
 // Errors wrap [conveyer.ErrInvalidRecipe] for a bad recipe,
-// [releases.ErrExists] for a release already published, and
-// [conveyer.ErrBuild] for a build that failed.
+// [releases.ErrExists] for a release already published,
+// [conveyer.ErrBuild] for a build that failed, and
+// [conveyer.ErrToolchain] for a toolchain the recipe pins that could not
+// be fetched or checked (the route answers 422 for both).
 func (p *Platform) Build(ctx context.Context, recipe []byte) (*Published, error) {
 	r, err := conveyer.ParseRecipe(recipe)
 	if err != nil {
@@ -171,7 +173,7 @@ func (p *Platform) serveBuild(w http.ResponseWriter, r *http.Request) {
 		httpapi.Error(w, http.StatusBadRequest, err.Error())
 	case errors.Is(err, releases.ErrExists):
 		httpapi.Error(w, http.StatusConflict, err.Error()+"; bump the recipe's version")
-	case errors.Is(err, conveyer.ErrBuild):
+	case errors.Is(err, conveyer.ErrBuild), errors.Is(err, conveyer.ErrToolchain):
 		httpapi.Error(w, http.StatusUnprocessableEntity, err.Error())
 	case errors.Is(err, logserver.ErrUnavailable), errors.Is(err, logserver.ErrBusy), errors.Is(err, context.DeadlineExceeded):
 		httpapi.Unavailable(w, 10*time.Second, err.Error())

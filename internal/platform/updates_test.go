@@ -461,3 +461,26 @@ func TestPublishUnrecordedIndex(t *testing.T) {
 		t.Errorf("next entry %d, %v; want %d (nothing logged twice)", next, err, idx+1)
 	}
 }
+
+// TestBuildToolchainUnavailable: a recipe that pins a toolchain the
+// platform cannot fetch (here it has no checksum database to check one
+// against) is a 422 that says so, not a server error.
+func TestBuildToolchainUnavailable(t *testing.T) {
+	p, err := Start(context.Background(), Config{Data: t.TempDir(), Listen: "127.0.0.1:0", CheckpointInterval: 100 * time.Millisecond, GoSumDB: "off"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { stop(t, p) }()
+	src, err := filepath.Abs(filepath.Join("..", "conveyer", "testdata", "hello"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	recipe := `{"name":"hello","version":"1","source":{"dir":"` + src + `"},"targets":[{"go":{"program":"hello","package":".","platforms":["linux/amd64"]}}],"toolchain":"go1.99.0"}`
+	code, body := httpDo(t, http.MethodPost, p.URL()+"/v1/builds", p.operatorToken, []byte(recipe))
+	if code != http.StatusUnprocessableEntity || !strings.Contains(string(body), "toolchain") {
+		t.Fatalf("POST /v1/builds = %d %s; want 422 naming the toolchain", code, body)
+	}
+	if p.releases.Exists("hello", "1") {
+		t.Error("a release was published")
+	}
+}
