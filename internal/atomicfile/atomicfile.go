@@ -3,16 +3,20 @@
 package atomicfile
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 )
 
 // Write puts data at path with mode perm through a synced temporary file
 // in the same directory and a rename, then syncs the directory so that the
-// rename itself survives a crash. The directory is created if missing.
+// rename itself survives a crash. The directory is created if missing
+// (see MkdirAll).
 func Write(path string, data []byte, perm os.FileMode) (err error) {
 	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := MkdirAll(dir); err != nil {
 		return err
 	}
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
@@ -53,4 +57,26 @@ func SyncDir(dir string) error {
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+// MkdirAll is os.MkdirAll (mode 0755) with the parent of every directory
+// it makes synced, so that the new directories survive a crash along with
+// what is then written into them. A directory that exists costs one stat.
+func MkdirAll(dir string) error {
+	if st, err := os.Stat(dir); err == nil {
+		if !st.IsDir() {
+			return &fs.PathError{Op: "mkdir", Path: dir, Err: syscall.ENOTDIR}
+		}
+		return nil
+	}
+	if err := MkdirAll(filepath.Dir(dir)); err != nil {
+		return err
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		if st, serr := os.Stat(dir); errors.Is(err, fs.ErrExist) && serr == nil && st.IsDir() {
+			return nil // made meanwhile
+		}
+		return err
+	}
+	return SyncDir(filepath.Dir(dir))
 }

@@ -30,3 +30,24 @@ func TestWrite(t *testing.T) {
 		t.Error("writing an impossible name succeeded")
 	}
 }
+
+func TestMkdirAll(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "a", "b", "c")
+	for range 2 { // made, then already there
+		if err := MkdirAll(p); err != nil {
+			t.Fatal(err)
+		}
+		if st, err := os.Stat(p); err != nil || !st.IsDir() {
+			t.Fatalf("%s: %v, %v; want a directory", p, st, err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "file"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{filepath.Join(dir, "file"), filepath.Join(dir, "file", "d")} {
+		if err := MkdirAll(bad); err == nil {
+			t.Errorf("MkdirAll(%s) succeeded where a file stands", bad)
+		}
+	}
+}

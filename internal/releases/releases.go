@@ -114,7 +114,7 @@ func check(r *Release) (*release.Entry, error) {
 // temporary directory beside final, syncs them, and renames it to final,
 // which must not exist.
 func writeRelease(final string, r *Release, withIndex bool) error {
-	if err := mkdirAllSynced(filepath.Dir(final)); err != nil {
+	if err := atomicfile.MkdirAll(filepath.Dir(final)); err != nil {
 		return err
 	}
 	tmp, err := os.MkdirTemp(filepath.Dir(final), ".publish-")
@@ -145,21 +145,6 @@ func writeRelease(final string, r *Release, withIndex bool) error {
 		return err
 	}
 	return atomicfile.SyncDir(filepath.Dir(final))
-}
-
-// mkdirAllSynced is os.MkdirAll, with the parent of every directory it
-// makes synced, so that the new directories survive a crash.
-func mkdirAllSynced(dir string) error {
-	if _, err := os.Stat(dir); err == nil {
-		return nil
-	}
-	if err := mkdirAllSynced(filepath.Dir(dir)); err != nil {
-		return err
-	}
-	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
-		return err
-	}
-	return atomicfile.SyncDir(filepath.Dir(dir))
 }
 
 func indexJSON(i uint64) []byte {
