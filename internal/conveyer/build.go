@@ -212,6 +212,9 @@ func (b *Builder) Build(ctx context.Context, r *Recipe, workDir string) (*Result
 			switchTo = ""
 		}
 	}
+	if switchTo != "" && b.skipDownload {
+		return nil, fmt.Errorf("%w: toolchain %s is fetched in the download phase, which this builder skips", ErrToolchain, switchTo)
+	}
 	run := func(phase string, env []string, out io.Writer, args ...string) error {
 		cmd := exec.CommandContext(ctx, goCmd, args...)
 		cmd.Dir, cmd.Env = res.SourceDir, env
@@ -258,8 +261,8 @@ func (b *Builder) Build(ctx context.Context, r *Recipe, workDir string) (*Result
 			if err := tc.verify(); err != nil {
 				return nil, err
 			}
-			env = slices.Replace(env, slices.Index(env, "GOTOOLCHAIN=local"), slices.Index(env, "GOTOOLCHAIN=local")+1, "GOTOOLCHAIN="+switchTo)
-			env = slices.Replace(env, 0, 1, "PATH="+pathWithout(os.Getenv("PATH"), switchTo))
+			env = setEnv(env, "GOTOOLCHAIN", switchTo)
+			env = setEnv(env, "PATH", pathWithout(os.Getenv("PATH"), switchTo))
 		}
 		// "go mod download" adds missing go.sum lines even under
 		// -mod=readonly; a source whose go.sum is incomplete is refused,
@@ -275,9 +278,7 @@ func (b *Builder) Build(ctx context.Context, r *Recipe, workDir string) (*Result
 		if tc != nil {
 			// Everything from here on runs the fetched go command
 			// itself, offline.
-			if goCmd, err = tc.command(ctx); err != nil {
-				return nil, err
-			}
+			goCmd = filepath.Join(tc.dir, "bin", "go")
 		}
 	}
 
@@ -286,14 +287,14 @@ func (b *Builder) Build(ctx context.Context, r *Recipe, workDir string) (*Result
 	if err != nil {
 		return nil, err
 	}
-	if switchTo != "" && b.skipDownload {
-		return nil, fmt.Errorf("%w: toolchain %s is fetched in the download phase, which this builder skips", ErrToolchain, switchTo)
-	}
 	var version bytes.Buffer
 	if err := run("build", env, &version, "env", "GOVERSION"); err != nil {
 		return nil, fmt.Errorf("reading toolchain version: %w", err)
 	}
 	res.Record.Toolchain = strings.TrimSpace(version.String())
+	if switchTo != "" && res.Record.Toolchain != switchTo {
+		return nil, fmt.Errorf("%w: the fetched toolchain says it is %q, not %s", ErrToolchain, res.Record.Toolchain, switchTo)
+	}
 	if err := run("build", env, nil, "mod", "verify"); err != nil {
 		return nil, fmt.Errorf("verifying modules against go.sum: %w", err)
 	}
@@ -414,17 +415,29 @@ func (b *Builder) goCommand() (string, error) {
 }
 
 // machineProxy reads GOPROXY and GOSUMDB as the caller's environment sets
-// them.
+// them for goCmd.
 func machineProxy(ctx context.Context, goCmd string) (proxy, sumdb string, err error) {
-	out, err := exec.CommandContext(ctx, goCmd, "env", "GOPROXY", "GOSUMDB").Output()
+	v, err := goEnv(ctx, goCmd, os.Environ(), "GOPROXY", "GOSUMDB")
 	if err != nil {
 		return "", "", fmt.Errorf("reading the machine's GOPROXY: %w", err)
 	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	if len(lines) != 2 {
-		return "", "", fmt.Errorf("reading the machine's GOPROXY: unexpected output %q", out)
+	return v[0], v[1], nil
+}
+
+// goEnv runs "goCmd env names..." with env and returns the values, one
+// per name.
+func goEnv(ctx context.Context, goCmd string, env []string, names ...string) ([]string, error) {
+	cmd := exec.CommandContext(ctx, goCmd, append([]string{"env"}, names...)...)
+	cmd.Env = env
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, err
 	}
-	return lines[0], lines[1], nil
+	v := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
+	if len(v) != len(names) {
+		return nil, fmt.Errorf("go env %s: unexpected output %q", strings.Join(names, " "), out)
+	}
+	return v, nil
 }
 
 // toolchainRE matches the Go versions a toolchain can be fetched by:
@@ -447,14 +460,11 @@ type hostGo struct{ version, goos, goarch string }
 // goHost reads the version and host platform of the go command goCmd
 // itself.
 func goHost(ctx context.Context, goCmd string) (hostGo, error) {
-	cmd := exec.CommandContext(ctx, goCmd, "env", "GOVERSION", "GOHOSTOS", "GOHOSTARCH")
-	cmd.Env = append(os.Environ(), "GOTOOLCHAIN=local", "GOENV=off")
-	out, err := cmd.Output()
-	f := strings.Fields(string(out))
-	if err != nil || len(f) != 3 {
-		return hostGo{}, fmt.Errorf("reading the go command's version: %v %q", err, out)
+	v, err := goEnv(ctx, goCmd, append(os.Environ(), "GOTOOLCHAIN=local", "GOENV=off"), "GOVERSION", "GOHOSTOS", "GOHOSTARCH")
+	if err != nil {
+		return hostGo{}, fmt.Errorf("reading the go command's version: %w", err)
 	}
-	return hostGo{f[0], f[1], f[2]}, nil
+	return hostGo{v[0], v[1], v[2]}, nil
 }
 
 // toolchain is a Go release fetched as a module: its module path and
@@ -543,14 +553,11 @@ func (tc *toolchain) verify() error {
 	return nil
 }
 
-// command is the toolchain's go command, once it says it is that
-// release.
-func (tc *toolchain) command(ctx context.Context) (string, error) {
-	goCmd := filepath.Join(tc.dir, "bin", "go")
-	if h, err := goHost(ctx, goCmd); err != nil || h.version != tc.version {
-		return "", fmt.Errorf("%w: %s runs as %q (%v), want %s", ErrToolchain, goCmd, h.version, err, tc.version)
-	}
-	return goCmd, nil
+// setEnv returns env with key set to value, in place of its earlier
+// value.
+func setEnv(env []string, key, value string) []string {
+	env = slices.DeleteFunc(slices.Clone(env), func(kv string) bool { return strings.HasPrefix(kv, key+"=") })
+	return append(env, key+"="+value)
 }
 
 // pathWithout is the PATH list path without the directories that hold
