@@ -74,6 +74,9 @@ func (f fetcher) DownloadFile(url string, maxLength int64, _ time.Duration) ([]b
 		// Content-Length is read far enough to be seen.
 		size = min(res.ContentLength, limit-1) + 1
 	}
+	// A loop of its own rather than bytes.Buffer.ReadFrom: measured on a
+	// 4 MiB program (BenchmarkAgentVerifyUpdate), the Buffer, grown to
+	// the same size, cost the agent 10-15% more.
 	buf := make([]byte, 0, min(size, maxPrealloc))
 	lr := io.LimitReader(res.Body, limit)
 	for {
