@@ -48,8 +48,9 @@ type Published struct {
 //
 // Start does the same for every release it finds left in either state.
 // Only a crash between the append and recording its index (or a restart
-// after recording it failed) logs a release twice. Other artifacts under a name and version already logged or
-// published are refused with [releases.ErrExists].
+// after recording it failed) logs a release twice. Other artifacts under
+// a name and version already logged or published are refused with
+// [releases.ErrExists].
 func (p *Platform) Publish(ctx context.Context, name, version string, artifacts map[string][]byte, source []byte, build *release.Build) (*Published, error) {
 	// One publish at a time: two of the same release would each stage
 	// and log it.
@@ -62,7 +63,7 @@ func (p *Platform) Publish(ctx context.Context, name, version string, artifacts 
 	if err != nil {
 		return nil, fmt.Errorf("publishing %s %s: %w", name, version, err)
 	}
-	key := name + "\x00" + version
+	key := stageKey(name, version)
 	if u, ok := p.unrecorded[key]; ok && staged != nil && !logged && bytes.Equal(u.entry, staged.Entry) {
 		// Logged, but recording the index failed (the disk): it is
 		// known here until the process ends.
@@ -117,6 +118,9 @@ func (p *Platform) Publish(ctx context.Context, name, version string, artifacts 
 	return p.finishPublish(ctx, rel)
 }
 
+// stageKey keys p.unrecorded.
+func stageKey(name, version string) string { return name + "\x00" + version }
+
 // unrecorded is a staged release's entry, logged at index, whose index
 // could not be written to the stage.
 type unrecorded struct {
@@ -140,7 +144,7 @@ func (p *Platform) finishPublish(ctx context.Context, rel *releases.Release) (*P
 	if err := p.releases.Publish(rel); err != nil {
 		return nil, fmt.Errorf("publishing %s %s: %w", e.Name, e.Version, err)
 	}
-	delete(p.unrecorded, e.Name+"\x00"+e.Version)
+	delete(p.unrecorded, stageKey(e.Name, e.Version))
 	// Endpoints install only through the update repository: a release
 	// that cannot be added there is not published (fail closed).
 	if err := p.addUpdate(wctx, e.Name, e.Version, rel.Artifacts, rel.Envelope, rel.Entry, rel.Index); err != nil {
@@ -167,31 +171,28 @@ func (p *Platform) resumePublish(ctx context.Context, name, version string, arti
 	if err := p.releases.Unstage(name, version); err != nil {
 		return nil, fmt.Errorf("publishing %s %s: %w", name, version, err)
 	}
-	if err := p.addStored(ctx, stored); err != nil {
+	pub, err := p.addStored(ctx, stored)
+	if err != nil {
 		return nil, fmt.Errorf("publishing %s %s: update repository: %w", name, version, err)
 	}
-	e, err := release.ParseEntry(stored.Entry)
-	if err != nil {
-		return nil, fmt.Errorf("publishing %s %s: %w", name, version, err)
-	}
-	return &Published{Name: name, Version: version, Artifacts: e.Artifacts, LogIndex: stored.Index}, nil
+	return pub, nil
 }
 
 // addStored adds a release published under /releases/ to the update
-// repository, as it was logged. A release another call added meanwhile is
-// done, not an error.
-func (p *Platform) addStored(ctx context.Context, r *releases.Release) error {
+// repository, as it was logged, and returns it. A release another call
+// added meanwhile is done, not an error.
+func (p *Platform) addStored(ctx context.Context, r *releases.Release) (*Published, error) {
 	e, err := release.ParseEntry(r.Entry)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	err = p.addUpdate(wctx, e.Name, e.Version, r.Artifacts, r.Envelope, r.Entry, r.Index)
-	if errors.Is(err, updates.ErrExists) && p.updates.Has(e.Name, e.Version) {
-		return nil
+	if err != nil && !(errors.Is(err, updates.ErrExists) && p.updates.Has(e.Name, e.Version)) {
+		return nil, err
 	}
-	return err
+	return &Published{Name: e.Name, Version: e.Version, Artifacts: e.Artifacts, LogIndex: r.Index}, nil
 }
 
 // syncUpdates finishes what failures or crashes left of publishes (see
@@ -203,38 +204,28 @@ func (p *Platform) addStored(ctx context.Context, r *releases.Release) error {
 func (p *Platform) syncUpdates(ctx context.Context) (int, error) {
 	var n int
 	var errs []error
-	stagedNames, err := p.releases.StagedLogged()
+	staged, err := p.releases.StagedLogged()
 	if err != nil {
 		return 0, err
 	}
-	var staged []*releases.Release
-	for _, nv := range stagedNames {
-		if p.releases.Exists(nv[0], nv[1]) {
-			// Published, then stopped before the stage was removed.
-			if err := p.releases.Unstage(nv[0], nv[1]); err != nil {
-				errs = append(errs, err)
-			}
-			continue
-		}
-		r, logged, err := p.releases.Staged(nv[0], nv[1])
+	for _, r := range staged {
+		e, err := release.ParseEntry(r.Entry)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		if logged {
-			staged = append(staged, r)
+		if p.releases.Exists(e.Name, e.Version) {
+			// Published, then stopped before the stage was removed.
+			if err := p.releases.Unstage(e.Name, e.Version); err != nil {
+				errs = append(errs, err)
+			}
+			continue
 		}
-	}
-	// In log order, so that each rule database's delta is from the
-	// version before it.
-	slices.SortFunc(staged, func(a, b *releases.Release) int { return cmp.Compare(a.Index, b.Index) })
-	for _, r := range staged {
-		got, err := p.finishPublish(ctx, r)
-		if err != nil {
+		if _, err := p.finishPublish(ctx, r); err != nil {
 			errs = append(errs, fmt.Errorf("staged release-log entry %d: %w", r.Index, err))
 			continue
 		}
-		p.logger.Info("published a release logged before a failure", "release", got.Name, "version", got.Version, "log_index", r.Index)
+		p.logger.Info("published a release logged before a failure", "release", e.Name, "version", e.Version, "log_index", r.Index)
 		n++
 	}
 	list, err := p.releases.List()
@@ -248,7 +239,7 @@ func (p *Platform) syncUpdates(ctx context.Context) (int, error) {
 		}
 		r, err := p.releases.Load(l.Name, l.Version)
 		if err == nil {
-			err = p.addStored(ctx, r)
+			_, err = p.addStored(ctx, r)
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s %s: %w", l.Name, l.Version, err))

@@ -242,10 +242,9 @@ type Pins struct {
 	LogKey string
 	// WitnessPolicy is the C2SP tlog-policy the checkpoint must meet,
 	// used instead of the discovered one. Nil uses the discovered one.
+	// A policy with quorum none, which the log operator alone meets, is
+	// refused whichever way it comes.
 	WitnessPolicy []byte
-	// AllowNoWitness accepts a policy with quorum none; without it such
-	// a policy, which any log operator alone satisfies, is refused.
-	AllowNoWitness bool
 }
 
 // LoggedEntry reads the release-log entry at index from the platform's
@@ -267,7 +266,7 @@ func (r *Rebuilder) LoggedEntry(ctx context.Context, index uint64, pins Pins) ([
 			return nil, fmt.Errorf("the pinned witness policy: %w", err)
 		}
 	}
-	if t.policy.Quorum() == "none" && !pins.AllowNoWitness {
+	if t.policy.Quorum() == "none" {
 		return nil, errors.New("the witness policy has quorum none: any log operator alone meets it; pin a policy with witnesses")
 	}
 	raw, err := t.fetcher.ReadCheckpoint(ctx)

@@ -17,6 +17,7 @@ package releases
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -326,10 +327,10 @@ func (s *Store) Unstage(name, version string) error {
 	return os.RemoveAll(gone)
 }
 
-// StagedLogged lists the staged releases whose entries are logged, as
-// "name" and "version" pairs.
-func (s *Store) StagedLogged() ([][2]string, error) {
-	var out [][2]string
+// StagedLogged returns the staged releases whose entries are logged (see
+// Staged), in log order.
+func (s *Store) StagedLogged() ([]*Release, error) {
+	var out []*Release
 	names, err := os.ReadDir(filepath.Join(s.dir, ".pending"))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -346,14 +347,19 @@ func (s *Store) StagedLogged() ([][2]string, error) {
 			return nil, err
 		}
 		for _, v := range versions {
-			if !v.IsDir() || !validFile(v.Name()) {
+			if !v.IsDir() {
 				continue
 			}
-			if _, err := os.Stat(filepath.Join(s.stagePath(n.Name(), v.Name()), "log_index.json")); err == nil {
-				out = append(out, [2]string{n.Name(), v.Name()})
+			r, logged, err := s.Staged(n.Name(), v.Name())
+			if err != nil {
+				return nil, err
+			}
+			if logged {
+				out = append(out, r)
 			}
 		}
 	}
+	slices.SortFunc(out, func(a, b *Release) int { return cmp.Compare(a.Index, b.Index) })
 	return out, nil
 }
 

@@ -147,7 +147,7 @@ func TestStage(t *testing.T) {
 	if err != nil || !logged || !reflect.DeepEqual(got, r) {
 		t.Fatalf("Staged after Logged = %+v, %v, %v; want %+v logged", got, logged, err, r)
 	}
-	if l, _ := s.StagedLogged(); len(l) != 1 || l[0] != [2]string{"vitrine", "1.0.0"} {
+	if l, _ := s.StagedLogged(); len(l) != 1 || !reflect.DeepEqual(l[0], r) {
 		t.Errorf("StagedLogged = %v", l)
 	}
 	if l, _ := s.List(); len(l) != 0 {
