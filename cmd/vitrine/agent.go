@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
+	"os"
 	"sort"
 	"strings"
 	"time"
@@ -12,12 +14,14 @@ import (
 	"github.com/vitrine-dev/vitrine/scan"
 )
 
-const defaultAgentDir = "./vitrine-agent"
+// defaultAgentDir keeps the agent's identity and pinned trust out of any
+// working tree.
+var defaultAgentDir = userDir("agent")
 
 func runAgentRegister(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "agent register", "[--platform URL] [--token FILE] --country CC [--dir DIR]")
-	base := fs.String("platform", "http://127.0.0.1:8080", "the platform to register with; its discovery document is pinned now")
-	tokenFile := fs.String("token", "./vitrine-data/operator.token", "file holding the enrolment token (in `vitrine up`, the operator token)")
+	base := fs.String("platform", defaultPlatform(), "the platform to register with; its discovery document is pinned now")
+	tokenFile := fs.String("token", defaultOperatorToken, "file holding the enrolment token (in 'vitrine up', the operator token)")
 	country := fs.String("country", "", "the endpoint's country (ISO 3166-1 alpha-2): it chooses the home region")
 	dir := fs.String("dir", defaultAgentDir, "the agent's directory: pinned trust, identity, installed releases")
 	if err := parseFlags(fs, args, 0); err != nil {
@@ -67,21 +71,38 @@ func runAgentUpdate(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
+// runAgentScan is 'vitrine agent scan'. Its exit status is that of
+// clamscan, which scripts rely on: 0 nothing found, 1 something found,
+// 2 an error (a path that cannot be read, a file that could not be
+// scanned, a report that did not reach the home region), whatever was
+// found.
 func runAgentScan(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "agent scan", "[--dir DIR] [--workers N] [--no-report] PATH...")
 	dir := fs.String("dir", defaultAgentDir, "the agent's directory")
 	workers := fs.Int("workers", 0, "files scanned at once (0: one per core)")
 	noReport := fs.Bool("no-report", false, "do not report detections to the home region")
+	fs.Usage = func() {
+		fmt.Fprintf(e.stderr, "usage: vitrine agent scan [--dir DIR] [--workers N] [--no-report] PATH...\n\n%s\n\nexit status: 0 nothing found, 1 something found, 2 an error\n\nflags:\n", commands["agent scan"].summary)
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return &exitError{2, err}
 	}
 	if fs.NArg() == 0 {
 		fs.Usage()
-		return errors.New("name at least one file or directory to scan")
+		return &exitError{2, errors.New("name at least one file or directory to scan")}
+	}
+	for _, p := range fs.Args() {
+		if _, err := os.Stat(p); err != nil {
+			return &exitError{2, fmt.Errorf("cannot scan %s: %w", p, err)}
+		}
 	}
 	a, err := agent.Open(*dir)
 	if err != nil {
-		return err
+		return &exitError{2, err}
 	}
 	start := time.Now()
 	var files, errs int
@@ -93,7 +114,7 @@ func runAgentScan(ctx context.Context, e *env, args []string) error {
 		}
 	})
 	if err != nil {
-		return err
+		return &exitError{2, err}
 	}
 	sort.Slice(ds, func(i, j int) bool {
 		if ds[i].Path != ds[j].Path {
@@ -109,9 +130,15 @@ func runAgentScan(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(e.stdout, "scanned %d files in %s: %d infected, %d unreadable\n", files, time.Since(start).Round(time.Millisecond), len(infected), errs)
 	if len(ds) > 0 && !*noReport {
 		if err := a.Report(ctx, ds); err != nil {
-			return err
+			return &exitError{2, fmt.Errorf("reporting detections: %w", err)}
 		}
 		fmt.Fprintf(e.stdout, "reported %d detections to region %s\n", len(ds), a.Identity().Region)
+	}
+	switch {
+	case errs > 0:
+		return &exitError{2, fmt.Errorf("%d files could not be scanned", errs)}
+	case len(ds) > 0:
+		return &exitError{status: 1}
 	}
 	return nil
 }

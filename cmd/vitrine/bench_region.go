@@ -43,8 +43,8 @@ type regionFlags struct {
 
 func addRegionFlags(fs *flag.FlagSet) regionFlags {
 	return regionFlags{
-		url:       fs.String("url", "http://127.0.0.1:8080", "base URL of a running `vitrine up`"),
-		tokenFile: fs.String("operator-token", "./vitrine-data/operator.token", "file holding the operator token, to register endpoints"),
+		url:       fs.String("url", defaultPlatform(), "base URL of a running 'vitrine up'"),
+		tokenFile: fs.String("operator-token", defaultOperatorToken, "file holding the operator token, to register endpoints"),
 		seed:      fs.Uint64("seed", 1, "workload seed: runs with the same seed report and ask about the same files"),
 	}
 }

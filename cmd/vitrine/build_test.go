@@ -15,25 +15,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vitrine-dev/vitrine/internal/gotest"
 	"github.com/vitrine-dev/vitrine/internal/platform"
 	"github.com/vitrine-dev/vitrine/ruledb"
 )
-
-// testGoProxy is a GOPROXY for the conveyer's download phase in tests: the
-// machine's module cache first, so builds need no network when it holds
-// every module, then the machine's own proxy.
-func testGoProxy(t *testing.T) string {
-	t.Helper()
-	out, err := exec.Command("go", "env", "GOMODCACHE", "GOPROXY").Output()
-	if err != nil {
-		t.Fatalf("go env: %v", err)
-	}
-	f := strings.Fields(string(out))
-	if len(f) != 2 {
-		t.Fatalf("go env GOMODCACHE GOPROXY = %q", out)
-	}
-	return "file://" + filepath.Join(f[0], "cache", "download") + "," + f[1]
-}
 
 // repoRecipe reads a recipe the repository ships and points its "." git
 // source at the repository root, which is what "." means when `vitrine up`
@@ -77,7 +62,7 @@ func TestBuildReleases(t *testing.T) {
 	ctx := context.Background()
 	data := t.TempDir()
 	p, err := platform.Start(ctx, platform.Config{Data: data, Listen: "127.0.0.1:0", CheckpointInterval: 100 * time.Millisecond,
-		GoProxy: testGoProxy(t), GoSumDB: "off", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		GoModCache: gotest.ModCache(t), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,9 +32,9 @@ type custodyTrust struct {
 
 func runCustody(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "custody", "--data DIR --listen ADDR --platform URL")
-	data := fs.String("data", "./vitrine-custody", "custody's data directory: region keys, unwrap counts, its token, the pinned trust")
+	data := fs.String("data", userDir("custody"), "custody's data directory: region keys, unwrap counts, its token, the pinned trust")
 	listen := fs.String("listen", "127.0.0.1:8081", "address to listen on")
-	platform := fs.String("platform", "http://127.0.0.1:8080", "the platform whose access logs custody trusts, read from its discovery document on first start and pinned")
+	platform := fs.String("platform", defaultPlatform(), "the platform whose access logs custody trusts, read from its discovery document on first start and pinned")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
@@ -136,9 +136,9 @@ func loadTrust(ctx context.Context, e *env, path, platform string) (*custodyTrus
 
 func runCustodyReconcile(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "custody reconcile", "--custody URL --token FILE --platform URL")
-	custodyURL := fs.String("custody", "http://127.0.0.1:8081", "base URL of custody (for `vitrine up` without --custody-url: <platform>/custody)")
+	custodyURL := fs.String("custody", "http://127.0.0.1:8081", "base URL of custody (for 'vitrine up' without --custody-url: <platform>/custody)")
 	tokenFile := fs.String("token", "", "file holding custody's token")
-	platform := fs.String("platform", "http://127.0.0.1:8080", "the platform whose access logs to read")
+	platform := fs.String("platform", defaultPlatform(), "the platform whose access logs to read")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}

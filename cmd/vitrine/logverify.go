@@ -32,7 +32,7 @@ type target struct {
 
 func (t *target) register(fs *flag.FlagSet) {
 	fs.StringVar(&t.url, "url", "", "base URL of the log (the prefix of /checkpoint and /tile/)")
-	fs.StringVar(&t.vkey, "vkey", "", "the log's verifier key, or a file holding it")
+	fs.StringVar(&t.vkey, "vkey", "", "the log's verifier key, or a file holding it (a platform's are <data>/logs/<name>/log.vkey)")
 	fs.StringVar(&t.policy, "policy", "", "C2SP tlog-policy file: the witnesses and quorum to require (default: none required)")
 	fs.StringVar(&t.platform, "platform", "", "base URL of a Vitrine platform: read --url, --vkey and --policy from its discovery document")
 	fs.StringVar(&t.log, "log", "", "with --platform: the log's name, e.g. release")
@@ -250,10 +250,10 @@ func runLogProve(ctx context.Context, e *env, args []string) error {
 }
 
 func runLogVerifyProof(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "log verify-proof", "--vkey KEY [--policy FILE] (--entry FILE | --leaf-hash HEX) PROOF")
+	fs := newFlags(e, "log verify-proof", "(--vkey KEY [--policy FILE] | --platform URL --log NAME) (--entry FILE | --leaf-hash HEX) PROOF")
 	var t target
 	t.register(fs)
-	entry := fs.String("entry", "", "file holding the entry's exact bytes")
+	entry := fs.String("entry", "", "file holding the entry's exact bytes (a release's entry is <platform>/releases/<name>/<version>/release.json)")
 	leafHex := fs.String("leaf-hash", "", "the entry's RFC 6962 leaf hash, hex")
 	if err := parseFlags(fs, args, 1); err != nil {
 		return err
@@ -294,6 +294,10 @@ func runLogVerifyProof(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "proof ok: entry %d is in %s at size %d, cosigned by %s\n", proof.Index, cp.Origin, cp.Size, strings.Join(cp.Cosigners, ", "))
+	cosigned := "cosigned by " + strings.Join(cp.Cosigners, ", ")
+	if len(cp.Cosigners) == 0 {
+		cosigned = "no witness policy given, so no cosignature was required (give --policy FILE, or --platform and --log)"
+	}
+	fmt.Fprintf(e.stdout, "proof ok: entry %d is in %s at size %d, %s\n", proof.Index, cp.Origin, cp.Size, cosigned)
 	return nil
 }

@@ -54,7 +54,8 @@ func init() {
 		"tuf rotate":        {"sign the next TUF root (new root keys, or a new targets key to revoke one)", runTUFRotate},
 		"tuf push-root":     {"give the platform a new TUF root (operator)", runTUFPushRoot},
 		"tuf verify":        {"download and verify every update with go-tuf's client, from discovery alone", runTUFVerify},
-		"rebuild":           {"follow the release log, rebuild each release and serve signed verdicts (rebuild verify checks one)", runRebuild},
+		"rebuild":           {"follow the release log, rebuild each release and serve signed verdicts until stopped", runRebuild},
+		"rebuild verify":    {"check a rebuilder's signed verdict on a release, and that it is about the logged entry", runRebuildVerify},
 		"ruledb compile":    {"compile rule sources (.hdb, .hsb, .ndb) into a rule database", runRuleDBCompile},
 		"ruledb diff":       {"list the signatures added and removed between two rule databases", runRuleDBDiff},
 		"relocate":          {"move every record of a country to another region, provably", runRelocate},
@@ -74,13 +75,46 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	e := &env{stdout: os.Stdout, stderr: os.Stderr, logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))}
-	if err := dispatch(ctx, e, os.Args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(0)
-		}
-		fmt.Fprintf(os.Stderr, "vitrine: %v\n", err)
-		os.Exit(1)
+	routeKlog(e.logger)
+	err := dispatch(ctx, e, os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		err = nil
 	}
+	os.Exit(exitStatus(os.Stderr, err))
+}
+
+// exitError is an error with the exit status a command chose; a nil err
+// prints nothing.
+type exitError struct {
+	status int
+	err    error
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.status)
+	}
+	return e.err.Error()
+}
+
+func (e *exitError) Unwrap() error { return e.err }
+
+// exitStatus prints err (if any) to w and returns the exit status: 0
+// without an error, the status an exitError carries, 1 otherwise.
+func exitStatus(w io.Writer, err error) int {
+	if err == nil {
+		return 0
+	}
+	status := 1
+	var xe *exitError
+	if errors.As(err, &xe) {
+		status = xe.status
+		if xe.err == nil {
+			return status
+		}
+	}
+	fmt.Fprintf(w, "vitrine: %v\n", err)
+	return status
 }
 
 // dispatch finds the longest command name that prefixes args and runs it.
@@ -90,19 +124,44 @@ func dispatch(ctx context.Context, e *env, args []string) error {
 			return c.run(ctx, e, args[n:])
 		}
 	}
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		usage(e.stdout)
+	help := func(a string) bool { return a == "help" || a == "-h" || a == "-help" || a == "--help" }
+	if len(args) == 0 || help(args[0]) {
+		usage(e.stdout, "")
 		return nil
 	}
-	usage(e.stderr)
+	// A group ("vitrine log", "vitrine log --help"): its commands.
+	if group := args[0]; hasGroup(group) && (len(args) == 1 || help(args[1])) {
+		usage(e.stdout, group)
+		return nil
+	}
+	usage(e.stderr, "")
 	return fmt.Errorf("unknown command %q", strings.Join(args, " "))
 }
 
-func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: vitrine <command> [flags]\n\ncommands:")
+// hasGroup reports whether some command's name is group followed by a
+// subcommand.
+func hasGroup(group string) bool {
+	for n := range commands {
+		if strings.HasPrefix(n, group+" ") {
+			return true
+		}
+	}
+	return false
+}
+
+// usage lists the commands whose name is group or starts with it (every
+// command for an empty group).
+func usage(w io.Writer, group string) {
+	if group == "" {
+		fmt.Fprintln(w, "usage: vitrine <command> [flags]\n\ncommands:")
+	} else {
+		fmt.Fprintf(w, "usage: vitrine %s <command> [flags]\n\ncommands:\n", group)
+	}
 	names := make([]string, 0, len(commands))
 	for n := range commands {
-		names = append(names, n)
+		if group == "" || n == group || strings.HasPrefix(n, group+" ") {
+			names = append(names, n)
+		}
 	}
 	sort.Strings(names)
 	for _, n := range names {

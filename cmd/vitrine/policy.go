@@ -1,10 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/transparency-dev/tessera/client"
@@ -16,64 +20,123 @@ import (
 
 // loggedPolicies reads every residency policy that a witnessed checkpoint
 // of the platform's policy log covers, verified with the platform's policy
-// key, in log order.
-func loggedPolicies(ctx context.Context, platformURL string) ([]*residency.Policy, error) {
+// key, in log order. An entry that is not such a policy does not stop the
+// reading, as it does not stop the platform: a warning naming its index
+// goes to warn, and it comes back among the skipped entries.
+func loggedPolicies(ctx context.Context, platformURL string, warn io.Writer) ([]*residency.Policy, []skippedPolicy, error) {
 	d, err := fetchDiscovery(ctx, platformURL)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if d.PolicyKey == "" {
-		return nil, errors.New("the platform publishes no policy key")
+		return nil, nil, errors.New("the platform publishes no policy key")
 	}
 	pv, err := note.NewVerifier(d.PolicyKey)
 	if err != nil {
-		return nil, fmt.Errorf("parsing the policy key: %w", err)
+		return nil, nil, fmt.Errorf("parsing the policy key: %w", err)
 	}
 	t := target{platform: platformURL, log: "policy"}
 	r, err := t.resolve(ctx, true)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	raw, err := r.fetcher.ReadCheckpoint(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("fetching the policy log's checkpoint: %w", err)
+		return nil, nil, fmt.Errorf("fetching the policy log's checkpoint: %w", err)
 	}
 	cp, err := r.policy.VerifyCheckpoint(raw, r.verifier)
 	if err != nil {
-		return nil, fmt.Errorf("policy log checkpoint: %w", err)
+		return nil, nil, fmt.Errorf("policy log checkpoint: %w", err)
 	}
 	// The policy log is small: recompute its whole tree, which proves every
 	// entry read below is in the witnessed checkpoint.
 	if _, err := tlog.VerifyTree(ctx, r.fetcher, cp.Size, cp.Hash); err != nil {
-		return nil, fmt.Errorf("policy log: %w", err)
+		return nil, nil, fmt.Errorf("policy log: %w", err)
 	}
 	var out []*residency.Policy
+	var skipped []skippedPolicy
 	for bi := uint64(0); bi*256 < cp.Size; bi++ {
 		b, err := client.GetEntryBundle(ctx, r.fetcher.ReadEntryBundle, bi, cp.Size)
 		if err != nil {
-			return nil, fmt.Errorf("reading the policy log: %w", err)
+			return nil, nil, fmt.Errorf("reading the policy log: %w", err)
 		}
 		for i, e := range b.Entries {
+			s := skippedPolicy{index: bi*256 + uint64(i)}
 			if !residency.IsPolicyEntry(e) {
+				s.err = errors.New("not a residency policy (no policy header)")
+			} else if p, err := residency.Open(e, pv); err != nil {
+				s.err, s.claims = err, claimedVersion(e)
+			} else {
+				out = append(out, p)
 				continue
 			}
-			p, err := residency.Open(e, pv)
-			if err != nil {
-				return nil, fmt.Errorf("policy log entry %d: %w", bi*256+uint64(i), err)
-			}
-			out = append(out, p)
+			fmt.Fprintf(warn, "warning: skipping policy log entry %d: %v\n", s.index, s.err)
+			skipped = append(skipped, s)
 		}
 	}
 	if len(out) == 0 {
-		return nil, errors.New("the policy log holds no policy yet")
+		return nil, skipped, errors.New("the policy log holds no valid policy yet")
 	}
-	return out, nil
+	return out, skipped, nil
 }
 
-func findVersion(ps []*residency.Policy, v uint64) (*residency.Policy, error) {
+// skippedPolicy is an entry of the policy log that is not a residency
+// policy signed with the platform's policy key.
+type skippedPolicy struct {
+	index  uint64
+	claims uint64 // the version its unverified text names, 0 if none
+	err    error
+}
+
+// claimedVersion reads the version an unverified policy note names, so that
+// asking for that version names the entry rather than saying there is none.
+// It returns 0 if the note names none.
+func claimedVersion(entry []byte) uint64 {
+	i := bytes.LastIndex(entry, []byte("\n\n"))
+	if i < 0 {
+		return 0
+	}
+	_, body, _ := bytes.Cut(entry[:i+1], []byte("\n")) // the header line
+	// Token by token, so that a policy cut short after its version still
+	// names it.
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return 0
+	}
+	for dec.More() {
+		key, err := dec.Token()
+		if err != nil {
+			return 0
+		}
+		if key != "version" {
+			var skip json.RawMessage
+			if dec.Decode(&skip) != nil {
+				return 0
+			}
+			continue
+		}
+		tok, err := dec.Token()
+		if n, ok := tok.(json.Number); err == nil && ok {
+			v, _ := strconv.ParseUint(n.String(), 10, 64)
+			return v
+		}
+		return 0
+	}
+	return 0
+}
+
+// findVersion returns version v. When no valid policy has it but a skipped
+// entry claims it, the error names that entry and why it was skipped.
+func findVersion(ps []*residency.Policy, skipped []skippedPolicy, v uint64) (*residency.Policy, error) {
 	for i := len(ps) - 1; i >= 0; i-- {
 		if ps[i].Version == v {
 			return ps[i], nil
+		}
+	}
+	for _, s := range skipped {
+		if s.claims == v {
+			return nil, fmt.Errorf("policy log entry %d claims version %d but is not a valid policy: %w", s.index, v, s.err)
 		}
 	}
 	return nil, fmt.Errorf("the policy log holds no version %d", v)
@@ -91,18 +154,18 @@ func latest(ps []*residency.Policy) *residency.Policy {
 
 func runPolicyShow(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "policy show", "--platform URL [--version N]")
-	platformURL := fs.String("platform", "http://127.0.0.1:8080", "base URL of the platform")
+	platformURL := fs.String("platform", defaultPlatform(), "base URL of the platform")
 	version := fs.Uint64("version", 0, "show this version instead of the active one")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
-	ps, err := loggedPolicies(ctx, *platformURL)
+	ps, skipped, err := loggedPolicies(ctx, *platformURL, e.stderr)
 	if err != nil {
 		return err
 	}
 	p := latest(ps)
 	if *version != 0 {
-		if p, err = findVersion(ps, *version); err != nil {
+		if p, err = findVersion(ps, skipped, *version); err != nil {
 			return err
 		}
 	}
@@ -119,25 +182,25 @@ func runPolicyShow(ctx context.Context, e *env, args []string) error {
 
 func runPolicyDiff(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "policy diff", "--platform URL [--from N] [--to M]")
-	platformURL := fs.String("platform", "http://127.0.0.1:8080", "base URL of the platform")
+	platformURL := fs.String("platform", defaultPlatform(), "base URL of the platform")
 	from := fs.Uint64("from", 0, "older version (default: the one before --to)")
 	to := fs.Uint64("to", 0, "newer version (default: the active one)")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
-	ps, err := loggedPolicies(ctx, *platformURL)
+	ps, skipped, err := loggedPolicies(ctx, *platformURL, e.stderr)
 	if err != nil {
 		return err
 	}
 	b := latest(ps)
 	if *to != 0 {
-		if b, err = findVersion(ps, *to); err != nil {
+		if b, err = findVersion(ps, skipped, *to); err != nil {
 			return err
 		}
 	}
 	var a *residency.Policy
 	if *from != 0 {
-		if a, err = findVersion(ps, *from); err != nil {
+		if a, err = findVersion(ps, skipped, *from); err != nil {
 			return err
 		}
 	} else {

@@ -12,8 +12,8 @@ import (
 
 func runPrincipalCreate(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "principal create", "--url URL --token FILE --id ROLE:NAME --location CC --regions R1,R2 [--out FILE]")
-	base := fs.String("url", "http://127.0.0.1:8080", "base URL of the platform")
-	tokenFile := fs.String("token", "./vitrine-data/operator.token", "file holding the operator token (`vitrine up`'s <data>/operator.token)")
+	base := fs.String("url", defaultPlatform(), "base URL of the platform")
+	tokenFile := fs.String("token", defaultOperatorToken, "file holding the operator token (<data>/operator.token of 'vitrine up')")
 	id := fs.String("id", "", "the principal's id, <role>:<name>, e.g. analyst:jdoe")
 	location := fs.String("location", "", "the principal's home country (ISO 3166-1 alpha-2)")
 	regions := fs.String("regions", "", "comma-separated regions the principal may act in")

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/vitrine-dev/vitrine/internal/conveyer"
@@ -22,12 +23,9 @@ import (
 
 // runRebuild is `vitrine rebuild`, and `vitrine rebuild verify`.
 func runRebuild(ctx context.Context, e *env, args []string) error {
-	if len(args) > 0 && args[0] == "verify" {
-		return runRebuildVerify(ctx, e, args[1:])
-	}
-	fs := newFlags(e, "rebuild", "--platform URL --data DIR [--listen ADDR] [--once] [--interval D]\n       vitrine rebuild verify --rebuilder URL [--key FILE] [--platform URL [--log-key VKEY] [--witness-policy FILE]] NAME VERSION")
-	platformURL := fs.String("platform", "http://127.0.0.1:8080", "the platform whose release log to follow; everything is read from its discovery document")
-	data := fs.String("data", "", "state directory (required): rebuilder.key (the verdict signing key, created on first use), state.json, index.json, verdicts/, modcache/")
+	fs := newFlags(e, "rebuild", "[--platform URL] [--data DIR] [--listen ADDR | --once] [--interval D]")
+	platformURL := fs.String("platform", defaultPlatform(), "the platform whose release log to follow; everything is read from its discovery document")
+	data := fs.String("data", userDir("rebuilder"), "state directory: rebuilder.key (the verdict signing key, created on first use), state.json, index.json, verdicts/, modcache/")
 	listen := fs.String("listen", "127.0.0.1:8090", "address to serve /rebuilds/ on (not with --once)")
 	once := fs.Bool("once", false, "rebuild every release not rebuilt yet, print one line each, and exit; the exit status is 1 if one did not reproduce")
 	interval := fs.Duration("interval", 30*time.Second, "how often to look for new releases")
@@ -36,17 +34,13 @@ func runRebuild(ctx context.Context, e *env, args []string) error {
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
-	if *data == "" {
-		fs.Usage()
-		return errors.New("--data is required")
-	}
 	key, err := release.LoadOrCreateKey(filepath.Join(*data, "rebuilder.key"))
 	if err != nil {
 		return fmt.Errorf("the rebuilder's key: %w", err)
 	}
 	r := &rebuilder.Rebuilder{
 		Platform: *platformURL, Key: key, Dir: *data, ID: *id, WorkDir: *work, Logger: e.logger,
-		Builder: &conveyer.Builder{ModCache: filepath.Join(*data, "modcache"), Logger: e.logger},
+		Builder: &conveyer.Builder{ModCache: filepath.Join(*data, "modcache"), Logger: e.logger, Progress: rebuildProgress(e)},
 	}
 	if *once {
 		done, err := r.RebuildNew(ctx)
@@ -108,6 +102,7 @@ func runRebuildVerify(ctx context.Context, e *env, args []string) error {
 	platformURL := fs.String("platform", "", "also check that the verdict is about the entry the platform's release log holds at its index, under a checkpoint that meets the witness policy (default: the verdict is checked on its own)")
 	logKey := fs.String("log-key", "", "with --platform: the release log's verifier key to trust (default: the one the platform's discovery document names)")
 	policyFile := fs.String("witness-policy", "", "with --platform: a file holding the C2SP tlog-policy the checkpoint must meet (default: the one the platform's discovery document names)")
+	wait := fs.Duration("wait", 0, "wait up to this long for the rebuilder to publish its verdict (a Go program takes minutes to rebuild)")
 	if err := parseFlags(fs, args, 2); err != nil {
 		return err
 	}
@@ -131,19 +126,9 @@ func runRebuildVerify(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("the rebuilder's key: %w", err)
 	}
-	var index rebuilder.Index
-	if err := getJSON(ctx, root, &index); err != nil {
+	u, err := findVerdict(ctx, e, root, name, version, *wait)
+	if err != nil {
 		return err
-	}
-	// The latest verdict on that name and version.
-	u := ""
-	for _, l := range index.Verdicts {
-		if l.Name == name && l.Version == version {
-			u = l.URL
-		}
-	}
-	if u == "" {
-		return fmt.Errorf("the rebuilder has no verdict on %s %s", name, version)
 	}
 	ref, err := url.Parse(u)
 	if err != nil {
@@ -193,6 +178,42 @@ func runRebuildVerify(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
+// findVerdict returns the URL of the rebuilder's latest verdict on name
+// and version, listed at root, waiting up to wait for it to appear.
+func findVerdict(ctx context.Context, e *env, root, name, version string, wait time.Duration) (string, error) {
+	deadline := time.Now().Add(wait)
+	told := false
+	for {
+		var index rebuilder.Index
+		err := getJSON(ctx, root, &index)
+		u := ""
+		if err == nil {
+			// The latest verdict on that name and version.
+			for _, l := range index.Verdicts {
+				if l.Name == name && l.Version == version {
+					u = l.URL
+				}
+			}
+			if u != "" {
+				return u, nil
+			}
+			err = fmt.Errorf("the rebuilder has no verdict on %s %s", name, version)
+		}
+		if time.Now().After(deadline) {
+			return "", err
+		}
+		if !told {
+			fmt.Fprintf(e.stderr, "waiting up to %s for the verdict on %s %s (%v)\n", wait, name, version, err)
+			told = true
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
 // verdictInLog checks that v is about the entry the platform's release
 // log holds at the verdict's index: the same bytes (by digest), hence the
 // same name, version and artifacts.
@@ -212,4 +233,22 @@ func verdictInLog(ctx context.Context, platformURL string, pins rebuilder.Pins, 
 		return fmt.Errorf("the release log: entry %d is %s %s with other artifacts than the verdict's subjects", v.Release.LogIndex, e.Name, e.Version)
 	}
 	return nil
+}
+
+// rebuildProgress shows a person what a rebuild is doing: a line on
+// e.stderr as each step begins, with the time since that release's
+// rebuild began (a Go program takes minutes).
+func rebuildProgress(e *env) func(r *conveyer.Recipe, step string) {
+	var mu sync.Mutex
+	started := map[string]time.Time{}
+	return func(r *conveyer.Recipe, step string) {
+		mu.Lock()
+		defer mu.Unlock()
+		k := r.Name + " " + r.Version
+		if _, ok := started[k]; !ok || step == conveyer.FirstStep {
+			started[k] = time.Now()
+			fmt.Fprintf(e.stderr, "rebuilding %s\n", k)
+		}
+		fmt.Fprintf(e.stderr, "  %s  %s\n", elapsed(time.Since(started[k])), step)
+	}
 }

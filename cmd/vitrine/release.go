@@ -17,7 +17,7 @@ import (
 
 func runReleaseVerify(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "release verify", "[--platform URL] [--name NAME] ARTIFACT")
-	platform := fs.String("platform", "http://127.0.0.1:8080", "the platform whose discovery document names the release log, the witness policy, the releases and the release key")
+	platform := fs.String("platform", defaultPlatform(), "the platform whose discovery document names the release log, the witness policy, the releases and the release key")
 	name := fs.String("name", "", "the artifact's name in the release (default: the file's base name)")
 	if err := parseFlags(fs, args, 1); err != nil {
 		return err

@@ -18,12 +18,13 @@ import (
 )
 
 func runRelocate(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "relocate", "--url URL --token FILE --country CC --to REGION [--json]")
-	base := fs.String("url", "http://127.0.0.1:8080", "base URL of the platform")
-	tokenFile := fs.String("token", "./vitrine-data/operator.token", "file holding the operator token (`vitrine up`'s <data>/operator.token)")
+	fs := newFlags(e, "relocate", "[--url URL] [--token FILE] (--country CC --to REGION | --job ID) [--json | --quiet]")
+	base := fs.String("url", defaultPlatform(), "base URL of the platform")
+	tokenFile := fs.String("token", defaultOperatorToken, "file holding the operator token (<data>/operator.token of 'vitrine up')")
 	country := fs.String("country", "", "the country to relocate (ISO 3166-1 alpha-2)")
 	to := fs.String("to", "", "the region to relocate it to")
 	asJSON := fs.Bool("json", false, "print the finished job as JSON")
+	quiet := fs.Bool("quiet", false, "print only the job's id once it has finished, for 'relocate verify --job' (progress still goes to standard error)")
 	timeout := fs.Duration("timeout", 2*time.Hour, "give up waiting after this long (the relocation goes on)")
 	job := fs.String("job", "", "follow this job instead of starting one")
 	if err := parseFlags(fs, args, 0); err != nil {
@@ -57,11 +58,14 @@ func runRelocate(ctx context.Context, e *env, args []string) error {
 		err := call(ctx, "GET", u+"/v1/relocations/"+id, token, nil, http.StatusOK, &j)
 		switch {
 		case err == nil && (j.Step == relocate.StepDone || j.Error != ""):
-			if *asJSON {
+			switch {
+			case *quiet:
+				fmt.Fprintln(e.stdout, j.ID)
+			case *asJSON:
 				enc := json.NewEncoder(e.stdout)
 				enc.SetIndent("", "  ")
 				_ = enc.Encode(&j)
-			} else {
+			default:
 				fmt.Fprint(e.stdout, relocate.Describe(&j))
 			}
 			if j.Error != "" {
@@ -96,8 +100,8 @@ func call(ctx context.Context, method, u, token string, body []byte, want int, o
 }
 
 func runRelocateVerify(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "relocate verify", "--url URL --job ID")
-	base := fs.String("url", "http://127.0.0.1:8080", "base URL of the platform whose logs to read")
+	fs := newFlags(e, "relocate verify", "[--url URL] --job ID")
+	base := fs.String("url", defaultPlatform(), "base URL of the platform whose logs to read")
 	job := fs.String("job", "", "the relocation's job id (in its report and its log entries)")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
@@ -108,7 +112,7 @@ func runRelocateVerify(ctx context.Context, e *env, args []string) error {
 	}
 	ev := &relocate.Evidence{Access: map[string][]*access.Record{}}
 	var err error
-	if ev.Policies, err = loggedPolicies(ctx, *base); err != nil {
+	if ev.Policies, _, err = loggedPolicies(ctx, *base, e.stderr); err != nil {
 		return err
 	}
 	d, err := fetchDiscovery(ctx, *base)

@@ -27,7 +27,7 @@ import (
 // signed 1.root.json, naming the platform's online keys.
 func runTUFInit(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "tuf init", "--out DIR (--data DIR | --targets-key PEM --snapshot-key PEM --timestamp-key PEM) [--keys N --threshold M]")
-	out := fs.String("out", "./vitrine-offline", "directory for the root keys and 1.root.json; keep it offline")
+	out := fs.String("out", defaultTUFOffline, "directory for the root keys and 1.root.json; keep it offline")
 	keys := fs.Int("keys", 3, "number of root keys")
 	threshold := fs.Int("threshold", 2, "how many root keys must sign a root")
 	data := fs.String("data", "", "the platform's data directory, on the platform's machine: take the targets key from <data>/updates/targets.key or <data>/release.key and the snapshot and timestamp keys from <data>/updates (created if missing)")
@@ -105,7 +105,7 @@ func readPublicKey(path string) (ed25519.PublicKey, error) {
 // runTUFRotate signs the root that follows the current one.
 func runTUFRotate(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "tuf rotate", "--out DIR --root CURRENT.json [--new-root-keys N] [--threshold M] [--targets-key PEM | --new-targets-key] [--snapshot-key PEM] [--timestamp-key PEM]")
-	out := fs.String("out", "./vitrine-offline", "the offline directory: its root-*.key sign, and <N+1>.root.json (and new keys) are written to it")
+	out := fs.String("out", defaultTUFOffline, "the offline directory: its root-*.key sign, and <N+1>.root.json (and new keys) are written to it")
 	current := fs.String("root", "", "the current root.json (GET <platform>/updates/root.json)")
 	newRootKeys := fs.Int("new-root-keys", 0, "replace the root keys with this many new ones (0 keeps them)")
 	threshold := fs.Int("threshold", 0, "root threshold of the new root (0 keeps it)")
@@ -189,8 +189,8 @@ func runTUFRotate(ctx context.Context, e *env, args []string) error {
 // runTUFPushRoot posts a new root to the platform.
 func runTUFPushRoot(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "tuf push-root", "[--platform URL] [--token FILE] ROOT.json")
-	platformURL := fs.String("platform", "http://127.0.0.1:8080", "the platform's base URL")
-	tokenFile := fs.String("token", "./vitrine-data/operator.token", "file holding the operator token")
+	platformURL := fs.String("platform", defaultPlatform(), "the platform's base URL")
+	tokenFile := fs.String("token", defaultOperatorToken, "file holding the operator token")
 	if err := parseFlags(fs, args, 1); err != nil {
 		return err
 	}
@@ -220,7 +220,7 @@ func runTUFPushRoot(ctx context.Context, e *env, args []string) error {
 // document alone and downloads every target.
 func runTUFVerify(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "tuf verify", "[--platform URL] [--cache DIR]")
-	platformURL := fs.String("platform", "http://127.0.0.1:8080", "the platform whose discovery document names the update repository and its root")
+	platformURL := fs.String("platform", defaultPlatform(), "the platform whose discovery document names the update repository and its root")
 	cache := fs.String("cache", "", "go-tuf's metadata and targets cache; it keeps the latest trusted root between runs (default: a temporary directory)")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err

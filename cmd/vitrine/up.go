@@ -5,8 +5,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/vitrine-dev/vitrine/internal/config"
@@ -15,18 +18,18 @@ import (
 
 func runUp(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "up", "[--config FILE] [--data DIR] [--listen ADDR]")
-	configFile := fs.String("config", "", "configuration file (JSON; see internal/config): name, data, listen, public_url, residency, stores; flags given explicitly win")
+	configFile := fs.String("config", "", "configuration file (JSON; docs/config.md lists the keys, docs/config.example.json sets them all); flags given explicitly win")
 	data := fs.String("data", "./vitrine-data", "data directory (created on first start, reused after)")
 	listen := fs.String("listen", "127.0.0.1:8080", "address to listen on")
 	name := fs.String("name", "vitrine.local", "deployment name: prefix of every log origin (keep it across restarts)")
 	publicURL := fs.String("public-url", "", "base URL that clients use (default http://<listen>)")
 	debug := fs.String("debug-listen", "", "serve Go profiling endpoints on this address (loopback only; unauthenticated)")
-	custodyURL := fs.String("custody-url", "", "base URL of the supervisor's key custody in its own process (`vitrine custody`); empty runs custody in this process")
+	custodyURL := fs.String("custody-url", "", "base URL of the supervisor's key custody in its own process ('vitrine custody'); empty runs custody in this process")
 	custodyToken := fs.String("custody-token", "", "with --custody-url: file holding custody's token (its <data>/custody.token)")
 	commitEvery := fs.Duration("commitment-interval", time.Hour, "how often each region commits to its dataset (count and Merkle root) in its access log")
 	interval := fs.Duration("checkpoint-interval", 0, "how often each log publishes a witnessed checkpoint while it grows (0: the logs' default, 200ms)")
 	tufRoot := fs.String("tuf-root", "", "the update repository's initial root.json (made by vitrine tuf init); without it the first start makes one")
-	tufOffline := fs.String("tuf-offline", "", "where the first start writes the TUF root keys when it makes the root; move them offline (default: beside --data, ./vitrine-offline for ./vitrine-data)")
+	tufOffline := fs.String("tuf-offline", "", "where the first start writes the TUF root keys when it makes the root; move them offline (default: <data>/tuf-offline)")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
@@ -81,16 +84,7 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	}
 	abs, _ := filepath.Abs(*data)
 	fmt.Fprintf(e.stdout, "Vitrine is up at %s\n", p.URL())
-	fmt.Fprintf(e.stdout, "  discovery       %s/.well-known/vitrine.json\n", p.URL())
-	for _, d := range p.Discovery().Logs {
-		fmt.Fprintf(e.stdout, "  log %-12s %s  (origin %s)\n", d.Name, d.URL, d.Origin)
-	}
-	for _, w := range p.Discovery().Witnesses {
-		fmt.Fprintf(e.stdout, "  witness         %s  (%s)\n", w.URL, w.Name)
-	}
-	fmt.Fprintf(e.stdout, "  updates (TUF)   %s\n", p.Discovery().Updates.URL)
-	fmt.Fprintf(e.stdout, "  data            %s\n", abs)
-	fmt.Fprintf(e.stdout, "  operator token  %s\n", filepath.Join(abs, "operator.token"))
+	printBanner(e.stdout, p, abs)
 	fmt.Fprintf(e.stdout, "Press Ctrl-C to stop.\n")
 
 	select {
@@ -106,4 +100,34 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintln(e.stdout, "stopped cleanly")
 	return nil
+}
+
+// printBanner lists what the platform serves, in aligned columns.
+func printBanner(w io.Writer, p *platform.Platform, data string) {
+	d := p.Discovery()
+	rows := [][3]string{{"discovery", p.URL() + "/.well-known/vitrine.json", ""}}
+	for _, l := range d.Logs {
+		rows = append(rows, [3]string{"log " + l.Name, l.URL, "origin " + l.Origin})
+	}
+	for _, wi := range d.Witnesses {
+		rows = append(rows, [3]string{"witness", wi.URL, wi.Name})
+	}
+	rows = append(rows,
+		[3]string{"releases", p.URL() + "/releases/", ""},
+		[3]string{"updates (TUF)", d.Updates.URL, ""},
+		[3]string{"data", data, "private: keys, tokens, logs, stores"},
+		[3]string{"operator token", filepath.Join(data, "operator.token"), ""},
+	)
+	var b strings.Builder
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	for _, r := range rows {
+		if r[2] != "" {
+			r[2] = "(" + r[2] + ")"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", r[0], r[1], r[2])
+	}
+	_ = tw.Flush()
+	for line := range strings.Lines(b.String()) {
+		fmt.Fprintln(w, strings.TrimRight(line, " \n"))
+	}
 }

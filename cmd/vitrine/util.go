@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
+	"time"
 )
 
 func decodeHash(s string) ([]byte, error) {
@@ -24,4 +26,39 @@ func readToken(path, what string) (string, error) {
 		return "", fmt.Errorf("reading %s: %w", what, err)
 	}
 	return strings.TrimSpace(string(b)), nil
+}
+
+// defaultOperatorToken is where 'vitrine up' run with its defaults keeps
+// the operator token.
+const defaultOperatorToken = "./vitrine-data/operator.token"
+
+// defaultPlatform is the platform every client command talks to unless
+// told otherwise: $VITRINE_URL, or a 'vitrine up' on its default address.
+func defaultPlatform() string {
+	if u := os.Getenv("VITRINE_URL"); u != "" {
+		return u
+	}
+	return "http://127.0.0.1:8080"
+}
+
+// userDir is a directory of Vitrine's under the user's configuration
+// directory ($XDG_CONFIG_HOME/vitrine/NAME, ~/.config/vitrine/NAME): where
+// commands keep keys and state by default, outside any working tree.
+// Where the user has no configuration directory, it is ./vitrine-NAME.
+func userDir(name string) string {
+	dir, err := os.UserConfigDir()
+	if err != nil {
+		return "./vitrine-" + name
+	}
+	return filepath.Join(dir, "vitrine", name)
+}
+
+// defaultTUFOffline is where 'vitrine up' with its defaults writes the TUF
+// root keys on its first start.
+const defaultTUFOffline = "./vitrine-data/tuf-offline"
+
+// elapsed formats d as minutes and seconds, "3:07", for progress lines.
+func elapsed(d time.Duration) string {
+	s := int(d.Round(time.Second) / time.Second)
+	return fmt.Sprintf("%d:%02d", s/60, s%60)
 }

@@ -1,11 +1,12 @@
 package conveyer
 
 import (
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/vitrine-dev/vitrine/internal/gotest"
 )
 
 // workDir is a fresh, not yet existing work directory that is removed,
@@ -33,18 +34,11 @@ func repoRoot(t *testing.T) (root, head string) {
 	return lines[0], lines[1]
 }
 
-// testBuilder downloads modules from the machine's module cache used as a
-// file:// GOPROXY when it exists, so tests run offline and fast; otherwise
-// from the machine's GOPROXY.
+// testBuilder downloads modules through the machine's GOPROXY, checked
+// against go.sum and the machine's GOSUMDB, into the machine's module cache
+// (see package gotest): builds need the network only for what that cache
+// lacks.
 func testBuilder(t *testing.T) *Builder {
 	t.Helper()
-	out, err := exec.Command("go", "env", "GOMODCACHE").Output()
-	if err != nil {
-		t.Fatalf("go env GOMODCACHE: %v", err)
-	}
-	dl := filepath.Join(strings.TrimSpace(string(out)), "cache", "download")
-	if _, err := os.Stat(dl); err == nil {
-		return &Builder{Proxy: "file://" + dl, SumDB: "off"}
-	}
-	return &Builder{}
+	return &Builder{ModCache: gotest.ModCache(t)}
 }

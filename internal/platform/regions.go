@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -72,7 +73,7 @@ func (p *Platform) startRegions(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	active, err := activatePolicy(ctx, p.logs["policy"], want, rs.policyKey, pv)
+	active, err := activatePolicy(ctx, p.logs["policy"], want, rs.policyKey, pv, p.logger)
 	if err != nil {
 		return err
 	}
@@ -95,7 +96,7 @@ func (p *Platform) startRegions(ctx context.Context) error {
 	}
 	for _, reg := range active.Regions {
 		dir := filepath.Join(p.cfg.Data, "regions", reg.Name)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return err
 		}
 		spec := p.cfg.Stores[reg.Name]
@@ -188,8 +189,8 @@ func (rs *regions) close() error {
 // the latest version in the policy log. A new version is signed, appended
 // and awaited in a witnessed checkpoint before it takes effect; a changed
 // policy that keeps an old version number is refused.
-func activatePolicy(ctx context.Context, log *logserver.Log, want *residency.Policy, signer note.Signer, verifier note.Verifier) (*residency.Policy, error) {
-	latest, err := latestPolicy(ctx, log, verifier)
+func activatePolicy(ctx context.Context, log *logserver.Log, want *residency.Policy, signer note.Signer, verifier note.Verifier, logger *slog.Logger) (*residency.Policy, error) {
+	latest, err := latestPolicy(ctx, log, verifier, logger)
 	if err != nil {
 		return nil, fmt.Errorf("reading the policy log: %w", err)
 	}
@@ -222,8 +223,12 @@ func activatePolicy(ctx context.Context, log *logserver.Log, want *residency.Pol
 
 // latestPolicy reads every entry of the policy log that a witnessed
 // checkpoint covers and returns the policy with the highest version, or nil
-// if there is none.
-func latestPolicy(ctx context.Context, log *logserver.Log, v note.Verifier) (*residency.Policy, error) {
+// if there is none. An entry that is not a policy signed by v is reported
+// to logger at Error level, for the supervisor's monitor, and skipped: an
+// entry once logged cannot be taken back, and it must not keep the
+// platform down, so the last valid policy stays in force. An error comes
+// back only when the log cannot be read.
+func latestPolicy(ctx context.Context, log *logserver.Log, v note.Verifier, logger *slog.Logger) (*residency.Policy, error) {
 	cp, err := log.Checkpoint(ctx)
 	if err != nil {
 		return nil, err
@@ -238,13 +243,15 @@ func latestPolicy(ctx context.Context, log *logserver.Log, v note.Verifier) (*re
 		if err != nil {
 			return nil, err
 		}
-		for _, e := range b.Entries {
+		for i, e := range b.Entries {
 			if !residency.IsPolicyEntry(e) {
-				continue // the policy log may hold other documents
+				logger.ErrorContext(ctx, "policy log entry skipped: not a residency policy", "log", "policy", "index", bi*256+uint64(i), "reason", "the entry does not start with the policy header")
+				continue
 			}
 			pol, err := residency.Open(e, v)
 			if err != nil {
-				return nil, fmt.Errorf("policy log entry does not verify: %w", err)
+				logger.ErrorContext(ctx, "policy log entry skipped: it does not verify", "log", "policy", "index", bi*256+uint64(i), "reason", err.Error())
+				continue
 			}
 			if latest == nil || pol.Version > latest.Version {
 				latest = pol

@@ -7,13 +7,13 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/vitrine-dev/vitrine/internal/conveyer"
+	"github.com/vitrine-dev/vitrine/internal/gotest"
 	"github.com/vitrine-dev/vitrine/internal/platform"
 	"github.com/vitrine-dev/vitrine/release"
 	"github.com/vitrine-dev/vitrine/ruledb"
@@ -28,7 +28,7 @@ func startPlatform(t testing.TB) (*platform.Platform, string) {
 	data := t.TempDir()
 	b := testBuilder(t)
 	p, err := platform.Start(context.Background(), platform.Config{Data: data, Listen: "127.0.0.1:0",
-		CheckpointInterval: 100 * time.Millisecond, GoProxy: b.Proxy, GoSumDB: b.SumDB, Logger: quiet})
+		CheckpointInterval: 100 * time.Millisecond, GoModCache: b.ModCache, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,20 +40,12 @@ func startPlatform(t testing.TB) (*platform.Platform, string) {
 	return p, data
 }
 
-// testBuilder downloads modules from the machine's module cache used as a
-// file:// GOPROXY when it exists, so tests run offline (as the conveyer's
-// own tests do).
+// testBuilder downloads modules through the machine's GOPROXY, checked
+// against go.sum and the machine's GOSUMDB, into the machine's module cache
+// (see package gotest).
 func testBuilder(t testing.TB) *conveyer.Builder {
 	t.Helper()
-	out, err := exec.Command("go", "env", "GOMODCACHE").Output()
-	if err != nil {
-		t.Fatalf("go env GOMODCACHE: %v", err)
-	}
-	dl := filepath.Join(strings.TrimSpace(string(out)), "cache", "download")
-	if _, err := os.Stat(dl); err == nil {
-		return &conveyer.Builder{Proxy: "file://" + dl, SumDB: "off", Logger: quiet}
-	}
-	return &conveyer.Builder{Logger: quiet}
+	return &conveyer.Builder{ModCache: gotest.ModCache(t), Logger: quiet}
 }
 
 // eicarRule is one .hsb rule: the EICAR test file by SHA-256 and size.

@@ -373,7 +373,7 @@ type Listed struct {
 
 // List returns every published release, by name and version.
 func (s *Store) List() ([]Listed, error) {
-	var out []Listed
+	out := []Listed{}
 	names, err := os.ReadDir(s.dir)
 	if err != nil {
 		return nil, err
@@ -411,8 +411,62 @@ func (s *Store) List() ([]Listed, error) {
 	return out, nil
 }
 
+// ReleaseFile is one file of a published release, as GET
+// /releases/<name>/<version>/ lists it.
+type ReleaseFile struct {
+	Path  string `json:"path"` // relative to the release, e.g. artifacts/vitrine_linux_amd64
+	Size  int64  `json:"size"`
+	About string `json:"about"`
+}
+
+// ReleaseIndex is the answer to GET /releases/<name>/<version>/.
+type ReleaseIndex struct {
+	Name     string        `json:"name"`
+	Version  string        `json:"version"`
+	LogIndex uint64        `json:"log_index"`
+	Files    []ReleaseFile `json:"files"`
+}
+
+// serveRelease lists the files of one release.
+func (s *Store) serveRelease(w http.ResponseWriter, name, version string) {
+	if !validFile(name) || !validFile(version) {
+		httpapi.Error(w, http.StatusNotFound, "no such release; GET /releases/ lists the releases")
+		return
+	}
+	dir := filepath.Join(s.dir, name, version)
+	entry, err := os.ReadFile(filepath.Join(dir, "release.json"))
+	if err != nil {
+		httpapi.Error(w, http.StatusNotFound, "no such release: "+name+" "+version+"; GET /releases/ lists the releases")
+		return
+	}
+	idx := ReleaseIndex{Name: name, Version: version}
+	if b, err := os.ReadFile(filepath.Join(dir, "log_index.json")); err == nil {
+		var m struct {
+			Index uint64 `json:"log_index"`
+		}
+		if json.Unmarshal(b, &m) == nil {
+			idx.LogIndex = m.Index
+		}
+	}
+	add := func(rel, about string) {
+		if fi, err := os.Stat(filepath.Join(dir, filepath.FromSlash(rel))); err == nil && fi.Mode().IsRegular() {
+			idx.Files = append(idx.Files, ReleaseFile{Path: rel, Size: fi.Size(), About: about})
+		}
+	}
+	add("release.json", "the release-log entry, byte for byte as logged: prove it with vitrine log prove --log release")
+	add("provenance.json", "the signed SLSA provenance (DSSE envelope)")
+	add("source.tar.gz", "the archived source the release was built from")
+	if e, err := release.ParseEntry(entry); err == nil {
+		for _, a := range e.Artifacts {
+			add("artifacts/"+a.Name, "an artifact, sha256:"+a.SHA256)
+		}
+	}
+	httpapi.JSON(w, idx)
+}
+
 // Handler serves the releases, relative to /releases: GET / lists them
-// (JSON), GET /<name>/<version>/<file> serves a file. Everything is public.
+// (JSON), GET /<name>/<version>/ lists a release's files (JSON), GET
+// /<name>/<version>/<file> serves a file. Everything is public.
 func (s *Store) Handler() http.Handler {
 	files := http.FileServerFS(os.DirFS(s.dir))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -432,11 +486,16 @@ func (s *Store) Handler() http.Handler {
 			}{l})
 			return
 		}
-		for _, part := range strings.Split(strings.Trim(p, "/"), "/") {
+		parts := strings.Split(strings.Trim(p, "/"), "/")
+		for _, part := range parts {
 			if strings.HasPrefix(part, ".") {
 				httpapi.Error(w, http.StatusNotFound, "no such release file")
 				return
 			}
+		}
+		if len(parts) == 2 {
+			s.serveRelease(w, parts[0], parts[1])
+			return
 		}
 		if fi, err := fs.Stat(os.DirFS(s.dir), strings.TrimPrefix(p, "/")); err != nil || fi.IsDir() {
 			httpapi.Error(w, http.StatusNotFound, "no such release file; GET /releases/ lists the releases")

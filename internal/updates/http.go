@@ -1,12 +1,14 @@
 package updates
 
 import (
+	"cmp"
 	"errors"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -28,6 +30,8 @@ func (r *Repo) Handler() http.Handler {
 		}
 		name := strings.TrimPrefix(req.URL.Path, "/")
 		switch {
+		case name == "":
+			r.serveIndex(w)
 		case name == "root.json":
 			w.Header().Set("Content-Type", "application/json")
 			w.Header().Set("Cache-Control", "no-cache")
@@ -54,6 +58,58 @@ func (r *Repo) Handler() http.Handler {
 			httpapi.Error(w, http.StatusNotFound, "no such file in the update repository: "+name+"; metadata is at <N>.root.json, timestamp.json, <N>.snapshot.json, <N>.targets.json, targets under targets/")
 		}
 	})
+}
+
+// Index is the answer to GET /updates/: what a person finds in the
+// repository. TUF clients need none of it: they start from a trusted root
+// and fetch timestamp.json.
+type Index struct {
+	About     string   `json:"about"`
+	Root      string   `json:"root"`
+	Timestamp string   `json:"timestamp"`
+	Metadata  []string `json:"metadata"`
+	Targets   string   `json:"targets"`
+}
+
+// serveIndex lists the metadata files, newest version of each role last.
+func (r *Repo) serveIndex(w http.ResponseWriter) {
+	entries, err := os.ReadDir(filepath.Join(r.dir, "metadata"))
+	if err != nil {
+		httpapi.Unavailable(w, 0, "listing the update repository failed")
+		return
+	}
+	idx := Index{
+		About:     "a TUF repository with consistent snapshots: clients start from the root in the discovery document, then fetch timestamp.json, the snapshot and the targets it names, and targets/NAME/VERSION/SHA256.FILE; vitrine agent update and go-tuf's client do this",
+		Root:      "root.json",
+		Timestamp: "timestamp.json",
+		Metadata:  []string{},
+		Targets:   "targets/",
+	}
+	for _, e := range entries {
+		if metadataName.MatchString(e.Name()) {
+			idx.Metadata = append(idx.Metadata, e.Name())
+		}
+	}
+	slices.SortFunc(idx.Metadata, func(a, b string) int {
+		ra, va := metadataOrder(a)
+		rb, vb := metadataOrder(b)
+		if c := strings.Compare(ra, rb); c != 0 {
+			return c
+		}
+		return cmp.Compare(va, vb)
+	})
+	w.Header().Set("Cache-Control", "no-cache")
+	httpapi.JSON(w, idx)
+}
+
+// metadataOrder splits "12.targets.json" into its role and version.
+func metadataOrder(name string) (string, uint64) {
+	v, role, ok := strings.Cut(strings.TrimSuffix(name, ".json"), ".")
+	if !ok {
+		return v, 0
+	}
+	n, _ := strconv.ParseUint(v, 10, 64)
+	return role, n
 }
 
 func (r *Repo) serveFile(w http.ResponseWriter, req *http.Request, path, contentType, cache string) {

@@ -160,7 +160,13 @@ func Open(ctx context.Context, cfg Config) (*Witness, error) {
 		return nil, fmt.Errorf("opening witness: %w", err)
 	}
 	w.core, w.closeDB = core, closeDB
-	logger.Info("witness open", "name", w.name, "vkey", w.vkey, "logs", len(cfg.Logs))
+	// Logs added later with AddLog are logged one by one; a count here
+	// ("logs=0" before four were trusted) misled more than it told.
+	if len(cfg.Logs) > 0 {
+		logger.Info("witness open", "name", w.name, "vkey", w.vkey, "logs", len(cfg.Logs))
+	} else {
+		logger.Info("witness open", "name", w.name, "vkey", w.vkey)
+	}
 	return w, nil
 }
 

@@ -207,6 +207,15 @@ func create(ctx context.Context, path string) error {
 	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
+	// Made private first: SQLite gives its -wal and -shm files the
+	// database file's mode.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
 	db, err := sql.Open("sqlite", dsn(path, fmt.Sprintf("page_size(%d)", PageSize)))
 	if err != nil {
 		return err

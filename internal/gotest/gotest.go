@@ -1,0 +1,36 @@
+// Package gotest gives tests that run the conveyer one way to get Go
+// modules that works on any machine: an empty, partial or complete module
+// cache, with or without other tests filling it at the same time.
+//
+// # Why not the cache as a proxy
+//
+// Serving the machine's module cache as a file:// GOPROXY with the
+// checksum database off (what these tests once did) passes only where the
+// cache happens to hold every module the build lists, for every platform,
+// which building and testing on one machine never fetches. Instead the
+// conveyer is handed the machine's cache as its own: the go command fills
+// what is missing through the machine's GOPROXY, checks every module
+// against go.sum and the machine's GOSUMDB, and reads the rest offline.
+// The go command locks the cache, so concurrent tests are safe.
+package gotest
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// ModCache returns the machine's module cache ("go env GOMODCACHE"), for a
+// conveyer.Builder's ModCache or a platform's GoModCache.
+func ModCache(t testing.TB) string {
+	t.Helper()
+	out, err := exec.Command("go", "env", "GOMODCACHE").Output()
+	if err != nil {
+		t.Fatalf("go env GOMODCACHE: %v", err)
+	}
+	dir := strings.TrimSpace(string(out))
+	if dir == "" {
+		t.Fatal("go env GOMODCACHE is empty")
+	}
+	return dir
+}
