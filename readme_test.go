@@ -248,6 +248,8 @@ func TestREADME(t *testing.T) {
 		"registered endpoint",
 		"installed sample-ruledb 1",
 		"installed vitrine 0.1.0",
+		"scanned 1 files",
+		"0 infected",
 		"eicar.com: Vitrine.Test.EICAR",
 		"1 infected",
 		"detections to region moscow",

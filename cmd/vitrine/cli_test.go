@@ -3,13 +3,19 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vitrine-dev/vitrine/internal/platform"
 )
 
 func runVitrine(t *testing.T, bin string, args ...string) (string, error) {
@@ -19,6 +25,10 @@ func runVitrine(t *testing.T, bin string, args ...string) (string, error) {
 	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
 	return string(out), err
 }
+
+// flagLine is a flag's line in a command's --help: its name, then at most
+// one word naming its argument.
+var flagLine = regexp.MustCompile(`^  -[a-z0-9-]+( [a-zA-Z0-9]+)?$`)
 
 func TestHelpAndUsage(t *testing.T) {
 	bin, err := buildVitrine()
@@ -34,6 +44,24 @@ func TestHelpAndUsage(t *testing.T) {
 		if !strings.Contains(out, "usage: vitrine "+name) {
 			t.Errorf("vitrine %s --help does not show its usage:\n%s", name, out)
 		}
+		if commands[name].summary == "" || !strings.Contains(out, commands[name].summary) {
+			t.Errorf("vitrine %s --help does not say what the command does:\n%s", name, out)
+		}
+		// A flag line is "-name" and at most one word for its
+		// argument; a back-quoted phrase in a usage string would
+		// become that word ("-token vitrine up").
+		for _, line := range strings.Split(out, "\n") {
+			if strings.HasPrefix(line, "  -") && !flagLine.MatchString(line) {
+				t.Errorf("vitrine %s --help: flag line %q names its argument oddly", name, line)
+			}
+		}
+	}
+	// A group lists its commands.
+	for _, args := range [][]string{{"log"}, {"log", "--help"}, {"agent", "-h"}} {
+		out, err := runVitrine(t, bin, args...)
+		if err != nil || !strings.Contains(out, "log verify") == (args[0] == "log") || !strings.Contains(out, "usage: vitrine "+args[0]+" <command>") {
+			t.Errorf("vitrine %s: err=%v\n%s", strings.Join(args, " "), err, out)
+		}
 	}
 	if out, err := runVitrine(t, bin, "frobnicate"); err == nil || !strings.Contains(out, `unknown command "frobnicate"`) {
 		t.Errorf("unknown command: err=%v\n%s", err, out)
@@ -47,8 +75,8 @@ func TestHelpAndUsage(t *testing.T) {
 }
 
 // TestVerifyProveAndShutdown drives the commands an outsider uses against a
-// running `vitrine up`, tampers with the log and sees verification fail,
-// then stops the platform with SIGTERM.
+// running platform, tampers with the log and sees verification fail, then
+// stops a `vitrine up` process with SIGTERM.
 func TestVerifyProveAndShutdown(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes")
@@ -57,46 +85,60 @@ func TestVerifyProveAndShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// The platform's logs take entries only from the components that own
+	// them, so the entries are appended in process, as the publisher does.
 	data := t.TempDir()
-	p := startUp(t, bin, data, freeAddr(t))
-	defer p.kill()
-	b, err := os.ReadFile(filepath.Join(data, "operator.token"))
+	plat, err := platform.Start(ctx, platform.Config{Data: data, Listen: "127.0.0.1:0", CheckpointInterval: 100 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
-	token := strings.TrimSpace(string(b))
-	logURL := p.base + "/logs/release/"
-	var entries [][]byte
-	for i := 0; i < 300; i++ {
-		e := []byte("release entry " + strings.Repeat("x", i%7) + string(rune('a'+i%26)))
-		entries = append(entries, e)
-		if _, err := postAdd(context.Background(), logURL, token, e); err != nil {
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		plat.Close(ctx)
+	}()
+	base := plat.URL()
+	appendWitnessed := func(es ...[]byte) {
+		t.Helper()
+		var last uint64
+		for _, e := range es {
+			if last, err = plat.Log("release").Append(ctx, e); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := plat.Log("release").AwaitWitnessed(ctx, last); err != nil {
 			t.Fatal(err)
 		}
 	}
-	time.Sleep(500 * time.Millisecond) // let a witnessed checkpoint cover them
+	var entries [][]byte
+	for i := 0; i < 300; i++ {
+		entries = append(entries, []byte("release entry "+strings.Repeat("x", i%7)+string(rune('a'+i%26))))
+	}
+	appendWitnessed(entries...)
 	state := filepath.Join(t.TempDir(), "state.json")
-	out, err := runVitrine(t, bin, "log", "verify", "--platform", p.base, "--log", "release", "--state", state)
+	out, err := runVitrine(t, bin, "log", "verify", "--platform", base, "--log", "release", "--state", state)
 	if err != nil || !strings.Contains(out, "root ok") {
 		t.Fatalf("log verify: %v\n%s", err, out)
 	}
 	// Again: now consistency with the saved state is checked.
-	postAdd(context.Background(), logURL, token, []byte("one more"))
-	time.Sleep(500 * time.Millisecond)
-	out, err = runVitrine(t, bin, "log", "verify", "--platform", p.base, "--log", "release", "--state", state)
+	appendWitnessed([]byte("one more"))
+	out, err = runVitrine(t, bin, "log", "verify", "--platform", base, "--log", "release", "--state", state)
 	if err != nil || !strings.Contains(out, "consistency with size 300 seen before: ok") {
 		t.Fatalf("second log verify: %v\n%s", err, out)
 	}
 
 	proof := filepath.Join(t.TempDir(), "e7.tlog-proof")
-	if out, err := runVitrine(t, bin, "log", "prove", "--platform", p.base, "--log", "release", "--index", "7", "--out", proof); err != nil {
+	if out, err := runVitrine(t, bin, "log", "prove", "--platform", base, "--log", "release", "--index", "7", "--out", proof); err != nil {
 		t.Fatalf("log prove: %v\n%s", err, out)
 	}
 	entry := filepath.Join(t.TempDir(), "entry")
 	os.WriteFile(entry, entries[7], 0o644)
 	vkey := filepath.Join(data, "logs", "release", "log.vkey")
 	policy := filepath.Join(t.TempDir(), "policy")
-	d := discover(t, p.base)
+	d := discover(t, base)
 	os.WriteFile(policy, []byte(d.WitnessPolicy), 0o644)
 	if out, err := runVitrine(t, bin, "log", "verify-proof", "--vkey", vkey, "--policy", policy, "--entry", entry, proof); err != nil || !strings.Contains(out, "proof ok: entry 7") {
 		t.Fatalf("verify-proof: %v\n%s", err, out)
@@ -127,12 +169,14 @@ func TestVerifyProveAndShutdown(t *testing.T) {
 	}
 	raw[10] ^= 1
 	os.WriteFile(bundle, raw, 0o644)
-	out, err = runVitrine(t, bin, "log", "verify", "--platform", p.base, "--log", "release", "--state", filepath.Join(t.TempDir(), "s.json"))
+	out, err = runVitrine(t, bin, "log", "verify", "--platform", base, "--log", "release", "--state", filepath.Join(t.TempDir(), "s.json"))
 	if err == nil || !strings.Contains(out, "tile/entries/000") {
 		t.Fatalf("log verify of a tampered log: err=%v\n%s", err, out)
 	}
 
-	// SIGTERM shuts down cleanly.
+	// SIGTERM shuts `vitrine up` down cleanly.
+	p := startUp(t, bin, t.TempDir(), freeAddr(t))
+	defer p.kill()
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -226,4 +270,32 @@ func waitFile(t *testing.T, p string) []byte {
 	}
 	t.Fatalf("%s did not appear", p)
 	return nil
+}
+
+// TestAgentScanExitStatus: agent scan exits as clamscan does, so that
+// scripts can tell "found" from "failed": 2 for a path that does not exist
+// (it once scanned nothing and exited 0) or an agent that is not
+// registered. 0 (clean) and 1 (found) are run by the README's walkthrough
+// (TestREADME).
+func TestAgentScanExitStatus(t *testing.T) {
+	bin, err := buildVitrine()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"agent", "scan", "--dir", dir, filepath.Join(dir, "no-such-directory")}, "no such file or directory"},
+		{[]string{"agent", "scan", "--dir", filepath.Join(dir, "not-registered"), dir}, ""},
+		{[]string{"agent", "scan", "--dir", dir}, "name at least one file"},
+		{[]string{"agent", "scan", "--no-such-flag", dir}, "not defined"},
+	} {
+		out, err := runVitrine(t, bin, tc.args...)
+		var xe *exec.ExitError
+		if !errors.As(err, &xe) || xe.ExitCode() != 2 || !strings.Contains(out, tc.want) {
+			t.Errorf("vitrine %s: %v, want exit status 2 and %q\n%s", strings.Join(tc.args, " "), err, tc.want, out)
+		}
+	}
 }

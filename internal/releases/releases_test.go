@@ -72,7 +72,25 @@ func TestPublishAndServe(t *testing.T) {
 	if code, b := get("/releases/vitrine/1.0.0/release.json"); code != 200 || string(b) != string(r.Entry) {
 		t.Errorf("entry: %d %s", code, b)
 	}
-	for _, p := range []string{"/releases/vitrine/1.0.1/release.json", "/releases/../../etc/passwd", "/releases/vitrine/1.0.0/", "/releases/vitrine/.publish-x/a"} {
+	// The URL the index gives lists the release's files, each of which
+	// is served with the size listed (it was once a 404).
+	code, b = get("/releases/" + idx.Releases[0].URL)
+	var rel ReleaseIndex
+	if code != 200 || json.Unmarshal(b, &rel) != nil || rel.Name != "vitrine" || rel.Version != "1.0.0" || rel.LogIndex != 7 {
+		t.Fatalf("release index: %d %s", code, b)
+	}
+	var paths []string
+	for _, f := range rel.Files {
+		paths = append(paths, f.Path)
+		code, b := get("/releases/vitrine/1.0.0/" + f.Path)
+		if code != 200 || int64(len(b)) != f.Size || f.About == "" {
+			t.Errorf("listed file %+v: GET answers %d with %d bytes", f, code, len(b))
+		}
+	}
+	if want := []string{"release.json", "provenance.json", "source.tar.gz", "artifacts/vitrine_linux_amd64"}; !reflect.DeepEqual(paths, want) {
+		t.Errorf("release index lists %q, want %q", paths, want)
+	}
+	for _, p := range []string{"/releases/vitrine/1.0.1/release.json", "/releases/vitrine/1.0.1/", "/releases/vitrine/.publish-x/", "/releases/../../etc/passwd", "/releases/vitrine/.publish-x/a"} {
 		if code, _ := get(p); code != 404 {
 			t.Errorf("GET %s: %d, want 404", p, code)
 		}

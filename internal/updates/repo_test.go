@@ -2,6 +2,7 @@ package updates
 
 import (
 	"bytes"
+	"encoding/json"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -670,6 +671,36 @@ func TestHandlerServesNoKeys(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Errorf("POST timestamp.json: %s", resp.Status)
+	}
+}
+
+// TestIndex: GET /updates/ (advertised in the banner and discovery) says
+// what the repository holds instead of a 404, and every metadata file it
+// lists is served.
+func TestIndex(t *testing.T) {
+	tr := newTestRepo(t, Expiry{})
+	resp, err := http.Get(tr.url() + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var idx Index
+	err = json.NewDecoder(resp.Body).Decode(&idx)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || err != nil {
+		t.Fatalf("GET /: %s, %v", resp.Status, err)
+	}
+	if !slices.Contains(idx.Metadata, "1.root.json") || !slices.Contains(idx.Metadata, "timestamp.json") || idx.Root != "root.json" {
+		t.Errorf("index %+v lacks the root or the timestamp", idx)
+	}
+	for _, m := range append(idx.Metadata, idx.Root) {
+		resp, err := http.Get(tr.url() + "/" + m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("listed %s: %s", m, resp.Status)
+		}
 	}
 }
 
