@@ -16,12 +16,16 @@ import (
 
 // The accountability benchmark of docs/performance.md: reads through a
 // region's access gateway, each logged before anything is released, beside
-// plain appends of entries of the same size to the same access log, in the
-// same run against a running `vitrine up`.
+// plain appends of entries of the same size, in the same run against a
+// running `vitrine up`. The platform's access logs take entries only from
+// their regions, so the plain appends go to a standalone `vitrine log
+// serve` (--append-url), the same log code; without one they are left out.
 
 func runBenchAccess(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "bench access", "[--url URL] [--operator-token FILE] [--clients 1,64,1024] [--duration 10s] [--warmup 2s] [--rounds 1]")
+	fs := newFlags(e, "bench access", "[--url URL] [--operator-token FILE] [--append-url URL --append-token FILE] [--clients 1,64,1024] [--duration 10s] [--warmup 2s] [--rounds 1]")
 	rf := addRegionFlags(fs)
+	appendURL := fs.String("append-url", "", "base URL of a standalone log (vitrine log serve) for the plain appends to compare reads with; empty: no plain appends")
+	appendTokenFile := fs.String("append-token", "", "file holding that log's add token (its add.token)")
 	clients := fs.String("clients", "1,64,1024", "comma-separated numbers of concurrent clients")
 	duration := fs.Duration("duration", 10*time.Second, "how long to measure each kind of request at each number of clients")
 	warmup := fs.Duration("warmup", 2*time.Second, "warm-up before each measurement")
@@ -51,6 +55,12 @@ func runBenchAccess(ctx context.Context, e *env, args []string) error {
 	opTok, err := rf.operatorToken()
 	if err != nil {
 		return err
+	}
+	var appendTok string
+	if *appendURL != "" {
+		if appendTok, err = readToken(*appendTokenFile, "the standalone log's add token"); err != nil {
+			return err
+		}
 	}
 
 	// The data set.
@@ -123,25 +133,33 @@ func runBenchAccess(ctx context.Context, e *env, args []string) error {
 			*entrySize = mean
 		}
 	}
-	fmt.Fprintf(e.stdout, "access records: threat-only read %s, custody read %s; plain appends of %d B to %s/add\n", sizes[true], sizes[false], *entrySize, logURL)
+	if *appendURL != "" {
+		fmt.Fprintf(e.stdout, "access records: threat-only read %s, custody read %s; plain appends of %d B to %s/add\n", sizes[true], sizes[false], *entrySize, strings.TrimSuffix(*appendURL, "/"))
+	} else {
+		fmt.Fprintf(e.stdout, "access records: threat-only read %s, custody read %s; no plain appends (no --append-url), so no ratio\n", sizes[true], sizes[false])
+	}
 	fmt.Fprintf(e.stdout, "%s measured after %s warm-up; ratio: rate against the plain appends' of the same row group; others: the machine's CPU that other processes used\n", *duration, *warmup)
 
 	const row = "%5v %7v  %-18s %9v %9v %9v %9v %6v %6v %8v %7v\n"
 	fmt.Fprintf(e.stdout, row, "round", "clients", "kind", "req/s", "p50", "p99", "max", "errors", "ratio", "rec/read", "others")
 	for r := 1; r <= *rounds; r++ {
 		for _, n := range steps {
-			watch := startWatch(*pid)
-			a, err := loadgen.Run(ctx, loadgen.Config{URL: logURL, Token: opTok, Clients: n, Duration: *duration, Warmup: *warmup, EntrySize: *entrySize})
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			note := ""
-			if err != nil {
-				note = " (" + err.Error() + ")"
-			}
-			fmt.Fprintf(e.stdout, row, r, n, "append", rate(a.PerSecond()), ms(a.P50), ms(a.P99), ms(a.Max), a.Errors, "", "", watch.others())
-			if a.FirstError != "" {
-				fmt.Fprintf(e.stdout, "  first error: %s%s\n", a.FirstError, note)
+			var a *loadgen.Result
+			if *appendURL != "" {
+				watch := startWatch(*pid)
+				res, err := loadgen.Run(ctx, loadgen.Config{URL: strings.TrimSuffix(*appendURL, "/"), Token: appendTok, Clients: n, Duration: *duration, Warmup: *warmup, EntrySize: *entrySize})
+				a = &res
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				note := ""
+				if err != nil {
+					note = " (" + err.Error() + ")"
+				}
+				fmt.Fprintf(e.stdout, row, r, n, "append", rate(a.PerSecond()), ms(a.P50), ms(a.P99), ms(a.Max), a.Errors, "", "", watch.others())
+				if a.FirstError != "" {
+					fmt.Fprintf(e.stdout, "  first error: %s%s\n", a.FirstError, note)
+				}
 			}
 			for _, k := range []struct {
 				name       string
@@ -159,8 +177,12 @@ func runBenchAccess(ctx context.Context, e *env, args []string) error {
 				if res.Reads > 0 {
 					perRead = strconv.FormatFloat(float64(res.Records)/float64(res.Reads), 'f', 1, 64)
 				}
+				ratio := "-"
+				if a != nil {
+					ratio = floor2(res.PerSecond() / a.PerSecond())
+				}
 				fmt.Fprintf(e.stdout, row, r, n, k.name, rate(res.PerSecond()), ms(res.P50), ms(res.P99), ms(res.Max), res.Errors,
-					floor2(res.PerSecond()/a.PerSecond()), perRead, watch.others())
+					ratio, perRead, watch.others())
 				if res.FirstError != "" {
 					fmt.Fprintf(e.stdout, "  first error: %s\n", res.FirstError)
 				}

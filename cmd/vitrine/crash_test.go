@@ -23,6 +23,7 @@ import (
 	"github.com/transparency-dev/tessera/client"
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/vitrine-dev/vitrine/internal/logserver"
 	"github.com/vitrine-dev/vitrine/internal/platform"
 	"github.com/vitrine-dev/vitrine/tlog"
 )
@@ -80,6 +81,13 @@ func startUp(t *testing.T, bin, data, addr string) *upProcess {
 // discovery document on addr.
 func startUpArgs(t *testing.T, bin, addr string, args ...string) *upProcess {
 	t.Helper()
+	return startServing(t, bin, addr, "/.well-known/vitrine.json", http.StatusOK, args...)
+}
+
+// startServing runs the command with args and waits until GET path on addr
+// answers status (any status if 0).
+func startServing(t *testing.T, bin, addr, path string, status int, args ...string) *upProcess {
+	t.Helper()
 	var out bytes.Buffer
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -89,10 +97,10 @@ func startUpArgs(t *testing.T, bin, addr string, args ...string) *upProcess {
 	p := &upProcess{cmd: cmd, base: "http://" + addr, out: &out}
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		resp, err := http.Get(p.base + "/.well-known/vitrine.json")
+		resp, err := http.Get(p.base + path)
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == 200 {
+			if status == 0 || resp.StatusCode == status {
 				return p
 			}
 		}
@@ -100,7 +108,7 @@ func startUpArgs(t *testing.T, bin, addr string, args ...string) *upProcess {
 	}
 	_ = cmd.Process.Kill()
 	_ = cmd.Wait()
-	t.Fatalf("vitrine up did not come up:\n%s", out.String())
+	t.Fatalf("vitrine %s did not come up:\n%s", strings.Join(args[:min(2, len(args))], " "), out.String())
 	return nil
 }
 
@@ -109,11 +117,14 @@ func (p *upProcess) kill() {
 	_ = p.cmd.Wait()
 }
 
-// TestCrashSafety kills `vitrine up` with SIGKILL at random moments during
-// concurrent appends and checks, after every restart, that every
-// acknowledged index holds exactly the entry that was sent, that the log
-// verifies as a whole, and that it is consistent with every checkpoint
-// published before the crash.
+// TestCrashSafety kills a witnessed `vitrine log serve` with SIGKILL at
+// random moments during concurrent appends and checks, after every restart,
+// that every acknowledged index holds exactly the entry that was sent, that
+// the log verifies as a whole, and that it is consistent with every
+// checkpoint published before the crash. The witness, `vitrine witness`,
+// runs on, so that after a crash it has often cosigned more than the log
+// last published. (The logs of `vitrine up` run the same code but take no
+// generic appends: only their owners append to them.)
 func TestCrashSafety(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test builds and kills processes; skipped in -short mode")
@@ -128,35 +139,43 @@ func TestCrashSafety(t *testing.T) {
 	}
 	data := t.TempDir()
 	addr := freeAddr(t)
+	const origin = "example.com/crash"
+	vkey, err := logserver.LoadOrCreateKey(data, origin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifier, err := note.NewVerifier(vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	policyFile := startWitness(t, bin, vkey)
+	pb, err := os.ReadFile(policyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	policy, err := tlog.ParsePolicy(pb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logURL := "http://" + addr + "/"
 	token := ""
 	acked := map[uint64][]byte{} // index -> entry, across all runs
 	var seenCheckpoints [][]byte // checkpoints observed since the last verified one
 	observed := 0
 	rng := rand.New(rand.NewPCG(1, 2)) // deterministic schedule of kill moments
-	var verifier note.Verifier
-	var policy *tlog.Policy
-	logURL := ""
+	serve := func() *upProcess {
+		// Serving at all, before its first checkpoint (404).
+		return startServing(t, bin, addr, "/checkpoint", 0, "log", "serve", "--data", data, "--listen", addr, "--origin", origin, "--witness-policy", policyFile)
+	}
 
 	for it := 0; it < iterations; it++ {
-		p := startUp(t, bin, data, addr)
+		p := serve()
 		if token == "" {
-			b, err := os.ReadFile(filepath.Join(data, "operator.token"))
+			b, err := os.ReadFile(filepath.Join(data, "add.token"))
 			if err != nil {
 				t.Fatal(err)
 			}
 			token = strings.TrimSpace(string(b))
-			d := discover(t, p.base)
-			for _, l := range d.Logs {
-				if l.Name == "access-zurich" {
-					logURL = l.URL
-					if verifier, err = note.NewVerifier(l.VKey); err != nil {
-						t.Fatal(err)
-					}
-				}
-			}
-			if policy, err = tlog.ParsePolicy([]byte(d.WitnessPolicy)); err != nil {
-				t.Fatal(err)
-			}
 		}
 		// After a restart, everything acknowledged before must be there.
 		// Consistency is transitive: once the restarted log is consistent
@@ -212,10 +231,34 @@ func TestCrashSafety(t *testing.T) {
 		cancel()
 		wg.Wait()
 	}
-	p := startUp(t, bin, data, addr)
+	p := serve()
 	defer p.kill()
 	checkLog(t, iterations, logURL, verifier, policy, acked, seenCheckpoints)
 	t.Logf("%d crashes, %d acknowledged entries, %d distinct checkpoints observed before crashes", iterations, len(acked), observed)
+}
+
+// startWitness runs `vitrine witness` for the log whose verifier key is
+// vkey until the test ends, and returns a witness policy file that names it.
+func startWitness(t *testing.T, bin, vkey string) string {
+	t.Helper()
+	dir, addr := t.TempDir(), freeAddr(t)
+	logs := filepath.Join(dir, "logs")
+	if err := os.WriteFile(logs, []byte(vkey+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	cmd := exec.Command(bin, "witness", "--data", filepath.Join(dir, "state"), "--listen", addr, "--name", "example.com/witness", "--logs", logs)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	wvk := strings.TrimSpace(string(waitFile(t, filepath.Join(dir, "state", "witness.vkey"))))
+	policy := filepath.Join(dir, "policy")
+	if err := os.WriteFile(policy, []byte("witness w "+wvk+" http://"+addr+"\nquorum w\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return policy
 }
 
 // checkLog checks the restarted log and returns the checkpoint it verified.

@@ -29,10 +29,23 @@ const (
 // a request it refuses gets 401 and changes nothing.
 func (l *Log) Handler(authorized func(*http.Request) bool) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /checkpoint", l.serveCheckpoint)
-	mux.HandleFunc("GET /tile/", l.serveTile)
+	l.readRoutes(mux)
 	mux.Handle("POST /add", l.AddHandler(authorized))
 	return mux
+}
+
+// ReadHandler serves the log's tlog-tiles read API alone, relative to where
+// it is mounted: for a log that only its owner appends to, through
+// [Log.Append], after checking what it appends.
+func (l *Log) ReadHandler() http.Handler {
+	mux := http.NewServeMux()
+	l.readRoutes(mux)
+	return mux
+}
+
+func (l *Log) readRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /checkpoint", l.serveCheckpoint)
+	mux.HandleFunc("GET /tile/", l.serveTile)
 }
 
 // AddHandler serves POST /add alone. A server mounting many logs routes

@@ -262,8 +262,9 @@ func (p *Platform) routes() http.Handler {
 	operator := func(r *http.Request) bool { return keys.BearerEqual(r, p.operatorToken) }
 	for name, l := range p.logs {
 		prefix := "/logs/" + name
-		mux.Handle(prefix+"/", http.StripPrefix(prefix, l.Handler(operator)))
-		mux.Handle("POST "+prefix+"/add", l.AddHandler(operator))
+		mux.Handle(prefix+"/", http.StripPrefix(prefix, l.ReadHandler()))
+		// Only the component that owns a log appends to it (appends.go).
+		mux.Handle(prefix+"/add", refuseAppend(name))
 	}
 	mux.Handle("/witness/", http.StripPrefix("/witness", p.witness.Handler()))
 	if p.custody != nil {
