@@ -12,7 +12,8 @@
 //	  "residency": {"version": 2, "default": "moscow", "regions": [
 //	    {"name": "zurich", "countries": ["CH", "DE", "…"]},
 //	    {"name": "moscow"}]},
-//	  "stores": {"zurich": "postgres://vitrine@db.zurich/vitrine", "moscow": "sqlite:/var/lib/vitrine/moscow.db"}
+//	  "stores": {"zurich": "postgres://vitrine@db.zurich/vitrine", "moscow": "sqlite:/var/lib/vitrine/moscow.db"},
+//	  "build_source_roots": ["/srv/vitrine/src"]
 //	}
 package config
 
@@ -23,6 +24,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/vitrine-dev/vitrine/residency"
@@ -50,6 +52,12 @@ type Config struct {
 	// Stores chooses each region's store: "sqlite:PATH" or a postgres://
 	// URL (default: SQLite under the data directory).
 	Stores map[string]string `json:"stores"`
+	// BuildSourceRoots are the absolute directories from which recipes
+	// posted to /v1/builds may take local sources (a git repository or a
+	// directory; symlinks are followed before the check). Absent means the
+	// working directory `vitrine up` was started in; [] allows only
+	// https:// and ssh:// git sources.
+	BuildSourceRoots []string `json:"build_source_roots"`
 }
 
 // Load reads the configuration file at path.
@@ -108,6 +116,8 @@ func Parse(doc []byte) (*Config, error) {
 			target = &c.PublicURL
 		case "stores":
 			target = &c.Stores
+		case "build_source_roots":
+			target = &c.BuildSourceRoots
 		case "residency":
 			// The value starts after the colon: find it, then let the
 			// residency parser read it with this file's line numbers.
@@ -127,7 +137,7 @@ func Parse(doc []byte) (*Config, error) {
 			}
 			continue
 		default:
-			return nil, lineErr(keyOff, "unknown key %q (known: name, data, listen, public_url, residency, stores)", key)
+			return nil, lineErr(keyOff, "unknown key %q (known: name, data, listen, public_url, residency, stores, build_source_roots)", key)
 		}
 		valOff := valueStart(doc, dec.InputOffset())
 		if err := dec.Decode(target); err != nil {
@@ -139,6 +149,14 @@ func Parse(doc []byte) (*Config, error) {
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, lineErr(dec.InputOffset(), "unexpected data after the configuration object")
+	}
+	if seen["build_source_roots"] && c.BuildSourceRoots == nil {
+		c.BuildSourceRoots = []string{} // null: no local sources, as []
+	}
+	for _, r := range c.BuildSourceRoots {
+		if !filepath.IsAbs(r) {
+			return nil, fmt.Errorf("configuration: build_source_roots: %q is not an absolute path", r)
+		}
 	}
 	for region, spec := range c.Stores {
 		if c.Residency != nil && c.Residency.Region(region) == nil {

@@ -57,6 +57,15 @@ type Builder struct {
 	// uses it to build with the toolchain the original build recorded,
 	// whatever Go it has installed.
 	Toolchain string
+	// SourceRoots, when not nil, are the absolute directories local
+	// sources may come from: a recipe's dir, or its local git path and
+	// the repository git finds there, must resolve (symlinks followed) to
+	// one of them or a path below, or Build fails with
+	// [ErrSourceNotAllowed] before anything is exported. An empty, non-nil
+	// list allows URL sources only. Nil allows any local path, which is
+	// only right for recipes the caller made itself (the rebuilder's);
+	// a builder of recipes from elsewhere, such as the platform, sets it.
+	SourceRoots []string
 	// Logger receives one record per command; nil discards them.
 	Logger *slog.Logger
 
@@ -158,7 +167,13 @@ func (b *Builder) Build(ctx context.Context, r *Recipe, workDir string) (*Result
 	res := &Result{Recipe: r, SourceDir: filepath.Join(work, "src")}
 
 	// The source.
-	if err := Export(ctx, r.Source, res.SourceDir); err != nil {
+	src := r.Source
+	if b.SourceRoots != nil {
+		if src, err = allowedSource(ctx, src, b.SourceRoots); err != nil {
+			return nil, err
+		}
+	}
+	if err := Export(ctx, src, res.SourceDir); err != nil {
 		return nil, err
 	}
 	if b.afterExport != nil {

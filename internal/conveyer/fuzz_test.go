@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -13,6 +14,18 @@ import (
 func FuzzParseRecipe(f *testing.F) {
 	f.Add([]byte(goodRecipe))
 	f.Add([]byte(`{"name":"a","version":"1","source":{"dir":"."},"targets":[{"ruledb":{"name":"x","dir":"d"}}]} {}`))
+	// Sources a command line could take for options, found by an
+	// attacker: ParseRecipe must refuse them all.
+	for _, git := range []string{
+		`--upload-pack=sh -c \"id > /tmp/x\"`,
+		`-oProxyCommand=id`,
+		`ssh://-oProxyCommand=id/x`,
+		`ext::sh -c id`,
+		`file:///etc`,
+	} {
+		f.Add([]byte(`{"name":"a","version":"1","source":{"git":"` + git + `","commit":"0123456789abcdef0123456789abcdef01234567"},"targets":[{"ruledb":{"name":"x","dir":"d"}}]}`))
+	}
+	f.Add([]byte(`{"name":"a","version":"1","source":{"dir":"--help"},"targets":[{"ruledb":{"name":"x","dir":"d"}}]}`))
 	files, _ := filepath.Glob("../../recipes/*.json")
 	for _, p := range files {
 		if data, err := os.ReadFile(p); err == nil {
@@ -23,6 +36,11 @@ func FuzzParseRecipe(f *testing.F) {
 		r, err := ParseRecipe(data)
 		if err != nil {
 			return
+		}
+		for _, p := range []string{r.Source.Git, r.Source.Dir, r.Source.Commit} {
+			if strings.HasPrefix(p, "-") {
+				t.Fatalf("accepted a source that starts with '-': %+v", r.Source)
+			}
 		}
 		out, err := json.Marshal(r)
 		if err != nil {

@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"path"
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // ErrInvalidRecipe is wrapped by every error [ParseRecipe] returns for a
@@ -40,10 +43,16 @@ type Recipe struct {
 }
 
 // Source is either a git repository at a commit or a directory.
+//
+// Neither path nor URL may start with '-' or hold control characters, so
+// that nothing from a recipe can reach a command line as an option. A
+// builder may further restrict local paths to some directories (see
+// [Builder.SourceRoots]).
 type Source struct {
-	// Git is a repository URL or a local path (relative paths are
-	// resolved against the process's working directory). It requires
-	// Commit.
+	// Git is an https:// or ssh:// repository URL, or a local path
+	// (relative paths are resolved against the process's working
+	// directory). Other schemes and the scp-like "host:path" form are
+	// refused; write ssh://host/path instead. It requires Commit.
 	Git string `json:"git,omitempty"`
 	// Commit is the full hexadecimal object name (40 or 64 digits) of the
 	// commit to build. Branch names and abbreviations are refused: a
@@ -122,20 +131,8 @@ func (r *Recipe) Validate() error {
 	if !nameRE.MatchString(r.Version) {
 		return bad("version %q: want 1-64 of [a-z0-9._-], starting with a letter or digit", r.Version)
 	}
-	s := r.Source
-	switch {
-	case s.Git != "" && s.Dir != "":
-		return bad("source: give either git or dir, not both")
-	case s.Git != "":
-		if !commitRE.MatchString(s.Commit) {
-			return bad("source.commit %q: want the full lowercase hex commit hash", s.Commit)
-		}
-	case s.Dir != "":
-		if s.Commit != "" {
-			return bad("source.commit is only meaningful with source.git")
-		}
-	default:
-		return bad("source: give git and commit, or dir")
+	if err := r.Source.validate(); err != nil {
+		return err
 	}
 	if len(r.Targets) == 0 {
 		return bad("targets: at least one target is required")
@@ -201,6 +198,86 @@ func (r *Recipe) Validate() error {
 				return bad("targets[%d].ruledb: artifact %s is built twice", i, d.Name)
 			}
 			seen[d.Name] = true
+		}
+	}
+	return nil
+}
+
+// validate reports the first problem with s, wrapping [ErrInvalidRecipe].
+// [Export] checks it too, for sources that did not come through
+// [ParseRecipe].
+func (s *Source) validate() error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: %s", ErrInvalidRecipe, fmt.Sprintf(format, a...))
+	}
+	switch {
+	case s.Git != "" && s.Dir != "":
+		return bad("source: give either git or dir, not both")
+	case s.Git != "":
+		if err := checkLocation(s.Git); err != nil {
+			return bad("source.git %q: %v", s.Git, err)
+		}
+		if isURL(s.Git) {
+			if err := checkURL(s.Git); err != nil {
+				return bad("source.git %q: %v", s.Git, err)
+			}
+		} else if i := strings.IndexByte(s.Git, ':'); i >= 0 && !strings.Contains(s.Git[:i], "/") {
+			// git reads "host:path" as ssh; a path means it otherwise.
+			return bad("source.git %q: the scp-like host:path form is not accepted; write an ssh:// URL, or ./ before a local path", s.Git)
+		}
+		if !commitRE.MatchString(s.Commit) {
+			return bad("source.commit %q: want the full lowercase hex commit hash", s.Commit)
+		}
+	case s.Dir != "":
+		if err := checkLocation(s.Dir); err != nil {
+			return bad("source.dir %q: %v", s.Dir, err)
+		}
+		if s.Commit != "" {
+			return bad("source.commit is only meaningful with source.git")
+		}
+	default:
+		return bad("source: give git and commit, or dir")
+	}
+	return nil
+}
+
+// checkLocation refuses what a command line could take for an option,
+// and control characters, in a source path or URL.
+func checkLocation(p string) error {
+	if strings.HasPrefix(p, "-") {
+		return errors.New("must not start with '-'; write ./ before a local path that does")
+	}
+	if !utf8.ValidString(p) || strings.IndexFunc(p, unicode.IsControl) >= 0 {
+		return errors.New("holds control characters or is not UTF-8")
+	}
+	return nil
+}
+
+// isURL reports whether a git source is a URL rather than a local path.
+func isURL(git string) bool {
+	return strings.Contains(git, "://")
+}
+
+// checkURL accepts https:// and ssh:// repository URLs without a password
+// (the recipe is published) and without a host or user that an ssh
+// command line could take for an option.
+func checkURL(git string) error {
+	u, err := url.Parse(git)
+	if err != nil {
+		return errors.New("not a valid URL")
+	}
+	if u.Scheme != "https" && u.Scheme != "ssh" {
+		return errors.New("want an https:// or ssh:// URL, or a local path")
+	}
+	if u.Host == "" || u.Opaque != "" || strings.HasPrefix(u.Host, "-") || strings.HasPrefix(u.Hostname(), "-") {
+		return errors.New("want a host name after the scheme")
+	}
+	if u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			return errors.New("a recipe is published: it must not hold a password")
+		}
+		if strings.HasPrefix(u.User.Username(), "-") {
+			return errors.New("the user name must not start with '-'")
 		}
 	}
 	return nil

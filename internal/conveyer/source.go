@@ -19,12 +19,19 @@ import (
 	"time"
 )
 
-// Export writes the source s names into dir, which must not exist yet.
+// ErrSourceNotAllowed is wrapped by the error of a build whose local
+// source lies outside every one of [Builder.SourceRoots].
+var ErrSourceNotAllowed = errors.New("source not allowed")
+
+// Export writes the source s names into dir, which must not exist yet. A
+// source that [ParseRecipe] would refuse is an error wrapping
+// [ErrInvalidRecipe]; Export does not restrict local paths, which is what
+// [Builder.SourceRoots] is for.
 //
 // For a git source it is exactly "git archive" of the commit: tracked files
 // at that commit, nothing from any work tree. A local repository path is
-// archived directly; a URL is first fetched (that commit only) into a bare
-// repository next to dir.
+// archived directly; a URL is first fetched (that commit only, over https
+// or ssh and no other protocol) into a bare repository next to dir.
 //
 // For a directory source the rule is: inside a git work tree, the files git
 // lists as tracked or untracked-but-not-ignored ("git ls-files --cached
@@ -32,24 +39,23 @@ import (
 // binaries and *.test stay behind; outside a git work tree, every regular
 // file and symlink except those under a directory named ".git".
 func Export(ctx context.Context, s Source, dir string) error {
+	if err := s.validate(); err != nil {
+		return fmt.Errorf("exporting source: %w", err)
+	}
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return fmt.Errorf("exporting source: %w", err)
 	}
 	switch {
 	case s.Git != "":
 		repo := s.Git
-		if !isLocalRepo(s.Git) {
+		if isURL(s.Git) {
 			repo = dir + ".git"
-			for _, args := range [][]string{
-				{"init", "--bare", "--quiet", repo},
-				{"-C", repo, "fetch", "--quiet", "--depth=1", s.Git, s.Commit},
-			} {
-				if _, err := runGit(ctx, args...); err != nil {
-					return fmt.Errorf("exporting source: fetching %s: %w", s.Git, err)
-				}
+			if err := fetch(ctx, repo, s.Git, s.Commit); err != nil {
+				return fmt.Errorf("exporting source: fetching %s: %w", s.Git, err)
 			}
 		}
-		out, err := runGit(ctx, "-C", repo, "archive", "--format=tar", s.Commit+"^{commit}")
+		// The commit is hex (validate), so it cannot be an option either.
+		out, err := runGit(ctx, "-C", repo, "archive", "--format=tar", "--end-of-options", s.Commit+"^{commit}")
 		if err != nil {
 			return fmt.Errorf("exporting source: git archive of %s: %w", s.Commit, err)
 		}
@@ -72,12 +78,91 @@ func Export(ctx context.Context, s Source, dir string) error {
 	return errors.New("exporting source: source names neither git nor dir")
 }
 
-func isLocalRepo(p string) bool {
-	if strings.Contains(p, "://") {
-		return false
+// fetch makes a bare repository at repo and fetches commit from url into
+// it. The url and commit come after "--", so neither can be an option
+// such as --upload-pack, and only the https and ssh protocols are allowed
+// (no file, ext or local transport), whatever the url says.
+func fetch(ctx context.Context, repo, url, commit string) error {
+	if _, err := runGit(ctx, "init", "--bare", "--quiet", "--", repo); err != nil {
+		return err
 	}
-	_, err := os.Stat(p)
-	return err == nil
+	_, err := runGit(ctx,
+		"-c", "protocol.allow=never", "-c", "protocol.https.allow=always", "-c", "protocol.ssh.allow=always",
+		"-C", repo, "fetch", "--quiet", "--depth=1", "--", url, commit)
+	return err
+}
+
+// allowedSource checks that the local path of s, if it has one, lies in
+// one of roots once made absolute and free of symlinks, and returns s with
+// that resolved path, so that what is exported is what was checked. For a
+// git path the repository git finds there (which may be a parent, or what
+// a .git file points to) must lie in a root as well. Errors wrap
+// [ErrSourceNotAllowed], except that of a path inside a root that does not
+// exist; a path outside every root is refused before it is looked at.
+func allowedSource(ctx context.Context, s Source, roots []string) (Source, error) {
+	p := s.Dir
+	if p == "" {
+		if isURL(s.Git) {
+			return s, nil
+		}
+		p = s.Git
+	}
+	// given are the roots as written, for the first check, which does
+	// not look at the file system; resolved are the roots themselves
+	// free of symlinks, for the check of the path resolved.
+	var given, resolved []string
+	for _, r := range roots {
+		if !filepath.IsAbs(r) {
+			continue
+		}
+		given = append(given, filepath.Clean(r))
+		if r, err := filepath.EvalSymlinks(r); err == nil {
+			resolved = append(resolved, r)
+		}
+	}
+	refuse := func(p string) error {
+		return fmt.Errorf("exporting source: %w: %s is not under %s, the directories this builder takes local sources from",
+			ErrSourceNotAllowed, p, strings.Join(roots, ", "))
+	}
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return s, fmt.Errorf("exporting source: %w", err)
+	}
+	if !within(abs, given) && !within(abs, resolved) {
+		return s, refuse(p)
+	}
+	final, err := filepath.EvalSymlinks(abs)
+	if err != nil {
+		return s, fmt.Errorf("exporting source: %w", err)
+	}
+	if !within(final, resolved) {
+		return s, refuse(p)
+	}
+	if s.Dir != "" {
+		s.Dir = final
+		return s, nil
+	}
+	out, err := runGit(ctx, "-C", final, "rev-parse", "--absolute-git-dir")
+	if err != nil {
+		return s, fmt.Errorf("exporting source: %s is not a git repository: %w", p, err)
+	}
+	gitDir, err := filepath.EvalSymlinks(strings.TrimSpace(string(out)))
+	if err != nil || !within(gitDir, resolved) {
+		return s, refuse(p + "'s repository")
+	}
+	s.Git = final
+	return s, nil
+}
+
+// within reports whether the clean absolute path p is one of roots or
+// below one.
+func within(p string, roots []string) bool {
+	for _, r := range roots {
+		if p == r || strings.HasPrefix(p, strings.TrimSuffix(r, string(filepath.Separator))+string(filepath.Separator)) {
+			return true
+		}
+	}
+	return false
 }
 
 func runGit(ctx context.Context, args ...string) ([]byte, error) {

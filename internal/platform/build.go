@@ -31,13 +31,16 @@ const maxRecipe = 1 << 20
 // [Platform.Publish]): the release is done, and Build returns, only once
 // its release-log entry is in a witnessed checkpoint.
 //
-// A git source given as a relative path is resolved against the
-// platform's working directory. Builds run one at a time, each in a fresh
+// A local source (a git repository or directory) given as a relative path
+// is resolved against the platform's working directory, and must lie in
+// one of [Config.BuildSourceRoots]. Builds run one at a time, each in a fresh
 // work directory under the data directory that is removed afterwards;
 // the download phase shares one module cache, which every build verifies
 // against its go.sum before use.
 //
 // Errors wrap [conveyer.ErrInvalidRecipe] for a bad recipe,
+// [conveyer.ErrSourceNotAllowed] for a local source outside the build
+// source roots (the route answers 403),
 // [releases.ErrExists] for a release already published,
 // [conveyer.ErrBuild] for a build that failed, and
 // [conveyer.ErrToolchain] for a toolchain the recipe pins that could not
@@ -70,16 +73,17 @@ func (p *Platform) Build(ctx context.Context, recipe []byte) (*Published, error)
 	work := filepath.Join(base, "work", invocation)
 	defer conveyer.RemoveWorkDir(work)
 	b := &conveyer.Builder{
-		Proxy:    p.cfg.GoProxy,
-		SumDB:    p.cfg.GoSumDB,
-		ModCache: filepath.Join(base, "modcache"),
-		Logger:   p.logger.With("build", invocation),
+		Proxy:       p.cfg.GoProxy,
+		SumDB:       p.cfg.GoSumDB,
+		ModCache:    filepath.Join(base, "modcache"),
+		SourceRoots: p.cfg.BuildSourceRoots,
+		Logger:      p.logger.With("build", invocation),
 	}
 	started := time.Now().UTC()
 	res, err := b.Build(ctx, r, work)
 	switch {
 	case err == nil:
-	case errors.Is(err, conveyer.ErrBuild), ctx.Err() != nil:
+	case errors.Is(err, conveyer.ErrBuild), errors.Is(err, conveyer.ErrSourceNotAllowed), ctx.Err() != nil:
 		return nil, fmt.Errorf("building %s %s: %w", r.Name, r.Version, err)
 	default:
 		// A source that cannot be exported or a rule directory that is
@@ -171,6 +175,8 @@ func (p *Platform) serveBuild(w http.ResponseWriter, r *http.Request) {
 		httpapi.JSON(w, pub)
 	case errors.Is(err, conveyer.ErrInvalidRecipe):
 		httpapi.Error(w, http.StatusBadRequest, err.Error())
+	case errors.Is(err, conveyer.ErrSourceNotAllowed):
+		httpapi.Error(w, http.StatusForbidden, err.Error()+"; build from a URL, or add the directory to the platform's build source roots")
 	case errors.Is(err, releases.ErrExists):
 		httpapi.Error(w, http.StatusConflict, err.Error()+"; bump the recipe's version")
 	case errors.Is(err, conveyer.ErrBuild), errors.Is(err, conveyer.ErrToolchain):

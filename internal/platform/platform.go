@@ -89,6 +89,14 @@ type Config struct {
 	// GoProxy and GoSumDB are the GOPROXY and GOSUMDB of the conveyer's
 	// module download phase; empty means the machine's own.
 	GoProxy, GoSumDB string
+	// BuildSourceRoots are the absolute directories whose git repositories
+	// and directories recipes may name as local sources (symlinks are
+	// followed before the check); a recipe with a local source elsewhere
+	// is refused (403). Nil means the working directory the platform was
+	// started in, so that `vitrine up` run from a repository root builds
+	// that repository's recipes; an empty list allows https:// and ssh://
+	// git sources only.
+	BuildSourceRoots []string
 	Logger           *slog.Logger
 }
 
@@ -138,6 +146,18 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	}
 	if cfg.Name == "" {
 		cfg.Name = "vitrine.local"
+	}
+	if cfg.BuildSourceRoots == nil {
+		wd, err := os.Getwd()
+		if err != nil {
+			return nil, fmt.Errorf("starting platform: the default build source root: %w", err)
+		}
+		cfg.BuildSourceRoots = []string{wd}
+	}
+	for _, r := range cfg.BuildSourceRoots {
+		if !filepath.IsAbs(r) {
+			return nil, fmt.Errorf("starting platform: build source root %q is not an absolute path", r)
+		}
 	}
 	p := &Platform{cfg: cfg, logger: cfg.Logger, logs: map[string]*logserver.Log{}, serveErr: make(chan error, 1), buildSlot: make(chan struct{}, 1)}
 	p.bg, p.bgCancel = context.WithCancel(context.WithoutCancel(ctx))
