@@ -184,7 +184,18 @@ func TestREADME(t *testing.T) {
 	cloneForWalkthrough(t, repo)
 	home := filepath.Join(tmp, "home")
 	logDir := filepath.Join(tmp, "logs")
-	for _, d := range []string{home, logDir} {
+	scratch := filepath.Join(tmp, "tmp") // mktemp -d, and the rebuilder's work
+	// Module caches are read-only: make the tree writable before
+	// t.TempDir removes it (cleanups run last-registered first).
+	t.Cleanup(func() {
+		_ = filepath.WalkDir(tmp, func(p string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				_ = os.Chmod(p, 0o700)
+			}
+			return nil
+		})
+	})
+	for _, d := range []string{home, logDir, scratch} {
 		if err := os.Mkdir(d, 0o700); err != nil {
 			t.Fatal(err)
 		}
@@ -195,7 +206,7 @@ func TestREADME(t *testing.T) {
 	// A fresh home (the agent's, rebuilder's and monitor's state), but
 	// the machine's Go caches: the walkthrough's go build need not
 	// recompile the world.
-	goenv, err := exec.Command("go", "env", "GOCACHE", "GOMODCACHE", "GOPATH").Output()
+	goenv, err := exec.Command("go", "env", "GOCACHE", "GOMODCACHE", "GOPATH", "GOENV").Output()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,13 +215,13 @@ func TestREADME(t *testing.T) {
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
 		switch k {
-		case "HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "VITRINE_URL", "GOCACHE", "GOMODCACHE", "GOPATH", "GOFLAGS":
+		case "HOME", "TMPDIR", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "VITRINE_URL", "GOCACHE", "GOMODCACHE", "GOPATH", "GOENV":
 			continue
 		}
 		env = append(env, kv)
 	}
-	env = append(env, "HOME="+home, "VITRINE_URL=http://"+platform,
-		"GOCACHE="+g[0], "GOMODCACHE="+g[1], "GOPATH="+g[2])
+	env = append(env, "HOME="+home, "TMPDIR="+scratch, "VITRINE_URL=http://"+platform,
+		"GOCACHE="+g[0], "GOMODCACHE="+g[1], "GOPATH="+g[2], "GOENV="+g[3])
 
 	ctx, cancel := context.WithTimeout(context.Background(), 35*time.Minute)
 	defer cancel()
@@ -243,7 +254,7 @@ func TestREADME(t *testing.T) {
 		"vitrine 0.1.0: release-log entry 1, in a witnessed checkpoint",
 		`"url": "vitrine/0.1.0/"`,
 		`"path": "artifacts/vitrine_linux_arm64"`,
-		"OK: vitrine_linux_amd64",
+		"is vitrine_linux_amd64 of vitrine 0.1.0: provenance signed by the release key",
 		"proof ok: entry 0 is in",
 		"registered endpoint",
 		"installed sample-ruledb 1",
@@ -260,10 +271,12 @@ func TestREADME(t *testing.T) {
 		"reproduced: sample-ruledb 1 (release-log entry 0)",
 		"reproduced: vitrine 0.1.0 (release-log entry 1)",
 	} {
-		if !strings.Contains(got, want) {
-			t.Errorf("the walkthrough's output lacks %q", want)
+		_, after, found := strings.Cut(got, want)
+		if !found {
+			t.Errorf("the walkthrough's output lacks %q (after what came before it)", want)
+			continue
 		}
-		_, got, _ = strings.Cut(got, want)
+		got = after
 	}
 	if t.Failed() {
 		t.Logf("output:\n%s", tail(out.Bytes(), 12000))
@@ -276,6 +289,11 @@ func TestREADME(t *testing.T) {
 	}
 	if len(status) > 0 {
 		t.Errorf("after the walkthrough, git status shows:\n%s", status)
+	}
+	// The TUF root keys went under the configuration directory, and
+	// nowhere in the repository.
+	if keys, _ := filepath.Glob(filepath.Join(home, ".config", "vitrine", "tuf-offline", "*", "root-*.key")); len(keys) == 0 {
+		t.Errorf("no TUF root keys under %s/.config/vitrine/tuf-offline", home)
 	}
 	// The platform's data directory is private.
 	if fi, err := os.Stat(filepath.Join(repo, "vitrine-data")); err != nil || fi.Mode().Perm() != 0o700 {

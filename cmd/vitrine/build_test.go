@@ -62,7 +62,7 @@ func TestBuildReleases(t *testing.T) {
 	ctx := context.Background()
 	data := t.TempDir()
 	p, err := platform.Start(ctx, platform.Config{Data: data, Listen: "127.0.0.1:0", CheckpointInterval: 100 * time.Millisecond,
-		GoModCache: gotest.ModCache(t), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		GoModCache: gotest.ModCache(t), BuildSourceRoots: gotest.SourceRoots(t), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,7 +27,7 @@ import (
 // signed 1.root.json, naming the platform's online keys.
 func runTUFInit(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "tuf init", "--out DIR (--data DIR | --targets-key PEM --snapshot-key PEM --timestamp-key PEM) [--keys N --threshold M]")
-	out := fs.String("out", defaultTUFOffline, "directory for the root keys and 1.root.json; keep it offline")
+	out := fs.String("out", newOfflineDir("tuf-init"), "directory for the root keys and 1.root.json; keep it offline (default: a new directory under ~/.config/vitrine/tuf-offline/)")
 	keys := fs.Int("keys", 3, "number of root keys")
 	threshold := fs.Int("threshold", 2, "how many root keys must sign a root")
 	data := fs.String("data", "", "the platform's data directory, on the platform's machine: take the targets key from <data>/updates/targets.key or <data>/release.key and the snapshot and timestamp keys from <data>/updates (created if missing)")
@@ -105,7 +105,7 @@ func readPublicKey(path string) (ed25519.PublicKey, error) {
 // runTUFRotate signs the root that follows the current one.
 func runTUFRotate(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "tuf rotate", "--out DIR --root CURRENT.json [--new-root-keys N] [--threshold M] [--targets-key PEM | --new-targets-key] [--snapshot-key PEM] [--timestamp-key PEM]")
-	out := fs.String("out", defaultTUFOffline, "the offline directory: its root-*.key sign, and <N+1>.root.json (and new keys) are written to it")
+	out := fs.String("out", "", "the offline directory (required): its root-*.key sign, and <N+1>.root.json (and new keys) are written to it; 'vitrine up' logs where it wrote them")
 	current := fs.String("root", "", "the current root.json (GET <platform>/updates/root.json)")
 	newRootKeys := fs.Int("new-root-keys", 0, "replace the root keys with this many new ones (0 keeps them)")
 	threshold := fs.Int("threshold", 0, "root threshold of the new root (0 keeps it)")
@@ -119,6 +119,9 @@ func runTUFRotate(ctx context.Context, e *env, args []string) error {
 	}
 	if *current == "" {
 		return errors.New("--root CURRENT.json is needed")
+	}
+	if *out == "" {
+		return errors.New("--out DIR is needed: the offline directory holding the root keys")
 	}
 	if *targets != "" && *newTargets {
 		return errors.New("give --targets-key or --new-targets-key, not both")

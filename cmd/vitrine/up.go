@@ -29,7 +29,7 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	commitEvery := fs.Duration("commitment-interval", time.Hour, "how often each region commits to its dataset (count and Merkle root) in its access log")
 	interval := fs.Duration("checkpoint-interval", 0, "how often each log publishes a witnessed checkpoint while it grows (0: the logs' default, 200ms)")
 	tufRoot := fs.String("tuf-root", "", "the update repository's initial root.json (made by vitrine tuf init); without it the first start makes one")
-	tufOffline := fs.String("tuf-offline", "", "where the first start writes the TUF root keys when it makes the root; move them offline (default: <data>/tuf-offline)")
+	tufOffline := fs.String("tuf-offline", "", "where the first start writes the TUF root keys when it makes the root; move them offline (default: a new directory under ~/.config/vitrine/tuf-offline/)")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
@@ -75,9 +75,12 @@ func runUp(ctx context.Context, e *env, args []string) error {
 		pick("listen", c.Listen, &pc.Listen)
 		pick("name", c.Name, &pc.Name)
 		pick("public-url", c.PublicURL, &pc.PublicURL)
-		pc.Residency, pc.Stores = c.Residency, c.Stores
+		pc.Residency, pc.Stores, pc.BuildSourceRoots = c.Residency, c.Stores, c.BuildSourceRoots
 	}
 	data = &pc.Data
+	if pc.TUFOfflineDir == "" {
+		pc.TUFOfflineDir = newOfflineDir(pc.Name)
+	}
 	p, err := platform.Start(ctx, pc)
 	if err != nil {
 		return err

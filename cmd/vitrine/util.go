@@ -53,9 +53,14 @@ func userDir(name string) string {
 	return filepath.Join(dir, "vitrine", name)
 }
 
-// defaultTUFOffline is where 'vitrine up' with its defaults writes the TUF
-// root keys on its first start.
-const defaultTUFOffline = "./vitrine-data/tuf-offline"
+// newOfflineDir is a fresh directory for new TUF root keys: under the
+// user's configuration directory, so that they land neither in the
+// platform's data directory (which is online, and copied with it) nor in
+// a working tree, and named after the deployment and the time, so that a
+// platform started over never finds the keys of an earlier one there.
+func newOfflineDir(name string) string {
+	return filepath.Join(userDir("tuf-offline"), name+"-"+time.Now().UTC().Format("20060102T150405Z"))
+}
 
 // elapsed formats d as minutes and seconds, "3:07", for progress lines.
 func elapsed(d time.Duration) string {

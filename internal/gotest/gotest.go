@@ -15,7 +15,9 @@
 package gotest
 
 import (
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -33,4 +35,21 @@ func ModCache(t testing.TB) string {
 		t.Fatal("go env GOMODCACHE is empty")
 	}
 	return dir
+}
+
+// SourceRoots returns the build source roots a test platform needs: the
+// system's temporary directory, where tests write sources with t.TempDir,
+// and the repository's work tree (testdata, and the repository itself
+// for the recipes it ships).
+func SourceRoots(t testing.TB) []string {
+	t.Helper()
+	out, err := exec.Command("git", "rev-parse", "--show-toplevel").Output()
+	if err != nil {
+		t.Fatalf("finding the repository: %v", err)
+	}
+	tmp, err := filepath.EvalSymlinks(os.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []string{tmp, strings.TrimSpace(string(out))}
 }

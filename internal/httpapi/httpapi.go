@@ -10,9 +10,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -85,15 +87,81 @@ func CompactJSON(w http.ResponseWriter, v any) {
 }
 
 // DecodeStrict decodes b, which must hold one JSON value and nothing
-// after it, into v, refusing members v has no field for.
+// after it, into v, refusing members v has no field for and objects that
+// name a member twice. encoding/json alone keeps the last of two equal
+// names, and matches names without regard to case, so that
+// {"country":"DE","Country":"RU"} would be read as RU where another
+// reader sees DE: names equal under Unicode case folding count as the
+// same.
 func DecodeStrict(b []byte, v any) error {
+	if err := noDuplicateNames(b); err != nil {
+		return err
+	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return err
 	}
-	if dec.More() {
+	// Not dec.More, which is false before a stray '}' or ']'.
+	if _, err := dec.Token(); err != io.EOF {
 		return errors.New("data after the JSON value")
 	}
 	return nil
+}
+
+// noDuplicateNames reports an error if an object in the JSON text b names
+// a member twice (see [DecodeStrict]). Malformed text is left for the
+// decoder to report.
+func noDuplicateNames(b []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	// For each open object or array, the names seen so far (nil for
+	// an array) and whether the next string token is a name.
+	type level struct {
+		names  map[string]bool
+		isName bool
+	}
+	var stack []level
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil
+		}
+		var top *level
+		if len(stack) > 0 {
+			top = &stack[len(stack)-1]
+		}
+		switch t := tok.(type) {
+		case json.Delim:
+			switch t {
+			case '{':
+				if top != nil && top.names != nil {
+					top.isName = true // the object is this member's value
+				}
+				stack = append(stack, level{names: map[string]bool{}, isName: true})
+				continue
+			case '[':
+				if top != nil && top.names != nil {
+					top.isName = true
+				}
+				stack = append(stack, level{})
+				continue
+			default:
+				stack = stack[:len(stack)-1]
+				continue
+			}
+		case string:
+			if top != nil && top.names != nil && top.isName {
+				k := strings.ToLower(strings.ToUpper(t)) // as encoding/json folds: ſ is s, K (Kelvin) is k
+				if top.names[k] {
+					return fmt.Errorf("the member %q appears twice in one object", t)
+				}
+				top.names[k] = true
+				top.isName = false
+				continue
+			}
+		}
+		if top != nil && top.names != nil {
+			top.isName = true // a value ends; a name comes next
+		}
+	}
 }

@@ -12,13 +12,14 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/vitrine-dev/vitrine/internal/gotest"
 	"github.com/vitrine-dev/vitrine/release"
 	"github.com/vitrine-dev/vitrine/tlog"
 )
 
 func start(t *testing.T, data string) *Platform {
 	t.Helper()
-	p, err := Start(context.Background(), Config{Data: data, Listen: "127.0.0.1:0", CheckpointInterval: 100 * time.Millisecond})
+	p, err := Start(context.Background(), Config{Data: data, Listen: "127.0.0.1:0", CheckpointInterval: 100 * time.Millisecond, BuildSourceRoots: gotest.SourceRoots(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

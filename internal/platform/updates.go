@@ -8,6 +8,7 @@ import (
 	"maps"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/vitrine-dev/vitrine/internal/updates"
 	"github.com/vitrine-dev/vitrine/ruledb"
@@ -30,10 +31,10 @@ type DiscoveryUpdates struct {
 func (p *Platform) startUpdates(ctx context.Context) error {
 	offline := p.cfg.TUFOfflineDir
 	if offline == "" {
-		// In the data directory, the one place the platform writes
-		// (private to its user): beside it, the keys of a platform run
-		// from a repository landed in the working tree.
-		offline = filepath.Join(p.cfg.Data, "tuf-offline")
+		// Beside the data directory, never in it: ./vitrine-data gives
+		// ./vitrine-offline.
+		data := filepath.Clean(p.cfg.Data)
+		offline = filepath.Join(filepath.Dir(data), strings.TrimSuffix(filepath.Base(data), "-data")+"-offline")
 	}
 	var err error
 	p.updates, err = updates.Open(ctx, updates.Config{

@@ -17,6 +17,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/vitrine-dev/vitrine/internal/gotest"
 	"github.com/vitrine-dev/vitrine/internal/releases"
 	"github.com/vitrine-dev/vitrine/release"
 	"github.com/vitrine-dev/vitrine/ruledb"
@@ -466,7 +467,7 @@ func TestPublishUnrecordedIndex(t *testing.T) {
 // platform cannot fetch (here it has no checksum database to check one
 // against) is a 422 that says so, not a server error.
 func TestBuildToolchainUnavailable(t *testing.T) {
-	p, err := Start(context.Background(), Config{Data: t.TempDir(), Listen: "127.0.0.1:0", CheckpointInterval: 100 * time.Millisecond, GoSumDB: "off"})
+	p, err := Start(context.Background(), Config{Data: t.TempDir(), Listen: "127.0.0.1:0", CheckpointInterval: 100 * time.Millisecond, GoSumDB: "off", BuildSourceRoots: gotest.SourceRoots(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,7 +28,7 @@ func startPlatform(t testing.TB) (*platform.Platform, string) {
 	data := t.TempDir()
 	b := testBuilder(t)
 	p, err := platform.Start(context.Background(), platform.Config{Data: data, Listen: "127.0.0.1:0",
-		CheckpointInterval: 100 * time.Millisecond, GoModCache: b.ModCache, Logger: quiet})
+		CheckpointInterval: 100 * time.Millisecond, GoModCache: b.ModCache, BuildSourceRoots: gotest.SourceRoots(t), Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,11 +2,11 @@ package updates
 
 import (
 	"bytes"
-	"encoding/json"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
