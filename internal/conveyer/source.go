@@ -62,7 +62,7 @@ func Export(ctx context.Context, s Source, dir string) error {
 		if err := untar(bytes.NewReader(out), dir); err != nil {
 			return fmt.Errorf("exporting source: %w", err)
 		}
-		return nil
+		return checkLinks(dir)
 	case s.Dir != "":
 		files, err := listDir(ctx, s.Dir)
 		if err != nil {
@@ -73,7 +73,7 @@ func Export(ctx context.Context, s Source, dir string) error {
 				return fmt.Errorf("exporting source: %w", err)
 			}
 		}
-		return nil
+		return checkLinks(dir)
 	}
 	return errors.New("exporting source: source names neither git nor dir")
 }
@@ -82,6 +82,33 @@ func Export(ctx context.Context, s Source, dir string) error {
 // it. The url and commit come after "--", so neither can be an option
 // such as --upload-pack, and only the https and ssh protocols are allowed
 // (no file, ext or local transport), whatever the url says.
+// checkLinks refuses an exported tree holding a symlink that does not
+// resolve to a path inside it: the build and the rule compiler would
+// follow it and read (and report, in an error message) files of the
+// builder's host, such as a rule directory linked to /etc. Links are
+// resolved as the file system does, chains and "dir/.." included, which
+// no reading of the link's text alone gets right.
+func checkLinks(dir string) error {
+	root, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return fmt.Errorf("exporting source: %w", err)
+	}
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.Type()&fs.ModeSymlink == 0 {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		target, err := filepath.EvalSymlinks(p)
+		if err != nil {
+			return fmt.Errorf("exporting source: %w: symlink %s does not resolve inside the source", ErrSourceNotAllowed, filepath.ToSlash(rel))
+		}
+		if target != root && !strings.HasPrefix(target, root+string(filepath.Separator)) {
+			return fmt.Errorf("exporting source: %w: symlink %s points outside the source", ErrSourceNotAllowed, filepath.ToSlash(rel))
+		}
+		return nil
+	})
+}
+
 func fetch(ctx context.Context, repo, url, commit string) error {
 	if _, err := runGit(ctx, "init", "--bare", "--quiet", "--", repo); err != nil {
 		return err

@@ -123,6 +123,10 @@ func TestBuildSourceRoots(t *testing.T) {
 	allowed, outside := t.TempDir(), t.TempDir()
 	rulesTree(t, allowed)
 	rulesTree(t, outside)
+	// A tree of its own for the builds that succeed: allowed itself
+	// holds the link out, which the export refuses (TestExportRefusesLinksOut).
+	tree := filepath.Join(allowed, "tree")
+	rulesTree(t, tree)
 	if err := os.Symlink(outside, filepath.Join(allowed, "link")); err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +164,7 @@ func TestBuildSourceRoots(t *testing.T) {
 
 	// Relative paths are resolved against the working directory.
 	t.Run("relative dir", func(t *testing.T) {
-		t.Chdir(allowed)
+		t.Chdir(tree)
 		res, err := (&Builder{SourceRoots: []string{allowed}}).Build(context.Background(), recipe(Source{Dir: "."}), workDir(t))
 		if err != nil {
 			t.Fatal(err)
@@ -186,7 +190,7 @@ func TestBuildSourceRoots(t *testing.T) {
 		if err := os.Symlink(allowed, link); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := (&Builder{SourceRoots: []string{link}}).Build(context.Background(), recipe(Source{Dir: filepath.Join(link, "rules", "..")}), workDir(t)); err != nil {
+		if _, err := (&Builder{SourceRoots: []string{link}}).Build(context.Background(), recipe(Source{Dir: filepath.Join(link, "tree", "rules", "..")}), workDir(t)); err != nil {
 			t.Fatal(err)
 		}
 	})
