@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -10,11 +11,15 @@ import (
 	"time"
 )
 
-// serveDebug serves Go's profiling endpoints on addr (keep it on loopback:
-// they are unauthenticated). An empty addr serves nothing.
+// serveDebug serves Go's profiling endpoints on addr, which must be a
+// loopback address (they are unauthenticated, and a profile shows memory).
+// An empty addr serves nothing.
 func serveDebug(addr string, logger *slog.Logger) error {
 	if addr == "" {
 		return nil
+	}
+	if err := loopbackOnly(addr); err != nil {
+		return fmt.Errorf("--debug-listen: %w", err)
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -28,6 +33,23 @@ func serveDebug(addr string, logger *slog.Logger) error {
 	go func() { _ = srv.Serve(ln) }()
 	logger.Info("profiling endpoints", "url", "http://"+ln.Addr().String()+"/debug/pprof/")
 	return nil
+}
+
+// loopbackOnly refuses an address to listen on that is not on loopback:
+// "localhost", or an IP address in 127.0.0.0/8 or ::1. An empty host
+// (":6060") would listen on every interface.
+func loopbackOnly(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("%s is not a loopback address (127.0.0.1:PORT, [::1]:PORT or localhost:PORT): the profiling endpoints are unauthenticated", addr)
 }
 
 // tuneGC trades memory for CPU in the server commands: an append allocates
