@@ -17,16 +17,19 @@ import (
 
 // The kinds of entry in an access log.
 const (
-	KindAccess     = "access"     // a [Record]
-	KindCommitment = "commitment" // a [Commitment]
+	KindAccess        = "access"         // a [Record]
+	KindCommitment    = "commitment"     // a [Commitment]
+	KindDeniedSummary = "denied-summary" // a [DeniedSummary]
 )
 
 // EntryKind returns the kind of an access-log entry from its first bytes,
-// which the canonical encodings fix: [KindAccess], [KindCommitment], or ""
-// if the entry begins like neither. It does not validate the entry; [Parse]
-// and [ParseCommitment] do.
+// which the canonical encodings fix: [KindAccess], [KindCommitment],
+// [KindDeniedSummary], or "" if the entry begins like none of them. It
+// does not validate the entry; [Parse], [ParseCommitment] and
+// [ParseDeniedSummary] do. A reader skips, or reports, kinds it does not
+// know: the log may hold kinds added after it was written.
 func EntryKind(entry []byte) string {
-	for _, k := range []string{KindAccess, KindCommitment} {
+	for _, k := range []string{KindAccess, KindCommitment, KindDeniedSummary} {
 		if bytes.HasPrefix(entry, []byte(`{"v":1,"kind":"`+k+`",`)) {
 			return k
 		}
@@ -215,34 +218,9 @@ func (c *Commitment) fields(p *parser) []field {
 		}}
 	}
 	return []field{
-		{"v", false, func(path string) error {
-			n, err := p.int(path)
-			if err == nil && n != 1 {
-				err = fmt.Errorf("version %d is not supported; this package reads version 1", n)
-			}
-			return err
-		}},
-		{"kind", false, func(path string) error {
-			// Another kind of entry is named as such, not as a malformed
-			// commitment.
-			s, err := p.string(path)
-			if err == nil && s != KindCommitment {
-				err = fmt.Errorf("kind %q is not %q", s, KindCommitment)
-			}
-			return err
-		}},
-		{"time", false, func(path string) error {
-			s, err := p.string(path)
-			if err != nil {
-				return err
-			}
-			t, err := time.Parse(timeLayout, s)
-			if err != nil || t.Format(timeLayout) != s {
-				return fmt.Errorf("time %q is not UTC with millisecond precision, like %q", s, "2026-11-22T10:00:00.123Z")
-			}
-			c.Time = t
-			return nil
-		}},
+		p.versionField(),
+		p.kindField(KindCommitment),
+		p.timeField("time", &c.Time),
 		p.stringField("region", &c.Region),
 		p.stringField("dataset", &c.Dataset),
 		intField("count", &c.Count),

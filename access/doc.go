@@ -51,6 +51,22 @@
 // A denied attempt releases nothing: its count is 0, its digest is the
 // digest of no ids, and it has no keys. Only a denied record has a reason.
 //
+// # Other kinds of entry
+//
+// An access log holds other entries beside records, each a JSON object
+// whose first keys are "v" and "kind" ([EntryKind] tells them apart):
+// [Commitment]s to a region's dataset, and [DeniedSummary]s. A reader
+// skips, or reports, the kinds it does not know, since kinds are added
+// over time.
+//
+// Attempts that carry no valid credential (anyone can make them) are
+// logged as denied records up to a small rate per source network, and
+// beyond it counted, by attempted action, reason and source network, in
+// denied summaries. Every such attempt is in exactly one of the two: a
+// verifier counting attempts adds the summaries' counts to the denied
+// records. Attempts with a valid credential always have a record of their
+// own.
+//
 // # Canonical encoding
 //
 // Every record has exactly one encoding, the one [Record.Marshal] writes,
@@ -83,7 +99,9 @@
 // "Vitrine-Justification: <CODE>; <detail>". The gateway answers released
 // data with a [ReceiptHeader] header carrying the receipt: the index of the
 // access record in the region's access log, which the client can check
-// with an inclusion proof.
+// with an inclusion proof. An attempt without a valid credential that was
+// counted instead of logged on its own has no receipt: the answer says
+// that the log's next denied summary counts it.
 package access
 
 // Header is the request header that carries a justification,

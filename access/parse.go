@@ -86,32 +86,9 @@ func canonical(b, c []byte) error {
 // fill r.
 func (r *Record) fields(p *parser) []field {
 	return []field{
-		{"v", false, func(path string) error {
-			n, err := p.int(path)
-			if err == nil && n != 1 {
-				err = fmt.Errorf("version %d is not supported; this package reads version 1", n)
-			}
-			return err
-		}},
-		{"kind", false, func(path string) error {
-			s, err := p.string(path)
-			if err == nil && s != "access" {
-				err = fmt.Errorf("kind %q is not %q", s, "access")
-			}
-			return err
-		}},
-		{"time", false, func(path string) error {
-			s, err := p.string(path)
-			if err != nil {
-				return err
-			}
-			t, err := time.Parse(timeLayout, s)
-			if err != nil || t.Format(timeLayout) != s {
-				return fmt.Errorf("time %q is not UTC with millisecond precision, like %q", s, "2026-11-22T10:00:00.123Z")
-			}
-			r.Time = t
-			return nil
-		}},
+		p.versionField(),
+		p.kindField(KindAccess),
+		p.timeField("time", &r.Time),
 		p.stringField("region", &r.Region),
 		p.objectField("principal", []field{
 			p.stringField("id", &r.Principal.ID),
@@ -170,6 +147,45 @@ type field struct {
 	key      string
 	optional bool
 	read     func(path string) error
+}
+
+// versionField reads "v", the format version, which must be 1.
+func (p *parser) versionField() field {
+	return field{"v", false, func(path string) error {
+		n, err := p.int(path)
+		if err == nil && n != 1 {
+			err = fmt.Errorf("version %d is not supported; this package reads version 1", n)
+		}
+		return err
+	}}
+}
+
+// kindField reads "kind", which must be kind: an entry of another kind is
+// named as such, not taken for a malformed one.
+func (p *parser) kindField(kind string) field {
+	return field{"kind", false, func(path string) error {
+		s, err := p.string(path)
+		if err == nil && s != kind {
+			err = fmt.Errorf("kind %q is not %q", s, kind)
+		}
+		return err
+	}}
+}
+
+// timeField reads a time in UTC with exactly three fractional digits.
+func (p *parser) timeField(key string, dst *time.Time) field {
+	return field{key, false, func(path string) error {
+		s, err := p.string(path)
+		if err != nil {
+			return err
+		}
+		t, err := time.Parse(timeLayout, s)
+		if err != nil || t.Format(timeLayout) != s {
+			return fmt.Errorf("%s %q is not UTC with millisecond precision, like %q", path, s, "2026-11-22T10:00:00.123Z")
+		}
+		*dst = t
+		return nil
+	}}
 }
 
 func (p *parser) stringField(key string, dst *string) field {
