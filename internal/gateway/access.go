@@ -92,6 +92,14 @@ func (g *Gateway) serveAccess(w http.ResponseWriter, r *http.Request, act *actio
 		if errors.Is(err, principal.ErrNoCredential) {
 			reason = "no credential"
 		}
+		// Anyone can make these: beyond a small rate per source network
+		// they are counted into denied summaries instead of each growing
+		// the log (denied.go).
+		individual, failing := g.denials.decide(rec.Time, countKey{act.name, reason, sourceNetwork(r.RemoteAddr)})
+		if !individual {
+			g.counted(w, r, reason, failing)
+			return
+		}
 		g.deny(w, r, rec, act, http.StatusUnauthorized, reason,
 			"this route needs a principal's bearer token (Authorization: Bearer vp1.…)")
 		return

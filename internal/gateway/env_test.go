@@ -3,13 +3,16 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -33,7 +36,7 @@ import (
 // checkpoints a witness cosigns over HTTP, key custody over HTTP, and a
 // principal registry. Tests can stop the witness and custody.
 type env struct {
-	t          *testing.T
+	t          testing.TB
 	log        *logserver.Log
 	policy     *tlog.Policy
 	witnessSrv *httptest.Server
@@ -45,6 +48,61 @@ type env struct {
 	pkey       []byte
 	srv        *httptest.Server
 	tokens     map[string]string // principal id -> token
+	gw         *Gateway
+	glog       *recordingLog // the gateway's access log
+}
+
+// recordingLog is the access log as the gateway sees it: it keeps the
+// entries the gateway appended, and refuses entries on demand.
+type recordingLog struct {
+	Log
+	mu      sync.Mutex
+	indexes []uint64
+	entries [][]byte
+	// refuse is how many appends succeed before the log refuses every
+	// append; -1 never refuses.
+	refuse int
+}
+
+func (l *recordingLog) Append(ctx context.Context, entry []byte) (uint64, error) {
+	l.mu.Lock()
+	if l.refuse == 0 {
+		l.mu.Unlock()
+		return 0, errors.New("injected: the access log refuses entries")
+	}
+	if l.refuse > 0 {
+		l.refuse--
+	}
+	l.mu.Unlock()
+	i, err := l.Log.Append(ctx, entry)
+	if err == nil {
+		l.mu.Lock()
+		l.indexes = append(l.indexes, i)
+		l.entries = append(l.entries, entry)
+		l.mu.Unlock()
+	}
+	return i, err
+}
+
+// refuseAfter makes the log take n more entries and refuse the ones
+// after; -1 takes every entry again.
+func (l *recordingLog) refuseAfter(n int) {
+	l.mu.Lock()
+	l.refuse = n
+	l.mu.Unlock()
+}
+
+// appended returns the gateway's entries so far and their indexes.
+func (l *recordingLog) appended() ([][]byte, []uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.entries), slices.Clone(l.indexes)
+}
+
+func (l *recordingLog) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.entries)
 }
 
 const (
@@ -54,7 +112,14 @@ const (
 
 // newEnv starts the parts; the access log lives in logDir ("" for a
 // temporary directory).
-func newEnv(t *testing.T, logDir string) *env {
+func newEnv(t testing.TB, logDir string) *env {
+	t.Helper()
+	return newEnvWith(t, logDir, nil)
+}
+
+// newEnvWith is newEnv with the gateway's configuration changed by
+// configure, if not nil.
+func newEnvWith(t testing.TB, logDir string, configure func(*Config)) *env {
 	t.Helper()
 	ctx := context.Background()
 	if logDir == "" {
@@ -117,12 +182,17 @@ func newEnv(t *testing.T, logDir string) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := New(Config{
-		Region: testRegion, Store: e.store, Log: e.log,
+	e.glog = &recordingLog{Log: e.log, refuse: -1}
+	cfg := Config{
+		Region: testRegion, Store: e.store, Log: e.glog,
 		Custody:    custody.NewClient(e.custodySrv.URL, custodyToken, nil),
 		Principals: e.principals, PseudonymKey: e.pkey, WitnessTimeout: 3 * time.Second,
-	})
-	e.srv = httptest.NewServer(g.Handler())
+	}
+	if configure != nil {
+		configure(&cfg)
+	}
+	e.gw = New(cfg)
+	e.srv = httptest.NewServer(e.gw.Handler())
 	t.Cleanup(e.srv.Close)
 	for _, p := range []principal.Principal{
 		{ID: "analyst:jdoe", Role: principal.Analyst, Location: "CH", Regions: []string{testRegion}},
@@ -237,6 +307,18 @@ func (e *env) do(method, path, principalID, justification string) *response {
 // tiles once a witnessed checkpoint covers it, and the entry's bytes.
 func (e *env) entry(index uint64) (*access.Record, []byte) {
 	e.t.Helper()
+	raw := e.rawEntry(index)
+	r, err := access.Parse(raw)
+	if err != nil {
+		e.t.Fatalf("entry %d: %v\n%s", index, err, raw)
+	}
+	return r, raw
+}
+
+// rawEntry returns the entry at index, of any kind, read back from the
+// log's tiles once a witnessed checkpoint covers it.
+func (e *env) rawEntry(index uint64) []byte {
+	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	cp, err := e.log.AwaitWitnessed(ctx, index)
@@ -247,12 +329,7 @@ func (e *env) entry(index uint64) (*access.Record, []byte) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	raw := b.Entries[index%256]
-	r, err := access.Parse(raw)
-	if err != nil {
-		e.t.Fatalf("entry %d: %v\n%s", index, err, raw)
-	}
-	return r, raw
+	return b.Entries[index%256]
 }
 
 func execCommand(name string, args ...string) ([]byte, error) {

@@ -16,6 +16,11 @@
 //
 // A refused attempt (no credential, wrong role, wrong region, no
 // justification, a bad query) is logged too, with the outcome "denied".
+// Attempts without a valid credential, which anyone can make, are logged
+// one by one up to a small rate per source network ([Limits]); beyond it
+// they are counted by action, reason and network, and [Gateway.Run] writes
+// the counts to the log as denied summaries, so that the log accounts for
+// every attempt without anyone being able to grow it at will.
 // When the log, the store or custody cannot do their part, the answer is
 // 503 and no data.
 package gateway
@@ -74,6 +79,10 @@ type Config struct {
 	// WitnessTimeout bounds how long a read waits for a witnessed
 	// checkpoint that covers its access entry (default 10s).
 	WitnessTimeout time.Duration
+	// Unauthenticated limits the individual access records of attempts
+	// without a valid credential; beyond them, attempts are counted in
+	// denied summaries. See [Limits].
+	Unauthenticated Limits
 	// Now is the clock (default time.Now).
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -81,11 +90,13 @@ type Config struct {
 
 // Gateway serves a region's access routes.
 type Gateway struct {
-	cfg    Config
-	logger *slog.Logger
+	cfg     Config
+	logger  *slog.Logger
+	denials *denials
 }
 
-// New returns the gateway described by cfg.
+// New returns the gateway described by cfg. Its [Gateway.Run] must run
+// for the attempts it counts to reach the access log.
 func New(cfg Config) *Gateway {
 	if cfg.Store == nil || cfg.Log == nil || cfg.Custody == nil || cfg.Principals == nil || len(cfg.PseudonymKey) == 0 {
 		panic("gateway.New: Store, Log, Custody, Principals and PseudonymKey are required")
@@ -99,7 +110,7 @@ func New(cfg Config) *Gateway {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Gateway{cfg: cfg, logger: cfg.Logger.With("region", cfg.Region, "part", "gateway")}
+	return &Gateway{cfg: cfg, logger: cfg.Logger.With("region", cfg.Region, "part", "gateway"), denials: newDenials(cfg.Unauthenticated)}
 }
 
 // Handler serves, relative to where it is mounted (/regions/<region>/ in
@@ -113,7 +124,9 @@ func New(cfg Config) *Gateway {
 // The record routes take the query parameters sha256, endpoint, from, to
 // (RFC 3339), after (a record id: the next page), limit and personal
 // (false: the threat halves alone, without asking custody), a principal's
-// bearer token and a [access.Header] justification.
+// bearer token and a [access.Header] justification. An answer carries the
+// [access.ReceiptHeader] of its access record, or, for an attempt without
+// a valid credential that was counted instead, the [CountedHeader].
 func (g *Gateway) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/records", func(w http.ResponseWriter, r *http.Request) { g.serveAccess(w, r, read) })

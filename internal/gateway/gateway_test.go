@@ -335,12 +335,12 @@ func TestFullLogDiskFailsClosed(t *testing.T) {
 	// nothing is released meanwhile. Once the page is full the log
 	// refuses every entry.
 	for i := 0; ; i++ {
-		r := e.do("GET", "/v1/records?sha256="+a, "", justified)
+		r := e.do("GET", "/v1/records?sha256="+a, "auditor:ann", justified)
 		if r.status == http.StatusServiceUnavailable {
 			wantUnavailable(t, r, "access log")
 			break
 		}
-		if r.status != http.StatusUnauthorized || !r.hasRcpt {
+		if r.status != http.StatusForbidden || !r.hasRcpt {
 			t.Fatalf("denied attempt %d on a full disk: %d %s", i, r.status, r.body)
 		}
 		if i == 100 {
@@ -348,6 +348,31 @@ func TestFullLogDiskFailsClosed(t *testing.T) {
 		}
 	}
 	wantUnavailable(t, e.do("GET", "/v1/records?sha256="+a, "analyst:jdoe", justified), "access log")
+
+	// Attempts without a credential: those the gateway would log one by
+	// one get 503; those it counts get 401 until a summary fails (the
+	// journal's last page may still take one as small as a summary), then
+	// 503, and stay counted.
+	for round := 0; ; round++ {
+		r := e.do("GET", "/v1/records?sha256="+a, "", justified)
+		switch {
+		case r.status == http.StatusServiceUnavailable:
+			wantUnavailable(t, r, "access log")
+		case r.status == http.StatusUnauthorized && r.header.Get(CountedHeader) == origin:
+			if e.gw.Flush(t.Context()) != nil {
+				wantUnavailable(t, e.do("GET", "/v1/records?sha256="+a, "", justified), "access log")
+				if n := e.gw.Pending(); n != 2 {
+					t.Errorf("Pending = %d after the failed summary, want the 2 attempts counted", n)
+				}
+				return
+			}
+		default:
+			t.Fatalf("attempt %d without a credential on a full disk: %d %v %s", round, r.status, r.header, r.body)
+		}
+		if round == 100 {
+			t.Fatal("denied summaries still go into the log on a full disk")
+		}
+	}
 }
 
 func wantUnavailable(t *testing.T, r *response, says string) {

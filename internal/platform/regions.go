@@ -164,6 +164,10 @@ func (p *Platform) startRegions(ctx context.Context) error {
 		for name, r := range rs.byName {
 			wg.Go(func() { r.Run(rctx) })
 			wg.Go(func() { _ = rs.commits[name].Run(rctx) })
+			// The gateway writes the denied attempts it counted, and
+			// once more when close cancels rctx: before the stores and
+			// the logs close.
+			wg.Go(func() { rs.gateways[name].Run(rctx) })
 		}
 		wg.Wait()
 	}()
