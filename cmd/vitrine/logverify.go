@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,6 +18,7 @@ import (
 	"github.com/transparency-dev/tessera/client"
 	"golang.org/x/mod/sumdb/note"
 
+	vclient "github.com/vitrine-dev/vitrine/client"
 	"github.com/vitrine-dev/vitrine/internal/logserver"
 	"github.com/vitrine-dev/vitrine/internal/platform"
 	"github.com/vitrine-dev/vitrine/tlog"
@@ -40,6 +42,7 @@ func (t *target) register(fs *flag.FlagSet) {
 
 // resolved is a target ready to use.
 type resolved struct {
+	vkey     string
 	url      *url.URL
 	verifier note.Verifier
 	policy   *tlog.Policy
@@ -108,7 +111,7 @@ func (t *target) resolve(ctx context.Context, needURL bool) (*resolved, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parsing policy: %w", err)
 	}
-	r := &resolved{verifier: v, policy: p}
+	r := &resolved{vkey: vkey, verifier: v, policy: p}
 	if needURL {
 		if t.url == "" {
 			return nil, errors.New("--url is required (or --platform and --log)")
@@ -124,6 +127,15 @@ func (t *target) resolve(ctx context.Context, needURL bool) (*resolved, error) {
 		r.url, r.fetcher = u, f
 	}
 	return r, nil
+}
+
+// signatureOnly checks only the log's signature of a checkpoint a monitor
+// verified under the witness policy before and kept.
+var signatureOnly, _ = tlog.ParsePolicy([]byte("quorum none\n"))
+
+// log is the resolved log, for the client package's verified reads.
+func (r *resolved) log() (*vclient.Log, error) {
+	return vclient.NewLogFetcher(r.fetcher, r.vkey, r.policy)
 }
 
 func fetchDiscovery(ctx context.Context, base string) (*platform.Discovery, error) {
@@ -150,7 +162,7 @@ func runLogVerify(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "log verify", "(--url URL --vkey KEY [--policy FILE] | --platform URL --log NAME) [--state FILE]")
 	var t target
 	t.register(fs)
-	state := fs.String("state", "", "monitor state file: the last verified checkpoint (default: in the user cache directory, one per origin)")
+	state := fs.String("state", "", "monitor state file: the last verified checkpoint (default: in the user cache directory, one per log: origin and key)")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
@@ -176,7 +188,10 @@ func runLogVerify(ctx context.Context, e *env, args []string) error {
 		if err != nil {
 			return fmt.Errorf("no --state and no cache directory: %w", err)
 		}
-		statePath = filepath.Join(dir, "vitrine", "monitor", url.PathEscape(cp.Origin)+".json")
+		// Named by the origin and the key: every platform installed
+		// with the default name has the origin vitrine.local/logs/…, and
+		// one state for all of them raised false alarms.
+		statePath = vclient.StatePath(filepath.Join(dir, "vitrine", "monitor"), cp.Origin, r.vkey)
 	}
 	prev, err := tlog.LoadState(statePath)
 	if err != nil {
@@ -185,6 +200,11 @@ func runLogVerify(ctx context.Context, e *env, args []string) error {
 	if prev != nil {
 		if prev.Origin != cp.Origin {
 			return fmt.Errorf("state file %s is for %q, not %q", statePath, prev.Origin, cp.Origin)
+		}
+		// The checkpoint the state keeps must be this log's: a state
+		// made for another log of the same origin is no evidence.
+		if old, err := signatureOnly.VerifyCheckpoint(prev.Checkpoint, r.verifier); err != nil || old.Size != prev.Size || !bytes.Equal(old.Hash, prev.Root) {
+			return fmt.Errorf("state file %s holds a checkpoint that is not this log's (another log of origin %q?): %v", statePath, cp.Origin, err)
 		}
 		if cp.Size < prev.Size {
 			return fmt.Errorf("consistency: %w: the log shrank from %d to %d entries", tlog.ErrInconsistent, prev.Size, cp.Size)

@@ -11,11 +11,9 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/transparency-dev/tessera/client"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/vitrine-dev/vitrine/residency"
-	"github.com/vitrine-dev/vitrine/tlog"
 )
 
 // loggedPolicies reads every residency policy that a witnessed checkpoint
@@ -40,39 +38,30 @@ func loggedPolicies(ctx context.Context, platformURL string, warn io.Writer) ([]
 	if err != nil {
 		return nil, nil, err
 	}
-	raw, err := r.fetcher.ReadCheckpoint(ctx)
+	// Every entry proven in the witnessed checkpoint, and handed out as
+	// proven: no second, unverified read.
+	l, err := r.log()
 	if err != nil {
-		return nil, nil, fmt.Errorf("fetching the policy log's checkpoint: %w", err)
+		return nil, nil, err
 	}
-	cp, err := r.policy.VerifyCheckpoint(raw, r.verifier)
+	entries, _, err := l.Entries(ctx)
 	if err != nil {
-		return nil, nil, fmt.Errorf("policy log checkpoint: %w", err)
-	}
-	// The policy log is small: recompute its whole tree, which proves every
-	// entry read below is in the witnessed checkpoint.
-	if _, err := tlog.VerifyTree(ctx, r.fetcher, cp.Size, cp.Hash); err != nil {
 		return nil, nil, fmt.Errorf("policy log: %w", err)
 	}
 	var out []*residency.Policy
 	var skipped []skippedPolicy
-	for bi := uint64(0); bi*256 < cp.Size; bi++ {
-		b, err := client.GetEntryBundle(ctx, r.fetcher.ReadEntryBundle, bi, cp.Size)
-		if err != nil {
-			return nil, nil, fmt.Errorf("reading the policy log: %w", err)
+	for i, e := range entries {
+		s := skippedPolicy{index: uint64(i)}
+		if !residency.IsPolicyEntry(e) {
+			s.err = errors.New("not a residency policy (no policy header)")
+		} else if p, err := residency.Open(e, pv); err != nil {
+			s.err, s.claims = err, claimedVersion(e)
+		} else {
+			out = append(out, p)
+			continue
 		}
-		for i, e := range b.Entries {
-			s := skippedPolicy{index: bi*256 + uint64(i)}
-			if !residency.IsPolicyEntry(e) {
-				s.err = errors.New("not a residency policy (no policy header)")
-			} else if p, err := residency.Open(e, pv); err != nil {
-				s.err, s.claims = err, claimedVersion(e)
-			} else {
-				out = append(out, p)
-				continue
-			}
-			fmt.Fprintf(warn, "warning: skipping policy log entry %d: %v\n", s.index, s.err)
-			skipped = append(skipped, s)
-		}
+		fmt.Fprintf(warn, "warning: skipping policy log entry %d: %v\n", s.index, s.err)
+		skipped = append(skipped, s)
 	}
 	if len(out) == 0 {
 		return nil, skipped, errors.New("the policy log holds no valid policy yet")

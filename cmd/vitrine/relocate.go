@@ -9,12 +9,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/transparency-dev/tessera/client"
-
 	"github.com/vitrine-dev/vitrine/access"
 	"github.com/vitrine-dev/vitrine/internal/loadgen"
 	"github.com/vitrine-dev/vitrine/internal/relocate"
-	"github.com/vitrine-dev/vitrine/tlog"
 )
 
 func runRelocate(ctx context.Context, e *env, args []string) error {
@@ -163,32 +160,22 @@ func accessRecords(ctx context.Context, base, name string) ([]*access.Record, er
 }
 
 // logEntries reads every entry of the named log of the platform at base,
-// from a checkpoint that meets the witness policy, after checking that
-// the entries make up that checkpoint's tree.
+// each proven to be in a checkpoint that meets the witness policy: the
+// bytes returned are the bytes proven (once they were read a second time,
+// unverified, after the tree had been checked).
 func logEntries(ctx context.Context, base, name string) ([][]byte, error) {
 	t := target{platform: base, log: name}
 	r, err := t.resolve(ctx, true)
 	if err != nil {
 		return nil, err
 	}
-	raw, err := r.fetcher.ReadCheckpoint(ctx)
+	l, err := r.log()
 	if err != nil {
-		return nil, fmt.Errorf("fetching the checkpoint of %s: %w", name, err)
+		return nil, err
 	}
-	cp, err := r.policy.VerifyCheckpoint(raw, r.verifier)
+	entries, _, err := l.Entries(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("%s checkpoint: %w", name, err)
+		return nil, fmt.Errorf("reading %s: %w", name, err)
 	}
-	if _, err := tlog.VerifyTree(ctx, r.fetcher, cp.Size, cp.Hash); err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	var out [][]byte
-	for bi := uint64(0); bi*256 < cp.Size; bi++ {
-		b, err := client.GetEntryBundle(ctx, r.fetcher.ReadEntryBundle, bi, cp.Size)
-		if err != nil {
-			return nil, fmt.Errorf("reading %s: %w", name, err)
-		}
-		out = append(out, b.Entries...)
-	}
-	return out, nil
+	return entries, nil
 }

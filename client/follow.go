@@ -1,0 +1,260 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+
+	tclient "github.com/transparency-dev/tessera/client"
+	"github.com/transparency-dev/merkle/compact"
+	"github.com/transparency-dev/merkle/rfc6962"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/vitrine-dev/vitrine/tlog"
+)
+
+// ErrForked is wrapped by the error of a [Follower] that caught the log
+// contradicting itself: a checkpoint inconsistent with one it verified
+// before, or entries that do not hash to the root the log signed. It wraps
+// [tlog.ErrInconsistent] too. The error's text names both checkpoints'
+// sizes and roots; [*ForkError] carries them.
+var ErrForked = fmt.Errorf("log forked: %w", tlog.ErrInconsistent)
+
+// ForkError is the evidence of a fork: two checkpoints of the same log, each
+// signed, that no single append-only log can have published.
+type ForkError struct {
+	Origin string
+	// Seen is the checkpoint verified before; Now the one that contradicts
+	// it. Both are signed notes, as the log served them.
+	Seen, Now []byte
+	Reason    string
+}
+
+func (e *ForkError) Error() string {
+	return fmt.Sprintf("%s: log forked: %s (checkpoint seen before:\n%s\ncheckpoint now:\n%s)", e.Origin, e.Reason, e.Seen, e.Now)
+}
+
+func (e *ForkError) Unwrap() error { return ErrForked }
+
+// chunkBundles is how many entry bundles a [Follower] reads before it
+// proves them and hands their entries out: enough that the consistency
+// proof per chunk costs little beside hashing, few enough that a chunk's
+// entries fit in memory (64 bundles of 256 entries).
+var chunkBundles uint64 = 64
+
+// A Follower reads a log's entries in order and hands each one out only
+// once it is proven to be in a checkpoint that meets the log's witness
+// policy. It keeps its position in a [FollowState], which it updates only
+// past entries it handed out; a follower made again from a saved state goes
+// on where it stopped, trusting nothing it has not proven since.
+//
+// How entries are proven: the state holds the compact range of every entry
+// handed out so far (the roots of at most 64 perfect subtrees). A chunk of
+// entries read from the log is appended to a copy of it, which gives the
+// root of the tree up to the chunk's end; a consistency proof from that
+// tree to the verified checkpoint, read from the log's tiles and checked,
+// proves the chunk. At the checkpoint's size the root must equal the
+// checkpoint's. The bytes handed out are the bytes hashed: there is no
+// second read.
+//
+// A Follower is not safe for concurrent use.
+type Follower struct {
+	log   *Log
+	state FollowState
+	rf    *compact.RangeFactory
+}
+
+// NewFollower returns a follower of l that starts from st, or from the
+// log's first entry when st is nil. A state saved for another log (another
+// origin, or another key under the same origin) is refused.
+func NewFollower(l *Log, st *FollowState) (*Follower, error) {
+	f := &Follower{log: l, rf: &compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}}
+	if st == nil {
+		f.state = FollowState{Origin: l.Origin(), Key: l.KeyHash()}
+		return f, nil
+	}
+	if err := st.check(l); err != nil {
+		return nil, err
+	}
+	f.state = *st
+	f.state.Range = cloneHashes(st.Range)
+	return f, nil
+}
+
+// State returns the follower's position, to save and resume from.
+func (f *Follower) State() FollowState {
+	s := f.state
+	s.Range = cloneHashes(s.Range)
+	s.Checkpoint = bytes.Clone(s.Checkpoint)
+	return s
+}
+
+// Update reads the log's checkpoint, verifies it (log signature, witness
+// quorum), and calls fn with every entry from the follower's position up
+// to the checkpoint's size, in index order, each once it is proven. It
+// returns the checkpoint. An error from fn stops Update, and the follower
+// stays after the last entry fn accepted; calling Update again goes on
+// from there.
+//
+// The error wraps [ErrForked] (with a [*ForkError]) when the log
+// contradicts what the follower verified before, [tlog.ErrTreeMismatch]
+// when the entries the log serves are not those its checkpoint signs,
+// naming the first entry of the chunk that failed, and a
+// [*tlog.FetchError] when the log cannot be read.
+func (f *Follower) Update(ctx context.Context, fn func(index uint64, entry []byte) error) (*tlog.Checkpoint, error) {
+	cp, err := f.log.Checkpoint(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.consistent(ctx, cp); err != nil {
+		return nil, err
+	}
+	r, err := f.rf.NewRange(0, f.state.Size, cloneHashes(f.state.Range))
+	if err != nil {
+		return nil, fmt.Errorf("%s: follower state: %w", f.log.Origin(), err)
+	}
+	for r.End() < cp.Size {
+		start := r.End()
+		end := min(cp.Size, (start/256+chunkBundles)*256)
+		entries, err := f.read(ctx, start, end, cp.Size)
+		if err != nil {
+			return nil, err
+		}
+		next, err := f.rf.NewRange(0, r.End(), cloneHashes(r.Hashes()))
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range entries {
+			if err := next.Append(rfc6962.DefaultHasher.HashLeaf(e), nil); err != nil {
+				return nil, err
+			}
+		}
+		if err := f.prove(ctx, next, cp, start); err != nil {
+			return nil, err
+		}
+		// Proven: hand the chunk out, entry by entry, keeping the state
+		// just past the last one fn accepted.
+		for i, e := range entries {
+			if err := fn(start+uint64(i), e); err != nil {
+				return nil, f.advance(r, entries[:i], cp, err)
+			}
+		}
+		if err := f.advance(r, entries, cp, nil); err != nil {
+			return nil, err
+		}
+	}
+	f.state.Checkpoint, f.state.Root, f.state.CheckpointSize = cp.Raw, bytes.Clone(cp.Hash), cp.Size
+	return cp, nil
+}
+
+// consistent checks cp against the checkpoint the state last trusted.
+func (f *Follower) consistent(ctx context.Context, cp *tlog.Checkpoint) error {
+	s := &f.state
+	if s.Checkpoint == nil {
+		return nil
+	}
+	fork := func(reason string) error {
+		return &ForkError{Origin: cp.Origin, Seen: s.Checkpoint, Now: cp.Raw, Reason: reason}
+	}
+	switch {
+	case cp.Size < s.CheckpointSize:
+		return fork(fmt.Sprintf("the log shrank from %d to %d entries", s.CheckpointSize, cp.Size))
+	case cp.Size == s.CheckpointSize:
+		if !bytes.Equal(cp.Hash, s.Root) {
+			return fork(fmt.Sprintf("two roots for %d entries", cp.Size))
+		}
+		return nil
+	}
+	proof, err := tlog.ConsistencyProof(ctx, f.log.Fetcher, s.CheckpointSize, cp.Size)
+	if err != nil {
+		return fmt.Errorf("%s: consistency: %w", cp.Origin, err)
+	}
+	if err := tlog.VerifyConsistency(s.CheckpointSize, cp.Size, s.Root, cp.Hash, proof); err != nil {
+		return fork(fmt.Sprintf("no consistency proof from %d to %d entries: %v", s.CheckpointSize, cp.Size, err))
+	}
+	return nil
+}
+
+// read returns entries [start, end) of the log of the given size.
+func (f *Follower) read(ctx context.Context, start, end, size uint64) ([][]byte, error) {
+	out := make([][]byte, 0, end-start)
+	for bi := start / 256; bi*256 < end; bi++ {
+		b, err := tclient.GetEntryBundle(ctx, f.log.Fetcher.ReadEntryBundle, bi, size)
+		if err != nil {
+			return nil, &tlog.FetchError{Path: fmt.Sprintf("entry bundle %d", bi), Err: err}
+		}
+		lo, hi := max(start, bi*256)-bi*256, min(end, bi*256+256)-bi*256
+		if uint64(len(b.Entries)) < hi {
+			return nil, fmt.Errorf("%s: entry bundle %d holds %d entries, want %d: %w", f.log.Origin(), bi, len(b.Entries), hi, tlog.ErrTreeMismatch)
+		}
+		out = append(out, b.Entries[lo:hi]...)
+	}
+	return out, nil
+}
+
+// prove checks that the tree r (entries 0 to r.End()) is a prefix of the
+// tree cp signs.
+func (f *Follower) prove(ctx context.Context, r *compact.Range, cp *tlog.Checkpoint, start uint64) error {
+	root, err := r.GetRootHash(nil)
+	if err != nil {
+		return err
+	}
+	mismatch := func(why string) error {
+		return fmt.Errorf("%s: entries %d to %d: %w: %s", cp.Origin, start, r.End()-1, tlog.ErrTreeMismatch, why)
+	}
+	if r.End() == cp.Size {
+		if !bytes.Equal(root, cp.Hash) {
+			return mismatch(fmt.Sprintf("they hash to %x, the checkpoint of %d entries signs %x", root, cp.Size, cp.Hash))
+		}
+		return nil
+	}
+	proof, err := tlog.ConsistencyProof(ctx, f.log.Fetcher, r.End(), cp.Size)
+	if err != nil {
+		return fmt.Errorf("%s: proving entries %d to %d: %w", cp.Origin, start, r.End()-1, err)
+	}
+	if err := tlog.VerifyConsistency(r.End(), cp.Size, root, cp.Hash, proof); err != nil {
+		return mismatch(fmt.Sprintf("the tree they end is not a prefix of the checkpoint's: %v", err))
+	}
+	return nil
+}
+
+// advance moves the state past entries, appended to r, and returns cause.
+func (f *Follower) advance(r *compact.Range, entries [][]byte, cp *tlog.Checkpoint, cause error) error {
+	for _, e := range entries {
+		if err := r.Append(rfc6962.DefaultHasher.HashLeaf(e), nil); err != nil {
+			return err
+		}
+	}
+	f.state.Size, f.state.Range = r.End(), cloneHashes(r.Hashes())
+	// The checkpoint that proved them is the one to be consistent with
+	// next time; until the follower reaches its size, the root stored is
+	// the checkpoint's, and the range says how far it has read.
+	f.state.Checkpoint, f.state.Root, f.state.CheckpointSize = cp.Raw, bytes.Clone(cp.Hash), cp.Size
+	return cause
+}
+
+func cloneHashes(h [][]byte) [][]byte {
+	out := make([][]byte, len(h))
+	for i, x := range h {
+		out[i] = bytes.Clone(x)
+	}
+	return out
+}
+
+// keyHash names a verifier key: the SHA-256 of its text, hex.
+func keyHash(vkey string) string {
+	h := sha256.Sum256([]byte(vkey))
+	return fmt.Sprintf("%x", h[:])
+}
+
+// signatureOnly is the policy of a checkpoint already verified under the
+// log's witness policy once, read back from a follower's own state: its
+// log signature shows it is the log's; its cosignatures were counted when
+// it was first verified.
+var signatureOnly, _ = tlog.ParsePolicy([]byte("quorum none\n"))
+
+// logSigned parses a stored checkpoint after checking its log signature.
+func logSigned(raw []byte, v note.Verifier) (*tlog.Checkpoint, error) {
+	return signatureOnly.VerifyCheckpoint(raw, v)
+}
