@@ -6,9 +6,9 @@ import (
 	"crypto/sha256"
 	"fmt"
 
-	tclient "github.com/transparency-dev/tessera/client"
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/rfc6962"
+	tclient "github.com/transparency-dev/tessera/client"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/vitrine-dev/vitrine/tlog"
