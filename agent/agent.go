@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/vitrine-dev/vitrine/client"
 	"github.com/vitrine-dev/vitrine/internal/atomicfile"
 	"github.com/vitrine-dev/vitrine/release"
 	"github.com/vitrine-dev/vitrine/tlog"
@@ -67,22 +68,6 @@ type Agent struct {
 	GOOS, GOARCH string
 }
 
-// discovery is the part of the discovery document the agent reads.
-type discovery struct {
-	Logs []struct {
-		Name string `json:"name"`
-		VKey string `json:"vkey"`
-	} `json:"logs"`
-	WitnessPolicy string `json:"witness_policy"`
-	Releases      struct {
-		Key string `json:"key"`
-	} `json:"releases"`
-	Updates struct {
-		URL  string          `json:"url"`
-		Root json.RawMessage `json:"root"`
-	} `json:"updates"`
-}
-
 // Register registers a new endpoint of country with the platform at
 // base, using the enrolment token (the operator's, in `vitrine up`), pins
 // the platform's trust from its discovery document, and keeps both in
@@ -98,15 +83,13 @@ func Register(ctx context.Context, dir, base, enrolToken, country string, hc *ht
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("registering: %w", err)
 	}
-	var d discovery
-	if err := getJSON(ctx, hc, base+"/.well-known/vitrine.json", &d); err != nil {
-		return nil, fmt.Errorf("registering: reading discovery: %w", err)
+	d, err := client.FetchDiscovery(ctx, hc, base)
+	if err != nil {
+		return nil, fmt.Errorf("registering: %w", err)
 	}
 	p := Pinned{Platform: base, UpdatesURL: d.Updates.URL, Root: d.Updates.Root, ReleaseKey: d.Releases.Key, WitnessPolicy: d.WitnessPolicy}
-	for _, l := range d.Logs {
-		if l.Name == "release" {
-			p.ReleaseLogVKey = l.VKey
-		}
+	if l, ok := d.Log("release"); ok {
+		p.ReleaseLogVKey = l.VKey
 	}
 	if _, err := p.trust(); err != nil {
 		return nil, fmt.Errorf("registering: the discovery document: %w", err)

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -20,7 +19,6 @@ import (
 
 	vclient "github.com/vitrine-dev/vitrine/client"
 	"github.com/vitrine-dev/vitrine/internal/logserver"
-	"github.com/vitrine-dev/vitrine/internal/platform"
 	"github.com/vitrine-dev/vitrine/tlog"
 )
 
@@ -138,24 +136,9 @@ func (r *resolved) log() (*vclient.Log, error) {
 	return vclient.NewLogFetcher(r.fetcher, r.vkey, r.policy)
 }
 
-func fetchDiscovery(ctx context.Context, base string) (*platform.Discovery, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(base, "/")+"/.well-known/vitrine.json", nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("fetching discovery document: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("fetching discovery document: %s", resp.Status)
-	}
-	var d platform.Discovery
-	if err := json.NewDecoder(http.MaxBytesReader(nil, resp.Body, 1<<20)).Decode(&d); err != nil {
-		return nil, fmt.Errorf("parsing discovery document: %w", err)
-	}
-	return &d, nil
+// fetchDiscovery reads a platform's discovery document.
+func fetchDiscovery(ctx context.Context, base string) (*vclient.Discovery, error) {
+	return vclient.FetchDiscovery(ctx, httpClient, base)
 }
 
 func runLogVerify(ctx context.Context, e *env, args []string) error {

@@ -2,14 +2,12 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 
+	vclient "github.com/vitrine-dev/vitrine/client"
 	"github.com/vitrine-dev/vitrine/internal/releases"
 	"github.com/vitrine-dev/vitrine/release"
 	"github.com/vitrine-dev/vitrine/tlog"
@@ -100,32 +98,16 @@ func runReleaseVerify(ctx context.Context, e *env, args []string) error {
 	return fmt.Errorf("artifact: no published release ships an artifact named %q", *name)
 }
 
+// maxGet bounds what get reads: the largest artifact a release ships.
+const maxGet = 1 << 30
+
 // getJSON fetches u and decodes its JSON.
 func getJSON(ctx context.Context, u string, out any) error {
-	b, err := get(ctx, u)
-	if err != nil {
-		return err
-	}
-	return json.Unmarshal(b, out)
+	return vclient.GetJSON(ctx, httpClient, u, maxGet, out)
 }
 
-// get fetches u, at most 1 GiB of it.
+// get fetches u, which must answer 200; the error keeps the server's
+// message.
 func get(ctx context.Context, u string) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %s", u, resp.Status)
-	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<30))
-	if err != nil {
-		return nil, err
-	}
-	return b, nil
+	return vclient.Get(ctx, httpClient, u, maxGet)
 }

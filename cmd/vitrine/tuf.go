@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/ed25519"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -228,13 +227,8 @@ func runTUFVerify(ctx context.Context, e *env, args []string) error {
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
-	var d struct {
-		Updates struct {
-			URL  string          `json:"url"`
-			Root json.RawMessage `json:"root"`
-		} `json:"updates"`
-	}
-	if err := call(ctx, http.MethodGet, strings.TrimSuffix(*platformURL, "/")+"/.well-known/vitrine.json", "", nil, http.StatusOK, &d); err != nil {
+	d, err := fetchDiscovery(ctx, *platformURL)
+	if err != nil {
 		return err
 	}
 	if d.Updates.URL == "" || len(d.Updates.Root) == 0 {

@@ -23,6 +23,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vitrine-dev/vitrine/client"
 	"github.com/vitrine-dev/vitrine/internal/atomicfile"
 	"github.com/vitrine-dev/vitrine/internal/custody"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
@@ -77,6 +78,11 @@ type Config struct {
 	// OperatorLocation is the home country of the operator, under whom
 	// relocations are logged (default CH).
 	OperatorLocation string
+	// BodyBudget is how many bytes of request bodies the regions hold in
+	// memory at once, all together (default httpapi.DefaultBodyBudget,
+	// 64 MiB); one endpoint may hold a full batch of it. Beyond it, ingest
+	// answers 503 (429 for the endpoint) without reading the body.
+	BodyBudget int64
 	// TUFRoot is the update repository's initial trusted root.json (made by
 	// `vitrine tuf init`). Without it, the first start makes a root whose
 	// offline keys go to TUFOfflineDir (default: beside Data, named after
@@ -89,6 +95,10 @@ type Config struct {
 	// GoProxy and GoSumDB are the GOPROXY and GOSUMDB of the conveyer's
 	// module download phase; empty means the machine's own.
 	GoProxy, GoSumDB string
+	// GoModCache is the conveyer's module cache. Empty means its own,
+	// <Data>/conveyer/modcache. A shared cache is safe: every build
+	// checks every module against go.sum first.
+	GoModCache string
 	// BuildSourceRoots are the absolute directories whose git repositories
 	// and directories recipes may name as local sources (symlinks are
 	// followed before the check); a recipe with a local source elsewhere
@@ -131,6 +141,7 @@ type Platform struct {
 	tufDone    chan struct{}
 	policyMu   sync.Mutex    // serialises policy changes
 	buildSlot  chan struct{} // one conveyer build at a time
+	builds     buildTracker  // the builds in progress, for GET /v1/builds
 	publishMu  sync.Mutex    // one Publish at a time; guards unrecorded
 	unrecorded map[string]unrecorded
 	bg         context.Context
@@ -167,6 +178,15 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 		}
 	}()
 
+	// The data directory holds every key and token: private to the
+	// platform's user, whatever the modes of what lies in it (a directory
+	// made by an older Vitrine is tightened too).
+	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
+		return nil, fmt.Errorf("starting platform: %w", err)
+	}
+	if err := os.Chmod(cfg.Data, 0o700); err != nil {
+		return nil, fmt.Errorf("starting platform: %w", err)
+	}
 	p.operatorToken, err = keys.LoadOrCreateToken(filepath.Join(cfg.Data, "operator.token"))
 	if err != nil {
 		return nil, fmt.Errorf("starting platform: %w", err)
@@ -231,8 +251,10 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 		p.logs[name] = l
 	}
 
-	// Principals may be given any region an access log exists for.
-	p.principals, err = principal.Open(filepath.Join(cfg.Data, "principals.json"), func(r string) bool { return p.logs["access-"+r] != nil })
+	// Principals may be given any region an access log exists for, and
+	// their grants and revocations go into those logs.
+	p.principals, err = principal.Open(filepath.Join(cfg.Data, "principals.json"), func(r string) bool { return p.logs["access-"+r] != nil },
+		principal.WithLog(grantLog(p.logs)))
 	if err != nil {
 		return nil, fmt.Errorf("starting platform: %w", err)
 	}
@@ -279,6 +301,8 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 func (p *Platform) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /.well-known/vitrine.json", p.serveDiscovery)
+	mux.HandleFunc("GET /healthz", p.serveHealthz) // health.go
+	mux.HandleFunc("GET /readyz", p.serveReadyz)
 	operator := func(r *http.Request) bool { return keys.BearerEqual(r, p.operatorToken) }
 	for name, l := range p.logs {
 		prefix := "/logs/" + name
@@ -292,11 +316,14 @@ func (p *Platform) routes() http.Handler {
 		mux.Handle("/custody/", http.StripPrefix("/custody", p.custody.Handler(custodian)))
 	}
 	mux.Handle("POST "+principal.Path, p.principals.Handler(operator))
+	mux.Handle("DELETE "+principal.Path+"/", p.principals.Handler(operator))
 	mux.HandleFunc("POST /v1/endpoints", p.serveRegister)
+	mux.HandleFunc("DELETE /v1/endpoints/{id}", p.serveEndpointRevoke)
 	mux.Handle("/releases/", http.StripPrefix("/releases", p.releases.Handler()))
 	mux.Handle("/updates/", http.StripPrefix("/updates", p.updates.Handler()))
 	mux.Handle("POST /updates/root", p.updates.RootHandler(operator))
 	mux.HandleFunc("POST "+BuildPath, p.serveBuild)
+	mux.HandleFunc("GET "+BuildPath, p.serveBuilds)
 	mux.HandleFunc("POST /v1/relocations", p.serveRelocationStart)
 	mux.HandleFunc("GET /v1/relocations/{id}", p.serveRelocation)
 	mux.HandleFunc("POST /v1/telemetry", p.serveFrontDoor)
@@ -317,43 +344,16 @@ func (p *Platform) routes() http.Handler {
 	return mux
 }
 
-// Discovery is the document served at /.well-known/vitrine.json.
-type Discovery struct {
-	Regions       []DiscoveryRegion  `json:"regions"`
-	Logs          []DiscoveryLog     `json:"logs"`
-	Witnesses     []DiscoveryWitness `json:"witnesses"`
-	WitnessPolicy string             `json:"witness_policy"`
-	// PolicyKey verifies the signed residency policies in the policy log.
-	PolicyKey string `json:"policy_key"`
-	// Releases is where the published releases are and the key that
-	// verifies their provenance envelopes.
-	Releases DiscoveryReleases `json:"releases"`
-	// Updates is the TUF update repository and its initial trusted root.
-	Updates DiscoveryUpdates `json:"updates"`
-}
-
-// DiscoveryReleases describes the releases in the discovery document.
-type DiscoveryReleases struct {
-	URL string `json:"url"`
-	// Key is the release key's public half, a PEM "PUBLIC KEY" (PKIX,
-	// Ed25519), as cosign and openssl read it.
-	Key string `json:"key"`
-}
-
-// DiscoveryLog describes one log in the discovery document.
-type DiscoveryLog struct {
-	Name   string `json:"name"`
-	Origin string `json:"origin"`
-	VKey   string `json:"vkey"`
-	URL    string `json:"url"`
-}
-
-// DiscoveryWitness describes one witness in the discovery document.
-type DiscoveryWitness struct {
-	Name string `json:"name"`
-	VKey string `json:"vkey"`
-	URL  string `json:"url"`
-}
+// The discovery document's types are the client package's: the platform
+// writes what clients read, with one definition.
+type (
+	Discovery         = client.Discovery
+	DiscoveryReleases = client.DiscoveryReleases
+	DiscoveryLog      = client.DiscoveryLog
+	DiscoveryWitness  = client.DiscoveryWitness
+	DiscoveryRegion   = client.DiscoveryRegion
+	DiscoveryUpdates  = client.DiscoveryUpdates
+)
 
 // Discovery returns the platform's discovery document.
 func (p *Platform) Discovery() Discovery {

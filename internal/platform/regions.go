@@ -28,14 +28,8 @@ import (
 	_ "github.com/vitrine-dev/vitrine/internal/store/postgres" // stores: postgres:// URLs
 	_ "github.com/vitrine-dev/vitrine/internal/store/sqlite"   // the embedded default store
 	"github.com/vitrine-dev/vitrine/residency"
+	"github.com/vitrine-dev/vitrine/telemetry"
 )
-
-// DiscoveryRegion describes one region in the discovery document.
-type DiscoveryRegion struct {
-	Name      string   `json:"name"`
-	URL       string   `json:"url"`
-	Countries []string `json:"countries"`
-}
 
 // regions is the residency half of the platform: the active policy, the
 // endpoint issuer and the regional services.
@@ -44,6 +38,7 @@ type regions struct {
 	policyKey note.Signer
 	policyVK  string
 	issuer    *endpoint.Issuer
+	revoked   *endpoint.Revocations // endpoints whose tokens the issuer's verifiers refuse
 	byName    map[string]*region.Region
 	gateways  map[string]*gateway.Gateway
 	commits   map[string]*commitment.Committer
@@ -79,7 +74,7 @@ func (p *Platform) startRegions(ctx context.Context) error {
 	}
 	rs.policy.Store(active)
 
-	rs.issuer, err = endpoint.LoadOrCreateIssuer(filepath.Join(p.cfg.Data, "endpoint.key"), filepath.Join(p.cfg.Data, "endpoint.vkey"), p.cfg.Name+"/endpoints")
+	rs.issuer, rs.revoked, err = openEndpointIssuer(p.cfg.Data, p.cfg.Name)
 	if err != nil {
 		return err
 	}
@@ -94,6 +89,9 @@ func (p *Platform) startRegions(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// The regions share this process's memory, so they share one budget
+	// for the request bodies they hold.
+	bodies := httpapi.NewBodyBudget(p.cfg.BodyBudget, telemetry.MaxBatchBytes)
 	for _, reg := range active.Regions {
 		dir := filepath.Join(p.cfg.Data, "regions", reg.Name)
 		if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -130,11 +128,12 @@ func (p *Platform) startRegions(ctx context.Context) error {
 			AccessLog:    p.logs["access-"+reg.Name],
 			Location:     p.cfg.OperatorLocation,
 			Logger:       p.logger,
+			Bodies:       bodies,
 		})
 		rs.gateways[reg.Name] = gateway.New(gateway.Config{
 			Region:       reg.Name,
 			Store:        st,
-			Log:          p.logs["access-"+reg.Name],
+			Log:          admittedLog{p.logs["access-"+reg.Name], p.principals},
 			Custody:      p.unwrapper,
 			Principals:   p.principals,
 			PseudonymKey: []byte(pkey),

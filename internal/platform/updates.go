@@ -2,7 +2,6 @@ package platform
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -13,17 +12,6 @@ import (
 	"github.com/vitrine-dev/vitrine/internal/updates"
 	"github.com/vitrine-dev/vitrine/ruledb"
 )
-
-// DiscoveryUpdates describes the TUF update repository in the discovery
-// document. A client gives URL and Root to go-tuf's updater
-// (config.New(URL, Root)); targets are under URL + "targets/".
-type DiscoveryUpdates struct {
-	// URL is the metadata base URL.
-	URL string `json:"url"`
-	// Root is the initial trusted root.json, as a JSON object. A client
-	// trusts it on first use and follows the root rotations from it.
-	Root json.RawMessage `json:"root"`
-}
 
 // startUpdates opens the update repository under <data>/updates, signing
 // targets with the release key unless <data>/updates/targets.key replaced

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -21,6 +20,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	vclient "github.com/vitrine-dev/vitrine/client"
 	"github.com/vitrine-dev/vitrine/internal/conveyer"
 	"github.com/vitrine-dev/vitrine/rebuild"
 	"github.com/vitrine-dev/vitrine/release"
@@ -121,29 +121,10 @@ type trust struct {
 	releasesURL string
 }
 
-// discovery is the part of the platform's discovery document the
-// rebuilder reads.
-type discovery struct {
-	Logs []struct {
-		Name string `json:"name"`
-		VKey string `json:"vkey"`
-		URL  string `json:"url"`
-	} `json:"logs"`
-	WitnessPolicy string `json:"witness_policy"`
-	Releases      struct {
-		URL string `json:"url"`
-		Key string `json:"key"`
-	} `json:"releases"`
-}
-
 func (r *Rebuilder) resolve(ctx context.Context) (*trust, error) {
-	b, err := r.get(ctx, strings.TrimSuffix(r.Platform, "/")+"/.well-known/vitrine.json", 1<<20)
+	d, err := vclient.FetchDiscovery(ctx, r.client(), r.Platform)
 	if err != nil {
-		return nil, fmt.Errorf("fetching the discovery document: %w", err)
-	}
-	var d discovery
-	if err := json.Unmarshal(b, &d); err != nil {
-		return nil, fmt.Errorf("parsing the discovery document: %w", err)
+		return nil, err
 	}
 	t := &trust{releasePEM: d.Releases.Key, releasesURL: strings.TrimSuffix(d.Releases.URL, "/") + "/"}
 	var logURL string
@@ -178,38 +159,10 @@ func (r *Rebuilder) resolve(ctx context.Context) (*trust, error) {
 	return t, nil
 }
 
-// httpError is a fetch that got an answer other than 200.
-type httpError struct {
-	url    string
-	status int
-}
-
-func (e *httpError) Error() string {
-	return fmt.Sprintf("GET %s: %d %s", e.url, e.status, http.StatusText(e.status))
-}
-
-// get fetches u, at most limit bytes of it.
+// get fetches u, at most limit bytes of it; an answer other than 200 is
+// a *vclient.StatusError.
 func (r *Rebuilder) get(ctx context.Context, u string, limit int64) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := r.client().Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, &httpError{url: u, status: resp.StatusCode}
-	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("GET %s: %w", u, err)
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("GET %s: more than %d bytes", u, limit)
-	}
-	return b, nil
+	return vclient.Get(ctx, r.client(), u, limit)
 }
 
 // provenance is the part of the SLSA provenance a rebuild needs.
@@ -396,8 +349,8 @@ func (r *Rebuilder) rebuildEntry(ctx context.Context, t *trust, index uint64, en
 // notPublished tells a fetch that may succeed later from one that should
 // be reported: release files that stay 404 for GiveUp are reported.
 func (r *Rebuilder) notPublished(index uint64, err error) (gaveUp bool, _ error) {
-	var he *httpError
-	if !errors.As(err, &he) || he.status != http.StatusNotFound {
+	var he *vclient.StatusError
+	if !errors.As(err, &he) || he.Status != http.StatusNotFound {
 		return false, err
 	}
 	gaveUp, err = r.giveUpAfter(&r.missing, index, err)

@@ -1,0 +1,84 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+)
+
+// StatusError is an HTTP answer other than the one a request wanted. It
+// keeps the server's own explanation: the "error" member of a JSON body
+// (every Vitrine error answer has one), else the start of the body.
+type StatusError struct {
+	URL     string
+	Status  int
+	Message string
+}
+
+func (e *StatusError) Error() string {
+	if e.Message == "" {
+		return fmt.Sprintf("%s: %d %s", e.URL, e.Status, http.StatusText(e.Status))
+	}
+	return fmt.Sprintf("%s: %d %s: %s", e.URL, e.Status, http.StatusText(e.Status), e.Message)
+}
+
+// ErrTooLarge is wrapped by the error of a read whose answer is larger
+// than the limit the caller set.
+var ErrTooLarge = errors.New("answer too large")
+
+// Get reads u and returns its body, which must answer 200 and be at most
+// limit bytes. hc nil means http.DefaultClient. A non-200 answer is a
+// *StatusError.
+func Get(ctx context.Context, hc *http.Client, u string, limit int64) ([]byte, error) {
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", u, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, statusError(u, resp.StatusCode, b)
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s: %w: over %d bytes", u, ErrTooLarge, limit)
+	}
+	return b, nil
+}
+
+// GetJSON reads u with [Get] and decodes its JSON body into v.
+func GetJSON(ctx context.Context, hc *http.Client, u string, limit int64, v any) error {
+	b, err := Get(ctx, hc, u, limit)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%s: %w", u, err)
+	}
+	return nil
+}
+
+func statusError(u string, status int, body []byte) *StatusError {
+	var e struct {
+		Error string `json:"error"`
+	}
+	msg := ""
+	if json.Unmarshal(body, &e) == nil && e.Error != "" {
+		msg = e.Error
+	} else if len(body) > 0 {
+		msg = string(body[:min(len(body), 200)])
+	}
+	return &StatusError{URL: u, Status: status, Message: msg}
+}
