@@ -18,7 +18,6 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	vclient "github.com/vitrine-dev/vitrine/client"
-	"github.com/vitrine-dev/vitrine/internal/logserver"
 	"github.com/vitrine-dev/vitrine/tlog"
 )
 
@@ -240,7 +239,12 @@ func runLogProve(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
-	proof, err := logserver.ProveAt(ctx, r.fetcher, cp, idx)
+	l, err := r.log()
+	if err != nil {
+		return err
+	}
+	// The proof is checked against the entry before it is written.
+	_, proof, err := l.Entry(ctx, cp, idx)
 	if err != nil {
 		return err
 	}

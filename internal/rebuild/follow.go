@@ -9,8 +9,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/transparency-dev/tessera/client"
-
+	vclient "github.com/vitrine-dev/vitrine/client"
 	"github.com/vitrine-dev/vitrine/internal/atomicfile"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
 	"github.com/vitrine-dev/vitrine/rebuild"
@@ -120,21 +119,20 @@ func (r *Rebuilder) begin(ctx context.Context) (*trust, *state, *tlog.Checkpoint
 // readEntry reads the entry at index from the log's tiles and proves it
 // included in the verified checkpoint raw, of size entries.
 func readEntry(ctx context.Context, t *trust, index uint64, raw []byte, size uint64) ([]byte, error) {
-	b, err := client.GetEntryBundle(ctx, t.fetcher.ReadEntryBundle, index/256, size)
+	l, err := vclient.NewLogFetcher(t.fetcher, t.logKey, t.policy)
 	if err != nil {
-		return nil, fmt.Errorf("reading release-log entry %d: %w", index, err)
+		return nil, err
 	}
-	if int(index%256) >= len(b.Entries) {
-		return nil, fmt.Errorf("reading release-log entry %d: its bundle holds %d entries", index, len(b.Entries))
-	}
-	entry := b.Entries[index%256]
-	hashes, err := tlog.InclusionProof(ctx, t.fetcher, index, size)
+	cp, err := t.policy.VerifyCheckpoint(raw, t.verifier)
 	if err != nil {
-		return nil, fmt.Errorf("release-log entry %d: inclusion: %w", index, err)
+		return nil, fmt.Errorf("release-log entry %d: %w", index, err)
 	}
-	p := &tlog.Proof{Index: index, Hashes: hashes, Checkpoint: raw}
-	if _, err := p.Verify(tlog.LeafHash(entry), t.verifier, t.policy); err != nil {
-		return nil, fmt.Errorf("release-log entry %d: inclusion: %w", index, err)
+	if cp.Size != size {
+		return nil, fmt.Errorf("release-log entry %d: the checkpoint has %d entries, want %d", index, cp.Size, size)
+	}
+	entry, _, err := l.Entry(ctx, cp, index)
+	if err != nil {
+		return nil, fmt.Errorf("release-log entry %d: %w", index, err)
 	}
 	return entry, nil
 }
