@@ -24,12 +24,13 @@ const (
 
 // EntryKind returns the kind of an access-log entry from its first bytes,
 // which the canonical encodings fix: [KindAccess], [KindCommitment],
-// [KindDeniedSummary], or "" if the entry begins like none of them. It
-// does not validate the entry; [Parse], [ParseCommitment] and
-// [ParseDeniedSummary] do. A reader skips, or reports, kinds it does not
-// know: the log may hold kinds added after it was written.
+// [KindDeniedSummary], [KindGrant], or "" if the entry begins like none of
+// them. It does not validate the entry; [Parse], [ParseCommitment],
+// [ParseDeniedSummary] and [ParseGrant] do. A reader skips, or reports,
+// kinds it does not know: the log may hold kinds added after it was
+// written.
 func EntryKind(entry []byte) string {
-	for _, k := range []string{KindAccess, KindCommitment, KindDeniedSummary} {
+	for _, k := range []string{KindAccess, KindCommitment, KindDeniedSummary, KindGrant} {
 		if bytes.HasPrefix(entry, []byte(`{"v":1,"kind":"`+k+`",`)) {
 			return k
 		}

@@ -55,9 +55,18 @@
 //
 // An access log holds other entries beside records, each a JSON object
 // whose first keys are "v" and "kind" ([EntryKind] tells them apart):
-// [Commitment]s to a region's dataset, and [DeniedSummary]s. A reader
-// skips, or reports, the kinds it does not know, since kinds are added
-// over time.
+// [Commitment]s to a region's dataset, [DeniedSummary]s, and [Grant]s. A
+// reader skips, or reports, the kinds it does not know, since kinds are
+// added over time.
+//
+// Every grant and revocation of a principal's credential is a [Grant]
+// entry (kind "grant") in the access log of each region the principal may
+// act in, appended before it takes effect; after a revocation the log
+// takes no granted access record of the principal. So a verifier reading
+// one access log checks every granted record against the grant entries
+// before it ([Grant.Covers]): the last one for the record's principal
+// must be a grant of its role and location, made no later than the
+// access, that had not expired by then.
 //
 // Attempts that carry no valid credential (anyone can make them) are
 // logged as denied records up to a small rate per source network, and
