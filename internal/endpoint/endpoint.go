@@ -11,15 +11,26 @@
 //
 // Any region holding the issuer's public key (a [Verifier]) can check a
 // token and learn the endpoint's home region from it alone, so a region can
-// refuse foreign data without asking anyone. Tokens do not expire; a new
-// token for the same id (after a relocation, say) is made with
-// [Issuer.Issue].
+// refuse foreign data without asking anyone. A new token for the same id
+// (after a relocation, say) is made with [Issuer.Issue].
+//
+// # Expiry and revocation
+//
+// A token carries its expiry, under the signature: [Issuer.Register] gives
+// [DefaultLifetime], 90 days, after which the endpoint registers again.
+// Tokens of version 1, made before tokens carried an expiry, expire
+// DefaultLifetime after the issue time they carry. A [Revocations] list,
+// kept durably by the platform, revokes an endpoint id before then; a
+// verifier holding it ([Verifier.WithRevocations]) refuses the id's tokens
+// from the moment it is revoked.
 //
 // The payload is a fixed binary layout, big-endian:
 //
-//	version      1 byte, 1
+//	version      1 byte, 2 (1 in tokens without expiry)
 //	key hash     4 bytes, the signed-note key hash of the issuer key
 //	issued at    8 bytes, Unix seconds, 0 ≤ t < year 10000
+//	expires at   8 bytes, Unix seconds, issued at < t < year 10000
+//	             (version 2 only)
 //	id           16 bytes, the random part of the endpoint id
 //	country      2 bytes, an ISO 3166-1 alpha-2 code in upper case
 //	region len   1 byte, 1 to 32
@@ -66,6 +77,19 @@ type Identity struct {
 	Region string
 	// IssuedAt is when the token was made, to the second, in UTC.
 	IssuedAt time.Time
+	// ExpiresAt is when the token stops being valid, to the second, in
+	// UTC; zero for a version 1 token, which carries no expiry (see
+	// [Identity.Expiry]).
+	ExpiresAt time.Time
+}
+
+// Expiry returns when id's token stops being valid: ExpiresAt, or for a
+// token without one, IssuedAt plus [DefaultLifetime].
+func (id Identity) Expiry() time.Time {
+	if id.ExpiresAt.IsZero() {
+		return id.IssuedAt.Add(DefaultLifetime)
+	}
+	return id.ExpiresAt
 }
 
 // idPrefix starts every endpoint id.
@@ -142,6 +166,9 @@ func checkIdentity(id Identity) error {
 	}
 	if t := id.IssuedAt.Unix(); t < 0 || t >= maxIssuedAt {
 		return fmt.Errorf("issue time %v is outside the years 1970 to 9999", id.IssuedAt)
+	}
+	if t := id.ExpiresAt.Unix(); !id.ExpiresAt.IsZero() && (t <= id.IssuedAt.Unix() || t >= maxIssuedAt) {
+		return fmt.Errorf("expiry %v is not after the issue time %v and before the year 10000", id.ExpiresAt, id.IssuedAt)
 	}
 	return nil
 }

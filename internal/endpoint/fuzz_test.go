@@ -9,7 +9,8 @@ import (
 )
 
 // FuzzVerify checks that Verify never panics, that each error matches
-// exactly one sentinel, and that it accepts only tokens the issuer made:
+// exactly one sentinel, and that it accepts only tokens the issuer made
+// (of either payload version) that have not expired:
 // an accepted token must be, byte for byte, the token the issuer gives the
 // identity it carries. Seeds are valid tokens, which the fuzzer mutates.
 func FuzzVerify(f *testing.F) {
@@ -21,6 +22,9 @@ func FuzzVerify(f *testing.F) {
 		{ID: "ep_aaaaaaaaaaaaaaaaaaaaaaaaaa", Country: "RU", Region: "moscow", IssuedAt: time.Unix(0, 0)},
 		{ID: "ep_77777777777777777777777774", Country: "ZW", Region: strings.Repeat("a", 32), IssuedAt: time.Unix(maxIssuedAt-1, 0)},
 		{ID: fixedIdentity.ID, Country: "US", Region: "a", IssuedAt: fixedIdentity.IssuedAt},
+		fixedIdentityV2,
+		{ID: "ep_77777777777777777777777774", Country: "ZW", Region: strings.Repeat("a", 32), IssuedAt: time.Unix(0, 0), ExpiresAt: time.Unix(maxIssuedAt-1, 0)},
+		{ID: "ep_aaaaaaaaaaaaaaaaaaaaaaaaaa", Country: "RU", Region: "moscow", IssuedAt: time.Unix(0, 0), ExpiresAt: time.Unix(1, 0)},
 	} {
 		for _, i := range []*Issuer{iss, other} {
 			tok, err := i.Issue(id)
@@ -30,18 +34,29 @@ func FuzzVerify(f *testing.F) {
 			f.Add(tok)
 		}
 	}
-	if b, err := os.ReadFile("testdata/token.txt"); err == nil {
-		f.Add(strings.TrimSpace(string(b)))
+	for _, name := range []string{"testdata/token.txt", "testdata/token-v2.txt"} {
+		if b, err := os.ReadFile(name); err == nil {
+			f.Add(strings.TrimSpace(string(b)))
+		}
 	}
 	f.Add("vt1..")
 	f.Add("")
 	f.Fuzz(func(t *testing.T, tok string) {
 		id, err := v.Verify(tok)
 		if err != nil {
-			if errors.Is(err, ErrMalformedToken) == errors.Is(err, ErrBadToken) {
+			n := 0
+			for _, s := range []error{ErrMalformedToken, ErrBadToken, ErrExpiredToken, ErrRevokedToken} {
+				if errors.Is(err, s) {
+					n++
+				}
+			}
+			if n != 1 {
 				t.Fatalf("Verify(%q) = %v, which must match exactly one sentinel", tok, err)
 			}
 			return
+		}
+		if !testNow.Before(id.Expiry()) {
+			t.Fatalf("Verify accepted %q, which expired at %v", tok, id.Expiry())
 		}
 		want, err := iss.Issue(id)
 		if err != nil {
