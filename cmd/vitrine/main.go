@@ -61,6 +61,7 @@ func init() {
 		"relocate":          {"move every record of a country to another region, provably", runRelocate},
 		"relocate verify":   {"check a relocation from the logs alone", runRelocateVerify},
 		"principal create":  {"create a principal (analyst, supervisor, …) and print its token", runPrincipalCreate},
+		"principal revoke":  {"revoke a principal: its token stops working at once", runPrincipalRevoke},
 		"bench":             {"measure append throughput and latency against a log", runBench},
 		"bench ingest":      {"measure telemetry ingest over HTTP beside a raw SQLite insert of the same rows", runBenchIngest},
 		"bench verdicts":    {"measure batched verdict lookups beside single ones", runBenchVerdicts},

@@ -88,9 +88,12 @@ func (g *Gateway) serveAccess(w http.ResponseWriter, r *http.Request, act *actio
 
 	p, err := g.cfg.Principals.Authenticate(r)
 	if err != nil {
-		reason := "bad credential"
-		if errors.Is(err, principal.ErrNoCredential) {
+		reason, msg := "bad credential", "this route needs a principal's bearer token (Authorization: Bearer vp1.…)"
+		switch {
+		case errors.Is(err, principal.ErrNoCredential):
 			reason = "no credential"
+		case errors.Is(err, principal.ErrExpired):
+			reason, msg = "credential expired", "credential expired: the operator grants the principal a new one"
 		}
 		// Anyone can make these: beyond a small rate per source network
 		// they are counted into denied summaries instead of each growing
@@ -100,8 +103,7 @@ func (g *Gateway) serveAccess(w http.ResponseWriter, r *http.Request, act *actio
 			g.counted(w, r, reason, failing)
 			return
 		}
-		g.deny(w, r, rec, act, http.StatusUnauthorized, reason,
-			"this route needs a principal's bearer token (Authorization: Bearer vp1.…)")
+		g.deny(w, r, rec, act, http.StatusUnauthorized, reason, msg)
 		return
 	}
 	rec.Principal = access.Principal{ID: p.ID, Role: string(p.Role), Location: p.Location}

@@ -201,7 +201,7 @@ func newEnvWith(t testing.TB, logDir string, configure func(*Config)) *env {
 		{ID: "operator:ops", Role: principal.Operator, Location: "CH", Regions: []string{testRegion}},
 		{ID: "supervisor:sv", Role: principal.Supervisor, Location: "CH", Regions: []string{testRegion}},
 	} {
-		tok, err := e.principals.Create(p)
+		tok, err := e.principals.Create(ctx, p)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -20,6 +20,9 @@ func FuzzParseCreateRequest(f *testing.F) {
 		`{"id":"analyst:jdoe","role":"analyst","location":"CH","regions":["zurich"]}{}`,
 		`{"id":"\u0061nalyst:jdoe","role":"analyst","location":"CH","regions":[1,null,{}]}`,
 		`{"id":"analyst:jdoe","role":"analyst","location":"CH","regions":["zurich"],"x":[[[[]]]]}`,
+		`{"id":"analyst:jdoe","role":"analyst","location":"CH","regions":["zurich"],"expires":"720h"}`,
+		`{"expires":"2027-01-31T12:00:00Z","id":"analyst:jdoe","role":"analyst","location":"CH","regions":["zurich"]}`,
+		`{"id":"analyst:jdoe","role":"analyst","location":"CH","regions":["zurich"],"expires":720}`,
 		`[`, ``, `null`, `{"id":"\xff"}`,
 	} {
 		f.Add([]byte(s))
@@ -32,7 +35,11 @@ func FuzzParseCreateRequest(f *testing.F) {
 		if p.Regions == nil {
 			t.Fatalf("parseCreateRequest(%q) accepted a body without regions", b)
 		}
-		again, err := json.Marshal(map[string]any{"id": p.ID, "role": p.Role, "location": p.Location, "regions": p.Regions})
+		m := map[string]any{"id": p.ID, "role": p.Role, "location": p.Location, "regions": p.Regions}
+		if p.Expires != "" {
+			m["expires"] = p.Expires
+		}
+		again, err := json.Marshal(m)
 		if err != nil {
 			t.Fatal(err)
 		}

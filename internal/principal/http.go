@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
@@ -21,46 +22,73 @@ const Path = "/v1/principals"
 
 // Handler serves POST /v1/principals, which creates a principal:
 //
-//	{"id":"analyst:jdoe","role":"analyst","location":"CH","regions":["zurich"]}
+//	{"id":"analyst:jdoe","role":"analyst","location":"CH","regions":["zurich"],"expires":"720h"}
 //
-// and answers 201 with {"token":"vp1...."}. Only a request for which
-// operator returns true (normally, one with the operator's bearer token)
-// may create principals; others get 401, and a nil operator lets no one
-// in. A body that is not exactly such
+// and answers 201 with {"token":"vp1...."}; and DELETE
+// /v1/principals/<id>, which revokes one and answers 200 with
+// {"revoked":"<id>"}. The optional expires is an RFC 3339 time or a Go
+// duration from now, such as "720h"; without it the principal expires
+// after [DefaultLifetime].
+//
+// Only a request for which operator returns true (normally, one with the
+// operator's bearer token) may create or revoke principals; others get
+// 401, and a nil operator lets no one in. A body that is not exactly such
 // an object gets 400, one larger than [MaxRequestSize] 413, a taken id
-// 409, and a failure to store the registry 503. Nothing is stored unless
-// the answer is 201, and a 201 means the principal is durable.
+// 409, an unknown id to revoke 404, and a failure to log the grant or
+// revocation or to store the registry 503. Nothing is stored unless the
+// answer is 201, and a 201 means the principal is durable; a 200 means
+// the revocation is durable, logged and in effect (a 503 says whether it
+// took effect, see [Registry.Revoke]).
 func (r *Registry) Handler(operator func(*http.Request) bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if req.URL.Path != Path {
-			httpapi.Error(w, http.StatusNotFound, "no such route; principals are created with POST "+Path)
+		id, isOne := strings.CutPrefix(req.URL.Path, Path+"/")
+		switch {
+		case isOne && id != "":
+			if req.Method != http.MethodDelete {
+				w.Header().Set("Allow", http.MethodDelete)
+				httpapi.Error(w, http.StatusMethodNotAllowed, "use DELETE to revoke a principal")
+				return
+			}
+		case req.URL.Path != Path:
+			httpapi.Error(w, http.StatusNotFound, "no such route; principals are created with POST "+Path+" and revoked with DELETE "+Path+"/<id>")
 			return
-		}
-		if req.Method != http.MethodPost {
+		case req.Method != http.MethodPost:
 			w.Header().Set("Allow", http.MethodPost)
 			httpapi.Error(w, http.StatusMethodNotAllowed, "use POST to create a principal")
 			return
 		}
 		if operator == nil || !operator(req) {
-			httpapi.Unauthorized(w, "creating a principal needs the operator's bearer token")
+			httpapi.Unauthorized(w, "creating or revoking a principal needs the operator's bearer token")
+			return
+		}
+		if isOne {
+			r.serveRevoke(w, req, id)
 			return
 		}
 		body, ok := httpapi.ReadLimited(w, req, MaxRequestSize)
 		if !ok {
 			return
 		}
-		p, err := parseCreateRequest(body)
+		cr, err := parseCreateRequest(body)
 		if err != nil {
 			httpapi.Error(w, http.StatusBadRequest, err.Error())
 			return
 		}
-		tok, err := r.Create(p)
+		p := cr.Principal
+		if p.Expires, err = parseExpiry(cr.Expires, r.now()); err != nil {
+			httpapi.Error(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		tok, err := r.Create(req.Context(), p)
 		switch {
 		case errors.Is(err, ErrExists):
 			httpapi.Error(w, http.StatusConflict, err.Error())
 			return
 		case errors.Is(err, ErrInvalid):
 			httpapi.Error(w, http.StatusBadRequest, err.Error())
+			return
+		case errors.Is(err, ErrLogUnavailable):
+			httpapi.Unavailable(w, 5*time.Second, fmt.Sprintf("creating principal %q failed: an access log did not take its grant; nothing was stored", p.ID))
 			return
 		case err != nil:
 			httpapi.Unavailable(w, 5*time.Second, fmt.Sprintf("creating principal %q failed; nothing was stored", p.ID))
@@ -77,23 +105,65 @@ func (r *Registry) Handler(operator func(*http.Request) bool) http.Handler {
 	})
 }
 
+func (r *Registry) serveRevoke(w http.ResponseWriter, req *http.Request, id string) {
+	err := r.Revoke(req.Context(), id)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		httpapi.Error(w, http.StatusNotFound, fmt.Sprintf("no principal %q (a revoked principal is gone)", id))
+		return
+	case err != nil:
+		httpapi.Unavailable(w, 5*time.Second, err.Error())
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	httpapi.JSON(w, struct {
+		Revoked string `json:"revoked"`
+	}{id})
+}
+
+// parseExpiry reads the expires of a creation request: "" for
+// [DefaultLifetime] from now, an RFC 3339 time, or a positive Go duration
+// from now.
+func parseExpiry(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return now.Add(DefaultLifetime), nil
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return time.Time{}, fmt.Errorf("%w: expires %q is neither an RFC 3339 time (2027-01-31T12:00:00Z) nor a positive duration (720h)", ErrInvalid, s)
+	}
+	return now.Add(d), nil
+}
+
+// createRequest is a creation request as read, before its values are
+// checked.
+type createRequest struct {
+	Principal
+	Expires string // "" when absent
+}
+
 // parseCreateRequest reads a creation request: one JSON object with
 // exactly the keys id, role, location (strings) and regions (an array of
-// strings), in any order, each once, and nothing after it. It checks the
-// shape only; Create checks the values.
-func parseCreateRequest(b []byte) (Principal, error) {
+// strings), and optionally expires (a string), in any order, each once,
+// and nothing after it. It checks the shape only; Create checks the
+// values.
+func parseCreateRequest(b []byte) (createRequest, error) {
 	p, err := parseCreate(b)
 	if err != nil {
-		return Principal{}, fmt.Errorf("request body: %w", err)
+		return createRequest{}, fmt.Errorf("request body: %w", err)
 	}
 	return p, nil
 }
 
-const createShape = `{"id":"<role>:<name>","role":"<role>","location":"<country>","regions":["<region>",...]}`
+const createShape = `{"id":"<role>:<name>","role":"<role>","location":"<country>","regions":["<region>",...]} and optionally "expires":"<RFC 3339 time or duration>"`
 
-func parseCreate(b []byte) (Principal, error) {
+func parseCreate(b []byte) (createRequest, error) {
+	var p createRequest
 	if len(bytes.TrimSpace(b)) == 0 {
-		return Principal{}, errors.New("empty; want " + createShape)
+		return p, errors.New("empty; want " + createShape)
 	}
 	d := json.NewDecoder(bytes.NewReader(b))
 	tok := func() (json.Token, error) {
@@ -120,24 +190,23 @@ func parseCreate(b []byte) (Principal, error) {
 
 	t, err := tok()
 	if err != nil {
-		return Principal{}, err
+		return createRequest{}, err
 	}
 	if t != json.Delim('{') {
-		return Principal{}, fmt.Errorf("want a JSON object %s, not %s", createShape, kindOf(t))
+		return createRequest{}, fmt.Errorf("want a JSON object %s, not %s", createShape, kindOf(t))
 	}
-	var p Principal
 	seen := map[string]bool{}
 	for {
 		t, err := tok()
 		if err != nil {
-			return Principal{}, err
+			return createRequest{}, err
 		}
 		if t == json.Delim('}') {
 			break
 		}
 		key := t.(string) // the decoder returns object keys as strings
 		if seen[key] {
-			return Principal{}, fmt.Errorf("key %q appears twice", key)
+			return createRequest{}, fmt.Errorf("key %q appears twice", key)
 		}
 		seen[key] = true
 		switch key {
@@ -151,20 +220,22 @@ func parseCreate(b []byte) (Principal, error) {
 			p.Location, err = str(key)
 		case "regions":
 			p.Regions, err = readStrings(tok)
+		case "expires":
+			p.Expires, err = str(key)
 		default:
-			return Principal{}, fmt.Errorf("unknown key %q; want %s", key, createShape)
+			return createRequest{}, fmt.Errorf("unknown key %q; want %s", key, createShape)
 		}
 		if err != nil {
-			return Principal{}, err
+			return createRequest{}, err
 		}
 	}
 	for _, k := range []string{"id", "role", "location", "regions"} {
 		if !seen[k] {
-			return Principal{}, fmt.Errorf("key %q is missing; want %s", k, createShape)
+			return createRequest{}, fmt.Errorf("key %q is missing; want %s", k, createShape)
 		}
 	}
 	if _, err := d.Token(); err != io.EOF {
-		return Principal{}, errors.New("data after the JSON object")
+		return createRequest{}, errors.New("data after the JSON object")
 	}
 	return p, nil
 }

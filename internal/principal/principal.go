@@ -19,6 +19,23 @@
 // The registry keeps only the SHA-256 of each token, and a token
 // authenticates exactly one principal.
 //
+// # Expiry and revocation
+//
+// A principal may have an expiry, after which its token is refused with
+// [ErrExpired]; [Registry.Revoke] ends it at once. Both hold for every
+// request the registry authenticates from then on, in the process that
+// holds it, without a restart.
+//
+// # Grants in the access logs
+//
+// A registry opened [WithLog] records each creation and revocation as an
+// [access.Grant] in the access log of every region the principal may act
+// in, before it takes effect: a creation or revocation that the logs do
+// not take fails and changes nothing. [Registry.Admit] guards the
+// gateways' appends, so that no granted access record of a principal
+// enters a log after its revocation or expiry: a verifier checks every
+// access against the grants before it in the same log.
+//
 // # Storage
 //
 // A [Registry] lives in one JSON file (mode 0600) that is replaced
@@ -58,8 +75,15 @@ type Principal struct {
 	Role     Role      // the role in ID
 	Location string    // home location, an ISO 3166-1 alpha-2 country code
 	Regions  []string  // the regions the principal may act in, at least one
-	Created  time.Time // set by Registry.Create, to the second
+	Created  time.Time // set by Registry.Create, to the millisecond: the time of its grant
+	// Expires is when the principal's token stops working; zero means
+	// never. Registry.Create keeps it to the millisecond.
+	Expires time.Time
 }
+
+// DefaultLifetime is how long a principal created over HTTP without an
+// expiry stays valid: a credential nobody renews ends within a year.
+const DefaultLifetime = 365 * 24 * time.Hour
 
 // MayActIn reports whether p may act in region.
 func (p *Principal) MayActIn(region string) bool {
@@ -76,8 +100,17 @@ var (
 	// ErrNoCredential means a request carries no credential at all.
 	ErrNoCredential = errors.New("no credential")
 	// ErrBadCredential means a request carries a credential that is
-	// malformed or belongs to no principal.
+	// malformed or belongs to no principal (a revoked principal's token
+	// belongs to none).
 	ErrBadCredential = errors.New("bad credential")
+	// ErrExpired means a request carries the token of a principal whose
+	// expiry has passed. Such an error matches ErrBadCredential too.
+	ErrExpired = errors.New("credential expired")
+	// ErrNotFound means no principal has the id.
+	ErrNotFound = errors.New("no such principal")
+	// ErrLogUnavailable means the access log of a region did not take the
+	// grant or revocation, which therefore did not take effect.
+	ErrLogUnavailable = errors.New("access log unavailable")
 )
 
 // maxName is the longest name after "<role>:".
@@ -139,6 +172,11 @@ func roleList() string {
 		s[i] = string(r)
 	}
 	return strings.Join(s, ", ")
+}
+
+// expired reports whether p's credential has expired at t.
+func (p *Principal) expired(t time.Time) bool {
+	return !p.Expires.IsZero() && !t.Before(p.Expires)
 }
 
 // clone returns a copy of p that shares no memory with it.

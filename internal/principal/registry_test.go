@@ -2,6 +2,7 @@ package principal
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -19,6 +20,8 @@ import (
 )
 
 func knownRegion(r string) bool { return r == "zurich" || r == "moscow" }
+
+var ctx = context.Background()
 
 // openTest opens a registry in a fresh directory.
 func openTest(t testing.TB) (*Registry, string) {
@@ -46,7 +49,7 @@ func request(auth ...string) *http.Request {
 
 func mustCreate(t testing.TB, r *Registry, p Principal) string {
 	t.Helper()
-	tok, err := r.Create(p)
+	tok, err := r.Create(ctx, p)
 	if err != nil {
 		t.Fatalf("Create(%+v) = %v", p, err)
 	}
@@ -112,7 +115,7 @@ func TestCreateDuplicate(t *testing.T) {
 	file, _ := os.ReadFile(path)
 	other := jdoe()
 	other.Location = "DE"
-	if _, err := r.Create(other); !errors.Is(err, ErrExists) {
+	if _, err := r.Create(ctx, other); !errors.Is(err, ErrExists) {
 		t.Fatalf("Create(existing id) = %v, want ErrExists", err)
 	}
 	if after, _ := os.ReadFile(path); !bytes.Equal(after, file) {
@@ -153,7 +156,7 @@ func TestCreateInvalid(t *testing.T) {
 			file, _ := os.ReadFile(path)
 			p := jdoe()
 			tc.change(&p)
-			tok, err := r.Create(p)
+			tok, err := r.Create(ctx, p)
 			if !errors.Is(err, ErrInvalid) {
 				t.Fatalf("Create(%+v) = %q, %v; want ErrInvalid", p, tok, err)
 			}
@@ -176,7 +179,7 @@ func TestCreateInvalid(t *testing.T) {
 		{ID: "operator:ops", Role: Operator, Location: "CH", Regions: []string{"zurich"}},
 	} {
 		r, _ := openTest(t)
-		if _, err := r.Create(ok); err != nil {
+		if _, err := r.Create(ctx, ok); err != nil {
 			t.Errorf("Create(%+v) = %v", ok, err)
 		}
 	}
@@ -201,7 +204,7 @@ func TestPersistence(t *testing.T) {
 			t.Errorf("after reopening, Authenticate = %+v, %v; want %s", got, err, id)
 		}
 	}
-	if _, err := r2.Create(jdoe()); !errors.Is(err, ErrExists) {
+	if _, err := r2.Create(ctx, jdoe()); !errors.Is(err, ErrExists) {
 		t.Errorf("after reopening, Create(existing) = %v, want ErrExists", err)
 	}
 	tok3 := mustCreate(t, r2, Principal{ID: "auditor:alice", Role: Auditor, Location: "FR", Regions: []string{"zurich"}})
@@ -354,7 +357,7 @@ func TestConcurrentCreate(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			id := fmt.Sprintf("analyst:user%d", i)
-			tok, err := r.Create(Principal{ID: id, Role: Analyst, Location: "CH", Regions: []string{"zurich"}})
+			tok, err := r.Create(ctx, Principal{ID: id, Role: Analyst, Location: "CH", Regions: []string{"zurich"}})
 			if err != nil {
 				t.Errorf("Create(%s) = %v", id, err)
 				return
@@ -365,7 +368,7 @@ func TestConcurrentCreate(t *testing.T) {
 		}()
 		go func() { // everyone races for the same id; one wins
 			defer wg.Done()
-			_, err := r.Create(Principal{ID: "operator:root", Role: Operator, Location: "CH", Regions: []string{"zurich"}})
+			_, err := r.Create(ctx, Principal{ID: "operator:root", Role: Operator, Location: "CH", Regions: []string{"zurich"}})
 			switch {
 			case err == nil:
 				mu.Lock()
@@ -407,7 +410,7 @@ func TestCreateStoreFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	breakDir(t, filepath.Dir(path))
-	tok, err := r.Create(jdoe())
+	tok, err := r.Create(ctx, jdoe())
 	if err == nil || errors.Is(err, ErrInvalid) || errors.Is(err, ErrExists) {
 		t.Fatalf("Create with an unwritable file = %q, %v; want a storage error", tok, err)
 	}

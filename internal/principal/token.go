@@ -61,3 +61,8 @@ func bearer(r *http.Request) (string, error) {
 // errUnknownToken is the error for a well-formed token that belongs to no
 // principal.
 var errUnknownToken = fmt.Errorf("%w: unknown token", ErrBadCredential)
+
+// errExpired is the error for the token of a principal whose expiry has
+// passed. It matches ErrBadCredential, so that a caller that knows only
+// good and bad credentials refuses it.
+var errExpired = fmt.Errorf("%w: %w", ErrBadCredential, ErrExpired)
