@@ -20,6 +20,7 @@ import (
 	"github.com/transparency-dev/tessera/client"
 	"golang.org/x/mod/sumdb/note"
 
+	vclient "github.com/vitrine-dev/vitrine/client"
 	"github.com/vitrine-dev/vitrine/tlog"
 )
 
@@ -44,6 +45,7 @@ func benchEntry(i int) []byte {
 type benchLog struct {
 	dir      string
 	origin   string
+	vkey     string
 	verifier note.Verifier
 	size     uint64
 	root     []byte
@@ -118,7 +120,7 @@ func loadBenchLog(b *testing.B, size int) (*benchLog, error) {
 	if cp.Size != uint64(size) {
 		return nil, fmt.Errorf("cached benchmark log %s has %d entries, want %d", dir, cp.Size, size)
 	}
-	l := &benchLog{dir: dir, origin: v.Name(), verifier: v, size: cp.Size, root: cp.Hash}
+	l := &benchLog{dir: dir, origin: v.Name(), vkey: string(vkey), verifier: v, size: cp.Size, root: cp.Hash}
 	// Warm the page cache, so that neither benchmark pays for reading the
 	// log from disk the first time.
 	if _, err := tlog.VerifyTree(context.Background(), client.FileFetcher{Root: dir}, l.size, l.root); err != nil {
@@ -150,6 +152,61 @@ func BenchmarkFsck1M(b *testing.B) {
 	for b.Loop() {
 		if err := runFsck(b.Context(), tl, f); err != nil {
 			b.Fatal(err)
+		}
+	}
+	reportThroughput(b, l.size, cpuTime(b)-cpu)
+}
+
+// BenchmarkFollow1M hands out every entry of the benchmark log through
+// client.Follower, each proven; BenchmarkReadEntries1M reads and parses the
+// same bundles with no check at all, the unverified read that the
+// outsiders' readers once did after VerifyTree.
+func BenchmarkFollow1M(b *testing.B) {
+	l := openBenchLog(b)
+	none, err := tlog.ParsePolicy([]byte("quorum none\n"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	log, err := vclient.NewLogFetcher(client.FileFetcher{Root: l.dir}, l.vkey, none)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cpu := cpuTime(b)
+	for b.Loop() {
+		f, err := vclient.NewFollower(log, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var n, size uint64
+		if _, err := f.Update(b.Context(), func(_ uint64, e []byte) error {
+			n++
+			size += uint64(len(e))
+			return nil
+		}); err != nil {
+			b.Fatal(err)
+		}
+		if n != l.size {
+			b.Fatalf("followed %d entries, want %d", n, l.size)
+		}
+	}
+	reportThroughput(b, l.size, cpuTime(b)-cpu)
+}
+
+func BenchmarkReadEntries1M(b *testing.B) {
+	l := openBenchLog(b)
+	f := client.FileFetcher{Root: l.dir}
+	cpu := cpuTime(b)
+	for b.Loop() {
+		var n uint64
+		for bi := uint64(0); bi*256 < l.size; bi++ {
+			eb, err := client.GetEntryBundle(b.Context(), f.ReadEntryBundle, bi, l.size)
+			if err != nil {
+				b.Fatal(err)
+			}
+			n += uint64(len(eb.Entries))
+		}
+		if n != l.size {
+			b.Fatalf("read %d entries, want %d", n, l.size)
 		}
 	}
 	reportThroughput(b, l.size, cpuTime(b)-cpu)
