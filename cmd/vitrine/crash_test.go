@@ -28,12 +28,22 @@ import (
 	"github.com/vitrine-dev/vitrine/tlog"
 )
 
-// TestMain removes the binary that buildVitrine built.
+// TestMain gives the tests a configuration and cache directory of their
+// own, so that what the commands keep there by default (pins, the agent,
+// the rebuilder, monitor state) is neither the developer's nor left from
+// an earlier run, and removes the binary that buildVitrine built.
 func TestMain(m *testing.M) {
+	home, err := os.MkdirTemp("", "vitrine-test-home")
+	if err != nil {
+		panic(err)
+	}
+	os.Setenv("XDG_CONFIG_HOME", filepath.Join(home, "config"))
+	os.Setenv("XDG_CACHE_HOME", filepath.Join(home, "cache"))
 	code := m.Run()
 	if builtDir != "" {
 		os.RemoveAll(builtDir)
 	}
+	os.RemoveAll(home)
 	os.Exit(code)
 }
 

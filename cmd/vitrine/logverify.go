@@ -33,7 +33,7 @@ func (t *target) register(fs *flag.FlagSet) {
 	fs.StringVar(&t.url, "url", "", "base URL of the log (the prefix of /checkpoint and /tile/)")
 	fs.StringVar(&t.vkey, "vkey", "", "the log's verifier key, or a file holding it (a platform's are <data>/logs/<name>/log.vkey)")
 	fs.StringVar(&t.policy, "policy", "", "C2SP tlog-policy file: the witnesses and quorum to require (default: none required)")
-	fs.StringVar(&t.platform, "platform", "", "base URL of a Vitrine platform: read --url, --vkey and --policy from its discovery document")
+	fs.StringVar(&t.platform, "platform", "", "base URL of a Vitrine platform: read --url, --vkey and --policy from its discovery document, trusted on first use (pinned under ~/.config/vitrine/pins) and required to stay the same")
 	fs.StringVar(&t.log, "log", "", "with --platform: the log's name, e.g. release")
 }
 
@@ -66,6 +66,12 @@ func (t *target) resolve(ctx context.Context, needURL bool) (*resolved, error) {
 		}
 		d, err := fetchDiscovery(ctx, t.platform)
 		if err != nil {
+			return nil, err
+		}
+		// What the discovery document names is trusted on first use and
+		// required of it ever after: a platform whose keys changed is
+		// refused, with what changed named.
+		if _, _, err := vclient.TrustOnFirstUse(vclient.PinsPath(userDir("pins"), t.platform), t.platform, d); err != nil {
 			return nil, err
 		}
 		found := false
