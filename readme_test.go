@@ -268,6 +268,7 @@ func TestREADME(t *testing.T) {
 		"Vitrine-Access-Receipt",
 		eicar,
 		"OK: the logs account for every record of the relocation",
+		"after revocation: 401",
 		"reproduced: sample-ruledb 1 (release-log entry 0)",
 		"reproduced: vitrine 0.1.0 (release-log entry 1)",
 	} {

@@ -83,11 +83,21 @@ type Identity struct {
 	ExpiresAt time.Time
 }
 
+// LegacyExpiry is the earliest a version 1 token (issued before tokens
+// carried an expiry) stops being valid: 90 days after the release that
+// brought expiry in, so that upgrading cuts no endpoint off at once. The
+// endpoints register again (or are revoked) before then.
+var LegacyExpiry = time.Date(2027, 3, 6, 0, 0, 0, 0, time.UTC)
+
 // Expiry returns when id's token stops being valid: ExpiresAt, or for a
-// token without one, IssuedAt plus [DefaultLifetime].
+// token without one, the later of IssuedAt plus [DefaultLifetime] and
+// [LegacyExpiry].
 func (id Identity) Expiry() time.Time {
 	if id.ExpiresAt.IsZero() {
-		return id.IssuedAt.Add(DefaultLifetime)
+		if t := id.IssuedAt.Add(DefaultLifetime); t.After(LegacyExpiry) {
+			return t
+		}
+		return LegacyExpiry
 	}
 	return id.ExpiresAt
 }

@@ -92,8 +92,11 @@ func TestExpiry(t *testing.T) {
 		{"v2 before expiry", v2, short.ExpiresAt.Add(-time.Second), true},
 		{"v2 at expiry", v2, short.ExpiresAt, false},
 		{"v2 after expiry", v2, short.ExpiresAt.Add(time.Hour), false},
-		{"v1 before the default expiry", v1, fixedIdentity.IssuedAt.Add(DefaultLifetime - time.Second), true},
-		{"v1 at the default expiry", v1, fixedIdentity.IssuedAt.Add(DefaultLifetime), false},
+		// Issued 2026-11-22: its default lifetime ends before LegacyExpiry,
+		// which an upgrade grants every version 1 token.
+		{"v1 after its default lifetime, before LegacyExpiry", v1, fixedIdentity.IssuedAt.Add(DefaultLifetime), true},
+		{"v1 before LegacyExpiry", v1, LegacyExpiry.Add(-time.Second), true},
+		{"v1 at LegacyExpiry", v1, LegacyExpiry, false},
 	} {
 		id, err := at(tc.at).Verify(tc.tok)
 		switch {
@@ -109,7 +112,7 @@ func TestExpiry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if id, err := iss.Verifier().Verify(strings.TrimSpace(string(b))); err != nil || !id.ExpiresAt.IsZero() || !id.Expiry().Equal(fixedIdentity.IssuedAt.Add(DefaultLifetime)) {
+	if id, err := iss.Verifier().Verify(strings.TrimSpace(string(b))); err != nil || !id.ExpiresAt.IsZero() || !id.Expiry().Equal(LegacyExpiry) {
 		t.Errorf("version 1 vector: %+v, %v", id, err)
 	}
 	// Register gives DefaultLifetime.

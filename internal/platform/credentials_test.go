@@ -291,8 +291,13 @@ func TestEndpointRevokedOrExpired(t *testing.T) {
 	}
 	check("at once")
 
-	// Expired tokens, as the issuer would have made them earlier.
+	// Expired tokens, as the issuer would have made them earlier. Version 1
+	// tokens get at least until endpoint.LegacyExpiry; as if that were
+	// past:
 	now := time.Unix(time.Now().Unix(), 0).UTC()
+	legacy := endpoint.LegacyExpiry
+	endpoint.LegacyExpiry = now.Add(-24 * time.Hour)
+	defer func() { endpoint.LegacyExpiry = legacy }()
 	for i, tc := range []struct {
 		name string
 		id   endpoint.Identity
