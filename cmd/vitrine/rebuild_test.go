@@ -28,15 +28,7 @@ import (
 func TestRebuildOnce(t *testing.T) {
 	ctx := context.Background()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	p, err := platform.Start(ctx, platform.Config{Data: t.TempDir(), Listen: "127.0.0.1:0", CheckpointInterval: 100 * time.Millisecond, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		p.Close(ctx)
-	}()
+	p := startNamed(t, "vitrine.local")
 	src := t.TempDir()
 	for _, d := range []string{"a", "b"} {
 		os.MkdirAll(filepath.Join(src, d), 0o755)
@@ -80,7 +72,8 @@ func TestRebuildOnce(t *testing.T) {
 	data := t.TempDir()
 	run := func(args ...string) (string, error) {
 		var out bytes.Buffer
-		err := runRebuild(ctx, &env{stdout: &out, stderr: io.Discard, logger: quiet}, args)
+		// As main does: "rebuild verify" is a command of its own.
+		err := dispatch(ctx, &env{stdout: &out, stderr: io.Discard, logger: quiet}, append([]string{"rebuild"}, args...))
 		return out.String(), err
 	}
 	out, err := run("--platform", p.URL(), "--data", data, "--once", "--work", t.TempDir())
