@@ -68,6 +68,10 @@ type Builder struct {
 	SourceRoots []string
 	// Logger receives one record per command; nil discards them.
 	Logger *slog.Logger
+	// Progress, when set, is called as each step of a build begins, with
+	// the recipe and a short description ("downloading modules",
+	// "compiling vitrine_linux_arm64"), for a person waiting on it.
+	Progress func(r *Recipe, step string)
 
 	// afterExport, when set, is called on the exported tree before it is
 	// archived; tests use it to change the source.
@@ -76,6 +80,10 @@ type Builder struct {
 	// that the build phase cannot reach the network.
 	skipDownload bool
 }
+
+// FirstStep is the step every build begins with, as [Builder.Progress]
+// is told.
+const FirstStep = "exporting the source"
 
 // Result is what a build produced and how.
 type Result struct {
@@ -165,6 +173,12 @@ func (b *Builder) Build(ctx context.Context, r *Recipe, workDir string) (*Result
 		log = slog.New(slog.DiscardHandler)
 	}
 	res := &Result{Recipe: r, SourceDir: filepath.Join(work, "src")}
+	progress := func(step string) {
+		if b.Progress != nil {
+			b.Progress(r, step)
+		}
+	}
+	progress(FirstStep)
 
 	// The source.
 	src := r.Source
@@ -195,6 +209,7 @@ func (b *Builder) Build(ctx context.Context, r *Recipe, workDir string) (*Result
 		if t.RuleDB == nil {
 			continue
 		}
+		progress("compiling rule database " + t.RuleDB.Name)
 		db, err := compileRuleDB(r, t.RuleDB, res.SourceDir, outDir)
 		if err != nil {
 			return nil, err
@@ -270,6 +285,7 @@ func (b *Builder) Build(ctx context.Context, r *Recipe, workDir string) (*Result
 			// Fetched and checked first; the go command then runs the
 			// module download with it (GOTOOLCHAIN), which also
 			// readies its tree to run (execute bits, go.mod files).
+			progress("fetching toolchain " + switchTo)
 			if tc, err = b.fetchToolchain(ctx, res, work, env, sumdb, switchTo, host); err != nil {
 				return nil, err
 			}
@@ -284,6 +300,7 @@ func (b *Builder) Build(ctx context.Context, r *Recipe, workDir string) (*Result
 		// never silently completed.
 		sumPath := filepath.Join(res.SourceDir, "go.sum")
 		before, _ := os.ReadFile(sumPath)
+		progress("downloading modules")
 		if err := run("download", env, nil, "mod", "download"); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrDownload, err)
 		}
@@ -310,6 +327,7 @@ func (b *Builder) Build(ctx context.Context, r *Recipe, workDir string) (*Result
 	if switchTo != "" && res.Record.Toolchain != switchTo {
 		return nil, fmt.Errorf("%w: the fetched toolchain says it is %q, not %s", ErrToolchain, res.Record.Toolchain, switchTo)
 	}
+	progress("verifying modules against go.sum")
 	if err := run("build", env, nil, "mod", "verify"); err != nil {
 		return nil, fmt.Errorf("verifying modules against go.sum: %w", err)
 	}
@@ -331,6 +349,7 @@ func (b *Builder) Build(ctx context.Context, r *Recipe, workDir string) (*Result
 			}
 			args = append(args, "-o", out, g.Package)
 			penv := append(env[:len(env):len(env)], "GOOS="+goos, "GOARCH="+goarch)
+			progress("compiling " + name + " with " + res.Record.Toolchain)
 			if err := run("build", penv, nil, args...); err != nil {
 				return nil, fmt.Errorf("building %s: %w", name, err)
 			}

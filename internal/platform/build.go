@@ -53,6 +53,7 @@ func (p *Platform) Build(ctx context.Context, recipe []byte) (*Published, error)
 	if p.finished(r.Name, r.Version) {
 		return nil, fmt.Errorf("building %s %s: %w", r.Name, r.Version, releases.ErrExists)
 	}
+	defer p.builds.begin(r)()
 	select {
 	case p.buildSlot <- struct{}{}:
 		defer func() { <-p.buildSlot }()
@@ -72,12 +73,17 @@ func (p *Platform) Build(ctx context.Context, recipe []byte) (*Published, error)
 	base := filepath.Join(p.cfg.Data, "conveyer")
 	work := filepath.Join(base, "work", invocation)
 	defer conveyer.RemoveWorkDir(work)
+	modCache := p.cfg.GoModCache
+	if modCache == "" {
+		modCache = filepath.Join(base, "modcache")
+	}
 	b := &conveyer.Builder{
 		Proxy:       p.cfg.GoProxy,
 		SumDB:       p.cfg.GoSumDB,
-		ModCache:    filepath.Join(base, "modcache"),
+		ModCache:    modCache,
 		SourceRoots: p.cfg.BuildSourceRoots,
 		Logger:      p.logger.With("build", invocation),
+		Progress:    p.builds.step,
 	}
 	started := time.Now().UTC()
 	res, err := b.Build(ctx, r, work)
@@ -91,6 +97,7 @@ func (p *Platform) Build(ctx context.Context, recipe []byte) (*Published, error)
 		return nil, fmt.Errorf("building %s %s: %w: %w", r.Name, r.Version, conveyer.ErrBuild, err)
 	}
 	finished := time.Now().UTC()
+	p.builds.step(r, "signing, logging and publishing the release (it ends in a witnessed checkpoint)")
 
 	artifacts := map[string][]byte{}
 	files := make([]conveyer.File, 0, len(res.Artifacts)+len(res.RuleDBs))
