@@ -40,16 +40,17 @@ var (
 // safe for concurrent use, and never wait for budget: a request that does
 // not fit is refused at once.
 //
-// What it counts is the buffers [BodyBudget.Read] allocates. The handler
+// What it counts is the buffers [BodyBudget.Read] allocates. A handler
 // holds more while it works on a body (a parser's copy, the values parsed
-// from it), a small multiple of what the budget counts, and only for as long
-// as it holds the body's reservation.
+// from it), a small multiple of what the budget counts: it keeps the body's
+// reservation until it has dropped those too.
 type BodyBudget struct {
 	total, large, perKey int64
 
 	mu      sync.Mutex
 	inUse   int64            // bytes reserved in all
 	inLarge int64            // of them, by reservations over smallBody
+	peak    int64            // the most inUse has been
 	byKey   map[string]int64 // bytes reserved per key; no zero entries
 }
 
@@ -73,34 +74,47 @@ func (b *BodyBudget) InUse() int64 {
 	return b.inUse
 }
 
-// reserve takes n bytes for key, or returns errSenderBudget when key would
-// hold more than its share, errBudgetFull when the budget has no room for n
-// now, and errNeverFits when it never will.
-func (b *BodyBudget) reserve(key string, n int64) error {
+// Peak returns the most bytes that were reserved at once.
+func (b *BodyBudget) Peak() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.peak
+}
+
+// reserve grows a reservation of key from have bytes (zero for a new one)
+// to want. It returns errSenderBudget when key would hold more than its
+// share, errBudgetFull when the budget has no room now, and errNeverFits
+// when it never will.
+func (b *BodyBudget) reserve(key string, have, want int64) error {
 	lim := b.total
-	if n > smallBody {
+	if want > smallBody {
 		lim = b.large
 	}
-	if n > lim || n > b.perKey {
+	if want > lim || want > b.perKey {
 		return errNeverFits
+	}
+	large := want // what the reservation adds to the large share
+	if want <= smallBody {
+		large = 0
+	} else if have > smallBody {
+		large -= have
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	switch {
-	case b.byKey[key]+n > b.perKey:
+	case b.byKey[key]+want-have > b.perKey:
 		return errSenderBudget
-	case b.inUse+n > b.total, n > smallBody && b.inLarge+n > b.large:
+	case b.inUse+want-have > b.total, b.inLarge+large > b.large:
 		return errBudgetFull
 	}
-	b.inUse += n
-	if n > smallBody {
-		b.inLarge += n
-	}
-	b.byKey[key] += n
+	b.inUse += want - have
+	b.peak = max(b.peak, b.inUse)
+	b.inLarge += large
+	b.byKey[key] += want - have
 	return nil
 }
 
-// free gives back n bytes that reserve took for key.
+// free gives back a reservation of n bytes of key's.
 func (b *BodyBudget) free(key string, n int64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -114,9 +128,9 @@ func (b *BodyBudget) free(key string, n int64) {
 }
 
 // Read reads r's body, at most limit bytes, into memory reserved from b for
-// key. The caller calls release once it no longer holds the body or
-// anything that shares its memory; ok is false when Read has answered the
-// request instead:
+// key. The caller calls release (once or more; only the first frees) when
+// it no longer holds the body or anything that shares its memory; ok is
+// false when Read has answered the request instead:
 //
 //   - 413 when the body is over limit, or over what the budget can ever
 //     hold;
@@ -130,7 +144,8 @@ func (b *BodyBudget) free(key string, n int64) {
 //
 // A body of declared length is reserved and allocated whole before it is
 // read, in one allocation. One sent in chunks is read into a buffer that
-// doubles from 64 KiB, each new size reserved before it is allocated.
+// doubles from 64 KiB, each new size reserved before it is allocated (the
+// reservation grows to it; the buffer it replaces is garbage once copied).
 func (b *BodyBudget) Read(w http.ResponseWriter, r *http.Request, key string, limit int64) (body []byte, release func(), ok bool) {
 	n := r.ContentLength
 	if n > limit {
@@ -143,7 +158,7 @@ func (b *BodyBudget) Read(w http.ResponseWriter, r *http.Request, key string, li
 	if n < 0 {
 		return b.readChunked(w, r, key, limit)
 	}
-	if err := b.reserve(key, n); err != nil {
+	if err := b.reserve(key, 0, n); err != nil {
 		b.refuse(w, err)
 		return nil, nil, false
 	}
@@ -173,18 +188,17 @@ func (b *BodyBudget) readChunked(w http.ResponseWriter, r *http.Request, key str
 			// One byte over limit tells a body over limit from one
 			// of exactly limit bytes.
 			next := min(max(2*int64(cap(buf)), chunkedStep), limit+1)
-			if err := b.reserve(key, next); err != nil {
+			if err := b.reserve(key, held, next); err != nil {
 				release()
 				b.refuse(w, err)
 				return nil, nil, false
 			}
+			held = next
+			// The old buffer is garbage once copied: the reservation
+			// counts the new one only.
 			nb := make([]byte, len(buf), next)
 			copy(nb, buf)
 			buf = nb
-			if held > 0 {
-				b.free(key, held)
-			}
-			held = next
 		}
 		m, err := r.Body.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+m]

@@ -75,10 +75,14 @@ func (r *Region) serveIngest(w http.ResponseWriter, req *http.Request) {
 	if !ok {
 		return
 	}
-	body, ok := httpapi.ReadLimited(w, req, telemetry.MaxBatchBytes)
+	body, release, ok := r.cfg.Bodies.Read(w, req, id.ID, telemetry.MaxBatchBytes)
 	if !ok {
 		return
 	}
+	// The batch's strings share the parser's copy of the body, the size of
+	// the body itself: the reservation covers them until the store has
+	// answered (stores copy what they keep).
+	defer release()
 	batch, err := telemetry.ParseBatch(body)
 	if err != nil {
 		status := http.StatusBadRequest

@@ -26,9 +26,11 @@ import (
 	"time"
 
 	"github.com/vitrine-dev/vitrine/internal/endpoint"
+	"github.com/vitrine-dev/vitrine/internal/httpapi"
 	"github.com/vitrine-dev/vitrine/internal/seal"
 	"github.com/vitrine-dev/vitrine/internal/store"
 	"github.com/vitrine-dev/vitrine/residency"
+	"github.com/vitrine-dev/vitrine/telemetry"
 )
 
 // Config configures one region.
@@ -72,6 +74,14 @@ type Config struct {
 	Logger           *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Bodies bounds the request bodies the region holds in memory at
+	// once, in all and per endpoint; regions that share a process should
+	// share one. Nil means a budget of the region's own,
+	// httpapi.DefaultBodyBudget bytes with a full batch
+	// (telemetry.MaxBatchBytes) per endpoint. A body is read only within
+	// the server's ReadTimeout, which bounds how long a slow sender holds
+	// its part.
+	Bodies *httpapi.BodyBudget
 }
 
 // Region is a running region. Its methods are safe for concurrent use.
@@ -114,6 +124,9 @@ func New(cfg Config) *Region {
 	}
 	if cfg.Location == "" {
 		cfg.Location = "CH"
+	}
+	if cfg.Bodies == nil {
+		cfg.Bodies = httpapi.NewBodyBudget(httpapi.DefaultBodyBudget, telemetry.MaxBatchBytes)
 	}
 	return &Region{cfg: cfg, logger: cfg.Logger.With("region", cfg.Name)}
 }

@@ -56,15 +56,18 @@ func (r *Region) serveVerdict(w http.ResponseWriter, req *http.Request) {
 }
 
 func (r *Region) serveVerdicts(w http.ResponseWriter, req *http.Request) {
-	if _, ok := r.authEndpoint(w, req); !ok {
+	id, ok := r.authEndpoint(w, req)
+	if !ok {
 		return
 	}
-	body, ok := httpapi.ReadLimited(w, req, 128<<10)
+	body, release, ok := r.cfg.Bodies.Read(w, req, id.ID, 128<<10)
 	if !ok {
 		return
 	}
 	var q VerdictsRequest
-	if err := httpapi.DecodeStrict(body, &q); err != nil {
+	err := httpapi.DecodeStrict(body, &q)
+	release() // the decoded hashes are copies
+	if err != nil {
 		httpapi.Error(w, http.StatusBadRequest, "bad request: "+err.Error()+`; want {"sha256":["<hex>",…]}`)
 		return
 	}
