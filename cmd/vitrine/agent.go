@@ -95,10 +95,17 @@ func runAgentScan(ctx context.Context, e *env, args []string) error {
 		fs.Usage()
 		return &exitError{2, errors.New("name at least one file or directory to scan")}
 	}
+	// What cannot be read is reported and the rest scanned, as clamscan
+	// does; the exit status is then 2 whatever was found.
+	var paths []string
+	missing := 0
 	for _, p := range fs.Args() {
 		if _, err := os.Stat(p); err != nil {
-			return &exitError{2, fmt.Errorf("cannot scan %s: %w", p, err)}
+			fmt.Fprintf(e.stderr, "cannot scan %s: %v\n", p, err)
+			missing++
+			continue
 		}
+		paths = append(paths, p)
 	}
 	a, err := agent.Open(*dir)
 	if err != nil {
@@ -106,7 +113,7 @@ func runAgentScan(ctx context.Context, e *env, args []string) error {
 	}
 	start := time.Now()
 	var files, errs int
-	ds, err := a.Scan(ctx, fs.Args(), *workers, func(r scan.Result) {
+	ds, err := a.Scan(ctx, paths, *workers, func(r scan.Result) {
 		files++
 		if r.Err != nil {
 			errs++
@@ -127,7 +134,8 @@ func runAgentScan(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "%s: %s FOUND\n", d.Path, d.Signature)
 		infected[d.Path] = true
 	}
-	fmt.Fprintf(e.stdout, "scanned %d files in %s: %d infected, %d unreadable\n", files, time.Since(start).Round(time.Millisecond), len(infected), errs)
+	errs += missing
+	fmt.Fprintf(e.stdout, "scanned %s in %s: %d infected, %d unreadable\n", plural(files, "file", "files"), time.Since(start).Round(time.Millisecond), len(infected), errs)
 	if len(ds) > 0 && !*noReport {
 		if err := a.Report(ctx, ds); err != nil {
 			return &exitError{2, fmt.Errorf("reporting detections: %w", err)}
@@ -136,7 +144,7 @@ func runAgentScan(ctx context.Context, e *env, args []string) error {
 	}
 	switch {
 	case errs > 0:
-		return &exitError{2, fmt.Errorf("%d files could not be scanned", errs)}
+		return &exitError{2, fmt.Errorf("%s could not be scanned", plural(errs, "path", "paths"))}
 	case len(ds) > 0:
 		return &exitError{status: 1}
 	}

@@ -63,6 +63,15 @@ func TestHelpAndUsage(t *testing.T) {
 			t.Errorf("vitrine %s: err=%v\n%s", strings.Join(args, " "), err, out)
 		}
 	}
+	// No command at all: the list, and a status a script sees as a
+	// mistake; "help" is asked for, so 0.
+	var xe *exec.ExitError
+	if out, err := runVitrine(t, bin); !errors.As(err, &xe) || xe.ExitCode() != 2 || !strings.Contains(out, "usage: vitrine <command>") {
+		t.Errorf("vitrine with no command: %v\n%s", err, out)
+	}
+	if out, err := runVitrine(t, bin, "help"); err != nil || !strings.Contains(out, "usage: vitrine <command>") {
+		t.Errorf("vitrine help: %v\n%s", err, out)
+	}
 	if out, err := runVitrine(t, bin, "frobnicate"); err == nil || !strings.Contains(out, `unknown command "frobnicate"`) {
 		t.Errorf("unknown command: err=%v\n%s", err, out)
 	}

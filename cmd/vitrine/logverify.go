@@ -60,6 +60,11 @@ var httpClient = &http.Client{
 }
 
 func (t *target) resolve(ctx context.Context, needURL bool) (*resolved, error) {
+	if t.platform == "" && t.url == "" && t.vkey == "" && needURL {
+		// Neither a log nor a platform named: the default platform
+		// ($VITRINE_URL, or vitrine up on its default address).
+		t.platform = defaultPlatform()
+	}
 	if t.platform != "" {
 		if t.log == "" {
 			return nil, errors.New("--platform needs --log NAME")
@@ -212,7 +217,7 @@ func runLogVerify(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("tree: %w", err)
 	}
-	fmt.Fprintf(e.stdout, "tree        %d entries recomputed from their bundles, %d tiles checked: root ok\n", rep.Entries, rep.Tiles)
+	fmt.Fprintf(e.stdout, "tree        %s recomputed from their bundles, %s checked: root ok\n", plural(rep.Entries, "entry", "entries"), plural(rep.Tiles, "tile", "tiles"))
 	if err := tlog.SaveState(statePath, &tlog.State{Origin: cp.Origin, Size: cp.Size, Root: cp.Hash, Checkpoint: cp.Raw}); err != nil {
 		return err
 	}
@@ -259,7 +264,11 @@ func runLogProve(ctx context.Context, e *env, args []string) error {
 		_, err = e.stdout.Write(b)
 		return err
 	}
-	return os.WriteFile(*out, b, 0o644)
+	if err := os.WriteFile(*out, b, 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "proof of entry %d in %s at size %d (checked) written to %s\n", idx, cp.Origin, cp.Size, *out)
+	return nil
 }
 
 func runLogVerifyProof(ctx context.Context, e *env, args []string) error {

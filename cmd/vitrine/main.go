@@ -126,7 +126,11 @@ func dispatch(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	help := func(a string) bool { return a == "help" || a == "-h" || a == "-help" || a == "--help" }
-	if len(args) == 0 || help(args[0]) {
+	if len(args) == 0 {
+		usage(e.stderr, "")
+		return &exitError{status: 2}
+	}
+	if help(args[0]) {
 		usage(e.stdout, "")
 		return nil
 	}

@@ -142,7 +142,7 @@ func latest(ps []*residency.Policy) *residency.Policy {
 }
 
 func runPolicyShow(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "policy show", "--platform URL [--version N]")
+	fs := newFlags(e, "policy show", "[--platform URL] [--version N]")
 	platformURL := fs.String("platform", defaultPlatform(), "base URL of the platform")
 	version := fs.Uint64("version", 0, "show this version instead of the active one")
 	if err := parseFlags(fs, args, 0); err != nil {
@@ -170,7 +170,7 @@ func runPolicyShow(ctx context.Context, e *env, args []string) error {
 }
 
 func runPolicyDiff(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "policy diff", "--platform URL [--from N] [--to M]")
+	fs := newFlags(e, "policy diff", "[--platform URL] [--from N] [--to M]")
 	platformURL := fs.String("platform", defaultPlatform(), "base URL of the platform")
 	from := fs.Uint64("from", 0, "older version (default: the one before --to)")
 	to := fs.Uint64("to", 0, "newer version (default: the active one)")

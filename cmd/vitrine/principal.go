@@ -12,7 +12,7 @@ import (
 )
 
 func runPrincipalCreate(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "principal create", "--url URL --token FILE --id ROLE:NAME --location CC --regions R1,R2 [--expires 720h] [--out FILE]")
+	fs := newFlags(e, "principal create", "[--url URL] [--token FILE] --id ROLE:NAME --location CC --regions R1,R2 [--expires 720h] [--out FILE]")
 	base := fs.String("url", defaultPlatform(), "base URL of the platform")
 	tokenFile := fs.String("token", defaultOperatorToken, "file holding the operator token (<data>/operator.token of 'vitrine up')")
 	id := fs.String("id", "", "the principal's id, <role>:<name>, e.g. analyst:jdoe")
@@ -55,7 +55,7 @@ func runPrincipalCreate(ctx context.Context, e *env, args []string) error {
 }
 
 func runPrincipalRevoke(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "principal revoke", "--url URL --token FILE --id ROLE:NAME")
+	fs := newFlags(e, "principal revoke", "[--url URL] [--token FILE] --id ROLE:NAME")
 	base := fs.String("url", defaultPlatform(), "base URL of the platform")
 	tokenFile := fs.String("token", defaultOperatorToken, "file holding the operator token (<data>/operator.token of 'vitrine up')")
 	id := fs.String("id", "", "the principal's id, <role>:<name>")

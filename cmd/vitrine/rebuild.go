@@ -96,7 +96,7 @@ func runRebuild(ctx context.Context, e *env, args []string) error {
 // runRebuildVerify is `vitrine rebuild verify`: it fetches a rebuilder's
 // verdict on a release and checks its signature.
 func runRebuildVerify(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "rebuild verify", "--rebuilder URL [--key FILE] [--platform URL [--log-key VKEY] [--witness-policy FILE]] NAME VERSION")
+	fs := newFlags(e, "rebuild verify", "[--rebuilder URL] [--key FILE] [--platform URL [--log-key VKEY] [--witness-policy FILE]] [--wait D] NAME VERSION")
 	base := fs.String("rebuilder", "http://127.0.0.1:8090", "the rebuilder's base URL (the prefix of /rebuilds/)")
 	keyFile := fs.String("key", "", "the rebuilder's public key (PEM), obtained from the rebuilder out of band (default: fetched from the rebuilder itself, which proves nothing about who signed)")
 	platformURL := fs.String("platform", "", "also check that the verdict is about the entry the platform's release log holds at its index, under a checkpoint that meets the witness policy (default: the verdict is checked on its own)")

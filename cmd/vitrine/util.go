@@ -62,6 +62,14 @@ func newOfflineDir(name string) string {
 	return filepath.Join(userDir("tuf-offline"), name+"-"+time.Now().UTC().Format("20060102T150405Z"))
 }
 
+// plural is "1 file" or "2 files".
+func plural[N int | uint64](n N, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
+
 // elapsed formats d as minutes and seconds, "3:07", for progress lines.
 func elapsed(d time.Duration) string {
 	s := int(d.Round(time.Second) / time.Second)

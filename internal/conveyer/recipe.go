@@ -1,11 +1,8 @@
 package conveyer
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/url"
 	"path"
 	"regexp"
@@ -13,6 +10,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/vitrine-dev/vitrine/internal/httpapi"
 )
 
 // ErrInvalidRecipe is wrapped by every error [ParseRecipe] returns for a
@@ -105,14 +104,12 @@ var (
 // ParseRecipe reads a recipe from JSON. Unknown keys, trailing data and
 // missing or malformed fields are errors wrapping [ErrInvalidRecipe].
 func ParseRecipe(data []byte) (*Recipe, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
+	// Strict: unknown members, trailing data and a member named twice
+	// ({"version":"1","version":"2"} was built as 2, then refused at
+	// publishing by the provenance's encoder, minutes later, as a 500).
 	var r Recipe
-	if err := dec.Decode(&r); err != nil {
+	if err := httpapi.DecodeStrict(data, &r); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidRecipe, err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, fmt.Errorf("%w: trailing data after the recipe object", ErrInvalidRecipe)
 	}
 	if err := r.Validate(); err != nil {
 		return nil, err

@@ -49,6 +49,7 @@ func TestParseRecipeRefuses(t *testing.T) {
 		{"unknown go key", `{"name":"a","version":"1","source":{"dir":"."},"targets":[{"go":{"package":"./x","platforms":["linux/amd64"],"cgo":true}}]}`, `unknown field "cgo"`},
 		{"trailing data", `{"name":"a","version":"1","source":{"dir":"."},"targets":[{"ruledb":{"name":"x","dir":"d"}}]} {}`, "trailing data"},
 		{"trailing garbage", `{"name":"a","version":"1","source":{"dir":"."},"targets":[{"ruledb":{"name":"x","dir":"d"}}]}x`, "trailing data"},
+		{"a member named twice", `{"name":"a","version":"1","version":"2","source":{"dir":"."},"targets":[{"ruledb":{"name":"x","dir":"d"}}]}`, "appears twice"},
 		{"not an object", `[]`, "cannot unmarshal"},
 		{"empty", ``, "EOF"},
 		{"bad name", `{"name":"A B","version":"1","source":{"dir":"."},"targets":[{"ruledb":{"name":"x","dir":"d"}}]}`, "name"},

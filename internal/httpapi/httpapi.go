@@ -104,7 +104,7 @@ func DecodeStrict(b []byte, v any) error {
 	}
 	// Not dec.More, which is false before a stray '}' or ']'.
 	if _, err := dec.Token(); err != io.EOF {
-		return errors.New("data after the JSON value")
+		return errors.New("trailing data after the JSON value")
 	}
 	return nil
 }
