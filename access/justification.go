@@ -9,7 +9,8 @@ import (
 	"unicode/utf8"
 )
 
-// Codes lists the justification codes, in the order DESIGN.md gives them.
+// Codes lists the justification codes, in the order docs/architecture.md
+// ("Access records") gives them.
 // Changing the slice does not change what this package accepts.
 var Codes = []string{
 	"CUSTOMER_INITIATED_SUPPORT",

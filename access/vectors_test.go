@@ -15,7 +15,8 @@ var update = flag.Bool("update", false, "rewrite the test vectors in testdata/")
 // hexID returns prefix and 64 hex digits made of c.
 func hexID(prefix string, c byte) string { return prefix + strings.Repeat(string(c), 64) }
 
-// testRecord returns a granted read, the record of DESIGN.md.
+// testRecord returns a granted read, the example record of docs/architecture.md
+// ("Access records") without its keys.
 func testRecord() *Record {
 	return &Record{
 		Time:          time.Date(2026, 11, 22, 10, 0, 0, 123_000_000, time.UTC),

@@ -43,7 +43,8 @@ const (
 	MaxBatchBytes = 16 << 20
 )
 
-// Record is one telemetry record as an endpoint sends it (DESIGN.md):
+// Record is one telemetry record as an endpoint sends it (docs/architecture.md,
+// "Telemetry"):
 //
 //	{"time":"2026-11-22T10:00:00Z","kind":"detection","sha256":"…","size":68,
 //	 "detection":"EICAR-Test-File","url":"","path":"C:/Users/…/eicar.com",

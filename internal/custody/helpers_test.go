@@ -108,8 +108,8 @@ func (e *env) wrap(region string, n int) (dataKeys, wrapped [][]byte) {
 	return dataKeys, wrapped
 }
 
-// record returns an access record in the DESIGN.md form that lists the
-// KeyIDs of wrapped.
+// record returns an access record in the form of docs/architecture.md
+// ("Access records") that lists the KeyIDs of wrapped.
 func record(region, action, outcome string, wrapped [][]byte) []byte {
 	ids := make([]string, len(wrapped))
 	for i, w := range wrapped {

@@ -147,9 +147,9 @@ const MinPseudonymKeySize = 16
 
 // Pseudonym returns the pseudonym of id under key: "hmac-sha256:" followed
 // by the lower-case hex HMAC-SHA256 of id keyed with key. It is the form in
-// which DESIGN.md's records name data subjects. The supervisor, who holds
-// the key, can recompute it from an id with any HMAC tool; without the key,
-// pseudonyms cannot be linked to ids.
+// which access records name data subjects (docs/architecture.md, "Access
+// records"). The supervisor, who holds the key, can recompute it from an id
+// with any HMAC tool; without the key, pseudonyms cannot be linked to ids.
 //
 // Pseudonym panics if key is shorter than MinPseudonymKeySize bytes: a
 // missing or short key is a configuration error that would make pseudonyms

@@ -4,15 +4,16 @@
 //
 // For every request the gateway authenticates the principal, checks its
 // role and region, requires a justification, and builds the access record
-// of DESIGN.md (package access): who, what was asked, how many records
-// and which (a digest of their ids), the pseudonyms of the data subjects,
-// and the ids of the data keys the answer needs. It appends the record to
-// the region's access log and releases nothing until the log has durably
-// sequenced it. To open personal fields it then waits for a checkpoint the
-// supervisor's witness cosigned, proves the entry in it, and asks the
-// supervisor's key custody to unwrap the data keys the entry names. So the
-// data can be read only through a logged access, by construction: custody
-// does not unwrap for an entry that is not in the witnessed log.
+// of docs/architecture.md ("Access records"; package access): who, what was
+// asked, how many records and which (a digest of their ids), the pseudonyms
+// of the data subjects, and the ids of the data keys the answer needs. It
+// appends the record to the region's access log and releases nothing until
+// the log has durably sequenced it. To open personal fields it then waits
+// for a checkpoint the supervisor's witness cosigned, proves the entry in
+// it, and asks the supervisor's key custody to unwrap the data keys the
+// entry names. So the data can be read only through a logged access, by
+// construction: custody does not unwrap for an entry that is not in the
+// witnessed log.
 //
 // A refused attempt (no credential, wrong role, wrong region, no
 // justification, a bad query) is logged too, with the outcome "denied".

@@ -2,9 +2,10 @@
 //
 // It opens the logs release, policy, access-zurich and access-moscow, a
 // witness whose cosignature each of them requires before it publishes a
-// checkpoint, and one HTTP server with the external contract of DESIGN.md:
-// discovery at /.well-known/vitrine.json, logs under /logs/<name>/, the
-// witness under /witness/.
+// checkpoint, and one HTTP server with the external contract of
+// docs/architecture.md ("External HTTP contract"): discovery at
+// /.well-known/vitrine.json, logs under /logs/<name>/, the witness under
+// /witness/.
 package platform
 
 import (

@@ -57,7 +57,7 @@ import (
 // Role is what a principal does, and bounds what it may ask for.
 type Role string
 
-// The roles of DESIGN.md.
+// The roles of docs/architecture.md ("Roles").
 const (
 	Operator   Role = "operator"   // runs the vendor's services
 	Analyst    Role = "analyst"    // an employee reading data with a justification
