@@ -242,9 +242,17 @@ func CheckPageSize(pageSize int) (int, error) {
 	return pageSize, nil
 }
 
+// MaxRemoteCount bounds every count a peer region reports: far above any
+// real prevalence or detection count (2^53, the largest integer every
+// JSON reader keeps exactly), and far enough below 2^63 that the local
+// sums built on them cannot overflow.
+const MaxRemoteCount = 1 << 53
+
 // CheckRemote returns an error if aggs, which region reported, are not
-// aggregates a store may take: no region, or an aggregate without a hash.
-// Stores call it first in PutRemote.
+// aggregates a store may take: no region, an aggregate without a hash, or
+// a count that is negative or over [MaxRemoteCount] (a peer's counts were
+// once taken as they came, and a sum over them wrapped in one store and
+// failed in the other). Stores call it first in PutRemote.
 func CheckRemote(region string, aggs []Aggregate) error {
 	if region == "" {
 		return errors.New("no region")
@@ -252,6 +260,14 @@ func CheckRemote(region string, aggs []Aggregate) error {
 	for i, a := range aggs {
 		if a.SHA256 == "" {
 			return fmt.Errorf("aggregate %d has no sha256", i)
+		}
+		if a.Prevalence < 0 || a.Prevalence > MaxRemoteCount {
+			return fmt.Errorf("aggregate %d (%s): prevalence %d is outside 0..%d", i, a.SHA256, a.Prevalence, int64(MaxRemoteCount))
+		}
+		for name, n := range a.Detections {
+			if n < 0 || n > MaxRemoteCount {
+				return fmt.Errorf("aggregate %d (%s): detection %q counted %d, outside 0..%d", i, a.SHA256, name, n, int64(MaxRemoteCount))
+			}
 		}
 	}
 	return nil

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vitrine-dev/vitrine/internal/store"
+	"github.com/vitrine-dev/vitrine/reputation"
 	"github.com/vitrine-dev/vitrine/telemetry"
 )
 
@@ -107,25 +108,12 @@ type delta struct {
 }
 
 // state returns the hash's aggregate: the base plus what is pending.
+// The sum is reputation.Merge, the one published to outsiders: counts
+// saturate instead of wrapping.
 func (d *delta) state() store.Aggregate {
-	a := d.base
-	if a.SHA256 == "" {
-		a = store.Aggregate{SHA256: d.sha256, FirstSeen: fromMicro(d.first), LastSeen: fromMicro(d.last)}
-	}
-	a.FirstSeen = minTime(a.FirstSeen, fromMicro(d.first))
-	a.LastSeen = maxTime(a.LastSeen, fromMicro(d.last))
-	a.Prevalence += d.prevalence
-	if len(a.Detections)+len(d.detections) > 0 {
-		dets := make(map[string]int64, len(a.Detections)+len(d.detections))
-		for name, n := range a.Detections {
-			dets[name] = n
-		}
-		for name, n := range d.detections {
-			dets[name] += n
-		}
-		a.Detections = dets
-	}
-	return a
+	pending := reputation.Aggregate{SHA256: d.sha256, Prevalence: d.prevalence, Detections: d.detections,
+		FirstSeen: fromMicro(d.first), LastSeen: fromMicro(d.last)}
+	return store.Aggregate(reputation.Merge(reputation.Aggregate(d.base), pending))
 }
 
 func newPending() *pending {
