@@ -106,9 +106,10 @@
 //
 // A client states its justification in the [Header] request header,
 // "Vitrine-Justification: <CODE>; <detail>". The gateway answers released
-// data with a [ReceiptHeader] header carrying the receipt: the index of the
-// access record in the region's access log, which the client can check
-// with an inclusion proof. An attempt without a valid credential that was
+// data with a [ReceiptHeader] header carrying the receipt: the origin of
+// the region's access log and the index of the access record in it,
+// separated by one space ("vitrine.local/logs/access-zurich 12"), which
+// the client can check with an inclusion proof. An attempt without a valid credential that was
 // counted instead of logged on its own has no receipt: the answer says
 // that the log's next denied summary counts it.
 package access
@@ -118,5 +119,5 @@ package access
 const Header = "Vitrine-Justification"
 
 // ReceiptHeader is the response header in which the access gateway returns
-// the receipt of an access: the log index of its access record.
+// the receipt of an access: "<log origin> <index>" of its access record.
 const ReceiptHeader = "Vitrine-Access-Receipt"
