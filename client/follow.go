@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"hash"
 	"sync"
 
 	"github.com/transparency-dev/merkle/compact"
@@ -118,7 +119,7 @@ func (f *Follower) Update(ctx context.Context, fn func(index uint64, entry []byt
 	for r.End() < cp.Size {
 		start := r.End()
 		end := min(cp.Size, (start/256+chunkBundles)*256)
-		entries, leaves, err := f.read(ctx, start, end, cp.Size)
+		entries, leaves, ranges, err := f.read(ctx, start, end, cp.Size)
 		if err != nil {
 			return nil, err
 		}
@@ -126,8 +127,10 @@ func (f *Follower) Update(ctx context.Context, fn func(index uint64, entry []byt
 		if err != nil {
 			return nil, err
 		}
-		for _, h := range leaves {
-			if err := next.Append(h, nil); err != nil {
+		// Each bundle's subtree was hashed where it was read; what is
+		// left here is one merge per bundle.
+		for _, br := range ranges {
+			if err := next.AppendRange(br, nil); err != nil {
 				return nil, err
 			}
 		}
@@ -183,12 +186,14 @@ func (f *Follower) consistent(ctx context.Context, cp *tlog.Checkpoint) error {
 // enough to hide an HTTP log's latency and use every core on a local one.
 const readers = 8
 
-// read returns entries [start, end) of the log of the given size, and
-// their leaf hashes. Bundles are read and hashed concurrently.
-func (f *Follower) read(ctx context.Context, start, end, size uint64) ([][]byte, [][]byte, error) {
+// read returns entries [start, end) of the log of the given size, their
+// leaf hashes, and the compact range of each bundle's part of them.
+// Bundles are read and hashed concurrently.
+func (f *Follower) read(ctx context.Context, start, end, size uint64) ([][]byte, [][]byte, []*compact.Range, error) {
 	first, last := start/256, (end-1)/256
 	type bundle struct {
 		entries, leaves [][]byte
+		rng             *compact.Range
 		err             error
 	}
 	bundles := make([]bundle, last-first+1)
@@ -198,6 +203,8 @@ func (f *Follower) read(ctx context.Context, start, end, size uint64) ([][]byte,
 	next := make(chan uint64)
 	for range min(readers, len(bundles)) {
 		wg.Go(func() {
+			h := sha256.New()
+			var scratch [256][32]byte
 			for bi := range next {
 				b := &bundles[bi-first]
 				eb, err := tclient.GetEntryBundle(ctx, f.log.Fetcher.ReadEntryBundle, bi, size)
@@ -216,7 +223,13 @@ func (f *Follower) read(ctx context.Context, start, end, size uint64) ([][]byte,
 				b.leaves = make([][]byte, len(b.entries))
 				hashes := make([]byte, 32*len(b.entries))
 				for i, e := range b.entries {
-					b.leaves[i] = leafHash(hashes[32*i:32*i:32*(i+1)], e)
+					h.Reset()
+					h.Write([]byte{rfc6962.RFC6962LeafHashPrefix})
+					h.Write(e)
+					b.leaves[i] = h.Sum(hashes[32*i : 32*i : 32*(i+1)])
+				}
+				if b.rng, b.err = f.bundleRange(h, &scratch, bi*256+lo, b.leaves); b.err != nil {
+					cancel()
 				}
 			}
 		})
@@ -228,22 +241,44 @@ func (f *Follower) read(ctx context.Context, start, end, size uint64) ([][]byte,
 	wg.Wait()
 	entries := make([][]byte, 0, end-start)
 	leaves := make([][]byte, 0, end-start)
+	ranges := make([]*compact.Range, 0, len(bundles))
 	for _, b := range bundles {
 		if b.err != nil {
-			return nil, nil, b.err
+			return nil, nil, nil, b.err
 		}
 		entries, leaves = append(entries, b.entries...), append(leaves, b.leaves...)
+		ranges = append(ranges, b.rng)
 	}
-	return entries, leaves, nil
+	return entries, leaves, ranges, nil
 }
 
-// leafHash appends the RFC 6962 leaf hash of e to dst, with no allocation
-// beyond dst's.
-func leafHash(dst, e []byte) []byte {
-	h := sha256.New()
-	h.Write([]byte{0})
-	h.Write(e)
-	return h.Sum(dst)
+// bundleRange returns the compact range of leaves, which begin at index
+// begin. A whole bundle (256 leaves from a multiple of 256) is one perfect
+// subtree, hashed here with h and scratch and no allocation per node; a
+// part of one goes leaf by leaf.
+func (f *Follower) bundleRange(h hash.Hash, scratch *[256][32]byte, begin uint64, leaves [][]byte) (*compact.Range, error) {
+	if len(leaves) != 256 || begin%256 != 0 {
+		r := f.rf.NewEmptyRange(begin)
+		for _, l := range leaves {
+			if err := r.Append(l, nil); err != nil {
+				return nil, err
+			}
+		}
+		return r, nil
+	}
+	for i, l := range leaves {
+		copy(scratch[i][:], l)
+	}
+	for n := 256; n > 1; n /= 2 {
+		for i := 0; i < n/2; i++ {
+			h.Reset()
+			h.Write([]byte{rfc6962.RFC6962NodeHashPrefix})
+			h.Write(scratch[2*i][:])
+			h.Write(scratch[2*i+1][:])
+			h.Sum(scratch[i][:0])
+		}
+	}
+	return f.rf.NewRange(begin, begin+256, [][]byte{bytes.Clone(scratch[0][:])})
 }
 
 // prove checks that the tree r (entries 0 to r.End()) is a prefix of the
