@@ -12,6 +12,7 @@ import (
 
 	"github.com/transparency-dev/tessera/api/layout"
 
+	"github.com/vitrine-dev/vitrine/internal/backoff"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
 )
 
@@ -163,7 +164,7 @@ func (l *Log) serveAdd(w http.ResponseWriter, r *http.Request) {
 		httpapi.Unavailable(w, time.Second, "the log is busy; retry shortly")
 		return
 	default:
-		httpapi.Unavailable(w, time.Second, "the log could not take the entry; nothing was stored")
+		httpapi.Unavailable(w, max(time.Second, backoff.RetryAfterOf(err)), "the log could not take the entry; nothing was stored")
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")

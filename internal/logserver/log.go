@@ -224,7 +224,8 @@ func (l *Log) Reader() tlog.Fetcher { return l.reader }
 // Append adds entry to the log and returns its index once the entry is
 // durably sequenced and integrated. It returns ErrEmptyEntry or
 // ErrEntryTooLarge for bad entries, ErrBusy under pushback, and
-// ErrUnavailable when storage fails.
+// ErrUnavailable when storage fails (an *UnavailableError, with a
+// RetryAfter, while the storage is broken and recovering).
 func (l *Log) Append(ctx context.Context, entry []byte) (uint64, error) {
 	switch {
 	case len(entry) == 0:
@@ -246,7 +247,14 @@ func (l *Log) Append(ctx context.Context, entry []byte) (uint64, error) {
 		if errors.Is(err, tessera.ErrPushback) {
 			return 0, fmt.Errorf("appending to %s: %w", l.origin, ErrBusy)
 		}
-		l.logger.ErrorContext(ctx, "append failed", "err", err)
+		if errors.Is(err, tilestore.ErrBroken) {
+			if h := l.Health(); !h.OK() {
+				return 0, fmt.Errorf("appending: %w", &UnavailableError{Log: l.origin, Health: h})
+			}
+			return 0, fmt.Errorf("appending to %s: %w: %v", l.origin, ErrUnavailable, err)
+		}
+		// The store logs its failures (at most one line per interval
+		// when every batch fails); the caller gets the error.
 		return 0, fmt.Errorf("appending to %s: %w: %v", l.origin, ErrUnavailable, err)
 	}
 	return idx.Index, nil

@@ -64,12 +64,24 @@ func (s *store) open(ctx context.Context) (err error) {
 	s.lock = lock
 	defer func() {
 		if err != nil {
-			if s.j != nil {
-				s.j.close()
-				s.j = nil
-			}
 			s.lock.Close()
 			s.lock = nil
+		}
+	}()
+	return s.rebuild(ctx)
+}
+
+// rebuild recovers the tree from the log directory, which the caller has
+// locked: the durable state at the sync marker, then every journal record
+// after it, cutting a torn final record. Opening runs it, and so does a
+// broken store recovering in process (health.go), on a fresh store whose
+// state then replaces the broken one's. On error s.j is closed.
+func (s *store) rebuild(ctx context.Context) (err error) {
+	jdir := filepath.Join(s.root, stateDir, "journal")
+	defer func() {
+		if err != nil && s.j != nil {
+			s.j.close()
+			s.j = nil
 		}
 	}()
 	s.reader.store = s

@@ -23,6 +23,13 @@
 // synced, a marker records the synced size, and older journal segments are
 // removed. Opening a store rebuilds the tree state at the marker from the
 // tiles and replays the journal on top of it, cutting a torn final record.
+//
+// # Failures
+//
+// A failed write or sync breaks the store: it refuses appends (ErrBroken)
+// and recovers in process, rebuilding itself from the journal as opening
+// does once the file system takes writes again (health.go).
+// [Driver.Health] reports its state.
 package tilestore
 
 import (
@@ -34,6 +41,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/transparency-dev/merkle/compact"
@@ -43,10 +51,6 @@ import (
 	"github.com/transparency-dev/tessera/client"
 	"golang.org/x/sys/unix"
 )
-
-// errBroken means storage is in an unknown state; the store refuses every
-// further append until it is reopened and recovers from the journal.
-var errBroken = errors.New("log storage failed; restart to recover")
 
 // Config configures a store.
 type Config struct {
@@ -62,12 +66,21 @@ type Config struct {
 	SyncInterval time.Duration
 	// Logger receives operational messages (default slog.Default()).
 	Logger *slog.Logger
+	// RecoveryInterval is how long a broken store waits before it first
+	// tries to recover (default 1s); the wait doubles after each failed
+	// attempt, up to RecoveryIntervalMax (default 30s).
+	RecoveryInterval    time.Duration
+	RecoveryIntervalMax time.Duration
+
+	// faults injects failures of file operations (tests).
+	faults func(op, path string) error
 }
 
 // Driver is a Tessera driver; pass it to tessera.NewAppender.
 type Driver struct {
 	cfg  Config
 	done chan struct{}
+	st   atomic.Pointer[store] // the open store, for Health
 }
 
 // New returns a driver for the log in cfg.Path.
@@ -84,6 +97,13 @@ func New(cfg Config) *Driver {
 	if cfg.SyncInterval <= 0 {
 		cfg.SyncInterval = 10 * time.Second
 	}
+	if cfg.RecoveryInterval <= 0 {
+		cfg.RecoveryInterval = time.Second
+	}
+	if cfg.RecoveryIntervalMax <= 0 {
+		cfg.RecoveryIntervalMax = 30 * time.Second
+	}
+	cfg.RecoveryIntervalMax = max(cfg.RecoveryIntervalMax, cfg.RecoveryInterval)
 	return &Driver{cfg: cfg, done: make(chan struct{})}
 }
 
@@ -102,12 +122,16 @@ func (d *Driver) Appender(ctx context.Context, opts *tessera.AppendOptions) (*te
 		logger:   d.cfg.Logger,
 		segSize:  d.cfg.SegmentSize,
 		syncIvl:  d.cfg.SyncInterval,
+		recIvl:   d.cfg.RecoveryInterval,
+		recMax:   d.cfg.RecoveryIntervalMax,
+		faults:   d.cfg.faults,
 		maxBatch: int(max(1, opts.BatchMaxSize())),
 		maxQueue: int(opts.PushbackMaxOutstanding()),
 		wake:     make(chan struct{}, 1),
 		tiles:    map[uint64]*tileBuf{},
 		dirs:     map[string]bool{},
 		cpNotify: make(chan struct{}, 1),
+		pubKick:  make(chan struct{}, 1),
 		done:     d.done,
 	}
 	s.reader = &reader{root: s.root}
@@ -121,6 +145,7 @@ func (d *Driver) Appender(ctx context.Context, opts *tessera.AppendOptions) (*te
 	if err := s.publish(ctx, true); err != nil {
 		s.logger.WarnContext(ctx, "first checkpoint not published yet", "err", err)
 	}
+	d.st.Store(s)
 	go s.sequence(ctx)
 	go s.publishLoop(ctx, opts.CheckpointInterval(), opts.CheckpointRepublishInterval())
 	return &tessera.Appender{Add: s.add}, s.reader, nil
@@ -132,6 +157,9 @@ type store struct {
 	logger   *slog.Logger
 	segSize  int64
 	syncIvl  time.Duration
+	recIvl   time.Duration // first wait before recovering
+	recMax   time.Duration // longest wait between recovery attempts
+	faults   func(op, path string) error
 	maxBatch int
 	maxQueue int
 	reader   *reader
@@ -141,7 +169,9 @@ type store struct {
 	mu      sync.Mutex
 	queue   []pending
 	wake    chan struct{}
-	broken  error
+	broken  error  // why the store broke; nil while healthy
+	refusal error  // what refused appends get while broken
+	health  Health // guarded by mu
 	size    uint64 // integrated size, guarded by mu
 	rootHsh []byte // root at size, guarded by mu
 
@@ -156,10 +186,15 @@ type store struct {
 	bundleN int
 	dirs    map[string]bool
 	writes  []fileWrite
+	failLog limiter // of "appending batch failed" lines
+	// avail is the least free space seen since the store broke or
+	// last failed to recover (health.go).
+	avail uint64
 
 	done      chan struct{}
 	cpNotify  chan struct{}
-	synced    uint64 // size at the last sync point
+	pubKick   chan struct{} // publish now, whatever the backoff
+	synced    uint64        // size at the last sync point
 	published uint64
 	pubAt     time.Time
 }
@@ -200,7 +235,11 @@ func (s *store) add(_ context.Context, e *tessera.Entry) tessera.IndexFuture {
 	s.mu.Lock()
 	switch {
 	case s.broken != nil:
-		refused = s.broken
+		refused = s.refusal
+		if refused == nil {
+			refused = s.broken
+		}
+		s.health.Refused++
 	case s.maxQueue > 0 && len(s.queue) >= s.maxQueue:
 		refused = tessera.ErrPushback
 	default:
@@ -225,36 +264,87 @@ func (s *store) sequence(ctx context.Context) {
 	var batch []pending
 	tick := time.NewTicker(s.syncIvl)
 	defer tick.Stop()
+	// While the store is broken, retry is armed for the next recovery
+	// attempt, and watch ticks to see whether space came back, which
+	// calls for an attempt at once (health.go).
+	var retry *time.Timer
+	var watch *time.Ticker
+	defer func() {
+		if retry != nil {
+			retry.Stop()
+		}
+		if watch != nil {
+			watch.Stop()
+		}
+	}()
 	for {
+		var retryC, watchC <-chan time.Time
+		if retry != nil {
+			retryC = retry.C
+		}
+		if watch != nil {
+			watchC = watch.C
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			s.mu.Lock()
-			broken := s.broken
-			s.mu.Unlock()
-			if broken == nil && s.j.size > 0 {
+			if !s.isBroken() && s.j.size > 0 {
 				if err := s.syncPoint(); err != nil {
 					s.fail(fmt.Errorf("%w: sync point: %v", errBroken, err))
 				}
 			}
-			continue
+		case <-retryC:
+			retry = nil
+			s.tryRecover(ctx)
+		case <-watchC:
+			if s.spaceReturned() {
+				if retry != nil {
+					retry.Stop()
+					retry = nil
+				}
+				s.tryRecover(ctx)
+			}
 		case <-s.wake:
 		}
-		for {
+		batch = s.drain(ctx, batch)
+		switch broken := s.isBroken(); {
+		case broken && retry == nil:
 			s.mu.Lock()
-			n := min(len(s.queue), s.maxBatch)
-			batch = append(batch[:0], s.queue[:n]...)
-			s.queue = s.queue[n:]
-			if len(s.queue) == 0 {
-				s.queue = nil
-			}
+			n := s.health.Attempts
 			s.mu.Unlock()
-			if n == 0 {
-				break
+			retry = time.NewTimer(s.recoveryDelay(n))
+			if watch == nil {
+				watch = time.NewTicker(spaceWatch)
 			}
-			s.commit(ctx, batch)
+		case !broken && watch != nil:
+			watch.Stop()
+			watch = nil
 		}
+	}
+}
+
+func (s *store) isBroken() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.broken != nil
+}
+
+// drain commits what is queued, batch by batch, in batch's memory.
+func (s *store) drain(ctx context.Context, batch []pending) []pending {
+	for {
+		s.mu.Lock()
+		n := min(len(s.queue), s.maxBatch)
+		batch = append(batch[:0], s.queue[:n]...)
+		s.queue = s.queue[n:]
+		if len(s.queue) == 0 {
+			s.queue = nil
+		}
+		s.mu.Unlock()
+		if n == 0 {
+			return batch
+		}
+		s.commit(ctx, batch)
 	}
 }
 
@@ -271,7 +361,15 @@ func (s *store) commit(ctx context.Context, batch []pending) {
 			payload = append(payload, p.e.MarshalBundleData(first+uint64(i))...)
 			leaves[i] = p.e.LeafHash()
 		}
-		if err = s.j.append(first, uint32(len(batch)), payload); err == nil {
+		err = s.j.append(first, uint32(len(batch)), payload)
+		if err != nil && !errors.Is(err, errBroken) {
+			// The record was cut back off, but a journal that cannot
+			// be written (a full disk) fails the batches after this one
+			// too: break, so that callers can tell before they work,
+			// and let recovery find out when writing works again.
+			err = fmt.Errorf("%w: %v", errBroken, err)
+		}
+		if err == nil {
 			err = s.integrate(payload, leaves)
 			if err != nil {
 				err = fmt.Errorf("%w: %v", errBroken, err)
@@ -286,7 +384,10 @@ func (s *store) commit(ctx context.Context, batch []pending) {
 		close(p.res.done)
 	}
 	if err != nil {
-		s.logger.ErrorContext(ctx, "appending batch failed", "entries", len(batch), "err", err)
+		// A full disk fails every batch: one line per interval says so.
+		if n, ok := s.failLog.allow(time.Now()); ok {
+			s.logger.ErrorContext(ctx, "appending batch failed", "entries", len(batch), "err", err, "failed_batches", n)
+		}
 		return
 	}
 	select {
@@ -298,14 +399,6 @@ func (s *store) commit(ctx context.Context, batch []pending) {
 			s.fail(fmt.Errorf("%w: sync point: %v", errBroken, err))
 		}
 	}
-}
-
-func (s *store) fail(err error) {
-	s.mu.Lock()
-	if s.broken == nil {
-		s.broken = err
-	}
-	s.mu.Unlock()
 }
 
 // integrate adds a durable batch to the bundles and tiles and advances the
@@ -425,11 +518,34 @@ func (s *store) visit(id compact.NodeID, hash []byte) {
 	}
 }
 
+// limiter lets a repeated log line through once per logEvery.
+type limiter struct {
+	next  time.Time
+	count int // occurrences since the last line
+}
+
+const logEvery = 10 * time.Second
+
+// allow counts an occurrence and reports whether to log it, with the
+// number of occurrences the line stands for.
+func (l *limiter) allow(now time.Time) (int, bool) {
+	l.count++
+	if now.Before(l.next) {
+		return 0, false
+	}
+	n := l.count
+	l.next, l.count = now.Add(logEvery), 0
+	return n, true
+}
+
 func slicesClone(b []byte) []byte { return append([]byte(nil), b...) }
 
 // writeFile replaces path atomically for readers (temporary file and
 // rename) without syncing: the journal holds what is needed to rebuild it.
 func (s *store) writeFile(rel string, data []byte) error {
+	if err := s.fault("write", rel); err != nil {
+		return err
+	}
 	p := filepath.Join(s.root, rel)
 	dir := filepath.Dir(p)
 	if !s.dirs[dir] {
@@ -450,6 +566,9 @@ func (s *store) writeFile(rel string, data []byte) error {
 func (s *store) syncPoint() error {
 	size := s.cr.End()
 	if err := s.writePartials(); err != nil {
+		return err
+	}
+	if err := s.fault("syncfs", s.root); err != nil {
 		return err
 	}
 	if err := syncFS(s.root); err != nil {
@@ -529,6 +648,8 @@ func (s *store) shutdown() {
 	if s.broken == nil {
 		s.broken = errors.New("log closed")
 	}
+	s.refusal = errors.New("log closed")
+	s.health = Health{State: Closed, Recoveries: s.health.Recoveries, Recovered: s.health.Recovered}
 	s.mu.Unlock()
 	for _, p := range q {
 		p.res.err = errors.New("log closed")

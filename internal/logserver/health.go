@@ -1,0 +1,56 @@
+package logserver
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/vitrine-dev/vitrine/internal/tilestore"
+)
+
+// Health reports the state of the log's storage: healthy, or broken since
+// when and why, recovering in process (see package tilestore). It is safe
+// for concurrent use and cheap.
+func (l *Log) Health() tilestore.Health { return l.driver.Health() }
+
+// Ready returns nil if the log takes appends now. Otherwise it returns an
+// *UnavailableError, which wraps ErrUnavailable, says why and when to try
+// again. Whoever must log the work it does checks Ready first, so that a
+// log that cannot take the record costs nothing but the answer 503.
+func (l *Log) Ready() error {
+	l.closeMu.RLock()
+	closed := l.closed
+	l.closeMu.RUnlock()
+	if closed {
+		return &UnavailableError{Log: l.origin, Health: tilestore.Health{State: tilestore.Closed}}
+	}
+	if h := l.Health(); !h.OK() {
+		return &UnavailableError{Log: l.origin, Health: h}
+	}
+	return nil
+}
+
+// UnavailableError is the error of a log whose storage refuses appends.
+type UnavailableError struct {
+	Log    string
+	Health tilestore.Health
+}
+
+func (e *UnavailableError) Error() string {
+	if e.Health.State == tilestore.Closed {
+		return fmt.Sprintf("%s: %v: log closed", e.Log, ErrUnavailable)
+	}
+	return fmt.Sprintf("%s: %v: storage %s since %s (%s); it recovers by itself", e.Log, ErrUnavailable,
+		e.Health.State, e.Health.Since.UTC().Format(time.RFC3339), e.Health.Reason)
+}
+
+// Unwrap returns ErrUnavailable.
+func (e *UnavailableError) Unwrap() error { return ErrUnavailable }
+
+// RetryAfter is how long to wait before trying again: until the store's
+// next recovery attempt, at least a second.
+func (e *UnavailableError) RetryAfter() time.Duration {
+	if e.Health.State == tilestore.Closed {
+		return 5 * time.Second
+	}
+	return e.Health.RetryAfter(time.Now())
+}
