@@ -38,6 +38,7 @@ import (
 	"time"
 
 	"github.com/vitrine-dev/vitrine/access"
+	"github.com/vitrine-dev/vitrine/internal/backoff"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
 	"github.com/vitrine-dev/vitrine/internal/store"
 	"github.com/vitrine-dev/vitrine/residency"
@@ -137,6 +138,13 @@ func (c *Committer) Commit(ctx context.Context) (uint64, *access.Commitment, err
 	}
 	defer func() { <-c.turn }()
 
+	// Reading the dataset is the costly part: not for a log that says it
+	// cannot take the commitment (a *logserver.Log can say).
+	if l, ok := c.cfg.Log.(interface{ Ready() error }); ok {
+		if err := l.Ready(); err != nil {
+			return 0, nil, fmt.Errorf("committing to %s: %w: %w", c.cfg.Dataset, ErrLog, err)
+		}
+	}
 	start := time.Now()
 	cm := &access.Commitment{Time: c.cfg.Now(), Region: c.cfg.Region, Dataset: c.cfg.Dataset}
 	tree, through, err := readTree(ctx, c.cfg.Store)
@@ -297,7 +305,7 @@ func (c *Committer) Handler(authorized func(*http.Request) bool) http.Handler {
 					msg = e.Error()
 				}
 			}
-			httpapi.Unavailable(w, retryAfter, msg+"; nothing was committed, retry later")
+			httpapi.Unavailable(w, max(retryAfter, backoff.RetryAfterOf(err)), msg+"; nothing was committed, retry later")
 			return
 		}
 		httpapi.JSON(w, &Answer{Index: index, Time: cm.Time.UTC().Format("2006-01-02T15:04:05.000Z"),

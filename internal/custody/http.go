@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vitrine-dev/vitrine/internal/backoff"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
 )
 
@@ -228,5 +229,7 @@ func (c *Client) do(hreq *http.Request) ([]byte, error) {
 	}
 	// The service's message already begins with the sentinel's text.
 	msg = strings.TrimPrefix(strings.TrimPrefix(msg, sentinel.Error()), ": ")
-	return nil, fmt.Errorf("%w: %s", sentinel, msg)
+	// A client that retries waits at least what the service asked.
+	wait := backoff.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+	return nil, backoff.WithRetryAfter(fmt.Errorf("%w: %s", sentinel, msg), wait)
 }

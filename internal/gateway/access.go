@@ -133,6 +133,9 @@ func (g *Gateway) serveAccess(w http.ResponseWriter, r *http.Request, act *actio
 	}
 
 	open := act.open && q.Personal
+	if !g.logReady(w) {
+		return
+	}
 	recs, more, err := g.cfg.Store.Records(r.Context(), q.RecordQuery)
 	if err != nil {
 		g.unavailable(w, r, fmt.Errorf("%w: %v", errStore, err))

@@ -1,17 +1,18 @@
 package region
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/vitrine-dev/vitrine/access"
+	"github.com/vitrine-dev/vitrine/internal/backoff"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
 	"github.com/vitrine-dev/vitrine/internal/keys"
 	"github.com/vitrine-dev/vitrine/internal/store"
@@ -70,6 +71,13 @@ func (r *Region) serveAggregates(w http.ResponseWriter, req *http.Request) {
 		httpapi.Error(w, http.StatusBadRequest, "the "+PeerHeader+" header must name the pulling region")
 		return
 	}
+	// Aggregates cross only through a logged access: when the access log
+	// cannot take the record, say so before reading a page for nothing
+	// (its store logged once that it broke, and recovers by itself).
+	if err := r.accessLogReady(); err != nil {
+		httpapi.Unavailable(w, max(time.Second, backoff.RetryAfterOf(err)), "the access log cannot take the crossing now (its storage is recovering); nothing was released, retry after the Retry-After")
+		return
+	}
 	aggs, next, err := r.cfg.Store.ChangedAggregates(req.Context(), cursor, maxPage)
 	if err != nil {
 		r.logger.ErrorContext(req.Context(), "reading aggregates", "err", err)
@@ -83,7 +91,7 @@ func (r *Region) serveAggregates(w http.ResponseWriter, req *http.Request) {
 	if len(aggs) > 0 && r.cfg.AccessLog != nil {
 		if err := r.logCrossing(req.Context(), peer, cursor, next, len(aggs)); err != nil {
 			r.logger.ErrorContext(req.Context(), "logging aggregates crossing", "err", err)
-			httpapi.Unavailable(w, time.Second, "the access log could not take the crossing; nothing was released")
+			httpapi.Unavailable(w, max(time.Second, backoff.RetryAfterOf(err)), "the access log could not take the crossing; nothing was released")
 			return
 		}
 	}
@@ -114,7 +122,7 @@ func (r *Region) pull(ctx context.Context, name, base string, cursor int64) (int
 			return cursor, err
 		}
 		if resp.StatusCode != http.StatusOK {
-			return cursor, fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(body))
+			return cursor, backoff.NewStatusError(resp, body, r.cfg.Now())
 		}
 		var page AggregatesPage
 		if err := json.Unmarshal(body, &page); err != nil {
@@ -134,6 +142,70 @@ func (r *Region) pull(ctx context.Context, name, base string, cursor int64) (int
 		cursor = page.Cursor
 		if len(page.Aggregates) < maxPage {
 			return cursor, nil
+		}
+	}
+}
+
+// accessLogReady returns the access log's reason not to take a record now,
+// if it can tell (a *logserver.Log can), before the work it must log.
+func (r *Region) accessLogReady() error {
+	if l, ok := r.cfg.AccessLog.(interface{ Ready() error }); ok {
+		return l.Ready()
+	}
+	return nil
+}
+
+// exchangeBackoff spaces the pulls from a peer that fails: 1s doubling to
+// 30s with jitter, never sooner than its Retry-After.
+var exchangeBackoff = backoff.Policy{Min: time.Second, Max: 30 * time.Second}
+
+// exchange pulls every peer's changed aggregates each ExchangeInterval,
+// from cursors on, until ctx ends. A peer whose pull fails is not asked
+// again before exchangeBackoff and its Retry-After allow (by Config.Now);
+// a success resets that. A failing peer is logged when it starts failing
+// or fails differently, and when it answers again.
+func (r *Region) exchange(ctx context.Context, cursors map[string]int64) {
+	type peer struct {
+		failed  backoff.State
+		next    time.Time
+		lastErr string
+	}
+	peers := map[string]*peer{}
+	t := time.NewTicker(r.cfg.ExchangeInterval)
+	defer t.Stop()
+	for {
+		for name, base := range r.cfg.Peers {
+			p := peers[name]
+			if p == nil {
+				p = &peer{}
+				peers[name] = p
+			}
+			if r.cfg.Now().Before(p.next) {
+				continue
+			}
+			c, err := r.pull(ctx, name, base, cursors[name])
+			if ctx.Err() != nil {
+				return
+			}
+			// Pages stored before a failure count: c is where the
+			// store's copy ends.
+			cursors[name] = c
+			failures := p.failed.Failures
+			wait := p.failed.Next(exchangeBackoff, err, rand.Float64())
+			p.next = r.cfg.Now().Add(wait)
+			switch {
+			case err != nil && err.Error() != p.lastErr:
+				r.logger.WarnContext(ctx, "pulling aggregates", "peer", name, "err", err, "failures", p.failed.Failures, "retry_in", wait)
+				p.lastErr = err.Error()
+			case err == nil && failures > 0:
+				r.logger.InfoContext(ctx, "pulling aggregates again", "peer", name, "after_failures", failures)
+				p.lastErr = ""
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
 		}
 	}
 }

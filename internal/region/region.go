@@ -150,7 +150,8 @@ func (r *Region) Handler() http.Handler {
 	return mux
 }
 
-// Run pulls the peers' changed aggregates until ctx ends.
+// Run pulls the peers' changed aggregates until ctx ends, backing off from
+// a peer that fails (exchange.go).
 func (r *Region) Run(ctx context.Context) {
 	// Each peer's cursor is where the store's durable copy of its
 	// aggregates ends: the store writes the two together.
@@ -170,25 +171,7 @@ func (r *Region) Run(ctx context.Context) {
 			}
 		}
 	}
-	t := time.NewTicker(r.cfg.ExchangeInterval)
-	defer t.Stop()
-	for {
-		for name, base := range r.cfg.Peers {
-			c, err := r.pull(ctx, name, base, cursors[name])
-			if err != nil {
-				if ctx.Err() == nil {
-					r.logger.WarnContext(ctx, "pulling aggregates", "peer", name, "err", err)
-				}
-				continue
-			}
-			cursors[name] = c
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	r.exchange(ctx, cursors)
 }
 
 // Store returns the region's store.

@@ -39,6 +39,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -49,6 +50,7 @@ import (
 
 	"github.com/vitrine-dev/vitrine/access"
 	"github.com/vitrine-dev/vitrine/internal/atomicfile"
+	"github.com/vitrine-dev/vitrine/internal/backoff"
 	"github.com/vitrine-dev/vitrine/internal/custody"
 	"github.com/vitrine-dev/vitrine/internal/seal"
 	"github.com/vitrine-dev/vitrine/internal/store"
@@ -327,15 +329,21 @@ func (r *Relocator) runLocked(ctx context.Context, j *Job) {
 		defer close(done)
 		var err error
 		// A step that fails for want of the log, custody, the witness or
-		// a store is tried again, at growing intervals: every step can
-		// be repeated. Ends that differ stop the job for good, and an
-		// interrupted one (the platform stopping) resumes at the next
-		// start.
-		for wait := time.Second; ; wait = min(2*wait, 30*time.Second) {
-			err = r.run(ctx, j)
+		// a store is tried again, at growing intervals with jitter and
+		// never sooner than a Retry-After asked: every step can be
+		// repeated. A log that says it cannot take entries is waited for
+		// before a step reads what it would log. Ends that differ stop
+		// the job for good, and an interrupted one (the platform
+		// stopping) resumes at the next start.
+		var bo backoff.State
+		for {
+			if err = r.logsReady(j); err == nil {
+				err = r.run(ctx, j)
+			}
 			if err == nil || ctx.Err() != nil || errors.Is(err, errMismatch) {
 				break
 			}
+			wait := bo.Next(retryBackoff, err, mrand.Float64())
 			r.logger.WarnContext(ctx, "relocation step failed; retrying", "job", j.ID, "step", j.Step, "err", err, "in", wait)
 			select {
 			case <-ctx.Done():
@@ -351,6 +359,22 @@ func (r *Relocator) runLocked(ctx context.Context, j *Job) {
 			_ = r.saveLocked(j)
 		}
 	}()
+}
+
+// retryBackoff spaces the attempts of a failing job.
+var retryBackoff = backoff.Policy{Min: time.Second, Max: 30 * time.Second}
+
+// logsReady returns the reason, if either region's access log gives one
+// (a *logserver.Log does), why it cannot take entries now.
+func (r *Relocator) logsReady(j *Job) error {
+	for _, name := range []string{j.From, j.To} {
+		if l, ok := r.cfg.Regions[name].Log.(interface{ Ready() error }); ok {
+			if err := l.Ready(); err != nil {
+				return fmt.Errorf("access log of %s: %w", name, err)
+			}
+		}
+	}
+	return nil
 }
 
 // update changes j under the lock and saves it.

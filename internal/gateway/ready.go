@@ -1,0 +1,27 @@
+package gateway
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/vitrine-dev/vitrine/internal/backoff"
+	"github.com/vitrine-dev/vitrine/internal/httpapi"
+)
+
+// logReady reports whether the access log can take a record now, if it
+// can tell (a *logserver.Log can). When it cannot, logReady answers 503
+// with the log's Retry-After and returns false, so that an access that
+// cannot be logged costs no store read. It logs nothing per request: the
+// log's store logged once that it broke, and recovers by itself.
+func (g *Gateway) logReady(w http.ResponseWriter) bool {
+	l, ok := g.cfg.Log.(interface{ Ready() error })
+	if !ok {
+		return true
+	}
+	err := l.Ready()
+	if err == nil {
+		return true
+	}
+	httpapi.Unavailable(w, max(time.Second, backoff.RetryAfterOf(err)), errLog.Error()+" (its storage is recovering); no data was released, retry after the Retry-After")
+	return false
+}
