@@ -440,30 +440,7 @@ func FuzzParseCommitment(f *testing.F) {
 	}
 	f.Add(records[0])
 	f.Fuzz(func(t *testing.T, b []byte) {
-		c, err := ParseCommitment(b)
-		if err != nil {
-			if c != nil {
-				t.Fatalf("ParseCommitment returned a commitment with the error %v", err)
-			}
-			return
-		}
-		if EntryKind(b) != KindCommitment {
-			t.Fatalf("ParseCommitment accepted %q, whose EntryKind is %q", b, EntryKind(b))
-		}
-		if err := c.Validate(); err != nil {
-			t.Fatalf("ParseCommitment accepted %q, which does not validate: %v", b, err)
-		}
-		out, err := c.Marshal()
-		if err != nil || !bytes.Equal(out, b) {
-			t.Fatalf("ParseCommitment accepted %q, which Marshal writes as %q, %v", b, out, err)
-		}
-		again, err := ParseCommitment(out)
-		if err != nil || !reflect.DeepEqual(again, c) {
-			t.Fatalf("ParseCommitment(Marshal(c)) = %+v, %v; want %+v", again, err, c)
-		}
-		if _, err := Parse(b); err == nil {
-			t.Fatalf("both Parse and ParseCommitment accept %q", b)
-		}
+		checkCanonical(t, KindCommitment, ParseCommitment, b)
 	})
 }
 

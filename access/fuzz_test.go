@@ -1,8 +1,6 @@
 package access
 
 import (
-	"bytes"
-	"reflect"
 	"slices"
 	"testing"
 )
@@ -25,27 +23,7 @@ func FuzzParse(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		r, err := Parse(b)
-		if err != nil {
-			if r != nil {
-				t.Fatalf("Parse returned a record with the error %v", err)
-			}
-			return
-		}
-		if err := r.Validate(); err != nil {
-			t.Fatalf("Parse accepted %q, but the record does not validate: %v", b, err)
-		}
-		out, err := r.Marshal()
-		if err != nil {
-			t.Fatalf("Parse accepted %q, but Marshal fails: %v", b, err)
-		}
-		if !bytes.Equal(out, b) {
-			t.Fatalf("Parse accepted %q, which Marshal writes as %q", b, out)
-		}
-		again, err := Parse(out)
-		if err != nil || !reflect.DeepEqual(again, r) {
-			t.Fatalf("Parse(Marshal(r)) = %+v, %v; want %+v", again, err, r)
-		}
+		checkCanonical(t, KindAccess, Parse, b)
 	})
 }
 

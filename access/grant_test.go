@@ -284,32 +284,6 @@ func FuzzParseGrant(f *testing.F) {
 		f.Add(bytes.SplitN(c, []byte("\n"), 2)[0])
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		g, err := ParseGrant(b)
-		if err != nil {
-			if g != nil {
-				t.Fatalf("ParseGrant returned a grant with the error %v", err)
-			}
-			return
-		}
-		if EntryKind(b) != KindGrant {
-			t.Fatalf("ParseGrant accepted %q, whose EntryKind is %q", b, EntryKind(b))
-		}
-		if err := g.Validate(); err != nil {
-			t.Fatalf("ParseGrant accepted %q, which does not validate: %v", b, err)
-		}
-		out, err := g.Marshal()
-		if err != nil || !bytes.Equal(out, b) {
-			t.Fatalf("ParseGrant accepted %q, which Marshal writes as %q, %v", b, out, err)
-		}
-		again, err := ParseGrant(out)
-		if err != nil || !reflect.DeepEqual(again, g) {
-			t.Fatalf("ParseGrant(Marshal(g)) = %+v, %v; want %+v", again, err, g)
-		}
-		if _, err := Parse(b); err == nil {
-			t.Fatalf("both Parse and ParseGrant accept %q", b)
-		}
-		if _, err := ParseCommitment(b); err == nil {
-			t.Fatalf("both ParseCommitment and ParseGrant accept %q", b)
-		}
+		checkCanonical(t, KindGrant, ParseGrant, b)
 	})
 }

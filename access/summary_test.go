@@ -265,32 +265,6 @@ func FuzzParseDeniedSummary(f *testing.F) {
 		f.Add(bytes.SplitN(c, []byte("\n"), 2)[0])
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		s, err := ParseDeniedSummary(b)
-		if err != nil {
-			if s != nil {
-				t.Fatalf("ParseDeniedSummary returned a summary with the error %v", err)
-			}
-			return
-		}
-		if EntryKind(b) != KindDeniedSummary {
-			t.Fatalf("ParseDeniedSummary accepted %q, whose EntryKind is %q", b, EntryKind(b))
-		}
-		if err := s.Validate(); err != nil {
-			t.Fatalf("ParseDeniedSummary accepted %q, which does not validate: %v", b, err)
-		}
-		out, err := s.Marshal()
-		if err != nil || !bytes.Equal(out, b) {
-			t.Fatalf("ParseDeniedSummary accepted %q, which Marshal writes as %q, %v", b, out, err)
-		}
-		again, err := ParseDeniedSummary(out)
-		if err != nil || !reflect.DeepEqual(again, s) {
-			t.Fatalf("ParseDeniedSummary(Marshal(s)) = %+v, %v; want %+v", again, err, s)
-		}
-		if _, err := Parse(b); err == nil {
-			t.Fatalf("both Parse and ParseDeniedSummary accept %q", b)
-		}
-		if _, err := ParseCommitment(b); err == nil {
-			t.Fatalf("both ParseCommitment and ParseDeniedSummary accept %q", b)
-		}
+		checkCanonical(t, KindDeniedSummary, ParseDeniedSummary, b)
 	})
 }
