@@ -170,14 +170,6 @@ func readJSON(path string, v any) error {
 	return nil
 }
 
-func getJSON(ctx context.Context, hc *http.Client, u string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return err
-	}
-	return do(hc, req, v)
-}
-
 // do sends req and decodes a 2xx JSON answer into v (if not nil).
 func do(hc *http.Client, req *http.Request, v any) error {
 	resp, err := hc.Do(req)
