@@ -259,7 +259,7 @@ func TestREADME(t *testing.T) {
 		"registered endpoint",
 		"installed sample-ruledb 1",
 		"installed vitrine 0.1.0",
-		"scanned 1 files",
+		"scanned 1 file in",
 		"0 infected",
 		"eicar.com: Vitrine.Test.EICAR",
 		"1 infected",
