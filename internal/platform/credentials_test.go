@@ -157,15 +157,22 @@ func TestRevokedPrincipalIs401(t *testing.T) {
 	if err != nil || denied.Outcome != "denied" || denied.Reason != "read: bad credential" {
 		t.Errorf("the denied attempt: %s (%v)", entries[deniedIndex], err)
 	}
-	// moscow's log holds the grant and the revocation too.
-	cp, err := p.Log("access-moscow").Checkpoint(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	kinds := map[string]int{}
-	for _, e := range accessEntries(t, p.Log("access-moscow"), cp.Size-1) {
-		if g, err := access.ParseGrant(e); err == nil && g.Principal.ID == "analyst:jdoe" && g.Region == "moscow" {
-			kinds[g.Action]++
+	// moscow's log holds the grant and the revocation too, once its
+	// checkpoint, published on its own schedule, covers them.
+	var kinds map[string]int
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		cp, err := p.Log("access-moscow").Checkpoint(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		kinds = map[string]int{}
+		for _, e := range accessEntries(t, p.Log("access-moscow"), cp.Size-1) {
+			if g, err := access.ParseGrant(e); err == nil && g.Principal.ID == "analyst:jdoe" && g.Region == "moscow" {
+				kinds[g.Action]++
+			}
+		}
+		if kinds[access.RevokeAction] > 0 || time.Now().After(deadline) {
+			break
 		}
 	}
 	if kinds[access.GrantAction] != 1 || kinds[access.RevokeAction] != 1 {
