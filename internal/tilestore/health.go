@@ -135,7 +135,11 @@ func (s *store) fail(err error) {
 	now := time.Now()
 	s.broken = err
 	s.refusal = fmt.Errorf("%w; appends are refused until it recovers, which it does by itself once storage works (broken since %s)", err, now.UTC().Format(time.RFC3339))
-	s.health = Health{State: Broken, Since: now, Reason: err.Error(), Recoveries: s.health.Recoveries, Recovered: s.health.Recovered}
+	// The first attempt's time is known now; the recovery loop sets it
+	// again when it schedules it. A report between the two once showed a
+	// broken store with no attempt due.
+	s.health = Health{State: Broken, Since: now, Reason: err.Error(), Recoveries: s.health.Recoveries, Recovered: s.health.Recovered,
+		NextAttempt: now.Add(s.recIvl)}
 	s.mu.Unlock()
 	s.avail = freeSpace(s.root)
 	s.logger.Error("log storage failed: refusing appends and recovering in process", "path", s.root, "err", err)
