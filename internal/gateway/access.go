@@ -157,7 +157,12 @@ func (g *Gateway) serveAccess(w http.ResponseWriter, r *http.Request, act *actio
 		httpapi.Error(w, http.StatusInternalServerError, "the gateway could not build the access record; nothing was released")
 		return
 	}
-	index, err := g.cfg.Log.Append(r.Context(), entry)
+	var index uint64
+	if rl, ok := g.cfg.Log.(RecordLog); ok {
+		index, err = rl.AppendRecord(r.Context(), rec, entry)
+	} else {
+		index, err = g.cfg.Log.Append(r.Context(), entry)
+	}
 	if err != nil {
 		g.unavailable(w, r, fmt.Errorf("%w: %v", errLog, err))
 		return

@@ -36,6 +36,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/vitrine-dev/vitrine/access"
 	"github.com/vitrine-dev/vitrine/internal/custody"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
 	"github.com/vitrine-dev/vitrine/internal/principal"
@@ -44,6 +45,17 @@ import (
 )
 
 // Log is the region's access log (a *logserver.Log).
+// RecordLog is a Log that also takes an access record with its encoding:
+// a log that checks what it admits (the platform's refuses a revoked
+// principal's access) reads rec instead of parsing entry again, which
+// cost a sixth of a logged read's CPU. The gateway uses it when its Log
+// has it.
+type RecordLog interface {
+	Log
+	// AppendRecord appends entry, the encoding of rec, as Append does.
+	AppendRecord(ctx context.Context, rec *access.Record, entry []byte) (uint64, error)
+}
+
 type Log interface {
 	// Append returns the entry's index once it is durably sequenced.
 	Append(ctx context.Context, entry []byte) (uint64, error)

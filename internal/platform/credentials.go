@@ -7,7 +7,9 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/vitrine-dev/vitrine/access"
 	"github.com/vitrine-dev/vitrine/internal/endpoint"
+	"github.com/vitrine-dev/vitrine/internal/gateway"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
 	"github.com/vitrine-dev/vitrine/internal/keys"
 	"github.com/vitrine-dev/vitrine/internal/logserver"
@@ -37,6 +39,13 @@ type admittedLog struct {
 
 func (l admittedLog) Append(ctx context.Context, entry []byte) (uint64, error) {
 	return l.principals.Admit(ctx, entry, l.Log.Append)
+}
+
+// The gateway hands admittedLog the record with its encoding.
+var _ gateway.RecordLog = admittedLog{}
+
+func (l admittedLog) AppendRecord(ctx context.Context, rec *access.Record, entry []byte) (uint64, error) {
+	return l.principals.AdmitRecord(ctx, rec, entry, l.Log.Append)
 }
 
 // openEndpointIssuer returns the endpoint token issuer, whose verifiers —

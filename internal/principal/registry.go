@@ -357,8 +357,17 @@ func (r *Registry) Admit(ctx context.Context, entry []byte, appendEntry func(con
 		return appendEntry(ctx, entry)
 	}
 	rec, err := access.Parse(entry)
-	if err != nil || rec.Outcome != "granted" {
+	if err != nil {
 		return appendEntry(ctx, entry) // the log's owner refuses what is malformed
+	}
+	return r.AdmitRecord(ctx, rec, entry, appendEntry)
+}
+
+// AdmitRecord is [Registry.Admit] for an entry whose record the caller
+// has: rec, which entry encodes. It does not parse entry.
+func (r *Registry) AdmitRecord(ctx context.Context, rec *access.Record, entry []byte, appendEntry func(context.Context, []byte) (uint64, error)) (uint64, error) {
+	if rec.Outcome != "granted" {
+		return appendEntry(ctx, entry)
 	}
 	r.mu.RLock()
 	defer r.mu.RUnlock()
