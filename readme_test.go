@@ -297,8 +297,10 @@ func TestREADME(t *testing.T) {
 		t.Errorf("no TUF root keys under %s/.config/vitrine/tuf-offline", home)
 	}
 	// The platform's data directory is private.
-	if fi, err := os.Stat(filepath.Join(repo, "vitrine-data")); err != nil || fi.Mode().Perm() != 0o700 {
-		t.Errorf("vitrine-data: %v, %v; want a directory of mode 0700", fi.Mode(), err)
+	if fi, err := os.Stat(filepath.Join(repo, "vitrine-data")); err != nil {
+		t.Error(err)
+	} else if fi.Mode().Perm() != 0o700 {
+		t.Errorf("vitrine-data has mode %v, want 0700", fi.Mode().Perm())
 	}
 }
 

@@ -11,7 +11,6 @@ import (
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/rfc6962"
 	tclient "github.com/transparency-dev/tessera/client"
-	"golang.org/x/mod/sumdb/note"
 
 	"github.com/vitrine-dev/vitrine/tlog"
 )
@@ -194,11 +193,22 @@ func (f *Follower) read(ctx context.Context, start, end, size uint64) ([][]byte,
 	type bundle struct {
 		entries, leaves [][]byte
 		rng             *compact.Range
-		err             error
 	}
 	bundles := make([]bundle, last-first+1)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// The first failure is the one to report: the fetches it cancels
+	// fail after it, with nothing to say about the log.
+	var failMu sync.Mutex
+	var failed error
+	fail := func(err error) {
+		failMu.Lock()
+		if failed == nil {
+			failed = err
+		}
+		failMu.Unlock()
+		cancel()
+	}
 	var wg sync.WaitGroup
 	next := make(chan uint64)
 	for range min(readers, len(bundles)) {
@@ -209,14 +219,12 @@ func (f *Follower) read(ctx context.Context, start, end, size uint64) ([][]byte,
 				b := &bundles[bi-first]
 				eb, err := tclient.GetEntryBundle(ctx, f.log.Fetcher.ReadEntryBundle, bi, size)
 				if err != nil {
-					b.err = &tlog.FetchError{Path: fmt.Sprintf("entry bundle %d", bi), Err: err}
-					cancel()
+					fail(&tlog.FetchError{Path: fmt.Sprintf("entry bundle %d", bi), Err: err})
 					continue
 				}
 				lo, hi := max(start, bi*256)-bi*256, min(end, bi*256+256)-bi*256
 				if uint64(len(eb.Entries)) < hi {
-					b.err = fmt.Errorf("%s: entry bundle %d holds %d entries, want %d: %w", f.log.Origin(), bi, len(eb.Entries), hi, tlog.ErrTreeMismatch)
-					cancel()
+					fail(fmt.Errorf("%s: entry bundle %d holds %d entries, want %d: %w", f.log.Origin(), bi, len(eb.Entries), hi, tlog.ErrTreeMismatch))
 					continue
 				}
 				b.entries = eb.Entries[lo:hi]
@@ -228,9 +236,12 @@ func (f *Follower) read(ctx context.Context, start, end, size uint64) ([][]byte,
 					h.Write(e)
 					b.leaves[i] = h.Sum(hashes[32*i : 32*i : 32*(i+1)])
 				}
-				if b.rng, b.err = f.bundleRange(h, &scratch, bi*256+lo, b.leaves); b.err != nil {
-					cancel()
+				rng, err := f.bundleRange(h, &scratch, bi*256+lo, b.leaves)
+				if err != nil {
+					fail(err)
+					continue
 				}
+				b.rng = rng
 			}
 		})
 	}
@@ -239,13 +250,13 @@ func (f *Follower) read(ctx context.Context, start, end, size uint64) ([][]byte,
 	}
 	close(next)
 	wg.Wait()
+	if failed != nil {
+		return nil, nil, nil, failed
+	}
 	entries := make([][]byte, 0, end-start)
 	leaves := make([][]byte, 0, end-start)
 	ranges := make([]*compact.Range, 0, len(bundles))
 	for _, b := range bundles {
-		if b.err != nil {
-			return nil, nil, nil, b.err
-		}
 		entries, leaves = append(entries, b.entries...), append(leaves, b.leaves...)
 		ranges = append(ranges, b.rng)
 	}
@@ -337,13 +348,14 @@ func keyHash(vkey string) string {
 	return fmt.Sprintf("%x", h[:])
 }
 
-// signatureOnly is the policy of a checkpoint already verified under the
-// log's witness policy once, read back from a follower's own state: its
-// log signature shows it is the log's; its cosignatures were counted when
-// it was first verified.
+// signatureOnly is the policy of a checkpoint verified under the log's
+// witness policy once and kept: its log signature shows it is the log's;
+// its cosignatures were counted when it was first verified.
 var signatureOnly, _ = tlog.ParsePolicy([]byte("quorum none\n"))
 
-// logSigned parses a stored checkpoint after checking its log signature.
-func logSigned(raw []byte, v note.Verifier) (*tlog.Checkpoint, error) {
-	return signatureOnly.VerifyCheckpoint(raw, v)
+// Kept parses a checkpoint that a monitor verified under the witness
+// policy before and kept (in a [FollowState], say), after checking that
+// the log's key signed it: a kept checkpoint of another log is refused.
+func (l *Log) Kept(raw []byte) (*tlog.Checkpoint, error) {
+	return signatureOnly.VerifyCheckpoint(raw, l.Verifier)
 }

@@ -267,19 +267,21 @@ func TestFollowerRefusesLies(t *testing.T) {
 			if _, _, err := collect(t, f); err != nil {
 				t.Fatal(err)
 			}
-			// Then the lie, to a new follower and to one resumed.
+			// Then the lie, to a new follower. (The honest one, resumed,
+			// has read everything the checkpoint covers: it reads
+			// nothing more, so it is handed nothing.)
 			s.change, _ = tc.change(t), s.lie.CompareAndSwap(false, true)
-			for _, f := range []func() *Follower{
-				func() *Follower { f, _ := NewFollower(s.client(t), nil); return f },
-			} {
-				got, _, err := collect(t, f())
-				if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.where) {
-					t.Errorf("Update = %v, want %v naming %q", err, tc.want, tc.where)
-				}
-				for _, e := range got {
-					if bytes.Equal(e, evil) {
-						t.Errorf("the follower handed out the doctored entry")
-					}
+			f, err = NewFollower(s.client(t), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _, err := collect(t, f)
+			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.where) {
+				t.Errorf("Update = %v, want %v naming %q", err, tc.want, tc.where)
+			}
+			for _, e := range got {
+				if bytes.Equal(e, evil) {
+					t.Errorf("the follower handed out the doctored entry")
 				}
 			}
 		})

@@ -116,14 +116,7 @@ func TrustOnFirstUse(path, base string, d *Discovery) (p *Pins, first bool, err 
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		p = PinsFrom(base, d)
-		out, err := json.MarshalIndent(p, "", "  ")
-		if err != nil {
-			return nil, false, err
-		}
-		if err := atomicfile.Write(path, append(out, '\n'), 0o600); err != nil {
-			return nil, false, fmt.Errorf("saving pins: %w", err)
-		}
-		return p, true, nil
+		return p, true, p.save(path)
 	}
 	if err != nil {
 		return nil, false, fmt.Errorf("reading pins: %w", err)
@@ -135,5 +128,28 @@ func TrustOnFirstUse(path, base string, d *Discovery) (p *Pins, first bool, err 
 	if err := p.Check(d); err != nil {
 		return nil, false, fmt.Errorf("%w (pinned in %s; remove it to trust the platform anew)", err, path)
 	}
+	// A log first named now (a region added) is pinned from now on, so
+	// that its key cannot change unseen either.
+	added := false
+	for name, k := range PinsFrom(base, d).LogKeys {
+		if _, ok := p.LogKeys[name]; !ok {
+			p.LogKeys[name], added = k, true
+		}
+	}
+	if added {
+		return p, false, p.save(path)
+	}
 	return p, false, nil
+}
+
+// save writes p to path, readable by its owner only.
+func (p *Pins) save(path string) error {
+	out, err := json.MarshalIndent(p, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := atomicfile.Write(path, append(out, '\n'), 0o600); err != nil {
+		return fmt.Errorf("saving pins: %w", err)
+	}
+	return nil
 }

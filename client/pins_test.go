@@ -56,4 +56,20 @@ func TestTrustOnFirstUse(t *testing.T) {
 			}
 		})
 	}
+	// A log added later is pinned from then on: its key may not change.
+	t.Run("added log pinned", func(t *testing.T) {
+		path := PinsPath(t.TempDir(), "http://127.0.0.1:8080")
+		d := testDiscovery()
+		if _, _, err := TrustOnFirstUse(path, "http://127.0.0.1:8080", d); err != nil {
+			t.Fatal(err)
+		}
+		d.Logs = append(d.Logs, DiscoveryLog{Name: "access-tokyo", VKey: "x+05+FFF"})
+		if _, _, err := TrustOnFirstUse(path, "http://127.0.0.1:8080", d); err != nil {
+			t.Fatal(err)
+		}
+		d.Logs[2].VKey = "x+06+GGG"
+		if _, _, err := TrustOnFirstUse(path, "http://127.0.0.1:8080", d); !errors.Is(err, ErrPinMismatch) || !strings.Contains(err.Error(), "log access-tokyo key") {
+			t.Errorf("the added log's key changed: %v, want ErrPinMismatch naming it", err)
+		}
+	})
 }

@@ -66,7 +66,7 @@ func (s *FollowState) check(l *Log) error {
 	}
 	// The stored checkpoint must be the log's, and say what the state
 	// says it does.
-	cp, err := logSigned(s.Checkpoint, l.Verifier)
+	cp, err := l.Kept(s.Checkpoint)
 	if err != nil {
 		return fmt.Errorf("follower state of %s: the checkpoint it holds: %w", s.Origin, err)
 	}

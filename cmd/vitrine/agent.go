@@ -14,16 +14,12 @@ import (
 	"github.com/vitrine-dev/vitrine/scan"
 )
 
-// defaultAgentDir keeps the agent's identity and pinned trust out of any
-// working tree.
-var defaultAgentDir = userDir("agent")
-
 func runAgentRegister(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "agent register", "[--platform URL] [--token FILE] --country CC [--dir DIR]")
 	base := fs.String("platform", defaultPlatform(), "the platform to register with; its discovery document is pinned now")
 	tokenFile := fs.String("token", defaultOperatorToken, "file holding the enrolment token (in 'vitrine up', the operator token)")
 	country := fs.String("country", "", "the endpoint's country (ISO 3166-1 alpha-2): it chooses the home region")
-	dir := fs.String("dir", defaultAgentDir, "the agent's directory: pinned trust, identity, installed releases")
+	dir := fs.String("dir", userDir("agent"), "the agent's directory: pinned trust, identity, installed releases")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
@@ -46,7 +42,7 @@ func runAgentRegister(ctx context.Context, e *env, args []string) error {
 
 func runAgentUpdate(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "agent update", "[--dir DIR]")
-	dir := fs.String("dir", defaultAgentDir, "the agent's directory")
+	dir := fs.String("dir", userDir("agent"), "the agent's directory")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
@@ -78,7 +74,7 @@ func runAgentUpdate(ctx context.Context, e *env, args []string) error {
 // found.
 func runAgentScan(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "agent scan", "[--dir DIR] [--workers N] [--no-report] PATH...")
-	dir := fs.String("dir", defaultAgentDir, "the agent's directory")
+	dir := fs.String("dir", userDir("agent"), "the agent's directory")
 	workers := fs.Int("workers", 0, "files scanned at once (0: one per core)")
 	noReport := fs.Bool("no-report", false, "do not report detections to the home region")
 	fs.Usage = func() {

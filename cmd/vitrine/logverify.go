@@ -73,21 +73,11 @@ func (t *target) resolve(ctx context.Context, needURL bool) (*resolved, error) {
 		if err != nil {
 			return nil, err
 		}
-		// What the discovery document names is trusted on first use and
-		// required of it ever after: a platform whose keys changed is
-		// refused, with what changed named.
-		if _, _, err := vclient.TrustOnFirstUse(vclient.PinsPath(userDir("pins"), t.platform), t.platform, d); err != nil {
-			return nil, err
-		}
-		found := false
-		for _, l := range d.Logs {
-			if l.Name == t.log {
-				t.url, t.vkey, found = l.URL, l.VKey, true
-			}
-		}
-		if !found {
+		l, ok := d.Log(t.log)
+		if !ok {
 			return nil, fmt.Errorf("platform %s has no log %q", t.platform, t.log)
 		}
+		t.url, t.vkey = l.URL, l.VKey
 		t.policy = d.WitnessPolicy
 	} else if t.policy != "" {
 		b, err := os.ReadFile(t.policy)
@@ -137,18 +127,25 @@ func (t *target) resolve(ctx context.Context, needURL bool) (*resolved, error) {
 	return r, nil
 }
 
-// signatureOnly checks only the log's signature of a checkpoint a monitor
-// verified under the witness policy before and kept.
-var signatureOnly, _ = tlog.ParsePolicy([]byte("quorum none\n"))
-
 // log is the resolved log, for the client package's verified reads.
 func (r *resolved) log() (*vclient.Log, error) {
 	return vclient.NewLogFetcher(r.fetcher, r.vkey, r.policy)
 }
 
-// fetchDiscovery reads a platform's discovery document.
+// fetchDiscovery reads a platform's discovery document, whose keys are
+// trusted on first use and required of it ever after (pinned under
+// ~/.config/vitrine/pins): a platform whose keys changed is refused, with
+// what changed named. Every command reads the document through here, so
+// none trusts a copy that was not checked.
 func fetchDiscovery(ctx context.Context, base string) (*vclient.Discovery, error) {
-	return vclient.FetchDiscovery(ctx, httpClient, base)
+	d, err := vclient.FetchDiscovery(ctx, httpClient, base)
+	if err != nil {
+		return nil, err
+	}
+	if _, _, err := vclient.TrustOnFirstUse(vclient.PinsPath(userDir("pins"), base), base, d); err != nil {
+		return nil, err
+	}
+	return d, nil
 }
 
 func runLogVerify(ctx context.Context, e *env, args []string) error {
@@ -196,7 +193,11 @@ func runLogVerify(ctx context.Context, e *env, args []string) error {
 		}
 		// The checkpoint the state keeps must be this log's: a state
 		// made for another log of the same origin is no evidence.
-		if old, err := signatureOnly.VerifyCheckpoint(prev.Checkpoint, r.verifier); err != nil || old.Size != prev.Size || !bytes.Equal(old.Hash, prev.Root) {
+		l, err := r.log()
+		if err != nil {
+			return err
+		}
+		if old, err := l.Kept(prev.Checkpoint); err != nil || old.Size != prev.Size || !bytes.Equal(old.Hash, prev.Root) {
 			return fmt.Errorf("state file %s holds a checkpoint that is not this log's (another log of origin %q?): %v", statePath, cp.Origin, err)
 		}
 		if cp.Size < prev.Size {

@@ -117,18 +117,11 @@ func (r *Rebuilder) begin(ctx context.Context) (*trust, *state, *tlog.Checkpoint
 }
 
 // readEntry reads the entry at index from the log's tiles and proves it
-// included in the verified checkpoint raw, of size entries.
-func readEntry(ctx context.Context, t *trust, index uint64, raw []byte, size uint64) ([]byte, error) {
+// included in cp, a checkpoint verified under the witness policy.
+func readEntry(ctx context.Context, t *trust, cp *tlog.Checkpoint, index uint64) ([]byte, error) {
 	l, err := vclient.NewLogFetcher(t.fetcher, t.logKey, t.policy)
 	if err != nil {
 		return nil, err
-	}
-	cp, err := t.policy.VerifyCheckpoint(raw, t.verifier)
-	if err != nil {
-		return nil, fmt.Errorf("release-log entry %d: %w", index, err)
-	}
-	if cp.Size != size {
-		return nil, fmt.Errorf("release-log entry %d: the checkpoint has %d entries, want %d", index, cp.Size, size)
 	}
 	entry, _, err := l.Entry(ctx, cp, index)
 	if err != nil {
@@ -169,7 +162,7 @@ func (r *Rebuilder) RebuildNew(ctx context.Context) ([]Rebuilt, error) {
 			return done, err
 		}
 		if idx.find(i) == nil {
-			entry, err := readEntry(ctx, t, i, st.Checkpoint, cp.Size)
+			entry, err := readEntry(ctx, t, cp, i)
 			if err != nil {
 				return done, err
 			}
@@ -214,14 +207,14 @@ func (r *Rebuilder) judge(ctx context.Context, t *trust, index uint64, entry []b
 func (r *Rebuilder) RebuildOne(ctx context.Context, index uint64) (*Rebuilt, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	t, st, cp, err := r.begin(ctx)
+	t, _, cp, err := r.begin(ctx)
 	if err != nil {
 		return nil, err
 	}
 	if index >= cp.Size {
 		return nil, fmt.Errorf("release-log entry %d: the log's checkpoint has %d entries", index, cp.Size)
 	}
-	entry, err := readEntry(ctx, t, index, st.Checkpoint, cp.Size)
+	entry, err := readEntry(ctx, t, cp, index)
 	if err != nil {
 		return nil, err
 	}
@@ -278,7 +271,7 @@ func (r *Rebuilder) LoggedEntry(ctx context.Context, index uint64, pins Pins) ([
 	if index >= cp.Size {
 		return nil, fmt.Errorf("release-log entry %d: the log's checkpoint has %d entries", index, cp.Size)
 	}
-	return readEntry(ctx, t, index, raw, cp.Size)
+	return readEntry(ctx, t, cp, index)
 }
 
 // Follow runs a pass every interval until ctx is done or the platform can

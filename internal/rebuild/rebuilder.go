@@ -127,12 +127,9 @@ func (r *Rebuilder) resolve(ctx context.Context) (*trust, error) {
 		return nil, err
 	}
 	t := &trust{releasePEM: d.Releases.Key, releasesURL: strings.TrimSuffix(d.Releases.URL, "/") + "/"}
-	var logURL string
-	for _, l := range d.Logs {
-		if l.Name == "release" {
-			t.logKey, logURL = l.VKey, l.URL
-		}
-	}
+	l, _ := d.Log("release")
+	t.logKey = l.VKey
+	logURL := l.URL
 	if logURL == "" || d.Releases.URL == "" {
 		return nil, errors.New("the discovery document names no release log or no releases")
 	}
