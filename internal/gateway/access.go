@@ -157,12 +157,7 @@ func (g *Gateway) serveAccess(w http.ResponseWriter, r *http.Request, act *actio
 		httpapi.Error(w, http.StatusInternalServerError, "the gateway could not build the access record; nothing was released")
 		return
 	}
-	var index uint64
-	if rl, ok := g.cfg.Log.(RecordLog); ok {
-		index, err = rl.AppendRecord(r.Context(), rec, entry)
-	} else {
-		index, err = g.cfg.Log.Append(r.Context(), entry)
-	}
+	index, err := g.appendRecord(r.Context(), rec, entry)
 	if err != nil {
 		g.unavailable(w, r, fmt.Errorf("%w: %v", errLog, err))
 		return
@@ -220,7 +215,7 @@ func (g *Gateway) deny(w http.ResponseWriter, r *http.Request, rec *access.Recor
 		httpapi.Error(w, http.StatusInternalServerError, "the gateway could not build the access record of a denied attempt")
 		return
 	}
-	index, err := g.cfg.Log.Append(r.Context(), entry)
+	index, err := g.appendRecord(r.Context(), rec, entry)
 	if err != nil {
 		g.unavailable(w, r, fmt.Errorf("%w (denied attempt: %s): %v", errLog, reason, err))
 		return

@@ -213,7 +213,9 @@ func sourceNetwork(remoteAddr string) string {
 // attempt is counted all the same.
 func (g *Gateway) counted(w http.ResponseWriter, r *http.Request, reason string, failing bool) {
 	if failing {
-		g.unavailable(w, r, fmt.Errorf("%w (denied attempt: %s): denied summaries are waiting to be appended", errLog, reason))
+		// No log line per attempt: Run logs the failed flush once, and
+		// these attempts are what anyone can send in numbers.
+		httpapi.Unavailable(w, time.Second, errLog.Error()+" (denied attempt: "+reason+"; denied summaries are waiting to be appended); no data was released, retry later")
 		return
 	}
 	w.Header().Set(CountedHeader, g.cfg.Log.Origin())

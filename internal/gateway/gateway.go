@@ -44,7 +44,6 @@ import (
 	"github.com/vitrine-dev/vitrine/tlog"
 )
 
-// Log is the region's access log (a *logserver.Log).
 // RecordLog is a Log that also takes an access record with its encoding:
 // a log that checks what it admits (the platform's refuses a revoked
 // principal's access) reads rec instead of parsing entry again, which
@@ -56,6 +55,7 @@ type RecordLog interface {
 	AppendRecord(ctx context.Context, rec *access.Record, entry []byte) (uint64, error)
 }
 
+// Log is the region's access log (a *logserver.Log).
 type Log interface {
 	// Append returns the entry's index once it is durably sequenced.
 	Append(ctx context.Context, entry []byte) (uint64, error)
@@ -106,6 +106,9 @@ type Gateway struct {
 	cfg     Config
 	logger  *slog.Logger
 	denials *denials
+	// appendRecord appends an access record with its encoding: through
+	// cfg.Log's AppendRecord when it has one, chosen once here.
+	appendRecord func(ctx context.Context, rec *access.Record, entry []byte) (uint64, error)
 }
 
 // New returns the gateway described by cfg. Its [Gateway.Run] must run
@@ -123,7 +126,15 @@ func New(cfg Config) *Gateway {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Gateway{cfg: cfg, logger: cfg.Logger.With("region", cfg.Region, "part", "gateway"), denials: newDenials(cfg.Unauthenticated)}
+	g := &Gateway{cfg: cfg, logger: cfg.Logger.With("region", cfg.Region, "part", "gateway"), denials: newDenials(cfg.Unauthenticated)}
+	if rl, ok := cfg.Log.(RecordLog); ok {
+		g.appendRecord = rl.AppendRecord
+	} else {
+		g.appendRecord = func(ctx context.Context, _ *access.Record, entry []byte) (uint64, error) {
+			return cfg.Log.Append(ctx, entry)
+		}
+	}
+	return g
 }
 
 // Handler serves, relative to where it is mounted (/regions/<region>/ in
