@@ -40,6 +40,7 @@ import (
 	"github.com/vitrine-dev/vitrine/access"
 	"github.com/vitrine-dev/vitrine/internal/backoff"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
+	"github.com/vitrine-dev/vitrine/internal/logserver"
 	"github.com/vitrine-dev/vitrine/internal/store"
 	"github.com/vitrine-dev/vitrine/residency"
 )
@@ -140,10 +141,8 @@ func (c *Committer) Commit(ctx context.Context) (uint64, *access.Commitment, err
 
 	// Reading the dataset is the costly part: not for a log that says it
 	// cannot take the commitment (a *logserver.Log can say).
-	if l, ok := c.cfg.Log.(interface{ Ready() error }); ok {
-		if err := l.Ready(); err != nil {
-			return 0, nil, fmt.Errorf("committing to %s: %w: %w", c.cfg.Dataset, ErrLog, err)
-		}
+	if err := logserver.ReadyOf(c.cfg.Log); err != nil {
+		return 0, nil, fmt.Errorf("committing to %s: %w: %w", c.cfg.Dataset, ErrLog, err)
 	}
 	start := time.Now()
 	cm := &access.Commitment{Time: c.cfg.Now(), Region: c.cfg.Region, Dataset: c.cfg.Dataset}

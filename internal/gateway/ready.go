@@ -6,6 +6,7 @@ import (
 
 	"github.com/vitrine-dev/vitrine/internal/backoff"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
+	"github.com/vitrine-dev/vitrine/internal/logserver"
 )
 
 // logReady reports whether the access log can take a record now, if it
@@ -14,11 +15,7 @@ import (
 // cannot be logged costs no store read. It logs nothing per request: the
 // log's store logged once that it broke, and recovers by itself.
 func (g *Gateway) logReady(w http.ResponseWriter) bool {
-	l, ok := g.cfg.Log.(interface{ Ready() error })
-	if !ok {
-		return true
-	}
-	err := l.Ready()
+	err := logserver.ReadyOf(g.cfg.Log)
 	if err == nil {
 		return true
 	}

@@ -29,6 +29,16 @@ func (l *Log) Ready() error {
 	return nil
 }
 
+// ReadyOf returns what log's Ready returns, if it has one (a *Log has),
+// and nil otherwise: whoever must log the work it does asks this first,
+// whatever log it was given.
+func ReadyOf(log any) error {
+	if l, ok := log.(interface{ Ready() error }); ok {
+		return l.Ready()
+	}
+	return nil
+}
+
 // UnavailableError is the error of a log whose storage refuses appends.
 type UnavailableError struct {
 	Log    string

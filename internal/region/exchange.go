@@ -15,6 +15,7 @@ import (
 	"github.com/vitrine-dev/vitrine/internal/backoff"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
 	"github.com/vitrine-dev/vitrine/internal/keys"
+	"github.com/vitrine-dev/vitrine/internal/logserver"
 	"github.com/vitrine-dev/vitrine/internal/store"
 	"github.com/vitrine-dev/vitrine/residency"
 )
@@ -148,12 +149,7 @@ func (r *Region) pull(ctx context.Context, name, base string, cursor int64) (int
 
 // accessLogReady returns the access log's reason not to take a record now,
 // if it can tell (a *logserver.Log can), before the work it must log.
-func (r *Region) accessLogReady() error {
-	if l, ok := r.cfg.AccessLog.(interface{ Ready() error }); ok {
-		return l.Ready()
-	}
-	return nil
-}
+func (r *Region) accessLogReady() error { return logserver.ReadyOf(r.cfg.AccessLog) }
 
 // exchangeBackoff spaces the pulls from a peer that fails: 1s doubling to
 // 30s with jitter, never sooner than its Retry-After.

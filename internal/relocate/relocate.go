@@ -52,6 +52,7 @@ import (
 	"github.com/vitrine-dev/vitrine/internal/atomicfile"
 	"github.com/vitrine-dev/vitrine/internal/backoff"
 	"github.com/vitrine-dev/vitrine/internal/custody"
+	"github.com/vitrine-dev/vitrine/internal/logserver"
 	"github.com/vitrine-dev/vitrine/internal/seal"
 	"github.com/vitrine-dev/vitrine/internal/store"
 	"github.com/vitrine-dev/vitrine/residency"
@@ -368,10 +369,8 @@ var retryBackoff = backoff.Policy{Min: time.Second, Max: 30 * time.Second}
 // (a *logserver.Log does), why it cannot take entries now.
 func (r *Relocator) logsReady(j *Job) error {
 	for _, name := range []string{j.From, j.To} {
-		if l, ok := r.cfg.Regions[name].Log.(interface{ Ready() error }); ok {
-			if err := l.Ready(); err != nil {
-				return fmt.Errorf("access log of %s: %w", name, err)
-			}
+		if err := logserver.ReadyOf(r.cfg.Regions[name].Log); err != nil {
+			return fmt.Errorf("access log of %s: %w", name, err)
 		}
 	}
 	return nil
