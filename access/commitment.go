@@ -156,11 +156,8 @@ func (c *Commitment) encode() []byte {
 }
 
 func (c *Commitment) check() error {
-	if c.Time.IsZero() {
-		return errors.New("time is zero")
-	}
-	if y := c.Time.UTC().Year(); y < minYear || y > maxYear {
-		return fmt.Errorf("time %s is not in the years %d to %d", c.Time.UTC().Format(time.RFC3339), minYear, maxYear)
+	if err := checkTime("time", c.Time); err != nil {
+		return err
 	}
 	if !residency.ValidRegionName(c.Region) {
 		return fmt.Errorf("region %q is not a region name (a lower-case letter followed by up to 31 lower-case letters, digits and hyphens)", c.Region)

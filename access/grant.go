@@ -116,13 +116,8 @@ func (g *Grant) Covers(r *Record) bool {
 // encode writes g with regions, g's regions sorted, which check accepted.
 func (g *Grant) encode(regions []string) []byte {
 	b := make([]byte, 0, 384+40*len(regions))
-	at := func(b []byte, t time.Time) []byte {
-		b = append(b, '"')
-		b = t.UTC().Truncate(time.Millisecond).AppendFormat(b, timeLayout)
-		return append(b, '"')
-	}
 	b = append(b, grantPrefix...)
-	b = at(b, g.Time)
+	b = appendTime(b, g.Time)
 	b = append(b, `,"region":`...)
 	b = appendString(b, g.Region)
 	b = append(b, `,"action":`...)
@@ -133,18 +128,13 @@ func (g *Grant) encode(regions []string) []byte {
 	b = appendString(b, g.Principal.Role)
 	b = append(b, `,"location":`...)
 	b = appendString(b, g.Principal.Location)
-	b = append(b, `},"regions":[`...)
-	for i, r := range regions {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendString(b, r)
-	}
-	b = append(b, `],"token":`...)
+	b = append(b, `},"regions":`...)
+	b = appendSorted(b, regions)
+	b = append(b, `,"token":`...)
 	b = appendString(b, g.Token)
 	if !g.Expires.IsZero() {
 		b = append(b, `,"expires":`...)
-		b = at(b, g.Expires)
+		b = appendTime(b, g.Expires)
 	}
 	return append(b, '}')
 }
@@ -152,15 +142,12 @@ func (g *Grant) encode(regions []string) []byte {
 // check applies every rule but the size limit to g with regions, g's
 // regions sorted.
 func (g *Grant) check(regions []string) error {
-	if g.Time.IsZero() {
-		return errors.New("time is zero")
+	if err := checkTime("time", g.Time); err != nil {
+		return err
 	}
-	for _, f := range [...]struct {
-		name string
-		t    time.Time
-	}{{"time", g.Time}, {"expires", g.Expires}} {
-		if y := f.t.UTC().Year(); !f.t.IsZero() && (y < minYear || y > maxYear) {
-			return fmt.Errorf("%s %s is not in the years %d to %d", f.name, f.t.UTC().Format(time.RFC3339), minYear, maxYear)
+	if !g.Expires.IsZero() {
+		if err := checkTime("expires", g.Expires); err != nil {
+			return err
 		}
 	}
 	if !residency.ValidRegionName(g.Region) {
@@ -237,36 +224,12 @@ func parseGrant(b []byte) (*Grant, error) {
 // fields lists the keys of a grant in their order, with the readers that
 // fill g.
 func (g *Grant) fields(p *parser) []field {
-	timeField := func(key string, optional bool, dst *time.Time) field {
-		return field{key, optional, func(path string) error {
-			v, err := p.string(path)
-			if err != nil {
-				return err
-			}
-			t, err := time.Parse(timeLayout, v)
-			if err != nil || t.Format(timeLayout) != v {
-				return fmt.Errorf("%s %q is not UTC with millisecond precision, like %q", path, v, "2026-11-22T10:00:00.123Z")
-			}
-			*dst = t
-			return nil
-		}}
-	}
+	expires := p.timeField("expires", &g.Expires)
+	expires.optional = true
 	return []field{
-		{"v", false, func(path string) error {
-			n, err := p.int(path)
-			if err == nil && n != 1 {
-				err = fmt.Errorf("version %d is not supported; this package reads version 1", n)
-			}
-			return err
-		}},
-		{"kind", false, func(path string) error {
-			k, err := p.string(path)
-			if err == nil && k != KindGrant {
-				err = fmt.Errorf("kind %q is not %q", k, KindGrant)
-			}
-			return err
-		}},
-		timeField("time", false, &g.Time),
+		p.versionField(),
+		p.kindField(KindGrant),
+		p.timeField("time", &g.Time),
 		p.stringField("region", &g.Region),
 		p.stringField("action", &g.Action),
 		p.objectField("principal", []field{
@@ -282,6 +245,6 @@ func (g *Grant) fields(p *parser) []field {
 			return err
 		}},
 		p.stringField("token", &g.Token),
-		timeField("expires", true, &g.Expires),
+		expires,
 	}
 }

@@ -157,6 +157,18 @@ func appendString(b []byte, s string) []byte {
 
 // appendSorted writes ss, whose elements need no escaping, as a JSON array
 // in ascending order.
+// checkTime is the rule of every time an entry carries: set, and in the
+// years minYear to maxYear, which the encoding writes with four digits.
+func checkTime(name string, t time.Time) error {
+	if t.IsZero() {
+		return fmt.Errorf("%s is zero", name)
+	}
+	if y := t.UTC().Year(); y < minYear || y > maxYear {
+		return fmt.Errorf("%s %s is not in the years %d to %d", name, t.UTC().Format(time.RFC3339), minYear, maxYear)
+	}
+	return nil
+}
+
 func appendSorted(b []byte, ss []string) []byte {
 	ss = slices.Clone(ss)
 	slices.Sort(ss)
@@ -172,11 +184,8 @@ func appendSorted(b []byte, ss []string) []byte {
 
 // check applies every rule but the size limit.
 func (r *Record) check() error {
-	if r.Time.IsZero() {
-		return errors.New("time is zero")
-	}
-	if y := r.Time.UTC().Year(); y < minYear || y > maxYear {
-		return fmt.Errorf("time %s is not in the years %d to %d", r.Time.UTC().Format(time.RFC3339), minYear, maxYear)
+	if err := checkTime("time", r.Time); err != nil {
+		return err
 	}
 	if r.Region == "" {
 		return errors.New("region is empty")

@@ -172,15 +172,9 @@ func appendTime(b []byte, t time.Time) []byte {
 // check applies every rule but the size limit to s with counts, s's
 // counts sorted.
 func (s *DeniedSummary) check(counts []DeniedCount) error {
-	for _, t := range []struct {
-		name string
-		t    time.Time
-	}{{"time", s.Time}, {"from", s.From}, {"to", s.To}} {
-		if t.t.IsZero() {
-			return fmt.Errorf("%s is zero", t.name)
-		}
-		if y := t.t.UTC().Year(); y < minYear || y > maxYear {
-			return fmt.Errorf("%s %s is not in the years %d to %d", t.name, t.t.UTC().Format(time.RFC3339), minYear, maxYear)
+	for _, err := range []error{checkTime("time", s.Time), checkTime("from", s.From), checkTime("to", s.To)} {
+		if err != nil {
+			return err
 		}
 	}
 	from, to, at := s.From.Truncate(time.Millisecond), s.To.Truncate(time.Millisecond), s.Time.Truncate(time.Millisecond)
