@@ -2,7 +2,10 @@ package access
 
 import (
 	"bytes"
+	"fmt"
+	"os"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -53,4 +56,71 @@ func checkCanonical[E canonicalEntry](t *testing.T, kind string, parse func([]by
 			t.Fatalf("both the %s and the %s parser accept %q", kind, other, b)
 		}
 	}
+}
+
+// readLines returns the lines of a testdata file of vectors.
+func readLines(t testing.TB, path string) [][]byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bytes.Split(bytes.TrimSuffix(b, []byte("\n")), []byte("\n"))
+}
+
+// golden checks that encoded, one entry a line, is the content of the
+// vectors file path, and returns its lines. With -update it rewrites the
+// file first, always to the same bytes.
+func golden(t *testing.T, path string, encoded [][]byte) [][]byte {
+	t.Helper()
+	var all bytes.Buffer
+	for _, b := range encoded {
+		all.Write(b)
+		all.WriteByte('\n')
+	}
+	if *update {
+		if err := os.WriteFile(path, all.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	file, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(file, all.Bytes()) {
+		t.Fatalf("%s differs from the encoding of the vectors; run go test -run %s -update if the change is intended", path, t.Name())
+	}
+	return readLines(t, path)
+}
+
+// checkKind checks that line, a vector of kind, is of that EntryKind and
+// that every other parser of the package refuses it, naming its kind.
+func checkKind(t *testing.T, name, kind string, line []byte) {
+	t.Helper()
+	if k := EntryKind(line); k != kind {
+		t.Errorf("%s: EntryKind = %q, want %q", name, k, kind)
+	}
+	for other, parse := range parsers {
+		if other == kind {
+			continue
+		}
+		if err := parse(line); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("kind %q", kind)) {
+			t.Errorf("%s: the %s parser = %v, want an error naming the kind %q", name, other, err, kind)
+		}
+	}
+}
+
+// marshalAll encodes every vector, stopping the test at the first that
+// does not encode.
+func marshalAll[E canonicalEntry](t *testing.T, names []string, entries []E) [][]byte {
+	t.Helper()
+	out := make([][]byte, len(entries))
+	for i, e := range entries {
+		b, err := e.Marshal()
+		if err != nil {
+			t.Fatalf("%s: Marshal: %v", names[i], err)
+		}
+		out[i] = b
+	}
+	return out
 }

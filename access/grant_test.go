@@ -79,43 +79,15 @@ func wantGrant(g *Grant) *Grant {
 	return &w
 }
 
-// readGrantVectors returns the lines of testdata/grants.jsonl.
-func readGrantVectors(t testing.TB) [][]byte {
-	t.Helper()
-	b, err := os.ReadFile("testdata/grants.jsonl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return bytes.Split(bytes.TrimSuffix(b, []byte("\n")), []byte("\n"))
-}
-
 // TestGrantVectors checks that the grants encode to the bytes in
 // testdata/grants.jsonl and parse back to themselves. With -update it
 // rewrites the file, always to the same bytes.
 func TestGrantVectors(t *testing.T) {
-	var all bytes.Buffer
-	for _, v := range grantVectors {
-		b, err := v.grant().Marshal()
-		if err != nil {
-			t.Fatalf("%s: Marshal: %v", v.name, err)
-		}
-		all.Write(b)
-		all.WriteByte('\n')
+	names, grants := make([]string, len(grantVectors)), make([]*Grant, len(grantVectors))
+	for i, v := range grantVectors {
+		names[i], grants[i] = v.name, v.grant()
 	}
-	const path = "testdata/grants.jsonl"
-	if *update {
-		if err := os.WriteFile(path, all.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	file, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(file, all.Bytes()) {
-		t.Fatalf("%s differs from the encoding of the vectors; run go test -run TestGrantVectors -update if the change is intended", path)
-	}
-	for i, line := range readGrantVectors(t) {
+	for i, line := range golden(t, grantsFile, marshalAll(t, names, grants)) {
 		v := grantVectors[i]
 		got, err := ParseGrant(line)
 		if err != nil {
@@ -125,18 +97,11 @@ func TestGrantVectors(t *testing.T) {
 		if want := wantGrant(v.grant()); !reflect.DeepEqual(got, want) {
 			t.Errorf("%s: ParseGrant = %+v, want %+v", v.name, got, want)
 		}
-		if k := EntryKind(line); k != KindGrant {
-			t.Errorf("%s: EntryKind = %q, want %q", v.name, k, KindGrant)
-		}
-		// The other parsers refuse it, saying what it is.
-		if _, err := Parse(line); err == nil || !strings.Contains(err.Error(), `kind "grant" is not "access"`) {
-			t.Errorf("%s: Parse = %v, want an error naming the kind", v.name, err)
-		}
-		if _, err := ParseCommitment(line); err == nil || !strings.Contains(err.Error(), `kind "grant"`) {
-			t.Errorf("%s: ParseCommitment = %v, want an error naming the kind", v.name, err)
-		}
+		checkKind(t, v.name, KindGrant, line)
 	}
 }
+
+const grantsFile = "testdata/grants.jsonl"
 
 // invalidGrants are changes to the first line of testdata/grants.jsonl
 // that ParseGrant must reject, with a part of the error. They also seed
@@ -182,7 +147,7 @@ var invalidGrants = []struct {
 }
 
 func TestParseGrantRejects(t *testing.T) {
-	valid := readGrantVectors(t)[0]
+	valid := readLines(t, grantsFile)[0]
 	for _, tc := range invalidGrants {
 		t.Run(tc.name, func(t *testing.T) {
 			b := mutate(t, valid, tc.old, tc.new)
@@ -266,7 +231,7 @@ func TestGrantCovers(t *testing.T) {
 // no other parser of the package accepts it. Seeds are the vectors, the
 // invalid changes of the first, an access record and a commitment.
 func FuzzParseGrant(f *testing.F) {
-	lines := readGrantVectors(f)
+	lines := readLines(f, grantsFile)
 	for _, l := range lines {
 		f.Add(l)
 	}

@@ -75,29 +75,11 @@ func wantSummary(s *DeniedSummary) *DeniedSummary {
 // in testdata/denied-summaries.jsonl and parse back to themselves. With
 // -update it rewrites the file, always to the same bytes.
 func TestDeniedSummaryVectors(t *testing.T) {
-	var all bytes.Buffer
-	for _, v := range summaryVectors {
-		b, err := v.summary().Marshal()
-		if err != nil {
-			t.Fatalf("%s: Marshal: %v", v.name, err)
-		}
-		all.Write(b)
-		all.WriteByte('\n')
+	names, sums := make([]string, len(summaryVectors)), make([]*DeniedSummary, len(summaryVectors))
+	for i, v := range summaryVectors {
+		names[i], sums[i] = v.name, v.summary()
 	}
-	const path = "testdata/denied-summaries.jsonl"
-	if *update {
-		if err := os.WriteFile(path, all.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	file, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(file, all.Bytes()) {
-		t.Fatalf("%s differs from the encoding of the vectors; run go test -run TestDeniedSummaryVectors -update if the change is intended", path)
-	}
-	for i, line := range bytes.Split(bytes.TrimSuffix(file, []byte("\n")), []byte("\n")) {
+	for i, line := range golden(t, summariesFile, marshalAll(t, names, sums)) {
 		v := summaryVectors[i]
 		got, err := ParseDeniedSummary(line)
 		if err != nil {
@@ -107,33 +89,16 @@ func TestDeniedSummaryVectors(t *testing.T) {
 		if want := wantSummary(v.summary()); !reflect.DeepEqual(got, want) {
 			t.Errorf("%s: ParseDeniedSummary = %+v, want %+v", v.name, got, want)
 		}
-		if k := EntryKind(line); k != KindDeniedSummary {
-			t.Errorf("%s: EntryKind = %q, want %q", v.name, k, KindDeniedSummary)
-		}
-		// The other parsers refuse it, saying what it is.
-		if _, err := Parse(line); err == nil || !strings.Contains(err.Error(), `kind "denied-summary" is not "access"`) {
-			t.Errorf("%s: Parse = %v, want an error naming the kind", v.name, err)
-		}
-		if _, err := ParseCommitment(line); err == nil || !strings.Contains(err.Error(), `kind "denied-summary"`) {
-			t.Errorf("%s: ParseCommitment = %v, want an error naming the kind", v.name, err)
-		}
+		checkKind(t, v.name, KindDeniedSummary, line)
 	}
 }
+
+const summariesFile = "testdata/denied-summaries.jsonl"
 
 func TestDeniedSummaryTotal(t *testing.T) {
 	if n := summaryVectors[1].summary().Total(); n != 20028 {
 		t.Errorf("Total = %d, want 20028", n)
 	}
-}
-
-// readSummaryVectors returns the lines of testdata/denied-summaries.jsonl.
-func readSummaryVectors(t testing.TB) [][]byte {
-	t.Helper()
-	b, err := os.ReadFile("testdata/denied-summaries.jsonl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return bytes.Split(bytes.TrimSuffix(b, []byte("\n")), []byte("\n"))
 }
 
 // invalidSummaries are changes to the first line of
@@ -185,7 +150,7 @@ var invalidSummaries = []struct {
 }
 
 func TestParseDeniedSummaryRejects(t *testing.T) {
-	valid := readSummaryVectors(t)[0]
+	valid := readLines(t, summariesFile)[0]
 	for _, tc := range invalidSummaries {
 		t.Run(tc.name, func(t *testing.T) {
 			b := mutate(t, valid, tc.old, tc.new)
@@ -247,7 +212,7 @@ func TestDeniedSummaryMarshalRefuses(t *testing.T) {
 // the vectors, the invalid changes of the first, an access record and a
 // commitment.
 func FuzzParseDeniedSummary(f *testing.F) {
-	lines := readSummaryVectors(f)
+	lines := readLines(f, summariesFile)
 	for _, l := range lines {
 		f.Add(l)
 	}
