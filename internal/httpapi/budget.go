@@ -179,15 +179,25 @@ func (b *BodyBudget) readChunked(w http.ResponseWriter, r *http.Request, key str
 	var buf []byte
 	for {
 		if len(buf) == cap(buf) {
-			if int64(len(buf)) > limit {
+			if int64(len(buf)) >= limit {
+				// Full at the limit: the end of the body, or one byte
+				// too many. (Reserving limit+1 to tell them apart was
+				// more than a sender whose share is limit may hold.)
+				var one [1]byte
+				switch _, err := io.ReadAtLeast(r.Body, one[:], 1); {
+				case err == io.EOF:
+					return buf, release, true
+				case err != nil:
+					release()
+					Error(w, http.StatusBadRequest, "reading request body: "+err.Error())
+					return nil, nil, false
+				}
 				release()
 				w.Header().Set("Connection", "close")
 				tooLarge(w, limit)
 				return nil, nil, false
 			}
-			// One byte over limit tells a body over limit from one
-			// of exactly limit bytes.
-			next := min(max(2*int64(cap(buf)), chunkedStep), limit+1)
+			next := min(max(2*int64(cap(buf)), chunkedStep), limit)
 			if err := b.reserve(key, held, next); err != nil {
 				release()
 				b.refuse(w, err)

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"cmp"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -104,6 +105,7 @@ func TestBodyBudgetRead(t *testing.T) {
 		chunked  bool
 		held     int64 // reserved by another request of the same key
 		full     bool  // other keys hold the whole budget
+		perKey   int64 // a key's share; 0: 2 MiB
 		want     int   // 0: read
 		wantHold int64 // reserved while the body is held
 	}{
@@ -113,13 +115,17 @@ func TestBodyBudgetRead(t *testing.T) {
 		{name: "declared over the limit", body: strings.Repeat("x", limit+1), want: http.StatusRequestEntityTooLarge},
 		{name: "chunked", body: "hello", chunked: true, wantHold: chunkedStep},
 		{name: "chunked grows", body: strings.Repeat("x", 200<<10), chunked: true, wantHold: 256 << 10},
-		{name: "chunked at the limit", body: strings.Repeat("x", limit), chunked: true, wantHold: limit + 1},
+		{name: "chunked at the limit", body: strings.Repeat("x", limit), chunked: true, wantHold: limit},
+		// A key's share of exactly the limit (the platform's default)
+		// takes a whole batch sent without a length.
+		{name: "chunked at the limit, share of the limit", body: strings.Repeat("x", limit), chunked: true, perKey: limit, wantHold: limit},
+		{name: "chunked over the limit, share of the limit", body: strings.Repeat("x", limit+1), chunked: true, perKey: limit, want: http.StatusRequestEntityTooLarge},
 		{name: "chunked over the limit", body: strings.Repeat("x", limit+1), chunked: true, want: http.StatusRequestEntityTooLarge},
 		{name: "key's share in use", body: "hello", held: 2 << 20, want: http.StatusTooManyRequests},
 		{name: "budget full", body: "hello", full: true, want: http.StatusServiceUnavailable},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b := NewBodyBudget(6<<20, 2<<20)
+			b := NewBodyBudget(6<<20, cmp.Or(tc.perKey, 2<<20))
 			if tc.held > 0 {
 				if err := b.reserve("a", 0, tc.held); err != nil {
 					t.Fatal(err)
