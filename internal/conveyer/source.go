@@ -78,10 +78,6 @@ func Export(ctx context.Context, s Source, dir string) error {
 	return errors.New("exporting source: source names neither git nor dir")
 }
 
-// fetch makes a bare repository at repo and fetches commit from url into
-// it. The url and commit come after "--", so neither can be an option
-// such as --upload-pack, and only the https and ssh protocols are allowed
-// (no file, ext or local transport), whatever the url says.
 // checkLinks refuses an exported tree holding a symlink that does not
 // resolve to a path inside it: the build and the rule compiler would
 // follow it and read (and report, in an error message) files of the
@@ -102,13 +98,17 @@ func checkLinks(dir string) error {
 		if err != nil {
 			return fmt.Errorf("exporting source: %w: symlink %s does not resolve inside the source", ErrSourceNotAllowed, filepath.ToSlash(rel))
 		}
-		if target != root && !strings.HasPrefix(target, root+string(filepath.Separator)) {
+		if !within(target, []string{root}) {
 			return fmt.Errorf("exporting source: %w: symlink %s points outside the source", ErrSourceNotAllowed, filepath.ToSlash(rel))
 		}
 		return nil
 	})
 }
 
+// fetch makes a bare repository at repo and fetches commit from url into
+// it. The url and commit come after "--", so neither can be an option
+// such as --upload-pack, and only the https and ssh protocols are allowed
+// (no file, ext or local transport), whatever the url says.
 func fetch(ctx context.Context, repo, url, commit string) error {
 	if _, err := runGit(ctx, "init", "--bare", "--quiet", "--", repo); err != nil {
 		return err

@@ -192,20 +192,6 @@ func (p *pending) add(pseudonym string, records []recordRef, hashes []hashSummar
 	p.records += len(records)
 }
 
-func minTime(a, b time.Time) time.Time {
-	if b.Before(a) {
-		return b
-	}
-	return a
-}
-
-func maxTime(a, b time.Time) time.Time {
-	if b.After(a) {
-		return b
-	}
-	return a
-}
-
 // foldLocked folds. The caller holds the writer. If yield is set, it
 // finishes the fold under way or, if none is, folds what is pending, and
 // lets the writer go between transactions (see folder): another writer

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vitrine-dev/vitrine/internal/store"
+	"github.com/vitrine-dev/vitrine/reputation"
 )
 
 // Aggregates returns this region's own aggregates of the given hashes;
@@ -137,20 +138,9 @@ func (s *Store) lookup(ctx context.Context, sha256s []string, global bool) (map[
 			}
 		}
 	}
+	// The sum is reputation.Merge, the one published: it saturates.
 	for _, r := range remote {
-		a, ok := aggs[r.SHA256]
-		if !ok {
-			a = store.Aggregate{SHA256: r.SHA256, FirstSeen: r.FirstSeen, LastSeen: r.LastSeen}
-		}
-		a.Prevalence += r.Prevalence
-		a.FirstSeen, a.LastSeen = minTime(a.FirstSeen, r.FirstSeen), maxTime(a.LastSeen, r.LastSeen)
-		if len(r.Detections) > 0 && a.Detections == nil {
-			a.Detections = make(map[string]int64, len(r.Detections))
-		}
-		for name, n := range r.Detections {
-			a.Detections[name] += n
-		}
-		aggs[r.SHA256] = a
+		aggs[r.SHA256] = store.Aggregate(reputation.Merge(reputation.Aggregate(aggs[r.SHA256]), reputation.Aggregate(r)))
 	}
 	return aggs, nil
 }
