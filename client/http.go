@@ -7,18 +7,62 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
+	"strings"
+	"time"
 )
 
 // StatusError is an HTTP answer other than the one a request wanted. It
 // keeps the server's own explanation: the "error" member of a JSON body
-// (every Vitrine error answer has one), else the start of the body.
+// (every Vitrine error answer has one), else the start of the body; and
+// the wait its Retry-After asked for, which RetryAfter returns to a client
+// that backs off.
 type StatusError struct {
 	URL     string
 	Status  int
 	Message string
+	Wait    time.Duration
+}
+
+// RetryAfter returns the wait the answer's Retry-After asked for.
+func (e *StatusError) RetryAfter() time.Duration { return e.Wait }
+
+// NewStatusError describes resp, whose body the caller read into body.
+func NewStatusError(resp *http.Response, body []byte) *StatusError {
+	u := ""
+	if resp.Request != nil {
+		u = resp.Request.URL.String()
+	}
+	e := statusError(u, resp.StatusCode, body)
+	e.Wait = ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+	return e
+}
+
+// MaxRetryAfter bounds the Retry-After a client honours, so that a peer
+// cannot silence it for days.
+const MaxRetryAfter = time.Hour
+
+// ParseRetryAfter reads a Retry-After header value (RFC 9110: delay in
+// seconds, or an HTTP date) as a wait from now, at most MaxRetryAfter.
+// Anything else, or a date in the past, is 0.
+func ParseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.ParseUint(v, 10, 32); err == nil {
+		return min(time.Duration(n)*time.Second, MaxRetryAfter)
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return min(t.Sub(now), MaxRetryAfter)
+	}
+	return 0
 }
 
 func (e *StatusError) Error() string {
+	if e.URL == "" {
+		return fmt.Sprintf("%d %s: %s", e.Status, http.StatusText(e.Status), e.Message)
+	}
 	if e.Message == "" {
 		return fmt.Sprintf("%s: %d %s", e.URL, e.Status, http.StatusText(e.Status))
 	}
@@ -50,7 +94,7 @@ func Get(ctx context.Context, hc *http.Client, u string, limit int64) ([]byte, e
 		return nil, fmt.Errorf("%s: %w", u, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, statusError(u, resp.StatusCode, b)
+		return nil, NewStatusError(resp, b)
 	}
 	if int64(len(b)) > limit {
 		return nil, fmt.Errorf("%s: %w: over %d bytes", u, ErrTooLarge, limit)

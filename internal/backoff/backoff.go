@@ -18,15 +18,14 @@ package backoff
 
 import (
 	"errors"
-	"net/http"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/vitrine-dev/vitrine/client"
 )
 
 // MaxRetryAfter bounds the Retry-After a client honours, so that a peer
 // cannot silence it for days with one header.
-const MaxRetryAfter = time.Hour
+const MaxRetryAfter = client.MaxRetryAfter
 
 // Policy is how a client backs off. The zero Policy waits 1s after the
 // first failure, doubling up to 30s.
@@ -96,52 +95,6 @@ func RetryAfterOf(err error) time.Duration {
 		return max(0, ra.RetryAfter())
 	}
 	return 0
-}
-
-// ParseRetryAfter reads a Retry-After header value (RFC 9110: delay in
-// seconds, or an HTTP date) as a wait from now. Anything else, or a date
-// in the past, is 0.
-func ParseRetryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if n, err := strconv.ParseUint(v, 10, 32); err == nil {
-		return min(time.Duration(n)*time.Second, MaxRetryAfter)
-	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return min(t.Sub(now), MaxRetryAfter)
-	}
-	return 0
-}
-
-// StatusError is a non-success HTTP answer, with the wait its Retry-After
-// asked for.
-type StatusError struct {
-	Status string // e.g. "503 Service Unavailable"
-	Code   int
-	Body   string // the start of the body, trimmed
-	Wait   time.Duration
-}
-
-func (e *StatusError) Error() string {
-	if e.Body == "" {
-		return e.Status
-	}
-	return e.Status + ": " + e.Body
-}
-
-// RetryAfter returns the wait the answer asked for.
-func (e *StatusError) RetryAfter() time.Duration { return e.Wait }
-
-// NewStatusError describes resp, whose body the caller has read into
-// body, as a *StatusError.
-func NewStatusError(resp *http.Response, body []byte, now time.Time) *StatusError {
-	b := strings.TrimSpace(string(body))
-	if len(b) > 512 {
-		b = b[:512] + "…"
-	}
-	return &StatusError{Status: resp.Status, Code: resp.StatusCode, Body: b, Wait: ParseRetryAfter(resp.Header.Get("Retry-After"), now)}
 }
 
 // WithRetryAfter returns err carrying the wait a server asked for (see

@@ -3,9 +3,10 @@ package backoff
 import (
 	"errors"
 	"fmt"
-	"net/http"
 	"testing"
 	"time"
+
+	"github.com/vitrine-dev/vitrine/client"
 )
 
 func TestDelay(t *testing.T) {
@@ -61,7 +62,7 @@ func TestStateNext(t *testing.T) {
 	p := Policy{Min: time.Second, Max: 8 * time.Second}
 	var s State
 	fail := errors.New("refused")
-	busy := fmt.Errorf("pulling: %w", &StatusError{Status: "503 Service Unavailable", Code: 503, Wait: 20 * time.Second})
+	busy := fmt.Errorf("pulling: %w", &client.StatusError{Status: 503, Wait: 20 * time.Second})
 	steps := []struct {
 		err  error
 		want time.Duration
@@ -80,42 +81,3 @@ func TestStateNext(t *testing.T) {
 	}
 }
 
-func TestParseRetryAfter(t *testing.T) {
-	now := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
-	tests := []struct {
-		in   string
-		want time.Duration
-	}{
-		{"", 0},
-		{"0", 0},
-		{"1", time.Second},
-		{" 120 ", 2 * time.Minute},
-		{"999999999", MaxRetryAfter},
-		{"-5", 0},
-		{"1.5", 0},
-		{"soon", 0},
-		{now.Add(90 * time.Second).Format(http.TimeFormat), 90 * time.Second},
-		{now.Add(-time.Minute).Format(http.TimeFormat), 0},
-		{now.Add(1000 * time.Hour).Format(http.TimeFormat), MaxRetryAfter},
-	}
-	for _, tt := range tests {
-		if got := ParseRetryAfter(tt.in, now); got != tt.want {
-			t.Errorf("ParseRetryAfter(%q) = %v, want %v", tt.in, got, tt.want)
-		}
-	}
-}
-
-func TestNewStatusError(t *testing.T) {
-	now := time.Now()
-	resp := &http.Response{Status: "503 Service Unavailable", StatusCode: 503, Header: http.Header{"Retry-After": {"7"}}}
-	err := error(NewStatusError(resp, []byte(" {\"error\":\"log unavailable\"}\n"), now))
-	if got := RetryAfterOf(fmt.Errorf("pulling aggregates: %w", err)); got != 7*time.Second {
-		t.Errorf("RetryAfterOf = %v, want 7s", got)
-	}
-	if got, want := err.Error(), `503 Service Unavailable: {"error":"log unavailable"}`; got != want {
-		t.Errorf("Error() = %q, want %q", got, want)
-	}
-	if got := RetryAfterOf(errors.New("plain")); got != 0 {
-		t.Errorf("RetryAfterOf(plain error) = %v, want 0", got)
-	}
-}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	vclient "github.com/vitrine-dev/vitrine/client"
 	"github.com/vitrine-dev/vitrine/internal/backoff"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
 )
@@ -230,6 +231,6 @@ func (c *Client) do(hreq *http.Request) ([]byte, error) {
 	// The service's message already begins with the sentinel's text.
 	msg = strings.TrimPrefix(strings.TrimPrefix(msg, sentinel.Error()), ": ")
 	// A client that retries waits at least what the service asked.
-	wait := backoff.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+	wait := vclient.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 	return nil, backoff.WithRetryAfter(fmt.Errorf("%w: %s", sentinel, msg), wait)
 }

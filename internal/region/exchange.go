@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vitrine-dev/vitrine/access"
+	vclient "github.com/vitrine-dev/vitrine/client"
 	"github.com/vitrine-dev/vitrine/internal/backoff"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
 	"github.com/vitrine-dev/vitrine/internal/keys"
@@ -123,7 +124,7 @@ func (r *Region) pull(ctx context.Context, name, base string, cursor int64) (int
 			return cursor, err
 		}
 		if resp.StatusCode != http.StatusOK {
-			return cursor, backoff.NewStatusError(resp, body, r.cfg.Now())
+			return cursor, vclient.NewStatusError(resp, body)
 		}
 		var page AggregatesPage
 		if err := json.Unmarshal(body, &page); err != nil {
