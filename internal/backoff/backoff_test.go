@@ -80,4 +80,3 @@ func TestStateNext(t *testing.T) {
 		}
 	}
 }
-
