@@ -23,6 +23,9 @@ func (l *Log) Ready() error {
 	if closed {
 		return &UnavailableError{Log: l.origin, Health: tilestore.Health{State: tilestore.Closed}}
 	}
+	if l.driver.OK() {
+		return nil
+	}
 	if h := l.Health(); !h.OK() {
 		return &UnavailableError{Log: l.origin, Health: h}
 	}

@@ -121,6 +121,20 @@ func (d *Driver) Health() Health {
 	return s.health
 }
 
+// OK reports whether the store takes appends now, without the store's
+// lock: it is asked before every logged read, which must not queue behind
+// the appends.
+func (d *Driver) OK() bool {
+	s := d.st.Load()
+	return s != nil && !s.down.Load()
+}
+
+// setHealth replaces the store's health. The caller holds s.mu.
+func (s *store) setHealth(h Health) {
+	s.health = h
+	s.down.Store(h.State != Healthy)
+}
+
 // fail breaks the store with err unless it is broken already, and logs
 // that once. It runs on the sequencer goroutine.
 func (s *store) fail(err error) {
@@ -138,8 +152,8 @@ func (s *store) fail(err error) {
 	// The first attempt's time is known now; the recovery loop sets it
 	// again when it schedules it. A report between the two once showed a
 	// broken store with no attempt due.
-	s.health = Health{State: Broken, Since: now, Reason: err.Error(), Recoveries: s.health.Recoveries, Recovered: s.health.Recovered,
-		NextAttempt: now.Add(s.recIvl)}
+	s.setHealth(Health{State: Broken, Since: now, Reason: err.Error(), Recoveries: s.health.Recoveries, Recovered: s.health.Recovered,
+		NextAttempt: now.Add(s.recIvl)})
 	s.mu.Unlock()
 	s.avail = freeSpace(s.root)
 	s.logger.Error("log storage failed: refusing appends and recovering in process", "path", s.root, "err", err)
@@ -186,7 +200,7 @@ func (s *store) tryRecover(ctx context.Context) {
 	}
 	since, refused := s.health.Since, s.health.Refused
 	s.broken, s.refusal = nil, nil
-	s.health = Health{State: Healthy, Recoveries: s.health.Recoveries + 1, Recovered: time.Now()}
+	s.setHealth(Health{State: Healthy, Recoveries: s.health.Recoveries + 1, Recovered: time.Now()})
 	size := s.size
 	s.mu.Unlock()
 	s.logger.Info("log storage recovered in process; appends resume", "path", s.root, "size", size, "broken_for", time.Since(since).Round(time.Millisecond), "refused", refused)

@@ -169,11 +169,12 @@ type store struct {
 	mu      sync.Mutex
 	queue   []pending
 	wake    chan struct{}
-	broken  error  // why the store broke; nil while healthy
-	refusal error  // what refused appends get while broken
-	health  Health // guarded by mu
-	size    uint64 // integrated size, guarded by mu
-	rootHsh []byte // root at size, guarded by mu
+	broken  error       // why the store broke; nil while healthy
+	refusal error       // what refused appends get while broken
+	health  Health      // guarded by mu; set with setHealth
+	down    atomic.Bool // health.State != Healthy, read without mu
+	size    uint64      // integrated size, guarded by mu
+	rootHsh []byte      // root at size, guarded by mu
 
 	// Owned by the sequencer goroutine (and open before it starts).
 	j  *journal
@@ -649,7 +650,7 @@ func (s *store) shutdown() {
 		s.broken = errors.New("log closed")
 	}
 	s.refusal = errors.New("log closed")
-	s.health = Health{State: Closed, Recoveries: s.health.Recoveries, Recovered: s.health.Recovered}
+	s.setHealth(Health{State: Closed, Recoveries: s.health.Recoveries, Recovered: s.health.Recovered})
 	s.mu.Unlock()
 	for _, p := range q {
 		p.res.err = errors.New("log closed")
