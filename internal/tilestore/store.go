@@ -187,7 +187,6 @@ type store struct {
 	bundleN int
 	dirs    map[string]bool
 	writes  []fileWrite
-	failLog limiter // of "appending batch failed" lines
 	// avail is the least free space seen since the store broke or
 	// last failed to recover (health.go).
 	avail uint64
@@ -385,10 +384,8 @@ func (s *store) commit(ctx context.Context, batch []pending) {
 		close(p.res.done)
 	}
 	if err != nil {
-		// A full disk fails every batch: one line per interval says so.
-		if n, ok := s.failLog.allow(time.Now()); ok {
-			s.logger.ErrorContext(ctx, "appending batch failed", "entries", len(batch), "err", err, "failed_batches", n)
-		}
+		// Every failure broke the store, and fail logged that once;
+		// while it is broken add refuses appends before they get here.
 		return
 	}
 	select {
@@ -517,26 +514,6 @@ func (s *store) visit(id compact.NodeID, hash []byte) {
 	if len(t.hashes) == layout.TileWidth*32 {
 		s.writes = append(s.writes, fileWrite{layout.TilePath(level, t.index, 0), slicesClone(t.hashes)})
 	}
-}
-
-// limiter lets a repeated log line through once per logEvery.
-type limiter struct {
-	next  time.Time
-	count int // occurrences since the last line
-}
-
-const logEvery = 10 * time.Second
-
-// allow counts an occurrence and reports whether to log it, with the
-// number of occurrences the line stands for.
-func (l *limiter) allow(now time.Time) (int, bool) {
-	l.count++
-	if now.Before(l.next) {
-		return 0, false
-	}
-	n := l.count
-	l.next, l.count = now.Add(logEvery), 0
-	return n, true
 }
 
 func slicesClone(b []byte) []byte { return append([]byte(nil), b...) }
