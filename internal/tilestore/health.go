@@ -144,7 +144,7 @@ func (s *store) fail(err error) {
 		return
 	}
 	if !errors.Is(err, ErrBroken) {
-		err = fmt.Errorf("%w: %v", ErrBroken, err)
+		err = fmt.Errorf("%w: %w", ErrBroken, err)
 	}
 	now := time.Now()
 	s.broken = err
@@ -219,6 +219,15 @@ const (
 	spaceWatch = time.Second
 	spaceStep  = 1 << 20
 )
+
+// outOfSpace reports whether the store broke for want of space: only then
+// does freed space call for an attempt before the backoff's. (After an I/O
+// error, space others free on a shared disk says nothing.)
+func (s *store) outOfSpace() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return errors.Is(s.broken, unix.ENOSPC) || errors.Is(s.broken, unix.EDQUOT)
+}
 
 // spaceReturned reports whether the log's file system has spaceStep more
 // free space than the least seen since the store broke or last failed to

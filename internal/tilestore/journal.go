@@ -183,7 +183,7 @@ func (j *journal) append(first uint64, count uint32, payload []byte) error {
 	}
 	if err := unix.Fdatasync(int(j.f.Fd())); err != nil {
 		// After a failed fsync the page cache cannot be trusted.
-		return fmt.Errorf("%w: syncing journal: %v", errBroken, err)
+		return fmt.Errorf("%w: syncing journal: %w", errBroken, err)
 	}
 	j.size += int64(len(j.buf))
 	return nil
@@ -191,10 +191,10 @@ func (j *journal) append(first uint64, count uint32, payload []byte) error {
 
 func (j *journal) undo(cause error) error {
 	if err := j.f.Truncate(j.size); err != nil {
-		return fmt.Errorf("%w: %v; truncating journal: %v", errBroken, cause, err)
+		return fmt.Errorf("%w: %w; truncating journal: %w", errBroken, cause, err)
 	}
 	if _, err := j.f.Seek(j.size, io.SeekStart); err != nil {
-		return fmt.Errorf("%w: %v; seeking journal: %v", errBroken, cause, err)
+		return fmt.Errorf("%w: %w; seeking journal: %w", errBroken, cause, err)
 	}
 	return cause
 }

@@ -291,7 +291,7 @@ func (s *store) sequence(ctx context.Context) {
 		case <-tick.C:
 			if !s.isBroken() && s.j.size > 0 {
 				if err := s.syncPoint(); err != nil {
-					s.fail(fmt.Errorf("%w: sync point: %v", errBroken, err))
+					s.fail(fmt.Errorf("%w: sync point: %w", errBroken, err))
 				}
 			}
 		case <-retryC:
@@ -314,7 +314,7 @@ func (s *store) sequence(ctx context.Context) {
 			n := s.health.Attempts
 			s.mu.Unlock()
 			retry = time.NewTimer(s.recoveryDelay(n))
-			if watch == nil {
+			if watch == nil && s.outOfSpace() {
 				watch = time.NewTicker(spaceWatch)
 			}
 		case !broken && watch != nil:
@@ -367,12 +367,12 @@ func (s *store) commit(ctx context.Context, batch []pending) {
 			// be written (a full disk) fails the batches after this one
 			// too: break, so that callers can tell before they work,
 			// and let recovery find out when writing works again.
-			err = fmt.Errorf("%w: %v", errBroken, err)
+			err = fmt.Errorf("%w: %w", errBroken, err)
 		}
 		if err == nil {
 			err = s.integrate(payload, leaves)
 			if err != nil {
-				err = fmt.Errorf("%w: %v", errBroken, err)
+				err = fmt.Errorf("%w: %w", errBroken, err)
 			}
 		}
 		if errors.Is(err, errBroken) {
@@ -394,7 +394,7 @@ func (s *store) commit(ctx context.Context, batch []pending) {
 	}
 	if s.j.size >= s.segSize {
 		if err := s.syncPoint(); err != nil {
-			s.fail(fmt.Errorf("%w: sync point: %v", errBroken, err))
+			s.fail(fmt.Errorf("%w: sync point: %w", errBroken, err))
 		}
 	}
 }
