@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/vitrine-dev/vitrine/client"
 	"github.com/vitrine-dev/vitrine/internal/atomicfile"
+	"github.com/vitrine-dev/vitrine/internal/endpoint"
 	"github.com/vitrine-dev/vitrine/release"
 	"github.com/vitrine-dev/vitrine/tlog"
 )
@@ -41,6 +41,10 @@ type Pinned struct {
 	ReleaseLogVKey string `json:"release_log_vkey"`
 	// WitnessPolicy is the tlog-policy a release-log checkpoint must meet.
 	WitnessPolicy string `json:"witness_policy"`
+	// EndpointKey is the note verifier key of the platform's endpoint
+	// tokens, which signed the agent's own (empty for an agent
+	// registered with a platform that did not publish it).
+	EndpointKey string `json:"endpoint_key,omitempty"`
 }
 
 // Identity is the endpoint's registration, kept in <dir>/identity.json
@@ -87,7 +91,7 @@ func Register(ctx context.Context, dir, base, enrolToken, country string, hc *ht
 	if err != nil {
 		return nil, fmt.Errorf("registering: %w", err)
 	}
-	p := Pinned{Platform: base, UpdatesURL: d.Updates.URL, Root: d.Updates.Root, ReleaseKey: d.Releases.Key, WitnessPolicy: d.WitnessPolicy}
+	p := Pinned{Platform: base, UpdatesURL: d.Updates.URL, Root: d.Updates.Root, ReleaseKey: d.Releases.Key, WitnessPolicy: d.WitnessPolicy, EndpointKey: d.EndpointKey}
 	if l, ok := d.Log("release"); ok {
 		p.ReleaseLogVKey = l.VKey
 	}
@@ -102,7 +106,10 @@ func Register(ctx context.Context, dir, base, enrolToken, country string, hc *ht
 	req.Header.Set("Authorization", "Bearer "+enrolToken)
 	req.Header.Set("Content-Type", "application/json")
 	var id Identity
-	if err := do(hc, req, &id); err != nil {
+	if err := client.Do(hc, req, 64<<10, &id); err != nil {
+		return nil, fmt.Errorf("registering: %w", err)
+	}
+	if err := p.checkToken(id); err != nil {
 		return nil, fmt.Errorf("registering: %w", err)
 	}
 	pj, _ := json.MarshalIndent(&p, "", "  ")
@@ -159,6 +166,26 @@ func (p *Pinned) trust() (*release.Trust, error) {
 	return &release.Trust{Key: key, Log: v, Witness: pol}, nil
 }
 
+// checkToken checks that the token the platform gave is signed by the
+// endpoint key it published and carries the identity it answered.
+func (p *Pinned) checkToken(id Identity) error {
+	if p.EndpointKey == "" {
+		return nil
+	}
+	v, err := endpoint.NewVerifier(p.EndpointKey)
+	if err != nil {
+		return fmt.Errorf("the discovery document's endpoint key: %w", err)
+	}
+	got, err := v.Verify(id.Token)
+	if err != nil {
+		return fmt.Errorf("the token the platform gave: %w", err)
+	}
+	if got.ID != id.ID || got.Region != id.Region {
+		return fmt.Errorf("the token the platform gave is for endpoint %s in %s, the answer names %s in %s", got.ID, got.Region, id.ID, id.Region)
+	}
+	return nil
+}
+
 func readJSON(path string, v any) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -168,24 +195,4 @@ func readJSON(path string, v any) error {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	return nil
-}
-
-// do sends req and decodes a 2xx JSON answer into v (if not nil).
-func do(hc *http.Client, req *http.Request, v any) error {
-	resp, err := hc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%s %s: %s: %s", req.Method, req.URL, resp.Status, bytes.TrimSpace(b))
-	}
-	if v == nil {
-		return nil
-	}
-	return json.Unmarshal(b, v)
 }

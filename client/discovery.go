@@ -13,8 +13,8 @@ import (
 const DiscoveryPath = "/.well-known/vitrine.json"
 
 // Discovery is a platform's discovery document: its regions, logs,
-// witnesses and witness policy, the key of its residency policies, its
-// releases and its update repository. The platform writes it with this type
+// witnesses and witness policy, the keys of its residency policies and of
+// its endpoint tokens, its releases and its update repository. The platform writes it with this type
 // and clients read it with it.
 //
 // Nothing in it is proof of anything: it says where to look and what keys
@@ -27,6 +27,10 @@ type Discovery struct {
 	WitnessPolicy string             `json:"witness_policy"`
 	// PolicyKey verifies the signed residency policies in the policy log.
 	PolicyKey string `json:"policy_key"`
+	// EndpointKey is the signed-note verifier key of the endpoint
+	// tokens the platform issues: with it, an endpoint checks the token
+	// it was given, and a region run apart checks the tokens it is shown.
+	EndpointKey string `json:"endpoint_key,omitempty"`
 	// Releases is where the published releases are and the key that
 	// verifies their provenance envelopes.
 	Releases DiscoveryReleases `json:"releases"`

@@ -155,28 +155,42 @@ func (f *Follower) Update(ctx context.Context, fn func(index uint64, entry []byt
 
 // consistent checks cp against the checkpoint the state last trusted.
 func (f *Follower) consistent(ctx context.Context, cp *tlog.Checkpoint) error {
-	s := &f.state
-	if s.Checkpoint == nil {
+	return f.log.Consistent(ctx, f.state.Checkpoint, cp)
+}
+
+// Consistent proves cp, a checkpoint of l verified under its witness
+// policy, consistent with seen, a checkpoint of l verified before and kept
+// (as the log served it; nil when there is none yet): same size and root,
+// or a consistency proof read from the log's tiles from seen's tree to
+// cp's. A contradiction is a [*ForkError] that holds both checkpoints; a
+// seen that is not l's (another log of the same origin) is refused, since
+// it is no evidence against l.
+func (l *Log) Consistent(ctx context.Context, seen []byte, cp *tlog.Checkpoint) error {
+	if seen == nil {
 		return nil
 	}
+	old, err := l.Kept(seen)
+	if err != nil {
+		return fmt.Errorf("%s: the checkpoint kept from before is not this log's (another log of that origin?): %w", l.Origin(), err)
+	}
 	fork := func(reason string) error {
-		return &ForkError{Origin: cp.Origin, Seen: s.Checkpoint, Now: cp.Raw, Reason: reason}
+		return &ForkError{Origin: cp.Origin, Seen: seen, Now: cp.Raw, Reason: reason}
 	}
 	switch {
-	case cp.Size < s.CheckpointSize:
-		return fork(fmt.Sprintf("the log shrank from %d to %d entries", s.CheckpointSize, cp.Size))
-	case cp.Size == s.CheckpointSize:
-		if !bytes.Equal(cp.Hash, s.Root) {
+	case cp.Size < old.Size:
+		return fork(fmt.Sprintf("the log shrank from %d to %d entries", old.Size, cp.Size))
+	case cp.Size == old.Size:
+		if !bytes.Equal(cp.Hash, old.Hash) {
 			return fork(fmt.Sprintf("two roots for %d entries", cp.Size))
 		}
 		return nil
 	}
-	proof, err := tlog.ConsistencyProof(ctx, f.log.Fetcher, s.CheckpointSize, cp.Size)
+	proof, err := tlog.ConsistencyProof(ctx, l.Fetcher, old.Size, cp.Size)
 	if err != nil {
 		return fmt.Errorf("%s: consistency: %w", cp.Origin, err)
 	}
-	if err := tlog.VerifyConsistency(s.CheckpointSize, cp.Size, s.Root, cp.Hash, proof); err != nil {
-		return fork(fmt.Sprintf("no consistency proof from %d to %d entries: %v", s.CheckpointSize, cp.Size, err))
+	if err := tlog.VerifyConsistency(old.Size, cp.Size, old.Hash, cp.Hash, proof); err != nil {
+		return fork(fmt.Sprintf("no consistency proof from %d to %d entries: %v", old.Size, cp.Size, err))
 	}
 	return nil
 }

@@ -77,13 +77,34 @@ var ErrTooLarge = errors.New("answer too large")
 // limit bytes. hc nil means http.DefaultClient. A non-200 answer is a
 // *StatusError.
 func Get(ctx context.Context, hc *http.Client, u string, limit int64) ([]byte, error) {
-	if hc == nil {
-		hc = http.DefaultClient
-	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, err
 	}
+	return send(hc, req, limit, func(status int) bool { return status == http.StatusOK })
+}
+
+// Do sends req and decodes its answer, which must be a 2xx of at most
+// limit bytes, into v as JSON (v nil: the body is read and dropped). hc
+// nil means http.DefaultClient. Another status is a *StatusError.
+func Do(hc *http.Client, req *http.Request, limit int64, v any) error {
+	b, err := send(hc, req, limit, func(status int) bool { return status/100 == 2 })
+	if err != nil || v == nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%s %s: %w", req.Method, req.URL, err)
+	}
+	return nil
+}
+
+// send sends req and reads at most limit bytes of its answer, whose status
+// must be one that ok accepts.
+func send(hc *http.Client, req *http.Request, limit int64, ok func(int) bool) ([]byte, error) {
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	u := req.URL.String()
 	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, err
@@ -93,7 +114,7 @@ func Get(ctx context.Context, hc *http.Client, u string, limit int64) ([]byte, e
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", u, err)
 	}
-	if resp.StatusCode != http.StatusOK {
+	if !ok(resp.StatusCode) {
 		return nil, NewStatusError(resp, b)
 	}
 	if int64(len(b)) > limit {

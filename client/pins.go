@@ -20,8 +20,8 @@ import (
 // Pins is what a client trusts about one platform, taken from its
 // discovery document the first time and required of it ever after (trust
 // on first use): the logs' verifier keys, the witness policy, the key of
-// the residency policies, the release key and the update repository's
-// initial TUF root. A platform that later names other values is either
+// the residency policies, the endpoint-token key, the release key and the
+// update repository's initial TUF root. A platform that later names other values is either
 // another platform at the same address or one whose keys were replaced;
 // either way a person must look, so [Pins.Check] refuses it and names what
 // changed.
@@ -31,7 +31,10 @@ type Pins struct {
 	WitnessPolicy string            `json:"witness_policy"`
 	PolicyKey     string            `json:"policy_key"`
 	ReleaseKey    string            `json:"release_key"`
-	TUFRoot       json.RawMessage   `json:"tuf_root,omitempty"`
+	// EndpointKey is empty in pins saved before platforms published it;
+	// it is pinned at the next check.
+	EndpointKey string          `json:"endpoint_key,omitempty"`
+	TUFRoot     json.RawMessage `json:"tuf_root,omitempty"`
 }
 
 // ErrPinMismatch is wrapped by the error of a discovery document that
@@ -41,7 +44,7 @@ var ErrPinMismatch = errors.New("the platform's keys differ from those pinned")
 // PinsFrom pins what d names, for the platform at base.
 func PinsFrom(base string, d *Discovery) *Pins {
 	p := &Pins{Platform: strings.TrimSuffix(base, "/"), LogKeys: map[string]string{}, WitnessPolicy: d.WitnessPolicy,
-		PolicyKey: d.PolicyKey, ReleaseKey: d.Releases.Key, TUFRoot: bytes.Clone(d.Updates.Root)}
+		PolicyKey: d.PolicyKey, ReleaseKey: d.Releases.Key, EndpointKey: d.EndpointKey, TUFRoot: bytes.Clone(d.Updates.Root)}
 	for _, l := range d.Logs {
 		p.LogKeys[l.Name] = l.VKey
 	}
@@ -71,6 +74,9 @@ func (p *Pins) Check(d *Discovery) error {
 	cmp("witness policy", p.WitnessPolicy, now.WitnessPolicy)
 	cmp("residency policy key", p.PolicyKey, now.PolicyKey)
 	cmp("release key", p.ReleaseKey, now.ReleaseKey)
+	if p.EndpointKey != "" {
+		cmp("endpoint-token key", p.EndpointKey, now.EndpointKey)
+	}
 	if len(p.TUFRoot) > 0 && !jsonEqual(p.TUFRoot, now.TUFRoot) {
 		changed = append(changed, "initial TUF root: differs")
 	}
@@ -128,9 +134,13 @@ func TrustOnFirstUse(path, base string, d *Discovery) (p *Pins, first bool, err 
 	if err := p.Check(d); err != nil {
 		return nil, false, fmt.Errorf("%w (pinned in %s; remove it to trust the platform anew)", err, path)
 	}
-	// A log first named now (a region added) is pinned from now on, so
-	// that its key cannot change unseen either.
+	// A log first named now (a region added), or an endpoint-token key
+	// that pins saved before platforms published it lack, is pinned from
+	// now on, so that it cannot change unseen either.
 	added := false
+	if p.EndpointKey == "" && d.EndpointKey != "" {
+		p.EndpointKey, added = d.EndpointKey, true
+	}
 	for name, k := range PinsFrom(base, d).LogKeys {
 		if _, ok := p.LogKeys[name]; !ok {
 			p.LogKeys[name], added = k, true

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -191,24 +190,15 @@ func runLogVerify(ctx context.Context, e *env, args []string) error {
 		if prev.Origin != cp.Origin {
 			return fmt.Errorf("state file %s is for %q, not %q", statePath, prev.Origin, cp.Origin)
 		}
-		// The checkpoint the state keeps must be this log's: a state
-		// made for another log of the same origin is no evidence.
 		l, err := r.log()
 		if err != nil {
 			return err
 		}
-		if old, err := l.Kept(prev.Checkpoint); err != nil || old.Size != prev.Size || !bytes.Equal(old.Hash, prev.Root) {
-			return fmt.Errorf("state file %s holds a checkpoint that is not this log's (another log of origin %q?): %v", statePath, cp.Origin, err)
-		}
-		if cp.Size < prev.Size {
-			return fmt.Errorf("consistency: %w: the log shrank from %d to %d entries", tlog.ErrInconsistent, prev.Size, cp.Size)
-		}
-		proof, err := tlog.ConsistencyProof(ctx, r.fetcher, prev.Size, cp.Size)
-		if err != nil {
-			return fmt.Errorf("consistency: %w", err)
-		}
-		if err := tlog.VerifyConsistency(prev.Size, cp.Size, prev.Root, cp.Hash, proof); err != nil {
-			return fmt.Errorf("consistency with the checkpoint of size %d seen before: %w", prev.Size, err)
+		// The checkpoint the state keeps must be this log's (a state made
+		// for another log of the same origin is no evidence), and this
+		// one consistent with it; a fork names both.
+		if err := l.Consistent(ctx, prev.Checkpoint, cp); err != nil {
+			return fmt.Errorf("state file %s: %w", statePath, err)
 		}
 		fmt.Fprintf(e.stdout, "consistency with size %d seen before: ok\n", prev.Size)
 	} else {

@@ -60,6 +60,7 @@ func init() {
 		"ruledb diff":       {"list the signatures added and removed between two rule databases", runRuleDBDiff},
 		"relocate":          {"move every record of a country to another region, provably", runRelocate},
 		"relocate verify":   {"check a relocation from the logs alone", runRelocateVerify},
+		"commitment verify": {"check a region's dataset commitment, proven from its access log, against records you hold", runCommitmentVerify},
 		"principal create":  {"create a principal (analyst, supervisor, …) and print its token", runPrincipalCreate},
 		"principal revoke":  {"revoke a principal: its token stops working at once", runPrincipalRevoke},
 		"bench":             {"measure append throughput and latency against a log", runBench},

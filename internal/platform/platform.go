@@ -358,7 +358,7 @@ type (
 
 // Discovery returns the platform's discovery document.
 func (p *Platform) Discovery() Discovery {
-	d := Discovery{WitnessPolicy: p.policy, PolicyKey: p.regions.policyVK}
+	d := Discovery{WitnessPolicy: p.policy, PolicyKey: p.regions.policyVK, EndpointKey: p.regions.issuer.VerifierKey()}
 	pol := p.regions.policy.Load()
 	for _, r := range pol.Regions {
 		d.Regions = append(d.Regions, DiscoveryRegion{Name: r.Name, URL: p.regionURL(pol, r.Name), Countries: pol.Countries(r.Name)})

@@ -1,7 +1,6 @@
 package rebuild
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"os"
 	"time"
 
-	vclient "github.com/vitrine-dev/vitrine/client"
 	"github.com/vitrine-dev/vitrine/internal/atomicfile"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
 	"github.com/vitrine-dev/vitrine/rebuild"
@@ -71,36 +69,20 @@ func (r *Rebuilder) checkpoint(ctx context.Context, t *trust) (*state, *tlog.Che
 		return nil, nil, fmt.Errorf("%w: the discovery document names release-log key %q and a release key that the state (%s) does not pin",
 			ErrKeyChanged, t.logKey, r.statePath())
 	}
-	raw, err := t.fetcher.ReadCheckpoint(ctx)
+	cp, err := t.log.Checkpoint(ctx)
 	if err != nil {
-		return nil, nil, fmt.Errorf("fetching the release log's checkpoint: %w", err)
+		return nil, nil, fmt.Errorf("the release log: %w", err)
 	}
-	cp, err := t.policy.VerifyCheckpoint(raw, t.verifier)
-	if err != nil {
-		return nil, nil, fmt.Errorf("the release log's checkpoint: %w", err)
-	}
-	next := &state{State: tlog.State{Origin: cp.Origin, Size: cp.Size, Root: cp.Hash, Checkpoint: raw}, LogKey: t.logKey, ReleaseKey: t.releasePEM}
+	next := &state{State: tlog.State{Origin: cp.Origin, Size: cp.Size, Root: cp.Hash, Checkpoint: cp.Raw}, LogKey: t.logKey, ReleaseKey: t.releasePEM}
 	if prev == nil {
 		return next, cp, nil
 	}
 	next.Next = prev.Next
-	switch {
-	case prev.Origin != cp.Origin:
+	if prev.Origin != cp.Origin {
 		return nil, nil, fmt.Errorf("the release log's origin is %q, the state's %q", cp.Origin, prev.Origin)
-	case cp.Size < prev.Size:
-		return nil, nil, fmt.Errorf("consistency: %w: the release log shrank from %d to %d entries", tlog.ErrInconsistent, prev.Size, cp.Size)
-	case cp.Size == prev.Size:
-		if !bytes.Equal(cp.Hash, prev.Root) {
-			return nil, nil, fmt.Errorf("consistency: %w: two roots for %d entries", tlog.ErrInconsistent, cp.Size)
-		}
-		return next, cp, nil
 	}
-	proof, err := tlog.ConsistencyProof(ctx, t.fetcher, prev.Size, cp.Size)
-	if err != nil {
-		return nil, nil, fmt.Errorf("consistency: %w", err)
-	}
-	if err := tlog.VerifyConsistency(prev.Size, cp.Size, prev.Root, cp.Hash, proof); err != nil {
-		return nil, nil, fmt.Errorf("consistency with the checkpoint of %d entries seen before: %w", prev.Size, err)
+	if err := t.log.Consistent(ctx, prev.Checkpoint, cp); err != nil {
+		return nil, nil, fmt.Errorf("the release log: %w", err)
 	}
 	return next, cp, nil
 }
@@ -119,11 +101,7 @@ func (r *Rebuilder) begin(ctx context.Context) (*trust, *state, *tlog.Checkpoint
 // readEntry reads the entry at index from the log's tiles and proves it
 // included in cp, a checkpoint verified under the witness policy.
 func readEntry(ctx context.Context, t *trust, cp *tlog.Checkpoint, index uint64) ([]byte, error) {
-	l, err := vclient.NewLogFetcher(t.fetcher, t.logKey, t.policy)
-	if err != nil {
-		return nil, err
-	}
-	entry, _, err := l.Entry(ctx, cp, index)
+	entry, _, err := t.log.Entry(ctx, cp, index)
 	if err != nil {
 		return nil, fmt.Errorf("release-log entry %d: %w", index, err)
 	}
@@ -253,20 +231,16 @@ func (r *Rebuilder) LoggedEntry(ctx context.Context, index uint64, pins Pins) ([
 		return nil, fmt.Errorf("%w: the platform's release log has key %q, the pinned one is %q", ErrKeyChanged, t.logKey, pins.LogKey)
 	}
 	if pins.WitnessPolicy != nil {
-		if t.policy, err = tlog.ParsePolicy(pins.WitnessPolicy); err != nil {
+		if t.log.Policy, err = tlog.ParsePolicy(pins.WitnessPolicy); err != nil {
 			return nil, fmt.Errorf("the pinned witness policy: %w", err)
 		}
 	}
-	if t.policy.Quorum() == "none" {
+	if t.log.Policy.Quorum() == "none" {
 		return nil, errors.New("the witness policy has quorum none: any log operator alone meets it; pin a policy with witnesses")
 	}
-	raw, err := t.fetcher.ReadCheckpoint(ctx)
+	cp, err := t.log.Checkpoint(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("fetching the release log's checkpoint: %w", err)
-	}
-	cp, err := t.policy.VerifyCheckpoint(raw, t.verifier)
-	if err != nil {
-		return nil, fmt.Errorf("the release log's checkpoint: %w", err)
+		return nil, fmt.Errorf("the release log: %w", err)
 	}
 	if index >= cp.Size {
 		return nil, fmt.Errorf("release-log entry %d: the log's checkpoint has %d entries", index, cp.Size)

@@ -16,15 +16,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/transparency-dev/tessera/client"
-	"golang.org/x/mod/sumdb/note"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	vclient "github.com/vitrine-dev/vitrine/client"
 	"github.com/vitrine-dev/vitrine/internal/conveyer"
 	"github.com/vitrine-dev/vitrine/rebuild"
 	"github.com/vitrine-dev/vitrine/release"
-	"github.com/vitrine-dev/vitrine/tlog"
 )
 
 // Rebuilder rebuilds the releases of one platform and signs verdicts.
@@ -114,9 +111,7 @@ func (r *Rebuilder) builder() *conveyer.Builder {
 type trust struct {
 	logKey      string // the release log's verifier key, as published
 	releasePEM  string // the release key, as published
-	verifier    note.Verifier
-	policy      *tlog.Policy
-	fetcher     tlog.Fetcher
+	log         *vclient.Log
 	releaseKey  release.PublicKey
 	releasesURL string
 }
@@ -133,25 +128,17 @@ func (r *Rebuilder) resolve(ctx context.Context) (*trust, error) {
 	if logURL == "" || d.Releases.URL == "" {
 		return nil, errors.New("the discovery document names no release log or no releases")
 	}
-	if t.verifier, err = note.NewVerifier(t.logKey); err != nil {
-		return nil, fmt.Errorf("the release log's verifier key: %w", err)
-	}
 	policy := d.WitnessPolicy
 	if policy == "" {
 		policy = "quorum none\n"
 	}
-	if t.policy, err = tlog.ParsePolicy([]byte(policy)); err != nil {
-		return nil, fmt.Errorf("the witness policy: %w", err)
-	}
 	if t.releaseKey, err = release.ParsePublicKey([]byte(d.Releases.Key)); err != nil {
 		return nil, fmt.Errorf("the release key: %w", err)
 	}
-	u, err := url.Parse(strings.TrimSuffix(logURL, "/") + "/")
-	if err != nil {
-		return nil, fmt.Errorf("the release log's URL: %w", err)
-	}
-	if t.fetcher, err = client.NewHTTPFetcher(u, r.client()); err != nil {
-		return nil, err
+	// A policy of quorum none is taken here and refused where a check
+	// needs witnesses ([Rebuilder.LoggedEntry]).
+	if t.log, err = vclient.NewLog(logURL, t.logKey, []byte(policy), r.client(), true); err != nil {
+		return nil, fmt.Errorf("the release log: %w", err)
 	}
 	return t, nil
 }
