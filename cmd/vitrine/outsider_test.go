@@ -3,22 +3,22 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
+	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/transparency-dev/tessera/api"
-
+	vclient "github.com/vitrine-dev/vitrine/client"
+	"github.com/vitrine-dev/vitrine/internal/liar"
 	"github.com/vitrine-dev/vitrine/internal/platform"
+	"github.com/vitrine-dev/vitrine/tlog"
 )
 
 func startNamed(t *testing.T, name string) *platform.Platform {
@@ -69,110 +69,218 @@ func TestLogVerifyTwoPlatformsOneName(t *testing.T) {
 	}
 }
 
-// lyingProxy forwards to a platform; once lie is set, it replaces entry 0
-// of the entry bundles of the named log with evil: every time, or, with
-// secondRead, only from the second time a client asks for a bundle on (the
-// attack that beat a reader who checked the tree on a first read and took
-// the entries from a second).
-func lyingProxy(t *testing.T, target, log string, evil []byte, secondRead bool) (*httptest.Server, *atomic.Bool) {
-	t.Helper()
-	u, err := url.Parse(target)
+// TestReadersRefuseLies runs every command that reads a platform's logs
+// on an outsider's behalf against a server that answers honestly and then
+// lies about one log: doctored entry bundles (on every read, or from the
+// second read of a bundle on: the attack that beat a reader who checked
+// the tree on a first read and took the entries from a second), doctored
+// hash tiles, a doctored checkpoint. Each command either fails, naming the
+// entries or the checkpoint, or, where it never needed what was doctored,
+// prints exactly what it printed from the honest server; none ever prints
+// the doctored entry.
+func TestReadersRefuseLies(t *testing.T) {
+	ctx := context.Background()
+	t.Setenv("HOME", t.TempDir())
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	data := t.TempDir()
+	p, err := platform.Start(ctx, platform.Config{Data: data, Listen: "127.0.0.1:0", CheckpointInterval: 100 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var lie atomic.Bool
-	var self string
-	var mu sync.Mutex
-	reads := map[string]int{}
-	rp := httputil.NewSingleHostReverseProxy(u)
-	rp.ModifyResponse = func(r *http.Response) error {
-		if r.Request.URL.Path == "/.well-known/vitrine.json" {
-			// The discovery document names the logs by absolute URL:
-			// point them at the proxy.
-			b, err := io.ReadAll(r.Body)
-			r.Body.Close()
-			if err != nil {
-				return err
-			}
-			b = bytes.ReplaceAll(b, []byte(target), []byte(self))
-			r.Body = io.NopCloser(bytes.NewReader(b))
-			r.ContentLength = int64(len(b))
-			r.Header.Del("Content-Length")
-			return nil
-		}
-		if !lie.Load() || !strings.HasPrefix(r.Request.URL.Path, "/logs/"+log+"/tile/entries/") || r.StatusCode != http.StatusOK {
-			return nil
-		}
-		mu.Lock()
-		reads[r.Request.URL.Path]++
-		n := reads[r.Request.URL.Path]
-		mu.Unlock()
-		if secondRead && n < 2 {
-			return nil
-		}
-		b, err := io.ReadAll(r.Body)
-		r.Body.Close()
-		if err != nil {
-			return err
-		}
-		var eb api.EntryBundle
-		if err := eb.UnmarshalText(b); err == nil && len(eb.Entries) > 0 {
-			eb.Entries[0] = evil
-			b = nil
-			for _, e := range eb.Entries {
-				b = binary.BigEndian.AppendUint16(b, uint16(len(e)))
-				b = append(b, e...)
-			}
-		}
-		r.Body = io.NopCloser(bytes.NewReader(b))
-		r.ContentLength = int64(len(b))
-		r.Header.Del("Content-Length")
-		return nil
+	t.Cleanup(func() { _ = p.Close(context.Background()) })
+	op := p.OperatorToken()
+
+	// Something in every log: records in moscow, relocated to zurich
+	// (policy version 2, relocation entries in both access logs), and a
+	// custody-gated read in zurich (custody's counts).
+	code, b := request(t, "POST", p.URL()+"/v1/endpoints", op, []byte(`{"country":"BR"}`))
+	if code != http.StatusOK {
+		t.Fatalf("registering: %d %s", code, b)
 	}
-	srv := httptest.NewServer(rp)
-	self = srv.URL
-	t.Cleanup(srv.Close)
-	return srv, &lie
+	var ep struct {
+		Token     string `json:"token"`
+		IngestURL string `json:"ingest_url"`
+	}
+	if err := json.Unmarshal(b, &ep); err != nil {
+		t.Fatal(err)
+	}
+	sha := strings.Repeat("ab", 32)
+	rec := `{"time":"` + time.Now().UTC().Add(-time.Minute).Format(time.RFC3339) + `","kind":"detection","sha256":"` + sha + `","size":68,"detection":"EICAR","url":"","path":"C:/eicar.com","product":"vitrine-agent/1.0.0","ruledb":1}`
+	if code, b := request(t, "POST", ep.IngestURL, ep.Token, []byte(`{"batch_id":"b1","records":[`+rec+`,`+rec+`]}`)); code != http.StatusOK {
+		t.Fatalf("ingest: %d %s", code, b)
+	}
+	code, b = request(t, "POST", p.URL()+"/v1/relocations", op, []byte(`{"country":"BR","to":"zurich"}`))
+	if code != http.StatusAccepted {
+		t.Fatalf("relocation: %d %s", code, b)
+	}
+	var job struct {
+		ID    string `json:"id"`
+		Step  string `json:"step"`
+		Error string `json:"error"`
+	}
+	if err := json.Unmarshal(b, &job); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); job.Step != "done"; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) || job.Error != "" {
+			t.Fatalf("relocation: %+v", job)
+		}
+		_, b = request(t, "GET", p.URL()+"/v1/relocations/"+job.ID, op, nil)
+		if err := json.Unmarshal(b, &job); err != nil {
+			t.Fatal(err, string(b))
+		}
+	}
+	code, b = request(t, "POST", p.URL()+"/v1/principals", op, []byte(`{"id":"analyst:ana","role":"analyst","location":"CH","regions":["zurich"]}`))
+	if code != http.StatusCreated {
+		t.Fatalf("principal: %d %s", code, b)
+	}
+	var ana struct{ Token string }
+	if err := json.Unmarshal(b, &ana); err != nil {
+		t.Fatal(err)
+	}
+	if code, b := request(t, "GET", p.URL()+"/regions/zurich/v1/records?sha256="+sha+"&personal=true", ana.Token, nil,
+		"Vitrine-Justification", "RESPONSE_TO_PRODUCTION_ALERT; a test"); code != http.StatusOK || !strings.Contains(string(b), "eicar.com") {
+		t.Fatalf("custody-gated read: %d %s", code, b)
+	}
+	waitQuiet(t, p, "policy", "access-zurich", "access-moscow", "release")
+	custodyToken := filepath.Join(data, "custody.token")
+
+	type reader struct {
+		name string
+		logs []string // the logs it reads
+		run  func(base string) (string, error)
+	}
+	cmd := func(f func(context.Context, *env, []string) error, args ...string) func(string) (string, error) {
+		return func(base string) (string, error) {
+			var all []string
+			for _, a := range args {
+				all = append(all, strings.ReplaceAll(a, "BASE", base))
+			}
+			return runCmd(ctx, f, all...)
+		}
+	}
+	readers := []reader{
+		{"policy show", []string{"policy"}, cmd(runPolicyShow, "--platform", "BASE")},
+		{"policy diff", []string{"policy"}, cmd(runPolicyDiff, "--platform", "BASE")},
+		{"relocate verify", []string{"policy", "access-zurich", "access-moscow"}, cmd(runRelocateVerify, "--url", "BASE", "--job", job.ID)},
+		{"custody reconcile", []string{"access-zurich"}, cmd(runCustodyReconcile, "--custody", p.URL()+"/custody", "--token", custodyToken, "--platform", "BASE")},
+		{"log prove", []string{"access-zurich"}, cmd(runLogProve, "--platform", "BASE", "--log", "access-zurich", "--index", "1")},
+	}
+	for _, l := range []string{"policy", "access-zurich", "access-moscow"} {
+		readers = append(readers, reader{"log verify", []string{l}, func(base string) (string, error) {
+			state := filepath.Join(t.TempDir(), "state")
+			out, err := runCmd(ctx, runLogVerify, "--platform", base, "--log", l, "--state", state)
+			// What differs from run to run: the state file and the time.
+			out = strings.ReplaceAll(out, state, "STATE")
+			out = regexp.MustCompile(`(?m)^verified in .*$`).ReplaceAllString(out, "verified")
+			return out, err
+		}})
+	}
+	const evil = "EVIL-ENTRY"
+	for _, r := range readers {
+		honest, err := r.run(p.URL())
+		if err != nil {
+			t.Fatalf("%s, honest: %v\n%s", r.name, err, honest)
+		}
+		for _, log := range r.logs {
+			for _, lie := range liar.Lies {
+				px := liar.New(t, p.URL(), log, []byte(evil))
+				if out, err := r.run(px.URL); err != nil || out != honest {
+					t.Fatalf("%s through an honest proxy: %v\n%s", r.name, err, out)
+				}
+				px.Tell(lie)
+				out, err := r.run(px.URL)
+				switch {
+				case strings.Contains(out, evil) || (err != nil && strings.Contains(err.Error(), evil)):
+					t.Errorf("%s, %s of %s: the doctored entry came out: %v\n%s", r.name, lie, log, err, out)
+				case err == nil && out != honest:
+					t.Errorf("%s, %s of %s: no error, and not what the honest server gave:\n%s\nwant:\n%s", r.name, lie, log, out, honest)
+				case err != nil && !regexp.MustCompile(`entr|checkpoint|tile`).MatchString(err.Error()):
+					t.Errorf("%s, %s of %s: %v; want an error naming the entries or the checkpoint", r.name, lie, log, err)
+				case err == nil && (lie == liar.Bundle || lie == liar.Checkpoint):
+					t.Errorf("%s, %s of %s: no error", r.name, lie, log)
+				}
+			}
+		}
+	}
 }
 
-// TestReadersRefuseDoctoredBundles: policy show and relocate verify read
-// the logs' entries; a server that answers honestly and then serves a
-// doctored entry bundle once got the doctored bytes used with no error
-// (the tree was checked on a first read, the entries taken from a second).
-// Now each fails, naming the entries, and never prints the doctored bytes.
-func TestReadersRefuseDoctoredBundles(t *testing.T) {
+// waitQuiet waits until the checkpoints of the platform's logs have not
+// changed for a second: everything appended is witnessed, and the answers
+// of an honest server stay the same.
+func waitQuiet(t *testing.T, p *platform.Platform, logs ...string) {
+	t.Helper()
+	read := func() string {
+		var all []string
+		for _, l := range logs {
+			b, _ := p.Log(l).Reader().ReadCheckpoint(context.Background())
+			all = append(all, string(b))
+		}
+		return strings.Join(all, "")
+	}
+	last, since := read(), time.Now()
+	for deadline := time.Now().Add(20 * time.Second); time.Since(since) < time.Second; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the logs %v kept growing for 20s", logs)
+		}
+		if now := read(); now != last {
+			last, since = now, time.Now()
+		}
+	}
+}
+
+// TestLogVerifyCatchesFork: a platform whose data directory was copied and
+// run twice, each copy taking different entries, is a real fork: two
+// histories under the same log key, each cosigned by the witness (whose key
+// went with the copy). Verifying one copy and then the other with one
+// state raises the alarm, naming both checkpoints.
+func TestLogVerifyCatchesFork(t *testing.T) {
 	ctx := context.Background()
-	p := startNamed(t, "vitrine.local")
-	evil := []byte("EVIL")
-
-	srv, lie := lyingProxy(t, p.URL(), "policy", evil, true)
-	honest, err := runCmd(ctx, runPolicyShow, "--platform", srv.URL)
-	if err != nil || !strings.Contains(honest, "zurich") {
-		t.Fatalf("policy show, honest: %v\n%s", err, honest)
+	t.Setenv("HOME", t.TempDir())
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	start := func(data string) *platform.Platform {
+		p, err := platform.Start(ctx, platform.Config{Data: data, Listen: "127.0.0.1:0", CheckpointInterval: 100 * time.Millisecond, Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = p.Close(context.Background()) })
+		return p
 	}
-	// Honest on a bundle's first read, doctored on the next: a reader
-	// that reads once shows exactly what it proved.
-	lie.Store(true)
-	if out, err := runCmd(ctx, runPolicyShow, "--platform", srv.URL); err != nil || out != honest {
-		t.Errorf("policy show, lying on second reads: %v\n%s\nwant what the honest server gave:\n%s", err, out, honest)
+	dirA := t.TempDir()
+	a := start(dirA)
+	waitQuiet(t, a, "access-zurich")
+	if err := a.Close(ctx); err != nil {
+		t.Fatal(err)
 	}
-	// Doctored on every read: the tree does not match.
-	srv, lie = lyingProxy(t, p.URL(), "policy", evil, false)
-	lie.Store(true)
-	out, err := runCmd(ctx, runPolicyShow, "--platform", srv.URL)
-	if err == nil || !strings.Contains(err.Error(), "tree mismatch") || !strings.Contains(err.Error(), "entries 0 to") {
-		t.Errorf("policy show from a lying server: %v, want a tree mismatch naming the entries\n%s", err, out)
+	dirB := t.TempDir()
+	if err := os.CopyFS(dirB, os.DirFS(dirA)); err != nil {
+		t.Fatal(err)
 	}
-	if strings.Contains(out, string(evil)) {
-		t.Errorf("policy show printed the doctored entry:\n%s", out)
+	a, b := start(dirA), start(dirB)
+	for _, x := range []struct {
+		p  *platform.Platform
+		id string
+	}{{a, "analyst:on-a"}, {b, "analyst:on-b"}} {
+		if code, body := request(t, "POST", x.p.URL()+"/v1/principals", x.p.OperatorToken(), []byte(`{"id":"`+x.id+`","role":"analyst","location":"CH","regions":["zurich"]}`)); code != http.StatusCreated {
+			t.Fatalf("principal on %s: %d %s", x.p.URL(), code, body)
+		}
+		waitQuiet(t, x.p, "access-zurich")
 	}
-
-	srv, lie = lyingProxy(t, p.URL(), "access-zurich", evil, false)
-	if out, err := runCmd(ctx, runRelocateVerify, "--url", srv.URL, "--job", "rel-none"); err != nil && strings.Contains(err.Error(), "tree mismatch") {
-		t.Fatalf("relocate verify, honest: %v\n%s", err, out)
+	state := filepath.Join(t.TempDir(), "state")
+	if out, err := runCmd(ctx, runLogVerify, "--platform", a.URL(), "--log", "access-zurich", "--state", state); err != nil {
+		t.Fatalf("log verify of a: %v\n%s", err, out)
 	}
-	lie.Store(true)
-	if out, err := runCmd(ctx, runRelocateVerify, "--url", srv.URL, "--job", "rel-none"); err == nil || !strings.Contains(err.Error(), "tree mismatch") {
-		t.Errorf("relocate verify from a lying server: %v, want a tree mismatch\n%s", err, out)
+	cpA, _ := a.Log("access-zurich").Reader().ReadCheckpoint(ctx)
+	cpB, _ := b.Log("access-zurich").Reader().ReadCheckpoint(ctx)
+	out, err := runCmd(ctx, runLogVerify, "--platform", b.URL(), "--log", "access-zurich", "--state", state)
+	var fork *vclient.ForkError
+	if !errors.As(err, &fork) || !errors.Is(err, tlog.ErrInconsistent) {
+		t.Fatalf("log verify of the fork: %v, want a ForkError\n%s", err, out)
+	}
+	if !bytes.Equal(fork.Seen, cpA) || !bytes.Equal(fork.Now, cpB) || !strings.Contains(err.Error(), string(cpA)) || !strings.Contains(err.Error(), string(cpB)) {
+		t.Errorf("the alarm does not name both checkpoints:\n%v\nwant a's:\n%s\nand b's:\n%s", err, cpA, cpB)
 	}
 }

@@ -27,8 +27,8 @@ type Lie int32
 const (
 	// Honest forwards every answer as the platform gave it.
 	Honest Lie = iota
-	// Bundle replaces the first entry of every entry bundle of the log
-	// with the proxy's Evil bytes.
+	// Bundle replaces every entry of every entry bundle of the log with
+	// the proxy's evil bytes.
 	Bundle
 	// BundleOnSecondRead does as Bundle, but only from the second time a
 	// client asks for a bundle: the attack on a reader that checks the
@@ -126,17 +126,16 @@ func (p *Proxy) modify(r *http.Response, target string) error {
 	return nil
 }
 
-// doctorBundle replaces the bundle's first entry with the evil one.
+// doctorBundle replaces each of the bundle's entries with the evil one.
 func (p *Proxy) doctorBundle(b []byte) []byte {
 	var eb api.EntryBundle
 	if err := eb.UnmarshalText(b); err != nil || len(eb.Entries) == 0 {
 		return b
 	}
-	eb.Entries[0] = p.evil
 	var out []byte
-	for _, e := range eb.Entries {
-		out = binary.BigEndian.AppendUint16(out, uint16(len(e)))
-		out = append(out, e...)
+	for range eb.Entries {
+		out = binary.BigEndian.AppendUint16(out, uint16(len(p.evil)))
+		out = append(out, p.evil...)
 	}
 	return out
 }

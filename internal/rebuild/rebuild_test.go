@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"github.com/vitrine-dev/vitrine/internal/conveyer"
+	"github.com/vitrine-dev/vitrine/internal/liar"
 	"github.com/vitrine-dev/vitrine/internal/platform"
 	"github.com/vitrine-dev/vitrine/rebuild"
 	"github.com/vitrine-dev/vitrine/release"
@@ -441,4 +443,42 @@ func TestRebuildModulesUnavailable(t *testing.T) {
 		t.Fatalf("after GiveUp: %+v; want hello 1 not reproduced for its modules, then rules 1 reproduced", done)
 	}
 	t.Logf("verdict error: %s", done[0].Error)
+}
+
+// TestRebuilderRefusesLies: a platform that answered honestly, then serves
+// doctored release-log bundles, tiles or checkpoint: the rebuilder fails,
+// naming the entry or the checkpoint, rebuilds nothing from what it was
+// served, and keeps its place; once the platform answers honestly again, it
+// goes on from there.
+func TestRebuilderRefusesLies(t *testing.T) {
+	ctx := context.Background()
+	p, _ := startPlatform(t)
+	src := rulesSource(t)
+	b := testBuilder(t)
+	publish(t, p, "rules", "1", conveyerBuild(t, b, rulesRecipe("rules", "1", src)))
+	px := liar.New(t, p.URL(), "release", []byte(`{"name":"evil","version":"6.6.6"}`))
+	r := newRebuilder(t, p, t.TempDir())
+	r.Platform = px.URL
+	if done, err := r.RebuildNew(ctx); err != nil || len(done) != 1 || !done[0].Reproduced {
+		t.Fatalf("honest: %v, %v", done, err)
+	}
+	pub := publish(t, p, "rules", "2", conveyerBuild(t, b, rulesRecipe("rules", "2", src)))
+	for _, lie := range []liar.Lie{liar.Bundle, liar.Tile, liar.Checkpoint} {
+		px.Tell(lie)
+		done, err := r.RebuildNew(ctx)
+		if err == nil || len(done) != 0 || !strings.Contains(err.Error(), "checkpoint") && !strings.Contains(err.Error(), fmt.Sprintf("entry %d", pub.LogIndex)) {
+			t.Errorf("%s: rebuilt %v, %v; want an error naming entry %d or the checkpoint", lie, done, err, pub.LogIndex)
+		}
+		if _, err := r.LoggedEntry(ctx, pub.LogIndex, Pins{}); err == nil {
+			t.Errorf("%s: LoggedEntry read entry %d", lie, pub.LogIndex)
+		}
+		if st, err := r.loadState(); err != nil || st.Next != pub.LogIndex {
+			t.Errorf("%s: the state moved on to %d (%v), want it at %d", lie, st.Next, err, pub.LogIndex)
+		}
+	}
+	px.Tell(liar.Honest)
+	done, err := r.RebuildNew(ctx)
+	if err != nil || len(done) != 1 || done[0].Release.Version != "2" || !done[0].Reproduced {
+		t.Fatalf("honest again: %v, %v; want rules 2 reproduced", done, err)
+	}
 }
