@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/vitrine-dev/vitrine/internal/loadgen"
@@ -55,14 +54,14 @@ func runBenchRelocate(ctx context.Context, e *env, args []string) error {
 	var j relocate.Job
 	body, _ := json.Marshal(map[string]string{"country": *country, "to": *to})
 	start := time.Now()
-	if err := call(ctx, "POST", *rf.url+"/v1/relocations", token, body, http.StatusAccepted, &j); err != nil {
+	if err := call(ctx, "POST", *rf.url+"/v1/relocations", token, body, &j); err != nil {
 		return err
 	}
 	steps := map[string]time.Duration{}
 	last, lastAt := j.Step, time.Now()
 	for j.Step != relocate.StepDone && j.Error == "" {
 		time.Sleep(20 * time.Millisecond)
-		if err := call(ctx, "GET", *rf.url+"/v1/relocations/"+j.ID, token, nil, http.StatusOK, &j); err != nil {
+		if err := call(ctx, "GET", *rf.url+"/v1/relocations/"+j.ID, token, nil, &j); err != nil {
 			return err
 		}
 		if j.Step != last {

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/vitrine-dev/vitrine/internal/loadgen"
 	"github.com/vitrine-dev/vitrine/internal/platform"
 )
 
@@ -51,7 +50,7 @@ func runBuild(ctx context.Context, e *env, args []string) error {
 		watchBuild(watchCtx, e, u, token, named.Name, named.Version)
 	}()
 	var pub platform.Published
-	err = loadgen.Call(ctx, buildClient, "POST", u, token, recipe, http.StatusOK, &pub)
+	err = callWith(ctx, buildClient, "POST", u, token, recipe, &pub)
 	stopWatch()
 	<-watched
 	if err != nil {
@@ -84,7 +83,7 @@ func watchBuild(ctx context.Context, e *env, u, token, name, version string) {
 		case <-tick.C:
 		}
 		var ans platform.BuildsAnswer
-		if err := loadgen.Call(ctx, httpClient, "GET", u, token, nil, http.StatusOK, &ans); err != nil {
+		if err := call(ctx, "GET", u, token, nil, &ans); err != nil {
 			continue // an older platform, or a moment's failure: the build's answer says what matters
 		}
 		for _, b := range ans.Builds {

@@ -89,7 +89,7 @@ func TestCustodyOwnProcess(t *testing.T) {
 	}
 	var created struct{ Token string }
 	if err := call(ctx, "POST", p.base+"/v1/principals", operator,
-		[]byte(`{"id":"analyst:jdoe","role":"analyst","location":"CH","regions":["zurich"]}`), http.StatusCreated, &created); err != nil {
+		[]byte(`{"id":"analyst:jdoe","role":"analyst","location":"CH","regions":["zurich"]}`), &created); err != nil {
 		t.Fatal(err)
 	}
 	read := func() (int, []byte) {

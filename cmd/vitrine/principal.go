@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -40,7 +39,7 @@ func runPrincipalCreate(ctx context.Context, e *env, args []string) error {
 	var resp struct {
 		Token string `json:"token"`
 	}
-	if err := call(ctx, "POST", strings.TrimSuffix(*base, "/")+"/v1/principals", tok, body, http.StatusCreated, &resp); err != nil {
+	if err := call(ctx, "POST", strings.TrimSuffix(*base, "/")+"/v1/principals", tok, body, &resp); err != nil {
 		return err
 	}
 	if *out != "" {
@@ -73,7 +72,7 @@ func runPrincipalRevoke(ctx context.Context, e *env, args []string) error {
 	var resp struct {
 		Revoked string `json:"revoked"`
 	}
-	if err := call(ctx, "DELETE", strings.TrimSuffix(*base, "/")+"/v1/principals/"+url.PathEscape(*id), tok, nil, http.StatusOK, &resp); err != nil {
+	if err := call(ctx, "DELETE", strings.TrimSuffix(*base, "/")+"/v1/principals/"+url.PathEscape(*id), tok, nil, &resp); err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "revoked %s; its token no longer works\n", resp.Revoked)

@@ -5,12 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"strings"
 	"time"
 
 	"github.com/vitrine-dev/vitrine/access"
-	"github.com/vitrine-dev/vitrine/internal/loadgen"
 	"github.com/vitrine-dev/vitrine/internal/relocate"
 )
 
@@ -40,7 +38,7 @@ func runRelocate(ctx context.Context, e *env, args []string) error {
 	if id == "" {
 		body, _ := json.Marshal(map[string]string{"country": *country, "to": *to})
 		var j relocate.Job
-		if err := call(ctx, "POST", u+"/v1/relocations", token, body, http.StatusAccepted, &j); err != nil {
+		if err := call(ctx, "POST", u+"/v1/relocations", token, body, &j); err != nil {
 			return err
 		}
 		id = j.ID
@@ -52,7 +50,7 @@ func runRelocate(ctx context.Context, e *env, args []string) error {
 	var last string
 	for {
 		var j relocate.Job
-		err := call(ctx, "GET", u+"/v1/relocations/"+id, token, nil, http.StatusOK, &j)
+		err := call(ctx, "GET", u+"/v1/relocations/"+id, token, nil, &j)
 		switch {
 		case err == nil && (j.Step == relocate.StepDone || j.Error != ""):
 			switch {
@@ -92,10 +90,6 @@ func runRelocate(ctx context.Context, e *env, args []string) error {
 
 // call sends a JSON request and decodes the answer, which must have the
 // status want.
-func call(ctx context.Context, method, u, token string, body []byte, want int, out any) error {
-	return loadgen.Call(ctx, httpClient, method, u, token, body, want, out)
-}
-
 func runRelocateVerify(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "relocate verify", "[--url URL] --job ID")
 	base := fs.String("url", defaultPlatform(), "base URL of the platform whose logs to read")

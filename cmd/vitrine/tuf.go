@@ -211,7 +211,7 @@ func runTUFPushRoot(ctx context.Context, e *env, args []string) error {
 	var got struct {
 		Version int64 `json:"version"`
 	}
-	if err := call(ctx, http.MethodPost, strings.TrimSuffix(*platformURL, "/")+"/updates/root", token, body, http.StatusOK, &got); err != nil {
+	if err := call(ctx, http.MethodPost, strings.TrimSuffix(*platformURL, "/")+"/updates/root", token, body, &got); err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "the platform serves root version %d\n", got.Version)

@@ -1,13 +1,19 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
+
+	vclient "github.com/vitrine-dev/vitrine/client"
 )
 
 func decodeHash(s string) ([]byte, error) {
@@ -74,4 +80,28 @@ func plural[N int | uint64](n N, one, many string) string {
 func elapsed(d time.Duration) string {
 	s := int(d.Round(time.Second) / time.Second)
 	return fmt.Sprintf("%d:%02d", s/60, s%60)
+}
+
+// call sends a request with a bearer token and, if body is not nil, a JSON
+// body, and decodes the 2xx JSON answer into out. Another answer is a
+// *client.StatusError that keeps the server's message.
+func call(ctx context.Context, method, u, token string, body []byte, out any) error {
+	return callWith(ctx, httpClient, method, u, token, body, out)
+}
+
+// callWith is call with another HTTP client.
+func callWith(ctx context.Context, hc *http.Client, method, u, token string, body []byte, out any) error {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	return vclient.Do(hc, req, 16<<20, out)
 }

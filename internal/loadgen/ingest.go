@@ -250,13 +250,13 @@ func NewClient(conns int) *http.Client {
 
 // call sends one request and decodes a 200 answer's JSON into out.
 func call(ctx context.Context, hc *http.Client, method, u, token string, body []byte, out any) error {
-	return Call(ctx, hc, method, u, token, body, http.StatusOK, out)
+	return callStatus(ctx, hc, method, u, token, body, http.StatusOK, out)
 }
 
-// Call sends one request with the bearer token and, for a JSON body, its
+// callStatus sends one request with the bearer token and, for a JSON body, its
 // content type, and decodes the answer's JSON into out. An answer with
 // another status than want is an error that carries its body.
-func Call(ctx context.Context, hc *http.Client, method, u, token string, body []byte, want int, out any) error {
+func callStatus(ctx context.Context, hc *http.Client, method, u, token string, body []byte, want int, out any) error {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
