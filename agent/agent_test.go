@@ -1,9 +1,16 @@
 package agent_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +18,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/vitrine-dev/vitrine/agent"
 	"github.com/vitrine-dev/vitrine/internal/clamav"
@@ -254,5 +263,49 @@ func TestAgentScanMatchesClamscan(t *testing.T) {
 	t.Logf("clamscan: %s", strings.Join(theirs, "; "))
 	if !slices.Equal(ours, theirs) {
 		t.Errorf("the agent found\n  %s\nclamscan found\n  %s", strings.Join(ours, "\n  "), strings.Join(theirs, "\n  "))
+	}
+}
+
+// TestRegisterChecksToken: the agent pins the platform's endpoint-token key
+// at registration and checks that the token it was given is signed by it;
+// a platform whose discovery document names another key is refused.
+func TestRegisterChecksToken(t *testing.T) {
+	p, _ := testPlatform(t)
+	a := register(t, p, "DE")
+	if got, want := a.Pinned().EndpointKey, p.Discovery().EndpointKey; got == "" || got != want {
+		t.Errorf("pinned endpoint key %q, want the platform's %q", got, want)
+	}
+
+	_, other, err := note.GenerateKey(rand.Reader, "vitrine.local/endpoints")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse(p.URL())
+	rp := httputil.NewSingleHostReverseProxy(u)
+	rp.ModifyResponse = func(r *http.Response) error {
+		if r.Request.URL.Path != "/.well-known/vitrine.json" {
+			return nil
+		}
+		var d map[string]any
+		if err := json.NewDecoder(r.Body).Decode(&d); err != nil {
+			return err
+		}
+		r.Body.Close()
+		d["endpoint_key"] = other
+		b, _ := json.Marshal(d)
+		r.Body = io.NopCloser(bytes.NewReader(b))
+		r.ContentLength = int64(len(b))
+		r.Header.Del("Content-Length")
+		return nil
+	}
+	srv := httptest.NewServer(rp)
+	defer srv.Close()
+	dir := filepath.Join(t.TempDir(), "agent")
+	_, err = agent.Register(context.Background(), dir, srv.URL, p.OperatorToken(), "DE", nil)
+	if err == nil || !strings.Contains(err.Error(), "the token the platform gave") {
+		t.Fatalf("registering with a platform whose token key is not the published one: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "identity.json")); err == nil {
+		t.Error("the refused registration was kept")
 	}
 }

@@ -13,6 +13,7 @@ func testDiscovery() *Discovery {
 		Logs:          []DiscoveryLog{{Name: "release", VKey: "vitrine.local/logs/release+01+AAA"}, {Name: "policy", VKey: "vitrine.local/logs/policy+02+BBB"}},
 		WitnessPolicy: "witness w vitrine.local/witness+03+CCC\nquorum w\n",
 		PolicyKey:     "vitrine.local/policy+04+DDD",
+		EndpointKey:   "vitrine.local/endpoints+06+GGG",
 		Releases:      DiscoveryReleases{Key: "-----BEGIN PUBLIC KEY-----\nEEE\n-----END PUBLIC KEY-----\n"},
 		Updates:       DiscoveryUpdates{Root: json.RawMessage(`{"signed": {"version": 1}}`)},
 	}
@@ -36,6 +37,8 @@ func TestTrustOnFirstUse(t *testing.T) {
 		{"witness policy", func(d *Discovery) { d.WitnessPolicy = "quorum none\n" }, "witness policy"},
 		{"policy key", func(d *Discovery) { d.PolicyKey = "other" }, "residency policy key"},
 		{"release key", func(d *Discovery) { d.Releases.Key = "other" }, "release key"},
+		{"endpoint key", func(d *Discovery) { d.EndpointKey = "other" }, "endpoint-token key"},
+		{"endpoint key gone", func(d *Discovery) { d.EndpointKey = "" }, "endpoint-token key"},
 		{"tuf root", func(d *Discovery) { d.Updates.Root = json.RawMessage(`{"signed":{"version":2}}`) }, "initial TUF root"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -56,6 +59,24 @@ func TestTrustOnFirstUse(t *testing.T) {
 			}
 		})
 	}
+	// Pins saved before platforms published the endpoint-token key take
+	// it at the next use, and hold it from then on.
+	t.Run("endpoint key pinned later", func(t *testing.T) {
+		path := PinsPath(t.TempDir(), "http://127.0.0.1:8080")
+		old := testDiscovery()
+		old.EndpointKey = ""
+		if _, _, err := TrustOnFirstUse(path, "http://127.0.0.1:8080", old); err != nil {
+			t.Fatal(err)
+		}
+		if p, _, err := TrustOnFirstUse(path, "http://127.0.0.1:8080", testDiscovery()); err != nil || p.EndpointKey != testDiscovery().EndpointKey {
+			t.Fatalf("the key published later: %+v, %v", p, err)
+		}
+		d := testDiscovery()
+		d.EndpointKey = "other"
+		if _, _, err := TrustOnFirstUse(path, "http://127.0.0.1:8080", d); !errors.Is(err, ErrPinMismatch) || !strings.Contains(err.Error(), "endpoint-token key") {
+			t.Errorf("a changed endpoint key after it was pinned: %v", err)
+		}
+	})
 	// A log added later is pinned from then on: its key may not change.
 	t.Run("added log pinned", func(t *testing.T) {
 		path := PinsPath(t.TempDir(), "http://127.0.0.1:8080")
