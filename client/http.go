@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -96,6 +97,29 @@ func Do(hc *http.Client, req *http.Request, limit int64, v any) error {
 		return fmt.Errorf("%s %s: %w", req.Method, req.URL, err)
 	}
 	return nil
+}
+
+// Call sends a request to a platform route that takes a bearer token:
+// method to u, with token (none if empty) and, if body is not nil, body as
+// JSON. It decodes the 2xx JSON answer, of at most limit bytes, into out
+// (nil: dropped). Another status is a *StatusError with the server's
+// message.
+func Call(ctx context.Context, hc *http.Client, method, u, token string, body []byte, limit int64, out any) error {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	if err != nil {
+		return err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	return Do(hc, req, limit, out)
 }
 
 // send sends req and reads at most limit bytes of its answer, whose status

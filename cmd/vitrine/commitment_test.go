@@ -53,35 +53,15 @@ func request(t *testing.T, method, u, token string, body []byte, header ...strin
 func TestCommitmentVerify(t *testing.T) {
 	ctx := context.Background()
 	t.Setenv("HOME", t.TempDir()) // the pins
-	data := t.TempDir()
-	p, err := platform.Start(ctx, platform.Config{Data: data, Listen: "127.0.0.1:0", CheckpointInterval: 100 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.Close(context.Background()) })
+	p, data := startPlatform(t)
 	op := p.OperatorToken()
-
-	code, b := request(t, "POST", p.URL()+"/v1/endpoints", op, []byte(`{"country":"DE"}`))
-	if code != http.StatusOK {
-		t.Fatalf("registering: %d %s", code, b)
-	}
-	var ep struct {
-		Token     string `json:"token"`
-		IngestURL string `json:"ingest_url"`
-	}
-	if err := json.Unmarshal(b, &ep); err != nil {
-		t.Fatal(err)
-	}
-	at := time.Now().UTC().Add(-time.Minute).Format(time.RFC3339)
+	ep := registerEndpoint(t, p, "DE")
 	var recs []string
 	for _, h := range []string{"1", "2", "3"} {
-		recs = append(recs, `{"time":"`+at+`","kind":"file","sha256":"`+strings.Repeat(h, 64)+`","size":1,"detection":"","url":"","path":"C:/x","product":"vitrine-agent/1.0.0","ruledb":1}`)
+		recs = append(recs, testRecord(strings.Repeat(h, 64), "C:/x"))
 	}
-	if code, b := request(t, "POST", ep.IngestURL, ep.Token, []byte(`{"batch_id":"b1","records":[`+strings.Join(recs, ",")+`]}`)); code != http.StatusOK {
-		t.Fatalf("ingest: %d %s", code, b)
-	}
-	code, b = request(t, "POST", p.URL()+"/regions/zurich/v1/commitments", op, nil)
+	ep.ingest(t, "b1", recs...)
+	code, b := request(t, "POST", p.URL()+"/regions/zurich/v1/commitments", op, nil)
 	if code != http.StatusOK {
 		t.Fatalf("commitment: %d %s", code, b)
 	}
@@ -95,9 +75,7 @@ func TestCommitmentVerify(t *testing.T) {
 	// Once a witnessed checkpoint covers it.
 	waitCheckpoint(t, p, "access-zurich", made.Index+1)
 	// A record stored after the commitment is not part of it.
-	if code, b := request(t, "POST", ep.IngestURL, ep.Token, []byte(`{"batch_id":"b2","records":[`+recs[0]+`]}`)); code != http.StatusOK {
-		t.Fatalf("ingest: %d %s", code, b)
-	}
+	ep.ingest(t, "b2", recs[0])
 
 	// The backup, as an operator makes one of a live database.
 	live, err := sql.Open("sqlite", filepath.Join(data, "regions", "zurich", "telemetry.db"))
@@ -186,4 +164,49 @@ func waitCheckpoint(t *testing.T, p *platform.Platform, name string, size uint64
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// startPlatform starts a platform for a test, quiet, with its data directory.
+func startPlatform(t *testing.T) (*platform.Platform, string) {
+	t.Helper()
+	data := t.TempDir()
+	p, err := platform.Start(context.Background(), platform.Config{Data: data, Listen: "127.0.0.1:0", CheckpointInterval: 100 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close(context.Background()) })
+	return p, data
+}
+
+// testEndpoint is an endpoint registered with a test platform.
+type testEndpoint struct {
+	Token     string `json:"token"`
+	IngestURL string `json:"ingest_url"`
+}
+
+func registerEndpoint(t *testing.T, p *platform.Platform, country string) *testEndpoint {
+	t.Helper()
+	code, b := request(t, "POST", p.URL()+"/v1/endpoints", p.OperatorToken(), []byte(`{"country":"`+country+`"}`))
+	if code != http.StatusOK {
+		t.Fatalf("registering: %d %s", code, b)
+	}
+	var ep testEndpoint
+	if err := json.Unmarshal(b, &ep); err != nil {
+		t.Fatal(err)
+	}
+	return &ep
+}
+
+// ingest sends the records (testRecord) as one batch.
+func (ep *testEndpoint) ingest(t *testing.T, batch string, recs ...string) {
+	t.Helper()
+	if code, b := request(t, "POST", ep.IngestURL, ep.Token, []byte(`{"batch_id":"`+batch+`","records":[`+strings.Join(recs, ",")+`]}`)); code != http.StatusOK {
+		t.Fatalf("ingest: %d %s", code, b)
+	}
+}
+
+// testRecord is a detection of the file with hash sha at path, a minute ago.
+func testRecord(sha, path string) string {
+	return `{"time":"` + time.Now().UTC().Add(-time.Minute).Format(time.RFC3339) + `","kind":"detection","sha256":"` + sha + `","size":68,"detection":"EICAR","url":"","path":"` + path + `","product":"vitrine-agent/1.0.0","ruledb":1}`
 }

@@ -83,35 +83,16 @@ func TestReadersRefuseLies(t *testing.T) {
 	t.Setenv("HOME", t.TempDir())
 	t.Setenv("XDG_CACHE_HOME", t.TempDir())
 	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
-	data := t.TempDir()
-	p, err := platform.Start(ctx, platform.Config{Data: data, Listen: "127.0.0.1:0", CheckpointInterval: 100 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.Close(context.Background()) })
+	p, data := startPlatform(t)
 	op := p.OperatorToken()
 
 	// Something in every log: records in moscow, relocated to zurich
 	// (policy version 2, relocation entries in both access logs), and a
 	// custody-gated read in zurich (custody's counts).
-	code, b := request(t, "POST", p.URL()+"/v1/endpoints", op, []byte(`{"country":"BR"}`))
-	if code != http.StatusOK {
-		t.Fatalf("registering: %d %s", code, b)
-	}
-	var ep struct {
-		Token     string `json:"token"`
-		IngestURL string `json:"ingest_url"`
-	}
-	if err := json.Unmarshal(b, &ep); err != nil {
-		t.Fatal(err)
-	}
+	ep := registerEndpoint(t, p, "BR")
 	sha := strings.Repeat("ab", 32)
-	rec := `{"time":"` + time.Now().UTC().Add(-time.Minute).Format(time.RFC3339) + `","kind":"detection","sha256":"` + sha + `","size":68,"detection":"EICAR","url":"","path":"C:/eicar.com","product":"vitrine-agent/1.0.0","ruledb":1}`
-	if code, b := request(t, "POST", ep.IngestURL, ep.Token, []byte(`{"batch_id":"b1","records":[`+rec+`,`+rec+`]}`)); code != http.StatusOK {
-		t.Fatalf("ingest: %d %s", code, b)
-	}
-	code, b = request(t, "POST", p.URL()+"/v1/relocations", op, []byte(`{"country":"BR","to":"zurich"}`))
+	ep.ingest(t, "b1", testRecord(sha, "C:/eicar.com"), testRecord(sha, "C:/eicar.com"))
+	code, b := request(t, "POST", p.URL()+"/v1/relocations", op, []byte(`{"country":"BR","to":"zurich"}`))
 	if code != http.StatusAccepted {
 		t.Fatalf("relocation: %d %s", code, b)
 	}

@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -91,17 +89,5 @@ func call(ctx context.Context, method, u, token string, body []byte, out any) er
 
 // callWith is call with another HTTP client.
 func callWith(ctx context.Context, hc *http.Client, method, u, token string, body []byte, out any) error {
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u, rd)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	return vclient.Do(hc, req, 16<<20, out)
+	return vclient.Call(ctx, hc, method, u, token, body, 16<<20, out)
 }

@@ -14,7 +14,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -29,6 +28,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	_ "modernc.org/sqlite" // the raw-insert baseline's database/sql driver
 
+	"github.com/vitrine-dev/vitrine/client"
 	"github.com/vitrine-dev/vitrine/internal/custody"
 	"github.com/vitrine-dev/vitrine/internal/seal"
 	"github.com/vitrine-dev/vitrine/internal/store/postgres"
@@ -248,40 +248,10 @@ func NewClient(conns int) *http.Client {
 	}}
 }
 
-// call sends one request and decodes a 200 answer's JSON into out.
+// call sends one request with the bearer token and decodes the 2xx
+// answer's JSON into out; another answer is a *client.StatusError.
 func call(ctx context.Context, hc *http.Client, method, u, token string, body []byte, out any) error {
-	return callStatus(ctx, hc, method, u, token, body, http.StatusOK, out)
-}
-
-// callStatus sends one request with the bearer token and, for a JSON body, its
-// content type, and decodes the answer's JSON into out. An answer with
-// another status than want is an error that carries its body.
-func callStatus(ctx context.Context, hc *http.Client, method, u, token string, body []byte, want int, out any) error {
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u, rd)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != want {
-		return fmt.Errorf("%s %s: %s: %s", method, u, resp.Status, bytes.TrimSpace(b))
-	}
-	return json.Unmarshal(b, out)
+	return client.Call(ctx, hc, method, u, token, body, 16<<20, out)
 }
 
 // IngestConfig says how to load a platform's ingest.
