@@ -11,7 +11,7 @@ import (
 )
 
 // benchRules makes nhash hash and nbody body signatures shaped like the
-// ones `vitrine bench scan` generates.
+// ones `vitrine-bench scan` generates.
 func benchRules(nhash, nbody int) map[string]string {
 	r := rand.New(rand.NewPCG(1, 2))
 	var hdb, hsb, ndb strings.Builder

@@ -11,13 +11,14 @@ import (
 	"time"
 
 	"github.com/vitrine-dev/vitrine/agent"
+	"github.com/vitrine-dev/vitrine/internal/cli"
 	"github.com/vitrine-dev/vitrine/scan"
 )
 
 func runAgentRegister(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "agent register", "[--platform URL] [--token FILE] --country CC [--dir DIR]")
-	base := fs.String("platform", defaultPlatform(), "the platform to register with; its discovery document is pinned now")
-	tokenFile := fs.String("token", defaultOperatorToken, "file holding the enrolment token (in 'vitrine up', the operator token)")
+	base := fs.String("platform", cli.DefaultPlatform(), "the platform to register with; its discovery document is pinned now")
+	tokenFile := fs.String("token", cli.DefaultOperatorToken, "file holding the enrolment token (in 'vitrine up', the operator token)")
 	country := fs.String("country", "", "the endpoint's country (ISO 3166-1 alpha-2): it chooses the home region")
 	dir := fs.String("dir", userDir("agent"), "the agent's directory: pinned trust, identity, installed releases")
 	if err := parseFlags(fs, args, 0); err != nil {
@@ -27,7 +28,7 @@ func runAgentRegister(ctx context.Context, e *env, args []string) error {
 		fs.Usage()
 		return errors.New("--country is required")
 	}
-	token, err := readToken(*tokenFile, "the enrolment token")
+	token, err := cli.ReadToken(*tokenFile, "the enrolment token")
 	if err != nil {
 		return err
 	}
@@ -36,7 +37,7 @@ func runAgentRegister(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	id := a.Identity()
-	fmt.Fprintf(e.stdout, "registered endpoint %s, home region %s; trust pinned in %s\n", id.ID, id.Region, *dir)
+	fmt.Fprintf(e.Stdout, "registered endpoint %s, home region %s; trust pinned in %s\n", id.ID, id.Region, *dir)
 	return nil
 }
 
@@ -56,13 +57,13 @@ func runAgentUpdate(ctx context.Context, e *env, args []string) error {
 		if len(in.Delta) > 0 {
 			how = " (by delta: " + strings.Join(in.Delta, ", ") + ")"
 		}
-		fmt.Fprintf(e.stdout, "installed %s %s, release-log entry %d%s\n", in.Release, in.Version, in.LogIndex, how)
+		fmt.Fprintf(e.Stdout, "installed %s %s, release-log entry %d%s\n", in.Release, in.Version, in.LogIndex, how)
 	}
 	if err != nil {
 		return err
 	}
 	if len(done) == 0 {
-		fmt.Fprintln(e.stdout, "up to date")
+		fmt.Fprintln(e.Stdout, "up to date")
 	}
 	return nil
 }
@@ -78,18 +79,18 @@ func runAgentScan(ctx context.Context, e *env, args []string) error {
 	workers := fs.Int("workers", 0, "files scanned at once (0: one per core)")
 	noReport := fs.Bool("no-report", false, "do not report detections to the home region")
 	fs.Usage = func() {
-		fmt.Fprintf(e.stderr, "usage: vitrine agent scan [--dir DIR] [--workers N] [--no-report] PATH...\n\n%s\n\nexit status: 0 nothing found, 1 something found, 2 an error\n\nflags:\n", commands["agent scan"].summary)
+		fmt.Fprintf(e.Stderr, "usage: vitrine agent scan [--dir DIR] [--workers N] [--no-report] PATH...\n\n%s\n\nexit status: 0 nothing found, 1 something found, 2 an error\n\nflags:\n", commands["agent scan"].Summary)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
-		return &exitError{2, err}
+		return &cli.ExitError{Status: 2, Err: err}
 	}
 	if fs.NArg() == 0 {
 		fs.Usage()
-		return &exitError{2, errors.New("name at least one file or directory to scan")}
+		return &cli.ExitError{Status: 2, Err: errors.New("name at least one file or directory to scan")}
 	}
 	// What cannot be read is reported and the rest scanned, as clamscan
 	// does; the exit status is then 2 whatever was found.
@@ -97,7 +98,7 @@ func runAgentScan(ctx context.Context, e *env, args []string) error {
 	missing := 0
 	for _, p := range fs.Args() {
 		if _, err := os.Stat(p); err != nil {
-			fmt.Fprintf(e.stderr, "cannot scan %s: %v\n", p, err)
+			fmt.Fprintf(e.Stderr, "cannot scan %s: %v\n", p, err)
 			missing++
 			continue
 		}
@@ -105,7 +106,7 @@ func runAgentScan(ctx context.Context, e *env, args []string) error {
 	}
 	a, err := agent.Open(*dir)
 	if err != nil {
-		return &exitError{2, err}
+		return &cli.ExitError{Status: 2, Err: err}
 	}
 	start := time.Now()
 	var files, errs int
@@ -113,11 +114,11 @@ func runAgentScan(ctx context.Context, e *env, args []string) error {
 		files++
 		if r.Err != nil {
 			errs++
-			fmt.Fprintf(e.stderr, "%s: %v\n", r.Path, r.Err)
+			fmt.Fprintf(e.Stderr, "%s: %v\n", r.Path, r.Err)
 		}
 	})
 	if err != nil {
-		return &exitError{2, err}
+		return &cli.ExitError{Status: 2, Err: err}
 	}
 	sort.Slice(ds, func(i, j int) bool {
 		if ds[i].Path != ds[j].Path {
@@ -127,22 +128,22 @@ func runAgentScan(ctx context.Context, e *env, args []string) error {
 	})
 	infected := map[string]bool{}
 	for _, d := range ds {
-		fmt.Fprintf(e.stdout, "%s: %s FOUND\n", d.Path, d.Signature)
+		fmt.Fprintf(e.Stdout, "%s: %s FOUND\n", d.Path, d.Signature)
 		infected[d.Path] = true
 	}
 	errs += missing
-	fmt.Fprintf(e.stdout, "scanned %s in %s: %d infected, %d unreadable\n", plural(files, "file", "files"), time.Since(start).Round(time.Millisecond), len(infected), errs)
+	fmt.Fprintf(e.Stdout, "scanned %s in %s: %d infected, %d unreadable\n", plural(files, "file", "files"), time.Since(start).Round(time.Millisecond), len(infected), errs)
 	if len(ds) > 0 && !*noReport {
 		if err := a.Report(ctx, ds); err != nil {
-			return &exitError{2, fmt.Errorf("reporting detections: %w", err)}
+			return &cli.ExitError{Status: 2, Err: fmt.Errorf("reporting detections: %w", err)}
 		}
-		fmt.Fprintf(e.stdout, "reported %d detections to region %s\n", len(ds), a.Identity().Region)
+		fmt.Fprintf(e.Stdout, "reported %d detections to region %s\n", len(ds), a.Identity().Region)
 	}
 	switch {
 	case errs > 0:
-		return &exitError{2, fmt.Errorf("%s could not be scanned", plural(errs, "path", "paths"))}
+		return &cli.ExitError{Status: 2, Err: fmt.Errorf("%s could not be scanned", plural(errs, "path", "paths"))}
 	case len(ds) > 0:
-		return &exitError{status: 1}
+		return &cli.ExitError{Status: 1}
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vitrine-dev/vitrine/internal/cli"
 	"github.com/vitrine-dev/vitrine/internal/platform"
 )
 
@@ -18,8 +19,8 @@ var buildClient = &http.Client{}
 
 func runBuild(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "build", "[--url URL] [--token FILE] [--json] RECIPE")
-	base := fs.String("url", defaultPlatform(), "base URL of the platform that builds, signs and publishes")
-	tokenFile := fs.String("token", defaultOperatorToken, "file holding the operator token (<data>/operator.token of 'vitrine up')")
+	base := fs.String("url", cli.DefaultPlatform(), "base URL of the platform that builds, signs and publishes")
+	tokenFile := fs.String("token", cli.DefaultOperatorToken, "file holding the operator token (<data>/operator.token of 'vitrine up')")
 	asJSON := fs.Bool("json", false, `print the release as one JSON object {"name","version","artifacts":[{"name","sha256"}],"log_index"}`)
 	timeout := fs.Duration("timeout", time.Hour, "give up waiting for the build after this long")
 	if err := parseFlags(fs, args, 1); err != nil {
@@ -33,7 +34,7 @@ func runBuild(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	token, err := readToken(*tokenFile, "the operator token")
+	token, err := cli.ReadToken(*tokenFile, "the operator token")
 	if err != nil {
 		return err
 	}
@@ -42,7 +43,7 @@ func runBuild(ctx context.Context, e *env, args []string) error {
 	u := strings.TrimSuffix(*base, "/") + platform.BuildPath
 	var named struct{ Name, Version string }
 	_ = json.Unmarshal(recipe, &named) // the platform says what is wrong with a bad recipe
-	fmt.Fprintf(e.stderr, "building %s %s on %s (a rule database takes seconds, a Go program minutes)\n", named.Name, named.Version, *base)
+	fmt.Fprintf(e.Stderr, "building %s %s on %s (a rule database takes seconds, a Go program minutes)\n", named.Name, named.Version, *base)
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	watched := make(chan struct{})
 	go func() {
@@ -57,17 +58,17 @@ func runBuild(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("building %s: %w", fs.Arg(0), err)
 	}
 	if *asJSON {
-		return json.NewEncoder(e.stdout).Encode(&pub)
+		return json.NewEncoder(e.Stdout).Encode(&pub)
 	}
-	fmt.Fprintf(e.stdout, "%s %s: release-log entry %d, in a witnessed checkpoint\n", pub.Name, pub.Version, pub.LogIndex)
+	fmt.Fprintf(e.Stdout, "%s %s: release-log entry %d, in a witnessed checkpoint\n", pub.Name, pub.Version, pub.LogIndex)
 	for _, a := range pub.Artifacts {
-		fmt.Fprintf(e.stdout, "  %-24s sha256:%s\n", a.Name, a.SHA256)
+		fmt.Fprintf(e.Stdout, "  %-24s sha256:%s\n", a.Name, a.SHA256)
 	}
 	return nil
 }
 
 // watchBuild shows a person waiting on a build what the platform is doing:
-// a line on e.stderr each time the build reaches another step, and every
+// a line on e.Stderr each time the build reaches another step, and every
 // half minute within a long one, with the time since the build began. It
 // returns when ctx ends.
 func watchBuild(ctx context.Context, e *env, u, token, name, version string) {
@@ -91,7 +92,7 @@ func watchBuild(ctx context.Context, e *env, u, token, name, version string) {
 				continue
 			}
 			if b.Step != last || time.Since(shown) >= 30*time.Second {
-				fmt.Fprintf(e.stderr, "  %s  %s\n", elapsed(time.Since(start)), b.Step)
+				fmt.Fprintf(e.Stderr, "  %s  %s\n", elapsed(time.Since(start)), b.Step)
 				last, shown = b.Step, time.Now()
 			}
 		}

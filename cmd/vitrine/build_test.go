@@ -71,7 +71,7 @@ func TestBuildReleases(t *testing.T) {
 		defer cancel()
 		p.Close(ctx)
 	}()
-	e := &env{stdout: io.Discard, stderr: io.Discard, logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	e := &env{Stdout: io.Discard, Stderr: io.Discard, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	tokenFile := filepath.Join(data, "operator.token")
 	dir := t.TempDir()
 	build := func(recipe []byte) (*platform.Published, error) {
@@ -82,7 +82,7 @@ func TestBuildReleases(t *testing.T) {
 		}
 		var out bytes.Buffer
 		e := *e
-		e.stdout = &out
+		e.Stdout = &out
 		if err := runBuild(ctx, &e, []string{"--url", p.URL(), "--token", tokenFile, "--json", f}); err != nil {
 			return nil, err
 		}
@@ -103,7 +103,7 @@ func TestBuildReleases(t *testing.T) {
 		}
 		var out bytes.Buffer
 		e := *e
-		e.stdout = &out
+		e.Stdout = &out
 		err := runReleaseVerify(ctx, &e, []string{"--platform", p.URL(), f})
 		return out.String(), err
 	}

@@ -44,7 +44,7 @@ func TestHelpAndUsage(t *testing.T) {
 		if !strings.Contains(out, "usage: vitrine "+name) {
 			t.Errorf("vitrine %s --help does not show its usage:\n%s", name, out)
 		}
-		if commands[name].summary == "" || !strings.Contains(out, commands[name].summary) {
+		if commands[name].Summary == "" || !strings.Contains(out, commands[name].Summary) {
 			t.Errorf("vitrine %s --help does not say what the command does:\n%s", name, out)
 		}
 		// A flag line is "-name" and at most one word for its

@@ -9,6 +9,7 @@ import (
 
 	"github.com/vitrine-dev/vitrine/access"
 	vclient "github.com/vitrine-dev/vitrine/client"
+	"github.com/vitrine-dev/vitrine/internal/cli"
 	"github.com/vitrine-dev/vitrine/internal/commitment"
 	"github.com/vitrine-dev/vitrine/internal/gateway"
 	"github.com/vitrine-dev/vitrine/internal/store"
@@ -23,7 +24,7 @@ import (
 // root are recomputed from the store's records with ids up to its bound.
 func runCommitmentVerify(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "commitment verify", "[--platform URL] --region R [--index N] --store sqlite:PATH|postgres://…")
-	platformURL := fs.String("platform", defaultPlatform(), "base URL of the platform; its keys are trusted on first use and pinned")
+	platformURL := fs.String("platform", cli.DefaultPlatform(), "base URL of the platform; its keys are trusted on first use and pinned")
 	region := fs.String("region", "", "the region whose access log (access-<region>) holds the commitment (required)")
 	index := fs.String("index", "", "the commitment's entry index in that log (default: the log's last commitment of the dataset)")
 	storeSpec := fs.String("store", "", "the region's store to check it against: sqlite:PATH of a copy or backup of its database, or a postgres:// URL of a replica; never a running region's own database (required)")
@@ -68,8 +69,8 @@ func runCommitmentVerify(ctx context.Context, e *env, args []string) error {
 	if c.Region != *region || c.Dataset != gateway.Dataset {
 		return fmt.Errorf("access-%s entry %d is a commitment of %s/%s, not %s/%s", *region, idx, c.Region, c.Dataset, *region, gateway.Dataset)
 	}
-	fmt.Fprintf(e.stdout, "commitment  access-%s entry %d, proven in the checkpoint of %d entries (witness quorum ok)\n", *region, idx, cp.Size)
-	fmt.Fprintf(e.stdout, "            %s/%s at %s: %s through id %d, root %s\n", c.Region, c.Dataset, c.Time.Format("2006-01-02T15:04:05.000Z"), plural(uint64(c.Count), "record", "records"), c.Through, c.Root)
+	fmt.Fprintf(e.Stdout, "commitment  access-%s entry %d, proven in the checkpoint of %d entries (witness quorum ok)\n", *region, idx, cp.Size)
+	fmt.Fprintf(e.Stdout, "            %s/%s at %s: %s through id %d, root %s\n", c.Region, c.Dataset, c.Time.Format("2006-01-02T15:04:05.000Z"), plural(uint64(c.Count), "record", "records"), c.Through, c.Root)
 
 	s, err := store.Open(ctx, *storeSpec)
 	if err != nil {
@@ -79,7 +80,7 @@ func runCommitmentVerify(ctx context.Context, e *env, args []string) error {
 	if err := commitment.VerifyStore(ctx, s, c); err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "store       the %s with ids up to %d: count, bound and root match\n", plural(uint64(c.Count), "record", "records"), c.Through)
+	fmt.Fprintf(e.Stdout, "store       the %s with ids up to %d: count, bound and root match\n", plural(uint64(c.Count), "record", "records"), c.Through)
 	return nil
 }
 

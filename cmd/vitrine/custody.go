@@ -17,6 +17,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/vitrine-dev/vitrine/internal/atomicfile"
+	"github.com/vitrine-dev/vitrine/internal/cli"
 	"github.com/vitrine-dev/vitrine/internal/custody"
 	"github.com/vitrine-dev/vitrine/internal/keys"
 	"github.com/vitrine-dev/vitrine/tlog"
@@ -34,7 +35,7 @@ func runCustody(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "custody", "--data DIR --listen ADDR --platform URL")
 	data := fs.String("data", userDir("custody"), "custody's data directory: region keys, unwrap counts, its token, the pinned trust")
 	listen := fs.String("listen", "127.0.0.1:8081", "address to listen on")
-	platform := fs.String("platform", defaultPlatform(), "the platform whose access logs custody trusts, read from its discovery document on first start and pinned")
+	platform := fs.String("platform", cli.DefaultPlatform(), "the platform whose access logs custody trusts, read from its discovery document on first start and pinned")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
@@ -63,7 +64,7 @@ func runCustody(ctx context.Context, e *env, args []string) error {
 		}
 		regions = append(regions, custody.RegionConfig{Name: name, AccessLogVerifier: v, WitnessPolicy: policy})
 	}
-	svc, err := custody.Open(custody.Config{Dir: filepath.Join(*data, "keys"), Regions: regions, Logger: e.logger})
+	svc, err := custody.Open(custody.Config{Dir: filepath.Join(*data, "keys"), Regions: regions, Logger: e.Logger})
 	if err != nil {
 		return err
 	}
@@ -77,11 +78,11 @@ func runCustody(ctx context.Context, e *env, args []string) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		WriteTimeout:      60 * time.Second,
-		ErrorLog:          slog.NewLogLogger(e.logger.Handler(), slog.LevelWarn),
+		ErrorLog:          slog.NewLogLogger(e.Logger.Handler(), slog.LevelWarn),
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	fmt.Fprintf(e.stdout, "custody is up at http://%s for %d regions; token in %s\n", ln.Addr(), len(regions), tokenFile)
+	fmt.Fprintf(e.Stdout, "custody is up at http://%s for %d regions; token in %s\n", ln.Addr(), len(regions), tokenFile)
 	select {
 	case <-ctx.Done():
 	case err := <-errc:
@@ -122,10 +123,10 @@ func loadTrust(ctx context.Context, e *env, path, platform string) (*custodyTrus
 			if err := atomicfile.Write(path, b, 0o600); err != nil {
 				return nil, err
 			}
-			fmt.Fprintf(e.stderr, "pinned the access log keys and witness policy of %s in %s\n", platform, path)
+			fmt.Fprintf(e.Stderr, "pinned the access log keys and witness policy of %s in %s\n", platform, path)
 			return t, nil
 		}
-		fmt.Fprintf(e.stderr, "waiting for the platform's discovery document: %v\n", err)
+		fmt.Fprintf(e.Stderr, "waiting for the platform's discovery document: %v\n", err)
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
@@ -138,7 +139,7 @@ func runCustodyReconcile(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "custody reconcile", "--custody URL --token FILE --platform URL")
 	custodyURL := fs.String("custody", "http://127.0.0.1:8081", "base URL of custody (for 'vitrine up' without --custody-url: <platform>/custody)")
 	tokenFile := fs.String("token", "", "file holding custody's token")
-	platform := fs.String("platform", defaultPlatform(), "the platform whose access logs to read")
+	platform := fs.String("platform", cli.DefaultPlatform(), "the platform whose access logs to read")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
@@ -146,7 +147,7 @@ func runCustodyReconcile(ctx context.Context, e *env, args []string) error {
 		fs.Usage()
 		return errors.New("--token is required")
 	}
-	tok, err := readToken(*tokenFile, "custody's token")
+	tok, err := cli.ReadToken(*tokenFile, "custody's token")
 	if err != nil {
 		return err
 	}
@@ -173,10 +174,10 @@ func runCustodyReconcile(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(e.stdout, r)
+	fmt.Fprintln(e.Stdout, r)
 	if len(r.Problems) > 0 {
 		return fmt.Errorf("custody's counts do not reconcile with the access logs: %d problems", len(r.Problems))
 	}
-	fmt.Fprintln(e.stdout, "OK: every key custody released is named by a granted access entry in the witnessed logs")
+	fmt.Fprintln(e.Stdout, "OK: every key custody released is named by a granted access entry in the witnessed logs")
 	return nil
 }

@@ -6,8 +6,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"os"
-	"runtime/debug"
 	"time"
 )
 
@@ -51,22 +49,3 @@ func loopbackOnly(addr string) error {
 	}
 	return fmt.Errorf("%s is not a loopback address (127.0.0.1:PORT, [::1]:PORT or localhost:PORT): the profiling endpoints are unauthenticated", addr)
 }
-
-// tuneGC trades memory for CPU in the server commands: an append allocates
-// a few short-lived objects, and at the default GOGC=100 garbage collection
-// takes about a tenth of the CPU under load. The soft memory limit keeps
-// that trade from growing the heap without bound when much is live (the
-// regions' pending aggregates): past it the collector runs as often as it
-// must. GOGC and GOMEMLIMIT set in the environment win.
-func tuneGC() {
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(400)
-	}
-	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(goMemoryLimit)
-	}
-}
-
-// goMemoryLimit is the soft limit of the Go runtime's memory in the
-// server commands; SQLite's memory is outside it.
-const goMemoryLimit = 192 << 20

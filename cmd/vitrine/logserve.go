@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/vitrine-dev/vitrine/internal/cli"
 	"github.com/vitrine-dev/vitrine/internal/keys"
 	"github.com/vitrine-dev/vitrine/internal/logserver"
 )
@@ -25,10 +26,10 @@ func runLogServe(ctx context.Context, e *env, args []string) error {
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
-	if err := serveDebug(*debug, e.logger); err != nil {
+	if err := serveDebug(*debug, e.Logger); err != nil {
 		return err
 	}
-	tuneGC()
+	cli.TuneGC()
 	if *data == "" || *origin == "" {
 		fs.Usage()
 		return errors.New("--data and --origin are required")
@@ -46,7 +47,7 @@ func runLogServe(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	l, err := logserver.Open(ctx, logserver.Config{
-		Dir: *data, Origin: *origin, WitnessPolicy: policy, Logger: e.logger, CheckpointInterval: *interval,
+		Dir: *data, Origin: *origin, WitnessPolicy: policy, Logger: e.Logger, CheckpointInterval: *interval,
 		HTTPClient: &http.Client{Timeout: 10 * time.Second},
 	})
 	if err != nil {
@@ -66,8 +67,8 @@ func runLogServe(ctx context.Context, e *env, args []string) error {
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	fmt.Fprintf(e.stdout, "log %s serving at http://%s/ (checkpoint, tile/, add)\n", *origin, ln.Addr())
-	fmt.Fprintf(e.stdout, "  verifier key %s\n  add token    %s\n", filepath.Join(*data, "log.vkey"), filepath.Join(*data, "add.token"))
+	fmt.Fprintf(e.Stdout, "log %s serving at http://%s/ (checkpoint, tile/, add)\n", *origin, ln.Addr())
+	fmt.Fprintf(e.Stdout, "  verifier key %s\n  add token    %s\n", filepath.Join(*data, "log.vkey"), filepath.Join(*data, "add.token"))
 
 	select {
 	case <-ctx.Done():

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	vclient "github.com/vitrine-dev/vitrine/client"
+	"github.com/vitrine-dev/vitrine/internal/cli"
 	"github.com/vitrine-dev/vitrine/tlog"
 )
 
@@ -62,7 +63,7 @@ func (t *target) resolve(ctx context.Context, needURL bool) (*resolved, error) {
 	if t.platform == "" && t.url == "" && t.vkey == "" && needURL {
 		// Neither a log nor a platform named: the default platform
 		// ($VITRINE_URL, or vitrine up on its default address).
-		t.platform = defaultPlatform()
+		t.platform = cli.DefaultPlatform()
 	}
 	if t.platform != "" {
 		if t.log == "" {
@@ -155,7 +156,7 @@ func runLogVerify(ctx context.Context, e *env, args []string) error {
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
-	tuneGC()
+	cli.TuneGC()
 	r, err := t.resolve(ctx, true)
 	if err != nil {
 		return err
@@ -169,7 +170,7 @@ func runLogVerify(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
-	fmt.Fprintf(e.stdout, "checkpoint  %s size %d: log signature ok, witness quorum ok (cosigned by %s)\n", cp.Origin, cp.Size, strings.Join(cp.Cosigners, ", "))
+	fmt.Fprintf(e.Stdout, "checkpoint  %s size %d: log signature ok, witness quorum ok (cosigned by %s)\n", cp.Origin, cp.Size, strings.Join(cp.Cosigners, ", "))
 
 	statePath := *state
 	if statePath == "" {
@@ -200,19 +201,19 @@ func runLogVerify(ctx context.Context, e *env, args []string) error {
 		if err := l.Consistent(ctx, prev.Checkpoint, cp); err != nil {
 			return fmt.Errorf("state file %s: %w", statePath, err)
 		}
-		fmt.Fprintf(e.stdout, "consistency with size %d seen before: ok\n", prev.Size)
+		fmt.Fprintf(e.Stdout, "consistency with size %d seen before: ok\n", prev.Size)
 	} else {
-		fmt.Fprintf(e.stdout, "consistency: no earlier checkpoint in %s; trusting this one from now on\n", statePath)
+		fmt.Fprintf(e.Stdout, "consistency: no earlier checkpoint in %s; trusting this one from now on\n", statePath)
 	}
 	rep, err := tlog.VerifyTree(ctx, r.fetcher, cp.Size, cp.Hash)
 	if err != nil {
 		return fmt.Errorf("tree: %w", err)
 	}
-	fmt.Fprintf(e.stdout, "tree        %s recomputed from their bundles, %s checked: root ok\n", plural(rep.Entries, "entry", "entries"), plural(rep.Tiles, "tile", "tiles"))
+	fmt.Fprintf(e.Stdout, "tree        %s recomputed from their bundles, %s checked: root ok\n", plural(rep.Entries, "entry", "entries"), plural(rep.Tiles, "tile", "tiles"))
 	if err := tlog.SaveState(statePath, &tlog.State{Origin: cp.Origin, Size: cp.Size, Root: cp.Hash, Checkpoint: cp.Raw}); err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "verified in %v; state saved to %s\n", time.Since(start).Round(time.Millisecond), statePath)
+	fmt.Fprintf(e.Stdout, "verified in %v; state saved to %s\n", time.Since(start).Round(time.Millisecond), statePath)
 	return nil
 }
 
@@ -252,13 +253,13 @@ func runLogProve(ctx context.Context, e *env, args []string) error {
 	}
 	b := proof.Marshal()
 	if *out == "" {
-		_, err = e.stdout.Write(b)
+		_, err = e.Stdout.Write(b)
 		return err
 	}
 	if err := os.WriteFile(*out, b, 0o644); err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "proof of entry %d in %s at size %d (checked) written to %s\n", idx, cp.Origin, cp.Size, *out)
+	fmt.Fprintf(e.Stdout, "proof of entry %d in %s at size %d (checked) written to %s\n", idx, cp.Origin, cp.Size, *out)
 	return nil
 }
 
@@ -311,6 +312,6 @@ func runLogVerifyProof(ctx context.Context, e *env, args []string) error {
 	if len(cp.Cosigners) == 0 {
 		cosigned = "no witness policy given, so no cosignature was required (give --policy FILE, or --platform and --log)"
 	}
-	fmt.Fprintf(e.stdout, "proof ok: entry %d is in %s at size %d, %s\n", proof.Index, cp.Origin, cp.Size, cosigned)
+	fmt.Fprintf(e.Stdout, "proof ok: entry %d is in %s at size %d, %s\n", proof.Index, cp.Origin, cp.Size, cosigned)
 	return nil
 }

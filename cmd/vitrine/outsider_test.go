@@ -38,7 +38,7 @@ func startNamed(t *testing.T, name string) *platform.Platform {
 
 func runCmd(ctx context.Context, cmd func(context.Context, *env, []string) error, args ...string) (string, error) {
 	var out bytes.Buffer
-	err := cmd(ctx, &env{stdout: &out, stderr: &out, logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, args)
+	err := cmd(ctx, &env{Stdout: &out, Stderr: &out, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, args)
 	return out.String(), err
 }
 

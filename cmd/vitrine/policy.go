@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/vitrine-dev/vitrine/internal/cli"
 	"github.com/vitrine-dev/vitrine/residency"
 )
 
@@ -143,12 +144,12 @@ func latest(ps []*residency.Policy) *residency.Policy {
 
 func runPolicyShow(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "policy show", "[--platform URL] [--version N]")
-	platformURL := fs.String("platform", defaultPlatform(), "base URL of the platform")
+	platformURL := fs.String("platform", cli.DefaultPlatform(), "base URL of the platform")
 	version := fs.Uint64("version", 0, "show this version instead of the active one")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
-	ps, skipped, err := loggedPolicies(ctx, *platformURL, e.stderr)
+	ps, skipped, err := loggedPolicies(ctx, *platformURL, e.Stderr)
 	if err != nil {
 		return err
 	}
@@ -158,26 +159,26 @@ func runPolicyShow(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 	}
-	fmt.Fprintf(e.stdout, "residency policy version %d (from the policy log, signature verified)\n", p.Version)
-	fmt.Fprintf(e.stdout, "default region: %s\n", p.Default)
+	fmt.Fprintf(e.Stdout, "residency policy version %d (from the policy log, signature verified)\n", p.Version)
+	fmt.Fprintf(e.Stdout, "default region: %s\n", p.Default)
 	regs := append([]residency.Region(nil), p.Regions...)
 	sort.Slice(regs, func(i, j int) bool { return regs[i].Name < regs[j].Name })
 	for _, r := range regs {
 		cs := p.Countries(r.Name)
-		fmt.Fprintf(e.stdout, "\n%s  %s\n  %d countries: %s\n", r.Name, r.URL, len(cs), strings.Join(cs, " "))
+		fmt.Fprintf(e.Stdout, "\n%s  %s\n  %d countries: %s\n", r.Name, r.URL, len(cs), strings.Join(cs, " "))
 	}
 	return nil
 }
 
 func runPolicyDiff(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "policy diff", "[--platform URL] [--from N] [--to M]")
-	platformURL := fs.String("platform", defaultPlatform(), "base URL of the platform")
+	platformURL := fs.String("platform", cli.DefaultPlatform(), "base URL of the platform")
 	from := fs.Uint64("from", 0, "older version (default: the one before --to)")
 	to := fs.Uint64("to", 0, "newer version (default: the active one)")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
-	ps, skipped, err := loggedPolicies(ctx, *platformURL, e.stderr)
+	ps, skipped, err := loggedPolicies(ctx, *platformURL, e.Stderr)
 	if err != nil {
 		return err
 	}
@@ -199,14 +200,14 @@ func runPolicyDiff(ctx context.Context, e *env, args []string) error {
 			}
 		}
 		if a == nil {
-			fmt.Fprintf(e.stdout, "version %d is the first in the policy log; nothing to compare\n", b.Version)
+			fmt.Fprintf(e.Stdout, "version %d is the first in the policy log; nothing to compare\n", b.Version)
 			return nil
 		}
 	}
 	changes := residency.Diff(a, b)
-	fmt.Fprintf(e.stdout, "residency policy version %d -> %d: %d changes\n", a.Version, b.Version, len(changes))
+	fmt.Fprintf(e.Stdout, "residency policy version %d -> %d: %d changes\n", a.Version, b.Version, len(changes))
 	for _, c := range changes {
-		fmt.Fprintf(e.stdout, "  %s\n", c)
+		fmt.Fprintf(e.Stdout, "  %s\n", c)
 	}
 	return nil
 }

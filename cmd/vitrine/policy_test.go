@@ -105,7 +105,7 @@ func TestPolicyShowSkipsBadEntries(t *testing.T) {
 
 	run := func(cmd func(context.Context, *env, []string) error, args ...string) (string, string, error) {
 		var out, errOut bytes.Buffer
-		err := cmd(ctx, &env{stdout: &out, stderr: &errOut, logger: quiet}, append([]string{"--platform", p.URL()}, args...))
+		err := cmd(ctx, &env{Stdout: &out, Stderr: &errOut, Logger: quiet}, append([]string{"--platform", p.URL()}, args...))
 		return out.String(), errOut.String(), err
 	}
 	warned := func(t *testing.T, stderr string) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/vitrine-dev/vitrine/internal/cli"
 	"net/url"
 	"os"
 	"strings"
@@ -12,8 +13,8 @@ import (
 
 func runPrincipalCreate(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "principal create", "[--url URL] [--token FILE] --id ROLE:NAME --location CC --regions R1,R2 [--expires 720h] [--out FILE]")
-	base := fs.String("url", defaultPlatform(), "base URL of the platform")
-	tokenFile := fs.String("token", defaultOperatorToken, "file holding the operator token (<data>/operator.token of 'vitrine up')")
+	base := fs.String("url", cli.DefaultPlatform(), "base URL of the platform")
+	tokenFile := fs.String("token", cli.DefaultOperatorToken, "file holding the operator token (<data>/operator.token of 'vitrine up')")
 	id := fs.String("id", "", "the principal's id, <role>:<name>, e.g. analyst:jdoe")
 	location := fs.String("location", "", "the principal's home country (ISO 3166-1 alpha-2)")
 	regions := fs.String("regions", "", "comma-separated regions the principal may act in")
@@ -27,11 +28,11 @@ func runPrincipalCreate(ctx context.Context, e *env, args []string) error {
 		fs.Usage()
 		return errors.New("--id ROLE:NAME, --location and --regions are required")
 	}
-	tok, err := readToken(*tokenFile, "the operator token")
+	tok, err := cli.ReadToken(*tokenFile, "the operator token")
 	if err != nil {
 		return err
 	}
-	req := map[string]any{"id": *id, "role": role, "location": *location, "regions": splitList(*regions)}
+	req := map[string]any{"id": *id, "role": role, "location": *location, "regions": cli.SplitList(*regions)}
 	if *expires != "" {
 		req["expires"] = *expires
 	}
@@ -46,17 +47,17 @@ func runPrincipalCreate(ctx context.Context, e *env, args []string) error {
 		if err := os.WriteFile(*out, []byte(resp.Token+"\n"), 0o600); err != nil {
 			return err
 		}
-		fmt.Fprintf(e.stdout, "created %s; token in %s\n", *id, *out)
+		fmt.Fprintf(e.Stdout, "created %s; token in %s\n", *id, *out)
 		return nil
 	}
-	fmt.Fprintln(e.stdout, resp.Token)
+	fmt.Fprintln(e.Stdout, resp.Token)
 	return nil
 }
 
 func runPrincipalRevoke(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "principal revoke", "[--url URL] [--token FILE] --id ROLE:NAME")
-	base := fs.String("url", defaultPlatform(), "base URL of the platform")
-	tokenFile := fs.String("token", defaultOperatorToken, "file holding the operator token (<data>/operator.token of 'vitrine up')")
+	base := fs.String("url", cli.DefaultPlatform(), "base URL of the platform")
+	tokenFile := fs.String("token", cli.DefaultOperatorToken, "file holding the operator token (<data>/operator.token of 'vitrine up')")
 	id := fs.String("id", "", "the principal's id, <role>:<name>")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
@@ -65,7 +66,7 @@ func runPrincipalRevoke(ctx context.Context, e *env, args []string) error {
 		fs.Usage()
 		return errors.New("--id ROLE:NAME is required")
 	}
-	tok, err := readToken(*tokenFile, "the operator token")
+	tok, err := cli.ReadToken(*tokenFile, "the operator token")
 	if err != nil {
 		return err
 	}
@@ -75,6 +76,6 @@ func runPrincipalRevoke(ctx context.Context, e *env, args []string) error {
 	if err := call(ctx, "DELETE", strings.TrimSuffix(*base, "/")+"/v1/principals/"+url.PathEscape(*id), tok, nil, &resp); err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "revoked %s; its token no longer works\n", resp.Revoked)
+	fmt.Fprintf(e.Stdout, "revoked %s; its token no longer works\n", resp.Revoked)
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vitrine-dev/vitrine/internal/cli"
 	"github.com/vitrine-dev/vitrine/internal/conveyer"
 	rebuilder "github.com/vitrine-dev/vitrine/internal/rebuild"
 	"github.com/vitrine-dev/vitrine/rebuild"
@@ -24,7 +25,7 @@ import (
 // runRebuild is `vitrine rebuild`, and `vitrine rebuild verify`.
 func runRebuild(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "rebuild", "[--platform URL] [--data DIR] [--listen ADDR | --once] [--interval D]")
-	platformURL := fs.String("platform", defaultPlatform(), "the platform whose release log to follow; everything is read from its discovery document")
+	platformURL := fs.String("platform", cli.DefaultPlatform(), "the platform whose release log to follow; everything is read from its discovery document")
 	data := fs.String("data", userDir("rebuilder"), "state directory: rebuilder.key (the verdict signing key, created on first use), state.json, index.json, verdicts/, modcache/")
 	listen := fs.String("listen", "127.0.0.1:8090", "address to serve /rebuilds/ on (not with --once)")
 	once := fs.Bool("once", false, "rebuild every release not rebuilt yet, print one line each, and exit; the exit status is 1 if one did not reproduce")
@@ -39,14 +40,14 @@ func runRebuild(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("the rebuilder's key: %w", err)
 	}
 	r := &rebuilder.Rebuilder{
-		Platform: *platformURL, Key: key, Dir: *data, ID: *id, WorkDir: *work, Logger: e.logger,
-		Builder: &conveyer.Builder{ModCache: filepath.Join(*data, "modcache"), Logger: e.logger, Progress: rebuildProgress(e)},
+		Platform: *platformURL, Key: key, Dir: *data, ID: *id, WorkDir: *work, Logger: e.Logger,
+		Builder: &conveyer.Builder{ModCache: filepath.Join(*data, "modcache"), Logger: e.Logger, Progress: rebuildProgress(e)},
 	}
 	if *once {
 		done, err := r.RebuildNew(ctx)
 		not := 0
 		for _, d := range done {
-			fmt.Fprintln(e.stdout, d.Summary())
+			fmt.Fprintln(e.Stdout, d.Summary())
 			if !d.Reproduced {
 				not++
 			}
@@ -55,7 +56,7 @@ func runRebuild(ctx context.Context, e *env, args []string) error {
 		case err != nil:
 			return err
 		case len(done) == 0:
-			fmt.Fprintln(e.stdout, "nothing new to rebuild")
+			fmt.Fprintln(e.Stdout, "nothing new to rebuild")
 		case not > 0:
 			return fmt.Errorf("%d of %d releases did not reproduce", not, len(done))
 		}
@@ -75,7 +76,7 @@ func runRebuild(ctx context.Context, e *env, args []string) error {
 	defer stop()
 	followed := make(chan error, 1)
 	go func() { followed <- r.Follow(fctx, *interval) }()
-	fmt.Fprintf(e.stdout, "rebuilder following %s, verdicts at http://%s/rebuilds/\n  key http://%s/rebuilds/key\n", *platformURL, ln.Addr(), ln.Addr())
+	fmt.Fprintf(e.Stdout, "rebuilder following %s, verdicts at http://%s/rebuilds/\n  key http://%s/rebuilds/key\n", *platformURL, ln.Addr(), ln.Addr())
 	var runErr error
 	select {
 	case <-ctx.Done():
@@ -150,7 +151,7 @@ func runRebuildVerify(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("the verdict at %s is about %s %s, not %s %s", u, v.Release.Name, v.Release.Version, name, version)
 	}
 	id, _ := key.KeyID()
-	fmt.Fprintf(e.stdout, "%s\n  signed by %s (key %s%s)\n", v.Summary(), v.Rebuilder, id, map[bool]string{true: ", fetched from the rebuilder: pin it with --key"}[*keyFile == ""])
+	fmt.Fprintf(e.Stdout, "%s\n  signed by %s (key %s%s)\n", v.Summary(), v.Rebuilder, id, map[bool]string{true: ", fetched from the rebuilder: pin it with --key"}[*keyFile == ""])
 	if *platformURL != "" {
 		pins := rebuilder.Pins{LogKey: *logKey}
 		if *policyFile != "" {
@@ -165,14 +166,14 @@ func runRebuildVerify(ctx context.Context, e *env, args []string) error {
 		if *logKey != "" && *policyFile != "" {
 			trusted = "the pinned log key and witness policy"
 		}
-		fmt.Fprintf(e.stdout, "  about release-log entry %d of %s, proved included in a checkpoint cosigned under %s\n", v.Release.LogIndex, *platformURL, trusted)
+		fmt.Fprintf(e.Stdout, "  about release-log entry %d of %s, proved included in a checkpoint cosigned under %s\n", v.Release.LogIndex, *platformURL, trusted)
 	}
 	if v.Toolchain.Original != v.Toolchain.Rebuild {
-		fmt.Fprintf(e.stdout, "  toolchains differ: original %s, rebuild %s\n", v.Toolchain.Original, v.Toolchain.Rebuild)
+		fmt.Fprintf(e.Stdout, "  toolchains differ: original %s, rebuild %s\n", v.Toolchain.Original, v.Toolchain.Rebuild)
 	}
 	if !v.Reproduced {
 		b, _ := json.MarshalIndent(v.Artifacts, "  ", "  ")
-		fmt.Fprintf(e.stdout, "  artifacts: %s\n", b)
+		fmt.Fprintf(e.Stdout, "  artifacts: %s\n", b)
 		return fmt.Errorf("%s %s did not reproduce", name, version)
 	}
 	return nil
@@ -203,7 +204,7 @@ func findVerdict(ctx context.Context, e *env, root, name, version string, wait t
 			return "", err
 		}
 		if !told {
-			fmt.Fprintf(e.stderr, "waiting up to %s for the verdict on %s %s (%v)\n", wait, name, version, err)
+			fmt.Fprintf(e.Stderr, "waiting up to %s for the verdict on %s %s (%v)\n", wait, name, version, err)
 			told = true
 		}
 		select {
@@ -236,7 +237,7 @@ func verdictInLog(ctx context.Context, platformURL string, pins rebuilder.Pins, 
 }
 
 // rebuildProgress shows a person what a rebuild is doing: a line on
-// e.stderr as each step begins, with the time since that release's
+// e.Stderr as each step begins, with the time since that release's
 // rebuild began (a Go program takes minutes).
 func rebuildProgress(e *env) func(r *conveyer.Recipe, step string) {
 	var mu sync.Mutex
@@ -247,8 +248,8 @@ func rebuildProgress(e *env) func(r *conveyer.Recipe, step string) {
 		k := r.Name + " " + r.Version
 		if _, ok := started[k]; !ok || step == conveyer.FirstStep {
 			started[k] = time.Now()
-			fmt.Fprintf(e.stderr, "rebuilding %s\n", k)
+			fmt.Fprintf(e.Stderr, "rebuilding %s\n", k)
 		}
-		fmt.Fprintf(e.stderr, "  %s  %s\n", elapsed(time.Since(started[k])), step)
+		fmt.Fprintf(e.Stderr, "  %s  %s\n", elapsed(time.Since(started[k])), step)
 	}
 }

@@ -73,7 +73,7 @@ func TestRebuildOnce(t *testing.T) {
 	run := func(args ...string) (string, error) {
 		var out bytes.Buffer
 		// As main does: "rebuild verify" is a command of its own.
-		err := dispatch(ctx, &env{stdout: &out, stderr: io.Discard, logger: quiet}, append([]string{"rebuild"}, args...))
+		err := dispatch(ctx, &env{Stdout: &out, Stderr: io.Discard, Logger: quiet}, append([]string{"rebuild"}, args...))
 		return out.String(), err
 	}
 	out, err := run("--platform", p.URL(), "--data", data, "--once", "--work", t.TempDir())

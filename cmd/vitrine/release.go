@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	vclient "github.com/vitrine-dev/vitrine/client"
+	"github.com/vitrine-dev/vitrine/internal/cli"
 	"github.com/vitrine-dev/vitrine/internal/releases"
 	"github.com/vitrine-dev/vitrine/release"
 	"github.com/vitrine-dev/vitrine/tlog"
@@ -15,7 +16,7 @@ import (
 
 func runReleaseVerify(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "release verify", "[--platform URL] [--name NAME] ARTIFACT")
-	platform := fs.String("platform", defaultPlatform(), "the platform whose discovery document names the release log, the witness policy, the releases and the release key")
+	platform := fs.String("platform", cli.DefaultPlatform(), "the platform whose discovery document names the release log, the witness policy, the releases and the release key")
 	name := fs.String("name", "", "the artifact's name in the release (default: the file's base name)")
 	if err := parseFlags(fs, args, 1); err != nil {
 		return err
@@ -91,7 +92,7 @@ func runReleaseVerify(ctx context.Context, e *env, args []string) error {
 		if err != nil {
 			return fmt.Errorf("%s (%s) does not verify as part of %s %s: %w", path, digest, l.Name, l.Version, err)
 		}
-		fmt.Fprintf(e.stdout, "OK: %s (%s) is %s of %s %s: provenance signed by the release key, release-log entry %d in a witnessed checkpoint of %d entries\n",
+		fmt.Fprintf(e.Stdout, "OK: %s (%s) is %s of %s %s: provenance signed by the release key, release-log entry %d in a witnessed checkpoint of %d entries\n",
 			path, digest, *name, got.Name, got.Version, l.LogIndex, cp.Size)
 		return nil
 	}

@@ -53,7 +53,7 @@ func TestReleaseVerify(t *testing.T) {
 			t.Fatal(err)
 		}
 		var out bytes.Buffer
-		err := runReleaseVerify(ctx, &env{stdout: &out, stderr: io.Discard, logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
+		err := runReleaseVerify(ctx, &env{Stdout: &out, Stderr: io.Discard, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
 			[]string{"--platform", p.URL(), f})
 		return out.String(), err
 	}

@@ -9,13 +9,14 @@ import (
 	"time"
 
 	"github.com/vitrine-dev/vitrine/access"
+	"github.com/vitrine-dev/vitrine/internal/cli"
 	"github.com/vitrine-dev/vitrine/internal/relocate"
 )
 
 func runRelocate(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "relocate", "[--url URL] [--token FILE] (--country CC --to REGION | --job ID) [--json | --quiet]")
-	base := fs.String("url", defaultPlatform(), "base URL of the platform")
-	tokenFile := fs.String("token", defaultOperatorToken, "file holding the operator token (<data>/operator.token of 'vitrine up')")
+	base := fs.String("url", cli.DefaultPlatform(), "base URL of the platform")
+	tokenFile := fs.String("token", cli.DefaultOperatorToken, "file holding the operator token (<data>/operator.token of 'vitrine up')")
 	country := fs.String("country", "", "the country to relocate (ISO 3166-1 alpha-2)")
 	to := fs.String("to", "", "the region to relocate it to")
 	asJSON := fs.Bool("json", false, "print the finished job as JSON")
@@ -29,7 +30,7 @@ func runRelocate(ctx context.Context, e *env, args []string) error {
 		fs.Usage()
 		return errors.New("either --country and --to or --job is required")
 	}
-	token, err := readToken(*tokenFile, "the operator token")
+	token, err := cli.ReadToken(*tokenFile, "the operator token")
 	if err != nil {
 		return err
 	}
@@ -42,7 +43,7 @@ func runRelocate(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 		id = j.ID
-		fmt.Fprintf(e.stderr, "relocation %s started: %s from %s to %s\n", j.ID, j.Country, j.From, j.To)
+		fmt.Fprintf(e.Stderr, "relocation %s started: %s from %s to %s\n", j.ID, j.Country, j.From, j.To)
 	}
 	// The relocation runs in the platform; follow it, also across a
 	// restart of the platform, until it ends.
@@ -55,13 +56,13 @@ func runRelocate(ctx context.Context, e *env, args []string) error {
 		case err == nil && (j.Step == relocate.StepDone || j.Error != ""):
 			switch {
 			case *quiet:
-				fmt.Fprintln(e.stdout, j.ID)
+				fmt.Fprintln(e.Stdout, j.ID)
 			case *asJSON:
-				enc := json.NewEncoder(e.stdout)
+				enc := json.NewEncoder(e.Stdout)
 				enc.SetIndent("", "  ")
 				_ = enc.Encode(&j)
 			default:
-				fmt.Fprint(e.stdout, relocate.Describe(&j))
+				fmt.Fprint(e.Stdout, relocate.Describe(&j))
 			}
 			if j.Error != "" {
 				return fmt.Errorf("relocation %s stopped: %s", j.ID, j.Error)
@@ -69,13 +70,13 @@ func runRelocate(ctx context.Context, e *env, args []string) error {
 			return nil
 		case err == nil:
 			if s := fmt.Sprintf("%s %d", j.Step, j.Copied); s != last {
-				fmt.Fprintf(e.stderr, "  %s: %d records copied\n", j.Step, j.Copied)
+				fmt.Fprintf(e.Stderr, "  %s: %d records copied\n", j.Step, j.Copied)
 				last = s
 			}
 		case ctx.Err() != nil:
 			return ctx.Err()
 		default:
-			fmt.Fprintf(e.stderr, "  waiting for the platform: %v\n", err)
+			fmt.Fprintf(e.Stderr, "  waiting for the platform: %v\n", err)
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("relocation %s has not finished after %s; follow it with --job %s", id, *timeout, id)
@@ -92,7 +93,7 @@ func runRelocate(ctx context.Context, e *env, args []string) error {
 // status want.
 func runRelocateVerify(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "relocate verify", "[--url URL] --job ID")
-	base := fs.String("url", defaultPlatform(), "base URL of the platform whose logs to read")
+	base := fs.String("url", cli.DefaultPlatform(), "base URL of the platform whose logs to read")
 	job := fs.String("job", "", "the relocation's job id (in its report and its log entries)")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
@@ -103,7 +104,7 @@ func runRelocateVerify(ctx context.Context, e *env, args []string) error {
 	}
 	ev := &relocate.Evidence{Access: map[string][]*access.Record{}}
 	var err error
-	if ev.Policies, _, err = loggedPolicies(ctx, *base, e.stderr); err != nil {
+	if ev.Policies, _, err = loggedPolicies(ctx, *base, e.Stderr); err != nil {
 		return err
 	}
 	d, err := fetchDiscovery(ctx, *base)
@@ -123,16 +124,16 @@ func runRelocateVerify(ctx context.Context, e *env, args []string) error {
 	}
 	a, err := relocate.Verify(ev, *job)
 	if a != nil {
-		fmt.Fprintf(e.stdout, "relocation %s: %s from %s to %s under policy version %d\n", a.Job, a.Country, a.From, a.To, a.Policy)
-		fmt.Fprintf(e.stdout, "  %d chunks: %d records relocated, %d received, %d deleted at %s\n", a.Chunks, a.Records, a.DestRecords, a.Deleted, a.From)
+		fmt.Fprintf(e.Stdout, "relocation %s: %s from %s to %s under policy version %d\n", a.Job, a.Country, a.From, a.To, a.Policy)
+		fmt.Fprintf(e.Stdout, "  %d chunks: %d records relocated, %d received, %d deleted at %s\n", a.Chunks, a.Records, a.DestRecords, a.Deleted, a.From)
 		if a.Digest != "" {
-			fmt.Fprintf(e.stdout, "  content digest %s at both ends\n", a.Digest)
+			fmt.Fprintf(e.Stdout, "  content digest %s at both ends\n", a.Digest)
 		}
 	}
 	if err != nil {
 		return fmt.Errorf("relocation %s does not verify: %w", *job, err)
 	}
-	fmt.Fprintln(e.stdout, "OK: the logs account for every record of the relocation")
+	fmt.Fprintln(e.Stdout, "OK: the logs account for every record of the relocation")
 	return nil
 }
 

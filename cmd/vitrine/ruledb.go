@@ -30,7 +30,7 @@ func runRuleDBCompile(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "%s: version %d, %d signatures, %d bytes, sha256:%x\n", *out, d.Version(), d.Len(), len(db), d.Digest())
+	fmt.Fprintf(e.Stdout, "%s: version %d, %d signatures, %d bytes, sha256:%x\n", *out, d.Version(), d.Len(), len(db), d.Digest())
 	return nil
 }
 
@@ -49,12 +49,12 @@ func runRuleDBDiff(ctx context.Context, e *env, args []string) error {
 	}
 	ch := ruledb.Diff(dbs[0], dbs[1])
 	for _, s := range ch.Removed {
-		fmt.Fprintf(e.stdout, "- %s\n", s)
+		fmt.Fprintf(e.Stdout, "- %s\n", s)
 	}
 	for _, s := range ch.Added {
-		fmt.Fprintf(e.stdout, "+ %s\n", s)
+		fmt.Fprintf(e.Stdout, "+ %s\n", s)
 	}
-	fmt.Fprintf(e.stdout, "%d added, %d removed, %d unchanged\n", len(ch.Added), len(ch.Removed), ch.Unchanged)
+	fmt.Fprintf(e.Stdout, "%d added, %d removed, %d unchanged\n", len(ch.Added), len(ch.Removed), ch.Unchanged)
 	return nil
 }
 

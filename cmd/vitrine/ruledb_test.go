@@ -16,7 +16,7 @@ import (
 func TestRuleDBDiff(t *testing.T) {
 	dir := t.TempDir()
 	e := func(out *bytes.Buffer) *env {
-		return &env{stdout: out, stderr: io.Discard, logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		return &env{Stdout: out, Stderr: io.Discard, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	}
 	var out bytes.Buffer
 	sample := filepath.Join("..", "..", "ruledb", "testdata", "sample")

@@ -18,6 +18,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata/config"
 	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
 
+	"github.com/vitrine-dev/vitrine/internal/cli"
 	"github.com/vitrine-dev/vitrine/internal/updates"
 	"github.com/vitrine-dev/vitrine/update"
 )
@@ -61,8 +62,8 @@ func runTUFInit(ctx context.Context, e *env, args []string) error {
 	if _, err := updates.Init(updates.InitConfig{Dir: *out, Keys: *keys, Threshold: *threshold, Online: online, Expires: time.Now().Add(*expires)}); err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "wrote %d root keys (threshold %d) and 1.root.json to %s\n", *keys, *threshold, *out)
-	fmt.Fprintf(e.stdout, "start the platform with --tuf-root %s, then move %s off this machine\n", filepath.Join(*out, "1.root.json"), *out)
+	fmt.Fprintf(e.Stdout, "wrote %d root keys (threshold %d) and 1.root.json to %s\n", *keys, *threshold, *out)
+	fmt.Fprintf(e.Stdout, "start the platform with --tuf-root %s, then move %s off this machine\n", filepath.Join(*out, "1.root.json"), *out)
 	return nil
 }
 
@@ -174,25 +175,25 @@ func runTUFRotate(ctx context.Context, e *env, args []string) error {
 	if err := os.WriteFile(name, next, 0o644); err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "wrote %s\n", name)
+	fmt.Fprintf(e.Stdout, "wrote %s\n", name)
 	if *newRootKeys > 0 {
-		fmt.Fprintf(e.stdout, "the new root keys are in %s; the old ones no longer sign: retire them\n", *out)
+		fmt.Fprintf(e.Stdout, "the new root keys are in %s; the old ones no longer sign: retire them\n", *out)
 	}
 	if *newTargets || *targets != "" {
-		fmt.Fprintf(e.stdout, "put the new targets key in the platform's <data>/updates/targets.key (mode 0600) before posting the root\n")
+		fmt.Fprintf(e.Stdout, "put the new targets key in the platform's <data>/updates/targets.key (mode 0600) before posting the root\n")
 	}
 	if *snapshot != "" || *timestamp != "" {
-		fmt.Fprintf(e.stdout, "put the new snapshot or timestamp key in the platform's <data>/updates/ (mode 0600) before posting the root, without restarting between\n")
+		fmt.Fprintf(e.Stdout, "put the new snapshot or timestamp key in the platform's <data>/updates/ (mode 0600) before posting the root, without restarting between\n")
 	}
-	fmt.Fprintf(e.stdout, "then: vitrine tuf push-root --platform URL %s\n", name)
+	fmt.Fprintf(e.Stdout, "then: vitrine tuf push-root --platform URL %s\n", name)
 	return nil
 }
 
 // runTUFPushRoot posts a new root to the platform.
 func runTUFPushRoot(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "tuf push-root", "[--platform URL] [--token FILE] ROOT.json")
-	platformURL := fs.String("platform", defaultPlatform(), "the platform's base URL")
-	tokenFile := fs.String("token", defaultOperatorToken, "file holding the operator token")
+	platformURL := fs.String("platform", cli.DefaultPlatform(), "the platform's base URL")
+	tokenFile := fs.String("token", cli.DefaultOperatorToken, "file holding the operator token")
 	if err := parseFlags(fs, args, 1); err != nil {
 		return err
 	}
@@ -204,7 +205,7 @@ func runTUFPushRoot(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	token, err := readToken(*tokenFile, "the operator token")
+	token, err := cli.ReadToken(*tokenFile, "the operator token")
 	if err != nil {
 		return err
 	}
@@ -214,7 +215,7 @@ func runTUFPushRoot(ctx context.Context, e *env, args []string) error {
 	if err := call(ctx, http.MethodPost, strings.TrimSuffix(*platformURL, "/")+"/updates/root", token, body, &got); err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "the platform serves root version %d\n", got.Version)
+	fmt.Fprintf(e.Stdout, "the platform serves root version %d\n", got.Version)
 	return nil
 }
 
@@ -222,7 +223,7 @@ func runTUFPushRoot(ctx context.Context, e *env, args []string) error {
 // document alone and downloads every target.
 func runTUFVerify(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "tuf verify", "[--platform URL] [--cache DIR]")
-	platformURL := fs.String("platform", defaultPlatform(), "the platform whose discovery document names the update repository and its root")
+	platformURL := fs.String("platform", cli.DefaultPlatform(), "the platform whose discovery document names the update repository and its root")
 	cache := fs.String("cache", "", "go-tuf's metadata and targets cache; it keeps the latest trusted root between runs (default: a temporary directory)")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
@@ -282,9 +283,9 @@ func runTUFVerify(ctx context.Context, e *env, args []string) error {
 				what = "delta from version " + c.DeltaFrom + " to " + c.Full
 			}
 		}
-		fmt.Fprintf(e.stdout, "OK: %s (%d bytes, %s)\n", n, info.Length, what)
+		fmt.Fprintf(e.Stdout, "OK: %s (%d bytes, %s)\n", n, info.Length, what)
 	}
 	tm := u.GetTrustedMetadataSet()
-	fmt.Fprintf(e.stdout, "%d targets verified by go-tuf under root version %d (targets version %d)\n", len(names), tm.Root.Signed.Version, tm.Targets[metadata.TARGETS].Signed.Version)
+	fmt.Fprintf(e.Stdout, "%d targets verified by go-tuf under root version %d (targets version %d)\n", len(names), tm.Root.Signed.Version, tm.Targets[metadata.TARGETS].Signed.Version)
 	return nil
 }

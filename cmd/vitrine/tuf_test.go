@@ -30,7 +30,7 @@ func TestTUFCommands(t *testing.T) {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	run := func(args ...string) (string, error) {
 		var out bytes.Buffer
-		err := dispatch(ctx, &env{stdout: &out, stderr: io.Discard, logger: quiet}, args)
+		err := dispatch(ctx, &env{Stdout: &out, Stderr: io.Discard, Logger: quiet}, args)
 		return out.String(), err
 	}
 

@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/vitrine-dev/vitrine/internal/cli"
 	"github.com/vitrine-dev/vitrine/internal/config"
 	"github.com/vitrine-dev/vitrine/internal/platform"
 )
@@ -36,21 +37,21 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	if *interval < 0 {
 		return fmt.Errorf("--checkpoint-interval %s is negative", *interval)
 	}
-	if err := serveDebug(*debug, e.logger); err != nil {
+	if err := serveDebug(*debug, e.Logger); err != nil {
 		return err
 	}
-	tuneGC()
+	cli.TuneGC()
 	var custodyTok string
 	if *custodyURL != "" {
 		if *custodyToken == "" {
 			return errors.New("--custody-url needs --custody-token FILE")
 		}
 		var err error
-		if custodyTok, err = readToken(*custodyToken, "custody's token"); err != nil {
+		if custodyTok, err = cli.ReadToken(*custodyToken, "custody's token"); err != nil {
 			return err
 		}
 	}
-	pc := platform.Config{CustodyURL: *custodyURL, CustodyToken: custodyTok, Data: *data, Listen: *listen, Name: *name, PublicURL: *publicURL, CheckpointInterval: *interval, CommitmentInterval: *commitEvery, Logger: e.logger}
+	pc := platform.Config{CustodyURL: *custodyURL, CustodyToken: custodyTok, Data: *data, Listen: *listen, Name: *name, PublicURL: *publicURL, CheckpointInterval: *interval, CommitmentInterval: *commitEvery, Logger: e.Logger}
 	pc.TUFOfflineDir = *tufOffline
 	if *tufRoot != "" {
 		b, err := os.ReadFile(*tufRoot)
@@ -86,22 +87,22 @@ func runUp(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	abs, _ := filepath.Abs(*data)
-	fmt.Fprintf(e.stdout, "Vitrine is up at %s\n", p.URL())
-	printBanner(e.stdout, p, abs)
-	fmt.Fprintf(e.stdout, "Press Ctrl-C to stop.\n")
+	fmt.Fprintf(e.Stdout, "Vitrine is up at %s\n", p.URL())
+	printBanner(e.Stdout, p, abs)
+	fmt.Fprintf(e.Stdout, "Press Ctrl-C to stop.\n")
 
 	select {
 	case <-ctx.Done():
 	case err := <-p.Done():
 		return fmt.Errorf("server stopped: %w", err)
 	}
-	fmt.Fprintln(e.stdout, "shutting down…")
+	fmt.Fprintln(e.Stdout, "shutting down…")
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := p.Close(sctx); err != nil {
 		return err
 	}
-	fmt.Fprintln(e.stdout, "stopped cleanly")
+	fmt.Fprintln(e.Stdout, "stopped cleanly")
 	return nil
 }
 

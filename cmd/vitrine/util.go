@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	vclient "github.com/vitrine-dev/vitrine/client"
@@ -20,29 +19,6 @@ func decodeHash(s string) ([]byte, error) {
 		return nil, errors.New("a hash must be 64 hex digits")
 	}
 	return b, nil
-}
-
-// readToken reads a bearer token from a file (tokens never travel in flag
-// values); what names the token in the error.
-func readToken(path, what string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("reading %s: %w", what, err)
-	}
-	return strings.TrimSpace(string(b)), nil
-}
-
-// defaultOperatorToken is where 'vitrine up' run with its defaults keeps
-// the operator token.
-const defaultOperatorToken = "./vitrine-data/operator.token"
-
-// defaultPlatform is the platform every client command talks to unless
-// told otherwise: $VITRINE_URL, or a 'vitrine up' on its default address.
-func defaultPlatform() string {
-	if u := os.Getenv("VITRINE_URL"); u != "" {
-		return u
-	}
-	return "http://127.0.0.1:8080"
 }
 
 // userDir is a directory of Vitrine's under the user's configuration

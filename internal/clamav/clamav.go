@@ -1,5 +1,5 @@
 // Package clamav runs ClamAV's clamscan, the scanner Vitrine's own is
-// checked against: the parity tests and `vitrine bench scan` compare
+// checked against: the parity tests and `vitrine-bench scan` compare
 // detections with it on the same rule sources and files.
 package clamav
 

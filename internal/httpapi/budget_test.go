@@ -182,7 +182,7 @@ func TestBodyBudgetRead(t *testing.T) {
 }
 
 // BenchmarkReadBody reads a body the size of a batch of 500 records (what
-// `vitrine bench ingest` sends) through the budget, and as ReadLimited
+// `vitrine-bench ingest` sends) through the budget, and as ReadLimited
 // did before it.
 func BenchmarkReadBody(b *testing.B) {
 	body := bytes.Repeat([]byte("x"), 122<<10)

@@ -3,7 +3,7 @@ package loadgen
 // Access load: reads through a region's access gateway, each logged in the
 // region's access log before anything is released, and the sizes of the
 // access records they log, so that plain appends of the same size can be
-// measured beside them. `vitrine bench access` runs these.
+// measured beside them. `vitrine-bench access` runs these.
 
 import (
 	"bytes"

@@ -2,8 +2,8 @@ package loadgen
 
 // Region load: the telemetry workload, ingest over HTTP and its raw-insert
 // baseline, verdict lookups, and the time a report takes to become a
-// verdict in another region. `vitrine bench ingest`, `bench verdicts` and
-// `bench propagation` run these.
+// verdict in another region. `vitrine-bench ingest`, `verdicts` and
+// `propagation` run these.
 
 import (
 	"bytes"

@@ -2,7 +2,7 @@
 // hammer does, and measures append throughput, latency and the time until a
 // published checkpoint covers each entry.
 //
-// It is what `vitrine bench` runs, side by side against Vitrine and against
+// It is what `vitrine-bench appends` runs, side by side against Vitrine and against
 // any other log speaking the same shape (Tessera's conformance servers).
 package loadgen
 

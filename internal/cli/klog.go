@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -7,11 +7,11 @@ import (
 	"k8s.io/klog/v2"
 )
 
-// routeKlog sends what Tessera logs through klog to logger, in the same
+// RouteKlog sends what Tessera logs through klog to logger, in the same
 // format as the rest, with klog's informational lines (such as "Failed to
 // fetch old checkpoint" on every first start, which is expected) at Debug.
 // Warnings and errors keep their level.
-func routeKlog(logger *slog.Logger) {
+func RouteKlog(logger *slog.Logger) {
 	klog.SetSlogLogger(slog.New(demoted{logger.Handler()}))
 }
 

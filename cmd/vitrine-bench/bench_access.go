@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vitrine-dev/vitrine/internal/cli"
 	"github.com/vitrine-dev/vitrine/internal/loadgen"
 )
 
@@ -22,7 +23,7 @@ import (
 // serve` (--append-url), the same log code; without one they are left out.
 
 func runBenchAccess(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "bench access", "[--url URL] [--operator-token FILE] [--append-url URL --append-token FILE] [--clients 1,64,1024] [--duration 10s] [--warmup 2s] [--rounds 1]")
+	fs := newFlags(e, "access", "[--url URL] [--operator-token FILE] [--append-url URL --append-token FILE] [--clients 1,64,1024] [--duration 10s] [--warmup 2s] [--rounds 1]")
 	rf := addRegionFlags(fs)
 	appendURL := fs.String("append-url", "", "base URL of a standalone log (vitrine log serve) for the plain appends to compare reads with; empty: no plain appends")
 	appendTokenFile := fs.String("append-token", "", "file holding that log's add token (its add.token)")
@@ -58,7 +59,7 @@ func runBenchAccess(ctx context.Context, e *env, args []string) error {
 	}
 	var appendTok string
 	if *appendURL != "" {
-		if appendTok, err = readToken(*appendTokenFile, "the standalone log's add token"); err != nil {
+		if appendTok, err = cli.ReadToken(*appendTokenFile, "the standalone log's add token"); err != nil {
 			return err
 		}
 	}
@@ -98,13 +99,13 @@ func runBenchAccess(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	read := loadgen.ReadConfig{Region: regionURL, Token: tok, Justification: "RESPONSE_TO_PRODUCTION_ALERT; vitrine bench access " + runID,
+	read := loadgen.ReadConfig{Region: regionURL, Token: tok, Justification: "RESPONSE_TO_PRODUCTION_ALERT; vitrine-bench access " + runID,
 		Hashes: hs, Limit: *limit, Seed: *rf.seed}
 	logURL := strings.TrimSuffix(*rf.url, "/") + "/logs/access-" + region
 
-	fmt.Fprintf(e.stdout, "access: region %s, %d records in %d batches from %d %s endpoints, %d distinct hashes; principal %s\n",
+	fmt.Fprintf(e.Stdout, "access: region %s, %d records in %d batches from %d %s endpoints, %d distinct hashes; principal %s\n",
 		region, len(ing.Sent)**batch, len(ing.Sent), *endpoints, *country, len(hs), who.ID)
-	fmt.Fprintf(e.stdout, "reads: GET %s/v1/records?sha256=<one of the %d, uniformly>&limit=%d, timed from sending to the answer's last byte\n", regionURL, len(hs), *limit)
+	fmt.Fprintf(e.Stdout, "reads: GET %s/v1/records?sha256=<one of the %d, uniformly>&limit=%d, timed from sending to the answer's last byte\n", regionURL, len(hs), *limit)
 
 	// What the gateway logs per read, so that the plain appends are of
 	// the same size.
@@ -134,14 +135,14 @@ func runBenchAccess(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	if *appendURL != "" {
-		fmt.Fprintf(e.stdout, "access records: threat-only read %s, custody read %s; plain appends of %d B to %s/add\n", sizes[true], sizes[false], *entrySize, strings.TrimSuffix(*appendURL, "/"))
+		fmt.Fprintf(e.Stdout, "access records: threat-only read %s, custody read %s; plain appends of %d B to %s/add\n", sizes[true], sizes[false], *entrySize, strings.TrimSuffix(*appendURL, "/"))
 	} else {
-		fmt.Fprintf(e.stdout, "access records: threat-only read %s, custody read %s; no plain appends (no --append-url), so no ratio\n", sizes[true], sizes[false])
+		fmt.Fprintf(e.Stdout, "access records: threat-only read %s, custody read %s; no plain appends (no --append-url), so no ratio\n", sizes[true], sizes[false])
 	}
-	fmt.Fprintf(e.stdout, "%s measured after %s warm-up; ratio: rate against the plain appends' of the same row group; others: the machine's CPU that other processes used\n", *duration, *warmup)
+	fmt.Fprintf(e.Stdout, "%s measured after %s warm-up; ratio: rate against the plain appends' of the same row group; others: the machine's CPU that other processes used\n", *duration, *warmup)
 
 	const row = "%5v %7v  %-18s %9v %9v %9v %9v %6v %6v %8v %7v\n"
-	fmt.Fprintf(e.stdout, row, "round", "clients", "kind", "req/s", "p50", "p99", "max", "errors", "ratio", "rec/read", "others")
+	fmt.Fprintf(e.Stdout, row, "round", "clients", "kind", "req/s", "p50", "p99", "max", "errors", "ratio", "rec/read", "others")
 	for r := 1; r <= *rounds; r++ {
 		for _, n := range steps {
 			var a *loadgen.Result
@@ -156,9 +157,9 @@ func runBenchAccess(ctx context.Context, e *env, args []string) error {
 				if err != nil {
 					note = " (" + err.Error() + ")"
 				}
-				fmt.Fprintf(e.stdout, row, r, n, "append", rate(a.PerSecond()), ms(a.P50), ms(a.P99), ms(a.Max), a.Errors, "", "", watch.others())
+				fmt.Fprintf(e.Stdout, row, r, n, "append", rate(a.PerSecond()), ms(a.P50), ms(a.P99), ms(a.Max), a.Errors, "", "", watch.others())
 				if a.FirstError != "" {
-					fmt.Fprintf(e.stdout, "  first error: %s%s\n", a.FirstError, note)
+					fmt.Fprintf(e.Stdout, "  first error: %s%s\n", a.FirstError, note)
 				}
 			}
 			for _, k := range []struct {
@@ -181,16 +182,16 @@ func runBenchAccess(ctx context.Context, e *env, args []string) error {
 				if a != nil {
 					ratio = floor2(res.PerSecond() / a.PerSecond())
 				}
-				fmt.Fprintf(e.stdout, row, r, n, k.name, rate(res.PerSecond()), ms(res.P50), ms(res.P99), ms(res.Max), res.Errors,
+				fmt.Fprintf(e.Stdout, row, r, n, k.name, rate(res.PerSecond()), ms(res.P50), ms(res.P99), ms(res.Max), res.Errors,
 					ratio, perRead, watch.others())
 				if res.FirstError != "" {
-					fmt.Fprintf(e.stdout, "  first error: %s\n", res.FirstError)
+					fmt.Fprintf(e.Stdout, "  first error: %s\n", res.FirstError)
 				}
 				if !k.threatOnly && res.Opened != res.Records {
-					fmt.Fprintf(e.stdout, "  %d of %d records released without their personal fields\n", res.Records-res.Opened, res.Records)
+					fmt.Fprintf(e.Stdout, "  %d of %d records released without their personal fields\n", res.Records-res.Opened, res.Records)
 				}
 				if k.threatOnly && res.Opened > 0 {
-					fmt.Fprintf(e.stdout, "  %d threat-only records released with personal fields\n", res.Opened)
+					fmt.Fprintf(e.Stdout, "  %d threat-only records released with personal fields\n", res.Opened)
 				}
 			}
 		}

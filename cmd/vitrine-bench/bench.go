@@ -13,7 +13,7 @@ import (
 )
 
 func runBench(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "bench", "--url URL [--token FILE] [--clients 1,16,256,1024] [--duration 10s]")
+	fs := newFlags(e, "appends", "--url URL [--token FILE] [--clients 1,16,256,1024] [--duration 10s]")
 	var targets multiFlag
 	fs.Var(&targets, "url", "base URL of a log to load (POST <url>/add); repeat as NAME=URL to compare logs side by side in one run")
 	tokenFile := fs.String("token", "", "file holding the bearer token for /add (for NAME=URL targets: NAME=FILE, repeatable)")
@@ -52,7 +52,7 @@ func runBench(ctx context.Context, e *env, args []string) error {
 		steps = append(steps, n)
 	}
 	const row = "%-10s %7v %10v %9v %9v %9v %6v %15v %15v%s\n"
-	fmt.Fprintf(e.stdout, row, "target", "clients", "appends/s", "p50", "p99", "max", "errors", "checkpoint p50", "checkpoint p99", "")
+	fmt.Fprintf(e.Stdout, row, "target", "clients", "appends/s", "p50", "p99", "max", "errors", "checkpoint p50", "checkpoint p99", "")
 	for _, n := range steps {
 		for _, t := range targets {
 			name, u, ok := strings.Cut(t, "=")
@@ -74,7 +74,7 @@ func runBench(ctx context.Context, e *env, args []string) error {
 			if r.FirstError != "" {
 				note += " first error: " + r.FirstError
 			}
-			fmt.Fprintf(e.stdout, row, name, n, fmt.Sprintf("%.0f", r.PerSecond()), ms(r.P50), ms(r.P99), ms(r.Max), r.Errors, ms(r.CheckpointP50), ms(r.CheckpointP99), note)
+			fmt.Fprintf(e.Stdout, row, name, n, fmt.Sprintf("%.0f", r.PerSecond()), ms(r.P50), ms(r.P99), ms(r.Max), r.Errors, ms(r.CheckpointP50), ms(r.CheckpointP99), note)
 		}
 	}
 	return nil

@@ -29,7 +29,7 @@ import (
 // same run, with the same detections expected of both.
 
 func runBenchScan(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "bench scan", "[--corpus-mb 1024] [--hash-sigs 90000] [--body-sigs 10000] [--dir DIR] [--workers N]")
+	fs := newFlags(e, "scan", "[--corpus-mb 1024] [--hash-sigs 90000] [--body-sigs 10000] [--dir DIR] [--workers N]")
 	corpusMB := fs.Int("corpus-mb", 1024, "size of the generated corpus in MiB")
 	hashSigs := fs.Int("hash-sigs", 90000, "hash signatures (two thirds MD5, one third SHA-256)")
 	bodySigs := fs.Int("body-sigs", 10000, "body signatures")
@@ -46,7 +46,7 @@ func runBenchScan(ctx context.Context, e *env, args []string) error {
 	}
 	clam, err := exec.LookPath(*clamscan)
 	if err != nil {
-		return fmt.Errorf("bench scan needs clamscan (Debian package clamav): %w", err)
+		return fmt.Errorf("vitrine-bench scan needs clamscan (Debian package clamav): %w", err)
 	}
 	if *workers <= 0 {
 		*workers = runtime.NumCPU()
@@ -80,7 +80,7 @@ func runBenchScan(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "generated %d signatures (%d hash, %d body; %d bytes compiled) and %d files of %.0f MiB (%d planted detections) in %s\n",
+	fmt.Fprintf(e.Stdout, "generated %d signatures (%d hash, %d body; %d bytes compiled) and %d files of %.0f MiB (%d planted detections) in %s\n",
 		*hashSigs+*bodySigs, *hashSigs, *bodySigs, len(dbBytes), g.files, float64(total)/(1<<20), g.planted, time.Since(start).Round(time.Millisecond))
 	if err := warm(corpusDir); err != nil {
 		return err
@@ -138,7 +138,7 @@ func runBenchScan(ctx context.Context, e *env, args []string) error {
 		defer mu.Unlock()
 		if r.Err != nil {
 			scanErrs++
-			fmt.Fprintf(e.stderr, "%s: %v\n", r.Path, r.Err)
+			fmt.Fprintf(e.Stderr, "%s: %v\n", r.Path, r.Err)
 		}
 		for _, m := range r.Matches {
 			ours = append(ours, r.Path+": "+m.Name)
@@ -157,36 +157,36 @@ func runBenchScan(ctx context.Context, e *env, args []string) error {
 
 	slices.Sort(ours)
 	slices.Sort(clamFound)
-	fmt.Fprintf(e.stdout, "\n%-34s %12s %12s %10s\n", "", "clamscan", "vitrine", "ratio")
+	fmt.Fprintf(e.Stdout, "\n%-34s %12s %12s %10s\n", "", "clamscan", "vitrine", "ratio")
 	row := func(what string, c, v time.Duration, better string) {
-		fmt.Fprintf(e.stdout, "%-34s %12s %12s %9.1fx %s\n", what, c.Round(time.Millisecond), v.Round(time.Millisecond), c.Seconds()/v.Seconds(), better)
+		fmt.Fprintf(e.Stdout, "%-34s %12s %12s %9.1fx %s\n", what, c.Round(time.Millisecond), v.Round(time.Millisecond), c.Seconds()/v.Seconds(), better)
 	}
 	row("database load", clamLoad, ourLoad, "faster")
-	fmt.Fprintf(e.stdout, "%-34s %12s %12s\n", "  of which ruledb.Open", "", ourOpen.Round(time.Millisecond))
+	fmt.Fprintf(e.Stdout, "%-34s %12s %12s\n", "  of which ruledb.Open", "", ourOpen.Round(time.Millisecond))
 	row("scan (load excluded)", clamScan, ourScan, "faster")
-	fmt.Fprintf(e.stdout, "%-34s %12.1f %12.1f %9.1fx\n", "throughput, MiB/s", mb/clamScan.Seconds(), mb/ourScan.Seconds(), clamScan.Seconds()/ourScan.Seconds())
-	fmt.Fprintf(e.stdout, "%-34s %12.1f %12.1f %9.1fx\n", "throughput on one core, MiB/s", mb/clamScan.Seconds(), mb/ourOne.Seconds(), clamScan.Seconds()/ourOne.Seconds())
-	fmt.Fprintf(e.stdout, "%-34s %12s %12s\n", "CPU time (user+system)", clamCPU.Round(time.Millisecond), ourCPU.Round(time.Millisecond))
-	fmt.Fprintf(e.stdout, "%-34s %12.1f %12.1f %9.1fx\n", "MiB per CPU-second", mb/clamCPU.Seconds(), mb/ourCPU.Seconds(), clamCPU.Seconds()/ourCPU.Seconds())
-	fmt.Fprintf(e.stdout, "%-34s %12d %12d\n", "detections", len(clamFound), len(ours))
-	fmt.Fprintf(e.stdout, "workers %d, GOMAXPROCS %d, corpus %.0f MiB in %d files\n", *workers, runtime.GOMAXPROCS(0), mb, g.files)
+	fmt.Fprintf(e.Stdout, "%-34s %12.1f %12.1f %9.1fx\n", "throughput, MiB/s", mb/clamScan.Seconds(), mb/ourScan.Seconds(), clamScan.Seconds()/ourScan.Seconds())
+	fmt.Fprintf(e.Stdout, "%-34s %12.1f %12.1f %9.1fx\n", "throughput on one core, MiB/s", mb/clamScan.Seconds(), mb/ourOne.Seconds(), clamScan.Seconds()/ourOne.Seconds())
+	fmt.Fprintf(e.Stdout, "%-34s %12s %12s\n", "CPU time (user+system)", clamCPU.Round(time.Millisecond), ourCPU.Round(time.Millisecond))
+	fmt.Fprintf(e.Stdout, "%-34s %12.1f %12.1f %9.1fx\n", "MiB per CPU-second", mb/clamCPU.Seconds(), mb/ourCPU.Seconds(), clamCPU.Seconds()/ourCPU.Seconds())
+	fmt.Fprintf(e.Stdout, "%-34s %12d %12d\n", "detections", len(clamFound), len(ours))
+	fmt.Fprintf(e.Stdout, "workers %d, GOMAXPROCS %d, corpus %.0f MiB in %d files\n", *workers, runtime.GOMAXPROCS(0), mb, g.files)
 	if scanErrs > 0 {
 		return fmt.Errorf("%d files could not be scanned", scanErrs)
 	}
 	if !slices.Equal(ours, clamFound) {
 		for _, c := range clamFound {
 			if _, ok := slices.BinarySearch(ours, c); !ok {
-				fmt.Fprintf(e.stdout, "only clamscan: %s\n", c)
+				fmt.Fprintf(e.Stdout, "only clamscan: %s\n", c)
 			}
 		}
 		for _, o := range ours {
 			if _, ok := slices.BinarySearch(clamFound, o); !ok {
-				fmt.Fprintf(e.stdout, "only vitrine:  %s\n", o)
+				fmt.Fprintf(e.Stdout, "only vitrine:  %s\n", o)
 			}
 		}
 		return errors.New("the scanners disagree")
 	}
-	fmt.Fprintf(e.stdout, "both found the same %d detections\n", len(ours))
+	fmt.Fprintf(e.Stdout, "both found the same %d detections\n", len(ours))
 	return nil
 }
 

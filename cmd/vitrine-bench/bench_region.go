@@ -19,6 +19,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/vitrine-dev/vitrine/internal/cli"
 	"github.com/vitrine-dev/vitrine/internal/custody"
 	"github.com/vitrine-dev/vitrine/internal/endpoint"
 	"github.com/vitrine-dev/vitrine/internal/keys"
@@ -32,7 +33,7 @@ import (
 
 // The region benchmarks of docs/performance.md. Each runs against a
 // running `vitrine up`, registering its own endpoints with the operator
-// token, and prints its baseline beside it; `bench ingest --store` serves
+// token, and prints its baseline beside it; `vitrine-bench ingest --store` serves
 // one region in-process instead, for stores `vitrine up` cannot use.
 
 // regionFlags are the flags every region benchmark takes.
@@ -43,14 +44,14 @@ type regionFlags struct {
 
 func addRegionFlags(fs *flag.FlagSet) regionFlags {
 	return regionFlags{
-		url:       fs.String("url", defaultPlatform(), "base URL of a running 'vitrine up'"),
-		tokenFile: fs.String("operator-token", defaultOperatorToken, "file holding the operator token, to register endpoints"),
+		url:       fs.String("url", cli.DefaultPlatform(), "base URL of a running 'vitrine up'"),
+		tokenFile: fs.String("operator-token", cli.DefaultOperatorToken, "file holding the operator token, to register endpoints"),
 		seed:      fs.Uint64("seed", 1, "workload seed: runs with the same seed report and ask about the same files"),
 	}
 }
 
 func (f regionFlags) operatorToken() (string, error) {
-	return readToken(*f.tokenFile, "the operator token")
+	return cli.ReadToken(*f.tokenFile, "the operator token")
 }
 
 // register registers n endpoints, their countries taken from countries in
@@ -110,18 +111,8 @@ func (w *cpuWatch) others() string {
 	return fmt.Sprintf("%.0f%%", 100*max(o, 0).Seconds()/(time.Since(w.t0).Seconds()*float64(cpus)))
 }
 
-func splitList(s string) []string {
-	var out []string
-	for _, f := range strings.Split(s, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			out = append(out, f)
-		}
-	}
-	return out
-}
-
 func runBenchIngest(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "bench ingest", "[--url URL] [--operator-token FILE] [--clients 8] [--duration 10s | --records N] [--server-pid PID]")
+	fs := newFlags(e, "ingest", "[--url URL] [--operator-token FILE] [--clients 8] [--duration 10s | --records N] [--server-pid PID]")
 	rf := addRegionFlags(fs)
 	countries := fs.String("countries", "DE", "comma-separated countries of the endpoints, in turn (DE: all into zurich's store)")
 	endpoints := fs.Int("endpoints", 64, "endpoints to register per round")
@@ -139,7 +130,7 @@ func runBenchIngest(ctx context.Context, e *env, args []string) error {
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
-	cs := splitList(*countries)
+	cs := cli.SplitList(*countries)
 	if len(cs) == 0 || *endpoints < 1 || *clients < 1 || *rounds < 1 || *batch < 1 || *batch > 10000 {
 		fs.Usage()
 		return errors.New("need countries, and positive endpoints, clients, rounds and a batch of at most 10,000")
@@ -155,16 +146,16 @@ func runBenchIngest(ctx context.Context, e *env, args []string) error {
 		}
 		defer ipr.close()
 		*pid = os.Getpid() // the server is this process
-		fmt.Fprintf(e.stdout, "in-process region zurich at %s, store %s (server and load generator share this process: \"client CPU\" and the memory columns are the whole process's)\n", ipr.url, ipr.kind)
-		tuneGC()
+		fmt.Fprintf(e.Stdout, "in-process region zurich at %s, store %s (server and load generator share this process: \"client CPU\" and the memory columns are the whole process's)\n", ipr.url, ipr.kind)
+		cli.TuneGC()
 	}
 	start := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
-	fmt.Fprintf(e.stdout, "ingest: %d endpoints (%s), %d clients, batches of %d, %s after %s warm-up\n",
+	fmt.Fprintf(e.Stdout, "ingest: %d endpoints (%s), %d clients, batches of %d, %s after %s warm-up\n",
 		*endpoints, strings.Join(cs, ","), *clients, *batch, *duration, *warmup)
-	fmt.Fprintln(e.stdout, "(CPU per million records; others: the machine's CPU that other processes used during the ingest/raw insert)")
+	fmt.Fprintln(e.Stdout, "(CPU per million records; others: the machine's CPU that other processes used during the ingest/raw insert)")
 	const row = "%5v %12v %10v %10v %6v %12v %6v %11v %11v %11v %11v %7v\n"
 	if *records == 0 {
-		fmt.Fprintf(e.stdout, row, "round", "ingest rec/s", "batch p50", "batch p99", "errors", "raw rec/s", "ratio", "server CPU", "client CPU", "server RSS", "server HWM", "others")
+		fmt.Fprintf(e.Stdout, row, "round", "ingest rec/s", "batch p50", "batch p99", "errors", "raw rec/s", "ratio", "server CPU", "client CPU", "server RSS", "server HWM", "others")
 	}
 	for r := 1; r <= *rounds; r++ {
 		runID := strconv.FormatInt(time.Now().UnixNano(), 36)
@@ -242,14 +233,14 @@ func runBenchIngest(ctx context.Context, e *env, args []string) error {
 			cpu = "-" // in clientCPU
 		}
 		if *records > 0 {
-			fmt.Fprintf(e.stdout, "done: %d records in %s: %.0f records/s, batch p50 %s p99 %s, %d errors, %d bytes/record; raw insert %s records/s (ratio %s)\n",
+			fmt.Fprintf(e.Stdout, "done: %d records in %s: %.0f records/s, batch p50 %s p99 %s, %d errors, %d bytes/record; raw insert %s records/s (ratio %s)\n",
 				res.Records, res.Elapsed.Round(time.Millisecond), math.Floor(res.PerSecond()), ms(res.P50), ms(res.P99), res.Errors, res.BodyBytes / *batch, rawRate, ratio)
-			fmt.Fprintf(e.stdout, "CPU per million records: server %s, client %s; server VmRSS %s, VmHWM %s; other processes used %s of the machine's CPU\n", cpu, clientCPU, rss, hwm, others)
+			fmt.Fprintf(e.Stdout, "CPU per million records: server %s, client %s; server VmRSS %s, VmHWM %s; other processes used %s of the machine's CPU\n", cpu, clientCPU, rss, hwm, others)
 		} else {
-			fmt.Fprintf(e.stdout, row, r, rate(res.PerSecond()), ms(res.P50), ms(res.P99), res.Errors, rawRate, ratio, cpu, clientCPU, rss, hwm, others)
+			fmt.Fprintf(e.Stdout, row, r, rate(res.PerSecond()), ms(res.P50), ms(res.P99), res.Errors, rawRate, ratio, cpu, clientCPU, rss, hwm, others)
 		}
 		if res.FirstError != "" {
-			fmt.Fprintf(e.stdout, "  first error: %s\n", res.FirstError)
+			fmt.Fprintf(e.Stdout, "  first error: %s\n", res.FirstError)
 		}
 	}
 	return nil
@@ -270,7 +261,7 @@ func progress(e *env, pid int) func(int64, time.Duration) {
 				line += fmt.Sprintf("  server VmRSS %s VmHWM %s CPU %.0fs", mib(ps.RSS), mib(ps.HWM), ps.CPU.Seconds())
 			}
 		}
-		fmt.Fprintln(e.stdout, line)
+		fmt.Fprintln(e.Stdout, line)
 		last, lastT = n, t
 	}
 }
@@ -283,7 +274,7 @@ func floor2(x float64) string { return strconv.FormatFloat(math.Floor(x*100)/100
 func mib(b int64) string { return fmt.Sprintf("%.1fMiB", float64(b)/(1<<20)) }
 
 func runBenchVerdicts(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "bench verdicts", "[--url URL] [--operator-token FILE] [--clients 4] [--hashes 100000]")
+	fs := newFlags(e, "verdicts", "[--url URL] [--operator-token FILE] [--clients 4] [--hashes 100000]")
 	rf := addRegionFlags(fs)
 	country := fs.String("country", "DE", "country of the asking endpoint: its home region answers")
 	clients := fs.Int("clients", 4, "concurrent clients, each with one request in flight")
@@ -302,9 +293,9 @@ func runBenchVerdicts(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "verdicts: region %s, %d clients, %d hashes per round from the workload's Zipf law (seed %d)\n", eps[0].Region, *clients, *hashes, *rf.seed)
+	fmt.Fprintf(e.Stdout, "verdicts: region %s, %d clients, %d hashes per round from the workload's Zipf law (seed %d)\n", eps[0].Region, *clients, *hashes, *rf.seed)
 	const row = "%5v %14v %9v %9v %14v %9v %9v %6v %6v %9v  %s\n"
-	fmt.Fprintf(e.stdout, row, "round", "batched hash/s", "req p50", "req p99", "single hash/s", "req p50", "req p99", "ratio", "errors", "others", "verdicts (batched)")
+	fmt.Fprintf(e.Stdout, row, "round", "batched hash/s", "req p50", "req p99", "single hash/s", "req p50", "req p99", "ratio", "errors", "others", "verdicts (batched)")
 	for r := 1; r <= *rounds; r++ {
 		w := &loadgen.Workload{Seed: *rf.seed, Run: uint64(r)}
 		hs := w.LookupHashes(*hashes)
@@ -326,12 +317,12 @@ func runBenchVerdicts(ctx context.Context, e *env, args []string) error {
 		for _, v := range []string{"malicious", "suspicious", "clean", "unknown"} {
 			vs = append(vs, fmt.Sprintf("%s %d", v, b.Verdicts[v]))
 		}
-		fmt.Fprintf(e.stdout, row, r, rate(b.PerSecond()), ms(b.P50), ms(b.P99),
+		fmt.Fprintf(e.Stdout, row, r, rate(b.PerSecond()), ms(b.P50), ms(b.P99),
 			rate(s.PerSecond()), ms(s.P50), ms(s.P99), floor2(b.PerSecond()/s.PerSecond()),
 			b.Errors+s.Errors, others, strings.Join(vs, ", "))
 		for _, fe := range []string{b.FirstError, s.FirstError} {
 			if fe != "" {
-				fmt.Fprintf(e.stdout, "  first error: %s\n", fe)
+				fmt.Fprintf(e.Stdout, "  first error: %s\n", fe)
 			}
 		}
 	}
@@ -339,7 +330,7 @@ func runBenchVerdicts(ctx context.Context, e *env, args []string) error {
 }
 
 func runBenchPropagation(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "bench propagation", "[--url URL] [--operator-token FILE] [--from RU] [--to DE] [--samples 300]")
+	fs := newFlags(e, "propagation", "[--url URL] [--operator-token FILE] [--from RU] [--to DE] [--samples 300]")
 	rf := addRegionFlags(fs)
 	from := fs.String("from", "RU", "country of the reporting endpoint (RU: moscow)")
 	to := fs.String("to", "DE", "country of the endpoint that asks the other region (DE: zurich)")
@@ -366,7 +357,7 @@ func runBenchPropagation(ctx context.Context, e *env, args []string) error {
 	if *loadClients > 0 {
 		lctx, cancel := context.WithCancel(ctx)
 		defer cancel()
-		lcs := splitList(*loadCountries)
+		lcs := cli.SplitList(*loadCountries)
 		leps, err := rf.register(ctx, lcs, max(*loadClients, len(lcs)))
 		if err != nil {
 			return err
@@ -383,11 +374,11 @@ func runBenchPropagation(ctx context.Context, e *env, args []string) error {
 		defer func() {
 			cancel()
 			if lr := <-load; lr.err == nil || errors.Is(lr.err, context.Canceled) {
-				fmt.Fprintf(e.stdout, "background load: %d batches acknowledged, %d errors\n", len(lr.res.Sent), lr.res.Errors)
+				fmt.Fprintf(e.Stdout, "background load: %d batches acknowledged, %d errors\n", len(lr.res.Sent), lr.res.Errors)
 			}
 		}()
 	}
-	fmt.Fprintf(e.stdout, "propagation: report in %s (%s), verdict asked in %s (%s) every %s; %d samples; background ingest clients: %d\n",
+	fmt.Fprintf(e.Stdout, "propagation: report in %s (%s), verdict asked in %s (%s) every %s; %d samples; background ingest clients: %d\n",
 		eps[0].Region, *from, eps[1].Region, *to, *poll, *samples, *loadClients)
 	t0 := time.Now()
 	watch := startWatch(*pid)
@@ -397,10 +388,10 @@ func runBenchPropagation(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 		// Interrupted: what was measured still counts.
-		fmt.Fprintf(e.stdout, "interrupted after %d samples (%v)\n", len(res.Remote)+res.Timeouts, err)
+		fmt.Fprintf(e.Stdout, "interrupted after %d samples (%v)\n", len(res.Remote)+res.Timeouts, err)
 	}
 	const row = "%-38v %8v %9v %9v %9v\n"
-	fmt.Fprintf(e.stdout, row, "", "samples", "p50", "p99", "max")
+	fmt.Fprintf(e.Stdout, row, "", "samples", "p50", "p99", "max")
 	for _, l := range []struct {
 		name string
 		d    []time.Duration
@@ -409,11 +400,11 @@ func runBenchPropagation(ctx context.Context, e *env, args []string) error {
 		{"verdict in " + eps[0].Region + " (same region)", res.Local},
 		{"verdict in " + eps[1].Region + " (other region)", res.Remote},
 	} {
-		fmt.Fprintf(e.stdout, row, l.name, len(l.d), ms(loadgen.Quantile(l.d, 0.5)), ms(loadgen.Quantile(l.d, 0.99)), ms(loadgen.Quantile(l.d, 1)))
+		fmt.Fprintf(e.Stdout, row, l.name, len(l.d), ms(loadgen.Quantile(l.d, 0.5)), ms(loadgen.Quantile(l.d, 0.99)), ms(loadgen.Quantile(l.d, 1)))
 	}
-	fmt.Fprintf(e.stdout, "timeouts or errors: %d; took %s; other processes used %s of the machine's CPU\n", res.Timeouts, time.Since(t0).Round(time.Second), watch.others())
+	fmt.Fprintf(e.Stdout, "timeouts or errors: %d; took %s; other processes used %s of the machine's CPU\n", res.Timeouts, time.Since(t0).Round(time.Second), watch.others())
 	if res.FirstError != "" {
-		fmt.Fprintf(e.stdout, "  first error: %s\n", res.FirstError)
+		fmt.Fprintf(e.Stdout, "  first error: %s\n", res.FirstError)
 	}
 	return nil
 }
@@ -426,7 +417,7 @@ type loadResult struct {
 // inProcessRegion is one region served from this process the way
 // `vitrine up` serves it — the same handler, token checks, pseudonyms and
 // store — but with no peers to exchange aggregates with, over a loopback
-// listener. It lets `bench ingest` load a store that `vitrine up` cannot be
+// listener. It lets `vitrine-bench ingest` load a store that `vitrine up` cannot be
 // configured with.
 type inProcessRegion struct {
 	url, kind, dsn string
