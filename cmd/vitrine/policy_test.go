@@ -42,7 +42,9 @@ func TestPolicyShowAndDiff(t *testing.T) {
 	// Version 2: zurich also serves BR.
 	cfg := filepath.Join(t.TempDir(), "vitrine.json")
 	zurich := []string{"AT", "AU", "BE", "BG", "BR", "CA", "CH", "CY", "CZ", "DE", "DK", "EE", "ES", "FI", "FR", "GB", "GR", "HR", "HU", "IE", "IS", "IT", "JP", "KR", "LI", "LT", "LU", "LV", "MT", "NL", "NO", "PL", "PT", "RO", "SE", "SG", "SI", "SK", "US"}
-	doc := `{"residency": {"version": 2, "default": "moscow", "regions": [{"name": "zurich", "countries": ["` + strings.Join(zurich, `","`) + `"]}, {"name": "moscow"}]}}`
+	// The file names another address and data directory: the flags
+	// given explicitly win.
+	doc := `{"listen": "127.0.0.1:1", "data": "` + filepath.Join(t.TempDir(), "not-this") + `", "commitment_interval": "5m", "residency": {"version": 2, "default": "moscow", "regions": [{"name": "zurich", "countries": ["` + strings.Join(zurich, `","`) + `"]}, {"name": "moscow"}]}}`
 	if err := os.WriteFile(cfg, []byte(doc), 0o644); err != nil {
 		t.Fatal(err)
 	}

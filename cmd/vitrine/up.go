@@ -34,49 +34,65 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
+	// The configuration file is the base; every flag given explicitly
+	// wins over its key, and a key the file leaves out takes the flag's
+	// default.
+	c := new(config.Config)
+	if *configFile != "" {
+		var err error
+		if c, err = config.Load(*configFile); err != nil {
+			return err
+		}
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	str := func(flagName string, v *string, key *string) {
+		if set[flagName] || *key == "" {
+			*key = *v
+		}
+	}
+	dur := func(flagName string, v *time.Duration, key *config.Duration) {
+		if set[flagName] || *key == 0 {
+			*key = config.Duration(*v)
+		}
+	}
+	str("data", data, &c.Data)
+	str("listen", listen, &c.Listen)
+	str("name", name, &c.Name)
+	str("public-url", publicURL, &c.PublicURL)
+	str("debug-listen", debug, &c.DebugListen)
+	str("custody-url", custodyURL, &c.CustodyURL)
+	str("custody-token", custodyToken, &c.CustodyToken)
+	str("tuf-root", tufRoot, &c.TUFRoot)
+	str("tuf-offline", tufOffline, &c.TUFOffline)
+	dur("commitment-interval", commitEvery, &c.CommitmentInterval)
+	dur("checkpoint-interval", interval, &c.CheckpointInterval)
 	if *interval < 0 {
 		return fmt.Errorf("--checkpoint-interval %s is negative", *interval)
 	}
-	if err := serveDebug(*debug, e.Logger); err != nil {
+	if err := serveDebug(c.DebugListen, e.Logger); err != nil {
 		return err
 	}
 	cli.TuneGC()
 	var custodyTok string
-	if *custodyURL != "" {
-		if *custodyToken == "" {
+	if c.CustodyURL != "" {
+		if c.CustodyToken == "" {
 			return errors.New("--custody-url needs --custody-token FILE")
 		}
 		var err error
-		if custodyTok, err = cli.ReadToken(*custodyToken, "custody's token"); err != nil {
+		if custodyTok, err = cli.ReadToken(c.CustodyToken, "custody's token"); err != nil {
 			return err
 		}
 	}
-	pc := platform.Config{CustodyURL: *custodyURL, CustodyToken: custodyTok, Data: *data, Listen: *listen, Name: *name, PublicURL: *publicURL, CheckpointInterval: *interval, CommitmentInterval: *commitEvery, Logger: e.Logger}
-	pc.TUFOfflineDir = *tufOffline
-	if *tufRoot != "" {
-		b, err := os.ReadFile(*tufRoot)
+	pc := platform.Config{CustodyURL: c.CustodyURL, CustodyToken: custodyTok, Data: c.Data, Listen: c.Listen, Name: c.Name, PublicURL: c.PublicURL,
+		CheckpointInterval: time.Duration(c.CheckpointInterval), CommitmentInterval: time.Duration(c.CommitmentInterval), Logger: e.Logger,
+		Residency: c.Residency, Stores: c.Stores, BuildSourceRoots: c.BuildSourceRoots, TUFOfflineDir: c.TUFOffline}
+	if c.TUFRoot != "" {
+		b, err := os.ReadFile(c.TUFRoot)
 		if err != nil {
 			return fmt.Errorf("--tuf-root: %w", err)
 		}
 		pc.TUFRoot = b
-	}
-	if *configFile != "" {
-		c, err := config.Load(*configFile)
-		if err != nil {
-			return err
-		}
-		set := map[string]bool{}
-		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-		pick := func(flagName, fromFile string, dst *string) {
-			if !set[flagName] && fromFile != "" {
-				*dst = fromFile
-			}
-		}
-		pick("data", c.Data, &pc.Data)
-		pick("listen", c.Listen, &pc.Listen)
-		pick("name", c.Name, &pc.Name)
-		pick("public-url", c.PublicURL, &pc.PublicURL)
-		pc.Residency, pc.Stores, pc.BuildSourceRoots = c.Residency, c.Stores, c.BuildSourceRoots
 	}
 	data = &pc.Data
 	if pc.TUFOfflineDir == "" {

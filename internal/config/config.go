@@ -13,7 +13,10 @@
 //	    {"name": "zurich", "countries": ["CH", "DE", "…"]},
 //	    {"name": "moscow"}]},
 //	  "stores": {"zurich": "postgres://vitrine@db.zurich/vitrine", "moscow": "sqlite:/var/lib/vitrine/moscow.db"},
-//	  "build_source_roots": ["/srv/vitrine/src"]
+//	  "build_source_roots": ["/srv/vitrine/src"],
+//	  "checkpoint_interval": "200ms", "commitment_interval": "1h",
+//	  "custody_url": "https://custody.example.org", "custody_token": "/etc/vitrine/custody.token",
+//	  "tuf_root": "/etc/vitrine/root.json", "debug_listen": "127.0.0.1:6060"
 //	}
 package config
 
@@ -26,6 +29,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/vitrine-dev/vitrine/residency"
 )
@@ -58,6 +62,82 @@ type Config struct {
 	// working directory `vitrine up` was started in; [] allows only
 	// https:// and ssh:// git sources.
 	BuildSourceRoots []string `json:"build_source_roots"`
+	// CheckpointInterval is how often each log publishes a witnessed
+	// checkpoint while it grows, as a Go duration ("200ms", the default).
+	CheckpointInterval Duration `json:"checkpoint_interval"`
+	// CommitmentInterval is how often each region commits to its dataset
+	// in its access log (default "1h").
+	CommitmentInterval Duration `json:"commitment_interval"`
+	// CustodyURL is the base URL of the supervisor's key custody run in
+	// its own process (`vitrine custody`); empty runs custody in the
+	// platform's process.
+	CustodyURL string `json:"custody_url"`
+	// CustodyToken is the file holding custody's token (its
+	// <data>/custody.token); needed with CustodyURL. The token itself
+	// never goes in the configuration.
+	CustodyToken string `json:"custody_token"`
+	// TUFRoot is the file holding the update repository's initial
+	// root.json (made by `vitrine tuf init`); without it the first start
+	// makes one.
+	TUFRoot string `json:"tuf_root"`
+	// TUFOffline is where the first start writes the TUF root keys when it
+	// makes the root (default: a new directory under
+	// ~/.config/vitrine/tuf-offline/); move them offline.
+	TUFOffline string `json:"tuf_offline"`
+	// DebugListen serves Go's profiling endpoints on this loopback
+	// address (default: not served).
+	DebugListen string `json:"debug_listen"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("1h30m").
+type Duration time.Duration
+
+// UnmarshalJSON reads a duration string; a negative one is refused.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return errors.New("want a duration such as \"200ms\" or \"1h\"")
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("want a duration such as \"200ms\" or \"1h\": %v", err)
+	}
+	if v < 0 {
+		return fmt.Errorf("duration %s is negative", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalJSON writes d as a duration string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// keys are the configuration's keys, each with where its value goes;
+// "residency" is read apart, with the file's line numbers.
+func (c *Config) keys() []struct {
+	name   string
+	target any
+} {
+	return []struct {
+		name   string
+		target any
+	}{
+		{"name", &c.Name}, {"data", &c.Data}, {"listen", &c.Listen}, {"public_url", &c.PublicURL},
+		{"residency", nil}, {"stores", &c.Stores}, {"build_source_roots", &c.BuildSourceRoots},
+		{"checkpoint_interval", &c.CheckpointInterval}, {"commitment_interval", &c.CommitmentInterval},
+		{"custody_url", &c.CustodyURL}, {"custody_token", &c.CustodyToken},
+		{"tuf_root", &c.TUFRoot}, {"tuf_offline", &c.TUFOffline}, {"debug_listen", &c.DebugListen},
+	}
+}
+
+// Keys lists the configuration's keys, in the order the documentation gives
+// them.
+func Keys() []string {
+	var out []string
+	for _, k := range new(Config).keys() {
+		out = append(out, k.name)
+	}
+	return out
 }
 
 // Load reads the configuration file at path.
@@ -105,20 +185,16 @@ func Parse(doc []byte) (*Config, error) {
 		}
 		seen[key] = true
 		var target any
-		switch key {
-		case "name":
-			target = &c.Name
-		case "data":
-			target = &c.Data
-		case "listen":
-			target = &c.Listen
-		case "public_url":
-			target = &c.PublicURL
-		case "stores":
-			target = &c.Stores
-		case "build_source_roots":
-			target = &c.BuildSourceRoots
-		case "residency":
+		known := false
+		for _, k := range c.keys() {
+			if k.name == key {
+				target, known = k.target, true
+			}
+		}
+		switch {
+		case !known:
+			return nil, lineErr(keyOff, "unknown key %q (known: %s)", key, strings.Join(Keys(), ", "))
+		case key == "residency":
 			// The value starts after the colon: find it, then let the
 			// residency parser read it with this file's line numbers.
 			off := valueStart(doc, dec.InputOffset())
@@ -136,8 +212,6 @@ func Parse(doc []byte) (*Config, error) {
 				return nil, lineErr(off, "residency: %v", err)
 			}
 			continue
-		default:
-			return nil, lineErr(keyOff, "unknown key %q (known: name, data, listen, public_url, residency, stores, build_source_roots)", key)
 		}
 		valOff := valueStart(doc, dec.InputOffset())
 		if err := dec.Decode(target); err != nil {
@@ -157,6 +231,9 @@ func Parse(doc []byte) (*Config, error) {
 		if !filepath.IsAbs(r) {
 			return nil, fmt.Errorf("configuration: build_source_roots: %q is not an absolute path", r)
 		}
+	}
+	if c.CustodyURL != "" && c.CustodyToken == "" {
+		return nil, errors.New("configuration: custody_url needs custody_token, the file holding custody's token")
 	}
 	for region, spec := range c.Stores {
 		if c.Residency != nil && c.Residency.Region(region) == nil {

@@ -3,6 +3,7 @@ package config
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParse(t *testing.T) {
@@ -17,14 +18,17 @@ func TestParse(t *testing.T) {
       {"name": "moscow"}
     ]
   },
-  "stores": {"zurich": "sqlite:/tmp/z.db"}
+  "stores": {"zurich": "sqlite:/tmp/z.db"},
+  "checkpoint_interval": "1s",
+  "commitment_interval": "30m"
 }
 `
 	c, err := Parse([]byte(doc))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Name != "vitrine.example" || c.Listen != "127.0.0.1:9090" || c.Stores["zurich"] != "sqlite:/tmp/z.db" {
+	if c.Name != "vitrine.example" || c.Listen != "127.0.0.1:9090" || c.Stores["zurich"] != "sqlite:/tmp/z.db" ||
+		time.Duration(c.CheckpointInterval) != time.Second || time.Duration(c.CommitmentInterval) != 30*time.Minute {
 		t.Errorf("parsed %+v", c)
 	}
 	if c.Residency == nil || c.Residency.Version != 2 {
@@ -53,6 +57,11 @@ func TestParseErrorsNameTheLine(t *testing.T) {
 		{"not an object", "[1]", "line 1", "object"},
 		{"store of unknown region", "{\"residency\": {\"version\": 1, \"default\": \"a\", \"regions\": [{\"name\": \"a\"}]}, \"stores\": {\"b\": \"sqlite:x\"}}", "", `no region "b"`},
 		{"bad store", "{\"stores\": {\"zurich\": \"mysql://x\"}}", "", "postgres://"},
+		{"duration not a string", "{\n\"checkpoint_interval\": 200\n}", "line 2", "200ms"},
+		{"bad duration", "{\n\"commitment_interval\": \"an hour\"\n}", "line 2", "commitment_interval"},
+		{"negative duration", "{\n\"commitment_interval\": \"-1h\"\n}", "line 2", "negative"},
+		{"custody without its token", "{\"custody_url\": \"https://c.example\"}", "", "custody_token"},
+		{"the known keys listed", "{\"tuf\": 1}", "line 1", "debug_listen"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,7 +1,10 @@
 package config
 
 import (
+	"encoding/json"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/vitrine-dev/vitrine/residency"
@@ -14,8 +17,28 @@ func TestExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Name == "" || c.Data == "" || c.Listen == "" || c.PublicURL == "" || c.Residency == nil || len(c.Stores) == 0 || len(c.BuildSourceRoots) == 0 {
-		t.Errorf("the example leaves a key out: %+v", c)
+	b, err := os.ReadFile(filepath.Join("..", "..", "docs", "config.example.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var set map[string]json.RawMessage
+	if err := json.Unmarshal(b, &set); err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "config.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range Keys() {
+		if _, ok := set[k]; !ok {
+			t.Errorf("the example leaves the key %q out", k)
+		}
+		if !strings.Contains(string(doc), "| `"+k+"` |") {
+			t.Errorf("docs/config.md has no row for the key %q", k)
+		}
+	}
+	if c.CustodyURL == "" || c.CheckpointInterval == 0 || c.CommitmentInterval == 0 {
+		t.Errorf("the example's values were not read: %+v", c)
 	}
 	// Its policy is the default one, spelled out.
 	def := residency.Default()
