@@ -39,6 +39,7 @@ import (
 
 	"github.com/vitrine-dev/vitrine/access"
 	"github.com/vitrine-dev/vitrine/internal/backoff"
+	"github.com/vitrine-dev/vitrine/internal/fault"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
 	"github.com/vitrine-dev/vitrine/internal/logserver"
 	"github.com/vitrine-dev/vitrine/internal/store"
@@ -48,7 +49,7 @@ import (
 // Errors a commitment fails with; nothing was committed.
 var (
 	// ErrStore means the store could not be read whole.
-	ErrStore = errors.New("reading the store failed")
+	ErrStore = fault.New(fault.Unavailable, "reading the store failed")
 	// ErrLog means the access log did not take the commitment.
 	ErrLog = errors.New("appending to the access log failed")
 )

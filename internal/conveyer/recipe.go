@@ -11,12 +11,13 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/vitrine-dev/vitrine/internal/fault"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
 )
 
 // ErrInvalidRecipe is wrapped by every error [ParseRecipe] returns for a
 // recipe that is malformed or incomplete.
-var ErrInvalidRecipe = errors.New("invalid recipe")
+var ErrInvalidRecipe = fault.New(fault.Invalid, "invalid recipe")
 
 // A Recipe says what to build and from which source. Every key is
 // documented here; a key not listed is an error.

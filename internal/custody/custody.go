@@ -43,6 +43,7 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/vitrine-dev/vitrine/internal/fault"
 	"github.com/vitrine-dev/vitrine/residency"
 	"github.com/vitrine-dev/vitrine/tlog"
 )
@@ -51,12 +52,12 @@ import (
 var (
 	// ErrRefused means custody will not unwrap: the proof, the access
 	// record or a key does not allow it. The message says why.
-	ErrRefused = errors.New("unwrap refused")
+	ErrRefused = fault.New(fault.Forbidden, "unwrap refused")
 	// ErrMalformed means the request is not well formed.
-	ErrMalformed = errors.New("malformed unwrap request")
+	ErrMalformed = fault.New(fault.Invalid, "malformed unwrap request")
 	// ErrUnavailable means the unwrap could not be counted durably, so no
 	// key was returned. It may be retried.
-	ErrUnavailable = errors.New("unwrap count unavailable")
+	ErrUnavailable = fault.New(fault.Unavailable, "unwrap count unavailable")
 )
 
 // Config configures a Service.

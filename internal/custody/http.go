@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -52,14 +51,10 @@ func (s *Service) Handler(authorized func(*http.Request) bool) http.Handler {
 		}
 		resp, err := s.Unwrap(r.Context(), req)
 		switch {
-		case errors.Is(err, ErrMalformed):
-			httpapi.Error(w, http.StatusBadRequest, err.Error())
-		case errors.Is(err, ErrRefused):
-			httpapi.Error(w, http.StatusForbidden, err.Error())
-		case errors.Is(err, ErrUnavailable):
-			httpapi.Unavailable(w, time.Second, err.Error())
 		case err != nil:
-			httpapi.Error(w, http.StatusInternalServerError, err.Error())
+			// Malformed 400, refused 403 (with the reason), the count
+			// not stored 503; anything else 500, logged, not told.
+			httpapi.Fail(w, s.logger, err, "custody released no key")
 		default:
 			w.Header().Set("Cache-Control", "no-store")
 			httpapi.JSON(w, resp)
@@ -75,7 +70,7 @@ func (s *Service) Handler(authorized func(*http.Request) bool) http.Handler {
 		}
 		m, err := s.Counts()
 		if err != nil {
-			httpapi.Unavailable(w, time.Second, err.Error())
+			httpapi.Fail(w, s.logger, fmt.Errorf("%w: %w", ErrUnavailable, err), "reading the unwrap counts failed")
 			return
 		}
 		w.Header().Set("Cache-Control", "no-store")

@@ -1,7 +1,8 @@
 // Package httpapi is the one place where Vitrine maps errors to HTTP answers.
 //
 // Every error answer is JSON, {"error": "..."}, with a message that tells a
-// person what to fix. Security failures (401, 403) stay distinct from
+// person what to fix. [Fail] answers an error by its kind (package fault);
+// an error of no kind is a 500 that never shows its text. Security failures (401, 403) stay distinct from
 // ordinary bad input (400, 413) and from unavailability (503), which is how
 // Vitrine fails closed.
 package httpapi

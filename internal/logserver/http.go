@@ -12,7 +12,6 @@ import (
 
 	"github.com/transparency-dev/tessera/api/layout"
 
-	"github.com/vitrine-dev/vitrine/internal/backoff"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
 )
 
@@ -161,10 +160,11 @@ func (l *Log) serveAdd(w http.ResponseWriter, r *http.Request) {
 		httpapi.Error(w, http.StatusRequestEntityTooLarge, err.Error())
 		return
 	case errors.Is(err, ErrBusy):
-		httpapi.Unavailable(w, time.Second, "the log is busy; retry shortly")
+		httpapi.Fail(w, l.logger, err, "the log is busy; nothing was stored, retry shortly")
 		return
 	default:
-		httpapi.Unavailable(w, max(time.Second, backoff.RetryAfterOf(err)), "the log could not take the entry; nothing was stored")
+		// Unavailable: 503 with the wait a recovering store asks for.
+		httpapi.Fail(w, l.logger, err, "the log could not take the entry; nothing was stored")
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")

@@ -40,6 +40,7 @@ import (
 	"github.com/transparency-dev/tessera/client"
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/vitrine-dev/vitrine/internal/fault"
 	"github.com/vitrine-dev/vitrine/internal/keys"
 	"github.com/vitrine-dev/vitrine/internal/tilestore"
 	"github.com/vitrine-dev/vitrine/tlog"
@@ -49,13 +50,13 @@ import (
 var (
 	// ErrUnavailable means the log could not take or publish the entry; the
 	// caller must fail closed.
-	ErrUnavailable = errors.New("log unavailable")
+	ErrUnavailable = fault.New(fault.Unavailable, "log unavailable")
 	// ErrBusy means the log is pushing back under load; retry later.
-	ErrBusy = errors.New("log busy")
+	ErrBusy = fault.New(fault.Busy, "log busy")
 	// ErrEntryTooLarge means the entry is larger than the log accepts.
 	ErrEntryTooLarge = errors.New("entry too large")
 	// ErrEmptyEntry means the entry has no bytes.
-	ErrEmptyEntry = errors.New("empty entry")
+	ErrEmptyEntry = fault.New(fault.Invalid, "empty entry")
 )
 
 // MaxEntrySize is the largest entry a log accepts: the largest entry an

@@ -15,7 +15,6 @@ import (
 	"github.com/vitrine-dev/vitrine/internal/conveyer"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
 	"github.com/vitrine-dev/vitrine/internal/keys"
-	"github.com/vitrine-dev/vitrine/internal/logserver"
 	"github.com/vitrine-dev/vitrine/internal/releases"
 	"github.com/vitrine-dev/vitrine/release"
 )
@@ -180,18 +179,19 @@ func (p *Platform) serveBuild(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case err == nil:
 		httpapi.JSON(w, pub)
-	case errors.Is(err, conveyer.ErrInvalidRecipe):
-		httpapi.Error(w, http.StatusBadRequest, err.Error())
 	case errors.Is(err, conveyer.ErrSourceNotAllowed):
-		httpapi.Error(w, http.StatusForbidden, err.Error()+"; build from a URL, or add the directory to the platform's build source roots")
+		httpapi.Fail(w, p.logger, err, "nothing was built (build from a URL, or add the directory to the platform's build source roots)")
 	case errors.Is(err, releases.ErrExists):
-		httpapi.Error(w, http.StatusConflict, err.Error()+"; bump the recipe's version")
+		httpapi.Fail(w, p.logger, err, "nothing was published (bump the recipe's version)")
 	case errors.Is(err, conveyer.ErrBuild), errors.Is(err, conveyer.ErrToolchain):
+		// The build's own output: what a person fixes in the recipe or
+		// the source.
 		httpapi.Error(w, http.StatusUnprocessableEntity, err.Error())
-	case errors.Is(err, logserver.ErrUnavailable), errors.Is(err, logserver.ErrBusy), errors.Is(err, context.DeadlineExceeded):
-		httpapi.Unavailable(w, 10*time.Second, err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		httpapi.Unavailable(w, 10*time.Second, "the release was built but not logged in time; nothing was published, retry")
 	default:
-		p.logger.Error("build failed", "err", err)
-		httpapi.Error(w, http.StatusInternalServerError, err.Error())
+		// Invalid recipes 400; the release log unavailable or busy
+		// 503; anything else 500, logged, not told.
+		httpapi.Fail(w, p.logger, err, "nothing was published")
 	}
 }

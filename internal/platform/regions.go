@@ -288,7 +288,7 @@ func (p *Platform) serveRegister(w http.ResponseWriter, r *http.Request) {
 	}
 	id, token, err := p.regions.issuer.Register(req.Country, home)
 	if err != nil {
-		httpapi.Error(w, http.StatusInternalServerError, "registering endpoint failed")
+		httpapi.Fail(w, p.logger, err, "registering the endpoint failed")
 		return
 	}
 	httpapi.JSON(w, struct {

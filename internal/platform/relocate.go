@@ -110,13 +110,11 @@ func (p *Platform) serveRelocationStart(w http.ResponseWriter, r *http.Request) 
 	// The job outlives the request.
 	j, err := p.relocator.Start(p.bg, req.Country, req.To)
 	switch {
-	case errors.Is(err, relocate.ErrInvalid):
-		httpapi.Error(w, http.StatusBadRequest, err.Error())
-		return
-	case errors.Is(err, relocate.ErrBusy):
-		httpapi.Error(w, http.StatusConflict, err.Error())
+	case errors.Is(err, relocate.ErrInvalid), errors.Is(err, relocate.ErrBusy):
+		httpapi.Fail(w, p.logger, err, "no relocation was started")
 		return
 	case err != nil:
+		// Whatever failed, nothing changed and it may work later.
 		p.logger.ErrorContext(r.Context(), "starting relocation", "err", err)
 		httpapi.Unavailable(w, time.Second, "the relocation could not be started; nothing was changed")
 		return

@@ -112,7 +112,12 @@ func (r *Registry) serveRevoke(w http.ResponseWriter, req *http.Request, id stri
 		httpapi.Error(w, http.StatusNotFound, fmt.Sprintf("no principal %q (a revoked principal is gone)", id))
 		return
 	case err != nil:
-		httpapi.Unavailable(w, 5*time.Second, err.Error())
+		msg := fmt.Sprintf("revoking principal %q failed; nothing changed, it still works", id)
+		if !r.has(id) {
+			msg = fmt.Sprintf("principal %q is revoked, but not every access log holds its revocation yet", id)
+		}
+		// An access log down: 503; anything else 500, logged, not told.
+		httpapi.Fail(w, nil, err, msg)
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")

@@ -51,6 +51,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vitrine-dev/vitrine/internal/fault"
 	"github.com/vitrine-dev/vitrine/residency"
 )
 
@@ -94,9 +95,9 @@ func (p *Principal) MayActIn(region string) bool {
 var (
 	// ErrInvalid means a principal is not well formed; the message says
 	// what is wrong.
-	ErrInvalid = errors.New("invalid principal")
+	ErrInvalid = fault.New(fault.Invalid, "invalid principal")
 	// ErrExists means the id is taken.
-	ErrExists = errors.New("principal already exists")
+	ErrExists = fault.New(fault.Conflict, "principal already exists")
 	// ErrNoCredential means a request carries no credential at all.
 	ErrNoCredential = errors.New("no credential")
 	// ErrBadCredential means a request carries a credential that is
@@ -107,10 +108,10 @@ var (
 	// expiry has passed. Such an error matches ErrBadCredential too.
 	ErrExpired = errors.New("credential expired")
 	// ErrNotFound means no principal has the id.
-	ErrNotFound = errors.New("no such principal")
+	ErrNotFound = fault.New(fault.NotFound, "no such principal")
 	// ErrLogUnavailable means the access log of a region did not take the
 	// grant or revocation, which therefore did not take effect.
-	ErrLogUnavailable = errors.New("access log unavailable")
+	ErrLogUnavailable = fault.New(fault.Unavailable, "access log unavailable")
 )
 
 // maxName is the longest name after "<role>:".

@@ -282,6 +282,13 @@ func (r *Registry) Revoke(ctx context.Context, id string) error {
 	return nil
 }
 
+// has reports whether the principal id is known (and not revoked).
+func (r *Registry) has(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.byID[id] != nil
+}
+
 // drop removes e from memory. The caller holds r.mu.
 func (r *Registry) drop(e *entry) {
 	delete(r.byID, e.p.ID)

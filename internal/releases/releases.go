@@ -30,6 +30,7 @@ import (
 	"strings"
 
 	"github.com/vitrine-dev/vitrine/internal/atomicfile"
+	"github.com/vitrine-dev/vitrine/internal/fault"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
 	"github.com/vitrine-dev/vitrine/release"
 )
@@ -62,7 +63,7 @@ type Release struct {
 }
 
 // ErrExists means a release with that name and version is published.
-var ErrExists = errors.New("release already published")
+var ErrExists = fault.New(fault.Conflict, "release already published")
 
 // Publish writes r. The entry must parse and name exactly r's artifacts
 // with their digests, and bind r's envelope. A staged release of the same

@@ -52,6 +52,7 @@ import (
 	"github.com/vitrine-dev/vitrine/internal/atomicfile"
 	"github.com/vitrine-dev/vitrine/internal/backoff"
 	"github.com/vitrine-dev/vitrine/internal/custody"
+	"github.com/vitrine-dev/vitrine/internal/fault"
 	"github.com/vitrine-dev/vitrine/internal/logserver"
 	"github.com/vitrine-dev/vitrine/internal/seal"
 	"github.com/vitrine-dev/vitrine/internal/store"
@@ -177,8 +178,8 @@ var errMismatch = errors.New("the ends differ")
 
 // Errors of Start.
 var (
-	ErrBusy    = errors.New("another relocation is running")
-	ErrInvalid = errors.New("invalid relocation")
+	ErrBusy    = fault.New(fault.Conflict, "another relocation is running")
+	ErrInvalid = fault.New(fault.Invalid, "invalid relocation")
 )
 
 // Relocator runs a deployment's relocations, one at a time.

@@ -152,14 +152,12 @@ func (r *Repo) RootHandler(authorized func(*http.Request) bool) http.Handler {
 		}
 		v, err := r.SetRoot(req.Context(), body)
 		switch {
-		case errors.Is(err, ErrRootChain):
-			httpapi.Error(w, http.StatusForbidden, err.Error())
 		case errors.Is(err, ErrKeyNotHeld):
-			httpapi.Error(w, http.StatusConflict, err.Error()+"; put a new targets key in <data>/updates/targets.key before posting the root that names it")
-		case errors.Is(err, ErrBadRoot):
-			httpapi.Error(w, http.StatusBadRequest, err.Error())
+			httpapi.Fail(w, r.logger, err, "the root was not taken (put a new targets key in <data>/updates/targets.key before posting the root that names it)")
 		case err != nil:
-			httpapi.Unavailable(w, 0, "taking the new root: "+err.Error())
+			// Not chaining 403, not a root 400; anything else 500,
+			// logged, not told.
+			httpapi.Fail(w, r.logger, err, "the root was not taken")
 		default:
 			httpapi.JSON(w, struct {
 				Version int64 `json:"version"`

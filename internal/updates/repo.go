@@ -57,17 +57,18 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/vitrine-dev/vitrine/internal/atomicfile"
+	"github.com/vitrine-dev/vitrine/internal/fault"
 	"github.com/vitrine-dev/vitrine/release"
 	"github.com/vitrine-dev/vitrine/tlog"
 	"github.com/vitrine-dev/vitrine/update"
 )
 
 // ErrExists means a release's targets are already in the repository.
-var ErrExists = errors.New("release already in the update repository")
+var ErrExists = fault.New(fault.Conflict, "release already in the update repository")
 
 // ErrKeyNotHeld means a root names a key for an online role (targets,
 // snapshot, timestamp) that the repository does not hold.
-var ErrKeyNotHeld = errors.New("the root names a key the platform does not hold")
+var ErrKeyNotHeld = fault.New(fault.Conflict, "the root names a key the platform does not hold")
 
 // Expiry is how long each role's metadata stays valid once signed. The
 // repository re-signs a role when less than half of its lifetime is left.
