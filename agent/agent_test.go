@@ -24,7 +24,7 @@ import (
 	"github.com/vitrine-dev/vitrine/agent"
 	"github.com/vitrine-dev/vitrine/internal/clamav"
 	"github.com/vitrine-dev/vitrine/internal/platform"
-	"github.com/vitrine-dev/vitrine/internal/updates"
+	"github.com/vitrine-dev/vitrine/internal/tufrepo"
 	"github.com/vitrine-dev/vitrine/release"
 	"github.com/vitrine-dev/vitrine/ruledb"
 	"github.com/vitrine-dev/vitrine/scan"
@@ -43,7 +43,7 @@ const (
 // directory, and returns it with its data directory.
 func testPlatform(t *testing.T) (*platform.Platform, string) {
 	t.Helper()
-	p, data, _ := startPlatform(t, updates.Expiry{})
+	p, data, _ := startPlatform(t, tufrepo.Expiry{})
 	return p, data
 }
 

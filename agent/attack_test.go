@@ -39,7 +39,7 @@ import (
 
 	"github.com/vitrine-dev/vitrine/agent"
 	"github.com/vitrine-dev/vitrine/internal/platform"
-	"github.com/vitrine-dev/vitrine/internal/updates"
+	"github.com/vitrine-dev/vitrine/internal/tufrepo"
 	"github.com/vitrine-dev/vitrine/release"
 	"github.com/vitrine-dev/vitrine/ruledb"
 	"github.com/vitrine-dev/vitrine/tlog"
@@ -184,7 +184,7 @@ func updated(t *testing.T, a *agent.Agent, want string) {
 
 // startPlatform is testPlatform with a TUF expiry; it also returns the
 // directory of the offline root keys.
-func startPlatform(t *testing.T, exp updates.Expiry) (p *platform.Platform, data, offline string) {
+func startPlatform(t *testing.T, exp tufrepo.Expiry) (p *platform.Platform, data, offline string) {
 	t.Helper()
 	data, offline = filepath.Join(t.TempDir(), "vitrine-data"), filepath.Join(t.TempDir(), "offline")
 	p, err := platform.Start(context.Background(), platform.Config{Data: data, Listen: "127.0.0.1:0",
@@ -294,7 +294,7 @@ func steal(t *testing.T, data string) *stolen {
 	var s stolen
 	var err error
 	for path, k := range map[string]*ed25519.PrivateKey{"release.key": &s.targets, "updates/snapshot.key": &s.snapshot, "updates/timestamp.key": &s.timestamp} {
-		if *k, err = updates.LoadKey(filepath.Join(data, path)); err != nil {
+		if *k, err = tufrepo.LoadKey(filepath.Join(data, path)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -408,7 +408,7 @@ func TestAttackRollback(t *testing.T) {
 // saw, so that it never learns of version 2; once that timestamp expires,
 // the agent refuses to go on with it.
 func TestAttackFreeze(t *testing.T) {
-	p, _, _ := startPlatform(t, updates.Expiry{Targets: time.Hour, Snapshot: 6 * time.Second, Timestamp: 3 * time.Second})
+	p, _, _ := startPlatform(t, tufrepo.Expiry{Targets: time.Hour, Snapshot: 6 * time.Second, Timestamp: 3 * time.Second})
 	publishDB(t, p, 1, rulesV1)
 	a := register(t, p, "DE")
 	atk := intercept(a)
@@ -578,7 +578,7 @@ func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { retu
 // timestamp that verifies) and updates again.
 func TestAttackFastForward(t *testing.T) {
 	ctx := context.Background()
-	p, data, offline := startPlatform(t, updates.Expiry{})
+	p, data, offline := startPlatform(t, tufrepo.Expiry{})
 	publishDB(t, p, 1, rulesV1)
 	a := register(t, p, "DE")
 	atk := intercept(a)
@@ -605,16 +605,16 @@ func TestAttackFastForward(t *testing.T) {
 	if err := os.Rename(tsKey, tsKey+".compromised"); err != nil {
 		t.Fatal(err)
 	}
-	newKey, err := updates.NewKey(tsKey)
+	newKey, err := tufrepo.NewKey(tsKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rootKeys, err := updates.LoadRootKeys(offline)
+	rootKeys, err := tufrepo.LoadRootKeys(offline)
 	if err != nil {
 		t.Fatal(err)
 	}
-	root2, err := updates.Rotate(updates.Rotation{Current: p.Updates().LatestRoot(), Keys: rootKeys,
-		Online: updates.Online{Timestamp: newKey.Public().(ed25519.PublicKey)}})
+	root2, err := tufrepo.Rotate(tufrepo.Rotation{Current: p.Updates().LatestRoot(), Keys: rootKeys,
+		Online: tufrepo.Online{Timestamp: newKey.Public().(ed25519.PublicKey)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -640,7 +640,7 @@ func TestAttackFastForward(t *testing.T) {
 
 // forgedRelease is a release of sample-ruledb signed with the release key
 // but never appended to the release log.
-func forgedRelease(t *testing.T, p *platform.Platform, k *stolen, version string) (*updates.Release, []byte) {
+func forgedRelease(t *testing.T, p *platform.Platform, k *stolen, version string) (*tufrepo.Release, []byte) {
 	t.Helper()
 	evil := compile(t, 9, map[string]string{"a.hdb": "0123456789abcdef0123456789abcdef:10:Evil.AllowAll\n"})
 	art := []release.Artifact{{Name: "sample", SHA256: strings.TrimPrefix(release.Digest(evil), "sha256:")}}
@@ -658,7 +658,7 @@ func forgedRelease(t *testing.T, p *platform.Platform, k *stolen, version string
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &updates.Release{Name: "sample-ruledb", Version: version, Files: map[string][]byte{"sample": evil}, Envelope: env, Entry: entry}, entry
+	return &tufrepo.Release{Name: "sample-ruledb", Version: version, Files: map[string][]byte{"sample": evil}, Envelope: env, Entry: entry}, entry
 }
 
 // realProof returns the tlog-proof a published target carries.
@@ -757,7 +757,7 @@ func TestAttackSplitView(t *testing.T) {
 
 	// The fork: the real first entry, then the forged one, in a tree of
 	// size 2 whose checkpoint the log key signs.
-	fork := func(version string) (*updates.Release, []byte) {
+	fork := func(version string) (*tufrepo.Release, []byte) {
 		rel, entry := forgedRelease(t, p, k, version)
 		leaf0, leaf1 := tlog.LeafHash(firstEntry), tlog.LeafHash(entry)
 		root := rfc6962.DefaultHasher.HashChildren(leaf0, leaf1)

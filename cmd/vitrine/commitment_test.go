@@ -76,6 +76,9 @@ func TestCommitmentVerify(t *testing.T) {
 	waitCheckpoint(t, p, "access-zurich", made.Index+1)
 	// A record stored after the commitment is not part of it.
 	ep.ingest(t, "b2", recs[0])
+	// Until the aggregate exchange has logged its crossing of the new
+	// record: the honest answers stay the same from here on.
+	waitQuiet(t, p, "access-zurich")
 
 	// The backup, as an operator makes one of a live database.
 	live, err := sql.Open("sqlite", filepath.Join(data, "regions", "zurich", "telemetry.db"))

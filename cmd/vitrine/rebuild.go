@@ -17,7 +17,7 @@ import (
 
 	"github.com/vitrine-dev/vitrine/internal/cli"
 	"github.com/vitrine-dev/vitrine/internal/conveyer"
-	rebuilder "github.com/vitrine-dev/vitrine/internal/rebuild"
+	"github.com/vitrine-dev/vitrine/internal/rebuilder"
 	"github.com/vitrine-dev/vitrine/rebuild"
 	"github.com/vitrine-dev/vitrine/release"
 )

@@ -17,7 +17,7 @@ import (
 
 	"github.com/vitrine-dev/vitrine/internal/conveyer"
 	"github.com/vitrine-dev/vitrine/internal/platform"
-	rebuilder "github.com/vitrine-dev/vitrine/internal/rebuild"
+	"github.com/vitrine-dev/vitrine/internal/rebuilder"
 	"github.com/vitrine-dev/vitrine/release"
 	"github.com/vitrine-dev/vitrine/ruledb"
 )

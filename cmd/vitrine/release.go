@@ -9,7 +9,7 @@ import (
 
 	vclient "github.com/vitrine-dev/vitrine/client"
 	"github.com/vitrine-dev/vitrine/internal/cli"
-	"github.com/vitrine-dev/vitrine/internal/releases"
+	"github.com/vitrine-dev/vitrine/internal/publish"
 	"github.com/vitrine-dev/vitrine/release"
 	"github.com/vitrine-dev/vitrine/tlog"
 )
@@ -43,7 +43,7 @@ func runReleaseVerify(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	// The release that ships the artifact, found by name in the index.
-	var index struct{ Releases []releases.Listed }
+	var index struct{ Releases []publish.Listed }
 	if err := getJSON(ctx, d.Releases.URL, &index); err != nil {
 		return err
 	}

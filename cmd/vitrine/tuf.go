@@ -19,7 +19,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
 
 	"github.com/vitrine-dev/vitrine/internal/cli"
-	"github.com/vitrine-dev/vitrine/internal/updates"
+	"github.com/vitrine-dev/vitrine/internal/tufrepo"
 	"github.com/vitrine-dev/vitrine/update"
 )
 
@@ -38,7 +38,7 @@ func runTUFInit(ctx context.Context, e *env, args []string) error {
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
-	var online updates.Online
+	var online tufrepo.Online
 	var err error
 	switch {
 	case *data != "" && (*targets != "" || *snapshot != "" || *timestamp != ""):
@@ -59,7 +59,7 @@ func runTUFInit(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := updates.Init(updates.InitConfig{Dir: *out, Keys: *keys, Threshold: *threshold, Online: online, Expires: time.Now().Add(*expires)}); err != nil {
+	if _, err := tufrepo.Init(tufrepo.InitConfig{Dir: *out, Keys: *keys, Threshold: *threshold, Online: online, Expires: time.Now().Add(*expires)}); err != nil {
 		return err
 	}
 	fmt.Fprintf(e.Stdout, "wrote %d root keys (threshold %d) and 1.root.json to %s\n", *keys, *threshold, *out)
@@ -69,25 +69,25 @@ func runTUFInit(ctx context.Context, e *env, args []string) error {
 
 // onlineKeysFromData reads (or creates) the online keys in a platform's
 // data directory, as the platform itself would.
-func onlineKeysFromData(data string) (updates.Online, error) {
-	var o updates.Online
+func onlineKeysFromData(data string) (tufrepo.Online, error) {
+	var o tufrepo.Online
 	dir := filepath.Join(data, "updates")
-	tk, err := updates.LoadKey(filepath.Join(dir, "targets.key"))
+	tk, err := tufrepo.LoadKey(filepath.Join(dir, "targets.key"))
 	if errors.Is(err, fs.ErrNotExist) {
-		tk, err = updates.LoadOrCreateKey(filepath.Join(data, "release.key"), "")
+		tk, err = tufrepo.LoadOrCreateKey(filepath.Join(data, "release.key"), "")
 	}
 	if err != nil {
 		return o, err
 	}
-	sk, err := updates.LoadOrCreateKey(filepath.Join(dir, "snapshot.key"), filepath.Join(dir, "snapshot.pub"))
+	sk, err := tufrepo.LoadOrCreateKey(filepath.Join(dir, "snapshot.key"), filepath.Join(dir, "snapshot.pub"))
 	if err != nil {
 		return o, err
 	}
-	tsk, err := updates.LoadOrCreateKey(filepath.Join(dir, "timestamp.key"), filepath.Join(dir, "timestamp.pub"))
+	tsk, err := tufrepo.LoadOrCreateKey(filepath.Join(dir, "timestamp.key"), filepath.Join(dir, "timestamp.pub"))
 	if err != nil {
 		return o, err
 	}
-	return updates.Online{Targets: tk.Public().(ed25519.PublicKey), Snapshot: sk.Public().(ed25519.PublicKey), Timestamp: tsk.Public().(ed25519.PublicKey)}, nil
+	return tufrepo.Online{Targets: tk.Public().(ed25519.PublicKey), Snapshot: sk.Public().(ed25519.PublicKey), Timestamp: tsk.Public().(ed25519.PublicKey)}, nil
 }
 
 func readPublicKey(path string) (ed25519.PublicKey, error) {
@@ -95,7 +95,7 @@ func readPublicKey(path string) (ed25519.PublicKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	k, err := updates.ParsePublicKey(b)
+	k, err := tufrepo.ParsePublicKey(b)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -130,13 +130,13 @@ func runTUFRotate(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	held, err := updates.LoadRootKeys(*out)
+	held, err := tufrepo.LoadRootKeys(*out)
 	if err != nil {
 		return err
 	}
-	r := updates.Rotation{Current: cur, Keys: held, Threshold: *threshold, Expires: time.Now().Add(*expires)}
+	r := tufrepo.Rotation{Current: cur, Keys: held, Threshold: *threshold, Expires: time.Now().Add(*expires)}
 	if *newRootKeys > 0 {
-		if r.NewKeys, err = updates.NewRootKeys(*out, *newRootKeys); err != nil {
+		if r.NewKeys, err = tufrepo.NewRootKeys(*out, *newRootKeys); err != nil {
 			return err
 		}
 	}
@@ -146,7 +146,7 @@ func runTUFRotate(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 	case *newTargets:
-		k, err := updates.NewKey(filepath.Join(*out, "targets.key"))
+		k, err := tufrepo.NewKey(filepath.Join(*out, "targets.key"))
 		if err != nil {
 			return err
 		}
@@ -163,7 +163,7 @@ func runTUFRotate(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 	}
-	next, err := updates.Rotate(r)
+	next, err := tufrepo.Rotate(r)
 	if err != nil {
 		return err
 	}

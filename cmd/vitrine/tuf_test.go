@@ -15,7 +15,7 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 	"github.com/vitrine-dev/vitrine/internal/platform"
-	"github.com/vitrine-dev/vitrine/internal/updates"
+	"github.com/vitrine-dev/vitrine/internal/tufrepo"
 	"github.com/vitrine-dev/vitrine/release"
 )
 
@@ -102,7 +102,7 @@ func TestTUFCommands(t *testing.T) {
 	// Replace the timestamp key (how a fast-forward attack ends): the new
 	// key goes in place, root 3 names it, and clients follow.
 	newTS := filepath.Join(t.TempDir(), "timestamp.key")
-	if _, err := updates.NewKey(newTS); err != nil {
+	if _, err := tufrepo.NewKey(newTS); err != nil {
 		t.Fatal(err)
 	}
 	key, err = os.ReadFile(newTS)
@@ -134,7 +134,7 @@ func TestTUFCommands(t *testing.T) {
 			KeyID string `json:"keyid"`
 		} `json:"signatures"`
 	}
-	newPub, _ := updates.LoadKey(newTS)
+	newPub, _ := tufrepo.LoadKey(newTS)
 	if json.Unmarshal(ts, &signed) != nil || len(signed.Signatures) != 1 || signed.Signatures[0].KeyID != tufKeyID(t, newPub.Public().(ed25519.PublicKey)) {
 		t.Errorf("timestamp.json is not signed by the new timestamp key alone: %s", ts)
 	}

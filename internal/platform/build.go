@@ -15,7 +15,7 @@ import (
 	"github.com/vitrine-dev/vitrine/internal/conveyer"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
 	"github.com/vitrine-dev/vitrine/internal/keys"
-	"github.com/vitrine-dev/vitrine/internal/releases"
+	"github.com/vitrine-dev/vitrine/internal/publish"
 	"github.com/vitrine-dev/vitrine/release"
 )
 
@@ -40,7 +40,7 @@ const maxRecipe = 1 << 20
 // Errors wrap [conveyer.ErrInvalidRecipe] for a bad recipe,
 // [conveyer.ErrSourceNotAllowed] for a local source outside the build
 // source roots (the route answers 403),
-// [releases.ErrExists] for a release already published,
+// [publish.ErrExists] for a release already published,
 // [conveyer.ErrBuild] for a build that failed, and
 // [conveyer.ErrToolchain] for a toolchain the recipe pins that could not
 // be fetched or checked (the route answers 422 for both).
@@ -49,8 +49,8 @@ func (p *Platform) Build(ctx context.Context, recipe []byte) (*Published, error)
 	if err != nil {
 		return nil, err
 	}
-	if p.finished(r.Name, r.Version) {
-		return nil, fmt.Errorf("building %s %s: %w", r.Name, r.Version, releases.ErrExists)
+	if p.publisher.Finished(r.Name, r.Version) {
+		return nil, fmt.Errorf("building %s %s: %w", r.Name, r.Version, publish.ErrExists)
 	}
 	defer p.builds.begin(r)()
 	select {
@@ -62,8 +62,8 @@ func (p *Platform) Build(ctx context.Context, recipe []byte) (*Published, error)
 	// Checked again: a build of the same release may have just finished.
 	// A release published but not yet in the update repository is built
 	// again: Publish finishes it if the build reproduces it.
-	if p.finished(r.Name, r.Version) {
-		return nil, fmt.Errorf("building %s %s: %w", r.Name, r.Version, releases.ErrExists)
+	if p.publisher.Finished(r.Name, r.Version) {
+		return nil, fmt.Errorf("building %s %s: %w", r.Name, r.Version, publish.ErrExists)
 	}
 
 	id := make([]byte, 8)
@@ -181,7 +181,7 @@ func (p *Platform) serveBuild(w http.ResponseWriter, r *http.Request) {
 		httpapi.JSON(w, pub)
 	case errors.Is(err, conveyer.ErrSourceNotAllowed):
 		httpapi.Fail(w, p.logger, err, "nothing was built (build from a URL, or add the directory to the platform's build source roots)")
-	case errors.Is(err, releases.ErrExists):
+	case errors.Is(err, publish.ErrExists):
 		httpapi.Fail(w, p.logger, err, "nothing was published (bump the recipe's version)")
 	case errors.Is(err, conveyer.ErrBuild), errors.Is(err, conveyer.ErrToolchain):
 		// The build's own output: what a person fixes in the recipe or

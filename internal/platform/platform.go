@@ -31,10 +31,10 @@ import (
 	"github.com/vitrine-dev/vitrine/internal/keys"
 	"github.com/vitrine-dev/vitrine/internal/logserver"
 	"github.com/vitrine-dev/vitrine/internal/principal"
-	"github.com/vitrine-dev/vitrine/internal/releases"
+	"github.com/vitrine-dev/vitrine/internal/publish"
 	"github.com/vitrine-dev/vitrine/internal/relocate"
 	"github.com/vitrine-dev/vitrine/internal/seal"
-	"github.com/vitrine-dev/vitrine/internal/updates"
+	"github.com/vitrine-dev/vitrine/internal/tufrepo"
 	"github.com/vitrine-dev/vitrine/internal/witness"
 	"github.com/vitrine-dev/vitrine/release"
 	"github.com/vitrine-dev/vitrine/residency"
@@ -89,10 +89,10 @@ type Config struct {
 	// offline keys go to TUFOfflineDir (default: beside Data, named after
 	// it, ./vitrine-offline for ./vitrine-data), to be moved off this
 	// machine. TUFExpiry is how long the update metadata stays valid
-	// (zero fields: updates.DefaultExpiry).
+	// (zero fields: tufrepo.DefaultExpiry).
 	TUFRoot       []byte
 	TUFOfflineDir string
-	TUFExpiry     updates.Expiry
+	TUFExpiry     tufrepo.Expiry
 	// GoProxy and GoSumDB are the GOPROXY and GOSUMDB of the conveyer's
 	// module download phase; empty means the machine's own.
 	GoProxy, GoSumDB string
@@ -137,14 +137,13 @@ type Platform struct {
 	// releases holds what was published; updates is the TUF update
 	// repository, and tufDone closes when its re-signing stops.
 	releaseKey *release.Ed25519Key
-	releases   *releases.Store
-	updates    *updates.Repo
+	releases   *publish.Store
+	updates    *tufrepo.Repo
 	tufDone    chan struct{}
 	policyMu   sync.Mutex    // serialises policy changes
 	buildSlot  chan struct{} // one conveyer build at a time
 	builds     buildTracker  // the builds in progress, for GET /v1/builds
-	publishMu  sync.Mutex    // one Publish at a time; guards unrecorded
-	unrecorded map[string]unrecorded
+	publisher  *publish.Publisher
 	bg         context.Context
 	bgCancel   context.CancelFunc
 	regions    *regions
@@ -271,7 +270,7 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	if p.releaseKey, err = release.LoadOrCreateKey(filepath.Join(cfg.Data, "release.key")); err != nil {
 		return nil, fmt.Errorf("starting platform: %w", err)
 	}
-	if p.releases, err = releases.Open(filepath.Join(cfg.Data, "releases")); err != nil {
+	if p.releases, err = publish.Open(filepath.Join(cfg.Data, "releases")); err != nil {
 		return nil, fmt.Errorf("starting platform: %w", err)
 	}
 	if err := p.startUpdates(ctx); err != nil {
@@ -280,7 +279,8 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	// A release a failure or a crash left out of the update repository
 	// is added now; one that still cannot be is added by publishing it
 	// again, and does not keep the platform down.
-	if _, err := p.syncUpdates(ctx); err != nil {
+	p.publisher = &publish.Publisher{Store: p.releases, Log: p.logs["release"], Key: p.releaseKey, Updates: p.updates, Logger: p.logger}
+	if _, err := p.publisher.Sync(ctx); err != nil {
 		p.logger.Warn("update repository: published releases not added", "err", err)
 	}
 

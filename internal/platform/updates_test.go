@@ -18,7 +18,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/vitrine-dev/vitrine/internal/gotest"
-	"github.com/vitrine-dev/vitrine/internal/releases"
+	"github.com/vitrine-dev/vitrine/internal/publish"
 	"github.com/vitrine-dev/vitrine/release"
 	"github.com/vitrine-dev/vitrine/ruledb"
 	"github.com/vitrine-dev/vitrine/tlog"
@@ -208,44 +208,44 @@ func TestPublishResumes(t *testing.T) {
 	const rule1 = "44d88612fea8a8f36de82e1278abb02f:68:EICAR-Test-File\n"
 	const rule2 = rule1 + "0123456789abcdef0123456789abcdef:10:Other-Test\n"
 	const rule3 = rule2 + "00000000000000000000000000000000:12:Third-Test\n"
-	publish := func(p *Platform, version string, db []byte) (*Published, error) {
+	publishDB := func(p *Platform, version string, db []byte) (*Published, error) {
 		src := []byte("rules " + version)
 		return p.Publish(ctx, "sample-ruledb", version, map[string][]byte{"sample": db}, src, testBuild(p, "sample-ruledb"+version, src))
 	}
-	if _, err := publish(p, "1", compileDB(t, 1, rule1)); err != nil {
+	if _, err := publishDB(p, "1", compileDB(t, 1, rule1)); err != nil {
 		t.Fatal(err)
 	}
 
 	db2 := compileDB(t, 2, rule2)
 	unblock := blockDir(t, filepath.Join(data, "updates", "targets", "sample-ruledb", "2"))
-	if _, err := publish(p, "2", db2); err == nil || !strings.Contains(err.Error(), "update repository") {
+	if _, err := publishDB(p, "2", db2); err == nil || !strings.Contains(err.Error(), "update repository") {
 		t.Fatalf("publish with the repository blocked = %v, want an update repository error", err)
 	}
 	if !p.releases.Exists("sample-ruledb", "2") || p.updates.Has("sample-ruledb", "2") {
 		t.Fatal("want release 2 under /releases/ and not in the update repository")
 	}
-	if _, err := publish(p, "2", db2); err == nil || !strings.Contains(err.Error(), "update repository") {
+	if _, err := publishDB(p, "2", db2); err == nil || !strings.Contains(err.Error(), "update repository") {
 		t.Fatalf("publish again, still blocked = %v, want an update repository error", err)
 	}
-	if _, err := publish(p, "2", compileDB(t, 2, rule1)); !errors.Is(err, releases.ErrExists) {
+	if _, err := publishDB(p, "2", compileDB(t, 2, rule1)); !errors.Is(err, publish.ErrExists) {
 		t.Fatalf("publish of other bytes as 2 = %v, want ErrExists", err)
 	}
 	unblock()
-	got, err := publish(p, "2", db2)
+	got, err := publishDB(p, "2", db2)
 	if err != nil {
 		t.Fatalf("publish again, unblocked: %v", err)
 	}
 	if got.LogIndex != 1 || !p.updates.Has("sample-ruledb", "2") {
 		t.Fatalf("resumed publish = %+v (in the repository: %v), want log index 1 and its targets added", got, p.updates.Has("sample-ruledb", "2"))
 	}
-	if _, err := publish(p, "2", db2); !errors.Is(err, releases.ErrExists) {
+	if _, err := publishDB(p, "2", db2); !errors.Is(err, publish.ErrExists) {
 		t.Fatalf("publish of a finished release = %v, want ErrExists", err)
 	}
 
 	// A platform stopped between the two steps adds the release when it
 	// starts again.
 	unblock = blockDir(t, filepath.Join(data, "updates", "targets", "sample-ruledb", "3"))
-	if _, err := publish(p, "3", compileDB(t, 3, rule3)); err == nil {
+	if _, err := publishDB(p, "3", compileDB(t, 3, rule3)); err == nil {
 		t.Fatal("publish with the repository blocked succeeded")
 	}
 	stop(t, p)
@@ -331,7 +331,7 @@ func TestBuildResumes(t *testing.T) {
 	if got.LogIndex != first.Index || !p.updates.Has("db", "1") {
 		t.Fatalf("build again = %+v, want log index %d and the release in the update repository", got, first.Index)
 	}
-	if _, err := p.Build(ctx, recipe); !errors.Is(err, releases.ErrExists) {
+	if _, err := p.Build(ctx, recipe); !errors.Is(err, publish.ErrExists) {
 		t.Fatalf("build of a finished release = %v, want ErrExists", err)
 	}
 }
@@ -346,31 +346,31 @@ func TestPublishStaged(t *testing.T) {
 	data := t.TempDir()
 	p := start(t, data)
 	defer func() { stop(t, p) }()
-	publish := func(p *Platform, name string, db []byte) (*Published, error) {
+	publishDB := func(p *Platform, name string, db []byte) (*Published, error) {
 		src := []byte("rules " + name)
 		return p.Publish(ctx, name, "1", map[string][]byte{"sample": db}, src, testBuild(p, name, src))
 	}
 	db := compileDB(t, 1, "44d88612fea8a8f36de82e1278abb02f:68:EICAR-Test-File\n")
 	unblock := blockDir(t, filepath.Join(data, "releases", "a"))
-	if _, err := publish(p, "a", db); err == nil {
+	if _, err := publishDB(p, "a", db); err == nil {
 		t.Fatal("publish with /releases/ blocked succeeded")
 	}
 	staged, logged, err := p.releases.Staged("a", "1")
 	if err != nil || !logged || staged.Index != 0 {
 		t.Fatalf("staged a: %v, logged %v, %v; want entry 0", staged, logged, err)
 	}
-	if _, err := publish(p, "a", db); err == nil {
+	if _, err := publishDB(p, "a", db); err == nil {
 		t.Fatal("publish again, still blocked, succeeded")
 	}
-	if _, err := publish(p, "a", compileDB(t, 1, "0123456789abcdef0123456789abcdef:10:Other-Test\n")); !errors.Is(err, releases.ErrExists) {
+	if _, err := publishDB(p, "a", compileDB(t, 1, "0123456789abcdef0123456789abcdef:10:Other-Test\n")); !errors.Is(err, publish.ErrExists) {
 		t.Fatalf("publish of other bytes as a 1 = %v, want ErrExists", err)
 	}
 	unblock()
-	got, err := publish(p, "a", db)
+	got, err := publishDB(p, "a", db)
 	if err != nil || got.LogIndex != 0 {
 		t.Fatalf("publish again, unblocked = %+v, %v; want entry 0", got, err)
 	}
-	if !p.finished("a", "1") {
+	if !p.publisher.Finished("a", "1") {
 		t.Fatal("a 1 is not published and in the update repository")
 	}
 	if s, _, _ := p.releases.Staged("a", "1"); s != nil {
@@ -379,18 +379,18 @@ func TestPublishStaged(t *testing.T) {
 
 	// Stopped after the append: the restart finishes it.
 	unblock = blockDir(t, filepath.Join(data, "releases", "b"))
-	if _, err := publish(p, "b", db); err == nil {
+	if _, err := publishDB(p, "b", db); err == nil {
 		t.Fatal("publish with /releases/ blocked succeeded")
 	}
 	stop(t, p)
 	unblock()
 	p = start(t, data)
 	r, err := p.releases.Load("b", "1")
-	if err != nil || r.Index != 1 || !p.finished("b", "1") {
+	if err != nil || r.Index != 1 || !p.publisher.Finished("b", "1") {
 		t.Fatalf("b 1 after a restart: %+v, %v; want published at entry 1 and in the update repository", r, err)
 	}
 	// Nothing was logged twice: the next release is entry 2.
-	if got, err := publish(p, "c", db); err != nil || got.LogIndex != 2 {
+	if got, err := publishDB(p, "c", db); err != nil || got.LogIndex != 2 {
 		t.Fatalf("publish c = %+v, %v; want entry 2", got, err)
 	}
 }
@@ -411,55 +411,6 @@ func blockDir(t *testing.T, path string) (unblock func()) {
 		if err := os.Remove(path); err != nil {
 			t.Fatal(err)
 		}
-	}
-}
-
-// TestPublishUnrecordedIndex: a release whose entry was logged but whose
-// index could not be written to its stage (the disk) is finished by the
-// next publish in the same process with the index kept in memory, not
-// logged again.
-func TestPublishUnrecordedIndex(t *testing.T) {
-	ctx := context.Background()
-	p := start(t, t.TempDir())
-	defer func() { stop(t, p) }()
-	db := compileDB(t, 1, "44d88612fea8a8f36de82e1278abb02f:68:EICAR-Test-File\n")
-	src := []byte("rules")
-	build := testBuild(p, "db", src)
-	// What Publish did before recording the index failed: staged,
-	// appended, index kept in memory.
-	st, err := release.Statement([]release.Artifact{{Name: "sample", SHA256: strings.TrimPrefix(release.Digest(db), "sha256:")}}, build)
-	if err != nil {
-		t.Fatal(err)
-	}
-	env, err := release.Sign(ctx, p.releaseKey, st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	entry, err := (&release.Entry{Name: "db", Version: "1", Artifacts: []release.Artifact{{Name: "sample", SHA256: strings.TrimPrefix(release.Digest(db), "sha256:")}}, Envelope: release.Digest(env)}).Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.releases.Stage(&releases.Release{Entry: entry, Envelope: env, Source: src, Artifacts: map[string][]byte{"sample": db}}); err != nil {
-		t.Fatal(err)
-	}
-	idx, err := p.logs["release"].Append(ctx, entry)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.unrecorded = map[string]unrecorded{"db\x001": {entry: entry, index: idx}}
-
-	got, err := p.Publish(ctx, "db", "1", map[string][]byte{"sample": db}, src, build)
-	if err != nil || got.LogIndex != idx {
-		t.Fatalf("publish again = %+v, %v; want entry %d", got, err, idx)
-	}
-	if r, err := p.releases.Load("db", "1"); err != nil || !bytes.Equal(r.Entry, entry) || !p.finished("db", "1") {
-		t.Fatalf("published %v, %v; want the logged entry's bytes, in the update repository", r, err)
-	}
-	if len(p.unrecorded) != 0 {
-		t.Errorf("unrecorded = %v after the publish", p.unrecorded)
-	}
-	if next, err := p.logs["release"].Append(ctx, []byte("x")); err != nil || next != idx+1 {
-		t.Errorf("next entry %d, %v; want %d (nothing logged twice)", next, err, idx+1)
 	}
 }
 

@@ -52,4 +52,4 @@
 // [Rebuilder.Handler] serves GET /rebuilds/ (the index),
 // /rebuilds/<name>/<version>.json (a verdict) and /rebuilds/key (the
 // rebuilder's public key, PEM).
-package rebuild
+package rebuilder

@@ -1,4 +1,4 @@
-package rebuild
+package rebuilder
 
 import (
 	"archive/tar"

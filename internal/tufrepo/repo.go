@@ -32,7 +32,7 @@
 //
 // Each target's custom metadata binds it to the release log; package
 // update (public) defines and parses it.
-package updates
+package tufrepo
 
 import (
 	"context"

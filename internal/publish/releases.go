@@ -13,7 +13,7 @@
 //
 // A release is published whole or not at all: it is written to a
 // temporary directory, synced, and renamed into place.
-package releases
+package publish
 
 import (
 	"bytes"
