@@ -1,20 +1,16 @@
 package platform
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
-	"github.com/transparency-dev/tessera/client"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/vitrine-dev/vitrine/internal/commitment"
@@ -22,7 +18,7 @@ import (
 	"github.com/vitrine-dev/vitrine/internal/gateway"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
 	"github.com/vitrine-dev/vitrine/internal/keys"
-	"github.com/vitrine-dev/vitrine/internal/logserver"
+	"github.com/vitrine-dev/vitrine/internal/policylog"
 	"github.com/vitrine-dev/vitrine/internal/region"
 	"github.com/vitrine-dev/vitrine/internal/store"
 	_ "github.com/vitrine-dev/vitrine/internal/store/postgres" // stores: postgres:// URLs
@@ -36,6 +32,7 @@ import (
 type regions struct {
 	policy    atomic.Pointer[residency.Policy]
 	policyKey note.Signer
+	policies  *policylog.Keeper
 	policyVK  string
 	issuer    *endpoint.Issuer
 	revoked   *endpoint.Revocations // endpoints whose tokens the issuer's verifiers refuse
@@ -68,7 +65,8 @@ func (p *Platform) startRegions(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	active, err := activatePolicy(ctx, p.logs["policy"], want, rs.policyKey, pv, p.logger)
+	rs.policies = &policylog.Keeper{Log: p.logs["policy"], Signer: rs.policyKey, Verifier: pv, Logger: p.logger}
+	active, err := rs.policies.Activate(ctx, want)
 	if err != nil {
 		return err
 	}
@@ -186,82 +184,6 @@ func (rs *regions) close() error {
 		errs = append(errs, s.Close())
 	}
 	return errors.Join(errs...)
-}
-
-// activatePolicy returns the policy routing must follow: want, once it is
-// the latest version in the policy log. A new version is signed, appended
-// and awaited in a witnessed checkpoint before it takes effect; a changed
-// policy that keeps an old version number is refused.
-func activatePolicy(ctx context.Context, log *logserver.Log, want *residency.Policy, signer note.Signer, verifier note.Verifier, logger *slog.Logger) (*residency.Policy, error) {
-	latest, err := latestPolicy(ctx, log, verifier, logger)
-	if err != nil {
-		return nil, fmt.Errorf("reading the policy log: %w", err)
-	}
-	switch {
-	case latest != nil && latest.Version == want.Version:
-		if !bytes.Equal(latest.Marshal(), want.Marshal()) {
-			return nil, fmt.Errorf("residency policy version %d in the configuration differs from the version %d in the policy log: give the new policy a new version", want.Version, latest.Version)
-		}
-		return latest, nil
-	case latest != nil && latest.Version > want.Version:
-		// A relocation made a newer version since the configuration
-		// was written: the log decides.
-		return latest, nil
-	}
-	entry, err := residency.Sign(want, signer)
-	if err != nil {
-		return nil, err
-	}
-	idx, err := log.Append(ctx, entry)
-	if err != nil {
-		return nil, fmt.Errorf("appending residency policy version %d: %w", want.Version, err)
-	}
-	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if _, err := log.AwaitWitnessed(wctx, idx); err != nil {
-		return nil, fmt.Errorf("residency policy version %d is not in a witnessed checkpoint: %w", want.Version, err)
-	}
-	return want, nil
-}
-
-// latestPolicy reads every entry of the policy log that a witnessed
-// checkpoint covers and returns the policy with the highest version, or nil
-// if there is none. An entry that is not a policy signed by v is reported
-// to logger at Error level, for the supervisor's monitor, and skipped: an
-// entry once logged cannot be taken back, and it must not keep the
-// platform down, so the last valid policy stays in force. An error comes
-// back only when the log cannot be read.
-func latestPolicy(ctx context.Context, log *logserver.Log, v note.Verifier, logger *slog.Logger) (*residency.Policy, error) {
-	cp, err := log.Checkpoint(ctx)
-	if err != nil {
-		return nil, err
-	}
-	size := cp.Size
-	if size == 0 {
-		return nil, nil
-	}
-	var latest *residency.Policy
-	for bi := uint64(0); bi*256 < size; bi++ {
-		b, err := client.GetEntryBundle(ctx, log.Reader().ReadEntryBundle, bi, size)
-		if err != nil {
-			return nil, err
-		}
-		for i, e := range b.Entries {
-			if !residency.IsPolicyEntry(e) {
-				logger.ErrorContext(ctx, "policy log entry skipped: not a residency policy", "log", "policy", "index", bi*256+uint64(i), "reason", "the entry does not start with the policy header")
-				continue
-			}
-			pol, err := residency.Open(e, v)
-			if err != nil {
-				logger.ErrorContext(ctx, "policy log entry skipped: it does not verify", "log", "policy", "index", bi*256+uint64(i), "reason", err.Error())
-				continue
-			}
-			if latest == nil || pol.Version > latest.Version {
-				latest = pol
-			}
-		}
-	}
-	return latest, nil
 }
 
 func (p *Platform) serveRegister(w http.ResponseWriter, r *http.Request) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"path/filepath"
 	"time"
@@ -14,7 +13,6 @@ import (
 	"github.com/vitrine-dev/vitrine/internal/keys"
 	"github.com/vitrine-dev/vitrine/internal/relocate"
 	"github.com/vitrine-dev/vitrine/internal/store"
-	"github.com/vitrine-dev/vitrine/residency"
 )
 
 // startRelocations opens the relocation jobs under data/relocations. A job
@@ -62,18 +60,8 @@ func (p *Platform) movePolicy(ctx context.Context, country, to string) (uint64, 
 	if err != nil {
 		return 0, err
 	}
-	entry, err := residency.Sign(next, p.regions.policyKey)
-	if err != nil {
+	if err := p.regions.policies.Append(ctx, next); err != nil {
 		return 0, err
-	}
-	idx, err := p.logs["policy"].Append(ctx, entry)
-	if err != nil {
-		return 0, fmt.Errorf("appending residency policy version %d: %w", next.Version, err)
-	}
-	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if _, err := p.logs["policy"].AwaitWitnessed(wctx, idx); err != nil {
-		return 0, fmt.Errorf("residency policy version %d is not in a witnessed checkpoint: %w", next.Version, err)
 	}
 	var release []func()
 	for _, r := range p.regions.byName {
