@@ -122,7 +122,7 @@ func TrustOnFirstUse(path, base string, d *Discovery) (p *Pins, first bool, err 
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		p = PinsFrom(base, d)
-		return p, true, p.save(path)
+		return p, true, p.Save(path)
 	}
 	if err != nil {
 		return nil, false, fmt.Errorf("reading pins: %w", err)
@@ -147,13 +147,13 @@ func TrustOnFirstUse(path, base string, d *Discovery) (p *Pins, first bool, err 
 		}
 	}
 	if added {
-		return p, false, p.save(path)
+		return p, false, p.Save(path)
 	}
 	return p, false, nil
 }
 
-// save writes p to path, readable by its owner only.
-func (p *Pins) save(path string) error {
+// Save writes p to path, readable by its owner only.
+func (p *Pins) Save(path string) error {
 	out, err := json.MarshalIndent(p, "", "  ")
 	if err != nil {
 		return err

@@ -2,31 +2,34 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
 
-	"github.com/vitrine-dev/vitrine/internal/atomicfile"
+	vclient "github.com/vitrine-dev/vitrine/client"
+	"github.com/vitrine-dev/vitrine/internal/backoff"
 	"github.com/vitrine-dev/vitrine/internal/cli"
 	"github.com/vitrine-dev/vitrine/internal/custody"
+	"github.com/vitrine-dev/vitrine/internal/httpapi"
 	"github.com/vitrine-dev/vitrine/internal/keys"
 	"github.com/vitrine-dev/vitrine/tlog"
 )
 
-// custodyTrust is what a custody trusts: each region's access log key and
-// the witness policy their checkpoints must meet. It is pinned in the data
-// directory on first start.
-type custodyTrust struct {
+// oldCustodyTrust is the pin file of custodies before they kept
+// client.Pins: each region's access-log key and the witness policy. It is
+// read once and rewritten as pins.
+type oldCustodyTrust struct {
 	Regions       map[string]string `json:"regions"` // region -> access log verifier key
 	WitnessPolicy string            `json:"witness_policy"`
 }
@@ -57,7 +60,11 @@ func runCustody(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("pinned witness policy: %w", err)
 	}
 	var regions []custody.RegionConfig
-	for name, vkey := range trust.Regions {
+	for log, vkey := range trust.LogKeys {
+		name, ok := strings.CutPrefix(log, "access-")
+		if !ok {
+			continue
+		}
 		v, err := note.NewVerifier(vkey)
 		if err != nil {
 			return fmt.Errorf("pinned access log key of %s: %w", name, err)
@@ -93,47 +100,60 @@ func runCustody(ctx context.Context, e *env, args []string) error {
 	return srv.Shutdown(sctx)
 }
 
-// loadTrust returns the pinned trust, or reads it from the platform's
-// discovery document (waiting for the platform to come up) and pins it.
-func loadTrust(ctx context.Context, e *env, path, platform string) (*custodyTrust, error) {
+// loadTrust returns what custody pinned in path (client.Pins: the
+// platform's log keys and witness policy, of which it uses the access
+// logs'), or, on the first start, reads the platform's discovery document
+// (waiting for the platform to come up, backing off) and pins it. Once
+// pinned, custody trusts only the pins: it never reads the document again.
+func loadTrust(ctx context.Context, e *env, path, platform string) (*vclient.Pins, error) {
 	b, err := os.ReadFile(path)
 	if err == nil {
-		var t custodyTrust
-		if err := json.Unmarshal(b, &t); err != nil {
+		var p vclient.Pins
+		if err := httpapi.DecodeStrict(b, &p); err == nil {
+			return &p, nil
+		}
+		var old oldCustodyTrust
+		if err := httpapi.DecodeStrict(b, &old); err != nil {
 			return nil, fmt.Errorf("reading %s: %w", path, err)
 		}
-		return &t, nil
+		p = vclient.Pins{Platform: strings.TrimSuffix(platform, "/"), LogKeys: map[string]string{}, WitnessPolicy: old.WitnessPolicy}
+		for region, vkey := range old.Regions {
+			p.LogKeys["access-"+region] = vkey
+		}
+		if err := p.Save(path); err != nil {
+			return nil, err
+		}
+		return &p, nil
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
+	var failed backoff.State
 	for {
-		d, err := fetchDiscovery(ctx, platform)
+		d, err := vclient.FetchDiscovery(ctx, httpClient, platform)
 		if err == nil {
-			t := &custodyTrust{Regions: map[string]string{}, WitnessPolicy: d.WitnessPolicy}
-			for _, l := range d.Logs {
-				if region, ok := strings.CutPrefix(l.Name, "access-"); ok {
-					t.Regions[region] = l.VKey
-				}
-			}
-			if len(t.Regions) == 0 {
+			if !slices.ContainsFunc(d.Logs, func(l vclient.DiscoveryLog) bool { return strings.HasPrefix(l.Name, "access-") }) {
 				return nil, fmt.Errorf("the platform at %s lists no access logs", platform)
 			}
-			b, _ := json.MarshalIndent(t, "", "  ")
-			if err := atomicfile.Write(path, b, 0o600); err != nil {
+			p, _, err := vclient.TrustOnFirstUse(path, platform, d)
+			if err != nil {
 				return nil, err
 			}
-			fmt.Fprintf(e.Stderr, "pinned the access log keys and witness policy of %s in %s\n", platform, path)
-			return t, nil
+			fmt.Fprintf(e.Stderr, "pinned the log keys and witness policy of %s in %s\n", platform, path)
+			return p, nil
 		}
-		fmt.Fprintf(e.Stderr, "waiting for the platform's discovery document: %v\n", err)
+		wait := failed.Next(discoveryBackoff, err, rand.Float64())
+		fmt.Fprintf(e.Stderr, "waiting for the platform's discovery document (again in %v): %v\n", wait.Round(time.Millisecond), err)
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case <-time.After(500 * time.Millisecond):
+		case <-time.After(wait):
 		}
 	}
 }
+
+// discoveryBackoff spaces the reads of a platform that is not up yet.
+var discoveryBackoff = backoff.Policy{Min: 250 * time.Millisecond, Max: 5 * time.Second}
 
 func runCustodyReconcile(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "custody reconcile", "--custody URL --token FILE --platform URL")

@@ -2,8 +2,10 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -140,5 +142,31 @@ func TestCustodyOwnProcess(t *testing.T) {
 	out, err := exec.Command(bin, "custody", "reconcile", "--custody", "http://"+custodyAddr, "--token", tokenFile, "--platform", p.base).CombinedOutput()
 	if err != nil || !bytes.Contains(out, []byte("OK")) || !bytes.Contains(out, []byte("2 access entries")) {
 		t.Errorf("custody reconcile: %v\n%s", err, out)
+	}
+}
+
+// TestCustodyTrustOldFormat: a custody that pinned its trust before it kept
+// client.Pins reads its old file, keeps the same keys and policy, and
+// rewrites it as pins, without reading the platform again.
+func TestCustodyTrustOldFormat(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "trust.json")
+	old := `{"regions":{"zurich":"vitrine.local/logs/access-zurich+01+AAA"},"witness_policy":"quorum none\n"}`
+	if err := os.WriteFile(path, []byte(old), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	e := &env{Stdout: &out, Stderr: &out, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	// No platform at this address: the pins alone must do.
+	p, err := loadTrust(context.Background(), e, path, "http://127.0.0.1:1")
+	if err != nil || p.LogKeys["access-zurich"] != "vitrine.local/logs/access-zurich+01+AAA" || p.WitnessPolicy != "quorum none\n" {
+		t.Fatalf("loadTrust(old format) = %+v, %v", p, err)
+	}
+	again, err := loadTrust(context.Background(), e, path, "http://127.0.0.1:1")
+	if err != nil || again.LogKeys["access-zurich"] != p.LogKeys["access-zurich"] {
+		t.Fatalf("loadTrust(rewritten) = %+v, %v", again, err)
+	}
+	b, _ := os.ReadFile(path)
+	if !strings.Contains(string(b), `"log_keys"`) {
+		t.Errorf("the file was not rewritten as pins:\n%s", b)
 	}
 }
