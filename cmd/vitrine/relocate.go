@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"time"
 
 	"github.com/vitrine-dev/vitrine/access"
+	"github.com/vitrine-dev/vitrine/internal/backoff"
 	"github.com/vitrine-dev/vitrine/internal/cli"
 	"github.com/vitrine-dev/vitrine/internal/relocate"
 )
@@ -49,9 +51,18 @@ func runRelocate(ctx context.Context, e *env, args []string) error {
 	// restart of the platform, until it ends.
 	deadline := time.Now().Add(*timeout)
 	var last string
+	var failed backoff.State
 	for {
 		var j relocate.Job
 		err := call(ctx, "GET", u+"/v1/relocations/"+id, token, nil, &j)
+		// Progress every half second; a platform that does not answer
+		// (restarting, or asking to wait) is asked again later and later.
+		wait := 500 * time.Millisecond
+		if err != nil {
+			wait = failed.Next(followBackoff, err, rand.Float64())
+		} else {
+			failed = backoff.State{}
+		}
 		switch {
 		case err == nil && (j.Step == relocate.StepDone || j.Error != ""):
 			switch {
@@ -76,7 +87,7 @@ func runRelocate(ctx context.Context, e *env, args []string) error {
 		case ctx.Err() != nil:
 			return ctx.Err()
 		default:
-			fmt.Fprintf(e.Stderr, "  waiting for the platform: %v\n", err)
+			fmt.Fprintf(e.Stderr, "  waiting for the platform (again in %v): %v\n", wait.Round(time.Millisecond), err)
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("relocation %s has not finished after %s; follow it with --job %s", id, *timeout, id)
@@ -84,13 +95,15 @@ func runRelocate(ctx context.Context, e *env, args []string) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(500 * time.Millisecond):
+		case <-time.After(wait):
 		}
 	}
 }
 
-// call sends a JSON request and decodes the answer, which must have the
-// status want.
+// followBackoff spaces the reads of a relocation's job while the platform
+// does not answer.
+var followBackoff = backoff.Policy{Min: 500 * time.Millisecond, Max: 10 * time.Second}
+
 func runRelocateVerify(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "relocate verify", "[--url URL] --job ID")
 	base := fs.String("url", cli.DefaultPlatform(), "base URL of the platform whose logs to read")
