@@ -162,13 +162,13 @@ func runLogVerify(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	start := time.Now()
-	raw, err := r.fetcher.ReadCheckpoint(ctx)
+	l, err := r.log()
 	if err != nil {
-		return fmt.Errorf("fetching checkpoint: %w", err)
+		return err
 	}
-	cp, err := r.policy.VerifyCheckpoint(raw, r.verifier)
+	cp, err := l.Checkpoint(ctx)
 	if err != nil {
-		return fmt.Errorf("checkpoint: %w", err)
+		return err
 	}
 	fmt.Fprintf(e.Stdout, "checkpoint  %s size %d: log signature ok, witness quorum ok (cosigned by %s)\n", cp.Origin, cp.Size, strings.Join(cp.Cosigners, ", "))
 
@@ -190,10 +190,6 @@ func runLogVerify(ctx context.Context, e *env, args []string) error {
 	if prev != nil {
 		if prev.Origin != cp.Origin {
 			return fmt.Errorf("state file %s is for %q, not %q", statePath, prev.Origin, cp.Origin)
-		}
-		l, err := r.log()
-		if err != nil {
-			return err
 		}
 		// The checkpoint the state keeps must be this log's (a state made
 		// for another log of the same origin is no evidence), and this
@@ -234,15 +230,11 @@ func runLogProve(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	raw, err := r.fetcher.ReadCheckpoint(ctx)
-	if err != nil {
-		return fmt.Errorf("fetching checkpoint: %w", err)
-	}
-	cp, err := r.policy.VerifyCheckpoint(raw, r.verifier)
-	if err != nil {
-		return fmt.Errorf("checkpoint: %w", err)
-	}
 	l, err := r.log()
+	if err != nil {
+		return err
+	}
+	cp, err := l.Checkpoint(ctx)
 	if err != nil {
 		return err
 	}
