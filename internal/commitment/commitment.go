@@ -49,7 +49,7 @@ import (
 // Errors a commitment fails with; nothing was committed.
 var (
 	// ErrStore means the store could not be read whole.
-	ErrStore = fault.New(fault.Unavailable, "reading the store failed")
+	ErrStore = fault.New(fault.ErrUnavailable, "reading the store failed")
 	// ErrLog means the access log did not take the commitment.
 	ErrLog = errors.New("appending to the access log failed")
 )

@@ -17,7 +17,7 @@ import (
 
 // ErrInvalidRecipe is wrapped by every error [ParseRecipe] returns for a
 // recipe that is malformed or incomplete.
-var ErrInvalidRecipe = fault.New(fault.Invalid, "invalid recipe")
+var ErrInvalidRecipe = fault.New(fault.ErrInvalid, "invalid recipe")
 
 // A Recipe says what to build and from which source. Every key is
 // documented here; a key not listed is an error.

@@ -23,7 +23,7 @@ import (
 
 // ErrSourceNotAllowed is wrapped by the error of a build whose local
 // source lies outside every one of [Builder.SourceRoots].
-var ErrSourceNotAllowed = fault.New(fault.Forbidden, "source not allowed")
+var ErrSourceNotAllowed = fault.New(fault.ErrForbidden, "source not allowed")
 
 // Export writes the source s names into dir, which must not exist yet. A
 // source that [ParseRecipe] would refuse is an error wrapping

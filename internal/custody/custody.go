@@ -52,12 +52,12 @@ import (
 var (
 	// ErrRefused means custody will not unwrap: the proof, the access
 	// record or a key does not allow it. The message says why.
-	ErrRefused = fault.New(fault.Forbidden, "unwrap refused")
+	ErrRefused = fault.New(fault.ErrForbidden, "unwrap refused")
 	// ErrMalformed means the request is not well formed.
-	ErrMalformed = fault.New(fault.Invalid, "malformed unwrap request")
+	ErrMalformed = fault.New(fault.ErrInvalid, "malformed unwrap request")
 	// ErrUnavailable means the unwrap could not be counted durably, so no
 	// key was returned. It may be retried.
-	ErrUnavailable = fault.New(fault.Unavailable, "unwrap count unavailable")
+	ErrUnavailable = fault.New(fault.ErrUnavailable, "unwrap count unavailable")
 )
 
 // Config configures a Service.

@@ -7,9 +7,9 @@ import (
 )
 
 func TestKind(t *testing.T) {
-	logDown := New(Unavailable, "log unavailable")
+	logDown := New(ErrUnavailable, "log unavailable")
 	wrapped := fmt.Errorf("appending to x: %w: disk full", logDown)
-	if Kind(wrapped) != Unavailable || !errors.Is(wrapped, logDown) {
+	if Kind(wrapped) != ErrUnavailable || !errors.Is(wrapped, logDown) {
 		t.Errorf("Kind(%v) = %v; errors.Is(sentinel) = %v", wrapped, Kind(wrapped), errors.Is(wrapped, logDown))
 	}
 	if logDown.Error() != "log unavailable" {
@@ -18,8 +18,8 @@ func TestKind(t *testing.T) {
 	if k := Kind(errors.New("nil pointer")); k != nil {
 		t.Errorf("an error of no kind has kind %v", k)
 	}
-	if Kind(New(Busy, "x")) != Busy || Kind(New(Conflict, "x")) != Conflict || Kind(New(Invalid, "x")) != Invalid ||
-		Kind(New(NotFound, "x")) != NotFound || Kind(New(Forbidden, "x")) != Forbidden {
+	if Kind(New(ErrBusy, "x")) != ErrBusy || Kind(New(ErrConflict, "x")) != ErrConflict || Kind(New(ErrInvalid, "x")) != ErrInvalid ||
+		Kind(New(ErrNotFound, "x")) != ErrNotFound || Kind(New(ErrForbidden, "x")) != ErrForbidden {
 		t.Error("a kind is not found")
 	}
 }

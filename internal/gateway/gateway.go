@@ -177,7 +177,7 @@ var (
 // Errors the gateway answers 503 for: the access was not completed and
 // nothing was released.
 var (
-	errLog     = fault.New(fault.Unavailable, "the access log could not take the access record")
+	errLog     = fault.New(fault.ErrUnavailable, "the access log could not take the access record")
 	errWitness = errors.New("the access record is not yet in a checkpoint the supervisor's witness cosigned")
 	errCustody = errors.New("key custody did not unwrap the data keys")
 	errStore   = errors.New("the region's store could not answer")

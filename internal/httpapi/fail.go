@@ -15,12 +15,12 @@ import (
 // (package fault) calls for. msg is what the answer tells a person: what
 // failed and what was (not) done.
 //
-//   - fault.Unavailable: 503 with a Retry-After of the wait err asks for
+//   - fault.ErrUnavailable: 503 with a Retry-After of the wait err asks for
 //     (an error with a RetryAfter() time.Duration method in its chain), at
 //     least a second; msg alone, since what broke inside is not the
 //     caller's business.
-//   - fault.Busy: 503 with a Retry-After of a second; msg alone.
-//   - fault.Invalid, NotFound, Conflict, Forbidden: 400, 404, 409, 403,
+//   - fault.ErrBusy: 503 with a Retry-After of a second; msg alone.
+//   - fault.ErrInvalid, NotFound, Conflict, Forbidden: 400, 404, 409, 403,
 //     with msg and err's text, which for these kinds is written for the
 //     caller ("bad query: …").
 //   - any other error is unexpected: 500, msg and an incident id, and
@@ -34,22 +34,22 @@ func Fail(w http.ResponseWriter, logger *slog.Logger, err error, msg string) {
 		return msg + ": " + err.Error()
 	}
 	switch fault.Kind(err) {
-	case fault.Unavailable:
+	case fault.ErrUnavailable:
 		wait := time.Second
 		var ra interface{ RetryAfter() time.Duration }
 		if errors.As(err, &ra) {
 			wait = max(wait, ra.RetryAfter())
 		}
 		Unavailable(w, wait, msg)
-	case fault.Busy:
+	case fault.ErrBusy:
 		Unavailable(w, time.Second, msg)
-	case fault.Invalid:
+	case fault.ErrInvalid:
 		Error(w, http.StatusBadRequest, withErr())
-	case fault.NotFound:
+	case fault.ErrNotFound:
 		Error(w, http.StatusNotFound, withErr())
-	case fault.Conflict:
+	case fault.ErrConflict:
 		Error(w, http.StatusConflict, withErr())
-	case fault.Forbidden:
+	case fault.ErrForbidden:
 		Error(w, http.StatusForbidden, withErr())
 	default:
 		var b [6]byte

@@ -23,7 +23,7 @@ func (e waitErr) RetryAfter() time.Duration { return e.d }
 // unexpected error is a 500 whose answer names an incident, never the
 // error's text, which goes to the log under that incident.
 func TestFail(t *testing.T) {
-	logDown := fault.New(fault.Unavailable, "log unavailable")
+	logDown := fault.New(fault.ErrUnavailable, "log unavailable")
 	for _, tc := range []struct {
 		name       string
 		err        error
@@ -34,11 +34,11 @@ func TestFail(t *testing.T) {
 	}{
 		{"unavailable", fmt.Errorf("appending: %w: /var/lib/vitrine/logs/x: no space left", logDown), 503, "1", []string{"nothing was stored"}, []string{"/var/lib"}},
 		{"unavailable, with a wait", fmt.Errorf("%w: %w", logDown, waitErr{8 * time.Second}), 503, "8", []string{"nothing was stored"}, []string{"recovering"}},
-		{"busy", fault.New(fault.Busy, "log busy"), 503, "1", []string{"nothing was stored"}, nil},
-		{"invalid", fmt.Errorf("%w: the sha256 is not 64 hex digits", fault.Invalid), 400, "", []string{"nothing was stored", "64 hex digits"}, nil},
-		{"not found", fault.New(fault.NotFound, "no job rel-1"), 404, "", []string{"no job rel-1"}, nil},
-		{"conflict", fault.New(fault.Conflict, "another relocation is running"), 409, "", []string{"another relocation"}, nil},
-		{"forbidden", fault.New(fault.Forbidden, "not your region"), 403, "", []string{"not your region"}, nil},
+		{"busy", fault.New(fault.ErrBusy, "log busy"), 503, "1", []string{"nothing was stored"}, nil},
+		{"invalid", fmt.Errorf("%w: the sha256 is not 64 hex digits", fault.ErrInvalid), 400, "", []string{"nothing was stored", "64 hex digits"}, nil},
+		{"not found", fault.New(fault.ErrNotFound, "no job rel-1"), 404, "", []string{"no job rel-1"}, nil},
+		{"conflict", fault.New(fault.ErrConflict, "another relocation is running"), 409, "", []string{"another relocation"}, nil},
+		{"forbidden", fault.New(fault.ErrForbidden, "not your region"), 403, "", []string{"not your region"}, nil},
 		{"unexpected", errors.New("pq: relation \"secret_table\" does not exist"), 500, "", []string{"nothing was stored", "internal error"}, []string{"secret_table"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -50,13 +50,13 @@ import (
 var (
 	// ErrUnavailable means the log could not take or publish the entry; the
 	// caller must fail closed.
-	ErrUnavailable = fault.New(fault.Unavailable, "log unavailable")
+	ErrUnavailable = fault.New(fault.ErrUnavailable, "log unavailable")
 	// ErrBusy means the log is pushing back under load; retry later.
-	ErrBusy = fault.New(fault.Busy, "log busy")
+	ErrBusy = fault.New(fault.ErrBusy, "log busy")
 	// ErrEntryTooLarge means the entry is larger than the log accepts.
 	ErrEntryTooLarge = errors.New("entry too large")
 	// ErrEmptyEntry means the entry has no bytes.
-	ErrEmptyEntry = fault.New(fault.Invalid, "empty entry")
+	ErrEmptyEntry = fault.New(fault.ErrInvalid, "empty entry")
 )
 
 // MaxEntrySize is the largest entry a log accepts: the largest entry an

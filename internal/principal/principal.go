@@ -95,9 +95,9 @@ func (p *Principal) MayActIn(region string) bool {
 var (
 	// ErrInvalid means a principal is not well formed; the message says
 	// what is wrong.
-	ErrInvalid = fault.New(fault.Invalid, "invalid principal")
+	ErrInvalid = fault.New(fault.ErrInvalid, "invalid principal")
 	// ErrExists means the id is taken.
-	ErrExists = fault.New(fault.Conflict, "principal already exists")
+	ErrExists = fault.New(fault.ErrConflict, "principal already exists")
 	// ErrNoCredential means a request carries no credential at all.
 	ErrNoCredential = errors.New("no credential")
 	// ErrBadCredential means a request carries a credential that is
@@ -108,10 +108,10 @@ var (
 	// expiry has passed. Such an error matches ErrBadCredential too.
 	ErrExpired = errors.New("credential expired")
 	// ErrNotFound means no principal has the id.
-	ErrNotFound = fault.New(fault.NotFound, "no such principal")
+	ErrNotFound = fault.New(fault.ErrNotFound, "no such principal")
 	// ErrLogUnavailable means the access log of a region did not take the
 	// grant or revocation, which therefore did not take effect.
-	ErrLogUnavailable = fault.New(fault.Unavailable, "access log unavailable")
+	ErrLogUnavailable = fault.New(fault.ErrUnavailable, "access log unavailable")
 )
 
 // maxName is the longest name after "<role>:".

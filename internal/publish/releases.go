@@ -63,7 +63,7 @@ type Release struct {
 }
 
 // ErrExists means a release with that name and version is published.
-var ErrExists = fault.New(fault.Conflict, "release already published")
+var ErrExists = fault.New(fault.ErrConflict, "release already published")
 
 // Publish writes r. The entry must parse and name exactly r's artifacts
 // with their digests, and bind r's envelope. A staged release of the same

@@ -178,8 +178,8 @@ var errMismatch = errors.New("the ends differ")
 
 // Errors of Start.
 var (
-	ErrBusy    = fault.New(fault.Conflict, "another relocation is running")
-	ErrInvalid = fault.New(fault.Invalid, "invalid relocation")
+	ErrBusy    = fault.New(fault.ErrConflict, "another relocation is running")
+	ErrInvalid = fault.New(fault.ErrInvalid, "invalid relocation")
 )
 
 // Relocator runs a deployment's relocations, one at a time.

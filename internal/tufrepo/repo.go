@@ -64,11 +64,11 @@ import (
 )
 
 // ErrExists means a release's targets are already in the repository.
-var ErrExists = fault.New(fault.Conflict, "release already in the update repository")
+var ErrExists = fault.New(fault.ErrConflict, "release already in the update repository")
 
 // ErrKeyNotHeld means a root names a key for an online role (targets,
 // snapshot, timestamp) that the repository does not hold.
-var ErrKeyNotHeld = fault.New(fault.Conflict, "the root names a key the platform does not hold")
+var ErrKeyNotHeld = fault.New(fault.ErrConflict, "the root names a key the platform does not hold")
 
 // Expiry is how long each role's metadata stays valid once signed. The
 // repository re-signs a role when less than half of its lifetime is left.

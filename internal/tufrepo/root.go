@@ -23,11 +23,11 @@ import (
 // ErrRootChain means a root does not follow the current one: wrong
 // version, or not signed by a threshold of both the current and its own
 // root keys.
-var ErrRootChain = fault.New(fault.Forbidden, "root does not chain from the current root")
+var ErrRootChain = fault.New(fault.ErrForbidden, "root does not chain from the current root")
 
 // ErrBadRoot means a body is not a usable TUF root: it does not parse,
 // has expired, or turns consistent snapshots off.
-var ErrBadRoot = fault.New(fault.Invalid, "not a usable TUF root")
+var ErrBadRoot = fault.New(fault.ErrInvalid, "not a usable TUF root")
 
 // Online names the keys of the three roles the platform signs with: the
 // targets key (the release key unless replaced) and the snapshot and
