@@ -26,25 +26,27 @@ import (
 const Version = "1.0.0"
 
 // Pinned is what an agent trusts, read from the discovery document once,
-// at registration, and kept in <dir>/trust.json.
+// at registration, and kept in <dir>/trust.json: the platform's pins
+// (client.Pins: its log keys, the witness policy, the release key, the
+// endpoint-token key and the initial TUF root; the release log's key and
+// the policy are what an update is checked against) and where its update
+// repository is.
 type Pinned struct {
-	// Platform is the platform's base URL.
-	Platform string `json:"platform"`
+	client.Pins
 	// UpdatesURL is the TUF repository's metadata base URL.
 	UpdatesURL string `json:"updates_url"`
-	// Root is the initial trusted TUF root.json.
-	Root json.RawMessage `json:"root"`
-	// ReleaseKey is the PEM public key that verifies provenance envelopes.
-	ReleaseKey string `json:"release_key"`
-	// ReleaseLogVKey is the release log's note verifier key; its name is
-	// the log's origin.
-	ReleaseLogVKey string `json:"release_log_vkey"`
-	// WitnessPolicy is the tlog-policy a release-log checkpoint must meet.
-	WitnessPolicy string `json:"witness_policy"`
-	// EndpointKey is the note verifier key of the platform's endpoint
-	// tokens, which signed the agent's own (empty for an agent
-	// registered with a platform that did not publish it).
-	EndpointKey string `json:"endpoint_key,omitempty"`
+}
+
+// oldPinned is trust.json as agents before client.Pins wrote it; Open
+// reads it once and rewrites it as Pinned.
+type oldPinned struct {
+	Platform       string          `json:"platform"`
+	UpdatesURL     string          `json:"updates_url"`
+	Root           json.RawMessage `json:"root"`
+	ReleaseKey     string          `json:"release_key"`
+	ReleaseLogVKey string          `json:"release_log_vkey"`
+	WitnessPolicy  string          `json:"witness_policy"`
+	EndpointKey    string          `json:"endpoint_key,omitempty"`
 }
 
 // Identity is the endpoint's registration, kept in <dir>/identity.json
@@ -91,10 +93,7 @@ func Register(ctx context.Context, dir, base, enrolToken, country string, hc *ht
 	if err != nil {
 		return nil, fmt.Errorf("registering: %w", err)
 	}
-	p := Pinned{Platform: base, UpdatesURL: d.Updates.URL, Root: d.Updates.Root, ReleaseKey: d.Releases.Key, WitnessPolicy: d.WitnessPolicy, EndpointKey: d.EndpointKey}
-	if l, ok := d.Log("release"); ok {
-		p.ReleaseLogVKey = l.VKey
-	}
+	p := Pinned{Pins: *client.PinsFrom(base, d), UpdatesURL: d.Updates.URL}
 	if _, err := p.trust(); err != nil {
 		return nil, fmt.Errorf("registering: the discovery document: %w", err)
 	}
@@ -126,7 +125,7 @@ func Register(ctx context.Context, dir, base, enrolToken, country string, hc *ht
 // Open returns the agent registered in dir.
 func Open(dir string) (*Agent, error) {
 	a := &Agent{dir: dir, HTTP: &http.Client{Timeout: 5 * time.Minute}, GOOS: runtime.GOOS, GOARCH: runtime.GOARCH}
-	if err := readJSON(filepath.Join(dir, "trust.json"), &a.pinned); err != nil {
+	if err := readPinned(filepath.Join(dir, "trust.json"), &a.pinned); err != nil {
 		return nil, fmt.Errorf("opening agent: %w (run `vitrine agent register` first)", err)
 	}
 	if err := readJSON(filepath.Join(dir, "identity.json"), &a.identity); err != nil {
@@ -148,14 +147,14 @@ func (a *Agent) Pinned() Pinned { return a.pinned }
 
 // trust parses the pinned keys and policy.
 func (p *Pinned) trust() (*release.Trust, error) {
-	if p.UpdatesURL == "" || len(p.Root) == 0 {
+	if p.UpdatesURL == "" || len(p.TUFRoot) == 0 {
 		return nil, errors.New("no update repository (updates.url and updates.root)")
 	}
 	key, err := release.ParsePublicKey([]byte(p.ReleaseKey))
 	if err != nil {
 		return nil, fmt.Errorf("release key: %w", err)
 	}
-	v, err := note.NewVerifier(p.ReleaseLogVKey)
+	v, err := note.NewVerifier(p.LogKeys["release"])
 	if err != nil {
 		return nil, fmt.Errorf("release log key: %w", err)
 	}
@@ -184,6 +183,35 @@ func (p *Pinned) checkToken(id Identity) error {
 		return fmt.Errorf("the token the platform gave is for endpoint %s in %s, the answer names %s in %s", got.ID, got.Region, id.ID, id.Region)
 	}
 	return nil
+}
+
+// readPinned reads trust.json into p, rewriting a file of the old format.
+func readPinned(path string, p *Pinned) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(b, &fields); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if _, old := fields["release_log_vkey"]; !old {
+		if err := json.Unmarshal(b, p); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		return nil
+	}
+	var o oldPinned
+	if err := json.Unmarshal(b, &o); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	*p = Pinned{Pins: client.Pins{Platform: o.Platform, LogKeys: map[string]string{"release": o.ReleaseLogVKey}, WitnessPolicy: o.WitnessPolicy,
+		ReleaseKey: o.ReleaseKey, EndpointKey: o.EndpointKey, TUFRoot: o.Root}, UpdatesURL: o.UpdatesURL}
+	out, err := json.MarshalIndent(p, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(path, out, 0o644)
 }
 
 func readJSON(path string, v any) error {

@@ -309,3 +309,46 @@ func TestRegisterChecksToken(t *testing.T) {
 		t.Error("the refused registration was kept")
 	}
 }
+
+// TestOpenOldTrust: an agent registered before it kept client.Pins opens
+// with its old trust.json, trusting the same keys, and the file is
+// rewritten as pins.
+func TestOpenOldTrust(t *testing.T) {
+	p, _ := testPlatform(t)
+	dir := filepath.Join(t.TempDir(), "agent")
+	a, err := agent.Register(context.Background(), dir, p.URL(), p.OperatorToken(), "DE", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pin := a.Pinned()
+	old, _ := json.Marshal(map[string]any{"platform": pin.Platform, "updates_url": pin.UpdatesURL, "root": pin.TUFRoot, "release_key": pin.ReleaseKey,
+		"release_log_vkey": pin.LogKeys["release"], "witness_policy": pin.WitnessPolicy})
+	if err := os.WriteFile(filepath.Join(dir, "trust.json"), old, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, err := agent.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := b.Pinned()
+	if got.LogKeys["release"] != pin.LogKeys["release"] || got.ReleaseKey != pin.ReleaseKey || got.WitnessPolicy != pin.WitnessPolicy ||
+		compact(t, got.TUFRoot) != compact(t, pin.TUFRoot) || got.UpdatesURL != pin.UpdatesURL || got.Platform != pin.Platform {
+		t.Errorf("opened the old trust as %+v, want %+v", got, pin)
+	}
+	f, _ := os.ReadFile(filepath.Join(dir, "trust.json"))
+	if !strings.Contains(string(f), `"log_keys"`) || strings.Contains(string(f), "release_log_vkey") {
+		t.Errorf("trust.json was not rewritten as pins:\n%s", f)
+	}
+	if _, err := agent.Open(dir); err != nil {
+		t.Errorf("opening the rewritten trust: %v", err)
+	}
+}
+
+func compact(t *testing.T, b []byte) string {
+	t.Helper()
+	var out bytes.Buffer
+	if err := json.Compact(&out, b); err != nil {
+		t.Fatal(err)
+	}
+	return out.String()
+}

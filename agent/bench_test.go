@@ -220,7 +220,7 @@ func bareUpdate(rp *benchRepo, hc *http.Client, dir, target string) error {
 	mdDir := filepath.Join(dir, "tuf")
 	root, err := os.ReadFile(filepath.Join(mdDir, "root.json"))
 	if errors.Is(err, os.ErrNotExist) {
-		root = rp.pinned.Root
+		root = rp.pinned.TUFRoot
 	} else if err != nil {
 		return err
 	}

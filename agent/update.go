@@ -131,7 +131,7 @@ func (a *Agent) updater(ctx context.Context) (*updater.Updater, error) {
 	mdDir := filepath.Join(a.dir, "tuf")
 	root, err := os.ReadFile(filepath.Join(mdDir, "root.json"))
 	if errors.Is(err, os.ErrNotExist) {
-		root = a.pinned.Root
+		root = a.pinned.TUFRoot
 	} else if err != nil {
 		return nil, err
 	}
