@@ -88,7 +88,47 @@ func FetchDiscovery(ctx context.Context, hc *http.Client, base string) (*Discove
 	if err := GetJSON(ctx, hc, strings.TrimSuffix(base, "/")+DiscoveryPath, maxDiscovery, &d); err != nil {
 		return nil, fmt.Errorf("reading the discovery document: %w", err)
 	}
+	if err := d.Validate(); err != nil {
+		return nil, fmt.Errorf("the discovery document of %s: %w", base, err)
+	}
 	return &d, nil
+}
+
+// ErrBadDiscovery is wrapped by the error of a discovery document that no
+// platform should serve.
+var ErrBadDiscovery = errors.New("a discovery document to refuse")
+
+// Validate refuses, with [ErrBadDiscovery], a document that names a log, a
+// region or a witness twice: readers take the first of a name and pins the
+// last, so a second entry could smuggle another key past the pins.
+func (d *Discovery) Validate() error {
+	if err := d.validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadDiscovery, err)
+	}
+	return nil
+}
+
+func (d *Discovery) validate() error {
+	seen := map[string]bool{}
+	for _, l := range d.Logs {
+		if seen["log "+l.Name] {
+			return fmt.Errorf("it names the log %q twice", l.Name)
+		}
+		seen["log "+l.Name] = true
+	}
+	for _, r := range d.Regions {
+		if seen["region "+r.Name] {
+			return fmt.Errorf("it names the region %q twice", r.Name)
+		}
+		seen["region "+r.Name] = true
+	}
+	for _, w := range d.Witnesses {
+		if seen["witness "+w.Name] {
+			return fmt.Errorf("it names the witness %q twice", w.Name)
+		}
+		seen["witness "+w.Name] = true
+	}
+	return nil
 }
 
 // Log returns the log named name ("release", "policy", "access-zurich").

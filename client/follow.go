@@ -195,6 +195,23 @@ func (l *Log) Consistent(ctx context.Context, seen []byte, cp *tlog.Checkpoint) 
 	return nil
 }
 
+// ConsistentState is [Log.Consistent] for a monitor state kept as a
+// [tlog.State]: its checkpoint must be the log's, of the size and root the
+// state says, and cp consistent with it.
+func (l *Log) ConsistentState(ctx context.Context, st *tlog.State, cp *tlog.Checkpoint) error {
+	if st.Checkpoint == nil {
+		return fmt.Errorf("%s: the state holds no checkpoint: it is no evidence of what the log committed to", l.Origin())
+	}
+	old, err := l.Kept(st.Checkpoint)
+	if err != nil {
+		return fmt.Errorf("%s: the checkpoint kept from before is not this log's (another log of that origin?): %w", l.Origin(), err)
+	}
+	if old.Size != st.Size || !bytes.Equal(old.Hash, st.Root) {
+		return fmt.Errorf("%s: the state says %d entries with root %x, the checkpoint it keeps %d with root %x", l.Origin(), st.Size, st.Root, old.Size, old.Hash)
+	}
+	return l.Consistent(ctx, st.Checkpoint, cp)
+}
+
 // readers is how many entry bundles a Follower reads and hashes at once:
 // enough to hide an HTTP log's latency and use every core on a local one.
 const readers = 8

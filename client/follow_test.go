@@ -341,3 +341,39 @@ func TestFollowStateKeyedByKey(t *testing.T) {
 		t.Errorf("a's state for b: %v, want it refused as another key's", err)
 	}
 }
+
+// TestLogAnswersLimited: a log that answers with more than a resource may
+// hold (a checkpoint of 64 MiB, an endless tile) is cut off with
+// ErrTooLarge, having read little more than the limit.
+func TestLogAnswersLimited(t *testing.T) {
+	var sent atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		chunk := bytes.Repeat([]byte("a"), 64<<10)
+		for i := 0; i < 1024; i++ { // 64 MiB, or until the client goes
+			n, err := w.Write(chunk)
+			sent.Add(int64(n))
+			if err != nil {
+				return
+			}
+		}
+	}))
+	defer srv.Close()
+	_, vkey, err := note.GenerateKey(rand.Reader, "example.com/log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := NewLog(srv.URL, vkey, []byte("quorum none\n"), nil, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Checkpoint(context.Background()); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("a 64 MiB checkpoint: %v, want ErrTooLarge", err)
+	}
+	// (Tessera's fetcher keeps the cause's text, not the error.)
+	if _, err := l.Fetcher.ReadTile(context.Background(), 0, 0, 0); err == nil || !strings.Contains(err.Error(), ErrTooLarge.Error()) {
+		t.Errorf("a 64 MiB tile: %v, want ErrTooLarge", err)
+	}
+	if got := sent.Load(); got > 16<<20 {
+		t.Errorf("the server sent %d bytes before the client stopped reading", got)
+	}
+}

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // StatusError is an HTTP answer other than the one a request wanted. It
@@ -159,6 +161,21 @@ func GetJSON(ctx context.Context, hc *http.Client, u string, limit int64, v any)
 	return nil
 }
 
+// printable cuts a server's message to at most n bytes and replaces
+// control characters (escape sequences, carriage returns) with spaces: a
+// lying server's message must not rewrite what a terminal shows.
+func printable(s string, n int) string {
+	if len(s) > n {
+		s = strings.ToValidUTF8(s[:n], "") + "…"
+	}
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || r == utf8.RuneError {
+			return ' '
+		}
+		return r
+	}, s)
+}
+
 func statusError(u string, status int, body []byte) *StatusError {
 	var e struct {
 		Error string `json:"error"`
@@ -167,7 +184,7 @@ func statusError(u string, status int, body []byte) *StatusError {
 	if json.Unmarshal(body, &e) == nil && e.Error != "" {
 		msg = e.Error
 	} else if len(body) > 0 {
-		msg = string(body[:min(len(body), 200)])
+		msg = string(body)
 	}
-	return &StatusError{URL: u, Status: status, Message: msg}
+	return &StatusError{URL: u, Status: status, Message: printable(msg, 300)}
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	tclient "github.com/transparency-dev/tessera/client"
 	"golang.org/x/mod/sumdb/note"
@@ -50,14 +52,84 @@ func NewLog(base, vkey string, policy []byte, hc *http.Client, allowNoWitness bo
 	if err != nil {
 		return nil, fmt.Errorf("log URL: %w", err)
 	}
-	if hc == nil {
-		hc = http.DefaultClient
-	}
-	f, err := tclient.NewHTTPFetcher(u, hc)
+	f, err := tclient.NewHTTPFetcher(u, limitedClient(hc))
 	if err != nil {
 		return nil, err
 	}
 	return &Log{Fetcher: f, Verifier: v, Policy: p, vkey: strings.TrimSpace(vkey)}, nil
+}
+
+// The most a log may send for one resource: a checkpoint (a signed note
+// with its cosignatures), a hash tile (256 hashes) and an entry bundle (256
+// entries of at most 65,535 bytes, each with its 2-byte length).
+const (
+	maxCheckpointBytes = 1 << 16
+	maxTileBytes       = 256 * 32
+	maxBundleBytes     = 256 * (2 + 65535)
+	maxOtherBytes      = 1 << 20
+)
+
+// limitedClient returns a copy of hc (nil: a client with a two-minute
+// timeout) whose answers are cut at the size their resource may have: a
+// lying log cannot make a reader hold more than that, nor read forever.
+func limitedClient(hc *http.Client) *http.Client {
+	c := &http.Client{Timeout: 2 * time.Minute}
+	if hc != nil {
+		c = new(http.Client)
+		*c = *hc
+	}
+	base := c.Transport
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	c.Transport = limitedTransport{base}
+	return c
+}
+
+type limitedTransport struct{ base http.RoundTripper }
+
+func (t limitedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.base.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	limit := int64(maxOtherBytes)
+	switch p := req.URL.Path; {
+	case strings.HasSuffix(p, "/checkpoint"):
+		limit = maxCheckpointBytes
+	case strings.Contains(p, "/tile/entries/"):
+		limit = maxBundleBytes
+	case strings.Contains(p, "/tile/"):
+		limit = maxTileBytes
+	}
+	if resp.ContentLength > limit {
+		resp.Body.Close()
+		return nil, fmt.Errorf("%s: %w: %d bytes, at most %d", req.URL, ErrTooLarge, resp.ContentLength, limit)
+	}
+	resp.Body = &limitedBody{ReadCloser: resp.Body, left: limit, url: req.URL.String()}
+	return resp, nil
+}
+
+// limitedBody fails a read past its limit instead of returning more.
+type limitedBody struct {
+	io.ReadCloser
+	left int64
+	url  string
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	if b.left < 0 {
+		return 0, fmt.Errorf("%s: %w", b.url, ErrTooLarge)
+	}
+	if int64(len(p)) > b.left+1 {
+		p = p[:b.left+1]
+	}
+	n, err := b.ReadCloser.Read(p)
+	b.left -= int64(n)
+	if b.left < 0 {
+		return 0, fmt.Errorf("%s: %w", b.url, ErrTooLarge)
+	}
+	return n, err
 }
 
 // NewLogFetcher returns the log f reads, whose checkpoints are signed by

@@ -56,6 +56,9 @@ func PinsFrom(base string, d *Discovery) *Pins {
 // names that p does not know (a region added since) is accepted; a pinned
 // log that d no longer names is a change.
 func (p *Pins) Check(d *Discovery) error {
+	if err := d.Validate(); err != nil {
+		return fmt.Errorf("%s: %w", p.Platform, err)
+	}
 	var changed []string
 	cmp := func(what, pinned, now string) {
 		if pinned != now {
@@ -119,6 +122,9 @@ func PinsPath(dir, base string) string {
 // name what was pinned. To trust a platform anew (its keys were rotated on
 // purpose), remove the file.
 func TrustOnFirstUse(path, base string, d *Discovery) (p *Pins, first bool, err error) {
+	if err := d.Validate(); err != nil {
+		return nil, false, fmt.Errorf("%s: %w", base, err)
+	}
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		p = PinsFrom(base, d)

@@ -77,6 +77,26 @@ func TestTrustOnFirstUse(t *testing.T) {
 			t.Errorf("a changed endpoint key after it was pinned: %v", err)
 		}
 	})
+	// Readers take the first log of a name, pins the last: a document
+	// that names a log twice could slip another key past the pins. It is
+	// refused, first use or not.
+	t.Run("log named twice", func(t *testing.T) {
+		path := PinsPath(t.TempDir(), "http://127.0.0.1:8080")
+		twice := func() *Discovery {
+			d := testDiscovery()
+			d.Logs = append([]DiscoveryLog{{Name: "release", VKey: "evil/logs/release+09+ZZZ", URL: "http://evil/"}}, d.Logs...)
+			return d
+		}
+		if _, _, err := TrustOnFirstUse(path, "http://127.0.0.1:8080", twice()); !errors.Is(err, ErrBadDiscovery) {
+			t.Errorf("first use: %v, want ErrBadDiscovery", err)
+		}
+		if _, _, err := TrustOnFirstUse(path, "http://127.0.0.1:8080", testDiscovery()); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := TrustOnFirstUse(path, "http://127.0.0.1:8080", twice()); !errors.Is(err, ErrBadDiscovery) || !strings.Contains(err.Error(), `names the log "release" twice`) {
+			t.Errorf("later use: %v, want ErrBadDiscovery naming the log", err)
+		}
+	})
 	// A log added later is pinned from then on: its key may not change.
 	t.Run("added log pinned", func(t *testing.T) {
 		path := PinsPath(t.TempDir(), "http://127.0.0.1:8080")

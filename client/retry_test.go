@@ -1,9 +1,11 @@
 package client
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 )
@@ -42,5 +44,17 @@ func TestNewStatusError(t *testing.T) {
 	}
 	if got, want := err.Error(), `503 Service Unavailable: log unavailable`; got != want {
 		t.Errorf("Error() = %q, want %q", got, want)
+	}
+}
+
+// TestStatusErrorPrintable: a server's message is cut and has no control
+// characters left, so that it cannot rewrite what a terminal shows.
+func TestStatusErrorPrintable(t *testing.T) {
+	resp := &http.Response{StatusCode: 500, Header: http.Header{}}
+	evil := "\r\x1b[2KOK: every key reconciles\x1b[0m" + strings.Repeat("x", 1000)
+	body, _ := json.Marshal(map[string]string{"error": evil})
+	msg := NewStatusError(resp, body).Message
+	if strings.ContainsAny(msg, "\r\x1b") || len(msg) > 310 || !strings.Contains(msg, "OK: every key") {
+		t.Errorf("message %q: want it cut, without control characters", msg)
 	}
 }

@@ -40,6 +40,10 @@ func (s *State) validate() error {
 		return fmt.Errorf("root is %d bytes, want %d", len(s.Root), sha256.Size)
 	case s.Size == 0 && !bytes.Equal(s.Root, empty[:]):
 		return fmt.Errorf("root of the empty tree is %x, want %x", s.Root, empty)
+	case len(s.Checkpoint) == 0:
+		// Without the signed checkpoint, size and root are the state's
+		// word alone: no evidence, and nothing to hold the log to.
+		return errors.New("no checkpoint: a state holds the signed checkpoint it trusts")
 	}
 	return nil
 }

@@ -29,8 +29,7 @@ func TestStateRoundTrip(t *testing.T) {
 		s    *tlog.State
 	}{
 		{"checkpointed", testState(42)},
-		{"no checkpoint", &tlog.State{Origin: "o", Size: 7, Root: testState(7).Root}},
-		{"empty tree", &tlog.State{Origin: "o", Size: 0, Root: empty[:]}},
+		{"empty tree", &tlog.State{Origin: "o", Size: 0, Root: empty[:], Checkpoint: []byte("o\n0\n47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n\n— o AAAA\n")}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -75,7 +74,7 @@ func TestLoadStateMissing(t *testing.T) {
 }
 
 func TestLoadStateCorrupt(t *testing.T) {
-	const good = `{"origin":"o","size":3,"root":"` + rootB64 + `","checkpoint":null}`
+	const good = `{"origin":"o","size":3,"root":"` + rootB64 + `","checkpoint":"bwozCg=="}`
 	for _, tc := range []struct {
 		name, content string
 	}{
@@ -92,6 +91,8 @@ func TestLoadStateCorrupt(t *testing.T) {
 		{"negative size", strings.Replace(good, `"size":3`, `"size":-3`, 1)},
 		{"size as string", strings.Replace(good, `"size":3`, `"size":"3"`, 1)},
 		{"empty tree with a root", strings.Replace(good, `"size":3`, `"size":0`, 1)},
+		// Size and root alone are the state's word, not the log's.
+		{"no checkpoint", strings.Replace(good, `"bwozCg=="`, `null`, 1)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "state.json")

@@ -27,7 +27,7 @@ func runCommitmentVerify(ctx context.Context, e *env, args []string) error {
 	platformURL := fs.String("platform", cli.DefaultPlatform(), "base URL of the platform; its keys are trusted on first use and pinned")
 	region := fs.String("region", "", "the region whose access log (access-<region>) holds the commitment (required)")
 	index := fs.String("index", "", "the commitment's entry index in that log (default: the log's last commitment of the dataset)")
-	storeSpec := fs.String("store", "", "the region's store to check it against: sqlite:PATH of a copy or backup of its database, or a postgres:// URL of a replica; never a running region's own database (required)")
+	storeSpec := fs.String("store", "", "the region's store to check it against: sqlite:PATH of a copy or backup of its database, or a postgres:// URL of a restored backup (opening it may upgrade its schema, so never a running region's own database, nor a read-only standby) (required)")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
@@ -42,8 +42,10 @@ func runCommitmentVerify(ctx context.Context, e *env, args []string) error {
 	if kind == "sqlite" {
 		// Opening a store creates a missing database: a mistyped path
 		// would be checked as an empty dataset.
-		if _, err := os.Stat(path); err != nil {
+		if fi, err := os.Stat(path); err != nil {
 			return fmt.Errorf("--store: %w", err)
+		} else if fi.Size() == 0 {
+			return fmt.Errorf("--store: %s is empty, not a copy of a region's database", path)
 		}
 	}
 	if !residency.ValidRegionName(*region) {
@@ -53,6 +55,9 @@ func runCommitmentVerify(ctx context.Context, e *env, args []string) error {
 	r, err := t.resolve(ctx, true)
 	if err != nil {
 		return err
+	}
+	if r.policy.Quorum() == "none" {
+		return errors.New("the witness policy has quorum none: the platform alone would vouch for the commitment")
 	}
 	l, err := r.log()
 	if err != nil {

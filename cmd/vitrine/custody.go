@@ -110,6 +110,9 @@ func loadTrust(ctx context.Context, e *env, path, platform string) (*vclient.Pin
 	if err == nil {
 		var p vclient.Pins
 		if err := httpapi.DecodeStrict(b, &p); err == nil {
+			if p.Platform != strings.TrimSuffix(platform, "/") {
+				return nil, fmt.Errorf("%s pins the platform %s, not %s: remove it to trust %s anew", path, p.Platform, platform, platform)
+			}
 			return &p, nil
 		}
 		var old oldCustodyTrust

@@ -165,6 +165,9 @@ func TestCustodyTrustOldFormat(t *testing.T) {
 	if err != nil || again.LogKeys["access-zurich"] != p.LogKeys["access-zurich"] {
 		t.Fatalf("loadTrust(rewritten) = %+v, %v", again, err)
 	}
+	if _, err := loadTrust(context.Background(), e, path, "http://127.0.0.1:2"); err == nil || !strings.Contains(err.Error(), "remove it") {
+		t.Errorf("loadTrust for another platform: %v, want it refused", err)
+	}
 	b, _ := os.ReadFile(path)
 	if !strings.Contains(string(b), `"log_keys"`) {
 		t.Errorf("the file was not rewritten as pins:\n%s", b)

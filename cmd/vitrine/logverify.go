@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/transparency-dev/tessera/client"
 	"golang.org/x/mod/sumdb/note"
 
 	vclient "github.com/vitrine-dev/vitrine/client"
@@ -118,11 +117,13 @@ func (t *target) resolve(ctx context.Context, needURL bool) (*resolved, error) {
 		if err != nil {
 			return nil, fmt.Errorf("parsing --url: %w", err)
 		}
-		f, err := client.NewHTTPFetcher(u, httpClient)
+		// Through the client: every answer is cut at the size its
+		// resource may have.
+		l, err := vclient.NewLog(u.String(), vkey, []byte(policyText), httpClient, true)
 		if err != nil {
 			return nil, err
 		}
-		r.url, r.fetcher = u, f
+		r.url, r.fetcher = u, l.Fetcher
 	}
 	return r, nil
 }
@@ -194,7 +195,7 @@ func runLogVerify(ctx context.Context, e *env, args []string) error {
 		// The checkpoint the state keeps must be this log's (a state made
 		// for another log of the same origin is no evidence), and this
 		// one consistent with it; a fork names both.
-		if err := l.Consistent(ctx, prev.Checkpoint, cp); err != nil {
+		if err := l.ConsistentState(ctx, prev, cp); err != nil {
 			return fmt.Errorf("state file %s: %w", statePath, err)
 		}
 		fmt.Fprintf(e.Stdout, "consistency with size %d seen before: ok\n", prev.Size)

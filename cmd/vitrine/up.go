@@ -77,7 +77,7 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	var custodyTok string
 	if c.CustodyURL != "" {
 		if c.CustodyToken == "" {
-			return errors.New("--custody-url needs --custody-token FILE")
+			return errors.New("a custody URL (--custody-url, or custody_url in the configuration) needs custody's token file (--custody-token, custody_token)")
 		}
 		var err error
 		if custodyTok, err = cli.ReadToken(c.CustodyToken, "custody's token"); err != nil {

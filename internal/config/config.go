@@ -232,9 +232,6 @@ func Parse(doc []byte) (*Config, error) {
 			return nil, fmt.Errorf("configuration: build_source_roots: %q is not an absolute path", r)
 		}
 	}
-	if c.CustodyURL != "" && c.CustodyToken == "" {
-		return nil, errors.New("configuration: custody_url needs custody_token, the file holding custody's token")
-	}
 	for region, spec := range c.Stores {
 		if c.Residency != nil && c.Residency.Region(region) == nil {
 			return nil, fmt.Errorf("configuration: stores: the residency policy has no region %q", region)

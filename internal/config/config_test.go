@@ -60,7 +60,6 @@ func TestParseErrorsNameTheLine(t *testing.T) {
 		{"duration not a string", "{\n\"checkpoint_interval\": 200\n}", "line 2", "200ms"},
 		{"bad duration", "{\n\"commitment_interval\": \"an hour\"\n}", "line 2", "commitment_interval"},
 		{"negative duration", "{\n\"commitment_interval\": \"-1h\"\n}", "line 2", "negative"},
-		{"custody without its token", "{\"custody_url\": \"https://c.example\"}", "", "custody_token"},
 		{"the known keys listed", "{\"tuf\": 1}", "line 1", "debug_listen"},
 	}
 	for _, tc := range tests {

@@ -81,7 +81,7 @@ func (r *Rebuilder) checkpoint(ctx context.Context, t *trust) (*state, *tlog.Che
 	if prev.Origin != cp.Origin {
 		return nil, nil, fmt.Errorf("the release log's origin is %q, the state's %q", cp.Origin, prev.Origin)
 	}
-	if err := t.log.Consistent(ctx, prev.Checkpoint, cp); err != nil {
+	if err := t.log.ConsistentState(ctx, &prev.State, cp); err != nil {
 		return nil, nil, fmt.Errorf("the release log: %w", err)
 	}
 	return next, cp, nil

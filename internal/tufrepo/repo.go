@@ -309,7 +309,7 @@ func (r *Repo) useRoot(root *metadata.Metadata[metadata.RootType]) error {
 	named := func(role string, pub ed25519.PublicKey) bool { return names(root, role, pub) }
 	for role, k := range map[string]Signer{metadata.SNAPSHOT: r.snapshotKey, metadata.TIMESTAMP: r.timestampKey} {
 		if !named(role, k.Public().(ed25519.PublicKey)) {
-			return fmt.Errorf("root version %d does not name the %s key in %s (or its threshold is not 1): %w", root.Signed.Version, role, r.dir, ErrKeyNotHeld)
+			return fmt.Errorf("root version %d does not name the %s key in <data>/updates (or its threshold is not 1): %w", root.Signed.Version, role, ErrKeyNotHeld)
 		}
 	}
 	for _, k := range r.targetsKeys {
@@ -318,7 +318,7 @@ func (r *Repo) useRoot(root *metadata.Metadata[metadata.RootType]) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("root version %d names a targets key that is neither %s nor the release key (or its threshold is not 1): %w", root.Signed.Version, filepath.Join(r.dir, "targets.key"), ErrKeyNotHeld)
+	return fmt.Errorf("root version %d names a targets key that is neither <data>/updates/targets.key nor the release key (or its threshold is not 1): %w", root.Signed.Version, ErrKeyNotHeld)
 }
 
 // loadMetadata reads the served timestamp and the snapshot and targets it
