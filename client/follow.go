@@ -169,12 +169,44 @@ func (l *Log) Consistent(ctx context.Context, seen []byte, cp *tlog.Checkpoint) 
 	if seen == nil {
 		return nil
 	}
+	old, err := l.kept(seen)
+	if err != nil {
+		return err
+	}
+	return l.consistentFrom(ctx, old, cp)
+}
+
+// ConsistentState is [Log.Consistent] for a monitor state kept as a
+// [tlog.State]: its checkpoint must be the log's, of the size and root the
+// state says, and cp consistent with it.
+func (l *Log) ConsistentState(ctx context.Context, st *tlog.State, cp *tlog.Checkpoint) error {
+	if st.Checkpoint == nil {
+		return fmt.Errorf("%s: the state holds no checkpoint: it is no evidence of what the log committed to", l.Origin())
+	}
+	old, err := l.kept(st.Checkpoint)
+	if err != nil {
+		return err
+	}
+	if old.Size != st.Size || !bytes.Equal(old.Hash, st.Root) {
+		return fmt.Errorf("%s: the state says %d entries with root %x, the checkpoint it keeps %d with root %x", l.Origin(), st.Size, st.Root, old.Size, old.Hash)
+	}
+	return l.consistentFrom(ctx, old, cp)
+}
+
+// kept is [Log.Kept] with the error a consistency check gives.
+func (l *Log) kept(seen []byte) (*tlog.Checkpoint, error) {
 	old, err := l.Kept(seen)
 	if err != nil {
-		return fmt.Errorf("%s: the checkpoint kept from before is not this log's (another log of that origin?): %w", l.Origin(), err)
+		return nil, fmt.Errorf("%s: the checkpoint kept from before is not this log's (another log of that origin?): %w", l.Origin(), err)
 	}
+	return old, nil
+}
+
+// consistentFrom proves cp consistent with old, a checkpoint of l kept
+// from before; a contradiction is a [*ForkError].
+func (l *Log) consistentFrom(ctx context.Context, old, cp *tlog.Checkpoint) error {
 	fork := func(reason string) error {
-		return &ForkError{Origin: cp.Origin, Seen: seen, Now: cp.Raw, Reason: reason}
+		return &ForkError{Origin: cp.Origin, Seen: old.Raw, Now: cp.Raw, Reason: reason}
 	}
 	switch {
 	case cp.Size < old.Size:
@@ -193,23 +225,6 @@ func (l *Log) Consistent(ctx context.Context, seen []byte, cp *tlog.Checkpoint) 
 		return fork(fmt.Sprintf("no consistency proof from %d to %d entries: %v", old.Size, cp.Size, err))
 	}
 	return nil
-}
-
-// ConsistentState is [Log.Consistent] for a monitor state kept as a
-// [tlog.State]: its checkpoint must be the log's, of the size and root the
-// state says, and cp consistent with it.
-func (l *Log) ConsistentState(ctx context.Context, st *tlog.State, cp *tlog.Checkpoint) error {
-	if st.Checkpoint == nil {
-		return fmt.Errorf("%s: the state holds no checkpoint: it is no evidence of what the log committed to", l.Origin())
-	}
-	old, err := l.Kept(st.Checkpoint)
-	if err != nil {
-		return fmt.Errorf("%s: the checkpoint kept from before is not this log's (another log of that origin?): %w", l.Origin(), err)
-	}
-	if old.Size != st.Size || !bytes.Equal(old.Hash, st.Root) {
-		return fmt.Errorf("%s: the state says %d entries with root %x, the checkpoint it keeps %d with root %x", l.Origin(), st.Size, st.Root, old.Size, old.Hash)
-	}
-	return l.Consistent(ctx, st.Checkpoint, cp)
 }
 
 // readers is how many entry bundles a Follower reads and hashes at once:

@@ -63,13 +63,9 @@ func runCommitmentVerify(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	idx, entry, cp, err := findCommitment(ctx, l, *index, gateway.Dataset)
+	idx, c, cp, err := findCommitment(ctx, l, *index, gateway.Dataset)
 	if err != nil {
-		return err
-	}
-	c, err := access.ParseCommitment(entry)
-	if err != nil {
-		return fmt.Errorf("access-%s entry %d: %w", *region, idx, err)
+		return fmt.Errorf("access-%s: %w", *region, err)
 	}
 	if c.Region != *region || c.Dataset != gateway.Dataset {
 		return fmt.Errorf("access-%s entry %d is a commitment of %s/%s, not %s/%s", *region, idx, c.Region, c.Dataset, *region, gateway.Dataset)
@@ -89,10 +85,10 @@ func runCommitmentVerify(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-// findCommitment reads the entry at index (decimal) of l, proven in l's
-// checkpoint, or, with no index, follows l to its checkpoint and returns
-// its last commitment of dataset, every entry proven on the way.
-func findCommitment(ctx context.Context, l *vclient.Log, index, dataset string) (uint64, []byte, *tlog.Checkpoint, error) {
+// findCommitment returns the commitment at index (decimal) of l, proven
+// in l's checkpoint, or, with no index, follows l to its checkpoint and
+// returns its last commitment of dataset, every entry proven on the way.
+func findCommitment(ctx context.Context, l *vclient.Log, index, dataset string) (uint64, *access.Commitment, *tlog.Checkpoint, error) {
 	if index != "" {
 		i, err := strconv.ParseUint(index, 10, 64)
 		if err != nil {
@@ -106,20 +102,27 @@ func findCommitment(ctx context.Context, l *vclient.Log, index, dataset string) 
 			return 0, nil, nil, fmt.Errorf("entry %d: the log's checkpoint has %d entries", i, cp.Size)
 		}
 		entry, _, err := l.Entry(ctx, cp, i)
-		return i, entry, cp, err
+		if err != nil {
+			return 0, nil, nil, err
+		}
+		c, err := access.ParseCommitment(entry)
+		if err != nil {
+			return 0, nil, nil, fmt.Errorf("entry %d: %w", i, err)
+		}
+		return i, c, cp, nil
 	}
 	f, err := vclient.NewFollower(l, nil)
 	if err != nil {
 		return 0, nil, nil, err
 	}
-	var last []byte
+	var last *access.Commitment
 	var at uint64
 	cp, err := f.Update(ctx, func(i uint64, e []byte) error {
 		if access.EntryKind(e) != access.KindCommitment {
 			return nil
 		}
 		if c, err := access.ParseCommitment(e); err == nil && c.Dataset == dataset {
-			last, at = e, i
+			last, at = c, i
 		}
 		return nil
 	})
@@ -127,7 +130,7 @@ func findCommitment(ctx context.Context, l *vclient.Log, index, dataset string) 
 		return 0, nil, nil, err
 	}
 	if last == nil {
-		return 0, nil, nil, fmt.Errorf("%s holds no commitment of %s in its %d entries", l.Origin(), dataset, cp.Size)
+		return 0, nil, nil, fmt.Errorf("no commitment of %s in its %d entries", dataset, cp.Size)
 	}
 	return at, last, cp, nil
 }
