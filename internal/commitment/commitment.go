@@ -51,7 +51,7 @@ var (
 	// ErrStore means the store could not be read whole.
 	ErrStore = fault.New(fault.ErrUnavailable, "reading the store failed")
 	// ErrLog means the access log did not take the commitment.
-	ErrLog = errors.New("appending to the access log failed")
+	ErrLog = fault.New(fault.ErrUnavailable, "appending to the access log failed")
 )
 
 // Log is the region's access log (a *logserver.Log).
@@ -305,7 +305,7 @@ func (c *Committer) Handler(authorized func(*http.Request) bool) http.Handler {
 					msg = e.Error()
 				}
 			}
-			httpapi.Unavailable(w, max(retryAfter, backoff.RetryAfterOf(err)), msg+"; nothing was committed, retry later")
+			httpapi.Fail(w, c.logger, backoff.WithRetryAfter(err, max(retryAfter, backoff.RetryAfterOf(err))), msg+"; nothing was committed, retry later")
 			return
 		}
 		httpapi.JSON(w, &Answer{Index: index, Time: cm.Time.UTC().Format("2006-01-02T15:04:05.000Z"),

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/vitrine-dev/vitrine/internal/atomicfile"
+	"github.com/vitrine-dev/vitrine/internal/fault"
 )
 
 // Revocations is the list of revoked endpoint ids, in memory and in one
@@ -87,7 +88,7 @@ func OpenRevocations(path string) (*Revocations, error) {
 // well formed is an error; on any error nothing changes.
 func (r *Revocations) Revoke(id string, at time.Time) error {
 	if !ValidID(id) {
-		return fmt.Errorf("revoking endpoint: %q is not an endpoint id (ep_ and 26 base32 characters)", id)
+		return fault.New(fault.ErrInvalid, fmt.Sprintf("revoking endpoint: %q is not an endpoint id (ep_ and 26 base32 characters)", id))
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -97,7 +98,7 @@ func (r *Revocations) Revoke(id string, at time.Time) error {
 	r.ids[id] = at.UTC().Truncate(time.Second)
 	if err := r.save(); err != nil {
 		delete(r.ids, id)
-		return fmt.Errorf("revoking endpoint %s: storing the revocations: %w", id, err)
+		return fmt.Errorf("revoking endpoint %s: storing the revocations: %w", id, fault.Mark(fault.ErrUnavailable, err))
 	}
 	return nil
 }

@@ -35,6 +35,23 @@ var kinds = []error{ErrUnavailable, ErrBusy, ErrConflict, ErrInvalid, ErrNotFoun
 // New returns an error of kind whose text is msg alone.
 func New(kind error, msg string) error { return &kindError{msg: msg, kind: kind} }
 
+// Mark returns err as an error of kind as well, its text unchanged: for a
+// failure that arises where its kind is known but its own error has none
+// (a database driver's, a file system's). errors.Is finds both kind and
+// err's chain. Mark(kind, nil) is nil; an error that already has a kind
+// keeps it.
+func Mark(kind, err error) error {
+	if err == nil || Kind(err) != nil {
+		return err
+	}
+	return &markedError{err: err, kind: kind}
+}
+
+type markedError struct{ err, kind error }
+
+func (e *markedError) Error() string   { return e.err.Error() }
+func (e *markedError) Unwrap() []error { return []error{e.err, e.kind} }
+
 type kindError struct {
 	msg  string
 	kind error

@@ -23,3 +23,18 @@ func TestKind(t *testing.T) {
 		t.Error("a kind is not found")
 	}
 }
+
+func TestMark(t *testing.T) {
+	driver := errors.New("disk I/O error")
+	err := fmt.Errorf("storing batch: %w", Mark(ErrUnavailable, driver))
+	if Kind(err) != ErrUnavailable || !errors.Is(err, driver) || err.Error() != "storing batch: disk I/O error" {
+		t.Errorf("Mark: kind %v, is driver %v, text %q", Kind(err), errors.Is(err, driver), err.Error())
+	}
+	if Mark(ErrUnavailable, nil) != nil {
+		t.Error("Mark(kind, nil) is not nil")
+	}
+	bad := New(ErrInvalid, "no batch id")
+	if Kind(Mark(ErrUnavailable, bad)) != ErrInvalid {
+		t.Error("Mark replaced a kind an error already had")
+	}
+}

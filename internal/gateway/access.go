@@ -153,8 +153,7 @@ func (g *Gateway) serveAccess(w http.ResponseWriter, r *http.Request, act *actio
 	ids, wrapped := describe(rec, recs, kids)
 	entry, err := rec.Marshal()
 	if err != nil {
-		g.logger.ErrorContext(r.Context(), "building access record", "err", err)
-		httpapi.Error(w, http.StatusInternalServerError, "the gateway could not build the access record; nothing was released")
+		httpapi.Fail(w, g.logger, err, "the gateway could not build the access record; nothing was released")
 		return
 	}
 	index, err := g.appendRecord(r.Context(), rec, entry)
@@ -181,8 +180,7 @@ func (g *Gateway) serveAccess(w http.ResponseWriter, r *http.Request, act *actio
 	out, err := g.open(r.Context(), index, entry, recs, kids, wrapped)
 	if err != nil {
 		if errors.Is(err, seal.ErrOpen) {
-			g.logger.ErrorContext(r.Context(), "opening records", "err", err, "index", index)
-			httpapi.Error(w, http.StatusInternalServerError, "a stored record does not open under its data key (it was altered); nothing was released")
+			httpapi.Fail(w, g.logger, fmt.Errorf("opening the records of access entry %d: %w", index, err), "a stored record does not open under its data key (it was altered); nothing was released")
 			return
 		}
 		g.unavailable(w, r, err)
@@ -211,8 +209,7 @@ func (g *Gateway) deny(w http.ResponseWriter, r *http.Request, rec *access.Recor
 	}
 	entry, err := rec.Marshal()
 	if err != nil {
-		g.logger.ErrorContext(r.Context(), "building denied access record", "err", err)
-		httpapi.Error(w, http.StatusInternalServerError, "the gateway could not build the access record of a denied attempt")
+		httpapi.Fail(w, g.logger, err, "the gateway could not build the access record of a denied attempt")
 		return
 	}
 	index, err := g.appendRecord(r.Context(), rec, entry)

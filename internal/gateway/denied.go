@@ -215,7 +215,7 @@ func (g *Gateway) counted(w http.ResponseWriter, r *http.Request, reason string,
 	if failing {
 		// No log line per attempt: Run logs the failed flush once, and
 		// these attempts are what anyone can send in numbers.
-		httpapi.Unavailable(w, time.Second, errLog.Error()+" (denied attempt: "+reason+"; denied summaries are waiting to be appended); no data was released, retry later")
+		httpapi.Fail(w, g.logger, errLog, errLog.Error()+" (denied attempt: "+reason+"; denied summaries are waiting to be appended); no data was released, retry later")
 		return
 	}
 	w.Header().Set(CountedHeader, g.cfg.Log.Origin())

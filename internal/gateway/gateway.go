@@ -174,13 +174,13 @@ var (
 	del    = &action{name: "delete", roles: []principal.Role{principal.Operator, principal.Analyst}}
 )
 
-// Errors the gateway answers 503 for: the access was not completed and
-// nothing was released.
+// Errors the gateway answers 503 for (kind fault.ErrUnavailable): the
+// access was not completed and nothing was released.
 var (
 	errLog     = fault.New(fault.ErrUnavailable, "the access log could not take the access record")
-	errWitness = errors.New("the access record is not yet in a checkpoint the supervisor's witness cosigned")
-	errCustody = errors.New("key custody did not unwrap the data keys")
-	errStore   = errors.New("the region's store could not answer")
+	errWitness = fault.New(fault.ErrUnavailable, "the access record is not yet in a checkpoint the supervisor's witness cosigned")
+	errCustody = fault.New(fault.ErrUnavailable, "key custody did not unwrap the data keys")
+	errStore   = fault.New(fault.ErrUnavailable, "the region's store could not answer")
 )
 
 // requestID returns a fresh random request id.
@@ -195,14 +195,15 @@ func (g *Gateway) receipt(index uint64) string {
 	return fmt.Sprintf("%s %d", g.cfg.Log.Origin(), index)
 }
 
-// unavailable answers 503 for err, one of the err* above, wrapped.
+// unavailable answers err, one of the err* above, wrapped, through
+// httpapi.Fail (503 for these), saying which part failed but not how.
 func (g *Gateway) unavailable(w http.ResponseWriter, r *http.Request, err error) {
 	g.logger.ErrorContext(r.Context(), "access failed closed", "err", err)
-	msg := err.Error()
+	msg := "the access failed"
 	for _, e := range []error{errLog, errWitness, errCustody, errStore} {
 		if errors.Is(err, e) {
 			msg = e.Error()
 		}
 	}
-	httpapi.Unavailable(w, time.Second, msg+"; no data was released, retry later")
+	httpapi.Fail(w, g.logger, err, msg+"; no data was released, retry later")
 }

@@ -2,9 +2,7 @@ package gateway
 
 import (
 	"net/http"
-	"time"
 
-	"github.com/vitrine-dev/vitrine/internal/backoff"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
 	"github.com/vitrine-dev/vitrine/internal/logserver"
 )
@@ -19,6 +17,6 @@ func (g *Gateway) logReady(w http.ResponseWriter) bool {
 	if err == nil {
 		return true
 	}
-	httpapi.Unavailable(w, max(time.Second, backoff.RetryAfterOf(err)), errLog.Error()+" (its storage is recovering); no data was released, retry after the Retry-After")
+	httpapi.Fail(w, g.logger, err, errLog.Error()+" (its storage is recovering); no data was released, retry after the Retry-After")
 	return false
 }

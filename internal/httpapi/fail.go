@@ -18,8 +18,11 @@ import (
 //   - fault.ErrUnavailable: 503 with a Retry-After of the wait err asks for
 //     (an error with a RetryAfter() time.Duration method in its chain), at
 //     least a second; msg alone, since what broke inside is not the
-//     caller's business.
-//   - fault.ErrBusy: 503 with a Retry-After of a second; msg alone.
+//     caller's business. err goes to the log at Debug level only: what
+//     broke logs it where it breaks (a store, a log's health), once, and
+//     a handler that wants a line per request writes it.
+//   - fault.ErrBusy: 503 with a Retry-After of a second; msg alone, err at
+//     Debug level.
 //   - fault.ErrInvalid, NotFound, Conflict, Forbidden: 400, 404, 409, 403,
 //     with msg and err's text, which for these kinds is written for the
 //     caller ("bad query: …").
@@ -33,8 +36,12 @@ func Fail(w http.ResponseWriter, logger *slog.Logger, err error, msg string) {
 		}
 		return msg + ": " + err.Error()
 	}
+	if logger == nil {
+		logger = slog.Default()
+	}
 	switch fault.Kind(err) {
 	case fault.ErrUnavailable:
+		logger.Debug(msg, "err", err, "status", http.StatusServiceUnavailable)
 		wait := time.Second
 		var ra interface{ RetryAfter() time.Duration }
 		if errors.As(err, &ra) {
@@ -42,6 +49,7 @@ func Fail(w http.ResponseWriter, logger *slog.Logger, err error, msg string) {
 		}
 		Unavailable(w, wait, msg)
 	case fault.ErrBusy:
+		logger.Debug(msg, "err", err, "status", http.StatusServiceUnavailable)
 		Unavailable(w, time.Second, msg)
 	case fault.ErrInvalid:
 		Error(w, http.StatusBadRequest, withErr())
@@ -52,16 +60,25 @@ func Fail(w http.ResponseWriter, logger *slog.Logger, err error, msg string) {
 	case fault.ErrForbidden:
 		Error(w, http.StatusForbidden, withErr())
 	default:
-		var b [6]byte
-		_, _ = rand.Read(b[:])
-		id := hex.EncodeToString(b[:])
-		if logger == nil {
-			logger = slog.Default()
-		}
-		logger.Error(msg, "err", err, "incident", id)
 		if msg == "" {
 			msg = "internal error"
 		}
-		Error(w, http.StatusInternalServerError, msg+" (internal error "+id+"; the server's log has the details)")
+		Error(w, http.StatusInternalServerError, msg+" ("+Incident(logger, err, msg)+")")
 	}
+}
+
+// Incident logs an unexpected err under a fresh incident id, at Error
+// level, and returns what an answer says in its place: "internal error
+// <id>; the server's log has the details". Fail uses it; a route with a
+// format of its own (the witness's plain text) does too, so that every
+// unexpected failure is answered alike.
+func Incident(logger *slog.Logger, err error, msg string) string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	id := hex.EncodeToString(b[:])
+	if logger == nil {
+		logger = slog.Default()
+	}
+	logger.Error(msg, "err", err, "incident", id)
+	return "internal error " + id + "; the server's log has the details"
 }

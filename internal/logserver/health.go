@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/vitrine-dev/vitrine/internal/fault"
 	"github.com/vitrine-dev/vitrine/internal/tilestore"
 )
 
@@ -34,10 +35,11 @@ func (l *Log) Ready() error {
 
 // ReadyOf returns what log's Ready returns, if it has one (a *Log has),
 // and nil otherwise: whoever must log the work it does asks this first,
-// whatever log it was given.
+// whatever log it was given. The error is of kind fault.ErrUnavailable
+// whatever log gave it: a log not ready cannot take an entry now.
 func ReadyOf(log any) error {
 	if l, ok := log.(interface{ Ready() error }); ok {
-		return l.Ready()
+		return fault.Mark(fault.ErrUnavailable, l.Ready())
 	}
 	return nil
 }

@@ -8,10 +8,10 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/transparency-dev/tessera/api/layout"
 
+	"github.com/vitrine-dev/vitrine/internal/fault"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
 )
 
@@ -63,13 +63,13 @@ func (l *Log) AddHandler(authorized func(*http.Request) bool) http.HandlerFunc {
 func (l *Log) serveCheckpoint(w http.ResponseWriter, r *http.Request) {
 	cp, err := l.reader.ReadCheckpoint(r.Context())
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, os.ErrNotExist) {
+		err = readError(err, "none has been witnessed and published yet")
+		if fault.Kind(err) == fault.ErrNotFound {
 			w.Header().Set("Retry-After", "1")
-			httpapi.Error(w, http.StatusNotFound, "no witnessed checkpoint has been published yet")
-			return
+		} else {
+			l.logger.ErrorContext(r.Context(), "reading checkpoint", "err", err)
 		}
-		l.logger.ErrorContext(r.Context(), "reading checkpoint", "err", err)
-		httpapi.Unavailable(w, time.Second, "reading checkpoint failed")
+		httpapi.Fail(w, l.logger, err, "reading the checkpoint failed")
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -94,12 +94,11 @@ func (l *Log) serveTile(w http.ResponseWriter, r *http.Request) {
 		data, err = l.reader.ReadTile(r.Context(), res.Level, res.Index, res.Width)
 	}
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, os.ErrNotExist) {
-			httpapi.Error(w, http.StatusNotFound, "no such tile: "+rest)
-			return
+		err = readError(err, "no such tile")
+		if fault.Kind(err) != fault.ErrNotFound {
+			l.logger.ErrorContext(r.Context(), "reading tile", "path", rest, "err", err)
 		}
-		l.logger.ErrorContext(r.Context(), "reading tile", "path", rest, "err", err)
-		httpapi.Unavailable(w, time.Second, "reading tile failed")
+		httpapi.Fail(w, l.logger, err, "reading tile "+rest+" failed")
 		return
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
@@ -218,4 +217,15 @@ func ParseTilePath(p string) (TileResource, error) {
 		return bad("not in canonical form (want " + strings.TrimPrefix(canon, "tile/") + ")")
 	}
 	return res, nil
+}
+
+// readError groups an error of the log's reader (its files, through
+// Tessera): a resource that does not exist is fault.ErrNotFound, with
+// notFound as its whole text (not the file's path); anything else is the
+// storage failing, fault.ErrUnavailable.
+func readError(err error, notFound string) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return fault.New(fault.ErrNotFound, notFound)
+	}
+	return fault.Mark(fault.ErrUnavailable, err)
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/vitrine-dev/vitrine/access"
+	"github.com/vitrine-dev/vitrine/internal/backoff"
 	"github.com/vitrine-dev/vitrine/internal/endpoint"
 	"github.com/vitrine-dev/vitrine/internal/gateway"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
@@ -79,7 +80,7 @@ func (p *Platform) serveEndpointRevoke(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := p.regions.revoked.Revoke(id, time.Now()); err != nil {
 		p.logger.ErrorContext(r.Context(), "revoking endpoint", "endpoint", id, "err", err)
-		httpapi.Unavailable(w, 5*time.Second, "revoking endpoint "+id+" failed: the revocation could not be stored; its tokens still work")
+		httpapi.Fail(w, p.logger, backoff.WithRetryAfter(err, 5*time.Second), "revoking endpoint "+id+" failed: the revocation could not be stored; its tokens still work")
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")

@@ -3,12 +3,11 @@ package platform
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"path/filepath"
-	"time"
 
 	"github.com/vitrine-dev/vitrine/access"
+	"github.com/vitrine-dev/vitrine/internal/fault"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
 	"github.com/vitrine-dev/vitrine/internal/keys"
 	"github.com/vitrine-dev/vitrine/internal/relocate"
@@ -97,14 +96,11 @@ func (p *Platform) serveRelocationStart(w http.ResponseWriter, r *http.Request) 
 	}
 	// The job outlives the request.
 	j, err := p.relocator.Start(p.bg, req.Country, req.To)
-	switch {
-	case errors.Is(err, relocate.ErrInvalid), errors.Is(err, relocate.ErrBusy):
-		httpapi.Fail(w, p.logger, err, "no relocation was started")
-		return
-	case err != nil:
-		// Whatever failed, nothing changed and it may work later.
-		p.logger.ErrorContext(r.Context(), "starting relocation", "err", err)
-		httpapi.Unavailable(w, time.Second, "the relocation could not be started; nothing was changed")
+	if err != nil {
+		if fault.Kind(err) == fault.ErrUnavailable {
+			p.logger.ErrorContext(r.Context(), "starting relocation", "err", err)
+		}
+		httpapi.Fail(w, p.logger, err, "no relocation was started; nothing was changed")
 		return
 	}
 	w.Header().Set("Location", "/v1/relocations/"+j.ID)

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vitrine-dev/vitrine/internal/backoff"
+	"github.com/vitrine-dev/vitrine/internal/fault"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
 )
 
@@ -80,18 +82,21 @@ func (r *Registry) Handler(operator func(*http.Request) bool) http.Handler {
 			return
 		}
 		tok, err := r.Create(req.Context(), p)
-		switch {
-		case errors.Is(err, ErrExists):
-			httpapi.Error(w, http.StatusConflict, err.Error())
-			return
-		case errors.Is(err, ErrInvalid):
-			httpapi.Error(w, http.StatusBadRequest, err.Error())
-			return
-		case errors.Is(err, ErrLogUnavailable):
-			httpapi.Unavailable(w, 5*time.Second, fmt.Sprintf("creating principal %q failed: an access log did not take its grant; nothing was stored", p.ID))
-			return
-		case err != nil:
-			httpapi.Unavailable(w, 5*time.Second, fmt.Sprintf("creating principal %q failed; nothing was stored", p.ID))
+		if err != nil {
+			// Invalid 400, taken 409 (the error says which), a log or
+			// the registry's file unavailable 503, anything else 500,
+			// logged, not told.
+			msg := ""
+			switch fault.Kind(err) {
+			case fault.ErrUnavailable:
+				msg = fmt.Sprintf("creating principal %q failed; nothing was stored", p.ID)
+				if errors.Is(err, ErrLogUnavailable) {
+					msg = fmt.Sprintf("creating principal %q failed: an access log did not take its grant; nothing was stored", p.ID)
+				}
+			case nil:
+				msg = fmt.Sprintf("creating principal %q failed; nothing was stored", p.ID)
+			}
+			httpapi.Fail(w, nil, backoff.WithRetryAfter(err, 5*time.Second), msg)
 			return
 		}
 		// The token is shown once: no cache may keep it.
@@ -109,7 +114,7 @@ func (r *Registry) serveRevoke(w http.ResponseWriter, req *http.Request, id stri
 	err := r.Revoke(req.Context(), id)
 	switch {
 	case errors.Is(err, ErrNotFound):
-		httpapi.Error(w, http.StatusNotFound, fmt.Sprintf("no principal %q (a revoked principal is gone)", id))
+		httpapi.Fail(w, nil, fault.New(fault.ErrNotFound, "a revoked principal is gone"), fmt.Sprintf("no principal %q", id))
 		return
 	case err != nil:
 		msg := fmt.Sprintf("revoking principal %q failed; nothing changed, it still works", id)

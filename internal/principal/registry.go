@@ -20,6 +20,7 @@ import (
 
 	"github.com/vitrine-dev/vitrine/access"
 	"github.com/vitrine-dev/vitrine/internal/atomicfile"
+	"github.com/vitrine-dev/vitrine/internal/fault"
 	"github.com/vitrine-dev/vitrine/residency"
 )
 
@@ -236,7 +237,7 @@ func (r *Registry) Create(ctx context.Context, p Principal) (token string, err e
 		return "", fmt.Errorf("creating principal %q: %w; nothing was stored", p.ID, err)
 	}
 	if err := r.save(e, ""); err != nil {
-		return "", fmt.Errorf("creating principal %q: storing the registry: %w", p.ID, err)
+		return "", fmt.Errorf("creating principal %q: storing the registry: %w", p.ID, fault.Mark(fault.ErrUnavailable, err))
 	}
 	r.byID[p.ID], r.byHash[h] = e, e
 	return tok, nil
@@ -264,7 +265,7 @@ func (r *Registry) Revoke(ctx context.Context, id string) error {
 	}
 	// Durable first: a revocation in a log must survive a crash.
 	if err := r.save(nil, id); err != nil {
-		return fmt.Errorf("revoking principal %q: storing the registry: %w", id, err)
+		return fmt.Errorf("revoking principal %q: storing the registry: %w", id, fault.Mark(fault.ErrUnavailable, err))
 	}
 	logged, err := r.record(ctx, access.RevokeAction, e, r.now())
 	if err != nil && len(logged) == 0 {

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vitrine-dev/vitrine/internal/backoff"
+	"github.com/vitrine-dev/vitrine/internal/fault"
 	"github.com/vitrine-dev/vitrine/internal/tufrepo"
 	"github.com/vitrine-dev/vitrine/release"
 	"github.com/vitrine-dev/vitrine/ruledb"
@@ -177,6 +179,11 @@ func (p *Publisher) finishPublish(ctx context.Context, rel *Release) (*Published
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if _, err := p.Log.AwaitWitnessed(wctx, rel.Index); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			// Not witnessed in time: the release stays staged, Sync
+			// finishes it, and the same request may succeed later.
+			err = backoff.WithRetryAfter(fault.Mark(fault.ErrUnavailable, err), 10*time.Second)
+		}
 		return nil, fmt.Errorf("publishing %s %s: release-log entry %d is not in a witnessed checkpoint: %w", e.Name, e.Version, rel.Index, err)
 	}
 	if err := p.Store.Publish(rel); err != nil {

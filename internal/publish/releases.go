@@ -377,7 +377,7 @@ func (s *Store) List() ([]Listed, error) {
 	out := []Listed{}
 	names, err := os.ReadDir(s.dir)
 	if err != nil {
-		return nil, err
+		return nil, fault.Mark(fault.ErrUnavailable, err)
 	}
 	for _, n := range names {
 		if !n.IsDir() || !validFile(n.Name()) {
@@ -385,7 +385,7 @@ func (s *Store) List() ([]Listed, error) {
 		}
 		versions, err := os.ReadDir(filepath.Join(s.dir, n.Name()))
 		if err != nil {
-			return nil, err
+			return nil, fault.Mark(fault.ErrUnavailable, err)
 		}
 		for _, v := range versions {
 			if !v.IsDir() || !validFile(v.Name()) {
@@ -437,7 +437,10 @@ func (s *Store) serveRelease(w http.ResponseWriter, name, version string) {
 	dir := filepath.Join(s.dir, name, version)
 	entry, err := os.ReadFile(filepath.Join(dir, "release.json"))
 	if err != nil {
-		httpapi.Error(w, http.StatusNotFound, "no such release: "+name+" "+version+"; GET /releases/ lists the releases")
+		if errors.Is(err, fs.ErrNotExist) {
+			err = fault.New(fault.ErrNotFound, "no such release; GET /releases/ lists the releases")
+		}
+		httpapi.Fail(w, nil, fault.Mark(fault.ErrUnavailable, err), "reading release "+name+" "+version)
 		return
 	}
 	idx := ReleaseIndex{Name: name, Version: version}
@@ -479,7 +482,7 @@ func (s *Store) Handler() http.Handler {
 		if p == "/" {
 			l, err := s.List()
 			if err != nil {
-				httpapi.Unavailable(w, 0, "listing releases failed")
+				httpapi.Fail(w, nil, err, "listing releases failed")
 				return
 			}
 			httpapi.JSON(w, struct {

@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/vitrine-dev/vitrine/internal/atomicfile"
+	"github.com/vitrine-dev/vitrine/internal/fault"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
 	"github.com/vitrine-dev/vitrine/rebuild"
 	"github.com/vitrine-dev/vitrine/release"
@@ -93,7 +94,7 @@ func (r *Rebuilder) loadIndex() (*Index, error) {
 		return idx, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reading the verdict index: %w", err)
+		return nil, fmt.Errorf("reading the verdict index: %w", fault.Mark(fault.ErrUnavailable, err))
 	}
 	var onDisk struct {
 		Index
@@ -187,7 +188,7 @@ func (r *Rebuilder) Handler() http.Handler {
 			idx, err := r.loadIndex()
 			if err != nil {
 				r.logger().Error("serving the verdict index", "err", err)
-				httpapi.Unavailable(w, 0, "reading the verdict index failed")
+				httpapi.Fail(w, r.logger(), err, "reading the verdict index failed")
 				return
 			}
 			w.Header().Set("Cache-Control", "no-cache")
@@ -204,7 +205,7 @@ func (r *Rebuilder) Handler() http.Handler {
 		rel := strings.TrimPrefix(p, "/rebuilds/")
 		idx, err := r.loadIndex()
 		if err != nil {
-			httpapi.Unavailable(w, 0, "reading the verdict index failed")
+			httpapi.Fail(w, r.logger(), err, "reading the verdict index failed")
 			return
 		}
 		for _, l := range idx.Verdicts {
@@ -213,7 +214,7 @@ func (r *Rebuilder) Handler() http.Handler {
 			}
 			b, err := os.ReadFile(l.path(r.verdictsDir()))
 			if err != nil {
-				httpapi.Unavailable(w, 0, "reading the verdict failed")
+				httpapi.Fail(w, r.logger(), fault.Mark(fault.ErrUnavailable, err), "reading the verdict failed")
 				return
 			}
 			w.Header().Set("Content-Type", "application/json")

@@ -77,13 +77,13 @@ func (r *Region) serveAggregates(w http.ResponseWriter, req *http.Request) {
 	// cannot take the record, say so before reading a page for nothing
 	// (its store logged once that it broke, and recovers by itself).
 	if err := r.accessLogReady(); err != nil {
-		httpapi.Unavailable(w, max(time.Second, backoff.RetryAfterOf(err)), "the access log cannot take the crossing now (its storage is recovering); nothing was released, retry after the Retry-After")
+		httpapi.Fail(w, r.logger, err, "the access log cannot take the crossing now (its storage is recovering); nothing was released, retry after the Retry-After")
 		return
 	}
 	aggs, next, err := r.cfg.Store.ChangedAggregates(req.Context(), cursor, maxPage)
 	if err != nil {
 		r.logger.ErrorContext(req.Context(), "reading aggregates", "err", err)
-		httpapi.Unavailable(w, time.Second, "aggregates are unavailable")
+		httpapi.Fail(w, r.logger, err, "aggregates are unavailable")
 		return
 	}
 	if aggs == nil {
@@ -93,7 +93,7 @@ func (r *Region) serveAggregates(w http.ResponseWriter, req *http.Request) {
 	if len(aggs) > 0 && r.cfg.AccessLog != nil {
 		if err := r.logCrossing(req.Context(), peer, cursor, next, len(aggs)); err != nil {
 			r.logger.ErrorContext(req.Context(), "logging aggregates crossing", "err", err)
-			httpapi.Unavailable(w, max(time.Second, backoff.RetryAfterOf(err)), "the access log could not take the crossing; nothing was released")
+			httpapi.Fail(w, r.logger, err, "the access log could not take the crossing; nothing was released")
 			return
 		}
 	}

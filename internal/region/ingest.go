@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/vitrine-dev/vitrine/internal/endpoint"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
@@ -96,8 +95,7 @@ func (r *Region) serveIngest(w http.ResponseWriter, req *http.Request) {
 	// under a data key wrapped to the region's custody key.
 	wrapped, sealed, err := seal.Records(r.cfg.Wrapper, id.ID, batch.Records)
 	if err != nil {
-		r.logger.ErrorContext(req.Context(), "sealing batch", "err", err)
-		httpapi.Unavailable(w, time.Second, "the region could not seal the batch; nothing was stored, retry it")
+		httpapi.Fail(w, r.logger, err, "the region could not seal the batch; nothing was stored")
 		return
 	}
 	// The residency check again, now under the gate: a policy switch
@@ -120,7 +118,7 @@ func (r *Region) serveIngest(w http.ResponseWriter, req *http.Request) {
 			return
 		}
 		r.logger.ErrorContext(req.Context(), "storing batch", "err", err)
-		httpapi.Unavailable(w, time.Second, "the region could not store the batch; nothing was stored, retry it")
+		httpapi.Fail(w, r.logger, err, "the region could not store the batch; nothing was stored, retry it")
 		return
 	}
 	r.ingests.Add(1)

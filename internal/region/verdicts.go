@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"time"
 
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
 	"github.com/vitrine-dev/vitrine/internal/store"
@@ -49,7 +48,7 @@ func (r *Region) serveVerdict(w http.ResponseWriter, req *http.Request) {
 	answers, err := r.verdicts(req, []string{h})
 	if err != nil {
 		r.logger.ErrorContext(req.Context(), "deciding verdict", "err", err)
-		httpapi.Unavailable(w, time.Second, "verdicts are unavailable; retry shortly")
+		httpapi.Fail(w, r.logger, err, "verdicts are unavailable; retry shortly")
 		return
 	}
 	httpapi.JSON(w, answers[0])
@@ -84,7 +83,7 @@ func (r *Region) serveVerdicts(w http.ResponseWriter, req *http.Request) {
 	answers, err := r.verdicts(req, q.SHA256)
 	if err != nil {
 		r.logger.ErrorContext(req.Context(), "deciding verdicts", "err", err)
-		httpapi.Unavailable(w, time.Second, "verdicts are unavailable; retry shortly")
+		httpapi.Fail(w, r.logger, err, "verdicts are unavailable; retry shortly")
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")

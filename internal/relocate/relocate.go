@@ -271,7 +271,8 @@ func (r *Relocator) Start(ctx context.Context, country, to string) (*Job, error)
 	_, _ = rand.Read(id[:])
 	j := &Job{ID: "rel-" + hex.EncodeToString(id[:]), Country: country, From: from, To: to, Step: StepPolicy, Started: r.cfg.Now().UTC(), Chunks: []Chunk{}}
 	if err := r.save(j); err != nil {
-		return nil, err
+		// Nothing changed, and it may work later.
+		return nil, fault.Mark(fault.ErrUnavailable, err)
 	}
 	r.jobs[j.ID] = j
 	r.runLocked(ctx, j)

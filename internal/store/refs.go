@@ -14,7 +14,7 @@ func NewRefPager(size int, f func(page []RecordRef) error) *RefPager {
 }
 
 // Add adds r to the page, and hands the page to f if that fills it,
-// returning f's error.
+// returning f's error as a [CallerError].
 func (p *RefPager) Add(r RecordRef) error {
 	p.page = append(p.page, r)
 	if len(p.page) < cap(p.page) {
@@ -24,12 +24,15 @@ func (p *RefPager) Add(r RecordRef) error {
 }
 
 // Flush hands what the page holds, if anything, to f and returns f's
-// error.
+// error as a [CallerError].
 func (p *RefPager) Flush() error {
 	if len(p.page) == 0 {
 		return nil
 	}
-	err := p.f(p.page)
+	var err error
+	if ferr := p.f(p.page); ferr != nil {
+		err = &CallerError{ferr}
+	}
 	clear(p.page) // so that the page does not keep the refs' strings alive
 	p.page = p.page[:0]
 	return err

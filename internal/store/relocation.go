@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/vitrine-dev/vitrine/internal/fault"
 	"github.com/vitrine-dev/vitrine/residency"
 )
 
@@ -68,7 +69,9 @@ type Relocator interface {
 
 // CheckBatchQuery returns an error if q is not a query a store answers: a
 // valid country, a non-negative After and a Limit from 1 to MaxBatches.
-func CheckBatchQuery(q BatchQuery) error {
+func CheckBatchQuery(q BatchQuery) error { return fault.Mark(fault.ErrInvalid, checkBatchQuery(q)) }
+
+func checkBatchQuery(q BatchQuery) error {
 	switch {
 	case !residency.ValidCountry(q.Country):
 		return fmt.Errorf("country %q is not an ISO 3166-1 alpha-2 code", q.Country)

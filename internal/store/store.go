@@ -15,11 +15,43 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/vitrine-dev/vitrine/internal/fault"
 	"github.com/vitrine-dev/vitrine/telemetry"
 )
 
-// ErrClosed is returned by a closed store.
-var ErrClosed = errors.New("store closed")
+// ErrClosed is returned by a closed store. It is of kind
+// fault.ErrUnavailable: the request may work against the store that
+// replaces it.
+var ErrClosed = fault.New(fault.ErrUnavailable, "store closed")
+
+// Errors. Every error a Store returns has a kind (package fault), so that
+// callers and httpapi.Fail can act on it without knowing the engine:
+// fault.ErrInvalid for a batch, query or page the Check functions refuse
+// (nothing was done), fault.ErrUnavailable for the engine failing (a
+// database down, a disk full or failing, a closed store: the same call may
+// work later), and a context's error as it came. Implementations check
+// their input with the Check functions and pass every other error through
+// [Classify].
+
+// Classify gives *errp the kind fault.ErrUnavailable if it has no kind and
+// is not context.Canceled: a store's exported methods defer it, so that an
+// engine's errors (SQL, I/O), which have no kind, reach callers as
+// unavailability.
+func Classify(errp *error) {
+	var caller *CallerError
+	if *errp == nil || errors.Is(*errp, context.Canceled) || errors.As(*errp, &caller) {
+		return
+	}
+	*errp = fault.Mark(fault.ErrUnavailable, *errp)
+}
+
+// CallerError is an error returned by a caller's function (RecordRefs'
+// f, through RefPager), which Classify leaves as it is: errors.Is and
+// errors.As find the caller's error in it.
+type CallerError struct{ Err error }
+
+func (e *CallerError) Error() string { return e.Err.Error() }
+func (e *CallerError) Unwrap() error { return e.Err }
 
 // Batch is one accepted ingest batch, with what the region knows of its
 // sender from the endpoint's token. It holds no personal field in clear:
@@ -186,7 +218,9 @@ type Store interface {
 // without a pseudonym or batch id, with a record without a hash, with a
 // personal field in clear, or without a sealed half for every record.
 // Stores call it first in PutBatch.
-func CheckBatch(b *Batch) error {
+func CheckBatch(b *Batch) error { return fault.Mark(fault.ErrInvalid, checkBatch(b)) }
+
+func checkBatch(b *Batch) error {
 	switch {
 	case b.Pseudonym == "":
 		return errors.New("no pseudonym")
@@ -214,6 +248,11 @@ func CheckBatch(b *Batch) error {
 // CheckQuery returns q with its limit set (MaxRecords if 0), or an error
 // if q selects by neither hash nor endpoint or its limit is out of range.
 func CheckQuery(q RecordQuery) (RecordQuery, error) {
+	q, err := checkQuery(q)
+	return q, fault.Mark(fault.ErrInvalid, err)
+}
+
+func checkQuery(q RecordQuery) (RecordQuery, error) {
 	switch {
 	case q.SHA256 == "" && q.Pseudonym == "":
 		return q, errors.New("a query names a sha256, an endpoint, or both")
@@ -233,6 +272,11 @@ func CheckQuery(q RecordQuery) (RecordQuery, error) {
 // CheckPageSize returns the page size RecordRefs uses for pageSize
 // (MaxRecords if 0), or an error if pageSize is out of range.
 func CheckPageSize(pageSize int) (int, error) {
+	n, err := checkPageSize(pageSize)
+	return n, fault.Mark(fault.ErrInvalid, err)
+}
+
+func checkPageSize(pageSize int) (int, error) {
 	switch {
 	case pageSize < 0 || pageSize > MaxRecords:
 		return 0, fmt.Errorf("page size %d is outside 0..%d", pageSize, MaxRecords)
@@ -254,6 +298,10 @@ const MaxRemoteCount = 1 << 53
 // once taken as they came, and a sum over them wrapped in one store and
 // failed in the other). Stores call it first in PutRemote.
 func CheckRemote(region string, aggs []Aggregate) error {
+	return fault.Mark(fault.ErrInvalid, checkRemote(region, aggs))
+}
+
+func checkRemote(region string, aggs []Aggregate) error {
 	if region == "" {
 		return errors.New("no region")
 	}

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/vitrine-dev/vitrine/internal/fault"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
 )
 
@@ -75,7 +77,7 @@ type Index struct {
 func (r *Repo) serveIndex(w http.ResponseWriter) {
 	entries, err := os.ReadDir(filepath.Join(r.dir, "metadata"))
 	if err != nil {
-		httpapi.Unavailable(w, 0, "listing the update repository failed")
+		httpapi.Fail(w, nil, fault.Mark(fault.ErrUnavailable, err), "listing the update repository failed")
 		return
 	}
 	idx := Index{
@@ -115,7 +117,10 @@ func metadataOrder(name string) (string, uint64) {
 func (r *Repo) serveFile(w http.ResponseWriter, req *http.Request, path, contentType, cache string) {
 	f, err := os.Open(path)
 	if err != nil {
-		httpapi.Error(w, http.StatusNotFound, "no such file in the update repository: "+strings.TrimPrefix(req.URL.Path, "/"))
+		if errors.Is(err, fs.ErrNotExist) {
+			err = fault.New(fault.ErrNotFound, "no such file in the update repository")
+		}
+		httpapi.Fail(w, nil, fault.Mark(fault.ErrUnavailable, err), "reading "+strings.TrimPrefix(req.URL.Path, "/"))
 		return
 	}
 	defer f.Close()

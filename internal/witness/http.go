@@ -15,6 +15,8 @@ import (
 	"github.com/transparency-dev/formats/log"
 	upstream "github.com/transparency-dev/witness/witness"
 	"golang.org/x/mod/sumdb/note"
+
+	"github.com/vitrine-dev/vitrine/internal/httpapi"
 )
 
 const (
@@ -76,8 +78,8 @@ func (w *Witness) serveCheckpoint(rw http.ResponseWriter, r *http.Request, escap
 		textError(rw, http.StatusNotFound, "no checkpoint cosigned for origin %q", origin)
 		return
 	case err != nil:
-		w.logger.ErrorContext(r.Context(), "reading cosigned checkpoint", "origin", origin, "err", err)
-		textError(rw, http.StatusInternalServerError, "reading the cosigned checkpoint failed")
+		textError(rw, http.StatusInternalServerError, "reading the cosigned checkpoint failed (%s)",
+			httpapi.Incident(w.logger, fmt.Errorf("origin %q: %w", origin, err), "reading cosigned checkpoint"))
 		return
 	}
 	rw.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -256,8 +258,8 @@ func (w *Witness) addCheckpoint(ctx context.Context, req addRequest) answer {
 	case errors.Is(err, upstream.ErrPushback):
 		return fail(http.StatusTooManyRequests, "witness is busy; retry")
 	default:
-		w.logger.ErrorContext(ctx, "add-checkpoint failed", "origin", origin, "err", err)
-		return fail(http.StatusInternalServerError, "witness failed to record the checkpoint")
+		return fail(http.StatusInternalServerError, "witness failed to record the checkpoint (%s)",
+			httpapi.Incident(w.logger, fmt.Errorf("origin %q: %w", origin, err), "add-checkpoint failed"))
 	}
 }
 

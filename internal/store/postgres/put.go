@@ -22,6 +22,7 @@ import (
 // Records are taken as the telemetry parser validated them; PutBatch checks
 // only what store.CheckBatch checks.
 func (s *Store) PutBatch(ctx context.Context, b *store.Batch) (stored bool, err error) {
+	defer store.Classify(&err)
 	if err := store.CheckBatch(b); err != nil {
 		return false, fmt.Errorf("storing batch: %w", err)
 	}

@@ -15,7 +15,8 @@ import (
 
 // Aggregates returns this region's own aggregates of the given hashes;
 // hashes it has never seen are absent. It reads one consistent snapshot.
-func (s *Store) Aggregates(ctx context.Context, sha256s []string) (map[string]store.Aggregate, error) {
+func (s *Store) Aggregates(ctx context.Context, sha256s []string) (_ map[string]store.Aggregate, err error) {
+	defer store.Classify(&err)
 	aggs, err := s.lookup(ctx, sha256s, localQuery, localDetectionsQuery)
 	if err != nil {
 		return nil, fmt.Errorf("reading aggregates: %w", err)
@@ -26,7 +27,8 @@ func (s *Store) Aggregates(ctx context.Context, sha256s []string) (map[string]st
 // Global returns, per hash, this region's aggregate merged with every other
 // region's (see [store.Store]); hashes nobody has seen are absent. It reads
 // one consistent snapshot.
-func (s *Store) Global(ctx context.Context, sha256s []string) (map[string]store.Aggregate, error) {
+func (s *Store) Global(ctx context.Context, sha256s []string) (_ map[string]store.Aggregate, err error) {
+	defer store.Classify(&err)
 	aggs, err := s.lookup(ctx, sha256s, globalQuery, globalDetectionsQuery)
 	if err != nil {
 		return nil, fmt.Errorf("reading global aggregates: %w", err)
@@ -84,7 +86,8 @@ func (s *Store) lookup(ctx context.Context, sha256s []string, query, detectionsQ
 // aggregate that changes again moves to the end of the order, so a reader
 // that follows the cursor sees every aggregate's latest state. Remote
 // aggregates are not included.
-func (s *Store) ChangedAggregates(ctx context.Context, cursor int64, limit int) ([]store.Aggregate, int64, error) {
+func (s *Store) ChangedAggregates(ctx context.Context, cursor int64, limit int) (_ []store.Aggregate, _ int64, err error) {
+	defer store.Classify(&err)
 	if s.closed.Load() {
 		return nil, cursor, fmt.Errorf("reading changed aggregates: %w", store.ErrClosed)
 	}
@@ -93,7 +96,7 @@ func (s *Store) ChangedAggregates(ctx context.Context, cursor int64, limit int) 
 	}
 	var changed []store.Aggregate
 	next := cursor
-	err := s.readTx(ctx, func(tx pgx.Tx) error {
+	err = s.readTx(ctx, func(tx pgx.Tx) error {
 		err := scanAggregates(ctx, tx, func(a store.Aggregate, seq int64) {
 			changed = append(changed, a)
 			next = seq
@@ -122,7 +125,8 @@ func (s *Store) ChangedAggregates(ctx context.Context, cursor int64, limit int) 
 }
 
 // CountRecords returns how many records the store holds.
-func (s *Store) CountRecords(ctx context.Context) (int64, error) {
+func (s *Store) CountRecords(ctx context.Context) (_ int64, err error) {
+	defer store.Classify(&err)
 	if s.closed.Load() {
 		return 0, fmt.Errorf("counting records: %w", store.ErrClosed)
 	}
@@ -137,7 +141,8 @@ func (s *Store) CountRecords(ctx context.Context) (int64, error) {
 // hash, what it reported before, and region's cursor with them, in one
 // transaction. Of several aggregates of one hash in aggs, the last counts.
 // It is durable on return.
-func (s *Store) PutRemote(ctx context.Context, region string, aggs []store.Aggregate, cursor int64) error {
+func (s *Store) PutRemote(ctx context.Context, region string, aggs []store.Aggregate, cursor int64) (err error) {
+	defer store.Classify(&err)
 	if err := store.CheckRemote(region, aggs); err != nil {
 		return fmt.Errorf("storing remote aggregates of %q: %w", region, err)
 	}
@@ -170,7 +175,7 @@ func (s *Store) PutRemote(ctx context.Context, region string, aggs []store.Aggre
 		lastS = append(lastS, a.LastSeen)
 		dets = append(dets, string(d))
 	}
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if len(hashes) > 0 {
 			if _, err := tx.Exec(ctx, `INSERT INTO remote_aggregates (sha256, region, prevalence, first_seen, last_seen, detections)
 				SELECT h, $2, p, f, l, d::jsonb FROM unnest($1::text[], $3::bigint[], $4::timestamptz[], $5::timestamptz[], $6::text[]) AS u (h, p, f, l, d)
@@ -195,12 +200,13 @@ func (s *Store) PutRemote(ctx context.Context, region string, aggs []store.Aggre
 }
 
 // RemoteCursor returns the cursor of region's last PutRemote, or 0.
-func (s *Store) RemoteCursor(ctx context.Context, region string) (int64, error) {
+func (s *Store) RemoteCursor(ctx context.Context, region string) (_ int64, err error) {
+	defer store.Classify(&err)
 	if s.closed.Load() {
 		return 0, fmt.Errorf("reading the cursor of %s: %w", region, store.ErrClosed)
 	}
 	var c int64
-	err := s.pool.QueryRow(ctx, `SELECT cursor FROM remote_cursors WHERE region = $1`, region).Scan(&c)
+	err = s.pool.QueryRow(ctx, `SELECT cursor FROM remote_cursors WHERE region = $1`, region).Scan(&c)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, nil
 	}

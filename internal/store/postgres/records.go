@@ -19,8 +19,9 @@ const recordColumns = `r.id, r.time, r.kind, r.sha256, r.size, r.detection, r.pr
 // were more than q.Limit: by hash through the records_sha256 index, by
 // endpoint through its batches, whose records' ids are the batch's pk
 // shifted by recordIDBits plus their index.
-func (s *Store) Records(ctx context.Context, q store.RecordQuery) ([]store.StoredRecord, bool, error) {
-	q, err := store.CheckQuery(q)
+func (s *Store) Records(ctx context.Context, q store.RecordQuery) (_ []store.StoredRecord, _ bool, err error) {
+	defer store.Classify(&err)
+	q, err = store.CheckQuery(q)
 	if err != nil {
 		return nil, false, fmt.Errorf("reading records: %w", err)
 	}
@@ -79,7 +80,8 @@ func (s *Store) Records(ctx context.Context, q store.RecordQuery) ([]store.Store
 
 // DeleteRecords deletes the records with the given ids, both halves, in
 // one transaction.
-func (s *Store) DeleteRecords(ctx context.Context, ids []int64) (int64, error) {
+func (s *Store) DeleteRecords(ctx context.Context, ids []int64) (_ int64, err error) {
+	defer store.Classify(&err)
 	if len(ids) == 0 {
 		return 0, nil
 	}
@@ -87,7 +89,7 @@ func (s *Store) DeleteRecords(ctx context.Context, ids []int64) (int64, error) {
 		return 0, fmt.Errorf("deleting records: %w", store.ErrClosed)
 	}
 	var n int64
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
+	err = s.inTx(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `DELETE FROM personal WHERE record_id = ANY ($1)`, ids); err != nil {
 			return err
 		}

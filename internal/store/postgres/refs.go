@@ -24,8 +24,9 @@ import (
 // inserted afterwards has a larger pk, hence larger ids. The snapshot,
 // taken after that, holds every record up to the bound that was not
 // deleted meanwhile, and RecordRefs leaves out the records beyond it.
-func (s *Store) RecordRefs(ctx context.Context, pageSize int, f func(page []store.RecordRef) error) (int64, error) {
-	pageSize, err := store.CheckPageSize(pageSize)
+func (s *Store) RecordRefs(ctx context.Context, pageSize int, f func(page []store.RecordRef) error) (_ int64, err error) {
+	defer store.Classify(&err)
+	pageSize, err = store.CheckPageSize(pageSize)
 	if err != nil {
 		return 0, fmt.Errorf("reading record refs: %w", err)
 	}

@@ -14,7 +14,8 @@ import (
 
 // Batches returns up to q.Limit batches of q.Country with PKs above
 // q.After, whole, in PK order, through the index on (country, pk).
-func (s *Store) Batches(ctx context.Context, q store.BatchQuery) ([]store.StoredBatch, error) {
+func (s *Store) Batches(ctx context.Context, q store.BatchQuery) (_ []store.StoredBatch, err error) {
+	defer store.Classify(&err)
 	if err := store.CheckBatchQuery(q); err != nil {
 		return nil, fmt.Errorf("reading batches: %w", err)
 	}
@@ -99,7 +100,8 @@ func (s *Store) Batches(ctx context.Context, q store.BatchQuery) ([]store.Stored
 // PutBatches stores the batches in one transaction, each as PutBatch
 // would, and returns the ids of every batch's records, stored now or
 // before.
-func (s *Store) PutBatches(ctx context.Context, bs []*store.Batch) ([]store.BatchResult, error) {
+func (s *Store) PutBatches(ctx context.Context, bs []*store.Batch) (_ []store.BatchResult, err error) {
+	defer store.Classify(&err)
 	for i, b := range bs {
 		if err := store.CheckBatch(b); err != nil {
 			return nil, fmt.Errorf("storing batch %d: %w", i, err)
@@ -109,7 +111,7 @@ func (s *Store) PutBatches(ctx context.Context, bs []*store.Batch) ([]store.Batc
 		return nil, fmt.Errorf("storing batches: %w", store.ErrClosed)
 	}
 	res := make([]store.BatchResult, len(bs))
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
+	err = s.inTx(ctx, func(tx pgx.Tx) error {
 		for i, b := range bs {
 			// A batch stored before inserts nothing (ON CONFLICT DO
 			// NOTHING) and leaves the transaction usable.
@@ -144,7 +146,8 @@ func (s *Store) PutBatches(ctx context.Context, bs []*store.Batch) ([]store.Batc
 
 // DeleteBatches deletes the batches with the given PKs, with their records
 // and sealed halves, in one transaction.
-func (s *Store) DeleteBatches(ctx context.Context, pks []int64) (int64, error) {
+func (s *Store) DeleteBatches(ctx context.Context, pks []int64) (_ int64, err error) {
+	defer store.Classify(&err)
 	if len(pks) == 0 {
 		return 0, nil
 	}
@@ -152,7 +155,7 @@ func (s *Store) DeleteBatches(ctx context.Context, pks []int64) (int64, error) {
 		return 0, fmt.Errorf("deleting batches: %w", store.ErrClosed)
 	}
 	var n int64
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
+	err = s.inTx(ctx, func(tx pgx.Tx) error {
 		ids := fmt.Sprintf(`SELECT r.id FROM batches b JOIN records r
 			ON r.id >= b.pk << %[1]d AND r.id < (b.pk << %[1]d) + b.count WHERE b.pk = ANY ($1)`, recordIDBits)
 		if _, err := tx.Exec(ctx, `DELETE FROM personal WHERE record_id IN (`+ids+`)`, pks); err != nil {

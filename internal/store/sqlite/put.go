@@ -29,6 +29,7 @@ import (
 // cancel a batch until its savepoint is released; after that PutBatch
 // waits for the commit, so that an error always means nothing was written.
 func (s *Store) PutBatch(ctx context.Context, b *store.Batch) (stored bool, err error) {
+	defer store.Classify(&err)
 	if err := store.CheckBatch(b); err != nil {
 		return false, fmt.Errorf("storing batch: %w", err)
 	}

@@ -18,7 +18,8 @@ import (
 // Aggregates returns this region's own aggregates of the given hashes;
 // hashes it has never seen are absent. It reflects every batch whose
 // PutBatch returned before it was called.
-func (s *Store) Aggregates(ctx context.Context, sha256s []string) (map[string]store.Aggregate, error) {
+func (s *Store) Aggregates(ctx context.Context, sha256s []string) (_ map[string]store.Aggregate, err error) {
+	defer store.Classify(&err)
 	aggs, err := s.lookup(ctx, sha256s, false)
 	if err != nil {
 		return nil, fmt.Errorf("reading aggregates: %w", err)
@@ -29,7 +30,8 @@ func (s *Store) Aggregates(ctx context.Context, sha256s []string) (map[string]st
 // Global returns, per hash, this region's aggregate merged with every other
 // region's (see [store.Store]); hashes nobody has seen are absent. It
 // reflects every PutBatch and PutRemote that returned before it was called.
-func (s *Store) Global(ctx context.Context, sha256s []string) (map[string]store.Aggregate, error) {
+func (s *Store) Global(ctx context.Context, sha256s []string) (_ map[string]store.Aggregate, err error) {
+	defer store.Classify(&err)
 	aggs, err := s.lookup(ctx, sha256s, true)
 	if err != nil {
 		return nil, fmt.Errorf("reading global aggregates: %w", err)
@@ -193,7 +195,8 @@ func (s *Store) scanRemote(ctx context.Context, tx *sql.Tx, hashes string) ([]st
 // Pending changes come from memory; the database is read only for a
 // cursor behind the last folded change, so a follower that keeps up, as
 // the exchange between regions does, costs no database reads at all.
-func (s *Store) ChangedAggregates(ctx context.Context, cursor int64, limit int) ([]store.Aggregate, int64, error) {
+func (s *Store) ChangedAggregates(ctx context.Context, cursor int64, limit int) (_ []store.Aggregate, _ int64, err error) {
+	defer store.Classify(&err)
 	if s.closed.Load() {
 		return nil, cursor, fmt.Errorf("reading changed aggregates: %w", store.ErrClosed)
 	}
@@ -299,7 +302,8 @@ func (s *Store) ChangedAggregates(ctx context.Context, cursor int64, limit int) 
 }
 
 // CountRecords returns how many records the store holds.
-func (s *Store) CountRecords(ctx context.Context) (int64, error) {
+func (s *Store) CountRecords(ctx context.Context) (_ int64, err error) {
+	defer store.Classify(&err)
 	if s.closed.Load() {
 		return 0, fmt.Errorf("counting records: %w", store.ErrClosed)
 	}
@@ -317,7 +321,8 @@ func (s *Store) CountRecords(ctx context.Context) (int64, error) {
 // starts as soon as enough are pending or two seconds have passed: the
 // exchange thereby writes a hot hash once per fold, not once per pull,
 // and in key order with the batches' aggregates.
-func (s *Store) PutRemote(ctx context.Context, region string, aggs []store.Aggregate, cursor int64) error {
+func (s *Store) PutRemote(ctx context.Context, region string, aggs []store.Aggregate, cursor int64) (err error) {
+	defer store.Classify(&err)
 	if err := store.CheckRemote(region, aggs); err != nil {
 		return fmt.Errorf("storing remote aggregates of %q: %w", region, err)
 	}
@@ -354,12 +359,13 @@ func (s *Store) PutRemote(ctx context.Context, region string, aggs []store.Aggre
 
 // RemoteCursor returns the cursor of region's last PutRemote that a fold
 // has written, or 0.
-func (s *Store) RemoteCursor(ctx context.Context, region string) (int64, error) {
+func (s *Store) RemoteCursor(ctx context.Context, region string) (_ int64, err error) {
+	defer store.Classify(&err)
 	if s.closed.Load() {
 		return 0, fmt.Errorf("reading the cursor of %s: %w", region, store.ErrClosed)
 	}
 	var c int64
-	err := s.read.QueryRowContext(ctx, `SELECT cursor FROM remote_cursors WHERE region = ?`, region).Scan(&c)
+	err = s.read.QueryRowContext(ctx, `SELECT cursor FROM remote_cursors WHERE region = ?`, region).Scan(&c)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil
 	}

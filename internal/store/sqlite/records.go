@@ -16,8 +16,9 @@ import (
 // folds fill, and the ids pending hashes carry; by endpoint, through the
 // endpoint's batches (the unique index on pseudonym and batch id) and
 // their ranges of record ids. Each shape of query is prepared once.
-func (s *Store) Records(ctx context.Context, q store.RecordQuery) ([]store.StoredRecord, bool, error) {
-	q, err := store.CheckQuery(q)
+func (s *Store) Records(ctx context.Context, q store.RecordQuery) (_ []store.StoredRecord, _ bool, err error) {
+	defer store.Classify(&err)
+	q, err = store.CheckQuery(q)
 	if err != nil {
 		return nil, false, fmt.Errorf("reading records: %w", err)
 	}
@@ -238,7 +239,8 @@ func (s *Store) admitReader(ctx context.Context) (func(), error) {
 // DeleteRecords deletes the records with the given ids, both halves, in
 // one transaction, after folding what is pending so that the aggregates,
 // which keep counting them, do not depend on records that are gone.
-func (s *Store) DeleteRecords(ctx context.Context, ids []int64) (int64, error) {
+func (s *Store) DeleteRecords(ctx context.Context, ids []int64) (_ int64, err error) {
+	defer store.Classify(&err)
 	n, err := s.deleteRecordsOf(ctx, ids, `SELECT value FROM json_each(?1)`, "")
 	if err != nil {
 		return 0, fmt.Errorf("deleting records: %w", err)

@@ -25,6 +25,7 @@ import (
 // over: meanwhile SQLite cannot checkpoint the WAL past it, so the WAL
 // grows with what is written during the read.
 func (s *Store) RecordRefs(ctx context.Context, pageSize int, f func(page []store.RecordRef) error) (through int64, err error) {
+	defer store.Classify(&err)
 	pageSize, err = store.CheckPageSize(pageSize)
 	if err != nil {
 		return 0, fmt.Errorf("reading record refs: %w", err)

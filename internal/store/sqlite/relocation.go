@@ -15,7 +15,8 @@ import (
 
 // Batches returns up to q.Limit batches of q.Country with PKs above
 // q.After, whole, in PK order, through the index on (country, pk).
-func (s *Store) Batches(ctx context.Context, q store.BatchQuery) ([]store.StoredBatch, error) {
+func (s *Store) Batches(ctx context.Context, q store.BatchQuery) (_ []store.StoredBatch, err error) {
+	defer store.Classify(&err)
 	if err := store.CheckBatchQuery(q); err != nil {
 		return nil, fmt.Errorf("reading batches: %w", err)
 	}
@@ -23,7 +24,7 @@ func (s *Store) Batches(ctx context.Context, q store.BatchQuery) ([]store.Stored
 		return nil, fmt.Errorf("reading batches: %w", store.ErrClosed)
 	}
 	var out []store.StoredBatch
-	err := s.readTx(ctx, func(tx *sql.Tx) error {
+	err = s.readTx(ctx, func(tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, `SELECT pk, pseudonym, batch_id, country, received, count, first_id, wrapped_key, key_id
 			FROM batches WHERE country = ? AND pk > ? ORDER BY pk LIMIT ?`, q.Country, q.After, q.Limit)
 		if err != nil {
@@ -104,7 +105,8 @@ func readBatchRecords(ctx context.Context, tx *sql.Tx, sb *store.StoredBatch, fi
 // they join the writer's queue together, in order, so that one writer
 // takes them all, each in its own savepoint, with one sync. It then reads
 // back the ids of every batch's records, stored now or before.
-func (s *Store) PutBatches(ctx context.Context, bs []*store.Batch) ([]store.BatchResult, error) {
+func (s *Store) PutBatches(ctx context.Context, bs []*store.Batch) (_ []store.BatchResult, err error) {
+	defer store.Classify(&err)
 	if len(bs) == 0 {
 		return nil, nil
 	}
@@ -137,7 +139,7 @@ func (s *Store) PutBatches(ctx context.Context, bs []*store.Batch) ([]store.Batc
 		}
 		res[i].Stored = r.stored
 	}
-	err := s.readTx(ctx, func(tx *sql.Tx) error {
+	err = s.readTx(ctx, func(tx *sql.Tx) error {
 		for i, b := range bs {
 			var first, count int64
 			if err := tx.QueryRowContext(ctx, `SELECT pk, first_id, count FROM batches WHERE pseudonym = ? AND batch_id = ?`,
@@ -171,7 +173,8 @@ func (s *Store) PutBatches(ctx context.Context, bs []*store.Batch) ([]store.Batc
 // DeleteBatches deletes the batches with the given PKs, with their records
 // and sealed halves, in one transaction, after folding what is pending
 // (as DeleteRecords does).
-func (s *Store) DeleteBatches(ctx context.Context, pks []int64) (int64, error) {
+func (s *Store) DeleteBatches(ctx context.Context, pks []int64) (_ int64, err error) {
+	defer store.Classify(&err)
 	// The records of the batches: their id ranges.
 	n, err := s.deleteRecordsOf(ctx, pks, `SELECT r.id FROM json_each(?1) j CROSS JOIN batches b ON b.pk = j.value
 		JOIN records r ON r.id >= b.first_id AND r.id < b.first_id + b.count`,

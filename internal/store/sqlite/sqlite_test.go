@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vitrine-dev/vitrine/internal/fault"
 	"github.com/vitrine-dev/vitrine/internal/store"
 	"github.com/vitrine-dev/vitrine/internal/store/storetest"
 	"github.com/vitrine-dev/vitrine/telemetry"
@@ -783,5 +785,33 @@ func TestMigrateToSealed(t *testing.T) {
 	}
 	if got := ids(store.RecordQuery{Pseudonym: ps}); len(got) != 3 || got[2] != 4 {
 		t.Errorf("ep-1's records = %v, want [1 2 4]", got)
+	}
+}
+
+// TestEngineFailureIsUnavailable breaks the database file under an open
+// store: what SQLite then returns reaches callers as fault.ErrUnavailable,
+// which the region answers 503, with its text kept for the log.
+func TestEngineFailureIsUnavailable(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "store.db")
+	s, err := Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.PutBatch(t.Context(), storetest.Batch("ep-1", "b1", storetest.Record(storetest.Hash("a"), 0, ""))); err != nil {
+		t.Fatal(err)
+	}
+	garbage := bytes.Repeat([]byte{0xa5}, 1<<16)
+	for _, p := range []string{path, path + "-wal"} {
+		if err := os.WriteFile(p, garbage, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, _, err = s.Records(t.Context(), store.RecordQuery{SHA256: storetest.Hash("a")})
+	if err == nil {
+		t.Fatal("Records on a garbled database file succeeded")
+	}
+	if fault.Kind(err) != fault.ErrUnavailable || err.Error() == "" {
+		t.Errorf("Records on a garbled database file = %v (kind %v), want kind unavailable", err, fault.Kind(err))
 	}
 }

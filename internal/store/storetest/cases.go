@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vitrine-dev/vitrine/internal/fault"
 	"github.com/vitrine-dev/vitrine/internal/store"
 	"github.com/vitrine-dev/vitrine/telemetry"
 )
@@ -485,8 +486,8 @@ func testClosed(t *testing.T, s store.Store) {
 	_, calls["CountRecords"] = s.CountRecords(ctx)
 	_, calls["RecordRefs"] = s.RecordRefs(ctx, 0, func([]store.RecordRef) error { return nil })
 	for name, err := range calls {
-		if !errors.Is(err, store.ErrClosed) {
-			t.Errorf("%s on a closed store: %v, want ErrClosed", name, err)
+		if !errors.Is(err, store.ErrClosed) || fault.Kind(err) != fault.ErrUnavailable {
+			t.Errorf("%s on a closed store: %v, want ErrClosed, of kind unavailable", name, err)
 		}
 	}
 }
@@ -569,8 +570,8 @@ func testRecordsByEndpoint(t *testing.T, s store.Store) {
 		{SHA256: a, From: T0, To: T0},
 		{SHA256: a, After: -1},
 	} {
-		if _, _, err := s.Records(t.Context(), q); err == nil {
-			t.Errorf("Records(%+v) succeeded", q)
+		if _, _, err := s.Records(t.Context(), q); fault.Kind(err) != fault.ErrInvalid {
+			t.Errorf("Records(%+v) = %v, want an error of kind invalid", q, err)
 		}
 	}
 }
@@ -611,8 +612,8 @@ func testRefusesPersonalInClear(t *testing.T, s store.Store) {
 	noKey.Sealed.WrappedKey = nil
 	bad = append(bad, noKey)
 	for i, b := range bad {
-		if stored, err := s.PutBatch(t.Context(), b); err == nil || stored {
-			t.Errorf("bad batch %d: stored = %v, err = %v", i, stored, err)
+		if stored, err := s.PutBatch(t.Context(), b); fault.Kind(err) != fault.ErrInvalid || stored {
+			t.Errorf("bad batch %d: stored = %v, err = %v; want an error of kind invalid", i, stored, err)
 		}
 	}
 	wantCount(t, s, 0)

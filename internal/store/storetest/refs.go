@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vitrine-dev/vitrine/internal/fault"
 	"github.com/vitrine-dev/vitrine/internal/store"
 	"github.com/vitrine-dev/vitrine/telemetry"
 )
@@ -119,16 +120,17 @@ func testRecordRefs(t *testing.T, s store.Store) {
 	}
 
 	for _, size := range []int{-1, store.MaxRecords + 1} {
-		if _, err := s.RecordRefs(t.Context(), size, func([]store.RecordRef) error { return nil }); err == nil {
-			t.Errorf("RecordRefs(page size %d) succeeded", size)
+		if _, err := s.RecordRefs(t.Context(), size, func([]store.RecordRef) error { return nil }); fault.Kind(err) != fault.ErrInvalid {
+			t.Errorf("RecordRefs(page size %d) = %v, want an error of kind invalid", size, err)
 		}
 	}
 
-	// An error from f stops the read and comes back.
+	// An error from f stops the read and comes back, with no kind added:
+	// it is the caller's, not the store failing.
 	errStop := errors.New("stop")
 	calls := 0
-	if _, err := s.RecordRefs(t.Context(), 2, func([]store.RecordRef) error { calls++; return errStop }); !errors.Is(err, errStop) || calls != 1 {
-		t.Errorf("RecordRefs with a failing f = %v after %d calls; want %v after 1", err, calls, errStop)
+	if _, err := s.RecordRefs(t.Context(), 2, func([]store.RecordRef) error { calls++; return errStop }); !errors.Is(err, errStop) || fault.Kind(err) != nil || calls != 1 {
+		t.Errorf("RecordRefs with a failing f = %v (kind %v) after %d calls; want %v, of no kind, after 1", err, fault.Kind(err), calls, errStop)
 	}
 }
 
