@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/vitrine-dev/vitrine/client"
@@ -18,14 +19,15 @@ import (
 var base string
 
 // exampleMain runs a platform for the examples; they read it as an
-// outsider would, by URL alone.
+// outsider would, by URL alone. Everything it writes, the TUF root's
+// offline keys included, is under one directory that stop removes.
 func exampleMain() (stop func()) {
 	dir, err := os.MkdirTemp("", "vitrine-client-example-")
 	if err != nil {
 		panic(err)
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	p, err := platform.Start(context.Background(), platform.Config{Data: dir, Listen: "127.0.0.1:0", CheckpointInterval: 100 * time.Millisecond, Logger: quiet})
+	p, err := platform.Start(context.Background(), platform.Config{Data: filepath.Join(dir, "data"), TUFOfflineDir: filepath.Join(dir, "offline"), Listen: "127.0.0.1:0", CheckpointInterval: 100 * time.Millisecond, Logger: quiet})
 	if err != nil {
 		panic(err)
 	}

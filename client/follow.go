@@ -326,12 +326,16 @@ func (f *Follower) bundleRange(h hash.Hash, scratch *[256][32]byte, begin uint64
 	for i, l := range leaves {
 		copy(scratch[i][:], l)
 	}
+	// One write of prefix and both children, and the sum straight into
+	// scratch: half the calls of writing them one by one.
+	var node [1 + 2*32]byte
+	node[0] = rfc6962.RFC6962NodeHashPrefix
 	for n := 256; n > 1; n /= 2 {
 		for i := 0; i < n/2; i++ {
+			copy(node[1:], scratch[2*i][:])
+			copy(node[33:], scratch[2*i+1][:])
 			h.Reset()
-			h.Write([]byte{rfc6962.RFC6962NodeHashPrefix})
-			h.Write(scratch[2*i][:])
-			h.Write(scratch[2*i+1][:])
+			h.Write(node[:])
 			h.Sum(scratch[i][:0])
 		}
 	}
