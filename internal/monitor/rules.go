@@ -1,0 +1,321 @@
+// Package monitor is the supervisor's monitor: it follows every log of the
+// platforms it supervises through package client, checks each proven
+// entry against rules and raises alerts grounded in the log.
+//
+// This file holds the rules: conditions over one parsed entry and its
+// context, written in CEL (github.com/google/cel-go, cel.dev/cel-go), the
+// expression language of Kubernetes admission policies, optionally with a
+// threshold over a time window grouped by a value.
+package monitor
+
+import (
+	"bytes"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"cel.dev/cel-go/cel"
+	"cel.dev/cel-go/common/types"
+
+	"github.com/vitrine-dev/vitrine/residency"
+)
+
+//go:embed default_rules.json
+var defaultRules []byte
+
+// DefaultRules returns the rule set that ships, on in `vitrine up`; see
+// default_rules.json.
+func DefaultRules() []Rule {
+	rs, err := ParseRules(defaultRules)
+	if err != nil {
+		panic("monitor: the default rules do not parse: " + err.Error())
+	}
+	return rs
+}
+
+// Severities, from least to most urgent.
+var Severities = []string{"info", "notice", "warning", "critical"}
+
+// A Rule is one condition the monitor checks on every entry it proves.
+type Rule struct {
+	// Name identifies the rule in alerts: lower-case letters, digits and
+	// hyphens.
+	Name string `json:"name"`
+	// Severity is one of Severities.
+	Severity string `json:"severity"`
+	// Description says what the rule catches and why it matters.
+	Description string `json:"description"`
+	// When is a CEL expression of type bool over the variables described
+	// in [Event]: entry, kind, log, platform, index, time and home.
+	When string `json:"when"`
+	// Threshold, when set, raises the alert only when more than Count
+	// entries matched When within Window, counted per value of GroupBy.
+	Threshold *Threshold `json:"threshold,omitempty"`
+}
+
+// A Threshold turns a rule into a count over a sliding window of the
+// entries' own times.
+type Threshold struct {
+	// Count is how many matches a window may hold before the alert.
+	Count int `json:"count"`
+	// Window is a Go duration ("1h").
+	Window string `json:"window"`
+	// GroupBy is a CEL expression of type string: matches are counted per
+	// value (e.g. entry.principal.id).
+	GroupBy string `json:"group_by"`
+}
+
+// An Event is one proven entry and its context, as rules see it.
+type Event struct {
+	Platform string // the platform's URL
+	Log      string // the log's name in the discovery document
+	Index    uint64
+	// Kind is the entry's kind: the "kind" of an access-log entry
+	// ("access", "grant", "summary", "commitment"), or "release" or
+	// "policy" for the entries of those logs.
+	Kind string
+	// Entry is the entry's JSON object, after its public parser accepted
+	// it.
+	Entry map[string]any
+	// Time is the entry's own time (zero if it has none).
+	Time time.Time
+	// Home is the residency policy in force at the entry, as the region
+	// that serves each country (see [HomeMap]); empty while the monitor
+	// has not read the policy log.
+	Home map[string]string
+}
+
+// HomeMap returns, for every ISO 3166-1 country, the region that p has
+// serve it: what rules see as home.
+func HomeMap(p *residency.Policy) map[string]string {
+	m := map[string]string{}
+	for _, c := range residency.AllCountries() {
+		if r, err := p.RegionFor(c); err == nil {
+			m[c] = r
+		}
+	}
+	return m
+}
+
+// A Match is a rule that an event met.
+type Match struct {
+	Rule     *Rule
+	Count    int    // matches in the window, for a threshold rule
+	GroupKey string // the group's value, for a threshold rule
+}
+
+// Rules are compiled rules, ready to evaluate. Eval keeps the windows of
+// threshold rules; Rules is not safe for concurrent use.
+type Rules struct {
+	rules []*compiled
+}
+
+type compiled struct {
+	rule    *Rule
+	when    cel.Program
+	groupBy cel.Program
+	window  time.Duration
+	// hits are the times of the matches in the window, per group.
+	hits map[string][]time.Time
+}
+
+// MaxRules bounds a rules file; MaxExpression bounds each expression.
+const (
+	MaxRules      = 1000
+	MaxExpression = 4096
+	maxCost       = 1_000_000 // CEL's cost units per evaluation
+)
+
+var validName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,63}$`)
+
+// env is the CEL environment every rule compiles in, made once (making
+// one takes milliseconds; an Env is safe for concurrent use).
+var env = sync.OnceValues(func() (*cel.Env, error) {
+	return cel.NewEnv(
+		cel.Variable("entry", cel.MapType(cel.StringType, cel.DynType)),
+		cel.Variable("kind", cel.StringType),
+		cel.Variable("log", cel.StringType),
+		cel.Variable("platform", cel.StringType),
+		cel.Variable("index", cel.UintType),
+		cel.Variable("time", cel.TimestampType),
+		cel.Variable("home", cel.MapType(cel.StringType, cel.StringType)),
+		// JSON numbers are doubles: let rules compare them with ints
+		// (entry.resource.count > 1000).
+		cel.CrossTypeNumericComparisons(true),
+	)
+})
+
+// ParseRules reads a rules file: a JSON object {"rules":[…]} of [Rule]s.
+// Unknown fields are errors, so that a misspelt one is not ignored.
+func ParseRules(b []byte) ([]Rule, error) {
+	var f struct {
+		Rules []Rule `json:"rules"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil {
+		return nil, fmt.Errorf("rules file: %w", err)
+	}
+	if dec.More() {
+		return nil, errors.New("rules file: data after the JSON object")
+	}
+	if len(f.Rules) > MaxRules {
+		return nil, fmt.Errorf("rules file: %d rules, at most %d", len(f.Rules), MaxRules)
+	}
+	return f.Rules, nil
+}
+
+// Compile checks and compiles rules. An error names the rule and says
+// what is wrong with it: a bad name or severity, a name used twice, an
+// expression that does not compile or is not of the right type, a bad
+// threshold.
+func Compile(rules []Rule) (*Rules, error) {
+	e, err := env()
+	if err != nil {
+		return nil, err
+	}
+	out := &Rules{}
+	seen := map[string]bool{}
+	for i := range rules {
+		r := rules[i]
+		where := fmt.Sprintf("rule %d (%q)", i+1, r.Name)
+		switch {
+		case !validName.MatchString(r.Name):
+			return nil, fmt.Errorf("%s: the name must be 1 to 64 lower-case letters, digits and hyphens", where)
+		case seen[r.Name]:
+			return nil, fmt.Errorf("%s: the name is used twice", where)
+		case !slices.Contains(Severities, r.Severity):
+			return nil, fmt.Errorf("%s: severity %q is not one of %s", where, r.Severity, strings.Join(Severities, ", "))
+		case strings.TrimSpace(r.When) == "":
+			return nil, fmt.Errorf("%s: no condition (when)", where)
+		}
+		seen[r.Name] = true
+		c := &compiled{rule: &r}
+		if c.when, err = program(e, r.When, cel.BoolType); err != nil {
+			return nil, fmt.Errorf("%s: when: %w", where, err)
+		}
+		if t := r.Threshold; t != nil {
+			if t.Count < 1 {
+				return nil, fmt.Errorf("%s: threshold count %d: want at least 1", where, t.Count)
+			}
+			if c.window, err = time.ParseDuration(t.Window); err != nil || c.window <= 0 {
+				return nil, fmt.Errorf("%s: threshold window %q: want a positive Go duration such as 1h", where, t.Window)
+			}
+			if c.groupBy, err = program(e, t.GroupBy, cel.StringType); err != nil {
+				return nil, fmt.Errorf("%s: threshold group_by: %w", where, err)
+			}
+			c.hits = map[string][]time.Time{}
+		}
+		out.rules = append(out.rules, c)
+	}
+	return out, nil
+}
+
+// program compiles expr, which must have type want (or dyn, checked when
+// evaluated).
+func program(e *cel.Env, expr string, want *cel.Type) (cel.Program, error) {
+	if len(expr) > MaxExpression {
+		return nil, fmt.Errorf("the expression has %d bytes, at most %d", len(expr), MaxExpression)
+	}
+	ast, iss := e.Compile(expr)
+	if iss.Err() != nil {
+		return nil, iss.Err()
+	}
+	if t := ast.OutputType(); !t.IsExactType(want) && !t.IsExactType(cel.DynType) {
+		return nil, fmt.Errorf("the expression is of type %s, not %s", t, want)
+	}
+	return e.Program(ast, cel.CostLimit(maxCost))
+}
+
+// Len returns how many rules there are.
+func (rs *Rules) Len() int { return len(rs.rules) }
+
+// Eval returns the rules ev meets. A rule whose expression fails on ev (a
+// field it reads is absent, a type it did not expect) is not a match; its
+// error is returned beside the matches, naming the rule, so that the
+// monitor reports it instead of losing it.
+func (rs *Rules) Eval(ev *Event) ([]Match, []error) {
+	vars := map[string]any{
+		"entry":    ev.Entry,
+		"kind":     ev.Kind,
+		"log":      ev.Log,
+		"platform": ev.Platform,
+		"index":    ev.Index,
+		"time":     ev.Time,
+		"home":     ev.Home,
+	}
+	if ev.Home == nil {
+		vars["home"] = map[string]string{}
+	}
+	var ms []Match
+	var errs []error
+	for _, c := range rs.rules {
+		v, _, err := c.when.Eval(vars)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("rule %s on %s entry %d: %w", c.rule.Name, ev.Log, ev.Index, err))
+			continue
+		}
+		hit, ok := v.(types.Bool)
+		if !ok {
+			errs = append(errs, fmt.Errorf("rule %s on %s entry %d: the condition gave %s, not a bool", c.rule.Name, ev.Log, ev.Index, v.Type()))
+			continue
+		}
+		if !hit {
+			continue
+		}
+		if c.groupBy == nil {
+			ms = append(ms, Match{Rule: c.rule})
+			continue
+		}
+		g, _, err := c.groupBy.Eval(vars)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("rule %s on %s entry %d: group_by: %w", c.rule.Name, ev.Log, ev.Index, err))
+			continue
+		}
+		key, ok := g.Value().(string)
+		if !ok {
+			errs = append(errs, fmt.Errorf("rule %s on %s entry %d: group_by gave %s, not a string", c.rule.Name, ev.Log, ev.Index, g.Type()))
+			continue
+		}
+		if m, fired := c.count(key, ev.Time); fired {
+			ms = append(ms, m)
+		}
+	}
+	return ms, errs
+}
+
+// count adds a match at t to key's window and reports whether the window
+// now holds more than the threshold allows. After it fires the window
+// starts again, so that a burst raises one alert per Count matches, not
+// one per match.
+func (c *compiled) count(key string, t time.Time) (Match, bool) {
+	hits := c.hits[key]
+	// Entries come in log order, which is nearly time order: drop what
+	// is older than the window before t.
+	cut := 0
+	for cut < len(hits) && !hits[cut].After(t.Add(-c.window)) {
+		cut++
+	}
+	hits = append(hits[cut:], t)
+	if len(hits) > c.rule.Threshold.Count {
+		delete(c.hits, key)
+		return Match{Rule: c.rule, Count: len(hits), GroupKey: key}, true
+	}
+	c.hits[key] = hits
+	// Groups whose window emptied go, so that the map does not grow with
+	// every principal ever seen.
+	if len(c.hits) > 4096 {
+		for k, h := range c.hits {
+			if len(h) == 0 || !h[len(h)-1].After(t.Add(-c.window)) {
+				delete(c.hits, k)
+			}
+		}
+	}
+	return Match{}, false
+}

@@ -1,0 +1,212 @@
+package monitor
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vitrine-dev/vitrine/access"
+	"github.com/vitrine-dev/vitrine/residency"
+)
+
+var t0 = time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+
+// record is a granted access record of zurich's log, as the gateway
+// writes it, changed by edit.
+func record(t *testing.T, edit func(r *access.Record)) *Event {
+	t.Helper()
+	r := &access.Record{
+		Time:          t0,
+		Region:        "zurich",
+		Principal:     access.Principal{ID: "analyst:jdoe", Role: "analyst", Location: "CH"},
+		Action:        "read",
+		Resource:      access.Resource{Dataset: "telemetry", Query: "sha256=ab", Count: 3, Digest: access.Digest([]int64{1, 2, 3})},
+		Justification: access.Justification{Code: "CUSTOMER_INITIATED_SUPPORT", Detail: "case 1"},
+		Subjects:      []string{},
+		Request:       "req-1",
+		Outcome:       "granted",
+	}
+	if edit != nil {
+		edit(r)
+	}
+	return event(t, r)
+}
+
+func event(t *testing.T, r *access.Record) *Event {
+	t.Helper()
+	b, err := r.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := access.Parse(b); err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	return &Event{Platform: "https://vendor.example", Log: "access-zurich", Kind: "access", Entry: m, Time: r.Time, Home: HomeMap(residency.Default())}
+}
+
+func defaults(t *testing.T) *Rules {
+	t.Helper()
+	rs, err := Compile(DefaultRules())
+	if err != nil {
+		t.Fatalf("the default rules: %v", err)
+	}
+	return rs
+}
+
+func names(ms []Match) []string {
+	var out []string
+	for _, m := range ms {
+		out = append(out, m.Rule.Name)
+	}
+	return out
+}
+
+func TestDefaultRules(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		ev   *Event
+		want string // the rules that fire, comma-separated
+	}{
+		{"a plain read", record(t, nil), ""},
+		{"a third party's request", record(t, func(r *access.Record) { r.Justification.Code = "THIRD_PARTY_DATA_REQUEST" }), "third-party-request"},
+		{"an export of 1,001 records", record(t, func(r *access.Record) { r.Action, r.Resource.Count = "export", 1001 }), "bulk-export"},
+		{"an export of 1,000 records", record(t, func(r *access.Record) { r.Action, r.Resource.Count = "export", 1000 }), ""},
+		{"a read of 5,000 records", record(t, func(r *access.Record) { r.Resource.Count = 5000 }), ""},
+		{"a read from the US of zurich's data (zurich serves North America)", record(t, func(r *access.Record) { r.Principal.Location = "US" }), ""},
+		{"a read from China of zurich's data", record(t, func(r *access.Record) { r.Principal.Location = "CN" }), "cross-border-access"},
+		{"a read from Russia of zurich's data", record(t, func(r *access.Record) { r.Principal.Location = "RU" }), "cross-border-access"},
+		{"a read from Brazil of moscow's data (the default region)", record(t, func(r *access.Record) { r.Region, r.Principal.Location = "moscow", "BR" }), ""},
+		{"a denied attempt from the US", record(t, func(r *access.Record) {
+			r.Principal.Location, r.Action, r.Outcome, r.Reason = "US", "denied", "denied", "role"
+			r.Resource.Count, r.Resource.Digest = 0, access.Digest(nil)
+		}), ""},
+		{"a delete", record(t, func(r *access.Record) { r.Principal.Role, r.Action = "operator", "delete" }), "delete-outside-relocation"},
+		{"a relocation", record(t, func(r *access.Record) { r.Principal.Role, r.Action = "operator", "relocate" }), ""},
+		{"a policy", &Event{Log: "policy", Kind: "policy", Entry: map[string]any{"version": 2.0}}, "policy-change"},
+	} {
+		ms, errs := defaults(t).Eval(c.ev)
+		if len(errs) > 0 {
+			t.Errorf("%s: %v", c.name, errs)
+		}
+		if got := strings.Join(names(ms), ","); got != c.want {
+			t.Errorf("%s: %q fire, want %q", c.name, got, c.want)
+		}
+	}
+}
+
+// TestBurst: more than 100 reads by one principal within an hour raise
+// one alert; another principal's reads and reads more than an hour apart
+// do not count together.
+func TestBurst(t *testing.T) {
+	rs := defaults(t)
+	read := func(who string, at time.Time) []Match {
+		ms, errs := rs.Eval(record(t, func(r *access.Record) { r.Principal.ID, r.Time = who, at }))
+		if len(errs) > 0 {
+			t.Fatal(errs)
+		}
+		return ms
+	}
+	for i := range 100 {
+		if ms := read("analyst:a", t0.Add(time.Duration(i)*30*time.Second)); len(ms) != 0 {
+			t.Fatalf("read %d: %v", i+1, names(ms))
+		}
+		if ms := read("analyst:b", t0.Add(time.Duration(i)*30*time.Second)); len(ms) != 0 {
+			t.Fatalf("b's read %d: %v", i+1, names(ms))
+		}
+	}
+	ms := read("analyst:a", t0.Add(50*time.Minute))
+	if len(ms) != 1 || ms[0].Rule.Name != "burst" || ms[0].Count != 101 || ms[0].GroupKey != "analyst:a" {
+		t.Fatalf("the 101st read within the hour: %+v, want one burst of 101 by analyst:a", ms)
+	}
+	if ms := read("analyst:a", t0.Add(51*time.Minute)); len(ms) != 0 {
+		t.Errorf("the read after the alert: %v; the window starts again", names(ms))
+	}
+	// b's 100 reads end at 49.5 minutes; two hours later they are gone.
+	for i := range 100 {
+		if ms := read("analyst:b", t0.Add(3*time.Hour+time.Duration(i)*time.Second)); len(ms) != 0 {
+			t.Fatalf("b's read %d, hours later: %v", i+1, names(ms))
+		}
+	}
+}
+
+func TestCompileErrorsNameTheRule(t *testing.T) {
+	good := Rule{Name: "x", Severity: "info", When: "kind == 'access'"}
+	for _, c := range []struct {
+		edit func(r *Rule)
+		want string
+	}{
+		{func(r *Rule) { r.Name = "Bad Name" }, `rule 2 ("Bad Name"): the name`},
+		{func(r *Rule) { r.Name = "x" }, `rule 2 ("x"): the name is used twice`},
+		{func(r *Rule) { r.Severity = "urgent" }, `rule 2 ("y"): severity "urgent"`},
+		{func(r *Rule) { r.When = "" }, `rule 2 ("y"): no condition`},
+		{func(r *Rule) { r.When = "kind == " }, `rule 2 ("y"): when: ERROR`},
+		{func(r *Rule) { r.When = "kind" }, `rule 2 ("y"): when: the expression is of type string, not bool`},
+		{func(r *Rule) { r.When = "nosuchvar == 1" }, `rule 2 ("y"): when: ERROR`},
+		{func(r *Rule) { r.Threshold = &Threshold{Count: 0, Window: "1h", GroupBy: "log"} }, `rule 2 ("y"): threshold count 0`},
+		{func(r *Rule) { r.Threshold = &Threshold{Count: 5, Window: "an hour", GroupBy: "log"} }, `rule 2 ("y"): threshold window "an hour"`},
+		{func(r *Rule) { r.Threshold = &Threshold{Count: 5, Window: "1h", GroupBy: "index"} }, `rule 2 ("y"): threshold group_by: the expression is of type uint, not string`},
+		{func(r *Rule) { r.When = strings.Repeat("true && ", 600) + "true" }, `rule 2 ("y"): when: the expression has`},
+	} {
+		bad := Rule{Name: "y", Severity: "warning", When: "true"}
+		c.edit(&bad)
+		_, err := Compile([]Rule{good, bad})
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("Compile(%+v) = %v, want an error containing %q", bad, err, c.want)
+		}
+	}
+}
+
+// TestEvalErrorIsReported: a rule that reads a field an entry lacks is an
+// error naming the rule and the entry, not a silent non-match.
+func TestEvalErrorIsReported(t *testing.T) {
+	rs, err := Compile([]Rule{{Name: "needs-reason", Severity: "info", When: "entry.reason == 'x'"}, {Name: "all", Severity: "info", When: "true"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := record(t, nil)
+	ev.Index = 7
+	ms, errs := rs.Eval(ev)
+	if len(ms) != 1 || ms[0].Rule.Name != "all" {
+		t.Errorf("matches %v, want all", names(ms))
+	}
+	if len(errs) != 1 || !strings.Contains(errs[0].Error(), "rule needs-reason on access-zurich entry 7") {
+		t.Errorf("errors %v, want one naming needs-reason and entry 7", errs)
+	}
+}
+
+func TestParseRules(t *testing.T) {
+	if _, err := ParseRules([]byte(`{"rules":[{"name":"x","severity":"info","when":"true","whem":"x"}]}`)); err == nil || !strings.Contains(err.Error(), "whem") {
+		t.Errorf("a misspelt field: %v", err)
+	}
+	if _, err := ParseRules([]byte(`{"rules":[]} {}`)); err == nil {
+		t.Error("data after the object was taken")
+	}
+	rs, err := ParseRules(defaultRules)
+	if err != nil || len(rs) != 6 {
+		t.Errorf("the default rules: %d, %v", len(rs), err)
+	}
+}
+
+func FuzzParseRules(f *testing.F) {
+	f.Add(defaultRules)
+	f.Add([]byte(`{"rules":[{"name":"b","severity":"info","when":"entry.x > 1","threshold":{"count":1,"window":"1s","group_by":"log"}}]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		rules, err := ParseRules(b)
+		if err != nil {
+			return
+		}
+		rs, err := Compile(rules)
+		if err != nil {
+			return
+		}
+		// Whatever compiled evaluates without a panic, within its cost
+		// limit, on an entry of each kind.
+		rs.Eval(&Event{Kind: "access", Log: "access-zurich", Entry: map[string]any{"action": "read", "x": 2.0}, Time: t0})
+		rs.Eval(&Event{Kind: "policy", Log: "policy", Entry: map[string]any{}})
+	})
+}
