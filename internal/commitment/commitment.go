@@ -298,7 +298,9 @@ func (c *Committer) Handler(authorized func(*http.Request) bool) http.Handler {
 		}
 		index, cm, err := c.Commit(r.Context())
 		if err != nil {
-			c.logger.ErrorContext(r.Context(), "commitment on demand failed", "err", err)
+			if fault.Kind(err) != nil { // one of no kind is Fail's incident, logged there
+				c.logger.ErrorContext(r.Context(), "commitment on demand failed", "err", err)
+			}
 			msg := "the commitment failed"
 			for _, e := range []error{ErrStore, ErrLog} {
 				if errors.Is(err, e) {

@@ -13,6 +13,7 @@ import (
 
 	vclient "github.com/vitrine-dev/vitrine/client"
 	"github.com/vitrine-dev/vitrine/internal/backoff"
+	"github.com/vitrine-dev/vitrine/internal/fault"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
 )
 
@@ -193,14 +194,16 @@ func (c *Client) Counts(ctx context.Context) (map[string]map[uint64]int64, error
 // do sends hreq and returns the body of a 200 answer, or an error carrying
 // the service's message.
 func (c *Client) do(hreq *http.Request) ([]byte, error) {
+	// Custody out of reach, or answering what it should not, is custody
+	// unavailable to the caller: it may work later.
 	resp, err := c.hc.Do(hreq)
 	if err != nil {
-		return nil, err
+		return nil, fault.Mark(fault.ErrUnavailable, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxRequestBody+1))
 	if err != nil {
-		return nil, err
+		return nil, fault.Mark(fault.ErrUnavailable, err)
 	}
 	if resp.StatusCode == http.StatusOK {
 		return b, nil
@@ -221,7 +224,7 @@ func (c *Client) do(hreq *http.Request) ([]byte, error) {
 	case http.StatusServiceUnavailable:
 		sentinel = ErrUnavailable
 	default:
-		return nil, fmt.Errorf("%s: %s", resp.Status, msg)
+		return nil, fault.Mark(fault.ErrUnavailable, fmt.Errorf("%s: %s", resp.Status, msg))
 	}
 	// The service's message already begins with the sentinel's text.
 	msg = strings.TrimPrefix(strings.TrimPrefix(msg, sentinel.Error()), ": ")

@@ -8,7 +8,11 @@
 // it by name.
 package fault
 
-import "errors"
+import (
+	"errors"
+	"io/fs"
+	"syscall"
+)
 
 // The kinds of condition. Errors of a kind wrap it.
 var (
@@ -69,4 +73,19 @@ func Kind(err error) error {
 		}
 	}
 	return nil
+}
+
+// File groups the error of reading a file that a request named: a file
+// that is not there, or that the request's path cannot name (a segment
+// that is a file, a name too long), is ErrNotFound with notFound as its
+// whole text (not the path); anything else (permissions, I/O) is the
+// storage failing, ErrUnavailable, its text kept for the log.
+func File(err error, notFound string) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) || errors.Is(err, syscall.ENAMETOOLONG) || errors.Is(err, syscall.EINVAL) {
+		return New(ErrNotFound, notFound)
+	}
+	return Mark(ErrUnavailable, err)
 }

@@ -3,6 +3,9 @@ package fault
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -36,5 +39,26 @@ func TestMark(t *testing.T) {
 	bad := New(ErrInvalid, "no batch id")
 	if Kind(Mark(ErrUnavailable, bad)) != ErrInvalid {
 		t.Error("Mark replaced a kind an error already had")
+	}
+}
+
+func TestFile(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "f")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{filepath.Join(dir, "absent"), filepath.Join(file, "under-a-file"), filepath.Join(dir, strings.Repeat("a", 300))} {
+		_, err := os.ReadFile(p)
+		if got := File(err, "no such thing"); Kind(got) != ErrNotFound || got.Error() != "no such thing" {
+			t.Errorf("reading %.40s…: %v → %v (kind %v), want not found, without the path", p, err, got, Kind(got))
+		}
+	}
+	_, err := os.ReadFile(dir) // EISDIR
+	if got := File(err, "no such thing"); Kind(got) != ErrUnavailable || !errors.Is(got, err) {
+		t.Errorf("reading a directory: %v (kind %v), want unavailable", got, Kind(got))
+	}
+	if File(nil, "x") != nil {
+		t.Error("File(nil) is not nil")
 	}
 }

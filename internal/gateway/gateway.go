@@ -198,7 +198,9 @@ func (g *Gateway) receipt(index uint64) string {
 // unavailable answers err, one of the err* above, wrapped, through
 // httpapi.Fail (503 for these), saying which part failed but not how.
 func (g *Gateway) unavailable(w http.ResponseWriter, r *http.Request, err error) {
-	g.logger.ErrorContext(r.Context(), "access failed closed", "err", err)
+	if fault.Kind(err) != nil { // one of no kind is Fail's incident, logged there
+		g.logger.ErrorContext(r.Context(), "access failed closed", "err", err)
+	}
 	msg := "the access failed"
 	for _, e := range []error{errLog, errWitness, errCustody, errStore} {
 		if errors.Is(err, e) {

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -26,6 +27,8 @@ import (
 //   - fault.ErrInvalid, NotFound, Conflict, Forbidden: 400, 404, 409, 403,
 //     with msg and err's text, which for these kinds is written for the
 //     caller ("bad query: …").
+//   - context.Canceled of no kind: as ErrUnavailable (the caller went
+//     away, or the server is stopping).
 //   - any other error is unexpected: 500, msg and an incident id, and
 //     err is logged under that id at Error level. Its text never reaches
 //     the answer: it may hold paths, SQL or keys' names.
@@ -39,7 +42,13 @@ func Fail(w http.ResponseWriter, logger *slog.Logger, err error, msg string) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	switch fault.Kind(err) {
+	kind := fault.Kind(err)
+	if kind == nil && errors.Is(err, context.Canceled) {
+		// Canceled under way: the caller went away (nobody reads the
+		// answer), or the server is stopping (retry elsewhere or later).
+		kind = fault.ErrUnavailable
+	}
+	switch kind {
 	case fault.ErrUnavailable:
 		logger.Debug(msg, "err", err, "status", http.StatusServiceUnavailable)
 		wait := time.Second

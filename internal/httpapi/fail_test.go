@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -39,6 +40,7 @@ func TestFail(t *testing.T) {
 		{"not found", fault.New(fault.ErrNotFound, "no job rel-1"), 404, "", []string{"no job rel-1"}, nil},
 		{"conflict", fault.New(fault.ErrConflict, "another relocation is running"), 409, "", []string{"another relocation"}, nil},
 		{"forbidden", fault.New(fault.ErrForbidden, "not your region"), 403, "", []string{"not your region"}, nil},
+		{"canceled under way", fmt.Errorf("reading records: %w", context.Canceled), 503, "1", []string{"nothing was stored"}, []string{"canceled"}},
 		{"unexpected", errors.New("pq: relation \"secret_table\" does not exist"), 500, "", []string{"nothing was stored", "internal error"}, []string{"secret_table"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -3,7 +3,6 @@ package logserver
 import (
 	"errors"
 	"io"
-	"io/fs"
 	"net/http"
 	"os"
 	"strconv"
@@ -220,12 +219,5 @@ func ParseTilePath(p string) (TileResource, error) {
 }
 
 // readError groups an error of the log's reader (its files, through
-// Tessera): a resource that does not exist is fault.ErrNotFound, with
-// notFound as its whole text (not the file's path); anything else is the
-// storage failing, fault.ErrUnavailable.
-func readError(err error, notFound string) error {
-	if errors.Is(err, fs.ErrNotExist) {
-		return fault.New(fault.ErrNotFound, notFound)
-	}
-	return fault.Mark(fault.ErrUnavailable, err)
-}
+// Tessera): see fault.File.
+func readError(err error, notFound string) error { return fault.File(err, notFound) }

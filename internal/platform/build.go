@@ -12,7 +12,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vitrine-dev/vitrine/internal/backoff"
 	"github.com/vitrine-dev/vitrine/internal/conveyer"
+	"github.com/vitrine-dev/vitrine/internal/fault"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
 	"github.com/vitrine-dev/vitrine/internal/keys"
 	"github.com/vitrine-dev/vitrine/internal/publish"
@@ -188,7 +190,7 @@ func (p *Platform) serveBuild(w http.ResponseWriter, r *http.Request) {
 		// the source.
 		httpapi.Error(w, http.StatusUnprocessableEntity, err.Error())
 	case errors.Is(err, context.DeadlineExceeded):
-		httpapi.Fail(w, p.logger, err, "the release was built but not logged in time; nothing was published, retry")
+		httpapi.Fail(w, p.logger, backoff.WithRetryAfter(fault.Mark(fault.ErrUnavailable, err), 10*time.Second), "the release was built but not logged in time; nothing was published, retry")
 	default:
 		// Invalid recipes 400; the release log unavailable or busy
 		// 503; anything else 500, logged, not told.

@@ -10,6 +10,7 @@ import (
 	"github.com/vitrine-dev/vitrine/access"
 	"github.com/vitrine-dev/vitrine/internal/backoff"
 	"github.com/vitrine-dev/vitrine/internal/endpoint"
+	"github.com/vitrine-dev/vitrine/internal/fault"
 	"github.com/vitrine-dev/vitrine/internal/gateway"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
 	"github.com/vitrine-dev/vitrine/internal/keys"
@@ -79,7 +80,9 @@ func (p *Platform) serveEndpointRevoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := p.regions.revoked.Revoke(id, time.Now()); err != nil {
-		p.logger.ErrorContext(r.Context(), "revoking endpoint", "endpoint", id, "err", err)
+		if fault.Kind(err) != nil { // one of no kind is Fail's incident, logged there
+			p.logger.ErrorContext(r.Context(), "revoking endpoint", "endpoint", id, "err", err)
+		}
 		httpapi.Fail(w, p.logger, backoff.WithRetryAfter(err, 5*time.Second), "revoking endpoint "+id+" failed: the revocation could not be stored; its tokens still work")
 		return
 	}

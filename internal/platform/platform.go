@@ -27,6 +27,7 @@ import (
 	"github.com/vitrine-dev/vitrine/client"
 	"github.com/vitrine-dev/vitrine/internal/atomicfile"
 	"github.com/vitrine-dev/vitrine/internal/custody"
+	"github.com/vitrine-dev/vitrine/internal/fault"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
 	"github.com/vitrine-dev/vitrine/internal/keys"
 	"github.com/vitrine-dev/vitrine/internal/logserver"
@@ -316,11 +317,11 @@ func (p *Platform) routes() http.Handler {
 		custodian := func(r *http.Request) bool { return keys.BearerEqual(r, p.custodyToken) }
 		mux.Handle("/custody/", http.StripPrefix("/custody", p.custody.Handler(custodian)))
 	}
-	mux.Handle("POST "+principal.Path, p.principals.Handler(operator))
-	mux.Handle("DELETE "+principal.Path+"/", p.principals.Handler(operator))
+	mux.Handle("POST "+principal.Path, p.principals.Handler(operator, p.logger))
+	mux.Handle("DELETE "+principal.Path+"/", p.principals.Handler(operator, p.logger))
 	mux.HandleFunc("POST /v1/endpoints", p.serveRegister)
 	mux.HandleFunc("DELETE /v1/endpoints/{id}", p.serveEndpointRevoke)
-	mux.Handle("/releases/", http.StripPrefix("/releases", p.releases.Handler()))
+	mux.Handle("/releases/", http.StripPrefix("/releases", p.releases.Handler(p.logger)))
 	mux.Handle("/updates/", http.StripPrefix("/updates", p.updates.Handler()))
 	mux.Handle("POST /updates/root", p.updates.RootHandler(operator))
 	mux.HandleFunc("POST "+BuildPath, p.serveBuild)
@@ -520,10 +521,10 @@ func (k *remoteKey) fetch() (*custody.PublicKey, error) {
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		if err := atomicfile.Write(k.pin, []byte(key.String()+"\n"), 0o644); err != nil {
-			return nil, fmt.Errorf("pinning the custody key of %s: %w", k.region, err)
+			return nil, fmt.Errorf("pinning the custody key of %s: %w", k.region, fault.Mark(fault.ErrUnavailable, err))
 		}
 	case err != nil:
-		return nil, err
+		return nil, fault.Mark(fault.ErrUnavailable, err)
 	case strings.TrimSpace(string(pinned)) != key.String():
 		return nil, fmt.Errorf("custody offers another key for %s than the one pinned in %s; refusing it", k.region, k.pin)
 	}

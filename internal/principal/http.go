@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
@@ -41,7 +42,7 @@ const Path = "/v1/principals"
 // answer is 201, and a 201 means the principal is durable; a 200 means
 // the revocation is durable, logged and in effect (a 503 says whether it
 // took effect, see [Registry.Revoke]).
-func (r *Registry) Handler(operator func(*http.Request) bool) http.Handler {
+func (r *Registry) Handler(operator func(*http.Request) bool, logger *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		id, isOne := strings.CutPrefix(req.URL.Path, Path+"/")
 		switch {
@@ -64,7 +65,7 @@ func (r *Registry) Handler(operator func(*http.Request) bool) http.Handler {
 			return
 		}
 		if isOne {
-			r.serveRevoke(w, req, id)
+			r.serveRevoke(w, req, id, logger)
 			return
 		}
 		body, ok := httpapi.ReadLimited(w, req, MaxRequestSize)
@@ -96,7 +97,7 @@ func (r *Registry) Handler(operator func(*http.Request) bool) http.Handler {
 			case nil:
 				msg = fmt.Sprintf("creating principal %q failed; nothing was stored", p.ID)
 			}
-			httpapi.Fail(w, nil, backoff.WithRetryAfter(err, 5*time.Second), msg)
+			httpapi.Fail(w, logger, backoff.WithRetryAfter(err, 5*time.Second), msg)
 			return
 		}
 		// The token is shown once: no cache may keep it.
@@ -110,11 +111,11 @@ func (r *Registry) Handler(operator func(*http.Request) bool) http.Handler {
 	})
 }
 
-func (r *Registry) serveRevoke(w http.ResponseWriter, req *http.Request, id string) {
+func (r *Registry) serveRevoke(w http.ResponseWriter, req *http.Request, id string, logger *slog.Logger) {
 	err := r.Revoke(req.Context(), id)
 	switch {
 	case errors.Is(err, ErrNotFound):
-		httpapi.Fail(w, nil, fault.New(fault.ErrNotFound, "a revoked principal is gone"), fmt.Sprintf("no principal %q", id))
+		httpapi.Fail(w, logger, fault.New(fault.ErrNotFound, "a revoked principal is gone"), fmt.Sprintf("no principal %q", id))
 		return
 	case err != nil:
 		msg := fmt.Sprintf("revoking principal %q failed; nothing changed, it still works", id)
@@ -122,7 +123,7 @@ func (r *Registry) serveRevoke(w http.ResponseWriter, req *http.Request, id stri
 			msg = fmt.Sprintf("principal %q is revoked, but not every access log holds its revocation yet", id)
 		}
 		// An access log down: 503; anything else 500, logged, not told.
-		httpapi.Fail(w, nil, err, msg)
+		httpapi.Fail(w, logger, err, msg)
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")

@@ -42,7 +42,7 @@ func do(t *testing.T, h http.Handler, method, path, auth string, body io.Reader)
 
 func TestHandlerCreates(t *testing.T) {
 	r, _ := openTest(t)
-	h := r.Handler(isOperator)
+	h := r.Handler(isOperator, nil)
 	code, ans, hdr := do(t, h, "POST", "/v1/principals", "Bearer "+operatorToken, strings.NewReader(jdoeBody))
 	if code != http.StatusCreated {
 		t.Fatalf("status %d (%v), want 201", code, ans)
@@ -105,7 +105,7 @@ func TestHandlerRejects(t *testing.T) {
 			if tc.chunked {
 				body = io.MultiReader(body) // hides the length: ContentLength -1
 			}
-			code, ans, hdr := do(t, r.Handler(isOperator), tc.method, tc.path, tc.auth, body)
+			code, ans, hdr := do(t, r.Handler(isOperator, nil), tc.method, tc.path, tc.auth, body)
 			if code != tc.status || !strings.Contains(ans["error"], tc.want) {
 				t.Errorf("%d %q, want %d and an error containing %q", code, ans["error"], tc.status, tc.want)
 			}
@@ -130,7 +130,7 @@ func TestHandlerStoreFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	breakDir(t, filepath.Dir(path))
-	code, ans, hdr := do(t, r.Handler(isOperator), "POST", "/v1/principals", "Bearer "+operatorToken, bytes.NewReader([]byte(jdoeBody)))
+	code, ans, hdr := do(t, r.Handler(isOperator, nil), "POST", "/v1/principals", "Bearer "+operatorToken, bytes.NewReader([]byte(jdoeBody)))
 	if code != http.StatusServiceUnavailable || hdr.Get("Retry-After") == "" || !strings.Contains(ans["error"], "nothing was stored") {
 		t.Errorf("%d %v, want 503 with Retry-After", code, ans)
 	}

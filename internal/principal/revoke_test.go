@@ -442,7 +442,7 @@ func TestAdmitOrdersRevocation(t *testing.T) {
 // changes; with the logs down it answers 503 and nothing changes.
 func TestHandlerRevokes(t *testing.T) {
 	r, _, l, _ := openLogged(t)
-	h := r.Handler(isOperator)
+	h := r.Handler(isOperator, nil)
 	tok := mustCreate(t, r, jdoe())
 	for _, tc := range []struct {
 		name, path, auth string
@@ -480,7 +480,7 @@ func TestHandlerRevokes(t *testing.T) {
 // from now, and without one the principal expires after DefaultLifetime.
 func TestHandlerExpiry(t *testing.T) {
 	r, _, _, c := openLogged(t)
-	h := r.Handler(isOperator)
+	h := r.Handler(isOperator, nil)
 	for _, tc := range []struct {
 		name, expires string
 		want          time.Time

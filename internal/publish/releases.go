@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net/http"
 	"os"
 	"path"
@@ -429,7 +430,7 @@ type ReleaseIndex struct {
 }
 
 // serveRelease lists the files of one release.
-func (s *Store) serveRelease(w http.ResponseWriter, name, version string) {
+func (s *Store) serveRelease(w http.ResponseWriter, name, version string, logger *slog.Logger) {
 	if !validFile(name) || !validFile(version) {
 		httpapi.Error(w, http.StatusNotFound, "no such release; GET /releases/ lists the releases")
 		return
@@ -437,10 +438,7 @@ func (s *Store) serveRelease(w http.ResponseWriter, name, version string) {
 	dir := filepath.Join(s.dir, name, version)
 	entry, err := os.ReadFile(filepath.Join(dir, "release.json"))
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			err = fault.New(fault.ErrNotFound, "no such release; GET /releases/ lists the releases")
-		}
-		httpapi.Fail(w, nil, fault.Mark(fault.ErrUnavailable, err), "reading release "+name+" "+version)
+		httpapi.Fail(w, logger, fault.File(err, "no such release; GET /releases/ lists the releases"), "reading release "+name+" "+version)
 		return
 	}
 	idx := ReleaseIndex{Name: name, Version: version}
@@ -471,7 +469,7 @@ func (s *Store) serveRelease(w http.ResponseWriter, name, version string) {
 // Handler serves the releases, relative to /releases: GET / lists them
 // (JSON), GET /<name>/<version>/ lists a release's files (JSON), GET
 // /<name>/<version>/<file> serves a file. Everything is public.
-func (s *Store) Handler() http.Handler {
+func (s *Store) Handler(logger *slog.Logger) http.Handler {
 	files := http.FileServerFS(os.DirFS(s.dir))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
@@ -482,7 +480,7 @@ func (s *Store) Handler() http.Handler {
 		if p == "/" {
 			l, err := s.List()
 			if err != nil {
-				httpapi.Fail(w, nil, err, "listing releases failed")
+				httpapi.Fail(w, logger, err, "listing releases failed")
 				return
 			}
 			httpapi.JSON(w, struct {
@@ -498,7 +496,7 @@ func (s *Store) Handler() http.Handler {
 			}
 		}
 		if len(parts) == 2 {
-			s.serveRelease(w, parts[0], parts[1])
+			s.serveRelease(w, parts[0], parts[1], logger)
 			return
 		}
 		if fi, err := fs.Stat(os.DirFS(s.dir), strings.TrimPrefix(p, "/")); err != nil || fi.IsDir() {

@@ -50,7 +50,7 @@ func TestPublishAndServe(t *testing.T) {
 	if err := s.Publish(bad); err == nil {
 		t.Error("published an envelope the entry does not bind")
 	}
-	srv := httptest.NewServer(http.StripPrefix("/releases", s.Handler()))
+	srv := httptest.NewServer(http.StripPrefix("/releases", s.Handler(nil)))
 	defer srv.Close()
 	get := func(p string) (int, []byte) {
 		resp, err := http.Get(srv.URL + p)
@@ -171,7 +171,7 @@ func TestStage(t *testing.T) {
 	if l, _ := s.List(); len(l) != 0 {
 		t.Errorf("List shows a staged release: %v", l)
 	}
-	srv := httptest.NewServer(s.Handler())
+	srv := httptest.NewServer(s.Handler(nil))
 	defer srv.Close()
 	resp, err := http.Get(srv.URL + "/.pending/vitrine/1.0.0/release.json")
 	if err != nil {

@@ -187,7 +187,9 @@ func (r *Rebuilder) Handler() http.Handler {
 		case p == "/rebuilds" || p == "/rebuilds/":
 			idx, err := r.loadIndex()
 			if err != nil {
-				r.logger().Error("serving the verdict index", "err", err)
+				if fault.Kind(err) != nil { // one of no kind is Fail's incident, logged there
+					r.logger().Error("serving the verdict index", "err", err)
+				}
 				httpapi.Fail(w, r.logger(), err, "reading the verdict index failed")
 				return
 			}

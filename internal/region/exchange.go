@@ -14,6 +14,7 @@ import (
 	"github.com/vitrine-dev/vitrine/access"
 	vclient "github.com/vitrine-dev/vitrine/client"
 	"github.com/vitrine-dev/vitrine/internal/backoff"
+	"github.com/vitrine-dev/vitrine/internal/fault"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
 	"github.com/vitrine-dev/vitrine/internal/keys"
 	"github.com/vitrine-dev/vitrine/internal/logserver"
@@ -82,7 +83,9 @@ func (r *Region) serveAggregates(w http.ResponseWriter, req *http.Request) {
 	}
 	aggs, next, err := r.cfg.Store.ChangedAggregates(req.Context(), cursor, maxPage)
 	if err != nil {
-		r.logger.ErrorContext(req.Context(), "reading aggregates", "err", err)
+		if fault.Kind(err) != nil { // one of no kind is Fail's incident, logged there
+			r.logger.ErrorContext(req.Context(), "reading aggregates", "err", err)
+		}
 		httpapi.Fail(w, r.logger, err, "aggregates are unavailable")
 		return
 	}
@@ -92,7 +95,9 @@ func (r *Region) serveAggregates(w http.ResponseWriter, req *http.Request) {
 	// Aggregates cross to another region only through a logged access.
 	if len(aggs) > 0 && r.cfg.AccessLog != nil {
 		if err := r.logCrossing(req.Context(), peer, cursor, next, len(aggs)); err != nil {
-			r.logger.ErrorContext(req.Context(), "logging aggregates crossing", "err", err)
+			if fault.Kind(err) != nil { // one of no kind is Fail's incident, logged there
+				r.logger.ErrorContext(req.Context(), "logging aggregates crossing", "err", err)
+			}
 			httpapi.Fail(w, r.logger, err, "the access log could not take the crossing; nothing was released")
 			return
 		}

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/vitrine-dev/vitrine/internal/endpoint"
+	"github.com/vitrine-dev/vitrine/internal/fault"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
 	"github.com/vitrine-dev/vitrine/internal/seal"
 	"github.com/vitrine-dev/vitrine/internal/store"
@@ -117,7 +118,9 @@ func (r *Region) serveIngest(w http.ResponseWriter, req *http.Request) {
 		if errors.Is(err, req.Context().Err()) {
 			return
 		}
-		r.logger.ErrorContext(req.Context(), "storing batch", "err", err)
+		if fault.Kind(err) != nil { // one of no kind is Fail's incident, logged there
+			r.logger.ErrorContext(req.Context(), "storing batch", "err", err)
+		}
 		httpapi.Fail(w, r.logger, err, "the region could not store the batch; nothing was stored, retry it")
 		return
 	}

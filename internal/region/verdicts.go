@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/vitrine-dev/vitrine/internal/fault"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
 	"github.com/vitrine-dev/vitrine/internal/store"
 	"github.com/vitrine-dev/vitrine/reputation"
@@ -47,7 +48,9 @@ func (r *Region) serveVerdict(w http.ResponseWriter, req *http.Request) {
 	}
 	answers, err := r.verdicts(req, []string{h})
 	if err != nil {
-		r.logger.ErrorContext(req.Context(), "deciding verdict", "err", err)
+		if fault.Kind(err) != nil { // one of no kind is Fail's incident, logged there
+			r.logger.ErrorContext(req.Context(), "deciding verdict", "err", err)
+		}
 		httpapi.Fail(w, r.logger, err, "verdicts are unavailable; retry shortly")
 		return
 	}
@@ -82,7 +85,9 @@ func (r *Region) serveVerdicts(w http.ResponseWriter, req *http.Request) {
 	}
 	answers, err := r.verdicts(req, q.SHA256)
 	if err != nil {
-		r.logger.ErrorContext(req.Context(), "deciding verdicts", "err", err)
+		if fault.Kind(err) != nil { // one of no kind is Fail's incident, logged there
+			r.logger.ErrorContext(req.Context(), "deciding verdicts", "err", err)
+		}
 		httpapi.Fail(w, r.logger, err, "verdicts are unavailable; retry shortly")
 		return
 	}

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"errors"
 	"io"
-	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -77,7 +76,7 @@ type Index struct {
 func (r *Repo) serveIndex(w http.ResponseWriter) {
 	entries, err := os.ReadDir(filepath.Join(r.dir, "metadata"))
 	if err != nil {
-		httpapi.Fail(w, nil, fault.Mark(fault.ErrUnavailable, err), "listing the update repository failed")
+		httpapi.Fail(w, r.logger, fault.Mark(fault.ErrUnavailable, err), "listing the update repository failed")
 		return
 	}
 	idx := Index{
@@ -117,10 +116,7 @@ func metadataOrder(name string) (string, uint64) {
 func (r *Repo) serveFile(w http.ResponseWriter, req *http.Request, path, contentType, cache string) {
 	f, err := os.Open(path)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			err = fault.New(fault.ErrNotFound, "no such file in the update repository")
-		}
-		httpapi.Fail(w, nil, fault.Mark(fault.ErrUnavailable, err), "reading "+strings.TrimPrefix(req.URL.Path, "/"))
+		httpapi.Fail(w, r.logger, fault.File(err, "no such file in the update repository"), "reading "+strings.TrimPrefix(req.URL.Path, "/"))
 		return
 	}
 	defer f.Close()

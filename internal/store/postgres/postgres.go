@@ -28,6 +28,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"sync/atomic"
@@ -104,7 +105,8 @@ func (s *Store) Close() error {
 // closedErr is store.ErrClosed if the store was closed under an operation,
 // and err otherwise.
 func (s *Store) closedErr(err error) error {
-	if s.closed.Load() {
+	var caller *store.CallerError
+	if s.closed.Load() && !errors.As(err, &caller) {
 		return store.ErrClosed
 	}
 	return err

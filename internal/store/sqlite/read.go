@@ -414,7 +414,8 @@ func (s *Store) readTx(ctx context.Context, f func(*sql.Tx) error) error {
 // closedErr is store.ErrClosed if the store was closed under a read, and
 // err otherwise.
 func (s *Store) closedErr(err error) error {
-	if s.closed.Load() {
+	var caller *store.CallerError
+	if s.closed.Load() && !errors.As(err, &caller) {
 		return store.ErrClosed
 	}
 	return err

@@ -485,6 +485,11 @@ func testClosed(t *testing.T, s store.Store) {
 	_, calls["Global"] = s.Global(ctx, []string{Hash("a")})
 	_, calls["CountRecords"] = s.CountRecords(ctx)
 	_, calls["RecordRefs"] = s.RecordRefs(ctx, 0, func([]store.RecordRef) error { return nil })
+	if r, ok := s.(store.Relocator); ok {
+		_, calls["Batches"] = r.Batches(ctx, store.BatchQuery{Country: "DE", Limit: 1})
+		_, calls["PutBatches"] = r.PutBatches(ctx, []*store.Batch{Batch("ep-1", "b2", Record(Hash("a"), 0, ""))})
+		_, calls["DeleteBatches"] = r.DeleteBatches(ctx, []int64{1})
+	}
 	for name, err := range calls {
 		if !errors.Is(err, store.ErrClosed) || fault.Kind(err) != fault.ErrUnavailable {
 			t.Errorf("%s on a closed store: %v, want ErrClosed, of kind unavailable", name, err)
