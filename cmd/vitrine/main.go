@@ -30,6 +30,7 @@ func init() {
 		"custody":           {Summary: "run the supervisor's key custody in its own process", Run: runCustody},
 		"custody reconcile": {Summary: "check custody's unwrap counts against the access logs", Run: runCustodyReconcile},
 		"witness":           {Summary: "run a C2SP tlog-witness", Run: runWitness},
+		"monitor":           {Summary: "follow every log of the platforms a supervisor supervises, check rules, raise alerts", Run: runMonitor},
 		"policy show":       {Summary: "print the active residency policy from the policy log", Run: runPolicyShow},
 		"policy diff":       {Summary: "print what changed between two residency policy versions", Run: runPolicyDiff},
 		"agent register":    {Summary: "register this endpoint with a platform and pin its trust", Run: runAgentRegister},

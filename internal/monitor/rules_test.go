@@ -87,7 +87,8 @@ func TestDefaultRules(t *testing.T) {
 		}), ""},
 		{"a delete", record(t, func(r *access.Record) { r.Principal.Role, r.Action = "operator", "delete" }), "delete-outside-relocation"},
 		{"a relocation", record(t, func(r *access.Record) { r.Principal.Role, r.Action = "operator", "relocate" }), ""},
-		{"a policy", &Event{Log: "policy", Kind: "policy", Entry: map[string]any{"version": 2.0}}, "policy-change"},
+		{"the first policy", &Event{Log: "policy", Kind: "policy", Entry: map[string]any{"version": 1.0}}, ""},
+		{"a new policy", &Event{Log: "policy", Kind: "policy", Entry: map[string]any{"version": 2.0}}, "policy-change"},
 	} {
 		ms, errs := defaults(t).Eval(c.ev)
 		if len(errs) > 0 {

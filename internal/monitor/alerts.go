@@ -1,0 +1,249 @@
+package monitor
+
+import (
+	"context"
+	"database/sql"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	_ "modernc.org/sqlite" // the alert store's engine
+
+	"github.com/vitrine-dev/vitrine/internal/fault"
+)
+
+// An Alert is what the monitor raises: a rule an entry met, or something
+// wrong with a log (a fork, a malformed entry). It carries the entry and a
+// C2SP tlog-proof of it, so that anyone can check that the alert is
+// grounded in the log without trusting the monitor.
+type Alert struct {
+	// ID orders alerts as the monitor raised them; it pages GET /v1/alerts.
+	ID       int64  `json:"id"`
+	Rule     string `json:"rule"`
+	Severity string `json:"severity"`
+	// Platform is the platform's URL, Log the log's name in its discovery
+	// document and Origin the log's origin.
+	Platform string `json:"platform"`
+	Log      string `json:"log"`
+	Origin   string `json:"origin"`
+	// Index is the entry's index, absent for an alert about the log as a
+	// whole.
+	Index *uint64 `json:"index,omitempty"`
+	// Time is when the monitor raised the alert.
+	Time time.Time `json:"time"`
+	// Entry is the entry as the log holds it: its text, or "base64:" and
+	// its bytes when they are not UTF-8.
+	Entry string `json:"entry,omitempty"`
+	// Proof is a c2sp.org/tlog-proof of the entry in a checkpoint that
+	// met the log's witness policy.
+	Proof string `json:"proof,omitempty"`
+	// Detail says why: the rule's description, the parse error, a burst's
+	// count.
+	Detail string `json:"detail"`
+	// Checkpoints are the two signed checkpoints of a fork, each as the
+	// log served it.
+	Checkpoints []string `json:"checkpoints,omitempty"`
+
+	// once names what makes the alert the same as another: the entry's
+	// index for an entry's alert, the contradicting checkpoint for a
+	// fork. An alert is raised once per platform, log, rule and once.
+	once string
+}
+
+// entryText is how an alert holds entry bytes.
+func entryText(b []byte) string {
+	if utf8.Valid(b) {
+		return string(b)
+	}
+	return "base64:" + base64.StdEncoding.EncodeToString(b)
+}
+
+// store keeps alerts and the followers' states in one SQLite database, so
+// that the alerts of a chunk of entries and the state past that chunk are
+// written in one transaction: after a crash the monitor goes on from the
+// last chunk it committed and raises the alerts of the next ones again,
+// none twice (an alert is unique per platform, log, index and rule).
+type store struct {
+	db *sql.DB
+}
+
+const schema = `
+CREATE TABLE IF NOT EXISTS alerts (
+	id INTEGER PRIMARY KEY,
+	rule TEXT NOT NULL,
+	severity TEXT NOT NULL,
+	platform TEXT NOT NULL,
+	log TEXT NOT NULL,
+	origin TEXT NOT NULL,
+	idx INTEGER,
+	once TEXT NOT NULL,
+	time INTEGER NOT NULL,
+	body BLOB NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS alerts_once ON alerts (platform, log, rule, once);
+CREATE TABLE IF NOT EXISTS states (
+	key TEXT PRIMARY KEY,
+	state BLOB NOT NULL
+);`
+
+func openStore(ctx context.Context, dir string) (*store, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, "monitor.db")
+	q := url.Values{}
+	for _, p := range []string{"journal_mode(WAL)", "synchronous(FULL)", "busy_timeout(5000)", "foreign_keys(1)"} {
+		q.Add("_pragma", p)
+	}
+	esc := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
+	db, err := sql.Open("sqlite", "file:"+esc+"?"+q.Encode())
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(1)
+	if _, err := db.ExecContext(ctx, schema); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("opening the monitor's store %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &store{db: db}, nil
+}
+
+func (s *store) Close() error { return s.db.Close() }
+
+// state returns the state saved under key, or nil.
+func (s *store) state(ctx context.Context, key string) ([]byte, error) {
+	var b []byte
+	err := s.db.QueryRowContext(ctx, `SELECT state FROM states WHERE key = ?`, key).Scan(&b)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fault.Mark(fault.ErrUnavailable, fmt.Errorf("reading the monitor's state %s: %w", key, err))
+	}
+	return b, nil
+}
+
+// commit adds alerts (skipping any already raised for the same entry and
+// rule, see Alert.once) and saves state under key, in one durable transaction. It returns
+// the alerts it added, with their ids.
+func (s *store) commit(ctx context.Context, alerts []Alert, key string, state []byte) ([]Alert, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fault.Mark(fault.ErrUnavailable, err)
+	}
+	defer tx.Rollback()
+	var added []Alert
+	for _, a := range alerts {
+		body, err := json.Marshal(a)
+		if err != nil {
+			return nil, err
+		}
+		var idx any
+		if a.Index != nil {
+			idx = int64(*a.Index)
+		}
+		once := a.once
+		if once == "" && a.Index != nil {
+			once = fmt.Sprint("entry ", *a.Index)
+		}
+		res, err := tx.ExecContext(ctx, `INSERT INTO alerts (rule, severity, platform, log, origin, idx, once, time, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+			a.Rule, a.Severity, a.Platform, a.Log, a.Origin, idx, once, a.Time.UnixMicro(), body)
+		if err != nil {
+			return nil, fault.Mark(fault.ErrUnavailable, fmt.Errorf("storing an alert: %w", err))
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			continue
+		}
+		a.ID, err = res.LastInsertId()
+		if err != nil {
+			return nil, fault.Mark(fault.ErrUnavailable, err)
+		}
+		added = append(added, a)
+	}
+	if key != "" {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO states (key, state) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET state = excluded.state`, key, state); err != nil {
+			return nil, fault.Mark(fault.ErrUnavailable, fmt.Errorf("saving the monitor's state %s: %w", key, err))
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fault.Mark(fault.ErrUnavailable, fmt.Errorf("committing alerts: %w", err))
+	}
+	return added, nil
+}
+
+// AlertQuery selects alerts: those after the id After, at most Limit,
+// optionally of one rule, severity at least MinSeverity, of one platform.
+type AlertQuery struct {
+	After       int64
+	Limit       int
+	Rule        string
+	MinSeverity string
+	Platform    string
+}
+
+// MaxAlerts is the most alerts one query returns.
+const MaxAlerts = 1000
+
+// alerts returns the alerts q selects, oldest first.
+func (s *store) alerts(ctx context.Context, q AlertQuery) ([]Alert, error) {
+	if q.Limit <= 0 || q.Limit > MaxAlerts {
+		q.Limit = MaxAlerts
+	}
+	where, args := []string{"id > ?"}, []any{q.After}
+	if q.Rule != "" {
+		where, args = append(where, "rule = ?"), append(args, q.Rule)
+	}
+	if q.Platform != "" {
+		where, args = append(where, "platform = ?"), append(args, q.Platform)
+	}
+	if q.MinSeverity != "" {
+		var sev []string
+		for i, v := range Severities {
+			if v == q.MinSeverity {
+				sev = Severities[i:]
+			}
+		}
+		if sev == nil {
+			return nil, fault.New(fault.ErrInvalid, fmt.Sprintf("severity %q is not one of %s", q.MinSeverity, strings.Join(Severities, ", ")))
+		}
+		where = append(where, "severity IN (?"+strings.Repeat(", ?", len(sev)-1)+")")
+		for _, v := range sev {
+			args = append(args, v)
+		}
+	}
+	args = append(args, q.Limit)
+	rows, err := s.db.QueryContext(ctx, `SELECT id, body FROM alerts WHERE `+strings.Join(where, " AND ")+` ORDER BY id LIMIT ?`, args...)
+	if err != nil {
+		return nil, fault.Mark(fault.ErrUnavailable, err)
+	}
+	defer rows.Close()
+	out := []Alert{}
+	for rows.Next() {
+		var id int64
+		var body []byte
+		if err := rows.Scan(&id, &body); err != nil {
+			return nil, fault.Mark(fault.ErrUnavailable, err)
+		}
+		var a Alert
+		if err := json.Unmarshal(body, &a); err != nil {
+			return nil, fmt.Errorf("alert %d: %w", id, err)
+		}
+		a.ID = id
+		out = append(out, a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fault.Mark(fault.ErrUnavailable, err)
+	}
+	return out, nil
+}
