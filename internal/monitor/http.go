@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -20,13 +21,40 @@ type AlertsAnswer struct {
 // Handler serves the monitor's public routes:
 //
 //	GET /v1/alerts?after=ID&limit=N&rule=R&severity=S&platform=URL
+//	POST /v1/checkpoints (body: a checkpoint someone was served; see
+//	     CheckCheckpoint): 200 consistent, 409 a fork (with the alert), 400
+//	     not a witnessed checkpoint of a followed log, 404 a log not followed
+//	     (yet)
 //
 // Alerts are public, like the logs they come from: each carries its entry
 // and the proof that the log holds it.
 func (m *Monitor) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/alerts", m.serveAlerts)
+	mux.HandleFunc("POST /v1/checkpoints", m.serveCheckpoint)
 	return mux
+}
+
+// maxCheckpoint bounds a posted checkpoint, as client bounds a served one.
+const maxCheckpoint = 64 << 10
+
+func (m *Monitor) serveCheckpoint(w http.ResponseWriter, r *http.Request) {
+	body, ok := httpapi.ReadLimited(w, r, maxCheckpoint)
+	if !ok {
+		return
+	}
+	ans, err := m.CheckCheckpoint(r.Context(), body)
+	if err != nil {
+		httpapi.Fail(w, m.cfg.Logger, err, "checking the checkpoint failed")
+		return
+	}
+	if !ans.Consistent {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusConflict)
+		_ = json.NewEncoder(w).Encode(ans)
+		return
+	}
+	httpapi.JSON(w, ans)
 }
 
 func (m *Monitor) serveAlerts(w http.ResponseWriter, r *http.Request) {

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
@@ -52,6 +53,18 @@ type Monitor struct {
 	// homes are, per platform, the residency policy last read from its
 	// policy log (see HomeMap).
 	homes map[string]map[string]string
+
+	mu sync.Mutex
+	// logs are the logs followed, by origin and then key hash, for
+	// checking the checkpoints others were served (CheckCheckpoint).
+	logs map[string]map[string]*followed
+}
+
+// followed is a log the monitor follows.
+type followed struct {
+	platform, name string
+	log            *client.Log
+	key            string // its state's key in the store
 }
 
 // New opens the monitor's store under cfg.Dir.
@@ -82,7 +95,7 @@ func New(ctx context.Context, cfg Config) (*Monitor, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Monitor{cfg: cfg, store: s, homes: map[string]map[string]string{}}, nil
+	return &Monitor{cfg: cfg, store: s, homes: map[string]map[string]string{}, logs: map[string]map[string]*followed{}}, nil
 }
 
 // Close closes the monitor's store.
@@ -177,6 +190,12 @@ var errChunk = errors.New("chunk full")
 // together.
 func (m *Monitor) follow(ctx context.Context, base, name string, l *client.Log, pv note.Verifier) ([]Alert, error) {
 	key := l.Origin() + " " + l.KeyHash()
+	m.mu.Lock()
+	if m.logs[l.Origin()] == nil {
+		m.logs[l.Origin()] = map[string]*followed{}
+	}
+	m.logs[l.Origin()][l.KeyHash()] = &followed{platform: base, name: name, log: l, key: key}
+	m.mu.Unlock()
 	var st *client.FollowState
 	b, err := m.store.state(ctx, key)
 	if err != nil {

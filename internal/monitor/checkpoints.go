@@ -1,0 +1,108 @@
+package monitor
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/vitrine-dev/vitrine/client"
+	"github.com/vitrine-dev/vitrine/internal/fault"
+	"github.com/vitrine-dev/vitrine/tlog"
+)
+
+// CheckpointAnswer is what the monitor says of a checkpoint someone was
+// served (POST /v1/checkpoints).
+type CheckpointAnswer struct {
+	Platform string `json:"platform"`
+	Log      string `json:"log"`
+	Origin   string `json:"origin"`
+	Size     uint64 `json:"size"`
+	// Consistent is true when the checkpoint and the one the monitor
+	// verified last (of VerifiedSize entries) belong to one append-only
+	// log; false when they contradict each other, and Alert is then the
+	// critical log-fork alert raised, with both checkpoints.
+	Consistent   bool   `json:"consistent"`
+	VerifiedSize uint64 `json:"verified_size"`
+	Alert        *Alert `json:"alert,omitempty"`
+}
+
+// CheckCheckpoint checks a checkpoint that someone was served (an agent
+// during an update, a Transparency Center, another monitor) against what
+// the monitor verified of the same log: a split view, where a log shows
+// one tree to some and another to others, shows as two checkpoints that
+// no append-only log can have signed both of. The checkpoint must be
+// signed by a log the monitor follows and meet its witness policy (else
+// it proves nothing; fault.ErrInvalid). A contradiction raises a critical
+// log-fork alert, returned in the answer.
+func (m *Monitor) CheckCheckpoint(ctx context.Context, raw []byte) (*CheckpointAnswer, error) {
+	origin, _, _ := bytes.Cut(raw, []byte("\n"))
+	m.mu.Lock()
+	candidates := make([]*followed, 0, len(m.logs[string(origin)]))
+	for _, f := range m.logs[string(origin)] {
+		candidates = append(candidates, f)
+	}
+	m.mu.Unlock()
+	if len(candidates) == 0 {
+		return nil, fault.New(fault.ErrNotFound, fmt.Sprintf("the monitor follows no log of origin %.200q", origin))
+	}
+	var f *followed
+	var posted *tlog.Checkpoint
+	var errs []error
+	for _, c := range candidates {
+		cp, err := c.log.Policy.VerifyCheckpoint(raw, c.log.Verifier)
+		if err == nil {
+			f, posted = c, cp
+			break
+		}
+		errs = append(errs, err)
+	}
+	if f == nil {
+		return nil, fault.New(fault.ErrInvalid, fmt.Sprintf("not a checkpoint of a log the monitor follows, signed and witnessed as its policy requires: %v", errors.Join(errs...)))
+	}
+	b, err := m.store.state(ctx, f.key)
+	if err != nil {
+		return nil, err
+	}
+	if b == nil {
+		return nil, fault.New(fault.ErrNotFound, "the monitor has not verified a checkpoint of "+f.log.Origin()+" yet")
+	}
+	var st client.FollowState
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, err
+	}
+	ours, err := f.log.Kept(st.Checkpoint)
+	if err != nil {
+		return nil, err
+	}
+	ans := &CheckpointAnswer{Platform: f.platform, Log: f.name, Origin: f.log.Origin(), Size: posted.Size, VerifiedSize: ours.Size, Consistent: true}
+	// The smaller tree must be a prefix of the larger: the proof comes
+	// from the log's tiles, which the larger checkpoint's root checks.
+	older, newer := posted, ours
+	if posted.Size > ours.Size {
+		older, newer = ours, posted
+	}
+	err = f.log.Consistent(ctx, older.Raw, newer)
+	var fork *client.ForkError
+	switch {
+	case errors.As(err, &fork):
+		a := Alert{Rule: "log-fork", Severity: "critical", Platform: f.platform, Log: f.name, Origin: f.log.Origin(), Time: m.cfg.Now().UTC(),
+			Detail:      "a checkpoint someone was served contradicts the one the monitor verified: " + fork.Reason,
+			Checkpoints: []string{string(ours.Raw), string(posted.Raw)}, once: digest(posted.Raw)}
+		added, err := m.store.commit(ctx, []Alert{a}, "", nil)
+		if err != nil {
+			return nil, err
+		}
+		if len(added) == 1 {
+			a = added[0]
+		}
+		ans.Consistent, ans.Alert = false, &a
+		return ans, nil
+	case err != nil:
+		// The log could not give a proof (its tiles unreadable, or it
+		// has no tree of the posted size to prove from): no verdict yet.
+		return nil, fault.Mark(fault.ErrUnavailable, fmt.Errorf("proving %s consistent: %w", f.log.Origin(), err))
+	}
+	return ans, nil
+}
