@@ -39,10 +39,14 @@ const (
 	// Checkpoint serves the log's checkpoint with another root hash (its
 	// signatures then fail).
 	Checkpoint
+	// Frozen serves, from now on, the checkpoint the log served next: a
+	// log that stopped, for monitors that must notice it. It is not in
+	// Lies: a frozen checkpoint is true, only old.
+	Frozen
 )
 
 func (l Lie) String() string {
-	return [...]string{"honest", "doctored bundles", "doctored bundles on second reads", "doctored tiles", "a doctored checkpoint"}[l]
+	return [...]string{"honest", "doctored bundles", "doctored bundles on second reads", "doctored tiles", "a doctored checkpoint", "a frozen checkpoint"}[l]
 }
 
 // Lies are the lies a reader must refuse.
@@ -56,8 +60,9 @@ type Proxy struct {
 	lie   atomic.Int32
 	log   string
 	evil  []byte
-	mu    sync.Mutex
-	reads map[string]int
+	mu     sync.Mutex
+	reads  map[string]int
+	frozen []byte
 }
 
 // New starts a proxy, honest at first, to the platform at target, that
@@ -108,6 +113,15 @@ func (p *Proxy) modify(r *http.Response, target string) error {
 				b[0] ^= 1
 			}
 			return b
+		})
+	case lie == Frozen && rest == "checkpoint":
+		return replaceBody(r, func(b []byte) []byte {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			if p.frozen == nil {
+				p.frozen = bytes.Clone(b)
+			}
+			return bytes.Clone(p.frozen)
 		})
 	case lie == Checkpoint && rest == "checkpoint":
 		return replaceBody(r, func(b []byte) []byte {

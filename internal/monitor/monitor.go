@@ -39,6 +39,10 @@ type Config struct {
 	// Chunk is how many entries a follower hands out between commits of
 	// alerts and state (default 10,000).
 	Chunk int
+	// StaleAfter is how long a log's checkpoint may stay the same before
+	// a log-stale alert (default 5 minutes: Vitrine's logs republish
+	// their checkpoint, freshly cosigned, every minute).
+	StaleAfter time.Duration
 	// HTTPClient reads the platforms (default: client's, with its limits).
 	HTTPClient *http.Client
 	Logger     *slog.Logger
@@ -58,6 +62,15 @@ type Monitor struct {
 	// logs are the logs followed, by origin and then key hash, for
 	// checking the checkpoints others were served (CheckCheckpoint).
 	logs map[string]map[string]*followed
+
+	// fresh is, per followed log (its state's key), the checkpoint last
+	// served and when the monitor first saw it.
+	fresh map[string]seen
+}
+
+type seen struct {
+	checkpoint []byte
+	since      time.Time
 }
 
 // followed is a log the monitor follows.
@@ -82,6 +95,9 @@ func New(ctx context.Context, cfg Config) (*Monitor, error) {
 	if cfg.Interval <= 0 {
 		cfg.Interval = 10 * time.Second
 	}
+	if cfg.StaleAfter <= 0 {
+		cfg.StaleAfter = 5 * time.Minute
+	}
 	if cfg.Chunk <= 0 {
 		cfg.Chunk = 10_000
 	}
@@ -95,7 +111,7 @@ func New(ctx context.Context, cfg Config) (*Monitor, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Monitor{cfg: cfg, store: s, homes: map[string]map[string]string{}, logs: map[string]map[string]*followed{}}, nil
+	return &Monitor{cfg: cfg, store: s, homes: map[string]map[string]string{}, logs: map[string]map[string]*followed{}, fresh: map[string]seen{}}, nil
 }
 
 // Close closes the monitor's store.
@@ -215,7 +231,7 @@ func (m *Monitor) follow(ctx context.Context, base, name string, l *client.Log, 
 	for {
 		var pending []Alert
 		n := 0
-		_, err := f.Update(ctx, func(index uint64, entry []byte) error {
+		cp, err := f.Update(ctx, func(index uint64, entry []byte) error {
 			pending = append(pending, m.check(base, name, l.Origin(), pv, index, entry)...)
 			if n++; n >= m.cfg.Chunk {
 				return errChunk
@@ -236,6 +252,9 @@ func (m *Monitor) follow(ctx context.Context, base, name string, l *client.Log, 
 		if err := m.prove(ctx, l, f.State(), pending); err != nil {
 			return raised, err
 		}
+		if cp != nil {
+			pending = append(pending, m.staleness(base, name, key, l.Origin(), cp.Raw)...)
+		}
 		state, jerr := json.Marshal(f.State())
 		if jerr != nil {
 			return raised, jerr
@@ -249,6 +268,24 @@ func (m *Monitor) follow(ctx context.Context, base, name string, l *client.Log, 
 			return raised, nil
 		}
 	}
+}
+
+// staleness notes the checkpoint a log served and returns a log-stale
+// alert when it has not changed for StaleAfter: a log that stopped, or
+// one that shows the monitor an old view. One alert per stale checkpoint.
+func (m *Monitor) staleness(base, name, key, origin string, raw []byte) []Alert {
+	now := m.cfg.Now()
+	s, ok := m.fresh[key]
+	if !ok || !bytes.Equal(s.checkpoint, raw) {
+		m.fresh[key] = seen{checkpoint: bytes.Clone(raw), since: now}
+		return nil
+	}
+	if age := now.Sub(s.since); age > m.cfg.StaleAfter {
+		return []Alert{{Rule: "log-stale", Severity: "warning", Platform: base, Log: name, Origin: origin, Time: now.UTC(),
+			Detail:      fmt.Sprintf("the log has served the same checkpoint for %s (since %s); it promises a fresh one every minute", age.Round(time.Second), s.since.UTC().Format(time.RFC3339)),
+			Checkpoints: []string{string(raw)}, once: "stale " + digest(raw)}}
+	}
+	return nil
 }
 
 // prove gives each alert about an entry a c2sp.org/tlog-proof of it in the

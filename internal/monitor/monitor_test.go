@@ -259,3 +259,42 @@ func TestAlertsRoute(t *testing.T) {
 		}
 	}
 }
+
+// TestLogStale: a log whose checkpoint stops changing while entries are
+// being appended to it (the proxy freezes it, as a stopped log or an old
+// view would look) is a log-stale alert; the same log growing is not.
+func TestLogStale(t *testing.T) {
+	tp := startPlatform(t)
+	px := liar.New(t, tp.URL(), "access-zurich", nil)
+	m, err := New(context.Background(), Config{Dir: t.TempDir(), Platforms: []string{px.URL}, StaleAfter: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	// stale passes for d while reads grow the access log, and returns
+	// the log-stale alerts of access-zurich.
+	stale := func(d time.Duration) []Alert {
+		var got []Alert
+		for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+			tp.read(t, "CUSTOMER_INITIATED_SUPPORT; case 1")
+			raised, err := m.Pass(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, a := range raised {
+				if a.Rule == "log-stale" && a.Log == "access-zurich" {
+					got = append(got, a)
+				}
+			}
+		}
+		return got
+	}
+	if got := stale(4 * time.Second); len(got) != 0 {
+		t.Fatalf("a growing log was stale: %+v", got)
+	}
+	px.Tell(liar.Frozen)
+	got := stale(4 * time.Second)
+	if len(got) != 1 || got[0].Severity != "warning" || len(got[0].Checkpoints) != 1 {
+		t.Fatalf("a frozen log: %+v, want one log-stale alert with its checkpoint", got)
+	}
+}
