@@ -57,9 +57,9 @@ var Lies = []Lie{Bundle, BundleOnSecondRead, Tile, Checkpoint}
 // through it.
 type Proxy struct {
 	*httptest.Server
-	lie   atomic.Int32
-	log   string
-	evil  []byte
+	lie    atomic.Int32
+	log    string
+	evil   []byte
 	mu     sync.Mutex
 	reads  map[string]int
 	frozen []byte
