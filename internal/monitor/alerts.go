@@ -51,6 +51,9 @@ type Alert struct {
 	// log served it.
 	Checkpoints []string `json:"checkpoints,omitempty"`
 
+	// proven are the entry's bytes as the follower proved them.
+	proven []byte
+
 	// once names what makes the alert the same as another: the entry's
 	// index for an entry's alert, the contradicting checkpoint for a
 	// fork. An alert is raised once per platform, log, rule and once.
@@ -98,6 +101,13 @@ func openStore(ctx context.Context, dir string) (*store, error) {
 		return nil, err
 	}
 	path := filepath.Join(dir, "monitor.db")
+	// Made 0600 before SQLite opens it: SQLite gives its WAL and shared-
+	// memory files the database file's mode.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	f.Close()
 	q := url.Values{}
 	for _, p := range []string{"journal_mode(WAL)", "synchronous(FULL)", "busy_timeout(5000)", "foreign_keys(1)"} {
 		q.Add("_pragma", p)
@@ -137,7 +147,7 @@ func (s *store) state(ctx context.Context, key string) ([]byte, error) {
 // commit adds alerts (skipping any already raised for the same entry and
 // rule, see Alert.once) and saves state under key, in one durable transaction. It returns
 // the alerts it added, with their ids.
-func (s *store) commit(ctx context.Context, alerts []Alert, key string, state []byte) ([]Alert, error) {
+func (s *store) commit(ctx context.Context, alerts []Alert, key string, state []byte, extra map[string][]byte) ([]Alert, error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fault.Mark(fault.ErrUnavailable, err)
@@ -157,6 +167,9 @@ func (s *store) commit(ctx context.Context, alerts []Alert, key string, state []
 		if once == "" && a.Index != nil {
 			once = fmt.Sprint("entry ", *a.Index)
 		}
+		if once == "" {
+			return nil, fmt.Errorf("alert %s of %s names nothing that makes it one", a.Rule, a.Log)
+		}
 		res, err := tx.ExecContext(ctx, `INSERT INTO alerts (rule, severity, platform, log, origin, idx, once, time, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
 			a.Rule, a.Severity, a.Platform, a.Log, a.Origin, idx, once, a.Time.UnixMicro(), body)
 		if err != nil {
@@ -170,6 +183,11 @@ func (s *store) commit(ctx context.Context, alerts []Alert, key string, state []
 			return nil, fault.Mark(fault.ErrUnavailable, err)
 		}
 		added = append(added, a)
+	}
+	for k, v := range extra {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO states (key, state) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET state = excluded.state`, k, v); err != nil {
+			return nil, fault.Mark(fault.ErrUnavailable, fmt.Errorf("saving the monitor's state %s: %w", k, err))
+		}
 	}
 	if key != "" {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO states (key, state) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET state = excluded.state`, key, state); err != nil {

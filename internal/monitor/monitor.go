@@ -43,7 +43,11 @@ type Config struct {
 	// a log-stale alert (default 5 minutes: Vitrine's logs republish
 	// their checkpoint, freshly cosigned, every minute).
 	StaleAfter time.Duration
-	// HTTPClient reads the platforms (default: client's, with its limits).
+	// PlatformTimeout bounds one pass over one platform (default 10
+	// minutes).
+	PlatformTimeout time.Duration
+	// HTTPClient reads the platforms (default: a client with a one-minute
+	// timeout per request; the logs' answers are also cut at their sizes).
 	HTTPClient *http.Client
 	Logger     *slog.Logger
 	Now        func() time.Time
@@ -66,6 +70,10 @@ type Monitor struct {
 	// fresh is, per followed log (its state's key), the checkpoint last
 	// served and when the monitor first saw it.
 	fresh map[string]seen
+	// policies are, per platform, the last policy entry read; it is saved
+	// with the policy log's state, so that a restarted monitor checks
+	// residency under it.
+	policies map[string][]byte
 }
 
 type seen struct {
@@ -95,6 +103,12 @@ func New(ctx context.Context, cfg Config) (*Monitor, error) {
 	if cfg.Interval <= 0 {
 		cfg.Interval = 10 * time.Second
 	}
+	if cfg.PlatformTimeout <= 0 {
+		cfg.PlatformTimeout = 10 * time.Minute
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: time.Minute}
+	}
 	if cfg.StaleAfter <= 0 {
 		cfg.StaleAfter = 5 * time.Minute
 	}
@@ -111,7 +125,7 @@ func New(ctx context.Context, cfg Config) (*Monitor, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Monitor{cfg: cfg, store: s, homes: map[string]map[string]string{}, logs: map[string]map[string]*followed{}, fresh: map[string]seen{}}, nil
+	return &Monitor{cfg: cfg, store: s, homes: map[string]map[string]string{}, logs: map[string]map[string]*followed{}, fresh: map[string]seen{}, policies: map[string][]byte{}}, nil
 }
 
 // Close closes the monitor's store.
@@ -141,7 +155,12 @@ func (m *Monitor) Pass(ctx context.Context) ([]Alert, error) {
 	var raised []Alert
 	var errs []error
 	for _, base := range m.cfg.Platforms {
-		a, err := m.platform(ctx, base)
+		// A platform that hangs must not blind the monitor to the others:
+		// each gets PlatformTimeout per pass (the chunks it finished are
+		// committed; the next pass goes on from them).
+		pctx, cancel := context.WithTimeout(ctx, m.cfg.PlatformTimeout)
+		a, err := m.platform(pctx, base)
+		cancel()
 		raised = append(raised, a...)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", base, err))
@@ -168,16 +187,31 @@ func (m *Monitor) platform(ctx context.Context, base string) ([]Alert, error) {
 		return nil, err
 	}
 	pins, _, err := client.TrustOnFirstUse(client.PinsPath(filepath.Join(m.cfg.Dir, "pins"), base), base, d)
+	if err != nil && !errors.Is(err, client.ErrPinMismatch) {
+		return nil, err
+	}
 	if err != nil {
 		a := Alert{Rule: "pins-changed", Severity: "critical", Platform: base, Time: m.cfg.Now().UTC(),
 			Detail: err.Error(), once: digest([]byte(err.Error()))}
-		added, cerr := m.store.commit(ctx, []Alert{a}, "", nil)
+		added, cerr := m.store.commit(ctx, []Alert{a}, "", nil, nil)
 		return added, errors.Join(err, cerr)
 	}
 	var pv note.Verifier
 	if pins.PolicyKey != "" {
 		if pv, err = note.NewVerifier(pins.PolicyKey); err != nil {
 			return nil, fmt.Errorf("the pinned policy key: %w", err)
+		}
+	}
+	if m.homes[base] == nil && pv != nil {
+		// After a restart: the policy read before it.
+		b, err := m.store.state(ctx, "policy "+base)
+		if err != nil {
+			return nil, err
+		}
+		if b != nil {
+			if p, err := residency.Open(b, pv); err == nil {
+				m.homes[base], m.policies[base] = HomeMap(p), b
+			}
 		}
 	}
 	logs := slices.Clone(d.Logs)
@@ -242,8 +276,20 @@ func (m *Monitor) follow(ctx context.Context, base, name string, l *client.Log, 
 		if errors.As(err, &fork) {
 			a := Alert{Rule: "log-fork", Severity: "critical", Platform: base, Log: name, Origin: l.Origin(), Time: m.cfg.Now().UTC(),
 				Detail:      "the log served a checkpoint that contradicts one the monitor verified before: " + fork.Reason,
-				Checkpoints: []string{string(fork.Seen), string(fork.Now)}, once: digest(fork.Now)}
-			added, cerr := m.store.commit(ctx, []Alert{a}, "", nil)
+				Checkpoints: []string{string(fork.Seen), string(fork.Now)}, once: forkOnce(fork.Seen, fork.Now)}
+			added, cerr := m.store.commit(ctx, []Alert{a}, "", nil, nil)
+			return append(raised, added...), errors.Join(err, cerr)
+		}
+		if errors.Is(err, tlog.ErrTreeMismatch) {
+			// The log serves entries (or tiles) that its signed
+			// checkpoint does not commit to: it hides or rewrites what
+			// it logged. Nothing it served is used.
+			a := Alert{Rule: "log-tampered", Severity: "critical", Platform: base, Log: name, Origin: l.Origin(), Time: m.cfg.Now().UTC(),
+				Detail: "the log serves data that its signed checkpoint does not commit to: " + err.Error(), once: "tampered " + digest([]byte(err.Error()))}
+			if st := f.State(); st.Checkpoint != nil {
+				a.Checkpoints = []string{string(st.Checkpoint)}
+			}
+			added, cerr := m.store.commit(ctx, []Alert{a}, "", nil, nil)
 			return append(raised, added...), errors.Join(err, cerr)
 		}
 		if err != nil && !errors.Is(err, errChunk) {
@@ -259,7 +305,11 @@ func (m *Monitor) follow(ctx context.Context, base, name string, l *client.Log, 
 		if jerr != nil {
 			return raised, jerr
 		}
-		added, cerr := m.store.commit(ctx, pending, key, state)
+		var extra map[string][]byte
+		if name == "policy" && m.policies[base] != nil {
+			extra = map[string][]byte{"policy " + base: m.policies[base]}
+		}
+		added, cerr := m.store.commit(ctx, pending, key, state, extra)
 		raised = append(raised, added...)
 		if cerr != nil {
 			return raised, cerr
@@ -289,8 +339,9 @@ func (m *Monitor) staleness(base, name, key, origin string, raw []byte) []Alert 
 }
 
 // prove gives each alert about an entry a c2sp.org/tlog-proof of it in the
-// last checkpoint the follower verified, and checks that the proven entry
-// is the one the alert holds.
+// last checkpoint the follower verified: an inclusion proof built from the
+// log's hash tiles alone, checked against the bytes the follower proved
+// (the entry is not read again).
 func (m *Monitor) prove(ctx context.Context, l *client.Log, st client.FollowState, alerts []Alert) error {
 	var cp *tlog.Checkpoint
 	for i := range alerts {
@@ -305,14 +356,15 @@ func (m *Monitor) prove(ctx context.Context, l *client.Log, st client.FollowStat
 			}
 			cp = c
 		}
-		entry, proof, err := l.Entry(ctx, cp, *a.Index)
+		hashes, err := tlog.InclusionProof(ctx, l.Fetcher, *a.Index, cp.Size)
 		if err != nil {
 			return fmt.Errorf("proving entry %d for an alert: %w", *a.Index, err)
 		}
-		if entryText(entry) != a.Entry {
-			return fmt.Errorf("entry %d: the log serves other bytes than those the follower proved", *a.Index)
+		p := &tlog.Proof{Index: *a.Index, Hashes: hashes, Checkpoint: cp.Raw}
+		if _, err := p.Verify(tlog.LeafHash(a.proven), l.Verifier, l.Policy); err != nil {
+			return fmt.Errorf("entry %d: the log's hash tiles do not prove it in its checkpoint: %w", *a.Index, err)
 		}
-		a.Proof = string(proof.Marshal())
+		a.Proof = string(p.Marshal())
 	}
 	return nil
 }
@@ -322,7 +374,7 @@ func (m *Monitor) check(base, name, origin string, pv note.Verifier, index uint6
 	now := m.cfg.Now().UTC()
 	alert := func(rule, severity, detail string) Alert {
 		i := index
-		return Alert{Rule: rule, Severity: severity, Platform: base, Log: name, Origin: origin, Index: &i, Time: now, Entry: entryText(entry), Detail: detail}
+		return Alert{Rule: rule, Severity: severity, Platform: base, Log: name, Origin: origin, Index: &i, Time: now, Entry: entryText(entry), Detail: detail, proven: entry}
 	}
 	kind, obj, at, err := parseEntry(name, entry, pv)
 	switch {
@@ -334,6 +386,7 @@ func (m *Monitor) check(base, name, origin string, pv note.Verifier, index uint6
 	if kind == "policy" {
 		if p, err := residency.Open(entry, pv); err == nil {
 			m.homes[base] = HomeMap(p)
+			m.policies[base] = entry
 		}
 	}
 	ms, errs := m.cfg.Rules.Eval(&Event{Platform: base, Log: name, Index: index, Kind: kind, Entry: obj, Time: at, Home: m.homes[base]})
@@ -346,7 +399,12 @@ func (m *Monitor) check(base, name, origin string, pv note.Verifier, index uint6
 		out = append(out, alert(mt.Rule.Name, mt.Rule.Severity, detail))
 	}
 	for _, err := range errs {
-		out = append(out, alert("rule-failed", "warning", err.Error()))
+		a := alert("rule-failed", "warning", err.Error())
+		var ee *EvalError
+		if errors.As(err, &ee) {
+			a.once = fmt.Sprintf("entry %d %s", index, ee.Rule)
+		}
+		out = append(out, a)
 	}
 	return out
 }
@@ -412,6 +470,18 @@ func jsonObject(b []byte) map[string]any {
 		return map[string]any{}
 	}
 	return m
+}
+
+// forkOnce names a fork by the checkpoint it contradicts and the root the
+// log now claims, so that a forked log republishing its other view every
+// minute is one alert, not one a minute.
+func forkOnce(seen, now []byte) string {
+	lines := bytes.SplitN(now, []byte("\n"), 4)
+	root := now
+	if len(lines) >= 3 {
+		root = lines[2]
+	}
+	return "fork " + digest(seen) + " " + digest(root)
 }
 
 func digest(b []byte) string {

@@ -212,6 +212,11 @@ func TestMonitorCatchesDoctoredBundles(t *testing.T) {
 	if lastErr == nil || !bytes.Contains([]byte(lastErr.Error()), []byte("access-zurich")) {
 		t.Errorf("the pass over a lying log: %v; want an error naming the log", lastErr)
 	}
+	// And the supervisor hears of it: a critical alert, not a log line.
+	tampered, err := m.Alerts(context.Background(), AlertQuery{Rule: "log-tampered"})
+	if err != nil || len(tampered) != 1 || tampered[0].Severity != "critical" || tampered[0].Log != "access-zurich" {
+		t.Errorf("log-tampered alerts: %+v, %v; want one, critical, of access-zurich", tampered, err)
+	}
 }
 
 func TestAlertsRoute(t *testing.T) {
@@ -296,5 +301,44 @@ func TestLogStale(t *testing.T) {
 	got := stale(4 * time.Second)
 	if len(got) != 1 || got[0].Severity != "warning" || len(got[0].Checkpoints) != 1 {
 		t.Fatalf("a frozen log: %+v, want one log-stale alert with its checkpoint", got)
+	}
+}
+
+// TestResidencyAfterRestart: a restarted monitor checks residency under
+// the policy it read before the restart (a review found cross-border-access
+// silent after one), and distinct rule errors on one entry are distinct
+// alerts.
+func TestResidencyAfterRestart(t *testing.T) {
+	tp := startPlatform(t)
+	dir := t.TempDir()
+	rules := append(DefaultRules(),
+		Rule{Name: "needs-x", Severity: "info", When: "kind == 'access' && entry.x == 1"},
+		Rule{Name: "needs-y", Severity: "info", When: "kind == 'access' && entry.y == 1"})
+	rs, err := Compile(rules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := New(context.Background(), Config{Dir: dir, Platforms: []string{tp.URL()}, Rules: rs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp.read(t, "CUSTOMER_INITIATED_SUPPORT; case 1")
+	failed := passUntil(t, m, "rule-failed", 2)
+	if failed[0].Index == nil || failed[1].Index == nil || *failed[0].Index != *failed[1].Index {
+		t.Errorf("rule-failed alerts: %+v; want two on one entry", failed)
+	}
+	m.Close()
+	var pr struct{ Token string }
+	tp.call(t, "POST", tp.URL()+"/v1/principals", tp.OperatorToken(), `{"id":"analyst:far","role":"analyst","location":"CN","regions":["zurich"]}`, "", &pr)
+	tp.analyst = pr.Token
+	m2, err := New(context.Background(), Config{Dir: dir, Platforms: []string{tp.URL()}, Rules: rs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m2.Close()
+	tp.read(t, "CUSTOMER_INITIATED_SUPPORT; case 2")
+	got := passUntil(t, m2, "cross-border-access", 1)
+	if !strings.Contains(got[0].Entry, "analyst:far") {
+		t.Errorf("cross-border-access after a restart: %+v", got[0])
 	}
 }

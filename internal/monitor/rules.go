@@ -122,7 +122,8 @@ type compiled struct {
 	groupBy cel.Program
 	window  time.Duration
 	// hits are the times of the matches in the window, per group.
-	hits map[string][]time.Time
+	hits  map[string][]time.Time
+	evals int
 }
 
 // MaxRules bounds a rules file; MaxExpression bounds each expression.
@@ -233,6 +234,15 @@ func program(e *cel.Env, expr string, want *cel.Type) (cel.Program, error) {
 	return e.Program(ast, cel.CostLimit(maxCost))
 }
 
+// EvalError is the error of one rule on one entry.
+type EvalError struct {
+	Rule string
+	Err  error
+}
+
+func (e *EvalError) Error() string { return e.Err.Error() }
+func (e *EvalError) Unwrap() error { return e.Err }
+
 // Len returns how many rules there are.
 func (rs *Rules) Len() int { return len(rs.rules) }
 
@@ -258,12 +268,12 @@ func (rs *Rules) Eval(ev *Event) ([]Match, []error) {
 	for _, c := range rs.rules {
 		v, _, err := c.when.Eval(vars)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("rule %s on %s entry %d: %w", c.rule.Name, ev.Log, ev.Index, err))
+			errs = append(errs, &EvalError{Rule: c.rule.Name, Err: fmt.Errorf("rule %s on %s entry %d: %w", c.rule.Name, ev.Log, ev.Index, err)})
 			continue
 		}
 		hit, ok := v.(types.Bool)
 		if !ok {
-			errs = append(errs, fmt.Errorf("rule %s on %s entry %d: the condition gave %s, not a bool", c.rule.Name, ev.Log, ev.Index, v.Type()))
+			errs = append(errs, &EvalError{Rule: c.rule.Name, Err: fmt.Errorf("rule %s on %s entry %d: the condition gave %s, not a bool", c.rule.Name, ev.Log, ev.Index, v.Type())})
 			continue
 		}
 		if !hit {
@@ -275,15 +285,18 @@ func (rs *Rules) Eval(ev *Event) ([]Match, []error) {
 		}
 		g, _, err := c.groupBy.Eval(vars)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("rule %s on %s entry %d: group_by: %w", c.rule.Name, ev.Log, ev.Index, err))
+			errs = append(errs, &EvalError{Rule: c.rule.Name, Err: fmt.Errorf("rule %s on %s entry %d: group_by: %w", c.rule.Name, ev.Log, ev.Index, err)})
 			continue
 		}
 		key, ok := g.Value().(string)
 		if !ok {
-			errs = append(errs, fmt.Errorf("rule %s on %s entry %d: group_by gave %s, not a string", c.rule.Name, ev.Log, ev.Index, g.Type()))
+			errs = append(errs, &EvalError{Rule: c.rule.Name, Err: fmt.Errorf("rule %s on %s entry %d: group_by gave %s, not a string", c.rule.Name, ev.Log, ev.Index, g.Type())})
 			continue
 		}
-		if m, fired := c.count(key, ev.Time); fired {
+		// Groups are per platform: two vendors' "analyst:alice" are two
+		// people.
+		if m, fired := c.count(ev.Platform+" "+key, ev.Time); fired {
+			m.GroupKey = key
 			ms = append(ms, m)
 		}
 	}
@@ -295,24 +308,21 @@ func (rs *Rules) Eval(ev *Event) ([]Match, []error) {
 // starts again, so that a burst raises one alert per Count matches, not
 // one per match.
 func (c *compiled) count(key string, t time.Time) (Match, bool) {
-	hits := c.hits[key]
-	// Entries come in log order, which is nearly time order: drop what
-	// is older than the window before t.
-	cut := 0
-	for cut < len(hits) && !hits[cut].After(t.Add(-c.window)) {
-		cut++
-	}
-	hits = append(hits[cut:], t)
+	// Matches older than the window before t go, wherever they are: logs
+	// are read one after another, so times need not come in order.
+	from := t.Add(-c.window)
+	hits := slices.DeleteFunc(c.hits[key], func(h time.Time) bool { return !h.After(from) })
+	hits = append(hits, t)
 	if len(hits) > c.rule.Threshold.Count {
 		delete(c.hits, key)
 		return Match{Rule: c.rule, Count: len(hits), GroupKey: key}, true
 	}
 	c.hits[key] = hits
-	// Groups whose window emptied go, so that the map does not grow with
-	// every principal ever seen.
-	if len(c.hits) > 4096 {
+	// Groups whose window emptied go, now and then, so that the map does
+	// not grow with every principal ever seen, nor cost a scan per entry.
+	if c.evals++; len(c.hits) > 4096 && c.evals%4096 == 0 {
 		for k, h := range c.hits {
-			if len(h) == 0 || !h[len(h)-1].After(t.Add(-c.window)) {
+			if !slices.ContainsFunc(h, func(x time.Time) bool { return x.After(from) }) {
 				delete(c.hits, k)
 			}
 		}

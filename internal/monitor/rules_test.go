@@ -127,6 +127,28 @@ func TestBurst(t *testing.T) {
 	if ms := read("analyst:a", t0.Add(51*time.Minute)); len(ms) != 0 {
 		t.Errorf("the read after the alert: %v; the window starts again", names(ms))
 	}
+	// Two platforms' analyst:c are two people; times out of order (one
+	// log read after another) still count by time.
+	for i := range 60 {
+		ev := record(t, func(r *access.Record) {
+			r.Principal.ID, r.Time = "analyst:c", t0.Add(5*time.Hour+time.Duration(i)*time.Second)
+		})
+		ev.Platform = "https://other.example"
+		if ms, _ := rs.Eval(ev); len(ms) != 0 {
+			t.Fatalf("the other platform's c, read %d: %v", i+1, names(ms))
+		}
+		if ms := read("analyst:c", t0.Add(5*time.Hour+time.Duration(i)*time.Second)); len(ms) != 0 {
+			t.Fatalf("c's read %d: %v", i+1, names(ms))
+		}
+	}
+	for i := range 60 {
+		if ms := read("analyst:d", t0.Add(7*time.Hour+time.Duration(i)*time.Second)); len(ms) != 0 {
+			t.Fatalf("d's read %d, later: %v", i+1, names(ms))
+		}
+		if ms := read("analyst:d", t0.Add(6*time.Hour+time.Duration(i)*time.Second)); len(ms) != 0 {
+			t.Fatalf("d's read %d, an hour earlier: %v", i+1, names(ms))
+		}
+	}
 	// b's 100 reads end at 49.5 minutes; two hours later they are gone.
 	for i := range 100 {
 		if ms := read("analyst:b", t0.Add(3*time.Hour+time.Duration(i)*time.Second)); len(ms) != 0 {
