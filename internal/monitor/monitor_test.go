@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -159,6 +161,11 @@ func TestMonitorEndToEnd(t *testing.T) {
 		t.Errorf("the alert: %+v", a)
 	}
 	checkGrounded(t, tp.Platform, a)
+	for _, f := range []string{"monitor.db", "monitor.db-wal", "monitor.db-shm"} {
+		if fi, err := os.Stat(filepath.Join(dir, f)); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v, %v; want 0600", f, fi.Mode().Perm(), err)
+		}
+	}
 
 	// The same entries again, through a new monitor on the same
 	// directory: nothing is raised twice.
