@@ -15,7 +15,7 @@ import (
 func runBench(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "appends", "--url URL [--token FILE] [--clients 1,16,256,1024] [--duration 10s]")
 	var targets multiFlag
-	fs.Var(&targets, "url", "base URL of a log to load (POST <url>/add); repeat as NAME=URL to compare logs side by side in one run")
+	fs.Var(&targets, "url", "base `URL` of a log to load (POST <url>/add); repeat as NAME=URL to compare logs side by side in one run")
 	tokenFile := fs.String("token", "", "file holding the bearer token for /add (for NAME=URL targets: NAME=FILE, repeatable)")
 	clients := fs.String("clients", "1,16,256,1024", "comma-separated numbers of concurrent clients")
 	duration := fs.Duration("duration", 10*time.Second, "how long to measure each step")

@@ -54,6 +54,11 @@ func TestHelpAndUsage(t *testing.T) {
 			if strings.HasPrefix(line, "  -") && !flagLine.MatchString(line) {
 				t.Errorf("vitrine %s --help: flag line %q names its argument oddly", name, line)
 			}
+			// "value" is what package flag says of a flag.Var whose
+			// usage names no argument: it tells a person nothing.
+			if strings.HasPrefix(line, "  -") && strings.HasSuffix(line, " value") {
+				t.Errorf("vitrine %s --help: flag line %q does not say what its argument is", name, line)
+			}
 		}
 	}
 	// A group lists its commands.

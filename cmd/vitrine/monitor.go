@@ -24,7 +24,7 @@ func runMonitor(ctx context.Context, e *env, args []string) error {
 	data := fs.String("data", "", "state directory (required): pins, monitor.db (alerts and followers' states)")
 	listen := fs.String("listen", "127.0.0.1:2027", "address to serve GET /v1/alerts and POST /v1/checkpoints on")
 	var plats platforms
-	fs.Var(&plats, "platform", "base URL of a platform to supervise (repeat for several)")
+	fs.Var(&plats, "platform", "base `URL` of a platform to supervise (repeat for several)")
 	rulesFile := fs.String("rules", "", "rules file (JSON, see docs/design/monitor.md); default: the rules that ship")
 	interval := fs.Duration("interval", 10*time.Second, "time between passes over every log")
 	if err := parseFlags(fs, args, 0); err != nil {
