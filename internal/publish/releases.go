@@ -326,7 +326,14 @@ func (s *Store) Unstage(name, version string) error {
 	if err := atomicfile.SyncDir(filepath.Dir(dir)); err != nil {
 		return err
 	}
-	return os.RemoveAll(gone)
+	if err := os.RemoveAll(gone); err != nil {
+		return err
+	}
+	// The name's folder goes with its last staged version; one that
+	// still holds another stays (Remove refuses a folder that is not
+	// empty).
+	_ = os.Remove(filepath.Dir(dir))
+	return nil
 }
 
 // StagedLogged returns the staged releases whose entries are logged (see

@@ -187,6 +187,9 @@ func TestStage(t *testing.T) {
 	if got, _, _ := s.Staged("vitrine", "1.0.0"); got != nil {
 		t.Error("still staged once published")
 	}
+	if left, _ := os.ReadDir(filepath.Join(s.dir, ".pending")); len(left) != 0 {
+		t.Errorf("an empty folder stays under .pending once the release is published: %v", left)
+	}
 	bad := testRelease(t, "2.0.0")
 	bad.Envelope = []byte("{}")
 	if err := s.Stage(bad); err == nil {
