@@ -150,7 +150,8 @@ func (m *Monitor) Run(ctx context.Context) error {
 
 // Pass reads every log of every platform up to its current checkpoint and
 // returns the alerts it raised. It goes on past a platform or log that
-// fails and returns their errors joined.
+// fails and returns their errors joined. Passes must not run concurrently
+// (Run makes one at a time); the routes may be served meanwhile.
 func (m *Monitor) Pass(ctx context.Context) ([]Alert, error) {
 	var raised []Alert
 	var errs []error
