@@ -119,7 +119,7 @@ func open(ctx context.Context, path string, steps []string, policy foldPolicy) (
 	if err := create(ctx, path); err != nil {
 		return nil, err
 	}
-	writeDB, err := sql.Open("sqlite", dsn(path, append(pragmas, "cache_size(-32768)")...))
+	writeDB, err := sql.Open("sqlite", DSN(path, append(pragmas, "cache_size(-32768)")...))
 	if err != nil {
 		return nil, err
 	}
@@ -158,7 +158,7 @@ func open(ctx context.Context, path string, steps []string, policy foldPolicy) (
 	// committed since the last one, which under ingest is always: SQLite
 	// empties it then. Larger caches only meant more to allocate and free
 	// each time (see create).
-	s.read, err = sql.Open("sqlite", dsn(path, append(pragmas, "query_only(1)", "cache_size(64)")...))
+	s.read, err = sql.Open("sqlite", DSN(path, append(pragmas, "query_only(1)", "cache_size(64)")...))
 	if err != nil {
 		s.w.Close()
 		writeDB.Close()
@@ -216,7 +216,7 @@ func create(ctx context.Context, path string) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	db, err := sql.Open("sqlite", dsn(path, fmt.Sprintf("page_size(%d)", PageSize)))
+	db, err := sql.Open("sqlite", DSN(path, fmt.Sprintf("page_size(%d)", PageSize)))
 	if err != nil {
 		return err
 	}
@@ -225,9 +225,9 @@ func create(ctx context.Context, path string) error {
 	return err
 }
 
-// dsn is the modernc.org/sqlite data source name for the database at path
+// DSN is the modernc.org/sqlite data source name for the database at path
 // with the given pragmas.
-func dsn(path string, pragmas ...string) string {
+func DSN(path string, pragmas ...string) string {
 	q := url.Values{}
 	for _, p := range pragmas {
 		q.Add("_pragma", p)

@@ -720,7 +720,7 @@ func TestMigrateToSealed(t *testing.T) {
 	if err := create(ctx, path); err != nil {
 		t.Fatal(err)
 	}
-	db, err := sql.Open("sqlite", dsn(path, pragmas...))
+	db, err := sql.Open("sqlite", DSN(path, pragmas...))
 	if err != nil {
 		t.Fatal(err)
 	}
