@@ -16,6 +16,7 @@ import (
 	"time"
 
 	vclient "github.com/vitrine-dev/vitrine/client"
+	"github.com/vitrine-dev/vitrine/internal/gotest"
 	"github.com/vitrine-dev/vitrine/internal/liar"
 	"github.com/vitrine-dev/vitrine/internal/platform"
 	"github.com/vitrine-dev/vitrine/tlog"
@@ -193,23 +194,14 @@ func TestReadersRefuseLies(t *testing.T) {
 // of an honest server stay the same.
 func waitQuiet(t *testing.T, p *platform.Platform, logs ...string) {
 	t.Helper()
-	read := func() string {
-		var all []string
+	gotest.WaitQuiet(t, func() []byte {
+		var all []byte
 		for _, l := range logs {
 			b, _ := p.Log(l).Reader().ReadCheckpoint(context.Background())
-			all = append(all, string(b))
+			all = append(all, b...)
 		}
-		return strings.Join(all, "")
-	}
-	last, since := read(), time.Now()
-	for deadline := time.Now().Add(20 * time.Second); time.Since(since) < time.Second; time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the logs %v kept growing for 20s", logs)
-		}
-		if now := read(); now != last {
-			last, since = now, time.Now()
-		}
-	}
+		return all
+	})
 }
 
 // TestLogVerifyCatchesFork: a platform whose data directory was copied and

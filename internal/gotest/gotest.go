@@ -15,11 +15,13 @@
 package gotest
 
 import (
+	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // ModCache returns the machine's module cache ("go env GOMODCACHE"), for a
@@ -52,4 +54,22 @@ func SourceRoots(t testing.TB) []string {
 		t.Fatal(err)
 	}
 	return []string{tmp, strings.TrimSpace(string(out))}
+}
+
+// WaitQuiet waits, for up to 20 s, until read has given the same bytes for
+// a second, and returns them: for a test that needs a platform's logs to
+// have settled (no checkpoint still to come), read giving their
+// checkpoints.
+func WaitQuiet(t testing.TB, read func() []byte) []byte {
+	t.Helper()
+	last, since := read(), time.Now()
+	for deadline := time.Now().Add(20 * time.Second); time.Since(since) < time.Second; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("still changing after 20 s")
+		}
+		if now := read(); !bytes.Equal(now, last) {
+			last, since = now, time.Now()
+		}
+	}
+	return last
 }

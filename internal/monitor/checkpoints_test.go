@@ -13,23 +13,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vitrine-dev/vitrine/internal/gotest"
 	"github.com/vitrine-dev/vitrine/internal/platform"
 )
 
 // waitQuiet waits until the log's checkpoint has not changed for a second.
 func waitQuiet(t *testing.T, p *platform.Platform, log string) []byte {
 	t.Helper()
-	read := func() []byte { b, _ := p.Log(log).Reader().ReadCheckpoint(context.Background()); return b }
-	last, since := read(), time.Now()
-	for deadline := time.Now().Add(20 * time.Second); time.Since(since) < time.Second; time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s kept growing for 20 s", log)
-		}
-		if now := read(); !bytes.Equal(now, last) {
-			last, since = now, time.Now()
-		}
-	}
-	return last
+	return gotest.WaitQuiet(t, func() []byte { b, _ := p.Log(log).Reader().ReadCheckpoint(context.Background()); return b })
 }
 
 // TestPostedCheckpoints: a platform whose data directory was copied and
