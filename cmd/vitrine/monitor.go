@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -20,13 +21,17 @@ func (p *platforms) String() string     { return strings.Join(*p, ",") }
 func (p *platforms) Set(v string) error { *p = append(*p, strings.TrimRight(v, "/")); return nil }
 
 func runMonitor(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "monitor", "--data DIR --listen ADDR --platform URL [--platform URL …] [--rules FILE]")
+	fs := newFlags(e, "monitor", "--data DIR --listen ADDR --platform URL [--platform URL …] [--rules FILE] [--webhook URL …] [--hook-command PATH]")
 	data := fs.String("data", "", "state directory (required): pins, monitor.db (alerts and followers' states)")
 	listen := fs.String("listen", "127.0.0.1:2027", "address to serve GET /v1/alerts and POST /v1/checkpoints on")
 	var plats platforms
 	fs.Var(&plats, "platform", "base `URL` of a platform to supervise (repeat for several)")
 	rulesFile := fs.String("rules", "", "rules file (JSON, see docs/design/monitor.md); default: the rules that ship")
 	interval := fs.Duration("interval", 10*time.Second, "time between passes over every log")
+	var hooks platforms
+	fs.Var(&hooks, "webhook", "`URL` to POST every alert to, signed as Standard Webhooks say with the secret in DATA/webhook.secret (repeat for several)")
+	hookCmd := fs.String("hook-command", "", "absolute `PATH` of a program run for every alert, the alert's JSON on its standard input and its delivery id in VITRINE_ALERT_ID; exit 0 acknowledges")
+	heartbeat := fs.Duration("heartbeat", time.Hour, "time between heartbeat alerts, which show receivers that delivery works (0: none)")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
@@ -51,7 +56,11 @@ func runMonitor(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("rules: %w", err)
 	}
-	m, err := monitor.New(ctx, monitor.Config{Dir: *data, Platforms: plats, Rules: compiled, Interval: *interval, Logger: e.Logger})
+	if *heartbeat <= 0 {
+		*heartbeat = -1
+	}
+	m, err := monitor.New(ctx, monitor.Config{Dir: *data, Platforms: plats, Rules: compiled, Interval: *interval, Logger: e.Logger,
+		Webhooks: hooks, HookCommand: *hookCmd, Heartbeat: *heartbeat})
 	if err != nil {
 		return err
 	}
@@ -69,6 +78,9 @@ func runMonitor(ctx context.Context, e *env, args []string) error {
 	ran := make(chan error, 1)
 	go func() { ran <- m.Run(runCtx) }()
 	fmt.Fprintf(e.Stdout, "monitor of %d platforms with %d rules; alerts at http://%s/v1/alerts, checkpoints to http://%s/v1/checkpoints\n", len(plats), compiled.Len(), ln.Addr(), ln.Addr())
+	if len(hooks) > 0 {
+		fmt.Fprintf(e.Stdout, "alerts go to %d webhooks, signed with the secret in %s\n", len(hooks), filepath.Join(*data, monitor.WebhookSecretFile))
+	}
 	var serveErr error
 	select {
 	case <-ctx.Done():
@@ -80,4 +92,61 @@ func runMonitor(ctx context.Context, e *env, args []string) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return errors.Join(serveErr, srv.Shutdown(sctx))
+}
+
+func runMonitorTestAlert(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "monitor test-alert", "--data DIR [--wait 30s]")
+	data := fs.String("data", "", "the monitor's state directory (required)")
+	wait := fs.Duration("wait", 30*time.Second, "how long to wait for every target to acknowledge the alert")
+	if err := parseFlags(fs, args, 0); err != nil {
+		return err
+	}
+	if *data == "" {
+		fs.Usage()
+		return errors.New("--data is required")
+	}
+	wctx, cancel := context.WithTimeout(ctx, *wait)
+	defer cancel()
+	last := ""
+	a, ts, err := monitor.SendTestAlert(wctx, *data, time.Now(), func(id int64, ts []monitor.TargetState) {
+		if s := deliveryLine(id, ts); s != last {
+			fmt.Fprintln(e.Stderr, s)
+			last = s
+		}
+	})
+	if a.ID == 0 {
+		return err
+	}
+	fmt.Fprintf(e.Stdout, "test alert %d raised\n", a.ID)
+	if len(ts) == 0 {
+		return errors.New("the monitor delivers to no target: start it with --webhook or --hook-command")
+	}
+	for _, t := range ts {
+		state := "delivered"
+		if t.Cursor < a.ID {
+			state = "NOT delivered"
+			if t.LastError != "" {
+				state += fmt.Sprintf(" (%d failed attempts, last: %s)", t.Failures, t.LastError)
+			}
+		}
+		fmt.Fprintf(e.Stdout, "%s: %s\n", t.Target, state)
+	}
+	if err != nil {
+		return fmt.Errorf("not every target acknowledged the test alert within %s (is the monitor running?): %w", *wait, err)
+	}
+	return nil
+}
+
+// deliveryLine is test-alert's progress: how many targets are through.
+func deliveryLine(id int64, ts []monitor.TargetState) string {
+	through, failing := 0, 0
+	for _, t := range ts {
+		switch {
+		case t.Cursor >= id:
+			through++
+		case t.Failures > 0:
+			failing++
+		}
+	}
+	return fmt.Sprintf("test alert %d: %d of %d targets acknowledged it, %d failing", id, through, len(ts), failing)
 }

@@ -111,7 +111,7 @@ func openStore(ctx context.Context, dir string) (*store, error) {
 		return nil, err
 	}
 	db.SetMaxOpenConns(1)
-	if _, err := db.ExecContext(ctx, schema); err != nil {
+	if _, err := db.ExecContext(ctx, schema+targetsSchema); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("opening the monitor's store %s: %w", path, err)
 	}

@@ -90,7 +90,7 @@ func (m *Monitor) CheckCheckpoint(ctx context.Context, raw []byte) (*CheckpointA
 		a := Alert{Rule: "log-fork", Severity: "critical", Platform: f.platform, Log: f.name, Origin: f.log.Origin(), Time: m.cfg.Now().UTC(),
 			Detail:      "a checkpoint someone was served contradicts the one the monitor verified: " + fork.Reason,
 			Checkpoints: []string{string(ours.Raw), string(posted.Raw)}, once: forkOnce(ours.Raw, posted.Raw)}
-		added, err := m.store.commit(ctx, []Alert{a}, "", nil, nil)
+		added, err := m.commit(ctx, []Alert{a}, "", nil, nil)
 		if err != nil {
 			return nil, err
 		}

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/vitrine-dev/vitrine/access"
@@ -49,8 +50,19 @@ type Config struct {
 	// HTTPClient reads the platforms (default: a client with a one-minute
 	// timeout per request; the logs' answers are also cut at their sizes).
 	HTTPClient *http.Client
-	Logger     *slog.Logger
-	Now        func() time.Time
+	// Webhooks are URLs that every alert is POSTed to, signed with
+	// WebhookSecret (Standard Webhooks; default: the secret kept in
+	// Dir/webhook.secret, made at the first start).
+	Webhooks      []string
+	WebhookSecret string
+	// HookCommand is a program run for every alert, with the alert on its
+	// standard input (see hookCommand).
+	HookCommand string
+	// Heartbeat is the time between heartbeat alerts, which show a
+	// receiver that delivery works (default 1 hour; negative: none).
+	Heartbeat time.Duration
+	Logger    *slog.Logger
+	Now       func() time.Time
 }
 
 // Monitor follows every log of the platforms it supervises, each entry
@@ -74,6 +86,12 @@ type Monitor struct {
 	// with the policy log's state, so that a restarted monitor checks
 	// residency under it.
 	policies map[string][]byte
+
+	// id is the monitor's own id (see deliveryID); targets receive the
+	// alerts, each woken by its channel when alerts are committed.
+	id      string
+	targets []target
+	wake    []chan struct{}
 }
 
 type seen struct {
@@ -121,21 +139,116 @@ func New(ctx context.Context, cfg Config) (*Monitor, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Heartbeat == 0 {
+		cfg.Heartbeat = time.Hour
+	}
+	var targets []target
+	if len(cfg.Webhooks) > 0 {
+		secret := cfg.WebhookSecret
+		if secret == "" {
+			var err error
+			if secret, err = LoadWebhookSecret(cfg.Dir); err != nil {
+				return nil, fmt.Errorf("monitor: the webhook secret: %w", err)
+			}
+		}
+		wh, err := standardwebhooks.NewWebhook(secret)
+		if err != nil {
+			return nil, fmt.Errorf("monitor: the webhook secret: %w", err)
+		}
+		// Each attempt is bounded; a redirect is not followed (the
+		// address is the operator's, not the receiver's, to change).
+		hc := &http.Client{Timeout: 30 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		for _, u := range cfg.Webhooks {
+			if err := CheckWebhookURL(u); err != nil {
+				return nil, fmt.Errorf("monitor: %w", err)
+			}
+			targets = append(targets, webhook(u, wh, hc, cfg.Now))
+		}
+	}
+	if cfg.HookCommand != "" {
+		if !filepath.IsAbs(cfg.HookCommand) {
+			return nil, fmt.Errorf("monitor: the hook command %q must be an absolute path", cfg.HookCommand)
+		}
+		targets = append(targets, hookCommand(cfg.HookCommand))
+	}
 	s, err := openStore(ctx, cfg.Dir)
 	if err != nil {
 		return nil, err
 	}
-	return &Monitor{cfg: cfg, store: s, homes: map[string]map[string]string{}, logs: map[string]map[string]*followed{}, fresh: map[string]seen{}, policies: map[string][]byte{}}, nil
+	m := &Monitor{cfg: cfg, store: s, homes: map[string]map[string]string{}, logs: map[string]map[string]*followed{}, fresh: map[string]seen{}, policies: map[string][]byte{}, targets: targets}
+	if m.id, err = s.instanceID(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	for _, t := range targets {
+		if err := s.addTarget(ctx, t.name); err != nil {
+			s.Close()
+			return nil, err
+		}
+		m.wake = append(m.wake, make(chan struct{}, 1))
+	}
+	// A target no longer configured is forgotten: test-alert waits only
+	// for the targets the monitor delivers to, and one added again later
+	// starts after the alerts raised by then.
+	if err := s.keepTargets(ctx, targets); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return m, nil
+}
+
+// commit stores alerts and a follower's state (see store.commit) and wakes
+// the deliverers when there are new alerts.
+func (m *Monitor) commit(ctx context.Context, alerts []Alert, key string, state []byte, extra map[string][]byte) ([]Alert, error) {
+	added, err := m.store.commit(ctx, alerts, key, state, extra)
+	if len(added) > 0 {
+		for _, w := range m.wake {
+			select {
+			case w <- struct{}{}:
+			default:
+			}
+		}
+	}
+	return added, err
+}
+
+// Raise stores an alert that no log entry raised (a heartbeat, a test
+// alert) and hands it to delivery. once names what makes it one: an alert
+// with the same rule and once is not raised again.
+func (m *Monitor) Raise(ctx context.Context, rule, severity, detail, once string) ([]Alert, error) {
+	return m.commit(ctx, []Alert{{Rule: rule, Severity: severity, Time: m.cfg.Now().UTC(), Detail: detail, once: once}}, "", nil, nil)
+}
+
+// Deliveries returns how delivery to each target stands.
+func (m *Monitor) Deliveries(ctx context.Context) ([]TargetState, error) {
+	return m.store.targets(ctx)
 }
 
 // Close closes the monitor's store.
 func (m *Monitor) Close() error { return m.store.Close() }
 
-// Run makes a pass every Interval until ctx ends. A platform that fails is
-// logged and tried again at the next pass.
+// Run makes a pass every Interval until ctx ends, delivers the alerts to
+// every target and raises a heartbeat every Heartbeat. A platform that
+// fails is logged and tried again at the next pass.
 func (m *Monitor) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for i, t := range m.targets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.deliver(ctx, t, m.wake[i])
+		}()
+	}
 	t := time.NewTicker(m.cfg.Interval)
 	defer t.Stop()
+	var beat <-chan time.Time
+	if m.cfg.Heartbeat > 0 {
+		h := time.NewTicker(m.cfg.Heartbeat)
+		defer h.Stop()
+		beat = h.C
+		m.heartbeat(ctx)
+	}
 	for {
 		if _, err := m.Pass(ctx); err != nil && ctx.Err() == nil {
 			m.cfg.Logger.Warn("monitor pass", "err", err)
@@ -143,8 +256,21 @@ func (m *Monitor) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-beat:
+			m.heartbeat(ctx)
 		case <-t.C:
 		}
+	}
+}
+
+// heartbeat raises the heartbeat of the current period (one per period,
+// however often the monitor restarts).
+func (m *Monitor) heartbeat(ctx context.Context) {
+	now := m.cfg.Now().UTC()
+	period := now.Truncate(m.cfg.Heartbeat)
+	detail := fmt.Sprintf("the monitor is running and delivering; it supervises %d platforms and raises a heartbeat every %s", len(m.cfg.Platforms), m.cfg.Heartbeat)
+	if _, err := m.Raise(ctx, "heartbeat", "info", detail, period.Format(time.RFC3339)); err != nil && ctx.Err() == nil {
+		m.cfg.Logger.Warn("monitor heartbeat", "err", err)
 	}
 }
 
@@ -194,7 +320,7 @@ func (m *Monitor) platform(ctx context.Context, base string) ([]Alert, error) {
 	if err != nil {
 		a := Alert{Rule: "pins-changed", Severity: "critical", Platform: base, Time: m.cfg.Now().UTC(),
 			Detail: err.Error(), once: digest([]byte(err.Error()))}
-		added, cerr := m.store.commit(ctx, []Alert{a}, "", nil, nil)
+		added, cerr := m.commit(ctx, []Alert{a}, "", nil, nil)
 		return added, errors.Join(err, cerr)
 	}
 	var pv note.Verifier
@@ -278,7 +404,7 @@ func (m *Monitor) follow(ctx context.Context, base, name string, l *client.Log, 
 			a := Alert{Rule: "log-fork", Severity: "critical", Platform: base, Log: name, Origin: l.Origin(), Time: m.cfg.Now().UTC(),
 				Detail:      "the log served a checkpoint that contradicts one the monitor verified before: " + fork.Reason,
 				Checkpoints: []string{string(fork.Seen), string(fork.Now)}, once: forkOnce(fork.Seen, fork.Now)}
-			added, cerr := m.store.commit(ctx, []Alert{a}, "", nil, nil)
+			added, cerr := m.commit(ctx, []Alert{a}, "", nil, nil)
 			return append(raised, added...), errors.Join(err, cerr)
 		}
 		if errors.Is(err, tlog.ErrTreeMismatch) {
@@ -290,7 +416,7 @@ func (m *Monitor) follow(ctx context.Context, base, name string, l *client.Log, 
 			if st := f.State(); st.Checkpoint != nil {
 				a.Checkpoints = []string{string(st.Checkpoint)}
 			}
-			added, cerr := m.store.commit(ctx, []Alert{a}, "", nil, nil)
+			added, cerr := m.commit(ctx, []Alert{a}, "", nil, nil)
 			return append(raised, added...), errors.Join(err, cerr)
 		}
 		if err != nil && !errors.Is(err, errChunk) {
@@ -310,7 +436,7 @@ func (m *Monitor) follow(ctx context.Context, base, name string, l *client.Log, 
 		if name == "policy" && m.policies[base] != nil {
 			extra = map[string][]byte{"policy " + base: m.policies[base]}
 		}
-		added, cerr := m.store.commit(ctx, pending, key, state, extra)
+		added, cerr := m.commit(ctx, pending, key, state, extra)
 		raised = append(raised, added...)
 		if cerr != nil {
 			return raised, cerr
