@@ -36,6 +36,17 @@ type Discovery struct {
 	Releases DiscoveryReleases `json:"releases"`
 	// Updates is the TUF update repository and its initial trusted root.
 	Updates DiscoveryUpdates `json:"updates"`
+	// Monitors are the supervisors' monitors that follow the platform's
+	// logs: whoever verified a checkpoint of them (an endpoint during an
+	// update) posts it to each, so that a split view shows (POST
+	// <url>v1/checkpoints).
+	Monitors []DiscoveryMonitor `json:"monitors,omitempty"`
+}
+
+// DiscoveryMonitor is one monitor of the platform's logs.
+type DiscoveryMonitor struct {
+	Name string `json:"name"`
+	URL  string `json:"url"`
 }
 
 // DiscoveryRegion is one region of the residency policy in force.

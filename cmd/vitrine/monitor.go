@@ -42,19 +42,9 @@ func runMonitor(ctx context.Context, e *env, args []string) error {
 		fs.Usage()
 		return errors.New("--data and at least one --platform are required")
 	}
-	rules := monitor.DefaultRules()
-	if *rulesFile != "" {
-		b, err := os.ReadFile(*rulesFile)
-		if err != nil {
-			return fmt.Errorf("reading rules: %w", err)
-		}
-		if rules, err = monitor.ParseRules(b); err != nil {
-			return fmt.Errorf("%s: %w", *rulesFile, err)
-		}
-	}
-	compiled, err := monitor.Compile(rules)
+	compiled, err := loadRules(*rulesFile)
 	if err != nil {
-		return fmt.Errorf("rules: %w", err)
+		return err
 	}
 	if *heartbeat <= 0 {
 		*heartbeat = -1
@@ -149,4 +139,23 @@ func deliveryLine(id int64, ts []monitor.TargetState) string {
 		}
 	}
 	return fmt.Sprintf("test alert %d: %d of %d targets acknowledged it, %d failing", id, through, len(ts), failing)
+}
+
+// loadRules reads and compiles a rules file; "" means the rules that ship.
+func loadRules(file string) (*monitor.Rules, error) {
+	rules := monitor.DefaultRules()
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("reading rules: %w", err)
+		}
+		if rules, err = monitor.ParseRules(b); err != nil {
+			return nil, fmt.Errorf("%s: %w", file, err)
+		}
+	}
+	compiled, err := monitor.Compile(rules)
+	if err != nil {
+		return nil, fmt.Errorf("rules: %w", err)
+	}
+	return compiled, nil
 }

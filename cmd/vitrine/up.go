@@ -6,14 +6,18 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
 	"github.com/vitrine-dev/vitrine/internal/cli"
 	"github.com/vitrine-dev/vitrine/internal/config"
+	"github.com/vitrine-dev/vitrine/internal/httpapi"
+	"github.com/vitrine-dev/vitrine/internal/monitor"
 	"github.com/vitrine-dev/vitrine/internal/platform"
 )
 
@@ -31,6 +35,11 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	interval := fs.Duration("checkpoint-interval", 0, "how often each log publishes a witnessed checkpoint while it grows (0: the logs' default, 200ms)")
 	tufRoot := fs.String("tuf-root", "", "the update repository's initial root.json (made by vitrine tuf init); without it the first start makes one")
 	tufOffline := fs.String("tuf-offline", "", "where the first start writes the TUF root keys when it makes the root; move them offline (default: a new directory under ~/.config/vitrine/tuf-offline/)")
+	monOn := fs.Bool("monitor", true, "run the supervisor's monitor over this platform (alerts at /monitor/v1/alerts)")
+	var monHooks platforms
+	fs.Var(&monHooks, "monitor-webhook", "`URL` that gets every alert, signed with the secret in DATA/monitor/webhook.secret (repeat for several)")
+	monCmd := fs.String("monitor-hook-command", "", "absolute `PATH` of a program run for every alert (the alert on its standard input)")
+	monRules := fs.String("monitor-rules", "", "the monitor's rules file (default: the rules that ship)")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
@@ -67,6 +76,17 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	str("tuf-offline", tufOffline, &c.TUFOffline)
 	dur("commitment-interval", commitEvery, &c.CommitmentInterval)
 	dur("checkpoint-interval", interval, &c.CheckpointInterval)
+	if set["monitor"] {
+		c.Monitor.Off = !*monOn
+	}
+	if set["monitor-webhook"] {
+		c.Monitor.Webhooks = monHooks
+	}
+	str("monitor-hook-command", monCmd, &c.Monitor.HookCommand)
+	str("monitor-rules", monRules, &c.Monitor.Rules)
+	if c.Monitor.Interval == 0 {
+		c.Monitor.Interval = config.Duration(time.Second)
+	}
 	if *interval < 0 {
 		return fmt.Errorf("--checkpoint-interval %s is negative", *interval)
 	}
@@ -98,21 +118,62 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	if pc.TUFOfflineDir == "" {
 		pc.TUFOfflineDir = newOfflineDir(pc.Name)
 	}
+	// The monitor's rules are checked before anything starts; the
+	// monitor itself starts once the platform has its URL, and is served
+	// by the platform under /monitor/ (503 until then).
+	var rules *monitor.Rules
+	monHandler := new(lazyHandler)
+	if !c.Monitor.Off {
+		var err error
+		if rules, err = loadRules(c.Monitor.Rules); err != nil {
+			return err
+		}
+		pc.Monitor = monHandler
+	}
 	p, err := platform.Start(ctx, pc)
 	if err != nil {
 		return err
+	}
+	var mon *monitor.Monitor
+	runCtx, stopMonitor := context.WithCancel(ctx)
+	defer stopMonitor()
+	monDone := make(chan error, 1)
+	if c.Monitor.Off {
+		monDone <- nil
+	} else {
+		mon, err = monitor.New(ctx, monitor.Config{Dir: filepath.Join(pc.Data, "monitor"), Platforms: []string{p.URL()}, Rules: rules,
+			Interval: time.Duration(c.Monitor.Interval), Webhooks: c.Monitor.Webhooks, HookCommand: c.Monitor.HookCommand, Logger: e.Logger})
+		if err != nil {
+			sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			return errors.Join(fmt.Errorf("starting the monitor: %w", err), p.Close(sctx))
+		}
+		monHandler.set(mon.Handler())
+		go func() { monDone <- mon.Run(runCtx) }()
 	}
 	abs, _ := filepath.Abs(*data)
 	fmt.Fprintf(e.Stdout, "Vitrine is up at %s\n", p.URL())
 	printBanner(e.Stdout, p, abs)
 	fmt.Fprintf(e.Stdout, "Press Ctrl-C to stop.\n")
 
+	var serveErr error
 	select {
 	case <-ctx.Done():
 	case err := <-p.Done():
-		return fmt.Errorf("server stopped: %w", err)
+		serveErr = fmt.Errorf("server stopped: %w", err)
 	}
-	fmt.Fprintln(e.Stdout, "shutting down…")
+	if serveErr == nil {
+		fmt.Fprintln(e.Stdout, "shutting down…")
+	}
+	// The monitor stops first: it reads the platform.
+	stopMonitor()
+	<-monDone
+	if mon != nil {
+		mon.Close()
+	}
+	if serveErr != nil {
+		return serveErr
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := p.Close(sctx); err != nil {
@@ -132,6 +193,9 @@ func printBanner(w io.Writer, p *platform.Platform, data string) {
 	for _, wi := range d.Witnesses {
 		rows = append(rows, [3]string{"witness", wi.URL, wi.Name})
 	}
+	for _, m := range d.Monitors {
+		rows = append(rows, [3]string{"monitor", m.URL + "v1/alerts", m.Name})
+	}
 	rows = append(rows,
 		[3]string{"releases", p.URL() + "/releases/", ""},
 		[3]string{"updates (TUF)", d.Updates.URL, ""},
@@ -150,4 +214,19 @@ func printBanner(w io.Writer, p *platform.Platform, data string) {
 	for line := range strings.Lines(b.String()) {
 		fmt.Fprintln(w, strings.TrimRight(line, " \n"))
 	}
+}
+
+// lazyHandler serves 503 until it is given the handler to serve.
+type lazyHandler struct{ h atomic.Pointer[http.Handler] }
+
+func (l *lazyHandler) set(h http.Handler) { l.h.Store(&h) }
+
+func (l *lazyHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := l.h.Load()
+	if h == nil {
+		w.Header().Set("Retry-After", "1")
+		httpapi.Error(w, http.StatusServiceUnavailable, "starting")
+		return
+	}
+	(*h).ServeHTTP(w, r)
 }

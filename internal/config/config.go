@@ -87,6 +87,39 @@ type Config struct {
 	// DebugListen serves Go's profiling endpoints on this loopback
 	// address (default: not served).
 	DebugListen string `json:"debug_listen"`
+	// Monitor configures the supervisor's monitor that `vitrine up` runs
+	// over its own platform.
+	Monitor MonitorConfig `json:"monitor"`
+}
+
+// MonitorConfig configures the monitor inside `vitrine up` (see
+// docs/design/monitor.md).
+type MonitorConfig struct {
+	// Off leaves the monitor out.
+	Off bool `json:"off"`
+	// Webhooks receive every alert, signed (Standard Webhooks) with the
+	// secret in <data>/monitor/webhook.secret.
+	Webhooks []string `json:"webhooks"`
+	// HookCommand is an absolute path of a program run for every alert.
+	HookCommand string `json:"hook_command"`
+	// Rules is a rules file; empty means the rules that ship.
+	Rules string `json:"rules"`
+	// Interval is the time between the monitor's passes (default 1s).
+	Interval Duration `json:"interval"`
+}
+
+// UnmarshalJSON reads the monitor's object, refusing keys it does not
+// know.
+func (m *MonitorConfig) UnmarshalJSON(b []byte) error {
+	type plain MonitorConfig
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var p plain
+	if err := dec.Decode(&p); err != nil {
+		return err
+	}
+	*m = MonitorConfig(p)
+	return nil
 }
 
 // Duration is a time.Duration written as a Go duration string ("1h30m").
@@ -127,6 +160,7 @@ func (c *Config) keys() []struct {
 		{"checkpoint_interval", &c.CheckpointInterval}, {"commitment_interval", &c.CommitmentInterval},
 		{"custody_url", &c.CustodyURL}, {"custody_token", &c.CustodyToken},
 		{"tuf_root", &c.TUFRoot}, {"tuf_offline", &c.TUFOffline}, {"debug_listen", &c.DebugListen},
+		{"monitor", &c.Monitor},
 	}
 }
 

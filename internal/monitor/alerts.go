@@ -28,9 +28,11 @@ type Alert struct {
 	Severity string `json:"severity"`
 	// Platform is the platform's URL, Log the log's name in its discovery
 	// document and Origin the log's origin.
-	Platform string `json:"platform"`
-	Log      string `json:"log"`
-	Origin   string `json:"origin"`
+	// All three are absent from an alert about the monitor itself (a
+	// heartbeat, a test alert).
+	Platform string `json:"platform,omitempty"`
+	Log      string `json:"log,omitempty"`
+	Origin   string `json:"origin,omitempty"`
 	// Index is the entry's index, absent for an alert about the log as a
 	// whole.
 	Index *uint64 `json:"index,omitempty"`

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -86,6 +87,9 @@ type Monitor struct {
 	// with the policy log's state, so that a restarted monitor checks
 	// residency under it.
 	policies map[string][]byte
+	// windows are the threshold rules' windows as last committed (see
+	// Rules.Windows): a chunk that is not committed is not counted.
+	windows []byte
 
 	// id is the monitor's own id (see deliveryID); targets receive the
 	// alerts, each woken by its channel when alerts are committed.
@@ -175,7 +179,21 @@ func New(ctx context.Context, cfg Config) (*Monitor, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The pins are the monitor's trust: private, like the rest of Dir.
+	if err := os.MkdirAll(filepath.Join(cfg.Dir, "pins"), 0o700); err != nil {
+		s.Close()
+		return nil, err
+	}
 	m := &Monitor{cfg: cfg, store: s, homes: map[string]map[string]string{}, logs: map[string]map[string]*followed{}, fresh: map[string]seen{}, policies: map[string][]byte{}, targets: targets}
+	if m.windows, err = s.state(ctx, "windows"); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if err := cfg.Rules.SetWindows(m.windows); err != nil {
+		// Windows saved under other rules: counting starts again.
+		cfg.Logger.Warn("monitor: the saved threshold windows do not load; counting starts again", "err", err)
+		m.windows = nil
+	}
 	if m.id, err = s.instanceID(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -399,6 +417,13 @@ func (m *Monitor) follow(ctx context.Context, base, name string, l *client.Log, 
 			}
 			return nil
 		})
+		if err != nil && !errors.Is(err, errChunk) {
+			// What this chunk counted in the threshold windows is
+			// forgotten with it: the next pass counts it again.
+			if werr := m.cfg.Rules.SetWindows(m.windows); werr != nil {
+				err = errors.Join(err, werr)
+			}
+		}
 		var fork *client.ForkError
 		if errors.As(err, &fork) {
 			a := Alert{Rule: "log-fork", Severity: "critical", Platform: base, Log: name, Origin: l.Origin(), Time: m.cfg.Now().UTC(),
@@ -423,7 +448,7 @@ func (m *Monitor) follow(ctx context.Context, base, name string, l *client.Log, 
 			return raised, err
 		}
 		if err := m.prove(ctx, l, f.State(), pending); err != nil {
-			return raised, err
+			return raised, errors.Join(err, m.cfg.Rules.SetWindows(m.windows))
 		}
 		if cp != nil {
 			pending = append(pending, m.staleness(base, name, key, l.Origin(), cp.Raw)...)
@@ -432,15 +457,20 @@ func (m *Monitor) follow(ctx context.Context, base, name string, l *client.Log, 
 		if jerr != nil {
 			return raised, jerr
 		}
-		var extra map[string][]byte
+		windows, werr := m.cfg.Rules.Windows()
+		if werr != nil {
+			return raised, werr
+		}
+		extra := map[string][]byte{"windows": windows}
 		if name == "policy" && m.policies[base] != nil {
-			extra = map[string][]byte{"policy " + base: m.policies[base]}
+			extra["policy "+base] = m.policies[base]
 		}
 		added, cerr := m.commit(ctx, pending, key, state, extra)
 		raised = append(raised, added...)
 		if cerr != nil {
-			return raised, cerr
+			return raised, errors.Join(cerr, m.cfg.Rules.SetWindows(m.windows))
 		}
+		m.windows = windows
 		if err == nil {
 			return raised, nil
 		}

@@ -166,6 +166,9 @@ func TestMonitorEndToEnd(t *testing.T) {
 			t.Errorf("%s: %v, %v; want 0600", f, fi.Mode().Perm(), err)
 		}
 	}
+	if fi, err := os.Stat(filepath.Join(dir, "pins")); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("pins: %v, %v; want 0700", fi.Mode().Perm(), err)
+	}
 
 	// The same entries again, through a new monitor on the same
 	// directory: nothing is raised twice.

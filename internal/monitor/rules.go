@@ -69,6 +69,10 @@ type Threshold struct {
 	// GroupBy is a CEL expression of type string: matches are counted per
 	// value (e.g. entry.principal.id).
 	GroupBy string `json:"group_by"`
+	// Sum, when set, is a CEL expression of a number: the window holds the
+	// sum of its values over the matches (the records exported, say)
+	// rather than how many they are, and Count bounds that sum.
+	Sum string `json:"sum,omitempty"`
 }
 
 // An Event is one proven entry and its context, as rules see it.
@@ -120,10 +124,18 @@ type compiled struct {
 	rule    *Rule
 	when    cel.Program
 	groupBy cel.Program
+	sum     cel.Program
 	window  time.Duration
-	// hits are the times of the matches in the window, per group.
-	hits  map[string][]time.Time
+	// hits are the matches in the window, per group.
+	hits  map[string][]hit
 	evals int
+}
+
+// hit is a match in a threshold's window: its entry's time and what it
+// adds (1, or its Sum).
+type hit struct {
+	T time.Time `json:"t"`
+	W float64   `json:"w"`
 }
 
 // MaxRules bounds a rules file; MaxExpression bounds each expression.
@@ -211,7 +223,12 @@ func Compile(rules []Rule) (*Rules, error) {
 			if c.groupBy, err = program(e, t.GroupBy, cel.StringType); err != nil {
 				return nil, fmt.Errorf("%s: threshold group_by: %w", where, err)
 			}
-			c.hits = map[string][]time.Time{}
+			if t.Sum != "" {
+				if c.sum, err = program(e, t.Sum, cel.DynType); err != nil {
+					return nil, fmt.Errorf("%s: threshold sum: %w", where, err)
+				}
+			}
+			c.hits = map[string][]hit{}
 		}
 		out.rules = append(out.rules, c)
 	}
@@ -271,12 +288,12 @@ func (rs *Rules) Eval(ev *Event) ([]Match, []error) {
 			errs = append(errs, &EvalError{Rule: c.rule.Name, Err: fmt.Errorf("rule %s on %s entry %d: %w", c.rule.Name, ev.Log, ev.Index, err)})
 			continue
 		}
-		hit, ok := v.(types.Bool)
+		met, ok := v.(types.Bool)
 		if !ok {
 			errs = append(errs, &EvalError{Rule: c.rule.Name, Err: fmt.Errorf("rule %s on %s entry %d: the condition gave %s, not a bool", c.rule.Name, ev.Log, ev.Index, v.Type())})
 			continue
 		}
-		if !hit {
+		if !met {
 			continue
 		}
 		if c.groupBy == nil {
@@ -293,9 +310,23 @@ func (rs *Rules) Eval(ev *Event) ([]Match, []error) {
 			errs = append(errs, &EvalError{Rule: c.rule.Name, Err: fmt.Errorf("rule %s on %s entry %d: group_by gave %s, not a string", c.rule.Name, ev.Log, ev.Index, g.Type())})
 			continue
 		}
+		w := 1.0
+		if c.sum != nil {
+			v, _, err := c.sum.Eval(vars)
+			if err == nil {
+				var ok bool
+				if w, ok = number(v.Value()); !ok || w < 0 {
+					err = fmt.Errorf("gave %v, not a non-negative number", v)
+				}
+			}
+			if err != nil {
+				errs = append(errs, &EvalError{Rule: c.rule.Name, Err: fmt.Errorf("rule %s on %s entry %d: sum: %w", c.rule.Name, ev.Log, ev.Index, err)})
+				continue
+			}
+		}
 		// Groups are per platform: two vendors' "analyst:alice" are two
 		// people.
-		if m, fired := c.count(ev.Platform+" "+key, ev.Time); fired {
+		if m, fired := c.count(ev.Platform+" "+key, hit{ev.Time, w}); fired {
 			m.GroupKey = key
 			ms = append(ms, m)
 		}
@@ -307,25 +338,75 @@ func (rs *Rules) Eval(ev *Event) ([]Match, []error) {
 // now holds more than the threshold allows. After it fires the window
 // starts again, so that a burst raises one alert per Count matches, not
 // one per match.
-func (c *compiled) count(key string, t time.Time) (Match, bool) {
-	// Matches older than the window before t go, wherever they are: logs
+func (c *compiled) count(key string, h hit) (Match, bool) {
+	// Matches older than the window before h go, wherever they are: logs
 	// are read one after another, so times need not come in order.
-	from := t.Add(-c.window)
-	hits := slices.DeleteFunc(c.hits[key], func(h time.Time) bool { return !h.After(from) })
-	hits = append(hits, t)
-	if len(hits) > c.rule.Threshold.Count {
+	from := h.T.Add(-c.window)
+	hits := slices.DeleteFunc(c.hits[key], func(x hit) bool { return !x.T.After(from) })
+	hits = append(hits, h)
+	total := 0.0
+	for _, x := range hits {
+		total += x.W
+	}
+	if total > float64(c.rule.Threshold.Count) {
 		delete(c.hits, key)
-		return Match{Rule: c.rule, Count: len(hits), GroupKey: key}, true
+		return Match{Rule: c.rule, Count: int(total), GroupKey: key}, true
 	}
 	c.hits[key] = hits
 	// Groups whose window emptied go, now and then, so that the map does
 	// not grow with every principal ever seen, nor cost a scan per entry.
 	if c.evals++; len(c.hits) > 4096 && c.evals%4096 == 0 {
-		for k, h := range c.hits {
-			if !slices.ContainsFunc(h, func(x time.Time) bool { return x.After(from) }) {
+		for k, hs := range c.hits {
+			if !slices.ContainsFunc(hs, func(x hit) bool { return x.T.After(from) }) {
 				delete(c.hits, k)
 			}
 		}
 	}
 	return Match{}, false
+}
+
+// number returns a CEL value's number.
+func number(v any) (float64, bool) {
+	switch n := v.(type) {
+	case float64:
+		return n, true
+	case int64:
+		return float64(n), true
+	case uint64:
+		return float64(n), true
+	}
+	return 0, false
+}
+
+// Windows returns the threshold rules' windows, to be saved with the
+// state they count up to (see SetWindows).
+func (rs *Rules) Windows() ([]byte, error) {
+	w := map[string]map[string][]hit{}
+	for _, c := range rs.rules {
+		if len(c.hits) > 0 {
+			w[c.rule.Name] = c.hits
+		}
+	}
+	return json.Marshal(w)
+}
+
+// SetWindows puts back windows that Windows returned: after a restart, or
+// to forget what a failed pass counted. Windows of rules that are no
+// longer there are dropped; nil empties every window.
+func (rs *Rules) SetWindows(b []byte) error {
+	w := map[string]map[string][]hit{}
+	if b != nil {
+		if err := json.Unmarshal(b, &w); err != nil {
+			return fmt.Errorf("the saved threshold windows: %w", err)
+		}
+	}
+	for _, c := range rs.rules {
+		if c.hits != nil {
+			c.hits = w[c.rule.Name]
+			if c.hits == nil {
+				c.hits = map[string][]hit{}
+			}
+		}
+	}
+	return nil
 }

@@ -157,6 +157,54 @@ func TestBurst(t *testing.T) {
 	}
 }
 
+// TestBulkExportByPages: an export of 1,001 records in two pages (the
+// gateway answers at most 1,000 records an access) is one bulk export;
+// the windows, saved and put back as after a restart, go on counting.
+func TestBulkExportByPages(t *testing.T) {
+	rs := defaults(t)
+	export := func(who string, n int64, at time.Time) []string {
+		ms, errs := rs.Eval(record(t, func(r *access.Record) { r.Principal.ID, r.Action, r.Resource.Count, r.Time = who, "export", n, at }))
+		if len(errs) > 0 {
+			t.Fatal(errs)
+		}
+		return names(ms)
+	}
+	if got := export("analyst:a", 1000, t0); got != nil {
+		t.Fatalf("the first page: %v", got)
+	}
+	if got := export("analyst:b", 1000, t0); got != nil {
+		t.Fatalf("another principal's page: %v", got)
+	}
+	saved, err := rs.Windows()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := export("analyst:a", 1, t0.Add(time.Minute)); strings.Join(got, ",") != "bulk-export" {
+		t.Fatalf("the second page: %v, want bulk-export", got)
+	}
+	// A restarted monitor (new rules, the saved windows) counts the same.
+	rs = defaults(t)
+	if err := rs.SetWindows(saved); err != nil {
+		t.Fatal(err)
+	}
+	if got := export("analyst:a", 1, t0.Add(time.Minute)); strings.Join(got, ",") != "bulk-export" {
+		t.Fatalf("the second page after a restart: %v, want bulk-export", got)
+	}
+	// Without them it would not: what SetWindows puts back matters.
+	if err := rs.SetWindows(nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := export("analyst:b", 1, t0.Add(time.Minute)); got != nil {
+		t.Fatalf("b's second page with emptied windows: %v", got)
+	}
+	if got := export("analyst:a", 1000, t0.Add(2*time.Hour)); got != nil {
+		t.Fatalf("a page two hours later: %v", got)
+	}
+	if err := rs.SetWindows([]byte("{")); err == nil {
+		t.Error("garbled windows were accepted")
+	}
+}
+
 func TestCompileErrorsNameTheRule(t *testing.T) {
 	good := Rule{Name: "x", Severity: "info", When: "kind == 'access'"}
 	for _, c := range []struct {
@@ -171,6 +219,7 @@ func TestCompileErrorsNameTheRule(t *testing.T) {
 		{func(r *Rule) { r.When = "kind" }, `rule 2 ("y"): when: the expression is of type string, not bool`},
 		{func(r *Rule) { r.When = "nosuchvar == 1" }, `rule 2 ("y"): when: ERROR`},
 		{func(r *Rule) { r.Threshold = &Threshold{Count: 0, Window: "1h", GroupBy: "log"} }, `rule 2 ("y"): threshold count 0`},
+		{func(r *Rule) { r.Threshold = &Threshold{Count: 1, Window: "1h", GroupBy: "log", Sum: "entry."} }, `rule 2 ("y"): threshold sum`},
 		{func(r *Rule) { r.Threshold = &Threshold{Count: 5, Window: "an hour", GroupBy: "log"} }, `rule 2 ("y"): threshold window "an hour"`},
 		{func(r *Rule) { r.Threshold = &Threshold{Count: 5, Window: "1h", GroupBy: "index"} }, `rule 2 ("y"): threshold group_by: the expression is of type uint, not string`},
 		{func(r *Rule) { r.When = strings.Repeat("true && ", 600) + "true" }, `rule 2 ("y"): when: the expression has`},

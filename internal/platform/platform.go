@@ -109,7 +109,12 @@ type Config struct {
 	// that repository's recipes; an empty list allows https:// and ssh://
 	// git sources only.
 	BuildSourceRoots []string
-	Logger           *slog.Logger
+	// Monitor, when set, is the supervisor's monitor over this platform
+	// (`vitrine up` runs one): served under /monitor/ and listed in the
+	// discovery document, so that endpoints post the checkpoints they
+	// verified to it.
+	Monitor http.Handler
+	Logger  *slog.Logger
 }
 
 // Platform is a running `vitrine up`.
@@ -313,6 +318,9 @@ func (p *Platform) routes() http.Handler {
 		mux.Handle(prefix+"/add", refuseAppend(name))
 	}
 	mux.Handle("/witness/", http.StripPrefix("/witness", p.witness.Handler()))
+	if p.cfg.Monitor != nil {
+		mux.Handle("/monitor/", http.StripPrefix("/monitor", p.cfg.Monitor))
+	}
 	if p.custody != nil {
 		custodian := func(r *http.Request) bool { return keys.BearerEqual(r, p.custodyToken) }
 		mux.Handle("/custody/", http.StripPrefix("/custody", p.custody.Handler(custodian)))
@@ -355,6 +363,7 @@ type (
 	DiscoveryWitness  = client.DiscoveryWitness
 	DiscoveryRegion   = client.DiscoveryRegion
 	DiscoveryUpdates  = client.DiscoveryUpdates
+	DiscoveryMonitor  = client.DiscoveryMonitor
 )
 
 // Discovery returns the platform's discovery document.
@@ -371,6 +380,9 @@ func (p *Platform) Discovery() Discovery {
 	d.Witnesses = []DiscoveryWitness{{Name: p.witness.Name(), VKey: p.witness.VKey(), URL: p.baseURL + "/witness/"}}
 	d.Releases = DiscoveryReleases{URL: p.baseURL + "/releases/", Key: string(release.PublicKey(p.releaseKey.Public().(ed25519.PublicKey)).PEM())}
 	d.Updates = DiscoveryUpdates{URL: p.baseURL + "/updates/", Root: p.updates.Root()}
+	if p.cfg.Monitor != nil {
+		d.Monitors = []DiscoveryMonitor{{Name: p.cfg.Name + "/monitor", URL: p.baseURL + "/monitor/"}}
+	}
 	return d
 }
 
@@ -386,6 +398,9 @@ func (p *Platform) serveIndex(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "log %-14s %s/logs/%s/checkpoint\n", name, p.baseURL, name)
 	}
 	fmt.Fprintf(w, "witness: %s/witness/add-checkpoint\n", p.baseURL)
+	if p.cfg.Monitor != nil {
+		fmt.Fprintf(w, "monitor: %s/monitor/v1/alerts\n", p.baseURL)
+	}
 }
 
 // URL returns the platform's base URL.
