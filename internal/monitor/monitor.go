@@ -605,6 +605,15 @@ func parseEntry(name string, entry []byte, pv note.Verifier) (kind string, obj m
 		case access.KindDeniedSummary:
 			_, err = access.ParseDeniedSummary(entry)
 		default:
+			// A kind this monitor does not know is still an object with
+			// a version and a kind; anything else is malformed.
+			var env struct {
+				V    *int    `json:"v"`
+				Kind *string `json:"kind"`
+			}
+			if json.Unmarshal(entry, &env) != nil || env.V == nil || env.Kind == nil {
+				return "", nil, at, errors.New(`not an access-log entry: not a JSON object with a version "v" and a "kind"`)
+			}
 			return "", nil, at, nil
 		}
 		if err != nil {

@@ -352,3 +352,41 @@ func TestResidencyAfterRestart(t *testing.T) {
 		t.Errorf("cross-border-access after a restart: %+v", got[0])
 	}
 }
+
+// TestMalformedEntries: entries that the log holds but that do not parse
+// are critical alerts, and an entry of a kind the monitor does not know a
+// notice; neither is skipped, and each alert is grounded in the log.
+func TestMalformedEntries(t *testing.T) {
+	tp := startPlatform(t)
+	l := tp.Log("access-zurich")
+	ctx := context.Background()
+	for _, e := range []string{
+		"not json at all",
+		`{"v":1,"kind":"access","time":"yesterday"}`,
+		`{"v":1,"kind":"weather","forecast":"rain"}`,
+	} {
+		if _, err := l.Append(ctx, []byte(e)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, err := New(ctx, Config{Dir: t.TempDir(), Platforms: []string{tp.URL()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	bad := passUntil(t, m, "malformed-entry", 2)
+	for _, a := range bad {
+		if a.Severity != "critical" || a.Detail == "" {
+			t.Errorf("malformed entry alert: %+v", a)
+		}
+		checkGrounded(t, tp.Platform, a)
+	}
+	if !strings.Contains(bad[0].Entry, "not json") || !strings.Contains(bad[1].Entry, "yesterday") {
+		t.Errorf("the malformed entries' alerts: %q, %q", bad[0].Entry, bad[1].Entry)
+	}
+	unknown, err := m.Alerts(ctx, AlertQuery{Rule: "unknown-entry"})
+	if err != nil || len(unknown) != 1 || unknown[0].Severity != "notice" || !strings.Contains(unknown[0].Entry, "weather") {
+		t.Fatalf("unknown-entry alerts: %+v, %v", unknown, err)
+	}
+	checkGrounded(t, tp.Platform, unknown[0])
+}
