@@ -1,0 +1,288 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/vitrine-dev/vitrine/access"
+	"github.com/vitrine-dev/vitrine/internal/monitor"
+	"github.com/vitrine-dev/vitrine/tlog"
+)
+
+// hookReceiver is a webhook receiver: it keeps every delivery's body and
+// headers as they came, to be checked once the secret is known.
+type hookReceiver struct {
+	mu         sync.Mutex
+	deliveries []delivery
+}
+
+type delivery struct {
+	header http.Header
+	body   []byte
+}
+
+func (h *hookReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	h.mu.Lock()
+	h.deliveries = append(h.deliveries, delivery{r.Header.Clone(), b})
+	h.mu.Unlock()
+}
+
+// alerts checks every delivery's signature with the Standard Webhooks
+// library and returns the alerts, by webhook-id, and every attempt's id in
+// order.
+func (h *hookReceiver) alerts(t *testing.T, secret string) (map[string]monitor.Alert, []string) {
+	t.Helper()
+	wh, err := standardwebhooks.NewWebhook(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	byID := map[string]monitor.Alert{}
+	var ids []string
+	for _, d := range h.deliveries {
+		if err := wh.VerifyIgnoringTimestamp(d.body, d.header); err != nil {
+			t.Fatalf("a delivery's signature: %v", err)
+		}
+		var a monitor.Alert
+		if err := json.Unmarshal(d.body, &a); err != nil {
+			t.Fatalf("a delivery's body: %v: %s", err, d.body)
+		}
+		id := d.header.Get("webhook-id")
+		if prev, ok := byID[id]; ok && prev.ID != a.ID {
+			t.Fatalf("webhook-id %s was alert %d, then alert %d", id, prev.ID, a.ID)
+		}
+		byID[id] = a
+		ids = append(ids, id)
+	}
+	return byID, ids
+}
+
+// waitAlerts waits up to 30 s until the webhook got alerts of every rule
+// in rules.
+func waitAlerts(t *testing.T, h *hookReceiver, secret string, rules ...string) map[string]monitor.Alert {
+	t.Helper()
+	var got map[string]monitor.Alert
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		got, _ = h.alerts(t, secret)
+		missing := false
+		for _, r := range rules {
+			found := false
+			for _, a := range got {
+				found = found || a.Rule == r
+			}
+			missing = missing || !found
+		}
+		if !missing {
+			return got
+		}
+	}
+	t.Fatalf("after 30 s the webhook has %d alerts, not every one of %v: %+v", len(got), rules, got)
+	return nil
+}
+
+// checkProof verifies an alert's proof as anyone would, from the
+// discovery document alone.
+func checkProof(t *testing.T, base string, a monitor.Alert) {
+	t.Helper()
+	d := discover(t, base)
+	var vkey string
+	for _, l := range d.Logs {
+		if l.Name == a.Log {
+			vkey = l.VKey
+		}
+	}
+	v, err := note.NewVerifier(vkey)
+	if err != nil {
+		t.Fatalf("alert %s: log %q: %v", a.Rule, a.Log, err)
+	}
+	policy, err := tlog.ParsePolicy([]byte(d.WitnessPolicy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := tlog.ParseProof([]byte(a.Proof))
+	if err != nil {
+		t.Fatalf("alert %s: %v", a.Rule, err)
+	}
+	if a.Index == nil || p.Index != *a.Index {
+		t.Fatalf("alert %s: index %v, proof of %d", a.Rule, a.Index, p.Index)
+	}
+	if _, err := p.Verify(tlog.LeafHash([]byte(a.Entry)), v, policy); err != nil {
+		t.Fatalf("alert %s: its proof does not verify: %v", a.Rule, err)
+	}
+}
+
+// upClient is what a test does on a running `vitrine up`: register an
+// endpoint, ingest, make principals, read.
+type upClient struct {
+	t        *testing.T
+	base     string
+	operator string
+}
+
+func newUpClient(t *testing.T, base, data string) *upClient {
+	b, err := os.ReadFile(filepath.Join(data, "operator.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &upClient{t: t, base: base, operator: strings.TrimSpace(string(b))}
+}
+
+// call sends a request and decodes a 2xx answer into out; it returns the
+// answer's headers.
+func (c *upClient) call(method, path, token, body, justification string, out any) http.Header {
+	c.t.Helper()
+	var h []string
+	if justification != "" {
+		h = []string{access.Header, justification}
+	}
+	u := path
+	if !strings.HasPrefix(u, "http") {
+		u = c.base + path
+	}
+	req, err := http.NewRequest(method, u, strings.NewReader(body))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	for i := 0; i+1 < len(h); i += 2 {
+		req.Header.Set(h[i], h[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode/100 != 2 {
+		c.t.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, b)
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			c.t.Fatalf("%s %s: %v: %s", method, path, err, b)
+		}
+	}
+	return resp.Header
+}
+
+// ingestRecords registers an endpoint in country, ingests n records, each
+// its own file, in batches of 500, and returns the endpoint's id.
+func (c *upClient) ingestRecords(country string, n int) string {
+	var ep struct {
+		ID string `json:"id"`
+		testEndpoint
+	}
+	c.call("POST", "/v1/endpoints", c.operator, `{"country":"`+country+`"}`, "", &ep)
+	for start := 0; start < n; start += 500 {
+		var recs []string
+		for i := start; i < min(n, start+500); i++ {
+			recs = append(recs, testRecord(fmt.Sprintf("%064x", i+1), fmt.Sprintf("/home/a/%d", i)))
+		}
+		c.call("POST", ep.IngestURL, ep.Token, `{"batch_id":"b`+fmt.Sprint(start)+`","records":[`+strings.Join(recs, ",")+`]}`, "", nil)
+	}
+	return ep.ID
+}
+
+// principal creates a principal and returns its token.
+func (c *upClient) principal(id, role, location, region string) string {
+	var pr struct{ Token string }
+	c.call("POST", "/v1/principals", c.operator, `{"id":"`+id+`","role":"`+role+`","location":"`+location+`","regions":["`+region+`"]}`, "", &pr)
+	return pr.Token
+}
+
+// TestMonitorInUp: `vitrine up` runs the supervisor's monitor with the
+// default rules; a read justified by a third party's request and an export
+// of 1,001 records (two pages) reach a webhook as signed alerts whose
+// proofs verify, and `vitrine monitor test-alert` shows delivery working.
+func TestMonitorInUp(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts vitrine up; skipped in -short mode")
+	}
+	bin, err := buildVitrine()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hook := &hookReceiver{}
+	hs := httptest.NewServer(hook)
+	defer hs.Close()
+	data, addr := t.TempDir(), freeAddr(t)
+	p := startUpArgs(t, bin, addr, "up", "--data", data, "--listen", addr, "--monitor-webhook", hs.URL+"/alerts")
+	defer stopUpCleanly(t, p)
+	d := discover(t, p.base)
+	if len(d.Monitors) != 1 || d.Monitors[0].URL != p.base+"/monitor/" {
+		t.Fatalf("the discovery document's monitors: %+v", d.Monitors)
+	}
+	secretB, err := os.ReadFile(filepath.Join(data, "monitor", monitor.WebhookSecretFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := strings.TrimSpace(string(secretB))
+
+	c := newUpClient(t, p.base, data)
+	endpoint := c.ingestRecords("DE", 1001)
+	analyst := c.principal("analyst:jdoe", "analyst", "CH", "zurich")
+	c.call("GET", "/regions/zurich/v1/records?sha256="+fmt.Sprintf("%064x", 7), analyst, "", "THIRD_PARTY_DATA_REQUEST; court order 12", nil)
+	exported := 0
+	after := ""
+	for page := 0; page < 3; page++ {
+		h := c.call("GET", "/regions/zurich/v1/records/export?limit=1000&endpoint="+endpoint+after, analyst, "", "CUSTOMER_INITIATED_SUPPORT; case 31", nil)
+		n := 0
+		fmt.Sscan(h.Get("Vitrine-Access-Count"), &n)
+		exported += n
+		if h.Get("Vitrine-Next") == "" {
+			break
+		}
+		after = "&after=" + h.Get("Vitrine-Next")
+	}
+	if exported != 1001 {
+		t.Fatalf("exported %d records, want 1001", exported)
+	}
+
+	got := waitAlerts(t, hook, secret, "third-party-request", "bulk-export", "heartbeat")
+	for _, a := range got {
+		switch a.Rule {
+		case "third-party-request":
+			if !strings.Contains(a.Entry, "court order 12") {
+				t.Errorf("the third-party alert's entry: %s", a.Entry)
+			}
+			checkProof(t, p.base, a)
+		case "bulk-export":
+			if !strings.Contains(a.Entry, `"action":"export"`) || !strings.Contains(a.Detail, "1001") {
+				t.Errorf("the bulk-export alert: %+v", a)
+			}
+			checkProof(t, p.base, a)
+		case "heartbeat":
+		default:
+			t.Errorf("an alert nobody asked for: %+v", a)
+		}
+	}
+	// The same alerts are public at the monitor's route.
+	var page monitor.AlertsAnswer
+	c.call("GET", "/monitor/v1/alerts?severity=notice", "", "", "", &page)
+	if len(page.Alerts) != 2 {
+		t.Errorf("GET /monitor/v1/alerts?severity=notice: %d alerts, want the two", len(page.Alerts))
+	}
+
+	out, err := runVitrine(t, bin, "monitor", "test-alert", "--data", filepath.Join(data, "monitor"), "--wait", "20s")
+	if err != nil || !strings.Contains(out, "webhook "+hs.URL+"/alerts: delivered") {
+		t.Fatalf("monitor test-alert: %v\n%s", err, out)
+	}
+	waitAlerts(t, hook, secret, "test-alert")
+}
