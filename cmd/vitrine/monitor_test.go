@@ -4,12 +4,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -285,4 +287,125 @@ func TestMonitorInUp(t *testing.T) {
 		t.Fatalf("monitor test-alert: %v\n%s", err, out)
 	}
 	waitAlerts(t, hook, secret, "test-alert")
+}
+
+// TestMonitorKilled: `vitrine monitor` is SIGKILLed at random moments, 20
+// times, while accesses that raise alerts go on and a slow webhook takes
+// them. Afterwards every access has its alert, raised once, and the
+// webhook has every one of them under one webhook-id each. A delivery the
+// webhook acknowledged just before a kill, before the monitor saved its
+// cursor, comes again with the same webhook-id, which is how a Standard
+// Webhooks receiver knows it has it; the test counts those.
+func TestMonitorKilled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills processes; skipped in -short mode")
+	}
+	bin, err := buildVitrine()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, data := startPlatform(t)
+	c := newUpClient(t, p.URL(), data)
+	c.ingestRecords("DE", 3)
+	analyst := c.principal("analyst:jdoe", "analyst", "CH", "zurich")
+	hook := &hookReceiver{}
+	slow := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(time.Duration(rand.IntN(30)) * time.Millisecond)
+		hook.ServeHTTP(w, r)
+	})
+	hs := httptest.NewServer(slow)
+	defer hs.Close()
+
+	// Reads, each raising a third-party-request alert, go on throughout.
+	stop := make(chan struct{})
+	var reads atomic.Int64
+	readsDone := make(chan struct{})
+	go func() {
+		defer close(readsDone)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(40 * time.Millisecond):
+			}
+			req, _ := http.NewRequest("GET", p.URL()+"/regions/zurich/v1/records?sha256="+fmt.Sprintf("%064x", 1), nil)
+			req.Header.Set("Authorization", "Bearer "+analyst)
+			req.Header.Set(access.Header, fmt.Sprintf("THIRD_PARTY_DATA_REQUEST; order %d", reads.Load()))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				continue
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				reads.Add(1)
+			}
+		}
+	}()
+
+	mdir, addr := t.TempDir(), freeAddr(t)
+	args := []string{"monitor", "--data", mdir, "--listen", addr, "--platform", p.URL(), "--webhook", hs.URL, "--interval", "100ms", "--heartbeat", "0"}
+	const kills = 20
+	for i := range kills {
+		m := startServing(t, bin, addr, "/v1/alerts", http.StatusOK, args...)
+		time.Sleep(time.Duration(200+rand.IntN(1300)) * time.Millisecond)
+		m.kill()
+		if i%5 == 4 {
+			t.Logf("kill %d: %d reads so far", i+1, reads.Load())
+		}
+	}
+	close(stop)
+	<-readsDone
+	want := int(reads.Load())
+
+	// A last run delivers what is left.
+	m := startServing(t, bin, addr, "/v1/alerts", http.StatusOK, args...)
+	defer m.kill()
+	secretB, err := os.ReadFile(filepath.Join(mdir, monitor.WebhookSecretFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := strings.TrimSpace(string(secretB))
+	var got map[string]monitor.Alert
+	var attempts []string
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		got, attempts = hook.alerts(t, secret)
+		if len(got) >= want+want/101 {
+			break
+		}
+	}
+	// Each access once: one alert per entry and rule, under one
+	// webhook-id. Every 101st read of the one analyst is also a burst
+	// (more than 100 within an hour): counted across the kills, since the
+	// windows are committed with the alerts.
+	entries := map[string]string{}
+	bursts := 0
+	for id, a := range got {
+		switch {
+		case a.Index == nil:
+			t.Fatalf("an alert about no entry: %+v", a)
+		case a.Rule == "burst":
+			bursts++
+		case a.Rule != "third-party-request":
+			t.Fatalf("an alert nobody asked for: %+v", a)
+		}
+		k := fmt.Sprint(a.Rule, *a.Index)
+		if other, ok := entries[k]; ok {
+			t.Fatalf("%s entry %d was delivered as two alerts, %s and %s", a.Rule, *a.Index, other, id)
+		}
+		entries[k] = id
+	}
+	if len(got) != want+want/101 || bursts != want/101 {
+		t.Fatalf("the webhook has %d alerts (%d bursts) for %d third-party reads, want %d and %d", len(got), bursts, want, want+want/101, want/101)
+	}
+	var stored monitor.AlertsAnswer
+	c.call("GET", "http://"+addr+"/v1/alerts?limit=1000", "", "", "", &stored)
+	if len(stored.Alerts) != len(got) {
+		t.Errorf("the monitor stores %d alerts, the webhook has %d", len(stored.Alerts), len(got))
+	}
+	again := len(attempts) - len(got)
+	t.Logf("%d kills, %d reads, %d alerts delivered once each; %d deliveries repeated under their webhook-id after a kill", kills, want, len(got), again)
+	if again > kills {
+		t.Errorf("%d repeated deliveries for %d kills: at most one per kill", again, kills)
+	}
 }
