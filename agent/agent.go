@@ -35,6 +35,10 @@ type Pinned struct {
 	client.Pins
 	// UpdatesURL is the TUF repository's metadata base URL.
 	UpdatesURL string `json:"updates_url"`
+	// Monitors are the supervisors' monitors of the platform's logs, from
+	// the discovery document at registration: each install's release-log
+	// checkpoint is reported to them (see reportCheckpoint).
+	Monitors []string `json:"monitors,omitempty"`
 }
 
 // oldPinned is trust.json as agents before client.Pins wrote it; Open
@@ -94,6 +98,9 @@ func Register(ctx context.Context, dir, base, enrolToken, country string, hc *ht
 		return nil, fmt.Errorf("registering: %w", err)
 	}
 	p := Pinned{Pins: *client.PinsFrom(base, d), UpdatesURL: d.Updates.URL}
+	for _, m := range d.Monitors {
+		p.Monitors = append(p.Monitors, m.URL)
+	}
 	if _, err := p.trust(); err != nil {
 		return nil, fmt.Errorf("registering: the discovery document: %w", err)
 	}

@@ -54,6 +54,9 @@ type Installed struct {
 	LogIndex uint64
 	// Delta names the artifacts that came as a delta.
 	Delta []string
+	// Monitors are what the platform's monitors said of the release-log
+	// checkpoint the release was verified in.
+	Monitors []MonitorReport
 }
 
 // release is what the targets metadata offers of one release version.
@@ -300,6 +303,11 @@ func (a *Agent) install(ctx context.Context, up *updater.Updater, o *offer, cur 
 	}
 	if len(files) == 0 {
 		return nil, fmt.Errorf("%w: %s ships nothing for %s/%s", ErrRejected, what, a.GOOS, a.GOARCH)
+	}
+	// Verified: before it is installed, the monitors hear which
+	// checkpoint it was verified in, and a fork they know of stops it.
+	if inst.Monitors, err = a.reportCheckpoint(ctx, proof.Checkpoint); err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrRejected, what, err)
 	}
 	paths, err := a.put(o.name, o.version, files)
 	if err != nil {

@@ -58,6 +58,13 @@ func runAgentUpdate(ctx context.Context, e *env, args []string) error {
 			how = " (by delta: " + strings.Join(in.Delta, ", ") + ")"
 		}
 		fmt.Fprintf(e.Stdout, "installed %s %s, release-log entry %d%s\n", in.Release, in.Version, in.LogIndex, how)
+		for _, r := range in.Monitors {
+			if r.Confirmed {
+				fmt.Fprintf(e.Stdout, "  the checkpoint it was verified in is consistent with what monitor %s verified\n", r.Monitor)
+			} else {
+				fmt.Fprintf(e.Stdout, "  monitor %s could not confirm the checkpoint: %v\n", r.Monitor, r.Err)
+			}
+		}
 	}
 	if err != nil {
 		return err
