@@ -83,6 +83,9 @@ type Monitor struct {
 	// fresh is, per followed log (its state's key), the checkpoint last
 	// served and when the monitor first saw it.
 	fresh map[string]seen
+	// down is, per thing that can fail (a platform, a log, a witness of a
+	// log), since when it has been failing (see outage).
+	down map[string]time.Time
 	// policies are, per platform, the last policy entry read; it is saved
 	// with the policy log's state, so that a restarted monitor checks
 	// residency under it.
@@ -184,7 +187,7 @@ func New(ctx context.Context, cfg Config) (*Monitor, error) {
 		s.Close()
 		return nil, err
 	}
-	m := &Monitor{cfg: cfg, store: s, homes: map[string]map[string]string{}, logs: map[string]map[string]*followed{}, fresh: map[string]seen{}, policies: map[string][]byte{}, targets: targets}
+	m := &Monitor{cfg: cfg, store: s, homes: map[string]map[string]string{}, logs: map[string]map[string]*followed{}, fresh: map[string]seen{}, down: map[string]time.Time{}, policies: map[string][]byte{}, targets: targets}
 	if m.windows, err = s.state(ctx, "windows"); err != nil {
 		s.Close()
 		return nil, err
@@ -310,6 +313,23 @@ func (m *Monitor) Pass(ctx context.Context) ([]Alert, error) {
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", base, err))
 		}
+		if ctx.Err() != nil {
+			continue
+		}
+		// A platform whose discovery document cannot be read: the
+		// monitor sees none of its logs.
+		var unreachable *discoveryError
+		out := m.outage("platform "+base, errors.As(err, &unreachable), func(since time.Time) Alert {
+			return Alert{Rule: "platform-unreachable", Severity: "warning", Platform: base,
+				Detail: fmt.Sprintf("the monitor has not been able to read the platform's discovery document since %s: it sees none of its logs: %v", since.UTC().Format(time.RFC3339), unreachable)}
+		})
+		if len(out) > 0 {
+			added, err := m.commit(ctx, out, "", nil, nil)
+			raised = append(raised, added...)
+			if err != nil {
+				errs = append(errs, err)
+			}
+		}
 	}
 	return raised, errors.Join(errs...)
 }
@@ -329,7 +349,7 @@ func logOrder(name string) int {
 func (m *Monitor) platform(ctx context.Context, base string) ([]Alert, error) {
 	d, err := client.FetchDiscovery(ctx, m.cfg.HTTPClient, base)
 	if err != nil {
-		return nil, err
+		return nil, &discoveryError{err}
 	}
 	pins, _, err := client.TrustOnFirstUse(client.PinsPath(filepath.Join(m.cfg.Dir, "pins"), base), base, d)
 	if err != nil && !errors.Is(err, client.ErrPinMismatch) {
@@ -374,8 +394,53 @@ func (m *Monitor) platform(ctx context.Context, base string) ([]Alert, error) {
 		if err != nil {
 			errs = append(errs, fmt.Errorf("log %s: %w", dl.Name, err))
 		}
+		if ctx.Err() != nil && err != nil {
+			// The pass ran out of time: the log is behind, not failing.
+			err = nil
+		}
+		out := m.outage("log "+base+" "+dl.Name, err != nil, func(since time.Time) Alert {
+			return Alert{Rule: "monitor-lagging", Severity: "warning", Platform: base, Log: dl.Name, Origin: l.Origin(),
+				Detail: fmt.Sprintf("the monitor has not been able to follow this log to its checkpoint since %s; what was logged since is not reviewed: %v", since.UTC().Format(time.RFC3339), err)}
+		})
+		if len(out) > 0 {
+			added, cerr := m.commit(ctx, out, "", nil, nil)
+			raised = append(raised, added...)
+			errs = append(errs, cerr)
+		}
 	}
 	return raised, errors.Join(errs...)
+}
+
+// discoveryError is a platform whose discovery document could not be read.
+type discoveryError struct{ err error }
+
+func (e *discoveryError) Error() string { return e.err.Error() }
+func (e *discoveryError) Unwrap() error { return e.err }
+
+// outage notes whether what id names is failing now and returns the alert
+// mk makes once it has been failing for StaleAfter: one alert per outage
+// (its once is id and when the outage began). It returns nothing while
+// what id names works; the next failure starts a new outage. Outages are
+// counted in memory: after a restart they are counted again from the
+// first failure seen.
+func (m *Monitor) outage(id string, failing bool, mk func(since time.Time) Alert) []Alert {
+	now := m.cfg.Now()
+	if !failing {
+		delete(m.down, id)
+		return nil
+	}
+	since, ok := m.down[id]
+	if !ok {
+		m.down[id] = now
+		return nil
+	}
+	if now.Sub(since) <= m.cfg.StaleAfter {
+		return nil
+	}
+	a := mk(since)
+	a.Time = now.UTC()
+	a.once = id + " " + since.UTC().Format(time.RFC3339Nano)
+	return []Alert{a}
 }
 
 var errChunk = errors.New("chunk full")
@@ -452,6 +517,7 @@ func (m *Monitor) follow(ctx context.Context, base, name string, l *client.Log, 
 		}
 		if cp != nil {
 			pending = append(pending, m.staleness(base, name, key, l.Origin(), cp.Raw)...)
+			pending = append(pending, m.witnesses(base, name, key, l, cp)...)
 		}
 		state, jerr := json.Marshal(f.State())
 		if jerr != nil {
@@ -493,6 +559,23 @@ func (m *Monitor) staleness(base, name, key, origin string, raw []byte) []Alert 
 			Checkpoints: []string{string(raw)}, once: "stale " + digest(raw)}}
 	}
 	return nil
+}
+
+// witnesses returns a witness-silent alert for each witness of the log's
+// policy that has not cosigned its checkpoints for StaleAfter while the
+// log went on publishing under the others (a witness down, or refusing
+// the log): the quorum has less to spare. A log that no quorum cosigns
+// does not publish, and is log-stale instead.
+func (m *Monitor) witnesses(base, name, key string, l *client.Log, cp *tlog.Checkpoint) []Alert {
+	var out []Alert
+	for _, w := range l.Policy.Witnesses {
+		_, cosigned := cp.CosignedAt[w.Name]
+		out = append(out, m.outage("witness "+key+" "+w.Name, !cosigned, func(since time.Time) Alert {
+			return Alert{Rule: "witness-silent", Severity: "warning", Platform: base, Log: name, Origin: l.Origin(), Checkpoints: []string{string(cp.Raw)},
+				Detail: fmt.Sprintf("witness %s (%s) has not cosigned the log's checkpoints since %s: it is unreachable or refuses them; the log publishes under its other witnesses", w.Name, w.URL, since.UTC().Format(time.RFC3339))}
+		})...)
+	}
+	return out
 }
 
 // prove gives each alert about an entry a c2sp.org/tlog-proof of it in the

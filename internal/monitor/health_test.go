@@ -1,0 +1,170 @@
+package monitor
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vitrine-dev/vitrine/internal/witness"
+)
+
+// clock is a test's time, moved by hand.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time       { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+// TestPlatformUnreachable: a platform whose discovery document cannot be
+// read for longer than StaleAfter is one platform-unreachable alert per
+// outage; once it answers again, the next outage is another.
+func TestPlatformUnreachable(t *testing.T) {
+	tp := startPlatform(t)
+	var down bool
+	var mu sync.Mutex
+	target, _ := url.Parse(tp.URL())
+	rp := httputil.NewSingleHostReverseProxy(target)
+	px := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		d := down
+		mu.Unlock()
+		if d {
+			http.Error(w, "down", http.StatusBadGateway)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	defer px.Close()
+	setDown := func(d bool) { mu.Lock(); down = d; mu.Unlock() }
+	c := &clock{t: time.Now()}
+	m, err := New(context.Background(), Config{Dir: t.TempDir(), Platforms: []string{px.URL}, StaleAfter: time.Minute, Now: c.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	pass := func() []Alert {
+		raised, _ := m.Pass(context.Background())
+		var out []Alert
+		for _, a := range raised {
+			if a.Rule == "platform-unreachable" {
+				out = append(out, a)
+			}
+		}
+		return out
+	}
+	if a := pass(); len(a) != 0 {
+		t.Fatalf("a platform that answers: %+v", a)
+	}
+	setDown(true)
+	for i, step := range []time.Duration{0, 30 * time.Second, 31 * time.Second, 10 * time.Second} {
+		c.add(step)
+		a := pass()
+		want := 0
+		if i == 2 {
+			want = 1
+		}
+		if len(a) != want {
+			t.Fatalf("pass %d of the outage (%s in): %d alerts, want %d", i+1, step, len(a), want)
+		}
+		if want == 1 && (a[0].Severity != "warning" || a[0].Platform != px.URL || !strings.Contains(a[0].Detail, "502")) {
+			t.Errorf("the alert: %+v", a[0])
+		}
+	}
+	setDown(false)
+	c.add(time.Second)
+	pass()
+	setDown(true)
+	pass()
+	c.add(2 * time.Minute)
+	if a := pass(); len(a) != 1 {
+		t.Errorf("a second outage: %d alerts, want 1", len(a))
+	}
+}
+
+// TestWitnessSilent: a log whose witness policy lets it publish under any
+// one of two witnesses, one of which never cosigns, is a witness-silent
+// alert naming that witness once it has been silent for StaleAfter.
+func TestWitnessSilent(t *testing.T) {
+	tp := startPlatform(t)
+	w2, err := witness.Open(context.Background(), witness.Config{Dir: t.TempDir(), Name: "second.example/witness"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w2.Close()
+	// The discovery document, as this proxy serves it, has a policy of
+	// any one of the supervisor's witness and a second one.
+	target, _ := url.Parse(tp.URL())
+	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.ModifyResponse = func(r *http.Response) error {
+		if r.Request.URL.Path != "/.well-known/vitrine.json" {
+			return nil
+		}
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			return err
+		}
+		var d map[string]any
+		if err := json.Unmarshal(b, &d); err != nil {
+			return err
+		}
+		pol := d["witness_policy"].(string)
+		first := strings.Fields(pol)[1]
+		pol = strings.Replace(pol, "quorum "+first+"\n", "witness second "+w2.VKey()+" https://second.example/witness\ngroup either any "+first+" second\nquorum either\n", 1)
+		d["witness_policy"] = pol
+		b, _ = json.Marshal(d)
+		r.Body = io.NopCloser(bytes.NewReader(b))
+		r.ContentLength = int64(len(b))
+		r.Header.Set("Content-Length", strconv.Itoa(len(b)))
+		return nil
+	}
+	px := httptest.NewServer(rp)
+	defer px.Close()
+	c := &clock{t: time.Now()}
+	m, err := New(context.Background(), Config{Dir: t.TempDir(), Platforms: []string{px.URL}, StaleAfter: time.Minute, Now: c.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	silent := func() []Alert {
+		raised, err := m.Pass(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []Alert
+		for _, a := range raised {
+			if a.Rule == "witness-silent" {
+				out = append(out, a)
+			}
+		}
+		return out
+	}
+	if a := silent(); len(a) != 0 {
+		t.Fatalf("at once: %+v", a)
+	}
+	c.add(2 * time.Minute)
+	a := silent()
+	if len(a) != 4 { // one per log
+		t.Fatalf("after two minutes: %d witness-silent alerts, want one per log (4): %+v", len(a), a)
+	}
+	for _, x := range a {
+		if !strings.Contains(x.Detail, "witness second (https://second.example/witness)") || len(x.Checkpoints) != 1 {
+			t.Errorf("the alert: %+v", x)
+		}
+	}
+	c.add(time.Minute)
+	if a := silent(); len(a) != 0 {
+		t.Errorf("the same silence again: %d alerts", len(a))
+	}
+}
