@@ -1,6 +1,7 @@
 package main
 
 import (
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/vitrine-dev/vitrine/access"
 	"github.com/vitrine-dev/vitrine/internal/monitor"
+	"github.com/vitrine-dev/vitrine/internal/store/sqlite"
 	"github.com/vitrine-dev/vitrine/tlog"
 )
 
@@ -210,9 +212,11 @@ func (c *upClient) principal(id, role, location, region string) string {
 }
 
 // TestMonitorInUp: `vitrine up` runs the supervisor's monitor with the
-// default rules; a read justified by a third party's request and an export
-// of 1,001 records (two pages) reach a webhook as signed alerts whose
-// proofs verify, and `vitrine monitor test-alert` shows delivery working.
+// default rules; a read justified by a third party's request, an export
+// of 1,001 records (two pages), a delete through the gateway and records
+// deleted in the store behind its back (caught by the next commitment)
+// reach a webhook as signed alerts whose proofs verify, and `vitrine
+// monitor test-alert` shows delivery working.
 func TestMonitorInUp(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts vitrine up; skipped in -short mode")
@@ -257,7 +261,24 @@ func TestMonitorInUp(t *testing.T) {
 		t.Fatalf("exported %d records, want 1001", exported)
 	}
 
-	got := waitAlerts(t, hook, secret, "third-party-request", "bulk-export", "heartbeat")
+	// A delete through the gateway, then a commitment: the count drops
+	// by what the log shows deleted. Then records deleted in the store
+	// itself, behind the gateway's back, and a commitment: the count drops
+	// by more than the log explains.
+	c.call("DELETE", "/regions/zurich/v1/records?sha256="+fmt.Sprintf("%064x", 9), analyst, "", "CUSTOMER_INITIATED_SUPPORT; case 32", nil)
+	c.call("POST", "/regions/zurich/v1/commitments", c.operator, "", "", nil)
+	db, err := sql.Open("sqlite", sqlite.DSN(filepath.Join(data, "regions", "zurich", "telemetry.db"), "busy_timeout(5000)"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := db.Exec(`DELETE FROM records WHERE id IN (SELECT id FROM records ORDER BY id DESC LIMIT 2)`)
+	db.Close()
+	if n, _ := res.RowsAffected(); err != nil || n != 2 {
+		t.Fatalf("deleting two records in the store: %v, %d", err, n)
+	}
+	c.call("POST", "/regions/zurich/v1/commitments", c.operator, "", "", nil)
+
+	got := waitAlerts(t, hook, secret, "third-party-request", "bulk-export", "delete-outside-relocation", "dataset-shrank", "heartbeat")
 	for _, a := range got {
 		switch a.Rule {
 		case "third-party-request":
@@ -270,6 +291,13 @@ func TestMonitorInUp(t *testing.T) {
 				t.Errorf("the bulk-export alert: %+v", a)
 			}
 			checkProof(t, p.base, a)
+		case "delete-outside-relocation":
+			checkProof(t, p.base, a)
+		case "dataset-shrank":
+			if a.Severity != "critical" || !strings.Contains(a.Entry, `"kind":"commitment"`) || !strings.Contains(a.Detail, "2 records vanished") {
+				t.Errorf("the dataset-shrank alert: %+v", a)
+			}
+			checkProof(t, p.base, a)
 		case "heartbeat":
 		default:
 			t.Errorf("an alert nobody asked for: %+v", a)
@@ -278,8 +306,8 @@ func TestMonitorInUp(t *testing.T) {
 	// The same alerts are public at the monitor's route.
 	var page monitor.AlertsAnswer
 	c.call("GET", "/monitor/v1/alerts?severity=notice", "", "", "", &page)
-	if len(page.Alerts) != 2 {
-		t.Errorf("GET /monitor/v1/alerts?severity=notice: %d alerts, want the two", len(page.Alerts))
+	if len(page.Alerts) != 4 {
+		t.Errorf("GET /monitor/v1/alerts?severity=notice: %d alerts, want the four", len(page.Alerts))
 	}
 
 	out, err := runVitrine(t, bin, "monitor", "test-alert", "--data", filepath.Join(data, "monitor"), "--wait", "20s")

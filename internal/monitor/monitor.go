@@ -91,8 +91,11 @@ type Monitor struct {
 	// residency under it.
 	policies map[string][]byte
 	// windows are the threshold rules' windows as last committed (see
-	// Rules.Windows): a chunk that is not committed is not counted.
-	windows []byte
+	// Rules.Windows), and ledger the datasets' (see ledger) with saved,
+	// as last committed: a chunk that is not committed is not counted.
+	windows     []byte
+	ledger      ledger
+	ledgerSaved []byte
 
 	// id is the monitor's own id (see deliveryID); targets receive the
 	// alerts, each woken by its channel when alerts are committed.
@@ -196,6 +199,14 @@ func New(ctx context.Context, cfg Config) (*Monitor, error) {
 		// Windows saved under other rules: counting starts again.
 		cfg.Logger.Warn("monitor: the saved threshold windows do not load; counting starts again", "err", err)
 		m.windows = nil
+	}
+	if m.ledgerSaved, err = s.state(ctx, "ledger"); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if m.ledger, err = loadLedger(m.ledgerSaved); err != nil {
+		s.Close()
+		return nil, err
 	}
 	if m.id, err = s.instanceID(ctx); err != nil {
 		s.Close()
@@ -485,9 +496,7 @@ func (m *Monitor) follow(ctx context.Context, base, name string, l *client.Log, 
 		if err != nil && !errors.Is(err, errChunk) {
 			// What this chunk counted in the threshold windows is
 			// forgotten with it: the next pass counts it again.
-			if werr := m.cfg.Rules.SetWindows(m.windows); werr != nil {
-				err = errors.Join(err, werr)
-			}
+			err = errors.Join(err, m.rollback())
 		}
 		var fork *client.ForkError
 		if errors.As(err, &fork) {
@@ -513,7 +522,7 @@ func (m *Monitor) follow(ctx context.Context, base, name string, l *client.Log, 
 			return raised, err
 		}
 		if err := m.prove(ctx, l, f.State(), pending); err != nil {
-			return raised, errors.Join(err, m.cfg.Rules.SetWindows(m.windows))
+			return raised, errors.Join(err, m.rollback())
 		}
 		if cp != nil {
 			pending = append(pending, m.staleness(base, name, key, l.Origin(), cp.Raw)...)
@@ -527,16 +536,20 @@ func (m *Monitor) follow(ctx context.Context, base, name string, l *client.Log, 
 		if werr != nil {
 			return raised, werr
 		}
-		extra := map[string][]byte{"windows": windows}
+		ledgerState, lerr := m.ledger.save()
+		if lerr != nil {
+			return raised, lerr
+		}
+		extra := map[string][]byte{"windows": windows, "ledger": ledgerState}
 		if name == "policy" && m.policies[base] != nil {
 			extra["policy "+base] = m.policies[base]
 		}
 		added, cerr := m.commit(ctx, pending, key, state, extra)
 		raised = append(raised, added...)
 		if cerr != nil {
-			return raised, errors.Join(cerr, m.cfg.Rules.SetWindows(m.windows))
+			return raised, errors.Join(cerr, m.rollback())
 		}
-		m.windows = windows
+		m.windows, m.ledgerSaved = windows, ledgerState
 		if err == nil {
 			return raised, nil
 		}
@@ -559,6 +572,17 @@ func (m *Monitor) staleness(base, name, key, origin string, raw []byte) []Alert 
 			Checkpoints: []string{string(raw)}, once: "stale " + digest(raw)}}
 	}
 	return nil
+}
+
+// rollback forgets what the chunks since the last commit counted: the
+// threshold windows and the dataset ledger go back to what was committed.
+func (m *Monitor) rollback() error {
+	l, err := loadLedger(m.ledgerSaved)
+	if err != nil {
+		return err
+	}
+	m.ledger = l
+	return m.cfg.Rules.SetWindows(m.windows)
 }
 
 // witnesses returns a witness-silent alert for each witness of the log's
@@ -623,6 +647,12 @@ func (m *Monitor) check(base, name, origin string, pv note.Verifier, index uint6
 	case kind == "":
 		return []Alert{alert("unknown-entry", "notice", "an entry of a kind this monitor does not know (a newer platform may log kinds it does not know yet)")}
 	}
+	var out []Alert
+	if strings.HasPrefix(name, "access-") {
+		if shrank := m.ledger.note(base, name, kind, index, entry); shrank != "" {
+			out = append(out, alert("dataset-shrank", "critical", shrank))
+		}
+	}
 	if kind == "policy" {
 		if p, err := residency.Open(entry, pv); err == nil {
 			m.homes[base] = HomeMap(p)
@@ -630,7 +660,6 @@ func (m *Monitor) check(base, name, origin string, pv note.Verifier, index uint6
 		}
 	}
 	ms, errs := m.cfg.Rules.Eval(&Event{Platform: base, Log: name, Index: index, Kind: kind, Entry: obj, Time: at, Home: m.homes[base]})
-	var out []Alert
 	for _, mt := range ms {
 		detail := mt.Rule.Description
 		if mt.Count > 0 {

@@ -87,6 +87,13 @@ func TestDefaultRules(t *testing.T) {
 		}), ""},
 		{"a delete", record(t, func(r *access.Record) { r.Principal.Role, r.Action = "operator", "delete" }), "delete-outside-relocation"},
 		{"a relocation", record(t, func(r *access.Record) { r.Principal.Role, r.Action = "operator", "relocate" }), ""},
+		{"a relocation's delete at the source", record(t, func(r *access.Record) {
+			r.Principal.Role, r.Action, r.Justification.Code = "operator", "delete", "RELOCATION"
+			r.Resource.Query = "relocation job=r1 country=DE from=zurich to=moscow policy=2 batches=1-4"
+		}), ""},
+		{"a gateway delete that claims to be a relocation", record(t, func(r *access.Record) {
+			r.Principal.Role, r.Action, r.Justification.Code = "operator", "delete", "RELOCATION"
+		}), "delete-outside-relocation"},
 		{"the first policy", &Event{Log: "policy", Kind: "policy", Entry: map[string]any{"version": 1.0}}, ""},
 		{"a new policy", &Event{Log: "policy", Kind: "policy", Entry: map[string]any{"version": 2.0}}, "policy-change"},
 	} {
