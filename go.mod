@@ -5,6 +5,7 @@ go 1.26.8
 require (
 	cel.dev/cel-go v0.33.3
 	filippo.io/mldsa v0.0.0-20260215214346-43d0283efc3e
+	github.com/gorilla/feeds v1.2.0
 	github.com/in-toto/attestation v1.2.0
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/secure-systems-lab/go-securesystemslib v0.11.1

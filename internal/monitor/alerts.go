@@ -203,6 +203,9 @@ type AlertQuery struct {
 	Rule        string
 	MinSeverity string
 	Platform    string
+	// ID selects one alert; Newest returns the newest first (for a feed).
+	ID     int64
+	Newest bool
 }
 
 // MaxAlerts is the most alerts one query returns.
@@ -220,6 +223,9 @@ func (s *store) alerts(ctx context.Context, q AlertQuery) ([]Alert, error) {
 	if q.Platform != "" {
 		where, args = append(where, "platform = ?"), append(args, q.Platform)
 	}
+	if q.ID != 0 {
+		where, args = append(where, "id = ?"), append(args, q.ID)
+	}
 	if q.MinSeverity != "" {
 		var sev []string
 		for i, v := range Severities {
@@ -236,7 +242,11 @@ func (s *store) alerts(ctx context.Context, q AlertQuery) ([]Alert, error) {
 		}
 	}
 	args = append(args, q.Limit)
-	rows, err := s.db.QueryContext(ctx, `SELECT id, body FROM alerts WHERE `+strings.Join(where, " AND ")+` ORDER BY id LIMIT ?`, args...)
+	order := "id"
+	if q.Newest {
+		order = "id DESC"
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT id, body FROM alerts WHERE `+strings.Join(where, " AND ")+` ORDER BY `+order+` LIMIT ?`, args...)
 	if err != nil {
 		return nil, fault.Mark(fault.ErrUnavailable, err)
 	}

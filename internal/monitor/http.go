@@ -3,8 +3,14 @@ package monitor
 import (
 	"encoding/json"
 	"fmt"
+	"html"
+	"io"
 	"net/http"
 	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gorilla/feeds"
 
 	"github.com/vitrine-dev/vitrine/internal/fault"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
@@ -21,6 +27,8 @@ type AlertsAnswer struct {
 // Handler serves the monitor's public routes:
 //
 //	GET /v1/alerts?after=ID&limit=N&rule=R&severity=S&platform=URL
+//	GET /v1/alerts/{id}
+//	GET /v1/alerts.atom?rule=R&severity=S&platform=URL (the newest 100, Atom)
 //	POST /v1/checkpoints (body: a checkpoint someone was served; see
 //	     CheckCheckpoint): 200 consistent, 409 a fork (with the alert), 400
 //	     not a witnessed checkpoint of a followed log, 404 a log not followed
@@ -31,6 +39,8 @@ type AlertsAnswer struct {
 func (m *Monitor) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/alerts", m.serveAlerts)
+	mux.HandleFunc("GET /v1/alerts/{id}", m.serveAlert)
+	mux.HandleFunc("GET /v1/alerts.atom", m.serveFeed)
 	mux.HandleFunc("POST /v1/checkpoints", m.serveCheckpoint)
 	return mux
 }
@@ -100,4 +110,98 @@ func parseAlertQuery(r *http.Request) (AlertQuery, error) {
 		return q, fault.New(fault.ErrInvalid, "platform is too long")
 	}
 	return q, nil
+}
+
+func (m *Monitor) serveAlert(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id < 1 {
+		httpapi.Error(w, http.StatusNotFound, "no such alert: an alert's id is a positive decimal")
+		return
+	}
+	alerts, err := m.store.alerts(r.Context(), AlertQuery{ID: id, Limit: 1})
+	if err != nil {
+		httpapi.Fail(w, m.cfg.Logger, err, "reading the alert failed")
+		return
+	}
+	if len(alerts) == 0 {
+		httpapi.Error(w, http.StatusNotFound, fmt.Sprintf("no alert %d", id))
+		return
+	}
+	httpapi.JSON(w, alerts[0])
+}
+
+// feedSize is how many alerts the Atom feed holds.
+const feedSize = 100
+
+// serveFeed serves the newest alerts as an Atom feed, for feed readers:
+// each entry links to the alert's JSON, which holds its proof.
+func (m *Monitor) serveFeed(w http.ResponseWriter, r *http.Request) {
+	q, err := parseAlertQuery(r)
+	if err != nil {
+		httpapi.Fail(w, m.cfg.Logger, err, "bad query")
+		return
+	}
+	q.After, q.Limit, q.Newest = 0, feedSize, true
+	alerts, err := m.store.alerts(r.Context(), q)
+	if err != nil {
+		httpapi.Fail(w, m.cfg.Logger, err, "reading the alerts failed")
+		return
+	}
+	base := requestBase(r)
+	f := &feeds.Feed{
+		Title:       "Vitrine monitor alerts",
+		Link:        &feeds.Link{Href: base + "/v1/alerts.atom", Rel: "self"},
+		Description: "Alerts raised by a supervisor's monitor of Vitrine platforms; each alert's JSON carries its log entry and a proof that the log holds it.",
+		Id:          base + "/v1/alerts.atom",
+		Updated:     time.Unix(0, 0).UTC(),
+	}
+	for _, a := range alerts {
+		if a.Time.After(f.Updated) {
+			f.Updated = a.Time
+		}
+		title := fmt.Sprintf("[%s] %s", a.Severity, a.Rule)
+		if a.Log != "" {
+			title += " in " + a.Log
+			if a.Index != nil {
+				title += fmt.Sprintf(" entry %d", *a.Index)
+			}
+		}
+		if a.Platform != "" {
+			title += " of " + a.Platform
+		}
+		content := "<p>" + html.EscapeString(a.Detail) + "</p>"
+		if a.Entry != "" {
+			content += "<pre>" + html.EscapeString(a.Entry) + "</pre>"
+		}
+		f.Items = append(f.Items, &feeds.Item{
+			Title:   title,
+			Link:    &feeds.Link{Href: fmt.Sprintf("%s/v1/alerts/%d", base, a.ID)},
+			Id:      fmt.Sprintf("%s/v1/alerts/%d", base, a.ID),
+			Updated: a.Time,
+			Content: content,
+		})
+	}
+	atom, err := f.ToAtom()
+	if err != nil {
+		httpapi.Fail(w, m.cfg.Logger, err, "writing the feed failed")
+		return
+	}
+	w.Header().Set("Content-Type", "application/atom+xml; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-cache")
+	_, _ = io.WriteString(w, atom)
+}
+
+// requestBase is the scheme and host a request was made to, and the
+// prefix it was served under (the monitor inside vitrine up is under
+// /monitor): the base of the feed's links.
+func requestBase(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	// RequestURI is the path as the client sent it, before any
+	// http.StripPrefix.
+	path, _, _ := strings.Cut(r.RequestURI, "?")
+	prefix, _, _ := strings.Cut(path, "/v1/alerts")
+	return scheme + "://" + r.Host + prefix
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"encoding/xml"
 	"fmt"
 	"io"
 	"log/slog"
@@ -272,6 +273,66 @@ func TestAlertsRoute(t *testing.T) {
 		if code, _ := get(bad); code != http.StatusBadRequest {
 			t.Errorf("GET /v1/alerts%s: %d, want 400", bad, code)
 		}
+	}
+
+	// One alert by its id, as the feed links to it.
+	resp, err := http.Get(fmt.Sprintf("%s/v1/alerts/%d", srv.URL, second.Alerts[0].ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var one Alert
+	err = json.NewDecoder(resp.Body).Decode(&one)
+	resp.Body.Close()
+	if err != nil || one.ID != second.Alerts[0].ID || one.Proof != second.Alerts[0].Proof {
+		t.Errorf("GET /v1/alerts/%d: %v %+v", second.Alerts[0].ID, err, one)
+	}
+	for _, bad := range []string{"/v1/alerts/0", "/v1/alerts/x", "/v1/alerts/999999"} {
+		if resp, err := http.Get(srv.URL + bad); err != nil || resp.StatusCode != http.StatusNotFound {
+			t.Errorf("GET %s: %v %v, want 404", bad, resp.Status, err)
+		}
+	}
+
+	// The Atom feed: newest first, each entry linking to its alert,
+	// under the prefix the monitor is served at.
+	mux := http.NewServeMux()
+	mux.Handle("/monitor/", http.StripPrefix("/monitor", m.Handler()))
+	pre := httptest.NewServer(mux)
+	defer pre.Close()
+	resp, err = http.Get(pre.URL + "/monitor/v1/alerts.atom?rule=third-party-request")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var feed struct {
+		XMLName xml.Name `xml:"http://www.w3.org/2005/Atom feed"`
+		ID      string   `xml:"id"`
+		Updated string   `xml:"updated"`
+		Entries []struct {
+			Title   string `xml:"title"`
+			ID      string `xml:"id"`
+			Updated string `xml:"updated"`
+			Link    struct {
+				Href string `xml:"href,attr"`
+			} `xml:"link"`
+			Content string `xml:"content"`
+		} `xml:"entry"`
+	}
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/atom+xml") {
+		t.Errorf("the feed's content type: %s", ct)
+	}
+	if err := xml.NewDecoder(resp.Body).Decode(&feed); err != nil {
+		t.Fatal(err)
+	}
+	if len(feed.Entries) != 2 || feed.ID != pre.URL+"/monitor/v1/alerts.atom" {
+		t.Fatalf("the feed: %+v", feed)
+	}
+	e := feed.Entries[0]
+	if want := fmt.Sprintf("%s/monitor/v1/alerts/%d", pre.URL, second.Alerts[0].ID); e.ID != want || e.Link.Href != want ||
+		!strings.Contains(e.Title, "[notice] third-party-request in access-zurich entry") || !strings.Contains(e.Content, "court order 2") {
+		t.Errorf("the newest entry: %+v", e)
+	}
+	if _, err := time.Parse(time.RFC3339, e.Updated); err != nil || feed.Updated != e.Updated {
+		t.Errorf("updated: feed %q, entry %q, %v", feed.Updated, e.Updated, err)
 	}
 }
 
