@@ -31,6 +31,7 @@ func init() {
 		"custody reconcile":  {Summary: "check custody's unwrap counts against the access logs", Run: runCustodyReconcile},
 		"witness":            {Summary: "run a C2SP tlog-witness", Run: runWitness},
 		"monitor":            {Summary: "follow every log of the platforms a supervisor supervises, check rules, raise alerts", Run: runMonitor},
+		"monitor ack":        {Summary: "acknowledge an alert with a note, logged in the monitor's acknowledgement log (the supervisor)", Run: runMonitorAck},
 		"monitor test-alert": {Summary: "raise a test alert and wait until the running monitor delivered it to every target", Run: runMonitorTestAlert},
 		"policy show":        {Summary: "print the active residency policy from the policy log", Run: runPolicyShow},
 		"policy diff":        {Summary: "print what changed between two residency policy versions", Run: runPolicyDiff},

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +13,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vitrine-dev/vitrine/client"
+	"github.com/vitrine-dev/vitrine/internal/cli"
+	"github.com/vitrine-dev/vitrine/internal/keys"
 	"github.com/vitrine-dev/vitrine/internal/monitor"
 )
 
@@ -32,6 +37,7 @@ func runMonitor(ctx context.Context, e *env, args []string) error {
 	fs.Var(&hooks, "webhook", "`URL` to POST every alert to, signed as Standard Webhooks say with the secret in DATA/webhook.secret (repeat for several)")
 	hookCmd := fs.String("hook-command", "", "absolute `PATH` of a program run for every alert, the alert's JSON on its standard input and its delivery id in VITRINE_ALERT_ID; exit 0 acknowledges")
 	heartbeat := fs.Duration("heartbeat", time.Hour, "time between heartbeat alerts, which show receivers that delivery works (0: none)")
+	name := fs.String("name", "vitrine-monitor", "the monitor's name: its acknowledgement log's origin is NAME/acknowledgements (keep it across restarts)")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
@@ -49,8 +55,16 @@ func runMonitor(ctx context.Context, e *env, args []string) error {
 	if *heartbeat <= 0 {
 		*heartbeat = -1
 	}
+	tokenFile := filepath.Join(*data, "supervisor.token")
+	if err := os.MkdirAll(*data, 0o700); err != nil {
+		return err
+	}
+	token, err := keys.LoadOrCreateToken(tokenFile)
+	if err != nil {
+		return err
+	}
 	m, err := monitor.New(ctx, monitor.Config{Dir: *data, Platforms: plats, Rules: compiled, Interval: *interval, Logger: e.Logger,
-		Webhooks: hooks, HookCommand: *hookCmd, Heartbeat: *heartbeat})
+		Webhooks: hooks, HookCommand: *hookCmd, Heartbeat: *heartbeat, Name: *name, SupervisorToken: token})
 	if err != nil {
 		return err
 	}
@@ -68,6 +82,7 @@ func runMonitor(ctx context.Context, e *env, args []string) error {
 	ran := make(chan error, 1)
 	go func() { ran <- m.Run(runCtx) }()
 	fmt.Fprintf(e.Stdout, "monitor of %d platforms with %d rules; alerts at http://%s/v1/alerts, checkpoints to http://%s/v1/checkpoints\n", len(plats), compiled.Len(), ln.Addr(), ln.Addr())
+	fmt.Fprintf(e.Stdout, "the supervisor acknowledges alerts with the token in %s (vitrine monitor ack)\n", tokenFile)
 	if len(hooks) > 0 {
 		fmt.Fprintf(e.Stdout, "alerts go to %d webhooks, signed with the secret in %s\n", len(hooks), filepath.Join(*data, monitor.WebhookSecretFile))
 	}
@@ -158,4 +173,36 @@ func loadRules(file string) (*monitor.Rules, error) {
 		return nil, fmt.Errorf("rules: %w", err)
 	}
 	return compiled, nil
+}
+
+func runMonitorAck(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "monitor ack", "--monitor URL --token FILE --alert ID --note TEXT")
+	base := fs.String("monitor", "", "the monitor's base URL (required), e.g. http://127.0.0.1:2027 or http://127.0.0.1:8080/monitor")
+	tokenFile := fs.String("token", "", "file holding the supervisor's token (required; the monitor's DATA/supervisor.token)")
+	alert := fs.Int64("alert", 0, "the alert's id (required)")
+	note := fs.String("note", "", "what was found and done (required)")
+	if err := parseFlags(fs, args, 0); err != nil {
+		return err
+	}
+	if *base == "" || *tokenFile == "" || *alert < 1 || *note == "" {
+		fs.Usage()
+		return errors.New("--monitor, --token, --alert and --note are required")
+	}
+	token, err := cli.ReadToken(*tokenFile, "the supervisor's token")
+	if err != nil {
+		return err
+	}
+	body, _ := json.Marshal(map[string]string{"note": *note})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, fmt.Sprintf("%s/v1/alerts/%d/acknowledgements", strings.TrimRight(*base, "/"), *alert), bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	var ack monitor.Acknowledgement
+	if err := client.Do(&http.Client{Timeout: time.Minute}, req, 1<<20, &ack); err != nil {
+		return fmt.Errorf("acknowledging alert %d: %w", *alert, err)
+	}
+	fmt.Fprintf(e.Stdout, "alert %d acknowledged: entry %d of the monitor's acknowledgement log\n", *alert, ack.Index)
+	return nil
 }

@@ -235,11 +235,8 @@ func TestMonitorInUp(t *testing.T) {
 	if len(d.Monitors) != 1 || d.Monitors[0].URL != p.base+"/monitor/" {
 		t.Fatalf("the discovery document's monitors: %+v", d.Monitors)
 	}
-	secretB, err := os.ReadFile(filepath.Join(data, "monitor", monitor.WebhookSecretFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	secret := strings.TrimSpace(string(secretB))
+	// The monitor starts once the platform serves.
+	secret := strings.TrimSpace(string(waitFile(t, filepath.Join(data, "monitor", monitor.WebhookSecretFile))))
 
 	c := newUpClient(t, p.base, data)
 	endpoint := c.ingestRecords("DE", 1001)
@@ -310,7 +307,26 @@ func TestMonitorInUp(t *testing.T) {
 		t.Errorf("GET /monitor/v1/alerts?severity=notice: %d alerts, want the four", len(page.Alerts))
 	}
 
-	out, err := runVitrine(t, bin, "monitor", "test-alert", "--data", filepath.Join(data, "monitor"), "--wait", "20s")
+	// The supervisor acknowledges the shrunk dataset, and the note shows
+	// with the alert.
+	var shrank monitor.Alert
+	for _, a := range got {
+		if a.Rule == "dataset-shrank" {
+			shrank = a
+		}
+	}
+	out, err := runVitrine(t, bin, "monitor", "ack", "--monitor", p.base+"/monitor", "--token", filepath.Join(data, "monitor", "supervisor.token"),
+		"--alert", fmt.Sprint(shrank.ID), "--note", "Asked the vendor: a restore from an old backup. Reviewed.")
+	if err != nil || !strings.Contains(out, "acknowledgement log") {
+		t.Fatalf("monitor ack: %v\n%s", err, out)
+	}
+	var acked monitor.Alert
+	c.call("GET", fmt.Sprintf("/monitor/v1/alerts/%d", shrank.ID), "", "", "", &acked)
+	if len(acked.Acknowledgements) != 1 || !strings.Contains(acked.Acknowledgements[0].Entry, "old backup") {
+		t.Errorf("the acknowledged alert: %+v", acked.Acknowledgements)
+	}
+
+	out, err = runVitrine(t, bin, "monitor", "test-alert", "--data", filepath.Join(data, "monitor"), "--wait", "20s")
 	if err != nil || !strings.Contains(out, "webhook "+hs.URL+"/alerts: delivered") {
 		t.Fatalf("monitor test-alert: %v\n%s", err, out)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/vitrine-dev/vitrine/internal/cli"
 	"github.com/vitrine-dev/vitrine/internal/config"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
+	"github.com/vitrine-dev/vitrine/internal/keys"
 	"github.com/vitrine-dev/vitrine/internal/monitor"
 	"github.com/vitrine-dev/vitrine/internal/platform"
 )
@@ -141,8 +142,15 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	if c.Monitor.Off {
 		monDone <- nil
 	} else {
-		mon, err = monitor.New(ctx, monitor.Config{Dir: filepath.Join(pc.Data, "monitor"), Platforms: []string{p.URL()}, Rules: rules,
-			Interval: time.Duration(c.Monitor.Interval), Webhooks: c.Monitor.Webhooks, HookCommand: c.Monitor.HookCommand, Logger: e.Logger})
+		monDir := filepath.Join(pc.Data, "monitor")
+		var token string
+		if err = os.MkdirAll(monDir, 0o700); err == nil {
+			token, err = keys.LoadOrCreateToken(filepath.Join(monDir, "supervisor.token"))
+		}
+		if err == nil {
+			mon, err = monitor.New(ctx, monitor.Config{Dir: monDir, Platforms: []string{p.URL()}, Rules: rules, Name: c.Name + "/monitor", SupervisorToken: token,
+				Interval: time.Duration(c.Monitor.Interval), Webhooks: c.Monitor.Webhooks, HookCommand: c.Monitor.HookCommand, Logger: e.Logger})
+		}
 		if err != nil {
 			sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()

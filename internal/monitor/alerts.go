@@ -50,6 +50,9 @@ type Alert struct {
 	// Checkpoints are the two signed checkpoints of a fork, each as the
 	// log served it.
 	Checkpoints []string `json:"checkpoints,omitempty"`
+	// Acknowledgements are the supervisor's notes on the alert, each as
+	// its acknowledgement log holds it.
+	Acknowledgements []Acknowledgement `json:"acknowledgements,omitempty"`
 
 	// proven are the entry's bytes as the follower proved them.
 	proven []byte
@@ -113,7 +116,7 @@ func openStore(ctx context.Context, dir string) (*store, error) {
 		return nil, err
 	}
 	db.SetMaxOpenConns(1)
-	if _, err := db.ExecContext(ctx, schema+targetsSchema); err != nil {
+	if _, err := db.ExecContext(ctx, schema+targetsSchema+acksSchema); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("opening the monitor's store %s: %w", path, err)
 	}
@@ -268,5 +271,6 @@ func (s *store) alerts(ctx context.Context, q AlertQuery) ([]Alert, error) {
 	if err := rows.Err(); err != nil {
 		return nil, fault.Mark(fault.ErrUnavailable, err)
 	}
-	return out, nil
+	rows.Close()
+	return out, s.acknowledgements(ctx, out)
 }

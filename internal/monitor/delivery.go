@@ -25,6 +25,7 @@ import (
 	"github.com/vitrine-dev/vitrine/client"
 	"github.com/vitrine-dev/vitrine/internal/backoff"
 	"github.com/vitrine-dev/vitrine/internal/fault"
+	"github.com/vitrine-dev/vitrine/internal/keys"
 )
 
 // Delivery.
@@ -71,19 +72,12 @@ func LoadWebhookSecret(dir string) (string, error) {
 		return "", err
 	}
 	s := "whsec_" + base64.StdEncoding.EncodeToString(randomBytes(32))
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
+	// Written whole or not at all: a receiver's operator may read it the
+	// moment it appears.
+	if err := keys.WriteFileAtomic(path, []byte(s+"\n"), 0o600); err != nil {
 		return "", err
 	}
-	if _, err := f.WriteString(s + "\n"); err != nil {
-		f.Close()
-		return "", err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return "", err
-	}
-	return s, f.Close()
+	return s, nil
 }
 
 func randomBytes(n int) []byte {

@@ -29,6 +29,10 @@ type AlertsAnswer struct {
 //	GET /v1/alerts?after=ID&limit=N&rule=R&severity=S&platform=URL
 //	GET /v1/alerts/{id}
 //	GET /v1/alerts.atom?rule=R&severity=S&platform=URL (the newest 100, Atom)
+//	POST /v1/alerts/{id}/acknowledgements {"note": "…"} (the supervisor's
+//	     token): logs the note in the acknowledgement log, then keeps it
+//	GET /v1/monitor: the monitor's id and its acknowledgement log
+//	GET /v1/acknowledgements/checkpoint, /tile/…: the acknowledgement log
 //	POST /v1/checkpoints (body: a checkpoint someone was served; see
 //	     CheckCheckpoint): 200 consistent, 409 a fork (with the alert), 400
 //	     not a witnessed checkpoint of a followed log, 404 a log not followed
@@ -41,6 +45,9 @@ func (m *Monitor) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/alerts", m.serveAlerts)
 	mux.HandleFunc("GET /v1/alerts/{id}", m.serveAlert)
 	mux.HandleFunc("GET /v1/alerts.atom", m.serveFeed)
+	mux.HandleFunc("POST /v1/alerts/{id}/acknowledgements", m.serveAcknowledge)
+	mux.HandleFunc("GET /v1/monitor", m.serveAbout)
+	mux.Handle("/v1/acknowledgements/", http.StripPrefix("/v1/acknowledgements", m.acks.ReadHandler()))
 	mux.HandleFunc("POST /v1/checkpoints", m.serveCheckpoint)
 	return mux
 }

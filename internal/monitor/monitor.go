@@ -22,6 +22,7 @@ import (
 
 	"github.com/vitrine-dev/vitrine/access"
 	"github.com/vitrine-dev/vitrine/client"
+	"github.com/vitrine-dev/vitrine/internal/logserver"
 	"github.com/vitrine-dev/vitrine/release"
 	"github.com/vitrine-dev/vitrine/residency"
 	"github.com/vitrine-dev/vitrine/tlog"
@@ -62,8 +63,17 @@ type Config struct {
 	// Heartbeat is the time between heartbeat alerts, which show a
 	// receiver that delivery works (default 1 hour; negative: none).
 	Heartbeat time.Duration
-	Logger    *slog.Logger
-	Now       func() time.Time
+	// Name names the monitor: its acknowledgement log's origin is
+	// Name + "/acknowledgements" (default "vitrine-monitor"). Keep it
+	// across restarts.
+	Name string
+	// SupervisorToken is the bearer token that may acknowledge alerts;
+	// empty: nobody may. AckWitnessPolicy is the acknowledgement log's
+	// witness policy (nil: none).
+	SupervisorToken  string
+	AckWitnessPolicy []byte
+	Logger           *slog.Logger
+	Now              func() time.Time
 }
 
 // Monitor follows every log of the platforms it supervises, each entry
@@ -100,6 +110,7 @@ type Monitor struct {
 	// id is the monitor's own id (see deliveryID); targets receive the
 	// alerts, each woken by its channel when alerts are committed.
 	id      string
+	acks    *logserver.Log
 	targets []target
 	wake    []chan struct{}
 }
@@ -148,6 +159,9 @@ func New(ctx context.Context, cfg Config) (*Monitor, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Name == "" {
+		cfg.Name = "vitrine-monitor"
 	}
 	if cfg.Heartbeat == 0 {
 		cfg.Heartbeat = time.Hour
@@ -219,11 +233,16 @@ func New(ctx context.Context, cfg Config) (*Monitor, error) {
 		}
 		m.wake = append(m.wake, make(chan struct{}, 1))
 	}
+	if m.acks, err = logserver.Open(ctx, logserver.Config{Dir: filepath.Join(cfg.Dir, "acknowledgements"), Origin: cfg.Name + "/acknowledgements",
+		WitnessPolicy: cfg.AckWitnessPolicy, Logger: cfg.Logger}); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("monitor: the acknowledgement log: %w", err)
+	}
 	// A target no longer configured is forgotten: test-alert waits only
 	// for the targets the monitor delivers to, and one added again later
 	// starts after the alerts raised by then.
 	if err := s.keepTargets(ctx, targets); err != nil {
-		s.Close()
+		m.Close()
 		return nil, err
 	}
 	return m, nil
@@ -256,8 +275,12 @@ func (m *Monitor) Deliveries(ctx context.Context) ([]TargetState, error) {
 	return m.store.targets(ctx)
 }
 
-// Close closes the monitor's store.
-func (m *Monitor) Close() error { return m.store.Close() }
+// Close closes the monitor's acknowledgement log and store.
+func (m *Monitor) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return errors.Join(m.acks.Close(ctx), m.store.Close())
+}
 
 // Run makes a pass every Interval until ctx ends, delivers the alerts to
 // every target and raises a heartbeat every Heartbeat. A platform that
