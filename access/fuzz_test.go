@@ -1,6 +1,7 @@
 package access
 
 import (
+	"reflect"
 	"slices"
 	"testing"
 )
@@ -24,6 +25,17 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		checkCanonical(t, KindAccess, Parse, b)
+		// The fast path accepts only what the token-by-token reader
+		// accepts, as the same record.
+		if fast := parseCanonical(b); fast != nil {
+			slow, err := parseTokens(b)
+			if err != nil {
+				t.Fatalf("the fast path accepted what the reader refuses (%v): %q", err, b)
+			}
+			if !reflect.DeepEqual(fast, slow) {
+				t.Fatalf("the fast path read %+v, the reader %+v", fast, slow)
+			}
+		}
 	})
 }
 
@@ -60,4 +72,30 @@ func FuzzParseJustification(f *testing.F) {
 			t.Fatalf("ParseJustification(%q) = %+v, which a record refuses: %v", h, j, err)
 		}
 	})
+}
+
+// TestParseCanonicalFastPath: every valid vector takes the fast path, and
+// no invalid one does.
+func TestParseCanonicalFastPath(t *testing.T) {
+	lines, err := readVectors()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, l := range lines {
+		if EntryKind(l) != KindAccess {
+			continue
+		}
+		if parseCanonical(l) == nil {
+			t.Errorf("vector %d does not take the fast path: %s", i, l)
+		}
+	}
+	for _, tc := range invalidVectors {
+		if tc.name == "too large" {
+			continue
+		}
+		b := mutate(t, lines[0], tc.old, tc.new)
+		if parseCanonical(b) != nil {
+			t.Errorf("%s: the fast path accepted it", tc.name)
+		}
+	}
 }

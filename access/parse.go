@@ -27,6 +27,15 @@ func Parse(b []byte) (*Record, error) {
 }
 
 func parse(b []byte) (*Record, error) {
+	if r := parseCanonical(b); r != nil {
+		return r, nil
+	}
+	return parseTokens(b)
+}
+
+// parseTokens reads b token by token: the reader that sees key order and
+// duplicates, and says what is wrong.
+func parseTokens(b []byte) (*Record, error) {
 	r := new(Record)
 	if err := parseObject(b, "record", func(p *parser) []field { return r.fields(p) }); err != nil {
 		return nil, err
@@ -44,6 +53,165 @@ func parse(b []byte) (*Record, error) {
 		return nil, err
 	}
 	return r, nil
+}
+
+// parseCanonical is parse's fast path for what logs hold: an entry in its
+// canonical encoding. It reads b in one pass, expecting every key in its
+// place and strings escaped as the encoding escapes them, and returns the
+// record only if the record passes every check and its canonical encoding
+// is b, byte for byte. Canonical bytes are the encoding of exactly one
+// record, which is the record the token-by-token reader reads from them;
+// anything else (nil) goes to that reader, which says what is wrong.
+func parseCanonical(b []byte) *Record {
+	if len(b) > MaxSize || !utf8.Valid(b) {
+		return nil
+	}
+	s := &scan{b: b, ok: true}
+	r := new(Record)
+	s.lit(recordPrefix)
+	t, err := time.Parse(timeLayout, s.str())
+	if err != nil {
+		return nil
+	}
+	r.Time = t
+	s.lit(`,"region":`)
+	r.Region = s.str()
+	s.lit(`,"principal":{"id":`)
+	r.Principal.ID = s.str()
+	s.lit(`,"role":`)
+	r.Principal.Role = s.str()
+	s.lit(`,"location":`)
+	r.Principal.Location = s.str()
+	s.lit(`},"action":`)
+	r.Action = s.str()
+	s.lit(`,"resource":{"dataset":`)
+	r.Resource.Dataset = s.str()
+	s.lit(`,"query":`)
+	r.Resource.Query = s.str()
+	s.lit(`,"count":`)
+	r.Resource.Count = s.int()
+	s.lit(`,"digest":`)
+	r.Resource.Digest = s.str()
+	s.lit(`},"justification":{"code":`)
+	r.Justification.Code = s.str()
+	s.lit(`,"detail":`)
+	r.Justification.Detail = s.str()
+	s.lit(`},"subjects":`)
+	r.Subjects = s.strs()
+	s.lit(`,"request":`)
+	r.Request = s.str()
+	s.lit(`,"outcome":`)
+	r.Outcome = s.str()
+	if s.peek(`,"keys":`) {
+		s.lit(`,"keys":`)
+		r.Keys = s.strs()
+	}
+	if s.peek(`,"reason":`) {
+		s.lit(`,"reason":`)
+		r.Reason = s.str()
+	}
+	s.lit("}")
+	if !s.ok || s.i != len(b) {
+		return nil
+	}
+	if checkSorted("subjects", r.Subjects) != nil || checkSorted("keys", r.Keys) != nil || r.check() != nil {
+		return nil
+	}
+	if !bytes.Equal(r.encode(), b) {
+		return nil
+	}
+	return r
+}
+
+// scan reads a canonical encoding: ok turns false at the first byte that
+// is not where the encoding puts it, and every read after that is empty.
+type scan struct {
+	b  []byte
+	i  int
+	ok bool
+}
+
+func (s *scan) peek(l string) bool { return s.ok && bytes.HasPrefix(s.b[s.i:], []byte(l)) }
+
+func (s *scan) lit(l string) {
+	if s.peek(l) {
+		s.i += len(l)
+	} else {
+		s.ok = false
+	}
+}
+
+// str reads a string in which only '"' and '\' are escaped.
+func (s *scan) str() string {
+	if !s.peek(`"`) {
+		s.ok = false
+		return ""
+	}
+	s.i++
+	start, escaped := s.i, false
+	for ; s.i < len(s.b); s.i++ {
+		switch s.b[s.i] {
+		case '\\':
+			if s.i+1 >= len(s.b) || (s.b[s.i+1] != '"' && s.b[s.i+1] != '\\') {
+				s.ok = false
+				return ""
+			}
+			escaped = true
+			s.i++
+		case '"':
+			v := s.b[start:s.i]
+			s.i++
+			if !escaped {
+				return string(v)
+			}
+			out := make([]byte, 0, len(v))
+			for k := 0; k < len(v); k++ {
+				if v[k] == '\\' {
+					k++
+				}
+				out = append(out, v[k])
+			}
+			return string(out)
+		}
+	}
+	s.ok = false
+	return ""
+}
+
+// int reads a decimal integer.
+func (s *scan) int() int64 {
+	start := s.i
+	if s.i < len(s.b) && s.b[s.i] == '-' {
+		s.i++
+	}
+	for s.i < len(s.b) && s.b[s.i] >= '0' && s.b[s.i] <= '9' {
+		s.i++
+	}
+	n, err := strconv.ParseInt(string(s.b[start:s.i]), 10, 64)
+	if !s.ok || err != nil {
+		s.ok = false
+		return 0
+	}
+	return n
+}
+
+// strs reads an array of strings ([] gives an empty, non-nil slice).
+func (s *scan) strs() []string {
+	s.lit("[")
+	out := []string{}
+	if s.peek("]") {
+		s.i++
+		return out
+	}
+	for s.ok {
+		out = append(out, s.str())
+		if s.peek("]") {
+			s.i++
+			return out
+		}
+		s.lit(",")
+	}
+	return nil
 }
 
 // parseObject reads b, one JSON object of at most MaxSize bytes of UTF-8

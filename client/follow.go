@@ -96,7 +96,7 @@ func (f *Follower) State() FollowState {
 // to the checkpoint's size, in index order, each once it is proven. It
 // returns the checkpoint. An error from fn stops Update, and the follower
 // stays after the last entry fn accepted; calling Update again goes on
-// from there.
+// from there. fn may keep entry: its bytes are not reused.
 //
 // The error wraps [ErrForked] (with a [*ForkError]) when the log
 // contradicts what the follower verified before, [tlog.ErrTreeMismatch]

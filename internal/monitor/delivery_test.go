@@ -197,7 +197,7 @@ func TestHookCommand(t *testing.T) {
 	out := filepath.Join(work, "out")
 	// Fails its first run, then appends the id and the alert.
 	body := "#!/bin/sh\nset -e\nif [ ! -e " + work + "/failed ]; then touch " + work + "/failed; echo first run fails >&2; exit 3; fi\n" +
-		"printf '%s ' \"$VITRINE_ALERT_ID\" >> " + out + "\ncat >> " + out + "\necho >> " + out + "\n"
+		"{ printf '%s ' \"$VITRINE_ALERT_ID\"; cat; echo; } > " + out + ".tmp\nmv " + out + ".tmp " + out + "\n"
 	if err := os.WriteFile(script, []byte(body), 0o700); err != nil {
 		t.Fatal(err)
 	}

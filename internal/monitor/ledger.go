@@ -3,8 +3,6 @@ package monitor
 import (
 	"encoding/json"
 	"fmt"
-
-	"github.com/vitrine-dev/vitrine/access"
 )
 
 // The ledger checks each region's dataset commitments against the deletes
@@ -32,23 +30,20 @@ type datasetLedger struct {
 	Deleted int64 `json:"deleted"`
 }
 
-// note reads one proven access-log entry of kind into the ledger and
-// returns the alert text of a dataset that shrank, or "".
-func (l ledger) note(base, log, kind string, index uint64, entry []byte) string {
-	switch kind {
-	case access.KindAccess:
-		r, err := access.Parse(entry)
-		if err != nil || r.Action != "delete" || r.Outcome != "granted" {
+// note reads one parsed access-log entry into the ledger and returns the
+// alert text of a dataset that shrank, or "".
+func (l ledger) note(base, log string, index uint64, pe parsedEntry) string {
+	switch {
+	case pe.record != nil:
+		r := pe.record
+		if r.Action != "delete" || r.Outcome != "granted" {
 			return ""
 		}
 		if d := l[base+" "+log+" "+r.Resource.Dataset]; d != nil {
 			d.Deleted += r.Resource.Count
 		}
-	case access.KindCommitment:
-		c, err := access.ParseCommitment(entry)
-		if err != nil {
-			return ""
-		}
+	case pe.commitment != nil:
+		c := pe.commitment
 		key := base + " " + log + " " + c.Dataset
 		prev := l[key]
 		l[key] = &datasetLedger{Index: index, Count: c.Count}

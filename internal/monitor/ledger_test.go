@@ -36,7 +36,11 @@ func TestLedger(t *testing.T) {
 	idx := uint64(0)
 	note := func(log string, entry []byte) string {
 		idx++
-		return l.note("https://v.example", log, access.EntryKind(entry), idx, entry)
+		pe, err := parseEntry(log, entry, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l.note("https://v.example", log, idx, pe)
 	}
 	steps := []struct {
 		log    string

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -479,6 +480,9 @@ func (m *Monitor) outage(id string, failing bool, mk func(since time.Time) Alert
 
 var errChunk = errors.New("chunk full")
 
+// checkBatch is how many entries are checked at once, on every core.
+const checkBatch = 1024
+
 // follow reads one log from its saved state to its checkpoint, a chunk at
 // a time: the alerts of each chunk and the state after it are committed
 // together.
@@ -508,14 +512,35 @@ func (m *Monitor) follow(ctx context.Context, base, name string, l *client.Log, 
 	var raised []Alert
 	for {
 		var pending []Alert
+		var batch []checked
+		flush := func() {
+			pending = append(pending, m.check(base, name, l.Origin(), pv, batch)...)
+			batch = batch[:0]
+		}
+		// The policy log's entries change the policy that the next ones
+		// are checked under: one at a time.
+		batchSize := checkBatch
+		if name == "policy" {
+			batchSize = 1
+		}
+		// A full chunk refuses the next entry, which the follower then
+		// hands out first in the next chunk: every entry is checked once,
+		// in the chunk whose state says it was read.
 		n := 0
 		cp, err := f.Update(ctx, func(index uint64, entry []byte) error {
-			pending = append(pending, m.check(base, name, l.Origin(), pv, index, entry)...)
-			if n++; n >= m.cfg.Chunk {
+			if n >= m.cfg.Chunk {
 				return errChunk
+			}
+			n++
+			batch = append(batch, checked{index: index, entry: entry})
+			if len(batch) >= batchSize {
+				flush()
 			}
 			return nil
 		})
+		if err == nil || errors.Is(err, errChunk) {
+			flush()
+		}
 		if err != nil && !errors.Is(err, errChunk) {
 			// What this chunk counted in the threshold windows is
 			// forgotten with it: the next pass counts it again.
@@ -656,87 +681,145 @@ func (m *Monitor) prove(ctx context.Context, l *client.Log, st client.FollowStat
 	return nil
 }
 
-// check parses one proven entry and evaluates the rules on it.
-func (m *Monitor) check(base, name, origin string, pv note.Verifier, index uint64, entry []byte) []Alert {
+// checked is one proven entry, parsed and with the rules' expressions
+// evaluated (see Monitor.prepare), waiting to be settled in order.
+type checked struct {
+	index uint64
+	entry []byte
+	pe    parsedEntry
+	err   error
+	ev    Event
+	prep  prepared
+}
+
+// check parses proven entries and evaluates the rules' expressions on
+// them on every core, then settles them in order (threshold windows, the
+// dataset ledger, the policy in force) and returns their alerts. The
+// entries of one batch are checked under one policy: the policy log's own
+// entries come one at a time.
+func (m *Monitor) check(base, name, origin string, pv note.Verifier, batch []checked) []Alert {
+	home := m.homes[base]
+	prep := func(c *checked) {
+		c.pe, c.err = parseEntry(name, c.entry, pv)
+		if c.err == nil && c.pe.kind != "" {
+			c.ev = Event{Platform: base, Log: name, Index: c.index, Kind: c.pe.kind, Entry: c.pe.obj, Time: c.pe.at, Home: home}
+			c.prep = m.cfg.Rules.prepare(&c.ev)
+		}
+	}
+	if workers := min(runtime.GOMAXPROCS(0), len(batch)/64); workers > 1 {
+		var wg sync.WaitGroup
+		for w := range workers {
+			wg.Go(func() {
+				for i := w; i < len(batch); i += workers {
+					prep(&batch[i])
+				}
+			})
+		}
+		wg.Wait()
+	} else {
+		for i := range batch {
+			prep(&batch[i])
+		}
+	}
+	var out []Alert
+	for i := range batch {
+		out = append(out, m.settle(base, name, origin, pv, &batch[i])...)
+	}
+	return out
+}
+
+// settle returns the alerts of one checked entry.
+func (m *Monitor) settle(base, name, origin string, pv note.Verifier, c *checked) []Alert {
 	now := m.cfg.Now().UTC()
 	alert := func(rule, severity, detail string) Alert {
-		i := index
-		return Alert{Rule: rule, Severity: severity, Platform: base, Log: name, Origin: origin, Index: &i, Time: now, Entry: entryText(entry), Detail: detail, proven: entry}
+		i := c.index
+		return Alert{Rule: rule, Severity: severity, Platform: base, Log: name, Origin: origin, Index: &i, Time: now, Entry: entryText(c.entry), Detail: detail, proven: c.entry}
 	}
-	kind, obj, at, err := parseEntry(name, entry, pv)
 	switch {
-	case err != nil:
-		return []Alert{alert("malformed-entry", "critical", err.Error())}
-	case kind == "":
+	case c.err != nil:
+		return []Alert{alert("malformed-entry", "critical", c.err.Error())}
+	case c.pe.kind == "":
 		return []Alert{alert("unknown-entry", "notice", "an entry of a kind this monitor does not know (a newer platform may log kinds it does not know yet)")}
 	}
 	var out []Alert
-	if strings.HasPrefix(name, "access-") {
-		if shrank := m.ledger.note(base, name, kind, index, entry); shrank != "" {
-			out = append(out, alert("dataset-shrank", "critical", shrank))
-		}
+	if shrank := m.ledger.note(base, name, c.index, c.pe); shrank != "" {
+		out = append(out, alert("dataset-shrank", "critical", shrank))
 	}
-	if kind == "policy" {
-		if p, err := residency.Open(entry, pv); err == nil {
+	if c.pe.kind == "policy" {
+		if p, err := residency.Open(c.entry, pv); err == nil {
 			m.homes[base] = HomeMap(p)
-			m.policies[base] = entry
+			m.policies[base] = c.entry
 		}
 	}
-	ms, errs := m.cfg.Rules.Eval(&Event{Platform: base, Log: name, Index: index, Kind: kind, Entry: obj, Time: at, Home: m.homes[base]})
-	for _, mt := range ms {
+	for _, mt := range m.cfg.Rules.settle(&c.ev, c.prep) {
 		detail := mt.Rule.Description
 		if mt.Count > 0 {
 			detail = fmt.Sprintf("%s (%d matches within %s by %s)", detail, mt.Count, mt.Rule.Threshold.Window, mt.GroupKey)
 		}
 		out = append(out, alert(mt.Rule.Name, mt.Rule.Severity, detail))
 	}
-	for _, err := range errs {
+	for _, err := range c.prep.errs {
 		a := alert("rule-failed", "warning", err.Error())
 		var ee *EvalError
 		if errors.As(err, &ee) {
-			a.once = fmt.Sprintf("entry %d %s", index, ee.Rule)
+			a.once = fmt.Sprintf("entry %d %s", c.index, ee.Rule)
 		}
 		out = append(out, a)
 	}
 	return out
 }
 
-// parseEntry parses an entry of the log name with its public parser and
-// returns its kind, its JSON object and its time. kind is "" for an entry
-// of a kind it does not know; err is set for an entry that claims a kind
-// and does not parse as one.
-func parseEntry(name string, entry []byte, pv note.Verifier) (kind string, obj map[string]any, at time.Time, err error) {
+// parsedEntry is an entry as its public parser read it: its kind (""
+// for one this monitor does not know), its JSON object as rules see it,
+// its own time, and for access records and commitments the parsed value.
+type parsedEntry struct {
+	kind       string
+	obj        map[string]any
+	at         time.Time
+	record     *access.Record
+	commitment *access.Commitment
+}
+
+// parseEntry parses an entry of the log name with its public parser. err
+// is set for an entry that claims a kind and does not parse as one.
+func parseEntry(name string, entry []byte, pv note.Verifier) (pe parsedEntry, err error) {
 	switch {
 	case name == "policy":
 		if !residency.IsPolicyEntry(entry) {
-			return "", nil, at, errors.New("not a residency policy (no policy header)")
+			return pe, errors.New("not a residency policy (no policy header)")
 		}
 		if pv == nil {
-			return "", nil, at, errors.New("the platform publishes no policy key to check the policy with")
+			return pe, errors.New("the platform publishes no policy key to check the policy with")
 		}
 		p, err := residency.Open(entry, pv)
 		if err != nil {
-			return "", nil, at, err
+			return pe, err
 		}
 		b, err := json.Marshal(p)
 		if err != nil {
-			return "", nil, at, err
+			return pe, err
 		}
-		return "policy", jsonObject(b), at, nil
+		return parsedEntry{kind: "policy", obj: jsonObject(b)}, nil
 	case name == "release":
 		if _, err := release.ParseEntry(entry); err != nil {
-			return "", nil, at, err
+			return pe, err
 		}
-		kind = "release"
+		pe.kind = "release"
 	case strings.HasPrefix(name, "access-"):
-		kind = access.EntryKind(entry)
-		switch kind {
+		pe.kind = access.EntryKind(entry)
+		switch pe.kind {
 		case access.KindAccess:
-			_, err = access.Parse(entry)
+			// The common case, read without a second decoding: the
+			// rules see the record as its JSON would decode.
+			r, err := access.Parse(entry)
+			if err != nil {
+				return parsedEntry{}, err
+			}
+			return parsedEntry{kind: pe.kind, obj: recordObject(r), at: r.Time, record: r}, nil
 		case access.KindGrant:
 			_, err = access.ParseGrant(entry)
 		case access.KindCommitment:
-			_, err = access.ParseCommitment(entry)
+			pe.commitment, err = access.ParseCommitment(entry)
 		case access.KindDeniedSummary:
 			_, err = access.ParseDeniedSummary(entry)
 		default:
@@ -747,21 +830,56 @@ func parseEntry(name string, entry []byte, pv note.Verifier) (kind string, obj m
 				Kind *string `json:"kind"`
 			}
 			if json.Unmarshal(entry, &env) != nil || env.V == nil || env.Kind == nil {
-				return "", nil, at, errors.New(`not an access-log entry: not a JSON object with a version "v" and a "kind"`)
+				return parsedEntry{}, errors.New(`not an access-log entry: not a JSON object with a version "v" and a "kind"`)
 			}
-			return "", nil, at, nil
+			return parsedEntry{}, nil
 		}
 		if err != nil {
-			return "", nil, at, err
+			return parsedEntry{}, err
 		}
 	default:
-		return "", nil, at, nil
+		return pe, nil
 	}
-	obj = jsonObject(entry)
-	if s, ok := obj["time"].(string); ok {
-		at, _ = time.Parse(time.RFC3339Nano, s)
+	pe.obj = jsonObject(entry)
+	if s, ok := pe.obj["time"].(string); ok {
+		pe.at, _ = time.Parse(time.RFC3339Nano, s)
 	}
-	return kind, obj, at, nil
+	return pe, nil
+}
+
+// recordObject is an access record as encoding/json would decode its
+// canonical encoding into a map: numbers are float64, an absent optional
+// field is absent (TestRecordObject holds the two together).
+func recordObject(r *access.Record) map[string]any {
+	subjects := make([]any, len(r.Subjects))
+	for i, s := range r.Subjects {
+		subjects[i] = s
+	}
+	m := map[string]any{
+		"v":         1.0,
+		"kind":      access.KindAccess,
+		"time":      r.Time.UTC().Format("2006-01-02T15:04:05.000Z"),
+		"region":    r.Region,
+		"principal": map[string]any{"id": r.Principal.ID, "role": r.Principal.Role, "location": r.Principal.Location},
+		"action":    r.Action,
+		"resource": map[string]any{"dataset": r.Resource.Dataset, "query": r.Resource.Query,
+			"count": float64(r.Resource.Count), "digest": r.Resource.Digest},
+		"justification": map[string]any{"code": r.Justification.Code, "detail": r.Justification.Detail},
+		"subjects":      subjects,
+		"request":       r.Request,
+		"outcome":       r.Outcome,
+	}
+	if len(r.Keys) > 0 {
+		keys := make([]any, len(r.Keys))
+		for i, k := range r.Keys {
+			keys[i] = k
+		}
+		m["keys"] = keys
+	}
+	if r.Reason != "" {
+		m["reason"] = r.Reason
+	}
+	return m
 }
 
 // jsonObject decodes an entry that its parser accepted as JSON.

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/vitrine-dev/vitrine/access"
+	"github.com/vitrine-dev/vitrine/internal/gotest"
 	"github.com/vitrine-dev/vitrine/internal/liar"
 	"github.com/vitrine-dev/vitrine/internal/platform"
 	"github.com/vitrine-dev/vitrine/tlog"
@@ -450,4 +451,32 @@ func TestMalformedEntries(t *testing.T) {
 		t.Fatalf("unknown-entry alerts: %+v, %v", unknown, err)
 	}
 	checkGrounded(t, tp.Platform, unknown[0])
+}
+
+// TestChunksCountOnce: entries read across many small chunks are each
+// counted once in a threshold's window: five reads fire a more-than-four
+// rule once, and the next four do not fire it again.
+func TestChunksCountOnce(t *testing.T) {
+	tp := startPlatform(t)
+	rs, err := Compile([]Rule{{Name: "fifth-read", Severity: "info", When: "kind == 'access' && entry.action == 'read'",
+		Threshold: &Threshold{Count: 4, Window: "1h", GroupBy: "entry.principal.id"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := New(context.Background(), Config{Dir: t.TempDir(), Platforms: []string{tp.URL()}, Rules: rs, Chunk: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	for i := range 9 {
+		tp.read(t, fmt.Sprintf("CUSTOMER_INITIATED_SUPPORT; case %d", i))
+	}
+	passUntil(t, m, "fifth-read", 1)
+	gotest.WaitQuiet(t, func() []byte { b, _ := tp.Log("access-zurich").Reader().ReadCheckpoint(context.Background()); return b })
+	if _, err := m.Pass(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if a, _ := m.Alerts(context.Background(), AlertQuery{Rule: "fifth-read"}); len(a) != 1 || !strings.Contains(a[0].Detail, "5 matches") {
+		t.Errorf("nine reads in chunks of three: %+v, want one alert at the fifth", a)
+	}
 }

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"cel.dev/cel-go/cel"
+	"cel.dev/cel-go/common/cost"
 	"cel.dev/cel-go/common/types"
 
 	"github.com/vitrine-dev/vitrine/residency"
@@ -248,7 +249,34 @@ func program(e *cel.Env, expr string, want *cel.Type) (cel.Program, error) {
 	if t := ast.OutputType(); !t.IsExactType(want) && !t.IsExactType(cel.DynType) {
 		return nil, fmt.Errorf("the expression is of type %s, not %s", t, want)
 	}
+	// An expression whose worst case over any entry stays within the
+	// limit runs without counting its cost as it goes (a third of its
+	// time); any other is stopped at the limit while it runs.
+	if est, err := e.EstimateCost(ast, sizes{}); err == nil && est.Max <= maxCost {
+		return e.Program(ast)
+	}
 	return e.Program(ast, cel.CostLimit(maxCost))
+}
+
+// maxEntry bounds what a rule's variables can hold: an entry of a C2SP
+// tlog-tiles log is at most 65,535 bytes (its length is two bytes in an
+// entry bundle), and what is made from one (its JSON object, its strings,
+// its lists) is no larger than the entry. The residency map (home) has
+// one key per country.
+const maxEntry = 1 << 16
+
+// sizes tells CEL's cost estimate how large the variables can be.
+type sizes struct{}
+
+func (sizes) EstimateSize(n cost.AstNode) *cost.SizeEstimate {
+	if len(n.Path()) > 0 {
+		return &cost.SizeEstimate{Min: 0, Max: maxEntry}
+	}
+	return nil
+}
+
+func (sizes) EstimateCallCost(function, overloadID string, target *cost.AstNode, args []cost.AstNode) *cost.CallEstimate {
+	return nil
 }
 
 // EvalError is the error of one rule on one entry.
@@ -268,6 +296,27 @@ func (rs *Rules) Len() int { return len(rs.rules) }
 // error is returned beside the matches, naming the rule, so that the
 // monitor reports it instead of losing it.
 func (rs *Rules) Eval(ev *Event) ([]Match, []error) {
+	p := rs.prepare(ev)
+	return rs.settle(ev, p), p.errs
+}
+
+// prepared is what prepare found of one event: the rules it met, each
+// with its group and weight for a threshold rule, and the rules' errors.
+type prepared struct {
+	hits []preHit
+	errs []error
+}
+
+type preHit struct {
+	c   *compiled
+	key string
+	w   float64
+}
+
+// prepare evaluates every rule's expressions on ev. It changes nothing
+// and is safe for concurrent use: the monitor prepares a batch of
+// entries on every core, then settles them in order.
+func (rs *Rules) prepare(ev *Event) prepared {
 	vars := map[string]any{
 		"entry":    ev.Entry,
 		"kind":     ev.Kind,
@@ -280,34 +329,36 @@ func (rs *Rules) Eval(ev *Event) ([]Match, []error) {
 	if ev.Home == nil {
 		vars["home"] = map[string]string{}
 	}
-	var ms []Match
-	var errs []error
+	var p prepared
+	fail := func(c *compiled, format string, args ...any) {
+		p.errs = append(p.errs, &EvalError{Rule: c.rule.Name, Err: fmt.Errorf("rule %s on %s entry %d: "+format, append([]any{c.rule.Name, ev.Log, ev.Index}, args...)...)})
+	}
 	for _, c := range rs.rules {
 		v, _, err := c.when.Eval(vars)
 		if err != nil {
-			errs = append(errs, &EvalError{Rule: c.rule.Name, Err: fmt.Errorf("rule %s on %s entry %d: %w", c.rule.Name, ev.Log, ev.Index, err)})
+			fail(c, "%w", err)
 			continue
 		}
 		met, ok := v.(types.Bool)
 		if !ok {
-			errs = append(errs, &EvalError{Rule: c.rule.Name, Err: fmt.Errorf("rule %s on %s entry %d: the condition gave %s, not a bool", c.rule.Name, ev.Log, ev.Index, v.Type())})
+			fail(c, "the condition gave %s, not a bool", v.Type())
 			continue
 		}
 		if !met {
 			continue
 		}
 		if c.groupBy == nil {
-			ms = append(ms, Match{Rule: c.rule})
+			p.hits = append(p.hits, preHit{c: c})
 			continue
 		}
 		g, _, err := c.groupBy.Eval(vars)
 		if err != nil {
-			errs = append(errs, &EvalError{Rule: c.rule.Name, Err: fmt.Errorf("rule %s on %s entry %d: group_by: %w", c.rule.Name, ev.Log, ev.Index, err)})
+			fail(c, "group_by: %w", err)
 			continue
 		}
 		key, ok := g.Value().(string)
 		if !ok {
-			errs = append(errs, &EvalError{Rule: c.rule.Name, Err: fmt.Errorf("rule %s on %s entry %d: group_by gave %s, not a string", c.rule.Name, ev.Log, ev.Index, g.Type())})
+			fail(c, "group_by gave %s, not a string", g.Type())
 			continue
 		}
 		w := 1.0
@@ -320,18 +371,33 @@ func (rs *Rules) Eval(ev *Event) ([]Match, []error) {
 				}
 			}
 			if err != nil {
-				errs = append(errs, &EvalError{Rule: c.rule.Name, Err: fmt.Errorf("rule %s on %s entry %d: sum: %w", c.rule.Name, ev.Log, ev.Index, err)})
+				fail(c, "sum: %w", err)
 				continue
 			}
 		}
+		p.hits = append(p.hits, preHit{c: c, key: key, w: w})
+	}
+	return p
+}
+
+// settle counts what prepare found of ev into the threshold windows and
+// returns the matches. Events must be settled in the order they are
+// read; settle is not safe for concurrent use.
+func (rs *Rules) settle(ev *Event, p prepared) []Match {
+	var ms []Match
+	for _, h := range p.hits {
+		if h.c.groupBy == nil {
+			ms = append(ms, Match{Rule: h.c.rule})
+			continue
+		}
 		// Groups are per platform: two vendors' "analyst:alice" are two
 		// people.
-		if m, fired := c.count(ev.Platform+" "+key, hit{ev.Time, w}); fired {
-			m.GroupKey = key
+		if m, fired := h.c.count(ev.Platform+" "+h.key, hit{ev.Time, h.w}); fired {
+			m.GroupKey = h.key
 			ms = append(ms, m)
 		}
 	}
-	return ms, errs
+	return ms
 }
 
 // count adds a match at t to key's window and reports whether the window

@@ -2,6 +2,8 @@ package monitor
 
 import (
 	"encoding/json"
+	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +18,11 @@ var t0 = time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
 // writes it, changed by edit.
 func record(t *testing.T, edit func(r *access.Record)) *Event {
 	t.Helper()
+	return event(t, newRecord(edit))
+}
+
+// newRecord is a read by an analyst of zurich, as edit changes it.
+func newRecord(edit func(r *access.Record)) *access.Record {
 	r := &access.Record{
 		Time:          t0,
 		Region:        "zurich",
@@ -30,7 +37,7 @@ func record(t *testing.T, edit func(r *access.Record)) *Event {
 	if edit != nil {
 		edit(r)
 	}
-	return event(t, r)
+	return r
 }
 
 func event(t *testing.T, r *access.Record) *Event {
@@ -288,4 +295,61 @@ func FuzzParseRules(f *testing.F) {
 		rs.Eval(&Event{Kind: "access", Log: "access-zurich", Entry: map[string]any{"action": "read", "x": 2.0}, Time: t0})
 		rs.Eval(&Event{Kind: "policy", Log: "policy", Entry: map[string]any{}})
 	})
+}
+
+// TestRecordObject: what rules see of an access record, built from the
+// parsed record, is what encoding/json decodes from its entry.
+func TestRecordObject(t *testing.T) {
+	for i, edit := range []func(r *access.Record){
+		nil,
+		func(r *access.Record) {
+			r.Keys = []string{"sha256:" + strings.Repeat("a", 64), "sha256:" + strings.Repeat("b", 64)}
+		},
+		func(r *access.Record) {
+			r.Action, r.Outcome, r.Reason = "denied", "denied", "role"
+			r.Resource.Count, r.Resource.Digest = 0, access.Digest(nil)
+		},
+		func(r *access.Record) {
+			r.Subjects = []string{"hmac-sha256:" + strings.Repeat("c", 64)}
+			r.Resource.Count = 1 << 40
+		},
+		func(r *access.Record) { r.Justification.Detail = "ünïcode \"quoted\" <b>" },
+	} {
+		r := newRecord(edit)
+		entry, err := r.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev := event(t, r) // the entry, decoded by encoding/json
+		pe, err := parseEntry("access-zurich", entry, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pe.record == nil || !reflect.DeepEqual(pe.obj, ev.Entry) || !pe.at.Equal(ev.Time) {
+			t.Errorf("record %d: rules see\n%#v\nthe entry decodes to\n%#v", i, pe.obj, ev.Entry)
+		}
+	}
+}
+
+// TestCostLimit: a rule whose worst case the estimate cannot bound is
+// stopped at the cost limit as it runs, reported as its error, while
+// rules the estimate bounds run unmetered.
+func TestCostLimit(t *testing.T) {
+	rs, err := Compile([]Rule{{Name: "cubic", Severity: "info",
+		When: "entry.subjects.all(a, entry.subjects.all(b, entry.subjects.all(c, a != c || b != c || true)))"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var subjects []any
+	for i := range 300 {
+		subjects = append(subjects, fmt.Sprint(i))
+	}
+	_, errs := rs.Eval(&Event{Log: "access-zurich", Kind: "access", Entry: map[string]any{"subjects": subjects}})
+	if len(errs) != 1 || !strings.Contains(errs[0].Error(), "cost") {
+		t.Errorf("300³ iterations: %v, want the cost limit", errs)
+	}
+	ms, errs := rs.Eval(&Event{Log: "access-zurich", Kind: "access", Entry: map[string]any{"subjects": subjects[:3]}})
+	if len(errs) != 0 || len(ms) != 1 {
+		t.Errorf("3³ iterations: %v, %v", ms, errs)
+	}
 }
