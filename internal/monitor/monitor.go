@@ -815,7 +815,7 @@ func parseEntry(name string, entry []byte, pv note.Verifier) (pe parsedEntry, er
 			if err != nil {
 				return parsedEntry{}, err
 			}
-			return parsedEntry{kind: pe.kind, obj: recordObject(r), at: r.Time, record: r}, nil
+			return parsedEntry{kind: pe.kind, obj: recordObject(r, entry), at: r.Time, record: r}, nil
 		case access.KindGrant:
 			_, err = access.ParseGrant(entry)
 		case access.KindCommitment:
@@ -847,10 +847,20 @@ func parseEntry(name string, entry []byte, pv note.Verifier) (pe parsedEntry, er
 	return pe, nil
 }
 
+// entryTime is an access record's time as its entry writes it: in a
+// canonical entry, the 24 bytes after its prefix.
+func entryTime(r *access.Record, entry []byte) string {
+	const prefix = `{"v":1,"kind":"access","time":"`
+	if len(entry) > len(prefix)+24 && string(entry[:len(prefix)]) == prefix {
+		return string(entry[len(prefix) : len(prefix)+24])
+	}
+	return r.Time.UTC().Format("2006-01-02T15:04:05.000Z")
+}
+
 // recordObject is an access record as encoding/json would decode its
 // canonical encoding into a map: numbers are float64, an absent optional
 // field is absent (TestRecordObject holds the two together).
-func recordObject(r *access.Record) map[string]any {
+func recordObject(r *access.Record, entry []byte) map[string]any {
 	subjects := make([]any, len(r.Subjects))
 	for i, s := range r.Subjects {
 		subjects[i] = s
@@ -858,7 +868,7 @@ func recordObject(r *access.Record) map[string]any {
 	m := map[string]any{
 		"v":         1.0,
 		"kind":      access.KindAccess,
-		"time":      r.Time.UTC().Format("2006-01-02T15:04:05.000Z"),
+		"time":      entryTime(r, entry),
 		"region":    r.Region,
 		"principal": map[string]any{"id": r.Principal.ID, "role": r.Principal.Role, "location": r.Principal.Location},
 		"action":    r.Action,

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -135,8 +136,27 @@ type compiled struct {
 // hit is a match in a threshold's window: its entry's time and what it
 // adds (1, or its Sum).
 type hit struct {
-	T time.Time `json:"t"`
-	W float64   `json:"w"`
+	T time.Time
+	W float64
+}
+
+// UnmarshalJSON reads a hit as Windows writes it: [unix nanoseconds,
+// weight].
+func (h *hit) UnmarshalJSON(b []byte) error {
+	var v [2]json.Number
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	ns, err := v[0].Int64()
+	if err != nil {
+		return err
+	}
+	w, err := v[1].Float64()
+	if err != nil {
+		return err
+	}
+	h.T, h.W = time.Unix(0, ns).UTC(), w
+	return nil
 }
 
 // MaxRules bounds a rules file; MaxExpression bounds each expression.
@@ -445,15 +465,50 @@ func number(v any) (float64, bool) {
 }
 
 // Windows returns the threshold rules' windows, to be saved with the
-// state they count up to (see SetWindows).
+// state they count up to (see SetWindows): a JSON object of rules, each an
+// object of groups, each a list of hits [unix nanoseconds, weight]. It is
+// written by hand: it is saved with every chunk, and can hold many hits.
 func (rs *Rules) Windows() ([]byte, error) {
-	w := map[string]map[string][]hit{}
+	b := []byte{'{'}
+	first := true
 	for _, c := range rs.rules {
-		if len(c.hits) > 0 {
-			w[c.rule.Name] = c.hits
+		if len(c.hits) == 0 {
+			continue
 		}
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		name, err := json.Marshal(c.rule.Name)
+		if err != nil {
+			return nil, err
+		}
+		b = append(append(b, name...), ':', '{')
+		i := 0
+		for key, hs := range c.hits {
+			if i++; i > 1 {
+				b = append(b, ',')
+			}
+			k, err := json.Marshal(key)
+			if err != nil {
+				return nil, err
+			}
+			b = append(append(b, k...), ':', '[')
+			for j, h := range hs {
+				if j > 0 {
+					b = append(b, ',')
+				}
+				b = append(b, '[')
+				b = strconv.AppendInt(b, h.T.UnixNano(), 10)
+				b = append(b, ',')
+				b = strconv.AppendFloat(b, h.W, 'g', -1, 64)
+				b = append(b, ']')
+			}
+			b = append(b, ']')
+		}
+		b = append(b, '}')
 	}
-	return json.Marshal(w)
+	return append(b, '}'), nil
 }
 
 // SetWindows puts back windows that Windows returned: after a restart, or
