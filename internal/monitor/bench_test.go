@@ -5,7 +5,12 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -239,4 +244,79 @@ func benchCPU(b *testing.B) float64 {
 		b.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+// BenchmarkAccessToWebhook measures, for reads that meet a rule
+// (THIRD_PARTY_DATA_REQUEST), the time from the read's answer to its
+// alert's arrival at a webhook, with the monitor as vitrine up runs it (a
+// pass every second). Each op is one read; reads are spaced 50 ms apart,
+// so that several are in flight as the monitor passes.
+func BenchmarkAccessToWebhook(b *testing.B) {
+	tp := startPlatform(b)
+	dir := b.TempDir()
+	secret, err := LoadWebhookSecret(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var mu sync.Mutex
+	arrived := map[string]time.Time{}
+	rc, srv := newReceiver(b, secret, 0)
+	_ = rc
+	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		at := time.Now()
+		rc.ServeHTTP(w, r)
+		rc.mu.Lock()
+		a := rc.got[len(rc.got)-1]
+		rc.mu.Unlock()
+		if i := strings.Index(a.Entry, "order "); i >= 0 {
+			mu.Lock()
+			arrived[strings.SplitN(a.Entry[i:], `"`, 2)[0]] = at
+			mu.Unlock()
+		}
+	})
+	m, err := New(context.Background(), Config{Dir: dir, Platforms: []string{tp.URL()}, Interval: time.Second, Webhooks: []string{srv.URL}, Heartbeat: -1,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); m.Run(ctx) }()
+	defer func() { cancel(); <-done; m.Close() }()
+
+	read := map[string]time.Time{}
+	n := 0
+	for b.Loop() {
+		key := fmt.Sprintf("order %d", n)
+		n++
+		tp.read(b, "THIRD_PARTY_DATA_REQUEST; "+key)
+		read[key] = time.Now()
+		time.Sleep(50 * time.Millisecond)
+	}
+	b.StopTimer()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		mu.Lock()
+		got := len(arrived)
+		mu.Unlock()
+		if got >= n || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	var lat []time.Duration
+	for k, t := range read {
+		at, ok := arrived[k]
+		if !ok {
+			b.Fatalf("%s never reached the webhook", k)
+		}
+		lat = append(lat, at.Sub(t))
+	}
+	slices.Sort(lat)
+	q := func(p float64) float64 { return lat[min(len(lat)-1, int(p*float64(len(lat))))].Seconds() * 1000 }
+	b.ReportMetric(q(0.5), "p50-ms")
+	b.ReportMetric(q(0.99), "p99-ms")
+	b.ReportMetric(lat[len(lat)-1].Seconds()*1000, "max-ms")
 }

@@ -20,7 +20,7 @@ import (
 // with the Standard Webhooks library and refuses the first refuse
 // attempts with 503.
 type receiver struct {
-	t      *testing.T
+	t      testing.TB
 	wh     *standardwebhooks.Webhook
 	mu     sync.Mutex
 	refuse int
@@ -31,7 +31,7 @@ type receiver struct {
 	bad      []string
 }
 
-func newReceiver(t *testing.T, secret string, refuse int) (*receiver, *httptest.Server) {
+func newReceiver(t testing.TB, secret string, refuse int) (*receiver, *httptest.Server) {
 	wh, err := standardwebhooks.NewWebhook(secret)
 	if err != nil {
 		t.Fatal(err)

@@ -32,7 +32,7 @@ type testPlatform struct {
 	sha, analyst string
 }
 
-func startPlatform(t *testing.T) *testPlatform {
+func startPlatform(t testing.TB) *testPlatform {
 	t.Helper()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	p, err := platform.Start(context.Background(), platform.Config{Data: t.TempDir(), Listen: "127.0.0.1:0", CheckpointInterval: 100 * time.Millisecond, Logger: quiet})
@@ -59,7 +59,7 @@ func startPlatform(t *testing.T) *testPlatform {
 }
 
 // call sends a request and decodes a 2xx answer into out.
-func (tp *testPlatform) call(t *testing.T, method, u, token, body, justification string, out any) {
+func (tp *testPlatform) call(t testing.TB, method, u, token, body, justification string, out any) {
 	t.Helper()
 	req, err := http.NewRequest(method, u, strings.NewReader(body))
 	if err != nil {
@@ -86,7 +86,7 @@ func (tp *testPlatform) call(t *testing.T, method, u, token, body, justification
 }
 
 // read reads the record as the analyst, with justification.
-func (tp *testPlatform) read(t *testing.T, justification string) {
+func (tp *testPlatform) read(t testing.TB, justification string) {
 	tp.call(t, "GET", tp.URL()+"/regions/zurich/v1/records?sha256="+tp.sha, tp.analyst, "", justification, nil)
 }
 
