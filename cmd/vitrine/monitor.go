@@ -17,6 +17,7 @@ import (
 	"github.com/vitrine-dev/vitrine/internal/cli"
 	"github.com/vitrine-dev/vitrine/internal/keys"
 	"github.com/vitrine-dev/vitrine/internal/monitor"
+	"github.com/vitrine-dev/vitrine/release"
 )
 
 // platforms is a repeatable --platform flag.
@@ -37,6 +38,9 @@ func runMonitor(ctx context.Context, e *env, args []string) error {
 	fs.Var(&hooks, "webhook", "`URL` to POST every alert to, signed as Standard Webhooks say with the secret in DATA/webhook.secret (repeat for several)")
 	hookCmd := fs.String("hook-command", "", "absolute `PATH` of a program run for every alert, the alert's JSON on its standard input and its delivery id in VITRINE_ALERT_ID; exit 0 acknowledges")
 	heartbeat := fs.Duration("heartbeat", time.Hour, "time between heartbeat alerts, which show receivers that delivery works (0: none)")
+	var rebuilderFlags platforms
+	fs.Var(&rebuilderFlags, "rebuilder", "`SPEC` PLATFORM,URL,KEYFILE: a rebuilder of the platform whose verdicts its releases wait for (release-not-reproduced), its base URL and its public key (PEM) obtained out of band; repeat for several")
+	within := fs.Duration("reproduce-within", 24*time.Hour, "how long a release may wait for a reproducing verdict")
 	name := fs.String("name", "vitrine-monitor", "the monitor's name: its acknowledgement log's origin is NAME/acknowledgements (keep it across restarts)")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
@@ -47,6 +51,22 @@ func runMonitor(ctx context.Context, e *env, args []string) error {
 	if *data == "" || len(plats) == 0 {
 		fs.Usage()
 		return errors.New("--data and at least one --platform are required")
+	}
+	var rebuilders []monitor.Rebuilder
+	for _, v := range rebuilderFlags {
+		parts := strings.Split(v, ",")
+		if len(parts) != 3 {
+			return fmt.Errorf("--rebuilder %q: want PLATFORM,URL,KEYFILE", v)
+		}
+		pem, err := os.ReadFile(parts[2])
+		if err != nil {
+			return fmt.Errorf("--rebuilder: %w", err)
+		}
+		key, err := release.ParsePublicKey(pem)
+		if err != nil {
+			return fmt.Errorf("--rebuilder %s: %w", parts[2], err)
+		}
+		rebuilders = append(rebuilders, monitor.Rebuilder{Platform: strings.TrimRight(parts[0], "/"), URL: parts[1], Key: key})
 	}
 	compiled, err := loadRules(*rulesFile)
 	if err != nil {
@@ -64,7 +84,8 @@ func runMonitor(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	m, err := monitor.New(ctx, monitor.Config{Dir: *data, Platforms: plats, Rules: compiled, Interval: *interval, Logger: e.Logger,
-		Webhooks: hooks, HookCommand: *hookCmd, Heartbeat: *heartbeat, Name: *name, SupervisorToken: token})
+		Webhooks: hooks, HookCommand: *hookCmd, Heartbeat: *heartbeat, Name: *name, SupervisorToken: token,
+		Rebuilders: rebuilders, ReproduceWithin: *within})
 	if err != nil {
 		return err
 	}

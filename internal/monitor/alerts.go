@@ -116,7 +116,7 @@ func openStore(ctx context.Context, dir string) (*store, error) {
 		return nil, err
 	}
 	db.SetMaxOpenConns(1)
-	if _, err := db.ExecContext(ctx, schema+targetsSchema+acksSchema); err != nil {
+	if _, err := db.ExecContext(ctx, schema+targetsSchema+acksSchema+releasesSchema); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("opening the monitor's store %s: %w", path, err)
 	}
@@ -145,7 +145,7 @@ func (s *store) state(ctx context.Context, key string) ([]byte, error) {
 // commit adds alerts (skipping any already raised for the same entry and
 // rule, see Alert.once) and saves state under key, in one durable transaction. It returns
 // the alerts it added, with their ids.
-func (s *store) commit(ctx context.Context, alerts []Alert, key string, state []byte, extra map[string][]byte) ([]Alert, error) {
+func (s *store) commit(ctx context.Context, alerts []Alert, key string, state []byte, extra map[string][]byte, releases ...releaseRow) ([]Alert, error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fault.Mark(fault.ErrUnavailable, err)
@@ -185,6 +185,12 @@ func (s *store) commit(ctx context.Context, alerts []Alert, key string, state []
 	for k, v := range extra {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO states (key, state) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET state = excluded.state`, k, v); err != nil {
 			return nil, fault.Mark(fault.ErrUnavailable, fmt.Errorf("saving the monitor's state %s: %w", k, err))
+		}
+	}
+	for _, r := range releases {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO releases (platform, log, idx, origin, state_key, name, version, digest, seen, entry) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+			r.platform, r.log, int64(r.index), r.origin, r.key, r.name, r.version, r.digest, r.seen.UnixMicro(), r.entry); err != nil {
+			return nil, fault.Mark(fault.ErrUnavailable, fmt.Errorf("keeping a release for its verdicts: %w", err))
 		}
 	}
 	if key != "" {

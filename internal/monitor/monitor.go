@@ -73,8 +73,13 @@ type Config struct {
 	// witness policy (nil: none).
 	SupervisorToken  string
 	AckWitnessPolicy []byte
-	Logger           *slog.Logger
-	Now              func() time.Time
+	// Rebuilders are the rebuilders whose verdicts each platform's
+	// releases wait for (release-not-reproduced); none: the rule is off.
+	// ReproduceWithin is how long a release may wait (default 24 hours).
+	Rebuilders      []Rebuilder
+	ReproduceWithin time.Duration
+	Logger          *slog.Logger
+	Now             func() time.Time
 }
 
 // Monitor follows every log of the platforms it supervises, each entry
@@ -107,6 +112,9 @@ type Monitor struct {
 	windows     []byte
 	ledger      ledger
 	ledgerSaved []byte
+	// releases are the releases read since the last commit, to wait for
+	// their verdicts (see reproductions).
+	releases []releaseRow
 
 	// id is the monitor's own id (see deliveryID); targets receive the
 	// alerts, each woken by its channel when alerts are committed.
@@ -160,6 +168,9 @@ func New(ctx context.Context, cfg Config) (*Monitor, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.ReproduceWithin <= 0 {
+		cfg.ReproduceWithin = 24 * time.Hour
 	}
 	if cfg.Name == "" {
 		cfg.Name = "vitrine-monitor"
@@ -251,8 +262,8 @@ func New(ctx context.Context, cfg Config) (*Monitor, error) {
 
 // commit stores alerts and a follower's state (see store.commit) and wakes
 // the deliverers when there are new alerts.
-func (m *Monitor) commit(ctx context.Context, alerts []Alert, key string, state []byte, extra map[string][]byte) ([]Alert, error) {
-	added, err := m.store.commit(ctx, alerts, key, state, extra)
+func (m *Monitor) commit(ctx context.Context, alerts []Alert, key string, state []byte, extra map[string][]byte, releases ...releaseRow) ([]Alert, error) {
+	added, err := m.store.commit(ctx, alerts, key, state, extra, releases...)
 	if len(added) > 0 {
 		for _, w := range m.wake {
 			select {
@@ -443,6 +454,11 @@ func (m *Monitor) platform(ctx context.Context, base string) ([]Alert, error) {
 			errs = append(errs, cerr)
 		}
 	}
+	a, err := m.reproductions(ctx, base)
+	raised = append(raised, a...)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("rebuild verdicts: %w", err))
+	}
 	return raised, errors.Join(errs...)
 }
 
@@ -514,7 +530,7 @@ func (m *Monitor) follow(ctx context.Context, base, name string, l *client.Log, 
 		var pending []Alert
 		var batch []checked
 		flush := func() {
-			pending = append(pending, m.check(base, name, l.Origin(), pv, batch)...)
+			pending = append(pending, m.check(base, name, l.Origin(), key, pv, batch)...)
 			batch = batch[:0]
 		}
 		// The policy log's entries change the policy that the next ones
@@ -592,12 +608,12 @@ func (m *Monitor) follow(ctx context.Context, base, name string, l *client.Log, 
 		if name == "policy" && m.policies[base] != nil {
 			extra["policy "+base] = m.policies[base]
 		}
-		added, cerr := m.commit(ctx, pending, key, state, extra)
+		added, cerr := m.commit(ctx, pending, key, state, extra, m.releases...)
 		raised = append(raised, added...)
 		if cerr != nil {
 			return raised, errors.Join(cerr, m.rollback())
 		}
-		m.windows, m.ledgerSaved = windows, ledgerState
+		m.windows, m.ledgerSaved, m.releases = windows, ledgerState, nil
 		if err == nil {
 			return raised, nil
 		}
@@ -622,6 +638,16 @@ func (m *Monitor) staleness(base, name, key, origin string, raw []byte) []Alert 
 	return nil
 }
 
+// rebuildersFor reports whether any rebuilder is pinned for platform base.
+func (m *Monitor) rebuildersFor(base string) bool {
+	for _, r := range m.cfg.Rebuilders {
+		if r.Platform == base {
+			return true
+		}
+	}
+	return false
+}
+
 // rollback forgets what the chunks since the last commit counted: the
 // threshold windows and the dataset ledger go back to what was committed.
 func (m *Monitor) rollback() error {
@@ -629,7 +655,7 @@ func (m *Monitor) rollback() error {
 	if err != nil {
 		return err
 	}
-	m.ledger = l
+	m.ledger, m.releases = l, nil
 	return m.cfg.Rules.SetWindows(m.windows)
 }
 
@@ -697,7 +723,7 @@ type checked struct {
 // dataset ledger, the policy in force) and returns their alerts. The
 // entries of one batch are checked under one policy: the policy log's own
 // entries come one at a time.
-func (m *Monitor) check(base, name, origin string, pv note.Verifier, batch []checked) []Alert {
+func (m *Monitor) check(base, name, origin, key string, pv note.Verifier, batch []checked) []Alert {
 	home := m.homes[base]
 	prep := func(c *checked) {
 		c.pe, c.err = parseEntry(name, c.entry, pv)
@@ -723,13 +749,13 @@ func (m *Monitor) check(base, name, origin string, pv note.Verifier, batch []che
 	}
 	var out []Alert
 	for i := range batch {
-		out = append(out, m.settle(base, name, origin, pv, &batch[i])...)
+		out = append(out, m.settle(base, name, origin, key, pv, &batch[i])...)
 	}
 	return out
 }
 
 // settle returns the alerts of one checked entry.
-func (m *Monitor) settle(base, name, origin string, pv note.Verifier, c *checked) []Alert {
+func (m *Monitor) settle(base, name, origin, key string, pv note.Verifier, c *checked) []Alert {
 	now := m.cfg.Now().UTC()
 	alert := func(rule, severity, detail string) Alert {
 		i := c.index
@@ -744,6 +770,10 @@ func (m *Monitor) settle(base, name, origin string, pv note.Verifier, c *checked
 	var out []Alert
 	if shrank := m.ledger.note(base, name, c.index, c.pe); shrank != "" {
 		out = append(out, alert("dataset-shrank", "critical", shrank))
+	}
+	if c.pe.release != nil && m.rebuildersFor(base) {
+		m.releases = append(m.releases, releaseRow{platform: base, log: name, origin: origin, key: key, index: c.index,
+			name: c.pe.release.Name, version: c.pe.release.Version, digest: release.Digest(c.entry), seen: m.cfg.Now(), entry: c.entry})
 	}
 	if c.pe.kind == "policy" {
 		if p, err := residency.Open(c.entry, pv); err == nil {
@@ -778,6 +808,7 @@ type parsedEntry struct {
 	at         time.Time
 	record     *access.Record
 	commitment *access.Commitment
+	release    *release.Entry
 }
 
 // parseEntry parses an entry of the log name with its public parser. err
@@ -801,8 +832,8 @@ func parseEntry(name string, entry []byte, pv note.Verifier) (pe parsedEntry, er
 		}
 		return parsedEntry{kind: "policy", obj: jsonObject(b)}, nil
 	case name == "release":
-		if _, err := release.ParseEntry(entry); err != nil {
-			return pe, err
+		if pe.release, err = release.ParseEntry(entry); err != nil {
+			return parsedEntry{}, err
 		}
 		pe.kind = "release"
 	case strings.HasPrefix(name, "access-"):

@@ -1,0 +1,272 @@
+package monitor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/vitrine-dev/vitrine/client"
+	"github.com/vitrine-dev/vitrine/internal/fault"
+	"github.com/vitrine-dev/vitrine/internal/rebuilder"
+	"github.com/vitrine-dev/vitrine/rebuild"
+	"github.com/vitrine-dev/vitrine/release"
+)
+
+// release-not-reproduced.
+//
+// Every release the monitor reads in a platform's release log waits for
+// the verdicts of the rebuilders pinned for that platform: the monitor
+// reads each rebuilder's index (GET <url>/rebuilds/), and each verdict on
+// the release's entry is checked under the rebuilder's pinned key and must
+// name the entry's index and digest. A failing verdict from any of them
+// is a critical alert; a release that no rebuilder has reproduced within
+// ReproduceWithin is one too. A release one of them reproduced, with none
+// failing, is done.
+
+// A Rebuilder is a rebuilder whose verdicts the monitor reads for one
+// platform: its base URL (the prefix of /rebuilds/) and its public key,
+// obtained from the rebuilder out of band.
+type Rebuilder struct {
+	Platform string
+	URL      string
+	Key      release.PublicKey
+}
+
+// releaseRow is a release waiting for its verdicts.
+type releaseRow struct {
+	platform, log, origin, key string
+	index                      uint64
+	name, version, digest      string
+	seen                       time.Time
+	entry                      []byte
+}
+
+const releasesSchema = `
+CREATE TABLE IF NOT EXISTS releases (
+	platform TEXT NOT NULL,
+	log TEXT NOT NULL,
+	idx INTEGER NOT NULL,
+	origin TEXT NOT NULL,
+	state_key TEXT NOT NULL,
+	name TEXT NOT NULL,
+	version TEXT NOT NULL,
+	digest TEXT NOT NULL,
+	seen INTEGER NOT NULL,
+	entry BLOB NOT NULL,
+	done INTEGER NOT NULL DEFAULT 0,
+	PRIMARY KEY (platform, log, idx)
+);`
+
+// openReleases returns the releases of platform base still waiting.
+func (s *store) openReleases(ctx context.Context, base string) ([]releaseRow, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT log, idx, origin, state_key, name, version, digest, seen, entry FROM releases WHERE platform = ? AND done = 0 ORDER BY idx`, base)
+	if err != nil {
+		return nil, fault.Mark(fault.ErrUnavailable, err)
+	}
+	defer rows.Close()
+	var out []releaseRow
+	for rows.Next() {
+		r := releaseRow{platform: base}
+		var idx, seen int64
+		if err := rows.Scan(&r.log, &idx, &r.origin, &r.key, &r.name, &r.version, &r.digest, &seen, &r.entry); err != nil {
+			return nil, fault.Mark(fault.ErrUnavailable, err)
+		}
+		r.index, r.seen = uint64(idx), time.UnixMicro(seen)
+		out = append(out, r)
+	}
+	return out, fault.Mark(fault.ErrUnavailable, rows.Err())
+}
+
+// maxRebuilderIndex bounds a rebuilder's index.
+const maxRebuilderIndex = 16 << 20
+
+// reproductions checks the releases of platform base that wait for
+// verdicts, and returns the alerts of those that failed or timed out.
+func (m *Monitor) reproductions(ctx context.Context, base string) ([]Alert, error) {
+	var rbs []Rebuilder
+	for _, r := range m.cfg.Rebuilders {
+		if r.Platform == base {
+			rbs = append(rbs, r)
+		}
+	}
+	if len(rbs) == 0 {
+		return nil, nil
+	}
+	open, err := m.store.openReleases(ctx, base)
+	if err != nil || len(open) == 0 {
+		return nil, err
+	}
+	// Each rebuilder's index, read once for every waiting release.
+	indexes := make([]*rebuilder.Index, len(rbs))
+	var errs []error
+	for i, rb := range rbs {
+		var idx rebuilder.Index
+		if err := m.getJSON(ctx, strings.TrimSuffix(rb.URL, "/")+"/rebuilds/", maxRebuilderIndex, &idx); err != nil {
+			errs = append(errs, fmt.Errorf("rebuilder %s: %w", rb.URL, err))
+			continue
+		}
+		indexes[i] = &idx
+	}
+	var alerts []Alert
+	var done []releaseRow
+	for _, r := range open {
+		reproducedBy, failed, ferrs := m.verdictsOn(ctx, rbs, indexes, r)
+		errs = append(errs, ferrs...)
+		i := r.index
+		a := Alert{Rule: "release-not-reproduced", Severity: "critical", Platform: base, Log: r.log, Origin: r.origin, Index: &i,
+			Time: m.cfg.Now().UTC(), Entry: entryText(r.entry), proven: r.entry}
+		switch {
+		case failed != "":
+			a.Detail = fmt.Sprintf("%s %s (release-log entry %d) was rebuilt and did not reproduce: %s", r.name, r.version, r.index, failed)
+		case reproducedBy != "":
+			done = append(done, r)
+			continue
+		case m.cfg.Now().Sub(r.seen) > m.cfg.ReproduceWithin:
+			// Whatever the reason: no verdict, a rebuilder out of reach,
+			// or verdicts that prove nothing.
+			a.Detail = fmt.Sprintf("no pinned rebuilder has reproduced %s %s (release-log entry %d) within %s of the monitor reading it", r.name, r.version, r.index, m.cfg.ReproduceWithin)
+			if len(ferrs) > 0 {
+				a.Detail += "; " + errors.Join(ferrs...).Error()
+			}
+		default:
+			continue
+		}
+		alerts = append(alerts, a)
+		done = append(done, r)
+	}
+	if len(alerts) > 0 {
+		if err := m.proveRows(ctx, alerts, open); err != nil {
+			return nil, errors.Join(append(errs, err)...)
+		}
+	}
+	added, err := m.commit(ctx, alerts, "", nil, nil)
+	if err == nil && len(done) > 0 {
+		err = m.store.releasesDone(ctx, done)
+	}
+	return added, errors.Join(append(errs, err)...)
+}
+
+// verdictsOn checks every verdict the rebuilders list on r's entry. It
+// returns the id of a rebuilder that reproduced it, and the account of a
+// failing verdict; a verdict that does not verify, or is about other
+// bytes, is an error, not a verdict.
+func (m *Monitor) verdictsOn(ctx context.Context, rbs []Rebuilder, indexes []*rebuilder.Index, r releaseRow) (reproducedBy, failed string, errs []error) {
+	for i, idx := range indexes {
+		if idx == nil {
+			continue
+		}
+		for _, l := range idx.Verdicts {
+			if l.LogIndex != r.index || l.Name != r.name || l.Version != r.version {
+				continue
+			}
+			root, _ := url.Parse(strings.TrimSuffix(rbs[i].URL, "/") + "/rebuilds/")
+			ref, err := url.Parse(l.URL)
+			if err != nil || ref.IsAbs() || ref.Host != "" {
+				errs = append(errs, fmt.Errorf("rebuilder %s: verdict URL %q is not relative", rbs[i].URL, l.URL))
+				continue
+			}
+			env, err := m.get(ctx, root.ResolveReference(ref).String(), 1<<20)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("rebuilder %s: %w", rbs[i].URL, err))
+				continue
+			}
+			v, err := rebuild.VerifyVerdict(ctx, env, rbs[i].Key)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("rebuilder %s: the verdict on %s %s: %w", rbs[i].URL, r.name, r.version, err))
+				continue
+			}
+			if v.Release.LogIndex != r.index || v.Release.Entry != r.digest {
+				errs = append(errs, fmt.Errorf("rebuilder %s: the verdict listed for entry %d is about entry %d (%s), not %s", rbs[i].URL, r.index, v.Release.LogIndex, v.Release.Entry, r.digest))
+				continue
+			}
+			if !v.Reproduced {
+				why := "artifacts differ: " + strings.Join(v.Differ, ", ")
+				if v.Error != "" {
+					why = v.Error
+				}
+				return "", fmt.Sprintf("rebuilder %s (%s) says: %s", v.Rebuilder, rbs[i].URL, why), errs
+			}
+			reproducedBy = v.Rebuilder
+		}
+	}
+	return reproducedBy, "", errs
+}
+
+// proveRows proves the alerts' entries in the release log, from the
+// follower's saved state.
+func (m *Monitor) proveRows(ctx context.Context, alerts []Alert, rows []releaseRow) error {
+	for i := range alerts {
+		var row *releaseRow
+		for j := range rows {
+			if rows[j].index == *alerts[i].Index && rows[j].log == alerts[i].Log {
+				row = &rows[j]
+			}
+		}
+		if row == nil {
+			return errors.New("an alert of no waiting release")
+		}
+		m.mu.Lock()
+		var f *followed
+		for _, c := range m.logs[row.origin] {
+			if c.key == row.key {
+				f = c
+			}
+		}
+		m.mu.Unlock()
+		if f == nil {
+			return fmt.Errorf("the release log %s is not followed in this run yet", row.origin)
+		}
+		b, err := m.store.state(ctx, row.key)
+		if err != nil || b == nil {
+			return errors.Join(errors.New("no saved state of the release log"), err)
+		}
+		var st client.FollowState
+		if err := json.Unmarshal(b, &st); err != nil {
+			return err
+		}
+		if err := m.prove(ctx, f.log, st, alerts[i:i+1]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *store) releasesDone(ctx context.Context, rows []releaseRow) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fault.Mark(fault.ErrUnavailable, err)
+	}
+	defer tx.Rollback()
+	for _, r := range rows {
+		if _, err := tx.ExecContext(ctx, `UPDATE releases SET done = 1 WHERE platform = ? AND log = ? AND idx = ?`, r.platform, r.log, int64(r.index)); err != nil {
+			return fault.Mark(fault.ErrUnavailable, err)
+		}
+	}
+	return fault.Mark(fault.ErrUnavailable, tx.Commit())
+}
+
+// get reads u with the monitor's client, at most limit bytes.
+func (m *Monitor) get(ctx context.Context, u string, limit int64) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	var b json.RawMessage
+	if err := client.Do(m.cfg.HTTPClient, req, limit, &b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func (m *Monitor) getJSON(ctx context.Context, u string, limit int64, v any) error {
+	b, err := m.get(ctx, u, limit)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
+}

@@ -1,0 +1,159 @@
+package monitor
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vitrine-dev/vitrine/internal/platform"
+	"github.com/vitrine-dev/vitrine/internal/rebuilder"
+	"github.com/vitrine-dev/vitrine/rebuild"
+	"github.com/vitrine-dev/vitrine/release"
+)
+
+// verdicts is a rebuilder's public side as internal/rebuilder serves it
+// (GET /rebuilds/ lists the verdicts, each a signed DSSE envelope), with
+// verdicts the test signs with rebuild.Sign: the rebuilds themselves are
+// another package's tests.
+type verdicts struct {
+	mu    sync.Mutex
+	index rebuilder.Index
+	files map[string][]byte
+}
+
+func (v *verdicts) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if r.URL.Path == "/rebuilds/" {
+		json.NewEncoder(w).Encode(v.index)
+		return
+	}
+	b, ok := v.files[strings.TrimPrefix(r.URL.Path, "/rebuilds/")]
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	w.Write(b)
+}
+
+// add signs a verdict on the published release with key: the rebuilt
+// artifacts are the release's, except those in differ.
+func (v *verdicts) add(t *testing.T, tp *testPlatform, key *release.Ed25519Key, pub *platform.Published, differ ...string) {
+	t.Helper()
+	resp, err := http.Get(fmt.Sprintf("%s/releases/%s/%s/release.json", tp.URL(), pub.Name, pub.Version))
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	e, err := release.ParseEntry(entry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expected, rebuilt := map[string]string{}, map[string]string{}
+	for _, a := range e.Artifacts {
+		expected[a.Name], rebuilt[a.Name] = "sha256:"+a.SHA256, "sha256:"+a.SHA256
+	}
+	for _, d := range differ {
+		rebuilt[d] = "sha256:" + strings.Repeat("e", 64)
+	}
+	p := &rebuild.Predicate{Release: rebuild.Release{Name: pub.Name, Version: pub.Version, LogIndex: pub.LogIndex, Entry: release.Digest(entry), Envelope: e.Envelope},
+		Source: "sha256:" + strings.Repeat("5", 64), Toolchain: rebuild.Toolchain{Original: "go1.26.8", Rebuild: "go1.26.8"},
+		Rebuilder: "https://rebuilder.example", Started: time.Now().Add(-time.Minute).UTC().Truncate(time.Second), Finished: time.Now().UTC().Truncate(time.Second)}
+	p.Compare(expected, rebuilt)
+	env, err := rebuild.Sign(context.Background(), key, e.Artifacts, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	file := pub.Name + "/" + pub.Version + ".json"
+	v.files[file] = env
+	v.index.Verdicts = append(v.index.Verdicts, rebuilder.Listed{Name: pub.Name, Version: pub.Version, LogIndex: pub.LogIndex, Reproduced: p.Reproduced, URL: file})
+}
+
+// TestReleaseNotReproduced: a release whose rebuild did not reproduce it
+// is a critical alert naming what differs, grounded in the release log; a
+// reproduced one is none; one that no rebuilder has judged is one after
+// ReproduceWithin; a verdict signed by another key counts for nothing.
+func TestReleaseNotReproduced(t *testing.T) {
+	tp := startPlatform(t)
+	ctx := context.Background()
+	key, err := release.LoadOrCreateKey(filepath.Join(t.TempDir(), "rebuilder.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := release.LoadOrCreateKey(filepath.Join(t.TempDir(), "other.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := &verdicts{files: map[string][]byte{}, index: rebuilder.Index{Rebuilder: "https://rebuilder.example", Key: "key"}}
+	srv := httptest.NewServer(v)
+	defer srv.Close()
+	publish := func(name, version string) *platform.Published {
+		src := []byte("source of " + name)
+		pub, err := tp.Publish(ctx, name, version, map[string][]byte{name + "_linux_amd64": []byte("\x7fELF " + name)}, src, &release.Build{
+			Recipe: json.RawMessage(`{"name":"` + name + `"}`), Source: "dir:.", Archive: strings.TrimPrefix(release.Digest(src), "sha256:"),
+			Toolchain: "go1.26.8", Env: map[string]string{"CGO_ENABLED": "0"}, BuilderID: tp.URL() + "/conveyer", InvocationID: name + version,
+			Started: time.Now().Add(-time.Minute), Finished: time.Now()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pub
+	}
+	bad, good, late, forged := publish("tool", "1.0.0"), publish("lib", "2.0.0"), publish("late", "3.0.0"), publish("forged", "4.0.0")
+	v.add(t, tp, key, bad, "tool_linux_amd64")
+	v.add(t, tp, key, good)
+	v.add(t, tp, other, forged, "forged_linux_amd64")
+
+	c := &clock{t: time.Now()}
+	m, err := New(ctx, Config{Dir: t.TempDir(), Platforms: []string{tp.URL()}, Now: c.now, ReproduceWithin: time.Hour,
+		Rebuilders: []Rebuilder{{Platform: tp.URL(), URL: srv.URL, Key: release.PublicKey(key.Public().(ed25519.PublicKey))}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	pass := func() ([]Alert, error) {
+		raised, err := m.Pass(ctx)
+		var out []Alert
+		for _, a := range raised {
+			if a.Rule == "release-not-reproduced" {
+				out = append(out, a)
+			}
+		}
+		return out, err
+	}
+	got, err := pass()
+	if err == nil || !strings.Contains(err.Error(), "verdict signature") {
+		t.Errorf("the pass with a forged verdict: %v, want its signature refused", err)
+	}
+	if len(got) != 1 || *got[0].Index != bad.LogIndex || got[0].Severity != "critical" || !strings.Contains(got[0].Detail, "artifacts differ: tool_linux_amd64") {
+		t.Fatalf("after the verdicts: %+v, want one alert on tool 1.0.0", got)
+	}
+	checkGrounded(t, tp.Platform, got[0])
+	if got, _ := pass(); len(got) != 0 {
+		t.Errorf("the next pass: %+v, want nothing new", got)
+	}
+	c.add(2 * time.Hour)
+	got, _ = pass()
+	indexes := map[uint64]bool{}
+	for _, a := range got {
+		indexes[*a.Index] = true
+		if !strings.Contains(a.Detail, "within 1h0m0s") {
+			t.Errorf("a late release's alert: %s", a.Detail)
+		}
+		checkGrounded(t, tp.Platform, a)
+	}
+	if len(got) != 2 || !indexes[late.LogIndex] || !indexes[forged.LogIndex] || indexes[good.LogIndex] {
+		t.Errorf("two hours on: %+v, want late 3.0.0 and forged 4.0.0 (whose only verdict proves nothing), not lib 2.0.0", got)
+	}
+}
