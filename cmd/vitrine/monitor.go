@@ -40,6 +40,8 @@ func runMonitor(ctx context.Context, e *env, args []string) error {
 	heartbeat := fs.Duration("heartbeat", time.Hour, "time between heartbeat alerts, which show receivers that delivery works (0: none)")
 	var rebuilderFlags platforms
 	fs.Var(&rebuilderFlags, "rebuilder", "`SPEC` PLATFORM,URL,KEYFILE: a rebuilder of the platform whose verdicts its releases wait for (release-not-reproduced), its base URL and its public key (PEM) obtained out of band; repeat for several")
+	var custodyFlags platforms
+	fs.Var(&custodyFlags, "custody", "`SPEC` PLATFORM,URL,TOKENFILE: the platform's key custody, whose unwrap counts are reconciled with its access logs (unreconciled-unwrap); repeat for several")
 	within := fs.Duration("reproduce-within", 24*time.Hour, "how long a release may wait for a reproducing verdict")
 	name := fs.String("name", "vitrine-monitor", "the monitor's name: its acknowledgement log's origin is NAME/acknowledgements (keep it across restarts)")
 	if err := parseFlags(fs, args, 0); err != nil {
@@ -68,6 +70,18 @@ func runMonitor(ctx context.Context, e *env, args []string) error {
 		}
 		rebuilders = append(rebuilders, monitor.Rebuilder{Platform: strings.TrimRight(parts[0], "/"), URL: parts[1], Key: key})
 	}
+	var custodies []monitor.Custody
+	for _, v := range custodyFlags {
+		parts := strings.Split(v, ",")
+		if len(parts) != 3 {
+			return fmt.Errorf("--custody %q: want PLATFORM,URL,TOKENFILE", v)
+		}
+		tok, err := cli.ReadToken(parts[2], "custody's token")
+		if err != nil {
+			return err
+		}
+		custodies = append(custodies, monitor.Custody{Platform: strings.TrimRight(parts[0], "/"), URL: parts[1], Token: tok})
+	}
 	compiled, err := loadRules(*rulesFile)
 	if err != nil {
 		return err
@@ -85,7 +99,7 @@ func runMonitor(ctx context.Context, e *env, args []string) error {
 	}
 	m, err := monitor.New(ctx, monitor.Config{Dir: *data, Platforms: plats, Rules: compiled, Interval: *interval, Logger: e.Logger,
 		Webhooks: hooks, HookCommand: *hookCmd, Heartbeat: *heartbeat, Name: *name, SupervisorToken: token,
-		Rebuilders: rebuilders, ReproduceWithin: *within})
+		Rebuilders: rebuilders, ReproduceWithin: *within, Custody: custodies})
 	if err != nil {
 		return err
 	}

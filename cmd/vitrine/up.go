@@ -147,8 +147,17 @@ func runUp(ctx context.Context, e *env, args []string) error {
 		if err = os.MkdirAll(monDir, 0o700); err == nil {
 			token, err = keys.LoadOrCreateToken(filepath.Join(monDir, "supervisor.token"))
 		}
+		// Custody's counts are reconciled with the access logs: custody
+		// in this process, or the one the platform uses.
+		cust := monitor.Custody{Platform: p.URL(), URL: p.URL() + "/custody", Token: custodyTok}
+		if c.CustodyURL != "" {
+			cust.URL = c.CustodyURL
+		} else if err == nil {
+			cust.Token, err = cli.ReadToken(filepath.Join(pc.Data, "custody.token"), "custody's token")
+		}
 		if err == nil {
 			mon, err = monitor.New(ctx, monitor.Config{Dir: monDir, Platforms: []string{p.URL()}, Rules: rules, Name: c.Name + "/monitor", SupervisorToken: token,
+				Custody:  []monitor.Custody{cust},
 				Interval: time.Duration(c.Monitor.Interval), Webhooks: c.Monitor.Webhooks, HookCommand: c.Monitor.HookCommand, Logger: e.Logger})
 		}
 		if err != nil {

@@ -116,7 +116,7 @@ func openStore(ctx context.Context, dir string) (*store, error) {
 		return nil, err
 	}
 	db.SetMaxOpenConns(1)
-	if _, err := db.ExecContext(ctx, schema+targetsSchema+acksSchema+releasesSchema); err != nil {
+	if _, err := db.ExecContext(ctx, schema+targetsSchema+acksSchema+releasesSchema+unwrapsSchema); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("opening the monitor's store %s: %w", path, err)
 	}

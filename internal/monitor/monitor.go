@@ -78,8 +78,12 @@ type Config struct {
 	// ReproduceWithin is how long a release may wait (default 24 hours).
 	Rebuilders      []Rebuilder
 	ReproduceWithin time.Duration
-	Logger          *slog.Logger
-	Now             func() time.Time
+	// Custody is each platform's key custody whose unwrap counts are
+	// reconciled with its access logs (unreconciled-unwrap); none: the
+	// rule is off.
+	Custody []Custody
+	Logger  *slog.Logger
+	Now     func() time.Time
 }
 
 // Monitor follows every log of the platforms it supervises, each entry
@@ -458,6 +462,11 @@ func (m *Monitor) platform(ctx context.Context, base string) ([]Alert, error) {
 	raised = append(raised, a...)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("rebuild verdicts: %w", err))
+	}
+	a, err = m.reconcileUnwraps(ctx, base)
+	raised = append(raised, a...)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("custody's counts: %w", err))
 	}
 	return raised, errors.Join(errs...)
 }

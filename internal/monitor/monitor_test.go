@@ -29,13 +29,14 @@ import (
 // and an analyst of zurich.
 type testPlatform struct {
 	*platform.Platform
-	sha, analyst string
+	sha, analyst, data string
 }
 
 func startPlatform(t testing.TB) *testPlatform {
 	t.Helper()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	p, err := platform.Start(context.Background(), platform.Config{Data: t.TempDir(), Listen: "127.0.0.1:0", CheckpointInterval: 100 * time.Millisecond, Logger: quiet})
+	data := t.TempDir()
+	p, err := platform.Start(context.Background(), platform.Config{Data: data, Listen: "127.0.0.1:0", CheckpointInterval: 100 * time.Millisecond, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +45,7 @@ func startPlatform(t testing.TB) *testPlatform {
 		defer cancel()
 		p.Close(ctx)
 	})
-	tp := &testPlatform{Platform: p, sha: fmt.Sprintf("%064x", []byte("monitor test"))[:64]}
+	tp := &testPlatform{Platform: p, sha: fmt.Sprintf("%064x", []byte("monitor test"))[:64], data: data}
 	var ep struct {
 		Token     string `json:"token"`
 		IngestURL string `json:"ingest_url"`
