@@ -127,6 +127,11 @@ func webhook(u string, wh *standardwebhooks.Webhook, hc *http.Client, now func()
 			return nil
 		}
 		err = fmt.Errorf("%s answered %s: %q", u, resp.Status, bytes.TrimSpace(text))
+		if c := resp.StatusCode; c/100 == 4 && c != http.StatusRequestTimeout && c != http.StatusTooManyRequests {
+			// The receiver refuses this alert itself (too large, not
+			// acceptable, a bad signature): see maxRefusals.
+			err = &refusedError{err}
+		}
 		return backoff.WithRetryAfter(err, client.ParseRetryAfter(resp.Header.Get("Retry-After"), now()))
 	}}
 }
@@ -145,7 +150,10 @@ func hookCommand(path string) target {
 		cmd.Stdin = bytes.NewReader(body)
 		cmd.Env = append(os.Environ(), "VITRINE_ALERT_ID="+id)
 		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &limitedBuffer{&out, 4096}, &limitedBuffer{&out, 4096}
+		// One writer for both: exec then copies them in one goroutine
+		// (two writers over one buffer would race).
+		lb := &limitedBuffer{&out, 4096}
+		cmd.Stdout, cmd.Stderr = lb, lb
 		cmd.WaitDelay = 5 * time.Second
 		if err := cmd.Run(); err != nil {
 			return fmt.Errorf("%s: %w: %q", path, err, bytes.TrimSpace(out.Bytes()))
@@ -167,6 +175,20 @@ func (l *limitedBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// refusedError is a receiver's refusal of an alert (a 4xx other than 408
+// and 429), as opposed to its being out of reach.
+type refusedError struct{ err error }
+
+func (e *refusedError) Error() string { return e.err.Error() }
+func (e *refusedError) Unwrap() error { return e.err }
+
+// maxRefusals is how many times in a row a target may refuse one alert
+// before the monitor sets it aside for that target, raising a
+// delivery-failed alert, so that one alert the receiver will never take
+// (too large for it, say) does not hold back every alert after it. Out of
+// reach, a target is retried for as long as it takes.
+const maxRefusals = 10
+
 // deliveryRetry spaces the attempts at an alert a target refused: from 1s,
 // doubling to 5 minutes, for as long as it takes.
 var deliveryRetry = backoff.Policy{Min: time.Second, Max: 5 * time.Minute}
@@ -178,6 +200,7 @@ const deliveryPoll = time.Second
 // deliver sends t every alert after its cursor until ctx ends.
 func (m *Monitor) deliver(ctx context.Context, t target, wake <-chan struct{}) {
 	var fails backoff.State
+	refusals := 0
 	for ctx.Err() == nil {
 		cursor, err := m.store.cursor(ctx, t.name)
 		var next []Alert
@@ -197,7 +220,7 @@ func (m *Monitor) deliver(ctx context.Context, t target, wake <-chan struct{}) {
 		}
 		for _, a := range next {
 			for {
-				body, err := json.Marshal(a)
+				body, err := alertBody(a)
 				if err != nil {
 					m.cfg.Logger.Error("monitor delivery: encoding an alert", "id", a.ID, "err", err)
 					return
@@ -209,12 +232,33 @@ func (m *Monitor) deliver(ctx context.Context, t target, wake <-chan struct{}) {
 					return
 				}
 				if err == nil {
-					fails = backoff.State{}
+					fails, refusals = backoff.State{}, 0
 					if err := m.store.delivered(ctx, t.name, a.ID); err != nil {
 						if ctx.Err() == nil {
 							m.cfg.Logger.Warn("monitor delivery: saving the cursor", "target", t.name, "err", err)
 						}
 						sleep(ctx, time.Second, nil)
+					}
+					break
+				}
+				var refused *refusedError
+				if errors.As(err, &refused) {
+					refusals++
+				} else {
+					refusals = 0
+				}
+				if refusals >= maxRefusals {
+					refusals = 0
+					fails = backoff.State{}
+					m.cfg.Logger.Error("monitor delivery: the target refuses an alert; setting it aside", "target", t.name, "alert", a.ID, "err", err)
+					if a.Rule != "delivery-failed" {
+						detail := fmt.Sprintf("%s refused alert %d (%s) %d times in a row and no longer gets it; it is at GET /v1/alerts/%d: %v", t.name, a.ID, a.Rule, maxRefusals, a.ID, err)
+						if _, rerr := m.Raise(ctx, "delivery-failed", "warning", detail, fmt.Sprintf("%s %d", t.name, a.ID)); rerr != nil && ctx.Err() == nil {
+							m.cfg.Logger.Warn("monitor delivery: raising delivery-failed", "err", rerr)
+						}
+					}
+					if err := m.store.delivered(ctx, t.name, a.ID); err != nil && ctx.Err() == nil {
+						m.cfg.Logger.Warn("monitor delivery: saving the cursor", "target", t.name, "err", err)
 					}
 					break
 				}
@@ -230,6 +274,18 @@ func (m *Monitor) deliver(ctx context.Context, t target, wake <-chan struct{}) {
 			}
 		}
 	}
+}
+
+// alertBody is the body a target gets: the alert's JSON, without the
+// HTML escaping that would make an entry full of '<' six times its size.
+func alertBody(a Alert) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(a); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
 // deliveryID is an alert's webhook-id: the monitor's own id and the
@@ -269,10 +325,30 @@ CREATE TABLE IF NOT EXISTS targets (
 );`
 
 // addTarget starts a target that the store does not know after the alerts
-// it holds.
-func (s *store) addTarget(ctx context.Context, name string) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO targets (name, cursor) VALUES (?, (SELECT COALESCE(MAX(id), 0) FROM alerts)) ON CONFLICT DO NOTHING`, name)
+// it holds, or, when targets are being replaced (a webhook's address
+// changed), where the furthest behind of those left off: a backlog is not
+// dropped by fixing an address.
+func (s *store) addTarget(ctx context.Context, name string, replaced []string) error {
+	from := `(SELECT COALESCE(MAX(id), 0) FROM alerts)`
+	args := []any{name}
+	if len(replaced) > 0 {
+		from = `(SELECT MIN(cursor) FROM targets WHERE name IN (?` + strings.Repeat(", ?", len(replaced)-1) + `))`
+		for _, r := range replaced {
+			args = append(args, r)
+		}
+	}
+	_, err := s.db.ExecContext(ctx, `INSERT INTO targets (name, cursor) VALUES (?, `+from+`) ON CONFLICT DO NOTHING`, args...)
 	return fault.Mark(fault.ErrUnavailable, err)
+}
+
+// targetNames returns the names of the targets the store knows.
+func (s *store) targetNames(ctx context.Context) ([]string, error) {
+	ts, err := s.targets(ctx)
+	var out []string
+	for _, t := range ts {
+		out = append(out, t.Target)
+	}
+	return out, err
 }
 
 // keepTargets forgets every target but ts.

@@ -3,6 +3,7 @@ package monitor
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+
+	"github.com/vitrine-dev/vitrine/internal/backoff"
 )
 
 // receiver is a webhook receiver that checks each delivery's signature
@@ -291,5 +294,59 @@ func TestHeartbeat(t *testing.T) {
 	beats, err := m.Alerts(context.Background(), AlertQuery{Rule: "heartbeat"})
 	if err != nil || len(beats) != 2 {
 		t.Errorf("heartbeats: %d, %v; want 2 (one per hour)", len(beats), err)
+	}
+}
+
+// TestRefusedAlertIsSetAside: an alert a receiver refuses again and again
+// (413: too large for it) is set aside for that receiver after
+// maxRefusals attempts, with a delivery-failed alert, and the alerts
+// after it arrive; a receiver out of reach is not given up on. A target
+// whose address changed takes over the backlog of the one it replaced.
+func TestRefusedAlertIsSetAside(t *testing.T) {
+	defer func(p backoff.Policy) { deliveryRetry = p }(deliveryRetry)
+	deliveryRetry = backoff.Policy{Min: time.Millisecond, Max: 5 * time.Millisecond}
+	tp := startPlatform(t)
+	dir := t.TempDir()
+	secret, err := LoadWebhookSecret(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, srv := newReceiver(t, secret, 0)
+	picky := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if strings.Contains(string(body), `"detail":"refuse me"`) {
+			http.Error(w, "too large", http.StatusRequestEntityTooLarge)
+			return
+		}
+		r.Body = io.NopCloser(strings.NewReader(string(body)))
+		rc.ServeHTTP(w, r)
+	}))
+	defer picky.Close()
+	ctx := context.Background()
+	// First a target that is down, collecting a backlog.
+	m, err := New(ctx, Config{Dir: dir, Platforms: []string{tp.URL()}, Interval: time.Hour, Webhooks: []string{srv.URL + "/old-address"}, Heartbeat: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Close()
+	for i, d := range []string{"first", "refuse me", "third"} {
+		if _, err := m.Raise(ctx, "test-alert", "info", d, fmt.Sprint(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m.Close()
+	// The address is fixed: the new one gets the backlog.
+	m, err = New(ctx, Config{Dir: dir, Platforms: []string{tp.URL()}, Interval: time.Hour, Webhooks: []string{picky.URL}, Heartbeat: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, m)
+	got := rc.waitFor(t, "received the alerts after the refused one", func(got []Alert) bool { return len(got) >= 3 })
+	var details []string
+	for _, a := range got {
+		details = append(details, a.Rule+": "+a.Detail)
+	}
+	if len(got) != 3 || got[0].Detail != "first" || got[1].Detail != "third" || got[2].Rule != "delivery-failed" || !strings.Contains(got[2].Detail, "413") {
+		t.Errorf("received %q; want first, third, then delivery-failed naming the 413", details)
 	}
 }

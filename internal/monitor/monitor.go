@@ -242,8 +242,19 @@ func New(ctx context.Context, cfg Config) (*Monitor, error) {
 		s.Close()
 		return nil, err
 	}
+	known, err := s.targetNames(ctx)
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	var replaced []string
+	for _, k := range known {
+		if !slices.ContainsFunc(targets, func(t target) bool { return t.name == k }) {
+			replaced = append(replaced, k)
+		}
+	}
 	for _, t := range targets {
-		if err := s.addTarget(ctx, t.name); err != nil {
+		if err := s.addTarget(ctx, t.name, replaced); err != nil {
 			s.Close()
 			return nil, err
 		}
