@@ -17,6 +17,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/transparency-dev/tessera/api"
 )
@@ -43,10 +44,17 @@ const (
 	// log that stopped, for monitors that must notice it. It is not in
 	// Lies: a frozen checkpoint is true, only old.
 	Frozen
+	// Slow answers every tile of the log (hash tiles and entry bundles)
+	// SlowDelay late: a platform that stalls the readers it does not want
+	// to see its log. It is not in Lies: what it serves is true.
+	Slow
 )
 
+// SlowDelay is how late Slow answers.
+const SlowDelay = 500 * time.Millisecond
+
 func (l Lie) String() string {
-	return [...]string{"honest", "doctored bundles", "doctored bundles on second reads", "doctored tiles", "a doctored checkpoint", "a frozen checkpoint"}[l]
+	return [...]string{"honest", "doctored bundles", "doctored bundles on second reads", "doctored tiles", "a doctored checkpoint", "a frozen checkpoint", "slow tiles"}[l]
 }
 
 // Lies are the lies a reader must refuse.
@@ -114,6 +122,9 @@ func (p *Proxy) modify(r *http.Response, target string) error {
 			}
 			return b
 		})
+	case lie == Slow && strings.HasPrefix(rest, "tile/"):
+		time.Sleep(SlowDelay)
+		return nil
 	case lie == Frozen && rest == "checkpoint":
 		return replaceBody(r, func(b []byte) []byte {
 			p.mu.Lock()

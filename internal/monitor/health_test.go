@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vitrine-dev/vitrine/internal/liar"
 	"github.com/vitrine-dev/vitrine/internal/witness"
 )
 
@@ -166,5 +167,52 @@ func TestWitnessSilent(t *testing.T) {
 	c.add(time.Minute)
 	if a := silent(); len(a) != 0 {
 		t.Errorf("the same silence again: %d alerts", len(a))
+	}
+}
+
+// TestMonitorLagging: a platform that answers its tiles too slowly for a
+// pass to finish within PlatformTimeout leaves the logs it holds up (and
+// those after them) behind; once they have not been caught up for
+// StaleAfter, each is a monitor-lagging alert. Logs that were followed to
+// their checkpoints are not.
+func TestMonitorLagging(t *testing.T) {
+	tp := startPlatform(t)
+	px := liar.New(t, tp.URL(), "access-zurich", nil)
+	c := &clock{t: time.Now()}
+	m, err := New(context.Background(), Config{Dir: t.TempDir(), Platforms: []string{px.URL}, StaleAfter: time.Minute, PlatformTimeout: 300 * time.Millisecond, Now: c.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	lagging := func() map[string]bool {
+		raised, _ := m.Pass(context.Background())
+		out := map[string]bool{}
+		for _, a := range raised {
+			if a.Rule == "monitor-lagging" {
+				out[a.Log] = true
+			}
+		}
+		return out
+	}
+	waitQuiet(t, tp.Platform, "access-zurich")
+	for range 2 { // the first pass follows, the second counts from it
+		if got := lagging(); len(got) != 0 {
+			t.Fatalf("a platform that answers in time: %v", got)
+		}
+	}
+	tp.read(t, "CUSTOMER_INITIATED_SUPPORT; case 8")
+	waitQuiet(t, tp.Platform, "access-zurich")
+	px.Tell(liar.Slow)
+	c.add(30 * time.Second)
+	if got := lagging(); len(got) != 0 {
+		t.Fatalf("behind for 30 s: %v", got)
+	}
+	c.add(time.Minute)
+	got := lagging()
+	if !got["access-zurich"] || got["policy"] || got["release"] {
+		t.Errorf("behind for 90 s: %v, want access-zurich (and what comes after it), not policy or release", got)
+	}
+	if again := lagging(); again["access-zurich"] {
+		t.Errorf("the same lag again: %v", again)
 	}
 }

@@ -106,6 +106,9 @@ type Monitor struct {
 	// down is, per thing that can fail (a platform, a log, a witness of a
 	// log), since when it has been failing (see outage).
 	down map[string]time.Time
+	// caughtUp is, per followed log (its state's key), when the monitor
+	// last followed it to its checkpoint (see lagging).
+	caughtUp map[string]time.Time
 	// policies are, per platform, the last policy entry read; it is saved
 	// with the policy log's state, so that a restarted monitor checks
 	// residency under it.
@@ -220,7 +223,7 @@ func New(ctx context.Context, cfg Config) (*Monitor, error) {
 		s.Close()
 		return nil, err
 	}
-	m := &Monitor{cfg: cfg, store: s, homes: map[string]map[string]string{}, logs: map[string]map[string]*followed{}, fresh: map[string]seen{}, down: map[string]time.Time{}, policies: map[string][]byte{}, targets: targets}
+	m := &Monitor{cfg: cfg, store: s, homes: map[string]map[string]string{}, logs: map[string]map[string]*followed{}, fresh: map[string]seen{}, down: map[string]time.Time{}, caughtUp: map[string]time.Time{}, policies: map[string][]byte{}, targets: targets}
 	if m.windows, err = s.state(ctx, "windows"); err != nil {
 		s.Close()
 		return nil, err
@@ -377,6 +380,9 @@ func (m *Monitor) Pass(ctx context.Context) ([]Alert, error) {
 		if ctx.Err() != nil {
 			continue
 		}
+		// Health is judged and committed under the pass's context, not
+		// the platform's, which a platform that stalls runs out.
+		lag := m.lagging(base)
 		// A platform whose discovery document cannot be read: the
 		// monitor sees none of its logs.
 		var unreachable *discoveryError
@@ -384,6 +390,7 @@ func (m *Monitor) Pass(ctx context.Context) ([]Alert, error) {
 			return Alert{Rule: "platform-unreachable", Severity: "warning", Platform: base,
 				Detail: fmt.Sprintf("the monitor has not been able to read the platform's discovery document since %s: it sees none of its logs: %v", since.UTC().Format(time.RFC3339), unreachable)}
 		})
+		out = append(out, lag...)
 		if len(out) > 0 {
 			added, err := m.commit(ctx, out, "", nil, nil)
 			raised = append(raised, added...)
@@ -455,19 +462,6 @@ func (m *Monitor) platform(ctx context.Context, base string) ([]Alert, error) {
 		if err != nil {
 			errs = append(errs, fmt.Errorf("log %s: %w", dl.Name, err))
 		}
-		if ctx.Err() != nil && err != nil {
-			// The pass ran out of time: the log is behind, not failing.
-			err = nil
-		}
-		out := m.outage("log "+base+" "+dl.Name, err != nil, func(since time.Time) Alert {
-			return Alert{Rule: "monitor-lagging", Severity: "warning", Platform: base, Log: dl.Name, Origin: l.Origin(),
-				Detail: fmt.Sprintf("the monitor has not been able to follow this log to its checkpoint since %s; what was logged since is not reviewed: %v", since.UTC().Format(time.RFC3339), err)}
-		})
-		if len(out) > 0 {
-			added, cerr := m.commit(ctx, out, "", nil, nil)
-			raised = append(raised, added...)
-			errs = append(errs, cerr)
-		}
 	}
 	a, err := m.reproductions(ctx, base)
 	raised = append(raised, a...)
@@ -480,6 +474,40 @@ func (m *Monitor) platform(ctx context.Context, base string) ([]Alert, error) {
 		errs = append(errs, fmt.Errorf("custody's counts: %w", err))
 	}
 	return raised, errors.Join(errs...)
+}
+
+// lagging returns a monitor-lagging alert for each log of platform base
+// that the monitor has not followed to a checkpoint for StaleAfter,
+// whatever the cause (a platform that answers too slowly to finish a pass
+// in PlatformTimeout, a log that fails to read): what was logged since is
+// not reviewed. One alert per time the log was last caught up.
+func (m *Monitor) lagging(base string) []Alert {
+	now := m.cfg.Now()
+	m.mu.Lock()
+	var logs []*followed
+	for _, byKey := range m.logs {
+		for _, f := range byKey {
+			if f.platform == base {
+				logs = append(logs, f)
+			}
+		}
+	}
+	m.mu.Unlock()
+	var out []Alert
+	for _, f := range logs {
+		at, ok := m.caughtUp[f.key]
+		if !ok {
+			m.caughtUp[f.key] = now // counted from the first time seen
+			continue
+		}
+		if now.Sub(at) <= m.cfg.StaleAfter {
+			continue
+		}
+		out = append(out, Alert{Rule: "monitor-lagging", Severity: "warning", Platform: base, Log: f.name, Origin: f.log.Origin(), Time: now.UTC(),
+			Detail: fmt.Sprintf("the monitor has not followed this log to its checkpoint since %s; what was logged since is not reviewed", at.UTC().Format(time.RFC3339)),
+			once:   "lagging " + f.key + " " + at.UTC().Format(time.RFC3339Nano)})
+	}
+	return out
 }
 
 // discoveryError is a platform whose discovery document could not be read.
@@ -635,6 +663,7 @@ func (m *Monitor) follow(ctx context.Context, base, name string, l *client.Log, 
 		}
 		m.windows, m.ledgerSaved, m.releases = windows, ledgerState, nil
 		if err == nil {
+			m.caughtUp[key] = m.cfg.Now()
 			return raised, nil
 		}
 	}
