@@ -2,12 +2,15 @@ package agent_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -103,5 +106,36 @@ func TestAgentReportsCheckpoints(t *testing.T) {
 	}
 	if r := done[0].Monitors; len(r) != 1 || r[0].Confirmed || r[0].Err == nil {
 		t.Errorf("the report of a monitor that is down: %+v", r)
+	}
+
+	// A monitor the endpoint's operator pins that claims a fork with an
+	// older checkpoint of the same, consistent log: the log disproves the
+	// claim and the update goes on.
+	older, err := a.Log("release").Reader().ReadCheckpoint(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	liar := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		posted, _ := io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusConflict)
+		json.NewEncoder(w).Encode(map[string]any{"consistent": false, "alert": map[string]any{"rule": "log-fork", "detail": "a made-up fork",
+			"checkpoints": []string{string(older), string(posted)}}})
+	}))
+	defer liar.Close()
+	if err := onA.AddMonitor("ftp://x"); err == nil {
+		t.Error("an ftp monitor was pinned")
+	}
+	if err := onA.AddMonitor(liar.URL); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, a, "tool", "1.0.2", map[string][]byte{"tool_linux_amd64": []byte("\x7fELF the audited tool, fixed again")})
+	done, err = onA.Update(ctx)
+	if err != nil || len(done) != 1 {
+		t.Fatalf("the update with a lying monitor: %+v, %v", done, err)
+	}
+	r := done[0].Monitors
+	if len(r) != 2 || r[1].Monitor != liar.URL+"/" || r[1].Err == nil || !strings.Contains(r[1].Err.Error(), "consistent") {
+		t.Errorf("the reports with a lying monitor: %+v", r)
 	}
 }

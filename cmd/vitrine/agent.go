@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/url"
 	"os"
 	"sort"
 	"strings"
@@ -16,13 +17,20 @@ import (
 )
 
 func runAgentRegister(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "agent register", "[--platform URL] [--token FILE] --country CC [--dir DIR]")
+	fs := newFlags(e, "agent register", "[--platform URL] [--token FILE] --country CC [--dir DIR] [--monitor URL …]")
 	base := fs.String("platform", cli.DefaultPlatform(), "the platform to register with; its discovery document is pinned now")
 	tokenFile := fs.String("token", cli.DefaultOperatorToken, "file holding the enrolment token (in 'vitrine up', the operator token)")
 	country := fs.String("country", "", "the endpoint's country (ISO 3166-1 alpha-2): it chooses the home region")
 	dir := fs.String("dir", userDir("agent"), "the agent's directory: pinned trust, identity, installed releases")
+	var monitors platforms
+	fs.Var(&monitors, "monitor", "`URL` of a supervisor's monitor to report each update's checkpoint to, besides those the discovery document lists (repeat for several)")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
+	}
+	for _, m := range monitors {
+		if u, err := url.Parse(m); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("--monitor %q: want an http or https URL", m)
+		}
 	}
 	if *country == "" {
 		fs.Usage()
@@ -35,6 +43,11 @@ func runAgentRegister(ctx context.Context, e *env, args []string) error {
 	a, err := agent.Register(ctx, *dir, *base, token, strings.ToUpper(*country), nil)
 	if err != nil {
 		return err
+	}
+	for _, m := range monitors {
+		if err := a.AddMonitor(m); err != nil {
+			return err
+		}
 	}
 	id := a.Identity()
 	fmt.Fprintf(e.Stdout, "registered endpoint %s, home region %s; trust pinned in %s\n", id.ID, id.Region, *dir)
