@@ -117,6 +117,10 @@ func (m *Monitor) Acknowledge(ctx context.Context, id int64, note string) (*Ackn
 	if err != nil {
 		return nil, fault.Mark(fault.ErrUnavailable, fmt.Errorf("logging the acknowledgement: %w", err))
 	}
+	// Logged: it is kept whether or not the supervisor waits for the
+	// answer, so that what the log holds is shown with the alert.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
 	// Published (and witnessed, under a witness policy) before it counts.
 	if _, err := m.acks.Prove(ctx, index); err != nil {
 		return nil, fault.Mark(fault.ErrUnavailable, fmt.Errorf("publishing the acknowledgement: %w", err))

@@ -194,6 +194,7 @@ func (m *Monitor) serveFeed(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/atom+xml; charset=utf-8")
+	w.Header().Set("Vary", "Host") // its links are made from the Host the reader asked
 	w.Header().Set("Cache-Control", "no-cache")
 	_, _ = io.WriteString(w, atom)
 }

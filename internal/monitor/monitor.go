@@ -544,6 +544,10 @@ func (m *Monitor) outage(id string, failing bool, mk func(since time.Time) Alert
 
 var errChunk = errors.New("chunk full")
 
+// maxSkew is how far ahead of the monitor's clock an entry's time may be
+// before the threshold windows count it as of the monitor's time.
+const maxSkew = 5 * time.Minute
+
 // checkBatch is how many entries are checked at once, on every core.
 const checkBatch = 1024
 
@@ -829,6 +833,12 @@ func (m *Monitor) settle(base, name, origin, key string, pv note.Verifier, c *ch
 			m.homes[base] = HomeMap(p)
 			m.policies[base] = c.entry
 		}
+	}
+	// Windows count by the entries' own times, which the vendor writes:
+	// an entry dated ahead of the monitor's clock counts as of now, so
+	// that it cannot sit in a window for ever.
+	if limit := now.Add(maxSkew); c.ev.Time.After(limit) {
+		c.ev.Time = limit
 	}
 	for _, mt := range m.cfg.Rules.settle(&c.ev, c.prep) {
 		detail := mt.Rule.Description
