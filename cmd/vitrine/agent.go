@@ -9,6 +9,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/vitrine-dev/vitrine/agent"
@@ -166,4 +167,40 @@ func runAgentScan(ctx context.Context, e *env, args []string) error {
 		return &cli.ExitError{Status: 1}
 	}
 	return nil
+}
+
+func runAgentAccesses(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "agent accesses", "[--dir DIR] [--monitor URL]")
+	dir := fs.String("dir", userDir("agent"), "the agent's directory")
+	mon := fs.String("monitor", "", "the supervisor's monitor to ask (default: the first one the agent pinned)")
+	if err := parseFlags(fs, args, 0); err != nil {
+		return err
+	}
+	a, err := agent.Open(*dir)
+	if err != nil {
+		return err
+	}
+	if *mon == "" {
+		ms := a.Monitors()
+		if len(ms) == 0 {
+			return errors.New("the agent pinned no monitor: name one with --monitor")
+		}
+		*mon = ms[0]
+	}
+	pseudonym, seen, err := a.Accesses(ctx, *mon)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.Stdout, "endpoint %s, pseudonym %s: %d accesses, each proven in its log\n", a.Identity().ID, pseudonym, len(seen))
+	if len(seen) == 0 {
+		return nil
+	}
+	tw := tabwriter.NewWriter(e.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIME\tBY\tACTION\tRECORDS\tJUSTIFICATION\tOUTCOME\tENTRY")
+	for _, s := range seen {
+		r := s.Record
+		fmt.Fprintf(tw, "%s\t%s (%s, %s)\t%s\t%d\t%s: %s\t%s\t%s/%d\n", r.Time.UTC().Format(time.RFC3339), r.Principal.ID, r.Principal.Role, r.Principal.Location,
+			r.Action, r.Resource.Count, r.Justification.Code, r.Justification.Detail, r.Outcome, s.Log, s.Index)
+	}
+	return tw.Flush()
 }

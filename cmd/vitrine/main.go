@@ -37,6 +37,7 @@ func init() {
 		"policy diff":        {Summary: "print what changed between two residency policy versions", Run: runPolicyDiff},
 		"agent register":     {Summary: "register this endpoint with a platform and pin its trust", Run: runAgentRegister},
 		"agent update":       {Summary: "install the newest releases that TUF, the provenance, the release log and the witnesses accept", Run: runAgentUpdate},
+		"agent accesses":     {Summary: "list every access to this endpoint's data, from a supervisor's monitor, each proven in its log", Run: runAgentAccesses},
 		"agent scan":         {Summary: "scan files with the installed rule database and report detections", Run: runAgentScan},
 		"build":              {Summary: "build a recipe on the platform, sign, log and publish the release", Run: runBuild},
 		"release verify":     {Summary: "check an artifact against its provenance, signature and release-log inclusion", Run: runReleaseVerify},

@@ -42,6 +42,8 @@ func runMonitor(ctx context.Context, e *env, args []string) error {
 	fs.Var(&rebuilderFlags, "rebuilder", "`SPEC` PLATFORM,URL,KEYFILE: a rebuilder of the platform whose verdicts its releases wait for (release-not-reproduced), its base URL and its public key (PEM) obtained out of band; repeat for several")
 	var custodyFlags platforms
 	fs.Var(&custodyFlags, "custody", "`SPEC` PLATFORM,URL,TOKENFILE: the platform's key custody, whose unwrap counts are reconciled with its access logs (unreconciled-unwrap); repeat for several")
+	var pkeyFlags platforms
+	fs.Var(&pkeyFlags, "pseudonym-key", "`SPEC` PLATFORM,KEYFILE: the platform's pseudonymisation key, with which the monitor answers endpoints that ask who accessed their data (GET /v1/accesses)")
 	within := fs.Duration("reproduce-within", 24*time.Hour, "how long a release may wait for a reproducing verdict")
 	name := fs.String("name", "vitrine-monitor", "the monitor's name: its acknowledgement log's origin is NAME/acknowledgements (keep it across restarts)")
 	if err := parseFlags(fs, args, 0); err != nil {
@@ -82,6 +84,18 @@ func runMonitor(ctx context.Context, e *env, args []string) error {
 		}
 		custodies = append(custodies, monitor.Custody{Platform: strings.TrimRight(parts[0], "/"), URL: parts[1], Token: tok})
 	}
+	pkeys := map[string][]byte{}
+	for _, v := range pkeyFlags {
+		plat, file, ok := strings.Cut(v, ",")
+		if !ok {
+			return fmt.Errorf("--pseudonym-key %q: want PLATFORM,KEYFILE", v)
+		}
+		k, err := cli.ReadToken(file, "the pseudonymisation key")
+		if err != nil {
+			return err
+		}
+		pkeys[strings.TrimRight(plat, "/")] = []byte(k)
+	}
 	compiled, err := loadRules(*rulesFile)
 	if err != nil {
 		return err
@@ -99,7 +113,7 @@ func runMonitor(ctx context.Context, e *env, args []string) error {
 	}
 	m, err := monitor.New(ctx, monitor.Config{Dir: *data, Platforms: plats, Rules: compiled, Interval: *interval, Logger: e.Logger,
 		Webhooks: hooks, HookCommand: *hookCmd, Heartbeat: *heartbeat, Name: *name, SupervisorToken: token,
-		Rebuilders: rebuilders, ReproduceWithin: *within, Custody: custodies})
+		Rebuilders: rebuilders, ReproduceWithin: *within, Custody: custodies, PseudonymKeys: pkeys})
 	if err != nil {
 		return err
 	}

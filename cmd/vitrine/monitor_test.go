@@ -331,6 +331,30 @@ func TestMonitorInUp(t *testing.T) {
 		t.Fatalf("monitor test-alert: %v\n%s", err, out)
 	}
 	waitAlerts(t, hook, secret, "test-alert")
+
+	// An endpoint asks the monitor who accessed its data.
+	agentDir := filepath.Join(t.TempDir(), "agent")
+	if out, err := runVitrine(t, bin, "agent", "register", "--platform", p.base, "--token", filepath.Join(data, "operator.token"), "--country", "DE", "--dir", agentDir); err != nil {
+		t.Fatalf("agent register: %v\n%s", err, out)
+	}
+	var id struct {
+		ID, Token, IngestURL string `json:",omitempty"`
+	}
+	b, err := os.ReadFile(filepath.Join(agentDir, "identity.json"))
+	if err != nil || json.Unmarshal(b, &id) != nil {
+		t.Fatalf("identity.json: %v %s", err, b)
+	}
+	c.call("POST", p.base+"/regions/zurich/v1/telemetry", id.Token, `{"batch_id":"mine","records":[`+testRecord(fmt.Sprintf("%064x", 5000), "/home/me/x")+`]}`, "", nil)
+	c.call("GET", "/regions/zurich/v1/records?endpoint="+id.ID, analyst, "", "THIRD_PARTY_DATA_REQUEST; court order 13", nil)
+	var out2 string
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if out2, err = runVitrine(t, bin, "agent", "accesses", "--dir", agentDir); err == nil && strings.Contains(out2, "court order 13") {
+			break
+		}
+	}
+	if err != nil || !strings.Contains(out2, ": 1 accesses, each proven") || !strings.Contains(out2, "analyst:jdoe (analyst, CH)") {
+		t.Fatalf("agent accesses: %v\n%s", err, out2)
+	}
 }
 
 // TestMonitorKilled: `vitrine monitor` is SIGKILLed at random moments, 20

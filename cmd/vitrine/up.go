@@ -155,9 +155,15 @@ func runUp(ctx context.Context, e *env, args []string) error {
 		} else if err == nil {
 			cust.Token, err = cli.ReadToken(filepath.Join(pc.Data, "custody.token"), "custody's token")
 		}
+		// The pseudonymisation key lets the monitor answer endpoints
+		// that ask who accessed their data.
+		var pkey string
+		if err == nil {
+			pkey, err = cli.ReadToken(filepath.Join(pc.Data, "pseudonym.key"), "the pseudonymisation key")
+		}
 		if err == nil {
 			mon, err = monitor.New(ctx, monitor.Config{Dir: monDir, Platforms: []string{p.URL()}, Rules: rules, Name: c.Name + "/monitor", SupervisorToken: token,
-				Custody:  []monitor.Custody{cust},
+				Custody: []monitor.Custody{cust}, PseudonymKeys: map[string][]byte{p.URL(): []byte(pkey)},
 				Interval: time.Duration(c.Monitor.Interval), Webhooks: c.Monitor.Webhooks, HookCommand: c.Monitor.HookCommand, Logger: e.Logger})
 		}
 		if err != nil {

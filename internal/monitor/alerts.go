@@ -116,7 +116,7 @@ func openStore(ctx context.Context, dir string) (*store, error) {
 		return nil, err
 	}
 	db.SetMaxOpenConns(1)
-	if _, err := db.ExecContext(ctx, schema+targetsSchema+acksSchema+releasesSchema+unwrapsSchema); err != nil {
+	if _, err := db.ExecContext(ctx, schema+targetsSchema+acksSchema+releasesSchema+unwrapsSchema+subjectsSchema); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("opening the monitor's store %s: %w", path, err)
 	}
@@ -145,7 +145,20 @@ func (s *store) state(ctx context.Context, key string) ([]byte, error) {
 // commit adds alerts (skipping any already raised for the same entry and
 // rule, see Alert.once) and saves state under key, in one durable transaction. It returns
 // the alerts it added, with their ids.
-func (s *store) commit(ctx context.Context, alerts []Alert, key string, state []byte, extra map[string][]byte, releases ...releaseRow) ([]Alert, error) {
+// chunkRows are what a chunk of entries adds to the store besides alerts
+// and state: the releases that wait for verdicts, the subjects that
+// accesses name.
+type chunkRows struct {
+	releases []releaseRow
+	subjects []subjectRow
+}
+
+func (s *store) commit(ctx context.Context, alerts []Alert, key string, state []byte, extra map[string][]byte, rows ...chunkRows) ([]Alert, error) {
+	var releases []releaseRow
+	var subjects []subjectRow
+	for _, r := range rows {
+		releases, subjects = append(releases, r.releases...), append(subjects, r.subjects...)
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fault.Mark(fault.ErrUnavailable, err)
@@ -192,6 +205,19 @@ func (s *store) commit(ctx context.Context, alerts []Alert, key string, state []
 			r.platform, r.log, int64(r.index), r.origin, r.key, r.name, r.version, r.digest, r.seen.UnixMicro(), r.entry); err != nil {
 			return nil, fault.Mark(fault.ErrUnavailable, fmt.Errorf("keeping a release for its verdicts: %w", err))
 		}
+	}
+	if len(subjects) > 0 {
+		stmt, err := tx.PrepareContext(ctx, `INSERT INTO subjects (platform, log, pseudonym, idx) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING`)
+		if err != nil {
+			return nil, fault.Mark(fault.ErrUnavailable, err)
+		}
+		for _, r := range subjects {
+			if _, err := stmt.ExecContext(ctx, r.platform, r.log, r.pseudonym, int64(r.index)); err != nil {
+				stmt.Close()
+				return nil, fault.Mark(fault.ErrUnavailable, fmt.Errorf("indexing an access's subjects: %w", err))
+			}
+		}
+		stmt.Close()
 	}
 	if key != "" {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO states (key, state) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET state = excluded.state`, key, state); err != nil {

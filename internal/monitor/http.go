@@ -32,6 +32,8 @@ type AlertsAnswer struct {
 //	POST /v1/alerts/{id}/acknowledgements {"note": "…"} (the supervisor's
 //	     token): logs the note in the acknowledgement log, then keeps it
 //	GET /v1/monitor: the monitor's id and its acknowledgement log
+//	GET /v1/accesses?platform=URL&after=N (an endpoint's own token): the
+//	     access entries that name the endpoint, with proofs
 //	GET /v1/acknowledgements/checkpoint, /tile/…: the acknowledgement log
 //	POST /v1/checkpoints (body: a checkpoint someone was served; see
 //	     CheckCheckpoint): 200 consistent, 409 a fork (with the alert), 400
@@ -47,6 +49,7 @@ func (m *Monitor) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/alerts.atom", m.serveFeed)
 	mux.HandleFunc("POST /v1/alerts/{id}/acknowledgements", m.serveAcknowledge)
 	mux.HandleFunc("GET /v1/monitor", m.serveAbout)
+	mux.HandleFunc("GET /v1/accesses", m.serveAccesses)
 	mux.Handle("/v1/acknowledgements/", http.StripPrefix("/v1/acknowledgements", m.acks.ReadHandler()))
 	mux.HandleFunc("POST /v1/checkpoints", m.serveCheckpoint)
 	return mux

@@ -82,8 +82,13 @@ type Config struct {
 	// reconciled with its access logs (unreconciled-unwrap); none: the
 	// rule is off.
 	Custody []Custody
-	Logger  *slog.Logger
-	Now     func() time.Time
+	// PseudonymKeys are, per platform, the key of its subjects'
+	// pseudonyms: with one, the monitor indexes the subjects its access
+	// logs name and answers endpoints that ask who accessed their data
+	// (GET /v1/accesses).
+	PseudonymKeys map[string][]byte
+	Logger        *slog.Logger
+	Now           func() time.Time
 }
 
 // Monitor follows every log of the platforms it supervises, each entry
@@ -120,8 +125,13 @@ type Monitor struct {
 	ledger      ledger
 	ledgerSaved []byte
 	// releases are the releases read since the last commit, to wait for
-	// their verdicts (see reproductions).
+	// their verdicts (see reproductions), and subjects the pseudonyms the
+	// accesses read since then name (see accesses.go).
 	releases []releaseRow
+	subjects []subjectRow
+	// endpointKeys are, per platform, the verifier key of its endpoint
+	// tokens, from its pins.
+	endpointKeys map[string]string
 
 	// id is the monitor's own id (see deliveryID); targets receive the
 	// alerts, each woken by its channel when alerts are committed.
@@ -223,7 +233,7 @@ func New(ctx context.Context, cfg Config) (*Monitor, error) {
 		s.Close()
 		return nil, err
 	}
-	m := &Monitor{cfg: cfg, store: s, homes: map[string]map[string]string{}, logs: map[string]map[string]*followed{}, fresh: map[string]seen{}, down: map[string]time.Time{}, caughtUp: map[string]time.Time{}, policies: map[string][]byte{}, targets: targets}
+	m := &Monitor{cfg: cfg, store: s, homes: map[string]map[string]string{}, logs: map[string]map[string]*followed{}, fresh: map[string]seen{}, down: map[string]time.Time{}, caughtUp: map[string]time.Time{}, endpointKeys: map[string]string{}, policies: map[string][]byte{}, targets: targets}
 	if m.windows, err = s.state(ctx, "windows"); err != nil {
 		s.Close()
 		return nil, err
@@ -280,8 +290,8 @@ func New(ctx context.Context, cfg Config) (*Monitor, error) {
 
 // commit stores alerts and a follower's state (see store.commit) and wakes
 // the deliverers when there are new alerts.
-func (m *Monitor) commit(ctx context.Context, alerts []Alert, key string, state []byte, extra map[string][]byte, releases ...releaseRow) ([]Alert, error) {
-	added, err := m.store.commit(ctx, alerts, key, state, extra, releases...)
+func (m *Monitor) commit(ctx context.Context, alerts []Alert, key string, state []byte, extra map[string][]byte, rows ...chunkRows) ([]Alert, error) {
+	added, err := m.store.commit(ctx, alerts, key, state, extra, rows...)
 	if len(added) > 0 {
 		for _, w := range m.wake {
 			select {
@@ -429,6 +439,9 @@ func (m *Monitor) platform(ctx context.Context, base string) ([]Alert, error) {
 		added, cerr := m.commit(ctx, []Alert{a}, "", nil, nil)
 		return added, errors.Join(err, cerr)
 	}
+	m.mu.Lock()
+	m.endpointKeys[base] = pins.EndpointKey
+	m.mu.Unlock()
 	var pv note.Verifier
 	if pins.PolicyKey != "" {
 		if pv, err = note.NewVerifier(pins.PolicyKey); err != nil {
@@ -660,12 +673,12 @@ func (m *Monitor) follow(ctx context.Context, base, name string, l *client.Log, 
 		if name == "policy" && m.policies[base] != nil {
 			extra["policy "+base] = m.policies[base]
 		}
-		added, cerr := m.commit(ctx, pending, key, state, extra, m.releases...)
+		added, cerr := m.commit(ctx, pending, key, state, extra, chunkRows{releases: m.releases, subjects: m.subjects})
 		raised = append(raised, added...)
 		if cerr != nil {
 			return raised, errors.Join(cerr, m.rollback())
 		}
-		m.windows, m.ledgerSaved, m.releases = windows, ledgerState, nil
+		m.windows, m.ledgerSaved, m.releases, m.subjects = windows, ledgerState, nil, nil
 		if err == nil {
 			m.caughtUp[key] = m.cfg.Now()
 			return raised, nil
@@ -708,7 +721,7 @@ func (m *Monitor) rollback() error {
 	if err != nil {
 		return err
 	}
-	m.ledger, m.releases = l, nil
+	m.ledger, m.releases, m.subjects = l, nil, nil
 	return m.cfg.Rules.SetWindows(m.windows)
 }
 
@@ -823,6 +836,11 @@ func (m *Monitor) settle(base, name, origin, key string, pv note.Verifier, c *ch
 	var out []Alert
 	if shrank := m.ledger.note(base, name, c.index, c.pe); shrank != "" {
 		out = append(out, alert("dataset-shrank", "critical", shrank))
+	}
+	if r := c.pe.record; r != nil && m.cfg.PseudonymKeys[base] != nil {
+		for _, p := range r.Subjects {
+			m.subjects = append(m.subjects, subjectRow{platform: base, log: name, pseudonym: p, index: c.index})
+		}
 	}
 	if c.pe.release != nil && m.rebuildersFor(base) {
 		m.releases = append(m.releases, releaseRow{platform: base, log: name, origin: origin, key: key, index: c.index,

@@ -30,6 +30,7 @@ import (
 type testPlatform struct {
 	*platform.Platform
 	sha, analyst, data string
+	endpoint           string // the record's endpoint's token
 }
 
 func startPlatform(t testing.TB) *testPlatform {
@@ -53,6 +54,7 @@ func startPlatform(t testing.TB) *testPlatform {
 	tp.call(t, "POST", p.URL()+"/v1/endpoints", p.OperatorToken(), `{"country":"DE"}`, "", &ep)
 	rec := `{"time":"` + time.Now().UTC().Add(-time.Minute).Format(time.RFC3339) + `","kind":"file","sha256":"` + tp.sha + `","size":1,"detection":"","url":"","path":"/home/a/x","product":"vitrine-agent/1.0.0","ruledb":42}`
 	tp.call(t, "POST", ep.IngestURL, ep.Token, `{"batch_id":"b1","records":[`+rec+`]}`, "", nil)
+	tp.endpoint = ep.Token
 	var pr struct{ Token string }
 	tp.call(t, "POST", p.URL()+"/v1/principals", p.OperatorToken(), `{"id":"analyst:jdoe","role":"analyst","location":"CH","regions":["zurich"]}`, "", &pr)
 	tp.analyst = pr.Token
