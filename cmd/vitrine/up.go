@@ -162,7 +162,9 @@ func runUp(ctx context.Context, e *env, args []string) error {
 			pkey, err = cli.ReadToken(filepath.Join(pc.Data, "pseudonym.key"), "the pseudonymisation key")
 		}
 		if err == nil {
-			mon, err = monitor.New(ctx, monitor.Config{Dir: monDir, Platforms: []string{p.URL()}, Rules: rules, Name: c.Name + "/monitor", SupervisorToken: token,
+			// Opened whole even if a stop is asked meanwhile: the
+			// shutdown below then closes it like the rest.
+			mon, err = monitor.New(context.WithoutCancel(ctx), monitor.Config{Dir: monDir, Platforms: []string{p.URL()}, Rules: rules, Name: c.Name + "/monitor", SupervisorToken: token,
 				Custody: []monitor.Custody{cust}, PseudonymKeys: map[string][]byte{p.URL(): []byte(pkey)},
 				Interval: time.Duration(c.Monitor.Interval), Webhooks: c.Monitor.Webhooks, HookCommand: c.Monitor.HookCommand, Logger: e.Logger})
 		}
