@@ -40,9 +40,9 @@ func (a *Agent) Accesses(ctx context.Context, base string) (pseudonym string, se
 	if err != nil {
 		return "", nil, fmt.Errorf("the pinned witness policy: %w", err)
 	}
-	after := int64(0)
+	after := ""
 	for range maxAccessPages {
-		u := strings.TrimSuffix(base, "/") + "/v1/accesses?" + url.Values{"platform": {a.pinned.Platform}, "after": {fmt.Sprint(after)}}.Encode()
+		u := strings.TrimSuffix(base, "/") + "/v1/accesses?" + url.Values{"platform": {a.pinned.Platform}, "after": {after}}.Encode()
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 		if err != nil {
 			return "", nil, err
@@ -57,7 +57,7 @@ func (a *Agent) Accesses(ctx context.Context, base string) (pseudonym string, se
 				Entry string `json:"entry"`
 				Proof string `json:"proof"`
 			} `json:"accesses"`
-			Next int64 `json:"next"`
+			Next string `json:"next"`
 		}
 		hc := &http.Client{Timeout: time.Minute, Transport: a.HTTP.Transport}
 		if err := client.Do(hc, req, 64<<20, &ans); err != nil {
@@ -98,10 +98,10 @@ func (a *Agent) Accesses(ctx context.Context, base string) (pseudonym string, se
 			}
 			seen = append(seen, AccessSeen{Log: acc.Log, Index: acc.Index, Record: r})
 		}
-		if ans.Next == 0 {
+		if ans.Next == "" {
 			return pseudonym, seen, nil
 		}
-		if ans.Next <= after {
+		if ans.Next == after {
 			return "", nil, errors.New("the monitor's pages do not move on")
 		}
 		after = ans.Next

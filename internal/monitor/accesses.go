@@ -2,6 +2,7 @@ package monitor
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -26,16 +27,32 @@ type subjectRow struct {
 	index                    uint64
 }
 
+// subjects is one B-tree, clustered by what it is asked by (a platform's
+// pseudonym), holding no more than it must: the pseudonym's 32 bytes.
+// Its rows are inserted with the chunk that read them, in one
+// transaction with the follower's state, so no row is ever inserted twice.
 const subjectsSchema = `
 CREATE TABLE IF NOT EXISTS subjects (
-	id INTEGER PRIMARY KEY,
 	platform TEXT NOT NULL,
+	pseudonym BLOB NOT NULL,
 	log TEXT NOT NULL,
-	pseudonym TEXT NOT NULL,
-	idx INTEGER NOT NULL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS subjects_entry ON subjects (platform, log, idx, pseudonym);
-CREATE INDEX IF NOT EXISTS subjects_pseudonym ON subjects (platform, pseudonym, id);`
+	idx INTEGER NOT NULL,
+	PRIMARY KEY (platform, pseudonym, log, idx)
+) WITHOUT ROWID;`
+
+// pseudonymBytes is the 32-byte HMAC of a pseudonym ("hmac-sha256:" and
+// 64 hex digits), or nil for one of another form.
+func pseudonymBytes(p string) []byte {
+	h, ok := strings.CutPrefix(p, "hmac-sha256:")
+	if !ok || len(h) != 64 {
+		return nil
+	}
+	b, err := hex.DecodeString(h)
+	if err != nil {
+		return nil
+	}
+	return b
+}
 
 // AccessesPage is the number of entries GET /v1/accesses answers at once.
 const AccessesPage = 100
@@ -48,8 +65,9 @@ type AccessesAnswer struct {
 	// Accesses are the access entries that name the endpoint, oldest
 	// first by the monitor's reading, each with a c2sp.org/tlog-proof.
 	Accesses []Access `json:"accesses"`
-	// Next is the after= of the next page; absent on the last one.
-	Next int64 `json:"next,omitempty"`
+	// Next is the after= of the next page ("<log>:<index>"); absent on
+	// the last one.
+	Next string `json:"next,omitempty"`
 }
 
 // Access is one access entry that names an endpoint.
@@ -63,7 +81,16 @@ type Access struct {
 // Accesses returns the access entries of platform base that name the
 // endpoint whose token this is, after the row after, read and proven from
 // the logs the monitor follows.
-func (m *Monitor) Accesses(ctx context.Context, base, token string, after int64) (*AccessesAnswer, error) {
+func (m *Monitor) Accesses(ctx context.Context, base, token, after string) (*AccessesAnswer, error) {
+	afterLog, afterIndex := "", int64(-1)
+	if after != "" {
+		l, i, ok := strings.Cut(after, ":")
+		n, err := strconv.ParseInt(i, 10, 64)
+		if !ok || err != nil || n < 0 || l == "" {
+			return nil, fault.New(fault.ErrInvalid, `after must be "<log>:<index>", as next gives it`)
+		}
+		afterLog, afterIndex = l, n
+	}
 	key := m.cfg.PseudonymKeys[base]
 	m.mu.Lock()
 	vkey := m.endpointKeys[base]
@@ -83,20 +110,19 @@ func (m *Monitor) Accesses(ctx context.Context, base, token string, after int64)
 		return nil, errUnauthorized
 	}
 	ans := &AccessesAnswer{Platform: base, Endpoint: id.ID, Pseudonym: endpoint.Pseudonym(key, id.ID), Accesses: []Access{}}
-	rows, err := m.store.db.QueryContext(ctx, `SELECT id, log, idx FROM subjects WHERE platform = ? AND pseudonym = ? AND id > ? ORDER BY id LIMIT ?`,
-		base, ans.Pseudonym, after, AccessesPage)
+	rows, err := m.store.db.QueryContext(ctx, `SELECT log, idx FROM subjects WHERE platform = ? AND pseudonym = ? AND (log, idx) > (?, ?) ORDER BY log, idx LIMIT ?`,
+		base, pseudonymBytes(ans.Pseudonym), afterLog, afterIndex, AccessesPage)
 	if err != nil {
 		return nil, fault.Mark(fault.ErrUnavailable, err)
 	}
 	type hit struct {
-		id  int64
 		log string
 		idx int64
 	}
 	var hits []hit
 	for rows.Next() {
 		var h hit
-		if err := rows.Scan(&h.id, &h.log, &h.idx); err != nil {
+		if err := rows.Scan(&h.log, &h.idx); err != nil {
 			rows.Close()
 			return nil, fault.Mark(fault.ErrUnavailable, err)
 		}
@@ -121,7 +147,8 @@ func (m *Monitor) Accesses(ctx context.Context, base, token string, after int64)
 		ans.Accesses = append(ans.Accesses, Access{Log: h.log, Index: uint64(h.idx), Entry: string(entry), Proof: string(proof.Marshal())})
 	}
 	if len(hits) == AccessesPage {
-		ans.Next = hits[len(hits)-1].id
+		last := hits[len(hits)-1]
+		ans.Next = fmt.Sprintf("%s:%d", last.log, last.idx)
 	}
 	return ans, nil
 }
@@ -135,15 +162,7 @@ func (m *Monitor) serveAccesses(w http.ResponseWriter, r *http.Request) {
 	if base == "" && len(m.cfg.Platforms) == 1 {
 		base = m.cfg.Platforms[0]
 	}
-	var after int64
-	if s := r.URL.Query().Get("after"); s != "" {
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil || n < 0 {
-			httpapi.Error(w, http.StatusBadRequest, "after must be a non-negative decimal")
-			return
-		}
-		after = n
-	}
+	after := r.URL.Query().Get("after")
 	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok || token == "" {
 		httpapi.Unauthorized(w, "ask with your endpoint's token")

@@ -1,6 +1,8 @@
 package monitor
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/base64"
@@ -9,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -206,18 +209,8 @@ func (s *store) commit(ctx context.Context, alerts []Alert, key string, state []
 			return nil, fault.Mark(fault.ErrUnavailable, fmt.Errorf("keeping a release for its verdicts: %w", err))
 		}
 	}
-	if len(subjects) > 0 {
-		stmt, err := tx.PrepareContext(ctx, `INSERT INTO subjects (platform, log, pseudonym, idx) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING`)
-		if err != nil {
-			return nil, fault.Mark(fault.ErrUnavailable, err)
-		}
-		for _, r := range subjects {
-			if _, err := stmt.ExecContext(ctx, r.platform, r.log, r.pseudonym, int64(r.index)); err != nil {
-				stmt.Close()
-				return nil, fault.Mark(fault.ErrUnavailable, fmt.Errorf("indexing an access's subjects: %w", err))
-			}
-		}
-		stmt.Close()
+	if err := insertSubjects(ctx, tx, subjects); err != nil {
+		return nil, err
 	}
 	if key != "" {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO states (key, state) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET state = excluded.state`, key, state); err != nil {
@@ -305,4 +298,58 @@ func (s *store) alerts(ctx context.Context, q AlertQuery) ([]Alert, error) {
 	}
 	rows.Close()
 	return out, s.acknowledgements(ctx, out)
+}
+
+// subjectsPerInsert is how many subjects one INSERT statement takes: the
+// driver's cost is per statement more than per row.
+const subjectsPerInsert = 200
+
+// insertSubjects indexes the subjects a chunk's accesses name, sorted as
+// the table is, many rows a statement.
+func insertSubjects(ctx context.Context, tx *sql.Tx, subjects []subjectRow) error {
+	type row struct {
+		platform string
+		p        []byte
+		log      string
+		idx      int64
+	}
+	rows := make([]row, 0, len(subjects))
+	for _, r := range subjects {
+		if p := pseudonymBytes(r.pseudonym); p != nil { // the access parser admits no other form
+			rows = append(rows, row{r.platform, p, r.log, int64(r.index)})
+		}
+	}
+	slices.SortFunc(rows, func(a, b row) int {
+		return cmp.Or(strings.Compare(a.platform, b.platform), bytes.Compare(a.p, b.p), strings.Compare(a.log, b.log), cmp.Compare(a.idx, b.idx))
+	})
+	var full *sql.Stmt
+	defer func() {
+		if full != nil {
+			full.Close()
+		}
+	}()
+	for len(rows) > 0 {
+		n := min(len(rows), subjectsPerInsert)
+		q := `INSERT INTO subjects (platform, pseudonym, log, idx) VALUES (?, ?, ?, ?)` + strings.Repeat(`, (?, ?, ?, ?)`, n-1) + ` ON CONFLICT DO NOTHING`
+		args := make([]any, 0, 4*n)
+		for _, r := range rows[:n] {
+			args = append(args, r.platform, r.p, r.log, r.idx)
+		}
+		var err error
+		if n == subjectsPerInsert {
+			if full == nil {
+				if full, err = tx.PrepareContext(ctx, q); err != nil {
+					return fault.Mark(fault.ErrUnavailable, err)
+				}
+			}
+			_, err = full.ExecContext(ctx, args...)
+		} else {
+			_, err = tx.ExecContext(ctx, q, args...)
+		}
+		if err != nil {
+			return fault.Mark(fault.ErrUnavailable, fmt.Errorf("indexing an access's subjects: %w", err))
+		}
+		rows = rows[n:]
+	}
+	return nil
 }
