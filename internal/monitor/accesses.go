@@ -82,14 +82,9 @@ type Access struct {
 // endpoint whose token this is, after the row after, read and proven from
 // the logs the monitor follows.
 func (m *Monitor) Accesses(ctx context.Context, base, token, after string) (*AccessesAnswer, error) {
-	afterLog, afterIndex := "", int64(-1)
-	if after != "" {
-		l, i, ok := strings.Cut(after, ":")
-		n, err := strconv.ParseInt(i, 10, 64)
-		if !ok || err != nil || n < 0 || l == "" {
-			return nil, fault.New(fault.ErrInvalid, `after must be "<log>:<index>", as next gives it`)
-		}
-		afterLog, afterIndex = l, n
+	afterLog, afterIndex, err := parseAfter(after)
+	if err != nil {
+		return nil, err
 	}
 	key := m.cfg.PseudonymKeys[base]
 	m.mu.Lock()
@@ -151,6 +146,20 @@ func (m *Monitor) Accesses(ctx context.Context, base, token, after string) (*Acc
 		ans.Next = fmt.Sprintf("%s:%d", last.log, last.idx)
 	}
 	return ans, nil
+}
+
+// parseAfter reads the after= of GET /v1/accesses: "" (from the first) or
+// "<log>:<index>" as next gives it.
+func parseAfter(after string) (log string, index int64, err error) {
+	if after == "" {
+		return "", -1, nil
+	}
+	l, i, ok := strings.Cut(after, ":")
+	n, perr := strconv.ParseUint(i, 10, 63)
+	if !ok || perr != nil || l == "" || len(l) > 256 || strconv.FormatUint(n, 10) != i {
+		return "", 0, fault.New(fault.ErrInvalid, `after must be "<log>:<index>", as next gives it`)
+	}
+	return l, int64(n), nil
 }
 
 var errUnauthorized = fault.New(fault.ErrInvalid, "not a valid endpoint token of this platform")

@@ -178,19 +178,29 @@ func (m *Monitor) serveAcknowledge(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var req struct {
-		Note string `json:"note"`
-	}
-	if err := httpapi.DecodeStrict(body, &req); err != nil {
-		httpapi.Error(w, http.StatusBadRequest, "want {\"note\": \"…\"}: "+err.Error())
+	note, err := parseAckBody(body)
+	if err != nil {
+		httpapi.Error(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	ack, err := m.Acknowledge(r.Context(), id, req.Note)
+	ack, err := m.Acknowledge(r.Context(), id, note)
 	if err != nil {
 		httpapi.Fail(w, m.cfg.Logger, err, "acknowledging the alert failed")
 		return
 	}
 	httpapi.JSON(w, ack)
+}
+
+// parseAckBody reads an acknowledgement's body, {"note": "…"}, and checks
+// the note.
+func parseAckBody(body []byte) (string, error) {
+	var req struct {
+		Note string `json:"note"`
+	}
+	if err := httpapi.DecodeStrict(body, &req); err != nil {
+		return "", fmt.Errorf("want {\"note\": \"…\"}: %w", err)
+	}
+	return req.Note, checkNote(req.Note)
 }
 
 // About is what GET /v1/monitor says of the monitor: its id and its

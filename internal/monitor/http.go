@@ -55,6 +55,9 @@ func (m *Monitor) Handler() http.Handler {
 	return mux
 }
 
+// maxAlertsPage bounds the alerts of one page of GET /v1/alerts, in bytes.
+const maxAlertsPage = 4 << 20
+
 // maxCheckpoint bounds a posted checkpoint, as client bounds a served one.
 const maxCheckpoint = 64 << 10
 
@@ -89,8 +92,22 @@ func (m *Monitor) serveAlerts(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ans := AlertsAnswer{Alerts: alerts}
-	if len(alerts) == q.Limit {
-		ans.Next = alerts[len(alerts)-1].ID
+	// A page is cut at maxAlertsPage bytes (an alert holds its entry, up
+	// to 64 KiB): next then names the last alert it holds.
+	size := 0
+	for i, a := range alerts {
+		b, err := json.Marshal(a)
+		if err != nil {
+			httpapi.Fail(w, m.cfg.Logger, err, "encoding the alerts failed")
+			return
+		}
+		if size += len(b); size > maxAlertsPage && i > 0 {
+			ans.Alerts = alerts[:i]
+			break
+		}
+	}
+	if len(ans.Alerts) < len(alerts) || len(alerts) == q.Limit {
+		ans.Next = ans.Alerts[len(ans.Alerts)-1].ID
 	}
 	w.Header().Set("Cache-Control", "no-cache")
 	httpapi.JSON(w, ans)

@@ -483,3 +483,48 @@ func TestChunksCountOnce(t *testing.T) {
 		t.Errorf("nine reads in chunks of three: %+v, want one alert at the fifth", a)
 	}
 }
+
+// TestAlertsPageBytes: a page of GET /v1/alerts is cut at maxAlertsPage
+// bytes, and next goes on from where it was cut.
+func TestAlertsPageBytes(t *testing.T) {
+	tp := startPlatform(t)
+	ctx := context.Background()
+	m, err := New(ctx, Config{Dir: t.TempDir(), Platforms: []string{tp.URL()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	big := strings.Repeat("x", 60<<10)
+	for i := range 100 {
+		if _, err := m.Raise(ctx, "test-alert", "info", big, fmt.Sprint(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv := httptest.NewServer(m.Handler())
+	defer srv.Close()
+	seen, after, pages := 0, int64(0), 0
+	for {
+		resp, err := http.Get(fmt.Sprintf("%s/v1/alerts?limit=1000&after=%d", srv.URL, after))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if len(b) > maxAlertsPage+(64<<10) {
+			t.Fatalf("a page of %d bytes", len(b))
+		}
+		var ans AlertsAnswer
+		if err := json.Unmarshal(b, &ans); err != nil {
+			t.Fatal(err)
+		}
+		seen += len(ans.Alerts)
+		pages++
+		if ans.Next == 0 {
+			break
+		}
+		after = ans.Next
+	}
+	if seen != 100 || pages < 2 {
+		t.Errorf("%d alerts in %d pages, want 100 in at least 2", seen, pages)
+	}
+}
