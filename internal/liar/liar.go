@@ -48,13 +48,17 @@ const (
 	// SlowDelay late: a platform that stalls the readers it does not want
 	// to see its log. It is not in Lies: what it serves is true.
 	Slow
+	// Hide serves, from now on, the checkpoint the log served next, as
+	// Frozen does, and refuses every tile (404): a log that shows others a
+	// newer tree and will not prove it to this reader. Not in Lies.
+	Hide
 )
 
 // SlowDelay is how late Slow answers.
 const SlowDelay = 500 * time.Millisecond
 
 func (l Lie) String() string {
-	return [...]string{"honest", "doctored bundles", "doctored bundles on second reads", "doctored tiles", "a doctored checkpoint", "a frozen checkpoint", "slow tiles"}[l]
+	return [...]string{"honest", "doctored bundles", "doctored bundles on second reads", "doctored tiles", "a doctored checkpoint", "a frozen checkpoint", "slow tiles", "a hidden tree"}[l]
 }
 
 // Lies are the lies a reader must refuse.
@@ -125,7 +129,10 @@ func (p *Proxy) modify(r *http.Response, target string) error {
 	case lie == Slow && strings.HasPrefix(rest, "tile/"):
 		time.Sleep(SlowDelay)
 		return nil
-	case lie == Frozen && rest == "checkpoint":
+	case lie == Hide && strings.HasPrefix(rest, "tile/"):
+		r.StatusCode, r.Status = http.StatusNotFound, "404 Not Found"
+		return replaceBody(r, func([]byte) []byte { return []byte("not found\n") })
+	case (lie == Frozen || lie == Hide) && rest == "checkpoint":
 		return replaceBody(r, func(b []byte) []byte {
 			p.mu.Lock()
 			defer p.mu.Unlock()

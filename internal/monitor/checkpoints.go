@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/vitrine-dev/vitrine/client"
 	"github.com/vitrine-dev/vitrine/internal/fault"
@@ -102,7 +103,84 @@ func (m *Monitor) CheckCheckpoint(ctx context.Context, raw []byte) (*CheckpointA
 	case err != nil:
 		// The log could not give a proof (its tiles unreadable, or it
 		// has no tree of the posted size to prove from): no verdict yet.
+		// The checkpoint is signed and witnessed, so it is kept and
+		// tried again after each pass; one the log never proves is an
+		// alert (see recheck): a log that shows some a newer tree and
+		// will not prove it to the monitor.
+		m.keepUnproven(f.key, posted.Raw)
 		return nil, fault.Mark(fault.ErrUnavailable, fmt.Errorf("proving %s consistent: %w", f.log.Origin(), err))
 	}
 	return ans, nil
+}
+
+// maxUnproven bounds the unproven checkpoints kept per log.
+const maxUnproven = 64
+
+type unproven struct {
+	raw   []byte
+	since time.Time
+}
+
+// keepUnproven keeps a posted checkpoint the log could not prove yet.
+func (m *Monitor) keepUnproven(key string, raw []byte) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, u := range m.unproven[key] {
+		if bytes.Equal(u.raw, raw) {
+			return
+		}
+	}
+	if len(m.unproven[key]) < maxUnproven {
+		m.unproven[key] = append(m.unproven[key], unproven{bytes.Clone(raw), m.cfg.Now()})
+	}
+}
+
+// recheck tries again the checkpoints posted for the log followed under
+// key that it could not prove: proven consistent, they go; proven a fork,
+// a log-fork alert; still unproven after StaleAfter, a critical
+// checkpoint-unproven alert holding the checkpoint. Kept in memory: a
+// restart forgets them.
+func (m *Monitor) recheck(ctx context.Context, f *followed, st client.FollowState) []Alert {
+	m.mu.Lock()
+	pending := m.unproven[f.key]
+	m.mu.Unlock()
+	if len(pending) == 0 || st.Checkpoint == nil {
+		return nil
+	}
+	ours, err := f.log.Kept(st.Checkpoint)
+	if err != nil {
+		return nil
+	}
+	var out []Alert
+	var keep []unproven
+	for _, u := range pending {
+		posted, err := f.log.Kept(u.raw)
+		if err != nil {
+			continue
+		}
+		older, newer := posted, ours
+		if posted.Size > ours.Size {
+			older, newer = ours, posted
+		}
+		err = f.log.Consistent(ctx, older.Raw, newer)
+		var fork *client.ForkError
+		switch {
+		case err == nil:
+		case errors.As(err, &fork):
+			out = append(out, Alert{Rule: "log-fork", Severity: "critical", Platform: f.platform, Log: f.name, Origin: f.log.Origin(), Time: m.cfg.Now().UTC(),
+				Detail:      "a checkpoint someone was served contradicts the one the monitor verified: " + fork.Reason,
+				Checkpoints: []string{string(ours.Raw), string(posted.Raw)}, once: forkOnce(ours.Raw, posted.Raw)})
+		case m.cfg.Now().Sub(u.since) > m.cfg.StaleAfter:
+			out = append(out, Alert{Rule: "checkpoint-unproven", Severity: "critical", Platform: f.platform, Log: f.name, Origin: f.log.Origin(), Time: m.cfg.Now().UTC(),
+				Detail: fmt.Sprintf("a checkpoint someone was served (%d entries, signed and witnessed) has not been proven consistent with the %d entries the monitor verified since %s: the log shows some a tree it will not prove to the monitor: %v",
+					posted.Size, ours.Size, u.since.UTC().Format(time.RFC3339), err),
+				Checkpoints: []string{string(ours.Raw), string(posted.Raw)}, once: "unproven " + digest(posted.Raw)})
+		default:
+			keep = append(keep, u)
+		}
+	}
+	m.mu.Lock()
+	m.unproven[f.key] = keep
+	m.mu.Unlock()
+	return out
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/vitrine-dev/vitrine/internal/gotest"
+	"github.com/vitrine-dev/vitrine/internal/liar"
 	"github.com/vitrine-dev/vitrine/internal/platform"
 )
 
@@ -115,5 +116,63 @@ func TestPostedCheckpoints(t *testing.T) {
 		if code, _, body := post(body); code != http.StatusBadRequest && code != http.StatusNotFound {
 			t.Errorf("%s: %d %s, want 400 or 404", name, code, body)
 		}
+	}
+}
+
+// TestUnprovenCheckpoint: a log that freezes the monitor's view and
+// refuses it the tiles that would prove a newer checkpoint, signed and
+// witnessed, that someone else was served: the posted checkpoint is a 503
+// at first, kept, and a critical checkpoint-unproven alert holding both
+// checkpoints once it has stayed unproven for StaleAfter.
+func TestUnprovenCheckpoint(t *testing.T) {
+	tp := startPlatform(t)
+	ctx := context.Background()
+	px := liar.New(t, tp.URL(), "access-zurich", nil)
+	c := &clock{t: time.Now()}
+	m, err := New(ctx, Config{Dir: t.TempDir(), Platforms: []string{px.URL}, StaleAfter: time.Minute, Now: c.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	waitQuiet(t, tp.Platform, "access-zurich")
+	if _, err := m.Pass(ctx); err != nil {
+		t.Fatal(err)
+	}
+	px.Tell(liar.Hide)
+	if _, err := m.Pass(ctx); err != nil {
+		t.Fatal(err)
+	}
+	tp.read(t, "CUSTOMER_INITIATED_SUPPORT; case 44")
+	newer := waitQuiet(t, tp.Platform, "access-zurich")
+	srv := httptest.NewServer(m.Handler())
+	defer srv.Close()
+	resp, err := http.Post(srv.URL+"/v1/checkpoints", "text/plain", bytes.NewReader(newer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("a newer checkpoint the log will not prove: %d, want 503", resp.StatusCode)
+	}
+	unproven := func() []Alert {
+		raised, _ := m.Pass(ctx)
+		var out []Alert
+		for _, a := range raised {
+			if a.Rule == "checkpoint-unproven" {
+				out = append(out, a)
+			}
+		}
+		return out
+	}
+	if got := unproven(); len(got) != 0 {
+		t.Fatalf("at once: %+v", got)
+	}
+	c.add(2 * time.Minute)
+	got := unproven()
+	if len(got) != 1 || got[0].Severity != "critical" || len(got[0].Checkpoints) != 2 || got[0].Checkpoints[1] != string(newer) {
+		t.Fatalf("two minutes on: %+v", got)
+	}
+	if again := unproven(); len(again) != 0 {
+		t.Errorf("again: %+v", again)
 	}
 }

@@ -114,6 +114,9 @@ type Monitor struct {
 	// caughtUp is, per followed log (its state's key), when the monitor
 	// last followed it to its checkpoint (see lagging).
 	caughtUp map[string]time.Time
+	// unproven are, per followed log, posted checkpoints the log could
+	// not prove consistent yet (see recheck).
+	unproven map[string][]unproven
 	// policies are, per platform, the last policy entry read; it is saved
 	// with the policy log's state, so that a restarted monitor checks
 	// residency under it.
@@ -233,7 +236,7 @@ func New(ctx context.Context, cfg Config) (*Monitor, error) {
 		s.Close()
 		return nil, err
 	}
-	m := &Monitor{cfg: cfg, store: s, homes: map[string]map[string]string{}, logs: map[string]map[string]*followed{}, fresh: map[string]seen{}, down: map[string]time.Time{}, caughtUp: map[string]time.Time{}, endpointKeys: map[string]string{}, policies: map[string][]byte{}, targets: targets}
+	m := &Monitor{cfg: cfg, store: s, homes: map[string]map[string]string{}, logs: map[string]map[string]*followed{}, fresh: map[string]seen{}, down: map[string]time.Time{}, caughtUp: map[string]time.Time{}, unproven: map[string][]unproven{}, endpointKeys: map[string]string{}, policies: map[string][]byte{}, targets: targets}
 	if m.windows, err = s.state(ctx, "windows"); err != nil {
 		s.Close()
 		return nil, err
@@ -656,6 +659,12 @@ func (m *Monitor) follow(ctx context.Context, base, name string, l *client.Log, 
 		if cp != nil {
 			pending = append(pending, m.staleness(base, name, key, l.Origin(), cp.Raw)...)
 			pending = append(pending, m.witnesses(base, name, key, l, cp)...)
+			if err == nil {
+				m.mu.Lock()
+				fl := m.logs[l.Origin()][l.KeyHash()]
+				m.mu.Unlock()
+				pending = append(pending, m.recheck(ctx, fl, f.State())...)
+			}
 		}
 		state, jerr := json.Marshal(f.State())
 		if jerr != nil {
