@@ -7,12 +7,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	tclient "github.com/transparency-dev/tessera/client"
 
 	"github.com/vitrine-dev/vitrine/internal/fault"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
@@ -129,6 +132,44 @@ func (m *Monitor) Acknowledge(ctx context.Context, id int64, note string) (*Ackn
 		return nil, fault.Mark(fault.ErrUnavailable, fmt.Errorf("keeping the acknowledgement: %w", err))
 	}
 	return &Acknowledgement{Index: index, Time: now, Note: note, Entry: string(entry)}, nil
+}
+
+// recoverAcks keeps every acknowledgement the log holds that the store
+// does not: a monitor stopped between logging one and keeping it shows it
+// after its restart. The log is the record; the table is its index.
+func (m *Monitor) recoverAcks(ctx context.Context) error {
+	cp, err := m.acks.Checkpoint(ctx)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // a new log, with nothing in it yet
+	}
+	if err != nil || cp.Size == 0 {
+		return err
+	}
+	var kept int64
+	if err := m.store.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM acks`).Scan(&kept); err != nil {
+		return fault.Mark(fault.ErrUnavailable, err)
+	}
+	if uint64(kept) >= cp.Size {
+		return nil
+	}
+	for bi := uint64(0); bi*256 < cp.Size; bi++ {
+		b, err := tclient.GetEntryBundle(ctx, m.acks.Reader().ReadEntryBundle, bi, cp.Size)
+		if err != nil {
+			return fmt.Errorf("reading the acknowledgement log: %w", err)
+		}
+		for i, entry := range b.Entries {
+			index := bi*256 + uint64(i)
+			var e ackEntry
+			if err := json.Unmarshal(entry, &e); err != nil || e.Kind != "acknowledgement" {
+				return fmt.Errorf("acknowledgement log entry %d is not an acknowledgement", index)
+			}
+			if _, err := m.store.db.ExecContext(ctx, `INSERT INTO acks (alert, idx, time, note, entry) SELECT ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM acks WHERE idx = ?)`,
+				e.Alert, int64(index), e.Time.UnixMicro(), e.Note, entry, int64(index)); err != nil {
+				return fault.Mark(fault.ErrUnavailable, err)
+			}
+		}
+	}
+	return nil
 }
 
 // acknowledgements fills in the acknowledgements of alerts.

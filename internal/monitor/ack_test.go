@@ -124,3 +124,48 @@ func TestAcknowledge(t *testing.T) {
 		t.Errorf("an empty token with none configured: %v %v", resp.Status, err)
 	}
 }
+
+// TestAcknowledgementRecovered: an acknowledgement logged by a monitor
+// stopped before it kept it is shown with its alert after the restart.
+func TestAcknowledgementRecovered(t *testing.T) {
+	tp := startPlatform(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	m, err := New(ctx, Config{Dir: dir, Platforms: []string{tp.URL()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raised, err := m.Raise(ctx, "test-alert", "info", "a test", "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Logged, then the monitor stops before keeping it.
+	entry, _ := json.Marshal(ackEntry{V: 1, Kind: "acknowledgement", Alert: raised[0].ID, Rule: "test-alert", Note: "seen before the crash"})
+	index, err := m.acks.Append(ctx, entry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.acks.Prove(ctx, index); err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	m, err = New(ctx, Config{Dir: dir, Platforms: []string{tp.URL()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	got, err := m.Alerts(ctx, AlertQuery{ID: raised[0].ID})
+	if err != nil || len(got) != 1 || len(got[0].Acknowledgements) != 1 || got[0].Acknowledgements[0].Note != "seen before the crash" || got[0].Acknowledgements[0].Index != index {
+		t.Fatalf("after the restart: %+v, %v", got, err)
+	}
+	m.Close()
+	// And only once, however often it restarts.
+	m, err = New(ctx, Config{Dir: dir, Platforms: []string{tp.URL()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if got, _ := m.Alerts(ctx, AlertQuery{ID: raised[0].ID}); len(got[0].Acknowledgements) != 1 {
+		t.Errorf("after another restart: %d acknowledgements", len(got[0].Acknowledgements))
+	}
+}

@@ -281,6 +281,10 @@ func New(ctx context.Context, cfg Config) (*Monitor, error) {
 		s.Close()
 		return nil, fmt.Errorf("monitor: the acknowledgement log: %w", err)
 	}
+	if err := m.recoverAcks(ctx); err != nil {
+		m.Close()
+		return nil, fmt.Errorf("monitor: the acknowledgement log: %w", err)
+	}
 	// A target no longer configured is forgotten: test-alert waits only
 	// for the targets the monitor delivers to, and one added again later
 	// starts after the alerts raised by then.
