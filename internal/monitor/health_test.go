@@ -216,3 +216,47 @@ func TestMonitorLagging(t *testing.T) {
 		t.Errorf("the same lag again: %v", again)
 	}
 }
+
+// TestHealthSurvivesRestart: an outage that began before a restart is
+// counted from when it began, and alerted once, however often the monitor
+// restarts.
+func TestHealthSurvivesRestart(t *testing.T) {
+	px := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "down", http.StatusBadGateway)
+	}))
+	defer px.Close()
+	dir := t.TempDir()
+	c := &clock{t: time.Now()}
+	open := func() *Monitor {
+		m, err := New(context.Background(), Config{Dir: dir, Platforms: []string{px.URL}, StaleAfter: time.Minute, Now: c.now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	count := func(m *Monitor) int {
+		m.Pass(context.Background())
+		a, err := m.Alerts(context.Background(), AlertQuery{Rule: "platform-unreachable"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(a)
+	}
+	m := open()
+	if n := count(m); n != 0 {
+		t.Fatalf("at once: %d", n)
+	}
+	m.Close()
+	c.add(2 * time.Minute)
+	m = open()
+	if n := count(m); n != 1 {
+		t.Fatalf("two minutes into the outage, after a restart: %d alerts, want 1", n)
+	}
+	m.Close()
+	c.add(time.Minute)
+	m = open()
+	defer m.Close()
+	if n := count(m); n != 1 {
+		t.Errorf("after another restart: %d alerts, want still 1", n)
+	}
+}

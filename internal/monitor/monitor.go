@@ -145,8 +145,8 @@ type Monitor struct {
 }
 
 type seen struct {
-	checkpoint []byte
-	since      time.Time
+	Checkpoint []byte    `json:"checkpoint"`
+	Since      time.Time `json:"since"`
 }
 
 // followed is a log the monitor follows.
@@ -251,6 +251,14 @@ func New(ctx context.Context, cfg Config) (*Monitor, error) {
 		return nil, err
 	}
 	if m.ledger, err = loadLedger(m.ledgerSaved); err != nil {
+		s.Close()
+		return nil, err
+	}
+	h, err := s.state(ctx, "health")
+	if err == nil {
+		err = m.loadHealth(h)
+	}
+	if err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -408,15 +416,53 @@ func (m *Monitor) Pass(ctx context.Context) ([]Alert, error) {
 				Detail: fmt.Sprintf("the monitor has not been able to read the platform's discovery document since %s: it sees none of its logs: %v", since.UTC().Format(time.RFC3339), unreachable)}
 		})
 		out = append(out, lag...)
-		if len(out) > 0 {
-			added, err := m.commit(ctx, out, "", nil, nil)
-			raised = append(raised, added...)
-			if err != nil {
-				errs = append(errs, err)
-			}
+		// The health counters are saved with the alerts they raise, so
+		// that a restart neither forgets an outage nor alerts it again.
+		h, herr := m.healthState()
+		if herr != nil {
+			errs = append(errs, herr)
+			continue
+		}
+		added, err := m.commit(ctx, out, "", nil, map[string][]byte{"health": h})
+		raised = append(raised, added...)
+		if err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return raised, errors.Join(errs...)
+}
+
+// health is what the monitor counts its health alerts from, saved after
+// each platform's pass (see healthState).
+type health struct {
+	Down     map[string]time.Time `json:"down"`
+	CaughtUp map[string]time.Time `json:"caught_up"`
+	Fresh    map[string]seen      `json:"fresh"`
+}
+
+func (m *Monitor) healthState() ([]byte, error) {
+	return json.Marshal(health{Down: m.down, CaughtUp: m.caughtUp, Fresh: m.fresh})
+}
+
+// loadHealth puts back what healthState saved.
+func (m *Monitor) loadHealth(b []byte) error {
+	if b == nil {
+		return nil
+	}
+	var h health
+	if err := json.Unmarshal(b, &h); err != nil {
+		return fmt.Errorf("the saved health counters: %w", err)
+	}
+	for k, v := range h.Down {
+		m.down[k] = v
+	}
+	for k, v := range h.CaughtUp {
+		m.caughtUp[k] = v
+	}
+	for k, v := range h.Fresh {
+		m.fresh[k] = v
+	}
+	return nil
 }
 
 // logOrder reads the policy log first, so that the access logs' entries
@@ -705,13 +751,13 @@ func (m *Monitor) follow(ctx context.Context, base, name string, l *client.Log, 
 func (m *Monitor) staleness(base, name, key, origin string, raw []byte) []Alert {
 	now := m.cfg.Now()
 	s, ok := m.fresh[key]
-	if !ok || !bytes.Equal(s.checkpoint, raw) {
-		m.fresh[key] = seen{checkpoint: bytes.Clone(raw), since: now}
+	if !ok || !bytes.Equal(s.Checkpoint, raw) {
+		m.fresh[key] = seen{Checkpoint: bytes.Clone(raw), Since: now}
 		return nil
 	}
-	if age := now.Sub(s.since); age > m.cfg.StaleAfter {
+	if age := now.Sub(s.Since); age > m.cfg.StaleAfter {
 		return []Alert{{Rule: "log-stale", Severity: "warning", Platform: base, Log: name, Origin: origin, Time: now.UTC(),
-			Detail:      fmt.Sprintf("the log has served the same checkpoint for %s (since %s); it promises a fresh one every minute", age.Round(time.Second), s.since.UTC().Format(time.RFC3339)),
+			Detail:      fmt.Sprintf("the log has served the same checkpoint for %s (since %s); it promises a fresh one every minute", age.Round(time.Second), s.Since.UTC().Format(time.RFC3339)),
 			Checkpoints: []string{string(raw)}, once: "stale " + digest(raw)}}
 	}
 	return nil
