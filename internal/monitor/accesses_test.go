@@ -72,3 +72,63 @@ func TestAccesses(t *testing.T) {
 		}
 	}
 }
+
+// TestTwoVendors: one monitor supervises two vendors' platforms (here both
+// named vitrine.local, so that their logs share origins and differ by key):
+// each vendor's alerts name its platform and are grounded in its own logs,
+// and an endpoint of one vendor lists the accesses to its data there and
+// is refused by the other.
+func TestTwoVendors(t *testing.T) {
+	a, b := startPlatform(t), startPlatform(t)
+	ctx := context.Background()
+	keys := map[string][]byte{}
+	for _, tp := range []*testPlatform{a, b} {
+		k, err := os.ReadFile(filepath.Join(tp.data, "pseudonym.key"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys[tp.URL()] = []byte(strings.TrimSpace(string(k)))
+	}
+	m, err := New(ctx, Config{Dir: t.TempDir(), Platforms: []string{a.URL(), b.URL()}, PseudonymKeys: keys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	a.read(t, "THIRD_PARTY_DATA_REQUEST; order for vendor a")
+	b.read(t, "THIRD_PARTY_DATA_REQUEST; order for vendor b")
+	b.read(t, "CUSTOMER_INITIATED_SUPPORT; case at vendor b")
+	got := passUntil(t, m, "third-party-request", 2)
+	for _, al := range got {
+		tp := map[string]*testPlatform{a.URL(): a, b.URL(): b}[al.Platform]
+		if tp == nil {
+			t.Fatalf("an alert of no vendor: %+v", al)
+		}
+		if want := "vendor " + map[string]string{a.URL(): "a", b.URL(): "b"}[al.Platform]; !strings.Contains(al.Entry, want) {
+			t.Errorf("the alert of %s holds %s", al.Platform, al.Entry)
+		}
+		checkGrounded(t, tp.Platform, al)
+	}
+	srv := httptest.NewServer(m.Handler())
+	defer srv.Close()
+	list := func(platform, token string) (int, AccessesAnswer) {
+		req, _ := http.NewRequest("GET", srv.URL+"/v1/accesses?platform="+platform, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var ans AccessesAnswer
+		json.NewDecoder(resp.Body).Decode(&ans)
+		return resp.StatusCode, ans
+	}
+	if code, ans := list(a.URL(), a.endpoint); code != 200 || len(ans.Accesses) != 1 || !strings.Contains(ans.Accesses[0].Entry, "vendor a") {
+		t.Errorf("a's endpoint at a: %d %+v", code, ans)
+	}
+	if code, ans := list(b.URL(), b.endpoint); code != 200 || len(ans.Accesses) != 2 {
+		t.Errorf("b's endpoint at b: %d %+v", code, ans)
+	}
+	if code, _ := list(b.URL(), a.endpoint); code != http.StatusUnauthorized {
+		t.Errorf("a's endpoint at b: %d, want 401", code)
+	}
+}
