@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -40,6 +41,12 @@ func (a *Agent) Accesses(ctx context.Context, base string) (pseudonym string, se
 	if err != nil {
 		return "", nil, fmt.Errorf("the pinned witness policy: %w", err)
 	}
+	// The endpoint's token goes with the question: not in the clear to
+	// another machine.
+	if u, err := url.Parse(base); err != nil || (u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Hostname()))) {
+		return "", nil, fmt.Errorf("monitor %q: the endpoint's token is sent only over https (or to this machine)", base)
+	}
+	got := map[string]bool{}
 	after := ""
 	for range maxAccessPages {
 		u := strings.TrimSuffix(base, "/") + "/v1/accesses?" + url.Values{"platform": {a.pinned.Platform}, "after": {after}}.Encode()
@@ -96,6 +103,11 @@ func (a *Agent) Accesses(ctx context.Context, base string) (pseudonym string, se
 			if !slices.Contains(r.Subjects, pseudonym) {
 				return "", nil, fmt.Errorf("%s entry %d does not name this endpoint's pseudonym", acc.Log, acc.Index)
 			}
+			k := fmt.Sprint(acc.Log, acc.Index)
+			if got[k] {
+				return "", nil, fmt.Errorf("the monitor answered %s entry %d twice", acc.Log, acc.Index)
+			}
+			got[k] = true
 			seen = append(seen, AccessSeen{Log: acc.Log, Index: acc.Index, Record: r})
 		}
 		if ans.Next == "" {
@@ -111,3 +123,12 @@ func (a *Agent) Accesses(ctx context.Context, base string) (pseudonym string, se
 
 // Monitors returns the monitors the agent pinned.
 func (a *Agent) Monitors() []string { return slices.Clone(a.pinned.Monitors) }
+
+// isLoopback reports whether host names this machine.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -161,7 +161,9 @@ func (m *Monitor) recoverAcks(ctx context.Context) error {
 			index := bi*256 + uint64(i)
 			var e ackEntry
 			if err := json.Unmarshal(entry, &e); err != nil || e.Kind != "acknowledgement" {
-				return fmt.Errorf("acknowledgement log entry %d is not an acknowledgement", index)
+				// Only a damaged disk writes such an entry: said, not fatal.
+				m.cfg.Logger.Error("monitor: an acknowledgement log entry is not an acknowledgement; not kept", "index", index)
+				continue
 			}
 			if _, err := m.store.db.ExecContext(ctx, `INSERT INTO acks (alert, idx, time, note, entry) SELECT ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM acks WHERE idx = ?)`,
 				e.Alert, int64(index), e.Time.UnixMicro(), e.Note, entry, int64(index)); err != nil {

@@ -125,14 +125,21 @@ type unproven struct {
 func (m *Monitor) keepUnproven(key string, raw []byte) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	// One per tree: the same tree cosigned again is the same claim.
+	tree := func(b []byte) string {
+		l := bytes.SplitN(b, []byte("\n"), 4)
+		return string(bytes.Join(l[:min(3, len(l))], []byte("\n")))
+	}
 	for _, u := range m.unproven[key] {
-		if bytes.Equal(u.raw, raw) {
+		if tree(u.raw) == tree(raw) {
 			return
 		}
 	}
-	if len(m.unproven[key]) < maxUnproven {
-		m.unproven[key] = append(m.unproven[key], unproven{bytes.Clone(raw), m.cfg.Now()})
+	if len(m.unproven[key]) >= maxUnproven {
+		m.cfg.Logger.Warn("monitor: too many unproven checkpoints kept; this one is not", "log", key)
+		return
 	}
+	m.unproven[key] = append(m.unproven[key], unproven{bytes.Clone(raw), m.cfg.Now()})
 }
 
 // recheck tries again the checkpoints posted for the log followed under

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -139,11 +140,19 @@ func (m *Monitor) reproductions(ctx context.Context, base string) ([]Alert, erro
 		alerts = append(alerts, a)
 		done = append(done, r)
 	}
-	if len(alerts) > 0 {
-		if err := m.proveRows(ctx, alerts, open); err != nil {
-			return nil, errors.Join(append(errs, err)...)
+	// Each alert is proven on its own: a release whose proof the
+	// platform withholds waits for the next pass, and holds no other back.
+	var proven []Alert
+	for _, a := range alerts {
+		one := []Alert{a}
+		if err := m.proveRows(ctx, one, open); err != nil {
+			errs = append(errs, fmt.Errorf("proving release-log entry %d: %w", *a.Index, err))
+			done = slices.DeleteFunc(done, func(r releaseRow) bool { return r.index == *a.Index && r.log == a.Log })
+			continue
 		}
+		proven = append(proven, one[0])
 	}
+	alerts = proven
 	added, err := m.commit(ctx, alerts, "", nil, nil)
 	if err == nil && len(done) > 0 {
 		err = m.store.releasesDone(ctx, done)
@@ -160,17 +169,28 @@ func (m *Monitor) verdictsOn(ctx context.Context, rbs []Rebuilder, indexes []*re
 		if idx == nil {
 			continue
 		}
-		for _, l := range idx.Verdicts {
-			if l.LogIndex != r.index || l.Name != r.name || l.Version != r.version {
+		// The rebuilder's latest verdict on the entry, read once.
+		var latest *rebuilder.Listed
+		for j, l := range idx.Verdicts {
+			if l.LogIndex == r.index && l.Name == r.name && l.Version == r.version {
+				latest = &idx.Verdicts[j]
+			}
+		}
+		for _, l := range []*rebuilder.Listed{latest} {
+			if l == nil {
 				continue
 			}
 			root, _ := url.Parse(strings.TrimSuffix(rbs[i].URL, "/") + "/rebuilds/")
 			ref, err := url.Parse(l.URL)
-			if err != nil || ref.IsAbs() || ref.Host != "" {
-				errs = append(errs, fmt.Errorf("rebuilder %s: verdict URL %q is not relative", rbs[i].URL, l.URL))
+			var u *url.URL
+			if err == nil {
+				u = root.ResolveReference(ref)
+			}
+			if err != nil || ref.IsAbs() || ref.Host != "" || u.Host != root.Host || !strings.HasPrefix(u.Path, root.Path) {
+				errs = append(errs, fmt.Errorf("rebuilder %s: verdict URL %q is not under its /rebuilds/", rbs[i].URL, l.URL))
 				continue
 			}
-			env, err := m.get(ctx, root.ResolveReference(ref).String(), 1<<20)
+			env, err := m.get(ctx, u.String(), 1<<20)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("rebuilder %s: %w", rbs[i].URL, err))
 				continue
@@ -250,14 +270,17 @@ func (s *store) releasesDone(ctx context.Context, rows []releaseRow) error {
 	return fault.Mark(fault.ErrUnavailable, tx.Commit())
 }
 
-// get reads u with the monitor's client, at most limit bytes.
+// get reads u with the monitor's client, at most limit bytes, following
+// no redirect (a rebuilder's answers must come from the rebuilder).
 func (m *Monitor) get(ctx context.Context, u string, limit int64) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, err
 	}
+	hc := *m.cfg.HTTPClient
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	var b json.RawMessage
-	if err := client.Do(m.cfg.HTTPClient, req, limit, &b); err != nil {
+	if err := client.Do(&hc, req, limit, &b); err != nil {
 		return nil, err
 	}
 	return b, nil

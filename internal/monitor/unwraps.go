@@ -76,6 +76,8 @@ func (m *Monitor) reconcileCounts(ctx context.Context, base string, counts map[s
 		keys   int64
 	}
 	var done []row
+	var errs []error
+	work := 0
 	for _, region := range slices.Sorted(maps.Keys(counts)) {
 		name := "access-" + region
 		f, cp, err := m.followedCheckpoint(ctx, base, name)
@@ -87,19 +89,32 @@ func (m *Monitor) reconcileCounts(ctx context.Context, base string, counts map[s
 			if checked[region+" "+fmt.Sprint(index)] == n {
 				continue
 			}
+			// Each pass checks a bounded number of counts and keeps what
+			// it checked: a backlog is worked off over passes.
+			if work++; work > maxCountsPerPass {
+				break
+			}
+			id := fmt.Sprintf("unwrap %s %s %d", base, region, index)
 			// Custody unwraps for an entry once a witnessed checkpoint
-			// holds it; the monitor may not have read that far yet.
+			// holds it; the monitor may not have read that far yet. An
+			// entry the log will not serve is an alert too, in time.
+			var entry []byte
+			var proof *tlog.Proof
+			why := ""
 			if f == nil || cp == nil || index >= cp.Size {
-				alerts = append(alerts, m.outage(fmt.Sprintf("unwrap %s %s %d", base, region, index), true, func(since time.Time) Alert {
+				why = "which the log's checkpoints have not reached"
+			} else if entry, proof, err = f.log.Entry(ctx, cp, index); err != nil {
+				why = "which the log does not serve with its proof (" + err.Error() + ")"
+				errs = append(errs, fmt.Errorf("reading %s entry %d: %w", name, index, err))
+			}
+			if why != "" {
+				alerts = append(alerts, m.outage(id, true, func(since time.Time) Alert {
 					return Alert{Rule: "unreconciled-unwrap", Severity: "critical", Platform: base, Log: name,
-						Detail: fmt.Sprintf("custody released %d keys for entry %d of %s, which the log's checkpoints have not reached since %s", n, index, name, since.UTC().Format(time.RFC3339))}
+						Detail: fmt.Sprintf("custody released %d keys for entry %d of %s, %s since %s", n, index, name, why, since.UTC().Format(time.RFC3339))}
 				})...)
 				continue
 			}
-			entry, proof, err := f.log.Entry(ctx, cp, index)
-			if err != nil {
-				return nil, fmt.Errorf("reading %s entry %d: %w", name, index, err)
-			}
+			m.outage(id, false, nil) // resolved: forgotten
 			rec, err := custody.Reconcile(map[string]map[uint64]int64{region: {index: n}}, func(string, uint64) ([]byte, error) { return entry, nil })
 			if err != nil {
 				return nil, err
@@ -122,8 +137,12 @@ func (m *Monitor) reconcileCounts(ctx context.Context, base string, counts map[s
 			return added, err
 		}
 	}
-	return added, nil
+	return added, errors.Join(errs...)
 }
+
+// maxCountsPerPass bounds the custody counts one pass checks (each reads
+// an entry and its proof).
+const maxCountsPerPass = 2000
 
 // followedCheckpoint returns the log name of platform base as this run
 // follows it, and the checkpoint its follower last verified (nil, nil if
