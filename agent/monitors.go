@@ -133,13 +133,22 @@ func (a *Agent) releaseLog(ctx context.Context) (*client.Log, error) {
 	return nil, errors.New("the discovery document names no release log")
 }
 
+// CheckMonitorURL refuses a monitor address that is not an absolute http
+// or https URL without credentials.
+func CheckMonitorURL(base string) error {
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+		return fmt.Errorf("monitor %q: want an http or https URL", base)
+	}
+	return nil
+}
+
 // AddMonitor pins a monitor that the endpoint's operator (or its
 // supervisor) names, besides those of the discovery document: a platform
 // cannot leave it out. base is its base URL (http or https).
 func (a *Agent) AddMonitor(base string) error {
-	u, err := url.Parse(base)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
-		return fmt.Errorf("monitor %q: want an http or https URL", base)
+	if err := CheckMonitorURL(base); err != nil {
+		return err
 	}
 	base = strings.TrimSuffix(base, "/") + "/"
 	if slices.Contains(a.pinned.Monitors, base) {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net/url"
 	"os"
 	"sort"
 	"strings"
@@ -29,8 +28,8 @@ func runAgentRegister(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	for _, m := range monitors {
-		if u, err := url.Parse(m); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("--monitor %q: want an http or https URL", m)
+		if err := agent.CheckMonitorURL(m); err != nil {
+			return fmt.Errorf("--monitor: %w", err)
 		}
 	}
 	if *country == "" {

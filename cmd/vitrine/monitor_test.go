@@ -17,12 +17,11 @@ import (
 	"time"
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
-	"golang.org/x/mod/sumdb/note"
 
 	"github.com/vitrine-dev/vitrine/access"
+	"github.com/vitrine-dev/vitrine/internal/gotest"
 	"github.com/vitrine-dev/vitrine/internal/monitor"
 	"github.com/vitrine-dev/vitrine/internal/store/sqlite"
-	"github.com/vitrine-dev/vitrine/tlog"
 )
 
 // hookReceiver is a webhook receiver: it keeps every delivery's body and
@@ -107,30 +106,7 @@ func waitAlerts(t *testing.T, h *hookReceiver, secret string, rules ...string) m
 func checkProof(t *testing.T, base string, a monitor.Alert) {
 	t.Helper()
 	d := discover(t, base)
-	var vkey string
-	for _, l := range d.Logs {
-		if l.Name == a.Log {
-			vkey = l.VKey
-		}
-	}
-	v, err := note.NewVerifier(vkey)
-	if err != nil {
-		t.Fatalf("alert %s: log %q: %v", a.Rule, a.Log, err)
-	}
-	policy, err := tlog.ParsePolicy([]byte(d.WitnessPolicy))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := tlog.ParseProof([]byte(a.Proof))
-	if err != nil {
-		t.Fatalf("alert %s: %v", a.Rule, err)
-	}
-	if a.Index == nil || p.Index != *a.Index {
-		t.Fatalf("alert %s: index %v, proof of %d", a.Rule, a.Index, p.Index)
-	}
-	if _, err := p.Verify(tlog.LeafHash([]byte(a.Entry)), v, policy); err != nil {
-		t.Fatalf("alert %s: its proof does not verify: %v", a.Rule, err)
-	}
+	gotest.CheckProof(t, &d, a.Log, a.Index, a.Entry, a.Proof)
 }
 
 // upClient is what a test does on a running `vitrine up`: register an

@@ -22,6 +22,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/vitrine-dev/vitrine/client"
+	"github.com/vitrine-dev/vitrine/tlog"
 )
 
 // ModCache returns the machine's module cache ("go env GOMODCACHE"), for a
@@ -72,4 +77,36 @@ func WaitQuiet(t testing.TB, read func() []byte) []byte {
 		}
 	}
 	return last
+}
+
+// CheckProof verifies, as anyone would from a platform's discovery
+// document alone, that entry is at index of the log named log: proof must
+// be a c2sp.org/tlog-proof of it in a checkpoint signed by the log's key
+// and meeting the document's witness policy.
+func CheckProof(t testing.TB, d *client.Discovery, log string, index *uint64, entry, proof string) {
+	t.Helper()
+	var vkey string
+	for _, l := range d.Logs {
+		if l.Name == log {
+			vkey = l.VKey
+		}
+	}
+	v, err := note.NewVerifier(vkey)
+	if err != nil {
+		t.Fatalf("log %q: %v", log, err)
+	}
+	policy, err := tlog.ParsePolicy([]byte(d.WitnessPolicy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := tlog.ParseProof([]byte(proof))
+	if err != nil {
+		t.Fatalf("%s: the proof: %v", log, err)
+	}
+	if index == nil || p.Index != *index {
+		t.Fatalf("%s: index %v, a proof of %d", log, index, p.Index)
+	}
+	if _, err := p.Verify(tlog.LeafHash([]byte(entry)), v, policy); err != nil {
+		t.Fatalf("%s entry %d: the proof does not verify: %v", log, p.Index, err)
+	}
 }

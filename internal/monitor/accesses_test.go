@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -35,19 +36,7 @@ func TestAccesses(t *testing.T) {
 	tp.call(t, "POST", tp.URL()+"/v1/endpoints", tp.OperatorToken(), `{"country":"DE"}`, "", &other)
 	srv := httptest.NewServer(m.Handler())
 	defer srv.Close()
-	get := func(token string) (int, AccessesAnswer) {
-		t.Helper()
-		req, _ := http.NewRequest("GET", srv.URL+"/v1/accesses", nil)
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var ans AccessesAnswer
-		json.NewDecoder(resp.Body).Decode(&ans)
-		return resp.StatusCode, ans
-	}
+	get := func(token string) (int, AccessesAnswer) { return listAccesses(t, srv.URL, "", token) }
 	code, ans := get(tp.endpoint)
 	if code != 200 || len(ans.Accesses) != 2 {
 		t.Fatalf("the endpoint's accesses: %d %+v", code, ans)
@@ -110,18 +99,7 @@ func TestTwoVendors(t *testing.T) {
 	}
 	srv := httptest.NewServer(m.Handler())
 	defer srv.Close()
-	list := func(platform, token string) (int, AccessesAnswer) {
-		req, _ := http.NewRequest("GET", srv.URL+"/v1/accesses?platform="+platform, nil)
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var ans AccessesAnswer
-		json.NewDecoder(resp.Body).Decode(&ans)
-		return resp.StatusCode, ans
-	}
+	list := func(platform, token string) (int, AccessesAnswer) { return listAccesses(t, srv.URL, platform, token) }
 	if code, ans := list(a.URL(), a.endpoint); code != 200 || len(ans.Accesses) != 1 || !strings.Contains(ans.Accesses[0].Entry, "vendor a") {
 		t.Errorf("a's endpoint at a: %d %+v", code, ans)
 	}
@@ -131,4 +109,20 @@ func TestTwoVendors(t *testing.T) {
 	if code, _ := list(b.URL(), a.endpoint); code != http.StatusUnauthorized {
 		t.Errorf("a's endpoint at b: %d, want 401", code)
 	}
+}
+
+// listAccesses asks the monitor at srv for the accesses of the endpoint
+// whose token this is, at platform ("": the only one).
+func listAccesses(t *testing.T, srv, platform, token string) (int, AccessesAnswer) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", srv+"/v1/accesses?platform="+url.QueryEscape(platform), nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var ans AccessesAnswer
+	json.NewDecoder(resp.Body).Decode(&ans)
+	return resp.StatusCode, ans
 }

@@ -204,8 +204,8 @@ func (s *store) commit(ctx context.Context, alerts []Alert, key string, state []
 		}
 	}
 	for _, r := range releases {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO releases (platform, log, idx, origin, state_key, name, version, digest, seen, entry) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-			r.platform, r.log, int64(r.index), r.origin, r.key, r.name, r.version, r.digest, r.seen.UnixMicro(), r.entry); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO releases (platform, log, idx, origin, name, version, digest, seen, entry) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+			r.platform, r.log, int64(r.index), r.origin, r.name, r.version, r.digest, r.seen.UnixMicro(), r.entry); err != nil {
 			return nil, fault.Mark(fault.ErrUnavailable, fmt.Errorf("keeping a release for its verdicts: %w", err))
 		}
 	}

@@ -154,16 +154,7 @@ func TestUnprovenCheckpoint(t *testing.T) {
 	if resp.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("a newer checkpoint the log will not prove: %d, want 503", resp.StatusCode)
 	}
-	unproven := func() []Alert {
-		raised, _ := m.Pass(ctx)
-		var out []Alert
-		for _, a := range raised {
-			if a.Rule == "checkpoint-unproven" {
-				out = append(out, a)
-			}
-		}
-		return out
-	}
+	unproven := func() []Alert { a, _ := passFor(m, "checkpoint-unproven"); return a }
 	if got := unproven(); len(got) != 0 {
 		t.Fatalf("at once: %+v", got)
 	}

@@ -117,6 +117,8 @@ type Monitor struct {
 	// unproven are, per followed log, posted checkpoints the log could
 	// not prove consistent yet (see recheck).
 	unproven map[string][]unproven
+	// healthSaved is the health state as last saved (see healthState).
+	healthSaved []byte
 	// policies are, per platform, the last policy entry read; it is saved
 	// with the policy log's state, so that a restarted monitor checks
 	// residency under it.
@@ -258,6 +260,7 @@ func New(ctx context.Context, cfg Config) (*Monitor, error) {
 	if err == nil {
 		err = m.loadHealth(h)
 	}
+	m.healthSaved = h
 	if err != nil {
 		s.Close()
 		return nil, err
@@ -423,11 +426,20 @@ func (m *Monitor) Pass(ctx context.Context) ([]Alert, error) {
 			errs = append(errs, herr)
 			continue
 		}
-		added, err := m.commit(ctx, out, "", nil, map[string][]byte{"health": h})
+		var extra map[string][]byte
+		if !bytes.Equal(h, m.healthSaved) {
+			extra = map[string][]byte{"health": h}
+		}
+		if len(out) == 0 && extra == nil {
+			continue // nothing new: no write
+		}
+		added, err := m.commit(ctx, out, "", nil, extra)
 		raised = append(raised, added...)
 		if err != nil {
 			errs = append(errs, err)
+			continue
 		}
+		m.healthSaved = h
 	}
 	return raised, errors.Join(errs...)
 }
@@ -585,9 +597,8 @@ func (e *discoveryError) Unwrap() error { return e.err }
 // outage notes whether what id names is failing now and returns the alert
 // mk makes once it has been failing for StaleAfter: one alert per outage
 // (its once is id and when the outage began). It returns nothing while
-// what id names works; the next failure starts a new outage. Outages are
-// counted in memory: after a restart they are counted again from the
-// first failure seen.
+// what id names works (forgetting it); the next failure starts a new
+// outage. Outages are saved with the health state (see healthState).
 func (m *Monitor) outage(id string, failing bool, mk func(since time.Time) Alert) []Alert {
 	now := m.cfg.Now()
 	if !failing {
@@ -648,7 +659,7 @@ func (m *Monitor) follow(ctx context.Context, base, name string, l *client.Log, 
 		var pending []Alert
 		var batch []checked
 		flush := func() {
-			pending = append(pending, m.check(base, name, l.Origin(), key, pv, batch)...)
+			pending = append(pending, m.check(base, name, l.Origin(), pv, batch)...)
 			batch = batch[:0]
 		}
 		// The policy log's entries change the policy that the next ones
@@ -703,7 +714,7 @@ func (m *Monitor) follow(ctx context.Context, base, name string, l *client.Log, 
 		if err != nil && !errors.Is(err, errChunk) {
 			return raised, err
 		}
-		if err := m.prove(ctx, l, f.State(), pending); err != nil {
+		if err := m.prove(ctx, l, f.State().Checkpoint, pending); err != nil {
 			return raised, errors.Join(err, m.rollback())
 		}
 		if cp != nil {
@@ -805,7 +816,7 @@ func (m *Monitor) witnesses(base, name, key string, l *client.Log, cp *tlog.Chec
 // last checkpoint the follower verified: an inclusion proof built from the
 // log's hash tiles alone, checked against the bytes the follower proved
 // (the entry is not read again).
-func (m *Monitor) prove(ctx context.Context, l *client.Log, st client.FollowState, alerts []Alert) error {
+func (m *Monitor) prove(ctx context.Context, l *client.Log, checkpoint []byte, alerts []Alert) error {
 	var cp *tlog.Checkpoint
 	for i := range alerts {
 		a := &alerts[i]
@@ -813,7 +824,7 @@ func (m *Monitor) prove(ctx context.Context, l *client.Log, st client.FollowStat
 			continue
 		}
 		if cp == nil {
-			c, err := l.Kept(st.Checkpoint)
+			c, err := l.Kept(checkpoint)
 			if err != nil {
 				return fmt.Errorf("the follower's checkpoint: %w", err)
 			}
@@ -848,7 +859,7 @@ type checked struct {
 // dataset ledger, the policy in force) and returns their alerts. The
 // entries of one batch are checked under one policy: the policy log's own
 // entries come one at a time.
-func (m *Monitor) check(base, name, origin, key string, pv note.Verifier, batch []checked) []Alert {
+func (m *Monitor) check(base, name, origin string, pv note.Verifier, batch []checked) []Alert {
 	home := m.homes[base]
 	prep := func(c *checked) {
 		c.pe, c.err = parseEntry(name, c.entry, pv)
@@ -874,13 +885,13 @@ func (m *Monitor) check(base, name, origin, key string, pv note.Verifier, batch 
 	}
 	var out []Alert
 	for i := range batch {
-		out = append(out, m.settle(base, name, origin, key, pv, &batch[i])...)
+		out = append(out, m.settle(base, name, origin, pv, &batch[i])...)
 	}
 	return out
 }
 
 // settle returns the alerts of one checked entry.
-func (m *Monitor) settle(base, name, origin, key string, pv note.Verifier, c *checked) []Alert {
+func (m *Monitor) settle(base, name, origin string, pv note.Verifier, c *checked) []Alert {
 	now := m.cfg.Now().UTC()
 	alert := func(rule, severity, detail string) Alert {
 		i := c.index
@@ -902,7 +913,7 @@ func (m *Monitor) settle(base, name, origin, key string, pv note.Verifier, c *ch
 		}
 	}
 	if c.pe.release != nil && m.rebuildersFor(base) {
-		m.releases = append(m.releases, releaseRow{platform: base, log: name, origin: origin, key: key, index: c.index,
+		m.releases = append(m.releases, releaseRow{platform: base, log: name, origin: origin, index: c.index,
 			name: c.pe.release.Name, version: c.pe.release.Version, digest: release.Digest(c.entry), seen: m.cfg.Now(), entry: c.entry})
 	}
 	if c.pe.kind == "policy" {

@@ -16,13 +16,10 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/mod/sumdb/note"
-
 	"github.com/vitrine-dev/vitrine/access"
 	"github.com/vitrine-dev/vitrine/internal/gotest"
 	"github.com/vitrine-dev/vitrine/internal/liar"
 	"github.com/vitrine-dev/vitrine/internal/platform"
-	"github.com/vitrine-dev/vitrine/tlog"
 )
 
 // testPlatform is a running platform with one endpoint's record in zurich
@@ -93,6 +90,19 @@ func (tp *testPlatform) read(t testing.TB, justification string) {
 	tp.call(t, "GET", tp.URL()+"/regions/zurich/v1/records?sha256="+tp.sha, tp.analyst, "", justification, nil)
 }
 
+// passFor makes one pass and returns the alerts of rule it raised, and
+// the pass's error.
+func passFor(m *Monitor, rule string) ([]Alert, error) {
+	raised, err := m.Pass(context.Background())
+	var out []Alert
+	for _, a := range raised {
+		if a.Rule == rule {
+			out = append(out, a)
+		}
+	}
+	return out, err
+}
+
 // passUntil makes passes until want alerts of rule have been raised in
 // all, for up to 20 s: entries reach the monitor once a witnessed
 // checkpoint covers them.
@@ -100,16 +110,11 @@ func passUntil(t *testing.T, m *Monitor, rule string, want int) []Alert {
 	t.Helper()
 	var got []Alert
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		raised, err := m.Pass(context.Background())
+		raised, err := passFor(m, rule)
 		if err != nil {
 			t.Fatalf("pass: %v", err)
 		}
-		for _, a := range raised {
-			if a.Rule == rule {
-				got = append(got, a)
-			}
-		}
-		if len(got) >= want {
+		if got = append(got, raised...); len(got) >= want {
 			return got
 		}
 	}
@@ -123,30 +128,7 @@ func passUntil(t *testing.T, m *Monitor, rule string, want int) []Alert {
 func checkGrounded(t *testing.T, p *platform.Platform, a Alert) {
 	t.Helper()
 	d := p.Discovery()
-	var vkey string
-	for _, l := range d.Logs {
-		if l.Name == a.Log {
-			vkey = l.VKey
-		}
-	}
-	v, err := note.NewVerifier(vkey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	policy, err := tlog.ParsePolicy([]byte(d.WitnessPolicy))
-	if err != nil {
-		t.Fatal(err)
-	}
-	proof, err := tlog.ParseProof([]byte(a.Proof))
-	if err != nil {
-		t.Fatalf("alert %s: proof: %v", a.Rule, err)
-	}
-	if a.Index == nil || proof.Index != *a.Index {
-		t.Fatalf("alert %s: index %v, proof of %d", a.Rule, a.Index, proof.Index)
-	}
-	if _, err := proof.Verify(tlog.LeafHash([]byte(a.Entry)), v, policy); err != nil {
-		t.Errorf("alert %s: its proof does not verify: %v", a.Rule, err)
-	}
+	gotest.CheckProof(t, &d, a.Log, a.Index, a.Entry, a.Proof)
 }
 
 func TestMonitorEndToEnd(t *testing.T) {

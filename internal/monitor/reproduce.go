@@ -40,11 +40,11 @@ type Rebuilder struct {
 
 // releaseRow is a release waiting for its verdicts.
 type releaseRow struct {
-	platform, log, origin, key string
-	index                      uint64
-	name, version, digest      string
-	seen                       time.Time
-	entry                      []byte
+	platform, log, origin string
+	index                 uint64
+	name, version, digest string
+	seen                  time.Time
+	entry                 []byte
 }
 
 const releasesSchema = `
@@ -53,7 +53,6 @@ CREATE TABLE IF NOT EXISTS releases (
 	log TEXT NOT NULL,
 	idx INTEGER NOT NULL,
 	origin TEXT NOT NULL,
-	state_key TEXT NOT NULL,
 	name TEXT NOT NULL,
 	version TEXT NOT NULL,
 	digest TEXT NOT NULL,
@@ -65,7 +64,7 @@ CREATE TABLE IF NOT EXISTS releases (
 
 // openReleases returns the releases of platform base still waiting.
 func (s *store) openReleases(ctx context.Context, base string) ([]releaseRow, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT log, idx, origin, state_key, name, version, digest, seen, entry FROM releases WHERE platform = ? AND done = 0 ORDER BY idx`, base)
+	rows, err := s.db.QueryContext(ctx, `SELECT log, idx, origin, name, version, digest, seen, entry FROM releases WHERE platform = ? AND done = 0 ORDER BY idx`, base)
 	if err != nil {
 		return nil, fault.Mark(fault.ErrUnavailable, err)
 	}
@@ -74,7 +73,7 @@ func (s *store) openReleases(ctx context.Context, base string) ([]releaseRow, er
 	for rows.Next() {
 		r := releaseRow{platform: base}
 		var idx, seen int64
-		if err := rows.Scan(&r.log, &idx, &r.origin, &r.key, &r.name, &r.version, &r.digest, &seen, &r.entry); err != nil {
+		if err := rows.Scan(&r.log, &idx, &r.origin, &r.name, &r.version, &r.digest, &seen, &r.entry); err != nil {
 			return nil, fault.Mark(fault.ErrUnavailable, err)
 		}
 		r.index, r.seen = uint64(idx), time.UnixMicro(seen)
@@ -145,7 +144,14 @@ func (m *Monitor) reproductions(ctx context.Context, base string) ([]Alert, erro
 	var proven []Alert
 	for _, a := range alerts {
 		one := []Alert{a}
-		if err := m.proveRows(ctx, one, open); err != nil {
+		f, cp, err := m.followedCheckpoint(ctx, base, a.Log)
+		if err == nil && (f == nil || cp == nil) {
+			err = errors.New("the release log is not followed in this run yet")
+		}
+		if err == nil {
+			err = m.prove(ctx, f.log, cp.Raw, one)
+		}
+		if err != nil {
 			errs = append(errs, fmt.Errorf("proving release-log entry %d: %w", *a.Index, err))
 			done = slices.DeleteFunc(done, func(r releaseRow) bool { return r.index == *a.Index && r.log == a.Log })
 			continue
@@ -215,45 +221,6 @@ func (m *Monitor) verdictsOn(ctx context.Context, rbs []Rebuilder, indexes []*re
 		}
 	}
 	return reproducedBy, "", errs
-}
-
-// proveRows proves the alerts' entries in the release log, from the
-// follower's saved state.
-func (m *Monitor) proveRows(ctx context.Context, alerts []Alert, rows []releaseRow) error {
-	for i := range alerts {
-		var row *releaseRow
-		for j := range rows {
-			if rows[j].index == *alerts[i].Index && rows[j].log == alerts[i].Log {
-				row = &rows[j]
-			}
-		}
-		if row == nil {
-			return errors.New("an alert of no waiting release")
-		}
-		m.mu.Lock()
-		var f *followed
-		for _, c := range m.logs[row.origin] {
-			if c.key == row.key {
-				f = c
-			}
-		}
-		m.mu.Unlock()
-		if f == nil {
-			return fmt.Errorf("the release log %s is not followed in this run yet", row.origin)
-		}
-		b, err := m.store.state(ctx, row.key)
-		if err != nil || b == nil {
-			return errors.Join(errors.New("no saved state of the release log"), err)
-		}
-		var st client.FollowState
-		if err := json.Unmarshal(b, &st); err != nil {
-			return err
-		}
-		if err := m.prove(ctx, f.log, st, alerts[i:i+1]); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 func (s *store) releasesDone(ctx context.Context, rows []releaseRow) error {

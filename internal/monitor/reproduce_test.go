@@ -122,16 +122,7 @@ func TestReleaseNotReproduced(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	pass := func() ([]Alert, error) {
-		raised, err := m.Pass(ctx)
-		var out []Alert
-		for _, a := range raised {
-			if a.Rule == "release-not-reproduced" {
-				out = append(out, a)
-			}
-		}
-		return out, err
-	}
+	pass := func() ([]Alert, error) { return passFor(m, "release-not-reproduced") }
 	got, err := pass()
 	if err == nil || !strings.Contains(err.Error(), "verdict signature") {
 		t.Errorf("the pass with a forged verdict: %v, want its signature refused", err)
