@@ -143,7 +143,13 @@ func TestWebhookDelivery(t *testing.T) {
 	if len(attempts) != 3 || attempts[0] != attempts[2] || attempts[1] != attempts[2] || len(bad) != 0 {
 		t.Errorf("attempts %q (want three with one webhook-id), bad %q", attempts, bad)
 	}
-	ts, err := m.Deliveries(context.Background())
+	// The receiver answered; the cursor moves just after.
+	var ts []TargetState
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if ts, err = m.Deliveries(context.Background()); err == nil && len(ts) == 1 && ts[0].Cursor == a.ID {
+			break
+		}
+	}
 	if err != nil || len(ts) != 1 || ts[0].Cursor != a.ID || ts[0].Failures != 0 {
 		t.Errorf("delivery state %+v, %v; want the cursor at %d", ts, err, a.ID)
 	}
@@ -225,7 +231,13 @@ func TestHookCommand(t *testing.T) {
 	if !ok || json.Unmarshal([]byte(alert), &a) != nil || a.Rule != "test-alert" || id != m.deliveryID(added[0].ID) {
 		t.Fatalf("the hook got %q", b)
 	}
-	if ts, _ := m.Deliveries(context.Background()); len(ts) != 1 || ts[0].Cursor != a.ID {
+	var ts []TargetState
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if ts, _ = m.Deliveries(context.Background()); len(ts) == 1 && ts[0].Cursor == a.ID {
+			break
+		}
+	}
+	if len(ts) != 1 || ts[0].Cursor != a.ID {
 		t.Errorf("delivery state %+v", ts)
 	}
 }
