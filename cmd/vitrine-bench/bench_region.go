@@ -487,13 +487,13 @@ func startInProcessRegion(ctx context.Context, spec, dir string) (_ *inProcessRe
 		return nil, err
 	}
 	r := region.New(region.Config{
-		Name:         "zurich",
-		Store:        ipr.st,
-		Wrapper:      wrapper,
-		Tokens:       ipr.issuer.Verifier(),
-		PseudonymKey: []byte(pkey),
-		Policy:       func() *residency.Policy { return ipr.policy },
-		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Name:       "zurich",
+		Store:      ipr.st,
+		Wrapper:    wrapper,
+		Tokens:     ipr.issuer.Verifier(),
+		Pseudonyms: endpoint.PseudonymKey(pkey),
+		Policy:     func() *residency.Policy { return ipr.policy },
+		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

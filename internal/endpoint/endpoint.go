@@ -53,6 +53,7 @@
 package endpoint
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -161,6 +162,22 @@ func Pseudonym(key []byte, id string) string {
 	m := hmac.New(sha256.New, key)
 	m.Write([]byte(id))
 	return "hmac-sha256:" + hex.EncodeToString(m.Sum(nil))
+}
+
+// Pseudonyms computes the pseudonyms of endpoint ids: with the key in
+// this process ([PseudonymKey]), or by asking the supervisor who holds it
+// (internal/supervisor's client). An error means the pseudonym cannot be
+// had now: the caller fails closed.
+type Pseudonyms interface {
+	Pseudonym(ctx context.Context, id string) (string, error)
+}
+
+// PseudonymKey is a pseudonymisation key held in this process.
+type PseudonymKey []byte
+
+// Pseudonym returns [Pseudonym] of id under k; it never fails.
+func (k PseudonymKey) Pseudonym(_ context.Context, id string) (string, error) {
+	return Pseudonym(k, id), nil
 }
 
 // checkIdentity checks the fields a token carries.

@@ -83,7 +83,13 @@ func (g *Gateway) serveAccess(w http.ResponseWriter, r *http.Request, act *actio
 		Outcome:  "granted",
 	}
 	w.Header().Set("Vitrine-Request-Id", rec.Request)
-	q, query, qerr := parseQuery(r.URL.Query(), g.cfg.PseudonymKey)
+	q, query, qerr := parseQuery(r.Context(), r.URL.Query(), g.cfg.Pseudonyms)
+	if pe := (*pseudonymError)(nil); errors.As(qerr, &pe) {
+		// Nothing is logged or read without the pseudonym: the query
+		// would name the endpoint.
+		g.unavailable(w, r, fmt.Errorf("%w: %v", errPseudonyms, pe))
+		return
+	}
 	rec.Resource.Query = query
 
 	p, err := g.cfg.Principals.Authenticate(r)

@@ -186,7 +186,7 @@ func newEnvWith(t testing.TB, logDir string, configure func(*Config)) *env {
 	cfg := Config{
 		Region: testRegion, Store: e.store, Log: e.glog,
 		Custody:    custody.NewClient(e.custodySrv.URL, custodyToken, nil),
-		Principals: e.principals, PseudonymKey: e.pkey, WitnessTimeout: 3 * time.Second,
+		Principals: e.principals, Pseudonyms: endpoint.PseudonymKey(e.pkey), WitnessTimeout: 3 * time.Second,
 	}
 	if configure != nil {
 		configure(&cfg)

@@ -1,10 +1,12 @@
 package gateway
 
 import (
+	"context"
 	"net/url"
 	"strings"
 	"testing"
 
+	"github.com/vitrine-dev/vitrine/internal/endpoint"
 	"github.com/vitrine-dev/vitrine/internal/store"
 )
 
@@ -19,13 +21,13 @@ func FuzzParseQuery(f *testing.F) {
 	} {
 		f.Add(s)
 	}
-	key := []byte("0123456789abcdef0123456789abcdef")
+	key := endpoint.PseudonymKey("0123456789abcdef0123456789abcdef")
 	f.Fuzz(func(t *testing.T, raw string) {
 		v, err := url.ParseQuery(raw)
 		if err != nil {
 			return
 		}
-		q, logged, err := parseQuery(v, key)
+		q, logged, err := parseQuery(context.Background(), v, key)
 		if strings.Contains(logged, "ep_") && v.Get("endpoint") != "" && strings.Contains(logged, v.Get("endpoint")) && strings.HasPrefix(v.Get("endpoint"), "ep_") && err == nil {
 			t.Fatalf("logged query %q holds the endpoint id", logged)
 		}

@@ -38,6 +38,7 @@ import (
 
 	"github.com/vitrine-dev/vitrine/access"
 	"github.com/vitrine-dev/vitrine/internal/custody"
+	"github.com/vitrine-dev/vitrine/internal/endpoint"
 	"github.com/vitrine-dev/vitrine/internal/fault"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
 	"github.com/vitrine-dev/vitrine/internal/principal"
@@ -87,9 +88,9 @@ type Config struct {
 	Log        Log
 	Custody    Custody
 	Principals Principals
-	// PseudonymKey keys the pseudonyms of endpoints, as the region's
-	// ingest does: a query by endpoint is a query by its pseudonym.
-	PseudonymKey []byte
+	// Pseudonyms gives the pseudonyms of endpoints, as the region's
+	// ingest has them: a query by endpoint is a query by its pseudonym.
+	Pseudonyms endpoint.Pseudonyms
 	// WitnessTimeout bounds how long a read waits for a witnessed
 	// checkpoint that covers its access entry (default 10s).
 	WitnessTimeout time.Duration
@@ -115,8 +116,8 @@ type Gateway struct {
 // New returns the gateway described by cfg. Its [Gateway.Run] must run
 // for the attempts it counts to reach the access log.
 func New(cfg Config) *Gateway {
-	if cfg.Store == nil || cfg.Log == nil || cfg.Custody == nil || cfg.Principals == nil || len(cfg.PseudonymKey) == 0 {
-		panic("gateway.New: Store, Log, Custody, Principals and PseudonymKey are required")
+	if cfg.Store == nil || cfg.Log == nil || cfg.Custody == nil || cfg.Principals == nil || cfg.Pseudonyms == nil {
+		panic("gateway.New: Store, Log, Custody, Principals and Pseudonyms are required")
 	}
 	if cfg.WitnessTimeout == 0 {
 		cfg.WitnessTimeout = 10 * time.Second
@@ -177,10 +178,11 @@ var (
 // Errors the gateway answers 503 for (kind fault.ErrUnavailable): the
 // access was not completed and nothing was released.
 var (
-	errLog     = fault.New(fault.ErrUnavailable, "the access log could not take the access record")
-	errWitness = fault.New(fault.ErrUnavailable, "the access record is not yet in a checkpoint the supervisor's witness cosigned")
-	errCustody = fault.New(fault.ErrUnavailable, "key custody did not unwrap the data keys")
-	errStore   = fault.New(fault.ErrUnavailable, "the region's store could not answer")
+	errLog        = fault.New(fault.ErrUnavailable, "the access log could not take the access record")
+	errWitness    = fault.New(fault.ErrUnavailable, "the access record is not yet in a checkpoint the supervisor's witness cosigned")
+	errCustody    = fault.New(fault.ErrUnavailable, "key custody did not unwrap the data keys")
+	errPseudonyms = fault.New(fault.ErrUnavailable, "the endpoint's pseudonym could not be had from the supervisor")
+	errStore      = fault.New(fault.ErrUnavailable, "the region's store could not answer")
 )
 
 // requestID returns a fresh random request id.
@@ -202,7 +204,7 @@ func (g *Gateway) unavailable(w http.ResponseWriter, r *http.Request, err error)
 		g.logger.ErrorContext(r.Context(), "access failed closed", "err", err)
 	}
 	msg := "the access failed"
-	for _, e := range []error{errLog, errWitness, errCustody, errStore} {
+	for _, e := range []error{errLog, errWitness, errCustody, errStore, errPseudonyms} {
 		if errors.Is(err, e) {
 			msg = e.Error()
 		}

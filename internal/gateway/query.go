@@ -39,12 +39,23 @@ type query struct {
 	Personal bool
 }
 
+// pseudonymError is parseQuery's error when the endpoint's pseudonym
+// cannot be had.
+type pseudonymError struct{ err error }
+
+func (e *pseudonymError) Error() string {
+	return "the endpoint's pseudonym could not be had: " + e.err.Error()
+}
+func (e *pseudonymError) Unwrap() error { return e.err }
+
 // parseQuery reads the record routes' query parameters. It returns the
 // store query and the query as the access record names it: the same
 // parameters, each at most once, in a fixed order, with the endpoint
 // replaced by its pseudonym, so that no endpoint id reaches the log. When
 // the parameters are bad, the query names what could be read of them.
-func parseQuery(v url.Values, pseudonymKey []byte) (query, string, error) {
+// An error that pseudonym returns comes back as an *unavailableError:
+// nothing can be logged or read until the pseudonym can be had.
+func parseQuery(ctx context.Context, v url.Values, ps endpoint.Pseudonyms) (query, string, error) {
 	q := query{Personal: true}
 	var logged []string
 	var errs []error
@@ -76,8 +87,11 @@ func parseQuery(v url.Values, pseudonymKey []byte) (query, string, error) {
 				bad("endpoint is not an endpoint id (ep_ and 26 base32 characters)")
 				continue
 			}
-			q.Pseudonym = endpoint.Pseudonym(pseudonymKey, s)
-			s = q.Pseudonym
+			p, err := ps.Pseudonym(ctx, s)
+			if err != nil {
+				return q, "", &pseudonymError{err}
+			}
+			q.Pseudonym, s = p, p
 		case "from", "to":
 			t, err := time.Parse(time.RFC3339Nano, s)
 			if err != nil {

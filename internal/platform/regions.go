@@ -115,27 +115,27 @@ func (p *Platform) startRegions(ctx context.Context) error {
 			return fmt.Errorf("region %s: custody holds no key for it (it has no access log)", reg.Name)
 		}
 		rs.byName[reg.Name] = region.New(region.Config{
-			Name:         reg.Name,
-			Store:        st,
-			Wrapper:      wrapper,
-			Tokens:       rs.issuer.Verifier(),
-			PseudonymKey: []byte(pkey),
-			Policy:       rs.policy.Load,
-			PeerToken:    peerToken,
-			Peers:        peers,
-			AccessLog:    p.logs["access-"+reg.Name],
-			Location:     p.cfg.OperatorLocation,
-			Logger:       p.logger,
-			Bodies:       bodies,
+			Name:       reg.Name,
+			Store:      st,
+			Wrapper:    wrapper,
+			Tokens:     rs.issuer.Verifier(),
+			Pseudonyms: endpoint.PseudonymKey(pkey),
+			Policy:     rs.policy.Load,
+			PeerToken:  peerToken,
+			Peers:      peers,
+			AccessLog:  p.logs["access-"+reg.Name],
+			Location:   p.cfg.OperatorLocation,
+			Logger:     p.logger,
+			Bodies:     bodies,
 		})
 		rs.gateways[reg.Name] = gateway.New(gateway.Config{
-			Region:       reg.Name,
-			Store:        st,
-			Log:          admittedLog{p.logs["access-"+reg.Name], p.principals},
-			Custody:      p.unwrapper,
-			Principals:   p.principals,
-			PseudonymKey: []byte(pkey),
-			Logger:       p.logger,
+			Region:     reg.Name,
+			Store:      st,
+			Log:        admittedLog{p.logs["access-"+reg.Name], p.principals},
+			Custody:    p.unwrapper,
+			Principals: p.principals,
+			Pseudonyms: endpoint.PseudonymKey(pkey),
+			Logger:     p.logger,
 		})
 	}
 	for name := range rs.byName {

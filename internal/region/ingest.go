@@ -99,6 +99,11 @@ func (r *Region) serveIngest(w http.ResponseWriter, req *http.Request) {
 		httpapi.Fail(w, r.logger, err, "the region could not seal the batch; nothing was stored")
 		return
 	}
+	pseudonym, err := r.cfg.Pseudonyms.Pseudonym(req.Context(), id.ID)
+	if err != nil {
+		httpapi.Fail(w, r.logger, err, "the endpoint's pseudonym could not be had; nothing was stored")
+		return
+	}
 	// The residency check again, now under the gate: a policy switch
 	// waits for this batch, or this batch sees the new policy.
 	r.gate.RLock()
@@ -107,7 +112,7 @@ func (r *Region) serveIngest(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	stored, err := r.cfg.Store.PutBatch(req.Context(), &store.Batch{
-		Pseudonym: endpoint.Pseudonym(r.cfg.PseudonymKey, id.ID),
+		Pseudonym: pseudonym,
 		Country:   id.Country,
 		BatchID:   batch.BatchID,
 		Received:  r.cfg.Now().UTC(),

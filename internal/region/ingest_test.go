@@ -37,7 +37,7 @@ type testRegion struct {
 }
 
 // newTestRegion starts zurich with cfg, whose Name, Store, Wrapper, Tokens,
-// PseudonymKey and Policy it fills in.
+// Pseudonyms and Policy it fills in.
 func newTestRegion(t *testing.T, cfg Config) *testRegion {
 	t.Helper()
 	dir := t.TempDir()
@@ -56,7 +56,7 @@ func newTestRegion(t *testing.T, cfg Config) *testRegion {
 	}
 	pol := residency.Default()
 	cfg.Name, cfg.Store, cfg.Wrapper, cfg.Tokens = "zurich", st, wrapper, issuer.Verifier()
-	cfg.PseudonymKey, cfg.Policy = []byte("test pseudonym key"), func() *residency.Policy { return pol }
+	cfg.Pseudonyms, cfg.Policy = endpoint.PseudonymKey("test pseudonym key"), func() *residency.Policy { return pol }
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	tr := &testRegion{Region: New(cfg), issuer: issuer, reading: make(chan string, 100)}
 	h := tr.Handler()

@@ -45,9 +45,9 @@ type Config struct {
 	Wrapper seal.Wrapper
 	// Tokens checks endpoint tokens.
 	Tokens *endpoint.Verifier
-	// PseudonymKey keys the pseudonyms that stand for endpoints in
-	// processing.
-	PseudonymKey []byte
+	// Pseudonyms gives the pseudonyms that stand for endpoints in
+	// processing (the supervisor holds their key in production).
+	Pseudonyms endpoint.Pseudonyms
 	// Policy returns the active residency policy (a version in the policy
 	// log).
 	Policy func() *residency.Policy
