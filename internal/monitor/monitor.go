@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -87,8 +88,13 @@ type Config struct {
 	// logs name and answers endpoints that ask who accessed their data
 	// (GET /v1/accesses).
 	PseudonymKeys map[string][]byte
-	Logger        *slog.Logger
-	Now           func() time.Time
+	// Expect is, per platform, what its supervisor pinned before the
+	// platform ever answered (a members file): its logs' keys and its
+	// witness policy. A discovery document that names others is a
+	// pins-changed alert, even before the first use pins the rest.
+	Expect map[string]*client.Pins
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 // Monitor follows every log of the platforms it supervises, each entry
@@ -489,12 +495,41 @@ func logOrder(name string) int {
 	return 2
 }
 
+// checkExpected returns an error wrapping client.ErrPinMismatch if d
+// names another key for a log that exp pins, leaves one out, or names
+// another witness policy; nil if exp is nil.
+func checkExpected(exp *client.Pins, d *client.Discovery) error {
+	if exp == nil {
+		return nil
+	}
+	now := client.PinsFrom(exp.Platform, d)
+	var changed []string
+	for _, name := range slices.Sorted(maps.Keys(exp.LogKeys)) {
+		if k, ok := now.LogKeys[name]; !ok {
+			changed = append(changed, "log "+name+": in the members file, not named")
+		} else if k != exp.LogKeys[name] {
+			changed = append(changed, "log "+name+": the key differs from the members file's")
+		}
+	}
+	if exp.WitnessPolicy != "" && now.WitnessPolicy != exp.WitnessPolicy {
+		changed = append(changed, "witness policy: not the supervisor's")
+	}
+	if len(changed) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%s: %w: %s", exp.Platform, client.ErrPinMismatch, strings.Join(changed, "; "))
+}
+
 func (m *Monitor) platform(ctx context.Context, base string) ([]Alert, error) {
 	d, err := client.FetchDiscovery(ctx, m.cfg.HTTPClient, base)
 	if err != nil {
 		return nil, &discoveryError{err}
 	}
-	pins, _, err := client.TrustOnFirstUse(client.PinsPath(filepath.Join(m.cfg.Dir, "pins"), base), base, d)
+	err = checkExpected(m.cfg.Expect[base], d)
+	var pins *client.Pins
+	if err == nil {
+		pins, _, err = client.TrustOnFirstUse(client.PinsPath(filepath.Join(m.cfg.Dir, "pins"), base), base, d)
+	}
 	if err != nil && !errors.Is(err, client.ErrPinMismatch) {
 		return nil, err
 	}

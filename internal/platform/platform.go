@@ -45,6 +45,25 @@ import (
 // LogNames are the logs every deployment runs.
 var LogNames = []string{"release", "policy", "access-zurich", "access-moscow"}
 
+// LogKeys returns the verifier key of each log of the platform named name
+// with data directory data, by log name, making the keys it lacks: what a
+// witness must know before the platform's first start (a member's entry
+// in its supervisor's members file).
+func LogKeys(data, name string) (map[string]string, error) {
+	if err := os.MkdirAll(data, 0o700); err != nil {
+		return nil, err
+	}
+	vkeys := map[string]string{}
+	for _, log := range LogNames {
+		vkey, err := logserver.LoadOrCreateKey(filepath.Join(data, "logs", log), name+"/logs/"+log)
+		if err != nil {
+			return nil, err
+		}
+		vkeys[log] = vkey
+	}
+	return vkeys, nil
+}
+
 // Config configures `vitrine up`.
 type Config struct {
 	// Data is the data directory; a restart with the same directory reuses
@@ -114,7 +133,27 @@ type Config struct {
 	// discovery document, so that endpoints post the checkpoints they
 	// verified to it.
 	Monitor http.Handler
-	Logger  *slog.Logger
+	// Supervisor, when set, is the supervisor in its own process
+	// (`vitrine supervisor`) that this platform is a member of: its
+	// witness cosigns the logs, its custody holds the regions' keys, it
+	// gives the endpoints' pseudonyms and its monitor reviews the logs.
+	// The platform then runs none of them, and holds none of their keys.
+	Supervisor *Supervisor
+	Logger     *slog.Logger
+}
+
+// Supervisor is what a platform uses of the supervisor it is a member
+// of; `vitrine up --supervisor` reads it from the supervisor's
+// description and pins it.
+type Supervisor struct {
+	// WitnessPolicy is the policy of the supervisor's witness, with its
+	// URL; Witness and Monitor are listed in the discovery document.
+	WitnessPolicy string
+	Witness       DiscoveryWitness
+	Monitor       DiscoveryMonitor
+	// CustodyURL is the member's custody, PseudonymsURL its pseudonyms
+	// route; both take Token.
+	CustodyURL, PseudonymsURL, Token string
 }
 
 // Platform is a running `vitrine up`.
@@ -206,42 +245,46 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 		p.baseURL = "http://" + p.listener.Addr().String()
 	}
 
-	p.witness, err = witness.Open(ctx, witness.Config{
-		Dir:    filepath.Join(cfg.Data, "witness"),
-		Name:   cfg.Name + "/witness",
-		Logger: cfg.Logger,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("starting platform: %w", err)
-	}
-	witnessURL := p.baseURL + "/witness"
-	policy, err := tlog.SingleWitnessPolicy("supervisor", p.witness.VKey(), witnessURL)
-	if err != nil {
-		return nil, fmt.Errorf("starting platform: %w", err)
-	}
-	p.policy = string(policy)
-
-	// The logs reach the in-process witness without the network.
-	wu, err := url.Parse(witnessURL)
-	if err != nil {
-		return nil, fmt.Errorf("starting platform: witness URL: %w", err)
-	}
-	client := &http.Client{
-		Timeout: 10 * time.Second,
-		Transport: &handlerTransport{
-			host: wu.Host,
-			h:    http.StripPrefix("/witness", p.witness.Handler()),
-			next: http.DefaultTransport,
-		},
-	}
-	for _, name := range LogNames {
-		dir, origin := filepath.Join(cfg.Data, "logs", name), cfg.Name+"/logs/"+name
-		vkey, err := logserver.LoadOrCreateKey(dir, origin)
+	client := &http.Client{Timeout: 10 * time.Second}
+	if sup := cfg.Supervisor; sup != nil {
+		// The supervisor's witness, over the network.
+		p.policy = sup.WitnessPolicy
+	} else {
+		p.witness, err = witness.Open(ctx, witness.Config{
+			Dir:    filepath.Join(cfg.Data, "witness"),
+			Name:   cfg.Name + "/witness",
+			Logger: cfg.Logger,
+		})
 		if err != nil {
 			return nil, fmt.Errorf("starting platform: %w", err)
 		}
-		if err := p.witness.AddLog(ctx, witness.LogKey{Origin: origin, VKey: vkey}); err != nil {
+		witnessURL := p.baseURL + "/witness"
+		policy, err := tlog.SingleWitnessPolicy("supervisor", p.witness.VKey(), witnessURL)
+		if err != nil {
 			return nil, fmt.Errorf("starting platform: %w", err)
+		}
+		p.policy = string(policy)
+		// The logs reach the in-process witness without the network.
+		wu, err := url.Parse(witnessURL)
+		if err != nil {
+			return nil, fmt.Errorf("starting platform: witness URL: %w", err)
+		}
+		client.Transport = &handlerTransport{
+			host: wu.Host,
+			h:    http.StripPrefix("/witness", p.witness.Handler()),
+			next: http.DefaultTransport,
+		}
+	}
+	vkeys, err := LogKeys(cfg.Data, cfg.Name)
+	if err != nil {
+		return nil, fmt.Errorf("starting platform: %w", err)
+	}
+	for _, name := range LogNames {
+		dir, origin := filepath.Join(cfg.Data, "logs", name), cfg.Name+"/logs/"+name
+		if p.witness != nil {
+			if err := p.witness.AddLog(ctx, witness.LogKey{Origin: origin, VKey: vkeys[name]}); err != nil {
+				return nil, fmt.Errorf("starting platform: %w", err)
+			}
 		}
 		l, err := logserver.Open(ctx, logserver.Config{
 			Dir:                dir,
@@ -317,7 +360,9 @@ func (p *Platform) routes() http.Handler {
 		// Only the component that owns a log appends to it (appends.go).
 		mux.Handle(prefix+"/add", refuseAppend(name))
 	}
-	mux.Handle("/witness/", http.StripPrefix("/witness", p.witness.Handler()))
+	if p.witness != nil {
+		mux.Handle("/witness/", http.StripPrefix("/witness", p.witness.Handler()))
+	}
 	if p.cfg.Monitor != nil {
 		mux.Handle("/monitor/", http.StripPrefix("/monitor", p.cfg.Monitor))
 	}
@@ -377,11 +422,16 @@ func (p *Platform) Discovery() Discovery {
 		l := p.logs[name]
 		d.Logs = append(d.Logs, DiscoveryLog{Name: name, Origin: l.Origin(), VKey: l.VKey(), URL: p.baseURL + "/logs/" + name + "/"})
 	}
-	d.Witnesses = []DiscoveryWitness{{Name: p.witness.Name(), VKey: p.witness.VKey(), URL: p.baseURL + "/witness/"}}
+	if sup := p.cfg.Supervisor; sup != nil {
+		d.Witnesses = []DiscoveryWitness{sup.Witness}
+		d.Monitors = []DiscoveryMonitor{sup.Monitor}
+	} else {
+		d.Witnesses = []DiscoveryWitness{{Name: p.witness.Name(), VKey: p.witness.VKey(), URL: p.baseURL + "/witness/"}}
+	}
 	d.Releases = DiscoveryReleases{URL: p.baseURL + "/releases/", Key: string(release.PublicKey(p.releaseKey.Public().(ed25519.PublicKey)).PEM())}
 	d.Updates = DiscoveryUpdates{URL: p.baseURL + "/updates/", Root: p.updates.Root()}
 	if p.cfg.Monitor != nil {
-		d.Monitors = []DiscoveryMonitor{{Name: p.cfg.Name + "/monitor", URL: p.baseURL + "/monitor/"}}
+		d.Monitors = append(d.Monitors, DiscoveryMonitor{Name: p.cfg.Name + "/monitor", URL: p.baseURL + "/monitor/"})
 	}
 	return d
 }
@@ -397,9 +447,12 @@ func (p *Platform) serveIndex(w http.ResponseWriter, r *http.Request) {
 	for _, name := range LogNames {
 		fmt.Fprintf(w, "log %-14s %s/logs/%s/checkpoint\n", name, p.baseURL, name)
 	}
-	fmt.Fprintf(w, "witness: %s/witness/add-checkpoint\n", p.baseURL)
-	if p.cfg.Monitor != nil {
-		fmt.Fprintf(w, "monitor: %s/monitor/v1/alerts\n", p.baseURL)
+	d := p.Discovery()
+	for _, wi := range d.Witnesses {
+		fmt.Fprintf(w, "witness: %sadd-checkpoint\n", wi.URL)
+	}
+	for _, m := range d.Monitors {
+		fmt.Fprintf(w, "monitor: %sv1/alerts\n", m.URL)
 	}
 }
 
@@ -461,6 +514,9 @@ func (p *Platform) closeParts(ctx context.Context) error {
 // a checkpoint the supervisor's witness cosigned.
 func (p *Platform) startCustody() error {
 	p.wrappers = map[string]seal.Wrapper{}
+	if sup := p.cfg.Supervisor; sup != nil {
+		p.cfg.CustodyURL, p.cfg.CustodyToken = sup.CustodyURL, sup.Token
+	}
 	if p.cfg.CustodyURL != "" {
 		// Custody runs in its own process: the platform only holds its
 		// client, and each region's public key, fetched on first use and

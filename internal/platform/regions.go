@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/mod/sumdb/note"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
 	"github.com/vitrine-dev/vitrine/internal/keys"
 	"github.com/vitrine-dev/vitrine/internal/policylog"
+	"github.com/vitrine-dev/vitrine/internal/pseudonyms"
 	"github.com/vitrine-dev/vitrine/internal/region"
 	"github.com/vitrine-dev/vitrine/internal/store"
 	_ "github.com/vitrine-dev/vitrine/internal/store/postgres" // stores: postgres:// URLs
@@ -80,12 +82,19 @@ func (p *Platform) startRegions(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// One pseudonymisation key for the deployment (the supervisor's in
-	// production), so that an endpoint has the same pseudonym in every
-	// region, including after a relocation.
-	pkey, err := keys.LoadOrCreateToken(filepath.Join(p.cfg.Data, "pseudonym.key"))
-	if err != nil {
-		return err
+	// One pseudonymisation key for the deployment, so that an endpoint
+	// has the same pseudonym in every region, including after a
+	// relocation: the supervisor's, who gives the pseudonyms, or a key in
+	// the data directory when the platform is its own supervisor.
+	var ps endpoint.Pseudonyms
+	if sup := p.cfg.Supervisor; sup != nil {
+		ps = pseudonyms.NewClient(sup.PseudonymsURL, sup.Token, &http.Client{Timeout: 10 * time.Second}, 0)
+	} else {
+		pkey, err := keys.LoadOrCreateToken(filepath.Join(p.cfg.Data, "pseudonym.key"))
+		if err != nil {
+			return err
+		}
+		ps = endpoint.PseudonymKey(pkey)
 	}
 	// The regions share this process's memory, so they share one budget
 	// for the request bodies they hold.
@@ -119,7 +128,7 @@ func (p *Platform) startRegions(ctx context.Context) error {
 			Store:      st,
 			Wrapper:    wrapper,
 			Tokens:     rs.issuer.Verifier(),
-			Pseudonyms: endpoint.PseudonymKey(pkey),
+			Pseudonyms: ps,
 			Policy:     rs.policy.Load,
 			PeerToken:  peerToken,
 			Peers:      peers,
@@ -134,7 +143,7 @@ func (p *Platform) startRegions(ctx context.Context) error {
 			Log:        admittedLog{p.logs["access-"+reg.Name], p.principals},
 			Custody:    p.unwrapper,
 			Principals: p.principals,
-			Pseudonyms: endpoint.PseudonymKey(pkey),
+			Pseudonyms: ps,
 			Logger:     p.logger,
 		})
 	}

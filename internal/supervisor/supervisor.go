@@ -1,0 +1,311 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/vitrine-dev/vitrine/client"
+	"github.com/vitrine-dev/vitrine/internal/custody"
+	"github.com/vitrine-dev/vitrine/internal/endpoint"
+	"github.com/vitrine-dev/vitrine/internal/httpapi"
+	"github.com/vitrine-dev/vitrine/internal/keys"
+	"github.com/vitrine-dev/vitrine/internal/monitor"
+	"github.com/vitrine-dev/vitrine/internal/pseudonyms"
+	"github.com/vitrine-dev/vitrine/internal/witness"
+	"github.com/vitrine-dev/vitrine/tlog"
+)
+
+// Config configures a Supervisor.
+type Config struct {
+	// Dir holds every key of the supervisor: the witness's, each
+	// member's custody keys and pseudonymisation key, the supervisor's
+	// token, the monitor's state. It is created (mode 0700) if missing.
+	Dir string
+	// Name is the supervisor's name, e.g. "supervisor.example": its
+	// witness's key name is Name + "/witness". Keep it across restarts.
+	Name string
+	// URL is the base URL the supervisor is reached at, by its members'
+	// platforms and by anyone reading its monitor.
+	URL string
+	// Members are the vendors it serves (ParseMembers).
+	Members []Member
+	// Monitor configures the monitor: its Rules, Interval, Webhooks,
+	// HookCommand, Heartbeat, HTTPClient. What the supervisor decides
+	// (Dir, Platforms, Custody, PseudonymKeys, Expect, Name,
+	// SupervisorToken) is filled in.
+	Monitor monitor.Config
+	Logger  *slog.Logger
+}
+
+// Supervisor is an open supervisor: serve its Handler and Run its monitor.
+type Supervisor struct {
+	cfg     Config
+	witness *witness.Witness
+	policy  string
+	token   string
+	members map[string]*member
+	monitor *monitor.Monitor
+}
+
+type member struct {
+	Member
+	custody *custody.Service
+	pkey    endpoint.PseudonymKey
+}
+
+// TokenFile is the supervisor's token in Dir: it acknowledges alerts and
+// may read every member's custody counts.
+const TokenFile = "supervisor.token"
+
+// Open opens the supervisor's state in cfg.Dir, making the keys it lacks.
+func Open(ctx context.Context, cfg Config) (s *Supervisor, err error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	cfg.URL = strings.TrimSuffix(cfg.URL, "/")
+	if cfg.Dir == "" || cfg.Name == "" || cfg.URL == "" {
+		return nil, errors.New("opening the supervisor: Dir, Name and URL are required")
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("opening the supervisor: %w", err)
+	}
+	if err := os.Chmod(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("opening the supervisor: %w", err)
+	}
+	s = &Supervisor{cfg: cfg, members: map[string]*member{}}
+	defer func() {
+		if err != nil {
+			s.Close()
+			err = fmt.Errorf("opening the supervisor: %w", err)
+		}
+	}()
+	if s.token, err = keys.LoadOrCreateToken(filepath.Join(cfg.Dir, TokenFile)); err != nil {
+		return s, err
+	}
+	var logs []witness.LogKey
+	for _, m := range cfg.Members {
+		for _, k := range m.Logs {
+			v, err := note.NewVerifier(k)
+			if err != nil {
+				return s, fmt.Errorf("member %s: %w", m.Name, err)
+			}
+			logs = append(logs, witness.LogKey{Origin: v.Name(), VKey: k})
+		}
+	}
+	if s.witness, err = witness.Open(ctx, witness.Config{Dir: filepath.Join(cfg.Dir, "witness"), Name: cfg.Name + "/witness", Logs: logs, Logger: cfg.Logger}); err != nil {
+		return s, err
+	}
+	policy, err := tlog.SingleWitnessPolicy("supervisor", s.witness.VKey(), cfg.URL+"/witness")
+	if err != nil {
+		return s, err
+	}
+	s.policy = string(policy)
+	parsed, err := tlog.ParsePolicy(policy)
+	if err != nil {
+		return s, err
+	}
+
+	mc := cfg.Monitor
+	mc.Dir, mc.Name, mc.SupervisorToken, mc.Logger = filepath.Join(cfg.Dir, "monitor"), cfg.Name+"/monitor", s.token, cfg.Logger
+	mc.Platforms, mc.Custody, mc.PseudonymKeys, mc.Expect = nil, nil, map[string][]byte{}, map[string]*client.Pins{}
+	for _, m := range cfg.Members {
+		dir := filepath.Join(cfg.Dir, "members", m.Name)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return s, err
+		}
+		mem := &member{Member: m}
+		s.members[m.Name] = mem
+		// The pseudonymisation key: one per member, so that one vendor's
+		// pseudonyms say nothing of another's endpoints.
+		pkey, err := keys.LoadOrCreateToken(filepath.Join(dir, "pseudonym.key"))
+		if err != nil {
+			return s, err
+		}
+		mem.pkey = endpoint.PseudonymKey(pkey)
+		var regions []custody.RegionConfig
+		exp := &client.Pins{Platform: m.Discovery, LogKeys: map[string]string{}, WitnessPolicy: s.policy}
+		for _, k := range m.Logs {
+			log := m.LogName(k)
+			exp.LogKeys[log] = k
+			region, ok := strings.CutPrefix(log, "access-")
+			if !ok {
+				continue
+			}
+			v, err := note.NewVerifier(k)
+			if err != nil {
+				return s, err
+			}
+			regions = append(regions, custody.RegionConfig{Name: region, AccessLogVerifier: v, WitnessPolicy: parsed})
+		}
+		if mem.custody, err = custody.Open(custody.Config{Dir: filepath.Join(dir, "custody"), Regions: regions, Logger: cfg.Logger}); err != nil {
+			return s, fmt.Errorf("member %s: %w", m.Name, err)
+		}
+		mc.Platforms = append(mc.Platforms, m.Discovery)
+		mc.Custody = append(mc.Custody, monitor.Custody{Platform: m.Discovery, URL: s.custodyURL(m.Name), Token: s.token})
+		mc.PseudonymKeys[m.Discovery] = []byte(pkey)
+		mc.Expect[m.Discovery] = exp
+	}
+	if s.monitor, err = monitor.New(ctx, mc); err != nil {
+		return s, err
+	}
+	return s, nil
+}
+
+func (s *Supervisor) custodyURL(name string) string {
+	return s.cfg.URL + "/members/" + name + "/custody"
+}
+
+// Token is the supervisor's bearer token.
+func (s *Supervisor) Token() string { return s.token }
+
+// Run runs the monitor until ctx ends.
+func (s *Supervisor) Run(ctx context.Context) error { return s.monitor.Run(ctx) }
+
+// Close closes everything Open opened.
+func (s *Supervisor) Close() error {
+	var errs []error
+	if s.monitor != nil {
+		errs = append(errs, s.monitor.Close())
+	}
+	for _, m := range s.members {
+		if m.custody != nil {
+			errs = append(errs, m.custody.Close())
+		}
+	}
+	if s.witness != nil {
+		errs = append(errs, s.witness.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// About is the supervisor's public description, at GET /v1/supervisor:
+// what a member's platform needs to use it, and what anyone needs to
+// check what it says.
+type About struct {
+	Name          string                  `json:"name"`
+	Witness       client.DiscoveryWitness `json:"witness"`
+	WitnessPolicy string                  `json:"witness_policy"`
+	Monitor       client.DiscoveryMonitor `json:"monitor"`
+	Members       []AboutMember           `json:"members"`
+}
+
+// AboutMember is a member as the supervisor serves it.
+type AboutMember struct {
+	Name      string   `json:"name"`
+	Discovery string   `json:"discovery"`
+	Logs      []string `json:"logs"`
+	// Custody is the base URL of the member's key custody; Pseudonyms
+	// the route that gives its endpoints' pseudonyms.
+	Custody    string `json:"custody"`
+	Pseudonyms string `json:"pseudonyms"`
+	Contact    string `json:"contact,omitempty"`
+}
+
+// About returns the supervisor's description.
+func (s *Supervisor) About() *About {
+	a := &About{
+		Name:          s.cfg.Name,
+		Witness:       client.DiscoveryWitness{Name: s.witness.Name(), VKey: s.witness.VKey(), URL: s.cfg.URL + "/witness/"},
+		WitnessPolicy: s.policy,
+		Monitor:       client.DiscoveryMonitor{Name: s.cfg.Name + "/monitor", URL: s.cfg.URL + "/monitor/"},
+		Members:       []AboutMember{},
+	}
+	for _, m := range s.cfg.Members {
+		a.Members = append(a.Members, AboutMember{Name: m.Name, Discovery: m.Discovery, Logs: m.Logs,
+			Custody: s.custodyURL(m.Name), Pseudonyms: s.cfg.URL + "/members/" + m.Name + "/pseudonyms", Contact: m.Contact})
+	}
+	return a
+}
+
+// Handler serves the supervisor:
+//
+//	GET  /v1/supervisor                     About (public)
+//	POST /witness/add-checkpoint            the witness (C2SP tlog-witness)
+//	     /members/{name}/custody/…          the member's key custody
+//	POST /members/{name}/pseudonyms         its endpoints' pseudonyms
+//	     /monitor/…                         the monitor (alerts, checkpoints, accesses)
+//
+// A member's routes take its own token (its hash is in the members file);
+// custody also takes the supervisor's, for the monitor's counts.
+func (s *Supervisor) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/supervisor", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-cache")
+		httpapi.JSON(w, s.About())
+	})
+	mux.Handle("/witness/", http.StripPrefix("/witness", s.witness.Handler()))
+	mux.Handle("/monitor/", http.StripPrefix("/monitor", s.monitor.Handler()))
+	for name, m := range s.members {
+		prefix := "/members/" + name
+		mux.Handle(prefix+"/custody/", http.StripPrefix(prefix+"/custody", m.custody.Handler(func(r *http.Request) bool {
+			return m.TokenMatches(bearer(r)) || keys.BearerEqual(r, s.token)
+		})))
+		mux.HandleFunc("POST "+prefix+"/pseudonyms", func(w http.ResponseWriter, r *http.Request) { s.servePseudonyms(w, r, m) })
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		httpapi.Error(w, http.StatusNotFound, "no such route: the supervisor serves /v1/supervisor, /witness/, /members/<name>/ and /monitor/")
+	})
+	return mux
+}
+
+// maxPseudonymsBody bounds the body of a request for pseudonyms: 1,000
+// ids of 29 characters, quoted, and some slack.
+const maxPseudonymsBody = 64 << 10
+
+func (s *Supervisor) servePseudonyms(w http.ResponseWriter, r *http.Request, m *member) {
+	if !m.TokenMatches(bearer(r)) {
+		httpapi.Unauthorized(w, "pseudonyms need the member's bearer token")
+		return
+	}
+	var req pseudonyms.Request
+	b, ok := httpapi.ReadLimited(w, r, maxPseudonymsBody)
+	if !ok {
+		return
+	}
+	if err := httpapi.DecodeStrict(b, &req); err != nil {
+		httpapi.Error(w, http.StatusBadRequest, "bad request: "+err.Error())
+		return
+	}
+	ids, err := checkIDs(req.IDs)
+	if err != nil {
+		httpapi.Error(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	ans := pseudonyms.Answer{Pseudonyms: make([]string, len(ids))}
+	for i, id := range ids {
+		ans.Pseudonyms[i] = endpoint.Pseudonym(m.pkey, id)
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	httpapi.JSON(w, ans)
+}
+
+// checkIDs returns ids if they are 1 to pseudonyms.Max endpoint ids.
+func checkIDs(ids []string) ([]string, error) {
+	if len(ids) == 0 || len(ids) > pseudonyms.Max {
+		return nil, fmt.Errorf("bad request: %d ids; ask for 1 to %d", len(ids), pseudonyms.Max)
+	}
+	for i, id := range ids {
+		if !endpoint.ValidID(id) {
+			return nil, fmt.Errorf("bad request: ids[%d] is not an endpoint id (ep_ and 26 base32 characters)", i)
+		}
+	}
+	return ids, nil
+}
+
+// bearer returns the request's bearer token, or "".
+func bearer(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	const p = "Bearer "
+	if len(h) < len(p) || !strings.EqualFold(h[:len(p)], p) {
+		return ""
+	}
+	return strings.TrimSpace(h[len(p):])
+}
