@@ -80,6 +80,7 @@ type upProcess struct {
 	cmd  *exec.Cmd
 	base string
 	out  *bytes.Buffer
+	args []string
 }
 
 func startUp(t *testing.T, bin, data, addr string) *upProcess {
@@ -98,28 +99,39 @@ func startUpArgs(t *testing.T, bin, addr string, args ...string) *upProcess {
 // answers status (any status if 0).
 func startServing(t *testing.T, bin, addr, path string, status int, args ...string) *upProcess {
 	t.Helper()
+	p := startProcess(t, bin, addr, args...)
+	waitServing(t, p, path, status, 20*time.Second)
+	return p
+}
+
+// startProcess runs the command with args, to be reached on addr.
+func startProcess(t *testing.T, bin, addr string, args ...string) *upProcess {
+	t.Helper()
 	var out bytes.Buffer
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &upProcess{cmd: cmd, base: "http://" + addr, out: &out}
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
+	return &upProcess{cmd: cmd, base: "http://" + addr, out: &out, args: args}
+}
+
+// waitServing waits up to wait until GET path on p answers status (any
+// status if 0), and kills p if it does not.
+func waitServing(t *testing.T, p *upProcess, path string, status int, wait time.Duration) {
+	t.Helper()
+	for deadline := time.Now().Add(wait); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		resp, err := http.Get(p.base + path)
 		if err == nil {
 			resp.Body.Close()
 			if status == 0 || resp.StatusCode == status {
-				return p
+				return
 			}
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
-	_ = cmd.Process.Kill()
-	_ = cmd.Wait()
-	t.Fatalf("vitrine %s did not come up:\n%s", strings.Join(args[:min(2, len(args))], " "), out.String())
-	return nil
+	_ = p.cmd.Process.Kill()
+	_ = p.cmd.Wait()
+	t.Fatalf("vitrine %s did not come up:\n%s", strings.Join(p.args[:min(2, len(p.args))], " "), p.out.String())
 }
 
 func (p *upProcess) kill() {

@@ -41,6 +41,7 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	fs.Var(&monHooks, "monitor-webhook", "`URL` that gets every alert, signed with the secret in DATA/monitor/webhook.secret (repeat for several)")
 	monCmd := fs.String("monitor-hook-command", "", "absolute `PATH` of a program run for every alert (the alert on its standard input)")
 	monRules := fs.String("monitor-rules", "", "the monitor's rules file (default: the rules that ship)")
+	supURL := fs.String("supervisor", "", "base `URL` of the supervisor ('vitrine supervisor') this platform is a member of: its witness, custody, pseudonyms and monitor serve the platform, which runs none of its own")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
@@ -73,6 +74,7 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	str("debug-listen", debug, &c.DebugListen)
 	str("custody-url", custodyURL, &c.CustodyURL)
 	str("custody-token", custodyToken, &c.CustodyToken)
+	str("supervisor", supURL, &c.SupervisorURL)
 	str("tuf-root", tufRoot, &c.TUFRoot)
 	str("tuf-offline", tufOffline, &c.TUFOffline)
 	dur("commitment-interval", commitEvery, &c.CommitmentInterval)
@@ -116,6 +118,23 @@ func runUp(ctx context.Context, e *env, args []string) error {
 		pc.TUFRoot = b
 	}
 	data = &pc.Data
+	if c.SupervisorURL != "" {
+		if c.CustodyURL != "" {
+			return errors.New("a platform with a supervisor uses the supervisor's custody: leave the custody URL out")
+		}
+		base := strings.TrimSuffix(c.PublicURL, "/")
+		if base == "" {
+			base = "http://" + c.Listen
+		}
+		sup, err := joinSupervisor(ctx, e, c.SupervisorURL, c.Data, c.Name, base)
+		if err != nil {
+			return err
+		}
+		pc.Supervisor = sup
+		// The supervisor's monitor reviews the platform; it needs none
+		// of its own.
+		c.Monitor.Off = true
+	}
 	if pc.TUFOfflineDir == "" {
 		pc.TUFOfflineDir = newOfflineDir(pc.Name)
 	}

@@ -76,6 +76,11 @@ type Config struct {
 	// <data>/custody.token); needed with CustodyURL. The token itself
 	// never goes in the configuration.
 	CustodyToken string `json:"custody_token"`
+	// SupervisorURL is the base URL of the supervisor in its own process
+	// (`vitrine supervisor`) that the platform is a member of: its witness,
+	// custody, pseudonyms and monitor serve the platform, which then runs
+	// none of its own. Excludes CustodyURL.
+	SupervisorURL string `json:"supervisor_url"`
 	// TUFRoot is the file holding the update repository's initial
 	// root.json (made by `vitrine tuf init`); without it the first start
 	// makes one.
@@ -158,7 +163,7 @@ func (c *Config) keys() []struct {
 		{"name", &c.Name}, {"data", &c.Data}, {"listen", &c.Listen}, {"public_url", &c.PublicURL},
 		{"residency", nil}, {"stores", &c.Stores}, {"build_source_roots", &c.BuildSourceRoots},
 		{"checkpoint_interval", &c.CheckpointInterval}, {"commitment_interval", &c.CommitmentInterval},
-		{"custody_url", &c.CustodyURL}, {"custody_token", &c.CustodyToken},
+		{"custody_url", &c.CustodyURL}, {"custody_token", &c.CustodyToken}, {"supervisor_url", &c.SupervisorURL},
 		{"tuf_root", &c.TUFRoot}, {"tuf_offline", &c.TUFOffline}, {"debug_listen", &c.DebugListen},
 		{"monitor", &c.Monitor},
 	}

@@ -164,10 +164,11 @@ type followed struct {
 	key            string // its state's key in the store
 }
 
-// New opens the monitor's store under cfg.Dir.
+// New opens the monitor's store under cfg.Dir. A monitor of no platforms
+// (a supervisor with no members yet) serves its alerts and heartbeats.
 func New(ctx context.Context, cfg Config) (*Monitor, error) {
-	if cfg.Dir == "" || len(cfg.Platforms) == 0 {
-		return nil, errors.New("monitor: a data directory and at least one platform are needed")
+	if cfg.Dir == "" {
+		return nil, errors.New("monitor: a data directory is needed")
 	}
 	if cfg.Rules == nil {
 		rs, err := Compile(DefaultRules())

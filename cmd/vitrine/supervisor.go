@@ -1,0 +1,296 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/vitrine-dev/vitrine/internal/atomicfile"
+	"github.com/vitrine-dev/vitrine/internal/httpapi"
+	"github.com/vitrine-dev/vitrine/internal/keys"
+	"github.com/vitrine-dev/vitrine/internal/monitor"
+	"github.com/vitrine-dev/vitrine/internal/platform"
+	"github.com/vitrine-dev/vitrine/internal/pseudonyms"
+	"github.com/vitrine-dev/vitrine/internal/supervisor"
+)
+
+func runSupervisor(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "supervisor", "--data DIR --listen ADDR --name NAME [--members FILE] [--webhook URL …]")
+	data := fs.String("data", userDir("supervisor"), "the supervisor's data directory: its witness key, each member's custody keys and pseudonymisation key, its token, the monitor's state")
+	listen := fs.String("listen", "127.0.0.1:8090", "address to listen on")
+	name := fs.String("name", "supervisor.local", "the supervisor's name: its witness's key name is NAME/witness (keep it across restarts)")
+	publicURL := fs.String("public-url", "", "base URL that members and readers use (default http://<listen>)")
+	membersFile := fs.String("members", "", "the members file (members/v0, see docs/design/supervisor.md); default DATA/members.txt, made empty on the first start. Re-read on SIGHUP")
+	rulesFile := fs.String("rules", "", "the monitor's rules file (default: the rules that ship)")
+	interval := fs.Duration("interval", 5*time.Second, "time between the monitor's passes over every log")
+	var hooks platforms
+	fs.Var(&hooks, "webhook", "`URL` that gets every alert, signed with the secret in DATA/monitor/webhook.secret (repeat for several)")
+	hookCmd := fs.String("hook-command", "", "absolute `PATH` of a program run for every alert (the alert on its standard input)")
+	heartbeat := fs.Duration("heartbeat", time.Hour, "time between heartbeat alerts (0: none)")
+	if err := parseFlags(fs, args, 0); err != nil {
+		return err
+	}
+	if *interval <= 0 {
+		return errors.New("--interval must be positive")
+	}
+	if *heartbeat <= 0 {
+		*heartbeat = -1
+	}
+	if *membersFile == "" {
+		*membersFile = filepath.Join(*data, "members.txt")
+		if err := os.MkdirAll(*data, 0o700); err != nil {
+			return err
+		}
+		if _, err := os.Stat(*membersFile); errors.Is(err, os.ErrNotExist) {
+			empty := supervisor.MembersHeader + "\n# Append each member's entry: `vitrine up --supervisor URL` writes it to <its data>/member.txt.\n"
+			if err := atomicfile.Write(*membersFile, []byte(empty), 0o600); err != nil {
+				return err
+			}
+		}
+	}
+	rules, err := loadRules(*rulesFile)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return err
+	}
+	base := strings.TrimSuffix(*publicURL, "/")
+	if base == "" {
+		base = "http://" + ln.Addr().String()
+	}
+	open := func() (*supervisor.Supervisor, error) {
+		b, err := os.ReadFile(*membersFile)
+		if err != nil {
+			return nil, err
+		}
+		members, err := supervisor.ParseMembers(b)
+		if err != nil {
+			return nil, err
+		}
+		return supervisor.Open(context.WithoutCancel(ctx), supervisor.Config{Dir: *data, Name: *name, URL: base, Members: members, Logger: e.Logger,
+			Monitor: monitor.Config{Rules: rules, Interval: *interval, Webhooks: hooks, HookCommand: *hookCmd, Heartbeat: *heartbeat}})
+	}
+	s, err := open()
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	h := new(lazyHandler)
+	h.set(s.Handler())
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	for {
+		printSupervisor(e.Stdout, s, *data, *membersFile)
+		runCtx, stopRun := context.WithCancel(ctx)
+		ran := make(chan error, 1)
+		go func() { ran <- s.Run(runCtx) }()
+		var stopErr error
+		reload := false
+		select {
+		case <-ctx.Done():
+		case err := <-served:
+			stopErr = fmt.Errorf("server stopped: %w", err)
+		case err := <-ran:
+			stopErr = fmt.Errorf("the monitor stopped: %w", err)
+		case <-hup:
+			reload = true
+		}
+		if reload {
+			// The members file is read again: a member added (or
+			// taken out) is served once its state is open; a bad
+			// file leaves everything as it was.
+			b, err := os.ReadFile(*membersFile)
+			if err == nil {
+				_, err = supervisor.ParseMembers(b)
+			}
+			if err != nil {
+				fmt.Fprintf(e.Stdout, "SIGHUP: the members file is not taken, nothing changed: %v\n", err)
+				stopRun()
+				<-ran
+				continue
+			}
+		}
+		stopRun()
+		<-ran
+		if !reload {
+			s.Close()
+			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			return errors.Join(stopErr, srv.Shutdown(sctx))
+		}
+		// Requests wait a moment (503, Retry-After) while the state is
+		// closed and opened again.
+		h.h.Store(nil)
+		s.Close()
+		if s, err = open(); err != nil {
+			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			return errors.Join(fmt.Errorf("reopening after SIGHUP: %w", err), srv.Shutdown(sctx))
+		}
+		h.set(s.Handler())
+		fmt.Fprintln(e.Stdout, "SIGHUP: the members file was read again")
+	}
+}
+
+// printSupervisor shows what the supervisor serves.
+func printSupervisor(w io.Writer, s *supervisor.Supervisor, data, membersFile string) {
+	a := s.About()
+	fmt.Fprintf(w, "supervisor %s at %s/v1/supervisor\n", a.Name, strings.TrimSuffix(a.Witness.URL, "/witness/"))
+	fmt.Fprintf(w, "  witness  %sadd-checkpoint  (%s)\n", a.Witness.URL, a.Witness.VKey)
+	fmt.Fprintf(w, "  monitor  %sv1/alerts\n", a.Monitor.URL)
+	fmt.Fprintf(w, "  members  %d, from %s (SIGHUP reads it again)\n", len(a.Members), membersFile)
+	for _, m := range a.Members {
+		fmt.Fprintf(w, "    %s  %s  (%d logs)\n", m.Name, m.Discovery, len(m.Logs))
+	}
+	fmt.Fprintf(w, "  token    %s (acknowledges alerts: vitrine monitor ack)\n", filepath.Join(data, supervisor.TokenFile))
+}
+
+// supervisorPins is what `vitrine up --supervisor` pins of its
+// supervisor on first use, in <data>/supervisor.json.
+type supervisorPins struct {
+	URL           string `json:"url"`
+	WitnessVKey   string `json:"witness_vkey"`
+	WitnessPolicy string `json:"witness_policy"`
+}
+
+// joinSupervisor makes what the platform named name, with data directory
+// data and public base URL publicURL, needs to be a member of the
+// supervisor at url: its logs' keys and its member token. It writes the
+// platform's members-file entry to <data>/member.txt and waits, showing
+// progress, until the supervisor lists the platform as a member with
+// those keys; then it checks that the supervisor takes the token.
+func joinSupervisor(ctx context.Context, e *env, url, data, name, publicURL string) (*platform.Supervisor, error) {
+	url = strings.TrimSuffix(url, "/")
+	if !supervisor.ValidName(name) {
+		return nil, fmt.Errorf("a member's name (--name %q) must be 1 to 63 of a-z, 0-9, '.' and '-'", name)
+	}
+	vkeys, err := platform.LogKeys(data, name)
+	if err != nil {
+		return nil, err
+	}
+	token, err := keys.LoadOrCreateToken(filepath.Join(data, "member.token"))
+	if err != nil {
+		return nil, err
+	}
+	me := supervisor.Member{Name: name, Discovery: strings.TrimSuffix(publicURL, "/"), TokenSHA256: sha256.Sum256([]byte(token))}
+	for _, l := range platform.LogNames {
+		me.Logs = append(me.Logs, vkeys[l])
+	}
+	entryFile := filepath.Join(data, "member.txt")
+	if err := atomicfile.Write(entryFile, []byte(me.Entry()), 0o600); err != nil {
+		return nil, err
+	}
+	hc := &http.Client{Timeout: 10 * time.Second}
+	start, told := time.Now(), time.Time{}
+	for {
+		a, err := fetchAbout(ctx, hc, url)
+		var listed *supervisor.AboutMember
+		if err == nil {
+			if err = checkSupervisorPins(filepath.Join(data, "supervisor.json"), url, a); err != nil {
+				return nil, err
+			}
+			for i := range a.Members {
+				if a.Members[i].Name == name {
+					listed = &a.Members[i]
+				}
+			}
+		}
+		if listed != nil {
+			if listed.Discovery != me.Discovery || !slices.Equal(slices.Sorted(slices.Values(listed.Logs)), slices.Sorted(slices.Values(me.Logs))) {
+				return nil, fmt.Errorf("the supervisor at %s lists member %s with another discovery URL or other log keys than this platform's (%s): its members file needs the entry again", url, name, entryFile)
+			}
+			sup := &platform.Supervisor{WitnessPolicy: a.WitnessPolicy, Witness: a.Witness, Monitor: a.Monitor,
+				CustodyURL: listed.Custody, PseudonymsURL: listed.Pseudonyms, Token: token}
+			// The token: a pseudonym asked for, as ingest will.
+			if _, err := pseudonyms.NewClient(sup.PseudonymsURL, token, hc, 1).Pseudonym(ctx, "ep_aaaaaaaaaaaaaaaaaaaaaaaaaa"); err != nil {
+				return nil, fmt.Errorf("the supervisor lists this platform but does not take its token (%s; the entry's token-sha256 is in %s): %w", filepath.Join(data, "member.token"), entryFile, err)
+			}
+			return sup, nil
+		}
+		if told.IsZero() {
+			fmt.Fprintf(e.Stdout, "Joining the supervisor at %s: it must list this platform as a member.\nAppend this entry (also in %s) to its members file and send it SIGHUP:\n\n%s\n", url, entryFile, me.Entry())
+			told = time.Now()
+		} else if time.Since(told) >= 30*time.Second {
+			why := "not listed yet"
+			if err != nil {
+				why = err.Error()
+			}
+			fmt.Fprintf(e.Stdout, "still waiting for the supervisor (%s, %s so far)\n", why, time.Since(start).Round(time.Second))
+			told = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// fetchAbout reads the supervisor's description.
+func fetchAbout(ctx context.Context, hc *http.Client, url string) (*supervisor.About, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/v1/supervisor", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s/v1/supervisor: %s", url, resp.Status)
+	}
+	a := new(supervisor.About)
+	if err := json.Unmarshal(b, a); err != nil {
+		return nil, fmt.Errorf("GET %s/v1/supervisor: %w", url, err)
+	}
+	return a, nil
+}
+
+// checkSupervisorPins pins the supervisor's witness on first use and
+// refuses a supervisor that names another one after.
+func checkSupervisorPins(path, url string, a *supervisor.About) error {
+	now := supervisorPins{URL: url, WitnessVKey: a.Witness.VKey, WitnessPolicy: a.WitnessPolicy}
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		out, _ := json.MarshalIndent(now, "", "  ")
+		return atomicfile.Write(path, append(out, '\n'), 0o600)
+	}
+	if err != nil {
+		return err
+	}
+	var pinned supervisorPins
+	if err := httpapi.DecodeStrict(b, &pinned); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if pinned != now {
+		return fmt.Errorf("the supervisor at %s names another witness or policy than the one pinned in %s (remove the file to trust it anew)", url, path)
+	}
+	return nil
+}
+
+
