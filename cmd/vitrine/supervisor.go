@@ -292,5 +292,3 @@ func checkSupervisorPins(path, url string, a *supervisor.About) error {
 	}
 	return nil
 }
-
-
