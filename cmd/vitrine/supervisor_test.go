@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -12,9 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/mod/sumdb/note"
+
 	"github.com/vitrine-dev/vitrine/internal/endpoint"
 	"github.com/vitrine-dev/vitrine/internal/monitor"
 	"github.com/vitrine-dev/vitrine/internal/supervisor"
+	"github.com/vitrine-dev/vitrine/tlog"
 )
 
 // TestSupervisorTwoVendors: `vitrine supervisor` runs in its own process
@@ -176,5 +180,33 @@ func TestSupervisorTwoVendors(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("no alert's entry names the endpoint by its pseudonym %s under the supervisor's key", want)
+	}
+
+	// The supervisor acknowledges an alert; its acknowledgement log is
+	// cosigned by its own witness.
+	out, err = runVitrine(t, bin, "monitor", "ack", "--monitor", sup.base+"/monitor", "--token", filepath.Join(supData, supervisor.TokenFile),
+		"--alert", fmt.Sprint(page.Alerts[0].ID), "--note", "Reviewed with the vendor.")
+	if err != nil {
+		t.Fatalf("monitor ack: %v\n%s", err, out)
+	}
+	var mon monitor.About
+	c.call("GET", sup.base+"/monitor/v1/monitor", "", "", "", &mon)
+	if mon.Acknowledgements.WitnessPolicy != about.WitnessPolicy {
+		t.Errorf("the acknowledgement log's policy %q, want the supervisor's witness", mon.Acknowledgements.WitnessPolicy)
+	}
+	raw, err := get(context.Background(), sup.base+"/monitor/"+mon.Acknowledgements.Path+"checkpoint")
+	if err != nil {
+		t.Fatal(err)
+	}
+	policy, err := tlog.ParsePolicy([]byte(about.WitnessPolicy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := note.NewVerifier(mon.Acknowledgements.VKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cp, err := policy.VerifyCheckpoint(raw, v); err != nil || cp.Size != 1 {
+		t.Errorf("the acknowledgement log's checkpoint under the supervisor's witness: %v, %+v", err, cp)
 	}
 }

@@ -74,6 +74,9 @@ type Config struct {
 	// witness policy (nil: none).
 	SupervisorToken  string
 	AckWitnessPolicy []byte
+	// AckHTTPClient reaches the acknowledgement log's witnesses (default
+	// http.DefaultClient).
+	AckHTTPClient *http.Client
 	// Rebuilders are the rebuilders whose verdicts each platform's
 	// releases wait for (release-not-reproduced); none: the rule is off.
 	// ReproduceWithin is how long a release may wait (default 24 hours).
@@ -295,7 +298,7 @@ func New(ctx context.Context, cfg Config) (*Monitor, error) {
 		m.wake = append(m.wake, make(chan struct{}, 1))
 	}
 	if m.acks, err = logserver.Open(ctx, logserver.Config{Dir: filepath.Join(cfg.Dir, "acknowledgements"), Origin: cfg.Name + "/acknowledgements",
-		WitnessPolicy: cfg.AckWitnessPolicy, Logger: cfg.Logger}); err != nil {
+		WitnessPolicy: cfg.AckWitnessPolicy, HTTPClient: cfg.AckHTTPClient, Logger: cfg.Logger}); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("monitor: the acknowledgement log: %w", err)
 	}

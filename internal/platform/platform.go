@@ -269,10 +269,10 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("starting platform: witness URL: %w", err)
 		}
-		client.Transport = &handlerTransport{
-			host: wu.Host,
-			h:    http.StripPrefix("/witness", p.witness.Handler()),
-			next: http.DefaultTransport,
+		client.Transport = &httpapi.HandlerTransport{
+			Host:    wu.Host,
+			Handler: http.StripPrefix("/witness", p.witness.Handler()),
+			Next:    http.DefaultTransport,
 		}
 	}
 	vkeys, err := LogKeys(cfg.Data, cfg.Name)

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/mod/sumdb/note"
 
@@ -17,6 +19,7 @@ import (
 	"github.com/vitrine-dev/vitrine/internal/endpoint"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
 	"github.com/vitrine-dev/vitrine/internal/keys"
+	"github.com/vitrine-dev/vitrine/internal/logserver"
 	"github.com/vitrine-dev/vitrine/internal/monitor"
 	"github.com/vitrine-dev/vitrine/internal/pseudonyms"
 	"github.com/vitrine-dev/vitrine/internal/witness"
@@ -90,7 +93,14 @@ func Open(ctx context.Context, cfg Config) (s *Supervisor, err error) {
 	if s.token, err = keys.LoadOrCreateToken(filepath.Join(cfg.Dir, TokenFile)); err != nil {
 		return s, err
 	}
-	var logs []witness.LogKey
+	// The monitor's acknowledgement log is cosigned by the supervisor's
+	// own witness, reached in this process.
+	monDir, monName := filepath.Join(cfg.Dir, "monitor"), cfg.Name+"/monitor"
+	ackKey, err := logserver.LoadOrCreateKey(filepath.Join(monDir, "acknowledgements"), monName+"/acknowledgements")
+	if err != nil {
+		return s, err
+	}
+	logs := []witness.LogKey{{Origin: monName + "/acknowledgements", VKey: ackKey}}
 	for _, m := range cfg.Members {
 		for _, k := range m.Logs {
 			v, err := note.NewVerifier(k)
@@ -113,8 +123,15 @@ func Open(ctx context.Context, cfg Config) (s *Supervisor, err error) {
 		return s, err
 	}
 
+	u, err := url.Parse(cfg.URL)
+	if err != nil {
+		return s, err
+	}
 	mc := cfg.Monitor
-	mc.Dir, mc.Name, mc.SupervisorToken, mc.Logger = filepath.Join(cfg.Dir, "monitor"), cfg.Name+"/monitor", s.token, cfg.Logger
+	mc.Dir, mc.Name, mc.SupervisorToken, mc.Logger = monDir, monName, s.token, cfg.Logger
+	mc.AckWitnessPolicy = policy
+	mc.AckHTTPClient = &http.Client{Timeout: 10 * time.Second, Transport: &httpapi.HandlerTransport{
+		Host: u.Host, Handler: http.StripPrefix("/witness", s.witness.Handler()), Next: http.DefaultTransport}}
 	mc.Platforms, mc.Custody, mc.PseudonymKeys, mc.Expect = nil, nil, map[string][]byte{}, map[string]*client.Pins{}
 	for _, m := range cfg.Members {
 		dir := filepath.Join(cfg.Dir, "members", m.Name)

@@ -1,4 +1,4 @@
-package platform
+package httpapi
 
 import (
 	"bytes"
@@ -6,24 +6,25 @@ import (
 	"net/http"
 )
 
-// handlerTransport is an http.RoundTripper that serves requests for one
-// host with an in-process handler. `vitrine up` runs the witness in the
-// same process as the logs: the logs still speak the tlog-witness protocol
-// byte for byte, but the round trip does not depend on the public listener,
-// so the logs can publish their last checkpoint while the listener shuts
-// down.
-type handlerTransport struct {
-	host string
-	h    http.Handler
-	next http.RoundTripper
+// HandlerTransport is an http.RoundTripper that serves requests for one
+// Host with an in-process Handler, and the rest with Next. `vitrine up`
+// runs the witness in the same process as the logs (and `vitrine
+// supervisor` its witness beside the monitor's acknowledgement log): the
+// logs still speak the tlog-witness protocol byte for byte, but the round
+// trip does not depend on the public listener, so the logs can publish
+// before it serves and while it shuts down.
+type HandlerTransport struct {
+	Host    string
+	Handler http.Handler
+	Next    http.RoundTripper
 }
 
-func (t *handlerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	if r.URL.Host != t.host {
-		return t.next.RoundTrip(r)
+func (t *HandlerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Host != t.Host {
+		return t.Next.RoundTrip(r)
 	}
 	rec := &recorder{header: make(http.Header), status: http.StatusOK}
-	t.h.ServeHTTP(rec, r)
+	t.Handler.ServeHTTP(rec, r)
 	if r.Body != nil {
 		_ = r.Body.Close()
 	}
