@@ -696,16 +696,29 @@ func (m *Monitor) follow(ctx context.Context, base, name string, l *client.Log, 
 	var raised []Alert
 	for {
 		var pending []Alert
-		var batch []checked
-		flush := func() {
-			pending = append(pending, m.check(base, name, l.Origin(), pv, batch)...)
-			batch = batch[:0]
-		}
+		// The entries are checked by one goroutine, batch after batch in
+		// the log's order, while the follower reads and proves the next
+		// ones: checking and following overlap.
+		batches := make(chan []checked, 2)
+		checkedAll := make(chan struct{})
+		go func() {
+			defer close(checkedAll)
+			for b := range batches {
+				pending = append(pending, m.check(base, name, l.Origin(), pv, b)...)
+			}
+		}()
 		// The policy log's entries change the policy that the next ones
 		// are checked under: one at a time.
 		batchSize := checkBatch
 		if name == "policy" {
 			batchSize = 1
+		}
+		batch := make([]checked, 0, batchSize)
+		flush := func() {
+			if len(batch) > 0 {
+				batches <- batch
+				batch = make([]checked, 0, batchSize)
+			}
 		}
 		// A full chunk refuses the next entry, which the follower then
 		// hands out first in the next chunk: every entry is checked once,
@@ -725,6 +738,10 @@ func (m *Monitor) follow(ctx context.Context, base, name string, l *client.Log, 
 		if err == nil || errors.Is(err, errChunk) {
 			flush()
 		}
+		// Whatever the follower's error, what was handed to the checker
+		// is checked before anything below reads the monitor's state.
+		close(batches)
+		<-checkedAll
 		if err != nil && !errors.Is(err, errChunk) {
 			// What this chunk counted in the threshold windows is
 			// forgotten with it: the next pass counts it again.
@@ -990,7 +1007,7 @@ func (m *Monitor) settle(base, name, origin string, pv note.Verifier, c *checked
 // its own time, and for access records and commitments the parsed value.
 type parsedEntry struct {
 	kind       string
-	obj        map[string]any
+	obj        any
 	at         time.Time
 	record     *access.Record
 	commitment *access.Commitment
@@ -1032,7 +1049,7 @@ func parseEntry(name string, entry []byte, pv note.Verifier) (pe parsedEntry, er
 			if err != nil {
 				return parsedEntry{}, err
 			}
-			return parsedEntry{kind: pe.kind, obj: recordObject(r, entry), at: r.Time, record: r}, nil
+			return parsedEntry{kind: pe.kind, obj: newRecordView(r, entry), at: r.Time, record: r}, nil
 		case access.KindGrant:
 			_, err = access.ParseGrant(entry)
 		case access.KindCommitment:
@@ -1057,8 +1074,9 @@ func parseEntry(name string, entry []byte, pv note.Verifier) (pe parsedEntry, er
 	default:
 		return pe, nil
 	}
-	pe.obj = jsonObject(entry)
-	if s, ok := pe.obj["time"].(string); ok {
+	obj := jsonObject(entry)
+	pe.obj = obj
+	if s, ok := obj["time"].(string); ok {
 		pe.at, _ = time.Parse(time.RFC3339Nano, s)
 	}
 	return pe, nil
@@ -1077,7 +1095,7 @@ func entryTime(r *access.Record, entry []byte) string {
 // recordObject is an access record as encoding/json would decode its
 // canonical encoding into a map: numbers are float64, an absent optional
 // field is absent (TestRecordObject holds the two together).
-func recordObject(r *access.Record, entry []byte) map[string]any {
+func recordObject(r *access.Record, time string) map[string]any {
 	subjects := make([]any, len(r.Subjects))
 	for i, s := range r.Subjects {
 		subjects[i] = s
@@ -1085,7 +1103,7 @@ func recordObject(r *access.Record, entry []byte) map[string]any {
 	m := map[string]any{
 		"v":         1.0,
 		"kind":      access.KindAccess,
-		"time":      entryTime(r, entry),
+		"time":      time,
 		"region":    r.Region,
 		"principal": map[string]any{"id": r.Principal.ID, "role": r.Principal.Role, "location": r.Principal.Location},
 		"action":    r.Action,

@@ -87,8 +87,9 @@ type Event struct {
 	// "policy" for the entries of those logs.
 	Kind string
 	// Entry is the entry's JSON object, after its public parser accepted
-	// it.
-	Entry map[string]any
+	// it: a map[string]any, or a value CEL reads as that map (an access
+	// record's recordView).
+	Entry any
 	// Time is the entry's own time (zero if it has none).
 	Time time.Time
 	// Home is the residency policy in force at the entry, as the region
