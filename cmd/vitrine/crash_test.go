@@ -79,8 +79,33 @@ func freeAddr(t *testing.T) string {
 type upProcess struct {
 	cmd  *exec.Cmd
 	base string
-	out  *bytes.Buffer
+	out  *lockedBuffer
 	args []string
+}
+
+// lockedBuffer is a process's output, which a test may read while the
+// process writes it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func (l *lockedBuffer) Bytes() []byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return bytes.Clone(l.b.Bytes())
 }
 
 func startUp(t *testing.T, bin, data, addr string) *upProcess {
@@ -107,13 +132,13 @@ func startServing(t *testing.T, bin, addr, path string, status int, args ...stri
 // startProcess runs the command with args, to be reached on addr.
 func startProcess(t *testing.T, bin, addr string, args ...string) *upProcess {
 	t.Helper()
-	var out bytes.Buffer
+	out := new(lockedBuffer)
 	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	return &upProcess{cmd: cmd, base: "http://" + addr, out: &out, args: args}
+	return &upProcess{cmd: cmd, base: "http://" + addr, out: out, args: args}
 }
 
 // waitServing waits up to wait until GET path on p answers status (any

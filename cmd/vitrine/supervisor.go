@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vitrine-dev/vitrine/client"
 	"github.com/vitrine-dev/vitrine/internal/atomicfile"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
 	"github.com/vitrine-dev/vitrine/internal/keys"
@@ -25,6 +27,7 @@ import (
 	"github.com/vitrine-dev/vitrine/internal/platform"
 	"github.com/vitrine-dev/vitrine/internal/pseudonyms"
 	"github.com/vitrine-dev/vitrine/internal/supervisor"
+	"github.com/vitrine-dev/vitrine/tlog"
 )
 
 func runSupervisor(ctx context.Context, e *env, args []string) error {
@@ -43,6 +46,11 @@ func runSupervisor(ctx context.Context, e *env, args []string) error {
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
+	// SIGHUP is taken from the start: one that comes while the state
+	// opens waits for it.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	if *interval <= 0 {
 		return errors.New("--interval must be positive")
 	}
@@ -73,19 +81,23 @@ func runSupervisor(ctx context.Context, e *env, args []string) error {
 	if base == "" {
 		base = "http://" + ln.Addr().String()
 	}
-	open := func() (*supervisor.Supervisor, error) {
+	readMembers := func() ([]supervisor.Member, error) {
 		b, err := os.ReadFile(*membersFile)
 		if err != nil {
 			return nil, err
 		}
-		members, err := supervisor.ParseMembers(b)
-		if err != nil {
-			return nil, err
-		}
+		return supervisor.ParseMembers(b)
+	}
+	open := func(members []supervisor.Member) (*supervisor.Supervisor, error) {
 		return supervisor.Open(context.WithoutCancel(ctx), supervisor.Config{Dir: *data, Name: *name, URL: base, Members: members, Logger: e.Logger,
 			Monitor: monitor.Config{Rules: rules, Interval: *interval, Webhooks: hooks, HookCommand: *hookCmd, Heartbeat: *heartbeat}})
 	}
-	s, err := open()
+	members, err := readMembers()
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	s, err := open(members)
 	if err != nil {
 		ln.Close()
 		return err
@@ -95,9 +107,11 @@ func runSupervisor(ctx context.Context, e *env, args []string) error {
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+	shutdown := func(err error) error {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return errors.Join(err, srv.Shutdown(sctx))
+	}
 
 	for {
 		printSupervisor(e.Stdout, s, *data, *membersFile)
@@ -105,6 +119,7 @@ func runSupervisor(ctx context.Context, e *env, args []string) error {
 		ran := make(chan error, 1)
 		go func() { ran <- s.Run(runCtx) }()
 		var stopErr error
+		var next []supervisor.Member
 		reload := false
 		select {
 		case <-ctx.Done():
@@ -113,42 +128,38 @@ func runSupervisor(ctx context.Context, e *env, args []string) error {
 		case err := <-ran:
 			stopErr = fmt.Errorf("the monitor stopped: %w", err)
 		case <-hup:
-			reload = true
-		}
-		if reload {
-			// The members file is read again: a member added (or
-			// taken out) is served once its state is open; a bad
-			// file leaves everything as it was.
-			b, err := os.ReadFile(*membersFile)
-			if err == nil {
-				_, err = supervisor.ParseMembers(b)
-			}
-			if err != nil {
+			// The members file is read again; one that does not parse
+			// changes nothing.
+			if next, err = readMembers(); err != nil {
 				fmt.Fprintf(e.Stdout, "SIGHUP: the members file is not taken, nothing changed: %v\n", err)
 				stopRun()
 				<-ran
 				continue
 			}
+			reload = true
 		}
 		stopRun()
 		<-ran
 		if !reload {
 			s.Close()
-			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			return errors.Join(stopErr, srv.Shutdown(sctx))
+			return shutdown(stopErr)
 		}
 		// Requests wait a moment (503, Retry-After) while the state is
-		// closed and opened again.
+		// closed and opened again. Members the state cannot open (a
+		// custody key that cannot be made) leave the last good ones in
+		// force.
 		h.h.Store(nil)
 		s.Close()
-		if s, err = open(); err != nil {
-			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			return errors.Join(fmt.Errorf("reopening after SIGHUP: %w", err), srv.Shutdown(sctx))
+		if s, err = open(next); err != nil {
+			fmt.Fprintf(e.Stdout, "SIGHUP: the members file is not taken, the last one stays in force: %v\n", err)
+			if s, err = open(members); err != nil {
+				return shutdown(fmt.Errorf("reopening the last members after SIGHUP: %w", err))
+			}
+		} else {
+			members = next
+			fmt.Fprintln(e.Stdout, "SIGHUP: the members file was read again")
 		}
 		h.set(s.Handler())
-		fmt.Fprintln(e.Stdout, "SIGHUP: the members file was read again")
 	}
 }
 
@@ -166,21 +177,48 @@ func printSupervisor(w io.Writer, s *supervisor.Supervisor, data, membersFile st
 }
 
 // supervisorPins is what `vitrine up --supervisor` pins of its
-// supervisor on first use, in <data>/supervisor.json.
+// supervisor on first use, in <data>/supervisor.json: everything it takes
+// from the supervisor's description. The member's custody and pseudonyms
+// are not taken from it: they are where the supervisor's URL and the
+// member's name put them, so that the member token goes nowhere else.
 type supervisorPins struct {
-	URL           string `json:"url"`
-	WitnessVKey   string `json:"witness_vkey"`
-	WitnessPolicy string `json:"witness_policy"`
+	URL           string                  `json:"url"`
+	WitnessPolicy string                  `json:"witness_policy"`
+	Witness       client.DiscoveryWitness `json:"witness"`
+	Monitor       client.DiscoveryMonitor `json:"monitor"`
+}
+
+// checkSecureURL refuses a URL that the member token or trust would cross
+// in the clear: https, or http to this machine.
+func checkSecureURL(what, raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || u.User != nil {
+		return fmt.Errorf("%s %q is not an http or https URL", what, raw)
+	}
+	switch {
+	case u.Scheme == "https":
+		return nil
+	case u.Scheme == "http":
+		host := u.Hostname()
+		if ip := net.ParseIP(host); host == "localhost" || ip != nil && ip.IsLoopback() {
+			return nil
+		}
+		return fmt.Errorf("%s %s: plain http reaches only this machine; the supervisor is reached over https", what, raw)
+	}
+	return fmt.Errorf("%s %q is not an http or https URL", what, raw)
 }
 
 // joinSupervisor makes what the platform named name, with data directory
 // data and public base URL publicURL, needs to be a member of the
-// supervisor at url: its logs' keys and its member token. It writes the
+// supervisor at base: its logs' keys and its member token. It writes the
 // platform's members-file entry to <data>/member.txt and waits, showing
 // progress, until the supervisor lists the platform as a member with
 // those keys; then it checks that the supervisor takes the token.
-func joinSupervisor(ctx context.Context, e *env, url, data, name, publicURL string) (*platform.Supervisor, error) {
-	url = strings.TrimSuffix(url, "/")
+func joinSupervisor(ctx context.Context, e *env, base, data, name, publicURL string) (*platform.Supervisor, error) {
+	base = strings.TrimRight(base, "/")
+	if err := checkSecureURL("the supervisor", base); err != nil {
+		return nil, err
+	}
 	if !supervisor.ValidName(name) {
 		return nil, fmt.Errorf("a member's name (--name %q) must be 1 to 63 of a-z, 0-9, '.' and '-'", name)
 	}
@@ -192,7 +230,7 @@ func joinSupervisor(ctx context.Context, e *env, url, data, name, publicURL stri
 	if err != nil {
 		return nil, err
 	}
-	me := supervisor.Member{Name: name, Discovery: strings.TrimSuffix(publicURL, "/"), TokenSHA256: sha256.Sum256([]byte(token))}
+	me := supervisor.Member{Name: name, Discovery: strings.TrimRight(publicURL, "/"), TokenSHA256: sha256.Sum256([]byte(token))}
 	for _, l := range platform.LogNames {
 		me.Logs = append(me.Logs, vkeys[l])
 	}
@@ -200,27 +238,29 @@ func joinSupervisor(ctx context.Context, e *env, url, data, name, publicURL stri
 	if err := atomicfile.Write(entryFile, []byte(me.Entry()), 0o600); err != nil {
 		return nil, err
 	}
-	hc := &http.Client{Timeout: 10 * time.Second}
+	hc := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	start, told := time.Now(), time.Time{}
 	for {
-		a, err := fetchAbout(ctx, hc, url)
-		var listed *supervisor.AboutMember
+		a, err := fetchAbout(ctx, hc, base)
+		var pins *supervisorPins
+		listed := false
 		if err == nil {
-			if err = checkSupervisorPins(filepath.Join(data, "supervisor.json"), url, a); err != nil {
+			if pins, err = checkSupervisorPins(filepath.Join(data, "supervisor.json"), base, a); err != nil {
 				return nil, err
 			}
-			for i := range a.Members {
-				if a.Members[i].Name == name {
-					listed = &a.Members[i]
+			for _, m := range a.Members {
+				if m.Name != name {
+					continue
 				}
+				if m.Discovery != me.Discovery || !slices.Equal(slices.Sorted(slices.Values(m.Logs)), slices.Sorted(slices.Values(me.Logs))) {
+					return nil, fmt.Errorf("the supervisor at %s lists member %s with another discovery URL or other log keys than this platform's (%s): its members file needs the entry again", base, name, entryFile)
+				}
+				listed = true
 			}
 		}
-		if listed != nil {
-			if listed.Discovery != me.Discovery || !slices.Equal(slices.Sorted(slices.Values(listed.Logs)), slices.Sorted(slices.Values(me.Logs))) {
-				return nil, fmt.Errorf("the supervisor at %s lists member %s with another discovery URL or other log keys than this platform's (%s): its members file needs the entry again", url, name, entryFile)
-			}
-			sup := &platform.Supervisor{WitnessPolicy: a.WitnessPolicy, Witness: a.Witness, Monitor: a.Monitor,
-				CustodyURL: listed.Custody, PseudonymsURL: listed.Pseudonyms, Token: token}
+		if listed {
+			sup := &platform.Supervisor{WitnessPolicy: pins.WitnessPolicy, Witness: pins.Witness, Monitor: pins.Monitor, Token: token,
+				CustodyURL: base + "/members/" + name + "/custody", PseudonymsURL: base + "/members/" + name + "/pseudonyms"}
 			// The token: a pseudonym asked for, as ingest will.
 			if _, err := pseudonyms.NewClient(sup.PseudonymsURL, token, hc, 1).Pseudonym(ctx, "ep_aaaaaaaaaaaaaaaaaaaaaaaaaa"); err != nil {
 				return nil, fmt.Errorf("the supervisor lists this platform but does not take its token (%s; the entry's token-sha256 is in %s): %w", filepath.Join(data, "member.token"), entryFile, err)
@@ -228,7 +268,7 @@ func joinSupervisor(ctx context.Context, e *env, url, data, name, publicURL stri
 			return sup, nil
 		}
 		if told.IsZero() {
-			fmt.Fprintf(e.Stdout, "Joining the supervisor at %s: it must list this platform as a member.\nAppend this entry (also in %s) to its members file and send it SIGHUP:\n\n%s\n", url, entryFile, me.Entry())
+			fmt.Fprintf(e.Stdout, "Joining the supervisor at %s: it must list this platform as a member.\nAppend this entry (also in %s) to its members file and send it SIGHUP:\n\n%s\n", base, entryFile, me.Entry())
 			told = time.Now()
 		} else if time.Since(told) >= 30*time.Second {
 			why := "not listed yet"
@@ -271,24 +311,38 @@ func fetchAbout(ctx context.Context, hc *http.Client, url string) (*supervisor.A
 	return a, nil
 }
 
-// checkSupervisorPins pins the supervisor's witness on first use and
-// refuses a supervisor that names another one after.
-func checkSupervisorPins(path, url string, a *supervisor.About) error {
-	now := supervisorPins{URL: url, WitnessVKey: a.Witness.VKey, WitnessPolicy: a.WitnessPolicy}
+// checkSupervisorPins pins what the supervisor's description says of its
+// witness and monitor on first use, once it checks (the policy names the
+// witness's key, at an https or loopback URL), and refuses a description
+// that names anything else after.
+func checkSupervisorPins(path, base string, a *supervisor.About) (*supervisorPins, error) {
+	now := supervisorPins{URL: base, WitnessPolicy: a.WitnessPolicy, Witness: a.Witness, Monitor: a.Monitor}
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
+		policy, err := tlog.ParsePolicy([]byte(a.WitnessPolicy))
+		if err != nil {
+			return nil, fmt.Errorf("the supervisor's witness policy: %w", err)
+		}
+		if len(policy.Witnesses) != 1 || policy.Witnesses[0].VKey != a.Witness.VKey {
+			return nil, errors.New("the supervisor's witness policy does not name its witness alone")
+		}
+		for what, u := range map[string]string{"the supervisor's witness": policy.Witnesses[0].URL, "the supervisor's monitor": a.Monitor.URL} {
+			if err := checkSecureURL(what, u); err != nil {
+				return nil, err
+			}
+		}
 		out, _ := json.MarshalIndent(now, "", "  ")
-		return atomicfile.Write(path, append(out, '\n'), 0o600)
+		return &now, atomicfile.Write(path, append(out, '\n'), 0o600)
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var pinned supervisorPins
 	if err := httpapi.DecodeStrict(b, &pinned); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	if pinned != now {
-		return fmt.Errorf("the supervisor at %s names another witness or policy than the one pinned in %s (remove the file to trust it anew)", url, path)
+		return nil, fmt.Errorf("the supervisor at %s names another witness, policy or monitor than those pinned in %s (remove the file to trust it anew)", base, path)
 	}
-	return nil
+	return &pinned, nil
 }

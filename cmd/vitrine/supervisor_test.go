@@ -209,4 +209,24 @@ func TestSupervisorTwoVendors(t *testing.T) {
 	if cp, err := policy.VerifyCheckpoint(raw, v); err != nil || cp.Size != 1 {
 		t.Errorf("the acknowledgement log's checkpoint under the supervisor's witness: %v, %+v", err, cp)
 	}
+
+	// A members file that does not parse changes nothing: both members
+	// stay served.
+	bad := append(append([]byte{}, members...), "member evil.example\ndiscovery "+vendors[0].p.base+"\n"...)
+	if err := os.WriteFile(filepath.Join(supData, "members.txt"), bad, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := sup.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(sup.out.String(), "not taken, nothing changed"); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the supervisor did not refuse the bad members file:\n%s", sup.out.String())
+		}
+	}
+	var after supervisor.About
+	c.call("GET", sup.base+"/v1/supervisor", "", "", "", &after)
+	if len(after.Members) != 2 || !strings.Contains(sup.out.String(), "is already member acme.test's") {
+		t.Errorf("after a bad members file: %d members\n%s", len(after.Members), sup.out.String())
+	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/vitrine-dev/vitrine/access"
 	"github.com/vitrine-dev/vitrine/internal/custody"
+	"github.com/vitrine-dev/vitrine/internal/endpoint"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
 	"github.com/vitrine-dev/vitrine/internal/principal"
 	"github.com/vitrine-dev/vitrine/internal/seal"
@@ -72,6 +73,23 @@ const (
 	NextHeader   = "Vitrine-Next"
 )
 
+// withheld stands for the pseudonyms of endpoints in the access records
+// of requests not yet authenticated.
+type withheld struct{}
+
+func (withheld) Pseudonym(context.Context, string) (string, error) { return "withheld", nil }
+
+// pseudonymFailed answers 503 and reports true if err is parseQuery's
+// failure to have a pseudonym: nothing is logged or read without it, since
+// the query would name the endpoint.
+func (g *Gateway) pseudonymFailed(w http.ResponseWriter, r *http.Request, err error) bool {
+	if pe := (*pseudonymError)(nil); errors.As(err, &pe) {
+		g.unavailable(w, r, fmt.Errorf("%w: %v", errPseudonyms, pe))
+		return true
+	}
+	return false
+}
+
 func (g *Gateway) serveAccess(w http.ResponseWriter, r *http.Request, act *action) {
 	rec := &access.Record{
 		Time:     g.cfg.Now(),
@@ -83,16 +101,29 @@ func (g *Gateway) serveAccess(w http.ResponseWriter, r *http.Request, act *actio
 		Outcome:  "granted",
 	}
 	w.Header().Set("Vitrine-Request-Id", rec.Request)
-	q, query, qerr := parseQuery(r.Context(), r.URL.Query(), g.cfg.Pseudonyms)
-	if pe := (*pseudonymError)(nil); errors.As(qerr, &pe) {
-		// Nothing is logged or read without the pseudonym: the query
-		// would name the endpoint.
-		g.unavailable(w, r, fmt.Errorf("%w: %v", errPseudonyms, pe))
+	// A pseudonym kept in this process is had at once; one the
+	// supervisor gives is asked for only once the request is
+	// authenticated, so that nobody can make the gateway ask it at will:
+	// until then the query names the endpoint as withheld.
+	_, local := g.cfg.Pseudonyms.(endpoint.PseudonymKey)
+	ps := g.cfg.Pseudonyms
+	if !local {
+		ps = withheld{}
+	}
+	q, query, qerr := parseQuery(r.Context(), r.URL.Query(), ps)
+	if g.pseudonymFailed(w, r, qerr) {
 		return
 	}
 	rec.Resource.Query = query
 
 	p, err := g.cfg.Principals.Authenticate(r)
+	if err == nil && !local {
+		q, query, qerr = parseQuery(r.Context(), r.URL.Query(), g.cfg.Pseudonyms)
+		if g.pseudonymFailed(w, r, qerr) {
+			return
+		}
+		rec.Resource.Query = query
+	}
 	if err != nil {
 		reason, msg := "bad credential", "this route needs a principal's bearer token (Authorization: Bearer vp1.…)"
 		switch {

@@ -37,6 +37,7 @@ func TestExpectedKeys(t *testing.T) {
 	}{
 		{"another log key", func(p *client.Pins) { p.LogKeys["policy"] = otherKey }, "log policy: the key differs"},
 		{"a log left out", func(p *client.Pins) { p.LogKeys["access-tokyo"] = otherKey }, "log access-tokyo: in the members file, not named"},
+		{"a log the members file leaves out", func(p *client.Pins) { delete(p.LogKeys, "release") }, "log release: not in the members file"},
 		{"another witness policy", func(p *client.Pins) { p.WitnessPolicy = "quorum none\n" }, "witness policy: not the supervisor's"},
 		{"the platform's own keys", func(p *client.Pins) {}, ""},
 	} {

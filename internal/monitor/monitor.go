@@ -500,8 +500,8 @@ func logOrder(name string) int {
 }
 
 // checkExpected returns an error wrapping client.ErrPinMismatch if d
-// names another key for a log that exp pins, leaves one out, or names
-// another witness policy; nil if exp is nil.
+// names another key for a log that exp pins, leaves one out, names one
+// exp does not, or names another witness policy; nil if exp is nil.
 func checkExpected(exp *client.Pins, d *client.Discovery) error {
 	if exp == nil {
 		return nil
@@ -513,6 +513,13 @@ func checkExpected(exp *client.Pins, d *client.Discovery) error {
 			changed = append(changed, "log "+name+": in the members file, not named")
 		} else if k != exp.LogKeys[name] {
 			changed = append(changed, "log "+name+": the key differs from the members file's")
+		}
+	}
+	// A log the supervisor was not told of has no witness to cosign it:
+	// its checkpoints could not be checked.
+	for _, name := range slices.Sorted(maps.Keys(now.LogKeys)) {
+		if _, ok := exp.LogKeys[name]; !ok {
+			changed = append(changed, "log "+name+": not in the members file")
 		}
 	}
 	if exp.WitnessPolicy != "" && now.WitnessPolicy != exp.WitnessPolicy {

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/sync/singleflight"
@@ -45,7 +46,12 @@ type Client struct {
 	client     *http.Client
 	cache      *lru.Cache[string, string]
 	group      singleflight.Group
+	// asking bounds the requests in flight to the supervisor.
+	asking chan struct{}
 }
+
+// maxAsking is how many requests a Client has in flight at once.
+const maxAsking = 16
 
 // DefaultCache is how many pseudonyms NewClient keeps by
 // default: about 20 MB.
@@ -62,7 +68,7 @@ func NewClient(url, token string, client *http.Client, size int) *Client {
 	if err != nil {
 		panic(err) // only for a size below 1
 	}
-	return &Client{url: url, token: token, client: client, cache: cache}
+	return &Client{url: url, token: token, client: client, cache: cache, asking: make(chan struct{}, maxAsking)}
 }
 
 var pseudonymForm = regexp.MustCompile(`^hmac-sha256:[0-9a-f]{64}$`)
@@ -96,6 +102,14 @@ func (p *Client) Pseudonym(ctx context.Context, id string) (string, error) {
 
 // ask sends one request for ids' pseudonyms and checks the answer's form.
 func (p *Client) ask(ctx context.Context, ids []string) ([]string, error) {
+	wait := time.NewTimer(10 * time.Second)
+	defer wait.Stop()
+	select {
+	case p.asking <- struct{}{}:
+		defer func() { <-p.asking }()
+	case <-wait.C:
+		return nil, fmt.Errorf("%w: %d requests to the supervisor in flight for 10 s", ErrUnavailable, maxAsking)
+	}
 	body, _ := json.Marshal(Request{IDs: ids})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url, bytes.NewReader(body))
 	if err != nil {

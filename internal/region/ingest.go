@@ -101,7 +101,9 @@ func (r *Region) serveIngest(w http.ResponseWriter, req *http.Request) {
 	}
 	pseudonym, err := r.cfg.Pseudonyms.Pseudonym(req.Context(), id.ID)
 	if err != nil {
-		httpapi.Fail(w, r.logger, err, "the endpoint's pseudonym could not be had; nothing was stored")
+		// Whatever kept it, the pseudonym is a dependency out of reach:
+		// the endpoint retries later.
+		httpapi.Fail(w, r.logger, fault.Mark(fault.ErrUnavailable, err), "the endpoint's pseudonym could not be had; nothing was stored")
 		return
 	}
 	// The residency check again, now under the gate: a policy switch

@@ -36,8 +36,8 @@ type testRegion struct {
 	handlers sync.WaitGroup
 }
 
-// newTestRegion starts zurich with cfg, whose Name, Store, Wrapper, Tokens,
-// Pseudonyms and Policy it fills in.
+// newTestRegion starts zurich with cfg, whose Name, Store, Wrapper, Tokens
+// and Policy it fills in, and Pseudonyms if it has none.
 func newTestRegion(t *testing.T, cfg Config) *testRegion {
 	t.Helper()
 	dir := t.TempDir()
@@ -56,7 +56,10 @@ func newTestRegion(t *testing.T, cfg Config) *testRegion {
 	}
 	pol := residency.Default()
 	cfg.Name, cfg.Store, cfg.Wrapper, cfg.Tokens = "zurich", st, wrapper, issuer.Verifier()
-	cfg.Pseudonyms, cfg.Policy = endpoint.PseudonymKey("test pseudonym key"), func() *residency.Policy { return pol }
+	if cfg.Pseudonyms == nil {
+		cfg.Pseudonyms = endpoint.PseudonymKey("test pseudonym key")
+	}
+	cfg.Policy = func() *residency.Policy { return pol }
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	tr := &testRegion{Region: New(cfg), issuer: issuer, reading: make(chan string, 100)}
 	h := tr.Handler()

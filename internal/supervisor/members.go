@@ -14,6 +14,8 @@ import (
 	"strings"
 
 	"golang.org/x/mod/sumdb/note"
+
+	"github.com/vitrine-dev/vitrine/residency"
 )
 
 // MembersHeader is the first line of a members file.
@@ -107,10 +109,11 @@ func ParseMembers(b []byte) ([]Member, error) {
 		return nil, fmt.Errorf("members file: %d bytes, more than the %d it may have", len(b), maxMembersFile)
 	}
 	var (
-		members []Member
-		header  bool
-		names   = map[string]int{}
-		origins = map[string]int{}
+		members     []Member
+		header      bool
+		names       = map[string]int{}
+		origins     = map[string]int{}
+		discoveries = map[string]string{} // discoveryKey to member
 		// expect is the keyword the next line may have; vkey also
 		// allows the next member or contact.
 		expect = "member"
@@ -151,6 +154,11 @@ func ParseMembers(b []byte) ([]Member, error) {
 		if len(members) > 0 {
 			m = &members[len(members)-1]
 		}
+		if key == "member" && m != nil {
+			if err := m.checkAccessLog(); err != nil {
+				return fail(n, "%v", err)
+			}
+		}
 		switch key {
 		case "member":
 			if !ValidName(value) {
@@ -167,7 +175,14 @@ func ParseMembers(b []byte) ([]Member, error) {
 			if err != nil || u.Scheme != "http" && u.Scheme != "https" || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
 				return fail(n, "discovery %q is not an http or https base URL", truncate(value, 64))
 			}
-			m.Discovery = strings.TrimSuffix(value, "/")
+			m.Discovery = strings.TrimRight(value, "/")
+			// Two members at one platform would share its monitoring
+			// (and one's keys would be expected of the other's).
+			key := discoveryKey(u)
+			if first, ok := discoveries[key]; ok {
+				return fail(n, "discovery %s is already member %s's", m.Discovery, first)
+			}
+			discoveries[key] = m.Name
 			expect = "token-sha256"
 		case "token-sha256":
 			h, err := hex.DecodeString(value)
@@ -187,6 +202,10 @@ func ParseMembers(b []byte) ([]Member, error) {
 			if first, ok := origins[v.Name()]; ok {
 				return fail(n, "log %s is already listed on line %d", v.Name(), first)
 			}
+			// Custody holds a key for each access log's region.
+			if region, ok := strings.CutPrefix(m.LogName(value), "access-"); ok && !residency.ValidRegionName(region) {
+				return fail(n, "log %s: %q is not a region name (a-z, 0-9 and '-', at most 32, starting with a letter)", v.Name(), truncate(region, 40))
+			}
 			origins[v.Name()] = n
 			m.Logs = append(m.Logs, value)
 			expect = "vkey+"
@@ -201,7 +220,29 @@ func ParseMembers(b []byte) ([]Member, error) {
 	if expect != "member" && expect != "vkey+" && expect != "end" {
 		return nil, fmt.Errorf("members file: the last member, %s, ends before its %s line", members[len(members)-1].Name, expect)
 	}
+	if len(members) > 0 {
+		if err := members[len(members)-1].checkAccessLog(); err != nil {
+			return nil, fmt.Errorf("members file: %w", err)
+		}
+	}
 	return members, nil
+}
+
+// checkAccessLog returns an error if m names no access log: custody would
+// hold no region's key, and the member's data could not be sealed.
+func (m *Member) checkAccessLog() error {
+	for _, k := range m.Logs {
+		if strings.HasPrefix(m.LogName(k), "access-") {
+			return nil
+		}
+	}
+	return fmt.Errorf("member %s names no access log (%s/logs/access-<region>)", m.Name, m.Name)
+}
+
+// discoveryKey is a discovery URL as the same platform's other spellings
+// give it: scheme and host in lower case, no trailing slash.
+func discoveryKey(u *url.URL) string {
+	return strings.ToLower(u.Scheme) + "://" + strings.ToLower(u.Host) + strings.TrimRight(u.Path, "/")
 }
 
 func truncate(s string, n int) string {

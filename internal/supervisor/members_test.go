@@ -43,8 +43,14 @@ func TestParseMembers(t *testing.T) {
 	if got[0].LogName(a.Logs[2]) != "access-zurich" || got[1].LogName(a.Logs[2]) != "" {
 		t.Error("LogName")
 	}
+	// Trailing slashes go: the entry writes back as it parses.
+	slashes, err := ParseMembers([]byte(MembersHeader + "\n" + strings.Replace(a.Entry(), a.Discovery, a.Discovery+"//", 1)))
+	if err != nil || slashes[0].Discovery != a.Discovery {
+		t.Errorf("a discovery URL with slashes: %v, %+v", err, slashes)
+	}
 
 	_, strangerKey, _ := note.GenerateKey(rand.Reader, "bolt.example/logs/policy")
+	_, badRegion, _ := note.GenerateKey(rand.Reader, "acme.example/logs/access-Zurich")
 	entryA := a.Entry()
 	for _, tc := range []struct{ name, file, want string }{
 		{"no header", a.Entry(), "line 1: want the header"},
@@ -64,6 +70,10 @@ func TestParseMembers(t *testing.T) {
 		{"cut short", MembersHeader + "\nmember x\ndiscovery https://x\n", "the last member, x, ends before its token-sha256 line"},
 		{"two values", MembersHeader + "\nmember x y\n", `line 2: want "member" and one value`},
 		{"an unknown keyword", MembersHeader + "\n" + entryA + "qpd 24\n", `found "qpd", want vkey, contact or member`},
+		{"no access log", MembersHeader + "\n" + strings.Join(strings.SplitAfter(entryA, "\n")[:5], ""), "member acme.example names no access log"},
+		{"no access log, then another member", MembersHeader + "\n" + strings.Join(strings.SplitAfter(entryA, "\n")[:5], "") + b.Entry(), "line 7: member acme.example names no access log"},
+		{"a bad region", MembersHeader + "\n" + strings.Replace(entryA, a.Logs[2], badRegion, 1), `"Zurich" is not a region name`},
+		{"one platform twice", MembersHeader + "\n" + entryA + strings.Replace(b.Entry(), "http://127.0.0.1:8080", "HTTPS://Vitrine.acme.example//", 1), "discovery HTTPS://Vitrine.acme.example is already member acme.example's"},
 		{"a line after contact", MembersHeader + "\n" + entryA + "contact me\nvkey " + a.Logs[0] + "\n", `found "vkey", want member`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

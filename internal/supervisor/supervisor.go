@@ -56,6 +56,9 @@ type Supervisor struct {
 	token   string
 	members map[string]*member
 	monitor *monitor.Monitor
+	// inner serves the witness and the members' custody, to the public
+	// handler and, in process, to the monitor.
+	inner *http.ServeMux
 }
 
 type member struct {
@@ -127,11 +130,19 @@ func Open(ctx context.Context, cfg Config) (s *Supervisor, err error) {
 	if err != nil {
 		return s, err
 	}
+	// What the monitor reaches of the supervisor itself (the witness, for
+	// its acknowledgement log; each member's custody, for the counts) it
+	// reaches in this process: its token never crosses the network.
+	self := http.NewServeMux()
+	s.inner = self
 	mc := cfg.Monitor
 	mc.Dir, mc.Name, mc.SupervisorToken, mc.Logger = monDir, monName, s.token, cfg.Logger
 	mc.AckWitnessPolicy = policy
-	mc.AckHTTPClient = &http.Client{Timeout: 10 * time.Second, Transport: &httpapi.HandlerTransport{
-		Host: u.Host, Handler: http.StripPrefix("/witness", s.witness.Handler()), Next: http.DefaultTransport}}
+	local := &httpapi.HandlerTransport{Host: u.Host, Handler: self, Next: http.DefaultTransport}
+	mc.AckHTTPClient = &http.Client{Timeout: 10 * time.Second, Transport: local}
+	if mc.HTTPClient == nil {
+		mc.HTTPClient = &http.Client{Timeout: time.Minute, Transport: local}
+	}
 	mc.Platforms, mc.Custody, mc.PseudonymKeys, mc.Expect = nil, nil, map[string][]byte{}, map[string]*client.Pins{}
 	for _, m := range cfg.Members {
 		dir := filepath.Join(cfg.Dir, "members", m.Name)
@@ -169,6 +180,15 @@ func Open(ctx context.Context, cfg Config) (s *Supervisor, err error) {
 		mc.Custody = append(mc.Custody, monitor.Custody{Platform: m.Discovery, URL: s.custodyURL(m.Name), Token: s.token})
 		mc.PseudonymKeys[m.Discovery] = []byte(pkey)
 		mc.Expect[m.Discovery] = exp
+	}
+	self.Handle("/witness/", http.StripPrefix("/witness", s.witness.Handler()))
+	for name, m := range s.members {
+		prefix := "/members/" + name + "/custody"
+		self.Handle(prefix+"/", http.StripPrefix(prefix, m.custody.Handler(func(r *http.Request) bool {
+			// The member's token for everything; the supervisor's for
+			// reading the counts, which its monitor reconciles.
+			return m.TokenMatches(bearer(r)) || r.Method == http.MethodGet && r.URL.Path == "/v1/counts" && keys.BearerEqual(r, s.token)
+		})))
 	}
 	if s.monitor, err = monitor.New(ctx, mc); err != nil {
 		return s, err
@@ -251,20 +271,18 @@ func (s *Supervisor) About() *About {
 //	     /monitor/…                         the monitor (alerts, checkpoints, accesses)
 //
 // A member's routes take its own token (its hash is in the members file);
-// custody also takes the supervisor's, for the monitor's counts.
+// custody's counts also take the supervisor's, for the monitor.
 func (s *Supervisor) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/supervisor", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-cache")
 		httpapi.JSON(w, s.About())
 	})
-	mux.Handle("/witness/", http.StripPrefix("/witness", s.witness.Handler()))
+	mux.Handle("/witness/", s.inner)
 	mux.Handle("/monitor/", http.StripPrefix("/monitor", s.monitor.Handler()))
 	for name, m := range s.members {
 		prefix := "/members/" + name
-		mux.Handle(prefix+"/custody/", http.StripPrefix(prefix+"/custody", m.custody.Handler(func(r *http.Request) bool {
-			return m.TokenMatches(bearer(r)) || keys.BearerEqual(r, s.token)
-		})))
+		mux.Handle(prefix+"/custody/", s.inner)
 		mux.HandleFunc("POST "+prefix+"/pseudonyms", func(w http.ResponseWriter, r *http.Request) { s.servePseudonyms(w, r, m) })
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

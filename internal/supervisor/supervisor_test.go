@@ -131,6 +131,14 @@ func TestSupervisorRoutes(t *testing.T) {
 			t.Errorf("custody counts with token %.8q: %d %s, want %d", tc.token, code, b, tc.code)
 		}
 	}
+	// The supervisor's token reads counts, never unwraps.
+	unwrap := srv.URL + "/members/acme.example/custody/v1/unwrap"
+	if code, b := do(t, "POST", unwrap, s.Token(), `{}`); code != 401 {
+		t.Errorf("an unwrap with the supervisor's token: %d %s, want 401", code, b)
+	}
+	if code, b := do(t, "POST", unwrap, tokens[0], `{}`); code == 401 || code == 403 {
+		t.Errorf("an unwrap with the member's token: %d %s, want it past the token check", code, b)
+	}
 	if code, _ := do(t, "GET", srv.URL+"/members/acme.example/custody/v1/keys/zurich", "", ""); code != 200 {
 		t.Errorf("custody's public key of zurich: %d", code)
 	}
