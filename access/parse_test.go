@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"time"
 )
 
 // invalidVectors are changes to the first line of testdata/valid.jsonl
@@ -121,5 +122,25 @@ func TestParseKeepsOrderOfOptionalKeys(t *testing.T) {
 	}
 	if got.Reason != r.Reason {
 		t.Errorf("reason = %q, want %q", got.Reason, r.Reason)
+	}
+}
+
+// TestParseTime: the fast path's reading of a time takes exactly what
+// time.Parse takes of the layout and writes back the same, and nothing
+// else.
+func TestParseTime(t *testing.T) {
+	for _, s := range []string{
+		"2026-11-22T10:00:00.123Z", "2028-02-29T23:59:59.999Z", "2026-02-28T00:00:00.000Z", "2026-12-31T12:30:45.001Z",
+		"2026-02-29T10:00:00.000Z", "2026-04-31T10:00:00.000Z", "2026-13-01T10:00:00.000Z", "2026-00-10T10:00:00.000Z",
+		"2026-11-00T10:00:00.000Z", "2026-11-22T24:00:00.000Z", "2026-11-22T10:60:00.000Z", "2026-11-22T10:00:60.000Z",
+		"2026-11-22T10:00:00.12Z", "2026-11-22T10:00:00.1234Z", "2026-11-22T10:00:00Z", "2026-11-22 10:00:00.000Z",
+		"+026-11-22T10:00:00.000Z", "2026-1a-22T10:00:00.000Z", "2026-11-22T10:00:00.000+", "", "2026-11-22T10:00:00.000Z ",
+	} {
+		want, err := time.Parse(timeLayout, s)
+		wantOK := err == nil && want.Format(timeLayout) == s
+		got, ok := parseTime(s)
+		if ok != wantOK || ok && !got.Equal(want) {
+			t.Errorf("parseTime(%q) = %v, %v; time.Parse gives %v, %v", s, got, ok, want, wantOK)
+		}
 	}
 }

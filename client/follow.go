@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"hash"
 	"sync"
@@ -37,6 +38,15 @@ func (e *ForkError) Error() string {
 }
 
 func (e *ForkError) Unwrap() error { return ErrForked }
+
+// ErrPause, returned by the function an [Follower.Update] hands entries
+// to, takes the entry and asks Update to stop once it has handed out the
+// entries it has read and proven with it, rather than read more: Update
+// then returns the checkpoint and ErrPause, with the state past every
+// entry handed out (none is read twice). A caller that works in chunks
+// (commits what it has every so many entries) pauses this way; an
+// Update that reaches the checkpoint returns nil, paused or not.
+var ErrPause = errors.New("paused")
 
 // chunkBundles is how many entry bundles a [Follower] reads before it
 // proves them and hands their entries out: enough that the consistency
@@ -138,8 +148,11 @@ func (f *Follower) Update(ctx context.Context, fn func(index uint64, entry []byt
 		}
 		// Proven: hand the chunk out, entry by entry, keeping the state
 		// just past the last one fn accepted.
+		pause := false
 		for i, e := range entries {
-			if err := fn(start+uint64(i), e); err != nil {
+			if err := fn(start+uint64(i), e); err == ErrPause {
+				pause = true
+			} else if err != nil {
 				return nil, f.advance(r, leaves[:i], cp, err)
 			}
 		}
@@ -147,6 +160,9 @@ func (f *Follower) Update(ctx context.Context, fn func(index uint64, entry []byt
 		r = next
 		if err := f.advance(r, nil, cp, nil); err != nil {
 			return nil, err
+		}
+		if pause && r.End() < cp.Size {
+			return cp, ErrPause
 		}
 	}
 	f.state.Checkpoint, f.state.Root, f.state.CheckpointSize = cp.Raw, bytes.Clone(cp.Hash), cp.Size

@@ -377,3 +377,60 @@ func TestLogAnswersLimited(t *testing.T) {
 		t.Errorf("the server sent %d bytes before the client stopped reading", got)
 	}
 }
+
+// TestFollowerPause: an Update told to pause hands out the rest of what it
+// read with the entry it paused on, stops there with ErrPause, and the
+// next Update goes on from there: every entry once, in order, and no
+// bundle read twice.
+func TestFollowerPause(t *testing.T) {
+	defer setChunk(1)()
+	l := buildLog(t, newKey(t, "vitrine.local/logs/test"), entryN, 700)
+	s := serve(t, l)
+	var bundles atomic.Int32
+	s.change = func(p string, b []byte) []byte { // counts, changes nothing
+		if strings.Contains(p, "entries/") {
+			bundles.Add(1)
+		}
+		return b
+	}
+	s.lie.Store(true)
+	f, err := NewFollower(s.client(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got [][]byte
+	var sizes []uint64
+	for range 10 {
+		first := true
+		cp, err := f.Update(context.Background(), func(i uint64, e []byte) error {
+			if i != uint64(len(got)) {
+				return fmt.Errorf("index %d handed out, want %d", i, len(got))
+			}
+			got = append(got, bytes.Clone(e))
+			if first && i == 10 || i == 300 {
+				return ErrPause // one pause mid-bundle, one at its start
+			}
+			return nil
+		})
+		first = false
+		sizes = append(sizes, f.State().Size)
+		if err == nil {
+			if cp.Size != 700 {
+				t.Fatalf("caught up at %d", cp.Size)
+			}
+			break
+		}
+		if !errors.Is(err, ErrPause) {
+			t.Fatal(err)
+		}
+	}
+	if !slices.EqualFunc(got, l.entries, bytes.Equal) {
+		t.Fatalf("got %d entries, want the log's 700, each once", len(got))
+	}
+	if want := []uint64{256, 512, 700}; !slices.Equal(sizes, want) {
+		t.Errorf("paused at sizes %v, want %v (the ends of the bundles read with the entries paused on)", sizes, want)
+	}
+	if n := bundles.Load(); n != 3 {
+		t.Errorf("%d entry bundles read, want 3: none twice", n)
+	}
+}

@@ -223,7 +223,7 @@ func benchCatchUp(b *testing.B, keys map[string][]byte) {
 	var alerts int
 	for b.Loop() {
 		b.StopTimer()
-		m, err := New(b.Context(), Config{Dir: b.TempDir(), Platforms: []string{base}, PseudonymKeys: keys})
+		m, err := New(b.Context(), Config{Dir: b.TempDir(), Platforms: []string{base}, PseudonymKeys: keys, Chunk: benchChunk()})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -334,3 +334,5 @@ func BenchmarkAccessToWebhook(b *testing.B) {
 	b.ReportMetric(q(0.99), "p99-ms")
 	b.ReportMetric(lat[len(lat)-1].Seconds()*1000, "max-ms")
 }
+
+func benchChunk() int { n, _ := strconv.Atoi(os.Getenv("VITRINE_BENCH_CHUNK")); return n }

@@ -42,7 +42,9 @@ type Config struct {
 	// Interval is the time between passes over every log (default 10s).
 	Interval time.Duration
 	// Chunk is how many entries a follower hands out between commits of
-	// alerts and state (default 10,000).
+	// alerts and state (default 10,000): at least that many, up to the
+	// end of what the follower read with the last of them, at most twice
+	// that many.
 	Chunk int
 	// StaleAfter is how long a log's checkpoint may stay the same before
 	// a log-stale alert (default 5 minutes: Vitrine's logs republish
@@ -727,12 +729,15 @@ func (m *Monitor) follow(ctx context.Context, base, name string, l *client.Log, 
 				batch = make([]checked, 0, batchSize)
 			}
 		}
-		// A full chunk refuses the next entry, which the follower then
-		// hands out first in the next chunk: every entry is checked once,
-		// in the chunk whose state says it was read.
+		// A full chunk asks the follower to pause: it hands out the rest
+		// of what it read and proved with the entry, and stops there, so
+		// that no entry is read twice. A chunk twice full refuses the next
+		// entry, which the follower then hands out first in the next
+		// chunk: every entry is checked once, in the chunk whose state
+		// says it was read.
 		n := 0
 		cp, err := f.Update(ctx, func(index uint64, entry []byte) error {
-			if n >= m.cfg.Chunk {
+			if n >= 2*m.cfg.Chunk {
 				return errChunk
 			}
 			n++
@@ -740,8 +745,14 @@ func (m *Monitor) follow(ctx context.Context, base, name string, l *client.Log, 
 			if len(batch) >= batchSize {
 				flush()
 			}
+			if n >= m.cfg.Chunk {
+				return client.ErrPause
+			}
 			return nil
 		})
+		if errors.Is(err, client.ErrPause) {
+			err = errChunk
+		}
 		if err == nil || errors.Is(err, errChunk) {
 			flush()
 		}

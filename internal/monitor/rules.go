@@ -124,8 +124,10 @@ type Rules struct {
 }
 
 type compiled struct {
-	rule    *Rule
-	when    cel.Program
+	rule *Rule
+	when cel.Program
+	// guards skip the condition where it cannot hold (see guard).
+	guards  []guard
 	groupBy cel.Program
 	sum     cel.Program
 	window  time.Duration
@@ -232,9 +234,11 @@ func Compile(rules []Rule) (*Rules, error) {
 		}
 		seen[r.Name] = true
 		c := &compiled{rule: &r}
-		if c.when, err = program(e, r.When, cel.BoolType); err != nil {
+		var ast *cel.Ast
+		if c.when, ast, err = compileExpr(e, r.When, cel.BoolType); err != nil {
 			return nil, fmt.Errorf("%s: when: %w", where, err)
 		}
+		c.guards = guards(ast)
 		if t := r.Threshold; t != nil {
 			if t.Count < 1 {
 				return nil, fmt.Errorf("%s: threshold count %d: want at least 1", where, t.Count)
@@ -260,23 +264,31 @@ func Compile(rules []Rule) (*Rules, error) {
 // program compiles expr, which must have type want (or dyn, checked when
 // evaluated).
 func program(e *cel.Env, expr string, want *cel.Type) (cel.Program, error) {
+	p, _, err := compileExpr(e, expr, want)
+	return p, err
+}
+
+// compileExpr is program, also returning the checked expression.
+func compileExpr(e *cel.Env, expr string, want *cel.Type) (cel.Program, *cel.Ast, error) {
 	if len(expr) > MaxExpression {
-		return nil, fmt.Errorf("the expression has %d bytes, at most %d", len(expr), MaxExpression)
+		return nil, nil, fmt.Errorf("the expression has %d bytes, at most %d", len(expr), MaxExpression)
 	}
 	ast, iss := e.Compile(expr)
 	if iss.Err() != nil {
-		return nil, iss.Err()
+		return nil, nil, iss.Err()
 	}
 	if t := ast.OutputType(); !t.IsExactType(want) && !t.IsExactType(cel.DynType) {
-		return nil, fmt.Errorf("the expression is of type %s, not %s", t, want)
+		return nil, nil, fmt.Errorf("the expression is of type %s, not %s", t, want)
 	}
 	// An expression whose worst case over any entry stays within the
 	// limit runs without counting its cost as it goes (a third of its
 	// time); any other is stopped at the limit while it runs.
+	opts := []cel.ProgramOption{cel.CostLimit(maxCost)}
 	if est, err := e.EstimateCost(ast, sizes{}); err == nil && est.Max <= maxCost {
-		return e.Program(ast)
+		opts = nil
 	}
-	return e.Program(ast, cel.CostLimit(maxCost))
+	p, err := e.Program(ast, opts...)
+	return p, ast, err
 }
 
 // maxEntry bounds what a rule's variables can hold: an entry of a C2SP
@@ -338,23 +350,29 @@ type preHit struct {
 // and is safe for concurrent use: the monitor prepares a batch of
 // entries on every core, then settles them in order.
 func (rs *Rules) prepare(ev *Event) prepared {
-	vars := map[string]any{
-		"entry":    ev.Entry,
-		"kind":     ev.Kind,
-		"log":      ev.Log,
-		"platform": ev.Platform,
-		"index":    ev.Index,
-		"time":     ev.Time,
-		"home":     ev.Home,
-	}
-	if ev.Home == nil {
-		vars["home"] = map[string]string{}
-	}
+	var vars map[string]any // made for the first rule not skipped
 	var p prepared
 	fail := func(c *compiled, format string, args ...any) {
 		p.errs = append(p.errs, &EvalError{Rule: c.rule.Name, Err: fmt.Errorf("rule %s on %s entry %d: "+format, append([]any{c.rule.Name, ev.Log, ev.Index}, args...)...)})
 	}
 	for _, c := range rs.rules {
+		if slices.ContainsFunc(c.guards, func(g guard) bool { return g.excludes(ev) }) {
+			continue
+		}
+		if vars == nil {
+			vars = map[string]any{
+				"entry":    ev.Entry,
+				"kind":     ev.Kind,
+				"log":      ev.Log,
+				"platform": ev.Platform,
+				"index":    ev.Index,
+				"time":     ev.Time,
+				"home":     ev.Home,
+			}
+			if ev.Home == nil {
+				vars["home"] = map[string]string{}
+			}
+		}
 		v, _, err := c.when.Eval(vars)
 		if err != nil {
 			fail(c, "%w", err)

@@ -68,6 +68,51 @@ func (v *recordView) FindStringKey(k string) (any, bool) {
 	return nil, false
 }
 
+// stringAt returns the string at path, as FindStringKey would find it,
+// without boxing it in an interface.
+func (v *recordView) stringAt(path []string) (string, bool) {
+	r := v.r
+	switch len(path) {
+	case 1:
+		switch path[0] {
+		case "kind":
+			return access.KindAccess, true
+		case "time":
+			return v.time, true
+		case "region":
+			return r.Region, true
+		case "action":
+			return r.Action, true
+		case "request":
+			return r.Request, true
+		case "outcome":
+			return r.Outcome, true
+		case "reason":
+			return r.Reason, r.Reason != ""
+		}
+	case 2:
+		switch path[0] + "." + path[1] {
+		case "principal.id":
+			return r.Principal.ID, true
+		case "principal.role":
+			return r.Principal.Role, true
+		case "principal.location":
+			return r.Principal.Location, true
+		case "resource.dataset":
+			return r.Resource.Dataset, true
+		case "resource.query":
+			return r.Resource.Query, true
+		case "resource.digest":
+			return r.Resource.Digest, true
+		case "justification.code":
+			return r.Justification.Code, true
+		case "justification.detail":
+			return r.Justification.Detail, true
+		}
+	}
+	return "", false
+}
+
 func (v *recordView) whole() ref.Val {
 	if v.obj == nil {
 		v.obj = types.DefaultTypeAdapter.NativeToValue(recordObject(v.r, v.time))
