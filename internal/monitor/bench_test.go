@@ -335,4 +335,9 @@ func BenchmarkAccessToWebhook(b *testing.B) {
 	b.ReportMetric(lat[len(lat)-1].Seconds()*1000, "max-ms")
 }
 
-func benchChunk() int { n, _ := strconv.Atoi(os.Getenv("VITRINE_BENCH_CHUNK")); return n }
+// benchChunk is the catch-up's chunk size from VITRINE_BENCH_CHUNK, for
+// seeing what the chunk's commit costs (0, the default: Config's).
+func benchChunk() int {
+	n, _ := strconv.Atoi(os.Getenv("VITRINE_BENCH_CHUNK"))
+	return n
+}
