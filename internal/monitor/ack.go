@@ -104,14 +104,12 @@ func (m *Monitor) Acknowledge(ctx context.Context, id int64, note string) (*Ackn
 		return nil, fault.New(fault.ErrNotFound, fmt.Sprintf("no alert %d", id))
 	}
 	a := alerts[0]
-	a.Acknowledgements = nil
-	body, err := json.Marshal(a)
+	d, err := alertDigest(a)
 	if err != nil {
 		return nil, err
 	}
-	h := sha256.Sum256(body)
 	now := m.cfg.Now().UTC().Truncate(time.Millisecond)
-	entry, err := json.Marshal(ackEntry{V: 1, Kind: "acknowledgement", Time: now, Monitor: m.id, Alert: a.ID, AlertDigest: "sha256:" + hex.EncodeToString(h[:]),
+	entry, err := json.Marshal(ackEntry{V: 1, Kind: "acknowledgement", Time: now, Monitor: m.id, Alert: a.ID, AlertDigest: d,
 		Rule: a.Rule, Platform: a.Platform, Log: a.Log, Index: a.Index, Note: note})
 	if err != nil {
 		return nil, err
@@ -165,6 +163,21 @@ func (m *Monitor) recoverAcks(ctx context.Context) error {
 				m.cfg.Logger.Error("monitor: an acknowledgement log entry is not an acknowledgement; not kept", "index", index)
 				continue
 			}
+			// The entry binds the alert by its digest: an alert of that id
+			// whose JSON differs (a store restored from elsewhere, say)
+			// is not the alert acknowledged.
+			alerts, err := m.store.alerts(ctx, AlertQuery{ID: e.Alert, Limit: 1})
+			if err != nil {
+				return err
+			}
+			if len(alerts) == 0 {
+				m.cfg.Logger.Error("monitor: an acknowledgement log entry names an alert the monitor does not hold; not kept", "index", index, "alert", e.Alert)
+				continue
+			}
+			if d, err := alertDigest(alerts[0]); err != nil || d != e.AlertDigest {
+				m.cfg.Logger.Error("monitor: an acknowledgement log entry names an alert whose JSON differs from the one acknowledged; not kept", "index", index, "alert", e.Alert)
+				continue
+			}
 			if _, err := m.store.db.ExecContext(ctx, `INSERT INTO acks (alert, idx, time, note, entry) SELECT ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM acks WHERE idx = ?)`,
 				e.Alert, int64(index), e.Time.UnixMicro(), e.Note, entry, int64(index)); err != nil {
 				return fault.Mark(fault.ErrUnavailable, err)
@@ -172,6 +185,18 @@ func (m *Monitor) recoverAcks(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// alertDigest is "sha256:" and the hex SHA-256 of a's JSON without its
+// acknowledgements: what an acknowledgement binds.
+func alertDigest(a Alert) (string, error) {
+	a.Acknowledgements = nil
+	body, err := json.Marshal(a)
+	if err != nil {
+		return "", err
+	}
+	h := sha256.Sum256(body)
+	return "sha256:" + hex.EncodeToString(h[:]), nil
 }
 
 // acknowledgements fills in the acknowledgements of alerts.

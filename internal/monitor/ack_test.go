@@ -139,8 +139,22 @@ func TestAcknowledgementRecovered(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Logged, then the monitor stops before keeping it.
-	entry, _ := json.Marshal(ackEntry{V: 1, Kind: "acknowledgement", Alert: raised[0].ID, Rule: "test-alert", Note: "seen before the crash"})
+	// Logged, then the monitor stops before keeping it; beside it, one
+	// that binds another alert of the same id (another JSON), which is
+	// not kept.
+	stored, err := m.Alerts(ctx, AlertQuery{ID: raised[0].ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := alertDigest(stored[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _ := json.Marshal(ackEntry{V: 1, Kind: "acknowledgement", Alert: raised[0].ID, AlertDigest: "sha256:" + strings.Repeat("0", 64), Rule: "test-alert", Note: "of another alert"})
+	if _, err := m.acks.Append(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	entry, _ := json.Marshal(ackEntry{V: 1, Kind: "acknowledgement", Alert: raised[0].ID, AlertDigest: d, Rule: "test-alert", Note: "seen before the crash"})
 	index, err := m.acks.Append(ctx, entry)
 	if err != nil {
 		t.Fatal(err)
