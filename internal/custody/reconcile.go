@@ -52,6 +52,11 @@ func Reconcile(counts map[string]map[uint64]int64, entry func(region string, ind
 				rec.Problems = append(rec.Problems, fmt.Sprintf("%s index %d: %d keys released for an entry that names none", region, index, n))
 			case n <= 0:
 				rec.Problems = append(rec.Problems, fmt.Sprintf("%s index %d: a count of %d", region, index, n))
+			case n > int64(len(a.keys)):
+				// An access unwraps the keys its entry names, once: more is
+				// its proof presented again, keys released that no logged
+				// access needed.
+				rec.Problems = append(rec.Problems, fmt.Sprintf("%s index %d: %d keys released for an entry that names %d: unwrapped more than once", region, index, n, len(a.keys)))
 			}
 		}
 	}

@@ -26,9 +26,14 @@ func TestReconcile(t *testing.T) {
 		}
 		return b, nil
 	}
-	r, err := Reconcile(map[string]map[uint64]int64{"zurich": {0: 4}}, entry)
-	if err != nil || len(r.Problems) != 0 || r.Entries != 1 || r.Keys != 4 {
+	r, err := Reconcile(map[string]map[uint64]int64{"zurich": {0: 2}}, entry)
+	if err != nil || len(r.Problems) != 0 || r.Entries != 1 || r.Keys != 2 {
 		t.Fatalf("counts the log accounts for: %+v, %v", r, err)
+	}
+	// The entry's keys released twice: its proof presented again.
+	r, err = Reconcile(map[string]map[uint64]int64{"zurich": {0: 4}}, entry)
+	if err != nil || len(r.Problems) != 1 || !strings.Contains(r.Problems[0], "4 keys released for an entry that names 2: unwrapped more than once") {
+		t.Errorf("an entry unwrapped twice: %+v, %v", r, err)
 	}
 	for _, tc := range []struct {
 		index uint64

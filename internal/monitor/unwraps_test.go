@@ -14,7 +14,8 @@ import (
 // TestUnreconciledUnwrap: custody's count for a read that released keys
 // reconciles; a count that custody's store holds for an entry that is no
 // granted access naming keys (written into its store behind its back) is
-// a critical alert grounded in the access log, raised once.
+// a critical alert grounded in the access log, raised once; so is a
+// read's count that says its keys were unwrapped twice.
 func TestUnreconciledUnwrap(t *testing.T) {
 	tp := startPlatform(t)
 	ctx := context.Background()
@@ -66,4 +67,21 @@ func TestUnreconciledUnwrap(t *testing.T) {
 	if again := unreconciled(); len(again) != 0 {
 		t.Errorf("the next pass: %+v, want nothing new", again)
 	}
+
+	// The read's keys unwrapped a second time (its entry and proof
+	// presented to custody again): released keys no access needed.
+	db, err = sql.Open("sqlite", sqlite.DSN(filepath.Join(tp.data, "custody", "counts.db"), "busy_timeout(5000)"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := db.Exec(`UPDATE unwrap_counts SET keys = keys * 2 WHERE log_index != 0`)
+	db.Close()
+	if n, _ := res.RowsAffected(); err != nil || n != 1 {
+		t.Fatalf("doubling the read's count: %v, %d rows", err, n)
+	}
+	got = unreconciled()
+	if len(got) != 1 || !strings.Contains(got[0].Detail, "unwrapped more than once") || !strings.Contains(got[0].Entry, `"action":"read"`) {
+		t.Fatalf("a read's keys unwrapped twice: %+v", got)
+	}
+	checkGrounded(t, tp.Platform, got[0])
 }
