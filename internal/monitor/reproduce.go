@@ -26,8 +26,10 @@ import (
 // the release's entry is checked under the rebuilder's pinned key and must
 // name the entry's index and digest. A failing verdict from any of them
 // is a critical alert; a release that no rebuilder has reproduced within
-// ReproduceWithin is one too. A release one of them reproduced, with none
-// failing, is done.
+// ReproduceWithin is one too. A release is done once every pinned
+// rebuilder reproduced it, or once one did and ReproduceWithin passed
+// without a failing verdict: until then a failing verdict from another
+// rebuilder is still read.
 
 // A Rebuilder is a rebuilder whose verdicts the monitor reads for one
 // platform: its base URL (the prefix of /rebuilds/) and its public key,
@@ -115,18 +117,22 @@ func (m *Monitor) reproductions(ctx context.Context, base string) ([]Alert, erro
 	var alerts []Alert
 	var done []releaseRow
 	for _, r := range open {
-		reproducedBy, failed, ferrs := m.verdictsOn(ctx, rbs, indexes, r)
+		reproduced, failed, ferrs := m.verdictsOn(ctx, rbs, indexes, r)
 		errs = append(errs, ferrs...)
 		i := r.index
 		a := Alert{Rule: "release-not-reproduced", Severity: "critical", Platform: base, Log: r.log, Origin: r.origin, Index: &i,
 			Time: m.cfg.Now().UTC(), Entry: entryText(r.entry), proven: r.entry}
+		late := m.cfg.Now().Sub(r.seen) > m.cfg.ReproduceWithin
 		switch {
 		case failed != "":
 			a.Detail = fmt.Sprintf("%s %s (release-log entry %d) was rebuilt and did not reproduce: %s", r.name, r.version, r.index, failed)
-		case reproducedBy != "":
+		case reproduced == len(rbs) || reproduced > 0 && late:
+			// Every pinned rebuilder reproduced it, or one did and the
+			// others said nothing in the time they had: done. Until
+			// then a failing verdict from another is still read.
 			done = append(done, r)
 			continue
-		case m.cfg.Now().Sub(r.seen) > m.cfg.ReproduceWithin:
+		case late:
 			// Whatever the reason: no verdict, a rebuilder out of reach,
 			// or verdicts that prove nothing.
 			a.Detail = fmt.Sprintf("no pinned rebuilder has reproduced %s %s (release-log entry %d) within %s of the monitor reading it", r.name, r.version, r.index, m.cfg.ReproduceWithin)
@@ -167,10 +173,10 @@ func (m *Monitor) reproductions(ctx context.Context, base string) ([]Alert, erro
 }
 
 // verdictsOn checks every verdict the rebuilders list on r's entry. It
-// returns the id of a rebuilder that reproduced it, and the account of a
-// failing verdict; a verdict that does not verify, or is about other
-// bytes, is an error, not a verdict.
-func (m *Monitor) verdictsOn(ctx context.Context, rbs []Rebuilder, indexes []*rebuilder.Index, r releaseRow) (reproducedBy, failed string, errs []error) {
+// returns how many rebuilders reproduced it, and the account of a failing
+// verdict; a verdict that does not verify, or is about other bytes, is an
+// error, not a verdict.
+func (m *Monitor) verdictsOn(ctx context.Context, rbs []Rebuilder, indexes []*rebuilder.Index, r releaseRow) (reproduced int, failed string, errs []error) {
 	for i, idx := range indexes {
 		if idx == nil {
 			continue
@@ -215,12 +221,12 @@ func (m *Monitor) verdictsOn(ctx context.Context, rbs []Rebuilder, indexes []*re
 				if v.Error != "" {
 					why = v.Error
 				}
-				return "", fmt.Sprintf("rebuilder %s (%s) says: %s", v.Rebuilder, rbs[i].URL, why), errs
+				return reproduced, fmt.Sprintf("rebuilder %s (%s) says: %s", v.Rebuilder, rbs[i].URL, why), errs
 			}
-			reproducedBy = v.Rebuilder
+			reproduced++
 		}
 	}
-	return reproducedBy, "", errs
+	return reproduced, "", errs
 }
 
 func (s *store) releasesDone(ctx context.Context, rows []releaseRow) error {

@@ -148,3 +148,71 @@ func TestReleaseNotReproduced(t *testing.T) {
 		t.Errorf("two hours on: %+v, want late 3.0.0 and forged 4.0.0 (whose only verdict proves nothing), not lib 2.0.0", got)
 	}
 }
+
+// TestSecondRebuilderFails: with two pinned rebuilders, a release the
+// first reproduced waits for the second, whose failing verdict is a
+// critical alert; a release only the first judged is done, without an
+// alert, once ReproduceWithin passes.
+func TestSecondRebuilderFails(t *testing.T) {
+	tp := startPlatform(t)
+	ctx := context.Background()
+	var rbs []Rebuilder
+	var servers []*verdicts
+	var keys []*release.Ed25519Key
+	for i := range 2 {
+		key, err := release.LoadOrCreateKey(filepath.Join(t.TempDir(), fmt.Sprintf("rebuilder%d.key", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := &verdicts{files: map[string][]byte{}, index: rebuilder.Index{Rebuilder: fmt.Sprintf("https://rebuilder%d.example", i), Key: "key"}}
+		srv := httptest.NewServer(v)
+		defer srv.Close()
+		rbs = append(rbs, Rebuilder{Platform: tp.URL(), URL: srv.URL, Key: release.PublicKey(key.Public().(ed25519.PublicKey))})
+		servers, keys = append(servers, v), append(keys, key)
+	}
+	publish := func(name string) *platform.Published {
+		src := []byte("source of " + name)
+		pub, err := tp.Publish(ctx, name, "1.0.0", map[string][]byte{name + "_linux_amd64": []byte("\x7fELF " + name)}, src, &release.Build{
+			Recipe: json.RawMessage(`{"name":"` + name + `"}`), Source: "dir:.", Archive: strings.TrimPrefix(release.Digest(src), "sha256:"),
+			Toolchain: "go1.26.8", Env: map[string]string{"CGO_ENABLED": "0"}, BuilderID: tp.URL() + "/conveyer", InvocationID: name,
+			Started: time.Now().Add(-time.Minute), Finished: time.Now()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pub
+	}
+	disputed, single := publish("disputed"), publish("single")
+	servers[0].add(t, tp, keys[0], disputed)
+	servers[0].add(t, tp, keys[0], single)
+
+	c := &clock{t: time.Now()}
+	m, err := New(ctx, Config{Dir: t.TempDir(), Platforms: []string{tp.URL()}, Now: c.now, ReproduceWithin: time.Hour, Rebuilders: rbs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	pass := func() []Alert {
+		t.Helper()
+		got, err := passFor(m, "release-not-reproduced")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if got := pass(); len(got) != 0 {
+		t.Fatalf("both reproduced by the first rebuilder: %+v", got)
+	}
+	servers[1].add(t, tp, keys[1], disputed, "disputed_linux_amd64")
+	got := pass()
+	if len(got) != 1 || *got[0].Index != disputed.LogIndex || !strings.Contains(got[0].Detail, rbs[1].URL) {
+		t.Fatalf("the second rebuilder's failing verdict: %+v", got)
+	}
+	checkGrounded(t, tp.Platform, got[0])
+	c.add(2 * time.Hour)
+	if got := pass(); len(got) != 0 {
+		t.Errorf("two hours on: %+v; the release the first reproduced is done without an alert", got)
+	}
+	if open, err := m.store.openReleases(ctx, tp.URL()); err != nil || len(open) != 0 {
+		t.Errorf("open releases: %+v, %v; want none", open, err)
+	}
+}
