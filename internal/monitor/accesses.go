@@ -3,10 +3,15 @@ package monitor
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/vitrine-dev/vitrine/internal/endpoint"
 	"github.com/vitrine-dev/vitrine/internal/fault"
@@ -104,6 +109,9 @@ func (m *Monitor) Accesses(ctx context.Context, base, token, after string) (*Acc
 	if err != nil {
 		return nil, errUnauthorized
 	}
+	if wait := m.askers.take(base+" "+id.ID, m.cfg.Now()); wait > 0 {
+		return nil, &tooManyError{wait}
+	}
 	ans := &AccessesAnswer{Platform: base, Endpoint: id.ID, Pseudonym: endpoint.Pseudonym(key, id.ID), Accesses: []Access{}}
 	rows, err := m.store.db.QueryContext(ctx, `SELECT log, idx FROM subjects WHERE platform = ? AND pseudonym = ? AND (log, idx) > (?, ?) ORDER BY log, idx LIMIT ?`,
 		base, pseudonymBytes(ans.Pseudonym), afterLog, afterIndex, AccessesPage)
@@ -166,7 +174,67 @@ var errUnauthorized = fault.New(fault.ErrInvalid, "not a valid endpoint token of
 
 // serveAccesses is GET /v1/accesses?platform=URL&after=N, with the
 // endpoint's own token.
+// tooManyError is an endpoint that asked more than AccessesPerMinute
+// times in a minute: it asks again after Wait.
+type tooManyError struct{ Wait time.Duration }
+
+func (e *tooManyError) Error() string {
+	return fmt.Sprintf("more than %d asks a minute for this endpoint: ask again in %s", AccessesPerMinute, e.Wait.Round(time.Second))
+}
+
+// AccessesPerMinute is how often one endpoint may ask who accessed its
+// data: each ask reads up to AccessesPage entries from the platform, with
+// their proofs. An endpoint with many accesses pages through them in
+// minutes; nobody makes the monitor read the platform at will.
+const AccessesPerMinute = 60
+
+// maxAsking bounds the asks the monitor answers at once, over all
+// endpoints; one beyond it is told to come back (503).
+const maxAsking = 8
+
+// askers counts each endpoint's asks in the current minute, for at most
+// maxAskers endpoints (the least recent forgotten: an endpoint forgotten
+// starts a minute afresh).
+type askers struct {
+	mu     sync.Mutex
+	counts *lru.Cache[string, askWindow]
+}
+
+type askWindow struct {
+	start time.Time
+	n     int
+}
+
+const maxAskers = 100_000
+
+// take counts an ask of key at now and returns 0 if it may go on, or how
+// long until it may.
+func (a *askers) take(key string, now time.Time) time.Duration {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.counts == nil {
+		a.counts, _ = lru.New[string, askWindow](maxAskers)
+	}
+	w, ok := a.counts.Get(key)
+	if !ok || now.Sub(w.start) >= time.Minute || now.Before(w.start) {
+		w = askWindow{start: now}
+	}
+	if w.n >= AccessesPerMinute {
+		return w.start.Add(time.Minute).Sub(now)
+	}
+	w.n++
+	a.counts.Add(key, w)
+	return 0
+}
+
 func (m *Monitor) serveAccesses(w http.ResponseWriter, r *http.Request) {
+	select {
+	case m.asking <- struct{}{}:
+		defer func() { <-m.asking }()
+	default:
+		httpapi.Unavailable(w, time.Second, "the monitor answers as many endpoints as it can at once; ask again in a second")
+		return
+	}
 	base := strings.TrimRight(r.URL.Query().Get("platform"), "/")
 	if base == "" && len(m.cfg.Platforms) == 1 {
 		base = m.cfg.Platforms[0]
@@ -180,6 +248,11 @@ func (m *Monitor) serveAccesses(w http.ResponseWriter, r *http.Request) {
 	ans, err := m.Accesses(r.Context(), base, strings.TrimSpace(token), after)
 	if err == errUnauthorized {
 		httpapi.Unauthorized(w, err.Error())
+		return
+	}
+	if tm := (*tooManyError)(nil); errors.As(err, &tm) {
+		w.Header().Set("Retry-After", fmt.Sprint(int(tm.Wait.Seconds())+1))
+		httpapi.Error(w, http.StatusTooManyRequests, tm.Error())
 		return
 	}
 	if err != nil {

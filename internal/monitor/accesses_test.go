@@ -60,6 +60,30 @@ func TestAccesses(t *testing.T) {
 			t.Errorf("token %q: %d, want 401", bad, code)
 		}
 	}
+	// An endpoint asks at most AccessesPerMinute times a minute; another
+	// is not held back by it.
+	n := 0
+	for code, _ := get(tp.endpoint); code == 200; code, _ = get(tp.endpoint) {
+		if n++; n > AccessesPerMinute {
+			t.Fatalf("%d asks in a minute answered", n)
+		}
+	}
+	req, _ := http.NewRequest("GET", srv.URL+"/v1/accesses", nil)
+	req.Header.Set("Authorization", "Bearer "+tp.endpoint)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("an ask over the limit: %d, Retry-After %q; want 429 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	if n != AccessesPerMinute-1 { // one ask came before the loop
+		t.Errorf("%d asks answered before the limit, want %d", n+1, AccessesPerMinute)
+	}
+	if code, _ := get(other.Token); code != 200 {
+		t.Errorf("another endpoint while the first is held back: %d", code)
+	}
 }
 
 // TestTwoVendors: one monitor supervises two vendors' platforms (here both

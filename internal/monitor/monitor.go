@@ -107,6 +107,9 @@ type Config struct {
 type Monitor struct {
 	cfg   Config
 	store *store
+	// askers and asking bound GET /v1/accesses: per endpoint, and at once.
+	askers askers
+	asking chan struct{}
 	// homes are, per platform, the residency policy last read from its
 	// policy log (see HomeMap).
 	homes map[string]map[string]string
@@ -250,7 +253,7 @@ func New(ctx context.Context, cfg Config) (*Monitor, error) {
 		s.Close()
 		return nil, err
 	}
-	m := &Monitor{cfg: cfg, store: s, homes: map[string]map[string]string{}, logs: map[string]map[string]*followed{}, fresh: map[string]seen{}, down: map[string]time.Time{}, caughtUp: map[string]time.Time{}, unproven: map[string][]unproven{}, endpointKeys: map[string]string{}, policies: map[string][]byte{}, targets: targets}
+	m := &Monitor{cfg: cfg, store: s, homes: map[string]map[string]string{}, logs: map[string]map[string]*followed{}, fresh: map[string]seen{}, down: map[string]time.Time{}, caughtUp: map[string]time.Time{}, unproven: map[string][]unproven{}, endpointKeys: map[string]string{}, policies: map[string][]byte{}, targets: targets, asking: make(chan struct{}, maxAsking)}
 	if m.windows, err = s.state(ctx, "windows"); err != nil {
 		s.Close()
 		return nil, err
