@@ -111,7 +111,7 @@ func (m *Monitor) serveAlerts(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 	}
-	if len(ans.Alerts) < len(alerts) || len(alerts) == q.Limit {
+	if !q.Newest && (len(ans.Alerts) < len(alerts) || len(alerts) == q.Limit) {
 		ans.Next = ans.Alerts[len(ans.Alerts)-1].ID
 	}
 	w.Header().Set("Cache-Control", "no-cache")
@@ -134,6 +134,14 @@ func parseAlertQuery(r *http.Request) (AlertQuery, error) {
 			return q, fault.New(fault.ErrInvalid, fmt.Sprintf("limit must be 1 to %d", MaxAlerts))
 		}
 		q.Limit = n
+	}
+	switch v.Get("order") {
+	case "", "oldest":
+	case "newest":
+		// The newest first, without paging (next is for oldest first).
+		q.Newest = true
+	default:
+		return q, fault.New(fault.ErrInvalid, "order must be oldest or newest")
 	}
 	if q.Rule != "" && !validName.MatchString(q.Rule) {
 		return q, fault.New(fault.ErrInvalid, "rule must be a rule's name")

@@ -1,0 +1,192 @@
+// Package center is the Transparency Center: a web portal over a
+// platform, in which anyone reviews its logs, residency, releases and the
+// supervisor's alerts (docs/design/center.md). It reads everything through
+// the public client package: the discovery document pinned on first use,
+// every checkpoint verified under the pinned keys and witness policy and
+// proven consistent with the one it saw before, every entry proven, every
+// alert's proof checked. Pages are HTML rendered on the server, readable
+// without JavaScript, and the same data as JSON with Accept:
+// application/json.
+package center
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"html/template"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/vitrine-dev/vitrine/client"
+	"github.com/vitrine-dev/vitrine/internal/httpapi"
+)
+
+// Config configures a Center.
+type Config struct {
+	// Platform is the base URL of the platform the Center shows.
+	Platform string
+	// Dir holds what the Center trusts and has seen: the platform's pins
+	// and the last checkpoint of each log. Created (0700) if missing.
+	Dir string
+	// HTTPClient reads the platform and its monitors (default: a client
+	// with a 30-second timeout).
+	HTTPClient *http.Client
+	// CacheFor is how long an overview is served before it is read again
+	// (default 5 s): a page load is not a round of the platform's logs.
+	CacheFor time.Duration
+	Logger   *slog.Logger
+	Now      func() time.Time
+}
+
+// Center serves the Transparency Center of one platform.
+type Center struct {
+	cfg  Config
+	tmpl *template.Template
+
+	// mu guards the cached overview, and makes concurrent page loads
+	// wait for one read of the platform.
+	mu     sync.Mutex
+	cached *Overview
+	at     time.Time
+}
+
+//go:embed templates/*.html static/*
+var files embed.FS
+
+// New returns a Center of cfg.Platform, keeping its state in cfg.Dir.
+func New(cfg Config) (*Center, error) {
+	cfg.Platform = strings.TrimRight(cfg.Platform, "/")
+	if cfg.Platform == "" || cfg.Dir == "" {
+		return nil, errors.New("center: a platform and a directory are needed")
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: 30 * time.Second}
+	}
+	if cfg.CacheFor <= 0 {
+		cfg.CacheFor = 5 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	for _, d := range []string{cfg.Dir, filepath.Join(cfg.Dir, "pins"), filepath.Join(cfg.Dir, "seen")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("center: %w", err)
+		}
+	}
+	tmpl, err := template.New("").Funcs(funcs).ParseFS(files, "templates/*.html")
+	if err != nil {
+		return nil, fmt.Errorf("center: templates: %w", err)
+	}
+	return &Center{cfg: cfg, tmpl: tmpl}, nil
+}
+
+// Handler serves the Center:
+//
+//	GET /            the overview (HTML, or JSON with Accept: application/json)
+//	GET /center.css  its style sheet
+func (c *Center) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", c.serveOverview)
+	mux.HandleFunc("GET /center.css", func(w http.ResponseWriter, r *http.Request) {
+		b, _ := files.ReadFile("static/center.css")
+		w.Header().Set("Content-Type", "text/css; charset=utf-8")
+		w.Header().Set("Cache-Control", "public, max-age=300")
+		_, _ = w.Write(b)
+	})
+	return mux
+}
+
+func (c *Center) serveOverview(w http.ResponseWriter, r *http.Request) {
+	o, err := c.Overview(r.Context())
+	if err != nil {
+		httpapi.Fail(w, c.cfg.Logger, err, "reading the platform failed")
+		return
+	}
+	c.render(w, r, "overview.html", o)
+}
+
+// render writes v as JSON to a client that asks for it, and otherwise as
+// the named page.
+func (c *Center) render(w http.ResponseWriter, r *http.Request, page string, v any) {
+	w.Header().Set("Vary", "Accept")
+	w.Header().Set("Cache-Control", "no-cache")
+	if wantsJSON(r) {
+		httpapi.JSON(w, v)
+		return
+	}
+	var b strings.Builder
+	if err := c.tmpl.ExecuteTemplate(&b, page, v); err != nil {
+		httpapi.Fail(w, c.cfg.Logger, err, "rendering the page failed")
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Content-Security-Policy", "default-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	_, _ = w.Write([]byte(b.String()))
+}
+
+// wantsJSON reports whether the request's Accept prefers JSON to HTML.
+func wantsJSON(r *http.Request) bool {
+	for _, part := range strings.Split(r.Header.Get("Accept"), ",") {
+		mt, _, _ := strings.Cut(strings.TrimSpace(part), ";")
+		switch strings.TrimSpace(mt) {
+		case "application/json":
+			return true
+		case "text/html":
+			return false
+		}
+	}
+	return false
+}
+
+// Overview returns the overview, read again once it is older than
+// CacheFor.
+func (c *Center) Overview(ctx context.Context) (*Overview, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cached != nil && c.cfg.Now().Sub(c.at) < c.cfg.CacheFor {
+		return c.cached, nil
+	}
+	o, err := c.read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.cached, c.at = o, c.cfg.Now()
+	return o, nil
+}
+
+var funcs = template.FuncMap{
+	"ago": func(now, t time.Time) string {
+		if t.IsZero() {
+			return "never"
+		}
+		d := now.Sub(t).Round(time.Second)
+		if d < 0 {
+			return "in " + (-d).String()
+		}
+		return d.String() + " ago"
+	},
+	"short": func(s string, n int) string {
+		if len(s) > n {
+			return s[:n] + "…"
+		}
+		return s
+	},
+	"join": strings.Join,
+	"rfc3339": func(t time.Time) string {
+		if t.IsZero() {
+			return ""
+		}
+		return t.UTC().Format(time.RFC3339)
+	},
+	"client": func() string { return client.DiscoveryPath },
+}

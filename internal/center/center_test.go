@@ -1,0 +1,207 @@
+package center
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/vitrine-dev/vitrine/access"
+	"github.com/vitrine-dev/vitrine/internal/liar"
+	"github.com/vitrine-dev/vitrine/internal/monitor"
+	"github.com/vitrine-dev/vitrine/internal/platform"
+	"github.com/vitrine-dev/vitrine/release"
+)
+
+// lazy serves the handler it is given, once it has one.
+type lazy struct{ h atomic.Pointer[http.Handler] }
+
+func (l *lazy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h := l.h.Load(); h != nil {
+		(*h).ServeHTTP(w, r)
+		return
+	}
+	http.Error(w, "starting", http.StatusServiceUnavailable)
+}
+
+// call sends a request and decodes a 2xx answer into out.
+func call(t *testing.T, method, u, token, body, justification string, out any) {
+	t.Helper()
+	req, err := http.NewRequest(method, u, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	if justification != "" {
+		req.Header.Set(access.Header, justification)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("%s %s: %d %s", method, u, resp.StatusCode, b)
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// startPlatform starts a platform with a monitor at /monitor/, a release,
+// and a read of a record justified by a third party's request, which the
+// monitor has alerted on; and a proxy to it, honest until told to lie
+// about its access-zurich log, through which the monitor reads it.
+func startPlatform(t *testing.T) (*platform.Platform, *liar.Proxy) {
+	t.Helper()
+	ctx := context.Background()
+	quiet := slog.New(slog.DiscardHandler)
+	mon := new(lazy)
+	p, err := platform.Start(ctx, platform.Config{Data: t.TempDir(), Listen: "127.0.0.1:0", CheckpointInterval: 100 * time.Millisecond, Logger: quiet, Monitor: mon})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		p.Close(ctx)
+	})
+	src := []byte("source of tool")
+	if _, err := p.Publish(ctx, "tool", "1.2.3", map[string][]byte{"tool_linux_amd64": []byte("\x7fELF tool")}, src, &release.Build{
+		Recipe: json.RawMessage(`{"name":"tool"}`), Source: "dir:.", Archive: strings.TrimPrefix(release.Digest(src), "sha256:"),
+		Toolchain: "go1.26.8", Env: map[string]string{"CGO_ENABLED": "0"}, BuilderID: p.URL() + "/conveyer", InvocationID: "1",
+		Started: time.Now().Add(-time.Minute), Finished: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	var ep struct {
+		Token     string `json:"token"`
+		IngestURL string `json:"ingest_url"`
+	}
+	call(t, "POST", p.URL()+"/v1/endpoints", p.OperatorToken(), `{"country":"DE"}`, "", &ep)
+	sha := fmt.Sprintf("%064x", 42)
+	rec := `{"time":"` + time.Now().UTC().Add(-time.Minute).Format(time.RFC3339) + `","kind":"file","sha256":"` + sha + `","size":1,"detection":"","url":"","path":"/home/a/x","product":"vitrine-agent/1.0.0","ruledb":42}`
+	call(t, "POST", ep.IngestURL, ep.Token, `{"batch_id":"b1","records":[`+rec+`]}`, "", nil)
+	var pr struct{ Token string }
+	call(t, "POST", p.URL()+"/v1/principals", p.OperatorToken(), `{"id":"analyst:jdoe","role":"analyst","location":"CH","regions":["zurich"]}`, "", &pr)
+	call(t, "GET", p.URL()+"/regions/zurich/v1/records?sha256="+sha, pr.Token, "", "THIRD_PARTY_DATA_REQUEST; court order 7", nil)
+
+	px := liar.New(t, p.URL(), "access-zurich", []byte(`{"v":1,"kind":"access","evil":true}`))
+	m, err := monitor.New(ctx, monitor.Config{Dir: t.TempDir(), Platforms: []string{px.URL}, Heartbeat: -1, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	h := m.Handler()
+	mon.h.Store(&h)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		raised, err := m.Pass(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(raised) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no alert on the read within 20 s")
+		}
+	}
+	return p, px
+}
+
+func get(t *testing.T, u, accept string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", u, nil)
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestOverview: the overview shows every log's verified checkpoint, the
+// policy in force from the policy log, the release from the release log
+// and the monitor's alert with its proof checked; as HTML and as JSON.
+// Over a proxy that then serves a checkpoint that does not verify, the
+// page says so, marking it unverified.
+func TestOverview(t *testing.T) {
+	_, px := startPlatform(t)
+	c, err := New(Config{Platform: px.URL, Dir: t.TempDir(), CacheFor: time.Nanosecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(c.Handler())
+	defer srv.Close()
+
+	code, body := get(t, srv.URL+"/", "application/json")
+	var o Overview
+	if code != 200 || json.Unmarshal([]byte(body), &o) != nil {
+		t.Fatalf("GET / as JSON: %d %s", code, body)
+	}
+	if len(o.Problems) != 0 || o.Pinned != "first use" || len(o.Logs) != 4 {
+		t.Fatalf("the overview: %+v", o)
+	}
+	for _, l := range o.Logs {
+		if !l.Verified || l.Size == 0 || len(l.Witnesses) == 0 || l.Newest.IsZero() {
+			t.Errorf("log %s: %+v", l.Name, l)
+		}
+	}
+	if o.Policy == nil || o.Policy.Version != 1 || len(o.Policy.Regions) != 2 {
+		t.Fatalf("the policy: %+v", o.Policy)
+	}
+	if len(o.Releases) != 1 || o.Releases[0].Name != "tool" || o.Releases[0].Version != "1.2.3" || len(o.Releases[0].Artifacts) != 1 {
+		t.Errorf("the releases: %+v", o.Releases)
+	}
+	if len(o.Monitors) != 1 || len(o.Monitors[0].Alerts) == 0 || o.Counts.OpenAlerts == 0 {
+		t.Fatalf("the monitors: %+v", o.Monitors)
+	}
+	var third *AlertState
+	for i, a := range o.Monitors[0].Alerts {
+		if a.Rule == "third-party-request" {
+			third = &o.Monitors[0].Alerts[i]
+		}
+	}
+	if third == nil || !third.ProofVerified || third.Index == nil {
+		t.Errorf("the third-party alert: %+v", third)
+	}
+
+	code, page := get(t, srv.URL+"/", "")
+	if code != 200 || !strings.Contains(page, "<h1>Overview</h1>") {
+		t.Fatalf("GET / as HTML: %d %s", code, page)
+	}
+	for _, want := range []string{"access-zurich", "tool 1.2.3", "third-party-request", "Policy version 1", "zurich", "moscow"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the page does not show %q", want)
+		}
+	}
+	if n := strings.Count(page, `data-verified="true"`); n != 5 { // four logs and the alert's proof
+		t.Errorf("%d elements marked verified, want 5", n)
+	}
+	if strings.Contains(page, `data-verified="false"`) {
+		t.Error("an honest platform's page marks something unverified")
+	}
+
+	// The proxy now serves a checkpoint that does not verify.
+	px.Tell(liar.Checkpoint)
+	code, page = get(t, srv.URL+"/", "")
+	if code != 200 || !strings.Contains(page, "What did not verify") || !strings.Contains(page, "log access-zurich") {
+		t.Fatalf("over a lying proxy: %d %s", code, page)
+	}
+	if n := strings.Count(page, `data-verified="false"`); n < 2 { // the problems and the log's row
+		t.Errorf("%d elements marked unverified, want the problems and the log", n)
+	}
+}
