@@ -14,6 +14,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/vitrine-dev/vitrine/internal/center"
 	"github.com/vitrine-dev/vitrine/internal/cli"
 	"github.com/vitrine-dev/vitrine/internal/config"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
@@ -150,10 +151,21 @@ func runUp(ctx context.Context, e *env, args []string) error {
 		}
 		pc.Monitor = monHandler
 	}
+	// The Transparency Center reads the platform as anyone would, once
+	// it serves; until then / answers 503.
+	centerHandler := new(lazyHandler)
+	pc.Center = centerHandler
 	p, err := platform.Start(ctx, pc)
 	if err != nil {
 		return err
 	}
+	ctr, err := center.New(center.Config{Platform: p.URL(), Dir: filepath.Join(pc.Data, "center"), Logger: e.Logger})
+	if err != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		return errors.Join(fmt.Errorf("starting the Transparency Center: %w", err), p.Close(sctx))
+	}
+	centerHandler.set(ctr.Handler())
 	var mon *monitor.Monitor
 	runCtx, stopMonitor := context.WithCancel(ctx)
 	defer stopMonitor()
@@ -230,7 +242,7 @@ func runUp(ctx context.Context, e *env, args []string) error {
 // printBanner lists what the platform serves, in aligned columns.
 func printBanner(w io.Writer, p *platform.Platform, data string) {
 	d := p.Discovery()
-	rows := [][3]string{{"discovery", p.URL() + "/.well-known/vitrine.json", ""}}
+	rows := [][3]string{{"Transparency Center", p.URL() + "/", ""}, {"discovery", p.URL() + "/.well-known/vitrine.json", ""}}
 	for _, l := range d.Logs {
 		rows = append(rows, [3]string{"log " + l.Name, l.URL, "origin " + l.Origin})
 	}

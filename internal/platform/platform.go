@@ -133,6 +133,10 @@ type Config struct {
 	// discovery document, so that endpoints post the checkpoints they
 	// verified to it.
 	Monitor http.Handler
+	// Center, when set, is the Transparency Center over this platform
+	// (`vitrine up` runs one), served at / instead of the plain-text
+	// index.
+	Center http.Handler
 	// Supervisor, when set, is the supervisor in its own process
 	// (`vitrine supervisor`) that this platform is a member of: its
 	// witness cosigns the logs, its custody holds the regions' keys, it
@@ -392,7 +396,12 @@ func (p *Platform) routes() http.Handler {
 		mux.Handle(prefix+"/v1/access/", g)
 		mux.Handle("POST "+prefix+"/v1/commitments", http.StripPrefix(prefix, p.regions.commits[name].Handler(p.mayCommit(name))))
 	}
-	mux.HandleFunc("GET /{$}", p.serveIndex)
+	if p.cfg.Center != nil {
+		mux.Handle("GET /{$}", p.cfg.Center)
+		mux.Handle("GET /center.css", p.cfg.Center)
+	} else {
+		mux.HandleFunc("GET /{$}", p.serveIndex)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		httpapi.Error(w, http.StatusNotFound, "no such route: "+r.Method+" "+r.URL.Path+"; see /.well-known/vitrine.json")
 	})

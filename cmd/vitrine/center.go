@@ -1,0 +1,45 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/vitrine-dev/vitrine/internal/center"
+	"github.com/vitrine-dev/vitrine/internal/cli"
+)
+
+// runCenter serves the Transparency Center over a platform that it reads
+// through its public routes only: anyone can run one over anyone's
+// platform.
+func runCenter(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "center", "--platform URL --listen ADDR [--data DIR]")
+	platformURL := fs.String("platform", cli.DefaultPlatform(), "base URL of the platform to show (its discovery document is pinned on first use)")
+	listen := fs.String("listen", "127.0.0.1:8070", "address to serve the Center on")
+	data := fs.String("data", userDir("center"), "the Center's data directory: the platform's pins and the checkpoints it saw")
+	if err := parseFlags(fs, args, 0); err != nil {
+		return err
+	}
+	c, err := center.New(center.Config{Platform: *platformURL, Dir: *data, Logger: e.Logger})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: c.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 2 * time.Minute}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	fmt.Fprintf(e.Stdout, "Transparency Center of %s at http://%s/\n", *platformURL, ln.Addr())
+	select {
+	case <-ctx.Done():
+	case err := <-served:
+		return fmt.Errorf("server stopped: %w", err)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}
