@@ -144,10 +144,9 @@ func TestOverview(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(c.Handler())
-	defer srv.Close()
+	base := newServer(t, c)
 
-	code, body := get(t, srv.URL+"/", "application/json")
+	code, body := get(t, base+"/", "application/json")
 	var o Overview
 	if code != 200 || json.Unmarshal([]byte(body), &o) != nil {
 		t.Fatalf("GET / as JSON: %d %s", code, body)
@@ -179,7 +178,7 @@ func TestOverview(t *testing.T) {
 		t.Errorf("the third-party alert: %+v", third)
 	}
 
-	code, page := get(t, srv.URL+"/", "")
+	code, page := get(t, base+"/", "")
 	if code != 200 || !strings.Contains(page, "<h1>Overview</h1>") {
 		t.Fatalf("GET / as HTML: %d %s", code, page)
 	}
@@ -197,11 +196,18 @@ func TestOverview(t *testing.T) {
 
 	// The proxy now serves a checkpoint that does not verify.
 	px.Tell(liar.Checkpoint)
-	code, page = get(t, srv.URL+"/", "")
+	code, page = get(t, base+"/", "")
 	if code != 200 || !strings.Contains(page, "What did not verify") || !strings.Contains(page, "log access-zurich") {
 		t.Fatalf("over a lying proxy: %d %s", code, page)
 	}
 	if n := strings.Count(page, `data-verified="false"`); n < 2 { // the problems and the log's row
 		t.Errorf("%d elements marked unverified, want the problems and the log", n)
 	}
+}
+
+// newServer serves c for the test and returns its URL.
+func newServer(t *testing.T, c *Center) string {
+	srv := httptest.NewServer(c.Handler())
+	t.Cleanup(srv.Close)
+	return srv.URL
 }
