@@ -18,7 +18,9 @@ import (
 // then skipped without evaluating it, which is most rules on most entries
 // (an ordinary read meets none of third-party-request, bulk-export,
 // delete-outside-relocation and policy-change). A path the event lacks, or
-// holds something else than a string at, guards nothing: CEL decides.
+// holds something else than a string at, guards nothing: CEL decides. A
+// rule whose cost is counted as it runs gets no guards: running over the
+// limit aborts its evaluation, which && does not absorb.
 type guard struct {
 	path   []string
 	values []string

@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -159,5 +160,39 @@ func TestStringAt(t *testing.T) {
 	}
 	if len(paths) < 20 {
 		t.Errorf("only %d paths checked", len(paths))
+	}
+}
+
+// TestGuardsSpareMeteredRules: a rule whose cost is counted as it runs
+// gets no guards, since running over the limit aborts it (a rule-failed
+// alert) where a guard would skip it silently: on a read with 300
+// subjects, a cubic rule guarded by action == 'export' fails as it does
+// unguarded.
+func TestGuardsSpareMeteredRules(t *testing.T) {
+	rules := []Rule{{Name: "cubic-export", Severity: "info",
+		When: "entry.subjects.all(a, entry.subjects.all(b, entry.subjects.all(c, a != c || b != c || true))) && entry.action == 'export'"}}
+	guarded, err := Compile(rules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, _ := Compile(rules)
+	plain.rules[0].guards = nil
+	var subjects []string
+	for i := range 300 {
+		subjects = append(subjects, fmt.Sprintf("hmac-sha256:%064x", i))
+	}
+	b, err := newRecord(func(r *access.Record) { r.Subjects = subjects }).Marshal() // a read
+	if err != nil {
+		t.Fatal(err)
+	}
+	pe, err := parseEntry("access-zurich", b, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := &Event{Log: "access-zurich", Kind: pe.kind, Entry: pe.obj, Time: pe.at}
+	_, gerrs := guarded.Eval(ev)
+	_, perrs := plain.Eval(ev)
+	if len(perrs) == 0 || len(gerrs) != len(perrs) {
+		t.Errorf("guarded: %v; evaluated: %v", gerrs, perrs)
 	}
 }

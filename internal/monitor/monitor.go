@@ -200,6 +200,8 @@ func New(ctx context.Context, cfg Config) (*Monitor, error) {
 	if cfg.Chunk <= 0 {
 		cfg.Chunk = 10_000
 	}
+	// A chunk is refused at twice its size: keep that from overflowing.
+	cfg.Chunk = min(cfg.Chunk, 1<<30)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}

@@ -235,10 +235,16 @@ func Compile(rules []Rule) (*Rules, error) {
 		seen[r.Name] = true
 		c := &compiled{rule: &r}
 		var ast *cel.Ast
-		if c.when, ast, err = compileExpr(e, r.When, cel.BoolType); err != nil {
+		var metered bool
+		if c.when, ast, metered, err = compileExpr(e, r.When, cel.BoolType); err != nil {
 			return nil, fmt.Errorf("%s: when: %w", where, err)
 		}
-		c.guards = guards(ast)
+		// A rule that may run over the cost limit is always evaluated:
+		// running over aborts the evaluation (a rule-failed alert) where
+		// a guard would have skipped it.
+		if !metered {
+			c.guards = guards(ast)
+		}
 		if t := r.Threshold; t != nil {
 			if t.Count < 1 {
 				return nil, fmt.Errorf("%s: threshold count %d: want at least 1", where, t.Count)
@@ -264,21 +270,22 @@ func Compile(rules []Rule) (*Rules, error) {
 // program compiles expr, which must have type want (or dyn, checked when
 // evaluated).
 func program(e *cel.Env, expr string, want *cel.Type) (cel.Program, error) {
-	p, _, err := compileExpr(e, expr, want)
+	p, _, _, err := compileExpr(e, expr, want)
 	return p, err
 }
 
-// compileExpr is program, also returning the checked expression.
-func compileExpr(e *cel.Env, expr string, want *cel.Type) (cel.Program, *cel.Ast, error) {
+// compileExpr is program, also returning the checked expression and
+// whether its cost is counted as it runs (its estimate is unbounded).
+func compileExpr(e *cel.Env, expr string, want *cel.Type) (cel.Program, *cel.Ast, bool, error) {
 	if len(expr) > MaxExpression {
-		return nil, nil, fmt.Errorf("the expression has %d bytes, at most %d", len(expr), MaxExpression)
+		return nil, nil, false, fmt.Errorf("the expression has %d bytes, at most %d", len(expr), MaxExpression)
 	}
 	ast, iss := e.Compile(expr)
 	if iss.Err() != nil {
-		return nil, nil, iss.Err()
+		return nil, nil, false, iss.Err()
 	}
 	if t := ast.OutputType(); !t.IsExactType(want) && !t.IsExactType(cel.DynType) {
-		return nil, nil, fmt.Errorf("the expression is of type %s, not %s", t, want)
+		return nil, nil, false, fmt.Errorf("the expression is of type %s, not %s", t, want)
 	}
 	// An expression whose worst case over any entry stays within the
 	// limit runs without counting its cost as it goes (a third of its
@@ -288,7 +295,7 @@ func compileExpr(e *cel.Env, expr string, want *cel.Type) (cel.Program, *cel.Ast
 		opts = nil
 	}
 	p, err := e.Program(ast, opts...)
-	return p, ast, err
+	return p, ast, opts != nil, err
 }
 
 // maxEntry bounds what a rule's variables can hold: an entry of a C2SP
