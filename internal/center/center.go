@@ -91,12 +91,19 @@ func New(cfg Config) (*Center, error) {
 
 // Handler serves the Center:
 //
-//	GET /            the overview (HTML, or JSON with Accept: application/json)
-//	GET /center.css  its style sheet
+//	GET /                           the overview (HTML, or JSON with Accept: application/json)
+//	GET /center/logs/{log}/         a log's entries, newest first (?before=N pages on)
+//	GET /center/logs/{log}/{index}  one entry, decoded, with its proof
+//	GET /center/center.css          the style sheet
+//
+// Every page but the overview is under /center/, so that the Center and
+// the platform share one address space in `vitrine up`.
 func (c *Center) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", c.serveOverview)
-	mux.HandleFunc("GET /center.css", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET /center/logs/{log}/{$}", c.serveLog)
+	mux.HandleFunc("GET /center/logs/{log}/{index}", c.serveEntry)
+	mux.HandleFunc("GET /center/center.css", func(w http.ResponseWriter, r *http.Request) {
 		b, _ := files.ReadFile("static/center.css")
 		w.Header().Set("Content-Type", "text/css; charset=utf-8")
 		w.Header().Set("Cache-Control", "public, max-age=300")

@@ -211,3 +211,67 @@ func newServer(t *testing.T, c *Center) string {
 	t.Cleanup(srv.Close)
 	return srv.URL
 }
+
+// TestLogPages: a log's page lists its entries newest first, each proven;
+// an entry's page decodes the access record and gives its proof, which
+// verifies offline; bad paths are 4xx; over a proxy that then serves
+// doctored entry bundles, the pages refuse (502) and show none of the
+// doctored bytes.
+func TestLogPages(t *testing.T) {
+	p, px := startPlatform(t)
+	c, err := New(Config{Platform: px.URL, Dir: t.TempDir(), CacheFor: time.Nanosecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := newServer(t, c)
+	code, body := get(t, base+"/center/logs/access-zurich/", "application/json")
+	var page LogPage
+	if code != 200 || json.Unmarshal([]byte(body), &page) != nil {
+		t.Fatalf("the log's page: %d %s", code, body)
+	}
+	if page.Size == 0 || len(page.Entries) != int(page.Size) || page.Entries[0].Index != page.Size-1 || page.Before != nil {
+		t.Fatalf("the log's page: %+v", page)
+	}
+	var read *EntrySummary
+	for i, e := range page.Entries {
+		if !e.Verified {
+			t.Errorf("entry %d not verified", e.Index)
+		}
+		if e.Justification == "THIRD_PARTY_DATA_REQUEST" {
+			read = &page.Entries[i]
+		}
+	}
+	if read == nil || read.Principal != "analyst:jdoe" || read.Action != "read" || read.Outcome != "granted" {
+		t.Fatalf("the read in the log's page: %+v", read)
+	}
+	code, body = get(t, fmt.Sprintf("%s/center/logs/access-zurich/%d", base, read.Index), "application/json")
+	var ep EntryPage
+	if code != 200 || json.Unmarshal([]byte(body), &ep) != nil || ep.Record == nil || ep.Record.Justification.Detail != "court order 7" {
+		t.Fatalf("the read's page: %d %s", code, body)
+	}
+	vkey := p.Log("access-zurich").VKey()
+	policy := p.Log("access-zurich").Policy()
+	if err := checkAlertProof(vkey, policy, read.Index, ep.Raw, ep.Proof); err != nil {
+		t.Errorf("the entry page's proof does not verify offline: %v", err)
+	}
+	_, html := get(t, fmt.Sprintf("%s/center/logs/access-zurich/%d", base, read.Index), "")
+	if !strings.Contains(html, "court order 7") || !strings.Contains(html, `data-verified="true"`) {
+		t.Errorf("the read's page as HTML: %s", html)
+	}
+	for path, want := range map[string]int{
+		"/center/logs/access-zurich/999999": 404, "/center/logs/access-zurich/x": 404, "/center/logs/nothing/": 404,
+		"/center/logs/access-zurich/?before=x": 400, "/center/logs/access-zurich/?before=99999999": 400,
+	} {
+		if code, body := get(t, base+path, ""); code != want {
+			t.Errorf("GET %s: %d %s, want %d", path, code, body, want)
+		}
+	}
+
+	px.Tell(liar.Bundle)
+	for _, path := range []string{"/center/logs/access-zurich/", fmt.Sprintf("/center/logs/access-zurich/%d", read.Index)} {
+		code, body := get(t, base+path, "")
+		if code != http.StatusBadGateway || strings.Contains(body, "evil") {
+			t.Errorf("GET %s over doctored bundles: %d %s", path, code, body)
+		}
+	}
+}

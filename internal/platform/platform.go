@@ -398,7 +398,7 @@ func (p *Platform) routes() http.Handler {
 	}
 	if p.cfg.Center != nil {
 		mux.Handle("GET /{$}", p.cfg.Center)
-		mux.Handle("GET /center.css", p.cfg.Center)
+		mux.Handle("/center/", p.cfg.Center)
 	} else {
 		mux.HandleFunc("GET /{$}", p.serveIndex)
 	}
