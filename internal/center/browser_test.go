@@ -1,10 +1,17 @@
 package center
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -87,5 +94,100 @@ func TestOverviewInChromium(t *testing.T) {
 	// checkpoint), still verify.
 	if v, u, _ := look(1280, "overview-lying.png"); u < 2 || v != 4 {
 		t.Errorf("over a lying proxy: %d verified, %d unverified; want the other three logs and the alert verified and the lie shown", v, u)
+	}
+}
+
+// TestEntryVerifiedInChromium: an access entry's page, opened in real
+// Chromium, has the reader's browser check the entry's proof with the
+// verifier compiled to WebAssembly: verified. A Center server that
+// changes one character of the proof it hands the page, or serves another
+// verifier than the page names, is caught by the browser: not verified,
+// naming what failed.
+func TestEntryVerifiedInChromium(t *testing.T) {
+	bin := chromium(t)
+	_, px := startPlatform(t)
+	c, err := New(Config{Platform: px.URL, Dir: t.TempDir(), CacheFor: time.Nanosecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lie atomic.Int32 // 0 honest, 1 a doctored proof, 2 another verifier
+	h := c.Handler()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		body := rec.Body.Bytes()
+		switch {
+		case lie.Load() == 1 && strings.Contains(r.URL.Path, "/logs/"):
+			// One character of the proof's first hash, in the data the
+			// page hands the verifier.
+			at := bytes.Index(body, []byte(`id="verify-input"`))
+			i := bytes.Index(body[at:], []byte(`index `)) + at
+			j := bytes.Index(body[i:], []byte(`\n`)) + i + 2
+			if at < 0 || i < at || j < i {
+				t.Errorf("no proof in the page's verifier input")
+				break
+			}
+			body = bytes.Clone(body)
+			if body[j] == 'A' {
+				body[j] = 'B'
+			} else {
+				body[j] = 'A'
+			}
+		case lie.Load() == 2 && strings.HasSuffix(r.URL.Path, "verify.wasm"):
+			body = append(bytes.Clone(body), 0)
+		}
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.Header().Del("Content-Length")
+		w.WriteHeader(rec.Code)
+		w.Write(body)
+	}))
+	defer srv.Close()
+	code, body := get(t, srv.URL+"/center/logs/access-zurich/", "application/json")
+	var page LogPage
+	if code != 200 || json.Unmarshal([]byte(body), &page) != nil || len(page.Entries) == 0 {
+		t.Fatalf("the log's page: %d %s", code, body)
+	}
+	index := page.Entries[0].Index
+	for _, e := range page.Entries {
+		if e.Justification == "THIRD_PARTY_DATA_REQUEST" {
+			index = e.Index
+		}
+	}
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin), chromedp.NoSandbox, chromedp.Flag("headless", true), chromedp.DisableGPU)
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancel()
+	check := func() (verdict, text string, ms int) {
+		t.Helper()
+		ctx, cancel := chromedp.NewContext(actx)
+		defer cancel()
+		if err := chromedp.Do(ctx, chromedp.Navigate(fmt.Sprintf("%s/center/logs/access-zurich/%d", srv.URL, index)),
+			chromedp.WaitVisible(`#browser-check[data-verified="true"], #browser-check[data-verified="false"]`)); err != nil {
+			t.Fatal(err)
+		}
+		var err error
+		if verdict, err = chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById('browser-check').dataset.verified`)); err != nil {
+			t.Fatal(err)
+		}
+		if text, err = chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('#browser-check .result').textContent`)); err != nil {
+			t.Fatal(err)
+		}
+		ms, _ = chromedp.Run(ctx, chromedp.Evaluate[int](`Number(document.getElementById('browser-check').dataset.ms)`))
+		return verdict, text, ms
+	}
+	v, text, ms := check()
+	if v != "true" || !strings.Contains(text, fmt.Sprintf("entry %d is in the tree", index)) {
+		t.Fatalf("an honest page: %s: %s", v, text)
+	}
+	t.Logf("verified in the browser in %d ms, the verifier loaded", ms)
+	lie.Store(1)
+	if v, text, _ := check(); v != "false" || !strings.Contains(text, "could not verify") {
+		t.Errorf("a doctored proof: %s: %s", v, text)
+	}
+	lie.Store(2)
+	if v, text, _ := check(); v != "false" || !strings.Contains(text, "not the one this page names") {
+		t.Errorf("another verifier: %s: %s", v, text)
 	}
 }

@@ -11,7 +11,10 @@ package center
 
 import (
 	"context"
+	"crypto/sha256"
 	"embed"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"html/template"
@@ -55,6 +58,8 @@ type Center struct {
 	cached *Overview
 	at     time.Time
 }
+
+//go:generate env GOOS=js GOARCH=wasm go build -trimpath "-ldflags=-s -w -buildid=" -o static/verify.wasm ./wasm
 
 //go:embed templates/*.html static/*
 var files embed.FS
@@ -103,12 +108,18 @@ func (c *Center) Handler() http.Handler {
 	mux.HandleFunc("GET /{$}", c.serveOverview)
 	mux.HandleFunc("GET /center/logs/{log}/{$}", c.serveLog)
 	mux.HandleFunc("GET /center/logs/{log}/{index}", c.serveEntry)
-	mux.HandleFunc("GET /center/center.css", func(w http.ResponseWriter, r *http.Request) {
-		b, _ := files.ReadFile("static/center.css")
-		w.Header().Set("Content-Type", "text/css; charset=utf-8")
-		w.Header().Set("Cache-Control", "public, max-age=300")
-		_, _ = w.Write(b)
-	})
+	for name, ctype := range map[string]string{"center.css": "text/css; charset=utf-8", "center.js": "text/javascript; charset=utf-8",
+		"wasm_exec.js": "text/javascript; charset=utf-8", "verify.wasm": "application/wasm"} {
+		b, _ := files.ReadFile("static/" + name)
+		sum := sha256.Sum256(b)
+		digest := "sha-256=:" + base64.StdEncoding.EncodeToString(sum[:]) + ":"
+		mux.HandleFunc("GET /center/"+name, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", ctype)
+			w.Header().Set("Content-Digest", digest) // RFC 9530
+			w.Header().Set("Cache-Control", "public, max-age=300")
+			_, _ = w.Write(b)
+		})
+	}
 	return mux
 }
 
@@ -136,7 +147,9 @@ func (c *Center) render(w http.ResponseWriter, r *http.Request, page string, v a
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Content-Security-Policy", "default-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'")
+	// Scripts from the Center only, and WebAssembly compiled from them
+	// (the verifier): nothing from elsewhere.
+	w.Header().Set("Content-Security-Policy", "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	_, _ = w.Write([]byte(b.String()))
 }
@@ -195,5 +208,18 @@ var funcs = template.FuncMap{
 		}
 		return t.UTC().Format(time.RFC3339)
 	},
-	"client": func() string { return client.DiscoveryPath },
+	"client":   func() string { return client.DiscoveryPath },
+	"verifier": func() string { return VerifierSHA256 },
 }
+
+//go:embed static/verify.wasm
+var verifierWasm []byte
+
+// VerifierSHA256 is the hex SHA-256 of the verifier the Center serves to
+// browsers (internal/center/wasm, built by `go generate`; see
+// TestVerifierReproducible). Pages name it, and the browser refuses a
+// verifier with another digest.
+var VerifierSHA256 = func() string {
+	sum := sha256.Sum256(verifierWasm)
+	return hex.EncodeToString(sum[:])
+}()

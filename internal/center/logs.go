@@ -58,6 +58,18 @@ type EntryPage struct {
 	// (vitrine log verify-proof).
 	Raw   string `json:"raw"`
 	Proof string `json:"proof"`
+	// Verify is what the reader's browser checks the proof with: the
+	// entry, the proof, and the log's key and witness policy as this
+	// Center pinned them.
+	Verify VerifyInput `json:"-"`
+}
+
+// VerifyInput is what the page hands the verifier in the browser.
+type VerifyInput struct {
+	Entry  string `json:"entry"`
+	Proof  string `json:"proof"`
+	VKey   string `json:"vkey"`
+	Policy string `json:"policy"`
 }
 
 // PageSize is how many entries a log's page shows.
@@ -65,24 +77,25 @@ const PageSize = 50
 
 // openLog returns the named log under the pins and its latest checkpoint,
 // verified and consistent with what the Center saw before.
-func (c *Center) openLog(ctx context.Context, name string) (*client.Log, *tlog.Checkpoint, error) {
+func (c *Center) openLog(ctx context.Context, name string) (*client.Log, *tlog.Checkpoint, *client.Pins, error) {
 	d, err := client.FetchDiscovery(ctx, c.cfg.HTTPClient, c.cfg.Platform)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %v", errPlatform, err)
+		return nil, nil, nil, fmt.Errorf("%w: %v", errPlatform, err)
 	}
 	if _, ok := d.Log(name); !ok {
-		return nil, nil, fault.New(fault.ErrNotFound, "the platform names no log "+name)
+		return nil, nil, nil, fault.New(fault.ErrNotFound, "the platform names no log "+name)
 	}
 	pins, _, err := client.TrustOnFirstUse(client.PinsPath(filepath.Join(c.cfg.Dir, "pins"), c.cfg.Platform), c.cfg.Platform, d)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return c.checkpoint(ctx, d, pins, name)
+	l, cp, err := c.checkpoint(ctx, d, pins, name)
+	return l, cp, pins, err
 }
 
 func (c *Center) serveLog(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("log")
-	l, cp, err := c.openLog(r.Context(), name)
+	l, cp, _, err := c.openLog(r.Context(), name)
 	if err != nil {
 		c.fail(w, r, err)
 		return
@@ -121,7 +134,7 @@ func (c *Center) serveEntry(w http.ResponseWriter, r *http.Request) {
 		httpapi.Error(w, http.StatusNotFound, "no such entry: an entry's index is a decimal")
 		return
 	}
-	l, cp, err := c.openLog(r.Context(), name)
+	l, cp, pins, err := c.openLog(r.Context(), name)
 	if err != nil {
 		c.fail(w, r, err)
 		return
@@ -137,7 +150,8 @@ func (c *Center) serveEntry(w http.ResponseWriter, r *http.Request) {
 	}
 	s, rec := summarize(name, index, entry)
 	s.Verified = true
-	c.render(w, r, "entry.html", &EntryPage{Platform: c.cfg.Platform, Log: name, Origin: l.Origin(), Entry: s, Record: rec, Raw: string(entry), Proof: string(proof.Marshal())})
+	c.render(w, r, "entry.html", &EntryPage{Platform: c.cfg.Platform, Log: name, Origin: l.Origin(), Entry: s, Record: rec, Raw: string(entry), Proof: string(proof.Marshal()),
+		Verify: VerifyInput{Entry: string(entry), Proof: string(proof.Marshal()), VKey: pins.LogKeys[name], Policy: pins.WitnessPolicy}})
 }
 
 // fail answers err: a log that does not verify is a 502 that names why

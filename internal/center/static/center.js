@@ -1,0 +1,42 @@
+// The Transparency Center's check in the reader's browser: it loads the
+// verifier (the repository's tlog code compiled to WebAssembly), refuses
+// one whose SHA-256 is not the one the page names, and verifies the
+// entry's proof under the log's key and witness policy. The result goes
+// on #browser-check: data-verified="true" or "false", and what failed.
+(async () => {
+  const box = document.getElementById('browser-check');
+  const input = document.getElementById('verify-input');
+  if (!box || !input) return;
+  const started = performance.now();
+  const set = (ok, text) => {
+    box.dataset.verified = ok ? 'true' : 'false';
+    box.dataset.ms = String(Math.round(performance.now() - started));
+    box.querySelector('.result').textContent = text;
+  };
+  try {
+    if (!window.crypto || !crypto.subtle) {
+      set(false, '✗ Your browser checks only over https (or on this machine): it has no SHA-256 here to check the verifier with.');
+      return;
+    }
+    const want = document.documentElement.dataset.verifier;
+    const bytes = await (await fetch(box.dataset.wasm)).arrayBuffer();
+    const sum = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
+    const got = Array.from(sum, (b) => b.toString(16).padStart(2, '0')).join('');
+    if (got !== want) {
+      set(false, '✗ The verifier served is not the one this page names: sha256 ' + got);
+      return;
+    }
+    const go = new Go();
+    const { instance } = await WebAssembly.instantiate(bytes, go.importObject);
+    go.run(instance);
+    const v = JSON.parse(input.textContent);
+    const r = vitrineVerifyProof(v.entry, v.proof, v.vkey, v.policy);
+    if (r.ok) {
+      set(true, '✓ Verified in your browser: entry ' + r.index + ' is in the tree of ' + r.size + ' entries of ' + r.origin + ', signed by the log and cosigned by its witnesses.');
+    } else {
+      set(false, '✗ Your browser could not verify it: ' + r.error);
+    }
+  } catch (e) {
+    set(false, '✗ Your browser could not verify it: ' + e);
+  }
+})();
