@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -190,4 +191,61 @@ func TestEntryVerifiedInChromium(t *testing.T) {
 	if v, text, _ := check(); v != "false" || !strings.Contains(text, "not the one this page names") {
 		t.Errorf("another verifier: %s: %s", v, text)
 	}
+}
+
+// BenchmarkVerifyInBrowser measures, in Chromium, an entry page's check
+// in the browser from the page's script starting to the result shown
+// (loading and compiling the verifier included: the first entry), and
+// then each further check of the same proof on that page.
+func BenchmarkVerifyInBrowser(b *testing.B) {
+	var bin string
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			bin = p
+		}
+	}
+	if bin == "" {
+		b.Skip("chromium is not installed")
+	}
+	_, px := startPlatform(b)
+	c, err := New(Config{Platform: px.URL, Dir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := httptest.NewServer(c.Handler())
+	defer srv.Close()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin), chromedp.NoSandbox, chromedp.Flag("headless", true), chromedp.DisableGPU)
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancel()
+	var first, further []float64
+	for b.Loop() {
+		ctx, cancel := chromedp.NewContext(actx)
+		if err := chromedp.Do(ctx, chromedp.Navigate(srv.URL+"/center/logs/access-zurich/0"),
+			chromedp.WaitVisible(`#browser-check[data-verified="true"], #browser-check[data-verified="false"]`)); err != nil {
+			b.Fatal(err)
+		}
+		ms, err := chromedp.Run(ctx, chromedp.Evaluate[float64](`Number(document.getElementById('browser-check').dataset.ms)`))
+		if err != nil {
+			b.Fatal(err)
+		}
+		each, err := chromedp.Run(ctx, chromedp.Evaluate[float64](`(() => {
+			const v = JSON.parse(document.getElementById('verify-input').textContent);
+			const t0 = performance.now();
+			for (let i = 0; i < 100; i++) { if (!vitrineVerifyProof(v.entry, v.proof, v.vkey, v.policy).ok) throw 'not verified'; }
+			return (performance.now() - t0) / 100;
+		})()`))
+		if err != nil {
+			b.Fatal(err)
+		}
+		first, further = append(first, ms), append(further, each)
+		cancel()
+	}
+	b.ReportMetric(median(first), "ms-first")
+	b.ReportMetric(median(further), "ms-further")
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
 }

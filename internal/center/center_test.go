@@ -32,7 +32,7 @@ func (l *lazy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // call sends a request and decodes a 2xx answer into out.
-func call(t *testing.T, method, u, token, body, justification string, out any) {
+func call(t testing.TB, method, u, token, body, justification string, out any) {
 	t.Helper()
 	req, err := http.NewRequest(method, u, strings.NewReader(body))
 	if err != nil {
@@ -62,7 +62,7 @@ func call(t *testing.T, method, u, token, body, justification string, out any) {
 // and a read of a record justified by a third party's request, which the
 // monitor has alerted on; and a proxy to it, honest until told to lie
 // about its access-zurich log, through which the monitor reads it.
-func startPlatform(t *testing.T) (*platform.Platform, *liar.Proxy) {
+func startPlatform(t testing.TB) (*platform.Platform, *liar.Proxy) {
 	t.Helper()
 	ctx := context.Background()
 	quiet := slog.New(slog.DiscardHandler)
