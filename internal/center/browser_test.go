@@ -3,6 +3,8 @@ package center
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -248,4 +250,40 @@ func median(xs []float64) float64 {
 	s := slices.Clone(xs)
 	slices.Sort(s)
 	return s[len(s)/2]
+}
+
+// TestReleaseFoundInChromium: in real Chromium, a release is found by its
+// artifact's sha256 through the search form's route, and its page shows
+// the provenance verified and the release-log entry's proof verified in
+// the browser.
+func TestReleaseFoundInChromium(t *testing.T) {
+	bin := chromium(t)
+	_, px := startPlatform(t)
+	c, err := New(Config{Platform: px.URL, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := newServer(t, c)
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin), chromedp.NoSandbox, chromedp.Flag("headless", true), chromedp.DisableGPU)
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancel()
+	ctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	sum := sha256.Sum256([]byte("\x7fELF tool"))
+	if err := chromedp.Do(ctx, chromedp.Navigate(srv+"/"), chromedp.WaitVisible("#q"),
+		chromedp.SendKeys("#q", hex.EncodeToString(sum[:])+"\n"),
+		chromedp.WaitVisible(`#browser-check[data-verified="true"], #browser-check[data-verified="false"]`)); err != nil {
+		t.Fatal(err)
+	}
+	title, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('h1').textContent`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	verdict, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById('browser-check').dataset.verified + ' ' + document.querySelectorAll('[data-verified="true"]').length`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if title != "tool 1.2.3" || verdict != "true 2" { // the browser's check and the provenance
+		t.Errorf("the release found by its artifact: %q, verified: %s", title, verdict)
+	}
 }

@@ -99,6 +99,8 @@ func New(cfg Config) (*Center, error) {
 //	GET /                           the overview (HTML, or JSON with Accept: application/json)
 //	GET /center/logs/{log}/         a log's entries, newest first (?before=N pages on)
 //	GET /center/logs/{log}/{index}  one entry, decoded, with its proof
+//	GET /center/releases/{n}/{v}    a release: artifacts, provenance, its entry's proof
+//	GET /center/search?q=           an artifact's sha256, log/index or "name version"
 //	GET /center/center.css          the style sheet
 //
 // Every page but the overview is under /center/, so that the Center and
@@ -108,6 +110,8 @@ func (c *Center) Handler() http.Handler {
 	mux.HandleFunc("GET /{$}", c.serveOverview)
 	mux.HandleFunc("GET /center/logs/{log}/{$}", c.serveLog)
 	mux.HandleFunc("GET /center/logs/{log}/{index}", c.serveEntry)
+	mux.HandleFunc("GET /center/releases/{name}/{version}", c.serveRelease)
+	mux.HandleFunc("GET /center/search", c.serveSearch)
 	for name, ctype := range map[string]string{"center.css": "text/css; charset=utf-8", "center.js": "text/javascript; charset=utf-8",
 		"wasm_exec.js": "text/javascript; charset=utf-8", "verify.wasm": "application/wasm"} {
 		b, _ := files.ReadFile("static/" + name)

@@ -2,12 +2,15 @@ package center
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -273,5 +276,48 @@ func TestLogPages(t *testing.T) {
 		if code != http.StatusBadGateway || strings.Contains(body, "evil") {
 			t.Errorf("GET %s over doctored bundles: %d %s", path, code, body)
 		}
+	}
+}
+
+// TestReleasePage: a release found by its artifact's sha256, by its name
+// and version, or by its release-log entry; its page shows the artifacts
+// and the provenance, whose envelope is the one the release log records
+// and whose signature verifies under the pinned release key.
+func TestReleasePage(t *testing.T) {
+	_, px := startPlatform(t)
+	c, err := New(Config{Platform: px.URL, Dir: t.TempDir(), CacheFor: time.Nanosecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := newServer(t, c)
+	sum := sha256.Sum256([]byte("\x7fELF tool"))
+	sha := hex.EncodeToString(sum[:])
+	for q, want := range map[string]string{sha: "/center/releases/tool/1.2.3", "sha256:" + sha: "/center/releases/tool/1.2.3",
+		"tool 1.2.3": "/center/releases/tool/1.2.3", "tool@1.2.3": "/center/releases/tool/1.2.3", "access-zurich/1": "/center/logs/access-zurich/1"} {
+		resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Get(base + "/center/search?q=" + url.QueryEscape(q))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != want {
+			t.Errorf("search %q: %d to %q, want %s", q, resp.StatusCode, resp.Header.Get("Location"), want)
+		}
+	}
+	for q, code := range map[string]int{strings.Repeat("0", 64): 404, "": 400, "nothing": 404} {
+		if got, body := get(t, base+"/center/search?q="+url.QueryEscape(q), ""); got != code {
+			t.Errorf("search %q: %d %s, want %d", q, got, body, code)
+		}
+	}
+	code, body := get(t, base+"/center/releases/tool/1.2.3", "application/json")
+	var rp ReleasePage
+	if code != 200 || json.Unmarshal([]byte(body), &rp) != nil {
+		t.Fatalf("the release's page: %d %s", code, body)
+	}
+	if rp.Provenance == nil || rp.ProvenanceProblem != "" || rp.Provenance.Toolchain != "go1.26.8" || rp.Provenance.Invocation != "1" ||
+		len(rp.Artifacts) != 1 || rp.Artifacts[0].SHA256 != sha {
+		t.Fatalf("the release's page: %+v", rp)
+	}
+	if code, _ := get(t, base+"/center/releases/tool/9.9.9", ""); code != 404 {
+		t.Errorf("a release not in the log: %d, want 404", code)
 	}
 }

@@ -1,0 +1,223 @@
+package center
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/vitrine-dev/vitrine/client"
+	"github.com/vitrine-dev/vitrine/internal/httpapi"
+	"github.com/vitrine-dev/vitrine/release"
+)
+
+// ReleasePage is a release as its release-log entry and its provenance
+// record it.
+type ReleasePage struct {
+	Platform  string          `json:"platform"`
+	Name      string          `json:"name"`
+	Version   string          `json:"version"`
+	Index     uint64          `json:"index"` // in the release log
+	Artifacts []ArtifactState `json:"artifacts"`
+	// Provenance is the SLSA provenance the envelope signs, decoded, once
+	// the envelope's digest is the entry's and its signature verifies
+	// under the pinned release key; ProvenanceProblem says otherwise.
+	Provenance        *Provenance `json:"provenance,omitempty"`
+	ProvenanceProblem string      `json:"provenance_problem,omitempty"`
+	// Raw and Proof are the release-log entry and its tlog-proof, which
+	// the reader's browser checks (Verify).
+	Raw    string      `json:"raw"`
+	Proof  string      `json:"proof"`
+	Verify VerifyInput `json:"-"`
+}
+
+// Provenance is what a release's provenance says of its build.
+type Provenance struct {
+	Builder      string `json:"builder"`
+	Invocation   string `json:"invocation"`
+	Source       string `json:"source"`
+	SourceSHA256 string `json:"source_sha256"`
+	Toolchain    string `json:"toolchain"`
+	Recipe       string `json:"recipe"` // JSON
+	Started      string `json:"started"`
+	Finished     string `json:"finished"`
+}
+
+// findRelease reads the release log, every entry proven, and returns the
+// index and entry of the release that matches: by name and version, or
+// (name "") the one with an artifact of that sha256, newest first.
+func (c *Center) findRelease(ctx context.Context, l *client.Log, name, version, sha string) (uint64, *release.Entry, bool, error) {
+	entries, _, err := l.Entries(ctx)
+	if err != nil {
+		return 0, nil, false, err
+	}
+	for i := len(entries) - 1; i >= 0; i-- {
+		e, err := release.ParseEntry(entries[i])
+		if err != nil {
+			continue
+		}
+		if name != "" && e.Name == name && e.Version == version {
+			return uint64(i), e, true, nil
+		}
+		for _, a := range e.Artifacts {
+			if sha != "" && a.SHA256 == sha {
+				return uint64(i), e, true, nil
+			}
+		}
+	}
+	return 0, nil, false, nil
+}
+
+func (c *Center) serveRelease(w http.ResponseWriter, r *http.Request) {
+	name, version := r.PathValue("name"), r.PathValue("version")
+	ctx := r.Context()
+	l, cp, pins, err := c.openLog(ctx, "release")
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	index, e, ok, err := c.findRelease(ctx, l, name, version, "")
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	if !ok {
+		httpapi.Error(w, http.StatusNotFound, fmt.Sprintf("no release %s %s in the release log", name, version))
+		return
+	}
+	entry, proof, err := l.Entry(ctx, cp, index)
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	page := &ReleasePage{Platform: c.cfg.Platform, Name: e.Name, Version: e.Version, Index: index, Artifacts: []ArtifactState{},
+		Raw: string(entry), Proof: string(proof.Marshal()),
+		Verify: VerifyInput{Entry: string(entry), Proof: string(proof.Marshal()), VKey: pins.LogKeys["release"], Policy: pins.WitnessPolicy}}
+	for _, a := range e.Artifacts {
+		page.Artifacts = append(page.Artifacts, ArtifactState{Name: a.Name, SHA256: a.SHA256})
+	}
+	page.Provenance, err = c.provenance(ctx, pins, e)
+	if err != nil {
+		page.ProvenanceProblem = err.Error()
+	}
+	c.render(w, r, "release.html", page)
+}
+
+// provenance reads the release's provenance envelope from the platform
+// and decodes it once its digest is the release-log entry's and its
+// signature verifies under the pinned release key.
+func (c *Center) provenance(ctx context.Context, pins *client.Pins, e *release.Entry) (*Provenance, error) {
+	d, err := client.FetchDiscovery(ctx, c.cfg.HTTPClient, c.cfg.Platform)
+	if err != nil {
+		return nil, err
+	}
+	u := strings.TrimSuffix(d.Releases.URL, "/") + "/" + url.PathEscape(e.Name) + "/" + url.PathEscape(e.Version) + "/provenance.json"
+	env, err := client.Get(ctx, c.cfg.HTTPClient, u, 1<<20)
+	if err != nil {
+		return nil, err
+	}
+	if got := release.Digest(env); got != e.Envelope {
+		return nil, fmt.Errorf("the envelope served has digest %s, the release log records %s", got, e.Envelope)
+	}
+	key, err := release.ParsePublicKey([]byte(pins.ReleaseKey))
+	if err != nil {
+		return nil, fmt.Errorf("the pinned release key: %w", err)
+	}
+	v, err := release.Verify(ctx, env, key)
+	if err != nil {
+		return nil, err
+	}
+	pj, err := protojson.Marshal(v.Statement.Predicate)
+	if err != nil {
+		return nil, err
+	}
+	var pred struct {
+		BuildDefinition struct {
+			ExternalParameters struct {
+				Recipe json.RawMessage `json:"recipe"`
+			} `json:"externalParameters"`
+			InternalParameters struct {
+				Toolchain string `json:"toolchain"`
+			} `json:"internalParameters"`
+			ResolvedDependencies []struct {
+				URI    string            `json:"uri"`
+				Digest map[string]string `json:"digest"`
+			} `json:"resolvedDependencies"`
+		} `json:"buildDefinition"`
+		RunDetails struct {
+			Builder struct {
+				ID string `json:"id"`
+			} `json:"builder"`
+			Metadata struct {
+				InvocationID string `json:"invocationId"`
+				StartedOn    string `json:"startedOn"`
+				FinishedOn   string `json:"finishedOn"`
+			} `json:"metadata"`
+		} `json:"runDetails"`
+	}
+	if err := json.Unmarshal(pj, &pred); err != nil {
+		return nil, err
+	}
+	p := &Provenance{Builder: pred.RunDetails.Builder.ID, Invocation: pred.RunDetails.Metadata.InvocationID,
+		Toolchain: pred.BuildDefinition.InternalParameters.Toolchain, Recipe: string(pred.BuildDefinition.ExternalParameters.Recipe),
+		Started: pred.RunDetails.Metadata.StartedOn, Finished: pred.RunDetails.Metadata.FinishedOn}
+	if deps := pred.BuildDefinition.ResolvedDependencies; len(deps) > 0 {
+		p.Source, p.SourceSHA256 = deps[0].URI, deps[0].Digest["sha256"]
+	}
+	return p, nil
+}
+
+var (
+	sha256Query = regexp.MustCompile(`^(sha256:)?[0-9a-f]{64}$`)
+	entryQuery  = regexp.MustCompile(`^([a-z0-9-]{1,40})[/#]([0-9]{1,19})$`)
+)
+
+// serveSearch is /center/search?q=: an artifact's sha256 goes to its
+// release, "log/index" (access-zurich/17) to that entry, "name version"
+// or "name@version" to that release.
+func (c *Center) serveSearch(w http.ResponseWriter, r *http.Request) {
+	q := strings.TrimSpace(r.URL.Query().Get("q"))
+	if q == "" || len(q) > 256 {
+		httpapi.Error(w, http.StatusBadRequest, "search for an artifact's sha256, a log entry (access-zurich/17) or a release (name version)")
+		return
+	}
+	ctx := r.Context()
+	switch {
+	case sha256Query.MatchString(strings.ToLower(q)):
+		l, _, _, err := c.openLog(ctx, "release")
+		if err != nil {
+			c.fail(w, r, err)
+			return
+		}
+		_, e, ok, err := c.findRelease(ctx, l, "", "", strings.TrimPrefix(strings.ToLower(q), "sha256:"))
+		if err != nil {
+			c.fail(w, r, err)
+			return
+		}
+		if !ok {
+			httpapi.Error(w, http.StatusNotFound, "no release in the release log has an artifact of that sha256")
+			return
+		}
+		http.Redirect(w, r, "/center/releases/"+url.PathEscape(e.Name)+"/"+url.PathEscape(e.Version), http.StatusSeeOther)
+	case entryQuery.MatchString(q):
+		m := entryQuery.FindStringSubmatch(q)
+		if _, err := strconv.ParseUint(m[2], 10, 64); err != nil {
+			httpapi.Error(w, http.StatusBadRequest, "the entry's index is too large")
+			return
+		}
+		http.Redirect(w, r, "/center/logs/"+m[1]+"/"+m[2], http.StatusSeeOther)
+	default:
+		name, version, ok := strings.Cut(strings.Replace(q, "@", " ", 1), " ")
+		if !ok {
+			httpapi.Error(w, http.StatusNotFound, "nothing found: search for an artifact's sha256, a log entry (access-zurich/17) or a release (name version)")
+			return
+		}
+		http.Redirect(w, r, "/center/releases/"+url.PathEscape(name)+"/"+url.PathEscape(strings.TrimSpace(version)), http.StatusSeeOther)
+	}
+}
