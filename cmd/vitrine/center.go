@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -42,4 +43,26 @@ func runCenter(ctx context.Context, e *env, args []string) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return srv.Shutdown(sctx)
+}
+
+// runReport prints the transparency report of a platform as JSON, counted
+// from its access logs' entries, each proven: the figures the Center's
+// report page shows, recomputed by anyone.
+func runReport(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "report", "--platform URL [--data DIR]")
+	platformURL := fs.String("platform", cli.DefaultPlatform(), "base URL of the platform (its discovery document is pinned on first use)")
+	data := fs.String("data", userDir("report"), "where the pins and the counts so far are kept: a report goes on from where the last one stopped")
+	if err := parseFlags(fs, args, 0); err != nil {
+		return err
+	}
+	rep, err := center.ComputeReport(ctx, &http.Client{Timeout: time.Minute}, *platformURL, *data, time.Now())
+	if err != nil {
+		return err
+	}
+	out, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(e.Stdout, "%s\n", out)
+	return err
 }

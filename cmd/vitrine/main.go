@@ -30,6 +30,7 @@ func init() {
 		"custody":            {Summary: "run the supervisor's key custody in its own process", Run: runCustody},
 		"custody reconcile":  {Summary: "check custody's unwrap counts against the access logs", Run: runCustodyReconcile},
 		"witness":            {Summary: "run a C2SP tlog-witness", Run: runWitness},
+		"report":             {Summary: "print a platform's transparency report (accesses by month, justification and action) as JSON, from its proven access logs", Run: runReport},
 		"center":             {Summary: "serve the Transparency Center over a platform, reading only its public routes", Run: runCenter},
 		"supervisor":         {Summary: "run the supervisor as its own party: witness, custody, pseudonyms and monitor for its member vendors", Run: runSupervisor},
 		"monitor":            {Summary: "follow every log of the platforms a supervisor supervises, check rules, raise alerts", Run: runMonitor},

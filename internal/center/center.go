@@ -57,6 +57,9 @@ type Center struct {
 	mu     sync.Mutex
 	cached *Overview
 	at     time.Time
+	// reportMu keeps one report counting at a time: they share the
+	// counts kept in Dir.
+	reportMu sync.Mutex
 }
 
 //go:generate env GOOS=js GOARCH=wasm go build -trimpath "-ldflags=-s -w -buildid=" -o static/verify.wasm ./wasm
@@ -101,6 +104,7 @@ func New(cfg Config) (*Center, error) {
 //	GET /center/logs/{log}/{index}  one entry, decoded, with its proof
 //	GET /center/releases/{n}/{v}    a release: artifacts, provenance, its entry's proof
 //	GET /center/search?q=           an artifact's sha256, log/index or "name version"
+//	GET /center/report              the transparency report
 //	GET /center/center.css          the style sheet
 //
 // Every page but the overview is under /center/, so that the Center and
@@ -112,6 +116,7 @@ func (c *Center) Handler() http.Handler {
 	mux.HandleFunc("GET /center/logs/{log}/{index}", c.serveEntry)
 	mux.HandleFunc("GET /center/releases/{name}/{version}", c.serveRelease)
 	mux.HandleFunc("GET /center/search", c.serveSearch)
+	mux.HandleFunc("GET /center/report", c.serveReport)
 	for name, ctype := range map[string]string{"center.css": "text/css; charset=utf-8", "center.js": "text/javascript; charset=utf-8",
 		"wasm_exec.js": "text/javascript; charset=utf-8", "verify.wasm": "application/wasm"} {
 		b, _ := files.ReadFile("static/" + name)
@@ -214,6 +219,8 @@ var funcs = template.FuncMap{
 	},
 	"client":   func() string { return client.DiscoveryPath },
 	"verifier": func() string { return VerifierSHA256 },
+	"get":      func(m map[string]int64, k string) int64 { return m[k] },
+	"sub":      func(a, b int) int { return a - b },
 }
 
 //go:embed static/verify.wasm

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -35,7 +36,7 @@ func (l *lazy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // call sends a request and decodes a 2xx answer into out.
-func call(t testing.TB, method, u, token, body, justification string, out any) {
+func call(t testing.TB, method, u, token, body, justification string, out any, status ...int) {
 	t.Helper()
 	req, err := http.NewRequest(method, u, strings.NewReader(body))
 	if err != nil {
@@ -51,6 +52,12 @@ func call(t testing.TB, method, u, token, body, justification string, out any) {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
+	if len(status) > 0 {
+		if resp.StatusCode != status[0] {
+			t.Fatalf("%s %s: %d %s, want %d", method, u, resp.StatusCode, b, status[0])
+		}
+		return
+	}
 	if resp.StatusCode/100 != 2 {
 		t.Fatalf("%s %s: %d %s", method, u, resp.StatusCode, b)
 	}
@@ -319,5 +326,71 @@ func TestReleasePage(t *testing.T) {
 	}
 	if code, _ := get(t, base+"/center/releases/tool/9.9.9", ""); code != 404 {
 		t.Errorf("a release not in the log: %d, want 404", code)
+	}
+}
+
+// TestReport: the transparency report counts the access logs' records by
+// month, justification and action, with the third party's request on its
+// own; counted again after more accesses, from where it stopped, it adds
+// only those.
+func TestReport(t *testing.T) {
+	p, px := startPlatform(t)
+	dir := t.TempDir()
+	c, err := New(Config{Platform: px.URL, Dir: dir, CacheFor: time.Nanosecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := newServer(t, c)
+	report := func() Report {
+		t.Helper()
+		code, body := get(t, base+"/center/report", "application/json")
+		var r Report
+		if code != 200 || json.Unmarshal([]byte(body), &r) != nil {
+			t.Fatalf("the report: %d %s", code, body)
+		}
+		return r
+	}
+	r := report()
+	// The analyst's grant is an entry of kind grant, not counted; the
+	// read is.
+	if r.Totals.Accesses != 1 || r.Totals.ThirdPartyGranted != 1 || r.Totals.ByAction["read"] != 1 || r.Totals.RecordsReleased != 1 || len(r.Months) != 1 {
+		t.Fatalf("the report: %+v", r)
+	}
+	if r.Months[0].Month != time.Now().UTC().Format("2006-01") || len(r.Logs) != 2 {
+		t.Errorf("the report's months and logs: %+v %+v", r.Months, r.Logs)
+	}
+	// A denied attempt: refused at its credential, before its
+	// justification is read, it counts as a denied access without one.
+	call(t, "GET", p.URL()+"/regions/zurich/v1/records?sha256="+fmt.Sprintf("%064x", 42), "vp1.nothing", "", "THIRD_PARTY_DATA_REQUEST; an unknown caller", nil, 401)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if r = report(); r.Totals.ByAction["denied"] == 1 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if r.Totals.ByJustification["(none)"] != 1 || r.Totals.ThirdPartyGranted != 1 || r.Totals.ByAction["denied"] != 1 || r.Totals.ByAction["read"] != 1 {
+		t.Fatalf("after a denied request: %+v", r.Totals)
+	}
+	_, page := get(t, base+"/center/report", "")
+	if !strings.Contains(page, "<svg") || !strings.Contains(page, "THIRD_PARTY_DATA_REQUEST") {
+		t.Errorf("the report's page: %s", page)
+	}
+	// Counted on from the counts kept, it says what a count from the
+	// first entry says, up to the same sizes.
+	for try := 0; ; try++ {
+		kept, err := ComputeReport(context.Background(), http.DefaultClient, px.URL, dir, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		scratch, err := ComputeReport(context.Background(), http.DefaultClient, px.URL, t.TempDir(), time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(kept.Logs, scratch.Logs) && try < 20 {
+			continue // the platform logged meanwhile
+		}
+		if !reflect.DeepEqual(kept.Logs, scratch.Logs) || !reflect.DeepEqual(kept.Totals, scratch.Totals) || !reflect.DeepEqual(kept.Months, scratch.Months) {
+			t.Errorf("counted on: %+v %+v\nfrom the first entry: %+v %+v", kept.Logs, kept.Totals, scratch.Logs, scratch.Totals)
+		}
+		break
 	}
 }
