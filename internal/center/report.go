@@ -245,6 +245,6 @@ func (c *Center) serveReport(w http.ResponseWriter, r *http.Request) {
 		v.Bars = append(v.Bars, reportBar{Month: m.Month, Accesses: m.Accesses, Third: third, X: i * 40,
 			Height: int(m.Accesses * 100 / most), ThirdHeight: int(third * 100 / most)})
 	}
-	v.Width = max(40*len(v.Bars), 40)
+	v.Width = max(40*len(v.Bars), 480)
 	c.render(w, r, "report.html", v)
 }
