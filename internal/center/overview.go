@@ -17,6 +17,7 @@ import (
 
 	"github.com/vitrine-dev/vitrine/client"
 	"github.com/vitrine-dev/vitrine/internal/atomicfile"
+	"github.com/vitrine-dev/vitrine/internal/fault"
 	"github.com/vitrine-dev/vitrine/release"
 	"github.com/vitrine-dev/vitrine/residency"
 	"github.com/vitrine-dev/vitrine/tlog"
@@ -191,7 +192,7 @@ func (c *Center) read(ctx context.Context) (*Overview, error) {
 	return o, nil
 }
 
-var errPlatform = errors.New("the platform's discovery document could not be read")
+var errPlatform = fault.New(fault.ErrUnavailable, "the platform's discovery document could not be read")
 
 // checkpoint opens the named log under the pins and returns its latest
 // checkpoint, verified and proven consistent with the one the Center saw
