@@ -105,6 +105,7 @@ func New(cfg Config) (*Center, error) {
 //	GET /center/releases/{n}/{v}    a release: artifacts, provenance, its entry's proof
 //	GET /center/search?q=           an artifact's sha256, log/index or "name version"
 //	GET /center/report              the transparency report
+//	GET /center/residency           the policy in force by country, every version
 //	GET /center/center.css          the style sheet
 //
 // Every page but the overview is under /center/, so that the Center and
@@ -117,6 +118,7 @@ func (c *Center) Handler() http.Handler {
 	mux.HandleFunc("GET /center/releases/{name}/{version}", c.serveRelease)
 	mux.HandleFunc("GET /center/search", c.serveSearch)
 	mux.HandleFunc("GET /center/report", c.serveReport)
+	mux.HandleFunc("GET /center/residency", c.serveResidency)
 	for name, ctype := range map[string]string{"center.css": "text/css; charset=utf-8", "center.js": "text/javascript; charset=utf-8",
 		"wasm_exec.js": "text/javascript; charset=utf-8", "verify.wasm": "application/wasm"} {
 		b, _ := files.ReadFile("static/" + name)
