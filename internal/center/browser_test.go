@@ -104,8 +104,8 @@ func TestOverviewInChromium(t *testing.T) {
 // Chromium, has the reader's browser check the entry's proof with the
 // verifier compiled to WebAssembly: verified. A Center server that
 // changes one character of the proof it hands the page, or serves another
-// verifier than the page names, is caught by the browser: not verified,
-// naming what failed.
+// verifier than the page names, or shows another entry than it hands the
+// verifier, is caught by the browser: not verified, naming what failed.
 func TestEntryVerifiedInChromium(t *testing.T) {
 	bin := chromium(t)
 	_, px := startPlatform(t)
@@ -113,7 +113,7 @@ func TestEntryVerifiedInChromium(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var lie atomic.Int32 // 0 honest, 1 a doctored proof, 2 another verifier
+	var lie atomic.Int32 // 0 honest, 1 a doctored proof, 2 another verifier, 3 another entry shown
 	h := c.Handler()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rec := httptest.NewRecorder()
@@ -138,6 +138,9 @@ func TestEntryVerifiedInChromium(t *testing.T) {
 			}
 		case lie.Load() == 2 && strings.HasSuffix(r.URL.Path, "verify.wasm"):
 			body = append(bytes.Clone(body), 0)
+		case lie.Load() == 3 && strings.Contains(r.URL.Path, "/logs/"):
+			// The page shows an entry other than the one it verifies.
+			body = bytes.Replace(body, []byte(`<pre class="raw" id="raw-entry">{`), []byte(`<pre class="raw" id="raw-entry">{&#34;forged&#34;:true,`), 1)
 		}
 		for k, v := range rec.Header() {
 			w.Header()[k] = v
@@ -181,7 +184,7 @@ func TestEntryVerifiedInChromium(t *testing.T) {
 		return verdict, text, ms
 	}
 	v, text, ms := check()
-	if v != "true" || !strings.Contains(text, fmt.Sprintf("entry %d is in the tree", index)) {
+	if v != "true" || !strings.Contains(text, fmt.Sprintf("is entry %d of the tree", index)) {
 		t.Fatalf("an honest page: %s: %s", v, text)
 	}
 	t.Logf("verified in the browser in %d ms, the verifier loaded", ms)
@@ -192,6 +195,10 @@ func TestEntryVerifiedInChromium(t *testing.T) {
 	lie.Store(2)
 	if v, text, _ := check(); v != "false" || !strings.Contains(text, "not the one this page names") {
 		t.Errorf("another verifier: %s: %s", v, text)
+	}
+	lie.Store(3)
+	if v, text, _ := check(); v != "false" || !strings.Contains(text, "not the entry it hands your browser") {
+		t.Errorf("another entry shown: %s: %s", v, text)
 	}
 }
 

@@ -30,9 +30,15 @@
     const { instance } = await WebAssembly.instantiate(bytes, go.importObject);
     go.run(instance);
     const v = JSON.parse(input.textContent);
+    // What is verified must be what the page shows as logged.
+    const shown = document.getElementById('raw-entry');
+    if (!shown || shown.textContent !== v.entry) {
+      set(false, '✗ The entry this page shows is not the entry it hands your browser to verify.');
+      return;
+    }
     const r = vitrineVerifyProof(v.entry, v.proof, v.vkey, v.policy);
     if (r.ok) {
-      set(true, '✓ Verified in your browser: entry ' + r.index + ' is in the tree of ' + r.size + ' entries of ' + r.origin + ', signed by the log and cosigned by its witnesses.');
+      set(true, '✓ Verified in your browser: the entry shown below as logged is entry ' + r.index + ' of the tree of ' + r.size + ' entries of ' + r.origin + ', signed by the log and cosigned by its witnesses.');
     } else {
       set(false, '✗ Your browser could not verify it: ' + r.error);
     }
