@@ -104,8 +104,10 @@ func TestOverviewInChromium(t *testing.T) {
 // Chromium, has the reader's browser check the entry's proof with the
 // verifier compiled to WebAssembly: verified. A Center server that
 // changes one character of the proof it hands the page, or serves another
-// verifier than the page names, or shows another entry than it hands the
-// verifier, is caught by the browser: not verified, naming what failed.
+// verifier than the page names, shows another entry than it hands the
+// verifier, or hands it a policy that asks for no witness (after the
+// browser pinned the real one), is caught by the browser: not verified,
+// naming what failed.
 func TestEntryVerifiedInChromium(t *testing.T) {
 	bin := chromium(t)
 	_, px := startPlatform(t)
@@ -113,7 +115,7 @@ func TestEntryVerifiedInChromium(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var lie atomic.Int32 // 0 honest, 1 a doctored proof, 2 another verifier, 3 another entry shown
+	var lie atomic.Int32 // 0 honest, 1 a doctored proof, 2 another verifier, 3 another entry shown, 4 no witness asked for
 	h := c.Handler()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rec := httptest.NewRecorder()
@@ -138,6 +140,8 @@ func TestEntryVerifiedInChromium(t *testing.T) {
 			}
 		case lie.Load() == 2 && strings.HasSuffix(r.URL.Path, "verify.wasm"):
 			body = append(bytes.Clone(body), 0)
+		case lie.Load() == 4 && strings.Contains(r.URL.Path, "/logs/"):
+			body = bytes.ReplaceAll(body, []byte("quorum supervisor"), []byte("quorum none"))
 		case lie.Load() == 3 && strings.Contains(r.URL.Path, "/logs/"):
 			// The page shows an entry other than the one it verifies.
 			body = bytes.Replace(body, []byte(`<pre class="raw" id="raw-entry">{`), []byte(`<pre class="raw" id="raw-entry">{&#34;forged&#34;:true,`), 1)
@@ -199,6 +203,35 @@ func TestEntryVerifiedInChromium(t *testing.T) {
 	lie.Store(3)
 	if v, text, _ := check(); v != "false" || !strings.Contains(text, "not the entry it hands your browser") {
 		t.Errorf("another entry shown: %s: %s", v, text)
+	}
+	// A policy that asks for no witness is refused; and in one browser,
+	// which pinned the log's key and policy the first time it checked an
+	// entry of it, another policy later is caught as such.
+	lie.Store(4)
+	if v, text, _ := check(); v != "false" || !strings.Contains(text, "asks for no witness") {
+		t.Errorf("no witness asked for: %s: %s", v, text)
+	}
+	bctx, bcancel := chromedp.NewContext(actx)
+	defer bcancel()
+	look := func() string {
+		t.Helper()
+		if err := chromedp.Do(bctx, chromedp.Navigate(fmt.Sprintf("%s/center/logs/access-zurich/%d", srv.URL, index)),
+			chromedp.WaitVisible(`#browser-check[data-verified="true"], #browser-check[data-verified="false"]`)); err != nil {
+			t.Fatal(err)
+		}
+		text, err := chromedp.Run(bctx, chromedp.Evaluate[string](`document.getElementById('browser-check').dataset.verified + ': ' + document.querySelector('#browser-check .result').textContent`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return text
+	}
+	lie.Store(0)
+	if text := look(); !strings.HasPrefix(text, "true") || !strings.Contains(text, "pinned in this browser now") {
+		t.Errorf("the first check in a browser: %s", text)
+	}
+	lie.Store(4)
+	if text := look(); !strings.HasPrefix(text, "false") || !strings.Contains(text, "differs from the one your browser pinned") {
+		t.Errorf("another policy after the pin: %s", text)
 	}
 }
 

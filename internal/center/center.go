@@ -60,6 +60,9 @@ type Center struct {
 	// reportMu keeps one report counting at a time: they share the
 	// counts kept in Dir.
 	reportMu sync.Mutex
+	// follows are the small logs kept whole (see entries).
+	followMu sync.Mutex
+	follows  map[string]*followed
 }
 
 //go:generate env GOOS=js GOARCH=wasm go build -trimpath "-ldflags=-s -w -buildid=" -o static/verify.wasm ./wasm
@@ -94,7 +97,7 @@ func New(cfg Config) (*Center, error) {
 	if err != nil {
 		return nil, fmt.Errorf("center: templates: %w", err)
 	}
-	return &Center{cfg: cfg, tmpl: tmpl}, nil
+	return &Center{cfg: cfg, tmpl: tmpl, follows: map[string]*followed{}}, nil
 }
 
 // Handler serves the Center:

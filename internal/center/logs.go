@@ -70,6 +70,10 @@ type VerifyInput struct {
 	Proof  string `json:"proof"`
 	VKey   string `json:"vkey"`
 	Policy string `json:"policy"`
+	// Index and Origin are the entry the page is about: the browser
+	// checks that the proof is of it.
+	Index  uint64 `json:"index"`
+	Origin string `json:"origin"`
 }
 
 // PageSize is how many entries a log's page shows.
@@ -109,6 +113,7 @@ func (c *Center) serveLog(w http.ResponseWriter, r *http.Request) {
 		}
 		before = n
 	}
+	l = memoized(l) // the page's entries share their bundles and tiles
 	page := &LogPage{Platform: c.cfg.Platform, Log: name, Origin: l.Origin(), Size: cp.Size, Entries: []EntrySummary{}}
 	for i := before; i > 0 && len(page.Entries) < PageSize; i-- {
 		entry, _, err := l.Entry(r.Context(), cp, i-1)
@@ -151,7 +156,7 @@ func (c *Center) serveEntry(w http.ResponseWriter, r *http.Request) {
 	s, rec := summarize(name, index, entry)
 	s.Verified = true
 	c.render(w, r, "entry.html", &EntryPage{Platform: c.cfg.Platform, Log: name, Origin: l.Origin(), Entry: s, Record: rec, Raw: string(entry), Proof: string(proof.Marshal()),
-		Verify: VerifyInput{Entry: string(entry), Proof: string(proof.Marshal()), VKey: pins.LogKeys[name], Policy: pins.WitnessPolicy}})
+		Verify: VerifyInput{Entry: string(entry), Proof: string(proof.Marshal()), VKey: pins.LogKeys[name], Policy: pins.WitnessPolicy, Index: index, Origin: l.Origin()}})
 }
 
 // fail answers err: a log that does not verify is a 502 that names why

@@ -151,13 +151,16 @@ func (c *Center) read(ctx context.Context) (*Overview, error) {
 	}
 	logs := map[string]*client.Log{}
 	for _, dl := range d.Logs {
-		st := LogState{Name: dl.Name, Origin: dl.Origin, Witnesses: []Cosignature{}}
+		st := LogState{Name: dl.Name, Witnesses: []Cosignature{}}
 		l, cp, err := c.checkpoint(ctx, d, pins, dl.Name)
 		if err != nil {
 			st.Problem = err.Error()
 			o.Problems = append(o.Problems, fmt.Sprintf("log %s: %v", dl.Name, err))
 		} else {
 			logs[dl.Name] = l
+			// The origin the verified checkpoint names, not the one the
+			// discovery document claims.
+			st.Origin = cp.Origin
 			st.Verified, st.Size, st.Root = true, cp.Size, base64.StdEncoding.EncodeToString(cp.Hash)
 			for w, t := range cp.CosignedAt {
 				st.Witnesses = append(st.Witnesses, Cosignature{Witness: w, Time: t.UTC()})
@@ -171,14 +174,14 @@ func (c *Center) read(ctx context.Context) (*Overview, error) {
 		o.Logs = append(o.Logs, st)
 	}
 	if l := logs["policy"]; l != nil && pins.PolicyKey != "" {
-		p, err := policyInForce(ctx, l, pins.PolicyKey)
+		p, err := c.policyInForce(ctx, l, pins.PolicyKey)
 		if err != nil {
 			o.Problems = append(o.Problems, "the policy log: "+err.Error())
 		}
 		o.Policy = p
 	}
 	if l := logs["release"]; l != nil {
-		rs, n, err := newestReleases(ctx, l)
+		rs, n, err := c.newestReleases(ctx, l)
 		if err != nil {
 			o.Problems = append(o.Problems, "the release log: "+err.Error())
 		}
@@ -228,12 +231,12 @@ func (c *Center) checkpoint(ctx context.Context, d *client.Discovery, pins *clie
 
 // policyInForce reads the policy log and returns the newest version that
 // verifies under the policy key.
-func policyInForce(ctx context.Context, l *client.Log, policyKey string) (*PolicyState, error) {
+func (c *Center) policyInForce(ctx context.Context, l *client.Log, policyKey string) (*PolicyState, error) {
 	v, err := note.NewVerifier(policyKey)
 	if err != nil {
 		return nil, err
 	}
-	entries, _, err := l.Entries(ctx)
+	entries, err := c.entries(ctx, "policy", l)
 	if err != nil {
 		return nil, err
 	}
@@ -265,15 +268,18 @@ func policyInForce(ctx context.Context, l *client.Log, policyKey string) (*Polic
 
 // newestReleases reads the release log and returns its newest releases,
 // newest first, and how many it holds.
-func newestReleases(ctx context.Context, l *client.Log) ([]ReleaseState, int, error) {
-	entries, _, err := l.Entries(ctx)
+func (c *Center) newestReleases(ctx context.Context, l *client.Log) ([]ReleaseState, int, error) {
+	entries, err := c.entries(ctx, "release", l)
 	if err != nil {
 		return []ReleaseState{}, 0, err
 	}
-	out := []ReleaseState{}
-	for i := len(entries) - 1; i >= 0 && len(out) < maxOverviewReleases; i-- {
+	out, n := []ReleaseState{}, 0
+	for i := len(entries) - 1; i >= 0; i-- {
 		e, err := release.ParseEntry(entries[i])
 		if err != nil {
+			continue
+		}
+		if n++; len(out) >= maxOverviewReleases {
 			continue
 		}
 		rs := ReleaseState{Index: uint64(i), Name: e.Name, Version: e.Version, Artifacts: []ArtifactState{}}
@@ -282,7 +288,7 @@ func newestReleases(ctx context.Context, l *client.Log) ([]ReleaseState, int, er
 		}
 		out = append(out, rs)
 	}
-	return out, len(entries), nil
+	return out, n, nil
 }
 
 // monitorAlerts is the part of a monitor's GET /v1/alerts the Center reads.
@@ -313,11 +319,14 @@ func (c *Center) monitor(ctx context.Context, m client.DiscoveryMonitor, d *clie
 	}
 	var page monitorAlerts
 	q := url.Values{"platform": {c.cfg.Platform}, "limit": {fmt.Sprint(maxOverviewAlerts)}, "order": {"newest"}}
-	if err := client.GetJSON(ctx, c.cfg.HTTPClient, strings.TrimSuffix(m.URL, "/")+"/v1/alerts?"+q.Encode(), 8<<20, &page); err != nil {
+	if err := client.GetJSON(ctx, c.cfg.HTTPClient, strings.TrimSuffix(m.URL, "/")+"/v1/alerts?"+q.Encode(), 2<<20, &page); err != nil {
 		ms.Problem = err.Error()
 		return ms
 	}
 	policy, perr := tlog.ParsePolicy([]byte(pins.WitnessPolicy))
+	// The monitor may answer more than was asked: the overview shows
+	// the newest maxOverviewAlerts and checks no more proofs than that.
+	page.Alerts = page.Alerts[:min(len(page.Alerts), maxOverviewAlerts)]
 	for _, a := range page.Alerts {
 		as := AlertState{ID: a.ID, Rule: a.Rule, Severity: a.Severity, Time: a.Time, Log: a.Log, Index: a.Index, Detail: a.Detail, Acknowledged: len(a.Acknowledgements) > 0}
 		if a.Index != nil && a.Proof != "" && perr == nil && pins.LogKeys[a.Log] != "" {

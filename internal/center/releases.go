@@ -53,7 +53,7 @@ type Provenance struct {
 // index and entry of the release that matches: by name and version, or
 // (name "") the one with an artifact of that sha256, newest first.
 func (c *Center) findRelease(ctx context.Context, l *client.Log, name, version, sha string) (uint64, *release.Entry, bool, error) {
-	entries, _, err := l.Entries(ctx)
+	entries, err := c.entries(ctx, "release", l)
 	if err != nil {
 		return 0, nil, false, err
 	}
@@ -98,7 +98,7 @@ func (c *Center) serveRelease(w http.ResponseWriter, r *http.Request) {
 	}
 	page := &ReleasePage{Platform: c.cfg.Platform, Name: e.Name, Version: e.Version, Index: index, Artifacts: []ArtifactState{},
 		Raw: string(entry), Proof: string(proof.Marshal()),
-		Verify: VerifyInput{Entry: string(entry), Proof: string(proof.Marshal()), VKey: pins.LogKeys["release"], Policy: pins.WitnessPolicy}}
+		Verify: VerifyInput{Entry: string(entry), Proof: string(proof.Marshal()), VKey: pins.LogKeys["release"], Policy: pins.WitnessPolicy, Index: index, Origin: l.Origin()}}
 	for _, a := range e.Artifacts {
 		page.Artifacts = append(page.Artifacts, ArtifactState{Name: a.Name, SHA256: a.SHA256})
 	}
@@ -214,10 +214,11 @@ func (c *Center) serveSearch(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/center/logs/"+m[1]+"/"+m[2], http.StatusSeeOther)
 	default:
 		name, version, ok := strings.Cut(strings.Replace(q, "@", " ", 1), " ")
-		if !ok {
+		version = strings.TrimSpace(version)
+		if !ok || name == "" || version == "" || name == "." || name == ".." || version == "." || version == ".." {
 			httpapi.Error(w, http.StatusNotFound, "nothing found: search for an artifact's sha256, a log entry (access-zurich/17) or a release (name version)")
 			return
 		}
-		http.Redirect(w, r, "/center/releases/"+url.PathEscape(name)+"/"+url.PathEscape(strings.TrimSpace(version)), http.StatusSeeOther)
+		http.Redirect(w, r, "/center/releases/"+url.PathEscape(name)+"/"+url.PathEscape(version), http.StatusSeeOther)
 	}
 }

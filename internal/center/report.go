@@ -17,6 +17,7 @@ import (
 	"github.com/vitrine-dev/vitrine/access"
 	"github.com/vitrine-dev/vitrine/client"
 	"github.com/vitrine-dev/vitrine/internal/atomicfile"
+	"github.com/vitrine-dev/vitrine/tlog"
 )
 
 // Report is the transparency report: every access to users' data the
@@ -101,6 +102,9 @@ func (c *ReportCounts) merge(o ReportCounts) {
 	}
 }
 
+// reportChunk is how many entries a report counts between saves.
+const reportChunk = 50_000
+
 // reportState is one access log's counts so far and the follower's state
 // they were counted to: a report goes on from there.
 type reportState struct {
@@ -154,40 +158,51 @@ func ComputeReport(ctx context.Context, hc *http.Client, base, dir string, now t
 		if err != nil {
 			return nil, fmt.Errorf("log %s: %w", dl.Name, err)
 		}
-		// Counted into a copy: a log that fails midway keeps its counts
-		// as they were.
+		// Counted into a copy, saved with the follower's state after
+		// every chunk: a log that fails midway keeps its counts as of
+		// its last proven chunk, and a long count goes on from there.
 		counted := map[string]*ReportCounts{}
 		for m, c := range st.Months {
 			cc := *c
 			cc.ByJustification, cc.ByAction = maps.Clone(c.ByJustification), maps.Clone(c.ByAction)
 			counted[m] = &cc
 		}
-		cp, err := f.Update(ctx, func(_ uint64, entry []byte) error {
-			if access.EntryKind(entry) != access.KindAccess {
-				return nil
-			}
-			r, err := access.Parse(entry)
+		save := func() error {
+			fs := f.State()
+			b, err := json.Marshal(&reportState{Follow: &fs, Months: counted})
 			if err != nil {
-				return nil // not an access record: the monitor's malformed-entry
+				return err
 			}
-			m := r.Time.UTC().Format("2006-01")
-			if counted[m] == nil {
-				counted[m] = &ReportCounts{}
+			return atomicfile.Write(path, b, 0o600)
+		}
+		var cp *tlog.Checkpoint
+		for {
+			n := 0
+			cp, err = f.Update(ctx, func(_ uint64, entry []byte) error {
+				n++
+				if access.EntryKind(entry) == access.KindAccess {
+					if r, err := access.Parse(entry); err == nil { // not one: the monitor's malformed-entry
+						m := r.Time.UTC().Format("2006-01")
+						if counted[m] == nil {
+							counted[m] = &ReportCounts{}
+						}
+						counted[m].add(r)
+					}
+				}
+				if n >= reportChunk {
+					return client.ErrPause
+				}
+				return nil
+			})
+			if err != nil && !errors.Is(err, client.ErrPause) {
+				return nil, fmt.Errorf("log %s: %w", dl.Name, err)
 			}
-			counted[m].add(r)
-			return nil
-		})
-		if err != nil {
-			return nil, fmt.Errorf("log %s: %w", dl.Name, err)
-		}
-		fs := f.State()
-		st.Follow, st.Months = &fs, counted
-		b, err := json.Marshal(st)
-		if err != nil {
-			return nil, err
-		}
-		if err := atomicfile.Write(path, b, 0o600); err != nil {
-			return nil, err
+			if serr := save(); serr != nil {
+				return nil, serr
+			}
+			if err == nil {
+				break
+			}
 		}
 		rep.Logs = append(rep.Logs, ReportLog{Name: dl.Name, Origin: l.Origin(), Size: cp.Size})
 		for m, c := range counted {
@@ -224,8 +239,12 @@ type reportBar struct {
 }
 
 func (c *Center) serveReport(w http.ResponseWriter, r *http.Request) {
+	// The count goes on if the reader leaves (for up to 10 minutes), so
+	// that the next reader has it: it is saved chunk by chunk.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Minute)
+	defer cancel()
 	c.reportMu.Lock()
-	rep, err := ComputeReport(r.Context(), c.cfg.HTTPClient, c.cfg.Platform, c.cfg.Dir, c.cfg.Now())
+	rep, err := ComputeReport(ctx, c.cfg.HTTPClient, c.cfg.Platform, c.cfg.Dir, c.cfg.Now())
 	c.reportMu.Unlock()
 	if err != nil {
 		c.fail(w, r, err)

@@ -51,7 +51,7 @@ func (c *Center) serveResidency(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, err)
 		return
 	}
-	entries, _, err := l.Entries(ctx)
+	entries, err := c.entries(ctx, "policy", l)
 	if err != nil {
 		c.fail(w, r, err)
 		return

@@ -36,12 +36,31 @@
       set(false, '✗ The entry this page shows is not the entry it hands your browser to verify.');
       return;
     }
-    const r = vitrineVerifyProof(v.entry, v.proof, v.vkey, v.policy);
-    if (r.ok) {
-      set(true, '✓ Verified in your browser: the entry shown below as logged is entry ' + r.index + ' of the tree of ' + r.size + ' entries of ' + r.origin + ', signed by the log and cosigned by its witnesses.');
-    } else {
-      set(false, '✗ Your browser could not verify it: ' + r.error);
+    // The log's key and witness policy are pinned in this browser the
+    // first time it checks an entry of the log: a Center that later
+    // hands it others is caught, as the Center itself pins the platform.
+    const pinKey = 'vitrine-pin ' + box.dataset.origin;
+    const pin = JSON.stringify({ vkey: v.vkey, policy: v.policy });
+    const pinned = localStorage.getItem(pinKey);
+    if (pinned !== null && pinned !== pin) {
+      set(false, '✗ The log\'s key or witness policy differs from the one your browser pinned for ' + box.dataset.origin + ' the first time it checked an entry of it.');
+      return;
     }
+    const r = vitrineVerifyProof(v.entry, v.proof, v.vkey, v.policy);
+    if (!r.ok) {
+      set(false, '✗ Your browser could not verify it: ' + r.error);
+      return;
+    }
+    if (String(r.index) !== box.dataset.index || r.origin !== box.dataset.origin) {
+      set(false, '✗ The proof verifies, but for entry ' + r.index + ' of ' + r.origin + ', not the entry this page is about.');
+      return;
+    }
+    if (pinned === null) {
+      localStorage.setItem(pinKey, pin);
+    }
+    set(true, '✓ Verified in your browser: the entry shown below as logged is entry ' + r.index + ' of the tree of ' + r.size +
+      ' entries of ' + r.origin + ', signed by the log and cosigned by ' + r.cosigners.join(', ') + ' (key pinned in this browser' +
+      (pinned === null ? ' now' : '') + ').');
   } catch (e) {
     set(false, '✗ Your browser could not verify it: ' + e);
   }

@@ -18,7 +18,8 @@ import (
 )
 
 // verify(entry, proof, vkey, policy) returns {ok: bool, error: string,
-// size: number, origin: string}.
+// size: number, origin: string, index: number, cosigners: [string]}. A
+// policy that asks for no witness is refused.
 func verify(_ js.Value, args []js.Value) any {
 	fail := func(msg string) any { return map[string]any{"ok": false, "error": msg} }
 	if len(args) != 4 {
@@ -33,6 +34,9 @@ func verify(_ js.Value, args []js.Value) any {
 	if err != nil {
 		return fail("the witness policy: " + err.Error())
 	}
+	if pol.Quorum() == "none" || len(pol.Witnesses) == 0 {
+		return fail("the witness policy asks for no witness: nothing but the log's own word")
+	}
 	p, err := tlog.ParseProof([]byte(proof))
 	if err != nil {
 		return fail("the proof: " + err.Error())
@@ -41,7 +45,11 @@ func verify(_ js.Value, args []js.Value) any {
 	if err != nil {
 		return fail(err.Error())
 	}
-	return map[string]any{"ok": true, "error": "", "size": float64(cp.Size), "origin": cp.Origin, "index": float64(p.Index)}
+	cosigners := make([]any, len(cp.Cosigners))
+	for i, c := range cp.Cosigners {
+		cosigners[i] = c
+	}
+	return map[string]any{"ok": true, "error": "", "size": float64(cp.Size), "origin": cp.Origin, "index": float64(p.Index), "cosigners": cosigners}
 }
 
 func main() {
