@@ -352,8 +352,14 @@ func TestReport(t *testing.T) {
 	}
 	r := report()
 	// The analyst's grant is an entry of kind grant, not counted; the
-	// read is.
-	if r.Totals.Accesses != 1 || r.Totals.ThirdPartyGranted != 1 || r.Totals.ByAction["read"] != 1 || r.Totals.RecordsReleased != 1 || len(r.Months) != 1 {
+	// read is; the platform's own processing (the regions' exchange of
+	// aggregates) may be, by now.
+	var sum int64
+	for _, n := range r.Totals.ByAction {
+		sum += n
+	}
+	if r.Totals.ThirdPartyGranted != 1 || r.Totals.ByAction["read"] != 1 || r.Totals.ByJustification["THIRD_PARTY_DATA_REQUEST"] != 1 ||
+		r.Totals.RecordsReleased < 1 || sum != r.Totals.Accesses || len(r.Months) != 1 {
 		t.Fatalf("the report: %+v", r)
 	}
 	if r.Months[0].Month != time.Now().UTC().Format("2006-01") || len(r.Logs) != 2 {
