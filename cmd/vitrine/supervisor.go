@@ -102,8 +102,8 @@ func runSupervisor(ctx context.Context, e *env, args []string) error {
 		ln.Close()
 		return err
 	}
-	h := new(lazyHandler)
-	h.set(s.Handler())
+	h := new(httpapi.Lazy)
+	h.Set(s.Handler())
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
@@ -148,7 +148,7 @@ func runSupervisor(ctx context.Context, e *env, args []string) error {
 		// closed and opened again. Members the state cannot open (a
 		// custody key that cannot be made) leave the last good ones in
 		// force.
-		h.h.Store(nil)
+		h.Set(nil)
 		s.Close()
 		if s, err = open(next); err != nil {
 			fmt.Fprintf(e.Stdout, "SIGHUP: the members file is not taken, the last one stays in force: %v\n", err)
@@ -159,7 +159,7 @@ func runSupervisor(ctx context.Context, e *env, args []string) error {
 			members = next
 			fmt.Fprintln(e.Stdout, "SIGHUP: the members file was read again")
 		}
-		h.set(s.Handler())
+		h.Set(s.Handler())
 	}
 }
 
@@ -241,7 +241,8 @@ func joinSupervisor(ctx context.Context, e *env, base, data, name, publicURL str
 	hc := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	start, told := time.Now(), time.Time{}
 	for {
-		a, err := fetchAbout(ctx, hc, base)
+		a := new(supervisor.About)
+		err := client.GetJSON(ctx, hc, base+"/v1/supervisor", 8<<20, a)
 		var pins *supervisorPins
 		listed := false
 		if err == nil {
@@ -284,31 +285,6 @@ func joinSupervisor(ctx context.Context, e *env, base, data, name, publicURL str
 		case <-time.After(time.Second):
 		}
 	}
-}
-
-// fetchAbout reads the supervisor's description.
-func fetchAbout(ctx context.Context, hc *http.Client, url string) (*supervisor.About, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/v1/supervisor", nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s/v1/supervisor: %s", url, resp.Status)
-	}
-	a := new(supervisor.About)
-	if err := json.Unmarshal(b, a); err != nil {
-		return nil, fmt.Errorf("GET %s/v1/supervisor: %w", url, err)
-	}
-	return a, nil
 }
 
 // checkSupervisorPins pins what the supervisor's description says of its

@@ -6,11 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
@@ -143,7 +141,7 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	// monitor itself starts once the platform has its URL, and is served
 	// by the platform under /monitor/ (503 until then).
 	var rules *monitor.Rules
-	monHandler := new(lazyHandler)
+	monHandler := new(httpapi.Lazy)
 	if !c.Monitor.Off {
 		var err error
 		if rules, err = loadRules(c.Monitor.Rules); err != nil {
@@ -153,7 +151,7 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	}
 	// The Transparency Center reads the platform as anyone would, once
 	// it serves; until then / answers 503.
-	centerHandler := new(lazyHandler)
+	centerHandler := new(httpapi.Lazy)
 	pc.Center = centerHandler
 	p, err := platform.Start(ctx, pc)
 	if err != nil {
@@ -165,7 +163,7 @@ func runUp(ctx context.Context, e *env, args []string) error {
 		defer cancel()
 		return errors.Join(fmt.Errorf("starting the Transparency Center: %w", err), p.Close(sctx))
 	}
-	centerHandler.set(ctr.Handler())
+	centerHandler.Set(ctr.Handler())
 	var mon *monitor.Monitor
 	runCtx, stopMonitor := context.WithCancel(ctx)
 	defer stopMonitor()
@@ -204,7 +202,7 @@ func runUp(ctx context.Context, e *env, args []string) error {
 			defer cancel()
 			return errors.Join(fmt.Errorf("starting the monitor: %w", err), p.Close(sctx))
 		}
-		monHandler.set(mon.Handler())
+		monHandler.Set(mon.Handler())
 		go func() { monDone <- mon.Run(runCtx) }()
 	}
 	abs, _ := filepath.Abs(*data)
@@ -270,19 +268,4 @@ func printBanner(w io.Writer, p *platform.Platform, data string) {
 	for line := range strings.Lines(b.String()) {
 		fmt.Fprintln(w, strings.TrimRight(line, " \n"))
 	}
-}
-
-// lazyHandler serves 503 until it is given the handler to serve.
-type lazyHandler struct{ h atomic.Pointer[http.Handler] }
-
-func (l *lazyHandler) set(h http.Handler) { l.h.Store(&h) }
-
-func (l *lazyHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h := l.h.Load()
-	if h == nil {
-		w.Header().Set("Retry-After", "1")
-		httpapi.Error(w, http.StatusServiceUnavailable, "starting")
-		return
-	}
-	(*h).ServeHTTP(w, r)
 }

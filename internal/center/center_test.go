@@ -18,22 +18,12 @@ import (
 	"time"
 
 	"github.com/vitrine-dev/vitrine/access"
+	"github.com/vitrine-dev/vitrine/internal/httpapi"
 	"github.com/vitrine-dev/vitrine/internal/liar"
 	"github.com/vitrine-dev/vitrine/internal/monitor"
 	"github.com/vitrine-dev/vitrine/internal/platform"
 	"github.com/vitrine-dev/vitrine/release"
 )
-
-// lazy serves the handler it is given, once it has one.
-type lazy struct{ h atomic.Pointer[http.Handler] }
-
-func (l *lazy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if h := l.h.Load(); h != nil {
-		(*h).ServeHTTP(w, r)
-		return
-	}
-	http.Error(w, "starting", http.StatusServiceUnavailable)
-}
 
 // call sends a request and decodes a 2xx answer into out.
 func call(t testing.TB, method, u, token, body, justification string, out any, status ...int) {
@@ -76,7 +66,7 @@ func startPlatform(t testing.TB) (*platform.Platform, *liar.Proxy) {
 	t.Helper()
 	ctx := context.Background()
 	quiet := slog.New(slog.DiscardHandler)
-	mon := new(lazy)
+	mon := new(httpapi.Lazy)
 	p, err := platform.Start(ctx, platform.Config{Data: t.TempDir(), Listen: "127.0.0.1:0", CheckpointInterval: 100 * time.Millisecond, Logger: quiet, Monitor: mon})
 	if err != nil {
 		t.Fatal(err)
@@ -111,8 +101,7 @@ func startPlatform(t testing.TB) (*platform.Platform, *liar.Proxy) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Close() })
-	h := m.Handler()
-	mon.h.Store(&h)
+	mon.Set(m.Handler())
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		raised, err := m.Pass(ctx)
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"net/http"
+	"sync/atomic"
 )
 
 // HandlerTransport is an http.RoundTripper that serves requests for one
@@ -59,4 +60,28 @@ func (r *recorder) WriteHeader(status int) {
 func (r *recorder) Write(b []byte) (int, error) {
 	r.WriteHeader(http.StatusOK)
 	return r.body.Write(b)
+}
+
+// Lazy serves 503 (Retry-After: 1) until it is given the handler to
+// serve, and again while it is given nil: a server that listens before
+// what it serves is open, or while it opens it again.
+type Lazy struct{ h atomic.Pointer[http.Handler] }
+
+// Set makes l serve h (nil: 503).
+func (l *Lazy) Set(h http.Handler) {
+	if h == nil {
+		l.h.Store(nil)
+		return
+	}
+	l.h.Store(&h)
+}
+
+func (l *Lazy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := l.h.Load()
+	if h == nil {
+		w.Header().Set("Retry-After", "1")
+		Error(w, http.StatusServiceUnavailable, "starting")
+		return
+	}
+	(*h).ServeHTTP(w, r)
 }

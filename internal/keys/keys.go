@@ -113,15 +113,22 @@ func LoadOrCreateToken(path string) (string, error) {
 	return tok, nil
 }
 
-// BearerEqual reports whether the request carries "Authorization: Bearer
-// <token>" for token. The comparison takes constant time.
-func BearerEqual(r *http.Request, token string) bool {
+// Bearer returns the token of the request's "Authorization: Bearer
+// <token>", or "".
+func Bearer(r *http.Request) string {
 	h := r.Header.Get("Authorization")
 	const p = "Bearer "
 	if len(h) < len(p) || !strings.EqualFold(h[:len(p)], p) {
-		return false
+		return ""
 	}
-	return subtle.ConstantTimeCompare([]byte(strings.TrimSpace(h[len(p):])), []byte(token)) == 1
+	return strings.TrimSpace(h[len(p):])
+}
+
+// BearerEqual reports whether the request carries "Authorization: Bearer
+// <token>" for token. The comparison takes constant time.
+func BearerEqual(r *http.Request, token string) bool {
+	b := Bearer(r)
+	return b != "" && subtle.ConstantTimeCompare([]byte(b), []byte(token)) == 1
 }
 
 // WriteFileAtomic writes data to path atomically and durably; see

@@ -16,6 +16,7 @@ import (
 	"github.com/vitrine-dev/vitrine/internal/endpoint"
 	"github.com/vitrine-dev/vitrine/internal/fault"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
+	"github.com/vitrine-dev/vitrine/internal/keys"
 )
 
 // Who accessed my data.
@@ -240,12 +241,12 @@ func (m *Monitor) serveAccesses(w http.ResponseWriter, r *http.Request) {
 		base = m.cfg.Platforms[0]
 	}
 	after := r.URL.Query().Get("after")
-	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || token == "" {
+	token := keys.Bearer(r)
+	if token == "" {
 		httpapi.Unauthorized(w, "ask with your endpoint's token")
 		return
 	}
-	ans, err := m.Accesses(r.Context(), base, strings.TrimSpace(token), after)
+	ans, err := m.Accesses(r.Context(), base, token, after)
 	if err == errUnauthorized {
 		httpapi.Unauthorized(w, err.Error())
 		return

@@ -4,21 +4,18 @@
 package pseudonyms
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"regexp"
-	"strings"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/vitrine-dev/vitrine/client"
 	"github.com/vitrine-dev/vitrine/internal/fault"
-	"github.com/vitrine-dev/vitrine/internal/httpapi"
 )
 
 // ErrUnavailable is the error of a pseudonym the supervisor did not give.
@@ -43,7 +40,7 @@ type Answer struct {
 // endpoint.Pseudonyms; its methods are safe for concurrent use.
 type Client struct {
 	url, token string
-	client     *http.Client
+	hc         *http.Client
 	cache      *lru.Cache[string, string]
 	group      singleflight.Group
 	// asking bounds the requests in flight to the supervisor.
@@ -60,7 +57,7 @@ const DefaultCache = 1 << 17
 // NewClient returns a client of the pseudonyms route at url, which
 // takes token; it keeps up to size pseudonyms (DefaultCache if
 // size is 0).
-func NewClient(url, token string, client *http.Client, size int) *Client {
+func NewClient(url, token string, hc *http.Client, size int) *Client {
 	if size <= 0 {
 		size = DefaultCache
 	}
@@ -68,7 +65,7 @@ func NewClient(url, token string, client *http.Client, size int) *Client {
 	if err != nil {
 		panic(err) // only for a size below 1
 	}
-	return &Client{url: url, token: token, client: client, cache: cache, asking: make(chan struct{}, maxAsking)}
+	return &Client{url: url, token: token, hc: hc, cache: cache, asking: make(chan struct{}, maxAsking)}
 }
 
 var pseudonymForm = regexp.MustCompile(`^hmac-sha256:[0-9a-f]{64}$`)
@@ -111,27 +108,9 @@ func (p *Client) ask(ctx context.Context, ids []string) ([]string, error) {
 		return nil, fmt.Errorf("%w: %d requests to the supervisor in flight for 10 s", ErrUnavailable, maxAsking)
 	}
 	body, _ := json.Marshal(Request{IDs: ids})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url, bytes.NewReader(body))
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
-	}
-	req.Header.Set("Authorization", "Bearer "+p.token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := p.client.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 128<<10))
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%w: %s: %s", ErrUnavailable, resp.Status, strings.TrimSpace(string(b[:min(len(b), 200)])))
-	}
 	var ans Answer
-	if err := httpapi.DecodeStrict(b, &ans); err != nil {
-		return nil, fmt.Errorf("%w: the answer: %v", ErrUnavailable, err)
+	if err := client.Call(ctx, p.hc, http.MethodPost, p.url, p.token, body, 128<<10, &ans); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	if len(ans.Pseudonyms) != len(ids) {
 		return nil, fmt.Errorf("%w: %d pseudonyms for %d ids", ErrUnavailable, len(ans.Pseudonyms), len(ids))

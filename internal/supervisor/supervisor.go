@@ -187,7 +187,7 @@ func Open(ctx context.Context, cfg Config) (s *Supervisor, err error) {
 		self.Handle(prefix+"/", http.StripPrefix(prefix, m.custody.Handler(func(r *http.Request) bool {
 			// The member's token for everything; the supervisor's for
 			// reading the counts, which its monitor reconciles.
-			return m.TokenMatches(bearer(r)) || r.Method == http.MethodGet && r.URL.Path == "/v1/counts" && keys.BearerEqual(r, s.token)
+			return m.TokenMatches(keys.Bearer(r)) || r.Method == http.MethodGet && r.URL.Path == "/v1/counts" && keys.BearerEqual(r, s.token)
 		})))
 	}
 	if s.monitor, err = monitor.New(ctx, mc); err != nil {
@@ -296,7 +296,7 @@ func (s *Supervisor) Handler() http.Handler {
 const maxPseudonymsBody = 64 << 10
 
 func (s *Supervisor) servePseudonyms(w http.ResponseWriter, r *http.Request, m *member) {
-	if !m.TokenMatches(bearer(r)) {
+	if !m.TokenMatches(keys.Bearer(r)) {
 		httpapi.Unauthorized(w, "pseudonyms need the member's bearer token")
 		return
 	}
@@ -333,14 +333,4 @@ func checkIDs(ids []string) ([]string, error) {
 		}
 	}
 	return ids, nil
-}
-
-// bearer returns the request's bearer token, or "".
-func bearer(r *http.Request) string {
-	h := r.Header.Get("Authorization")
-	const p = "Bearer "
-	if len(h) < len(p) || !strings.EqualFold(h[:len(p)], p) {
-		return ""
-	}
-	return strings.TrimSpace(h[len(p):])
 }

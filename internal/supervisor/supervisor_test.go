@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/vitrine-dev/vitrine/internal/endpoint"
+	"github.com/vitrine-dev/vitrine/internal/httpapi"
 	"github.com/vitrine-dev/vitrine/internal/pseudonyms"
 )
 
@@ -29,7 +30,7 @@ func openTest(t *testing.T) (s *Supervisor, srv *httptest.Server, tokens []strin
 	a, ta := testMember(t, "acme.example", "http://127.0.0.1:1")
 	b, tb := testMember(t, "bolt.example", "http://127.0.0.1:2")
 	dir = t.TempDir()
-	h := new(handlerSwap)
+	h := new(httpapi.Lazy)
 	srv = httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	s, err := Open(context.Background(), Config{Dir: dir, Name: "supervisor.test", URL: srv.URL, Members: []Member{a, b}})
@@ -37,13 +38,9 @@ func openTest(t *testing.T) (s *Supervisor, srv *httptest.Server, tokens []strin
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	h.h = s.Handler()
+	h.Set(s.Handler())
 	return s, srv, []string{ta, tb}, dir
 }
-
-type handlerSwap struct{ h http.Handler }
-
-func (h *handlerSwap) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.h.ServeHTTP(w, r) }
 
 func do(t *testing.T, method, url, token, body string) (int, []byte) {
 	t.Helper()
