@@ -86,14 +86,7 @@ func (a *Agent) Accesses(ctx context.Context, base string) (pseudonym string, se
 			if err != nil {
 				return "", nil, err
 			}
-			p, err := tlog.ParseProof([]byte(acc.Proof))
-			if err != nil {
-				return "", nil, fmt.Errorf("%s entry %d: %w", acc.Log, acc.Index, err)
-			}
-			if p.Index != acc.Index {
-				return "", nil, fmt.Errorf("%s entry %d: the proof is of entry %d", acc.Log, acc.Index, p.Index)
-			}
-			if _, err := p.Verify(tlog.LeafHash([]byte(acc.Entry)), v, pol); err != nil {
+			if _, err := tlog.VerifyEntry([]byte(acc.Proof), acc.Index, []byte(acc.Entry), v, pol); err != nil {
 				return "", nil, fmt.Errorf("%s entry %d: %w", acc.Log, acc.Index, err)
 			}
 			r, err := access.Parse([]byte(acc.Entry))

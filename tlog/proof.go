@@ -164,3 +164,17 @@ func (p *Proof) Verify(leafHash []byte, logVerifier note.Verifier, policy *Polic
 func LeafHash(entry []byte) []byte {
 	return rfc6962.DefaultHasher.HashLeaf(entry)
 }
+
+// VerifyEntry parses proof, a c2sp.org/tlog-proof, and checks that it
+// proves entry at index in a checkpoint signed by logVerifier that meets
+// policy; it returns that checkpoint.
+func VerifyEntry(proof []byte, index uint64, entry []byte, logVerifier note.Verifier, policy *Policy) (*Checkpoint, error) {
+	p, err := ParseProof(proof)
+	if err != nil {
+		return nil, err
+	}
+	if p.Index != index {
+		return nil, fmt.Errorf("the proof is of entry %d, not %d", p.Index, index)
+	}
+	return p.Verify(LeafHash(entry), logVerifier, policy)
+}

@@ -18,6 +18,7 @@ import (
 	"github.com/vitrine-dev/vitrine/client"
 	"github.com/vitrine-dev/vitrine/internal/atomicfile"
 	"github.com/vitrine-dev/vitrine/internal/fault"
+	"github.com/vitrine-dev/vitrine/internal/monitor"
 	"github.com/vitrine-dev/vitrine/release"
 	"github.com/vitrine-dev/vitrine/residency"
 	"github.com/vitrine-dev/vitrine/tlog"
@@ -291,23 +292,6 @@ func (c *Center) newestReleases(ctx context.Context, l *client.Log) ([]ReleaseSt
 	return out, n, nil
 }
 
-// monitorAlerts is the part of a monitor's GET /v1/alerts the Center reads.
-type monitorAlerts struct {
-	Alerts []struct {
-		ID               int64     `json:"id"`
-		Rule             string    `json:"rule"`
-		Severity         string    `json:"severity"`
-		Platform         string    `json:"platform"`
-		Log              string    `json:"log"`
-		Index            *uint64   `json:"index"`
-		Time             time.Time `json:"time"`
-		Entry            string    `json:"entry"`
-		Proof            string    `json:"proof"`
-		Detail           string    `json:"detail"`
-		Acknowledgements []any     `json:"acknowledgements"`
-	} `json:"alerts"`
-}
-
 // monitor reads a monitor's newest alerts about this platform and checks
 // each one's proof under the pinned log key and witness policy.
 func (c *Center) monitor(ctx context.Context, m client.DiscoveryMonitor, d *client.Discovery, pins *client.Pins) MonitorState {
@@ -317,7 +301,7 @@ func (c *Center) monitor(ctx context.Context, m client.DiscoveryMonitor, d *clie
 		ms.Problem = "not an http or https URL"
 		return ms
 	}
-	var page monitorAlerts
+	var page monitor.AlertsAnswer
 	q := url.Values{"platform": {c.cfg.Platform}, "limit": {fmt.Sprint(maxOverviewAlerts)}, "order": {"newest"}}
 	if err := client.GetJSON(ctx, c.cfg.HTTPClient, strings.TrimSuffix(m.URL, "/")+"/v1/alerts?"+q.Encode(), 2<<20, &page); err != nil {
 		ms.Problem = err.Error()
@@ -330,7 +314,7 @@ func (c *Center) monitor(ctx context.Context, m client.DiscoveryMonitor, d *clie
 	for _, a := range page.Alerts {
 		as := AlertState{ID: a.ID, Rule: a.Rule, Severity: a.Severity, Time: a.Time, Log: a.Log, Index: a.Index, Detail: a.Detail, Acknowledged: len(a.Acknowledgements) > 0}
 		if a.Index != nil && a.Proof != "" && perr == nil && pins.LogKeys[a.Log] != "" {
-			as.ProofVerified = checkAlertProof(pins.LogKeys[a.Log], policy, *a.Index, a.Entry, a.Proof) == nil
+			as.ProofVerified = checkAlertProof(pins.LogKeys[a.Log], policy, *a.Index, string(a.EntryBytes()), a.Proof) == nil
 		}
 		if !as.Acknowledged {
 			ms.Open++
@@ -347,13 +331,6 @@ func checkAlertProof(vkey string, policy *tlog.Policy, index uint64, entry, proo
 	if err != nil {
 		return err
 	}
-	p, err := tlog.ParseProof([]byte(proof))
-	if err != nil {
-		return err
-	}
-	if p.Index != index {
-		return fmt.Errorf("the proof is of entry %d, not %d", p.Index, index)
-	}
-	_, err = p.Verify(tlog.LeafHash([]byte(entry)), v, policy)
+	_, err = tlog.VerifyEntry([]byte(proof), index, []byte(entry), v, policy)
 	return err
 }

@@ -66,6 +66,18 @@ type Alert struct {
 	once string
 }
 
+// EntryBytes returns the entry's bytes as the log holds them: Entry's
+// text, or what follows "base64:" decoded, when that is what entryText
+// wrote (bytes that are not UTF-8).
+func (a *Alert) EntryBytes() []byte {
+	if s, ok := strings.CutPrefix(a.Entry, "base64:"); ok {
+		if b, err := base64.StdEncoding.DecodeString(s); err == nil && !utf8.Valid(b) {
+			return b
+		}
+	}
+	return []byte(a.Entry)
+}
+
 // entryText is how an alert holds entry bytes.
 func entryText(b []byte) string {
 	if utf8.Valid(b) {
