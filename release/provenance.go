@@ -183,3 +183,63 @@ func Digest(b []byte) string {
 	h := sha256.Sum256(b)
 	return "sha256:" + hex.EncodeToString(h[:])
 }
+
+// BuildRecord is what the statement's SLSA provenance says of the build, as a
+// conveyer writes it (see Statement): its build type, the recipe
+// (external parameters), the toolchain (internal parameters), the source
+// and its archive's SHA-256 (the first resolved dependency), the builder,
+// the invocation and its times.
+type BuildRecord struct {
+	BuildType    string
+	Recipe       json.RawMessage
+	Toolchain    string
+	Source       string
+	SourceSHA256 string // "" if the provenance names no source archive
+	Builder      string
+	Invocation   string
+	Started      string // RFC 3339, as the provenance writes them
+	Finished     string
+}
+
+// Build decodes what v's provenance says of the build.
+func (v *Verified) Build() (*BuildRecord, error) {
+	pj, err := protojson.Marshal(v.Statement.Predicate)
+	if err != nil {
+		return nil, fmt.Errorf("provenance: %w", err)
+	}
+	var pred struct {
+		BuildDefinition struct {
+			BuildType          string `json:"buildType"`
+			ExternalParameters struct {
+				Recipe json.RawMessage `json:"recipe"`
+			} `json:"externalParameters"`
+			InternalParameters struct {
+				Toolchain string `json:"toolchain"`
+			} `json:"internalParameters"`
+			ResolvedDependencies []struct {
+				URI    string            `json:"uri"`
+				Digest map[string]string `json:"digest"`
+			} `json:"resolvedDependencies"`
+		} `json:"buildDefinition"`
+		RunDetails struct {
+			Builder struct {
+				ID string `json:"id"`
+			} `json:"builder"`
+			Metadata struct {
+				InvocationID string `json:"invocationId"`
+				StartedOn    string `json:"startedOn"`
+				FinishedOn   string `json:"finishedOn"`
+			} `json:"metadata"`
+		} `json:"runDetails"`
+	}
+	if err := json.Unmarshal(pj, &pred); err != nil {
+		return nil, fmt.Errorf("provenance: %w", err)
+	}
+	bd, rd := pred.BuildDefinition, pred.RunDetails
+	b := &BuildRecord{BuildType: bd.BuildType, Recipe: bd.ExternalParameters.Recipe, Toolchain: bd.InternalParameters.Toolchain,
+		Builder: rd.Builder.ID, Invocation: rd.Metadata.InvocationID, Started: rd.Metadata.StartedOn, Finished: rd.Metadata.FinishedOn}
+	if len(bd.ResolvedDependencies) > 0 {
+		b.Source, b.SourceSHA256 = bd.ResolvedDependencies[0].URI, bd.ResolvedDependencies[0].Digest["sha256"]
+	}
+	return b, nil
+}

@@ -2,15 +2,12 @@ package center
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
-
-	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/vitrine-dev/vitrine/client"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
@@ -133,44 +130,12 @@ func (c *Center) provenance(ctx context.Context, pins *client.Pins, e *release.E
 	if err != nil {
 		return nil, err
 	}
-	pj, err := protojson.Marshal(v.Statement.Predicate)
+	b, err := v.Build()
 	if err != nil {
 		return nil, err
 	}
-	var pred struct {
-		BuildDefinition struct {
-			ExternalParameters struct {
-				Recipe json.RawMessage `json:"recipe"`
-			} `json:"externalParameters"`
-			InternalParameters struct {
-				Toolchain string `json:"toolchain"`
-			} `json:"internalParameters"`
-			ResolvedDependencies []struct {
-				URI    string            `json:"uri"`
-				Digest map[string]string `json:"digest"`
-			} `json:"resolvedDependencies"`
-		} `json:"buildDefinition"`
-		RunDetails struct {
-			Builder struct {
-				ID string `json:"id"`
-			} `json:"builder"`
-			Metadata struct {
-				InvocationID string `json:"invocationId"`
-				StartedOn    string `json:"startedOn"`
-				FinishedOn   string `json:"finishedOn"`
-			} `json:"metadata"`
-		} `json:"runDetails"`
-	}
-	if err := json.Unmarshal(pj, &pred); err != nil {
-		return nil, err
-	}
-	p := &Provenance{Builder: pred.RunDetails.Builder.ID, Invocation: pred.RunDetails.Metadata.InvocationID,
-		Toolchain: pred.BuildDefinition.InternalParameters.Toolchain, Recipe: string(pred.BuildDefinition.ExternalParameters.Recipe),
-		Started: pred.RunDetails.Metadata.StartedOn, Finished: pred.RunDetails.Metadata.FinishedOn}
-	if deps := pred.BuildDefinition.ResolvedDependencies; len(deps) > 0 {
-		p.Source, p.SourceSHA256 = deps[0].URI, deps[0].Digest["sha256"]
-	}
-	return p, nil
+	return &Provenance{Builder: b.Builder, Invocation: b.Invocation, Source: b.Source, SourceSHA256: b.SourceSHA256,
+		Toolchain: b.Toolchain, Recipe: string(b.Recipe), Started: b.Started, Finished: b.Finished}, nil
 }
 
 var (

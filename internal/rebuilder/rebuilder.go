@@ -3,7 +3,6 @@ package rebuilder
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,8 +14,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"google.golang.org/protobuf/encoding/protojson"
 
 	vclient "github.com/vitrine-dev/vitrine/client"
 	"github.com/vitrine-dev/vitrine/internal/conveyer"
@@ -149,23 +146,6 @@ func (r *Rebuilder) get(ctx context.Context, u string, limit int64) ([]byte, err
 	return vclient.Get(ctx, r.client(), u, limit)
 }
 
-// provenance is the part of the SLSA provenance a rebuild needs.
-type provenance struct {
-	BuildDefinition struct {
-		BuildType          string `json:"buildType"`
-		ExternalParameters struct {
-			Recipe json.RawMessage `json:"recipe"`
-		} `json:"externalParameters"`
-		InternalParameters struct {
-			Toolchain string `json:"toolchain"`
-		} `json:"internalParameters"`
-		ResolvedDependencies []struct {
-			URI    string            `json:"uri"`
-			Digest map[string]string `json:"digest"`
-		} `json:"resolvedDependencies"`
-	} `json:"buildDefinition"`
-}
-
 // judged is the outcome of one entry: the verdict's subjects and
 // predicate.
 type judged struct {
@@ -225,24 +205,19 @@ func (r *Rebuilder) rebuildEntry(ctx context.Context, t *trust, index uint64, en
 	if !sameArtifacts(v.Subjects, e.Artifacts) {
 		return fail("refused: the provenance's subjects are not the artifacts the release-log entry names")
 	}
-	pj, err := protojson.Marshal(v.Statement.Predicate)
+	bd, err := v.Build()
 	if err != nil {
-		return fail("provenance: %v", err)
+		return fail("%v", err)
 	}
-	var prov provenance
-	if err := json.Unmarshal(pj, &prov); err != nil {
-		return fail("provenance: %v", err)
-	}
-	bd := prov.BuildDefinition
-	p.Toolchain.Original = bd.InternalParameters.Toolchain
+	p.Toolchain.Original = bd.Toolchain
 	if bd.BuildType != release.BuildType {
 		return fail("provenance: build type %q, this rebuilder rebuilds %q", bd.BuildType, release.BuildType)
 	}
-	if len(bd.ResolvedDependencies) == 0 || !hexDigest(bd.ResolvedDependencies[0].Digest["sha256"]) {
+	if !hexDigest(bd.SourceSHA256) {
 		return fail("provenance: no source archive with a sha256 digest among the resolved dependencies")
 	}
-	archive := bd.ResolvedDependencies[0].Digest["sha256"]
-	recipe, err := conveyer.ParseRecipe(bd.ExternalParameters.Recipe)
+	archive := bd.SourceSHA256
+	recipe, err := conveyer.ParseRecipe(bd.Recipe)
 	if err != nil {
 		return fail("provenance: the recipe: %v", err)
 	}
