@@ -18,9 +18,9 @@ import (
 // recordObject builds, made then and kept: either way the rules see what
 // encoding/json would decode of the entry (TestRecordView).
 type recordView struct {
-	r    *access.Record
-	time string
-	obj  ref.Val // the whole object, once needed
+	r       *access.Record
+	time    string
+	lazyMap // the whole object, once needed
 	// The record's objects.
 	principal, resource, justification objView
 }
@@ -30,6 +30,7 @@ func newRecordView(r *access.Record, entry []byte) *recordView {
 	v.principal = objView{r: r, which: principalObj}
 	v.resource = objView{r: r, which: resourceObj}
 	v.justification = objView{r: r, which: justificationObj}
+	v.src, v.principal.src, v.resource.src, v.justification.src = v, &v.principal, &v.resource, &v.justification
 	return v
 }
 
@@ -113,12 +114,7 @@ func (v *recordView) stringAt(path []string) (string, bool) {
 	return "", false
 }
 
-func (v *recordView) whole() ref.Val {
-	if v.obj == nil {
-		v.obj = types.DefaultTypeAdapter.NativeToValue(recordObject(v.r, v.time))
-	}
-	return v.obj
-}
+func (v *recordView) object() any { return recordObject(v.r, v.time) }
 
 const (
 	principalObj = iota
@@ -130,7 +126,7 @@ const (
 type objView struct {
 	r     *access.Record
 	which int
-	obj   ref.Val
+	lazyMap
 }
 
 func (o *objView) FindStringKey(k string) (any, bool) {
@@ -167,40 +163,43 @@ func (o *objView) FindStringKey(k string) (any, bool) {
 	return nil, false
 }
 
-func (o *objView) whole() ref.Val {
-	if o.obj == nil {
-		all := recordObject(o.r, "")
-		o.obj = types.DefaultTypeAdapter.NativeToValue(all[[]string{"principal", "resource", "justification"}[o.which]])
+// objFields are the fields of each of a record's objects.
+var objFields = [][]string{
+	principalObj:     {"id", "role", "location"},
+	resourceObj:      {"dataset", "query", "count", "digest"},
+	justificationObj: {"code", "detail"},
+}
+
+func (o *objView) object() any {
+	m := make(map[string]any, len(objFields[o.which]))
+	for _, k := range objFields[o.which] {
+		m[k], _ = o.FindStringKey(k)
 	}
-	return o.obj
+	return m
 }
 
-// The rest makes both views CEL map values, through the whole object.
-
-type wholer interface{ whole() ref.Val }
-
-func mapper(w wholer) traits.Mapper { return w.whole().(traits.Mapper) }
-
-func (v *recordView) ConvertToNative(t reflect.Type) (any, error) {
-	return v.whole().ConvertToNative(t)
+// lazyMap makes a view a CEL map value, through the whole object its
+// src makes, once it is needed.
+type lazyMap struct {
+	src interface{ object() any }
+	obj ref.Val
 }
-func (v *recordView) ConvertToType(t ref.Type) ref.Val { return v.whole().ConvertToType(t) }
-func (v *recordView) Equal(other ref.Val) ref.Val      { return v.whole().Equal(other) }
-func (v *recordView) Type() ref.Type                   { return types.MapType }
-func (v *recordView) Value() any                       { return v.whole().Value() }
-func (v *recordView) Contains(k ref.Val) ref.Val       { return mapper(v).Contains(k) }
-func (v *recordView) Get(k ref.Val) ref.Val            { return mapper(v).Get(k) }
-func (v *recordView) Iterator() traits.Iterator        { return mapper(v).Iterator() }
-func (v *recordView) Size() ref.Val                    { return mapper(v).Size() }
-func (v *recordView) Find(k ref.Val) (ref.Val, bool)   { return mapper(v).Find(k) }
 
-func (o *objView) ConvertToNative(t reflect.Type) (any, error) { return o.whole().ConvertToNative(t) }
-func (o *objView) ConvertToType(t ref.Type) ref.Val            { return o.whole().ConvertToType(t) }
-func (o *objView) Equal(other ref.Val) ref.Val                 { return o.whole().Equal(other) }
-func (o *objView) Type() ref.Type                              { return types.MapType }
-func (o *objView) Value() any                                  { return o.whole().Value() }
-func (o *objView) Contains(k ref.Val) ref.Val                  { return mapper(o).Contains(k) }
-func (o *objView) Get(k ref.Val) ref.Val                       { return mapper(o).Get(k) }
-func (o *objView) Iterator() traits.Iterator                   { return mapper(o).Iterator() }
-func (o *objView) Size() ref.Val                               { return mapper(o).Size() }
-func (o *objView) Find(k ref.Val) (ref.Val, bool)              { return mapper(o).Find(k) }
+func (m *lazyMap) whole() ref.Val {
+	if m.obj == nil {
+		m.obj = types.DefaultTypeAdapter.NativeToValue(m.src.object())
+	}
+	return m.obj
+}
+
+func (m *lazyMap) mapper() traits.Mapper                       { return m.whole().(traits.Mapper) }
+func (m *lazyMap) ConvertToNative(t reflect.Type) (any, error) { return m.whole().ConvertToNative(t) }
+func (m *lazyMap) ConvertToType(t ref.Type) ref.Val            { return m.whole().ConvertToType(t) }
+func (m *lazyMap) Equal(other ref.Val) ref.Val                 { return m.whole().Equal(other) }
+func (m *lazyMap) Type() ref.Type                              { return types.MapType }
+func (m *lazyMap) Value() any                                  { return m.whole().Value() }
+func (m *lazyMap) Contains(k ref.Val) ref.Val                  { return m.mapper().Contains(k) }
+func (m *lazyMap) Get(k ref.Val) ref.Val                       { return m.mapper().Get(k) }
+func (m *lazyMap) Iterator() traits.Iterator                   { return m.mapper().Iterator() }
+func (m *lazyMap) Size() ref.Val                               { return m.mapper().Size() }
+func (m *lazyMap) Find(k ref.Val) (ref.Val, bool)              { return m.mapper().Find(k) }
