@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vitrine-dev/vitrine/access"
+	"github.com/vitrine-dev/vitrine/internal/gotest"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
 	"github.com/vitrine-dev/vitrine/internal/liar"
 	"github.com/vitrine-dev/vitrine/internal/monitor"
@@ -24,38 +24,8 @@ import (
 	"github.com/vitrine-dev/vitrine/release"
 )
 
-// call sends a request and decodes a 2xx answer into out.
-func call(t testing.TB, method, u, token, body, justification string, out any, status ...int) {
-	t.Helper()
-	req, err := http.NewRequest(method, u, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	if justification != "" {
-		req.Header.Set(access.Header, justification)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if len(status) > 0 {
-		if resp.StatusCode != status[0] {
-			t.Fatalf("%s %s: %d %s, want %d", method, u, resp.StatusCode, b, status[0])
-		}
-		return
-	}
-	if resp.StatusCode/100 != 2 {
-		t.Fatalf("%s %s: %d %s", method, u, resp.StatusCode, b)
-	}
-	if out != nil {
-		if err := json.Unmarshal(b, out); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
+// call is gotest.Call.
+var call = gotest.Call
 
 // startPlatform starts a platform with a monitor at /monitor/, a release,
 // and a read of a record justified by a third party's request, which the

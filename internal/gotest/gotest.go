@@ -16,6 +16,9 @@ package gotest
 
 import (
 	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,6 +28,7 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/vitrine-dev/vitrine/access"
 	"github.com/vitrine-dev/vitrine/client"
 	"github.com/vitrine-dev/vitrine/tlog"
 )
@@ -104,5 +108,34 @@ func CheckProof(t testing.TB, d *client.Discovery, log string, index *uint64, en
 	}
 	if _, err := tlog.VerifyEntry([]byte(proof), *index, []byte(entry), v, policy); err != nil {
 		t.Fatalf("%s entry %d: the proof does not verify: %v", log, *index, err)
+	}
+}
+
+// Call sends method u with the bearer token and, if not empty, the access
+// justification header, and decodes the answer into out (if not nil). The
+// answer's status must be want[0] if given, and a 2xx otherwise.
+func Call(t testing.TB, method, u, token, body, justification string, out any, want ...int) {
+	t.Helper()
+	req, err := http.NewRequest(method, u, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	if justification != "" {
+		req.Header.Set(access.Header, justification)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if len(want) > 0 && resp.StatusCode != want[0] || len(want) == 0 && resp.StatusCode/100 != 2 {
+		t.Fatalf("%s %s: %d %s", method, u, resp.StatusCode, b)
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			t.Fatalf("%s %s: %v: %s", method, u, err, b)
+		}
 	}
 }

@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vitrine-dev/vitrine/access"
 	"github.com/vitrine-dev/vitrine/internal/gotest"
 	"github.com/vitrine-dev/vitrine/internal/liar"
 	"github.com/vitrine-dev/vitrine/internal/platform"
@@ -61,28 +60,7 @@ func startPlatform(t testing.TB) *testPlatform {
 // call sends a request and decodes a 2xx answer into out.
 func (tp *testPlatform) call(t testing.TB, method, u, token, body, justification string, out any) {
 	t.Helper()
-	req, err := http.NewRequest(method, u, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	if justification != "" {
-		req.Header.Set(access.Header, justification)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode/100 != 2 {
-		t.Fatalf("%s %s: %d %s", method, u, resp.StatusCode, b)
-	}
-	if out != nil {
-		if err := json.Unmarshal(b, out); err != nil {
-			t.Fatalf("%s %s: %v: %s", method, u, err, b)
-		}
-	}
+	gotest.Call(t, method, u, token, body, justification, out)
 }
 
 // read reads the record as the analyst, with justification.
