@@ -59,6 +59,10 @@ type Record struct {
 // was.
 var actions = []string{"read", "export", "delete", "process", "relocate", denied}
 
+// Actions lists the actions a record can carry, the last "denied" (a
+// copy: changing it changes nothing a record accepts).
+var Actions = slices.Clone(actions)
+
 const (
 	granted = "granted"
 	denied  = "denied"

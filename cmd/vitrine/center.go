@@ -27,6 +27,7 @@ func runCenter(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	defer c.Close()
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return err

@@ -163,6 +163,7 @@ func runUp(ctx context.Context, e *env, args []string) error {
 		defer cancel()
 		return errors.Join(fmt.Errorf("starting the Transparency Center: %w", err), p.Close(sctx))
 	}
+	defer ctr.Close()
 	centerHandler.Set(ctr.Handler())
 	var mon *monitor.Monitor
 	runCtx, stopMonitor := context.WithCancel(ctx)

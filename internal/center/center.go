@@ -19,7 +19,9 @@ import (
 	"fmt"
 	"html/template"
 	"log/slog"
+	"maps"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,8 +45,12 @@ type Config struct {
 	// CacheFor is how long an overview is served before it is read again
 	// (default 5 s): a page load is not a round of the platform's logs.
 	CacheFor time.Duration
-	Logger   *slog.Logger
-	Now      func() time.Time
+	// IndexEvery is how often the Center follows the access logs into its
+	// index (default 5 s); a negative value leaves the index to
+	// UpdateIndex.
+	IndexEvery time.Duration
+	Logger     *slog.Logger
+	Now        func() time.Time
 }
 
 // Center serves the Transparency Center of one platform.
@@ -63,6 +69,12 @@ type Center struct {
 	// follows are the small logs kept whole (see entries).
 	followMu sync.Mutex
 	follows  map[string]*followed
+
+	// index is the access logs' index (index.go), kept up to date by a
+	// goroutine that Close stops.
+	index *Index
+	stop  context.CancelFunc
+	done  chan struct{}
 }
 
 //go:generate env GOOS=js GOARCH=wasm go build -trimpath "-ldflags=-s -w -buildid=" -o static/verify.wasm ./wasm
@@ -82,6 +94,9 @@ func New(cfg Config) (*Center, error) {
 	if cfg.CacheFor <= 0 {
 		cfg.CacheFor = 5 * time.Second
 	}
+	if cfg.IndexEvery == 0 {
+		cfg.IndexEvery = 5 * time.Second
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -97,7 +112,27 @@ func New(cfg Config) (*Center, error) {
 	if err != nil {
 		return nil, fmt.Errorf("center: templates: %w", err)
 	}
-	return &Center{cfg: cfg, tmpl: tmpl, follows: map[string]*followed{}}, nil
+	index, err := OpenIndex(filepath.Join(cfg.Dir, "index.db"))
+	if err != nil {
+		return nil, fmt.Errorf("center: %w", err)
+	}
+	c := &Center{cfg: cfg, tmpl: tmpl, follows: map[string]*followed{}, index: index, done: make(chan struct{})}
+	ctx, stop := context.WithCancel(context.Background())
+	c.stop = stop
+	go func() {
+		defer close(c.done)
+		if cfg.IndexEvery > 0 {
+			c.followIndex(ctx)
+		}
+	}()
+	return c, nil
+}
+
+// Close stops following the logs and closes the index.
+func (c *Center) Close() error {
+	c.stop()
+	<-c.done
+	return c.index.Close()
 }
 
 // Handler serves the Center:
@@ -106,7 +141,8 @@ func New(cfg Config) (*Center, error) {
 //	GET /center/logs/{log}/         a log's entries, newest first (?before=N pages on)
 //	GET /center/logs/{log}/{index}  one entry, decoded, with its proof
 //	GET /center/releases/{n}/{v}    a release: artifacts, provenance, its entry's proof
-//	GET /center/search?q=           an artifact's sha256, log/index or "name version"
+//	GET /center/accesses            the access logs' entries from the index, filtered
+//	GET /center/search?q=           an artifact's sha256, log/index, "name version", a principal or a pseudonym
 //	GET /center/report              the transparency report
 //	GET /center/residency           the policy in force by country, every version
 //	GET /center/center.css          the style sheet
@@ -120,6 +156,7 @@ func (c *Center) Handler() http.Handler {
 	mux.HandleFunc("GET /center/logs/{log}/{index}", c.serveEntry)
 	mux.HandleFunc("GET /center/releases/{name}/{version}", c.serveRelease)
 	mux.HandleFunc("GET /center/search", c.serveSearch)
+	mux.HandleFunc("GET /center/accesses", c.serveAccesses)
 	mux.HandleFunc("GET /center/report", c.serveReport)
 	mux.HandleFunc("GET /center/residency", c.serveResidency)
 	for name, ctype := range map[string]string{"center.css": "text/css; charset=utf-8", "center.js": "text/javascript; charset=utf-8",
@@ -215,7 +252,8 @@ var funcs = template.FuncMap{
 		}
 		return s
 	},
-	"join": strings.Join,
+	"join":      strings.Join,
+	"hasPrefix": strings.HasPrefix,
 	"rfc3339": func(t time.Time) string {
 		if t.IsZero() {
 			return ""
@@ -226,6 +264,12 @@ var funcs = template.FuncMap{
 	"verifier": func() string { return VerifierSHA256 },
 	"get":      func(m map[string]int64, k string) int64 { return m[k] },
 	"sub":      func(a, b int) int { return a - b },
+	// pageOn is a page's query with ?before= set to the next page's.
+	"pageOn": func(q url.Values, before string) string {
+		q = maps.Clone(q)
+		q.Set("before", before)
+		return q.Encode()
+	},
 }
 
 //go:embed static/verify.wasm

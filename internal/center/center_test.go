@@ -175,6 +175,7 @@ func TestOverview(t *testing.T) {
 
 // newServer serves c for the test and returns its URL.
 func newServer(t *testing.T, c *Center) string {
+	t.Cleanup(func() { c.Close() })
 	srv := httptest.NewServer(c.Handler())
 	t.Cleanup(srv.Close)
 	return srv.URL

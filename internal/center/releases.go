@@ -143,13 +143,14 @@ var (
 	entryQuery  = regexp.MustCompile(`^([a-z0-9-]{1,40})[/#]([0-9]{1,19})$`)
 )
 
-// serveSearch is /center/search?q=: an artifact's sha256 goes to its
+// serveSearch is /center/search?q=: a principal's id or a pseudonym goes
+// to the index's entries that name it; an artifact's sha256 goes to its
 // release, "log/index" (access-zurich/17) to that entry, "name version"
 // or "name@version" to that release.
 func (c *Center) serveSearch(w http.ResponseWriter, r *http.Request) {
 	q := strings.TrimSpace(r.URL.Query().Get("q"))
 	if q == "" || len(q) > 256 {
-		httpapi.Error(w, http.StatusBadRequest, "search for an artifact's sha256, a log entry (access-zurich/17) or a release (name version)")
+		httpapi.Error(w, http.StatusBadRequest, "search for an artifact's sha256, a log entry (access-zurich/17), a release (name version), a principal (analyst:alice) or a pseudonym (hmac-sha256:…)")
 		return
 	}
 	ctx := r.Context()
@@ -170,6 +171,14 @@ func (c *Center) serveSearch(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		http.Redirect(w, r, "/center/releases/"+url.PathEscape(e.Name)+"/"+url.PathEscape(e.Version), http.StatusSeeOther)
+	case principalQuery.MatchString(q):
+		http.Redirect(w, r, "/center/accesses?"+url.Values{"principal": {q}}.Encode(), http.StatusSeeOther)
+	case strings.HasPrefix(q, "hmac-sha256:"):
+		if _, ok := pseudonymBytes(q); !ok {
+			httpapi.Error(w, http.StatusBadRequest, "a pseudonym is hmac-sha256: and 64 lowercase hex digits")
+			return
+		}
+		http.Redirect(w, r, "/center/accesses?"+url.Values{"subject": {q}}.Encode(), http.StatusSeeOther)
 	case entryQuery.MatchString(q):
 		m := entryQuery.FindStringSubmatch(q)
 		if _, err := strconv.ParseUint(m[2], 10, 64); err != nil {
@@ -181,7 +190,7 @@ func (c *Center) serveSearch(w http.ResponseWriter, r *http.Request) {
 		name, version, ok := strings.Cut(strings.Replace(q, "@", " ", 1), " ")
 		version = strings.TrimSpace(version)
 		if !ok || name == "" || version == "" || name == "." || name == ".." || version == "." || version == ".." {
-			httpapi.Error(w, http.StatusNotFound, "nothing found: search for an artifact's sha256, a log entry (access-zurich/17) or a release (name version)")
+			httpapi.Error(w, http.StatusNotFound, "nothing found: search for an artifact's sha256, a log entry (access-zurich/17), a release (name version), a principal (analyst:alice) or a pseudonym (hmac-sha256:…)")
 			return
 		}
 		http.Redirect(w, r, "/center/releases/"+url.PathEscape(name)+"/"+url.PathEscape(version), http.StatusSeeOther)
