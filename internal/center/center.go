@@ -147,7 +147,9 @@ func (c *Center) Close() error {
 //	GET /center/residency           the policy in force by country, every version
 //	GET /center/center.css          the style sheet
 //
-// Every page but the overview is under /center/, so that the Center and
+// A browser (Accept: text/html) is shown an error as a page; other
+// clients get httpapi's JSON. Every page but the overview is under
+// /center/, so that the Center and
 // the platform share one address space in `vitrine up`.
 func (c *Center) Handler() http.Handler {
 	mux := http.NewServeMux()
@@ -171,7 +173,7 @@ func (c *Center) Handler() http.Handler {
 			_, _ = w.Write(b)
 		})
 	}
-	return mux
+	return c.htmlErrors(mux)
 }
 
 func (c *Center) serveOverview(w http.ResponseWriter, r *http.Request) {
@@ -198,12 +200,15 @@ func (c *Center) render(w http.ResponseWriter, r *http.Request, page string, v a
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	// Scripts from the Center only, and WebAssembly compiled from them
-	// (the verifier): nothing from elsewhere.
-	w.Header().Set("Content-Security-Policy", "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'")
+	w.Header().Set("Content-Security-Policy", csp)
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	_, _ = w.Write([]byte(b.String()))
 }
+
+// csp is the pages' Content-Security-Policy: scripts from the Center
+// only, and WebAssembly compiled from them (the verifier); nothing from
+// elsewhere.
+const csp = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'"
 
 // wantsJSON reports whether the request's Accept prefers JSON to HTML.
 func wantsJSON(r *http.Request) bool {

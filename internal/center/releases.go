@@ -141,16 +141,21 @@ func (c *Center) provenance(ctx context.Context, pins *client.Pins, e *release.E
 var (
 	sha256Query = regexp.MustCompile(`^(sha256:)?[0-9a-f]{64}$`)
 	entryQuery  = regexp.MustCompile(`^([a-z0-9-]{1,40})[/#]([0-9]{1,19})$`)
+	logName     = regexp.MustCompile(`^[a-z0-9-]{1,40}$`)
+	// receiptQuery is an access receipt, as the gateway's
+	// Vitrine-Access-Receipt header gives it: "<log origin> <index>".
+	receiptQuery = regexp.MustCompile(`^([^\s/]+/[^\s]+) ([0-9]{1,19})$`)
 )
 
 // serveSearch is /center/search?q=: a principal's id or a pseudonym goes
 // to the index's entries that name it; an artifact's sha256 goes to its
-// release, "log/index" (access-zurich/17) to that entry, "name version"
+// release, "log/index" (access-zurich/17) or an access receipt
+// ("<origin> <index>") to that entry, "name version"
 // or "name@version" to that release.
 func (c *Center) serveSearch(w http.ResponseWriter, r *http.Request) {
 	q := strings.TrimSpace(r.URL.Query().Get("q"))
 	if q == "" || len(q) > 256 {
-		httpapi.Error(w, http.StatusBadRequest, "search for an artifact's sha256, a log entry (access-zurich/17), a release (name version), a principal (analyst:alice) or a pseudonym (hmac-sha256:…)")
+		httpapi.Error(w, http.StatusBadRequest, "search for an artifact's sha256, a log entry (access-zurich/17) or an access receipt, a release (name version), a principal (analyst:alice) or a pseudonym (hmac-sha256:…)")
 		return
 	}
 	ctx := r.Context()
@@ -179,6 +184,26 @@ func (c *Center) serveSearch(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		http.Redirect(w, r, "/center/accesses?"+url.Values{"subject": {q}}.Encode(), http.StatusSeeOther)
+	case receiptQuery.MatchString(q):
+		m := receiptQuery.FindStringSubmatch(q)
+		if _, err := strconv.ParseUint(m[2], 10, 64); err != nil {
+			httpapi.Error(w, http.StatusBadRequest, "the receipt's index is too large")
+			return
+		}
+		d, err := client.FetchDiscovery(ctx, c.cfg.HTTPClient, c.cfg.Platform)
+		if err != nil {
+			c.fail(w, r, fmt.Errorf("%w: %v", errPlatform, err))
+			return
+		}
+		// The entry's page opens the log under the pinned key, whose
+		// name is the origin, and checks the proof's origin.
+		for _, l := range d.Logs {
+			if l.Origin == m[1] && logName.MatchString(l.Name) {
+				http.Redirect(w, r, "/center/logs/"+url.PathEscape(l.Name)+"/"+m[2], http.StatusSeeOther)
+				return
+			}
+		}
+		httpapi.Error(w, http.StatusNotFound, "no log of the platform has the origin "+m[1])
 	case entryQuery.MatchString(q):
 		m := entryQuery.FindStringSubmatch(q)
 		if _, err := strconv.ParseUint(m[2], 10, 64); err != nil {
@@ -190,7 +215,7 @@ func (c *Center) serveSearch(w http.ResponseWriter, r *http.Request) {
 		name, version, ok := strings.Cut(strings.Replace(q, "@", " ", 1), " ")
 		version = strings.TrimSpace(version)
 		if !ok || name == "" || version == "" || name == "." || name == ".." || version == "." || version == ".." {
-			httpapi.Error(w, http.StatusNotFound, "nothing found: search for an artifact's sha256, a log entry (access-zurich/17), a release (name version), a principal (analyst:alice) or a pseudonym (hmac-sha256:…)")
+			httpapi.Error(w, http.StatusNotFound, "nothing found: search for an artifact's sha256, a log entry (access-zurich/17) or an access receipt, a release (name version), a principal (analyst:alice) or a pseudonym (hmac-sha256:…)")
 			return
 		}
 		http.Redirect(w, r, "/center/releases/"+url.PathEscape(name)+"/"+url.PathEscape(version), http.StatusSeeOther)
