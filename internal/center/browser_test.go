@@ -48,7 +48,7 @@ func chromium(t *testing.T) string {
 func TestOverviewInChromium(t *testing.T) {
 	bin := chromium(t)
 	_, px := startPlatform(t)
-	c, err := New(Config{Platform: px.URL, Dir: t.TempDir(), CacheFor: time.Nanosecond})
+	c, err := New(Config{Platform: px.URL, Dir: t.TempDir(), CacheFor: time.Nanosecond, IndexEvery: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +111,7 @@ func TestOverviewInChromium(t *testing.T) {
 func TestEntryVerifiedInChromium(t *testing.T) {
 	bin := chromium(t)
 	_, px := startPlatform(t)
-	c, err := New(Config{Platform: px.URL, Dir: t.TempDir(), CacheFor: time.Nanosecond})
+	c, err := New(Config{Platform: px.URL, Dir: t.TempDir(), CacheFor: time.Nanosecond, IndexEvery: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -300,7 +300,7 @@ func median(xs []float64) float64 {
 func TestReleaseFoundInChromium(t *testing.T) {
 	bin := chromium(t)
 	_, px := startPlatform(t)
-	c, err := New(Config{Platform: px.URL, Dir: t.TempDir()})
+	c, err := New(Config{Platform: px.URL, Dir: t.TempDir(), IndexEvery: -1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -108,7 +108,7 @@ func get(t *testing.T, u, accept string) (int, string) {
 // page says so, marking it unverified.
 func TestOverview(t *testing.T) {
 	_, px := startPlatform(t)
-	c, err := New(Config{Platform: px.URL, Dir: t.TempDir(), CacheFor: time.Nanosecond})
+	c, err := New(Config{Platform: px.URL, Dir: t.TempDir(), CacheFor: time.Nanosecond, IndexEvery: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +188,7 @@ func newServer(t *testing.T, c *Center) string {
 // doctored bytes.
 func TestLogPages(t *testing.T) {
 	p, px := startPlatform(t)
-	c, err := New(Config{Platform: px.URL, Dir: t.TempDir(), CacheFor: time.Nanosecond})
+	c, err := New(Config{Platform: px.URL, Dir: t.TempDir(), CacheFor: time.Nanosecond, IndexEvery: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +251,7 @@ func TestLogPages(t *testing.T) {
 // and whose signature verifies under the pinned release key.
 func TestReleasePage(t *testing.T) {
 	_, px := startPlatform(t)
-	c, err := New(Config{Platform: px.URL, Dir: t.TempDir(), CacheFor: time.Nanosecond})
+	c, err := New(Config{Platform: px.URL, Dir: t.TempDir(), CacheFor: time.Nanosecond, IndexEvery: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,7 +295,7 @@ func TestReleasePage(t *testing.T) {
 func TestReport(t *testing.T) {
 	p, px := startPlatform(t)
 	dir := t.TempDir()
-	c, err := New(Config{Platform: px.URL, Dir: dir, CacheFor: time.Nanosecond})
+	c, err := New(Config{Platform: px.URL, Dir: dir, CacheFor: time.Nanosecond, IndexEvery: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -365,7 +365,7 @@ func TestReport(t *testing.T) {
 // version listed.
 func TestResidencyPage(t *testing.T) {
 	_, px := startPlatform(t)
-	c, err := New(Config{Platform: px.URL, Dir: t.TempDir()})
+	c, err := New(Config{Platform: px.URL, Dir: t.TempDir(), IndexEvery: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
