@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vitrine-dev/vitrine/internal/center"
 )
@@ -94,5 +95,54 @@ func TestCenterProcess(t *testing.T) {
 	resp.Body.Close()
 	if !strings.Contains(string(html), "<h1>Overview</h1>") || strings.Count(string(html), `data-verified="true"`) < 4 {
 		t.Errorf("vitrine up's /: %s", html)
+	}
+
+	// Both Centers follow the access logs into their own index: the
+	// entries both have indexed are the same.
+	accesses := func(base string) center.AccessesPage {
+		t.Helper()
+		req, _ := http.NewRequest("GET", base+"/center/accesses?log=access-zurich", nil)
+		req.Header.Set("Accept", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var p center.AccessesPage
+		if err := json.NewDecoder(resp.Body).Decode(&p); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("GET %s/center/accesses: %d %v", base, resp.StatusCode, err)
+		}
+		return p
+	}
+	indexed := func(p center.AccessesPage) uint64 {
+		for _, s := range p.Indexed {
+			if s.Log == "access-zurich" && s.Problem == "" {
+				return s.Indexed
+			}
+		}
+		return 0
+	}
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(time.Second) {
+		a, b := accesses(up.base), accesses(ctr.base)
+		n := min(indexed(a), indexed(b))
+		if n == 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("the access log is not indexed within a minute: %+v, %+v", a.Indexed, b.Indexed)
+			}
+			continue
+		}
+		in := func(p center.AccessesPage) map[uint64]center.EntrySummary {
+			m := map[uint64]center.EntrySummary{}
+			for _, e := range p.Entries {
+				if e.Index < n {
+					m[e.Index] = e.EntrySummary
+				}
+			}
+			return m
+		}
+		if x, y := in(a), in(b); len(x) == 0 || !reflect.DeepEqual(x, y) {
+			t.Errorf("the index in up: %+v\nthe index apart: %+v", x, y)
+		}
+		break
 	}
 }

@@ -61,21 +61,30 @@ CREATE TABLE IF NOT EXISTS entries (
 	count         INTEGER NOT NULL,
 	PRIMARY KEY (time, log, idx)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS entries_principal ON entries (principal, time);
-CREATE INDEX IF NOT EXISTS entries_action ON entries (action, time);
-CREATE INDEX IF NOT EXISTS entries_justification ON entries (justification, time);
 CREATE TABLE IF NOT EXISTS subjects (
 	subject BLOB NOT NULL,    -- the pseudonym's 32 bytes
 	time    INTEGER NOT NULL,
 	log     INTEGER NOT NULL,
-	idx     INTEGER NOT NULL,
-	PRIMARY KEY (subject, time, log, idx)
-) WITHOUT ROWID;
+	idx     INTEGER NOT NULL
+);
+` + indexIndexes
+
+// indexIndexes are the index's indexes, which a long catch-up drops and
+// makes again once it is done (see Index.follow).
+const indexIndexes = `
+CREATE INDEX IF NOT EXISTS entries_principal ON entries (principal, time);
+CREATE INDEX IF NOT EXISTS entries_action ON entries (action, time);
+CREATE INDEX IF NOT EXISTS entries_justification ON entries (justification, time);
+CREATE INDEX IF NOT EXISTS subjects_key ON subjects (subject, time, log, idx);
 `
 
 // indexChunk is how many entries are indexed between commits: each commit
 // writes the rows and the follower's state past them, together.
 const indexChunk = 50_000
+
+// indexBulk is how far behind a follow starts for it to write the rows
+// first and make the indexes after (a variable for the tests).
+var indexBulk uint64 = 200_000
 
 // Index is the Center's index of access logs (see above). Its methods
 // are safe for concurrent use; one follow runs at a time.
@@ -98,6 +107,9 @@ type IndexStatus struct {
 	// Problem is why the last follow stopped short, if it did: a log that
 	// does not verify is indexed no further.
 	Problem string `json:"problem,omitempty"`
+	// Building is set while the indexes are made again after a long
+	// catch-up.
+	Building bool `json:"building,omitempty"`
 }
 
 // OpenIndex opens (creating it 0600 if missing) the index at path.
@@ -107,7 +119,7 @@ func OpenIndex(path string) (*Index, error) {
 		return nil, fmt.Errorf("index: %w", err)
 	}
 	f.Close()
-	db, err := sql.Open("sqlite", sqlite.DSN(path, "journal_mode(WAL)", "synchronous(NORMAL)", "busy_timeout(5000)", "cache_size(-65536)"))
+	db, err := sql.Open("sqlite", sqlite.DSN(path, "journal_mode(WAL)", "synchronous(NORMAL)", "busy_timeout(5000)", "cache_size(-65536)", "temp_store(MEMORY)"))
 	if err != nil {
 		return nil, fmt.Errorf("index: %w", err)
 	}
@@ -173,7 +185,7 @@ func (x *Index) Follow(ctx context.Context, name string, l *client.Log, progress
 	return cp, err
 }
 
-func (x *Index) follow(ctx context.Context, name string, l *client.Log, progress func(IndexStatus)) (*tlog.Checkpoint, error) {
+func (x *Index) follow(ctx context.Context, name string, l *client.Log, progress func(IndexStatus)) (_ *tlog.Checkpoint, rerr error) {
 	var (
 		id  int64
 		raw string
@@ -196,153 +208,169 @@ func (x *Index) follow(ctx context.Context, name string, l *client.Log, progress
 	if err != nil {
 		return nil, fmt.Errorf("log %s: %w", name, err)
 	}
+	// Far behind (a first follow of a large log), the rows are written
+	// without the indexes, which are then made again in one sort each:
+	// several times cheaper than keeping them up row by row. Pages read
+	// meanwhile are slower, not wrong. (A crash in between leaves them
+	// to OpenIndex, which makes any that are missing.)
+	parent := ctx
+	if cp, err := l.Checkpoint(ctx); err == nil && cp.Size >= f.State().Size+indexBulk {
+		if _, err := x.db.ExecContext(ctx, `DROP INDEX IF EXISTS entries_principal; DROP INDEX IF EXISTS entries_action;
+			DROP INDEX IF EXISTS entries_justification; DROP INDEX IF EXISTS subjects_key;`); err != nil {
+			return nil, fmt.Errorf("index: %w", err)
+		}
+		defer func() {
+			st := x.Status()[name]
+			st.Log, st.Building = name, true
+			x.setStatus(st)
+			if _, err := x.db.ExecContext(parent, indexIndexes); err != nil && rerr == nil {
+				rerr = fmt.Errorf("index: %w", err)
+			}
+			st.Building = false
+			x.setStatus(st)
+		}()
+	}
+	// The follower reads, proves and parses in one goroutine while this
+	// one writes the rows and commits them: neither waits for the other
+	// but for room in the channel between them.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	items := make(chan *indexBatch, 8)
+	read := make(chan error, 1)
+	go func() {
+		defer close(items)
+		read <- readLog(ctx, name, f, items)
+	}()
+	cp, werr := x.write(ctx, id, name, items, progress)
+	cancel()
+	for range items { // let the reader end
+	}
+	if err := <-read; err != nil && werr == nil && !errors.Is(err, context.Canceled) {
+		werr = fmt.Errorf("log %s: %w", name, err)
+	}
+	if werr != nil {
+		return nil, werr
+	}
+	return cp, nil
+}
+
+// indexBatchRows is how many rows a batch carries, and one INSERT
+// statement writes.
+const indexBatchRows = 64
+
+// indexBatch is some entries' rows, as the reader hands them to the
+// writer; or, with mark set, the follower's state past every row handed
+// before it: what the writer commits.
+type indexBatch struct {
+	rows []indexRow
+	mark *indexMark
+}
+
+type indexRow struct {
+	time, idx, count                                int64
+	kind, principal, action, justification, outcome string
+	subjects                                        [][]byte
+}
+
+type indexMark struct {
+	state client.FollowState
+	cp    *tlog.Checkpoint
+}
+
+// readLog follows the log, handing its entries' rows to items in
+// batches and, every indexChunk entries and at the checkpoint, a mark.
+// Rows after the last mark are not committed: a follow that fails
+// midway keeps what was marked.
+func readLog(ctx context.Context, name string, f *client.Follower, items chan<- *indexBatch) error {
+	send := func(b *indexBatch) error {
+		select {
+		case items <- b:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	b := &indexBatch{}
 	for {
-		cp, paused, err := x.chunk(ctx, id, name, f)
+		n := 0
+		cp, err := f.Update(ctx, func(i uint64, entry []byte) error {
+			s, rec := summarize(name, i, entry)
+			r := indexRow{idx: int64(i), count: s.Count, kind: s.Kind, principal: s.Principal, action: s.Action, justification: s.Justification, outcome: s.Outcome}
+			if !s.Time.IsZero() {
+				r.time = s.Time.UnixMilli()
+			}
+			if rec != nil {
+				for _, p := range rec.Subjects {
+					if b, ok := pseudonymBytes(p); ok { // the record parsed: each is one
+						r.subjects = append(r.subjects, b)
+					}
+				}
+			}
+			b.rows = append(b.rows, r)
+			if len(b.rows) >= indexBatchRows {
+				if err := send(b); err != nil {
+					return err
+				}
+				b = &indexBatch{}
+			}
+			if n++; n >= indexChunk {
+				return client.ErrPause
+			}
+			return nil
+		})
+		paused := errors.Is(err, client.ErrPause)
+		if err != nil && !paused {
+			return err
+		}
+		b.mark = &indexMark{state: f.State(), cp: cp}
+		if err := send(b); err != nil {
+			return err
+		}
+		b = &indexBatch{}
+		if !paused {
+			return nil
+		}
+	}
+}
+
+// write writes the rows it is handed and commits them, with the
+// follower's state, at each mark; it returns the last mark's checkpoint.
+func (x *Index) write(ctx context.Context, id int64, name string, items <-chan *indexBatch, progress func(IndexStatus)) (*tlog.Checkpoint, error) {
+	var cp *tlog.Checkpoint
+	for {
+		more, last, err := x.commitChunk(ctx, id, items)
 		if err != nil {
 			return nil, err
 		}
-		s := IndexStatus{Log: name, Indexed: f.State().Size, Checkpoint: cp.Size, Updated: time.Now()}
-		x.setStatus(s)
-		if progress != nil {
-			progress(s)
+		if last != nil {
+			cp = last.cp
+			s := IndexStatus{Log: name, Indexed: last.state.Size, Checkpoint: last.cp.Size, Updated: time.Now()}
+			x.setStatus(s)
+			if progress != nil {
+				progress(s)
+			}
 		}
-		if !paused {
+		if !more {
 			return cp, nil
 		}
 	}
 }
 
-// indexBatch is how many rows one INSERT statement writes.
-const indexBatch = 64
-
-// indexRows is a batch of rows: entries' 9 columns, subjects' 4.
-type indexRows struct {
-	entries  []any
-	subjects []any
-}
-
-// chunk indexes up to indexChunk entries of the log in one transaction.
-// The follower reads, proves and parses in this goroutine while another
-// writes the rows, a batch a statement.
-func (x *Index) chunk(ctx context.Context, id int64, name string, f *client.Follower) (*tlog.Checkpoint, bool, error) {
+// commitChunk writes rows in one transaction up to a mark, which it
+// commits; more is false once items is closed.
+func (x *Index) commitChunk(ctx context.Context, id int64, items <-chan *indexBatch) (more bool, mark *indexMark, err error) {
 	tx, err := x.db.BeginTx(ctx, nil)
 	if err != nil {
-		return nil, false, fmt.Errorf("index: %w", err)
+		return false, nil, fmt.Errorf("index: %w", err)
 	}
 	defer tx.Rollback()
-	term, err := tx.PrepareContext(ctx, `INSERT INTO terms (term) VALUES (?) ON CONFLICT (term) DO UPDATE SET term = excluded.term RETURNING id`)
-	if err != nil {
-		return nil, false, fmt.Errorf("index: %w", err)
-	}
-	defer term.Close()
-	// Terms added in this transaction are cached only once it commits.
-	added := map[string]int64{}
-	termID := func(s string) (int64, error) {
-		if id, ok := x.terms.Get(s); ok {
-			return id, nil
-		}
-		if id, ok := added[s]; ok {
-			return id, nil
-		}
-		var id int64
-		if err := term.QueryRowContext(ctx, s).Scan(&id); err != nil {
-			return 0, err
-		}
-		added[s] = id
-		return id, nil
-	}
-
-	batches := make(chan *indexRows, 4)
-	written := make(chan error, 1)
-	go func() { written <- writeRows(ctx, tx, batches) }()
-	rows := &indexRows{}
-	send := func() error {
-		select {
-		case batches <- rows:
-			rows = &indexRows{}
-			return nil
-		case err := <-written: // the writer stopped early
-			written <- err
-			return fmt.Errorf("index: %w", err)
-		}
-	}
-	n := 0
-	cp, err := f.Update(ctx, func(i uint64, entry []byte) error {
-		s, rec := summarize(name, i, entry)
-		var ids [5]int64
-		for k, t := range [5]string{s.Kind, s.Principal, s.Action, s.Justification, s.Outcome} {
-			id, err := termID(t)
-			if err != nil {
-				return fmt.Errorf("index: %w", err)
-			}
-			ids[k] = id
-		}
-		var ms int64
-		if !s.Time.IsZero() {
-			ms = s.Time.UnixMilli()
-		}
-		rows.entries = append(rows.entries, ms, id, int64(i), ids[0], ids[1], ids[2], ids[3], ids[4], s.Count)
-		if rec != nil {
-			for _, p := range rec.Subjects {
-				if b, ok := pseudonymBytes(p); ok { // the record parsed: each is one
-					rows.subjects = append(rows.subjects, b, ms, id, int64(i))
-				}
-			}
-		}
-		if len(rows.entries) >= indexBatch*9 || len(rows.subjects) >= indexBatch*4 {
-			if err := send(); err != nil {
-				return err
-			}
-		}
-		if n++; n >= indexChunk {
-			return client.ErrPause
-		}
-		return nil
-	})
-	paused := errors.Is(err, client.ErrPause)
-	if err == nil || paused {
-		err = send()
-	}
-	close(batches)
-	if werr := <-written; err == nil || paused {
-		err = werr
-	}
-	if err != nil && !errors.Is(err, client.ErrPause) {
-		// The follower stays past the last entry handed out, but nothing
-		// of this chunk is committed: the next follow starts from the
-		// state saved with the last commit.
-		return nil, false, fmt.Errorf("log %s: %w", name, err)
-	}
-	state, err := json.Marshal(f.State())
-	if err != nil {
-		return nil, false, err
-	}
-	if _, err := tx.ExecContext(ctx, `UPDATE logs SET state = ?, size = ?, checkpoint = ? WHERE id = ?`, string(state), f.State().Size, cp.Size, id); err != nil {
-		return nil, false, fmt.Errorf("index: %w", err)
-	}
-	if err := tx.Commit(); err != nil {
-		return nil, false, fmt.Errorf("index: %w", err)
-	}
-	for s, id := range added {
-		x.terms.Add(s, id)
-	}
-	return cp, paused, nil
-}
-
-// writeRows writes the batches it is sent until the channel closes; after
-// an error it only drains them.
-func writeRows(ctx context.Context, tx *sql.Tx, batches <-chan *indexRows) error {
 	stmts := map[string]*sql.Stmt{}
 	defer func() {
 		for _, st := range stmts {
 			st.Close()
 		}
 	}()
-	exec := func(table string, cols int, args []any) error {
-		if len(args) == 0 {
-			return nil
-		}
-		q := insertSQL(table, cols, len(args)/cols)
+	exec := func(q string, args []any) error {
 		st, ok := stmts[q]
 		if !ok {
 			var err error
@@ -354,16 +382,66 @@ func writeRows(ctx context.Context, tx *sql.Tx, batches <-chan *indexRows) error
 		_, err := st.ExecContext(ctx, args...)
 		return err
 	}
-	var err error
-	for b := range batches {
-		if err == nil {
-			err = exec("entries", 9, b.entries)
+	// Terms added in this transaction are cached only once it commits.
+	added := map[string]int64{}
+	termID := func(s string) (int64, error) {
+		if id, ok := x.terms.Get(s); ok {
+			return id, nil
 		}
-		if err == nil {
-			err = exec("subjects", 4, b.subjects)
+		if id, ok := added[s]; ok {
+			return id, nil
 		}
+		var id int64
+		err := tx.QueryRowContext(ctx, `INSERT INTO terms (term) VALUES (?) ON CONFLICT (term) DO UPDATE SET term = excluded.term RETURNING id`, s).Scan(&id)
+		added[s] = id
+		return id, err
 	}
-	return err
+	var entries, subjects []any
+	for b := range items {
+		entries, subjects = entries[:0], subjects[:0]
+		for _, r := range b.rows {
+			var ids [5]int64
+			for k, t := range [5]string{r.kind, r.principal, r.action, r.justification, r.outcome} {
+				if ids[k], err = termID(t); err != nil {
+					return false, nil, fmt.Errorf("index: %w", err)
+				}
+			}
+			entries = append(entries, r.time, id, r.idx, ids[0], ids[1], ids[2], ids[3], ids[4], r.count)
+			for _, s := range r.subjects {
+				subjects = append(subjects, s, r.time, id, r.idx)
+			}
+		}
+		if len(entries) > 0 {
+			if err := exec(insertSQL("entries", 9, len(entries)/9), entries); err != nil {
+				return false, nil, fmt.Errorf("index: %w", err)
+			}
+		}
+		for len(subjects) > 0 { // at most indexBatchRows rows a statement
+			n := min(len(subjects), indexBatchRows*4)
+			if err := exec(insertSQL("subjects", 4, n/4), subjects[:n]); err != nil {
+				return false, nil, fmt.Errorf("index: %w", err)
+			}
+			subjects = subjects[n:]
+		}
+		if b.mark == nil {
+			continue
+		}
+		state, err := json.Marshal(b.mark.state)
+		if err != nil {
+			return false, nil, err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE logs SET state = ?, size = ?, checkpoint = ? WHERE id = ?`, string(state), b.mark.state.Size, b.mark.cp.Size, id); err != nil {
+			return false, nil, fmt.Errorf("index: %w", err)
+		}
+		if err := tx.Commit(); err != nil {
+			return false, nil, fmt.Errorf("index: %w", err)
+		}
+		for s, id := range added {
+			x.terms.Add(s, id)
+		}
+		return true, b.mark, nil
+	}
+	return false, nil, nil // closed: what is not marked is rolled back
 }
 
 // insertSQL is an INSERT of n rows into the index's table.
@@ -371,9 +449,11 @@ func insertSQL(table string, cols, n int) string {
 	var b strings.Builder
 	switch table {
 	case "entries":
-		b.WriteString("INSERT INTO entries (time, log, idx, kind, principal, action, justification, outcome, count) VALUES ")
+		// OR FAIL: an error ends the whole transaction anyway, so the
+		// statement needs no journal of its own to undo half of it.
+		b.WriteString("INSERT OR FAIL INTO entries (time, log, idx, kind, principal, action, justification, outcome, count) VALUES ")
 	case "subjects":
-		b.WriteString("INSERT OR IGNORE INTO subjects (subject, time, log, idx) VALUES ")
+		b.WriteString("INSERT INTO subjects (subject, time, log, idx) VALUES ")
 	}
 	row := "(" + strings.TrimSuffix(strings.Repeat("?,", cols), ",") + ")"
 	for i := range n {
