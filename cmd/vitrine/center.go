@@ -56,7 +56,7 @@ func runReport(ctx context.Context, e *env, args []string) error {
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
-	rep, err := center.ComputeReport(ctx, &http.Client{Timeout: time.Minute}, *platformURL, *data, time.Now())
+	rep, err := center.ComputeReport(ctx, center.NewHTTPClient(*platformURL), *platformURL, *data, time.Now())
 	if err != nil {
 		return err
 	}

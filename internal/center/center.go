@@ -40,7 +40,8 @@ type Config struct {
 	// and the last checkpoint of each log. Created (0700) if missing.
 	Dir string
 	// HTTPClient reads the platform and its monitors (default: a client
-	// with a 30-second timeout).
+	// with a 30-second timeout that, for a platform on a public address,
+	// connects to public addresses only: see NewHTTPClient).
 	HTTPClient *http.Client
 	// CacheFor is how long an overview is served before it is read again
 	// (default 5 s): a page load is not a round of the platform's logs.
@@ -89,7 +90,7 @@ func New(cfg Config) (*Center, error) {
 		return nil, errors.New("center: a platform and a directory are needed")
 	}
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{Timeout: 30 * time.Second}
+		cfg.HTTPClient = NewHTTPClient(cfg.Platform)
 	}
 	if cfg.CacheFor <= 0 {
 		cfg.CacheFor = 5 * time.Second

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -388,4 +389,34 @@ func TestResidencyPage(t *testing.T) {
 	if _, html := get(t, base+"/center/residency", ""); !strings.Contains(html, "Germany") {
 		t.Errorf("the page does not name Germany")
 	}
+}
+
+// TestNewHTTPClient: a Center over a platform on a public address does
+// not connect to a loopback, private or link-local one, whatever the
+// discovery document names; over a platform on loopback (vitrine up) it
+// does.
+func TestNewHTTPClient(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("inside")) }))
+	defer srv.Close()
+	resp, err := NewHTTPClient("https://93.184.215.14").Get(srv.URL)
+	if err == nil {
+		resp.Body.Close()
+		t.Fatal("a Center of a public platform read a loopback address")
+	}
+	if !strings.Contains(err.Error(), "refusing to connect to 127.0.0.1") {
+		t.Errorf("the refusal: %v", err)
+	}
+	for _, a := range []string{"10.0.0.1", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "::1", "fe80::1", "fd00::1", "0.0.0.0"} {
+		if refusePrivate("tcp", net.JoinHostPort(a, "80"), nil) == nil {
+			t.Errorf("%s is not refused", a)
+		}
+	}
+	if err := refusePrivate("tcp", "93.184.215.14:443", nil); err != nil {
+		t.Errorf("a public address is refused: %v", err)
+	}
+	resp, err = NewHTTPClient(srv.URL).Get(srv.URL)
+	if err != nil {
+		t.Fatalf("a Center of a loopback platform: %v", err)
+	}
+	resp.Body.Close()
 }
