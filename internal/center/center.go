@@ -63,6 +63,9 @@ type Center struct {
 	// follows are the small logs kept whole (see entries).
 	followMu sync.Mutex
 	follows  map[string]*followed
+	// relocMu keeps one reading of the access logs for relocations at
+	// a time: they share the entries kept in Dir.
+	relocMu sync.Mutex
 }
 
 //go:generate env GOOS=js GOARCH=wasm go build -trimpath "-ldflags=-s -w -buildid=" -o static/verify.wasm ./wasm
@@ -108,7 +111,8 @@ func New(cfg Config) (*Center, error) {
 //	GET /center/releases/{n}/{v}    a release: artifacts, provenance, its entry's proof
 //	GET /center/search?q=           an artifact's sha256, log/index or "name version"
 //	GET /center/report              the transparency report
-//	GET /center/residency           the policy in force by country, every version
+//	GET /center/residency           the policy in force by country and on a map (?q= filters),
+//	                                every version, every relocation checked
 //	GET /center/center.css          the style sheet
 //
 // Every page but the overview is under /center/, so that the Center and

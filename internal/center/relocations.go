@@ -1,0 +1,247 @@
+package center
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/vitrine-dev/vitrine/access"
+	"github.com/vitrine-dev/vitrine/client"
+	"github.com/vitrine-dev/vitrine/internal/atomicfile"
+	"github.com/vitrine-dev/vitrine/internal/relocate"
+	"github.com/vitrine-dev/vitrine/residency"
+)
+
+// Relocation is a relocation as the logs show it: the entries the access
+// logs hold for its job, each proven, and what relocate.Verify finds of
+// them with the policy log's versions (docs/design/relocation.md).
+type Relocation struct {
+	Job     string `json:"job"`
+	Country string `json:"country"`
+	Name    string `json:"name,omitempty"` // the country's
+	From    string `json:"from"`
+	To      string `json:"to"`
+	// Policy is the version the entries say moved the country; Moved
+	// and Before its entry and the one before it in the policy log, if
+	// it holds them.
+	Policy uint64  `json:"policy"`
+	Moved  *uint64 `json:"moved_index,omitempty"`
+	Before *uint64 `json:"before_index,omitempty"`
+	Chunks int     `json:"chunks"`
+	// Records left the source, Received arrived at the destination,
+	// Deleted were deleted at the source: as the entries count them.
+	Records  int64  `json:"records"`
+	Received int64  `json:"received"`
+	Deleted  int64  `json:"deleted"`
+	Digest   string `json:"digest,omitempty"`
+	Complete bool   `json:"complete"`
+	// Verified: every check of relocate.Verify passed on the proven
+	// entries; Problems lists those that did not.
+	Verified bool              `json:"verified"`
+	Problems []string          `json:"problems"`
+	Entries  []RelocationEntry `json:"entries"`
+}
+
+// RelocationEntry is one access-log entry of a relocation, proven in the
+// log's checkpoint.
+type RelocationEntry struct {
+	Log    string `json:"log"`
+	Index  uint64 `json:"index"`
+	Action string `json:"action"`
+	// What is the entry's part: the chunk's range of source batches,
+	// or "summary".
+	What  string `json:"what"`
+	Count int64  `json:"count"`
+}
+
+// ReadLog is an access log as far as the Center has read it for
+// relocations.
+type ReadLog struct {
+	Name string `json:"name"`
+	Size uint64 `json:"size"`
+}
+
+// relocState is one access log's relocation entries found so far and the
+// follower's state they were read to.
+type relocState struct {
+	Follow  *client.FollowState `json:"follow"`
+	Entries []relocEntry        `json:"entries"`
+}
+
+type relocEntry struct {
+	Index uint64 `json:"index"`
+	Entry string `json:"entry"`
+}
+
+// isRelocationEntry reports whether an access record belongs to a
+// relocation, as docs/design/relocation.md has them written; Verify
+// decides whether the relocation holds up.
+func isRelocationEntry(r *access.Record) bool {
+	return strings.HasPrefix(r.Resource.Query, "relocation ") || r.Justification.Code == "RELOCATION"
+}
+
+// relocationJob returns the job an entry names, from its query's job=
+// field, or its request id.
+func relocationJob(r *access.Record) string {
+	for _, f := range strings.Fields(r.Resource.Query) {
+		if job, ok := strings.CutPrefix(f, "job="); ok {
+			return job
+		}
+	}
+	return r.Request
+}
+
+// relocationEntries follows every access log the discovery document names
+// under the pins kept in Dir, from where the Center stopped before (kept
+// in Dir/relocations), and returns each log's relocation entries, proven,
+// with the sizes read to. Every entry of each log is read once, over all
+// calls.
+func (c *Center) relocationEntries(ctx context.Context) (map[string][]relocEntry, []ReadLog, error) {
+	dir := filepath.Join(c.cfg.Dir, "relocations")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, nil, err
+	}
+	d, err := client.FetchDiscovery(ctx, c.cfg.HTTPClient, c.cfg.Platform)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", errPlatform, err)
+	}
+	pins, _, err := client.TrustOnFirstUse(client.PinsPath(filepath.Join(c.cfg.Dir, "pins"), c.cfg.Platform), c.cfg.Platform, d)
+	if err != nil {
+		return nil, nil, err
+	}
+	found, read := map[string][]relocEntry{}, []ReadLog{}
+	for _, dl := range d.Logs {
+		if !strings.HasPrefix(dl.Name, "access-") {
+			continue
+		}
+		if pins.LogKeys[dl.Name] != dl.VKey {
+			return nil, nil, fmt.Errorf("log %s: not a pinned log", dl.Name)
+		}
+		l, err := d.OpenLog(dl.Name, []byte(pins.WitnessPolicy), c.cfg.HTTPClient)
+		if err != nil {
+			return nil, nil, fmt.Errorf("log %s: %w", dl.Name, err)
+		}
+		path := filepath.Join(dir, url.PathEscape(l.Origin()+" "+l.KeyHash())+".json")
+		st := &relocState{}
+		if b, err := os.ReadFile(path); err == nil {
+			if err := json.Unmarshal(b, st); err != nil {
+				return nil, nil, fmt.Errorf("log %s: the relocation entries kept: %w", dl.Name, err)
+			}
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return nil, nil, err
+		}
+		f, err := client.NewFollower(l, st.Follow)
+		if err != nil {
+			return nil, nil, fmt.Errorf("log %s: %w", dl.Name, err)
+		}
+		// Saved with the follower's state every reportChunk entries:
+		// a long first read goes on from there.
+		for {
+			n := 0
+			cp, err := f.Update(ctx, func(i uint64, entry []byte) error {
+				n++
+				if access.EntryKind(entry) == access.KindAccess {
+					if r, err := access.Parse(entry); err == nil && isRelocationEntry(r) {
+						st.Entries = append(st.Entries, relocEntry{Index: i, Entry: string(entry)})
+					}
+				}
+				if n >= reportChunk {
+					return client.ErrPause
+				}
+				return nil
+			})
+			if err != nil && !errors.Is(err, client.ErrPause) {
+				return nil, nil, fmt.Errorf("log %s: %w", dl.Name, err)
+			}
+			fs := f.State()
+			st.Follow = &fs
+			b, merr := json.Marshal(st)
+			if merr != nil {
+				return nil, nil, merr
+			}
+			if werr := atomicfile.Write(path, b, 0o600); werr != nil {
+				return nil, nil, werr
+			}
+			if err == nil {
+				read = append(read, ReadLog{Name: dl.Name, Size: cp.Size})
+				break
+			}
+		}
+		found[dl.Name] = st.Entries
+	}
+	return found, read, nil
+}
+
+// relocations checks every relocation the access logs' entries name
+// against the policy log's verified versions (policies, with their
+// indexes in the policy log), newest first.
+func relocations(found map[string][]relocEntry, policies []*residency.Policy, at map[uint64]uint64) []Relocation {
+	ev := &relocate.Evidence{Policies: policies, Access: map[string][]*access.Record{}}
+	byJob := map[string][]RelocationEntry{}
+	var order []string
+	for _, name := range slices.Sorted(func(yield func(string) bool) {
+		for k := range found {
+			if !yield(k) {
+				return
+			}
+		}
+	}) {
+		region := strings.TrimPrefix(name, "access-")
+		for _, e := range found[name] {
+			r, err := access.Parse([]byte(e.Entry))
+			if err != nil {
+				continue // kept because it parsed: the format did not change under us
+			}
+			ev.Access[region] = append(ev.Access[region], r)
+			job := relocationJob(r)
+			if _, ok := byJob[job]; !ok {
+				order = append(order, job)
+			}
+			what := "summary"
+			for _, f := range strings.Fields(r.Resource.Query) {
+				if rng, ok := strings.CutPrefix(f, "batches="); ok {
+					what = "batches " + rng
+				}
+			}
+			byJob[job] = append(byJob[job], RelocationEntry{Log: name, Index: e.Index, Action: r.Action, What: what, Count: r.Resource.Count})
+		}
+	}
+	out := []Relocation{}
+	for _, job := range order {
+		rel := Relocation{Job: job, Entries: byJob[job], Problems: []string{}}
+		a, err := relocate.Verify(ev, job)
+		if a != nil {
+			rel.Country, rel.From, rel.To, rel.Policy = a.Country, a.From, a.To, a.Policy
+			rel.Chunks, rel.Records, rel.Received, rel.Deleted = a.Chunks, a.Records, a.DestRecords, a.Deleted
+			rel.Digest, rel.Complete = a.Digest, a.Complete
+			rel.Name, _ = residency.CountryName(a.Country)
+			if i, ok := at[a.Policy]; ok {
+				rel.Moved = &i
+			}
+			if i, ok := at[a.Policy-1]; ok && a.Policy > 0 {
+				rel.Before = &i
+			}
+		}
+		if err != nil {
+			rel.Problems = strings.Split(err.Error(), "; ")
+		}
+		rel.Verified = err == nil && a != nil && a.Complete
+		out = append(out, rel)
+	}
+	// Newest first, as the policy versions: by the version that moved
+	// the country.
+	slices.SortStableFunc(out, func(a, b Relocation) int {
+		if a.Policy != b.Policy {
+			return cmp.Compare(b.Policy, a.Policy)
+		}
+		return strings.Compare(a.Job, b.Job)
+	})
+	return out
+}
