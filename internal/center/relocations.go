@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/vitrine-dev/vitrine/access"
 	"github.com/vitrine-dev/vitrine/client"
@@ -47,6 +48,28 @@ type Relocation struct {
 	Verified bool              `json:"verified"`
 	Problems []string          `json:"problems"`
 	Entries  []RelocationEntry `json:"entries"`
+	// Datasets are the source's and the destination's dataset
+	// commitments just before the relocation's first entry in their log
+	// and just after its last: the records each region said it held,
+	// every country's, before and after.
+	Datasets []DatasetCounts `json:"datasets"`
+}
+
+// DatasetCounts is a region's commitments around a relocation, each an
+// entry of its access log, proven; absent if the log holds none there.
+type DatasetCounts struct {
+	Region string         `json:"region"`
+	Before *CommitmentRef `json:"before,omitempty"`
+	After  *CommitmentRef `json:"after,omitempty"`
+}
+
+// CommitmentRef is a dataset commitment: how many records the region
+// held, by its entry in the access log.
+type CommitmentRef struct {
+	Log   string    `json:"log"`
+	Index uint64    `json:"index"`
+	Time  time.Time `json:"time"`
+	Count int64     `json:"count"`
 }
 
 // RelocationEntry is one access-log entry of a relocation, proven in the
@@ -71,8 +94,9 @@ type ReadLog struct {
 // relocState is one access log's relocation entries found so far and the
 // follower's state they were read to.
 type relocState struct {
-	Follow  *client.FollowState `json:"follow"`
-	Entries []relocEntry        `json:"entries"`
+	Follow      *client.FollowState `json:"follow"`
+	Entries     []relocEntry        `json:"entries"`
+	Commitments []relocEntry        `json:"commitments"`
 }
 
 type relocEntry struct {
@@ -100,10 +124,10 @@ func relocationJob(r *access.Record) string {
 
 // relocationEntries follows every access log the discovery document names
 // under the pins kept in Dir, from where the Center stopped before (kept
-// in Dir/relocations), and returns each log's relocation entries, proven,
-// with the sizes read to. Every entry of each log is read once, over all
-// calls.
-func (c *Center) relocationEntries(ctx context.Context) (map[string][]relocEntry, []ReadLog, error) {
+// in Dir/relocations), and returns each log's relocation entries and
+// telemetry dataset commitments, proven, with the sizes read to. Every
+// entry of each log is read once, over all calls.
+func (c *Center) relocationEntries(ctx context.Context) (map[string]*relocState, []ReadLog, error) {
 	dir := filepath.Join(c.cfg.Dir, "relocations")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, nil, err
@@ -116,7 +140,7 @@ func (c *Center) relocationEntries(ctx context.Context) (map[string][]relocEntry
 	if err != nil {
 		return nil, nil, err
 	}
-	found, read := map[string][]relocEntry{}, []ReadLog{}
+	found, read := map[string]*relocState{}, []ReadLog{}
 	for _, dl := range d.Logs {
 		if !strings.HasPrefix(dl.Name, "access-") {
 			continue
@@ -147,9 +171,14 @@ func (c *Center) relocationEntries(ctx context.Context) (map[string][]relocEntry
 			n := 0
 			cp, err := f.Update(ctx, func(i uint64, entry []byte) error {
 				n++
-				if access.EntryKind(entry) == access.KindAccess {
+				switch access.EntryKind(entry) {
+				case access.KindAccess:
 					if r, err := access.Parse(entry); err == nil && isRelocationEntry(r) {
 						st.Entries = append(st.Entries, relocEntry{Index: i, Entry: string(entry)})
+					}
+				case access.KindCommitment:
+					if cm, err := access.ParseCommitment(entry); err == nil && "access-"+cm.Region == dl.Name && cm.Dataset == "telemetry" {
+						st.Commitments = append(st.Commitments, relocEntry{Index: i, Entry: string(entry)})
 					}
 				}
 				if n >= reportChunk {
@@ -174,7 +203,7 @@ func (c *Center) relocationEntries(ctx context.Context) (map[string][]relocEntry
 				break
 			}
 		}
-		found[dl.Name] = st.Entries
+		found[dl.Name] = st
 	}
 	return found, read, nil
 }
@@ -182,7 +211,7 @@ func (c *Center) relocationEntries(ctx context.Context) (map[string][]relocEntry
 // relocations checks every relocation the access logs' entries name
 // against the policy log's verified versions (policies, with their
 // indexes in the policy log), newest first.
-func relocations(found map[string][]relocEntry, policies []*residency.Policy, at map[uint64]uint64) []Relocation {
+func relocations(found map[string]*relocState, policies []*residency.Policy, at map[uint64]uint64) []Relocation {
 	ev := &relocate.Evidence{Policies: policies, Access: map[string][]*access.Record{}}
 	byJob := map[string][]RelocationEntry{}
 	var order []string
@@ -194,7 +223,7 @@ func relocations(found map[string][]relocEntry, policies []*residency.Policy, at
 		}
 	}) {
 		region := strings.TrimPrefix(name, "access-")
-		for _, e := range found[name] {
+		for _, e := range found[name].Entries {
 			r, err := access.Parse([]byte(e.Entry))
 			if err != nil {
 				continue // kept because it parsed: the format did not change under us
@@ -215,7 +244,7 @@ func relocations(found map[string][]relocEntry, policies []*residency.Policy, at
 	}
 	out := []Relocation{}
 	for _, job := range order {
-		rel := Relocation{Job: job, Entries: byJob[job], Problems: []string{}}
+		rel := Relocation{Job: job, Entries: byJob[job], Problems: []string{}, Datasets: []DatasetCounts{}}
 		a, err := relocate.Verify(ev, job)
 		if a != nil {
 			rel.Country, rel.From, rel.To, rel.Policy = a.Country, a.From, a.To, a.Policy
@@ -233,6 +262,11 @@ func relocations(found map[string][]relocEntry, policies []*residency.Policy, at
 			rel.Problems = strings.Split(err.Error(), "; ")
 		}
 		rel.Verified = err == nil && a != nil && a.Complete
+		if a != nil {
+			for _, region := range []string{a.From, a.To} {
+				rel.Datasets = append(rel.Datasets, around(found["access-"+region], region, rel.Entries))
+			}
+		}
 		out = append(out, rel)
 	}
 	// Newest first, as the policy versions: by the version that moved
@@ -244,4 +278,45 @@ func relocations(found map[string][]relocEntry, policies []*residency.Policy, at
 		return strings.Compare(a.Job, b.Job)
 	})
 	return out
+}
+
+// around returns region's commitments just before the first of entries
+// in its log and just after the last.
+func around(st *relocState, region string, entries []RelocationEntry) DatasetCounts {
+	dc := DatasetCounts{Region: region}
+	if st == nil {
+		return dc
+	}
+	name := "access-" + region
+	var first, last uint64
+	seen := false
+	for _, e := range entries {
+		if e.Log != name {
+			continue
+		}
+		if !seen || e.Index < first {
+			first = e.Index
+		}
+		if !seen || e.Index > last {
+			last = e.Index
+		}
+		seen = true
+	}
+	if !seen {
+		return dc
+	}
+	for _, e := range st.Commitments {
+		cm, err := access.ParseCommitment([]byte(e.Entry))
+		if err != nil {
+			continue
+		}
+		ref := &CommitmentRef{Log: name, Index: e.Index, Time: cm.Time, Count: cm.Count}
+		switch {
+		case e.Index < first:
+			dc.Before = ref // in log order: the last one before wins
+		case e.Index > last && dc.After == nil:
+			dc.After = ref
+		}
+	}
+	return dc
 }

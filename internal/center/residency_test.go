@@ -163,8 +163,16 @@ func TestResidencyPage(t *testing.T) {
 		}
 	}
 
-	// Germany relocated, for real.
+	// Germany relocated, for real, between two commitments of each
+	// region's dataset.
+	commit := func() {
+		for _, region := range []string{"zurich", "moscow"} {
+			call(t, "POST", p.URL()+"/regions/"+region+"/v1/commitments", p.OperatorToken(), "", "", nil)
+		}
+	}
+	commit()
 	job := relocateCountry(t, p, "DE", "moscow")
+	commit()
 	var rel, fake *Relocation
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
 		rp, html = residencyPage(t, base, "")
@@ -190,6 +198,15 @@ func TestResidencyPage(t *testing.T) {
 	if rel == nil || !rel.Verified || rel.Country != "DE" || rel.From != "zurich" || rel.To != "moscow" || rel.Policy != 2 ||
 		rel.Records != 1 || rel.Received != 1 || rel.Deleted != 1 || rel.Chunks != 1 || rel.Moved == nil || rel.Before == nil || len(rel.Problems) != 0 {
 		t.Fatalf("the relocation: %+v", rel)
+	}
+	if len(rel.Datasets) != 2 || rel.Datasets[0].Region != "zurich" || rel.Datasets[1].Region != "moscow" {
+		t.Fatalf("the datasets around the relocation: %+v", rel.Datasets)
+	}
+	for i, want := range [][2]int64{{1, 0}, {0, 1}} { // zurich's record, moved to moscow
+		d := rel.Datasets[i]
+		if d.Before == nil || d.After == nil || d.Before.Count != want[0] || d.After.Count != want[1] {
+			t.Errorf("%s's commitments around the relocation: %+v %+v, want counts %v", d.Region, d.Before, d.After, want)
+		}
 	}
 	// Its entries: relocated, received, deleted, and both summaries,
 	// each one an entry of its log that the Center's entry page proves.

@@ -131,22 +131,22 @@ func main() {
 		known[c] = true
 	}
 
-	// The arcs, decoded (delta-encoded, quantized) and projected.
-	arcs := make([][][2]int, len(topo.Arcs))
-	_, top := project(0, North)
-	_, bottom := project(0, South)
+	// The arcs, decoded (delta-encoded, quantized), in degrees.
+	arcs := make([][]point, len(topo.Arcs))
 	for i, arc := range topo.Arcs {
 		var x, y int
 		for _, d := range arc {
 			x, y = x+d[0], y+d[1]
-			lon := float64(x)*topo.Transform.Scale[0] + topo.Transform.Translate[0]
-			lat := float64(y)*topo.Transform.Scale[1] + topo.Transform.Translate[1]
-			px, py := project(lon, lat)
-			arcs[i] = append(arcs[i], [2]int{int(math.Round(px)), int(math.Round(py - top))})
+			arcs[i] = append(arcs[i], point{float64(x)*topo.Transform.Scale[0] + topo.Transform.Translate[0], float64(y)*topo.Transform.Scale[1] + topo.Transform.Translate[1]})
 		}
 	}
+	_, top := project(0, North)
+	_, bottom := project(0, South)
 	m := Map{Source: "world-atlas 2.0.2 countries-110m.json (Natural Earth 4.1.0, public domain); ISO 3166-1 numeric to alpha-2 from i18n-iso-countries 7.14.0",
 		Width: Width, Height: int(math.Ceil(bottom - top))}
+	if m.Height <= 0 {
+		log.Fatal("no height")
+	}
 	byCode := map[string]int{}
 	for _, g := range topo.Objects.Countries.Geometries {
 		var polys [][][]int
@@ -167,7 +167,9 @@ func main() {
 		var d strings.Builder
 		for _, rings := range polys {
 			for _, ring := range rings {
-				path(&d, ring, arcs, m.Height)
+				for _, piece := range antimeridian(ringOf(ring, arcs)) {
+					path(&d, piece, top)
+				}
 			}
 		}
 		if d.Len() == 0 {
@@ -230,13 +232,14 @@ func untar(tgz []byte, name string, into map[string][]byte) error {
 	}
 }
 
-// path writes one ring as an SVG subpath in relative coordinates, points
-// that round to the one before left out; a ring wholly south of South, or
-// that rounds to less than a triangle, is left out.
-func path(d *strings.Builder, ring []int, arcs [][][2]int, height int) {
-	var pts [][2]int
+type point struct{ lon, lat float64 }
+
+// ringOf joins a ring's arcs (an arc's last point is the next one's
+// first; a negative index is the arc reversed).
+func ringOf(ring []int, arcs [][]point) []point {
+	var pts []point
 	for _, a := range ring {
-		var seg [][2]int
+		var seg []point
 		if a < 0 {
 			seg = slices.Clone(arcs[^a])
 			slices.Reverse(seg)
@@ -248,16 +251,85 @@ func path(d *strings.Builder, ring []int, arcs [][][2]int, height int) {
 		}
 		pts = append(pts, seg...)
 	}
+	return pts
+}
+
+// antimeridian returns the ring as pieces that do not cross the
+// antimeridian: a ring that does (Russia's Chukotka, Fiji) is made
+// continuous across it, then clipped to each side, the part beyond 180°
+// brought back by 360°.
+func antimeridian(ring []point) [][]point {
+	unwrapped := slices.Clone(ring)
+	crosses := false
+	for i := 1; i < len(unwrapped); i++ {
+		switch d := unwrapped[i].lon - unwrapped[i-1].lon; {
+		case d > 180:
+			unwrapped[i].lon -= 360 * math.Round(d/360)
+		case d < -180:
+			unwrapped[i].lon += 360 * math.Round(-d/360)
+		}
+		if unwrapped[i].lon > 180 || unwrapped[i].lon < -180 {
+			crosses = true
+		}
+	}
+	if !crosses {
+		return [][]point{ring}
+	}
+	var pieces [][]point
+	for _, shift := range []float64{-360, 0, 360} {
+		r := make([]point, len(unwrapped))
+		for i, p := range unwrapped {
+			r[i] = point{p.lon + shift, p.lat}
+		}
+		r = clip(clip(r, 180, 1), -180, -1)
+		if len(r) >= 3 {
+			pieces = append(pieces, r)
+		}
+	}
+	return pieces
+}
+
+// clip keeps the part of a closed ring on the inside of the meridian at
+// lon: west of it for side 1, east of it for side -1 (Sutherland and
+// Hodgman's algorithm for one edge).
+func clip(ring []point, lon float64, side float64) []point {
+	inside := func(p point) bool { return side*(lon-p.lon) >= 0 }
+	cross := func(a, b point) point {
+		t := (lon - a.lon) / (b.lon - a.lon)
+		return point{lon, a.lat + t*(b.lat-a.lat)}
+	}
+	var out []point
+	for i, cur := range ring {
+		prev := ring[(i+len(ring)-1)%len(ring)]
+		switch {
+		case inside(cur) && !inside(prev):
+			out = append(out, cross(prev, cur), cur)
+		case inside(cur):
+			out = append(out, cur)
+		case inside(prev):
+			out = append(out, cross(prev, cur))
+		}
+	}
+	return out
+}
+
+// path writes one ring as an SVG subpath, projected, in relative
+// coordinates of whole units from the map's top (at y top), points that
+// round to the one before left out; a ring wholly south of South, or that
+// rounds to less than a triangle, is left out.
+func path(d *strings.Builder, ring []point, top float64) {
 	var kept [][2]int
 	south := true
-	for _, p := range pts {
-		if p[1] < height {
+	for _, p := range ring {
+		if p.lat > South {
 			south = false
 		}
-		if len(kept) > 0 && kept[len(kept)-1] == p {
+		x, y := project(p.lon, p.lat)
+		q := [2]int{int(math.Round(x)), int(math.Round(y - top))}
+		if len(kept) > 0 && kept[len(kept)-1] == q {
 			continue
 		}
-		kept = append(kept, p)
+		kept = append(kept, q)
 	}
 	if len(kept) > 1 && kept[0] == kept[len(kept)-1] {
 		kept = kept[:len(kept)-1]
