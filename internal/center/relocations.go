@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -233,13 +234,20 @@ func relocations(found map[string]*relocState, policies []*residency.Policy, at 
 			if _, ok := byJob[job]; !ok {
 				order = append(order, job)
 			}
-			what := "summary"
+			re := RelocationEntry{Log: name, Index: e.Index, Action: r.Action, Count: r.Resource.Count}
+			fields := map[string]string{}
 			for _, f := range strings.Fields(r.Resource.Query) {
-				if rng, ok := strings.CutPrefix(f, "batches="); ok {
-					what = "batches " + rng
-				}
+				k, v, _ := strings.Cut(f, "=")
+				fields[k] = v
 			}
-			byJob[job] = append(byJob[job], RelocationEntry{Log: name, Index: e.Index, Action: r.Action, What: what, Count: r.Resource.Count})
+			if _, ok := fields["summary"]; ok {
+				// A summary counts in its query: records=<n>.
+				re.What = "summary"
+				re.Count, _ = strconv.ParseInt(fields["records"], 10, 64)
+			} else {
+				re.What = "batches " + fields["batches"]
+			}
+			byJob[job] = append(byJob[job], re)
 		}
 	}
 	out := []Relocation{}
@@ -263,6 +271,10 @@ func relocations(found map[string]*relocState, policies []*residency.Policy, at 
 		}
 		rel.Verified = err == nil && a != nil && a.Complete
 		if a != nil {
+			// The source's entries first, then the destination's.
+			slices.SortStableFunc(rel.Entries, func(x, y RelocationEntry) int {
+				return cmp.Compare(b2i(x.Log != "access-"+a.From), b2i(y.Log != "access-"+a.From))
+			})
 			for _, region := range []string{a.From, a.To} {
 				rel.Datasets = append(rel.Datasets, around(found["access-"+region], region, rel.Entries))
 			}
@@ -319,4 +331,11 @@ func around(st *relocState, region string, entries []RelocationEntry) DatasetCou
 		}
 	}
 	return dc
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -213,6 +213,9 @@ func TestResidencyPage(t *testing.T) {
 	actions := map[string]int{}
 	for _, e := range rel.Entries {
 		actions[e.Log+" "+e.Action]++
+		if (e.What == "summary") != strings.HasSuffix(e.What, "summary") || (e.What == "summary" && e.Count != 1) || (e.What != "summary" && e.What != "batches 1-1") {
+			t.Errorf("entry %s #%d: %s of %d records", e.Log, e.Index, e.What, e.Count)
+		}
 		code, body := get(t, fmt.Sprintf("%s/center/logs/%s/%d", base, e.Log, e.Index), "application/json")
 		var ep EntryPage
 		if code != 200 || json.Unmarshal([]byte(body), &ep) != nil || ep.Record == nil || ep.Record.Request != job.ID || !ep.Entry.Verified {
