@@ -190,14 +190,16 @@ func (c *Center) relocationEntries(ctx context.Context) (map[string]*relocState,
 			if err != nil && !errors.Is(err, client.ErrPause) {
 				return nil, nil, fmt.Errorf("log %s: %w", dl.Name, err)
 			}
-			fs := f.State()
-			st.Follow = &fs
-			b, merr := json.Marshal(st)
-			if merr != nil {
-				return nil, nil, merr
-			}
-			if werr := atomicfile.Write(path, b, 0o600); werr != nil {
-				return nil, nil, werr
+			if n > 0 || st.Follow == nil {
+				fs := f.State()
+				st.Follow = &fs
+				b, merr := json.Marshal(st)
+				if merr != nil {
+					return nil, nil, merr
+				}
+				if werr := atomicfile.Write(path, b, 0o600); werr != nil {
+					return nil, nil, werr
+				}
 			}
 			if err == nil {
 				read = append(read, ReadLog{Name: dl.Name, Size: cp.Size})
