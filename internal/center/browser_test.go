@@ -372,7 +372,7 @@ func TestResidencyInChromium(t *testing.T) {
 		if got != "173 true false 1 0" {
 			t.Errorf("at %d px: shapes, map within the screen, wider than the screen, relocations verified and not: %s; want 173 true false 1 0", width, got)
 		}
-		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -399,12 +399,15 @@ func TestResidencyInChromium(t *testing.T) {
 
 	ctx, cancel := chromedp.NewContext(actx)
 	defer cancel()
-	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 900), chromedp.Navigate(srv+"/center/residency"), chromedp.WaitVisible("#country-q"),
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 900), chromedp.Navigate(srv+"/center/residency"), chromedp.WaitVisible("#country-q"),
 		chromedp.SendKeys("#country-q", "Côte\n"), chromedp.WaitVisible("p.filtered")); err != nil {
 		t.Fatal(err)
 	}
 	if got := eval(ctx, `location.search + location.hash + ' ' + document.querySelectorAll('[aria-labelledby=countries] tbody tr').length + ' ' + document.querySelector('[aria-labelledby=countries] tbody th').textContent`); got != "?q=C%C3%B4te#countries 1 Côte d'Ivoire" {
 		t.Errorf("the filter submitted: %s", got)
+	}
+	if png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)); err == nil {
+		_ = os.WriteFile(filepath.Join(shots, "residency-filtered.png"), png, 0o644)
 	}
 	if err := chromedp.Do(ctx, chromedp.Navigate(srv+"/center/residency"), chromedp.WaitVisible(`path[data-code="BR"]`),
 		chromedp.Click(`path[data-code="BR"]`), chromedp.WaitReady(`tr:target`)); err != nil {

@@ -91,7 +91,8 @@ type mapView struct {
 
 type mapShape struct {
 	Code, Title, D, Fill string
-	Dim                  bool // the filter leaves it out
+	// Dim: the filter leaves it out; Found: the filter finds it.
+	Dim, Found bool
 }
 
 // regionPalette colours regions in the order they first appear in the
@@ -236,6 +237,7 @@ func (c *Center) residencyMap(page *ResidencyPage, latest *residency.Policy, col
 			ms.Fill = colour[reg]
 			ms.Dim = !matches(q, s.Code, name, reg)
 		}
+		ms.Found = q != "" && !ms.Dim
 		m.Shapes = append(m.Shapes, ms)
 	}
 	return m
