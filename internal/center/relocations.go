@@ -215,7 +215,9 @@ func (c *Center) relocationEntries(ctx context.Context) (map[string]*relocState,
 // against the policy log's verified versions (policies, with their
 // indexes in the policy log), newest first.
 func relocations(found map[string]*relocState, policies []*residency.Policy, at map[uint64]uint64) []Relocation {
-	ev := &relocate.Evidence{Policies: policies, Access: map[string][]*access.Record{}}
+	// Each job is checked with its own entries only: a page with many
+	// relocations checks each entry once, not once per relocation.
+	evidence := map[string]*relocate.Evidence{}
 	byJob := map[string][]RelocationEntry{}
 	var order []string
 	for _, name := range slices.Sorted(func(yield func(string) bool) {
@@ -231,8 +233,13 @@ func relocations(found map[string]*relocState, policies []*residency.Policy, at 
 			if err != nil {
 				continue // kept because it parsed: the format did not change under us
 			}
-			ev.Access[region] = append(ev.Access[region], r)
 			job := relocationJob(r)
+			ev := evidence[job]
+			if ev == nil {
+				ev = &relocate.Evidence{Policies: policies, Access: map[string][]*access.Record{}}
+				evidence[job] = ev
+			}
+			ev.Access[region] = append(ev.Access[region], r)
 			if _, ok := byJob[job]; !ok {
 				order = append(order, job)
 			}
@@ -255,7 +262,7 @@ func relocations(found map[string]*relocState, policies []*residency.Policy, at 
 	out := []Relocation{}
 	for _, job := range order {
 		rel := Relocation{Job: job, Entries: byJob[job], Problems: []string{}, Datasets: []DatasetCounts{}}
-		a, err := relocate.Verify(ev, job)
+		a, err := relocate.Verify(evidence[job], job)
 		if a != nil {
 			rel.Country, rel.From, rel.To, rel.Policy = a.Country, a.From, a.To, a.Policy
 			rel.Chunks, rel.Records, rel.Received, rel.Deleted = a.Chunks, a.Records, a.DestRecords, a.Deleted

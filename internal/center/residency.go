@@ -91,6 +91,9 @@ type mapView struct {
 
 type mapShape struct {
 	Code, Title, D, Fill string
+	// Href goes to the country's row: on this page, or, when the filter
+	// leaves it out, on the page without the filter.
+	Href string
 	// Dim: the filter leaves it out; Found: the filter finds it.
 	Dim, Found bool
 }
@@ -238,6 +241,10 @@ func (c *Center) residencyMap(page *ResidencyPage, latest *residency.Policy, col
 			ms.Dim = !matches(q, s.Code, name, reg)
 		}
 		ms.Found = q != "" && !ms.Dim
+		ms.Href = "#" + s.Code
+		if ms.Dim {
+			ms.Href = "/center/residency#" + s.Code
+		}
 		m.Shapes = append(m.Shapes, ms)
 	}
 	return m
