@@ -79,7 +79,7 @@ type PolicyVersion struct {
 	Version uint64   `json:"version"`
 	Index   uint64   `json:"index"` // in the policy log
 	Regions []string `json:"regions"`
-	Changes []string `json:"changes"`
+	Changes []string `json:"changes,omitempty"`
 }
 
 // mapView is the world map as the page draws it.
