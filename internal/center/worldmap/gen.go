@@ -197,8 +197,12 @@ func main() {
 	if err := os.WriteFile("countries.json", append(out, '\n'), 0o644); err != nil {
 		log.Fatal(err)
 	}
-	lic := "world-atlas " + "2.0.2" + " (its LICENSE, below), a redistribution of Natural Earth's vector data,\n" +
-		"version 4.1.0, which is in the public domain (https://www.naturalearthdata.com/about/terms-of-use/).\n\n" + string(files["world-atlas/LICENSE"])
+	lic := "countries.json is derived from two npm packages.\n\n" +
+		"Its shapes: world-atlas 2.0.2 (its LICENSE, below), a redistribution of Natural Earth's vector data,\n" +
+		"version 4.1.0, which is in the public domain (https://www.naturalearthdata.com/about/terms-of-use/).\n\n" +
+		string(files["world-atlas/LICENSE"]) + "\n" +
+		"Its ISO 3166-1 alpha-2 codes, from the numeric ones: i18n-iso-countries 7.14.0 (its LICENSE, below).\n\n" +
+		string(files["i18n-iso-countries/LICENSE"])
 	if err := os.WriteFile("LICENSE", []byte(lic), 0o644); err != nil {
 		log.Fatal(err)
 	}
