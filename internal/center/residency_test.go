@@ -102,6 +102,10 @@ func TestResidencyPage(t *testing.T) {
 	if mapFill(t, html, "DE") != colour["zurich"] || mapFill(t, html, "BR") != colour["moscow"] || mapFill(t, html, "US") != colour["zurich"] {
 		t.Errorf("the map: DE %s, BR %s, US %s; zurich is %s, moscow %s", mapFill(t, html, "DE"), mapFill(t, html, "BR"), mapFill(t, html, "US"), colour["zurich"], colour["moscow"])
 	}
+	// A territory the map has without an ISO code is in no region.
+	if !regexp.MustCompile(`<path d="[^"]*" fill="#d8dde3"><title>Kosovo: no ISO 3166-1 code, so no policy names it</title>`).MatchString(html) {
+		t.Error("Kosovo is not drawn as in no region")
+	}
 	if !strings.Contains(html, `<tr id="DE">`) || !strings.Contains(html, "Singapore <small>(not on the map)</small>") {
 		t.Error("the table has no row for Germany, or Singapore is not said to be off the map")
 	}
