@@ -176,7 +176,7 @@ func (c *Center) serveResidency(w http.ResponseWriter, r *http.Request) {
 		in.Changes = nil
 		page.Policy = &in
 	}
-	page.Map = c.residencyMap(page, latest, colour, q)
+	page.Map = residencyMap(page, latest, colour, q)
 
 	// Relocations: the access logs are read on from where the Center
 	// stopped, and go on being read if the reader leaves (saved as they
@@ -198,7 +198,7 @@ func (c *Center) serveResidency(w http.ResponseWriter, r *http.Request) {
 // residencyMap fills in the page's countries and regions from the policy
 // in force and returns the map that shows them, the countries that do not
 // match q dimmed.
-func (c *Center) residencyMap(page *ResidencyPage, latest *residency.Policy, colour map[string]string, q string) *mapView {
+func residencyMap(page *ResidencyPage, latest *residency.Policy, colour map[string]string, q string) *mapView {
 	world := worldmap.World()
 	onMap := map[string]bool{}
 	for _, s := range world.Shapes {
