@@ -27,7 +27,7 @@ func browser(t *testing.T) func() context.Context {
 	return func() context.Context {
 		ctx, cancel := chromedp.NewContext(actx)
 		t.Cleanup(cancel)
-		ctx, cancel = context.WithTimeout(ctx, time.Minute)
+		ctx, cancel = context.WithTimeout(ctx, 3*time.Minute)
 		t.Cleanup(cancel)
 		return ctx
 	}

@@ -250,7 +250,7 @@ func BenchmarkVerifyInBrowser(b *testing.B) {
 		b.Skip("chromium is not installed")
 	}
 	_, px := startPlatform(b)
-	c, err := New(Config{Platform: px.URL, Dir: b.TempDir()})
+	c, err := New(Config{Platform: px.URL, Dir: b.TempDir(), IndexEvery: -1})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -326,5 +326,95 @@ func TestReleaseFoundInChromium(t *testing.T) {
 	}
 	if title != "tool 1.2.3" || verdict != "true 2" { // the browser's check and the provenance
 		t.Errorf("the release found by its artifact: %q, verified: %s", title, verdict)
+	}
+}
+
+// TestResidencyInChromium: the residency page in real Chromium at a
+// phone's width (390 px) and a desktop's: the map scales to the screen
+// with every country drawn, nothing is wider than the screen, and the
+// relocation made on the platform is marked verified. The filter form,
+// submitted, leaves one country in the table; a click on a country of
+// the map goes to its row. Screenshots go to the test's directory
+// (VITRINE_SCREENSHOTS=DIR keeps them).
+func TestResidencyInChromium(t *testing.T) {
+	bin := chromium(t)
+	p, px := startPlatform(t)
+	relocateCountry(t, p, "DE", "moscow")
+	c, err := New(Config{Platform: px.URL, Dir: t.TempDir(), IndexEvery: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := newServer(t, c)
+	shots := os.Getenv("VITRINE_SCREENSHOTS")
+	if shots == "" {
+		shots = t.TempDir()
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin), chromedp.NoSandbox, chromedp.Flag("headless", true), chromedp.DisableGPU)
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancel()
+	eval := func(ctx context.Context, js string) string {
+		t.Helper()
+		s, err := chromedp.Run(ctx, chromedp.Evaluate[string](js))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	for _, width := range []int64{390, 1280} {
+		ctx, cancel := chromedp.NewContext(actx)
+		if err := chromedp.Do(ctx, chromedp.EmulateViewport(width, 900), chromedp.Navigate(srv+"/center/residency"), chromedp.WaitVisible("figure.worldmap svg")); err != nil {
+			t.Fatal(err)
+		}
+		got := eval(ctx, `[document.querySelectorAll('figure.worldmap path[data-code]').length,
+			Math.round(document.querySelector('figure.worldmap svg').getBoundingClientRect().width) <= window.innerWidth,
+			document.documentElement.scrollWidth > window.innerWidth,
+			document.querySelectorAll('article.relocation[data-verified="true"]').length,
+			document.querySelectorAll('article.relocation[data-verified="false"]').length].join(' ')`)
+		if got != "173 true false 1 0" {
+			t.Errorf("at %d px: shapes, map within the screen, wider than the screen, relocations verified and not: %s; want 173 true false 1 0", width, got)
+		}
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(shots, fmt.Sprintf("residency-%d.png", width)), png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		// The top of the page as the screen shows it first, and the
+		// relocations.
+		top, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+		if err != nil {
+			t.Fatal(err)
+		}
+		rel, err := chromedp.Run(ctx, chromedp.Screenshot(`section[aria-labelledby="relocations"]`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, b := range map[string][]byte{"top": top, "relocations": rel} {
+			if err := os.WriteFile(filepath.Join(shots, fmt.Sprintf("residency-%d-%s.png", width, name)), b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cancel()
+	}
+
+	ctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 900), chromedp.Navigate(srv+"/center/residency"), chromedp.WaitVisible("#country-q"),
+		chromedp.SendKeys("#country-q", "Côte\n"), chromedp.WaitVisible("p.filtered")); err != nil {
+		t.Fatal(err)
+	}
+	if got := eval(ctx, `location.search + location.hash + ' ' + document.querySelectorAll('[aria-labelledby=countries] tbody tr').length + ' ' + document.querySelector('[aria-labelledby=countries] tbody th').textContent`); got != "?q=C%C3%B4te#countries 1 Côte d'Ivoire" {
+		t.Errorf("the filter submitted: %s", got)
+	}
+	if png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)); err == nil {
+		_ = os.WriteFile(filepath.Join(shots, "residency-filtered.png"), png, 0o644)
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(srv+"/center/residency"), chromedp.WaitVisible(`path[data-code="BR"]`),
+		chromedp.Click(`path[data-code="BR"]`), chromedp.WaitReady(`tr:target`)); err != nil {
+		t.Fatal(err)
+	}
+	if got := eval(ctx, `location.hash + ' ' + document.querySelector('tr:target th').textContent`); got != "#BR Brazil" {
+		t.Errorf("a click on Brazil on the map: %s", got)
 	}
 }

@@ -76,6 +76,9 @@ type Center struct {
 	index *Index
 	stop  context.CancelFunc
 	done  chan struct{}
+	// relocMu keeps one reading of the access logs for relocations at
+	// a time: they share the entries kept in Dir.
+	relocMu sync.Mutex
 }
 
 //go:generate env GOOS=js GOARCH=wasm go build -trimpath "-ldflags=-s -w -buildid=" -o static/verify.wasm ./wasm
@@ -145,7 +148,8 @@ func (c *Center) Close() error {
 //	GET /center/accesses            the access logs' entries from the index, filtered
 //	GET /center/search?q=           an artifact's sha256, log/index, "name version", a principal or a pseudonym
 //	GET /center/report              the transparency report
-//	GET /center/residency           the policy in force by country, every version
+//	GET /center/residency           the policy in force by country and on a map (?q= filters),
+//	                                every version, every relocation checked
 //	GET /center/center.css          the style sheet
 //
 // A browser (Accept: text/html) is shown an error as a page; other

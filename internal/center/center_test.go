@@ -361,36 +361,6 @@ func TestReport(t *testing.T) {
 	}
 }
 
-// TestResidencyPage: the policy in force, country by country, from the
-// policy log: Germany in zurich, Brazil in moscow (the default); the first
-// version listed.
-func TestResidencyPage(t *testing.T) {
-	_, px := startPlatform(t)
-	c, err := New(Config{Platform: px.URL, Dir: t.TempDir(), IndexEvery: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	base := newServer(t, c)
-	code, body := get(t, base+"/center/residency", "application/json")
-	var rp ResidencyPage
-	if code != 200 || json.Unmarshal([]byte(body), &rp) != nil {
-		t.Fatalf("the residency page: %d %s", code, body)
-	}
-	where := map[string]string{}
-	for _, c := range rp.Countries {
-		where[c.Code] = c.Region
-	}
-	if len(rp.Countries) < 200 || where["DE"] != "zurich" || where["BR"] != "moscow" || where["US"] != "zurich" {
-		t.Errorf("countries: %d, DE %s, BR %s, US %s", len(rp.Countries), where["DE"], where["BR"], where["US"])
-	}
-	if len(rp.Versions) != 1 || rp.Versions[0].Version != 1 || rp.Versions[0].Changes[0] != "the first policy" || rp.Skipped != 0 {
-		t.Errorf("versions: %+v", rp.Versions)
-	}
-	if _, html := get(t, base+"/center/residency", ""); !strings.Contains(html, "Germany") {
-		t.Errorf("the page does not name Germany")
-	}
-}
-
 // TestNewHTTPClient: a Center over a platform on a public address does
 // not connect to a loopback, private or link-local one, whatever the
 // discovery document names; over a platform on loopback (vitrine up) it
