@@ -20,6 +20,7 @@ import (
 	"html/template"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -63,6 +64,8 @@ type Center struct {
 	// follows are the small logs kept whole (see entries).
 	followMu sync.Mutex
 	follows  map[string]*followed
+	// cache keeps releases' sources and rule databases, by digest.
+	cache digestCache
 }
 
 //go:generate env GOOS=js GOARCH=wasm go build -trimpath "-ldflags=-s -w -buildid=" -o static/verify.wasm ./wasm
@@ -106,6 +109,8 @@ func New(cfg Config) (*Center, error) {
 //	GET /center/logs/{log}/         a log's entries, newest first (?before=N pages on)
 //	GET /center/logs/{log}/{index}  one entry, decoded, with its proof
 //	GET /center/releases/{n}/{v}    a release: artifacts, provenance, its entry's proof
+//	GET /center/releases/{n}/{v}/source/{path...}  its source: a directory ("" or ending in /) or a file
+//	GET /center/releases/{n}/{v}/diff?from=V        what changed from version V: files, and rule databases' signatures
 //	GET /center/search?q=           an artifact's sha256, log/index or "name version"
 //	GET /center/report              the transparency report
 //	GET /center/residency           the policy in force by country, every version
@@ -119,6 +124,8 @@ func (c *Center) Handler() http.Handler {
 	mux.HandleFunc("GET /center/logs/{log}/{$}", c.serveLog)
 	mux.HandleFunc("GET /center/logs/{log}/{index}", c.serveEntry)
 	mux.HandleFunc("GET /center/releases/{name}/{version}", c.serveRelease)
+	mux.HandleFunc("GET /center/releases/{name}/{version}/source/{path...}", c.serveSource)
+	mux.HandleFunc("GET /center/releases/{name}/{version}/diff", c.serveDiff)
 	mux.HandleFunc("GET /center/search", c.serveSearch)
 	mux.HandleFunc("GET /center/report", c.serveReport)
 	mux.HandleFunc("GET /center/residency", c.serveResidency)
@@ -226,6 +233,7 @@ var funcs = template.FuncMap{
 	"verifier": func() string { return VerifierSHA256 },
 	"get":      func(m map[string]int64, k string) int64 { return m[k] },
 	"sub":      func(a, b int) int { return a - b },
+	"escape":   url.PathEscape,
 }
 
 //go:embed static/verify.wasm
