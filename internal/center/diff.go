@@ -26,8 +26,10 @@ import (
 const (
 	// maxDiffFileBytes bounds each side of a file diffed.
 	maxDiffFileBytes = 256 << 10
-	// maxDiffLines bounds the lines of diff one page shows.
+	// maxDiffLines bounds the lines of diff one page shows, and
+	// maxDiffBytes the bytes of files it diffs.
 	maxDiffLines = 10_000
+	maxDiffBytes = 16 << 20
 	// maxRuleDBBytes bounds a rule database read to list its signatures.
 	maxRuleDBBytes = 64 << 20
 	// maxSignaturesShown bounds the signatures listed as added, and as
@@ -188,7 +190,7 @@ func releaseHref(name, version string) string {
 // diffTrees lists the files added, removed and changed from a to b, with
 // the diff of each text file within the bounds.
 func diffTrees(page *DiffPage, a, b *sourceTree) {
-	budget := maxDiffLines
+	budget, bytesLeft := maxDiffLines, int64(maxDiffBytes)
 	i, j := 0, 0
 	for i < len(a.paths) || j < len(b.paths) {
 		var fc FileChange
@@ -232,10 +234,12 @@ func diffTrees(page *DiffPage, a, b *sourceTree) {
 			fc.NotShown = "binary file: compare the sizes and SHA-256 digests"
 		case fc.OldSize > maxDiffFileBytes || fc.NewSize > maxDiffFileBytes:
 			fc.NotShown = fmt.Sprintf("too large to diff here: this Center diffs files of up to %d KiB", maxDiffFileBytes>>10)
-		case budget <= 0:
-			fc.NotShown = fmt.Sprintf("not shown: this page shows at most %d lines of diff", maxDiffLines)
-			page.Omitted = fc.NotShown + "; the files after it are listed without their diff"
+		case budget <= 0 || fc.OldSize+fc.NewSize > bytesLeft:
+			fc.NotShown = fmt.Sprintf("not shown: this page shows at most %d lines of diff, of files of %d MiB in all", maxDiffLines, maxDiffBytes>>20)
+			page.Omitted = "some files are listed without their diff: this page shows at most " +
+				fmt.Sprintf("%d lines of diff, of files of %d MiB in all; their own pages show them", maxDiffLines, maxDiffBytes>>20)
 		default:
+			bytesLeft -= fc.OldSize + fc.NewSize
 			diffFile(&fc, page, oldText, newText)
 			for _, h := range fc.Hunks {
 				budget -= len(h.Lines) + 1
