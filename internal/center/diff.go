@@ -236,13 +236,20 @@ func diffTrees(page *DiffPage, a, b *sourceTree) {
 			fc.NotShown = fmt.Sprintf("too large to diff here: this Center diffs files of up to %d KiB", maxDiffFileBytes>>10)
 		case budget <= 0 || fc.OldSize+fc.NewSize > bytesLeft:
 			fc.NotShown = fmt.Sprintf("not shown: this page shows at most %d lines of diff, of files of %d MiB in all", maxDiffLines, maxDiffBytes>>20)
-			page.Omitted = "some files are listed without their diff: this page shows at most " +
-				fmt.Sprintf("%d lines of diff, of files of %d MiB in all; their own pages show them", maxDiffLines, maxDiffBytes>>20)
+			page.Omitted = fmt.Sprintf("some files are listed without their diff: this page shows at most %d lines of diff, of files of %d MiB in all; their own pages show them", maxDiffLines, maxDiffBytes>>20)
 		default:
 			bytesLeft -= fc.OldSize + fc.NewSize
 			diffFile(&fc, page, oldText, newText)
+			lines := 0
 			for _, h := range fc.Hunks {
-				budget -= len(h.Lines) + 1
+				lines += len(h.Lines) + 1
+			}
+			if lines > budget {
+				fc.Hunks, fc.Unified = nil, ""
+				fc.NotShown = fmt.Sprintf("not shown: its diff has %d lines, more than the %d this page still shows", lines, budget)
+				page.Omitted = fmt.Sprintf("some files are listed without their diff: this page shows at most %d lines of diff, of files of %d MiB in all; their own pages show them", maxDiffLines, maxDiffBytes>>20)
+			} else {
+				budget -= lines
 			}
 		}
 		page.Files = append(page.Files, fc)

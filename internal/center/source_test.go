@@ -1,7 +1,9 @@
 package center
 
 import (
+	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -12,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -385,5 +388,77 @@ func TestRuleDBDiff(t *testing.T) {
 	code, html = get(t, base+"/center/releases/rules/2/diff?from=1", "")
 	if code != 200 || !strings.Contains(html, `<p class="bad" data-verified="false">✗ refused: sample of rules 2 served is sha256:`) || strings.Contains(html, "Test.C:") {
 		t.Errorf("a database served with another digest: %d %s", code, html)
+	}
+}
+
+// tree is a source tree of files, as readArchive would read them.
+func tree(files map[string]string) *sourceTree {
+	t := &sourceTree{files: map[string]*sourceFile{}}
+	for p, content := range files {
+		sum := sha256.Sum256([]byte(content))
+		t.files[p] = &sourceFile{path: p, mode: "file", data: []byte(content), sha256: hex.EncodeToString(sum[:])}
+		t.paths = append(t.paths, p)
+		t.bytes += int64(len(content))
+	}
+	slices.Sort(t.paths)
+	return t
+}
+
+// TestDiffBounds: a diff page lists every change but shows the diff of a
+// file only within its bounds, and says so: a file larger than it diffs,
+// one whose diff has more lines than the page still shows (the smaller
+// ones after it are still shown), a binary one.
+func TestDiffBounds(t *testing.T) {
+	many := strings.Repeat("line\n", maxDiffLines+1)
+	big := strings.Repeat("x", maxDiffFileBytes+1)
+	page := &DiffPage{Name: "tool", From: DiffSide{Version: "1"}, To: DiffSide{Version: "2"}}
+	diffTrees(page, tree(map[string]string{"a.txt": "", "b.txt": big, "c.txt": "one\n", "d.bin": "\x00"}),
+		tree(map[string]string{"a.txt": many, "b.txt": big + "y", "c.txt": "two\n", "d.bin": "\x01"}))
+	if len(page.Files) != 4 || page.Changed != 4 || page.Omitted == "" {
+		t.Fatalf("the diff: %+v", page)
+	}
+	for i, want := range []string{"not shown: its diff has 10002 lines, more than the 10000 this page still shows", "too large to diff here", "", "binary file"} {
+		f := page.Files[i]
+		if !strings.HasPrefix(f.NotShown, want) || (want == "") != (f.Unified != "") {
+			t.Errorf("%s: %q, diff %q; want %q", f.Path, f.NotShown, f.Unified, want)
+		}
+	}
+	if page.Files[0].Plus != maxDiffLines+1 {
+		t.Errorf("a.txt's lines added: %d", page.Files[0].Plus)
+	}
+}
+
+// TestReadArchiveBounds: an archive with more entries than a tree holds,
+// or that unpacks to more bytes, is too large, and says so; one that
+// names a path twice or outside itself is refused.
+func TestReadArchiveBounds(t *testing.T) {
+	write := func(entries int, size int64, name func(int) string) []byte {
+		var buf bytes.Buffer
+		gz := gzip.NewWriter(&buf)
+		tw := tar.NewWriter(gz)
+		for i := range entries {
+			if err := tw.WriteHeader(&tar.Header{Name: name(i), Typeflag: tar.TypeReg, Size: size, Mode: 0o644}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tw.Write(make([]byte, size)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		tw.Close()
+		gz.Close()
+		return buf.Bytes()
+	}
+	for _, c := range []struct {
+		archive []byte
+		want    string
+	}{
+		{write(maxTreeFiles+1, 0, func(i int) string { return fmt.Sprint(i) }), "more than 20000 entries: too large for this Center to show"},
+		{write(2, maxTreeBytes/2+1, func(i int) string { return fmt.Sprint(i) }), "unpacks to more than 128 MiB: too large for this Center to show"},
+		{write(2, 1, func(int) string { return "a" }), "a is named twice"},
+		{write(1, 1, func(int) string { return "../a" }), `entry "../a" is not a clean relative path`},
+	} {
+		if _, err := readArchive("", c.archive); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("readArchive: %v, want %q", err, c.want)
+		}
 	}
 }
