@@ -333,7 +333,9 @@ func TestReleaseFoundInChromium(t *testing.T) {
 // button shows the source diff between the two versions, both archives
 // marked verified, lines added and removed, and nothing wider than the
 // screen; a line number of the diff leads to that line of the file, which
-// the page highlights. Screenshots go to the test's directory
+// the page highlights; a rule database's diff lists the signature added
+// and the one removed; over a platform that serves another source
+// archive, the diff is refused, marked unverified. Screenshots go to the test's directory
 // (VITRINE_SCREENSHOTS=DIR keeps them).
 func TestSourceDiffInChromium(t *testing.T) {
 	bin := chromium(t)
@@ -401,8 +403,46 @@ func TestSourceDiffInChromium(t *testing.T) {
 			t.Fatal(err)
 		}
 		shot(ctx, "source-tree-"+size+".png")
+		// A rule database's signatures added and removed.
+		if err := chromedp.Do(ctx, chromedp.Navigate(srv+"/center/releases/rules/2/diff?from=1"), chromedp.WaitVisible("table.sigs")); err != nil {
+			t.Fatal(err)
+		}
+		got, err = chromedp.Run(ctx, chromedp.Evaluate[string](`[document.querySelectorAll('[data-verified="true"]').length,
+			document.querySelectorAll('table.sigs tr.add').length, document.querySelectorAll('table.sigs tr.del').length,
+			document.documentElement.scrollWidth > window.innerWidth].join(' | ')`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := "2 | 1 | 1 | false"; got != want {
+			t.Errorf("at %d px, the rule database's diff: %s, want %s", width, got, want)
+		}
+		shot(ctx, "source-ruledb-"+size+".png")
 		cancel()
 	}
+
+	// A platform that serves another source archive: the diff says so,
+	// and shows nothing of it.
+	evil, _ := archive(t, map[string]string{"main.go": "package evil\n"})
+	lie := &lyingTransport{body: evil}
+	lie.suffix.Store("/tool/1.1.0/source.tar.gz")
+	c, err = New(Config{Platform: p.URL(), Dir: t.TempDir(), HTTPClient: &http.Client{Transport: lie, Timeout: 30 * time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 900), chromedp.Navigate(newServer(t, c)+"/center/releases/tool/1.1.0/diff?from=1.0.0"), chromedp.WaitVisible("h1")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := chromedp.Run(ctx, chromedp.Evaluate[string](`[document.querySelectorAll('[data-verified="true"]').length, document.querySelectorAll('[data-verified="false"]').length,
+		document.querySelectorAll('.file-diff').length, document.body.textContent.includes('evil'), document.documentElement.scrollWidth > window.innerWidth].join(' | ')`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "0 | 1 | 0 | false | false"; got != want {
+		t.Errorf("over a platform that serves another archive: %s, want %s", got, want)
+	}
+	shot(ctx, "source-diff-refused.png")
 }
 
 // fileID is the anchor of a file's diff on a diff page.

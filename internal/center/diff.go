@@ -123,7 +123,8 @@ type RuleDBChange struct {
 	OldVersion  uint64          `json:"old_version,omitempty"`
 	NewVersion  uint64          `json:"new_version,omitempty"`
 	Verified    bool            `json:"verified"`
-	Problem     string          `json:"problem,omitempty"`
+	Problem     string          `json:"problem,omitempty"` // what did not verify
+	Absent      string          `json:"absent,omitempty"`  // the version without it
 	Added       []SignatureLine `json:"added"`
 	Removed     []SignatureLine `json:"removed"`
 	AddedTotal  int             `json:"added_total"`
@@ -330,7 +331,7 @@ func (c *Center) ruleDBChanges(ctx context.Context, old, new *verifiedRelease) [
 	for _, name := range newDBs {
 		ch := RuleDBChange{Name: name, Added: []SignatureLine{}, Removed: []SignatureLine{}}
 		if !slices.Contains(oldDBs, name) {
-			ch.Problem = "version " + old.entry.Version + " has no rule database " + name
+			ch.Absent = old.entry.Version
 			out = append(out, ch)
 			continue
 		}
@@ -359,8 +360,7 @@ func (c *Center) ruleDBChanges(ctx context.Context, old, new *verifiedRelease) [
 	}
 	for _, name := range oldDBs {
 		if !slices.Contains(newDBs, name) {
-			out = append(out, RuleDBChange{Name: name, Added: []SignatureLine{}, Removed: []SignatureLine{},
-				Problem: "version " + new.entry.Version + " has no rule database " + name})
+			out = append(out, RuleDBChange{Name: name, Added: []SignatureLine{}, Removed: []SignatureLine{}, Absent: new.entry.Version})
 		}
 	}
 	return out

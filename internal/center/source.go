@@ -245,7 +245,7 @@ func (c *Center) source(ctx context.Context, rel *verifiedRelease) (string, *sou
 			return nil, 0, fmt.Errorf("reading the source archive: %w", err)
 		}
 		if got := release.Digest(archive); got != "sha256:"+digest {
-			return nil, 0, fmt.Errorf("refused: the source.tar.gz served is %s, the provenance names sha256:%s", got, digest)
+			return nil, 0, fmt.Errorf("refused: the source.tar.gz of %s %s served is %s, its provenance names sha256:%s", rel.entry.Name, rel.entry.Version, got, digest)
 		}
 		t, err := readArchive(digest, archive)
 		if err != nil {

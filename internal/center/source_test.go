@@ -331,7 +331,7 @@ func TestSourceRefused(t *testing.T) {
 			Problem  string
 		}
 		if code != http.StatusBadGateway || json.Unmarshal([]byte(body), &answer) != nil || answer.Verified ||
-			!strings.HasPrefix(answer.Problem, "refused: the source.tar.gz served is sha256:"+evilSum) || strings.Contains(body, "evil") {
+			!strings.HasPrefix(answer.Problem, "refused: the source.tar.gz of tool 1.1.0 served is sha256:"+evilSum) || strings.Contains(body, "evil") {
 			t.Errorf("GET %s as JSON over a lying platform: %d %s", path, code, body)
 		}
 	}
@@ -374,7 +374,7 @@ func TestRuleDBDiff(t *testing.T) {
 		t.Errorf("the rule sources' diff: %+v", d.Files)
 	}
 	_, html := get(t, base+"/center/releases/rules/2/diff?from=1", "")
-	if !strings.Contains(html, `<tr class="add"><td class="lc">+`+strings.Split(rules2, "\n")[1]) || strings.Count(html, `data-verified="true"`) != 2 {
+	if !strings.Contains(html, `<tr class="add"><td>+<span class="narrow-hidden"> added</span></td><th scope="row">Test.C</th><td>sha256</td><td class="lc">`+strings.Split(rules2, "\n")[1]) || strings.Count(html, `data-verified="true"`) != 2 {
 		t.Errorf("the rule database diff's page: %s", html)
 	}
 
