@@ -123,3 +123,38 @@ func FuzzSourcePath(f *testing.F) {
 		}
 	})
 }
+
+// FuzzSourceRoutes: whatever path of a release's source or diff query is
+// asked for, the answer is a 4xx, a redirect to a page of this Center, or
+// a 503 when the platform it must read is out of reach; never a 500 or a
+// panic.
+func FuzzSourceRoutes(f *testing.F) {
+	c, err := New(Config{Platform: "http://127.0.0.1:1", Dir: f.TempDir()})
+	if err != nil {
+		f.Fatal(err)
+	}
+	h := c.Handler()
+	for _, s := range []string{"main.go", "docs/", "../x", "a%2Fb", "%00", "a//b", "?line=3", "x?line=-1", "1.0.0", strings.Repeat("9", 300), "//evil.example/"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		for _, target := range []string{"/center/releases/tool/1.0.0/source/" + s, "/center/releases/tool/1.0.0/diff?from=" + url.QueryEscape(s)} {
+			u, err := url.ParseRequestURI(target)
+			if err != nil {
+				continue
+			}
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, &http.Request{Method: "GET", URL: u, RequestURI: target, Header: http.Header{}, Host: "center.example"})
+			switch {
+			case w.Code/100 == 3:
+				loc := w.Header().Get("Location")
+				if l, err := url.Parse(loc); err != nil || l.Host != "" || !strings.HasPrefix(loc, "/center/") || strings.HasPrefix(loc, "//") {
+					t.Fatalf("%s redirects to %q", target, loc)
+				}
+			case w.Code/100 == 4, w.Code == http.StatusServiceUnavailable:
+			default:
+				t.Fatalf("%s: %d %s", target, w.Code, w.Body)
+			}
+		}
+	})
+}
