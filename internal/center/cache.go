@@ -7,8 +7,8 @@ import (
 )
 
 // digestCache keeps what the Center read and verified, by the digest it
-// verified it against (unpacked source archives, opened rule databases),
-// up to maxCacheBytes, dropping the least recently used first. What is
+// verified it against (unpacked source archives, opened rule databases,
+// and the diffs made of them), up to maxCacheBytes, dropping the least recently used first. What is
 // in it was checked before it was put there; a failed load is not kept.
 // Loads of one key wait for each other, and at most two run at once, so
 // that many readers of a large archive do not unpack it many times over.

@@ -179,7 +179,24 @@ func (c *Center) serveDiff(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	page.Verified = true
-	diffTrees(page, oldTree, newTree)
+	// A diff is kept as the trees are: by what it is made of, the two
+	// archives' digests, and the versions its links name.
+	key := strings.Join([]string{"diff", name, from, version, oldTree.digest, newTree.digest}, "\x00")
+	v, err := c.cache.get(ctx, key, func(context.Context) (any, int64, error) {
+		d := &DiffPage{Name: name, From: page.From, To: page.To, Files: []FileChange{}}
+		diffTrees(d, oldTree, newTree)
+		size := int64(1024)
+		for _, f := range d.Files {
+			size += 512 + 4*int64(len(f.Unified))
+		}
+		return d, size, nil
+	})
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	d := v.(*DiffPage)
+	page.Files, page.Added, page.Removed, page.Changed, page.Unchanged, page.Omitted = d.Files, d.Added, d.Removed, d.Changed, d.Unchanged, d.Omitted
 	page.RuleDBs = c.ruleDBChanges(ctx, old, to)
 	c.render(w, r, "diff.html", page)
 }
