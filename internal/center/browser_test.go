@@ -423,7 +423,8 @@ func TestSourceDiffInChromium(t *testing.T) {
 	// A platform that serves another source archive: the diff says so,
 	// and shows nothing of it.
 	evil, _ := archive(t, map[string]string{"main.go": "package evil\n"})
-	lie := &lyingTransport{body: evil}
+	lie := &lyingTransport{}
+	lie.body.Store(evil)
 	lie.suffix.Store("/tool/1.1.0/source.tar.gz")
 	c, err = New(Config{Platform: p.URL(), Dir: t.TempDir(), HTTPClient: &http.Client{Transport: lie, Timeout: 30 * time.Second}})
 	if err != nil {

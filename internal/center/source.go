@@ -211,7 +211,7 @@ func (c *Center) verifiedProvenance(ctx context.Context, rel *verifiedRelease) (
 	if rel.prov == nil {
 		p, err := c.provenance(ctx, rel.pins, rel.entry)
 		if err != nil {
-			return nil, fmt.Errorf("the provenance of %s %s does not verify: %w", rel.entry.Name, rel.entry.Version, err)
+			return nil, fmt.Errorf("checking the provenance of %s %s: %w", rel.entry.Name, rel.entry.Version, err)
 		}
 		rel.prov = p
 	}

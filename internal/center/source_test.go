@@ -293,13 +293,14 @@ func TestSourceDiff(t *testing.T) {
 // release file honestly except the one it is told to replace.
 type lyingTransport struct {
 	suffix atomic.Value // string: the path it lies about
-	body   []byte
+	body   atomic.Value // []byte: what it serves there
 }
 
 func (l *lyingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if s, _ := l.suffix.Load().(string); s != "" && strings.HasSuffix(r.URL.Path, s) {
-		return &http.Response{StatusCode: 200, Status: "200 OK", Header: http.Header{}, Body: io.NopCloser(bytes.NewReader(l.body)),
-			ContentLength: int64(len(l.body)), Request: r}, nil
+		body, _ := l.body.Load().([]byte)
+		return &http.Response{StatusCode: 200, Status: "200 OK", Header: http.Header{}, Body: io.NopCloser(bytes.NewReader(body)),
+			ContentLength: int64(len(body)), Request: r}, nil
 	}
 	return http.DefaultTransport.RoundTrip(r)
 }
@@ -307,11 +308,13 @@ func (l *lyingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // TestSourceRefused: a platform that serves another source.tar.gz than
 // the one the provenance names (a valid archive, with its own files) is
 // refused: the source and diff pages are 502, marked unverified, naming
-// the two digests, and show nothing of the archive served.
+// the two digests, and show nothing of the archive served; so are they
+// when the provenance served is not the one the release-log entry binds.
 func TestSourceRefused(t *testing.T) {
 	p := startSources(t)
 	evil, evilSum := archive(t, map[string]string{"main.go": "package evil\n", "README.md": "evil\n"})
-	lie := &lyingTransport{body: evil}
+	lie := &lyingTransport{}
+	lie.body.Store(evil)
 	lie.suffix.Store("/tool/1.1.0/source.tar.gz")
 	c, err := New(Config{Platform: p.URL(), Dir: t.TempDir(), HTTPClient: &http.Client{Transport: lie, Timeout: 30 * time.Second}})
 	if err != nil {
@@ -344,6 +347,21 @@ func TestSourceRefused(t *testing.T) {
 	if code, html := get(t, base+"/center/releases/tool/1.1.0/source/main.go", ""); code != 200 || !strings.Contains(html, "hello, world") {
 		t.Errorf("once the platform serves the archive the provenance names: %d", code)
 	}
+
+	// A provenance other than the one the release-log entry binds names
+	// no archive the Center shows (a fresh Center: nothing kept).
+	c, err = New(Config{Platform: p.URL(), Dir: t.TempDir(), HTTPClient: &http.Client{Transport: lie, Timeout: 30 * time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base = newServer(t, c)
+	lie.body.Store([]byte(`{"payloadType":"application/vnd.in-toto+json","payload":"e30=","signatures":[]}`))
+	lie.suffix.Store("/tool/1.1.0/provenance.json")
+	code, html := get(t, base+"/center/releases/tool/1.1.0/source/main.go", "")
+	if code != http.StatusBadGateway || !strings.Contains(html, `data-verified="false"`) || strings.Contains(html, "hello") ||
+		!strings.Contains(html, "checking the provenance of tool 1.1.0: the envelope served has digest") {
+		t.Errorf("a provenance the entry does not bind: %d %s", code, html)
+	}
 }
 
 // TestRuleDBDiff: between two versions of a rule database release, the
@@ -352,7 +370,8 @@ func TestSourceRefused(t *testing.T) {
 // digest is refused, marked unverified.
 func TestRuleDBDiff(t *testing.T) {
 	p := startSources(t)
-	lie := &lyingTransport{body: []byte("not the database")}
+	lie := &lyingTransport{}
+	lie.body.Store([]byte("not the database"))
 	c, err := New(Config{Platform: p.URL(), Dir: t.TempDir(), HTTPClient: &http.Client{Transport: lie, Timeout: 30 * time.Second}})
 	if err != nil {
 		t.Fatal(err)
