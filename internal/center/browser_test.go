@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-
 	"github.com/vitrine-dev/vitrine/internal/liar"
 )
 
@@ -417,4 +416,128 @@ func TestResidencyInChromium(t *testing.T) {
 	if got := eval(ctx, `location.hash + ' ' + document.querySelector('tr:target th').textContent`); got != "#BR Brazil" {
 		t.Errorf("a click on Brazil on the map: %s", got)
 	}
+}
+
+// TestSourceDiffInChromium: in real Chromium, at 390 px and 1280 px, a
+// release's page offers the diff from the version before; the form's
+// button shows the source diff between the two versions, both archives
+// marked verified, lines added and removed, and nothing wider than the
+// screen; a line number of the diff leads to that line of the file, which
+// the page highlights; a rule database's diff lists the signature added
+// and the one removed; over a platform that serves another source
+// archive, the diff is refused, marked unverified. Screenshots go to the test's directory
+// (VITRINE_SCREENSHOTS=DIR keeps them).
+func TestSourceDiffInChromium(t *testing.T) {
+	bin := chromium(t)
+	p := startSources(t)
+	c, err := New(Config{Platform: p.URL(), Dir: t.TempDir(), IndexEvery: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := newServer(t, c)
+	shots := os.Getenv("VITRINE_SCREENSHOTS")
+	if shots == "" {
+		shots = t.TempDir()
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin), chromedp.NoSandbox, chromedp.Flag("headless", true), chromedp.DisableGPU)
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancel()
+	shot := func(ctx context.Context, name string) {
+		t.Helper()
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(shots, name), png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, width := range []int64{390, 1280} {
+		size := map[int64]string{390: "phone", 1280: "desktop"}[width]
+		ctx, cancel := chromedp.NewContext(actx)
+		// The release's page, its compare form submitted from the
+		// keyboard: the version before is the one selected.
+		if err := chromedp.Do(ctx, chromedp.EmulateViewport(width, 900), chromedp.Navigate(srv+"/center/releases/tool/1.1.0"),
+			chromedp.WaitVisible("form.compare button")); err != nil {
+			t.Fatal(err)
+		}
+		shot(ctx, "source-release-"+size+".png")
+		if err := chromedp.Do(ctx, chromedp.Focus("form.compare button"), chromedp.KeyEvent("\r"), chromedp.WaitVisible(".file-diff")); err != nil {
+			t.Fatal(err)
+		}
+		got, err := chromedp.Run(ctx, chromedp.Evaluate[string](`[location.pathname + location.search, document.querySelector('h1').textContent,
+			document.querySelectorAll('[data-verified="true"]').length, document.querySelectorAll('[data-verified="false"]').length,
+			document.querySelectorAll('.file-diff').length, document.querySelectorAll('tr.add').length, document.querySelectorAll('tr.del').length,
+			document.documentElement.scrollWidth > window.innerWidth].join(' | ')`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := "/center/releases/tool/1.1.0/diff?from=1.0.0 | tool: 1.0.0 → 1.1.0 | 1 | 0 | 5 | 3 | 3 | false"; got != want {
+			t.Errorf("at %d px, the diff: %s, want %s", width, got, want)
+		}
+		shot(ctx, "source-diff-"+size+".png")
+		// The new side's line number of the changed line leads to it.
+		if err := chromedp.Do(ctx, chromedp.Click(`#`+fileID("main.go")+` tr.add td.ln a`), chromedp.WaitVisible("table.lines")); err != nil {
+			t.Fatal(err)
+		}
+		got, err = chromedp.Run(ctx, chromedp.Evaluate[string](`[location.pathname + location.hash, document.querySelector('tr:target') && document.querySelector('tr:target').id,
+			getComputedStyle(document.querySelector('tr:target td.lc')).backgroundColor, document.documentElement.scrollWidth > window.innerWidth].join(' | ')`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := "/center/releases/tool/1.1.0/source/main.go#L4 | L4 | rgb(255, 248, 197) | false"; got != want {
+			t.Errorf("at %d px, the line the diff links to: %s, want %s", width, got, want)
+		}
+		shot(ctx, "source-file-"+size+".png")
+		if err := chromedp.Do(ctx, chromedp.Navigate(srv+"/center/releases/tool/1.1.0/source/"), chromedp.WaitVisible("table.tree")); err != nil {
+			t.Fatal(err)
+		}
+		shot(ctx, "source-tree-"+size+".png")
+		// A rule database's signatures added and removed.
+		if err := chromedp.Do(ctx, chromedp.Navigate(srv+"/center/releases/rules/2/diff?from=1"), chromedp.WaitVisible("table.sigs")); err != nil {
+			t.Fatal(err)
+		}
+		got, err = chromedp.Run(ctx, chromedp.Evaluate[string](`[document.querySelectorAll('[data-verified="true"]').length,
+			document.querySelectorAll('table.sigs tr.add').length, document.querySelectorAll('table.sigs tr.del').length,
+			document.documentElement.scrollWidth > window.innerWidth].join(' | ')`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := "2 | 1 | 1 | false"; got != want {
+			t.Errorf("at %d px, the rule database's diff: %s, want %s", width, got, want)
+		}
+		shot(ctx, "source-ruledb-"+size+".png")
+		cancel()
+	}
+
+	// A platform that serves another source archive: the diff says so,
+	// and shows nothing of it.
+	evil, _ := archive(t, map[string]string{"main.go": "package evil\n"})
+	lie := &lyingTransport{}
+	lie.body.Store(evil)
+	lie.suffix.Store("/tool/1.1.0/source.tar.gz")
+	c, err = New(Config{Platform: p.URL(), Dir: t.TempDir(), HTTPClient: &http.Client{Transport: lie, Timeout: 30 * time.Second}, IndexEvery: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 900), chromedp.Navigate(newServer(t, c)+"/center/releases/tool/1.1.0/diff?from=1.0.0"), chromedp.WaitVisible("h1")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := chromedp.Run(ctx, chromedp.Evaluate[string](`[document.querySelectorAll('[data-verified="true"]').length, document.querySelectorAll('[data-verified="false"]').length,
+		document.querySelectorAll('.file-diff').length, document.body.textContent.includes('evil'), document.documentElement.scrollWidth > window.innerWidth].join(' | ')`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "0 | 1 | 0 | false | false"; got != want {
+		t.Errorf("over a platform that serves another archive: %s, want %s", got, want)
+	}
+	shot(ctx, "source-diff-refused.png")
+}
+
+// fileID is the anchor of a file's diff on a diff page.
+func fileID(p string) string {
+	sum := sha256.Sum256([]byte(p))
+	return "diff-" + hex.EncodeToString(sum[:8])
 }

@@ -79,6 +79,8 @@ type Center struct {
 	// relocMu keeps one reading of the access logs for relocations at
 	// a time: they share the entries kept in Dir.
 	relocMu sync.Mutex
+	// cache keeps releases' sources and rule databases, by digest.
+	cache digestCache
 }
 
 //go:generate env GOOS=js GOARCH=wasm go build -trimpath "-ldflags=-s -w -buildid=" -o static/verify.wasm ./wasm
@@ -147,6 +149,8 @@ func (c *Center) Close() error {
 //	GET /center/releases/{n}/{v}    a release: artifacts, provenance, its entry's proof
 //	GET /center/accesses            the access logs' entries from the index, filtered
 //	GET /center/search?q=           an artifact's sha256, log/index, "name version", a principal or a pseudonym
+//	GET /center/releases/{n}/{v}/source/{path...}  its source: a directory ("" or ending in /) or a file
+//	GET /center/releases/{n}/{v}/diff?from=V        what changed from version V: files, and rule databases' signatures
 //	GET /center/report              the transparency report
 //	GET /center/residency           the policy in force by country and on a map (?q= filters),
 //	                                every version, every relocation checked
@@ -162,6 +166,8 @@ func (c *Center) Handler() http.Handler {
 	mux.HandleFunc("GET /center/logs/{log}/{$}", c.serveLog)
 	mux.HandleFunc("GET /center/logs/{log}/{index}", c.serveEntry)
 	mux.HandleFunc("GET /center/releases/{name}/{version}", c.serveRelease)
+	mux.HandleFunc("GET /center/releases/{name}/{version}/source/{path...}", c.serveSource)
+	mux.HandleFunc("GET /center/releases/{name}/{version}/diff", c.serveDiff)
 	mux.HandleFunc("GET /center/search", c.serveSearch)
 	mux.HandleFunc("GET /center/accesses", c.serveAccesses)
 	mux.HandleFunc("GET /center/report", c.serveReport)
@@ -280,6 +286,7 @@ var funcs = template.FuncMap{
 		q.Set("before", before)
 		return q.Encode()
 	},
+	"escape":   url.PathEscape,
 }
 
 //go:embed static/verify.wasm

@@ -32,6 +32,11 @@ type ReleasePage struct {
 	Raw    string      `json:"raw"`
 	Proof  string      `json:"proof"`
 	Verify VerifyInput `json:"-"`
+	// Others are the release's other versions in the release log, newest
+	// first, and Previous the newest one logged before this one: the
+	// source diff's (source.go).
+	Others   []string `json:"other_versions"`
+	Previous string   `json:"previous_version,omitempty"`
 }
 
 // Provenance is what a release's provenance says of its build.
@@ -99,6 +104,7 @@ func (c *Center) serveRelease(w http.ResponseWriter, r *http.Request) {
 	for _, a := range e.Artifacts {
 		page.Artifacts = append(page.Artifacts, ArtifactState{Name: a.Name, SHA256: a.SHA256})
 	}
+	page.Others, page.Previous = c.otherVersions(ctx, l, index, e)
 	page.Provenance, err = c.provenance(ctx, pins, e)
 	if err != nil {
 		page.ProvenanceProblem = err.Error()
