@@ -218,9 +218,10 @@ func (m *MySQL) Wait() { _ = m.db.Close() }
 // trimmed serves partial tiles and entry bundles at the width requested.
 // Tessera's MySQL driver keeps one row per tile or bundle, which grows as
 // the log does, and answers a request for width p with the whole row once
-// it holds at least p entries; tlog-tiles requires exactly p (and x/mod's
-// sumdb/tlog, checking tiles against a tree of the checkpoint's size,
-// rejects more).
+// it holds at least p entries. C2SP tlog-tiles says a partial resource
+// holds exactly p: a client reading the bundle of a checkpoint's last,
+// partial, tile must not be handed entries the checkpoint does not cover
+// (they exist once the tree has grown past the published checkpoint).
 type trimmed struct{ tessera.LogReader }
 
 func (t trimmed) ReadTile(ctx context.Context, level, index uint64, p uint8) ([]byte, error) {
