@@ -25,12 +25,15 @@
 package logstore
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/transparency-dev/tessera"
 )
 
 // PasswordEnv is the environment variable a MySQL location's password is
@@ -191,4 +194,17 @@ func redact(s string) string {
 		return "mysql://…" + s[i:]
 	}
 	return s
+}
+
+// Open opens the storage driver loc names, for logserver.Config.Storage:
+// nil for the journaled tiles (the log makes them under its directory),
+// a *MySQL for a MySQL database.
+func Open(ctx context.Context, loc Location) (tessera.Driver, error) {
+	switch loc.Kind {
+	case Journal, "":
+		return nil, nil
+	case "mysql":
+		return OpenMySQL(ctx, loc)
+	}
+	return nil, fmt.Errorf("log store %s: unknown kind %q", loc, loc.Kind)
 }
