@@ -79,7 +79,8 @@ type Config struct {
 	// with the method Appender(ctx, *tessera.AppendOptions)
 	// (*tessera.Appender, tessera.LogReader, error), such as Tessera's own
 	// drivers or *logstore.MySQL. Nil means the journaled tiles under
-	// Dir/storage. The log owns it from Open on: Close releases it. A
+	// Dir/storage. The log owns it once Open succeeds (Close releases
+	// it); if Open fails, the caller still does. A
 	// driver may also have the methods of [StorageHealth] (readiness),
 	// MaxEntrySize() int and MinCheckpointInterval() time.Duration.
 	Storage tessera.Driver
@@ -211,7 +212,6 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	appender, reader, err := driver.Appender(bg, opts)
 	if err != nil {
 		cancel()
-		health.Wait()
 		return nil, fmt.Errorf("opening log appender %s: %w", cfg.Origin, err)
 	}
 	l := &Log{

@@ -389,3 +389,22 @@ func FuzzParseTilePath(f *testing.F) {
 		}
 	})
 }
+
+// TestEntryLimitMySQL: a log on a MySQL server whose max_allowed_packet
+// cannot hold a bundle of 256 entries of 64 KiB (MariaDB's default) refuses
+// such entries up front, with 413, and goes on taking the others.
+func TestEntryLimitMySQL(t *testing.T) {
+	l, srv := openTestOn(t, testStorages[1])
+	if l.maxEntry == MaxEntrySize {
+		t.Skip("the server's max_allowed_packet holds full bundles of the largest entries")
+	}
+	resp, body := do(t, "POST", srv.URL+"/add", testToken, bytes.Repeat([]byte("x"), l.maxEntry+1))
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(body), strconv.Itoa(l.maxEntry)) {
+		t.Fatalf("entry of %d bytes: %d %s, want 413 naming the limit %d", l.maxEntry+1, resp.StatusCode, body, l.maxEntry)
+	}
+	for i := range 3 {
+		if resp, body := do(t, "POST", srv.URL+"/add", testToken, bytes.Repeat([]byte{byte('a' + i)}, l.maxEntry)); resp.StatusCode != 200 {
+			t.Fatalf("entry of %d bytes: %d %s", l.maxEntry, resp.StatusCode, body)
+		}
+	}
+}
