@@ -300,3 +300,34 @@ func leafHashes(b []byte) ([][]byte, error) {
 	}
 	return out, nil
 }
+
+// TestLogServeStorageFlag: bad --storage values are refused before anything
+// is opened, saying what to fix and never echoing a password.
+func TestLogServeStorageFlag(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct{ storage, want string }{
+		{"mysql://root:hunter2@127.0.0.1:3306/test", "password_file"},
+		{"mysql://127.0.0.1:3306/test", "no user"},
+		{"postgres://u@h:5432/d", `want "journal" or mysql://`},
+		{"mysql://root@127.0.0.1:3306/test?password_file=relative", "absolute"},
+	} {
+		out, err := runCmd(ctx, runLogServe, "--data", t.TempDir(), "--origin", "example.com/x", "--listen", "127.0.0.1:0", "--storage", tc.storage)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("--storage %s: %v, want an error saying %q\n%s", tc.storage, err, tc.want, out)
+		}
+		if err != nil && strings.Contains(err.Error()+out, "hunter2") {
+			t.Errorf("--storage %s: the password shows: %v %s", tc.storage, err, out)
+		}
+	}
+	// A password file that cannot be read.
+	loc := logstoretest.NewDatabase(t)
+	loc.PasswordFile = filepath.Join(t.TempDir(), "missing")
+	if _, err := runCmd(ctx, runLogServe, "--data", t.TempDir(), "--origin", "example.com/x", "--listen", "127.0.0.1:0", "--storage", loc.String()); err == nil || !strings.Contains(err.Error(), "password file") {
+		t.Errorf("missing password file: %v", err)
+	}
+	// Below the driver's minimum checkpoint interval.
+	loc.PasswordFile = ""
+	if _, err := runCmd(ctx, runLogServe, "--data", t.TempDir(), "--origin", "example.com/x", "--listen", "127.0.0.1:0", "--storage", loc.String(), "--checkpoint-interval", "200ms"); err == nil || !strings.Contains(err.Error(), "minimum 1s") {
+		t.Errorf("--checkpoint-interval 200ms on MySQL: %v, want a refusal naming the minimum", err)
+	}
+}
