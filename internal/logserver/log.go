@@ -3,8 +3,8 @@
 // A [Log] is one C2SP tlog-tiles log stored by a Tessera storage driver —
 // by default the embedded journaled tiles (package tilestore) under a
 // directory, or any driver given as [Config.Storage], such as Tessera's
-// MySQL driver (package logstore) — with an origin, an Ed25519 signed-note key and an optional C2SP
-// tlog-policy of witnesses. Checkpoints are published only once the witness
+// MySQL driver (package logstore) — with an origin, an Ed25519 signed-note
+// key and an optional C2SP tlog-policy of witnesses. Checkpoints are published only once the witness
 // policy is met (fail closed): a checkpoint the witnesses did not cosign is
 // never served.
 //
@@ -80,9 +80,9 @@ type Config struct {
 	// (*tessera.Appender, tessera.LogReader, error), such as Tessera's own
 	// drivers or *logstore.MySQL. Nil means the journaled tiles under
 	// Dir/storage. The log owns it once Open succeeds (Close releases
-	// it); if Open fails, the caller still does. A
-	// driver may also have the methods of [StorageHealth] (readiness),
-	// MaxEntrySize() int and MinCheckpointInterval() time.Duration.
+	// it); if Open fails, the caller still does. A driver may also have
+	// the methods of [StorageHealth] (readiness), MaxEntrySize() int and
+	// MinCheckpointInterval() time.Duration.
 	Storage tessera.Driver
 	// Origin is the checkpoint origin line and the key name. It is fixed
 	// when the log is created.
