@@ -13,15 +13,17 @@ import (
 	"github.com/vitrine-dev/vitrine/internal/cli"
 	"github.com/vitrine-dev/vitrine/internal/keys"
 	"github.com/vitrine-dev/vitrine/internal/logserver"
+	"github.com/vitrine-dev/vitrine/internal/logstore"
 )
 
 func runLogServe(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "log serve", "--data DIR --listen ADDR --origin ORIGIN [--witness-policy FILE]")
-	data := fs.String("data", "", "log directory (required); holds log.vkey and add.token after the first start")
+	fs := newFlags(e, "log serve", "--data DIR --listen ADDR --origin ORIGIN [--witness-policy FILE] [--storage journal|mysql://USER@HOST:PORT/DB]")
+	data := fs.String("data", "", "log directory (required); holds log.key, log.vkey and add.token after the first start, and the journaled tiles unless --storage says otherwise")
+	storage := fs.String("storage", logstore.Journal, "where the log's tiles are stored: \"journal\" (embedded, under --data) or mysql://USER@HOST:PORT/DB[?password_file=PATH] (Tessera's MySQL driver; the password comes from password_file or $"+logstore.PasswordEnv+", never from a flag)")
 	listen := fs.String("listen", "127.0.0.1:2025", "address to listen on")
 	origin := fs.String("origin", "", "checkpoint origin (required), e.g. example.com/mylog")
 	policyFile := fs.String("witness-policy", "", "C2SP tlog-policy file naming the witnesses (with URLs) whose quorum every checkpoint needs")
-	interval := fs.Duration("checkpoint-interval", 200*time.Millisecond, "how often to publish a checkpoint while the log grows")
+	interval := fs.Duration("checkpoint-interval", 0, "how often to publish a checkpoint while the log grows (default 200ms; 1s, the driver's minimum, with --storage mysql://)")
 	debug := fs.String("debug-listen", "", "serve Go profiling endpoints on this address (loopback only; unauthenticated)")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
@@ -42,15 +44,26 @@ func runLogServe(ctx context.Context, e *env, args []string) error {
 		}
 		policy = b
 	}
+	loc, err := logstore.ParseLocation(*storage)
+	if err != nil {
+		return fmt.Errorf("--storage: %w", err)
+	}
 	token, err := keys.LoadOrCreateToken(filepath.Join(*data, "add.token"))
+	if err != nil {
+		return err
+	}
+	driver, err := logstore.Open(ctx, loc)
 	if err != nil {
 		return err
 	}
 	l, err := logserver.Open(ctx, logserver.Config{
 		Dir: *data, Origin: *origin, WitnessPolicy: policy, Logger: e.Logger, CheckpointInterval: *interval,
-		HTTPClient: &http.Client{Timeout: 10 * time.Second},
+		HTTPClient: &http.Client{Timeout: 10 * time.Second}, Storage: driver,
 	})
 	if err != nil {
+		if c, ok := driver.(interface{ Wait() }); ok {
+			c.Wait()
+		}
 		return err
 	}
 	ln, err := net.Listen("tcp", *listen)
@@ -67,7 +80,7 @@ func runLogServe(ctx context.Context, e *env, args []string) error {
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	fmt.Fprintf(e.Stdout, "log %s serving at http://%s/ (checkpoint, tile/, add)\n", *origin, ln.Addr())
+	fmt.Fprintf(e.Stdout, "log %s serving at http://%s/ (checkpoint, tile/, add), stored in %s\n", *origin, ln.Addr(), loc)
 	fmt.Fprintf(e.Stdout, "  verifier key %s\n  add token    %s\n", filepath.Join(*data, "log.vkey"), filepath.Join(*data, "add.token"))
 
 	select {

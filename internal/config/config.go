@@ -13,6 +13,7 @@
 //	    {"name": "zurich", "countries": ["CH", "DE", "…"]},
 //	    {"name": "moscow"}]},
 //	  "stores": {"zurich": "postgres://vitrine@db.zurich/vitrine", "moscow": "sqlite:/var/lib/vitrine/moscow.db"},
+//	  "log_stores": {"default": "journal", "access-zurich": "mysql://vitrine@db.zurich:3306/logs?password_file=/etc/vitrine/mysql.pass"},
 //	  "build_source_roots": ["/srv/vitrine/src"],
 //	  "checkpoint_interval": "200ms", "commitment_interval": "1h",
 //	  "custody_url": "https://custody.example.org", "custody_token": "/etc/vitrine/custody.token",
@@ -31,6 +32,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vitrine-dev/vitrine/internal/logstore"
 	"github.com/vitrine-dev/vitrine/residency"
 )
 
@@ -56,6 +58,14 @@ type Config struct {
 	// Stores chooses each region's store: "sqlite:PATH" or a postgres://
 	// URL (default: SQLite under the data directory).
 	Stores map[string]string `json:"stores"`
+	// LogStores chooses where each log's tiles are kept, by log name
+	// ("release", "policy", "access-<region>") or "default" for every log
+	// not named: "journal" (the embedded journaled tiles under the data
+	// directory, the default) or mysql://USER@HOST:PORT/DB for Tessera's
+	// MySQL driver (see package logstore; the password comes from the
+	// location's password_file or $VITRINE_MYSQL_PASSWORD, never from
+	// the configuration).
+	LogStores map[string]string `json:"log_stores"`
 	// BuildSourceRoots are the absolute directories from which recipes
 	// posted to /v1/builds may take local sources (a git repository or a
 	// directory; symlinks are followed before the check). Absent means the
@@ -161,7 +171,7 @@ func (c *Config) keys() []struct {
 		target any
 	}{
 		{"name", &c.Name}, {"data", &c.Data}, {"listen", &c.Listen}, {"public_url", &c.PublicURL},
-		{"residency", nil}, {"stores", &c.Stores}, {"build_source_roots", &c.BuildSourceRoots},
+		{"residency", nil}, {"stores", &c.Stores}, {"log_stores", &c.LogStores}, {"build_source_roots", &c.BuildSourceRoots},
 		{"checkpoint_interval", &c.CheckpointInterval}, {"commitment_interval", &c.CommitmentInterval},
 		{"custody_url", &c.CustodyURL}, {"custody_token", &c.CustodyToken}, {"supervisor_url", &c.SupervisorURL},
 		{"tuf_root", &c.TUFRoot}, {"tuf_offline", &c.TUFOffline}, {"debug_listen", &c.DebugListen},
@@ -279,7 +289,32 @@ func Parse(doc []byte) (*Config, error) {
 			return nil, fmt.Errorf("configuration: stores: region %q: want \"sqlite:PATH\" or a postgres:// URL, not %q", region, spec)
 		}
 	}
+	for name, spec := range c.LogStores {
+		if !c.knownLog(name) {
+			return nil, fmt.Errorf("configuration: log_stores: no log is named %q (want \"default\", \"release\", \"policy\" or \"access-<region>\" for a region of the residency policy)", name)
+		}
+		if _, err := logstore.ParseLocation(spec); err != nil {
+			return nil, fmt.Errorf("configuration: log_stores: log %q: %w", name, err)
+		}
+	}
 	return &c, nil
+}
+
+// knownLog reports whether name is a key log_stores may have.
+func (c *Config) knownLog(name string) bool {
+	switch name {
+	case "default", "release", "policy":
+		return true
+	}
+	region, ok := strings.CutPrefix(name, "access-")
+	if !ok {
+		return false
+	}
+	p := c.Residency
+	if p == nil {
+		p = residency.Default()
+	}
+	return p.Region(region) != nil
 }
 
 // valueStart skips the separators (white space, colon, comma) before the

@@ -61,6 +61,9 @@ func TestParseErrorsNameTheLine(t *testing.T) {
 		{"bad duration", "{\n\"commitment_interval\": \"an hour\"\n}", "line 2", "commitment_interval"},
 		{"negative duration", "{\n\"commitment_interval\": \"-1h\"\n}", "line 2", "negative"},
 		{"the known keys listed", "{\"tuf\": 1}", "line 1", "debug_listen"},
+		{"log store of no log", `{"log_stores": {"access-paris": "journal"}}`, "log_stores", `no log is named "access-paris"`},
+		{"log store not a location", `{"log_stores": {"default": "sqlite:/x"}}`, "log_stores", `want "journal" or mysql://`},
+		{"log store with a password", `{"log_stores": {"policy": "mysql://u:secret@h:3306/d"}}`, "log_stores", "password_file"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -78,6 +81,7 @@ func TestParseErrorsNameTheLine(t *testing.T) {
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(`{"name":"x","residency":{"version":1,"default":"a","regions":[{"name":"a"}]}}`))
 	f.Add([]byte(`{"stores":{"a":"sqlite:b"}}`))
+	f.Add([]byte(`{"log_stores":{"default":"mysql://u@h:3306/d","release":"journal"}}`))
 	f.Fuzz(func(t *testing.T, doc []byte) {
 		c, err := Parse(doc)
 		if err == nil && c == nil {

@@ -1,8 +1,10 @@
 // Package logserver runs Vitrine's transparency logs on Tessera.
 //
-// A [Log] is one C2SP tlog-tiles log stored by Tessera's POSIX driver under a
-// directory, with an origin, an Ed25519 signed-note key and an optional C2SP
-// tlog-policy of witnesses. Checkpoints are published only once the witness
+// A [Log] is one C2SP tlog-tiles log stored by a Tessera storage driver —
+// by default the embedded journaled tiles (package tilestore) under a
+// directory, or any driver given as [Config.Storage], such as Tessera's
+// MySQL driver (package logstore) — with an origin, an Ed25519 signed-note
+// key and an optional C2SP tlog-policy of witnesses. Checkpoints are published only once the witness
 // policy is met (fail closed): a checkpoint the witnesses did not cosign is
 // never served.
 //
@@ -69,9 +71,19 @@ const MaxEntrySize = 1<<16 - 1
 // arrives, and entries that arrive while a batch is being synced gather
 // into the next one (see package tilestore).
 type Config struct {
-	// Dir holds the log: Tessera's POSIX storage under Dir/storage, the
-	// signing key Dir/log.key (0600) and the verifier key Dir/log.vkey.
+	// Dir holds the log: the signing key Dir/log.key (0600), the verifier
+	// key Dir/log.vkey and, unless Storage is set, the journaled tiles
+	// under Dir/storage.
 	Dir string
+	// Storage is the Tessera storage driver the log is built on: anything
+	// with the method Appender(ctx, *tessera.AppendOptions)
+	// (*tessera.Appender, tessera.LogReader, error), such as Tessera's own
+	// drivers or *logstore.MySQL. Nil means the journaled tiles under
+	// Dir/storage. The log owns it once Open succeeds (Close releases
+	// it); if Open fails, the caller still does. A driver may also have
+	// the methods of [StorageHealth] (readiness), MaxEntrySize() int and
+	// MinCheckpointInterval() time.Duration.
+	Storage tessera.Driver
 	// Origin is the checkpoint origin line and the key name. It is fixed
 	// when the log is created.
 	Origin string
@@ -83,7 +95,9 @@ type Config struct {
 	// Logger receives operational messages. Nil means slog.Default().
 	Logger *slog.Logger
 	// CheckpointInterval is how often a new checkpoint is published while
-	// the log grows (default 200ms, minimum 100ms).
+	// the log grows (default 200ms, or the storage's minimum if higher:
+	// 1s for Tessera's MySQL driver). Below the storage's minimum is an
+	// error.
 	CheckpointInterval time.Duration
 	// WitnessTimeout bounds one round of witnessing (default 5s).
 	WitnessTimeout time.Duration
@@ -109,7 +123,8 @@ type Log struct {
 	closeMu  sync.RWMutex
 	closed   bool
 	inflight sync.WaitGroup
-	driver   *tilestore.Driver
+	driver   StorageHealth
+	maxEntry int
 
 	// verifiedMu guards verified, the newest checkpoint that has verified:
 	// the many waiters one publication wakes verify it once.
@@ -126,8 +141,30 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Storage == nil {
+		cfg.Storage = tilestore.New(tilestore.Config{Path: filepath.Join(cfg.Dir, "storage"), HTTPClient: cfg.HTTPClient, Logger: cfg.Logger})
+	}
+	driver, ok := cfg.Storage.(appenderDriver)
+	if !ok {
+		return nil, fmt.Errorf("opening log %s: storage %T is not a Tessera appender driver", cfg.Origin, cfg.Storage)
+	}
+	minInterval := 100 * time.Millisecond
+	if m, ok := cfg.Storage.(interface{ MinCheckpointInterval() time.Duration }); ok {
+		minInterval = max(minInterval, m.MinCheckpointInterval())
+	}
 	if cfg.CheckpointInterval == 0 {
-		cfg.CheckpointInterval = 200 * time.Millisecond
+		cfg.CheckpointInterval = max(200*time.Millisecond, minInterval)
+	}
+	if cfg.CheckpointInterval < minInterval {
+		return nil, fmt.Errorf("opening log %s: checkpoint interval %v is below the storage's minimum %v", cfg.Origin, cfg.CheckpointInterval, minInterval)
+	}
+	maxEntry := MaxEntrySize
+	if m, ok := cfg.Storage.(interface{ MaxEntrySize() int }); ok {
+		maxEntry = min(maxEntry, m.MaxEntrySize())
+	}
+	health, ok := cfg.Storage.(StorageHealth)
+	if !ok {
+		health = alwaysHealthy{}
 	}
 	if cfg.WitnessTimeout == 0 {
 		cfg.WitnessTimeout = 5 * time.Second
@@ -160,7 +197,6 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		return nil, fmt.Errorf("opening log %s: witness policy (every witness needs a URL): %w", cfg.Origin, err)
 	}
 
-	driver := tilestore.New(tilestore.Config{Path: filepath.Join(cfg.Dir, "storage"), HTTPClient: cfg.HTTPClient, Logger: cfg.Logger})
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	opts := tessera.NewAppendOptions().
 		WithCheckpointSigner(signer).
@@ -187,12 +223,38 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		appender: appender,
 		reader:   reader,
 		cancel:   cancel,
-		driver:   driver,
+		driver:   health,
+		maxEntry: maxEntry,
 		prover:   newProver(reader, proofTiles),
 	}
 	l.awaiter = tessera.NewPublicationAwaiter(bg, reader.ReadCheckpoint, 10*time.Millisecond)
 	return l, nil
 }
+
+// appenderDriver is the contract of Tessera's storage drivers that a log
+// uses: tessera.NewAppender asks the same of them.
+type appenderDriver interface {
+	Appender(ctx context.Context, opts *tessera.AppendOptions) (*tessera.Appender, tessera.LogReader, error)
+}
+
+// StorageHealth is what a storage driver may report about itself, for
+// [Log.Ready] and [Log.Health]; drivers without it count as always
+// healthy, and their failures show only as failed appends.
+type StorageHealth interface {
+	// Health reports the storage's state.
+	Health() tilestore.Health
+	// OK is Health().OK(), possibly cheaper.
+	OK() bool
+	// Wait is called once the log has stopped the driver's context; it
+	// waits for the driver's goroutines and releases its resources.
+	Wait()
+}
+
+type alwaysHealthy struct{}
+
+func (alwaysHealthy) Health() tilestore.Health { return tilestore.Health{State: tilestore.Healthy} }
+func (alwaysHealthy) OK() bool                 { return true }
+func (alwaysHealthy) Wait()                    {}
 
 // LoadOrCreateKey returns the verifier key of the log in dir, creating the
 // log's signing key on first use. A witness must trust the log before the
@@ -231,8 +293,8 @@ func (l *Log) Append(ctx context.Context, entry []byte) (uint64, error) {
 	switch {
 	case len(entry) == 0:
 		return 0, ErrEmptyEntry
-	case len(entry) > MaxEntrySize:
-		return 0, fmt.Errorf("%w: %d bytes, limit %d", ErrEntryTooLarge, len(entry), MaxEntrySize)
+	case len(entry) > l.maxEntry:
+		return 0, fmt.Errorf("%w: %d bytes, limit %d", ErrEntryTooLarge, len(entry), l.maxEntry)
 	}
 	l.closeMu.RLock()
 	if l.closed {

@@ -15,11 +15,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/transparency-dev/tessera"
 	"github.com/transparency-dev/tessera/api/layout"
 	"github.com/transparency-dev/tessera/client"
 	"github.com/transparency-dev/tessera/fsck"
 	sumtlog "golang.org/x/mod/sumdb/tlog"
 
+	"github.com/vitrine-dev/vitrine/internal/logstore"
+	"github.com/vitrine-dev/vitrine/internal/logstore/logstoretest"
 	"github.com/vitrine-dev/vitrine/tlog"
 )
 
@@ -28,7 +31,32 @@ const testToken = "0123456789abcdef0123456789abcdef"
 // openTest opens a log without witnesses and serves it.
 func openTest(t *testing.T) (*Log, *httptest.Server) {
 	t.Helper()
-	l, err := Open(context.Background(), Config{Dir: t.TempDir(), Origin: "example.com/test", CheckpointInterval: 100 * time.Millisecond})
+	return openTestOn(t, testStorages[0])
+}
+
+// testStorage is a storage driver the log's tests run on.
+type testStorage struct {
+	name string
+	// open returns the driver (nil: the journaled tiles) and the
+	// checkpoint interval to use with it.
+	open func(t *testing.T) (tessera.Driver, time.Duration)
+}
+
+var testStorages = []testStorage{
+	{"journal", func(*testing.T) (tessera.Driver, time.Duration) { return nil, 100 * time.Millisecond }},
+	{"mysql", func(t *testing.T) (tessera.Driver, time.Duration) {
+		m, err := logstore.OpenMySQL(context.Background(), logstoretest.NewDatabase(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m, logstore.MinCheckpointInterval
+	}},
+}
+
+func openTestOn(t *testing.T, st testStorage) (*Log, *httptest.Server) {
+	t.Helper()
+	driver, interval := st.open(t)
+	l, err := Open(context.Background(), Config{Dir: t.TempDir(), Origin: "example.com/test", Storage: driver, CheckpointInterval: interval})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +130,15 @@ func TestAddAnswers(t *testing.T) {
 // TestLogInterop appends entries over HTTP and checks the served log with
 // code we did not write: Tessera's client and fsck, and x/mod's sumdb/tlog.
 func TestLogInterop(t *testing.T) {
-	l, srv := openTest(t)
+	for _, st := range testStorages {
+		t.Run(st.name, func(t *testing.T) {
+			l, srv := openTestOn(t, st)
+			testLogInterop(t, l, srv)
+		})
+	}
+}
+
+func testLogInterop(t *testing.T, l *Log, srv *httptest.Server) {
 	ctx := context.Background()
 	const n = 700
 	entries := make([][]byte, n)
@@ -352,4 +388,23 @@ func FuzzParseTilePath(f *testing.F) {
 			t.Fatalf("ParseTilePath(%q) accepted a non-canonical path (canonical %q)", p, canon)
 		}
 	})
+}
+
+// TestEntryLimitMySQL: a log on a MySQL server whose max_allowed_packet
+// cannot hold a bundle of 256 entries of 64 KiB (MariaDB's default) refuses
+// such entries up front, with 413, and goes on taking the others.
+func TestEntryLimitMySQL(t *testing.T) {
+	l, srv := openTestOn(t, testStorages[1])
+	if l.maxEntry == MaxEntrySize {
+		t.Skip("the server's max_allowed_packet holds full bundles of the largest entries")
+	}
+	resp, body := do(t, "POST", srv.URL+"/add", testToken, bytes.Repeat([]byte("x"), l.maxEntry+1))
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(body), strconv.Itoa(l.maxEntry)) {
+		t.Fatalf("entry of %d bytes: %d %s, want 413 naming the limit %d", l.maxEntry+1, resp.StatusCode, body, l.maxEntry)
+	}
+	for i := range 3 {
+		if resp, body := do(t, "POST", srv.URL+"/add", testToken, bytes.Repeat([]byte{byte('a' + i)}, l.maxEntry)); resp.StatusCode != 200 {
+			t.Fatalf("entry of %d bytes: %d %s", l.maxEntry, resp.StatusCode, body)
+		}
+	}
 }

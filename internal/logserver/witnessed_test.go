@@ -18,6 +18,12 @@ import (
 // while it is down, appends are still durable but no newer checkpoint is
 // published; once it is back, the log catches up.
 func TestWitnessFailClosed(t *testing.T) {
+	for _, st := range testStorages {
+		t.Run(st.name, func(t *testing.T) { testWitnessFailClosed(t, st) })
+	}
+}
+
+func testWitnessFailClosed(t *testing.T, st testStorage) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	const origin = "example.com/witnessed"
@@ -43,7 +49,8 @@ func TestWitnessFailClosed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := Open(ctx, Config{Dir: dir, Origin: origin, WitnessPolicy: policy, CheckpointInterval: 100 * time.Millisecond, WitnessTimeout: time.Second})
+	driver, interval := st.open(t)
+	l, err := Open(ctx, Config{Dir: dir, Origin: origin, WitnessPolicy: policy, Storage: driver, CheckpointInterval: interval, WitnessTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

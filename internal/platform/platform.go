@@ -24,6 +24,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/transparency-dev/tessera"
+
 	"github.com/vitrine-dev/vitrine/client"
 	"github.com/vitrine-dev/vitrine/internal/atomicfile"
 	"github.com/vitrine-dev/vitrine/internal/custody"
@@ -31,6 +33,7 @@ import (
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
 	"github.com/vitrine-dev/vitrine/internal/keys"
 	"github.com/vitrine-dev/vitrine/internal/logserver"
+	"github.com/vitrine-dev/vitrine/internal/logstore"
 	"github.com/vitrine-dev/vitrine/internal/principal"
 	"github.com/vitrine-dev/vitrine/internal/publish"
 	"github.com/vitrine-dev/vitrine/internal/relocate"
@@ -44,6 +47,33 @@ import (
 
 // LogNames are the logs every deployment runs.
 var LogNames = []string{"release", "policy", "access-zurich", "access-moscow"}
+
+// openLogStore opens the storage cfg.LogStores chooses for the log name
+// (nil: the journaled tiles), with the checkpoint interval to use on it:
+// the configured one, raised to the storage's minimum (Tessera's MySQL
+// driver publishes at most once a second).
+func openLogStore(ctx context.Context, cfg Config, name string) (tessera.Driver, time.Duration, error) {
+	spec, ok := cfg.LogStores[name]
+	if !ok {
+		spec, ok = cfg.LogStores["default"]
+	}
+	if !ok {
+		return nil, cfg.CheckpointInterval, nil
+	}
+	loc, err := logstore.ParseLocation(spec)
+	if err != nil {
+		return nil, 0, err
+	}
+	d, err := logstore.Open(ctx, loc)
+	if err != nil {
+		return nil, 0, err
+	}
+	interval := cfg.CheckpointInterval
+	if loc.Kind == "mysql" {
+		interval = max(interval, logstore.MinCheckpointInterval)
+	}
+	return d, interval, nil
+}
 
 // LogKeys returns the verifier key of each log of the platform named name
 // with data directory data, by log name, making the keys it lacks: what a
@@ -86,6 +116,10 @@ type Config struct {
 	// Stores chooses a region's store ("sqlite:PATH" or a postgres://
 	// URL); a region without one gets SQLite under Data.
 	Stores map[string]string
+	// LogStores chooses where each log is stored, by log name or
+	// "default" ("journal" or a mysql:// location, see package
+	// logstore); a log without one keeps the journaled tiles under Data.
+	LogStores map[string]string
 	// CustodyURL, when set, is the base URL of the supervisor's key
 	// custody running in its own process (`vitrine custody`), and
 	// CustodyToken the bearer token it gave; without them the platform
@@ -290,15 +324,23 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 				return nil, fmt.Errorf("starting platform: %w", err)
 			}
 		}
+		storage, interval, err := openLogStore(ctx, cfg, name)
+		if err != nil {
+			return nil, fmt.Errorf("starting platform: log %s: %w", name, err)
+		}
 		l, err := logserver.Open(ctx, logserver.Config{
 			Dir:                dir,
 			Origin:             origin,
 			WitnessPolicy:      []byte(p.policy),
 			HTTPClient:         client,
 			Logger:             cfg.Logger,
-			CheckpointInterval: cfg.CheckpointInterval,
+			CheckpointInterval: interval,
+			Storage:            storage,
 		})
 		if err != nil {
+			if s, ok := storage.(logserver.StorageHealth); ok {
+				s.Wait()
+			}
 			return nil, fmt.Errorf("starting platform: %w", err)
 		}
 		p.logs[name] = l
