@@ -43,7 +43,11 @@ type Config struct {
 	// CacheFor is how long an overview is served before it is read again
 	// (default 5 s): a page load is not a round of the platform's logs.
 	CacheFor time.Duration
-	Logger   *slog.Logger
+	// Rebuilders are the independent rebuilders whose verdicts release
+	// pages show, each with the key the Center pins for it (see
+	// Rebuilder).
+	Rebuilders []Rebuilder
+	Logger     *slog.Logger
 	Now      func() time.Time
 }
 
@@ -63,6 +67,10 @@ type Center struct {
 	// follows are the small logs kept whole (see entries).
 	followMu sync.Mutex
 	follows  map[string]*followed
+	// tufMu guards the update repository's metadata, verified by go-tuf
+	// in Dir/tuf/, and tuf, the targets read last.
+	tufMu sync.Mutex
+	tuf   *tufSnapshot
 }
 
 //go:generate env GOOS=js GOARCH=wasm go build -trimpath "-ldflags=-s -w -buildid=" -o static/verify.wasm ./wasm
