@@ -20,7 +20,8 @@
     const li = list && list.querySelector('[data-check="' + name + '"]');
     if (!li) return;
     li.dataset.verified = ok === true ? 'true' : 'false';
-    li.querySelector('.why').textContent = (ok === true ? '✓ ' : '✗ ') + text;
+    li.querySelector('.mark').textContent = ok === true ? '✓' : '✗';
+    li.querySelector('.why').textContent = text;
   };
   const set = (ok, text) => {
     box.dataset.verified = ok ? 'true' : 'false';
@@ -30,7 +31,8 @@
     if (list) {
       for (const li of list.querySelectorAll('[data-verified="pending"]')) {
         li.dataset.verified = 'false';
-        li.querySelector('.why').textContent = '✗ not checked: ' + text.replace(/^✗ /, '');
+        li.querySelector('.mark').textContent = '✗';
+        li.querySelector('.why').textContent = 'not checked: ' + text.replace(/^✗ /, '');
       }
     }
   };
@@ -94,7 +96,8 @@
       for (const name of ['envelope', 'signature', 'subjects']) {
         const c = rr.checks[name];
         mark(name, c.ok, c.ok === true ? 'verified' : c.error);
-        if (c.ok !== true) failed.push(name === 'envelope' ? 'the provenance is not the envelope the entry binds' : name === 'signature' ? 'the provenance\'s signature' : 'the provenance\'s subjects');
+        // The first that failed; those after it were not made.
+        if (c.ok === false) failed.push({ envelope: 'the provenance served is not the envelope the entry binds', signature: 'the provenance\'s signature does not verify under the release key', subjects: 'the provenance does not name exactly the entry\'s artifacts' }[name]);
       }
       // What the page shows must be what was verified: the artifacts
       // (the entry's) and, if shown, the provenance's fields.
@@ -113,7 +116,7 @@
       if (differs) failed.push(differs);
     }
     if (failed.length > 0) {
-      set(false, '✗ Your browser verified the ' + proven + ', but not: ' + failed.join('; ') + '.');
+      set(false, '✗ Your browser verified that the release-log entry is ' + proven + ', but not its provenance: ' + failed.join('; ') + '.');
       return;
     }
     if (pinned === null) {
