@@ -494,4 +494,14 @@ func TestReleaseFoundInChromium(t *testing.T) {
 	if r := look(browser, 1280, page, ""); r.Verified != "false" || !strings.Contains(r.Checks["shown"], "toolchain") || !strings.HasPrefix(r.Checks["envelope"], "true") {
 		t.Errorf("another provenance shown: %+v", r)
 	}
+	// The rebuilder's latest verdict: not reproduced, the file that
+	// differs named.
+	lie.Store(0)
+	rb.judge(t, p, rb.key, "tool", "1.2.3", 0, "tool_linux_amd64")
+	look(browser, 390, page, "release-not-reproduced.png")
+	said, err := chromedp.Run(browser, chromedp.Evaluate[string](`document.querySelector('.verdict [data-reproduced]').dataset.verified + ' ' +
+		document.querySelector('.verdict [data-reproduced]').dataset.reproduced + ' ' + document.querySelector('.verdict-files .differs strong').textContent`))
+	if err != nil || said != "true false tool_linux_amd64" {
+		t.Errorf("a verdict that did not reproduce: %q %v", said, err)
+	}
 }
