@@ -22,7 +22,7 @@ func runCenter(ctx context.Context, e *env, args []string) error {
 	listen := fs.String("listen", "127.0.0.1:8070", "address to serve the Center on")
 	data := fs.String("data", userDir("center"), "the Center's data directory: the platform's pins and the checkpoints it saw")
 	var rbFlags platforms
-	fs.Var(&rbFlags, "rebuilder", "`URL,KEYFILE` an independent rebuilder whose verdicts release pages show: its base URL (the prefix of /rebuilds/) and its public key (PEM), obtained from its operator out of band; repeat for several")
+	fs.Var(&rbFlags, "rebuilder", "`SPEC` URL,KEYFILE: an independent rebuilder whose verdicts release pages show, its base URL (the prefix of /rebuilds/) and its public key (PEM), obtained from its operator out of band; repeat for several")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}

@@ -41,7 +41,7 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	monCmd := fs.String("monitor-hook-command", "", "absolute `PATH` of a program run for every alert (the alert on its standard input)")
 	monRules := fs.String("monitor-rules", "", "the monitor's rules file (default: the rules that ship)")
 	var centerRebuilders platforms
-	fs.Var(&centerRebuilders, "center-rebuilder", "`URL,KEYFILE` an independent rebuilder whose verdicts the Transparency Center's release pages show, with its public key (PEM) obtained from its operator; repeat for several")
+	fs.Var(&centerRebuilders, "center-rebuilder", "`SPEC` URL,KEYFILE: an independent rebuilder whose verdicts the Transparency Center's release pages show, with its public key (PEM) obtained from its operator; repeat for several")
 	supURL := fs.String("supervisor", "", "base `URL` of the supervisor ('vitrine supervisor') this platform is a member of: its witness, custody, pseudonyms and monitor serve the platform, which runs none of its own")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
