@@ -179,7 +179,9 @@ func TestVerifyProvenance(t *testing.T) {
 	byOther := sign(other, arts)
 	fewer := sign(key, arts[:1])
 	swapped := sign(key, []Artifact{{"a", arts[1].SHA256}, {"b", arts[0].SHA256}})
-	entry := func(env []byte) *Entry { return &Entry{Name: "x", Version: "1", Artifacts: arts, Envelope: Digest(env)} }
+	entry := func(env []byte) *Entry {
+		return &Entry{Name: "x", Version: "1", Artifacts: arts, Envelope: Digest(env)}
+	}
 	for _, c := range []struct {
 		name     string
 		envelope []byte

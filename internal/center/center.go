@@ -48,7 +48,7 @@ type Config struct {
 	// Rebuilder).
 	Rebuilders []Rebuilder
 	Logger     *slog.Logger
-	Now      func() time.Time
+	Now        func() time.Time
 }
 
 // Center serves the Transparency Center of one platform.
