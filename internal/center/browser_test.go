@@ -504,4 +504,20 @@ func TestReleaseFoundInChromium(t *testing.T) {
 	if err != nil || said != "true false tool_linux_amd64" {
 		t.Errorf("a verdict that did not reproduce: %q %v", said, err)
 	}
+	// The overview's newest releases, with their rebuild status, on a
+	// phone.
+	if err := chromedp.Do(browser, chromedp.EmulateViewport(390, 900), chromedp.Navigate(srv+"/"), chromedp.WaitVisible("#releases")); err != nil {
+		t.Fatal(err)
+	}
+	status, err := chromedp.Run(browser, chromedp.Evaluate[string](`document.querySelector('#releases ~ .table tbody td:last-child').textContent + (document.documentElement.scrollWidth > window.innerWidth ? ' (wider than the screen)' : '')`))
+	if err != nil || status != "✗ NOT reproduced (1 of 1 rebuilders)" {
+		t.Errorf("the overview's rebuild status: %q %v", status, err)
+	}
+	png, err := chromedp.Run(browser, chromedp.FullScreenshot(100))
+	if err == nil {
+		err = os.WriteFile(filepath.Join(shots, "overview-rebuilds.png"), png, 0o644)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
 }
