@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 
 	"golang.org/x/mod/sumdb/note"
 
@@ -30,7 +31,7 @@ type Trust struct {
 
 // CheckError is a failed check of VerifyArtifact; Check names it.
 type CheckError struct {
-	Check string // "artifact", "signature", "provenance", "entry", "inclusion"
+	Check string // "artifact", "signature", "provenance", "entry", "inclusion", "envelope", "subjects"
 	Err   error
 }
 
@@ -115,4 +116,66 @@ func VerifyArtifactDigest(ctx context.Context, name, digest string, ev *Evidence
 		return nil, errors.Join(ctx.Err())
 	}
 	return e, nil
+}
+
+// VerifyProvenance checks that envelope, as published, is the provenance
+// the release-log entry e binds, and returns what it says:
+//
+//   - envelope: its digest is the one e binds (e.Envelope);
+//   - signature: it verifies under the release key and holds an in-toto
+//     Statement of SLSA Provenance v1 ([Verify]);
+//   - subjects: the statement's subjects are exactly e's artifacts, names
+//     and SHA-256 digests.
+//
+// The first check that fails is returned as a *CheckError naming it; the
+// checks after it were not made. The Transparency Center's server, and
+// its verifier in the reader's browser, make these checks.
+func VerifyProvenance(ctx context.Context, envelope []byte, e *Entry, key PublicKey) (*Verified, error) {
+	if got := Digest(envelope); got != e.Envelope {
+		return nil, fail("envelope", "the envelope has digest %s, the release-log entry binds %s", got, e.Envelope)
+	}
+	v, err := Verify(ctx, envelope, key)
+	if err != nil {
+		return nil, &CheckError{Check: "signature", Err: err}
+	}
+	if !SameArtifacts(v.Subjects, e.Artifacts) {
+		return nil, fail("subjects", "the provenance's subjects (%s) are not the artifacts the release-log entry names (%s)", artifactList(v.Subjects), artifactList(e.Artifacts))
+	}
+	return v, nil
+}
+
+// SameArtifacts reports whether a and b name the same files with the same
+// digests, in any order.
+func SameArtifacts(a, b []Artifact) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	m := make(map[string]string, len(a))
+	for _, x := range a {
+		m[x.Name] = x.SHA256
+	}
+	if len(m) != len(a) {
+		return false // a names a file twice
+	}
+	for _, x := range b {
+		if d, ok := m[x.Name]; !ok || d != x.SHA256 {
+			return false
+		}
+		delete(m, x.Name)
+	}
+	return true
+}
+
+func artifactList(as []Artifact) string {
+	var b strings.Builder
+	for i, a := range as {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s %.12s…", a.Name, a.SHA256)
+	}
+	if len(as) == 0 {
+		return "none"
+	}
+	return b.String()
 }

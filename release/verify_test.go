@@ -148,3 +148,64 @@ func TestVerifyArtifact(t *testing.T) {
 		})
 	}
 }
+
+// TestVerifyProvenance: an envelope is the provenance of a release-log
+// entry only if the entry binds its digest, it verifies under the release
+// key and its subjects are the entry's artifacts; each failure is named.
+func TestVerifyProvenance(t *testing.T) {
+	ctx := context.Background()
+	key, err := LoadOrCreateKey(filepath.Join(t.TempDir(), "release.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := LoadOrCreateKey(filepath.Join(t.TempDir(), "other.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	arts := []Artifact{{"a", strings.Repeat("01", 32)}, {"b", strings.Repeat("02", 32)}}
+	sign := func(k *Ed25519Key, arts []Artifact) []byte {
+		st, err := Statement(arts, testBuild())
+		if err != nil {
+			t.Fatal(err)
+		}
+		env, err := Sign(ctx, k, st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return env
+	}
+	pub := PublicKey(key.Public().(ed25519.PublicKey))
+	honest := sign(key, arts)
+	byOther := sign(other, arts)
+	fewer := sign(key, arts[:1])
+	swapped := sign(key, []Artifact{{"a", arts[1].SHA256}, {"b", arts[0].SHA256}})
+	entry := func(env []byte) *Entry {
+		return &Entry{Name: "x", Version: "1", Artifacts: arts, Envelope: Digest(env)}
+	}
+	for _, c := range []struct {
+		name     string
+		envelope []byte
+		entry    *Entry
+		check    string // "" verifies
+	}{
+		{"honest", honest, entry(honest), ""},
+		{"another envelope than the entry binds", fewer, entry(honest), "envelope"},
+		{"signed by another key", byOther, entry(byOther), "signature"},
+		{"fewer subjects", fewer, entry(fewer), "subjects"},
+		{"digests swapped", swapped, entry(swapped), "subjects"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			v, err := VerifyProvenance(ctx, c.envelope, c.entry, pub)
+			var ce *CheckError
+			switch {
+			case c.check == "" && (err != nil || len(v.Subjects) != 2):
+				t.Errorf("got %v, want verified", err)
+			case c.check != "" && (!errors.As(err, &ce) || ce.Check != c.check):
+				t.Errorf("got %v, want the %s check to fail", err, c.check)
+			}
+		})
+	}
+	if SameArtifacts([]Artifact{arts[0], arts[0]}, []Artifact{arts[0], arts[1]}) || !SameArtifacts(arts, []Artifact{arts[1], arts[0]}) {
+		t.Error("SameArtifacts: a file named twice, or order, judged wrong")
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/vitrine-dev/vitrine/internal/center"
@@ -16,14 +17,20 @@ import (
 // through its public routes only: anyone can run one over anyone's
 // platform.
 func runCenter(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "center", "--platform URL --listen ADDR [--data DIR]")
+	fs := newFlags(e, "center", "--platform URL --listen ADDR [--data DIR] [--rebuilder URL,KEYFILE …]")
 	platformURL := fs.String("platform", cli.DefaultPlatform(), "base URL of the platform to show (its discovery document is pinned on first use)")
 	listen := fs.String("listen", "127.0.0.1:8070", "address to serve the Center on")
 	data := fs.String("data", userDir("center"), "the Center's data directory: the platform's pins and the checkpoints it saw")
+	var rbFlags platforms
+	fs.Var(&rbFlags, "rebuilder", "`SPEC` URL,KEYFILE: an independent rebuilder whose verdicts release pages show, its base URL (the prefix of /rebuilds/) and its public key (PEM), obtained from its operator out of band; repeat for several")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
-	c, err := center.New(center.Config{Platform: *platformURL, Dir: *data, Logger: e.Logger})
+	rebuilders, err := parseRebuilders(rbFlags)
+	if err != nil {
+		return err
+	}
+	c, err := center.New(center.Config{Platform: *platformURL, Dir: *data, Rebuilders: rebuilders, Logger: e.Logger})
 	if err != nil {
 		return err
 	}
@@ -66,4 +73,17 @@ func runReport(ctx context.Context, e *env, args []string) error {
 	}
 	_, err = fmt.Fprintf(e.Stdout, "%s\n", out)
 	return err
+}
+
+// parseRebuilders reads --rebuilder flags (URL,KEYFILE).
+func parseRebuilders(specs []string) ([]center.Rebuilder, error) {
+	var out []center.Rebuilder
+	for _, spec := range specs {
+		rb, err := center.ParseRebuilder(spec, os.ReadFile)
+		if err != nil {
+			return nil, fmt.Errorf("--rebuilder: %w", err)
+		}
+		out = append(out, rb)
+	}
+	return out, nil
 }

@@ -40,6 +40,8 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	fs.Var(&monHooks, "monitor-webhook", "`URL` that gets every alert, signed with the secret in DATA/monitor/webhook.secret (repeat for several)")
 	monCmd := fs.String("monitor-hook-command", "", "absolute `PATH` of a program run for every alert (the alert on its standard input)")
 	monRules := fs.String("monitor-rules", "", "the monitor's rules file (default: the rules that ship)")
+	var centerRebuilders platforms
+	fs.Var(&centerRebuilders, "center-rebuilder", "`SPEC` URL,KEYFILE: an independent rebuilder whose verdicts the Transparency Center's release pages show, with its public key (PEM) obtained from its operator; repeat for several")
 	supURL := fs.String("supervisor", "", "base `URL` of the supervisor ('vitrine supervisor') this platform is a member of: its witness, custody, pseudonyms and monitor serve the platform, which runs none of its own")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
@@ -91,6 +93,10 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	}
 	if *interval < 0 {
 		return fmt.Errorf("--checkpoint-interval %s is negative", *interval)
+	}
+	rebuilders, err := parseRebuilders(centerRebuilders)
+	if err != nil {
+		return err
 	}
 	if err := serveDebug(c.DebugListen, e.Logger); err != nil {
 		return err
@@ -157,7 +163,7 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	ctr, err := center.New(center.Config{Platform: p.URL(), Dir: filepath.Join(pc.Data, "center"), Logger: e.Logger})
+	ctr, err := center.New(center.Config{Platform: p.URL(), Dir: filepath.Join(pc.Data, "center"), Rebuilders: rebuilders, Logger: e.Logger})
 	if err != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()

@@ -3,6 +3,7 @@ package center
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/vitrine-dev/vitrine/internal/liar"
+	"github.com/vitrine-dev/vitrine/release"
 )
 
 // chromium returns Debian's chromium, which .ci/run installs: missing in
@@ -292,39 +294,231 @@ func median(xs []float64) float64 {
 	return s[len(s)/2]
 }
 
+// doctor serves h, with each answer's body changed by lie (path, body):
+// a Center's server that lies to the browser.
+func doctor(t *testing.T, h http.Handler, lie func(path string, body []byte) []byte) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		body := lie(r.URL.Path, bytes.Clone(rec.Body.Bytes()))
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.Header().Del("Content-Length")
+		w.WriteHeader(rec.Code)
+		w.Write(body)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
 // TestReleaseFoundInChromium: in real Chromium, a release is found by its
-// artifact's sha256 through the search form's route, and its page shows
-// the provenance verified and the release-log entry's proof verified in
-// the browser.
+// artifact's sha256 through the search form, and on its page the
+// reader's browser verifies the release-log entry's inclusion and the
+// provenance: the envelope the entry binds, signed with the release key
+// (pinned in the browser on first use), naming the entry's artifacts, and
+// shown as verified. The page also shows a rebuilder's verdict and the
+// update repository's offer, both checked by the Center. A Center server
+// that hands the page a doctored envelope, another release key after the
+// browser pinned one, or shows another provenance than the one it hands
+// the verifier, is caught by the browser, naming what failed. Screenshots
+// at 390 and 1280 px (VITRINE_SCREENSHOTS=DIR keeps them).
 func TestReleaseFoundInChromium(t *testing.T) {
 	bin := chromium(t)
-	_, px := startPlatform(t)
-	c, err := New(Config{Platform: px.URL, Dir: t.TempDir(), IndexEvery: -1})
+	p, px := startPlatform(t)
+	rb := newRebuilder(t)
+	c, err := New(Config{Platform: px.URL, Dir: t.TempDir(), Rebuilders: []Rebuilder{rb.pin(t)}, IndexEvery: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := newServer(t, c)
+	rb.judge(t, p, rb.key, "tool", "1.2.3", 0)
+	var lie atomic.Int32 // 0 honest, 1 a doctored envelope, 2 another release key, 3 another provenance shown
+	other, err := release.LoadOrCreateKey(filepath.Join(t.TempDir(), "other.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherPEM := string(release.PublicKey(other.Public().(ed25519.PublicKey)).PEM())
+	srv := doctor(t, c.Handler(), func(path string, body []byte) []byte {
+		if !strings.HasPrefix(path, "/center/releases/") {
+			return body
+		}
+		at := bytes.Index(body, []byte(`id="verify-input"`))
+		if at < 0 {
+			t.Errorf("no verifier input in the release's page")
+			return body
+		}
+		switch lie.Load() {
+		case 1:
+			// One character of the envelope's payload, in what the page
+			// hands the verifier.
+			i := bytes.Index(body[at:], []byte(`payload\"`)) + at + 40
+			if i < at+40 {
+				t.Errorf("no envelope in the page's verifier input")
+				return body
+			}
+			if body[i] == 'A' {
+				body[i] = 'B'
+			} else {
+				body[i] = 'A'
+			}
+		case 2:
+			// The whole input, with another release key in it.
+			start := bytes.IndexByte(body[at:], '>') + at + 1
+			end := bytes.Index(body[start:], []byte("</script>")) + start
+			var v VerifyInput
+			if err := json.Unmarshal(body[start:end], &v); err != nil {
+				t.Errorf("the verifier input: %v", err)
+				return body
+			}
+			v.ReleaseKey = otherPEM
+			b, _ := json.Marshal(v) // escapes <, > and &, as a script needs
+			body = append(body[:start:start], append(b, body[end:]...)...)
+		case 3:
+			body = bytes.Replace(body, []byte(`data-provenance="toolchain">go1.26.8`), []byte(`data-provenance="toolchain">go1.99.0`), 1)
+		}
+		return body
+	})
+
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin), chromedp.NoSandbox, chromedp.Flag("headless", true), chromedp.DisableGPU)
 	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
 	defer cancel()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
+	shots := os.Getenv("VITRINE_SCREENSHOTS")
+	if shots == "" {
+		shots = t.TempDir()
+	}
+	// look opens the page in tab (a browser's storage is shared by its
+	// tabs) and returns the overall verdict, its text and each check's.
+	type result struct {
+		Verified, Text string
+		Checks         map[string]string
+		Overflow       bool
+	}
+	look := func(ctx context.Context, width int64, navigate []chromedp.Action[chromedp.Void], shot string) result {
+		t.Helper()
+		steps := append([]chromedp.Action[chromedp.Void]{chromedp.EmulateViewport(width, 900)}, navigate...)
+		if err := chromedp.Do(ctx, append(steps, chromedp.WaitVisible("#browser-check"))...); err != nil {
+			t.Fatalf("the release's page: %v", err)
+		}
+		// Polled, not WaitVisible: a check that never ends fails the
+		// test with what the page says.
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+			v, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById('browser-check').dataset.verified + ': ' + document.querySelector('#browser-check .result').textContent`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.HasPrefix(v, "pending") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the browser's check did not end within a minute: %s", v)
+			}
+		}
+		r, err := chromedp.Run(ctx, chromedp.Evaluate[result](`({verified: document.getElementById('browser-check').dataset.verified,
+			text: document.querySelector('#browser-check .result').textContent,
+			checks: Object.fromEntries(Array.from(document.querySelectorAll('#release-checks li'), (li) => [li.dataset.check, li.dataset.verified + ': ' + li.querySelector('.why').textContent])),
+			overflow: document.documentElement.scrollWidth > window.innerWidth})`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if shot != "" {
+			png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(shots, shot), png, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return r
+	}
 	sum := sha256.Sum256([]byte("\x7fELF tool"))
-	if err := chromedp.Do(ctx, chromedp.Navigate(srv+"/"), chromedp.WaitVisible("#q"),
-		chromedp.SendKeys("#q", hex.EncodeToString(sum[:])+"\n"),
-		chromedp.WaitVisible(`#browser-check[data-verified="true"], #browser-check[data-verified="false"]`)); err != nil {
-		t.Fatal(err)
+	search := []chromedp.Action[chromedp.Void]{chromedp.Navigate(srv + "/"), chromedp.WaitVisible("#q"), chromedp.SendKeys("#q", hex.EncodeToString(sum[:])+"\n")}
+	page := []chromedp.Action[chromedp.Void]{chromedp.Navigate(srv + "/center/releases/tool/1.2.3")}
+	allTrue := func(r result) bool {
+		for _, name := range []string{"inclusion", "envelope", "signature", "subjects", "shown"} {
+			if !strings.HasPrefix(r.Checks[name], "true") {
+				return false
+			}
+		}
+		return r.Verified == "true"
 	}
-	title, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('h1').textContent`))
+
+	browser, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	r := look(browser, 1280, search, "release-desktop.png")
+	title, err := chromedp.Run(browser, chromedp.Evaluate[string](`document.querySelector('h1').textContent`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	verdict, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById('browser-check').dataset.verified + ' ' + document.querySelectorAll('[data-verified="true"]').length`))
+	if title != "tool 1.2.3" || !allTrue(r) || !strings.Contains(r.Text, "pinned now") || r.Overflow {
+		t.Fatalf("the release found by its artifact: %q: %+v", title, r)
+	}
+	marks, err := chromedp.Run(browser, chromedp.Evaluate[string](`Array.from(document.querySelectorAll('[data-verified]'), (e) => e.dataset.verified).join(' ')`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if title != "tool 1.2.3" || verdict != "true 2" { // the browser's check and the provenance
-		t.Errorf("the release found by its artifact: %q, verified: %s", title, verdict)
+	// The browser's check and its five, the provenance, the verdict and
+	// the update repository's offer.
+	if marks != "true true true true true true true true true" {
+		t.Errorf("the release's page marks %q, want everything verified", marks)
+	}
+	if r := look(browser, 390, page, "release-phone.png"); !allTrue(r) || r.Overflow {
+		t.Errorf("at 390 px: %+v", r)
+	}
+
+	// A Center that hands the page a doctored envelope.
+	lie.Store(1)
+	fresh, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	r = look(fresh, 1280, page, "release-doctored.png")
+	if r.Verified != "false" || !strings.HasPrefix(r.Checks["envelope"], "false: the envelope has digest") || !strings.HasPrefix(r.Checks["inclusion"], "true") ||
+		!strings.HasPrefix(r.Checks["signature"], "false") || !strings.Contains(r.Text, "not the envelope the entry binds") {
+		t.Errorf("a doctored envelope: %+v", r)
+	}
+	// Another release key, in the browser that pinned the real one.
+	lie.Store(2)
+	r = look(browser, 1280, page, "")
+	if r.Verified != "false" || !strings.Contains(r.Checks["signature"], "differs from the one it pinned") {
+		t.Errorf("another release key after the pin: %+v", r)
+	}
+	// Another release key, in a browser that pinned none: the signature
+	// does not verify under it.
+	other2, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	if r := look(other2, 1280, page, ""); r.Verified != "false" || !strings.Contains(r.Checks["signature"], "signature") || !strings.HasPrefix(r.Checks["signature"], "false") {
+		t.Errorf("another release key: %+v", r)
+	}
+	// Another provenance shown than the one verified.
+	lie.Store(3)
+	if r := look(browser, 1280, page, ""); r.Verified != "false" || !strings.Contains(r.Checks["shown"], "toolchain") || !strings.HasPrefix(r.Checks["envelope"], "true") {
+		t.Errorf("another provenance shown: %+v", r)
+	}
+	// The rebuilder's latest verdict: not reproduced, the file that
+	// differs named.
+	lie.Store(0)
+	rb.judge(t, p, rb.key, "tool", "1.2.3", 0, "tool_linux_amd64")
+	look(browser, 390, page, "release-not-reproduced.png")
+	said, err := chromedp.Run(browser, chromedp.Evaluate[string](`document.querySelector('.verdict [data-reproduced]').dataset.verified + ' ' +
+		document.querySelector('.verdict [data-reproduced]').dataset.reproduced + ' ' + document.querySelector('.verdict-files .differs strong').textContent`))
+	if err != nil || said != "true false tool_linux_amd64" {
+		t.Errorf("a verdict that did not reproduce: %q %v", said, err)
+	}
+	// The overview's newest releases, with their rebuild status, on a
+	// phone.
+	if err := chromedp.Do(browser, chromedp.EmulateViewport(390, 900), chromedp.Navigate(srv+"/"), chromedp.WaitVisible("#releases")); err != nil {
+		t.Fatal(err)
+	}
+	status, err := chromedp.Run(browser, chromedp.Evaluate[string](`document.querySelector('#releases ~ .table tbody td:last-child').textContent + (document.documentElement.scrollWidth > window.innerWidth ? ' (wider than the screen)' : '')`))
+	if err != nil || status != "✗ NOT reproduced (1 of 1 rebuilders)" {
+		t.Errorf("the overview's rebuild status: %q %v", status, err)
+	}
+	png, err := chromedp.Run(browser, chromedp.FullScreenshot(100))
+	if err == nil {
+		err = os.WriteFile(filepath.Join(shots, "overview-rebuilds.png"), png, 0o644)
+	}
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 

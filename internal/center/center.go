@@ -50,6 +50,10 @@ type Config struct {
 	// index (default 5 s); a negative value leaves the index to
 	// UpdateIndex.
 	IndexEvery time.Duration
+	// Rebuilders are the independent rebuilders whose verdicts release
+	// pages show, each with the key the Center pins for it (see
+	// Rebuilder).
+	Rebuilders []Rebuilder
 	Logger     *slog.Logger
 	Now        func() time.Time
 }
@@ -81,6 +85,10 @@ type Center struct {
 	relocMu sync.Mutex
 	// cache keeps releases' sources and rule databases, by digest.
 	cache digestCache
+	// tufMu guards the update repository's metadata, verified by go-tuf
+	// in Dir/tuf/, and tuf, the targets read last.
+	tufMu sync.Mutex
+	tuf   *tufSnapshot
 }
 
 //go:generate env GOOS=js GOARCH=wasm go build -trimpath "-ldflags=-s -w -buildid=" -o static/verify.wasm ./wasm

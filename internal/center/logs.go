@@ -74,6 +74,13 @@ type VerifyInput struct {
 	// checks that the proof is of it.
 	Index  uint64 `json:"index"`
 	Origin string `json:"origin"`
+	// On a release's page: the provenance envelope as the platform served
+	// it, and the release key as this Center pinned it (PEM). The browser
+	// checks that the envelope is the one the entry binds, that it
+	// verifies under the key, and that its subjects are the entry's
+	// artifacts.
+	Envelope   string `json:"envelope,omitempty"`
+	ReleaseKey string `json:"release_key,omitempty"`
 }
 
 // PageSize is how many entries a log's page shows.

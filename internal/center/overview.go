@@ -19,6 +19,7 @@ import (
 	"github.com/vitrine-dev/vitrine/internal/atomicfile"
 	"github.com/vitrine-dev/vitrine/internal/fault"
 	"github.com/vitrine-dev/vitrine/internal/monitor"
+	"github.com/vitrine-dev/vitrine/internal/rebuilder"
 	"github.com/vitrine-dev/vitrine/release"
 	"github.com/vitrine-dev/vitrine/residency"
 	"github.com/vitrine-dev/vitrine/tlog"
@@ -93,6 +94,10 @@ type ReleaseState struct {
 	Name      string          `json:"name"`
 	Version   string          `json:"version"`
 	Artifacts []ArtifactState `json:"artifacts"`
+	// Rebuilds is what the known rebuilders' verdicts say of it, each
+	// checked as on the release's page; nil when the Center knows no
+	// rebuilder.
+	Rebuilds *RebuildSummary `json:"rebuilds,omitempty"`
 }
 
 // ArtifactState is a released file.
@@ -275,6 +280,11 @@ func (c *Center) newestReleases(ctx context.Context, l *client.Log) ([]ReleaseSt
 		return []ReleaseState{}, 0, err
 	}
 	out, n := []ReleaseState{}, 0
+	var idx []*rebuilder.Index
+	var idxErr []error
+	if len(c.cfg.Rebuilders) > 0 {
+		idx, idxErr = c.rebuildIndexes(ctx)
+	}
 	for i := len(entries) - 1; i >= 0; i-- {
 		e, err := release.ParseEntry(entries[i])
 		if err != nil {
@@ -286,6 +296,10 @@ func (c *Center) newestReleases(ctx context.Context, l *client.Log) ([]ReleaseSt
 		rs := ReleaseState{Index: uint64(i), Name: e.Name, Version: e.Version, Artifacts: []ArtifactState{}}
 		for _, a := range e.Artifacts {
 			rs.Artifacts = append(rs.Artifacts, ArtifactState{Name: a.Name, SHA256: a.SHA256})
+		}
+		if idx != nil {
+			sum := summarizeRebuilds(c.verdicts(ctx, idx, idxErr, uint64(i), entries[i], e))
+			rs.Rebuilds = &sum
 		}
 		out = append(out, rs)
 	}

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/vitrine-dev/vitrine/client"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
@@ -15,7 +16,8 @@ import (
 )
 
 // ReleasePage is a release as its release-log entry and its provenance
-// record it.
+// record it, what the known rebuilders say of it, and whether the update
+// repository offers it.
 type ReleasePage struct {
 	Platform  string          `json:"platform"`
 	Name      string          `json:"name"`
@@ -23,10 +25,19 @@ type ReleasePage struct {
 	Index     uint64          `json:"index"` // in the release log
 	Artifacts []ArtifactState `json:"artifacts"`
 	// Provenance is the SLSA provenance the envelope signs, decoded, once
-	// the envelope's digest is the entry's and its signature verifies
-	// under the pinned release key; ProvenanceProblem says otherwise.
+	// the envelope's digest is the entry's, its signature verifies under
+	// the pinned release key and its subjects are the entry's artifacts
+	// (release.VerifyProvenance); ProvenanceProblem says otherwise.
+	// Envelope is the envelope as the platform served it, which the
+	// reader's browser checks again.
 	Provenance        *Provenance `json:"provenance,omitempty"`
 	ProvenanceProblem string      `json:"provenance_problem,omitempty"`
+	Envelope          string      `json:"envelope,omitempty"`
+	// Rebuilds are the known rebuilders' verdicts, in the order the
+	// Center was given the rebuilders.
+	Rebuilds []RebuildState `json:"rebuilds"`
+	// Updates is whether the update repository offers each artifact.
+	Updates *UpdateState `json:"updates"`
 	// Raw and Proof are the release-log entry and its tlog-proof, which
 	// the reader's browser checks (Verify).
 	Raw    string      `json:"raw"`
@@ -100,48 +111,62 @@ func (c *Center) serveRelease(w http.ResponseWriter, r *http.Request) {
 	}
 	page := &ReleasePage{Platform: c.cfg.Platform, Name: e.Name, Version: e.Version, Index: index, Artifacts: []ArtifactState{},
 		Raw: string(entry), Proof: string(proof.Marshal()),
-		Verify: VerifyInput{Entry: string(entry), Proof: string(proof.Marshal()), VKey: pins.LogKeys["release"], Policy: pins.WitnessPolicy, Index: index, Origin: l.Origin()}}
+		Verify: VerifyInput{Entry: string(entry), Proof: string(proof.Marshal()), VKey: pins.LogKeys["release"], Policy: pins.WitnessPolicy, Index: index, Origin: l.Origin(),
+			ReleaseKey: pins.ReleaseKey}}
 	for _, a := range e.Artifacts {
 		page.Artifacts = append(page.Artifacts, ArtifactState{Name: a.Name, SHA256: a.SHA256})
 	}
 	page.Others, page.Previous = c.otherVersions(ctx, l, index, e)
-	page.Provenance, err = c.provenance(ctx, pins, e)
-	if err != nil {
-		page.ProvenanceProblem = err.Error()
-	}
+	// The provenance, the rebuilders' verdicts and the update repository
+	// are read at once: each waits on another server.
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		p, env, err := c.provenance(ctx, pins, e)
+		if err != nil {
+			page.ProvenanceProblem = err.Error()
+		}
+		page.Provenance = p
+		// The browser checks the envelope whatever the Center found.
+		page.Envelope, page.Verify.Envelope = string(env), string(env)
+	})
+	wg.Go(func() {
+		idx, errs := c.rebuildIndexes(ctx)
+		page.Rebuilds = c.verdicts(ctx, idx, errs, index, entry, e)
+	})
+	wg.Go(func() { page.Updates = c.offered(ctx, pins, index, e) })
+	wg.Wait()
 	c.render(w, r, "release.html", page)
 }
 
 // provenance reads the release's provenance envelope from the platform
-// and decodes it once its digest is the release-log entry's and its
-// signature verifies under the pinned release key.
-func (c *Center) provenance(ctx context.Context, pins *client.Pins, e *release.Entry) (*Provenance, error) {
+// and decodes it once release.VerifyProvenance accepts it: its digest is
+// the release-log entry's, its signature verifies under the pinned
+// release key, its subjects are the entry's artifacts. The envelope is
+// returned whenever one was read, for the reader's browser to check.
+func (c *Center) provenance(ctx context.Context, pins *client.Pins, e *release.Entry) (*Provenance, []byte, error) {
 	d, err := client.FetchDiscovery(ctx, c.cfg.HTTPClient, c.cfg.Platform)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	u := strings.TrimSuffix(d.Releases.URL, "/") + "/" + url.PathEscape(e.Name) + "/" + url.PathEscape(e.Version) + "/provenance.json"
 	env, err := client.Get(ctx, c.cfg.HTTPClient, u, 1<<20)
 	if err != nil {
-		return nil, err
-	}
-	if got := release.Digest(env); got != e.Envelope {
-		return nil, fmt.Errorf("the envelope served has digest %s, the release log records %s", got, e.Envelope)
+		return nil, nil, err
 	}
 	key, err := release.ParsePublicKey([]byte(pins.ReleaseKey))
 	if err != nil {
-		return nil, fmt.Errorf("the pinned release key: %w", err)
+		return nil, env, fmt.Errorf("the pinned release key: %w", err)
 	}
-	v, err := release.Verify(ctx, env, key)
+	v, err := release.VerifyProvenance(ctx, env, e, key)
 	if err != nil {
-		return nil, err
+		return nil, env, err
 	}
 	b, err := v.Build()
 	if err != nil {
-		return nil, err
+		return nil, env, err
 	}
 	return &Provenance{Builder: b.Builder, Invocation: b.Invocation, Source: b.Source, SourceSHA256: b.SourceSHA256,
-		Toolchain: b.Toolchain, Recipe: string(b.Recipe), Started: b.Started, Finished: b.Finished}, nil
+		Toolchain: b.Toolchain, Recipe: string(b.Recipe), Started: b.Started, Finished: b.Finished}, env, nil
 }
 
 var (

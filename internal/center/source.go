@@ -209,7 +209,7 @@ func (c *Center) releaseFile(ctx context.Context, e *release.Entry, file string)
 // release key.
 func (c *Center) verifiedProvenance(ctx context.Context, rel *verifiedRelease) (*Provenance, error) {
 	if rel.prov == nil {
-		p, err := c.provenance(ctx, rel.pins, rel.entry)
+		p, _, err := c.provenance(ctx, rel.pins, rel.entry)
 		if err != nil {
 			return nil, fmt.Errorf("checking the provenance of %s %s: %w", rel.entry.Name, rel.entry.Version, err)
 		}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -192,17 +191,12 @@ func (m *Monitor) verdictsOn(ctx context.Context, rbs []Rebuilder, indexes []*re
 			if l == nil {
 				continue
 			}
-			root, _ := url.Parse(strings.TrimSuffix(rbs[i].URL, "/") + "/rebuilds/")
-			ref, err := url.Parse(l.URL)
-			var u *url.URL
-			if err == nil {
-				u = root.ResolveReference(ref)
-			}
-			if err != nil || ref.IsAbs() || ref.Host != "" || u.Host != root.Host || !strings.HasPrefix(u.Path, root.Path) {
-				errs = append(errs, fmt.Errorf("rebuilder %s: verdict URL %q is not under its /rebuilds/", rbs[i].URL, l.URL))
+			u, err := rebuilder.VerdictURL(rbs[i].URL, l.URL)
+			if err != nil {
+				errs = append(errs, err)
 				continue
 			}
-			env, err := m.get(ctx, u.String(), 1<<20)
+			env, err := m.get(ctx, u, 1<<20)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("rebuilder %s: %w", rbs[i].URL, err))
 				continue

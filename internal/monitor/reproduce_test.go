@@ -7,43 +7,18 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/vitrine-dev/vitrine/internal/platform"
-	"github.com/vitrine-dev/vitrine/internal/rebuilder"
-	"github.com/vitrine-dev/vitrine/rebuild"
+	"github.com/vitrine-dev/vitrine/internal/rebuilder/rebuildertest"
 	"github.com/vitrine-dev/vitrine/release"
 )
 
-// verdicts is a rebuilder's public side as internal/rebuilder serves it
-// (GET /rebuilds/ lists the verdicts, each a signed DSSE envelope), with
-// verdicts the test signs with rebuild.Sign: the rebuilds themselves are
-// another package's tests.
-type verdicts struct {
-	mu    sync.Mutex
-	index rebuilder.Index
-	files map[string][]byte
-}
-
-func (v *verdicts) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if r.URL.Path == "/rebuilds/" {
-		json.NewEncoder(w).Encode(v.index)
-		return
-	}
-	b, ok := v.files[strings.TrimPrefix(r.URL.Path, "/rebuilds/")]
-	if !ok {
-		http.NotFound(w, r)
-		return
-	}
-	w.Write(b)
-}
+// verdicts is a rebuilder's /rebuilds/, with verdicts the test signs.
+type verdicts struct{ *rebuildertest.Server }
 
 // add signs a verdict on the published release with key: the rebuilt
 // artifacts are the release's, except those in differ.
@@ -55,30 +30,7 @@ func (v *verdicts) add(t *testing.T, tp *testPlatform, key *release.Ed25519Key, 
 	}
 	entry, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	e, err := release.ParseEntry(entry)
-	if err != nil {
-		t.Fatal(err)
-	}
-	expected, rebuilt := map[string]string{}, map[string]string{}
-	for _, a := range e.Artifacts {
-		expected[a.Name], rebuilt[a.Name] = "sha256:"+a.SHA256, "sha256:"+a.SHA256
-	}
-	for _, d := range differ {
-		rebuilt[d] = "sha256:" + strings.Repeat("e", 64)
-	}
-	p := &rebuild.Predicate{Release: rebuild.Release{Name: pub.Name, Version: pub.Version, LogIndex: pub.LogIndex, Entry: release.Digest(entry), Envelope: e.Envelope},
-		Source: "sha256:" + strings.Repeat("5", 64), Toolchain: rebuild.Toolchain{Original: "go1.26.8", Rebuild: "go1.26.8"},
-		Rebuilder: "https://rebuilder.example", Started: time.Now().Add(-time.Minute).UTC().Truncate(time.Second), Finished: time.Now().UTC().Truncate(time.Second)}
-	p.Compare(expected, rebuilt)
-	env, err := rebuild.Sign(context.Background(), key, e.Artifacts, p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	file := pub.Name + "/" + pub.Version + ".json"
-	v.files[file] = env
-	v.index.Verdicts = append(v.index.Verdicts, rebuilder.Listed{Name: pub.Name, Version: pub.Version, LogIndex: pub.LogIndex, Reproduced: p.Reproduced, URL: file})
+	v.Judge(t, key, entry, pub.LogIndex, differ...)
 }
 
 // TestReleaseNotReproduced: a release whose rebuild did not reproduce it
@@ -96,9 +48,8 @@ func TestReleaseNotReproduced(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := &verdicts{files: map[string][]byte{}, index: rebuilder.Index{Rebuilder: "https://rebuilder.example", Key: "key"}}
-	srv := httptest.NewServer(v)
-	defer srv.Close()
+	v := &verdicts{rebuildertest.New(t, "https://rebuilder.example")}
+	srv := v.Server
 	publish := func(name, version string) *platform.Published {
 		src := []byte("source of " + name)
 		pub, err := tp.Publish(ctx, name, version, map[string][]byte{name + "_linux_amd64": []byte("\x7fELF " + name)}, src, &release.Build{
@@ -164,9 +115,8 @@ func TestSecondRebuilderFails(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		v := &verdicts{files: map[string][]byte{}, index: rebuilder.Index{Rebuilder: fmt.Sprintf("https://rebuilder%d.example", i), Key: "key"}}
-		srv := httptest.NewServer(v)
-		defer srv.Close()
+		v := &verdicts{rebuildertest.New(t, fmt.Sprintf("https://rebuilder%d.example", i))}
+		srv := v.Server
 		rbs = append(rbs, Rebuilder{Platform: tp.URL(), URL: srv.URL, Key: release.PublicKey(key.Public().(ed25519.PublicKey))})
 		servers, keys = append(servers, v), append(keys, key)
 	}

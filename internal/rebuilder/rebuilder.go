@@ -202,7 +202,7 @@ func (r *Rebuilder) rebuildEntry(ctx context.Context, t *trust, index uint64, en
 	if got := release.Digest(envelope); got != e.Envelope {
 		return fail("refused: the served provenance is %s, the release-log entry binds %s", got, e.Envelope)
 	}
-	if !sameArtifacts(v.Subjects, e.Artifacts) {
+	if !release.SameArtifacts(v.Subjects, e.Artifacts) {
 		return fail("refused: the provenance's subjects are not the artifacts the release-log entry names")
 	}
 	bd, err := v.Build()
@@ -342,22 +342,6 @@ func (r *Rebuilder) giveUpAfter(first *map[uint64]time.Time, index uint64, err e
 }
 
 func (r *Rebuilder) published(index uint64) { delete(r.missing, index) }
-
-func sameArtifacts(a, b []release.Artifact) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	m := map[string]string{}
-	for _, x := range a {
-		m[x.Name] = x.SHA256
-	}
-	for _, x := range b {
-		if d, ok := m[x.Name]; !ok || d != x.SHA256 {
-			return false
-		}
-	}
-	return true
-}
 
 func hexDigest(s string) bool {
 	if len(s) != 64 {

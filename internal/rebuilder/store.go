@@ -227,3 +227,23 @@ func (r *Rebuilder) Handler() http.Handler {
 		httpapi.Error(w, http.StatusNotFound, "no verdict for "+rel+"; GET /rebuilds/ lists the verdicts")
 	})
 }
+
+// VerdictURL resolves ref, a verdict's URL as an [Index] lists it, against
+// the rebuilder whose base URL (the prefix of /rebuilds/) is base. A ref
+// that leaves the rebuilder's /rebuilds/ (another host, an absolute URL,
+// a path outside it) is an error: a rebuilder's verdicts come from it.
+func VerdictURL(base, ref string) (string, error) {
+	root, err := url.Parse(strings.TrimSuffix(base, "/") + "/rebuilds/")
+	if err != nil {
+		return "", fmt.Errorf("rebuilder %s: %w", base, err)
+	}
+	r, err := url.Parse(ref)
+	var u *url.URL
+	if err == nil {
+		u = root.ResolveReference(r)
+	}
+	if err != nil || r.IsAbs() || r.Host != "" || u.Host != root.Host || !strings.HasPrefix(u.Path, root.Path) {
+		return "", fmt.Errorf("rebuilder %s: verdict URL %q is not under its /rebuilds/", base, ref)
+	}
+	return u.String(), nil
+}

@@ -1,17 +1,40 @@
 // The Transparency Center's check in the reader's browser: it loads the
-// verifier (the repository's tlog code compiled to WebAssembly), refuses
-// one whose SHA-256 is not the one the page names, and verifies the
-// entry's proof under the log's key and witness policy. The result goes
-// on #browser-check: data-verified="true" or "false", and what failed.
+// verifier (the repository's tlog and release code compiled to
+// WebAssembly), refuses one whose SHA-256 is not the one the page names,
+// and verifies the entry's proof under the log's key and witness policy.
+// On a release's page it also checks the provenance: the envelope the
+// entry binds, signed with the release key (pinned in this browser on
+// first use), naming the entry's artifacts, and that the page shows what
+// was verified. The result goes on #browser-check, and each check on its
+// item of #release-checks: data-verified="true" or "false", and what
+// failed.
 (async () => {
   const box = document.getElementById('browser-check');
   const input = document.getElementById('verify-input');
   if (!box || !input) return;
   const started = performance.now();
+  const list = document.getElementById('release-checks');
+  // mark sets one check of a release's page; ok is true, false, or null
+  // for a check not made.
+  const mark = (name, ok, text) => {
+    const li = list && list.querySelector('[data-check="' + name + '"]');
+    if (!li) return;
+    li.dataset.verified = ok === true ? 'true' : 'false';
+    li.querySelector('.mark').textContent = ok === true ? '✓' : '✗';
+    li.querySelector('.why').textContent = text;
+  };
   const set = (ok, text) => {
     box.dataset.verified = ok ? 'true' : 'false';
     box.dataset.ms = String(Math.round(performance.now() - started));
     box.querySelector('.result').textContent = text;
+    // Whatever stopped the checks, none is left pending.
+    if (list) {
+      for (const li of list.querySelectorAll('[data-verified="pending"]')) {
+        li.dataset.verified = 'false';
+        li.querySelector('.mark').textContent = '✗';
+        li.querySelector('.why').textContent = 'not checked: ' + text.replace(/^✗ /, '');
+      }
+    }
   };
   try {
     if (!window.crypto || !crypto.subtle) {
@@ -55,12 +78,56 @@
       set(false, '✗ The proof verifies, but for entry ' + r.index + ' of ' + r.origin + ', not the entry this page is about.');
       return;
     }
+    const proven = 'entry ' + r.index + ' of the tree of ' + r.size + ' entries of ' + r.origin + ', signed by the log and cosigned by ' + r.cosigners.join(', ');
+    let failed = [];
+    // A release's page: its provenance, checked with the release key
+    // pinned in this browser on first use, like the log's key.
+    let releasePin = null, releasePinned = null;
+    if (v.release_key) {
+      mark('inclusion', true, proven);
+      const releasePinKey = 'vitrine-release-key ' + box.dataset.origin;
+      releasePin = v.release_key;
+      releasePinned = localStorage.getItem(releasePinKey);
+      const rr = vitrineVerifyRelease(v.entry, v.envelope || '', v.release_key);
+      if (releasePinned !== null && releasePinned !== releasePin) {
+        rr.checks.signature = { ok: false, error: 'the release key this page hands your browser differs from the one it pinned for ' + box.dataset.origin + ' the first time it checked a release of it' };
+        rr.checks.subjects = { ok: null, error: 'not checked: the signature check failed' };
+      }
+      for (const name of ['envelope', 'signature', 'subjects']) {
+        const c = rr.checks[name];
+        mark(name, c.ok, c.ok === true ? 'verified' : c.error);
+        // The first that failed; those after it were not made.
+        if (c.ok === false) failed.push({ envelope: 'the provenance served is not the envelope the entry binds', signature: 'the provenance\'s signature does not verify under the release key', subjects: 'the provenance does not name exactly the entry\'s artifacts' }[name]);
+      }
+      // What the page shows must be what was verified: the artifacts
+      // (the entry's) and, if shown, the provenance's fields.
+      let differs = '';
+      if (rr.artifacts) {
+        const rows = Array.from(document.querySelectorAll('tr[data-artifact]'), (tr) => tr.querySelector('th').textContent + ' ' + tr.querySelector('code').textContent);
+        const want = rr.artifacts.map((a) => a.name + ' ' + a.sha256);
+        if (rows.join('\n') !== want.join('\n')) differs = 'the artifacts listed are not the entry\'s';
+        for (const el of document.querySelectorAll('[data-provenance]')) {
+          if (!differs && el.textContent !== rr.provenance[el.dataset.provenance]) differs = 'the provenance shown says ' + el.dataset.provenance + ' "' + el.textContent + '", the verified one "' + rr.provenance[el.dataset.provenance] + '"';
+        }
+        mark('shown', !differs, differs || 'the page shows the entry\'s artifacts and ' + (document.querySelector('[data-provenance]') ? 'the verified provenance' : 'no provenance'));
+      } else {
+        mark('shown', null, 'not checked: the provenance did not verify');
+      }
+      if (differs) failed.push(differs);
+    }
+    if (failed.length > 0) {
+      set(false, '✗ Your browser verified that the release-log entry is ' + proven + ', but not its provenance: ' + failed.join('; ') + '.');
+      return;
+    }
     if (pinned === null) {
       localStorage.setItem(pinKey, pin);
     }
-    set(true, '✓ Verified in your browser: the entry shown below as logged is entry ' + r.index + ' of the tree of ' + r.size +
-      ' entries of ' + r.origin + ', signed by the log and cosigned by ' + r.cosigners.join(', ') + ' (key pinned in this browser' +
-      (pinned === null ? ' now' : '') + ').');
+    if (releasePin !== null && releasePinned === null) {
+      localStorage.setItem('vitrine-release-key ' + box.dataset.origin, releasePin);
+    }
+    set(true, '✓ Verified in your browser: the entry shown below as logged is ' + proven + ' (key pinned in this browser' +
+      (pinned === null ? ' now' : '') + ')' + (v.release_key ? '; its provenance is the envelope it binds, signed with the release key (pinned' +
+      (releasePinned === null ? ' now' : '') + '), naming its artifacts.' : '.'));
   } catch (e) {
     set(false, '✗ Your browser could not verify it: ' + e);
   }
