@@ -86,15 +86,19 @@ func TestReceiptInChromium(t *testing.T) {
 
 	ctx := tab()
 	var verdict, text, who string
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
 		// The receipt is given once the record is appended; the Center
 		// finds it once a checkpoint covers it.
 		if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 900), chromedp.Navigate(srv+"/"), chromedp.WaitVisible("#q"),
-			chromedp.SendKeys("#q", receipt+"\n"), chromedp.WaitVisible("h1")); err != nil {
+			chromedp.SendKeys("#q", receipt+"\n"), chromedp.WaitNotPresent("#q:focus"), chromedp.WaitVisible("main h1")); err != nil {
 			t.Fatal(err)
 		}
-		if h1, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('h1').textContent`)); !strings.Contains(h1, "404") || time.Now().After(deadline) {
+		h1, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`location.pathname + ': ' + document.querySelector('main').textContent`))
+		if strings.HasPrefix(h1, "/center/logs/") && !strings.Contains(h1, "404") {
 			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the receipt %q did not lead to its entry within a minute: %s", receipt, h1)
 		}
 	}
 	if err := chromedp.Do(ctx, chromedp.WaitVisible(`#browser-check[data-verified="true"], #browser-check[data-verified="false"]`)); err != nil {

@@ -328,7 +328,7 @@ func TestReleaseFoundInChromium(t *testing.T) {
 	bin := chromium(t)
 	p, px := startPlatform(t)
 	rb := newRebuilder(t)
-	c, err := New(Config{Platform: px.URL, Dir: t.TempDir(), Rebuilders: []Rebuilder{rb.pin(t)}, IndexEvery: -1})
+	c, err := New(Config{Platform: px.URL, Dir: t.TempDir(), Rebuilders: []Rebuilder{rb.pin(t)}, IndexEvery: -1, CacheFor: time.Nanosecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -359,7 +359,7 @@ func TestSourceRefused(t *testing.T) {
 	lie.suffix.Store("/tool/1.1.0/provenance.json")
 	code, html := get(t, base+"/center/releases/tool/1.1.0/source/main.go", "")
 	if code != http.StatusBadGateway || !strings.Contains(html, `data-verified="false"`) || strings.Contains(html, "hello") ||
-		!strings.Contains(html, "checking the provenance of tool 1.1.0: the envelope served has digest") {
+		!strings.Contains(html, "checking the provenance of tool 1.1.0: envelope: the envelope has digest") {
 		t.Errorf("a provenance the entry does not bind: %d %s", code, html)
 	}
 }
