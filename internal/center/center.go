@@ -301,7 +301,7 @@ var funcs = template.FuncMap{
 		q.Set("before", before)
 		return q.Encode()
 	},
-	"feeds":    func() any { return Feeds },
+	"feeds": func() any { return Feeds },
 }
 
 //go:embed static/verify.wasm

@@ -7,6 +7,10 @@
 // data-input and data-raw). The result goes on each: data-verified="true"
 // or "false", and what failed.
 (async () => {
+  // The script may come before the last of the page's checks.
+  if (document.readyState === 'loading') {
+    await new Promise((resolve) => document.addEventListener('DOMContentLoaded', resolve, { once: true }));
+  }
   const boxes = Array.from(document.querySelectorAll('section.browser-check'));
   if (boxes.length === 0) return;
   const started = performance.now();
