@@ -240,7 +240,7 @@ func (c *Center) serveReviewPost(w http.ResponseWriter, r *http.Request) {
 	// The platform's answer is checked before the reader is told: the
 	// entry is the review asked for, and its proof verifies under the
 	// pinned key and witness policy.
-	if err := checkRecorded(pins, &ans.Index, ans.Entry, ans.Proof, req.Name, req.Version, req.Entry, req.Verdict, req.Notes, req.Files); err != nil {
+	if err := checkRecorded(pins, ans.Index, ans.Entry, ans.Proof, req.Name, req.Version, req.Entry, req.Verdict, req.Notes, req.Files); err != nil {
 		c.refuseReview(w, r, http.StatusBadGateway, form, "the platform's answer did not verify: "+err.Error())
 		return
 	}
@@ -252,7 +252,7 @@ func (c *Center) serveReviewPost(w http.ResponseWriter, r *http.Request) {
 // review of name version bound to the release entry digest, with that
 // verdict, notes and files, and proof proves it at index under the
 // pinned review-log key and witness policy.
-func checkRecorded(pins *client.Pins, index *uint64, entry, proof, name, version, digest, verdict, notes string, files []string) error {
+func checkRecorded(pins *client.Pins, index uint64, entry, proof, name, version, digest, verdict, notes string, files []string) error {
 	rv, err := review.Parse([]byte(entry))
 	if err != nil {
 		return err
@@ -269,7 +269,7 @@ func checkRecorded(pins *client.Pins, index *uint64, entry, proof, name, version
 	if err != nil {
 		return err
 	}
-	_, err = tlog.VerifyEntry([]byte(proof), *index, []byte(entry), v, policy)
+	_, err = tlog.VerifyEntry([]byte(proof), index, []byte(entry), v, policy)
 	return err
 }
 
