@@ -225,7 +225,7 @@ func TestLogPages(t *testing.T) {
 	}
 	vkey := p.Log("access-zurich").VKey()
 	policy := p.Log("access-zurich").Policy()
-	if err := checkAlertProof(vkey, policy, read.Index, ep.Raw, ep.Proof); err != nil {
+	if _, err := checkAlertProof(vkey, policy, read.Index, ep.Raw, ep.Proof); err != nil {
 		t.Errorf("the entry page's proof does not verify offline: %v", err)
 	}
 	_, html := get(t, fmt.Sprintf("%s/center/logs/access-zurich/%d", base, read.Index), "")

@@ -323,9 +323,12 @@ func (c *Center) monitor(ctx context.Context, n int, m client.DiscoveryMonitor, 
 		as := AlertState{ID: a.ID, Rule: a.Rule, Severity: a.Severity, Time: a.Time, Log: a.Log, Index: a.Index, Detail: a.Detail, Acknowledged: len(a.Acknowledgements) > 0,
 			Entry: a.Entry, Proof: a.Proof, Anchor: fmt.Sprintf("alert-%d-%d", n, a.ID)}
 		if a.Index != nil && a.Proof != "" && perr == nil && pins.LogKeys[a.Log] != "" {
-			as.ProofVerified = checkAlertProof(pins.LogKeys[a.Log], policy, *a.Index, string(a.EntryBytes()), a.Proof) == nil
+			cp, err := checkAlertProof(pins.LogKeys[a.Log], policy, *a.Index, string(a.EntryBytes()), a.Proof)
+			as.ProofVerified = err == nil
 			if as.ProofVerified && string(a.EntryBytes()) == a.Entry {
-				as.Verify = &VerifyInput{Entry: a.Entry, Proof: a.Proof, VKey: pins.LogKeys[a.Log], Policy: pins.WitnessPolicy, Index: *a.Index, Origin: a.Origin}
+				// The origin the proof's checkpoint names, not the
+				// monitor's word for it.
+				as.Verify = &VerifyInput{Entry: a.Entry, Proof: a.Proof, VKey: pins.LogKeys[a.Log], Policy: pins.WitnessPolicy, Index: *a.Index, Origin: cp.Origin}
 			}
 		}
 		if !as.Acknowledged {
@@ -337,12 +340,12 @@ func (c *Center) monitor(ctx context.Context, n int, m client.DiscoveryMonitor, 
 }
 
 // checkAlertProof verifies an alert's c2sp.org/tlog-proof of its entry at
-// index under the log's key and witness policy.
-func checkAlertProof(vkey string, policy *tlog.Policy, index uint64, entry, proof string) error {
+// index under the log's key and witness policy, and returns the
+// checkpoint it is proven in.
+func checkAlertProof(vkey string, policy *tlog.Policy, index uint64, entry, proof string) (*tlog.Checkpoint, error) {
 	v, err := note.NewVerifier(vkey)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	_, err = tlog.VerifyEntry([]byte(proof), index, []byte(entry), v, policy)
-	return err
+	return tlog.VerifyEntry([]byte(proof), index, []byte(entry), v, policy)
 }

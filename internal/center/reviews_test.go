@@ -110,7 +110,7 @@ func TestReviews(t *testing.T) {
 	if !rv.Bound || !rv.Verified || rv.Auditor != "auditor:alice" || rv.Verdict != "approved" || !strings.Contains(rv.Notes, "reproducible") {
 		t.Errorf("the review: %+v", rv)
 	}
-	if err := checkAlertProof(p.Log("review").VKey(), p.Log("review").Policy(), rv.Index, rv.Raw, rv.Proof); err != nil {
+	if _, err := checkAlertProof(p.Log("review").VKey(), p.Log("review").Policy(), rv.Index, rv.Raw, rv.Proof); err != nil {
 		t.Errorf("the review's proof does not verify offline: %v", err)
 	}
 	if _, html := get(t, base+"/center/releases/tool/1.2.3", ""); !strings.Contains(html, `id="review-0"`) || !strings.Contains(html, "reproducible") ||
