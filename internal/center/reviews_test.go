@@ -192,7 +192,7 @@ func TestReviews(t *testing.T) {
 			a.Proof = a.Proof[:i-2] + "AA" + a.Proof[i:]
 		},
 	} {
-		lc, err := New(Config{Platform: px.URL, Dir: t.TempDir(), HTTPClient: &http.Client{Transport: doctorReviews(doctor)}})
+		lc, err := New(Config{Platform: px.URL, Dir: t.TempDir(), HTTPClient: &http.Client{Transport: doctorReviews(doctor)}, IndexEvery: -1})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -298,7 +298,7 @@ func TestFeeds(t *testing.T) {
 		resp.Header.Del("Content-Length")
 		return resp, nil
 	})
-	c, err := New(Config{Platform: px.URL, Dir: t.TempDir(), CacheFor: time.Nanosecond, HTTPClient: &http.Client{Transport: doctored}})
+	c, err := New(Config{Platform: px.URL, Dir: t.TempDir(), CacheFor: time.Nanosecond, HTTPClient: &http.Client{Transport: doctored}, IndexEvery: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
