@@ -366,9 +366,14 @@ func TestReviewRecordedInChromium(t *testing.T) {
 			chromedp.Click(`input[name="verdict"][value="concerns"]`),
 			chromedp.SendKeys("#review-notes", notes),
 			chromedp.Submit("#review-form"),
-			chromedp.WaitVisible(`.notice`),
-			chromedp.Poll[chromedp.Void](settled)); err != nil {
+			chromedp.WaitVisible(`.notice, #review-error`)); err != nil {
 			t.Fatalf("at %d px: %v", width, err)
+		}
+		if refused, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`(document.getElementById('review-error') || {textContent: ''}).textContent`)); refused != "" {
+			t.Fatalf("at %d px the form was refused: %s", width, refused)
+		}
+		if err := chromedp.Do(ctx, chromedp.Poll[chromedp.Void](settled)); err != nil {
+			t.Fatalf("at %d px the checks did not settle: %v", width, err)
 		}
 		got, err := chromedp.Run(ctx, chromedp.Evaluate[string](`(() => {
 			const a = document.querySelector('article.review');
