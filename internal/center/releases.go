@@ -85,10 +85,12 @@ func (c *Center) serveRelease(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, err)
 		return
 	}
-	page.Form = c.reviewForm(w, r)
-	// "Recorded" is said only of a review the page shows.
-	if f := page.Form; f.Recorded != nil && !slices.ContainsFunc(page.Reviews, func(rs ReviewState) bool { return rs.Index == *f.Recorded }) {
-		f.Recorded = nil
+	if !wantsJSON(r) {
+		page.Form = c.reviewForm(w, r) // sets the form's cookie
+		// "Recorded" is said only of a review the page shows.
+		if f := page.Form; f.Recorded != nil && !slices.ContainsFunc(page.Reviews, func(rs ReviewState) bool { return rs.Index == *f.Recorded }) {
+			f.Recorded = nil
+		}
 	}
 	c.render(w, r, "release.html", page)
 }
