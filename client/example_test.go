@@ -57,6 +57,7 @@ func ExampleFetchDiscovery() {
 	// policy vitrine.local/logs/policy
 	// access-zurich vitrine.local/logs/access-zurich
 	// access-moscow vitrine.local/logs/access-moscow
+	// review vitrine.local/logs/review
 }
 
 // Verify a log's checkpoint: the log's signature and the witness quorum.

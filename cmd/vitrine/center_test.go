@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vitrine-dev/vitrine/internal/center"
+	"github.com/vitrine-dev/vitrine/internal/platform"
 )
 
 // TestCenterProcess: `vitrine up` serves the Transparency Center at /, and
@@ -47,7 +48,7 @@ func TestCenterProcess(t *testing.T) {
 	}
 	inUp, apart := overview(up.base), overview(ctr.base)
 	for _, o := range []center.Overview{inUp, apart} {
-		if len(o.Problems) != 0 || len(o.Logs) != 4 || o.Policy == nil || o.Policy.Version != 1 || len(o.Monitors) != 1 {
+		if len(o.Problems) != 0 || len(o.Logs) != len(platform.LogNames) || o.Policy == nil || o.Policy.Version != 1 || len(o.Monitors) != 1 {
 			t.Fatalf("an overview: %+v", o)
 		}
 		for _, l := range o.Logs {

@@ -89,15 +89,15 @@ func TestOverviewInChromium(t *testing.T) {
 	}
 	for _, w := range []int64{390, 1280} {
 		v, u, overflow := look(w, "overview-"+map[int64]string{390: "phone", 1280: "desktop"}[w]+".png")
-		if v != 5 || u != 0 || overflow {
-			t.Errorf("at %d px: %d verified, %d unverified, wider than the screen: %v; want 5, 0, false", w, v, u, overflow)
+		if v != 6 || u != 0 || overflow { // five logs and the alert
+			t.Errorf("at %d px: %d verified, %d unverified, wider than the screen: %v; want 6, 0, false", w, v, u, overflow)
 		}
 	}
 	px.Tell(liar.Checkpoint)
-	// The other three logs, and the alert (its proof carries its own
+	// The other four logs, and the alert (its proof carries its own
 	// checkpoint), still verify.
-	if v, u, _ := look(1280, "overview-lying.png"); u < 2 || v != 4 {
-		t.Errorf("over a lying proxy: %d verified, %d unverified; want the other three logs and the alert verified and the lie shown", v, u)
+	if v, u, _ := look(1280, "overview-lying.png"); u < 2 || v != 5 {
+		t.Errorf("over a lying proxy: %d verified, %d unverified; want the other four logs and the alert verified and the lie shown", v, u)
 	}
 }
 
@@ -734,4 +734,93 @@ func TestSourceDiffInChromium(t *testing.T) {
 func fileID(p string) string {
 	sum := sha256.Sum256([]byte(p))
 	return "diff-" + hex.EncodeToString(sum[:8])
+}
+
+// TestReviewRecordedInChromium: in real Chromium, an auditor opens a
+// release's page, pastes its token into the review form, picks a verdict,
+// names a file and writes notes, and sends it: the page it lands on says
+// the review was recorded, and shows it with its proof verified in the
+// browser, as the auditor's earlier review is; nothing is wider than the
+// screen at 390 px or at 1280 px. The supervisor's page has its alert's
+// proof verified in the browser too. Screenshots go to the test's
+// directory (VITRINE_SCREENSHOTS=DIR keeps them).
+func TestReviewRecordedInChromium(t *testing.T) {
+	bin := chromium(t)
+	p, px := startPlatform(t)
+	c, err := New(Config{Platform: px.URL, Dir: t.TempDir(), CacheFor: time.Nanosecond, IndexEvery: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := newServer(t, c)
+	token := newPrincipal(t, p, "auditor:bob")
+	shots := os.Getenv("VITRINE_SCREENSHOTS")
+	if shots == "" {
+		shots = t.TempDir()
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin), chromedp.NoSandbox, chromedp.Flag("headless", true), chromedp.DisableGPU)
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancel()
+	settled := `document.querySelectorAll('section.browser-check[data-verified="pending"]').length === 0`
+	for i, width := range []int64{390, 1280} {
+		name := map[int64]string{390: "phone", 1280: "desktop"}[width]
+		tctx, tcancel := context.WithTimeout(actx, time.Minute)
+		defer tcancel()
+		ctx, cancel := chromedp.NewContext(tctx)
+		notes := fmt.Sprintf("Review %d: the update check follows redirects.\nSee update.go.", i)
+		if err := chromedp.Do(ctx, chromedp.EmulateViewport(width, 900), chromedp.Navigate(srv+"/center/releases/tool/1.2.3"),
+			chromedp.WaitVisible("#review-form"),
+			chromedp.SendKeys("#review-token", token),
+			chromedp.Click(`input[name="verdict"][value="concerns"]`),
+			chromedp.SendKeys("#review-notes", notes),
+			chromedp.Submit("#review-form"),
+			chromedp.WaitVisible(`.notice, #review-error`)); err != nil {
+			t.Fatalf("at %d px: %v", width, err)
+		}
+		if refused, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`(document.getElementById('review-error') || {textContent: ''}).textContent`)); refused != "" {
+			t.Fatalf("at %d px the form was refused: %s", width, refused)
+		}
+		if err := chromedp.Do(ctx, chromedp.Poll[chromedp.Void](settled)); err != nil {
+			t.Fatalf("at %d px the checks did not settle: %v", width, err)
+		}
+		got, err := chromedp.Run(ctx, chromedp.Evaluate[string](`(() => {
+			const a = document.querySelector('article.review');
+			const box = a.querySelector('section.browser-check');
+			return [location.pathname + location.search, a.id, a.querySelector('.verdict').textContent, a.querySelector('.notes').textContent,
+				box.dataset.verified, box.querySelector('.result').textContent, document.getElementById('review-token').value,
+				document.querySelectorAll('section.browser-check[data-verified="true"]').length, document.querySelectorAll('[data-verified="false"]').length].join('|');
+		})()`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := strings.Split(got, "|")
+		if len(f) != 9 || !strings.HasPrefix(f[0], "/center/releases/tool/1.2.3?recorded=") || f[2] != "concerns" || f[3] != notes ||
+			f[4] != "true" || !strings.Contains(f[5], "Verified in your browser") || !strings.Contains(f[5], "/logs/review") || f[6] != "" || f[7] != fmt.Sprint(3+i) || f[8] != "0" {
+			t.Errorf("at %d px, after the form: %q", width, f)
+		}
+		if strings.Contains(f[0], token) {
+			t.Error("the token is in the page's URL")
+		}
+		overflow, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth > window.innerWidth`))
+		if err != nil || overflow {
+			t.Errorf("at %d px the release page is wider than the screen (%v)", width, err)
+		}
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(shots, "review-"+name+".png"), png, 0o644)
+		// The supervisor's page: its alerts' proofs verified here too.
+		if err := chromedp.Do(ctx, chromedp.Navigate(srv+"/center/supervisor"), chromedp.WaitVisible("h1"), chromedp.Poll[chromedp.Void](settled)); err != nil {
+			t.Fatalf("at %d px, the supervisor's page: %v", width, err)
+		}
+		got, err = chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelectorAll('section.browser-check[data-verified="true"]').length + '|' +
+			document.querySelectorAll('[data-verified="false"]').length + '|' + (document.documentElement.scrollWidth > window.innerWidth)`))
+		if err != nil || got != "1|0|false" {
+			t.Errorf("at %d px, the supervisor's page: %q (checked in the browser | unverified | wider than the screen), %v", width, got, err)
+		}
+		if png, err = chromedp.Run(ctx, chromedp.FullScreenshot(100)); err == nil {
+			os.WriteFile(filepath.Join(shots, "supervisor-"+name+".png"), png, 0o644)
+		}
+		cancel()
+	}
 }

@@ -89,6 +89,10 @@ type Center struct {
 	// in Dir/tuf/, and tuf, the targets read last.
 	tufMu sync.Mutex
 	tuf   *tufSnapshot
+	// formKey and csrf guard the review form (reviews.go).
+	formKey []byte
+	csrf    *http.CrossOriginProtection
+	seen    seenTimes // feeds.go
 }
 
 //go:generate env GOOS=js GOARCH=wasm go build -trimpath "-ldflags=-s -w -buildid=" -o static/verify.wasm ./wasm
@@ -130,7 +134,12 @@ func New(cfg Config) (*Center, error) {
 	if err != nil {
 		return nil, fmt.Errorf("center: %w", err)
 	}
-	c := &Center{cfg: cfg, tmpl: tmpl, follows: map[string]*followed{}, index: index, done: make(chan struct{})}
+	formKey, err := loadFormKey(cfg.Dir)
+	if err != nil {
+		index.Close()
+		return nil, fmt.Errorf("center: %w", err)
+	}
+	c := &Center{cfg: cfg, tmpl: tmpl, follows: map[string]*followed{}, index: index, done: make(chan struct{}), formKey: formKey, csrf: http.NewCrossOriginProtection()}
 	ctx, stop := context.WithCancel(context.Background())
 	c.stop = stop
 	go func() {
@@ -154,7 +163,10 @@ func (c *Center) Close() error {
 //	GET /                           the overview (HTML, or JSON with Accept: application/json)
 //	GET /center/logs/{log}/         a log's entries, newest first (?before=N pages on)
 //	GET /center/logs/{log}/{index}  one entry, decoded, with its proof
-//	GET /center/releases/{n}/{v}    a release: artifacts, provenance, its entry's proof
+//	GET /center/releases/{n}/{v}    a release: artifacts, provenance, its entry's proof, its reviews
+//	POST /center/releases/{n}/{v}/reviews  an auditor's review, forwarded to the platform
+//	GET /center/supervisor          the monitors' alerts with their proofs, the witnesses
+//	GET /center/feeds/{feed}.atom   releases, policy, alerts and reviews as Atom feeds
 //	GET /center/accesses            the access logs' entries from the index, filtered
 //	GET /center/search?q=           an artifact's sha256, log/index, "name version", a principal or a pseudonym
 //	GET /center/releases/{n}/{v}/source/{path...}  its source: a directory ("" or ending in /) or a file
@@ -176,6 +188,9 @@ func (c *Center) Handler() http.Handler {
 	mux.HandleFunc("GET /center/releases/{name}/{version}", c.serveRelease)
 	mux.HandleFunc("GET /center/releases/{name}/{version}/source/{path...}", c.serveSource)
 	mux.HandleFunc("GET /center/releases/{name}/{version}/diff", c.serveDiff)
+	mux.HandleFunc("POST /center/releases/{name}/{version}/reviews", c.serveReviewPost)
+	mux.HandleFunc("GET /center/supervisor", c.serveSupervisor)
+	mux.HandleFunc("GET /center/feeds/{feed}", c.serveFeed)
 	mux.HandleFunc("GET /center/search", c.serveSearch)
 	mux.HandleFunc("GET /center/accesses", c.serveAccesses)
 	mux.HandleFunc("GET /center/report", c.serveReport)
@@ -207,9 +222,16 @@ func (c *Center) serveOverview(w http.ResponseWriter, r *http.Request) {
 // render writes v as JSON to a client that asks for it, and otherwise as
 // the named page.
 func (c *Center) render(w http.ResponseWriter, r *http.Request, page string, v any) {
+	c.renderStatus(w, r, http.StatusOK, page, v)
+}
+
+// renderStatus is render with status.
+func (c *Center) renderStatus(w http.ResponseWriter, r *http.Request, status int, page string, v any) {
 	w.Header().Set("Vary", "Accept")
 	w.Header().Set("Cache-Control", "no-cache")
 	if wantsJSON(r) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
 		httpapi.JSON(w, v)
 		return
 	}
@@ -221,13 +243,16 @@ func (c *Center) render(w http.ResponseWriter, r *http.Request, page string, v a
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Content-Security-Policy", csp)
 	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Referrer-Policy", "same-origin")
+	w.WriteHeader(status)
 	_, _ = w.Write([]byte(b.String()))
 }
 
 // csp is the pages' Content-Security-Policy: scripts from the Center
 // only, and WebAssembly compiled from them (the verifier); nothing from
 // elsewhere.
-const csp = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'"
+// Forms post to the Center only (the review form carries a token).
+const csp = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 
 // wantsJSON reports whether the request's Accept prefers JSON to HTML.
 func wantsJSON(r *http.Request) bool {
@@ -295,6 +320,7 @@ var funcs = template.FuncMap{
 		return q.Encode()
 	},
 	"escape":   url.PathEscape,
+	"feeds": func() any { return Feeds },
 }
 
 //go:embed static/verify.wasm

@@ -29,7 +29,7 @@ import (
 var call = gotest.Call
 
 // startPlatform starts a platform with a monitor at /monitor/, a release,
-// and a read of a record justified by a third party's request, which the
+// an auditor's review of it, and a read of a record justified by a third party's request, which the
 // monitor has alerted on; and a proxy to it, honest until told to lie
 // about its access-zurich log, through which the monitor reads it.
 func startPlatform(t testing.TB) (*platform.Platform, *liar.Proxy) {
@@ -64,6 +64,10 @@ func startPlatform(t testing.TB) (*platform.Platform, *liar.Proxy) {
 	var pr struct{ Token string }
 	call(t, "POST", p.URL()+"/v1/principals", p.OperatorToken(), `{"id":"analyst:jdoe","role":"analyst","location":"CH","regions":["zurich"]}`, "", &pr)
 	call(t, "GET", p.URL()+"/regions/zurich/v1/records?sha256="+sha, pr.Token, "", "THIRD_PARTY_DATA_REQUEST; court order 7", nil)
+	// An auditor's review of the release.
+	var au struct{ Token string }
+	call(t, "POST", p.URL()+"/v1/principals", p.OperatorToken(), `{"id":"auditor:alice","role":"auditor","location":"CH","regions":["zurich"]}`, "", &au)
+	call(t, "POST", p.URL()+"/v1/reviews", au.Token, `{"name":"tool","version":"1.2.3","verdict":"approved","notes":"Read the whole source; the build is reproducible."}`, "", nil, 201)
 
 	px := liar.New(t, p.URL(), "access-zurich", []byte(`{"v":1,"kind":"access","evil":true}`))
 	m, err := monitor.New(ctx, monitor.Config{Dir: t.TempDir(), Platforms: []string{px.URL}, Heartbeat: -1, Logger: quiet})
@@ -120,7 +124,7 @@ func TestOverview(t *testing.T) {
 	if code != 200 || json.Unmarshal([]byte(body), &o) != nil {
 		t.Fatalf("GET / as JSON: %d %s", code, body)
 	}
-	if len(o.Problems) != 0 || o.Pinned != "first use" || len(o.Logs) != 4 {
+	if len(o.Problems) != 0 || o.Pinned != "first use" || len(o.Logs) != len(platform.LogNames) {
 		t.Fatalf("the overview: %+v", o)
 	}
 	for _, l := range o.Logs {
@@ -156,8 +160,8 @@ func TestOverview(t *testing.T) {
 			t.Errorf("the page does not show %q", want)
 		}
 	}
-	if n := strings.Count(page, `data-verified="true"`); n != 5 { // four logs and the alert's proof
-		t.Errorf("%d elements marked verified, want 5", n)
+	if n := strings.Count(page, `data-verified="true"`); n != len(platform.LogNames)+1 { // the logs and the alert's proof
+		t.Errorf("%d elements marked verified, want %d", n, len(platform.LogNames)+1)
 	}
 	if strings.Contains(page, `data-verified="false"`) {
 		t.Error("an honest platform's page marks something unverified")
@@ -221,7 +225,7 @@ func TestLogPages(t *testing.T) {
 	}
 	vkey := p.Log("access-zurich").VKey()
 	policy := p.Log("access-zurich").Policy()
-	if err := checkAlertProof(vkey, policy, read.Index, ep.Raw, ep.Proof); err != nil {
+	if _, err := checkAlertProof(vkey, policy, read.Index, ep.Raw, ep.Proof); err != nil {
 		t.Errorf("the entry page's proof does not verify offline: %v", err)
 	}
 	_, html := get(t, fmt.Sprintf("%s/center/logs/access-zurich/%d", base, read.Index), "")

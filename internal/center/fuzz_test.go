@@ -253,3 +253,38 @@ func FuzzSourceRoutes(f *testing.F) {
 		}
 	})
 }
+
+// FuzzReviewForm: whatever a review form holds, the Center answers a 4xx,
+// or a 503 when the platform it must read is out of reach; never a 500,
+// a redirect or a panic, and never the token it was given.
+func FuzzReviewForm(f *testing.F) {
+	c, err := New(Config{Platform: "http://127.0.0.1:1", Dir: f.TempDir(), IndexEvery: -1})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { c.Close() })
+	h := c.Handler()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/center/releases/tool/1.2.3", nil))
+	cookie := "vitrine-review-form=" + strings.Repeat("a", 43)
+	form := c.formToken(strings.Repeat("a", 43))
+	for _, s := range []string{"token=vp1.x&verdict=approved&notes=ok&form=" + form, "token=t0ken-s3cret&verdict=concerns&files=a%0Ab&notes=x&form=" + form,
+		"token=t0ken-s3cret&verdict=rejected&files=../x&form=" + form, "verdict=%00&notes=%ff%fe", "files=" + strings.Repeat("a%0A", 200) + "&form=" + form, "&&==%"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, body string) {
+		req := httptest.NewRequest("POST", "/center/releases/tool/1.2.3/reviews", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Cookie", cookie)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code/100 != 4 && w.Code != http.StatusServiceUnavailable {
+			t.Fatalf("form %q: %d %s", body, w.Code, w.Body)
+		}
+		if v, err := url.ParseQuery(body); err == nil {
+			if tok := v.Get("token"); len(tok) >= 20 && strings.Contains(w.Body.String(), tok) {
+				t.Fatalf("form %q: the answer shows the token", body)
+			}
+		}
+	})
+}

@@ -128,6 +128,14 @@ type AlertState struct {
 	Detail        string    `json:"detail,omitempty"`
 	Acknowledged  bool      `json:"acknowledged"`
 	ProofVerified bool      `json:"proof_verified"`
+	// Entry and Proof are the alert's entry and its tlog-proof, as the
+	// monitor gave them; Anchor names the alert on the supervisor's page.
+	Entry  string `json:"entry,omitempty"`
+	Proof  string `json:"proof,omitempty"`
+	Anchor string `json:"anchor"`
+	// Verify is what the reader's browser checks a verified proof with
+	// (an entry that is text only).
+	Verify *VerifyInput `json:"-"`
 }
 
 // maxOverviewReleases and maxOverviewAlerts bound the newest releases and
@@ -193,8 +201,8 @@ func (c *Center) read(ctx context.Context) (*Overview, error) {
 		}
 		o.Releases, o.Counts.Releases = rs, n
 	}
-	for _, m := range d.Monitors {
-		ms := c.monitor(ctx, m, d, pins)
+	for i, m := range d.Monitors {
+		ms := c.monitor(ctx, i, m, d, pins)
 		o.Counts.OpenAlerts += ms.Open
 		o.Monitors = append(o.Monitors, ms)
 	}
@@ -308,7 +316,7 @@ func (c *Center) newestReleases(ctx context.Context, l *client.Log) ([]ReleaseSt
 
 // monitor reads a monitor's newest alerts about this platform and checks
 // each one's proof under the pinned log key and witness policy.
-func (c *Center) monitor(ctx context.Context, m client.DiscoveryMonitor, d *client.Discovery, pins *client.Pins) MonitorState {
+func (c *Center) monitor(ctx context.Context, n int, m client.DiscoveryMonitor, d *client.Discovery, pins *client.Pins) MonitorState {
 	ms := MonitorState{Name: m.Name, URL: m.URL, Alerts: []AlertState{}}
 	u, err := url.Parse(m.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
@@ -326,9 +334,16 @@ func (c *Center) monitor(ctx context.Context, m client.DiscoveryMonitor, d *clie
 	// the newest maxOverviewAlerts and checks no more proofs than that.
 	page.Alerts = page.Alerts[:min(len(page.Alerts), maxOverviewAlerts)]
 	for _, a := range page.Alerts {
-		as := AlertState{ID: a.ID, Rule: a.Rule, Severity: a.Severity, Time: a.Time, Log: a.Log, Index: a.Index, Detail: a.Detail, Acknowledged: len(a.Acknowledgements) > 0}
+		as := AlertState{ID: a.ID, Rule: a.Rule, Severity: a.Severity, Time: a.Time, Log: a.Log, Index: a.Index, Detail: a.Detail, Acknowledged: len(a.Acknowledgements) > 0,
+			Entry: a.Entry, Proof: a.Proof, Anchor: fmt.Sprintf("alert-%d-%d", n, a.ID)}
 		if a.Index != nil && a.Proof != "" && perr == nil && pins.LogKeys[a.Log] != "" {
-			as.ProofVerified = checkAlertProof(pins.LogKeys[a.Log], policy, *a.Index, string(a.EntryBytes()), a.Proof) == nil
+			cp, err := checkAlertProof(pins.LogKeys[a.Log], policy, *a.Index, string(a.EntryBytes()), a.Proof)
+			as.ProofVerified = err == nil
+			if as.ProofVerified && string(a.EntryBytes()) == a.Entry {
+				// The origin the proof's checkpoint names, not the
+				// monitor's word for it.
+				as.Verify = &VerifyInput{Entry: a.Entry, Proof: a.Proof, VKey: pins.LogKeys[a.Log], Policy: pins.WitnessPolicy, Index: *a.Index, Origin: cp.Origin}
+			}
 		}
 		if !as.Acknowledged {
 			ms.Open++
@@ -339,12 +354,12 @@ func (c *Center) monitor(ctx context.Context, m client.DiscoveryMonitor, d *clie
 }
 
 // checkAlertProof verifies an alert's c2sp.org/tlog-proof of its entry at
-// index under the log's key and witness policy.
-func checkAlertProof(vkey string, policy *tlog.Policy, index uint64, entry, proof string) error {
+// index under the log's key and witness policy, and returns the
+// checkpoint it is proven in.
+func checkAlertProof(vkey string, policy *tlog.Policy, index uint64, entry, proof string) (*tlog.Checkpoint, error) {
 	v, err := note.NewVerifier(vkey)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	_, err = tlog.VerifyEntry([]byte(proof), index, []byte(entry), v, policy)
-	return err
+	return tlog.VerifyEntry([]byte(proof), index, []byte(entry), v, policy)
 }

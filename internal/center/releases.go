@@ -6,11 +6,13 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 
 	"github.com/vitrine-dev/vitrine/client"
+	"github.com/vitrine-dev/vitrine/internal/fault"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
 	"github.com/vitrine-dev/vitrine/release"
 )
@@ -48,6 +50,12 @@ type ReleasePage struct {
 	// source diff's (source.go).
 	Others   []string `json:"other_versions"`
 	Previous string   `json:"previous_version,omitempty"`
+	// Reviews are the auditors' reviews of the release in the review
+	// log, newest first, each proven (reviews.go); ReviewsProblem says
+	// why they could not be read.
+	Reviews        []ReviewState `json:"reviews"`
+	ReviewsProblem string        `json:"reviews_problem,omitempty"`
+	Form           *ReviewForm   `json:"-"`
 }
 
 // Provenance is what a release's provenance says of its build.
@@ -88,26 +96,38 @@ func (c *Center) findRelease(ctx context.Context, l *client.Log, name, version, 
 }
 
 func (c *Center) serveRelease(w http.ResponseWriter, r *http.Request) {
-	name, version := r.PathValue("name"), r.PathValue("version")
-	ctx := r.Context()
-	l, cp, pins, err := c.openLog(ctx, "release")
+	page, err := c.releasePage(r.Context(), r.PathValue("name"), r.PathValue("version"))
 	if err != nil {
 		c.fail(w, r, err)
 		return
+	}
+	if !wantsJSON(r) {
+		page.Form = c.reviewForm(w, r) // sets the form's cookie
+		// "Recorded" is said only of a review the page shows.
+		if f := page.Form; f.Recorded != nil && !slices.ContainsFunc(page.Reviews, func(rs ReviewState) bool { return rs.Index == *f.Recorded }) {
+			f.Recorded = nil
+		}
+	}
+	c.render(w, r, "release.html", page)
+}
+
+// releasePage reads the release name version from the release log, its
+// provenance, and its reviews from the review log.
+func (c *Center) releasePage(ctx context.Context, name, version string) (*ReleasePage, error) {
+	l, cp, pins, err := c.openLog(ctx, "release")
+	if err != nil {
+		return nil, err
 	}
 	index, e, ok, err := c.findRelease(ctx, l, name, version, "")
 	if err != nil {
-		c.fail(w, r, err)
-		return
+		return nil, err
 	}
 	if !ok {
-		httpapi.Error(w, http.StatusNotFound, fmt.Sprintf("no release %s %s in the release log", name, version))
-		return
+		return nil, fault.New(fault.ErrNotFound, fmt.Sprintf("no release %s %s in the release log", name, version))
 	}
 	entry, proof, err := l.Entry(ctx, cp, index)
 	if err != nil {
-		c.fail(w, r, err)
-		return
+		return nil, err
 	}
 	page := &ReleasePage{Platform: c.cfg.Platform, Name: e.Name, Version: e.Version, Index: index, Artifacts: []ArtifactState{},
 		Raw: string(entry), Proof: string(proof.Marshal()),
@@ -134,8 +154,14 @@ func (c *Center) serveRelease(w http.ResponseWriter, r *http.Request) {
 		page.Rebuilds = c.verdicts(ctx, idx, errs, index, entry, e)
 	})
 	wg.Go(func() { page.Updates = c.offered(ctx, pins, index, e) })
+	wg.Go(func() {
+		var err error
+		if page.Reviews, err = c.reviews(ctx, e.Name, e.Version, index, entry); err != nil {
+			page.ReviewsProblem = err.Error()
+		}
+	})
 	wg.Wait()
-	c.render(w, r, "release.html", page)
+	return page, nil
 }
 
 // provenance reads the release's provenance envelope from the platform

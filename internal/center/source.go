@@ -477,33 +477,6 @@ func showFile(f *sourceFile) *SourceFile {
 	return sf
 }
 
-// renderStatus is render with another status than 200: a page that shows
-// what failed.
-func (c *Center) renderStatus(w http.ResponseWriter, r *http.Request, status int, page string, v any) {
-	c.render(&statusWriter{ResponseWriter: w, status: status}, r, page, v)
-}
-
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-	wrote  bool
-}
-
-func (s *statusWriter) WriteHeader(code int) {
-	if !s.wrote {
-		s.wrote = true
-		if code == http.StatusOK {
-			code = s.status
-		}
-		s.ResponseWriter.WriteHeader(code)
-	}
-}
-
-func (s *statusWriter) Write(b []byte) (int, error) {
-	s.WriteHeader(http.StatusOK)
-	return s.ResponseWriter.Write(b)
-}
-
 // otherVersions lists the versions of e's name in the release log other
 // than e's, newest first, and the newest one logged before index.
 func (c *Center) otherVersions(ctx context.Context, l *client.Log, index uint64, e *release.Entry) (others []string, previous string) {

@@ -27,6 +27,7 @@ import (
 	"github.com/vitrine-dev/vitrine/internal/logserver"
 	"github.com/vitrine-dev/vitrine/release"
 	"github.com/vitrine-dev/vitrine/residency"
+	"github.com/vitrine-dev/vitrine/review"
 	"github.com/vitrine-dev/vitrine/tlog"
 )
 
@@ -1062,6 +1063,11 @@ func parseEntry(name string, entry []byte, pv note.Verifier) (pe parsedEntry, er
 			return parsedEntry{}, err
 		}
 		pe.kind = "release"
+	case name == "review":
+		if _, err := review.Parse(entry); err != nil {
+			return parsedEntry{}, err
+		}
+		pe.kind = review.Kind
 	case strings.HasPrefix(name, "access-"):
 		pe.kind = access.EntryKind(entry)
 		switch pe.kind {

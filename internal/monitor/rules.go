@@ -83,8 +83,8 @@ type Event struct {
 	Log      string // the log's name in the discovery document
 	Index    uint64
 	// Kind is the entry's kind: the "kind" of an access-log entry
-	// ("access", "grant", "commitment", "denied-summary"), or "release" or
-	// "policy" for the entries of those logs.
+	// ("access", "grant", "commitment", "denied-summary"), or "release",
+	// "policy" or "review" for the entries of those logs.
 	Kind string
 	// Entry is the entry's JSON object, after its public parser accepted
 	// it: a map[string]any, or a value CEL reads as that map (an access

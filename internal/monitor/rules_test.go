@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"reflect"
@@ -416,5 +417,19 @@ func TestCostLimit(t *testing.T) {
 	ms, errs := rs.Eval(&Event{Log: "access-zurich", Kind: "access", Entry: map[string]any{"subjects": subjects[:3]}})
 	if len(errs) != 0 || len(ms) != 1 {
 		t.Errorf("3³ iterations: %v, %v", ms, errs)
+	}
+}
+
+// TestParseReviewEntry: an entry of the review log is a review, which
+// rules see as kind "review" with its time; one that is not a canonical
+// review is malformed.
+func TestParseReviewEntry(t *testing.T) {
+	entry := []byte(`{"v":1,"kind":"review","release":{"name":"tool","version":"1.2.3","index":7,"entry":"sha256:` + strings.Repeat("ab", 32) + `"},"files":[],"verdict":"approved","notes":"","auditor":"auditor:alice","time":"2026-12-07T11:00:00Z"}`)
+	pe, err := parseEntry("review", entry, nil)
+	if err != nil || pe.kind != "review" || pe.at.IsZero() {
+		t.Fatalf("a review: %+v, %v", pe, err)
+	}
+	if _, err := parseEntry("review", bytes.Replace(entry, []byte(`"files":[],`), nil, 1), nil); err == nil {
+		t.Error("a review without its files parsed")
 	}
 }

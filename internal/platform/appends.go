@@ -22,6 +22,8 @@ func appendOwner(name string) string {
 	switch {
 	case name == "release":
 		return "the release log is appended only by the platform when it publishes a release: POST " + BuildPath + " (operator token) builds and publishes one"
+	case name == "review":
+		return "the review log is appended only by the platform when an auditor records a review: POST " + ReviewPath + " (an auditor principal's token)"
 	case name == "policy":
 		return "the policy log is appended only by the platform: a new residency policy version is activated by starting `vitrine up` with it (--config), or by a relocation (POST /v1/relocations)"
 	}

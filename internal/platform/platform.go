@@ -1,6 +1,6 @@
 // Package platform wires every Vitrine role into one process: `vitrine up`.
 //
-// It opens the logs release, policy, access-zurich and access-moscow, a
+// It opens the logs release, policy, access-zurich, access-moscow and review, a
 // witness whose cosignature each of them requires before it publishes a
 // checkpoint, and one HTTP server with the external contract of
 // docs/architecture.md ("External HTTP contract"): discovery at
@@ -45,8 +45,9 @@ import (
 	"github.com/vitrine-dev/vitrine/tlog"
 )
 
-// LogNames are the logs every deployment runs.
-var LogNames = []string{"release", "policy", "access-zurich", "access-moscow"}
+// LogNames are the logs every deployment runs: review holds the auditors'
+// reviews of releases (POST /v1/reviews).
+var LogNames = []string{"release", "policy", "access-zurich", "access-moscow", "review"}
 
 // openLogStore opens the storage cfg.LogStores chooses for the log name
 // (nil: the journaled tiles), with the checkpoint interval to use on it:
@@ -428,6 +429,7 @@ func (p *Platform) routes() http.Handler {
 	mux.HandleFunc("POST /v1/relocations", p.serveRelocationStart)
 	mux.HandleFunc("GET /v1/relocations/{id}", p.serveRelocation)
 	mux.HandleFunc("POST /v1/telemetry", p.serveFrontDoor)
+	mux.HandleFunc("POST "+ReviewPath, p.serveReview) // reviews.go
 	for name, r := range p.regions.byName {
 		prefix := "/regions/" + name
 		mux.Handle(prefix+"/", http.StripPrefix(prefix, r.Handler()))

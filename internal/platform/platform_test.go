@@ -51,7 +51,7 @@ func httpDo(t *testing.T, method, u, token string, body []byte) (int, []byte) {
 }
 
 // TestUp checks the external contract of `vitrine up`: the discovery
-// document, the four logs, witnessed checkpoints that verify under the
+// document, the logs, witnessed checkpoints that verify under the
 // published policy, and a restart that keeps every key and entry.
 func TestUp(t *testing.T) {
 	data := t.TempDir()
@@ -67,8 +67,8 @@ func TestUp(t *testing.T) {
 	if err := dec.Decode(&d); err != nil {
 		t.Fatalf("discovery document: %v\n%s", err, body)
 	}
-	if len(d.Logs) != 4 || len(d.Witnesses) != 1 {
-		t.Fatalf("discovery lists %d logs and %d witnesses, want 4 and 1", len(d.Logs), len(d.Witnesses))
+	if len(d.Logs) != len(LogNames) || len(d.Witnesses) != 1 {
+		t.Fatalf("discovery lists %d logs and %d witnesses, want %d and 1", len(d.Logs), len(d.Witnesses), len(LogNames))
 	}
 	policy, err := tlog.ParsePolicy([]byte(d.WitnessPolicy))
 	if err != nil {
