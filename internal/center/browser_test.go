@@ -458,9 +458,9 @@ func TestReleaseFoundInChromium(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The browser's check and its five, the provenance, the verdict and
-	// the update repository's offer.
-	if marks != "true true true true true true true true true" {
+	// The browser's check and its five, the provenance, the verdict, the
+	// update repository's offer and the reviews: all verified.
+	if n := strings.Count(marks, "true"); n < 9 || strings.Contains(marks, "false") || strings.Contains(marks, "pending") {
 		t.Errorf("the release's page marks %q, want everything verified", marks)
 	}
 	if r := look(browser, 390, page, "release-phone.png"); !allTrue(r) || r.Overflow {
@@ -763,7 +763,7 @@ func TestReviewRecordedInChromium(t *testing.T) {
 	settled := `document.querySelectorAll('section.browser-check[data-verified="pending"]').length === 0`
 	for i, width := range []int64{390, 1280} {
 		name := map[int64]string{390: "phone", 1280: "desktop"}[width]
-		tctx, tcancel := context.WithTimeout(actx, time.Minute)
+		tctx, tcancel := context.WithTimeout(actx, 3*time.Minute)
 		defer tcancel()
 		ctx, cancel := chromedp.NewContext(tctx)
 		notes := fmt.Sprintf("Review %d: the update check follows redirects.\nSee update.go.", i)
