@@ -319,8 +319,8 @@ var funcs = template.FuncMap{
 		q.Set("before", before)
 		return q.Encode()
 	},
-	"escape":   url.PathEscape,
-	"feeds": func() any { return Feeds },
+	"escape": url.PathEscape,
+	"feeds":  func() any { return Feeds },
 }
 
 //go:embed static/verify.wasm
