@@ -194,10 +194,14 @@ func TestAccessIndex(t *testing.T) {
 	for q, want := range map[string]string{
 		"analyst:jdoe": "/center/accesses?principal=analyst%3Ajdoe",
 		subject:        "/center/accesses?subject=" + url.QueryEscape(subject),
+		"tool":         "/center/releases/tool/1.2.3", // a release's name: its newest version
 	} {
 		if code, loc := searchFor(t, base, q); code != http.StatusSeeOther || loc != want {
 			t.Errorf("search %s: %d %s, want %s", q, code, loc, want)
 		}
+	}
+	if code, _ := searchFor(t, base, "nosuchtool"); code != http.StatusNotFound {
+		t.Errorf("search for a name no release has: %d", code)
 	}
 	for _, q := range []string{"principal=alice", "principal=analyst:jdoe&principal=analyst:kroe", "subject=hmac-sha256:00", "action=steal",
 		"justification=BECAUSE", "outcome=maybe", "from=yesterday", "to=2026-13-01", "before=1.2", "before=-1.0.0", "log=release",

@@ -71,7 +71,8 @@ type Provenance struct {
 }
 
 // findRelease reads the release log, every entry proven, and returns the
-// index and entry of the release that matches: by name and version, or
+// index and entry of the release that matches: by name and version (the
+// newest of the name when version is ""), or
 // (name "") the one with an artifact of that sha256, newest first.
 func (c *Center) findRelease(ctx context.Context, l *client.Log, name, version, sha string) (uint64, *release.Entry, bool, error) {
 	entries, err := c.entries(ctx, "release", l)
@@ -83,7 +84,7 @@ func (c *Center) findRelease(ctx context.Context, l *client.Log, name, version, 
 		if err != nil {
 			continue
 		}
-		if name != "" && e.Name == name && e.Version == version {
+		if name != "" && e.Name == name && (e.Version == version || version == "") {
 			return uint64(i), e, true, nil
 		}
 		for _, a := range e.Artifacts {
@@ -199,6 +200,7 @@ var (
 	sha256Query = regexp.MustCompile(`^(sha256:)?[0-9a-f]{64}$`)
 	entryQuery  = regexp.MustCompile(`^([a-z0-9-]{1,40})[/#]([0-9]{1,19})$`)
 	logName     = regexp.MustCompile(`^[a-z0-9-]{1,40}$`)
+	releaseName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$`)
 	// receiptQuery is an access receipt, as the gateway's
 	// Vitrine-Access-Receipt header gives it: "<log origin> <index>".
 	receiptQuery = regexp.MustCompile(`^([^\s/]+/[^\s]+) ([0-9]{1,19})$`)
@@ -212,7 +214,7 @@ var (
 func (c *Center) serveSearch(w http.ResponseWriter, r *http.Request) {
 	q := strings.TrimSpace(r.URL.Query().Get("q"))
 	if q == "" || len(q) > 256 {
-		httpapi.Error(w, http.StatusBadRequest, "search for an artifact's sha256, a log entry (access-zurich/17) or an access receipt, a release (name version), a principal (analyst:alice) or a pseudonym (hmac-sha256:…)")
+		httpapi.Error(w, http.StatusBadRequest, "search for an artifact's sha256, a log entry (access-zurich/17) or an access receipt, a release (name, or name version), a principal (analyst:alice) or a pseudonym (hmac-sha256:…)")
 		return
 	}
 	ctx := r.Context()
@@ -271,8 +273,25 @@ func (c *Center) serveSearch(w http.ResponseWriter, r *http.Request) {
 	default:
 		name, version, ok := strings.Cut(strings.Replace(q, "@", " ", 1), " ")
 		version = strings.TrimSpace(version)
+		if !ok && releaseName.MatchString(name) {
+			// A release's name alone: its newest version.
+			l, _, _, err := c.openLog(ctx, "release")
+			if err != nil {
+				c.fail(w, r, err)
+				return
+			}
+			_, e, found, err := c.findRelease(ctx, l, name, "", "")
+			if err != nil {
+				c.fail(w, r, err)
+				return
+			}
+			if found {
+				http.Redirect(w, r, "/center/releases/"+url.PathEscape(e.Name)+"/"+url.PathEscape(e.Version), http.StatusSeeOther)
+				return
+			}
+		}
 		if !ok || name == "" || version == "" || name == "." || name == ".." || version == "." || version == ".." {
-			httpapi.Error(w, http.StatusNotFound, "nothing found: search for an artifact's sha256, a log entry (access-zurich/17) or an access receipt, a release (name version), a principal (analyst:alice) or a pseudonym (hmac-sha256:…)")
+			httpapi.Error(w, http.StatusNotFound, "nothing found: search for an artifact's sha256, a log entry (access-zurich/17) or an access receipt, a release (name, or name version), a principal (analyst:alice) or a pseudonym (hmac-sha256:…)")
 			return
 		}
 		http.Redirect(w, r, "/center/releases/"+url.PathEscape(name)+"/"+url.PathEscape(version), http.StatusSeeOther)
