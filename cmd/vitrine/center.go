@@ -17,10 +17,11 @@ import (
 // through its public routes only: anyone can run one over anyone's
 // platform.
 func runCenter(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "center", "--platform URL --listen ADDR [--data DIR] [--rebuilder URL,KEYFILE …]")
+	fs := newFlags(e, "center", "--platform URL --listen ADDR [--data DIR] [--rebuilder URL,KEYFILE …] [--allow-private]")
 	platformURL := fs.String("platform", cli.DefaultPlatform(), "base URL of the platform to show (its discovery document is pinned on first use)")
 	listen := fs.String("listen", "127.0.0.1:8070", "address to serve the Center on")
 	data := fs.String("data", userDir("center"), "the Center's data directory: the platform's pins and the checkpoints it saw")
+	allowPrivate := fs.Bool("allow-private", false, allowPrivateUsage)
 	var rbFlags platforms
 	fs.Var(&rbFlags, "rebuilder", "`SPEC` URL,KEYFILE: an independent rebuilder whose verdicts release pages show, its base URL (the prefix of /rebuilds/) and its public key (PEM), obtained from its operator out of band; repeat for several")
 	if err := parseFlags(fs, args, 0); err != nil {
@@ -30,7 +31,8 @@ func runCenter(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	c, err := center.New(center.Config{Platform: *platformURL, Dir: *data, Rebuilders: rebuilders, Logger: e.Logger})
+	c, err := center.New(center.Config{Platform: *platformURL, Dir: *data, Rebuilders: rebuilders, Logger: e.Logger,
+		HTTPClient: center.NewHTTPClient(*platformURL, *allowPrivate)})
 	if err != nil {
 		return err
 	}
@@ -57,13 +59,14 @@ func runCenter(ctx context.Context, e *env, args []string) error {
 // from its access logs' entries, each proven: the figures the Center's
 // report page shows, recomputed by anyone.
 func runReport(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "report", "--platform URL [--data DIR]")
+	fs := newFlags(e, "report", "--platform URL [--data DIR] [--allow-private]")
 	platformURL := fs.String("platform", cli.DefaultPlatform(), "base URL of the platform (its discovery document is pinned on first use)")
 	data := fs.String("data", userDir("report"), "where the pins and the counts so far are kept: a report goes on from where the last one stopped")
+	allowPrivate := fs.Bool("allow-private", false, allowPrivateUsage)
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
-	rep, err := center.ComputeReport(ctx, center.NewHTTPClient(*platformURL), *platformURL, *data, time.Now())
+	rep, err := center.ComputeReport(ctx, center.NewHTTPClient(*platformURL, *allowPrivate), *platformURL, *data, time.Now())
 	if err != nil {
 		return err
 	}
@@ -74,6 +77,9 @@ func runReport(ctx context.Context, e *env, args []string) error {
 	_, err = fmt.Fprintf(e.Stdout, "%s\n", out)
 	return err
 }
+
+// allowPrivateUsage is the --allow-private flag's help.
+const allowPrivateUsage = "also connect to loopback and private addresses that the platform's discovery document names, over a platform whose URL is a name (by default only a platform at such an address itself may name them)"
 
 // parseRebuilders reads --rebuilder flags (URL,KEYFILE).
 func parseRebuilders(specs []string) ([]center.Rebuilder, error) {

@@ -163,7 +163,10 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	ctr, err := center.New(center.Config{Platform: p.URL(), Dir: filepath.Join(pc.Data, "center"), Rebuilders: rebuilders, Logger: e.Logger})
+	// The Center in vitrine up is the vendor's own, inside its network:
+	// it may read the platform at a private address under a public name.
+	ctr, err := center.New(center.Config{Platform: p.URL(), Dir: filepath.Join(pc.Data, "center"), Rebuilders: rebuilders, Logger: e.Logger,
+		HTTPClient: center.NewHTTPClient(p.URL(), true)})
 	if err != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()

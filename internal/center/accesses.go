@@ -115,7 +115,16 @@ func (c *Center) serveAccesses(w http.ResponseWriter, r *http.Request) {
 		httpapi.Error(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	entries, next, err := c.index.Query(r.Context(), f, PageSize)
+	// A page's query is bounded in time: a filter the indexes do not
+	// serve well (while they are made after a first catch-up) walks the
+	// table, and a reader who asks for one does not hold the index.
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	entries, next, err := c.index.Query(ctx, f, PageSize)
+	if errors.Is(err, context.DeadlineExceeded) {
+		httpapi.Unavailable(w, 10*time.Second, "the index took too long to answer that filter: the Center may still be making its indexes")
+		return
+	}
 	if err != nil {
 		httpapi.Fail(w, c.cfg.Logger, err, "reading the index failed")
 		return

@@ -107,7 +107,7 @@ func New(cfg Config) (*Center, error) {
 		return nil, errors.New("center: a platform and a directory are needed")
 	}
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = NewHTTPClient(cfg.Platform)
+		cfg.HTTPClient = NewHTTPClient(cfg.Platform, false)
 	}
 	if cfg.CacheFor <= 0 {
 		cfg.CacheFor = 5 * time.Second

@@ -372,7 +372,7 @@ func TestReport(t *testing.T) {
 func TestNewHTTPClient(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("inside")) }))
 	defer srv.Close()
-	resp, err := NewHTTPClient("https://93.184.215.14").Get(srv.URL)
+	resp, err := NewHTTPClient("https://93.184.215.14", false).Get(srv.URL)
 	if err == nil {
 		resp.Body.Close()
 		t.Fatal("a Center of a public platform read a loopback address")
@@ -380,7 +380,8 @@ func TestNewHTTPClient(t *testing.T) {
 	if !strings.Contains(err.Error(), "refusing to connect to 127.0.0.1") {
 		t.Errorf("the refusal: %v", err)
 	}
-	for _, a := range []string{"10.0.0.1", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "::1", "fe80::1", "fd00::1", "0.0.0.0"} {
+	for _, a := range []string{"10.0.0.1", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "::1", "fe80::1", "fd00::1", "0.0.0.0",
+		"64:ff9b::a9fe:a9fe", "64:ff9b::a00:1", "64:ff9b:1::a00:1", "2002:a00:1::1", "2001:0:a00:1::1", "0.1.2.3", "198.18.0.1", "192.0.0.170", "240.0.0.1", "255.255.255.255"} {
 		if refusePrivate("tcp", net.JoinHostPort(a, "80"), nil) == nil {
 			t.Errorf("%s is not refused", a)
 		}
@@ -388,9 +389,26 @@ func TestNewHTTPClient(t *testing.T) {
 	if err := refusePrivate("tcp", "93.184.215.14:443", nil); err != nil {
 		t.Errorf("a public address is refused: %v", err)
 	}
-	resp, err = NewHTTPClient(srv.URL).Get(srv.URL)
+	resp, err = NewHTTPClient(srv.URL, false).Get(srv.URL)
 	if err != nil {
 		t.Fatalf("a Center of a loopback platform: %v", err)
 	}
 	resp.Body.Close()
+	// A platform's name decides nothing (its DNS is the platform's):
+	// only its URL's address, or the Center's operator.
+	if resp, err := NewHTTPClient("https://localhost.example", false).Get(srv.URL); err == nil {
+		resp.Body.Close()
+		t.Error("a Center of a platform named by a public name read a loopback address")
+	}
+	for u, private := range map[string]bool{"http://localhost:8080": true, "http://10.1.2.3": true, "http://[::1]:80": true, "https://vitrine.example": false,
+		"https://93.184.215.14": false, "http://[fd00::1]": true} {
+		if privateURL(u) != private {
+			t.Errorf("privateURL(%s) = %v", u, !private)
+		}
+	}
+	if resp, err := NewHTTPClient("https://vitrine.example", true).Get(srv.URL); err != nil {
+		t.Errorf("allowed private addresses: %v", err)
+	} else {
+		resp.Body.Close()
+	}
 }

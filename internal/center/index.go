@@ -47,8 +47,7 @@ CREATE TABLE IF NOT EXISTS terms (
 -- Keyed by time, so that the newest entries are a walk from the table's
 -- end and a time range a slice of it. Outcome is not indexed: it is
 -- "denied" exactly when the action is (access.Record), so a filter by
--- outcome is a filter by action. Nor is the log: a platform has a few
--- regions, and paging one of them walks the others' rows in time.
+-- outcome is a filter by action.
 CREATE TABLE IF NOT EXISTS entries (
 	time          INTEGER NOT NULL, -- Unix milliseconds, 0 when the entry has none
 	log           INTEGER NOT NULL,
@@ -75,6 +74,7 @@ const indexIndexes = `
 CREATE INDEX IF NOT EXISTS entries_principal ON entries (principal, time);
 CREATE INDEX IF NOT EXISTS entries_action ON entries (action, time);
 CREATE INDEX IF NOT EXISTS entries_justification ON entries (justification, time);
+CREATE INDEX IF NOT EXISTS entries_log ON entries (log, time);
 CREATE INDEX IF NOT EXISTS subjects_key ON subjects (subject, time, log, idx);
 `
 
@@ -143,7 +143,11 @@ func OpenIndex(path string) (*Index, error) {
 		}
 		x.status[s.Log] = s
 	}
-	return x, rows.Err()
+	if err := rows.Err(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("index: %w", err)
+	}
+	return x, nil
 }
 
 // Close closes the index.
@@ -208,15 +212,22 @@ func (x *Index) follow(ctx context.Context, name string, l *client.Log, progress
 	if err != nil {
 		return nil, fmt.Errorf("log %s: %w", name, err)
 	}
-	// Far behind (a first follow of a large log), the rows are written
-	// without the indexes, which are then made again in one sort each:
-	// several times cheaper than keeping them up row by row. Pages read
-	// meanwhile are slower, not wrong. (A crash in between leaves them
-	// to OpenIndex, which makes any that are missing.)
+	// Far behind on its first follow (the index holds nothing yet, and a
+	// large log), the rows are written without the indexes, which are
+	// then made again in one sort each: several times cheaper than
+	// keeping them up row by row. Pages read meanwhile are slower, not
+	// wrong. Once any row is committed, never again: a log that keeps
+	// failing does not have every index dropped at every follow. (A crash
+	// in between leaves them to OpenIndex, which makes any missing.)
+	bulk := false
 	parent := ctx
-	if cp, err := l.Checkpoint(ctx); err == nil && cp.Size >= f.State().Size+indexBulk {
+	if x.empty(ctx) {
+		cp, err := l.Checkpoint(ctx)
+		bulk = err == nil && cp.Size >= f.State().Size+indexBulk
+	}
+	if bulk {
 		if _, err := x.db.ExecContext(ctx, `DROP INDEX IF EXISTS entries_principal; DROP INDEX IF EXISTS entries_action;
-			DROP INDEX IF EXISTS entries_justification; DROP INDEX IF EXISTS subjects_key;`); err != nil {
+			DROP INDEX IF EXISTS entries_justification; DROP INDEX IF EXISTS entries_log; DROP INDEX IF EXISTS subjects_key;`); err != nil {
 			return nil, fmt.Errorf("index: %w", err)
 		}
 		defer func() {
@@ -297,7 +308,10 @@ func readLog(ctx context.Context, name string, f *client.Follower, items chan<- 
 			s, rec := summarize(name, i, entry)
 			r := indexRow{idx: int64(i), count: s.Count, kind: s.Kind, principal: s.Principal, action: s.Action, justification: s.Justification, outcome: s.Outcome}
 			if !s.Time.IsZero() {
-				r.time = s.Time.UnixMilli()
+				// A time before 1970 (an entry other than an access
+				// record's, whose time is not checked) is no time: a
+				// cursor's time is not negative.
+				r.time = max(0, s.Time.UnixMilli())
 			}
 			if rec != nil {
 				for _, p := range rec.Subjects {
@@ -463,6 +477,12 @@ func insertSQL(table string, cols, n int) string {
 		b.WriteString(row)
 	}
 	return b.String()
+}
+
+// empty reports whether the index holds no entry.
+func (x *Index) empty(ctx context.Context) bool {
+	var one int
+	return errors.Is(x.db.QueryRowContext(ctx, `SELECT 1 FROM entries LIMIT 1`).Scan(&one), sql.ErrNoRows)
 }
 
 // pseudonymBytes returns the 32 bytes of a subject pseudonym

@@ -1,17 +1,23 @@
 package center
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
 	"net/url"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/vitrine-dev/vitrine/client"
 	"github.com/vitrine-dev/vitrine/internal/liar"
 )
 
@@ -269,4 +275,56 @@ func searchFor(t *testing.T, base, q string) (int, string) {
 	}
 	resp.Body.Close()
 	return resp.StatusCode, resp.Header.Get("Location")
+}
+
+// TestReceiptOriginPinned: a receipt names its log by origin; a platform
+// whose discovery document claims that another log (the release log) has
+// the access log's origin does not send the reader to that log's entry:
+// the origin is read from the pinned key's name.
+func TestReceiptOriginPinned(t *testing.T) {
+	p, _ := startPlatform(t)
+	target, _ := url.Parse(p.URL())
+	var zurichOrigin string
+	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.ModifyResponse = func(r *http.Response) error {
+		if r.Request.URL.Path != client.DiscoveryPath {
+			return nil
+		}
+		b, _ := io.ReadAll(r.Body)
+		var d map[string]any
+		if err := json.Unmarshal(b, &d); err != nil {
+			return err
+		}
+		var rel map[string]any
+		var rest []any
+		for _, l := range d["logs"].([]any) {
+			m := l.(map[string]any)
+			if m["name"] == "access-zurich" {
+				zurichOrigin = m["origin"].(string)
+			}
+			if m["name"] == "release" {
+				rel = m
+			} else {
+				rest = append(rest, m)
+			}
+		}
+		rel["origin"] = zurichOrigin // the lie: nothing signs it
+		d["logs"] = append([]any{rel}, rest...)
+		nb, _ := json.Marshal(d)
+		r.Body = io.NopCloser(bytes.NewReader(nb))
+		r.ContentLength = int64(len(nb))
+		r.Header.Set("Content-Length", strconv.Itoa(len(nb)))
+		return nil
+	}
+	px := httptest.NewServer(rp)
+	t.Cleanup(px.Close)
+	c, err := New(Config{Platform: px.URL, Dir: t.TempDir(), CacheFor: time.Nanosecond, IndexEvery: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := newServer(t, c)
+	get(t, base+"/center/logs/access-zurich/", "application/json")
+	if code, loc := searchFor(t, base, zurichOrigin+" 0"); code != http.StatusSeeOther || loc != "/center/logs/access-zurich/0" {
+		t.Errorf("an access receipt of %s: %d %s, want access-zurich's entry 0", zurichOrigin, code, loc)
+	}
 }

@@ -209,3 +209,15 @@ func summarize(log string, index uint64, entry []byte) (EntrySummary, *access.Re
 	}
 	return s, nil
 }
+
+// pins returns the platform's pins: its discovery document's keys and
+// witness policy as this Center pinned them on first use (a document that
+// names others now is an error).
+func (c *Center) pins(ctx context.Context) (*client.Pins, error) {
+	d, err := client.FetchDiscovery(ctx, c.cfg.HTTPClient, c.cfg.Platform)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errPlatform, err)
+	}
+	pins, _, err := client.TrustOnFirstUse(client.PinsPath(filepath.Join(c.cfg.Dir, "pins"), c.cfg.Platform), c.cfg.Platform, d)
+	return pins, err
+}

@@ -3,6 +3,7 @@ package center
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -15,6 +16,7 @@ import (
 	"github.com/vitrine-dev/vitrine/internal/fault"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
 	"github.com/vitrine-dev/vitrine/release"
+	"golang.org/x/mod/sumdb/note"
 )
 
 // ReleasePage is a release as its release-log entry and its provenance
@@ -249,16 +251,17 @@ func (c *Center) serveSearch(w http.ResponseWriter, r *http.Request) {
 			httpapi.Error(w, http.StatusBadRequest, "the receipt's index is too large")
 			return
 		}
-		d, err := client.FetchDiscovery(ctx, c.cfg.HTTPClient, c.cfg.Platform)
+		// The origin is the name of the log's key, as pinned: not the
+		// discovery document's word for it, which nothing signs.
+		pins, err := c.pins(ctx)
 		if err != nil {
-			c.fail(w, r, fmt.Errorf("%w: %v", errPlatform, err))
+			c.fail(w, r, err)
 			return
 		}
-		// The entry's page opens the log under the pinned key, whose
-		// name is the origin, and checks the proof's origin.
-		for _, l := range d.Logs {
-			if l.Origin == m[1] && logName.MatchString(l.Name) {
-				http.Redirect(w, r, "/center/logs/"+url.PathEscape(l.Name)+"/"+m[2], http.StatusSeeOther)
+		for _, name := range slices.Sorted(maps.Keys(pins.LogKeys)) {
+			v, err := note.NewVerifier(pins.LogKeys[name])
+			if err == nil && v.Name() == m[1] && logName.MatchString(name) {
+				http.Redirect(w, r, "/center/logs/"+url.PathEscape(name)+"/"+m[2], http.StatusSeeOther)
 				return
 			}
 		}

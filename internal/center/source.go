@@ -34,6 +34,12 @@ const (
 	// memory): its entries and the bytes of its files.
 	maxTreeFiles = 20_000
 	maxTreeBytes = 128 << 20
+	// maxPathBytes bounds an entry's name and symlink target (Linux's
+	// PATH_MAX), maxTreeMeta all of them together, and maxTrailer what
+	// may follow the tar's end inside the gzip stream.
+	maxPathBytes = 4096
+	maxTreeMeta  = 16 << 20
+	maxTrailer   = 1 << 20
 	// maxShowBytes and maxShowLines bound a file shown whole.
 	maxShowBytes = 1 << 20
 	maxShowLines = 20_000
@@ -53,6 +59,9 @@ type sourceTree struct {
 	files  map[string]*sourceFile
 	paths  []string // sorted
 	bytes  int64    // of every file
+	// meta is the bytes of every name and symlink target, which are
+	// kept too (bounded by maxTreeMeta).
+	meta int64
 }
 
 // sourceFile is one entry of an archive: a regular file or a symlink.
@@ -104,13 +113,21 @@ func readArchive(digest string, archive []byte) (*sourceTree, error) {
 		if h.Typeflag == tar.TypeDir {
 			name = strings.TrimSuffix(name, "/")
 		}
+		if len(name) > maxPathBytes || len(h.Linkname) > maxPathBytes {
+			return nil, fmt.Errorf("the source archive: an entry's name or link is longer than %d bytes", maxPathBytes)
+		}
+		if t.meta += int64(len(name) + len(h.Linkname)); t.meta > maxTreeMeta {
+			return nil, fmt.Errorf("the source archive's names and links are more than %d MiB: %w", maxTreeMeta>>20, errTooLarge)
+		}
 		if !cleanPath(name) {
 			return nil, fmt.Errorf("the source archive: entry %q is not a clean relative path", h.Name)
 		}
 		if t.files[name] != nil || dirs[name] {
 			return nil, fmt.Errorf("the source archive: %s is named twice", name)
 		}
-		for d := path.Dir(name); d != "."; d = path.Dir(d) {
+		// Up to the first directory already known: its own were checked
+		// then (so a deep name costs its depth once).
+		for d := path.Dir(name); d != "." && !dirs[d]; d = path.Dir(d) {
 			if t.files[d] != nil {
 				return nil, fmt.Errorf("the source archive: %s is a file and a directory", d)
 			}
@@ -143,9 +160,13 @@ func readArchive(digest string, archive []byte) (*sourceTree, error) {
 		t.files[name] = f
 		t.paths = append(t.paths, name)
 	}
-	// The gzip trailer: its checksum covers what was read.
-	if _, err := io.Copy(io.Discard, gz); err != nil {
+	// The gzip trailer: its checksum covers what was read. What follows
+	// the tar's end is padding, a little of it: not a gzip bomb to
+	// inflate.
+	if n, err := io.Copy(io.Discard, io.LimitReader(gz, maxTrailer+1)); err != nil {
 		return nil, fmt.Errorf("the source archive: %w", err)
+	} else if n > maxTrailer {
+		return nil, fmt.Errorf("the source archive has more than %d bytes after its end", maxTrailer)
 	}
 	slices.Sort(t.paths)
 	return t, nil
@@ -251,7 +272,7 @@ func (c *Center) source(ctx context.Context, rel *verifiedRelease) (string, *sou
 		if err != nil {
 			return nil, 0, err
 		}
-		return t, t.bytes + int64(len(t.paths))*256, nil
+		return t, t.bytes + t.meta + int64(len(t.paths))*256, nil
 	})
 	if err != nil {
 		return digest, nil, err

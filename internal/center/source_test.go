@@ -475,9 +475,50 @@ func TestReadArchiveBounds(t *testing.T) {
 		{write(2, maxTreeBytes/2+1, func(i int) string { return fmt.Sprint(i) }), "unpacks to more than 128 MiB: too large for this Center to show"},
 		{write(2, 1, func(int) string { return "a" }), "a is named twice"},
 		{write(1, 1, func(int) string { return "../a" }), `entry "../a" is not a clean relative path`},
+		// A name of 20,000 directories (whose parents, walked each time,
+		// cost the square of its depth), and symlinks whose targets
+		// would be kept uncounted.
+		{write(1, 1, func(int) string { return strings.Repeat("a/", 20_000) + "f" }), "longer than 4096 bytes"},
+		{links(1, strings.Repeat("x", 512<<10)), "longer than 4096 bytes"},
+		{links(5000, strings.Repeat("x", 4000)), "names and links are more than 16 MiB"},
+		// Past the tar's end, inside the gzip stream: a bomb to inflate.
+		{trailing(64 << 20), "more than 1048576 bytes after its end"},
 	} {
 		if _, err := readArchive("", c.archive); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("readArchive: %v, want %q", err, c.want)
 		}
 	}
+	// Deep names within the bound are read in time linear in their
+	// depth: 2,000 files 2,000 directories deep.
+	deep := write(2000, 1, func(i int) string { return strings.Repeat("d/", 2000) + fmt.Sprint(i) })
+	if tree, err := readArchive("", deep); err != nil || len(tree.paths) != 2000 || tree.meta < 2000*4000 {
+		t.Errorf("2,000 deep files: %v", err)
+	}
+}
+
+// links is a source archive of n symlinks to target.
+func links(n int, target string) []byte {
+	var buf bytes.Buffer
+	gz := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(gz)
+	for i := range n {
+		tw.WriteHeader(&tar.Header{Name: fmt.Sprint("l", i), Typeflag: tar.TypeSymlink, Linkname: target, Format: tar.FormatPAX})
+	}
+	tw.Close()
+	gz.Close()
+	return buf.Bytes()
+}
+
+// trailing is a source archive of one file followed, inside its gzip
+// stream, by n zero bytes.
+func trailing(n int) []byte {
+	var buf bytes.Buffer
+	gz, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	tw := tar.NewWriter(gz)
+	tw.WriteHeader(&tar.Header{Name: "a", Typeflag: tar.TypeReg, Size: 1, Mode: 0o644})
+	tw.Write([]byte("a"))
+	tw.Close()
+	gz.Write(make([]byte, n))
+	gz.Close()
+	return buf.Bytes()
 }
