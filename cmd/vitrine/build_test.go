@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vitrine-dev/vitrine/internal/center"
 	"github.com/vitrine-dev/vitrine/internal/gotest"
 	"github.com/vitrine-dev/vitrine/internal/platform"
 	"github.com/vitrine-dev/vitrine/ruledb"
@@ -167,6 +168,17 @@ func TestBuildReleases(t *testing.T) {
 	}
 	if out, err := exec.Command(exe, "help").CombinedOutput(); err != nil || !strings.Contains(string(out), "usage: vitrine") {
 		t.Errorf("the built vitrine: %v: %s", err, out)
+	}
+
+	// The Transparency Center's verifier, built by the conveyer from its
+	// recipe, is byte for byte the one the Center serves: the code
+	// checking in a reader's browser is a release anyone can rebuild.
+	ver, err := build(repoRecipe(t, "center-verifier.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ver.Artifacts) != 1 || ver.Artifacts[0].SHA256 != center.VerifierSHA256 {
+		t.Errorf("the verifier's release: %+v, want one artifact of sha256 %s, the verifier the Center serves (if the verifier was regenerated, the recipe's commit must be one that holds its source)", ver.Artifacts, center.VerifierSHA256)
 	}
 
 	// The same release again is refused, and nothing is built.
