@@ -39,7 +39,7 @@ func witnessedLog(t *testing.T) *logserver.Log {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := logserver.Open(ctx, logserver.Config{Dir: dir, Origin: origin, WitnessPolicy: policy, CheckpointInterval: 50 * time.Millisecond})
+	l, err := logserver.Open(ctx, logserver.Config{Dir: dir, Origin: origin, WitnessPolicy: policy, CheckpointInterval: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
