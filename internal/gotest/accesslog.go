@@ -181,6 +181,30 @@ func (l *BenchLog) Open(b testing.TB) *client.Log {
 	return log
 }
 
+// BenchFollowBare follows the benchmark access log with the bare verified
+// follower, each op from its first entry: the baseline that the
+// benchmarks of what follows the log (the monitor, the Center's index)
+// are compared with.
+func BenchFollowBare(b *testing.B) {
+	l := AccessBenchLog(b)
+	log := l.Open(b)
+	cpu := CPUSeconds(b)
+	for b.Loop() {
+		f, err := client.NewFollower(log, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var n uint64
+		if _, err := f.Update(b.Context(), func(uint64, []byte) error { n++; return nil }); err != nil {
+			b.Fatal(err)
+		}
+		if n != l.Size {
+			b.Fatalf("followed %d entries, want %d", n, l.Size)
+		}
+	}
+	ReportRate(b, l.Size, CPUSeconds(b)-cpu)
+}
+
 // ReportRate reports a benchmark's entries a second and its CPU seconds
 // an op, given the CPU seconds (CPUSeconds) its ops took.
 func ReportRate(b *testing.B, size uint64, cpu float64) {

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vitrine-dev/vitrine/client"
 	"github.com/vitrine-dev/vitrine/internal/gotest"
 	"github.com/vitrine-dev/vitrine/residency"
 )
@@ -24,25 +23,7 @@ import (
 // each entry (parse, the default rules, alerts with their proofs, a commit
 // of alerts and state every chunk).
 
-func BenchmarkFollowAccess1M(b *testing.B) {
-	l := gotest.AccessBenchLog(b)
-	log := l.Open(b)
-	cpu := gotest.CPUSeconds(b)
-	for b.Loop() {
-		f, err := client.NewFollower(log, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		var n uint64
-		if _, err := f.Update(b.Context(), func(uint64, []byte) error { n++; return nil }); err != nil {
-			b.Fatal(err)
-		}
-		if n != l.Size {
-			b.Fatalf("followed %d entries, want %d", n, l.Size)
-		}
-	}
-	gotest.ReportRate(b, l.Size, gotest.CPUSeconds(b)-cpu)
-}
+func BenchmarkFollowAccess1M(b *testing.B) { gotest.BenchFollowBare(b) }
 
 func BenchmarkCatchUp1M(b *testing.B) { benchCatchUp(b, nil) }
 
