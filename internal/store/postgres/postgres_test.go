@@ -1,76 +1,23 @@
 package postgres
 
 import (
-	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
-	"net/url"
-	"os"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/vitrine-dev/vitrine/internal/gotest"
 	"github.com/vitrine-dev/vitrine/internal/store"
 	"github.com/vitrine-dev/vitrine/internal/store/storetest"
 	"github.com/vitrine-dev/vitrine/telemetry"
 )
 
-const defaultDSN = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+// testDSN returns the URL of a new, empty schema on the test server,
+// dropped when t ends.
+func testDSN(t testing.TB) string { return gotest.PostgresDSN(t) }
 
-// testDSN returns the URL of a new, empty schema on the test server
-// (VITRINE_TEST_POSTGRES, or a local server with trust authentication),
-// dropped when t ends. It skips t if no server answers.
-func testDSN(t testing.TB) string {
-	t.Helper()
-	base := os.Getenv("VITRINE_TEST_POSTGRES")
-	if base == "" {
-		base = defaultDSN
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, base)
-	if err != nil {
-		t.Skipf("no PostgreSQL server at %s (set VITRINE_TEST_POSTGRES; .ci/run starts one): %v", redact(base), err)
-	}
-	defer conn.Close(context.Background())
-	var b [6]byte
-	rand.Read(b[:])
-	schema := "vitrine_test_" + hex.EncodeToString(b[:])
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatalf("creating schema: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, base)
-		if err != nil {
-			t.Errorf("dropping schema %s: %v", schema, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			t.Errorf("dropping schema %s: %v", schema, err)
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
-
-func redact(dsn string) string {
-	if u, err := url.Parse(dsn); err == nil {
-		return u.Redacted()
-	}
-	return dsn
-}
+func redact(dsn string) string { return gotest.Redact(dsn) }
 
 func openTest(t *testing.T) (*Store, string) {
 	t.Helper()
