@@ -124,6 +124,12 @@ func Call(ctx context.Context, hc *http.Client, method, u, token string, body []
 	return Do(hc, req, limit, out)
 }
 
+// Send sends req and returns its 2xx answer, of at most limit bytes.
+// Another status is a *StatusError with the server's message.
+func Send(hc *http.Client, req *http.Request, limit int64) ([]byte, error) {
+	return send(hc, req, limit, func(s int) bool { return s/100 == 2 })
+}
+
 // send sends req and reads at most limit bytes of its answer, whose status
 // must be one that ok accepts.
 func send(hc *http.Client, req *http.Request, limit int64, ok func(int) bool) ([]byte, error) {

@@ -114,7 +114,7 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	}
 	pc := platform.Config{CustodyURL: c.CustodyURL, CustodyToken: custodyTok, Data: c.Data, Listen: c.Listen, Name: c.Name, PublicURL: c.PublicURL,
 		CheckpointInterval: time.Duration(c.CheckpointInterval), CommitmentInterval: time.Duration(c.CommitmentInterval), Logger: e.Logger,
-		Residency: c.Residency, Stores: c.Stores, LogStores: c.LogStores, BuildSourceRoots: c.BuildSourceRoots, TUFOfflineDir: c.TUFOffline}
+		Residency: c.Residency, Stores: c.Stores, LogStores: c.LogStores, ExternalRegions: c.ExternalRegions, BuildSourceRoots: c.BuildSourceRoots, TUFOfflineDir: c.TUFOffline}
 	if c.TUFRoot != "" {
 		b, err := os.ReadFile(c.TUFRoot)
 		if err != nil {

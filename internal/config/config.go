@@ -91,6 +91,19 @@ type Config struct {
 	// custody, pseudonyms and monitor serve the platform, which then runs
 	// none of its own. Excludes CustodyURL.
 	SupervisorURL string `json:"supervisor_url"`
+	// PlatformURL is the base URL of the platform's process, for the
+	// processes of a region's service (`vitrine serve --role
+	// region:<name>`).
+	PlatformURL string `json:"platform_url"`
+	// PeerToken is the file holding the deployment's peer token (the
+	// platform's <data>/peer.token), for the processes of a region's
+	// service. The token itself never goes in the configuration.
+	PeerToken string `json:"peer_token"`
+	// ExternalRegions are the regions whose service runs in processes of
+	// its own (`vitrine serve --role region:<name>`) on a PostgreSQL store
+	// (stores) they share with the platform's process: the platform's
+	// process then does none of their background work.
+	ExternalRegions []string `json:"external_regions"`
 	// TUFRoot is the file holding the update repository's initial
 	// root.json (made by `vitrine tuf init`); without it the first start
 	// makes one.
@@ -174,6 +187,7 @@ func (c *Config) keys() []struct {
 		{"residency", nil}, {"stores", &c.Stores}, {"log_stores", &c.LogStores}, {"build_source_roots", &c.BuildSourceRoots},
 		{"checkpoint_interval", &c.CheckpointInterval}, {"commitment_interval", &c.CommitmentInterval},
 		{"custody_url", &c.CustodyURL}, {"custody_token", &c.CustodyToken}, {"supervisor_url", &c.SupervisorURL},
+		{"platform_url", &c.PlatformURL}, {"peer_token", &c.PeerToken}, {"external_regions", &c.ExternalRegions},
 		{"tuf_root", &c.TUFRoot}, {"tuf_offline", &c.TUFOffline}, {"debug_listen", &c.DebugListen},
 		{"monitor", &c.Monitor},
 	}
@@ -285,8 +299,13 @@ func Parse(doc []byte) (*Config, error) {
 		if c.Residency != nil && c.Residency.Region(region) == nil {
 			return nil, fmt.Errorf("configuration: stores: the residency policy has no region %q", region)
 		}
-		if !strings.HasPrefix(spec, "sqlite:") && !strings.HasPrefix(spec, "postgres://") && !strings.HasPrefix(spec, "postgresql://") {
+		if !strings.HasPrefix(spec, "sqlite:") && !isPostgres(spec) {
 			return nil, fmt.Errorf("configuration: stores: region %q: want \"sqlite:PATH\" or a postgres:// URL, not %q", region, spec)
+		}
+	}
+	for _, region := range c.ExternalRegions {
+		if !isPostgres(c.Stores[region]) {
+			return nil, fmt.Errorf("configuration: external_regions: region %q needs a postgres:// store in stores, which its processes and the platform's share", region)
 		}
 	}
 	for name, spec := range c.LogStores {
@@ -298,6 +317,11 @@ func Parse(doc []byte) (*Config, error) {
 		}
 	}
 	return &c, nil
+}
+
+// isPostgres reports whether a store location is a PostgreSQL URL.
+func isPostgres(spec string) bool {
+	return strings.HasPrefix(spec, "postgres://") || strings.HasPrefix(spec, "postgresql://")
 }
 
 // knownLog reports whether name is a key log_stores may have.

@@ -61,25 +61,34 @@ func OpenRevocations(path string) (*Revocations, error) {
 	case err != nil:
 		return nil, fmt.Errorf("opening endpoint revocations: %w", err)
 	}
+	if err := r.load(b); err != nil {
+		return nil, fmt.Errorf("opening endpoint revocations %s: %w", path, err)
+	}
+	return r, nil
+}
+
+// load adds the revocations of b, a list in the file's format, to r,
+// which the caller owns.
+func (r *Revocations) load(b []byte) error {
 	d := json.NewDecoder(bytes.NewReader(b))
 	d.DisallowUnknownFields()
 	var f revocationsFile
 	if err := d.Decode(&f); err != nil {
-		return nil, fmt.Errorf("opening endpoint revocations %s: %w", path, err)
+		return err
 	}
 	if _, err := d.Token(); err != io.EOF {
-		return nil, fmt.Errorf("opening endpoint revocations %s: data after the list", path)
+		return errors.New("data after the list")
 	}
 	if f.Version != revocationsVersion {
-		return nil, fmt.Errorf("opening endpoint revocations %s: version %d, want %d", path, f.Version, revocationsVersion)
+		return fmt.Errorf("version %d, want %d", f.Version, revocationsVersion)
 	}
 	for _, e := range f.Revoked {
 		if !ValidID(e.ID) {
-			return nil, fmt.Errorf("opening endpoint revocations %s: %q is not an endpoint id", path, e.ID)
+			return fmt.Errorf("%q is not an endpoint id", e.ID)
 		}
 		r.ids[e.ID] = e.Time
 	}
-	return r, nil
+	return nil
 }
 
 // Revoke revokes the endpoint id at time at, durably: when Revoke returns
@@ -116,14 +125,55 @@ func (r *Revocations) Revoked(id string) bool {
 
 // save writes r.ids to the file. The caller holds r.mu or owns r.
 func (r *Revocations) save() error {
+	if r.path == "" {
+		return errors.New("a mirror of revocations takes no revocation of its own")
+	}
+	b, err := r.marshal()
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(r.path, append(b, '\n'), 0o600)
+}
+
+// marshal encodes r.ids in the file's format. The caller holds r.mu or
+// owns r.
+func (r *Revocations) marshal() ([]byte, error) {
 	f := revocationsFile{Version: revocationsVersion, Revoked: []revokedEndpoint{}}
 	for id, t := range r.ids {
 		f.Revoked = append(f.Revoked, revokedEndpoint{id, t})
 	}
 	slices.SortFunc(f.Revoked, func(a, b revokedEndpoint) int { return strings.Compare(a.ID, b.ID) })
-	b, err := json.MarshalIndent(f, "", "  ")
-	if err != nil {
-		return err
+	return json.MarshalIndent(f, "", "  ")
+}
+
+// MarshalJSON returns the revocations in the file's format: what a
+// [Mirror] of them takes.
+func (r *Revocations) MarshalJSON() ([]byte, error) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.marshal()
+}
+
+// Mirror returns revocations held in memory only, which [Revocations.Replace]
+// replaces whole: a copy, in a region's own process, of the list the
+// platform's process keeps (it refuses [Revocations.Revoke]).
+func Mirror() *Revocations { return &Revocations{ids: map[string]time.Time{}} }
+
+// Replace replaces r's revocations with those of b, a list in the file's
+// format, unless b is not exactly such a list or drops a revocation r
+// holds: a revoked id stays revoked.
+func (r *Revocations) Replace(b []byte) error {
+	next := &Revocations{ids: map[string]time.Time{}}
+	if err := next.load(b); err != nil {
+		return fmt.Errorf("replacing endpoint revocations: %w", err)
 	}
-	return atomicfile.Write(r.path, append(b, '\n'), 0o600)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id := range r.ids {
+		if _, ok := next.ids[id]; !ok {
+			return fmt.Errorf("replacing endpoint revocations: the new list drops %s, which was revoked", id)
+		}
+	}
+	r.ids = next.ids
+	return nil
 }

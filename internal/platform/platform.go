@@ -127,6 +127,12 @@ type Config struct {
 	// runs custody itself, under /custody/.
 	CustodyURL   string
 	CustodyToken string
+	// ExternalRegions are the regions served by processes of their own
+	// (`vitrine serve --role region:<name>`, on a PostgreSQL store they
+	// share with this process): this process does none of their
+	// background work (the exchange, periodic commitments), and serves
+	// them the routes of internal.go.
+	ExternalRegions []string
 	// CommitmentInterval is how often each region commits to its dataset
 	// in its access log (default 1h); commitments are also made on demand
 	// (POST /regions/<name>/v1/commitments).
@@ -429,6 +435,7 @@ func (p *Platform) routes() http.Handler {
 	mux.HandleFunc("POST /v1/relocations", p.serveRelocationStart)
 	mux.HandleFunc("GET /v1/relocations/{id}", p.serveRelocation)
 	mux.HandleFunc("POST /v1/telemetry", p.serveFrontDoor)
+	p.internalRoutes(mux) // internal.go
 	mux.HandleFunc("POST "+ReviewPath, p.serveReview) // reviews.go
 	for name, r := range p.regions.byName {
 		prefix := "/regions/" + name

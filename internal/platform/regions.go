@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +20,7 @@ import (
 	"github.com/vitrine-dev/vitrine/internal/gateway"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
 	"github.com/vitrine-dev/vitrine/internal/keys"
+	"github.com/vitrine-dev/vitrine/internal/lease"
 	"github.com/vitrine-dev/vitrine/internal/policylog"
 	"github.com/vitrine-dev/vitrine/internal/pseudonyms"
 	"github.com/vitrine-dev/vitrine/internal/region"
@@ -42,14 +44,22 @@ type regions struct {
 	gateways  map[string]*gateway.Gateway
 	commits   map[string]*commitment.Committer
 	stores    []store.Store
-	cancel    context.CancelFunc
+	// peerToken authorises the regions' exchange and the internal
+	// routes; pseudonyms gives the endpoints' pseudonyms.
+	peerToken  string
+	pseudonyms endpoint.Pseudonyms
+	// lockers hold the leases of the background work of the regions
+	// whose store several processes share (PostgreSQL).
+	lockers map[string]*lease.Locker
+	cancel  context.CancelFunc
 	done      chan struct{}
 }
 
 // startRegions activates the residency policy through the policy log and
 // starts every region of it.
 func (p *Platform) startRegions(ctx context.Context) error {
-	rs := &regions{byName: map[string]*region.Region{}, gateways: map[string]*gateway.Gateway{}, commits: map[string]*commitment.Committer{}, done: make(chan struct{})}
+	rs := &regions{byName: map[string]*region.Region{}, gateways: map[string]*gateway.Gateway{}, commits: map[string]*commitment.Committer{},
+		lockers: map[string]*lease.Locker{}, done: make(chan struct{})}
 	p.regions = rs
 	var err error
 	rs.policyKey, rs.policyVK, err = keys.LoadOrCreateSigner(filepath.Join(p.cfg.Data, "policy.key"), filepath.Join(p.cfg.Data, "policy.vkey"), p.cfg.Name+"/policy")
@@ -82,6 +92,7 @@ func (p *Platform) startRegions(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	rs.peerToken = peerToken
 	// One pseudonymisation key for the deployment, so that an endpoint
 	// has the same pseudonym in every region, including after a
 	// relocation: the supervisor's, who gives the pseudonyms, or a key in
@@ -96,6 +107,7 @@ func (p *Platform) startRegions(ctx context.Context) error {
 		}
 		ps = endpoint.PseudonymKey(pkey)
 	}
+	rs.pseudonyms = ps
 	// The regions share this process's memory, so they share one budget
 	// for the request bodies they hold.
 	bodies := httpapi.NewBodyBudget(p.cfg.BodyBudget, telemetry.MaxBatchBytes)
@@ -113,6 +125,13 @@ func (p *Platform) startRegions(ctx context.Context) error {
 			return fmt.Errorf("opening store of region %s: %w", reg.Name, err)
 		}
 		rs.stores = append(rs.stores, st)
+		if isPostgres(spec) {
+			// Background work on a store that other processes share
+			// is done by whichever of them holds its lease.
+			if rs.lockers[reg.Name], err = lease.Open(ctx, spec, p.logger); err != nil {
+				return fmt.Errorf("region %s: %w", reg.Name, err)
+			}
+		}
 		peers := map[string]string{}
 		for _, other := range active.Regions {
 			if other.Name != reg.Name {
@@ -168,8 +187,15 @@ func (p *Platform) startRegions(ctx context.Context) error {
 		defer close(rs.done)
 		var wg sync.WaitGroup
 		for name, r := range rs.byName {
-			wg.Go(func() { r.Run(rctx) })
-			wg.Go(func() { _ = rs.commits[name].Run(rctx) })
+			// A region served by processes of its own does its
+			// background work there.
+			if !slices.Contains(p.cfg.ExternalRegions, name) {
+				l := rs.lockers[name]
+				wg.Go(func() { l.Run(rctx, "region/"+name+"/exchange", r.Run, nil) })
+				wg.Go(func() {
+					l.Run(rctx, "region/"+name+"/commitments", func(ctx context.Context) { _ = rs.commits[name].Run(ctx) }, nil)
+				})
+			}
 			// The gateway writes the denied attempts it counted, and
 			// once more when close cancels rctx: before the stores and
 			// the logs close.
@@ -189,6 +215,9 @@ func (rs *regions) close() error {
 		<-rs.done
 	}
 	var errs []error
+	for _, l := range rs.lockers {
+		l.Close()
+	}
 	for _, s := range rs.stores {
 		errs = append(errs, s.Close())
 	}
@@ -255,6 +284,12 @@ func (p *Platform) regionURL(pol *residency.Policy, name string) string {
 		return r.URL
 	}
 	return p.baseURL + "/regions/" + name
+}
+
+// isPostgres reports whether a store location names a PostgreSQL
+// database, which several processes may share.
+func isPostgres(spec string) bool {
+	return strings.HasPrefix(spec, "postgres://") || strings.HasPrefix(spec, "postgresql://")
 }
 
 // Region returns the named region, or nil.

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/vitrine-dev/vitrine/internal/cli"
+	"github.com/vitrine-dev/vitrine/internal/config"
+	"github.com/vitrine-dev/vitrine/internal/platform"
+)
+
+// runServe runs one role of a deployment, from the configuration file that
+// every process of the deployment shares.
+func runServe(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "serve", "--config FILE --role all|region:NAME [--listen ADDR] [--data DIR] [--public-url URL]")
+	configFile := fs.String("config", "", "the deployment's configuration file (required; docs/config.md)")
+	role := fs.String("role", "", "the role to run (required): all (every role in one process, as vitrine up), or region:NAME (one of the processes of region NAME's service, beside the platform's process at platform_url)")
+	listen := fs.String("listen", "", "address to listen on (role region: required; all: the configuration's listen)")
+	data := fs.String("data", "", "role region: this process's own directory (default ./vitrine-region-NAME); all: the configuration's data")
+	publicURL := fs.String("public-url", "", "role region: the region's URL that clients use (default: the region's URL in the policy, else http://<listen>)")
+	if err := parseFlags(fs, args, 0); err != nil {
+		return err
+	}
+	if *configFile == "" || *role == "" {
+		fs.Usage()
+		return errors.New("--config and --role are required")
+	}
+	if *role == "all" {
+		up := []string{"--config", *configFile}
+		if *listen != "" {
+			up = append(up, "--listen", *listen)
+		}
+		if *data != "" {
+			up = append(up, "--data", *data)
+		}
+		if *publicURL != "" {
+			up = append(up, "--public-url", *publicURL)
+		}
+		return runUp(ctx, e, up)
+	}
+	name, ok := strings.CutPrefix(*role, "region:")
+	if !ok || name == "" {
+		return fmt.Errorf("--role %q: want all or region:NAME", *role)
+	}
+	c, err := config.Load(*configFile)
+	if err != nil {
+		return err
+	}
+	switch {
+	case *listen == "":
+		return errors.New("--role region: --listen is required")
+	case c.PlatformURL == "" || c.PeerToken == "":
+		return fmt.Errorf("%s: a region's process needs platform_url and peer_token", *configFile)
+	case c.Stores[name] == "":
+		return fmt.Errorf("%s: stores names no store for region %q", *configFile, name)
+	}
+	peer, err := cli.ReadToken(c.PeerToken, "the peer token")
+	if err != nil {
+		return err
+	}
+	var custodyTok string
+	if c.CustodyToken != "" {
+		if custodyTok, err = cli.ReadToken(c.CustodyToken, "custody's token"); err != nil {
+			return err
+		}
+	}
+	if *data == "" {
+		*data = "./vitrine-region-" + name
+	}
+	if *publicURL == "" && c.Residency != nil {
+		if r := c.Residency.Region(name); r != nil {
+			*publicURL = r.URL
+		}
+	}
+	cli.TuneGC()
+	s, err := platform.StartRegionService(ctx, platform.RegionServiceConfig{
+		Region: name, Data: *data, Listen: *listen, PublicURL: *publicURL, Platform: c.PlatformURL, PeerToken: peer,
+		Store: c.Stores[name], CustodyURL: c.CustodyURL, CustodyToken: custodyTok,
+		CommitmentInterval: time.Duration(c.CommitmentInterval), Logger: e.Logger,
+		Leased: func(lease string, held bool) {
+			if held {
+				fmt.Fprintf(e.Stdout, "lease %s taken\n", lease)
+			} else {
+				fmt.Fprintf(e.Stdout, "lease %s let go\n", lease)
+			}
+		},
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.Stdout, "region %s serving at %s (ingest, verdicts, exchange, access gateway), beside the platform at %s\n", name, s.URL(), c.PlatformURL)
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case err := <-s.Done():
+		serveErr = fmt.Errorf("server stopped: %w", err)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return errors.Join(serveErr, s.Close(sctx))
+}

@@ -1,0 +1,193 @@
+package platform
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+
+		"github.com/vitrine-dev/vitrine/internal/endpoint"
+	"github.com/vitrine-dev/vitrine/internal/fault"
+	"github.com/vitrine-dev/vitrine/internal/httpapi"
+	"github.com/vitrine-dev/vitrine/internal/keys"
+	"github.com/vitrine-dev/vitrine/internal/logserver"
+	"github.com/vitrine-dev/vitrine/internal/principal"
+	"github.com/vitrine-dev/vitrine/internal/pseudonyms"
+	"github.com/vitrine-dev/vitrine/residency"
+)
+
+// The internal routes serve the processes of a region's service that run
+// on their own (`vitrine serve --role region:<name>`, regionsvc.go): what
+// the platform's process holds and they need. Each takes the deployment's
+// peer token, which only the vendor's own services hold.
+//
+//	POST /internal/v1/logs/access-{region}/append  an entry, admitted like the gateway's → {"index":N}
+//	GET  /internal/v1/logs/access-{region}/prove?index=N  its C2SP tlog-proof, once witnessed
+//	POST /internal/v1/principals/authenticate  {"token":"vp1.…"} → the principal
+//	GET  /internal/v1/endpoints/revoked        the endpoint revocations
+//	POST /internal/v1/pseudonyms               pseudonyms.Request → pseudonyms.Answer
+//	GET  /internal/v1/policy                   the active residency policy, signed
+const internalPrefix = "/internal/v1/"
+
+func (p *Platform) internalRoutes(mux *http.ServeMux) {
+	peer := func(h http.HandlerFunc) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			if !keys.BearerEqual(r, p.regions.peerToken) {
+				httpapi.Unauthorized(w, "internal routes need the deployment's peer token")
+				return
+			}
+			w.Header().Set("Cache-Control", "no-store")
+			h(w, r)
+		}
+	}
+	mux.HandleFunc("POST "+internalPrefix+"logs/{log}/append", peer(p.serveInternalAppend))
+	mux.HandleFunc("GET "+internalPrefix+"logs/{log}/prove", peer(p.serveInternalProve))
+	mux.HandleFunc("POST "+internalPrefix+"principals/authenticate", peer(p.serveInternalAuthenticate))
+	mux.HandleFunc("GET "+internalPrefix+"endpoints/revoked", peer(p.serveInternalRevoked))
+	mux.HandleFunc("POST "+internalPrefix+"pseudonyms", peer(p.serveInternalPseudonyms))
+	mux.HandleFunc("GET "+internalPrefix+"policy", peer(p.serveInternalPolicy))
+}
+
+// accessLog returns the access log the path's {log} names, or answers 404.
+func (p *Platform) accessLog(w http.ResponseWriter, r *http.Request) (admittedLog, bool) {
+	name := r.PathValue("log")
+	l := p.logs[name]
+	if !strings.HasPrefix(name, "access-") || l == nil {
+		httpapi.Error(w, http.StatusNotFound, "no access log "+strconv.Quote(name[:min(len(name), 64)]))
+		return admittedLog{}, false
+	}
+	return admittedLog{l, p.principals}, true
+}
+
+func (p *Platform) serveInternalAppend(w http.ResponseWriter, r *http.Request) {
+	l, ok := p.accessLog(w, r)
+	if !ok {
+		return
+	}
+	entry, ok := httpapi.ReadLimited(w, r, logserver.MaxEntrySize)
+	if !ok {
+		return
+	}
+	if len(entry) == 0 {
+		httpapi.Error(w, http.StatusBadRequest, "empty entry")
+		return
+	}
+	index, err := l.Append(r.Context(), entry)
+	switch {
+	case errors.Is(err, principal.ErrBadCredential):
+		// The registry refused a granted record: the caller's
+		// principal was revoked or has expired meanwhile.
+		httpapi.Error(w, http.StatusForbidden, err.Error())
+		return
+	case err != nil:
+		httpapi.Fail(w, p.logger, fault.Mark(fault.ErrUnavailable, err), "appending to "+l.Origin())
+		return
+	}
+	httpapi.JSON(w, struct {
+		Index uint64 `json:"index"`
+	}{index})
+}
+
+func (p *Platform) serveInternalProve(w http.ResponseWriter, r *http.Request) {
+	l, ok := p.accessLog(w, r)
+	if !ok {
+		return
+	}
+	index, err := strconv.ParseUint(r.URL.Query().Get("index"), 10, 63)
+	if err != nil {
+		httpapi.Error(w, http.StatusBadRequest, "bad index: want ?index=N")
+		return
+	}
+	proof, err := l.Prove(r.Context(), index)
+	if err != nil {
+		httpapi.Fail(w, p.logger, fault.Mark(fault.ErrUnavailable, err), "proving an entry of "+l.Origin())
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = w.Write(proof.Marshal())
+}
+
+// maxInternalBody bounds the JSON bodies of the internal routes.
+const maxInternalBody = 64 << 10
+
+func (p *Platform) serveInternalAuthenticate(w http.ResponseWriter, r *http.Request) {
+	b, ok := httpapi.ReadLimited(w, r, maxInternalBody)
+	if !ok {
+		return
+	}
+	var req struct {
+		Token string `json:"token"`
+	}
+	if err := httpapi.DecodeStrict(b, &req); err != nil {
+		httpapi.Error(w, http.StatusBadRequest, `bad request: want {"token":"vp1.…"}`)
+		return
+	}
+	// The registry reads the token as the gateway got it.
+	ar, err := http.NewRequestWithContext(r.Context(), http.MethodGet, "/", nil)
+	if err != nil {
+		httpapi.Error(w, http.StatusBadRequest, "bad request")
+		return
+	}
+	ar.Header.Set("Authorization", "Bearer "+req.Token)
+	pr, err := p.principals.Authenticate(ar)
+	if err != nil {
+		reason := "bad credential"
+		if errors.Is(err, principal.ErrExpired) {
+			reason = "expired"
+		}
+		httpapi.Error(w, http.StatusUnauthorized, reason)
+		return
+	}
+	httpapi.JSON(w, pr)
+}
+
+func (p *Platform) serveInternalRevoked(w http.ResponseWriter, r *http.Request) {
+	b, err := p.regions.revoked.MarshalJSON()
+	if err != nil {
+		httpapi.Fail(w, p.logger, err, "reading the endpoint revocations")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(b)
+}
+
+func (p *Platform) serveInternalPseudonyms(w http.ResponseWriter, r *http.Request) {
+	b, ok := httpapi.ReadLimited(w, r, maxInternalBody)
+	if !ok {
+		return
+	}
+	var req pseudonyms.Request
+	if err := httpapi.DecodeStrict(b, &req); err != nil {
+		httpapi.Error(w, http.StatusBadRequest, "bad request: "+err.Error())
+		return
+	}
+	if len(req.IDs) == 0 || len(req.IDs) > pseudonyms.Max {
+		httpapi.Error(w, http.StatusBadRequest, "bad request: ask for 1 to "+strconv.Itoa(pseudonyms.Max)+" ids")
+		return
+	}
+	ans := pseudonyms.Answer{Pseudonyms: make([]string, len(req.IDs))}
+	for i, id := range req.IDs {
+		if !endpoint.ValidID(id) {
+			httpapi.Error(w, http.StatusBadRequest, "bad request: ids["+strconv.Itoa(i)+"] is not an endpoint id")
+			return
+		}
+		ps, err := p.regions.pseudonyms.Pseudonym(r.Context(), id)
+		if err != nil {
+			httpapi.Fail(w, p.logger, fault.Mark(fault.ErrUnavailable, err), "giving pseudonyms")
+			return
+		}
+		ans.Pseudonyms[i] = ps
+	}
+	httpapi.JSON(w, ans)
+}
+
+func (p *Platform) serveInternalPolicy(w http.ResponseWriter, r *http.Request) {
+	signed, err := residency.Sign(p.regions.policy.Load(), p.regions.policyKey)
+	if err != nil {
+		httpapi.Fail(w, p.logger, err, "signing the active policy")
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = w.Write(signed)
+}
+
