@@ -435,7 +435,7 @@ func (p *Platform) routes() http.Handler {
 	mux.HandleFunc("POST /v1/relocations", p.serveRelocationStart)
 	mux.HandleFunc("GET /v1/relocations/{id}", p.serveRelocation)
 	mux.HandleFunc("POST /v1/telemetry", p.serveFrontDoor)
-	p.internalRoutes(mux) // internal.go
+	p.internalRoutes(mux)                             // internal.go
 	mux.HandleFunc("POST "+ReviewPath, p.serveReview) // reviews.go
 	for name, r := range p.regions.byName {
 		prefix := "/regions/" + name

@@ -52,7 +52,7 @@ type regions struct {
 	// whose store several processes share (PostgreSQL).
 	lockers map[string]*lease.Locker
 	cancel  context.CancelFunc
-	done      chan struct{}
+	done    chan struct{}
 }
 
 // startRegions activates the residency policy through the policy log and

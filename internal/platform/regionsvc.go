@@ -405,4 +405,3 @@ func (rp remotePrincipals) Authenticate(r *http.Request) (*principal.Principal, 
 	}
 	return &p, nil
 }
-
