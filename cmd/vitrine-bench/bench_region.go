@@ -126,6 +126,7 @@ func runBenchIngest(ctx context.Context, e *env, args []string) error {
 	rawDir := fs.String("raw-dir", os.TempDir(), "directory for the baseline's SQLite files (deleted after each round)")
 	pid := fs.Int("server-pid", 0, "process id of the server, to report its CPU time and memory from /proc")
 	storeSpec := fs.String("store", "", "instead of loading --url, serve one region (zurich, no peers) in this process with this store, sqlite:PATH or a postgres:// URL (a fresh schema is made in it); the baseline then inserts into the same kind of store")
+	ingestURLs := fs.String("region-urls", "", "comma-separated base URLs of the processes of the endpoints' region (vitrine serve --role region:NAME): the endpoints send to them in turn, as a load balancer would spread them, instead of to the URL their registration gave")
 	settle := fs.Duration("settle", 3*time.Second, "pause after each round's ingest, so that the server's folding and exchange finish before the baseline runs")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
@@ -168,6 +169,11 @@ func runBenchIngest(ctx context.Context, e *env, args []string) error {
 		}
 		if err != nil {
 			return err
+		}
+		if us := cli.SplitList(*ingestURLs); len(us) > 0 {
+			for i := range eps {
+				eps[i].IngestURL = strings.TrimSuffix(us[i%len(us)], "/") + "/v1/telemetry"
+			}
 		}
 		w := &loadgen.Workload{Seed: *rf.seed, Run: uint64(time.Now().UnixNano()), Start: start}
 		self0, _ := loadgen.ReadProc(os.Getpid())

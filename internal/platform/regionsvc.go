@@ -225,7 +225,9 @@ func (s *RegionService) routes() http.Handler {
 		httpapi.JSON(w, map[string]string{"status": "serving"})
 	})
 	mux.HandleFunc("GET /readyz", s.serveReadyz)
-	mux.Handle("/", s.region.Handler())
+	rh := s.region.Handler()
+	mux.Handle("/", rh)
+	mux.Handle("POST /v1/telemetry", s.ingest(rh))
 	g := s.gateway.Handler()
 	mux.Handle("/v1/records", g)
 	mux.Handle("/v1/records/", g)
@@ -233,14 +235,45 @@ func (s *RegionService) routes() http.Handler {
 	return mux
 }
 
-// stale is how old the policy and the revocations may be before the
-// process stops being ready: a load balancer then sends ingest elsewhere.
-const stale = 10 * time.Second
+// regionStale is how old the policy and the revocations may be before a
+// region's process stops being ready and refuses ingest (503): a load
+// balancer then sends ingest elsewhere. regionIngestTimeout bounds an
+// ingest from its residency check to its store's answer. A relocation
+// waits externalPolicyGrace after it switches the policy, so that every
+// batch checked under the version replaced has been stored or refused
+// before it copies.
+const (
+	regionStale         = 10 * time.Second
+	regionIngestTimeout = 50 * time.Second
+	externalPolicyGrace = regionStale + regionIngestTimeout + 2*time.Second
+)
+
+// fresh reports how old the policy and revocations are, and whether that
+// is within regionStale.
+func (s *RegionService) fresh() (time.Duration, bool) {
+	age := time.Since(time.Unix(0, s.refreshed.Load()))
+	return age, age <= regionStale
+}
+
+// ingest is the region's ingest, refused while the policy may be stale and
+// bounded by regionIngestTimeout.
+func (s *RegionService) ingest(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if age, ok := s.fresh(); !ok {
+			w.Header().Set("Retry-After", "1")
+			httpapi.Error(w, http.StatusServiceUnavailable, fmt.Sprintf("this process last read the residency policy %s ago; try again", age.Round(time.Second)))
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), regionIngestTimeout)
+		defer cancel()
+		h.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
 
 func (s *RegionService) serveReadyz(w http.ResponseWriter, r *http.Request) {
-	age := time.Since(time.Unix(0, s.refreshed.Load()))
+	age, ok := s.fresh()
 	w.Header().Set("Cache-Control", "no-store")
-	if age > stale {
+	if !ok {
 		w.Header().Set("Retry-After", "1")
 		httpapi.Error(w, http.StatusServiceUnavailable, fmt.Sprintf("the policy and the endpoint revocations were last read from the platform %s ago", age.Round(time.Second)))
 		return

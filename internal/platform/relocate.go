@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"path/filepath"
+	"time"
 
 	"github.com/vitrine-dev/vitrine/access"
 	"github.com/vitrine-dev/vitrine/internal/fault"
@@ -71,6 +72,19 @@ func (p *Platform) movePolicy(ctx context.Context, country, to string) (uint64, 
 		f()
 	}
 	p.logger.InfoContext(ctx, "residency policy activated", "version", next.Version, "country", country, "region", to)
+	if len(p.cfg.ExternalRegions) > 0 {
+		// The processes of the external regions cannot be held: each
+		// takes the new version at its next refresh, and refuses ingest
+		// once its version is regionStale old. After the grace, every
+		// batch checked under the version replaced has been stored or
+		// refused.
+		p.logger.InfoContext(ctx, "waiting for the regions' own processes to take the policy", "version", next.Version, "wait", externalPolicyGrace)
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(externalPolicyGrace):
+		}
+	}
 	return next.Version, nil
 }
 

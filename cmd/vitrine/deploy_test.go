@@ -1,0 +1,59 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/vitrine-dev/vitrine/internal/config"
+)
+
+// TestDeployUnits checks the systemd units and the configuration under
+// deploy/ against the binary: every ExecStart names a command that exists
+// with flags it takes, and the configuration loads.
+func TestDeployUnits(t *testing.T) {
+	bin, err := buildVitrine()
+	if err != nil {
+		t.Fatal(err)
+	}
+	units, err := filepath.Glob("../../deploy/*.service")
+	if err != nil || len(units) < 4 {
+		t.Fatalf("deploy/*.service: %d units, %v", len(units), err)
+	}
+	execStart := regexp.MustCompile(`(?m)^ExecStart=/usr/local/bin/vitrine (.*)$`)
+	vars := regexp.MustCompile(`\$\{[A-Z]+\}|%i`)
+	for _, u := range units {
+		b, err := os.ReadFile(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := execStart.FindSubmatch(b)
+		if m == nil {
+			t.Errorf("%s: no ExecStart of /usr/local/bin/vitrine", u)
+			continue
+		}
+		line := vars.ReplaceAllString(string(m[1]), "x")
+		args := strings.Fields(line)
+		// The flags are checked by parsing them: --help after them stops
+		// the command before it starts, and an unknown flag fails first.
+		out, err := exec.Command(bin, append(args, "--help")...).CombinedOutput()
+		if err != nil {
+			t.Errorf("%s: vitrine %s: %v\n%s", u, line, err, out)
+		}
+		for _, must := range []string{"User=", "UMask=0077", "StateDirectoryMode=0700", "NoNewPrivileges=yes"} {
+			if !strings.Contains(string(b), must) {
+				t.Errorf("%s: no %s", u, must)
+			}
+		}
+	}
+	c, err := config.Load("../../deploy/vitrine.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.ExternalRegions) != 2 || c.PlatformURL == "" || c.PeerToken == "" {
+		t.Errorf("deploy/vitrine.json: external regions %v, platform %q, peer token %q", c.ExternalRegions, c.PlatformURL, c.PeerToken)
+	}
+}
