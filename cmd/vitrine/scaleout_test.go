@@ -152,6 +152,7 @@ func TestRegionScaleOut(t *testing.T) {
 			p.kill()
 		}
 	})
+	t.Logf("platform and two zurich processes up")
 	lb.mu.Lock()
 	lb.backends = []string{procs["a"].base, procs["b"].base}
 	lb.mu.Unlock()
@@ -312,6 +313,7 @@ func TestRegionScaleOut(t *testing.T) {
 	}
 	// What was sent without an answer is sent again, as an agent's spool
 	// would.
+	t.Logf("%d batches sent again", len(pending))
 	for len(pending) > 0 {
 		b := pending[0]
 		pending = pending[1:]
@@ -319,12 +321,12 @@ func TestRegionScaleOut(t *testing.T) {
 			t.Fatalf("batch %s: no answer with both processes up", b.id)
 		}
 	}
-	t.Logf("%d batches sent again", len(pending))
 	checkScaleOutStore(t, dsn, acked)
 	if reads.Load() == 0 {
 		t.Fatal("no read released records")
 	}
 	checkReceipts(t, core.base, receipts)
+	t.Logf("every read's receipt checked in the access log")
 	// The commitments went on after the last kill.
 	cs := commitmentTimes(t, core.base)
 	if len(cs) == 0 || time.Since(cs[len(cs)-1]) > 30*time.Second {
