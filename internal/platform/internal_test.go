@@ -1,0 +1,145 @@
+package platform
+
+import (
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/vitrine-dev/vitrine/access"
+	"github.com/vitrine-dev/vitrine/client"
+	"github.com/vitrine-dev/vitrine/internal/endpoint"
+	"github.com/vitrine-dev/vitrine/residency"
+	"github.com/vitrine-dev/vitrine/tlog"
+)
+
+// TestInternalRoutes checks the routes the processes of an external
+// region use: the peer token is required, each refuses bad input with a
+// 4xx and changes nothing, and each answers what the platform holds.
+func TestInternalRoutes(t *testing.T) {
+	data := t.TempDir()
+	p := start(t, data)
+	defer stop(t, p)
+	b, err := os.ReadFile(filepath.Join(data, "peer.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := strings.TrimSpace(string(b))
+	base := p.URL() + internalPrefix
+
+	for _, r := range []struct{ method, path string }{
+		{"POST", "logs/access-zurich/append"}, {"GET", "logs/access-zurich/prove?index=0"}, {"POST", "principals/authenticate"},
+		{"GET", "endpoints/revoked"}, {"POST", "pseudonyms"}, {"GET", "policy"},
+	} {
+		for _, tok := range []string{"", p.OperatorToken()} {
+			if code, _ := httpDo(t, r.method, base+r.path, tok, []byte(`{}`)); code != http.StatusUnauthorized {
+				t.Errorf("%s %s with token %q: %d, want 401", r.method, r.path, tok, code)
+			}
+		}
+	}
+
+	// Appends: to access logs only, admitted like the gateway's.
+	for path, want := range map[string]int{"logs/release/append": 404, "logs/access-nowhere/append": 404, "logs/access-zurich/append": 400} {
+		if code, body := httpDo(t, "POST", base+path, peer, nil); code != want {
+			t.Errorf("POST %s with no entry: %d %s, want %d", path, code, body, want)
+		}
+	}
+	rec := &access.Record{Time: time.Now().UTC().Truncate(time.Millisecond), Region: "zurich", Principal: access.Principal{ID: "analyst:ghost", Role: "analyst", Location: "CH"},
+		Action: "read", Outcome: "granted", Justification: access.Justification{Code: "CUSTOMER_INITIATED_SUPPORT", Detail: "case 1"},
+		Resource: access.Resource{Dataset: "telemetry", Query: "sha256=" + strings.Repeat("a", 64), Digest: access.Digest(nil)}, Request: "req-1"}
+	entry, err := rec.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, body := httpDo(t, "POST", base+"logs/access-zurich/append", peer, entry); code != http.StatusForbidden {
+		t.Errorf("a granted record of no principal: %d %s, want 403", code, body)
+	}
+	rec.Outcome, rec.Action, rec.Reason = "denied", "denied", "read: bad credential"
+	if entry, err = rec.Marshal(); err != nil {
+		t.Fatal(err)
+	}
+	code, body := httpDo(t, "POST", base+"logs/access-zurich/append", peer, entry)
+	var ans struct{ Index uint64 }
+	if code != 200 || json.Unmarshal(body, &ans) != nil {
+		t.Fatalf("a denied record: %d %s", code, body)
+	}
+	if code, body := httpDo(t, "GET", base+"logs/access-zurich/prove?index=x", peer, nil); code != 400 {
+		t.Errorf("prove ?index=x: %d %s", code, body)
+	}
+	code, body = httpDo(t, "GET", base+"logs/access-zurich/prove?index="+strconv.FormatUint(ans.Index, 10), peer, nil)
+	proof, err := tlog.ParseProof(body)
+	if code != 200 || err != nil {
+		t.Fatalf("prove: %d %v %s", code, err, body)
+	}
+	al := p.Log("access-zurich")
+	if _, err := proof.Verify(tlog.LeafHash(entry), al.Verifier(), al.Policy()); err != nil {
+		t.Fatalf("the proof of the denied record: %v", err)
+	}
+	// The witnessed log holds the denied record, and not the refused
+	// granted one.
+	cl, err := client.NewLogFetcher(al.Reader(), al.VKey(), al.Policy())
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, _, err := cl.Entries(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range entries {
+		if strings.Contains(string(e), "analyst:ghost") && uint64(i) != ans.Index {
+			t.Errorf("entry %d is the refused record of analyst:ghost: %s", i, e)
+		}
+	}
+
+	// Principals.
+	code, body = httpDo(t, "POST", p.URL()+"/v1/principals", p.OperatorToken(), []byte(`{"id":"analyst:ana","role":"analyst","location":"CH","regions":["zurich"]}`))
+	var pr struct{ Token string }
+	if code != 201 || json.Unmarshal(body, &pr) != nil {
+		t.Fatalf("creating a principal: %d %s", code, body)
+	}
+	for doc, want := range map[string]int{`{"token":"` + pr.Token + `"}`: 200, `{"token":"vp1.nope"}`: 401, `{"tok":"x"}`: 400, `[`: 400} {
+		code, body := httpDo(t, "POST", base+"principals/authenticate", peer, []byte(doc))
+		if code != want {
+			t.Errorf("authenticate %s: %d %s, want %d", doc, code, body, want)
+		}
+		if want == 200 && !strings.Contains(string(body), `"ID": "analyst:ana"`) {
+			t.Errorf("authenticate: %s", body)
+		}
+	}
+
+	// Revocations and pseudonyms.
+	ep := register(t, p, "DE")
+	if code, body := httpDo(t, "DELETE", p.URL()+"/v1/endpoints/"+ep.ID, p.OperatorToken(), nil); code != 200 {
+		t.Fatalf("revoking: %d %s", code, body)
+	}
+	m := endpoint.Mirror()
+	if code, body := httpDo(t, "GET", base+"endpoints/revoked", peer, nil); code != 200 || m.Replace(body) != nil || !m.Revoked(ep.ID) {
+		t.Errorf("revocations: %d %s", code, body)
+	}
+	for doc, want := range map[string]int{`{"ids":["` + ep.ID + `"]}`: 200, `{"ids":[]}`: 400, `{"ids":["x"]}`: 400, `{}`: 400} {
+		code, body := httpDo(t, "POST", base+"pseudonyms", peer, []byte(doc))
+		if code != want {
+			t.Errorf("pseudonyms %s: %d %s, want %d", doc, code, body, want)
+		}
+		if want == 200 && !strings.Contains(string(body), `"hmac-sha256:`) {
+			t.Errorf("pseudonyms: %s", body)
+		}
+	}
+
+	// The policy, signed with the policy key of discovery.
+	code, body = httpDo(t, "GET", base+"policy", peer, nil)
+	v, err := note.NewVerifier(p.Discovery().PolicyKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol, err := residency.Open(body, v)
+	if code != 200 || err != nil || pol.Region("zurich") == nil {
+		t.Fatalf("policy: %d %v %s", code, err, body)
+	}
+}
