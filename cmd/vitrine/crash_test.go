@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,6 +38,7 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
+	userCache, hadUserCache = os.LookupEnv("XDG_CACHE_HOME")
 	os.Setenv("XDG_CONFIG_HOME", filepath.Join(home, "config"))
 	os.Setenv("XDG_CACHE_HOME", filepath.Join(home, "cache"))
 	code := m.Run()
@@ -50,6 +52,12 @@ func TestMain(m *testing.M) {
 // builtDir holds the binary buildVitrine built, if it did.
 var builtDir string
 
+// userCache is $XDG_CACHE_HOME as the tests found it, if hadUserCache.
+var (
+	userCache    string
+	hadUserCache bool
+)
+
 // buildVitrine builds the command once per test binary run.
 var buildVitrine = sync.OnceValues(func() (string, error) {
 	dir, err := os.MkdirTemp("", "vitrine-bin")
@@ -58,7 +66,15 @@ var buildVitrine = sync.OnceValues(func() (string, error) {
 	}
 	builtDir = dir
 	bin := filepath.Join(dir, "vitrine")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	// The go command keeps its build cache under $XDG_CACHE_HOME unless
+	// GOCACHE says otherwise: under the tests' own, every run built the
+	// command from nothing (minutes on a busy machine).
+	cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "XDG_CACHE_HOME=") })
+	if hadUserCache {
+		cmd.Env = append(cmd.Env, "XDG_CACHE_HOME="+userCache)
+	}
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return "", fmt.Errorf("go build: %v\n%s", err, out)
 	}

@@ -45,7 +45,7 @@ func runWitness(ctx context.Context, e *env, args []string) error {
 	srv := &http.Server{Handler: w.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	fmt.Fprintf(e.Stdout, "witness %s at http://%s/add-checkpoint for %d logs\n  vkey %s\n", w.Name(), ln.Addr(), len(logs), w.VKey())
+	fmt.Fprintf(e.Stdout, "witness %s at http://%s/add-checkpoint for %s\n  vkey %s\n", w.Name(), ln.Addr(), plural(len(logs), "log", "logs"), w.VKey())
 	select {
 	case <-ctx.Done():
 	case err := <-served:
