@@ -61,11 +61,9 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	var custodyTok string
-	if c.CustodyToken != "" {
-		if custodyTok, err = cli.ReadToken(c.CustodyToken, "custody's token"); err != nil {
-			return err
-		}
+	custodyURL, custodyTok, err := regionCustody(c)
+	if err != nil {
+		return err
 	}
 	if *data == "" {
 		*data = "./vitrine-region-" + name
@@ -78,7 +76,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	cli.TuneGC()
 	s, err := platform.StartRegionService(ctx, platform.RegionServiceConfig{
 		Region: name, Data: *data, Listen: *listen, PublicURL: *publicURL, Platform: c.PlatformURL, PeerToken: peer,
-		Store: c.Stores[name], CustodyURL: c.CustodyURL, CustodyToken: custodyTok,
+		Store: c.Stores[name], CustodyURL: custodyURL, CustodyToken: custodyTok,
 		CommitmentInterval: time.Duration(c.CommitmentInterval), Logger: e.Logger,
 		Leased: func(lease string, held bool) {
 			if held {
@@ -101,4 +99,35 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	return errors.Join(serveErr, s.Close(sctx))
+}
+
+// regionCustody returns where a region's process reaches key custody and
+// with which token: custody_url with its token; with supervisor_url, the
+// member's custody at the supervisor, with the member token (the
+// platform's <data>/member.token, in custody_token), which crosses only
+// https or this machine; with neither, the platform's own custody.
+func regionCustody(c *config.Config) (custodyURL, token string, err error) {
+	custodyURL = c.CustodyURL
+	if c.SupervisorURL != "" {
+		if c.CustodyURL != "" {
+			return "", "", errors.New("a deployment with a supervisor uses the supervisor's custody: leave custody_url out")
+		}
+		if c.CustodyToken == "" {
+			return "", "", errors.New("a region's process with supervisor_url needs custody_token: the file holding the platform's member token (its <data>/member.token)")
+		}
+		base := strings.TrimRight(c.SupervisorURL, "/")
+		if err := checkSecureURL("the supervisor", base); err != nil {
+			return "", "", err
+		}
+		name := c.Name
+		if name == "" {
+			name = "vitrine.local"
+		}
+		custodyURL = base + "/members/" + name + "/custody"
+	}
+	if c.CustodyToken == "" {
+		return custodyURL, "", nil
+	}
+	token, err = cli.ReadToken(c.CustodyToken, "custody's token")
+	return custodyURL, token, err
 }

@@ -83,7 +83,10 @@ type Config struct {
 	// platform's process.
 	CustodyURL string `json:"custody_url"`
 	// CustodyToken is the file holding custody's token (its
-	// <data>/custody.token); needed with CustodyURL. The token itself
+	// <data>/custody.token); needed with CustodyURL. With SupervisorURL,
+	// a region's processes need it instead: the file holding the
+	// platform's member token (its <data>/member.token), with which they
+	// reach the member's custody at the supervisor. The token itself
 	// never goes in the configuration.
 	CustodyToken string `json:"custody_token"`
 	// SupervisorURL is the base URL of the supervisor in its own process

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/vitrine-dev/vitrine/access"
 	"github.com/vitrine-dev/vitrine/internal/endpoint"
 	"github.com/vitrine-dev/vitrine/internal/fault"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
@@ -13,6 +14,7 @@ import (
 	"github.com/vitrine-dev/vitrine/internal/logserver"
 	"github.com/vitrine-dev/vitrine/internal/principal"
 	"github.com/vitrine-dev/vitrine/internal/pseudonyms"
+	"github.com/vitrine-dev/vitrine/internal/region"
 	"github.com/vitrine-dev/vitrine/residency"
 )
 
@@ -72,7 +74,7 @@ func (p *Platform) serveInternalAppend(w http.ResponseWriter, r *http.Request) {
 		httpapi.Error(w, http.StatusBadRequest, "empty entry")
 		return
 	}
-	index, err := l.Append(r.Context(), entry)
+	index, err := p.appendFromRegion(r, l, entry)
 	switch {
 	case errors.Is(err, principal.ErrBadCredential):
 		// The registry refused a granted record: the caller's
@@ -86,6 +88,25 @@ func (p *Platform) serveInternalAppend(w http.ResponseWriter, r *http.Request) {
 	httpapi.JSON(w, struct {
 		Index uint64 `json:"index"`
 	}{index})
+}
+
+// appendFromRegion appends entry, from a process of the log's region, to
+// l. Such a process appends what the platform's own regions append to
+// theirs (regions.go): its gateway's records, admitted against the
+// registry of principals as the platform's own gateways' are; its
+// commitments; and the records of its aggregates crossing to a peer
+// region, granted to the peer's processing principal, which holds no
+// credential to check and is appended as it is.
+func (p *Platform) appendFromRegion(r *http.Request, l admittedLog, entry []byte) (uint64, error) {
+	name := strings.TrimPrefix(r.PathValue("log"), "access-")
+	if access.EntryKind(entry) == access.KindAccess {
+		if rec, err := access.Parse(entry); err == nil {
+			if peer, ok := region.CrossingPeer(rec); ok && peer != name && rec.Region == name && p.regions.policy.Load().Region(peer) != nil {
+				return l.Log.Append(r.Context(), entry)
+			}
+		}
+	}
+	return l.Append(r.Context(), entry)
 }
 
 func (p *Platform) serveInternalProve(w http.ResponseWriter, r *http.Request) {

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/vitrine-dev/vitrine/access"
@@ -35,6 +36,23 @@ const maxPage = 5000
 // PeerHeader names the region that pulls aggregates.
 const PeerHeader = "Vitrine-Peer"
 
+// crossingPrincipal prefixes the id of the processing principal under
+// which aggregates cross to a peer region: "processor:region-<peer>".
+const crossingPrincipal = "processor:region-"
+
+// CrossingPeer returns the peer region to which rec, an access record,
+// says aggregates crossed, if it is the record of such a crossing as
+// logCrossing makes it: granted to the peer's processing principal, which
+// holds no credential (the registry of principals does not know it).
+func CrossingPeer(rec *access.Record) (string, bool) {
+	peer, ok := strings.CutPrefix(rec.Principal.ID, crossingPrincipal)
+	if !ok || rec.Principal.Role != "processor" || rec.Action != "process" || rec.Outcome != "granted" ||
+		rec.Resource.Dataset != "aggregates" || !residency.ValidRegionName(peer) {
+		return "", false
+	}
+	return peer, true
+}
+
 // logCrossing appends the access record of a page of aggregates crossing
 // to peer: a process access by the peer's processing principal, with the
 // range of changes it released. Aggregates carry no record ids and no
@@ -43,7 +61,7 @@ func (r *Region) logCrossing(ctx context.Context, peer string, from, to int64, n
 	rec := &access.Record{
 		Time:          r.cfg.Now(),
 		Region:        r.cfg.Name,
-		Principal:     access.Principal{ID: "processor:region-" + peer, Role: "processor", Location: r.cfg.Location},
+		Principal:     access.Principal{ID: crossingPrincipal + peer, Role: "processor", Location: r.cfg.Location},
 		Action:        "process",
 		Resource:      access.Resource{Dataset: "aggregates", Query: fmt.Sprintf("changes=%d-%d to=%s", from+1, to, peer), Count: int64(n), Digest: access.Digest(nil)},
 		Justification: access.Justification{Code: "AUTOMATED_PROCESSING", Detail: "aggregates for the verdicts of region " + peer},
