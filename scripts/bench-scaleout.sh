@@ -1,8 +1,9 @@
 #!/bin/bash
+# Run from the repository root, with PostgreSQL on 127.0.0.1:5432 (trust).
 # Ingest through one and through two processes of zurich's service, same
 # load generator, same run (docs/performance.md, "Scale-out").
 set -euo pipefail
-go build -o /tmp/sb/vitrine ./cmd/vitrine && go build -o /tmp/sb/vitrine-bench ./cmd/vitrine-bench
+mkdir -p /tmp/sb && go build -o /tmp/sb/vitrine ./cmd/vitrine && go build -o /tmp/sb/vitrine-bench ./cmd/vitrine-bench
 D=/tmp/sb/run; rm -rf $D; mkdir -p $D
 SCHEMA=vsb_$(date +%s)
 psql -q -h 127.0.0.1 -U postgres test -c "CREATE SCHEMA $SCHEMA"
