@@ -4,27 +4,34 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/vitrine-dev/vitrine/internal/center"
 	"github.com/vitrine-dev/vitrine/internal/cli"
+	"github.com/vitrine-dev/vitrine/internal/httpapi"
+	"github.com/vitrine-dev/vitrine/internal/metrics"
 )
 
 // runCenter serves the Transparency Center over a platform that it reads
 // through its public routes only: anyone can run one over anyone's
 // platform.
 func runCenter(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "center", "--platform URL --listen ADDR [--data DIR] [--rebuilder URL,KEYFILE …] [--allow-private]")
+	fs := newFlags(e, "center", "--platform URL --listen ADDR [--data DIR] [--rebuilder URL,KEYFILE …] [--allow-private] [--tls-cert FILE --tls-key FILE] [--metrics-listen ADDR]")
 	platformURL := fs.String("platform", cli.DefaultPlatform(), "base URL of the platform to show (its discovery document is pinned on first use)")
 	listen := fs.String("listen", "127.0.0.1:8070", "address to serve the Center on")
 	data := fs.String("data", userDir("center"), "the Center's data directory: the platform's pins and the checkpoints it saw")
 	allowPrivate := fs.Bool("allow-private", false, allowPrivateUsage)
 	var rbFlags platforms
 	fs.Var(&rbFlags, "rebuilder", "`SPEC` URL,KEYFILE: an independent rebuilder whose verdicts release pages show, its base URL (the prefix of /rebuilds/) and its public key (PEM), obtained from its operator out of band; repeat for several")
+	sf := cli.AddServeFlags(fs)
 	if err := parseFlags(fs, args, 0); err != nil {
+		return err
+	}
+	tlsConf, err := cli.TLS(ctx, sf.TLSCert, sf.TLSKey, e.Logger)
+	if err != nil {
 		return err
 	}
 	rebuilders, err := parseRebuilders(rbFlags)
@@ -37,14 +44,20 @@ func runCenter(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer c.Close()
-	ln, err := net.Listen("tcp", *listen)
+	ln, base, err := cli.Listen(*listen, tlsConf)
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: c.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 2 * time.Minute}
+	// The Center has no metrics of its own yet: the Go runtime's and
+	// the process's.
+	if err := cli.ServeMetrics(ctx, e, sf.MetricsListen, metrics.New(), tlsConf, filepath.Join(*data, "metrics.token")); err != nil {
+		return err
+	}
+	h := httpapi.WithHealth(c.Handler(), httpapi.Check{Name: "index", Ready: c.Ready})
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 2 * time.Minute}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	fmt.Fprintf(e.Stdout, "Transparency Center of %s at http://%s/\n", *platformURL, ln.Addr())
+	fmt.Fprintf(e.Stdout, "Transparency Center of %s at %s/\n", *platformURL, base)
 	select {
 	case <-ctx.Done():
 	case err := <-served:

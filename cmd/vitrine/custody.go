@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -23,6 +22,7 @@ import (
 	"github.com/vitrine-dev/vitrine/internal/custody"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
 	"github.com/vitrine-dev/vitrine/internal/keys"
+	"github.com/vitrine-dev/vitrine/internal/metrics"
 	"github.com/vitrine-dev/vitrine/tlog"
 )
 
@@ -35,14 +35,19 @@ type oldCustodyTrust struct {
 }
 
 func runCustody(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "custody", "--data DIR --listen ADDR --platform URL")
+	fs := newFlags(e, "custody", "--data DIR --listen ADDR --platform URL [--tls-cert FILE --tls-key FILE] [--metrics-listen ADDR]")
 	data := fs.String("data", userDir("custody"), "custody's data directory: region keys, unwrap counts, its token, the pinned trust")
 	listen := fs.String("listen", "127.0.0.1:8081", "address to listen on")
 	platform := fs.String("platform", cli.DefaultPlatform(), "the platform whose access logs custody trusts, read from its discovery document on first start and pinned")
+	sf := cli.AddServeFlags(fs)
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(*data, 0o700); err != nil {
+		return err
+	}
+	tlsConf, err := cli.TLS(ctx, sf.TLSCert, sf.TLSKey, e.Logger)
+	if err != nil {
 		return err
 	}
 	// The token first: the platform needs it to start using custody.
@@ -71,17 +76,22 @@ func runCustody(ctx context.Context, e *env, args []string) error {
 		}
 		regions = append(regions, custody.RegionConfig{Name: name, AccessLogVerifier: v, WitnessPolicy: policy})
 	}
-	svc, err := custody.Open(custody.Config{Dir: filepath.Join(*data, "keys"), Regions: regions, Logger: e.Logger})
+	reg := metrics.New()
+	svc, err := custody.Open(custody.Config{Dir: filepath.Join(*data, "keys"), Regions: regions, Logger: e.Logger, Metrics: reg.Custody("")})
 	if err != nil {
 		return err
 	}
 	defer svc.Close()
-	ln, err := net.Listen("tcp", *listen)
+	ln, base, err := cli.Listen(*listen, tlsConf)
 	if err != nil {
 		return err
 	}
+	if err := cli.ServeMetrics(ctx, e, sf.MetricsListen, reg, tlsConf, filepath.Join(*data, "metrics.token")); err != nil {
+		return err
+	}
 	srv := &http.Server{
-		Handler:           svc.Handler(func(r *http.Request) bool { return keys.BearerEqual(r, token) }),
+		Handler: httpapi.WithHealth(svc.Handler(func(r *http.Request) bool { return keys.BearerEqual(r, token) }),
+			httpapi.Check{Name: "unwrap counts", Ready: svc.Ready}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		WriteTimeout:      60 * time.Second,
@@ -89,7 +99,7 @@ func runCustody(ctx context.Context, e *env, args []string) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	fmt.Fprintf(e.Stdout, "custody is up at http://%s for %d regions; token in %s\n", ln.Addr(), len(regions), tokenFile)
+	fmt.Fprintf(e.Stdout, "custody is up at %s for %d regions; token in %s\n", base, len(regions), tokenFile)
 	select {
 	case <-ctx.Done():
 	case err := <-errc:

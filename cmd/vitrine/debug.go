@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"time"
+
+	"github.com/vitrine-dev/vitrine/internal/cli"
 )
 
 // serveDebug serves Go's profiling endpoints on addr, which must be a
@@ -37,14 +39,10 @@ func serveDebug(addr string, logger *slog.Logger) error {
 // "localhost", or an IP address in 127.0.0.0/8 or ::1. An empty host
 // (":6060") would listen on every interface.
 func loopbackOnly(addr string) error {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
+	if _, _, err := net.SplitHostPort(addr); err != nil {
 		return err
 	}
-	if host == "localhost" {
-		return nil
-	}
-	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+	if cli.Loopback(addr) {
 		return nil
 	}
 	return fmt.Errorf("%s is not a loopback address (127.0.0.1:PORT, [::1]:PORT or localhost:PORT): the profiling endpoints are unauthenticated", addr)

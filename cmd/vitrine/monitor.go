@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,7 +14,9 @@ import (
 
 	"github.com/vitrine-dev/vitrine/client"
 	"github.com/vitrine-dev/vitrine/internal/cli"
+	"github.com/vitrine-dev/vitrine/internal/httpapi"
 	"github.com/vitrine-dev/vitrine/internal/keys"
+	"github.com/vitrine-dev/vitrine/internal/metrics"
 	"github.com/vitrine-dev/vitrine/internal/monitor"
 	"github.com/vitrine-dev/vitrine/release"
 )
@@ -27,7 +28,7 @@ func (p *platforms) String() string     { return strings.Join(*p, ",") }
 func (p *platforms) Set(v string) error { *p = append(*p, strings.TrimRight(v, "/")); return nil }
 
 func runMonitor(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "monitor", "--data DIR --listen ADDR --platform URL [--platform URL …] [--rules FILE] [--webhook URL …] [--hook-command PATH]")
+	fs := newFlags(e, "monitor", "--data DIR --listen ADDR --platform URL [--platform URL …] [--rules FILE] [--webhook URL …] [--hook-command PATH] [--tls-cert FILE --tls-key FILE] [--metrics-listen ADDR]")
 	data := fs.String("data", "", "state directory (required): pins, monitor.db (alerts and followers' states)")
 	listen := fs.String("listen", "127.0.0.1:2027", "address to serve GET /v1/alerts and POST /v1/checkpoints on")
 	var plats platforms
@@ -46,6 +47,7 @@ func runMonitor(ctx context.Context, e *env, args []string) error {
 	fs.Var(&pkeyFlags, "pseudonym-key", "`SPEC` PLATFORM,KEYFILE: the platform's pseudonymisation key, with which the monitor answers endpoints that ask who accessed their data (GET /v1/accesses)")
 	within := fs.Duration("reproduce-within", 24*time.Hour, "how long a release may wait for a reproducing verdict")
 	name := fs.String("name", "vitrine-monitor", "the monitor's name: its acknowledgement log's origin is NAME/acknowledgements (keep it across restarts)")
+	sf := cli.AddServeFlags(fs)
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
@@ -118,11 +120,18 @@ func runMonitor(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer m.Close()
-	ln, err := net.Listen("tcp", *listen)
+	tlsConf, err := cli.TLS(ctx, sf.TLSCert, sf.TLSKey, e.Logger)
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: m.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
+	ln, base, err := cli.Listen(*listen, tlsConf)
+	if err != nil {
+		return err
+	}
+	if err := cli.ServeMetrics(ctx, e, sf.MetricsListen, metrics.New(), tlsConf, filepath.Join(*data, "metrics.token")); err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: httpapi.WithHealth(m.Handler()), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	// The passes stop before the store closes (m.Close, deferred), on
@@ -130,7 +139,7 @@ func runMonitor(ctx context.Context, e *env, args []string) error {
 	runCtx, stopRun := context.WithCancel(ctx)
 	ran := make(chan error, 1)
 	go func() { ran <- m.Run(runCtx) }()
-	fmt.Fprintf(e.Stdout, "monitor of %d platforms with %d rules; alerts at http://%s/v1/alerts, checkpoints to http://%s/v1/checkpoints\n", len(plats), compiled.Len(), ln.Addr(), ln.Addr())
+	fmt.Fprintf(e.Stdout, "monitor of %d platforms with %d rules; alerts at %s/v1/alerts, checkpoints to %s/v1/checkpoints\n", len(plats), compiled.Len(), base, base)
 	fmt.Fprintf(e.Stdout, "the supervisor acknowledges alerts with the token in %s (vitrine monitor ack)\n", tokenFile)
 	if len(hooks) > 0 {
 		fmt.Fprintf(e.Stdout, "alerts go to %d webhooks, signed with the secret in %s\n", len(hooks), filepath.Join(*data, monitor.WebhookSecretFile))

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -17,6 +16,8 @@ import (
 
 	"github.com/vitrine-dev/vitrine/internal/cli"
 	"github.com/vitrine-dev/vitrine/internal/conveyer"
+	"github.com/vitrine-dev/vitrine/internal/httpapi"
+	"github.com/vitrine-dev/vitrine/internal/metrics"
 	"github.com/vitrine-dev/vitrine/internal/rebuilder"
 	"github.com/vitrine-dev/vitrine/rebuild"
 	"github.com/vitrine-dev/vitrine/release"
@@ -24,7 +25,7 @@ import (
 
 // runRebuild is `vitrine rebuild`, and `vitrine rebuild verify`.
 func runRebuild(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "rebuild", "[--platform URL] [--data DIR] [--listen ADDR | --once] [--interval D]")
+	fs := newFlags(e, "rebuild", "[--platform URL] [--data DIR] [--listen ADDR | --once] [--interval D] [--tls-cert FILE --tls-key FILE] [--metrics-listen ADDR]")
 	platformURL := fs.String("platform", cli.DefaultPlatform(), "the platform whose release log to follow; everything is read from its discovery document")
 	data := fs.String("data", userDir("rebuilder"), "state directory: rebuilder.key (the verdict signing key, created on first use), state.json, index.json, verdicts/, modcache/")
 	listen := fs.String("listen", "127.0.0.1:8090", "address to serve /rebuilds/ on (not with --once)")
@@ -32,6 +33,7 @@ func runRebuild(ctx context.Context, e *env, args []string) error {
 	interval := fs.Duration("interval", 30*time.Second, "how often to look for new releases")
 	id := fs.String("id", "", "the rebuilder's id in its verdicts, e.g. its public URL (default: urn:vitrine:rebuilder: and the key's id)")
 	work := fs.String("work", "", "where rebuilds run, outside any git work tree (default: the system's temporary directory)")
+	sf := cli.AddServeFlags(fs)
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
@@ -63,20 +65,27 @@ func runRebuild(ctx context.Context, e *env, args []string) error {
 		return nil
 	}
 
-	ln, err := net.Listen("tcp", *listen)
+	tlsConf, err := cli.TLS(ctx, sf.TLSCert, sf.TLSKey, e.Logger)
 	if err != nil {
+		return err
+	}
+	ln, base, err := cli.Listen(*listen, tlsConf)
+	if err != nil {
+		return err
+	}
+	if err := cli.ServeMetrics(ctx, e, sf.MetricsListen, metrics.New(), tlsConf, filepath.Join(*data, "metrics.token")); err != nil {
 		return err
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/rebuilds/", r.Handler())
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second}
+	srv := &http.Server{Handler: httpapi.WithHealth(mux), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	fctx, stop := context.WithCancel(ctx)
 	defer stop()
 	followed := make(chan error, 1)
 	go func() { followed <- r.Follow(fctx, *interval) }()
-	fmt.Fprintf(e.Stdout, "rebuilder following %s, verdicts at http://%s/rebuilds/\n  key http://%s/rebuilds/key\n", *platformURL, ln.Addr(), ln.Addr())
+	fmt.Fprintf(e.Stdout, "rebuilder following %s, verdicts at %s/rebuilds/\n  key %s/rebuilds/key\n", *platformURL, base, base)
 	var runErr error
 	select {
 	case <-ctx.Done():

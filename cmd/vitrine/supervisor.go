@@ -16,13 +16,16 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/vitrine-dev/vitrine/client"
 	"github.com/vitrine-dev/vitrine/internal/atomicfile"
+	"github.com/vitrine-dev/vitrine/internal/cli"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
 	"github.com/vitrine-dev/vitrine/internal/keys"
+	"github.com/vitrine-dev/vitrine/internal/metrics"
 	"github.com/vitrine-dev/vitrine/internal/monitor"
 	"github.com/vitrine-dev/vitrine/internal/platform"
 	"github.com/vitrine-dev/vitrine/internal/pseudonyms"
@@ -31,7 +34,7 @@ import (
 )
 
 func runSupervisor(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "supervisor", "--data DIR --listen ADDR --name NAME [--members FILE] [--webhook URL …]")
+	fs := newFlags(e, "supervisor", "--data DIR --listen ADDR --name NAME [--members FILE] [--webhook URL …] [--tls-cert FILE --tls-key FILE] [--metrics-listen ADDR]")
 	data := fs.String("data", userDir("supervisor"), "the supervisor's data directory: its witness key, each member's custody keys and pseudonymisation key, its token, the monitor's state")
 	listen := fs.String("listen", "127.0.0.1:8090", "address to listen on")
 	name := fs.String("name", "supervisor.local", "the supervisor's name: its witness's key name is NAME/witness (keep it across restarts)")
@@ -43,6 +46,7 @@ func runSupervisor(ctx context.Context, e *env, args []string) error {
 	fs.Var(&hooks, "webhook", "`URL` that gets every alert, signed with the secret in DATA/monitor/webhook.secret (repeat for several)")
 	hookCmd := fs.String("hook-command", "", "absolute `PATH` of a program run for every alert (the alert on its standard input)")
 	heartbeat := fs.Duration("heartbeat", time.Hour, "time between heartbeat alerts (0: none)")
+	sf := cli.AddServeFlags(fs)
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
@@ -73,13 +77,21 @@ func runSupervisor(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", *listen)
+	tlsConf, err := cli.TLS(ctx, sf.TLSCert, sf.TLSKey, e.Logger)
 	if err != nil {
 		return err
 	}
-	base := strings.TrimSuffix(*publicURL, "/")
-	if base == "" {
-		base = "http://" + ln.Addr().String()
+	ln, base, err := cli.Listen(*listen, tlsConf)
+	if err != nil {
+		return err
+	}
+	if *publicURL != "" {
+		base = strings.TrimSuffix(*publicURL, "/")
+	}
+	reg := metrics.New()
+	if err := cli.ServeMetrics(ctx, e, sf.MetricsListen, reg, tlsConf, filepath.Join(*data, "metrics.token")); err != nil {
+		ln.Close()
+		return err
 	}
 	readMembers := func() ([]supervisor.Member, error) {
 		b, err := os.ReadFile(*membersFile)
@@ -89,7 +101,7 @@ func runSupervisor(ctx context.Context, e *env, args []string) error {
 		return supervisor.ParseMembers(b)
 	}
 	open := func(members []supervisor.Member) (*supervisor.Supervisor, error) {
-		return supervisor.Open(context.WithoutCancel(ctx), supervisor.Config{Dir: *data, Name: *name, URL: base, Members: members, Logger: e.Logger,
+		return supervisor.Open(context.WithoutCancel(ctx), supervisor.Config{Dir: *data, Name: *name, URL: base, Members: members, Logger: e.Logger, Metrics: reg,
 			Monitor: monitor.Config{Rules: rules, Interval: *interval, Webhooks: hooks, HookCommand: *hookCmd, Heartbeat: *heartbeat}})
 	}
 	members, err := readMembers()
@@ -102,9 +114,27 @@ func runSupervisor(ctx context.Context, e *env, args []string) error {
 		ln.Close()
 		return err
 	}
+	// The supervisor in force serves, and says whether it is ready;
+	// while a SIGHUP reopens it, neither.
 	h := new(httpapi.Lazy)
-	h.Set(s.Handler())
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second}
+	var cur atomic.Pointer[supervisor.Supervisor]
+	serve := func(s *supervisor.Supervisor) {
+		cur.Store(s)
+		if s == nil {
+			h.Set(nil)
+			return
+		}
+		h.Set(s.Handler())
+	}
+	serve(s)
+	ready := httpapi.Check{Name: "supervisor", Ready: func(ctx context.Context) error {
+		s := cur.Load()
+		if s == nil {
+			return errors.New("reading its members file again")
+		}
+		return s.Ready(ctx)
+	}}
+	srv := &http.Server{Handler: httpapi.WithHealth(h, ready), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	shutdown := func(err error) error {
@@ -148,7 +178,7 @@ func runSupervisor(ctx context.Context, e *env, args []string) error {
 		// closed and opened again. Members the state cannot open (a
 		// custody key that cannot be made) leave the last good ones in
 		// force.
-		h.Set(nil)
+		serve(nil)
 		s.Close()
 		if s, err = open(next); err != nil {
 			fmt.Fprintf(e.Stdout, "SIGHUP: the members file is not taken, the last one stays in force: %v\n", err)
@@ -159,7 +189,7 @@ func runSupervisor(ctx context.Context, e *env, args []string) error {
 			members = next
 			fmt.Fprintln(e.Stdout, "SIGHUP: the members file was read again")
 		}
-		h.Set(s.Handler())
+		serve(s)
 	}
 }
 

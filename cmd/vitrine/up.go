@@ -17,12 +17,13 @@ import (
 	"github.com/vitrine-dev/vitrine/internal/config"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
 	"github.com/vitrine-dev/vitrine/internal/keys"
+	"github.com/vitrine-dev/vitrine/internal/metrics"
 	"github.com/vitrine-dev/vitrine/internal/monitor"
 	"github.com/vitrine-dev/vitrine/internal/platform"
 )
 
 func runUp(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "up", "[--config FILE] [--data DIR] [--listen ADDR]")
+	fs := newFlags(e, "up", "[--config FILE] [--data DIR] [--listen ADDR] [--tls-cert FILE --tls-key FILE] [--metrics-listen ADDR]")
 	configFile := fs.String("config", "", "configuration file (JSON; docs/config.md lists the keys, docs/config.example.json sets them all); flags given explicitly win")
 	data := fs.String("data", "./vitrine-data", "data directory (created on first start, reused after)")
 	listen := fs.String("listen", "127.0.0.1:8080", "address to listen on")
@@ -43,6 +44,7 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	var centerRebuilders platforms
 	fs.Var(&centerRebuilders, "center-rebuilder", "`SPEC` URL,KEYFILE: an independent rebuilder whose verdicts the Transparency Center's release pages show, with its public key (PEM) obtained from its operator; repeat for several")
 	supURL := fs.String("supervisor", "", "base `URL` of the supervisor ('vitrine supervisor') this platform is a member of: its witness, custody, pseudonyms and monitor serve the platform, which runs none of its own")
+	sf := cli.AddServeFlags(fs)
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
@@ -72,6 +74,9 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	str("listen", listen, &c.Listen)
 	str("name", name, &c.Name)
 	str("public-url", publicURL, &c.PublicURL)
+	str("tls-cert", &sf.TLSCert, &c.TLSCert)
+	str("tls-key", &sf.TLSKey, &c.TLSKey)
+	str("metrics-listen", &sf.MetricsListen, &c.MetricsListen)
 	str("debug-listen", debug, &c.DebugListen)
 	str("custody-url", custodyURL, &c.CustodyURL)
 	str("custody-token", custodyToken, &c.CustodyToken)
@@ -101,6 +106,11 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	if err := serveDebug(c.DebugListen, e.Logger); err != nil {
 		return err
 	}
+	// Plain HTTP unless the configuration names a certificate.
+	tlsConf, err := cli.TLS(ctx, c.TLSCert, c.TLSKey, e.Logger)
+	if err != nil {
+		return err
+	}
 	cli.TuneGC()
 	var custodyTok string
 	if c.CustodyURL != "" {
@@ -112,7 +122,8 @@ func runUp(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 	}
-	pc := platform.Config{CustodyURL: c.CustodyURL, CustodyToken: custodyTok, Data: c.Data, Listen: c.Listen, Name: c.Name, PublicURL: c.PublicURL,
+	reg := metrics.New()
+	pc := platform.Config{CustodyURL: c.CustodyURL, CustodyToken: custodyTok, Data: c.Data, Listen: c.Listen, Name: c.Name, PublicURL: c.PublicURL, TLS: tlsConf, Metrics: reg,
 		CheckpointInterval: time.Duration(c.CheckpointInterval), CommitmentInterval: time.Duration(c.CommitmentInterval), Logger: e.Logger,
 		Residency: c.Residency, Stores: c.Stores, LogStores: c.LogStores, ExternalRegions: c.ExternalRegions, BuildSourceRoots: c.BuildSourceRoots, TUFOfflineDir: c.TUFOffline}
 	if c.TUFRoot != "" {
@@ -128,7 +139,9 @@ func runUp(ctx context.Context, e *env, args []string) error {
 			return errors.New("a platform with a supervisor uses the supervisor's custody: leave the custody URL out")
 		}
 		base := strings.TrimSuffix(c.PublicURL, "/")
-		if base == "" {
+		if base == "" && tlsConf != nil {
+			base = "https://" + c.Listen
+		} else if base == "" {
 			base = "http://" + c.Listen
 		}
 		sup, err := joinSupervisor(ctx, e, c.SupervisorURL, c.Data, c.Name, base)
@@ -162,6 +175,11 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	p, err := platform.Start(ctx, pc)
 	if err != nil {
 		return err
+	}
+	if err := cli.ServeMetrics(ctx, e, c.MetricsListen, reg, tlsConf, filepath.Join(pc.Data, "metrics.token")); err != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		return errors.Join(err, p.Close(sctx))
 	}
 	// The Center in vitrine up is the vendor's own, inside its network:
 	// it may read the platform at a private address under a public name.

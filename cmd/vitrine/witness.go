@@ -4,20 +4,24 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"time"
 
+	"github.com/vitrine-dev/vitrine/internal/cli"
+	"github.com/vitrine-dev/vitrine/internal/httpapi"
+	"github.com/vitrine-dev/vitrine/internal/metrics"
 	"github.com/vitrine-dev/vitrine/internal/witness"
 )
 
 func runWitness(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "witness", "--data DIR --listen ADDR --name NAME --logs FILE")
+	fs := newFlags(e, "witness", "--data DIR --listen ADDR --name NAME --logs FILE [--tls-cert FILE --tls-key FILE] [--metrics-listen ADDR]")
 	data := fs.String("data", "", "state directory (required): witness.key, witness.vkey, state.db")
 	listen := fs.String("listen", "127.0.0.1:2026", "address to listen on")
 	name := fs.String("name", "", "the witness's key name (required), e.g. witness.example.com")
 	logsFile := fs.String("logs", "", "file listing the logs to witness (required): one verifier key per line, its key name the log origin")
+	sf := cli.AddServeFlags(fs)
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
@@ -33,19 +37,28 @@ func runWitness(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	tlsConf, err := cli.TLS(ctx, sf.TLSCert, sf.TLSKey, e.Logger)
+	if err != nil {
+		return err
+	}
 	w, err := witness.Open(ctx, witness.Config{Dir: *data, Name: *name, Logs: logs, Logger: e.Logger})
 	if err != nil {
 		return err
 	}
 	defer w.Close()
-	ln, err := net.Listen("tcp", *listen)
+	reg := metrics.New()
+	ln, base, err := cli.Listen(*listen, tlsConf)
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: w.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
+	if err := cli.ServeMetrics(ctx, e, sf.MetricsListen, reg, tlsConf, filepath.Join(*data, "metrics.token")); err != nil {
+		return err
+	}
+	h := httpapi.WithHealth(reg.Witness().Handler(w.Handler()), httpapi.Check{Name: "witness " + w.Name(), Ready: w.Ready})
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	fmt.Fprintf(e.Stdout, "witness %s at http://%s/add-checkpoint for %s\n  vkey %s\n", w.Name(), ln.Addr(), plural(len(logs), "log", "logs"), w.VKey())
+	fmt.Fprintf(e.Stdout, "witness %s at %s/add-checkpoint for %s\n  vkey %s\n", w.Name(), base, plural(len(logs), "log", "logs"), w.VKey())
 	select {
 	case <-ctx.Done():
 	case err := <-served:

@@ -158,6 +158,16 @@ func (c *Center) Close() error {
 	return c.index.Close()
 }
 
+// Ready returns nil when the Center's index database answers: it can
+// serve its pages (those that read the platform say so when it does not
+// answer). Its error names no file.
+func (c *Center) Ready(ctx context.Context) error {
+	if err := c.index.db.PingContext(ctx); err != nil {
+		return errors.New("the index database does not answer")
+	}
+	return nil
+}
+
 // Handler serves the Center:
 //
 //	GET /                           the overview (HTML, or JSON with Accept: application/json)

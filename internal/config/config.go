@@ -9,6 +9,8 @@
 //	  "data": "/var/lib/vitrine",
 //	  "listen": "0.0.0.0:8080",
 //	  "public_url": "https://vitrine.example.com",
+//	  "tls_cert": "/etc/vitrine/tls/cert.pem", "tls_key": "/etc/vitrine/tls/key.pem",
+//	  "metrics_listen": "127.0.0.1:9100",
 //	  "residency": {"version": 2, "default": "moscow", "regions": [
 //	    {"name": "zurich", "countries": ["CH", "DE", "…"]},
 //	    {"name": "moscow"}]},
@@ -49,8 +51,19 @@ type Config struct {
 	Data string `json:"data"`
 	// Listen is the address to listen on (default 127.0.0.1:8080).
 	Listen string `json:"listen"`
-	// PublicURL is the base URL clients use (default http://<listen>).
+	// PublicURL is the base URL clients use (default http://<listen>, or
+	// https://<listen> with TLS).
 	PublicURL string `json:"public_url"`
+	// TLSCert and TLSKey are PEM files of the server's certificate chain
+	// and private key: with both, the platform serves HTTPS (TLS 1.2 at
+	// least) and reads the files again when they change and on SIGHUP;
+	// without them, plain HTTP (default).
+	TLSCert string `json:"tls_cert"`
+	TLSKey  string `json:"tls_key"`
+	// MetricsListen is the address of the Prometheus metrics listener
+	// (GET /metrics; default: not served): open on a loopback address,
+	// with the bearer token in <data>/metrics.token on any other.
+	MetricsListen string `json:"metrics_listen"`
 	// Residency is the residency policy (default: residency.Default()).
 	// A changed policy needs a higher version; it takes effect once it is
 	// in the policy log.
@@ -187,6 +200,7 @@ func (c *Config) keys() []struct {
 		target any
 	}{
 		{"name", &c.Name}, {"data", &c.Data}, {"listen", &c.Listen}, {"public_url", &c.PublicURL},
+		{"tls_cert", &c.TLSCert}, {"tls_key", &c.TLSKey}, {"metrics_listen", &c.MetricsListen},
 		{"residency", nil}, {"stores", &c.Stores}, {"log_stores", &c.LogStores}, {"build_source_roots", &c.BuildSourceRoots},
 		{"checkpoint_interval", &c.CheckpointInterval}, {"commitment_interval", &c.CommitmentInterval},
 		{"custody_url", &c.CustodyURL}, {"custody_token", &c.CustodyToken}, {"supervisor_url", &c.SupervisorURL},
@@ -289,6 +303,9 @@ func Parse(doc []byte) (*Config, error) {
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, lineErr(dec.InputOffset(), "unexpected data after the configuration object")
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return nil, errors.New("configuration: tls_cert and tls_key go together: set both (HTTPS) or neither (plain HTTP)")
 	}
 	if seen["build_source_roots"] && c.BuildSourceRoots == nil {
 		c.BuildSourceRoots = []string{} // null: no local sources, as []

@@ -195,6 +195,12 @@ func (c *counts) all(ctx context.Context) (map[string]map[uint64]int64, error) {
 	return m, rows.Err()
 }
 
+// ping reads the database: it answers, or the counts are closed.
+func (c *counts) ping(ctx context.Context) error {
+	var one int
+	return c.db.QueryRowContext(ctx, `SELECT 1 FROM unwrap_counts UNION ALL SELECT 1 LIMIT 1`).Scan(&one)
+}
+
 // close stops taking adds, lets the committer answer those it has, and
 // closes the database.
 func (c *counts) close() error {

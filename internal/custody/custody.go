@@ -44,6 +44,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/vitrine-dev/vitrine/internal/fault"
+	"github.com/vitrine-dev/vitrine/internal/metrics"
 	"github.com/vitrine-dev/vitrine/residency"
 	"github.com/vitrine-dev/vitrine/tlog"
 )
@@ -74,6 +75,8 @@ type Config struct {
 	// decapsulated again (see Service.Unwrap). Zero means DefaultKeyCache;
 	// a negative value keeps none.
 	KeyCache int
+	// Metrics, if set, counts the unwraps by region and outcome.
+	Metrics *metrics.Custody
 }
 
 // RegionConfig is one region as custody sees it.
@@ -90,7 +93,8 @@ type RegionConfig struct {
 
 type region struct {
 	RegionConfig
-	key *regionKey
+	key     *regionKey
+	metrics *metrics.CustodyRegion
 }
 
 // Service is an open key-custody service. Its methods are safe for
@@ -100,6 +104,8 @@ type Service struct {
 	counts  *counts
 	keys    *keyCache
 	logger  *slog.Logger
+	// unknown counts the unwraps asked of regions custody does not hold.
+	unknown *metrics.CustodyRegion
 }
 
 // Open opens the custody state in cfg.Dir, generating the key of every
@@ -123,7 +129,7 @@ func Open(cfg Config) (*Service, error) {
 	if cacheSize == 0 {
 		cacheSize = DefaultKeyCache
 	}
-	s := &Service{regions: make(map[string]*region), keys: newKeyCache(cacheSize), logger: logger}
+	s := &Service{regions: make(map[string]*region), keys: newKeyCache(cacheSize), logger: logger, unknown: cfg.Metrics.Region(metrics.UnknownRegion)}
 	for _, rc := range cfg.Regions {
 		switch {
 		case !residency.ValidRegionName(rc.Name):
@@ -141,7 +147,7 @@ func Open(cfg Config) (*Service, error) {
 		if err != nil {
 			return nil, fmt.Errorf("opening custody: %w", err)
 		}
-		s.regions[rc.Name] = &region{RegionConfig: rc, key: k}
+		s.regions[rc.Name] = &region{RegionConfig: rc, key: k, metrics: cfg.Metrics.Region(rc.Name)}
 	}
 	c, err := openCounts(context.Background(), filepath.Join(cfg.Dir, "counts.db"))
 	if err != nil {
@@ -169,6 +175,15 @@ func (s *Service) Counts() (map[string]map[uint64]int64, error) {
 		return nil, fmt.Errorf("reading unwrap counts: %w", err)
 	}
 	return m, nil
+}
+
+// Ready returns nil when the unwrap counts' database answers a read:
+// custody can count, and so unwrap. Its error names no file.
+func (s *Service) Ready(ctx context.Context) error {
+	if err := s.counts.ping(ctx); err != nil {
+		return errors.New("the unwrap counts' database does not answer")
+	}
+	return nil
 }
 
 // Close zeroes the data keys custody keeps and closes the count database.

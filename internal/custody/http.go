@@ -47,6 +47,7 @@ func (s *Service) Handler(authorized func(*http.Request) bool) http.Handler {
 		}
 		req, err := parseUnwrapRequest(body)
 		if err != nil {
+			s.count(nil, err)
 			httpapi.Error(w, http.StatusBadRequest, err.Error())
 			return
 		}

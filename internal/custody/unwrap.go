@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/vitrine-dev/vitrine/internal/metrics"
 	"github.com/vitrine-dev/vitrine/tlog"
 )
 
@@ -69,9 +70,11 @@ type UnwrapResponse struct {
 // could not be stored ErrUnavailable; then no key is returned.
 func (s *Service) Unwrap(ctx context.Context, req *UnwrapRequest) (*UnwrapResponse, error) {
 	if err := checkShape(req); err != nil {
+		s.count(req, err)
 		return nil, err
 	}
 	resp, index, err := s.unwrap(ctx, req)
+	s.count(req, err)
 	if err != nil {
 		if errors.Is(err, ErrRefused) {
 			s.logger.WarnContext(ctx, "unwrap refused", slog.String("region", req.Region), slog.String("reason", err.Error()))
@@ -83,6 +86,26 @@ func (s *Service) Unwrap(ctx context.Context, req *UnwrapRequest) (*UnwrapRespon
 	s.logger.InfoContext(ctx, "unwrapped", slog.String("region", req.Region), slog.Uint64("index", index),
 		slog.Int("keys", len(req.Keys)), slog.String("rewrap_for", req.RewrapFor))
 	return resp, nil
+}
+
+// count counts an unwrap that ended with err in its region's metrics.
+func (s *Service) count(req *UnwrapRequest, err error) {
+	m := s.unknown
+	if req != nil {
+		if r, ok := s.regions[req.Region]; ok {
+			m = r.metrics
+		}
+	}
+	switch {
+	case err == nil:
+		m.Unwrapped(metrics.UnwrapGranted, len(req.Keys))
+	case errors.Is(err, ErrRefused):
+		m.Unwrapped(metrics.UnwrapRefused, 0)
+	case errors.Is(err, ErrMalformed):
+		m.Unwrapped(metrics.UnwrapMalformed, 0)
+	default:
+		m.Unwrapped(metrics.UnwrapUnavailable, 0)
+	}
 }
 
 // checkShape checks what a request must have before custody looks at it.

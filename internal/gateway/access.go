@@ -16,6 +16,7 @@ import (
 	"github.com/vitrine-dev/vitrine/internal/custody"
 	"github.com/vitrine-dev/vitrine/internal/endpoint"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
+	"github.com/vitrine-dev/vitrine/internal/metrics"
 	"github.com/vitrine-dev/vitrine/internal/principal"
 	"github.com/vitrine-dev/vitrine/internal/seal"
 	"github.com/vitrine-dev/vitrine/internal/store"
@@ -91,6 +92,10 @@ func (g *Gateway) pseudonymFailed(w http.ResponseWriter, r *http.Request, err er
 }
 
 func (g *Gateway) serveAccess(w http.ResponseWriter, r *http.Request, act *action) {
+	// Every way out that does not decide otherwise is a failure: no data
+	// was released.
+	decision, released := metrics.Failed, 0
+	defer func() { g.metrics.Decided(act.metric, decision, released) }()
 	rec := &access.Record{
 		Time:     g.cfg.Now(),
 		Region:   g.cfg.Region,
@@ -138,34 +143,35 @@ func (g *Gateway) serveAccess(w http.ResponseWriter, r *http.Request, act *actio
 		individual, failing := g.denials.decide(rec.Time, countKey{act.name, reason, sourceNetwork(r.RemoteAddr)})
 		if !individual {
 			g.counted(w, r, reason, failing)
+			decision = metrics.Counted
 			return
 		}
-		g.deny(w, r, rec, act, http.StatusUnauthorized, reason, msg)
+		decision = g.deny(w, r, rec, act, http.StatusUnauthorized, reason, msg)
 		return
 	}
 	rec.Principal = access.Principal{ID: p.ID, Role: string(p.Role), Location: p.Location}
 	if !slices.Contains(act.roles, p.Role) {
-		g.deny(w, r, rec, act, http.StatusForbidden, fmt.Sprintf("role %s may not %s records", p.Role, act.name), "")
+		decision = g.deny(w, r, rec, act, http.StatusForbidden, fmt.Sprintf("role %s may not %s records", p.Role, act.name), "")
 		return
 	}
 	if !p.MayActIn(g.cfg.Region) {
-		g.deny(w, r, rec, act, http.StatusForbidden, fmt.Sprintf("principal may not act in region %s", g.cfg.Region), "")
+		decision = g.deny(w, r, rec, act, http.StatusForbidden, fmt.Sprintf("principal may not act in region %s", g.cfg.Region), "")
 		return
 	}
 	h := r.Header.Get(access.Header)
 	if strings.TrimSpace(h) == "" {
-		g.deny(w, r, rec, act, http.StatusBadRequest, "no justification",
+		decision = g.deny(w, r, rec, act, http.StatusBadRequest, "no justification",
 			fmt.Sprintf("a justification is required: send the header %q with a code from %s", access.Header+": <CODE>; <detail>", strings.Join(access.Codes, ", ")))
 		return
 	}
 	j, err := access.ParseJustification(h)
 	if err != nil {
-		g.deny(w, r, rec, act, http.StatusBadRequest, "bad justification", err.Error())
+		decision = g.deny(w, r, rec, act, http.StatusBadRequest, "bad justification", err.Error())
 		return
 	}
 	rec.Justification = j
 	if qerr != nil {
-		g.deny(w, r, rec, act, http.StatusBadRequest, "bad query", "bad query: "+qerr.Error())
+		decision = g.deny(w, r, rec, act, http.StatusBadRequest, "bad query", "bad query: "+qerr.Error())
 		return
 	}
 
@@ -211,6 +217,7 @@ func (g *Gateway) serveAccess(w http.ResponseWriter, r *http.Request, act *actio
 			return
 		}
 		ans.Deleted = n
+		decision, released = metrics.Granted, int(n)
 		httpapi.CompactJSON(w, ans)
 		return
 	}
@@ -223,6 +230,7 @@ func (g *Gateway) serveAccess(w http.ResponseWriter, r *http.Request, act *actio
 		g.unavailable(w, r, err)
 		return
 	}
+	decision, released = metrics.Granted, len(out)
 	if act == export {
 		g.writeExport(w, ans, out)
 		return
@@ -236,9 +244,10 @@ func (g *Gateway) receiptOf(index uint64) Receipt {
 }
 
 // deny logs a denied attempt and answers status with msg (reason if msg
-// is empty). If the log cannot take the record the answer is 503: no
-// attempt goes unlogged.
-func (g *Gateway) deny(w http.ResponseWriter, r *http.Request, rec *access.Record, act *action, status int, reason, msg string) {
+// is empty), and returns metrics.Denied. If the log cannot take the
+// record the answer is 503 (no attempt goes unlogged), and the decision
+// metrics.Failed.
+func (g *Gateway) deny(w http.ResponseWriter, r *http.Request, rec *access.Record, act *action, status int, reason, msg string) metrics.Decision {
 	rec.Action, rec.Outcome = "denied", "denied"
 	rec.Reason = act.name + ": " + reason
 	if msg == "" {
@@ -247,19 +256,20 @@ func (g *Gateway) deny(w http.ResponseWriter, r *http.Request, rec *access.Recor
 	entry, err := rec.Marshal()
 	if err != nil {
 		httpapi.Fail(w, g.logger, err, "the gateway could not build the access record of a denied attempt")
-		return
+		return metrics.Failed
 	}
 	index, err := g.appendRecord(r.Context(), rec, entry)
 	if err != nil {
 		g.unavailable(w, r, fmt.Errorf("%w (denied attempt: %s): %v", errLog, reason, err))
-		return
+		return metrics.Failed
 	}
 	w.Header().Set(access.ReceiptHeader, g.receipt(index))
 	if status == http.StatusUnauthorized {
 		httpapi.Unauthorized(w, msg)
-		return
+		return metrics.Denied
 	}
 	httpapi.Error(w, status, msg)
+	return metrics.Denied
 }
 
 // Room kept in an access record for what fit does not count exactly.

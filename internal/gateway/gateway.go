@@ -41,6 +41,7 @@ import (
 	"github.com/vitrine-dev/vitrine/internal/endpoint"
 	"github.com/vitrine-dev/vitrine/internal/fault"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
+	"github.com/vitrine-dev/vitrine/internal/metrics"
 	"github.com/vitrine-dev/vitrine/internal/principal"
 	"github.com/vitrine-dev/vitrine/internal/store"
 	"github.com/vitrine-dev/vitrine/tlog"
@@ -101,12 +102,15 @@ type Config struct {
 	// Now is the clock (default time.Now).
 	Now    func() time.Time
 	Logger *slog.Logger
+	// Metrics, if set, counts the gateway's decisions.
+	Metrics *metrics.Gateway
 }
 
 // Gateway serves a region's access routes.
 type Gateway struct {
 	cfg     Config
 	logger  *slog.Logger
+	metrics *metrics.Gateway
 	denials *denials
 	// appendRecord appends an access record with its encoding: through
 	// cfg.Log's AppendRecord when it has one, chosen once here.
@@ -128,7 +132,7 @@ func New(cfg Config) *Gateway {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	g := &Gateway{cfg: cfg, logger: cfg.Logger.With("region", cfg.Region, "part", "gateway"), denials: newDenials(cfg.Unauthenticated)}
+	g := &Gateway{cfg: cfg, logger: cfg.Logger.With("region", cfg.Region, "part", "gateway"), denials: newDenials(cfg.Unauthenticated), metrics: cfg.Metrics}
 	if rl, ok := cfg.Log.(RecordLog); ok {
 		g.appendRecord = rl.AppendRecord
 	} else {
@@ -164,15 +168,16 @@ func (g *Gateway) Handler() http.Handler {
 
 // action is one kind of access through the gateway.
 type action struct {
-	name  string
-	roles []principal.Role // who may do it
-	open  bool             // whether it releases personal fields
+	name   string
+	roles  []principal.Role // who may do it
+	open   bool             // whether it releases personal fields
+	metric metrics.Action
 }
 
 var (
-	read   = &action{name: "read", roles: []principal.Role{principal.Analyst, principal.Supervisor}, open: true}
-	export = &action{name: "export", roles: []principal.Role{principal.Analyst, principal.Supervisor}, open: true}
-	del    = &action{name: "delete", roles: []principal.Role{principal.Operator, principal.Analyst}}
+	read   = &action{name: "read", roles: []principal.Role{principal.Analyst, principal.Supervisor}, open: true, metric: metrics.ActionRead}
+	export = &action{name: "export", roles: []principal.Role{principal.Analyst, principal.Supervisor}, open: true, metric: metrics.ActionExport}
+	del    = &action{name: "delete", roles: []principal.Role{principal.Operator, principal.Analyst}, metric: metrics.ActionDelete}
 )
 
 // Errors the gateway answers 503 for (kind fault.ErrUnavailable): the

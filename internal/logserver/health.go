@@ -1,6 +1,8 @@
 package logserver
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -29,6 +31,23 @@ func (l *Log) Ready() error {
 	}
 	if h := l.Health(); !h.OK() {
 		return &UnavailableError{Log: l.origin, Health: h}
+	}
+	return nil
+}
+
+// Serving returns nil when the log takes appends and serves a published
+// checkpoint: the readiness of a log in a process of its own (`vitrine
+// log serve`). Otherwise its error says what is missing without naming a
+// file, so that anyone may be shown it.
+func (l *Log) Serving(ctx context.Context) error {
+	if err := l.Ready(); err != nil {
+		if ue := (*UnavailableError)(nil); errors.As(err, &ue) {
+			return errors.New(ue.Health.Summary())
+		}
+		return errors.New("storage unavailable")
+	}
+	if cp, err := l.reader.ReadCheckpoint(ctx); err != nil || len(cp) == 0 {
+		return errors.New("no checkpoint published yet")
 	}
 	return nil
 }

@@ -44,6 +44,7 @@ import (
 
 	"github.com/vitrine-dev/vitrine/internal/fault"
 	"github.com/vitrine-dev/vitrine/internal/keys"
+	"github.com/vitrine-dev/vitrine/internal/metrics"
 	"github.com/vitrine-dev/vitrine/internal/tilestore"
 	"github.com/vitrine-dev/vitrine/tlog"
 )
@@ -103,6 +104,11 @@ type Config struct {
 	WitnessTimeout time.Duration
 	// BatchMaxSize bounds a sequencing batch (default 4096 entries).
 	BatchMaxSize uint
+	// Metrics, if set, is the log's metric set: appends, their latency
+	// and failures, the checkpoint's age and size and the storage's
+	// health at every scrape and, on the journaled tiles that the log
+	// makes itself (Storage nil), batch sizes and the witnesses' latency.
+	Metrics *metrics.Log
 }
 
 // Log is one open transparency log. Its methods are safe for concurrent use.
@@ -131,6 +137,14 @@ type Log struct {
 	verifiedMu sync.Mutex
 	verified   *tlog.Checkpoint
 	prover     *prover
+
+	metrics  *metrics.Log
+	unreport func()
+	// seenMu guards seen and seenAt: the checkpoint state last read and
+	// when it was first read, the age of a checkpoint no witness dated.
+	seenMu sync.Mutex
+	seen   []byte
+	seenAt time.Time
 }
 
 // Open opens the log in cfg.Dir, creating it and its key on first use.
@@ -141,8 +155,17 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	policyText := cfg.WitnessPolicy
+	if policyText == nil {
+		policyText = []byte("quorum none\n")
+	}
+	policy, err := tlog.ParsePolicy(policyText)
+	if err != nil {
+		return nil, fmt.Errorf("opening log %s: witness policy: %w", cfg.Origin, err)
+	}
 	if cfg.Storage == nil {
-		cfg.Storage = tilestore.New(tilestore.Config{Path: filepath.Join(cfg.Dir, "storage"), HTTPClient: cfg.HTTPClient, Logger: cfg.Logger})
+		cfg.Storage = tilestore.New(tilestore.Config{Path: filepath.Join(cfg.Dir, "storage"), Logger: cfg.Logger,
+			HTTPClient: timeWitnesses(cfg.HTTPClient, policy, cfg.Metrics), OnBatch: cfg.Metrics.Batch})
 	}
 	driver, ok := cfg.Storage.(appenderDriver)
 	if !ok {
@@ -184,14 +207,6 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		return nil, fmt.Errorf("opening log %s: %w", cfg.Origin, err)
 	}
 
-	policyText := cfg.WitnessPolicy
-	if policyText == nil {
-		policyText = []byte("quorum none\n")
-	}
-	policy, err := tlog.ParsePolicy(policyText)
-	if err != nil {
-		return nil, fmt.Errorf("opening log %s: witness policy: %w", cfg.Origin, err)
-	}
 	group, err := tessera.NewWitnessGroupFromPolicy(policyText)
 	if err != nil {
 		return nil, fmt.Errorf("opening log %s: witness policy (every witness needs a URL): %w", cfg.Origin, err)
@@ -226,8 +241,10 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		driver:   health,
 		maxEntry: maxEntry,
 		prover:   newProver(reader, proofTiles),
+		metrics:  cfg.Metrics,
 	}
 	l.awaiter = tessera.NewPublicationAwaiter(bg, reader.ReadCheckpoint, 10*time.Millisecond)
+	l.unreport = l.metrics.Report(l.state)
 	return l, nil
 }
 
@@ -292,24 +309,30 @@ func (l *Log) Reader() tlog.Fetcher { return l.reader }
 func (l *Log) Append(ctx context.Context, entry []byte) (uint64, error) {
 	switch {
 	case len(entry) == 0:
+		l.metrics.AppendFailed(metrics.AppendInvalid)
 		return 0, ErrEmptyEntry
 	case len(entry) > l.maxEntry:
+		l.metrics.AppendFailed(metrics.AppendInvalid)
 		return 0, fmt.Errorf("%w: %d bytes, limit %d", ErrEntryTooLarge, len(entry), l.maxEntry)
 	}
 	l.closeMu.RLock()
 	if l.closed {
 		l.closeMu.RUnlock()
+		l.metrics.AppendFailed(metrics.AppendUnavailable)
 		return 0, fmt.Errorf("appending to %s: %w: log closed", l.origin, ErrUnavailable)
 	}
 	l.inflight.Add(1)
 	l.closeMu.RUnlock()
 	defer l.inflight.Done()
 
+	start := time.Now()
 	idx, err := l.appender.Add(ctx, tessera.NewEntry(entry))()
 	if err != nil {
 		if errors.Is(err, tessera.ErrPushback) {
+			l.metrics.AppendFailed(metrics.AppendBusy)
 			return 0, fmt.Errorf("appending to %s: %w", l.origin, ErrBusy)
 		}
+		l.metrics.AppendFailed(metrics.AppendUnavailable)
 		if errors.Is(err, tilestore.ErrBroken) {
 			if h := l.Health(); !h.OK() {
 				return 0, fmt.Errorf("appending: %w", &UnavailableError{Log: l.origin, Health: h})
@@ -320,6 +343,7 @@ func (l *Log) Append(ctx context.Context, entry []byte) (uint64, error) {
 		// when every batch fails); the caller gets the error.
 		return 0, fmt.Errorf("appending to %s: %w: %v", l.origin, ErrUnavailable, err)
 	}
+	l.metrics.Appended(time.Since(start))
 	return idx.Index, nil
 }
 
@@ -426,6 +450,7 @@ func (l *Log) Close(ctx context.Context) error {
 	if already {
 		return nil
 	}
+	l.unreport()
 	l.inflight.Wait()
 	var err error
 	if size, serr := l.reader.IntegratedSize(ctx); serr == nil && size > 0 {

@@ -23,20 +23,21 @@ func TestWitnessFailClosed(t *testing.T) {
 	}
 }
 
-func testWitnessFailClosed(t *testing.T, st testStorage) {
-	ctx := context.Background()
-	dir := t.TempDir()
-	const origin = "example.com/witnessed"
+// downWitness runs, until the test ends, a witness over HTTP of the log
+// origin whose key is in dir, and returns a witness policy that names it
+// "w" and a switch that makes it answer 503 while set.
+func downWitness(t *testing.T, dir, origin string) (policy []byte, down *atomic.Bool) {
+	t.Helper()
 	vkey, err := LoadOrCreateKey(dir, origin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := witness.Open(ctx, witness.Config{Dir: t.TempDir(), Name: "example.com/witness", Logs: []witness.LogKey{{Origin: origin, VKey: vkey}}})
+	w, err := witness.Open(t.Context(), witness.Config{Dir: t.TempDir(), Name: "example.com/witness", Logs: []witness.LogKey{{Origin: origin, VKey: vkey}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer w.Close()
-	var down atomic.Bool
+	t.Cleanup(func() { w.Close() })
+	down = new(atomic.Bool)
 	wsrv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		if down.Load() {
 			http.Error(rw, "witness down", http.StatusServiceUnavailable)
@@ -44,11 +45,19 @@ func testWitnessFailClosed(t *testing.T, st testStorage) {
 		}
 		w.Handler().ServeHTTP(rw, r)
 	}))
-	defer wsrv.Close()
-	policy, err := tlog.SingleWitnessPolicy("w", w.VKey(), wsrv.URL)
+	t.Cleanup(wsrv.Close)
+	policy, err = tlog.SingleWitnessPolicy("w", w.VKey(), wsrv.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return policy, down
+}
+
+func testWitnessFailClosed(t *testing.T, st testStorage) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	const origin = "example.com/witnessed"
+	policy, down := downWitness(t, dir, origin)
 	driver, interval := st.open(t)
 	l, err := Open(ctx, Config{Dir: dir, Origin: origin, WitnessPolicy: policy, Storage: driver, CheckpointInterval: interval, WitnessTimeout: time.Second})
 	if err != nil {

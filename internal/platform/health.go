@@ -46,26 +46,13 @@ func readiness(logs map[string]tilestore.Health, detail bool) Readiness {
 			continue
 		}
 		r.Ready = false
-		line := fmt.Sprintf("log %s: storage %s", name, h.State)
-		if !h.Since.IsZero() {
-			line += " since " + h.Since.UTC().Format(time.RFC3339)
-		}
-		if h.Refused > 0 {
-			line += fmt.Sprintf(", %d appends refused", h.Refused)
-		}
+		line := "log " + name + ": " + h.Summary()
 		if h.Reason != "" {
 			line += ": " + h.Reason
 		}
 		r.NotReady = append(r.NotReady, line)
 	}
 	return r
-}
-
-// serveHealthz answers 200 while the server serves (liveness).
-func (p *Platform) serveHealthz(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	_, _ = w.Write([]byte(`{"status":"serving"}` + "\n"))
 }
 
 // serveReadyz answers 200 when every log takes appends, and 503 with a

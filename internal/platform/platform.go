@@ -11,6 +11,7 @@ package platform
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -34,6 +35,7 @@ import (
 	"github.com/vitrine-dev/vitrine/internal/keys"
 	"github.com/vitrine-dev/vitrine/internal/logserver"
 	"github.com/vitrine-dev/vitrine/internal/logstore"
+	"github.com/vitrine-dev/vitrine/internal/metrics"
 	"github.com/vitrine-dev/vitrine/internal/principal"
 	"github.com/vitrine-dev/vitrine/internal/publish"
 	"github.com/vitrine-dev/vitrine/internal/relocate"
@@ -106,8 +108,18 @@ type Config struct {
 	// "vitrine.local" gives origins like "vitrine.local/logs/release". It
 	// is part of each log's identity: keep it across restarts.
 	Name string
-	// PublicURL is the base URL clients use; empty means http://<listen>.
+	// PublicURL is the base URL clients use; empty means http://<listen>
+	// (https:// with TLS).
 	PublicURL string
+	// TLS, when set, makes the server serve HTTPS (see package
+	// certfile); nil serves plain HTTP. The parts that read the platform
+	// as clients do (its Center and monitor, logs on MySQL reaching the
+	// witness) connect to PublicURL, so the certificate must be valid
+	// for it.
+	TLS *tls.Config
+	// Metrics, when set, is the registry the logs, the regions, their
+	// gateways, custody and the witness report to.
+	Metrics *metrics.Registry
 	// CheckpointInterval is passed to every log (default 200ms).
 	CheckpointInterval time.Duration
 	// Residency is the residency policy to activate; nil means
@@ -285,9 +297,13 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("starting platform: %w", err)
 	}
+	scheme := "http://"
+	if cfg.TLS != nil {
+		p.listener, scheme = tls.NewListener(p.listener, cfg.TLS), "https://"
+	}
 	p.baseURL = strings.TrimSuffix(cfg.PublicURL, "/")
 	if p.baseURL == "" {
-		p.baseURL = "http://" + p.listener.Addr().String()
+		p.baseURL = scheme + p.listener.Addr().String()
 	}
 
 	client := &http.Client{Timeout: 10 * time.Second}
@@ -316,7 +332,7 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 		}
 		client.Transport = &httpapi.HandlerTransport{
 			Host:    wu.Host,
-			Handler: http.StripPrefix("/witness", p.witness.Handler()),
+			Handler: http.StripPrefix("/witness", p.witnessHandler()),
 			Next:    http.DefaultTransport,
 		}
 	}
@@ -343,6 +359,7 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 			Logger:             cfg.Logger,
 			CheckpointInterval: interval,
 			Storage:            storage,
+			Metrics:            cfg.Metrics.Log(origin),
 		})
 		if err != nil {
 			if s, ok := storage.(logserver.StorageHealth); ok {
@@ -404,8 +421,8 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 func (p *Platform) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /.well-known/vitrine.json", p.serveDiscovery)
-	mux.HandleFunc("GET /healthz", p.serveHealthz) // health.go
-	mux.HandleFunc("GET /readyz", p.serveReadyz)
+	mux.HandleFunc("GET /healthz", httpapi.ServeHealthz)
+	mux.HandleFunc("GET /readyz", p.serveReadyz) // health.go
 	operator := func(r *http.Request) bool { return keys.BearerEqual(r, p.operatorToken) }
 	for name, l := range p.logs {
 		prefix := "/logs/" + name
@@ -414,7 +431,7 @@ func (p *Platform) routes() http.Handler {
 		mux.Handle(prefix+"/add", refuseAppend(name))
 	}
 	if p.witness != nil {
-		mux.Handle("/witness/", http.StripPrefix("/witness", p.witness.Handler()))
+		mux.Handle("/witness/", http.StripPrefix("/witness", p.witnessHandler()))
 	}
 	if p.cfg.Monitor != nil {
 		mux.Handle("/monitor/", http.StripPrefix("/monitor", p.cfg.Monitor))
@@ -457,6 +474,12 @@ func (p *Platform) routes() http.Handler {
 		httpapi.Error(w, http.StatusNotFound, "no such route: "+r.Method+" "+r.URL.Path+"; see /.well-known/vitrine.json")
 	})
 	return mux
+}
+
+// witnessHandler is the in-process witness's handler, whose answers
+// are counted in the metrics.
+func (p *Platform) witnessHandler() http.Handler {
+	return p.cfg.Metrics.Witness().Handler(p.witness.Handler())
 }
 
 // The discovery document's types are the client package's: the platform
@@ -603,7 +626,7 @@ func (p *Platform) startCustody() error {
 	if p.custodyToken, err = keys.LoadOrCreateToken(filepath.Join(p.cfg.Data, "custody.token")); err != nil {
 		return err
 	}
-	if p.custody, err = custody.Open(custody.Config{Dir: filepath.Join(p.cfg.Data, "custody"), Regions: regions, Logger: p.logger}); err != nil {
+	if p.custody, err = custody.Open(custody.Config{Dir: filepath.Join(p.cfg.Data, "custody"), Regions: regions, Logger: p.logger, Metrics: p.cfg.Metrics.Custody("")}); err != nil {
 		return err
 	}
 	p.unwrapper = p.custody

@@ -155,6 +155,7 @@ func (p *Platform) startRegions(ctx context.Context) error {
 			Location:   p.cfg.OperatorLocation,
 			Logger:     p.logger,
 			Bodies:     bodies,
+			Metrics:    p.cfg.Metrics.Region(reg.Name),
 		})
 		rs.gateways[reg.Name] = gateway.New(gateway.Config{
 			Region:     reg.Name,
@@ -164,6 +165,7 @@ func (p *Platform) startRegions(ctx context.Context) error {
 			Principals: p.principals,
 			Pseudonyms: ps,
 			Logger:     p.logger,
+			Metrics:    p.cfg.Metrics.Gateway(reg.Name),
 		})
 	}
 	for name := range rs.byName {

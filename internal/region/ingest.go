@@ -10,6 +10,7 @@ import (
 	"github.com/vitrine-dev/vitrine/internal/endpoint"
 	"github.com/vitrine-dev/vitrine/internal/fault"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
+	"github.com/vitrine-dev/vitrine/internal/metrics"
 	"github.com/vitrine-dev/vitrine/internal/seal"
 	"github.com/vitrine-dev/vitrine/internal/store"
 	"github.com/vitrine-dev/vitrine/telemetry"
@@ -25,23 +26,23 @@ type IngestAnswer struct {
 }
 
 // authEndpoint checks the request's endpoint token and that this region is
-// the endpoint's home under the active policy. It answers the request and
-// returns false when either fails.
-func (r *Region) authEndpoint(w http.ResponseWriter, req *http.Request) (endpoint.Identity, bool) {
+// the endpoint's home under the active policy. When either fails it
+// answers the request and returns false with the reason (for metrics).
+func (r *Region) authEndpoint(w http.ResponseWriter, req *http.Request) (endpoint.Identity, metrics.Reject, bool) {
 	tok, ok := bearer(req)
 	if !ok {
 		httpapi.Unauthorized(w, "this route needs an endpoint token (Authorization: Bearer <token>)")
-		return endpoint.Identity{}, false
+		return endpoint.Identity{}, metrics.RejectUnauthenticated, false
 	}
 	id, err := r.cfg.Tokens.Verify(tok)
 	if err != nil {
 		httpapi.Unauthorized(w, "the endpoint token is not valid")
-		return endpoint.Identity{}, false
+		return endpoint.Identity{}, metrics.RejectUnauthenticated, false
 	}
 	if !r.isHome(w, id) {
-		return endpoint.Identity{}, false
+		return endpoint.Identity{}, metrics.RejectMisdirected, false
 	}
-	return id, true
+	return id, 0, true
 }
 
 // isHome checks that this region is the home of the endpoint's country
@@ -71,12 +72,14 @@ func bearer(req *http.Request) (string, bool) {
 }
 
 func (r *Region) serveIngest(w http.ResponseWriter, req *http.Request) {
-	id, ok := r.authEndpoint(w, req)
+	id, why, ok := r.authEndpoint(w, req)
 	if !ok {
+		r.metrics.Rejected(why)
 		return
 	}
 	body, release, ok := r.cfg.Bodies.Read(w, req, id.ID, telemetry.MaxBatchBytes)
 	if !ok {
+		r.metrics.Rejected(metrics.RejectBody)
 		return
 	}
 	// The batch's strings share the parser's copy of the body, the size of
@@ -89,6 +92,7 @@ func (r *Region) serveIngest(w http.ResponseWriter, req *http.Request) {
 		if errors.Is(err, telemetry.ErrTooLarge) {
 			status = http.StatusRequestEntityTooLarge
 		}
+		r.metrics.Rejected(metrics.RejectMalformed)
 		httpapi.Error(w, status, "bad batch: "+err.Error()+"; nothing was stored")
 		return
 	}
@@ -96,6 +100,7 @@ func (r *Region) serveIngest(w http.ResponseWriter, req *http.Request) {
 	// under a data key wrapped to the region's custody key.
 	wrapped, sealed, err := seal.Records(r.cfg.Wrapper, id.ID, batch.Records)
 	if err != nil {
+		r.metrics.Rejected(metrics.RejectUnavailable)
 		httpapi.Fail(w, r.logger, err, "the region could not seal the batch; nothing was stored")
 		return
 	}
@@ -103,6 +108,7 @@ func (r *Region) serveIngest(w http.ResponseWriter, req *http.Request) {
 	if err != nil {
 		// Whatever kept it, the pseudonym is a dependency out of reach:
 		// the endpoint retries later.
+		r.metrics.Rejected(metrics.RejectUnavailable)
 		httpapi.Fail(w, r.logger, fault.Mark(fault.ErrUnavailable, err), "the endpoint's pseudonym could not be had; nothing was stored")
 		return
 	}
@@ -111,6 +117,7 @@ func (r *Region) serveIngest(w http.ResponseWriter, req *http.Request) {
 	r.gate.RLock()
 	defer r.gate.RUnlock()
 	if !r.isHome(w, id) {
+		r.metrics.Rejected(metrics.RejectMisdirected)
 		return
 	}
 	stored, err := r.cfg.Store.PutBatch(req.Context(), &store.Batch{
@@ -122,6 +129,7 @@ func (r *Region) serveIngest(w http.ResponseWriter, req *http.Request) {
 		Sealed:    store.Sealed{WrappedKey: wrapped, Records: sealed},
 	})
 	if err != nil {
+		r.metrics.Rejected(metrics.RejectUnavailable)
 		if errors.Is(err, req.Context().Err()) {
 			return
 		}
@@ -132,6 +140,7 @@ func (r *Region) serveIngest(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	r.ingests.Add(1)
+	r.metrics.Ingested(len(batch.Records), !stored)
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(IngestAnswer{BatchID: batch.BatchID, Records: len(batch.Records), Duplicate: !stored})
 }

@@ -27,6 +27,7 @@ import (
 
 	"github.com/vitrine-dev/vitrine/internal/endpoint"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
+	"github.com/vitrine-dev/vitrine/internal/metrics"
 	"github.com/vitrine-dev/vitrine/internal/seal"
 	"github.com/vitrine-dev/vitrine/internal/store"
 	"github.com/vitrine-dev/vitrine/residency"
@@ -82,12 +83,15 @@ type Config struct {
 	// the server's ReadTimeout, which bounds how long a slow sender holds
 	// its part.
 	Bodies *httpapi.BodyBudget
+	// Metrics, if set, counts the region's ingest and verdicts.
+	Metrics *metrics.Region
 }
 
 // Region is a running region. Its methods are safe for concurrent use.
 type Region struct {
 	cfg     Config
 	logger  *slog.Logger
+	metrics *metrics.Region
 	ingests atomic.Int64
 	// gate is held for reading by each ingest from its residency check
 	// to its store's answer, and for writing by HoldIngest.
@@ -128,7 +132,7 @@ func New(cfg Config) *Region {
 	if cfg.Bodies == nil {
 		cfg.Bodies = httpapi.NewBodyBudget(httpapi.DefaultBodyBudget, telemetry.MaxBatchBytes)
 	}
-	return &Region{cfg: cfg, logger: cfg.Logger.With("region", cfg.Name)}
+	return &Region{cfg: cfg, logger: cfg.Logger.With("region", cfg.Name), metrics: cfg.Metrics}
 }
 
 // Name returns the region's name.

@@ -20,6 +20,7 @@ import (
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
 	"github.com/vitrine-dev/vitrine/internal/keys"
 	"github.com/vitrine-dev/vitrine/internal/logserver"
+	"github.com/vitrine-dev/vitrine/internal/metrics"
 	"github.com/vitrine-dev/vitrine/internal/monitor"
 	"github.com/vitrine-dev/vitrine/internal/pseudonyms"
 	"github.com/vitrine-dev/vitrine/internal/witness"
@@ -46,6 +47,9 @@ type Config struct {
 	// SupervisorToken) is filled in.
 	Monitor monitor.Config
 	Logger  *slog.Logger
+	// Metrics, if set, counts the witness's answers and each member's
+	// unwraps (labelled with the member).
+	Metrics *metrics.Registry
 }
 
 // Supervisor is an open supervisor: serve its Handler and Run its monitor.
@@ -173,7 +177,7 @@ func Open(ctx context.Context, cfg Config) (s *Supervisor, err error) {
 			}
 			regions = append(regions, custody.RegionConfig{Name: region, AccessLogVerifier: v, WitnessPolicy: parsed})
 		}
-		if mem.custody, err = custody.Open(custody.Config{Dir: filepath.Join(dir, "custody"), Regions: regions, Logger: cfg.Logger}); err != nil {
+		if mem.custody, err = custody.Open(custody.Config{Dir: filepath.Join(dir, "custody"), Regions: regions, Logger: cfg.Logger, Metrics: cfg.Metrics.Custody(m.Name)}); err != nil {
 			return s, fmt.Errorf("member %s: %w", m.Name, err)
 		}
 		mc.Platforms = append(mc.Platforms, m.Discovery)
@@ -181,7 +185,7 @@ func Open(ctx context.Context, cfg Config) (s *Supervisor, err error) {
 		mc.PseudonymKeys[m.Discovery] = []byte(pkey)
 		mc.Expect[m.Discovery] = exp
 	}
-	self.Handle("/witness/", http.StripPrefix("/witness", s.witness.Handler()))
+	self.Handle("/witness/", http.StripPrefix("/witness", cfg.Metrics.Witness().Handler(s.witness.Handler())))
 	for name, m := range s.members {
 		prefix := "/members/" + name + "/custody"
 		self.Handle(prefix+"/", http.StripPrefix(prefix, m.custody.Handler(func(r *http.Request) bool {
@@ -221,6 +225,20 @@ func (s *Supervisor) Close() error {
 		errs = append(errs, s.witness.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// Ready returns nil when the witness's state and every member's unwrap
+// counts answer. Its error names no file.
+func (s *Supervisor) Ready(ctx context.Context) error {
+	if err := s.witness.Ready(ctx); err != nil {
+		return err
+	}
+	for name, m := range s.members {
+		if err := m.custody.Ready(ctx); err != nil {
+			return fmt.Errorf("member %s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 // About is the supervisor's public description, at GET /v1/supervisor:

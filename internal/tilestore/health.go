@@ -99,6 +99,20 @@ type Health struct {
 // OK reports whether the store takes appends.
 func (h Health) OK() bool { return h.State == Healthy }
 
+// Summary says in one line what state the storage is in, since when and
+// how many appends it refused, without the reason (which may name files):
+// "storage broken since 2025-01-02T03:04:05Z, 12 appends refused".
+func (h Health) Summary() string {
+	line := "storage " + h.State.String()
+	if !h.Since.IsZero() {
+		line += " since " + h.Since.UTC().Format(time.RFC3339)
+	}
+	if h.Refused > 0 {
+		line += fmt.Sprintf(", %d appends refused", h.Refused)
+	}
+	return line
+}
+
 // RetryAfter is how long a client refused by a broken store should wait
 // before trying again: until the next recovery attempt, and at least a
 // second.

@@ -71,6 +71,9 @@ type Config struct {
 	// attempt, up to RecoveryIntervalMax (default 30s).
 	RecoveryInterval    time.Duration
 	RecoveryIntervalMax time.Duration
+	// OnBatch, if set, is called by the sequencer with the number of
+	// entries of every batch it made durable (metrics): it must not block.
+	OnBatch func(entries int)
 
 	// faults injects failures of file operations (tests).
 	faults func(op, path string) error
@@ -125,6 +128,7 @@ func (d *Driver) Appender(ctx context.Context, opts *tessera.AppendOptions) (*te
 		recIvl:   d.cfg.RecoveryInterval,
 		recMax:   d.cfg.RecoveryIntervalMax,
 		faults:   d.cfg.faults,
+		onBatch:  d.cfg.OnBatch,
 		maxBatch: int(max(1, opts.BatchMaxSize())),
 		maxQueue: int(opts.PushbackMaxOutstanding()),
 		wake:     make(chan struct{}, 1),
@@ -160,6 +164,7 @@ type store struct {
 	recIvl   time.Duration // first wait before recovering
 	recMax   time.Duration // longest wait between recovery attempts
 	faults   func(op, path string) error
+	onBatch  func(entries int)
 	maxBatch int
 	maxQueue int
 	reader   *reader
@@ -387,6 +392,9 @@ func (s *store) commit(ctx context.Context, batch []pending) {
 		// Every failure broke the store, and fail logged that once;
 		// while it is broken add refuses appends before they get here.
 		return
+	}
+	if s.onBatch != nil {
+		s.onBatch(len(batch))
 	}
 	select {
 	case s.cpNotify <- struct{}{}:

@@ -237,6 +237,15 @@ func (w *Witness) Checkpoint(ctx context.Context, origin string) ([]byte, error)
 	return cp, nil
 }
 
+// Ready returns nil when the witness's state database answers a read: the
+// readiness of a witness in a process of its own. Its error names no file.
+func (w *Witness) Ready(ctx context.Context) error {
+	if _, err := w.core.GetCheckpoint(ctx, "vitrine.invalid/readiness"); err != nil {
+		return errors.New("the witness's state database does not answer")
+	}
+	return nil
+}
+
 // Close closes the witness's database. Requests still being served fail.
 // Closing twice returns the first result.
 func (w *Witness) Close() error {
