@@ -4,23 +4,27 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/vitrine-dev/vitrine/internal/cli"
 	"github.com/vitrine-dev/vitrine/internal/config"
+	"github.com/vitrine-dev/vitrine/internal/metrics"
 	"github.com/vitrine-dev/vitrine/internal/platform"
 )
 
 // runServe runs one role of a deployment, from the configuration file that
 // every process of the deployment shares.
 func runServe(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "serve", "--config FILE --role all|region:NAME [--listen ADDR] [--data DIR] [--public-url URL]")
+	fs := newFlags(e, "serve", "--config FILE --role all|region:NAME [--listen ADDR] [--data DIR] [--public-url URL] [--tls-cert FILE --tls-key FILE] [--metrics-listen ADDR]")
 	configFile := fs.String("config", "", "the deployment's configuration file (required; docs/config.md)")
 	role := fs.String("role", "", "the role to run (required): all (every role in one process, as vitrine up), or region:NAME (one of the processes of region NAME's service, beside the platform's process at platform_url)")
 	listen := fs.String("listen", "", "address to listen on (role region: required; all: the configuration's listen)")
 	data := fs.String("data", "", "role region: this process's own directory (default ./vitrine-region-NAME); all: the configuration's data")
 	publicURL := fs.String("public-url", "", "role region: the region's URL that clients use (default: the region's URL in the policy, else http://<listen>)")
+	sf := cli.AddServeFlags(fs)
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
@@ -29,6 +33,9 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		return errors.New("--config and --role are required")
 	}
 	if *role == "all" {
+		if sf.TLSCert != "" || sf.TLSKey != "" || sf.MetricsListen != "" {
+			return errors.New("--role all: set tls_cert, tls_key and metrics_listen in the configuration")
+		}
 		up := []string{"--config", *configFile}
 		if *listen != "" {
 			up = append(up, "--listen", *listen)
@@ -74,7 +81,19 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	cli.TuneGC()
+	tlsConf, err := cli.TLS(ctx, sf.TLSCert, sf.TLSKey, e.Logger)
+	if err != nil {
+		return err
+	}
+	reg := metrics.New()
+	if err := os.MkdirAll(*data, 0o700); err != nil {
+		return err
+	}
+	if err := cli.ServeMetrics(ctx, e, sf.MetricsListen, reg, tlsConf, filepath.Join(*data, "metrics.token")); err != nil {
+		return err
+	}
 	s, err := platform.StartRegionService(ctx, platform.RegionServiceConfig{
+		TLS: tlsConf, Metrics: reg,
 		Region: name, Data: *data, Listen: *listen, PublicURL: *publicURL, Platform: c.PlatformURL, PeerToken: peer,
 		Store: c.Stores[name], CustodyURL: custodyURL, CustodyToken: custodyTok,
 		CommitmentInterval: time.Duration(c.CommitmentInterval), Logger: e.Logger,

@@ -2,6 +2,7 @@ package platform
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,6 +27,7 @@ import (
 	"github.com/vitrine-dev/vitrine/internal/gateway"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
 	"github.com/vitrine-dev/vitrine/internal/lease"
+	"github.com/vitrine-dev/vitrine/internal/metrics"
 	"github.com/vitrine-dev/vitrine/internal/principal"
 	"github.com/vitrine-dev/vitrine/internal/pseudonyms"
 	"github.com/vitrine-dev/vitrine/internal/region"
@@ -70,6 +72,11 @@ type RegionServiceConfig struct {
 	// Refresh is how often the process reads the active policy and the
 	// endpoint revocations from the platform (default 1s).
 	Refresh time.Duration
+	// TLS, if set, serves HTTPS (base URL https://<listen>).
+	TLS *tls.Config
+	// Metrics, if set, counts the region's ingest, verdicts and gateway
+	// decisions.
+	Metrics *metrics.Registry
 	// Leased, if set, is told when this process takes a lease (held)
 	// and when it lets it go.
 	Leased func(name string, held bool)
@@ -172,10 +179,10 @@ func StartRegionService(ctx context.Context, cfg RegionServiceConfig) (_ *Region
 	s.region = region.New(region.Config{
 		Name: cfg.Region, Store: s.store, Wrapper: wrapper, Tokens: tokens, Pseudonyms: ps, Policy: s.policy.Load,
 		PeerToken: cfg.PeerToken, Peers: peers, AccessLog: log, Location: cfg.OperatorLocation, Logger: s.logger,
-		Bodies: httpapi.NewBodyBudget(0, telemetry.MaxBatchBytes),
+		Bodies: httpapi.NewBodyBudget(0, telemetry.MaxBatchBytes), Metrics: cfg.Metrics.Region(cfg.Region),
 	})
 	s.gateway = gateway.New(gateway.Config{Region: cfg.Region, Store: s.store, Log: log, Custody: cust,
-		Principals: remotePrincipals{s}, Pseudonyms: ps, Logger: s.logger})
+		Principals: remotePrincipals{s}, Pseudonyms: ps, Logger: s.logger, Metrics: cfg.Metrics.Gateway(cfg.Region)})
 	if s.commits, err = commitment.New(commitment.Config{Region: cfg.Region, Store: s.store, Log: log,
 		Interval: cfg.CommitmentInterval, Logger: s.logger}); err != nil {
 		return nil, fmt.Errorf("starting region service: %w", err)
@@ -184,9 +191,13 @@ func StartRegionService(ctx context.Context, cfg RegionServiceConfig) (_ *Region
 	if s.listener, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, fmt.Errorf("starting region service: %w", err)
 	}
+	scheme := "http://"
+	if cfg.TLS != nil {
+		s.listener, scheme = tls.NewListener(s.listener, cfg.TLS), "https://"
+	}
 	s.baseURL = strings.TrimSuffix(cfg.PublicURL, "/")
 	if s.baseURL == "" {
-		s.baseURL = "http://" + s.listener.Addr().String()
+		s.baseURL = scheme + s.listener.Addr().String()
 	}
 	s.server = &http.Server{
 		Handler:           s.routes(),
