@@ -33,10 +33,12 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		return errors.New("--config and --role are required")
 	}
 	if *role == "all" {
-		if sf.TLSCert != "" || sf.TLSKey != "" || sf.MetricsListen != "" {
-			return errors.New("--role all: set tls_cert, tls_key and metrics_listen in the configuration")
-		}
 		up := []string{"--config", *configFile}
+		for flag, v := range map[string]string{"--tls-cert": sf.TLSCert, "--tls-key": sf.TLSKey, "--metrics-listen": sf.MetricsListen} {
+			if v != "" {
+				up = append(up, flag, v)
+			}
+		}
 		if *listen != "" {
 			up = append(up, "--listen", *listen)
 		}
