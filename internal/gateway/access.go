@@ -15,6 +15,7 @@ import (
 	"github.com/vitrine-dev/vitrine/access"
 	"github.com/vitrine-dev/vitrine/internal/custody"
 	"github.com/vitrine-dev/vitrine/internal/endpoint"
+	"github.com/vitrine-dev/vitrine/internal/fault"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
 	"github.com/vitrine-dev/vitrine/internal/metrics"
 	"github.com/vitrine-dev/vitrine/internal/principal"
@@ -128,6 +129,14 @@ func (g *Gateway) serveAccess(w http.ResponseWriter, r *http.Request, act *actio
 			return
 		}
 		rec.Resource.Query = query
+	}
+	if errors.Is(err, fault.ErrUnavailable) {
+		// The registry (the platform's, for a region's own process) did
+		// not answer: the credential may be good, so this is no denied
+		// attempt. Fail closed.
+		g.unavailable(w, r, err)
+		decision = metrics.Failed
+		return
 	}
 	if err != nil {
 		reason, msg := "bad credential", "this route needs a principal's bearer token (Authorization: Bearer vp1.…)"

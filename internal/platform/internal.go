@@ -75,7 +75,11 @@ func (p *Platform) serveInternalAppend(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	index, err := p.appendFromRegion(r, l, entry)
+	var refused *refusedEntry
 	switch {
+	case errors.As(err, &refused):
+		httpapi.Error(w, refused.status, refused.msg)
+		return
 	case errors.Is(err, principal.ErrBadCredential):
 		// The registry refused a granted record: the caller's
 		// principal was revoked or has expired meanwhile.
@@ -97,17 +101,62 @@ func (p *Platform) serveInternalAppend(w http.ResponseWriter, r *http.Request) {
 // commitments; and the records of its aggregates crossing to a peer
 // region, granted to the peer's processing principal, which holds no
 // credential to check and is appended as it is.
+//
+// Only those: an entry must parse as one of them and name the log's
+// region, or it is refused (*refusedEntry) and not appended. Grants are
+// the registry's own entries, and relocation records the platform's; a
+// crossing names no subject and lists no data key, so that a record
+// taken without admission can unwrap nothing at custody.
 func (p *Platform) appendFromRegion(r *http.Request, l admittedLog, entry []byte) (uint64, error) {
 	name := strings.TrimPrefix(r.PathValue("log"), "access-")
-	if access.EntryKind(entry) == access.KindAccess {
-		if rec, err := access.Parse(entry); err == nil {
-			if peer, ok := region.CrossingPeer(rec); ok && peer != name && rec.Region == name && p.regions.policy.Load().Region(peer) != nil {
-				return l.Log.Append(r.Context(), entry)
-			}
+	switch access.EntryKind(entry) {
+	case access.KindAccess:
+		rec, err := access.Parse(entry)
+		switch {
+		case err != nil:
+			return 0, &refusedEntry{http.StatusBadRequest, "not an access record: " + err.Error()}
+		case rec.Region != name:
+			return 0, &refusedEntry{http.StatusForbidden, "the record is of region " + strconv.Quote(rec.Region) + ", not " + strconv.Quote(name)}
+		case rec.Action == "relocate" || rec.Justification.Code == "RELOCATION":
+			return 0, &refusedEntry{http.StatusForbidden, "relocation records are the platform's own"}
 		}
+		if peer, ok := region.CrossingPeer(rec); ok && peer != name && len(rec.Keys) == 0 && len(rec.Subjects) == 0 &&
+			rec.Resource.Digest == access.Digest(nil) && p.regions.policy.Load().Region(peer) != nil {
+			return l.Log.Append(r.Context(), entry)
+		}
+		return l.AppendRecord(r.Context(), rec, entry)
+	case access.KindCommitment:
+		c, err := access.ParseCommitment(entry)
+		switch {
+		case err != nil:
+			return 0, &refusedEntry{http.StatusBadRequest, "not a commitment: " + err.Error()}
+		case c.Region != name:
+			return 0, &refusedEntry{http.StatusForbidden, "the commitment is of region " + strconv.Quote(c.Region) + ", not " + strconv.Quote(name)}
+		}
+	case access.KindDeniedSummary:
+		d, err := access.ParseDeniedSummary(entry)
+		switch {
+		case err != nil:
+			return 0, &refusedEntry{http.StatusBadRequest, "not a denied summary: " + err.Error()}
+		case d.Region != name:
+			return 0, &refusedEntry{http.StatusForbidden, "the summary is of region " + strconv.Quote(d.Region) + ", not " + strconv.Quote(name)}
+		}
+	case access.KindGrant:
+		return 0, &refusedEntry{http.StatusForbidden, "grants are appended by the platform's registry of principals only"}
+	default:
+		return 0, &refusedEntry{http.StatusBadRequest, "not an access record, a commitment or a denied summary"}
 	}
-	return l.Append(r.Context(), entry)
+	return l.Log.Append(r.Context(), entry)
 }
+
+// refusedEntry is an entry a region's process may not append, with the
+// status that answers it.
+type refusedEntry struct {
+	status int
+	msg    string
+}
+
+func (e *refusedEntry) Error() string { return e.msg }
 
 func (p *Platform) serveInternalProve(w http.ResponseWriter, r *http.Request) {
 	l, ok := p.accessLog(w, r)

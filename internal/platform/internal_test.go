@@ -193,3 +193,70 @@ func TestInternalAppend(t *testing.T) {
 		}
 	}
 }
+
+// TestInternalAppendRefuses: the internal append takes only what a
+// region's process appends to its own log — its gateway's records and
+// denied summaries, its commitments, its crossings — and refuses, with a
+// 4xx and nothing appended, entries of another region (the peer token is
+// every region's), grants (the registry's own), relocation records, a
+// "crossing" that lists data keys (custody would unwrap them on its
+// proof) and entries that are none of these.
+func TestInternalAppendRefuses(t *testing.T) {
+	p := start(t, t.TempDir())
+	defer stop(t, p)
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	marshal := func(m interface{ Marshal() ([]byte, error) }) []byte {
+		t.Helper()
+		b, err := m.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	denied := func(region string) *access.Record {
+		return &access.Record{Time: now, Region: region, Principal: access.Principal{ID: "analyst:ghost", Role: "analyst", Location: "CH"},
+			Action: "denied", Outcome: "denied", Reason: "read: bad credential", Justification: access.Justification{Code: "CUSTOMER_INITIATED_SUPPORT", Detail: "case 1"},
+			Resource: access.Resource{Dataset: "telemetry", Query: "sha256=" + strings.Repeat("a", 64), Digest: access.Digest(nil)}, Request: "req-1"}
+	}
+	crossing := &access.Record{Time: now, Region: "zurich", Principal: access.Principal{ID: "processor:region-moscow", Role: "processor", Location: "CH"},
+		Action: "process", Resource: access.Resource{Dataset: "aggregates", Query: "changes=1-2 to=moscow", Digest: access.Digest(nil)},
+		Justification: access.Justification{Code: "AUTOMATED_PROCESSING", Detail: "aggregates"}, Subjects: []string{}, Request: "aggregates-moscow-0-2",
+		Outcome: "granted", Keys: []string{"sha256:" + strings.Repeat("b", 64)}}
+	relocation := denied("zurich")
+	relocation.Justification = access.Justification{Code: "RELOCATION", Detail: "relocation x"}
+	for _, tc := range []struct {
+		name  string
+		log   string
+		entry []byte
+		want  int
+	}{
+		{"a denied record of zurich", "access-zurich", marshal(denied("zurich")), http.StatusOK},
+		{"a denied record of zurich in moscow's log", "access-moscow", marshal(denied("zurich")), http.StatusForbidden},
+		{"a denied record of moscow in zurich's log", "access-zurich", marshal(denied("moscow")), http.StatusForbidden},
+		{"a commitment of moscow in zurich's log", "access-zurich", marshal(&access.Commitment{Time: now, Region: "moscow", Dataset: "telemetry", Root: "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"}), http.StatusForbidden},
+		{"a grant", "access-zurich", []byte(`{"v":1,"kind":"grant","time":"2026-01-01T00:00:00.000Z"}`), http.StatusForbidden},
+		{"a relocation record", "access-zurich", marshal(relocation), http.StatusForbidden},
+		{"a crossing that lists a data key", "access-zurich", marshal(crossing), http.StatusForbidden},
+		{"not an entry", "access-zurich", []byte("hello"), http.StatusBadRequest},
+		{"a malformed access record", "access-zurich", []byte(`{"v":1,"kind":"access","x":1}`), http.StatusBadRequest},
+	} {
+		// What was appended shows in the index of the next entry.
+		good := func() uint64 {
+			t.Helper()
+			code, body := httpDo(t, "POST", p.URL()+internalPrefix+"logs/"+tc.log+"/append", p.regions.peerToken, marshal(denied(strings.TrimPrefix(tc.log, "access-"))))
+			var ans struct{ Index uint64 }
+			if code != 200 || json.Unmarshal(body, &ans) != nil {
+				t.Fatalf("a denied record: %d %s", code, body)
+			}
+			return ans.Index
+		}
+		before := good()
+		code, body := httpDo(t, "POST", p.URL()+internalPrefix+"logs/"+tc.log+"/append", p.regions.peerToken, tc.entry)
+		if code != tc.want {
+			t.Errorf("%s: %d %s, want %d", tc.name, code, body, tc.want)
+		}
+		if after := good(); tc.want != http.StatusOK && after != before+1 {
+			t.Errorf("%s: %d entries were appended", tc.name, after-before-1)
+		}
+	}
+}
