@@ -12,7 +12,7 @@ cat > $D/vitrine.json <<JSON
 {"name":"bench.local","data":"$D/core","listen":"127.0.0.1:18080",
  "residency":{"version":1,"default":"moscow","regions":[{"name":"zurich","url":"http://127.0.0.1:18181","countries":["DE","CH","US"]},{"name":"moscow"}]},
  "stores":{"zurich":"$DSN"},"external_regions":["zurich"],
- "platform_url":"http://127.0.0.1:18080","peer_token":"$D/core/peer.token","custody_token":"$D/core/custody.token",
+ "platform_url":"http://127.0.0.1:18080","peer_token":"$D/core/peer.token","internal_tokens":{"zurich":"$D/core/internal/zurich.token"},"custody_token":"$D/core/custody.token",
  "monitor":{"off":true}}
 JSON
 /tmp/sb/vitrine up --config $D/vitrine.json > $D/core.log 2>&1 & CORE=$!

@@ -56,4 +56,9 @@ func TestDeployUnits(t *testing.T) {
 	if len(c.ExternalRegions) != 2 || c.PlatformURL == "" || c.PeerToken == "" {
 		t.Errorf("deploy/vitrine.json: external regions %v, platform %q, peer token %q", c.ExternalRegions, c.PlatformURL, c.PeerToken)
 	}
+	for _, r := range c.ExternalRegions {
+		if c.InternalTokens[r] == "" || c.Stores[r] == "" {
+			t.Errorf("deploy/vitrine.json: external region %s has no internal token file or no store", r)
+		}
+	}
 }

@@ -129,6 +129,7 @@ func TestRegionScaleOut(t *testing.T) {
 		"external_regions":    []string{"zurich"},
 		"platform_url":        "http://" + coreAddr,
 		"peer_token":          filepath.Join(coreData, "peer.token"),
+		"internal_tokens":     map[string]string{"zurich": filepath.Join(coreData, "internal", "zurich.token")},
 		"custody_token":       filepath.Join(coreData, "custody.token"),
 		"commitment_interval": "1s",
 		"monitor":             map[string]any{"off": true},

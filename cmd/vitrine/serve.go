@@ -61,12 +61,16 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	switch {
 	case *listen == "":
 		return errors.New("--role region: --listen is required")
-	case c.PlatformURL == "" || c.PeerToken == "":
-		return fmt.Errorf("%s: a region's process needs platform_url and peer_token", *configFile)
+	case c.PlatformURL == "" || c.PeerToken == "" || c.InternalTokens[name] == "":
+		return fmt.Errorf("%s: a region's process needs platform_url, peer_token and its region's file in internal_tokens", *configFile)
 	case c.Stores[name] == "":
 		return fmt.Errorf("%s: stores names no store for region %q", *configFile, name)
 	}
 	peer, err := cli.ReadToken(c.PeerToken, "the peer token")
+	if err != nil {
+		return err
+	}
+	internal, err := cli.ReadToken(c.InternalTokens[name], "the region's internal token")
 	if err != nil {
 		return err
 	}
@@ -96,7 +100,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	}
 	s, err := platform.StartRegionService(ctx, platform.RegionServiceConfig{
 		TLS: tlsConf, Metrics: reg,
-		Region: name, Data: *data, Listen: *listen, PublicURL: *publicURL, Platform: c.PlatformURL, PeerToken: peer,
+		Region: name, Data: *data, Listen: *listen, PublicURL: *publicURL, Platform: c.PlatformURL, PeerToken: peer, InternalToken: internal,
 		Store: c.Stores[name], CustodyURL: custodyURL, CustodyToken: custodyTok,
 		CommitmentInterval: time.Duration(c.CommitmentInterval), Logger: e.Logger,
 		Leased: func(lease string, held bool) {

@@ -115,6 +115,11 @@ type Config struct {
 	// platform's <data>/peer.token), for the processes of a region's
 	// service. The token itself never goes in the configuration.
 	PeerToken string `json:"peer_token"`
+	// InternalTokens name, by region, the file holding the region's
+	// internal token (the platform's <data>/internal/<region>.token),
+	// for the processes of that region's service; each region's hosts
+	// get their own region's file only.
+	InternalTokens map[string]string `json:"internal_tokens"`
 	// ExternalRegions are the regions whose service runs in processes of
 	// its own (`vitrine serve --role region:<name>`) on a PostgreSQL store
 	// (stores) they share with the platform's process: the platform's
@@ -204,7 +209,7 @@ func (c *Config) keys() []struct {
 		{"residency", nil}, {"stores", &c.Stores}, {"log_stores", &c.LogStores}, {"build_source_roots", &c.BuildSourceRoots},
 		{"checkpoint_interval", &c.CheckpointInterval}, {"commitment_interval", &c.CommitmentInterval},
 		{"custody_url", &c.CustodyURL}, {"custody_token", &c.CustodyToken}, {"supervisor_url", &c.SupervisorURL},
-		{"platform_url", &c.PlatformURL}, {"peer_token", &c.PeerToken}, {"external_regions", &c.ExternalRegions},
+		{"platform_url", &c.PlatformURL}, {"peer_token", &c.PeerToken}, {"internal_tokens", &c.InternalTokens}, {"external_regions", &c.ExternalRegions},
 		{"tuf_root", &c.TUFRoot}, {"tuf_offline", &c.TUFOffline}, {"debug_listen", &c.DebugListen},
 		{"monitor", &c.Monitor},
 	}
@@ -321,6 +326,11 @@ func Parse(doc []byte) (*Config, error) {
 		}
 		if !strings.HasPrefix(spec, "sqlite:") && !isPostgres(spec) {
 			return nil, fmt.Errorf("configuration: stores: region %q: want \"sqlite:PATH\" or a postgres:// URL, not %q", region, spec)
+		}
+	}
+	for region := range c.InternalTokens {
+		if c.Residency != nil && c.Residency.Region(region) == nil {
+			return nil, fmt.Errorf("configuration: internal_tokens: the residency policy has no region %q", region)
 		}
 	}
 	for _, region := range c.ExternalRegions {

@@ -1,6 +1,7 @@
 package platform
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strconv"
@@ -34,12 +35,13 @@ const internalPrefix = "/internal/v1/"
 func (p *Platform) internalRoutes(mux *http.ServeMux) {
 	peer := func(h http.HandlerFunc) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
-			if !keys.BearerEqual(r, p.regions.peerToken) {
-				httpapi.Unauthorized(w, "internal routes need the deployment's peer token")
+			region, ok := p.internalCaller(r)
+			if !ok {
+				httpapi.Unauthorized(w, "internal routes need a region's internal token (the platform's <data>/internal/<region>.token)")
 				return
 			}
 			w.Header().Set("Cache-Control", "no-store")
-			h(w, r)
+			h(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, region)))
 		}
 	}
 	mux.HandleFunc("POST "+internalPrefix+"logs/{log}/append", peer(p.serveInternalAppend))
@@ -50,12 +52,33 @@ func (p *Platform) internalRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+internalPrefix+"policy", peer(p.serveInternalPolicy))
 }
 
-// accessLog returns the access log the path's {log} names, or answers 404.
+// callerKey is the context key of the region whose internal token a
+// request carried.
+type callerKey struct{}
+
+// internalCaller returns the region whose internal token r carries.
+func (p *Platform) internalCaller(r *http.Request) (string, bool) {
+	found := ""
+	for region, tok := range p.regions.internalTokens {
+		// Every token is compared, in constant time each.
+		if keys.BearerEqual(r, tok) {
+			found = region
+		}
+	}
+	return found, found != ""
+}
+
+// accessLog returns the access log the path's {log} names, or answers 404
+// (no such log) or 403 (another region's log than the caller's).
 func (p *Platform) accessLog(w http.ResponseWriter, r *http.Request) (admittedLog, bool) {
 	name := r.PathValue("log")
 	l := p.logs[name]
 	if !strings.HasPrefix(name, "access-") || l == nil {
 		httpapi.Error(w, http.StatusNotFound, "no access log "+strconv.Quote(name[:min(len(name), 64)]))
+		return admittedLog{}, false
+	}
+	if caller, _ := r.Context().Value(callerKey{}).(string); name != "access-"+caller {
+		httpapi.Error(w, http.StatusForbidden, "region "+caller+"'s token reaches access-"+caller+" only")
 		return admittedLog{}, false
 	}
 	return admittedLog{l, p.principals}, true

@@ -26,18 +26,21 @@ func TestInternalRoutes(t *testing.T) {
 	data := t.TempDir()
 	p := start(t, data)
 	defer stop(t, p)
-	b, err := os.ReadFile(filepath.Join(data, "peer.token"))
+	b, err := os.ReadFile(filepath.Join(data, "internal", "zurich.token"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	peer := strings.TrimSpace(string(b))
+	if b, err := os.ReadFile(filepath.Join(data, "peer.token")); err != nil || strings.TrimSpace(string(b)) == peer {
+		t.Fatalf("the peer token is zurich's internal token, or missing: %v", err)
+	}
 	base := p.URL() + internalPrefix
 
 	for _, r := range []struct{ method, path string }{
 		{"POST", "logs/access-zurich/append"}, {"GET", "logs/access-zurich/prove?index=0"}, {"POST", "principals/authenticate"},
 		{"GET", "endpoints/revoked"}, {"POST", "pseudonyms"}, {"GET", "policy"},
 	} {
-		for _, tok := range []string{"", p.OperatorToken()} {
+		for _, tok := range []string{"", p.OperatorToken(), p.regions.peerToken} {
 			if code, _ := httpDo(t, r.method, base+r.path, tok, []byte(`{}`)); code != http.StatusUnauthorized {
 				t.Errorf("%s %s with token %q: %d, want 401", r.method, r.path, tok, code)
 			}
@@ -45,7 +48,7 @@ func TestInternalRoutes(t *testing.T) {
 	}
 
 	// Appends: to access logs only, admitted like the gateway's.
-	for path, want := range map[string]int{"logs/release/append": 404, "logs/access-nowhere/append": 404, "logs/access-zurich/append": 400} {
+	for path, want := range map[string]int{"logs/release/append": 404, "logs/access-nowhere/append": 404, "logs/access-moscow/append": 403, "logs/access-zurich/append": 400} {
 		if code, body := httpDo(t, "POST", base+path, peer, nil); code != want {
 			t.Errorf("POST %s with no entry: %d %s, want %d", path, code, body, want)
 		}
@@ -182,7 +185,7 @@ func TestInternalAppend(t *testing.T) {
 		{"processing of another dataset", record("zurich", "processor:region-moscow", "processor", "process", "telemetry"), http.StatusForbidden},
 		{"read by an unknown analyst", record("zurich", "analyst:nobody", "analyst", "read", "telemetry"), http.StatusForbidden},
 	} {
-		code, body := httpDo(t, "POST", p.URL()+internalPrefix+"logs/access-zurich/append", p.regions.peerToken, tc.entry)
+		code, body := httpDo(t, "POST", p.URL()+internalPrefix+"logs/access-zurich/append", p.regions.internalTokens["zurich"], tc.entry)
 		if code != tc.want {
 			t.Errorf("%s: %d %s, want %d", tc.name, code, body, tc.want)
 			continue
@@ -197,8 +200,8 @@ func TestInternalAppend(t *testing.T) {
 // TestInternalAppendRefuses: the internal append takes only what a
 // region's process appends to its own log — its gateway's records and
 // denied summaries, its commitments, its crossings — and refuses, with a
-// 4xx and nothing appended, entries of another region (the peer token is
-// every region's), grants (the registry's own), relocation records, a
+// 4xx and nothing appended, entries naming another region or sent to another
+// region's log (with this region's token), grants (the registry's own), relocation records, a
 // "crossing" that lists data keys (custody would unwrap them on its
 // proof) and entries that are none of these.
 func TestInternalAppendRefuses(t *testing.T) {
@@ -243,7 +246,7 @@ func TestInternalAppendRefuses(t *testing.T) {
 		// What was appended shows in the index of the next entry.
 		good := func() uint64 {
 			t.Helper()
-			code, body := httpDo(t, "POST", p.URL()+internalPrefix+"logs/"+tc.log+"/append", p.regions.peerToken, marshal(denied(strings.TrimPrefix(tc.log, "access-"))))
+			code, body := httpDo(t, "POST", p.URL()+internalPrefix+"logs/"+tc.log+"/append", p.regions.internalTokens[strings.TrimPrefix(tc.log, "access-")], marshal(denied(strings.TrimPrefix(tc.log, "access-"))))
 			var ans struct{ Index uint64 }
 			if code != 200 || json.Unmarshal(body, &ans) != nil {
 				t.Fatalf("a denied record: %d %s", code, body)
@@ -251,7 +254,7 @@ func TestInternalAppendRefuses(t *testing.T) {
 			return ans.Index
 		}
 		before := good()
-		code, body := httpDo(t, "POST", p.URL()+internalPrefix+"logs/"+tc.log+"/append", p.regions.peerToken, tc.entry)
+		code, body := httpDo(t, "POST", p.URL()+internalPrefix+"logs/"+tc.log+"/append", p.regions.internalTokens["zurich"], tc.entry)
 		if code != tc.want {
 			t.Errorf("%s: %d %s, want %d", tc.name, code, body, tc.want)
 		}

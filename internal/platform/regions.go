@@ -48,6 +48,8 @@ type regions struct {
 	// routes; pseudonyms gives the endpoints' pseudonyms.
 	peerToken  string
 	pseudonyms endpoint.Pseudonyms
+	// internalTokens are the regions' internal tokens (internal.go).
+	internalTokens map[string]string
 	// lockers hold the leases of the background work of the regions
 	// whose store several processes share (PostgreSQL).
 	lockers map[string]*lease.Locker
@@ -93,6 +95,15 @@ func (p *Platform) startRegions(ctx context.Context) error {
 		return err
 	}
 	rs.peerToken = peerToken
+	rs.internalTokens = map[string]string{}
+	if err := os.MkdirAll(filepath.Join(p.cfg.Data, "internal"), 0o700); err != nil {
+		return err
+	}
+	for _, reg := range active.Regions {
+		if rs.internalTokens[reg.Name], err = keys.LoadOrCreateToken(filepath.Join(p.cfg.Data, "internal", reg.Name+".token")); err != nil {
+			return err
+		}
+	}
 	// One pseudonymisation key for the deployment, so that an endpoint
 	// has the same pseudonym in every region, including after a
 	// relocation: the supervisor's, who gives the pseudonyms, or a key in

@@ -55,9 +55,12 @@ type RegionServiceConfig struct {
 	// base URL its clients use (the region's URL in the policy, usually a
 	// load balancer in front of every process of the region).
 	Listen, PublicURL string
-	// Platform is the base URL of the platform's process, and PeerToken
-	// the deployment's peer token (the platform's <data>/peer.token).
-	Platform, PeerToken string
+	// Platform is the base URL of the platform's process, and
+	// InternalToken the region's token for its internal routes (the
+	// platform's <data>/internal/<region>.token). PeerToken is the
+	// deployment's peer token (the platform's <data>/peer.token), for
+	// the exchange with the other regions.
+	Platform, InternalToken, PeerToken string
 	// Store is the region's store: a postgres:// URL for a store several
 	// processes share, or sqlite:PATH for a lone process.
 	Store string
@@ -116,8 +119,8 @@ func StartRegionService(ctx context.Context, cfg RegionServiceConfig) (_ *Region
 	if cfg.Refresh <= 0 {
 		cfg.Refresh = time.Second
 	}
-	if cfg.Region == "" || cfg.Platform == "" || cfg.PeerToken == "" || cfg.Store == "" || cfg.Data == "" {
-		return nil, errors.New("starting region service: the region, the platform's URL, the peer token, the store and a data directory are required")
+	if cfg.Region == "" || cfg.Platform == "" || cfg.PeerToken == "" || cfg.InternalToken == "" || cfg.Store == "" || cfg.Data == "" {
+		return nil, errors.New("starting region service: the region, the platform's URL, the peer and internal tokens, the store and a data directory are required")
 	}
 	cfg.Platform = strings.TrimSuffix(cfg.Platform, "/")
 	s := &RegionService{cfg: cfg, logger: cfg.Logger.With("region", cfg.Region), hc: &http.Client{Timeout: 10 * time.Second},
@@ -166,7 +169,7 @@ func StartRegionService(ctx context.Context, cfg RegionServiceConfig) (_ *Region
 	}
 	cust := custody.NewClient(custodyURL, custodyToken, &http.Client{Timeout: 10 * time.Second})
 	wrapper := &remoteKey{client: cust, region: cfg.Region, pin: filepath.Join(cfg.Data, "custody-"+cfg.Region+".pub")}
-	ps := pseudonyms.NewClient(cfg.Platform+internalPrefix+"pseudonyms", cfg.PeerToken, &http.Client{Timeout: 10 * time.Second}, 0)
+	ps := pseudonyms.NewClient(cfg.Platform+internalPrefix+"pseudonyms", cfg.InternalToken, &http.Client{Timeout: 10 * time.Second}, 0)
 
 	if s.store, err = store.Open(ctx, cfg.Store); err != nil {
 		return nil, fmt.Errorf("starting region service: opening the store: %w", err)
@@ -341,7 +344,7 @@ func (s *RegionService) get(ctx context.Context, path string, limit int64) ([]by
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Authorization", "Bearer "+s.cfg.PeerToken)
+	req.Header.Set("Authorization", "Bearer "+s.cfg.InternalToken)
 	return client.Send(s.hc, req, limit)
 }
 
@@ -391,7 +394,7 @@ func (l *remoteLog) Append(ctx context.Context, entry []byte) (uint64, error) {
 	var ans struct {
 		Index *uint64 `json:"index"`
 	}
-	err := client.Call(ctx, l.s.hc, http.MethodPost, l.s.cfg.Platform+internalPrefix+"logs/"+l.name+"/append", l.s.cfg.PeerToken, entry, 4096, &ans)
+	err := client.Call(ctx, l.s.hc, http.MethodPost, l.s.cfg.Platform+internalPrefix+"logs/"+l.name+"/append", l.s.cfg.InternalToken, entry, 4096, &ans)
 	var se *client.StatusError
 	switch {
 	case errors.As(err, &se) && se.Status == http.StatusForbidden:
@@ -436,7 +439,7 @@ func (rp remotePrincipals) Authenticate(r *http.Request) (*principal.Principal, 
 		Token string `json:"token"`
 	}{tok})
 	var p principal.Principal
-	err := client.Call(r.Context(), rp.s.hc, http.MethodPost, rp.s.cfg.Platform+internalPrefix+"principals/authenticate", rp.s.cfg.PeerToken, body, 64<<10, &p)
+	err := client.Call(r.Context(), rp.s.hc, http.MethodPost, rp.s.cfg.Platform+internalPrefix+"principals/authenticate", rp.s.cfg.InternalToken, body, 64<<10, &p)
 	var se *client.StatusError
 	switch {
 	case errors.As(err, &se) && se.Status == http.StatusUnauthorized:
