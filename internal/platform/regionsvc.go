@@ -242,6 +242,10 @@ func (s *RegionService) routes() http.Handler {
 	rh := s.region.Handler()
 	mux.Handle("/", rh)
 	mux.Handle("POST /v1/telemetry", s.ingest(rh))
+	// Verdicts take endpoint tokens too, checked against the
+	// revocations: refused like ingest once those may be stale.
+	mux.Handle("GET /v1/verdicts/{sha256}", s.whileFresh(rh))
+	mux.Handle("POST /v1/verdicts", s.whileFresh(rh))
 	g := s.gateway.Handler()
 	mux.Handle("/v1/records", g)
 	mux.Handle("/v1/records/", g)
@@ -272,15 +276,23 @@ func (s *RegionService) fresh() (time.Duration, bool) {
 // ingest is the region's ingest, refused while the policy may be stale and
 // bounded by regionIngestTimeout.
 func (s *RegionService) ingest(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if age, ok := s.fresh(); !ok {
-			w.Header().Set("Retry-After", "1")
-			httpapi.Error(w, http.StatusServiceUnavailable, fmt.Sprintf("this process last read the residency policy %s ago; try again", age.Round(time.Second)))
-			return
-		}
+	return s.whileFresh(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), regionIngestTimeout)
 		defer cancel()
 		h.ServeHTTP(w, r.WithContext(ctx))
+	}))
+}
+
+// whileFresh answers 503 instead of h while the policy and the endpoint
+// revocations may be stale.
+func (s *RegionService) whileFresh(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if age, ok := s.fresh(); !ok {
+			w.Header().Set("Retry-After", "1")
+			httpapi.Error(w, http.StatusServiceUnavailable, fmt.Sprintf("this process last read the residency policy and the endpoint revocations %s ago; try again", age.Round(time.Second)))
+			return
+		}
+		h.ServeHTTP(w, r)
 	})
 }
 
