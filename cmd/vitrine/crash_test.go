@@ -49,8 +49,10 @@ func TestMain(m *testing.M) {
 	os.Setenv("XDG_CONFIG_HOME", filepath.Join(home, "config"))
 	os.Setenv("XDG_CACHE_HOME", filepath.Join(home, "cache"))
 	code := m.Run()
-	if builtDir != "" {
-		os.RemoveAll(builtDir)
+	for _, dir := range []string{builtDir, conformanceDir} {
+		if dir != "" {
+			os.RemoveAll(dir)
+		}
 	}
 	os.RemoveAll(home)
 	os.Exit(code)
