@@ -28,15 +28,21 @@ var (
 // the baseline: the one go.mod requires.
 const tesseraVersion = "v1.0.4"
 
+// conformanceDir holds the conformance server buildConformanceMySQL built,
+// if it did.
+var conformanceDir string
+
 // buildConformanceMySQL builds Tessera's MySQL conformance server
 // (tessera/cmd/conformance/mysql) from the module cache, outside this
-// module, into a temporary directory: it is a baseline to measure against,
-// never part of the repository.
+// module, into a temporary directory (conformanceDir, which TestMain
+// removes): it is a baseline to measure against, never part of the
+// repository. It is built once for all the rounds of -count.
 var buildConformanceMySQL = sync.OnceValues(func() (string, error) {
 	dir, err := os.MkdirTemp("", "tessera-conformance")
 	if err != nil {
 		return "", err
 	}
+	conformanceDir = dir
 	cmd := exec.Command("go", "install", "github.com/transparency-dev/tessera/cmd/conformance/mysql@"+tesseraVersion)
 	cmd.Env = append(os.Environ(), "GOBIN="+dir, "GOFLAGS=-mod=mod")
 	cmd.Dir = dir
@@ -52,10 +58,11 @@ var buildConformanceMySQL = sync.OnceValues(func() (string, error) {
 // database of its own), with the same load generator (internal/loadgen,
 // what `vitrine-bench appends` runs): 1 client and 256 clients, each with
 // one POST /add of a 128-byte entry in flight. Each iteration is one
-// round of -mysqlbench.warmup then -mysqlbench.duration; metrics are the
-// rate and latency percentiles of the last round. Neither log is
-// witnessed (the conformance server cannot be). See docs/performance.md
-// (issue 17) for the command.
+// round: both servers, each for -mysqlbench.warmup then
+// -mysqlbench.duration; metrics are the rates and latency percentiles of
+// the last round and the ratio of the rates (Vitrine's over Tessera's).
+// Neither log is witnessed (the conformance server cannot be). See
+// docs/performance.md (issue 17) for the command.
 func BenchmarkMySQLAppends(b *testing.B) {
 	bin, err := buildVitrine()
 	if err != nil {
@@ -65,7 +72,6 @@ func BenchmarkMySQLAppends(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer os.RemoveAll(filepath.Dir(tess))
 
 	// Vitrine.
 	vloc := logstoretest.NewDatabase(b)
@@ -106,27 +112,39 @@ func BenchmarkMySQLAppends(b *testing.B) {
 		{"tessera", "http://" + taddr, ""},
 	}
 	for _, clients := range []int{1, 256} {
-		for _, tg := range targets {
-			b.Run(fmt.Sprintf("%s/clients=%d", tg.name, clients), func(b *testing.B) {
-				var res loadgen.Result
-				for range b.N {
+		// Each round measures both servers, one after the other, the
+		// first of them alternating between rounds: on a machine that
+		// others share, their ratio within a round is steadier than
+		// either rate.
+		round := 0
+		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
+			res := map[string]loadgen.Result{}
+			for range b.N {
+				for i := range targets {
+					tg := targets[(i+round)%len(targets)]
 					ctx, cancel := context.WithTimeout(context.Background(), *mysqlBenchWarmup+*mysqlBenchDuration+time.Minute)
-					res, err = loadgen.Run(ctx, loadgen.Config{URL: tg.url, Token: tg.token, Clients: clients, Duration: *mysqlBenchDuration, Warmup: *mysqlBenchWarmup})
+					r, err := loadgen.Run(ctx, loadgen.Config{URL: tg.url, Token: tg.token, Clients: clients, Duration: *mysqlBenchDuration, Warmup: *mysqlBenchWarmup})
 					cancel()
 					if err != nil {
 						b.Fatal(err)
 					}
-					if res.Appends == 0 {
-						b.Fatalf("no append succeeded (%d errors, first: %s)", res.Errors, res.FirstError)
+					if r.Appends == 0 {
+						b.Fatalf("%s: no append succeeded (%d errors, first: %s)", tg.name, r.Errors, r.FirstError)
 					}
+					res[tg.name] = r
 				}
-				b.ReportMetric(0, "ns/op")
-				b.ReportMetric(res.PerSecond(), "appends/s")
-				b.ReportMetric(float64(res.P50.Microseconds())/1000, "p50-ms")
-				b.ReportMetric(float64(res.P99.Microseconds())/1000, "p99-ms")
-				b.ReportMetric(float64(res.Errors), "errors")
-			})
-		}
+				round++
+			}
+			b.ReportMetric(0, "ns/op")
+			for _, tg := range targets {
+				r := res[tg.name]
+				b.ReportMetric(r.PerSecond(), tg.name+"-appends/s")
+				b.ReportMetric(float64(r.P50.Microseconds())/1000, tg.name+"-p50-ms")
+				b.ReportMetric(float64(r.P99.Microseconds())/1000, tg.name+"-p99-ms")
+				b.ReportMetric(float64(r.Errors), tg.name+"-errors")
+			}
+			b.ReportMetric(res["vitrine"].PerSecond()/res["tessera"].PerSecond(), "ratio")
+		})
 	}
 }
 

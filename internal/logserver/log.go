@@ -243,9 +243,19 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		prover:   newProver(reader, proofTiles),
 		metrics:  cfg.Metrics,
 	}
-	l.awaiter = tessera.NewPublicationAwaiter(bg, reader.ReadCheckpoint, 10*time.Millisecond)
+	l.awaiter = tessera.NewPublicationAwaiter(bg, reader.ReadCheckpoint, awaitPoll(cfg.CheckpointInterval))
 	l.unreport = l.metrics.Report(l.state)
 	return l, nil
+}
+
+// awaitPoll is how often the log reads its published checkpoint for
+// AwaitWitnessed: a twentieth of the checkpoint interval, at least 10 ms.
+// The awaiter reads it whether or not anyone waits, and on a remote store
+// each read is a query (MySQL) or a GET (S3): every 10 ms, a platform's
+// five logs would ask the database 500 times a second for checkpoints that
+// change at most once a second each.
+func awaitPoll(interval time.Duration) time.Duration {
+	return max(10*time.Millisecond, interval/20)
 }
 
 // appenderDriver is the contract of Tessera's storage drivers that a log

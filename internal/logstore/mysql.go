@@ -171,14 +171,16 @@ func (m *MySQL) MaxEntrySize() int { return m.maxEntry }
 // accepts.
 func (m *MySQL) MinCheckpointInterval() time.Duration { return MinCheckpointInterval }
 
-// Appender returns Tessera's MySQL appender and a reader that serves
-// tlog-tiles partial resources at exactly the width requested.
+// Appender returns Tessera's MySQL appender, with batches that follow
+// load (see followLoad: opts' batch age should be short), and a reader
+// that serves tlog-tiles partial resources at exactly the width
+// requested.
 func (m *MySQL) Appender(ctx context.Context, opts *tessera.AppendOptions) (*tessera.Appender, tessera.LogReader, error) {
 	a, r, err := m.storage.Appender(ctx, opts)
 	if err != nil {
 		return nil, nil, err
 	}
-	return a, trimmed{r}, nil
+	return &tessera.Appender{Add: newFollowLoad(ctx, a.Add, opts.BatchMaxSize()).Add}, trimmed{r}, nil
 }
 
 // Health reports whether the database answers, checking at most once a
