@@ -18,13 +18,13 @@ import (
 )
 
 func runLogServe(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "log serve", "--data DIR --listen ADDR --origin ORIGIN [--witness-policy FILE] [--storage journal|mysql://USER@HOST:PORT/DB] [--tls-cert FILE --tls-key FILE] [--metrics-listen ADDR]")
+	fs := newFlags(e, "log serve", "--data DIR --listen ADDR --origin ORIGIN [--witness-policy FILE] [--storage journal|mysql://USER@HOST:PORT/DB|s3://BUCKET?mysql=USER@HOST:PORT/DB] [--tls-cert FILE --tls-key FILE] [--metrics-listen ADDR]")
 	data := fs.String("data", "", "log directory (required); holds log.key, log.vkey and add.token after the first start, and the journaled tiles unless --storage says otherwise")
-	storage := fs.String("storage", logstore.Journal, "where the log's tiles are stored: \"journal\" (embedded, under --data) or mysql://USER@HOST:PORT/DB[?password_file=PATH] (Tessera's MySQL driver; the password comes from password_file or $"+logstore.PasswordEnv+", never from a flag)")
+	storage := fs.String("storage", logstore.Journal, "where the log's tiles are stored: \"journal\" (embedded, under --data), mysql://USER@HOST:PORT/DB[?password_file=PATH] (Tessera's MySQL driver) or s3://BUCKET[/PREFIX]?mysql=USER@HOST:PORT/DB[&endpoint=URL][&credentials_file=PATH] (Tessera's AWS driver: S3 and MySQL); the MySQL password comes from password_file or $"+logstore.PasswordEnv+", S3 keys from credentials_file or $AWS_ACCESS_KEY_ID and $AWS_SECRET_ACCESS_KEY, never from a flag")
 	listen := fs.String("listen", "127.0.0.1:2025", "address to listen on")
 	origin := fs.String("origin", "", "checkpoint origin (required), e.g. example.com/mylog")
 	policyFile := fs.String("witness-policy", "", "C2SP tlog-policy file naming the witnesses (with URLs) whose quorum every checkpoint needs")
-	interval := fs.Duration("checkpoint-interval", 0, "how often to publish a checkpoint while the log grows (default 200ms; 1s, the driver's minimum, with --storage mysql://)")
+	interval := fs.Duration("checkpoint-interval", 0, "how often to publish a checkpoint while the log grows (default 200ms; 1s, the driver's minimum, with --storage mysql:// or s3://)")
 	debug := fs.String("debug-listen", "", "serve Go profiling endpoints on this address (loopback only; unauthenticated)")
 	sf := cli.AddServeFlags(fs)
 	if err := parseFlags(fs, args, 0); err != nil {

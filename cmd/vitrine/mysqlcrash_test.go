@@ -39,7 +39,33 @@ func TestMySQLTwoWriters(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test builds and kills processes; skipped in -short mode")
 	}
-	loc := logstoretest.NewDatabase(t)
+	twoWriters(t, logstoretest.NewDatabase(t).String(), "")
+}
+
+// TestS3TwoWriters is TestMySQLTwoWriters on Tessera's AWS driver: the
+// log's resources in an S3 bucket (a gofakes3 process of the test's own,
+// or $VITRINE_TEST_S3), its appends sequenced in MariaDB. An append is
+// acknowledged once sequenced; the entries a killed writer sequenced are
+// integrated by the other, or by itself once restarted. Where the server
+// serves the bucket's objects without credentials, the bucket itself is
+// checked as a tlog-tiles log too.
+func TestS3TwoWriters(t *testing.T) {
+	if testing.Short() {
+		t.Skip("crash test builds and kills processes; skipped in -short mode")
+	}
+	s3 := logstoretest.NewS3(t)
+	s3.Location.Prefix = "logs/crash"
+	public := ""
+	if s3.Public != "" {
+		public = s3.Public + "logs/crash/"
+	}
+	twoWriters(t, s3.Location.String(), public)
+}
+
+// twoWriters runs the two-writer crash test on the log store at storage;
+// bucket, if not "", is a base URL serving the store's objects as a
+// tlog-tiles log, checked as the served log is.
+func twoWriters(t *testing.T, storage, bucket string) {
 	iterations := 6
 	if s := os.Getenv("VITRINE_CRASH_ITERATIONS"); s != "" {
 		iterations, _ = strconv.Atoi(s)
@@ -71,7 +97,7 @@ func TestMySQLTwoWriters(t *testing.T) {
 	addrs := [2]string{freeAddr(t), freeAddr(t)}
 	serve := func(i int) *upProcess {
 		return startServing(t, bin, addrs[i], "/checkpoint", 0, "log", "serve", "--data", data, "--listen", addrs[i],
-			"--origin", origin, "--witness-policy", policyFile, "--storage", loc.String())
+			"--origin", origin, "--witness-policy", policyFile, "--storage", storage)
 	}
 	var procs [2]*upProcess
 	procs[0] = serve(0) // the first start makes add.token; then the second
@@ -171,6 +197,30 @@ func TestMySQLTwoWriters(t *testing.T) {
 	}
 	t.Logf("checked after %v", time.Since(start).Round(time.Millisecond))
 	verifyWithOthers(t, urls[0], origin, verifier, cp)
+	if bucket != "" {
+		// The bucket may hold a newer checkpoint than cp: check the
+		// bucket's own, and that cp's tree is a prefix of it.
+		raw, err := get(context.Background(), bucket+"checkpoint")
+		if err != nil {
+			t.Fatal(err)
+		}
+		bcp, err := policy.VerifyCheckpoint(raw, verifier)
+		if err != nil {
+			t.Fatalf("the bucket's checkpoint: %v", err)
+		}
+		if bcp.Size < cp.Size {
+			t.Fatalf("the bucket's checkpoint (size %d) is older than the served one (%d)", bcp.Size, cp.Size)
+		}
+		verifyWithOthers(t, bucket, origin, verifier, bcp)
+		proof, err := tlog.ConsistencyProof(context.Background(), fetcher(t, bucket), cp.Size, bcp.Size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tlog.VerifyConsistency(cp.Size, bcp.Size, cp.Hash, bcp.Hash, proof); err != nil {
+			t.Fatalf("the served checkpoint and the bucket's are not consistent: %v", err)
+		}
+		t.Logf("the bucket, read without the log server, passes too at size %d", bcp.Size)
+	}
 	t.Logf("%d kills, %d acknowledged entries (per writer %v), tree size %d, %d distinct checkpoints seen, appends refused with an error status per writer %v (first: %q)",
 		iterations, len(acked), answered, cp.Size, len(seen), refused, firstRefusal)
 }
@@ -308,8 +358,12 @@ func TestLogServeStorageFlag(t *testing.T) {
 	for _, tc := range []struct{ storage, want string }{
 		{"mysql://root:hunter2@127.0.0.1:3306/test", "password_file"},
 		{"mysql://127.0.0.1:3306/test", "no user"},
-		{"postgres://u@h:5432/d", `want "journal" or mysql://`},
+		{"postgres://u@h:5432/d", `want "journal", mysql://USER@HOST:PORT/DB or s3://`},
 		{"mysql://root@127.0.0.1:3306/test?password_file=relative", "absolute"},
+		{"s3://AKIAEXAMPLE:hunter2@logs?mysql=root@127.0.0.1:3306/test", "credentials_file"},
+		{"s3://logs?mysql=root:hunter2@127.0.0.1:3306/test", "password_file"},
+		{"s3://logs?endpoint=http://127.0.0.1:9000", "no mysql="},
+		{"s3://logs?mysql=root@127.0.0.1:3306/test&endpoint=ftp://h", "endpoint="},
 	} {
 		out, err := runCmd(ctx, runLogServe, "--data", t.TempDir(), "--origin", "example.com/x", "--listen", "127.0.0.1:0", "--storage", tc.storage)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -62,7 +62,7 @@ func TestParseErrorsNameTheLine(t *testing.T) {
 		{"negative duration", "{\n\"commitment_interval\": \"-1h\"\n}", "line 2", "negative"},
 		{"the known keys listed", "{\"tuf\": 1}", "line 1", "debug_listen"},
 		{"log store of no log", `{"log_stores": {"access-paris": "journal"}}`, "log_stores", `no log is named "access-paris"`},
-		{"log store not a location", `{"log_stores": {"default": "sqlite:/x"}}`, "log_stores", `want "journal" or mysql://`},
+		{"log store not a location", `{"log_stores": {"default": "sqlite:/x"}}`, "log_stores", `want "journal", mysql://`},
 		{"log store with a password", `{"log_stores": {"policy": "mysql://u:secret@h:3306/d"}}`, "log_stores", "password_file"},
 		{"certificate without its key", `{"tls_cert": "/etc/cert.pem"}`, "tls_cert", "set both"},
 		{"key without its certificate", `{"tls_key": "/etc/key.pem"}`, "tls_key", "set both"},

@@ -11,7 +11,8 @@
 // # Appending
 //
 // [Log.Append] returns an entry's index once the entry is durably sequenced
-// and integrated: it survives kill -9 and power loss. [Log.AwaitWitnessed]
+// (and, but on Tessera's AWS driver, which integrates sequenced entries once
+// a second, integrated): it survives kill -9 and power loss. [Log.AwaitWitnessed]
 // then waits until a published, witnessed checkpoint covers the entry, and
 // [Log.Prove] builds a C2SP tlog-proof for it. Each published checkpoint is
 // verified once however many wait for it, and proofs are built from a
@@ -312,7 +313,7 @@ func (l *Log) Policy() *tlog.Policy { return l.policy }
 func (l *Log) Reader() tlog.Fetcher { return l.reader }
 
 // Append adds entry to the log and returns its index once the entry is
-// durably sequenced and integrated. It returns ErrEmptyEntry or
+// durably sequenced (see the package documentation). It returns ErrEmptyEntry or
 // ErrEntryTooLarge for bad entries, ErrBusy under pushback, and
 // ErrUnavailable when storage fails (an *UnavailableError, with a
 // RetryAfter, while the storage is broken and recovering).
@@ -463,7 +464,9 @@ func (l *Log) Close(ctx context.Context) error {
 	l.unreport()
 	l.inflight.Wait()
 	var err error
-	if size, serr := l.reader.IntegratedSize(ctx); serr == nil && size > 0 {
+	// NextIndex, not IntegratedSize: a driver may acknowledge entries once
+	// sequenced and integrate them later (Tessera's AWS driver).
+	if size, serr := l.reader.NextIndex(ctx); serr == nil && size > 0 {
 		if _, werr := l.AwaitWitnessed(ctx, size-1); werr != nil {
 			err = fmt.Errorf("closing log %s: last entries not yet in a witnessed checkpoint: %w", l.origin, werr)
 		}

@@ -52,11 +52,12 @@ type MySQL struct {
 	health   tilestore.Health
 }
 
-// DSN returns the go-sql-driver data source name for loc with password.
+// dsn returns the go-sql-driver data source name of loc's MySQL database
+// with password.
 // It holds the password: never log it.
 func (loc Location) dsn(password string) (string, error) {
-	if loc.Kind != "mysql" {
-		return "", fmt.Errorf("log store %s is not a MySQL database", loc)
+	if loc.Kind != "mysql" && loc.Kind != "aws" {
+		return "", fmt.Errorf("log store %s has no MySQL database", loc)
 	}
 	c := gomysql.NewConfig()
 	c.User, c.Passwd = loc.User, password

@@ -54,7 +54,7 @@ var LogNames = []string{"release", "policy", "access-zurich", "access-moscow", "
 // openLogStore opens the storage cfg.LogStores chooses for the log name
 // (nil: the journaled tiles), with the checkpoint interval to use on it:
 // the configured one, raised to the storage's minimum (Tessera's MySQL
-// driver publishes at most once a second).
+// and AWS drivers publish at most once a second).
 func openLogStore(ctx context.Context, cfg Config, name string) (tessera.Driver, time.Duration, error) {
 	spec, ok := cfg.LogStores[name]
 	if !ok {
@@ -72,8 +72,8 @@ func openLogStore(ctx context.Context, cfg Config, name string) (tessera.Driver,
 		return nil, 0, err
 	}
 	interval := cfg.CheckpointInterval
-	if loc.Kind == "mysql" {
-		interval = max(interval, logstore.MinCheckpointInterval)
+	if m, ok := d.(interface{ MinCheckpointInterval() time.Duration }); ok {
+		interval = max(interval, m.MinCheckpointInterval())
 	}
 	return d, interval, nil
 }

@@ -1,10 +1,18 @@
-// Package logstoretest gives tests a MySQL or MariaDB database of their own.
+// Package logstoretest gives tests a MySQL or MariaDB database of their
+// own, and an S3 bucket.
 //
-// The server is the one $VITRINE_TEST_MYSQL names (a log store location,
-// default mysql://root@127.0.0.1:3306/test, the password as for any
-// location); each test gets a new database on it, dropped when the test
-// ends. Where no server answers, the test skips and says so; .ci/run starts
-// the machine's MariaDB.
+// The MySQL server is the one $VITRINE_TEST_MYSQL names (a log store
+// location, default mysql://root@127.0.0.1:3306/test, the password as for
+// any location); each test gets a new database on it, dropped when the
+// test ends. Where no server answers, the test skips and says so; .ci/run
+// starts the machine's MariaDB.
+//
+// The S3 server is, by default, a gofakes3 process of the test's own
+// (github.com/johannesboyne/gofakes3/cmd/gofakes3 on $PATH, which .ci/run
+// installs), storing into a bolt database under the test's temporary
+// directory, or else the one $VITRINE_TEST_S3 names (an s3:// location
+// whose bucket, prefix, endpoint, region and credentials_file are used;
+// each test gets a prefix of its own under it).
 package logstoretest
 
 import (
