@@ -167,6 +167,7 @@ func TestPartitions(t *testing.T) {
 		"external_regions": []string{"zurich", "moscow"},
 		"platform_url":     base(core),
 		"peer_token":       filepath.Join(coreData, "peer.token"),
+		"internal_tokens":  map[string]string{"zurich": filepath.Join(coreData, "internal", "zurich.token"), "moscow": filepath.Join(coreData, "internal", "moscow.token")},
 		"custody_token":    filepath.Join(coreData, "member.token"),
 		"supervisor_url":   supURL,
 	}
