@@ -123,6 +123,13 @@ func (g *Gateway) serveAccess(w http.ResponseWriter, r *http.Request, act *actio
 	rec.Resource.Query = query
 
 	p, err := g.cfg.Principals.Authenticate(r)
+	if errors.Is(err, fault.ErrUnavailable) {
+		// The registry could not be asked (a region's own process asks
+		// the platform): nothing is known of the caller, so nothing is
+		// denied or logged, and the caller retries.
+		g.unavailable(w, r, fmt.Errorf("%w: %v", errPrincipals, err))
+		return
+	}
 	if err == nil && !local {
 		q, query, qerr = parseQuery(r.Context(), r.URL.Query(), g.cfg.Pseudonyms)
 		if g.pseudonymFailed(w, r, qerr) {

@@ -188,6 +188,7 @@ var (
 	errCustody    = fault.New(fault.ErrUnavailable, "key custody did not unwrap the data keys")
 	errPseudonyms = fault.New(fault.ErrUnavailable, "the endpoint's pseudonym could not be had from the supervisor")
 	errStore      = fault.New(fault.ErrUnavailable, "the region's store could not answer")
+	errPrincipals = fault.New(fault.ErrUnavailable, "the principal could not be authenticated: the registry of principals could not be reached")
 )
 
 // requestID returns a fresh random request id.
@@ -209,7 +210,7 @@ func (g *Gateway) unavailable(w http.ResponseWriter, r *http.Request, err error)
 		g.logger.ErrorContext(r.Context(), "access failed closed", "err", err)
 	}
 	msg := "the access failed"
-	for _, e := range []error{errLog, errWitness, errCustody, errStore, errPseudonyms} {
+	for _, e := range []error{errLog, errWitness, errCustody, errStore, errPseudonyms, errPrincipals} {
 		if errors.Is(err, e) {
 			msg = e.Error()
 		}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,11 +12,14 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/vitrine-dev/vitrine/access"
 	"github.com/vitrine-dev/vitrine/internal/endpoint"
+	"github.com/vitrine-dev/vitrine/internal/fault"
+	"github.com/vitrine-dev/vitrine/internal/principal"
 	"github.com/vitrine-dev/vitrine/tlog"
 )
 
@@ -316,6 +320,41 @@ func TestStoreClosedFailsClosed(t *testing.T) {
 	e := newEnv(t, "")
 	e.store.Close()
 	wantUnavailable(t, e.do("GET", "/v1/records?sha256="+hash("a"), "analyst:jdoe", justified), "store")
+}
+
+// unreachablePrincipals is the registry of principals as a region's own
+// process reaches it, through the platform: unreachable on demand.
+type unreachablePrincipals struct {
+	Principals
+	down atomic.Bool
+}
+
+func (p *unreachablePrincipals) Authenticate(r *http.Request) (*principal.Principal, error) {
+	if p.down.Load() {
+		return nil, fmt.Errorf("authenticating principal: %w", fault.Mark(fault.ErrUnavailable, errors.New("injected: the platform cannot be reached")))
+	}
+	return p.Principals.Authenticate(r)
+}
+
+// Fail closed: when the registry of principals cannot be asked, the answer
+// is 503, and nothing is denied or logged: the caller's credential may be
+// good. (It was taken for a bad one: answered 401 and logged as a denied
+// attempt, or, with the log out of reach too, 503 only once the denied
+// record's append had timed out as well.)
+func TestRegistryUnreachableFailsClosed(t *testing.T) {
+	reg := &unreachablePrincipals{}
+	e := newEnvWith(t, "", func(c *Config) { reg.Principals, c.Principals = c.Principals, reg })
+	a := hash("a")
+	e.ingest("CH", rec(a, 0, "secret-path"))
+	reg.down.Store(true)
+	wantUnavailable(t, e.do("GET", "/v1/records?sha256="+a, "analyst:jdoe", justified), "registry of principals")
+	if entries, _ := e.glog.appended(); len(entries) != 0 {
+		t.Errorf("an attempt whose principal could not be authenticated was logged: %q", entries)
+	}
+	reg.down.Store(false)
+	if r := e.do("GET", "/v1/records?sha256="+a, "analyst:jdoe", justified); r.status != http.StatusOK {
+		t.Errorf("once the registry answers again: %d %s", r.status, r.body)
+	}
 }
 
 // Fail closed: when the access log's disk is full, the log cannot take
