@@ -128,6 +128,7 @@ func (g *Gateway) serveAccess(w http.ResponseWriter, r *http.Request, act *actio
 		// the platform): nothing is known of the caller, so nothing is
 		// denied or logged, and the caller retries.
 		g.unavailable(w, r, fmt.Errorf("%w: %v", errPrincipals, err))
+		decision = metrics.Failed
 		return
 	}
 	if err == nil && !local {
@@ -136,14 +137,6 @@ func (g *Gateway) serveAccess(w http.ResponseWriter, r *http.Request, act *actio
 			return
 		}
 		rec.Resource.Query = query
-	}
-	if errors.Is(err, fault.ErrUnavailable) {
-		// The registry (the platform's, for a region's own process) did
-		// not answer: the credential may be good, so this is no denied
-		// attempt. Fail closed.
-		g.unavailable(w, r, err)
-		decision = metrics.Failed
-		return
 	}
 	if err != nil {
 		reason, msg := "bad credential", "this route needs a principal's bearer token (Authorization: Bearer vp1.…)"
