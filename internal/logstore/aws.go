@@ -62,7 +62,7 @@ type AWS struct {
 	loc      Location
 	db       *sql.DB
 	s3       *s3.Client
-	storage  tessera.Driver
+	storage  appender
 	maxEntry int
 	maxBatch int // bytes of entries in one Seq row
 	health   *healthProbe
@@ -105,7 +105,7 @@ func openAWS(ctx context.Context, loc Location, db *sql.DB, dsn string) (*AWS, e
 	if _, err := a.s3.HeadBucket(hctx, &s3.HeadBucketInput{Bucket: aws.String(loc.Bucket)}); err != nil {
 		return nil, fmt.Errorf("bucket %s at %s: %w (the bucket must exist; create it first)", loc.Bucket, loc.s3Server(), err)
 	}
-	a.storage, err = taws.New(ctx, taws.Config{
+	d, err := taws.New(ctx, taws.Config{
 		SDKConfig:    &sdk,
 		S3Options:    loc.s3Options,
 		Bucket:       loc.Bucket,
@@ -117,7 +117,17 @@ func openAWS(ctx context.Context, loc Location, db *sql.DB, dsn string) (*AWS, e
 	if err != nil {
 		return nil, err
 	}
+	var ok bool
+	if a.storage, ok = d.(appender); !ok {
+		return nil, fmt.Errorf("the AWS driver (%T) has no Appender method", d)
+	}
 	return a, nil
+}
+
+// appender is what a Tessera storage driver is to a log (tessera.Driver
+// says nothing of it).
+type appender interface {
+	Appender(ctx context.Context, opts *tessera.AppendOptions) (*tessera.Appender, tessera.LogReader, error)
 }
 
 // checkDatabase checks the MySQL half as OpenMySQL does, creates the
@@ -204,9 +214,7 @@ func (a *AWS) MinCheckpointInterval() time.Duration { return MinCheckpointInterv
 // and fit a Seq row (see followLoad), and a reader of the bucket that
 // serves tlog-tiles partial resources at exactly the width requested.
 func (a *AWS) Appender(ctx context.Context, opts *tessera.AppendOptions) (*tessera.Appender, tessera.LogReader, error) {
-	ap, r, err := a.storage.(interface {
-		Appender(context.Context, *tessera.AppendOptions) (*tessera.Appender, tessera.LogReader, error)
-	}).Appender(ctx, opts)
+	ap, r, err := a.storage.Appender(ctx, opts)
 	if err != nil {
 		return nil, nil, err
 	}
