@@ -9,8 +9,6 @@ import (
 	"io"
 	"os"
 	"path"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -31,7 +29,15 @@ import (
 // only a transactional engine honours, and a commit is what makes an
 // append durable. The driver runs its own CREATE TABLE IF NOT EXISTS
 // afterwards, which finds these.
-var awsSchema = []string{
+var awsSchema = driverSchema{
+	name:       "AWS",
+	statements: awsSchemaStatements,
+	tables:     []string{"Tessera", "SeqCoord", "Seq", "IntCoord", "PubCoord", "GCCoord"},
+	others:     []string{"TreeState", "TiledLeaves"},
+	otherKind:  "mysql",
+}
+
+var awsSchemaStatements = []string{
 	"CREATE TABLE IF NOT EXISTS Tessera (id INT UNSIGNED NOT NULL, compatibilityVersion BIGINT UNSIGNED NOT NULL, PRIMARY KEY (id)) ENGINE=InnoDB",
 	"CREATE TABLE IF NOT EXISTS SeqCoord (id INT UNSIGNED NOT NULL, next BIGINT UNSIGNED NOT NULL, PRIMARY KEY (id)) ENGINE=InnoDB",
 	"CREATE TABLE IF NOT EXISTS Seq (id INT UNSIGNED NOT NULL, seq BIGINT UNSIGNED NOT NULL, v LONGBLOB, PRIMARY KEY (id, seq)) ENGINE=InnoDB",
@@ -39,8 +45,6 @@ var awsSchema = []string{
 	"CREATE TABLE IF NOT EXISTS PubCoord (id INT UNSIGNED NOT NULL, publishedAt BIGINT NOT NULL, size BIGINT UNSIGNED, PRIMARY KEY (id)) ENGINE=InnoDB",
 	"CREATE TABLE IF NOT EXISTS GCCoord (id INT UNSIGNED NOT NULL, fromSize BIGINT NOT NULL, PRIMARY KEY (id)) ENGINE=InnoDB",
 }
-
-var awsSchemaTables = []string{"Tessera", "SeqCoord", "Seq", "IntCoord", "PubCoord", "GCCoord"}
 
 // seqOverhead bounds what a sequenced batch adds to each entry in its
 // row of the Seq table: the gob encoding of the entry's bundle data (its
@@ -58,13 +62,10 @@ type AWS struct {
 	loc      Location
 	db       *sql.DB
 	s3       *s3.Client
-	storage  tessera.Driver
+	storage  appender
 	maxEntry int
 	maxBatch int // bytes of entries in one Seq row
-
-	healthMu sync.Mutex
-	checked  time.Time
-	health   tilestore.Health
+	health   *healthProbe
 }
 
 // OpenAWS connects to the bucket and the database loc names and opens
@@ -73,52 +74,40 @@ type AWS struct {
 // other than 1, tables other than InnoDB), and it refuses a bucket it
 // cannot reach or S3 credentials it cannot find.
 func OpenAWS(ctx context.Context, loc Location) (*AWS, error) {
-	a, err := openAWS(ctx, loc)
+	if loc.Kind != "aws" {
+		return nil, fmt.Errorf("log store %s is not an s3:// location", loc)
+	}
+	db, dsn, err := loc.openDB(4) // for checks; the driver opens its own
 	if err != nil {
+		return nil, err
+	}
+	a, err := openAWS(ctx, loc, db, dsn)
+	if err != nil {
+		db.Close()
 		return nil, fmt.Errorf("log store %s: %w", loc, err)
 	}
 	return a, nil
 }
 
-func openAWS(ctx context.Context, loc Location) (*AWS, error) {
-	if loc.Kind != "aws" {
-		return nil, errors.New("not an s3:// location")
-	}
-	password, err := loc.Password()
-	if err != nil {
-		return nil, err
-	}
-	dsn, err := loc.dsn(password)
-	if err != nil {
-		return nil, err
-	}
-	db, err := sql.Open("mysql", dsn)
-	if err != nil {
-		return nil, err
-	}
-	db.SetMaxOpenConns(4)
-	db.SetConnMaxLifetime(3 * time.Minute)
-	a := &AWS{loc: loc, db: db, health: tilestore.Health{State: tilestore.Healthy}}
+func openAWS(ctx context.Context, loc Location, db *sql.DB, dsn string) (*AWS, error) {
+	a := &AWS{loc: loc, db: db}
+	a.health = newHealthProbe(a.probe)
 	if err := a.checkDatabase(ctx); err != nil {
-		db.Close()
 		return nil, err
 	}
 	sdk, err := loc.sdkConfig(ctx)
 	if err != nil {
-		db.Close()
 		return nil, err
 	}
-	s3opts := loc.s3Options
-	a.s3 = s3.NewFromConfig(sdk, s3opts)
+	a.s3 = s3.NewFromConfig(sdk, loc.s3Options)
 	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if _, err := a.s3.HeadBucket(hctx, &s3.HeadBucketInput{Bucket: aws.String(loc.Bucket)}); err != nil {
-		db.Close()
 		return nil, fmt.Errorf("bucket %s at %s: %w (the bucket must exist; create it first)", loc.Bucket, loc.s3Server(), err)
 	}
-	a.storage, err = taws.New(ctx, taws.Config{
+	d, err := taws.New(ctx, taws.Config{
 		SDKConfig:    &sdk,
-		S3Options:    s3opts,
+		S3Options:    loc.s3Options,
 		Bucket:       loc.Bucket,
 		BucketPrefix: loc.Prefix,
 		DSN:          dsn,
@@ -126,51 +115,27 @@ func openAWS(ctx context.Context, loc Location) (*AWS, error) {
 		MaxIdleConns: 64,
 	})
 	if err != nil {
-		db.Close()
 		return nil, err
+	}
+	var ok bool
+	if a.storage, ok = d.(appender); !ok {
+		return nil, fmt.Errorf("the AWS driver (%T) has no Appender method", d)
 	}
 	return a, nil
 }
 
-// checkDatabase checks the MySQL half as OpenMySQL does and creates the
-// driver's tables, InnoDB.
+// appender is what a Tessera storage driver is to a log (tessera.Driver
+// says nothing of it).
+type appender interface {
+	Appender(ctx context.Context, opts *tessera.AppendOptions) (*tessera.Appender, tessera.LogReader, error)
+}
+
+// checkDatabase checks the MySQL half as OpenMySQL does, creates the
+// driver's tables and sizes batches to the server's max_allowed_packet.
 func (a *AWS) checkDatabase(ctx context.Context) error {
-	db := a.db
-	if err := db.PingContext(ctx); err != nil {
-		return fmt.Errorf("connecting to MySQL: %w", err)
-	}
-	var flush int
-	if err := db.QueryRowContext(ctx, "SELECT @@innodb_flush_log_at_trx_commit").Scan(&flush); err != nil {
-		return fmt.Errorf("reading innodb_flush_log_at_trx_commit: %w", err)
-	}
-	if flush != 1 {
-		return fmt.Errorf("the server has innodb_flush_log_at_trx_commit=%d: a commit is not durable when it returns, so an acknowledged entry could be lost; set it to 1", flush)
-	}
-	var other int
-	if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN ('TreeState', 'TiledLeaves')").Scan(&other); err != nil {
-		return fmt.Errorf("checking the database: %w", err)
-	}
-	if other > 0 {
-		return fmt.Errorf("database %s holds a log of Tessera's MySQL driver (mysql://): give the S3 log a database of its own", a.loc.Database)
-	}
-	for _, stmt := range awsSchema {
-		if _, err := db.ExecContext(ctx, stmt); err != nil {
-			return fmt.Errorf("creating Tessera's AWS schema: %w", err)
-		}
-	}
-	for _, t := range awsSchemaTables {
-		var engine string
-		err := db.QueryRowContext(ctx, "SELECT ENGINE FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?", t).Scan(&engine)
-		if err != nil {
-			return fmt.Errorf("checking table %s: %w", t, err)
-		}
-		if !strings.EqualFold(engine, "InnoDB") {
-			return fmt.Errorf("table %s uses the %s engine: Tessera's sequencer needs InnoDB's row locks and transactions", t, engine)
-		}
-	}
-	var packet int64
-	if err := db.QueryRowContext(ctx, "SELECT @@max_allowed_packet").Scan(&packet); err != nil {
-		return fmt.Errorf("reading max_allowed_packet: %w", err)
+	packet, err := prepareDatabase(ctx, a.db, awsSchema)
+	if err != nil {
+		return err
 	}
 	// A batch is sequenced as one row; keep 64 KiB for the statement.
 	a.maxBatch = int(packet) - 64<<10
@@ -249,9 +214,7 @@ func (a *AWS) MinCheckpointInterval() time.Duration { return MinCheckpointInterv
 // and fit a Seq row (see followLoad), and a reader of the bucket that
 // serves tlog-tiles partial resources at exactly the width requested.
 func (a *AWS) Appender(ctx context.Context, opts *tessera.AppendOptions) (*tessera.Appender, tessera.LogReader, error) {
-	ap, r, err := a.storage.(interface {
-		Appender(context.Context, *tessera.AppendOptions) (*tessera.Appender, tessera.LogReader, error)
-	}).Appender(ctx, opts)
+	ap, r, err := a.storage.Appender(ctx, opts)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -312,35 +275,16 @@ func (a *AWS) get(ctx context.Context, key string) ([]byte, error) {
 
 // Health reports whether the database and the bucket answer, checking at
 // most once a second.
-func (a *AWS) Health() tilestore.Health {
-	a.healthMu.Lock()
-	defer a.healthMu.Unlock()
-	now := time.Now()
-	if now.Sub(a.checked) < time.Second {
-		return a.health
+func (a *AWS) Health() tilestore.Health { return a.health.get() }
+
+func (a *AWS) probe(ctx context.Context) error {
+	if err := a.db.PingContext(ctx); err != nil {
+		return fmt.Errorf("log database unreachable: %w", err)
 	}
-	a.checked = now
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	err := a.db.PingContext(ctx)
-	if err != nil {
-		err = fmt.Errorf("log database unreachable: %w", err)
-	} else if _, herr := a.s3.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(a.loc.Bucket)}); herr != nil {
-		err = fmt.Errorf("log bucket unreachable: %w", herr)
+	if _, err := a.s3.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(a.loc.Bucket)}); err != nil {
+		return fmt.Errorf("log bucket unreachable: %w", err)
 	}
-	if err != nil {
-		if a.health.State == tilestore.Healthy {
-			a.health = tilestore.Health{State: tilestore.Broken, Since: now}
-		}
-		a.health.Reason = err.Error()
-		a.health.NextAttempt = now.Add(time.Second)
-		a.health.Attempts++
-		return a.health
-	}
-	if a.health.State != tilestore.Healthy {
-		a.health = tilestore.Health{State: tilestore.Healthy, Recoveries: a.health.Recoveries + 1, Recovered: now}
-	}
-	return a.health
+	return nil
 }
 
 // OK reports whether Health is healthy.

@@ -183,7 +183,7 @@ func TestOpenAWSRefuses(t *testing.T) {
 				t.Fatal(err)
 			}
 			m.Wait()
-		}, "holds a log of Tessera's MySQL driver"},
+		}, "holds a log of Tessera's other driver (mysql://)"},
 		{"MyISAM", func(t *testing.T, loc *logstore.Location) {
 			if _, err := rawDB(t, *loc).Exec("CREATE TABLE SeqCoord (id INT UNSIGNED NOT NULL, next BIGINT UNSIGNED NOT NULL, PRIMARY KEY (id)) ENGINE=MyISAM"); err != nil {
 				t.Fatal(err)
@@ -287,8 +287,10 @@ func TestAWSBatchBytes(t *testing.T) {
 		futures[i] = a.Add(ctx, tessera.NewEntry(entry(i)))
 	}
 	_, err = futures[0]()
-	if err == nil || !strings.Contains(err.Error(), "packet") {
-		t.Fatalf("Tessera's AWS driver sequencing %d entries of %d bytes on max_allowed_packet=%d: %v; want the server's packet error", n, size, packet, err)
+	// The server answers with its packet error and drops the connection;
+	// the client may see either first (the driver keeps only the text).
+	if err == nil || !strings.Contains(err.Error(), "packet") && !strings.Contains(err.Error(), "bad connection") {
+		t.Fatalf("Tessera's AWS driver sequencing %d entries of %d bytes on max_allowed_packet=%d: %v; want the server's packet error or its dropping the connection", n, size, packet, err)
 	}
 	t.Logf("as expected, Tessera's AWS driver alone on max_allowed_packet=%d: %v", packet, err)
 	cancel()

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	gomysql "github.com/go-sql-driver/mysql"
@@ -36,7 +35,13 @@ var schema = []string{
 	"CREATE TABLE IF NOT EXISTS `TiledLeaves` (`tile_index` BIGINT UNSIGNED NOT NULL, `size` SMALLINT UNSIGNED NOT NULL, `data` LONGBLOB NOT NULL, PRIMARY KEY(`tile_index`)) ENGINE=InnoDB",
 }
 
-var schemaTables = []string{"Tessera", "Checkpoint", "TreeState", "Subtree", "TiledLeaves"}
+var mysqlSchema = driverSchema{
+	name:       "MySQL",
+	statements: schema,
+	tables:     []string{"Tessera", "Checkpoint", "TreeState", "Subtree", "TiledLeaves"},
+	others:     []string{"SeqCoord", "IntCoord"},
+	otherKind:  "s3",
+}
 
 // MySQL is Tessera's MySQL storage driver for one log's database, with the
 // read side trimmed to what tlog-tiles requests name and a health report.
@@ -46,10 +51,7 @@ type MySQL struct {
 	db       *sql.DB
 	storage  *tmysql.Storage
 	maxEntry int
-
-	healthMu sync.Mutex
-	checked  time.Time
-	health   tilestore.Health
+	health   *healthProbe
 }
 
 // dsn returns the go-sql-driver data source name of loc's MySQL database
@@ -66,6 +68,28 @@ func (loc Location) dsn(password string) (string, error) {
 	c.Timeout = 5 * time.Second
 	c.ReadTimeout, c.WriteTimeout = 60*time.Second, 60*time.Second
 	return c.FormatDSN(), nil
+}
+
+// openDB returns a pool of at most maxConns connections to loc's MySQL
+// database (none made yet), and its DSN, which holds the password: never
+// log it.
+func (loc Location) openDB(maxConns int) (*sql.DB, string, error) {
+	password, err := loc.Password()
+	if err != nil {
+		return nil, "", err
+	}
+	dsn, err := loc.dsn(password)
+	if err != nil {
+		return nil, "", err
+	}
+	db, err := sql.Open("mysql", dsn)
+	if err != nil {
+		return nil, "", fmt.Errorf("log store %s: %w", loc, err)
+	}
+	db.SetMaxOpenConns(maxConns)
+	db.SetMaxIdleConns(maxConns)
+	db.SetConnMaxLifetime(3 * time.Minute)
+	return db, dsn, nil
 }
 
 // Password returns the password for loc: the content of its password_file
@@ -87,21 +111,10 @@ func (loc Location) Password() (string, error) {
 // acknowledged append could be lost in a crash of the database server. It
 // refuses to open otherwise.
 func OpenMySQL(ctx context.Context, loc Location) (*MySQL, error) {
-	password, err := loc.Password()
+	db, _, err := loc.openDB(64)
 	if err != nil {
 		return nil, err
 	}
-	dsn, err := loc.dsn(password)
-	if err != nil {
-		return nil, err
-	}
-	db, err := sql.Open("mysql", dsn)
-	if err != nil {
-		return nil, fmt.Errorf("log store %s: %w", loc, err)
-	}
-	db.SetMaxOpenConns(64)
-	db.SetMaxIdleConns(64)
-	db.SetConnMaxLifetime(3 * time.Minute)
 	m, err := openMySQL(ctx, loc, db)
 	if err != nil {
 		db.Close()
@@ -111,34 +124,9 @@ func OpenMySQL(ctx context.Context, loc Location) (*MySQL, error) {
 }
 
 func openMySQL(ctx context.Context, loc Location, db *sql.DB) (*MySQL, error) {
-	if err := db.PingContext(ctx); err != nil {
-		return nil, fmt.Errorf("connecting: %w", err)
-	}
-	var flush int
-	if err := db.QueryRowContext(ctx, "SELECT @@innodb_flush_log_at_trx_commit").Scan(&flush); err != nil {
-		return nil, fmt.Errorf("reading innodb_flush_log_at_trx_commit: %w", err)
-	}
-	if flush != 1 {
-		return nil, fmt.Errorf("the server has innodb_flush_log_at_trx_commit=%d: a commit is not durable when it returns, so an acknowledged entry could be lost; set it to 1", flush)
-	}
-	for _, stmt := range schema {
-		if _, err := db.ExecContext(ctx, stmt); err != nil {
-			return nil, fmt.Errorf("creating Tessera's schema: %w", err)
-		}
-	}
-	for _, t := range schemaTables {
-		var engine string
-		err := db.QueryRowContext(ctx, "SELECT ENGINE FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?", t).Scan(&engine)
-		if err != nil {
-			return nil, fmt.Errorf("checking table %s: %w", t, err)
-		}
-		if !strings.EqualFold(engine, "InnoDB") {
-			return nil, fmt.Errorf("table %s uses the %s engine: Tessera's appenders need InnoDB's row locks and transactions", t, engine)
-		}
-	}
-	var packet int64
-	if err := db.QueryRowContext(ctx, "SELECT @@max_allowed_packet").Scan(&packet); err != nil {
-		return nil, fmt.Errorf("reading max_allowed_packet: %w", err)
+	packet, err := prepareDatabase(ctx, db, mysqlSchema)
+	if err != nil {
+		return nil, err
 	}
 	maxEntry := maxEntryFor(packet)
 	if maxEntry < 1024 {
@@ -148,7 +136,14 @@ func openMySQL(ctx context.Context, loc Location, db *sql.DB) (*MySQL, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &MySQL{loc: loc, db: db, storage: s, maxEntry: maxEntry, health: tilestore.Health{State: tilestore.Healthy}}, nil
+	m := &MySQL{loc: loc, db: db, storage: s, maxEntry: maxEntry}
+	m.health = newHealthProbe(func(ctx context.Context) error {
+		if err := db.PingContext(ctx); err != nil {
+			return fmt.Errorf("log database unreachable: %w", err)
+		}
+		return nil
+	})
+	return m, nil
 }
 
 // maxEntryFor is the largest entry for which a full entry bundle (256
@@ -186,30 +181,7 @@ func (m *MySQL) Appender(ctx context.Context, opts *tessera.AppendOptions) (*tes
 
 // Health reports whether the database answers, checking at most once a
 // second.
-func (m *MySQL) Health() tilestore.Health {
-	m.healthMu.Lock()
-	defer m.healthMu.Unlock()
-	now := time.Now()
-	if now.Sub(m.checked) < time.Second {
-		return m.health
-	}
-	m.checked = now
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if err := m.db.PingContext(ctx); err != nil {
-		if m.health.State == tilestore.Healthy {
-			m.health = tilestore.Health{State: tilestore.Broken, Since: now}
-		}
-		m.health.Reason = "log database unreachable: " + err.Error()
-		m.health.NextAttempt = now.Add(time.Second)
-		m.health.Attempts++
-		return m.health
-	}
-	if m.health.State != tilestore.Healthy {
-		m.health = tilestore.Health{State: tilestore.Healthy, Recoveries: m.health.Recoveries + 1, Recovered: now}
-	}
-	return m.health
-}
+func (m *MySQL) Health() tilestore.Health { return m.health.get() }
 
 // OK reports whether Health is healthy.
 func (m *MySQL) OK() bool { return m.Health().OK() }

@@ -86,6 +86,20 @@ func TestOpenMySQLRefusesMyISAM(t *testing.T) {
 	}
 }
 
+// TestOpenMySQLRefusesAWSDatabase: a database that holds a log of
+// Tessera's AWS driver (its tables share the name Tessera) is not opened as
+// a MySQL driver's.
+func TestOpenMySQLRefusesAWSDatabase(t *testing.T) {
+	loc := logstoretest.NewDatabase(t)
+	if _, err := rawDB(t, loc).Exec("CREATE TABLE SeqCoord (id INT UNSIGNED NOT NULL, next BIGINT UNSIGNED NOT NULL, PRIMARY KEY (id)) ENGINE=InnoDB"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := logstore.OpenMySQL(context.Background(), loc)
+	if err == nil || !strings.Contains(err.Error(), "other driver (s3://)") {
+		t.Fatalf("OpenMySQL over an AWS driver's database = %v, want a refusal", err)
+	}
+}
+
 func TestOpenMySQLBadPassword(t *testing.T) {
 	loc := logstoretest.NewDatabase(t)
 	loc.User = "vitrine_nobody"

@@ -174,19 +174,32 @@ func parseMySQL(s string, params bool) (Location, error) {
 		}
 		return loc, nil
 	}
-	q, err := url.ParseQuery(u.RawQuery)
+	q, err := parseParams(u.RawQuery)
 	if err != nil {
-		return bad("parameters: %v", err)
+		return Location{}, err
 	}
 	for k, v := range q {
-		if len(v) != 1 {
-			return bad("parameter %q given %d times", k, len(v))
-		}
-		if err := loc.setMySQLParam(k, v[0]); err != nil {
+		if err := loc.setMySQLParam(k, v); err != nil {
 			return Location{}, err
 		}
 	}
 	return loc, nil
+}
+
+// parseParams reads a location's parameters, each given once.
+func parseParams(raw string) (map[string]string, error) {
+	q, err := url.ParseQuery(raw)
+	if err != nil {
+		return nil, fmt.Errorf("parameters: %v", err)
+	}
+	out := make(map[string]string, len(q))
+	for k, v := range q {
+		if len(v) != 1 {
+			return nil, fmt.Errorf("parameter %q given %d times", k, len(v))
+		}
+		out[k] = v[0]
+	}
+	return out, nil
 }
 
 // errUnknownParam is setMySQLParam's answer for a parameter that is not
@@ -317,15 +330,12 @@ func parseS3(s string) (Location, error) {
 	if u.RawPath != "" || !validPrefix(loc.Prefix) {
 		return bad("prefix %q: want /-separated names of letters, digits, '.', '_' and '-', without a trailing /", loc.Prefix)
 	}
-	q, err := url.ParseQuery(u.RawQuery)
+	q, err := parseParams(u.RawQuery)
 	if err != nil {
-		return bad("parameters: %v", err)
+		return Location{}, err
 	}
 	for k, v := range q {
-		if len(v) != 1 {
-			return bad("parameter %q given %d times", k, len(v))
-		}
-		switch v := v[0]; k {
+		switch k {
 		case "mysql":
 			if strings.ContainsAny(v, "?#") {
 				return bad("mysql=%q: want USER@HOST:PORT/DB (password_file and tls are parameters of the s3:// location)", redactValue(v))

@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -61,7 +60,11 @@ func NewS3(tb testing.TB) S3 {
 	dir := tb.TempDir()
 	addr := freeAddr(tb)
 	cmd := exec.Command(bin, "-backend", "bolt", "-bolt.db", filepath.Join(dir, "s3.db"), "-host", addr, "-initialbucket", Bucket, "-quiet")
-	out := new(lockedBuffer)
+	out, err := os.Create(filepath.Join(dir, "gofakes3.out"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer out.Close() // the process keeps its own descriptor
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		tb.Fatal(err)
@@ -77,7 +80,8 @@ func NewS3(tb testing.TB) S3 {
 			break
 		}
 		if time.Now().After(deadline) {
-			tb.Fatalf("gofakes3 did not listen on %s: %v\n%s", addr, err, out.String())
+			b, _ := os.ReadFile(out.Name())
+			tb.Fatalf("gofakes3 did not listen on %s: %v\n%s", addr, err, b)
 		}
 	}
 	// gofakes3 checks no signature; the SDK needs a key to sign with all
@@ -98,21 +102,4 @@ func freeAddr(tb testing.TB) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
