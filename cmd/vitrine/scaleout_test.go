@@ -25,6 +25,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/vitrine-dev/vitrine/access"
+	"github.com/vitrine-dev/vitrine/client"
 	"github.com/vitrine-dev/vitrine/internal/gotest"
 	"github.com/vitrine-dev/vitrine/reputation"
 )
@@ -427,15 +428,7 @@ func checkScaleOutStore(t *testing.T, dsn string, acked map[string]*crashBatch) 
 // analyst, proven in the log's witnessed checkpoint.
 func checkReceipts(t *testing.T, base string, receipts map[string]bool) {
 	t.Helper()
-	d := discover(t, base)
-	l, err := d.OpenLog("access-zurich", []byte(d.WitnessPolicy), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	entries, _, err := l.Entries(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
+	l, entries := zurichEntries(t, base)
 	for rc := range receipts {
 		origin, idx, _ := strings.Cut(rc, " ")
 		i, err := strconv.ParseUint(idx, 10, 64)
@@ -454,15 +447,7 @@ func checkReceipts(t *testing.T, base string, receipts map[string]bool) {
 // from its proven access log.
 func commitmentTimes(t *testing.T, base string) []time.Time {
 	t.Helper()
-	d := discover(t, base)
-	l, err := d.OpenLog("access-zurich", []byte(d.WitnessPolicy), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	entries, _, err := l.Entries(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, entries := zurichEntries(t, base)
 	var out []time.Time
 	for _, e := range entries {
 		if access.EntryKind(e) == access.KindCommitment {
@@ -474,4 +459,20 @@ func commitmentTimes(t *testing.T, base string) []time.Time {
 		}
 	}
 	return out
+}
+
+// zurichEntries returns zurich's access log, as discovery names it, and
+// its entries, each proven in its witnessed checkpoint.
+func zurichEntries(t *testing.T, base string) (*client.Log, [][]byte) {
+	t.Helper()
+	d := discover(t, base)
+	l, err := d.OpenLog("access-zurich", []byte(d.WitnessPolicy), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, _, err := l.Entries(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l, entries
 }

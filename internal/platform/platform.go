@@ -293,17 +293,8 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("starting platform: %w", err)
 	}
-	p.listener, err = net.Listen("tcp", cfg.Listen)
-	if err != nil {
+	if p.listener, p.baseURL, err = listen(cfg.Listen, cfg.PublicURL, cfg.TLS); err != nil {
 		return nil, fmt.Errorf("starting platform: %w", err)
-	}
-	scheme := "http://"
-	if cfg.TLS != nil {
-		p.listener, scheme = tls.NewListener(p.listener, cfg.TLS), "https://"
-	}
-	p.baseURL = strings.TrimSuffix(cfg.PublicURL, "/")
-	if p.baseURL == "" {
-		p.baseURL = scheme + p.listener.Addr().String()
 	}
 
 	client := &http.Client{Timeout: 10 * time.Second}
@@ -537,6 +528,25 @@ func (p *Platform) serveIndex(w http.ResponseWriter, r *http.Request) {
 	for _, m := range d.Monitors {
 		fmt.Fprintf(w, "monitor: %sv1/alerts\n", m.URL)
 	}
+}
+
+// listen listens on addr, with TLS under conf unless it is nil, and
+// returns the listener and the base URL: publicURL, else
+// http(s)://<the listener's address>.
+func listen(addr, publicURL string, conf *tls.Config) (net.Listener, string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, "", err
+	}
+	scheme := "http://"
+	if conf != nil {
+		ln, scheme = tls.NewListener(ln, conf), "https://"
+	}
+	base := strings.TrimSuffix(publicURL, "/")
+	if base == "" {
+		base = scheme + ln.Addr().String()
+	}
+	return ln, base, nil
 }
 
 // URL returns the platform's base URL.

@@ -191,16 +191,8 @@ func StartRegionService(ctx context.Context, cfg RegionServiceConfig) (_ *Region
 		return nil, fmt.Errorf("starting region service: %w", err)
 	}
 
-	if s.listener, err = net.Listen("tcp", cfg.Listen); err != nil {
+	if s.listener, s.baseURL, err = listen(cfg.Listen, cfg.PublicURL, cfg.TLS); err != nil {
 		return nil, fmt.Errorf("starting region service: %w", err)
-	}
-	scheme := "http://"
-	if cfg.TLS != nil {
-		s.listener, scheme = tls.NewListener(s.listener, cfg.TLS), "https://"
-	}
-	s.baseURL = strings.TrimSuffix(cfg.PublicURL, "/")
-	if s.baseURL == "" {
-		s.baseURL = scheme + s.listener.Addr().String()
 	}
 	s.server = &http.Server{
 		Handler:           s.routes(),
