@@ -18,12 +18,12 @@ import (
 // runServe runs one role of a deployment, from the configuration file that
 // every process of the deployment shares.
 func runServe(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "serve", "--config FILE --role all|region:NAME [--listen ADDR] [--data DIR] [--public-url URL] [--tls-cert FILE --tls-key FILE] [--metrics-listen ADDR]")
+	fs := newFlags(e, "serve", "--config FILE --role all|logs|region:NAME [--listen ADDR] [--data DIR] [--public-url URL] [--tls-cert FILE --tls-key FILE] [--metrics-listen ADDR]")
 	configFile := fs.String("config", "", "the deployment's configuration file (required; docs/config.md)")
-	role := fs.String("role", "", "the role to run (required): all (every role in one process, as vitrine up), or region:NAME (one of the processes of region NAME's service, beside the platform's process at platform_url)")
+	role := fs.String("role", "", "the role to run (required): all (every role in one process, as vitrine up; with logs_url in the configuration, every role but the logs), logs (the deployment's logs, which the platform's process reaches at logs_url), or region:NAME (one of the processes of region NAME's service, beside the platform's process at platform_url)")
 	listen := fs.String("listen", "", "address to listen on (role region: required; all: the configuration's listen)")
-	data := fs.String("data", "", "role region: this process's own directory (default ./vitrine-region-NAME); all: the configuration's data")
-	publicURL := fs.String("public-url", "", "role region: the region's URL that clients use (default: the region's URL in the policy, else http://<listen>)")
+	data := fs.String("data", "", "role region: this process's own directory (default ./vitrine-region-NAME); logs: the logs' directory (default ./vitrine-logs); all: the configuration's data")
+	publicURL := fs.String("public-url", "", "role region: the region's URL that clients use (default: the region's URL in the policy, else http://<listen>); logs: the URL readers and the platform use (default: logs_url, else http(s)://<listen>)")
 	sf := cli.AddServeFlags(fs)
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
@@ -50,13 +50,16 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		}
 		return runUp(ctx, e, up)
 	}
-	name, ok := strings.CutPrefix(*role, "region:")
-	if !ok || name == "" {
-		return fmt.Errorf("--role %q: want all or region:NAME", *role)
-	}
 	c, err := config.Load(*configFile)
 	if err != nil {
 		return err
+	}
+	if *role == "logs" {
+		return serveLogs(ctx, e, c, *listen, *data, *publicURL, sf)
+	}
+	name, ok := strings.CutPrefix(*role, "region:")
+	if !ok || name == "" {
+		return fmt.Errorf("--role %q: want all, logs or region:NAME", *role)
 	}
 	switch {
 	case *listen == "":
@@ -155,4 +158,59 @@ func regionCustody(c *config.Config) (custodyURL, token string, err error) {
 	}
 	token, err = cli.ReadToken(c.CustodyToken, "custody's token")
 	return custodyURL, token, err
+}
+
+// serveLogs runs the deployment's logs in a process of their own, which
+// the platform's process reaches at logs_url with the token this process
+// keeps in <data>/logs.token.
+func serveLogs(ctx context.Context, e *env, c *config.Config, listen, data, publicURL string, sf *cli.ServeFlags) error {
+	if listen == "" {
+		return errors.New("--role logs: --listen is required")
+	}
+	if data == "" {
+		data = "./vitrine-logs"
+	}
+	if publicURL == "" {
+		publicURL = c.LogsURL
+	}
+	var policy []byte
+	switch {
+	case c.WitnessPolicy != "":
+		b, err := os.ReadFile(c.WitnessPolicy)
+		if err != nil {
+			return fmt.Errorf("witness_policy: %w", err)
+		}
+		policy = b
+	case c.SupervisorURL != "":
+		return errors.New("--role logs with supervisor_url: set witness_policy to the supervisor's witness policy")
+	}
+	cli.TuneGC()
+	tlsConf, err := cli.TLS(ctx, sf.TLSCert, sf.TLSKey, e.Logger)
+	if err != nil {
+		return err
+	}
+	reg := metrics.New()
+	if err := os.MkdirAll(data, 0o700); err != nil {
+		return err
+	}
+	if err := cli.ServeMetrics(ctx, e, sf.MetricsListen, reg, tlsConf, filepath.Join(data, "metrics.token")); err != nil {
+		return err
+	}
+	s, err := platform.StartLogService(ctx, platform.LogServiceConfig{
+		Data: data, Name: c.Name, Listen: listen, PublicURL: publicURL, TLS: tlsConf, Metrics: reg,
+		WitnessPolicy: policy, CheckpointInterval: time.Duration(c.CheckpointInterval), LogStores: c.LogStores, Logger: e.Logger,
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.Stdout, "logs serving at %s (%s), append token %s\n", s.URL(), strings.Join(platform.LogNames, ", "), filepath.Join(data, "logs.token"))
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case err := <-s.Done():
+		serveErr = fmt.Errorf("server stopped: %w", err)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return errors.Join(serveErr, s.Close(sctx))
 }

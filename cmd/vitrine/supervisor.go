@@ -233,7 +233,7 @@ func checkSecureURL(what, raw string) error {
 		if ip := net.ParseIP(host); host == "localhost" || ip != nil && ip.IsLoopback() {
 			return nil
 		}
-		return fmt.Errorf("%s %s: plain http reaches only this machine; the supervisor is reached over https", what, raw)
+		return fmt.Errorf("%s %s: plain http reaches only this machine; use https", what, raw)
 	}
 	return fmt.Errorf("%s %q is not an http or https URL", what, raw)
 }

@@ -134,6 +134,22 @@ func runUp(ctx context.Context, e *env, args []string) error {
 		pc.TUFRoot = b
 	}
 	data = &pc.Data
+	if c.LogsURL != "" {
+		if c.SupervisorURL != "" {
+			return errors.New("logs_url with supervisor_url is not supported yet: run the logs in the platform's process, or without a supervisor")
+		}
+		if c.LogsToken == "" {
+			return errors.New("logs_url needs logs_token: the file holding the logs process's append token (its <data>/logs.token)")
+		}
+		if err := checkSecureURL("the logs process", c.LogsURL); err != nil {
+			return err
+		}
+		tok, err := cli.ReadToken(c.LogsToken, "the logs' token")
+		if err != nil {
+			return err
+		}
+		pc.RemoteLogs = &platform.RemoteLogs{URL: strings.TrimSuffix(c.LogsURL, "/"), Token: tok}
+	}
 	if c.SupervisorURL != "" {
 		if c.CustodyURL != "" {
 			return errors.New("a platform with a supervisor uses the supervisor's custody: leave the custody URL out")

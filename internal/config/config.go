@@ -120,6 +120,17 @@ type Config struct {
 	// for the processes of that region's service; each region's hosts
 	// get their own region's file only.
 	InternalTokens map[string]string `json:"internal_tokens"`
+	// LogsURL is the base URL of the logs' own process (`vitrine serve
+	// --role logs`), and LogsToken the file holding its append token
+	// (that process's <data>/logs.token): the platform's process then
+	// opens no log and appends through it. Empty keeps the logs in the
+	// platform's process.
+	LogsURL   string `json:"logs_url"`
+	LogsToken string `json:"logs_token"`
+	// WitnessPolicy is, for the logs' own process, the file holding the
+	// C2SP tlog-policy of the witnesses that cosign the logs (with their
+	// URLs); without it that process runs a witness of its own.
+	WitnessPolicy string `json:"witness_policy"`
 	// ExternalRegions are the regions whose service runs in processes of
 	// its own (`vitrine serve --role region:<name>`) on a PostgreSQL store
 	// (stores) they share with the platform's process: the platform's
@@ -210,6 +221,7 @@ func (c *Config) keys() []struct {
 		{"checkpoint_interval", &c.CheckpointInterval}, {"commitment_interval", &c.CommitmentInterval},
 		{"custody_url", &c.CustodyURL}, {"custody_token", &c.CustodyToken}, {"supervisor_url", &c.SupervisorURL},
 		{"platform_url", &c.PlatformURL}, {"peer_token", &c.PeerToken}, {"internal_tokens", &c.InternalTokens}, {"external_regions", &c.ExternalRegions},
+		{"logs_url", &c.LogsURL}, {"logs_token", &c.LogsToken}, {"witness_policy", &c.WitnessPolicy},
 		{"tuf_root", &c.TUFRoot}, {"tuf_offline", &c.TUFOffline}, {"debug_listen", &c.DebugListen},
 		{"monitor", &c.Monitor},
 	}

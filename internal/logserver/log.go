@@ -312,6 +312,10 @@ func (l *Log) Policy() *tlog.Policy { return l.policy }
 // Reader returns read access to the log's published resources.
 func (l *Log) Reader() tlog.Fetcher { return l.reader }
 
+// NextIndex returns the index the next entry will have: every index
+// below it is sequenced, if not yet in a checkpoint.
+func (l *Log) NextIndex(ctx context.Context) (uint64, error) { return l.reader.NextIndex(ctx) }
+
 // Append adds entry to the log and returns its index once the entry is
 // durably sequenced (see the package documentation). It returns ErrEmptyEntry or
 // ErrEntryTooLarge for bad entries, ErrBusy under pushback, and

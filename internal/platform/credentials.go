@@ -14,13 +14,12 @@ import (
 	"github.com/vitrine-dev/vitrine/internal/gateway"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
 	"github.com/vitrine-dev/vitrine/internal/keys"
-	"github.com/vitrine-dev/vitrine/internal/logserver"
 	"github.com/vitrine-dev/vitrine/internal/principal"
 )
 
 // grantLog is where the principal registry logs grants and revocations:
 // the access log of each region.
-type grantLog map[string]*logserver.Log
+type grantLog map[string]appendLog
 
 func (g grantLog) Append(ctx context.Context, region string, entry []byte) error {
 	l := g["access-"+region]
@@ -35,19 +34,19 @@ func (g grantLog) Append(ctx context.Context, region string, entry []byte) error
 // through the principal registry's Admit, so that no granted access of a
 // principal enters the log after its revocation or expiry.
 type admittedLog struct {
-	*logserver.Log
+	appendLog
 	principals *principal.Registry
 }
 
 func (l admittedLog) Append(ctx context.Context, entry []byte) (uint64, error) {
-	return l.principals.Admit(ctx, entry, l.Log.Append)
+	return l.principals.Admit(ctx, entry, l.appendLog.Append)
 }
 
 // The gateway hands admittedLog the record with its encoding.
 var _ gateway.RecordLog = admittedLog{}
 
 func (l admittedLog) AppendRecord(ctx context.Context, rec *access.Record, entry []byte) (uint64, error) {
-	return l.principals.AdmitRecord(ctx, rec, entry, l.Log.Append)
+	return l.principals.AdmitRecord(ctx, rec, entry, l.appendLog.Append)
 }
 
 // openEndpointIssuer returns the endpoint token issuer, whose verifiers —

@@ -145,7 +145,7 @@ func (p *Platform) appendFromRegion(r *http.Request, l admittedLog, entry []byte
 		}
 		if peer, ok := region.CrossingPeer(rec); ok && peer != name && len(rec.Keys) == 0 && len(rec.Subjects) == 0 &&
 			rec.Resource.Digest == access.Digest(nil) && p.regions.policy.Load().Region(peer) != nil {
-			return l.Log.Append(r.Context(), entry)
+			return l.appendLog.Append(r.Context(), entry)
 		}
 		return l.AppendRecord(r.Context(), rec, entry)
 	case access.KindCommitment:
@@ -169,7 +169,7 @@ func (p *Platform) appendFromRegion(r *http.Request, l admittedLog, entry []byte
 	default:
 		return 0, &refusedEntry{http.StatusBadRequest, "not an access record, a commitment or a denied summary"}
 	}
-	return l.Log.Append(r.Context(), entry)
+	return l.appendLog.Append(r.Context(), entry)
 }
 
 // refusedEntry is an entry a region's process may not append, with the

@@ -18,7 +18,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -44,7 +43,6 @@ import (
 	"github.com/vitrine-dev/vitrine/internal/witness"
 	"github.com/vitrine-dev/vitrine/release"
 	"github.com/vitrine-dev/vitrine/residency"
-	"github.com/vitrine-dev/vitrine/tlog"
 )
 
 // LogNames are the logs every deployment runs: review holds the auditors'
@@ -55,13 +53,13 @@ var LogNames = []string{"release", "policy", "access-zurich", "access-moscow", "
 // (nil: the journaled tiles), with the checkpoint interval to use on it:
 // the configured one, raised to the storage's minimum (Tessera's MySQL
 // and AWS drivers publish at most once a second).
-func openLogStore(ctx context.Context, cfg Config, name string) (tessera.Driver, time.Duration, error) {
-	spec, ok := cfg.LogStores[name]
+func openLogStore(ctx context.Context, interval time.Duration, stores map[string]string, name string) (tessera.Driver, time.Duration, error) {
+	spec, ok := stores[name]
 	if !ok {
-		spec, ok = cfg.LogStores["default"]
+		spec, ok = stores["default"]
 	}
 	if !ok {
-		return nil, cfg.CheckpointInterval, nil
+		return nil, interval, nil
 	}
 	loc, err := logstore.ParseLocation(spec)
 	if err != nil {
@@ -71,7 +69,6 @@ func openLogStore(ctx context.Context, cfg Config, name string) (tessera.Driver,
 	if err != nil {
 		return nil, 0, err
 	}
-	interval := cfg.CheckpointInterval
 	if m, ok := d.(interface{ MinCheckpointInterval() time.Duration }); ok {
 		interval = max(interval, m.MinCheckpointInterval())
 	}
@@ -139,6 +136,11 @@ type Config struct {
 	// runs custody itself, under /custody/.
 	CustodyURL   string
 	CustodyToken string
+	// RemoteLogs, when set, is the logs' own process (`vitrine serve
+	// --role logs`): the platform opens no log and runs no witness, and
+	// appends through that process. LogStores is then the logs
+	// process's business.
+	RemoteLogs *RemoteLogs
 	// ExternalRegions are the regions served by processes of their own
 	// (`vitrine serve --role region:<name>`, on a PostgreSQL store they
 	// share with this process): this process does none of their
@@ -223,7 +225,9 @@ type Platform struct {
 	operatorToken string
 	witness       *witness.Witness
 	policy        string
-	logs          map[string]*logserver.Log
+	witnesses     []DiscoveryWitness // the witnesses the policy names
+	remoteLogURLs map[string]string  // where the logs are read, when they run elsewhere
+	logs          map[string]appendLog
 	custody       *custody.Service
 	custodyToken  string
 	// unwrapper is custody as the gateways and relocations reach it: the
@@ -272,7 +276,7 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 			return nil, fmt.Errorf("starting platform: build source root %q is not an absolute path", r)
 		}
 	}
-	p := &Platform{cfg: cfg, logger: cfg.Logger, logs: map[string]*logserver.Log{}, serveErr: make(chan error, 1), buildSlot: make(chan struct{}, 1)}
+	p := &Platform{cfg: cfg, logger: cfg.Logger, logs: map[string]appendLog{}, serveErr: make(chan error, 1), buildSlot: make(chan struct{}, 1)}
 	p.bg, p.bgCancel = context.WithCancel(context.WithoutCancel(ctx))
 	defer func() {
 		if err != nil {
@@ -297,68 +301,8 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 		return nil, fmt.Errorf("starting platform: %w", err)
 	}
 
-	client := &http.Client{Timeout: 10 * time.Second}
-	if sup := cfg.Supervisor; sup != nil {
-		// The supervisor's witness, over the network.
-		p.policy = sup.WitnessPolicy
-	} else {
-		p.witness, err = witness.Open(ctx, witness.Config{
-			Dir:    filepath.Join(cfg.Data, "witness"),
-			Name:   cfg.Name + "/witness",
-			Logger: cfg.Logger,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("starting platform: %w", err)
-		}
-		witnessURL := p.baseURL + "/witness"
-		policy, err := tlog.SingleWitnessPolicy("supervisor", p.witness.VKey(), witnessURL)
-		if err != nil {
-			return nil, fmt.Errorf("starting platform: %w", err)
-		}
-		p.policy = string(policy)
-		// The logs reach the in-process witness without the network.
-		wu, err := url.Parse(witnessURL)
-		if err != nil {
-			return nil, fmt.Errorf("starting platform: witness URL: %w", err)
-		}
-		client.Transport = &httpapi.HandlerTransport{
-			Host:    wu.Host,
-			Handler: http.StripPrefix("/witness", p.witnessHandler()),
-			Next:    http.DefaultTransport,
-		}
-	}
-	vkeys, err := LogKeys(cfg.Data, cfg.Name)
-	if err != nil {
+	if err := p.openLogs(ctx); err != nil {
 		return nil, fmt.Errorf("starting platform: %w", err)
-	}
-	for _, name := range LogNames {
-		dir, origin := filepath.Join(cfg.Data, "logs", name), cfg.Name+"/logs/"+name
-		if p.witness != nil {
-			if err := p.witness.AddLog(ctx, witness.LogKey{Origin: origin, VKey: vkeys[name]}); err != nil {
-				return nil, fmt.Errorf("starting platform: %w", err)
-			}
-		}
-		storage, interval, err := openLogStore(ctx, cfg, name)
-		if err != nil {
-			return nil, fmt.Errorf("starting platform: log %s: %w", name, err)
-		}
-		l, err := logserver.Open(ctx, logserver.Config{
-			Dir:                dir,
-			Origin:             origin,
-			WitnessPolicy:      []byte(p.policy),
-			HTTPClient:         client,
-			Logger:             cfg.Logger,
-			CheckpointInterval: interval,
-			Storage:            storage,
-			Metrics:            cfg.Metrics.Log(origin),
-		})
-		if err != nil {
-			if s, ok := storage.(logserver.StorageHealth); ok {
-				s.Wait()
-			}
-			return nil, fmt.Errorf("starting platform: %w", err)
-		}
-		p.logs[name] = l
 	}
 
 	// Principals may be given any region an access log exists for, and
@@ -494,13 +438,11 @@ func (p *Platform) Discovery() Discovery {
 	}
 	for _, name := range LogNames {
 		l := p.logs[name]
-		d.Logs = append(d.Logs, DiscoveryLog{Name: name, Origin: l.Origin(), VKey: l.VKey(), URL: p.baseURL + "/logs/" + name + "/"})
+		d.Logs = append(d.Logs, DiscoveryLog{Name: name, Origin: l.Origin(), VKey: l.VKey(), URL: p.logURL(name)})
 	}
+	d.Witnesses = p.witnesses
 	if sup := p.cfg.Supervisor; sup != nil {
-		d.Witnesses = []DiscoveryWitness{sup.Witness}
 		d.Monitors = []DiscoveryMonitor{sup.Monitor}
-	} else {
-		d.Witnesses = []DiscoveryWitness{{Name: p.witness.Name(), VKey: p.witness.VKey(), URL: p.baseURL + "/witness/"}}
 	}
 	d.Releases = DiscoveryReleases{URL: p.baseURL + "/releases/", Key: string(release.PublicKey(p.releaseKey.Public().(ed25519.PublicKey)).PEM())}
 	d.Updates = DiscoveryUpdates{URL: p.baseURL + "/updates/", Root: p.updates.Root()}
@@ -552,8 +494,12 @@ func listen(addr, publicURL string, conf *tls.Config) (net.Listener, string, err
 // URL returns the platform's base URL.
 func (p *Platform) URL() string { return p.baseURL }
 
-// Log returns the named log, or nil.
-func (p *Platform) Log(name string) *logserver.Log { return p.logs[name] }
+// Log returns the named log, or nil, also when the logs run in a process
+// of their own.
+func (p *Platform) Log(name string) *logserver.Log {
+	l, _ := p.logs[name].(*logserver.Log)
+	return l
+}
 
 // OperatorToken returns the bearer token for operator routes.
 func (p *Platform) OperatorToken() string { return p.operatorToken }
