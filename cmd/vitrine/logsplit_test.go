@@ -177,12 +177,34 @@ func TestLogsProcess(t *testing.T) {
 		t.Logf("kill %d: reads resumed %s after the logs process came back", k+1, resumes("logs process restarted").Round(time.Millisecond))
 	}
 
-	// An impostor: a logs process with other keys at the same address.
-	// The platform appends to it, but no proof it gives verifies under
-	// the keys pinned on first use, so nothing is released.
+	// An impostor: a logs process with other keys at the same address,
+	// which took the append token too. The platform appends to it, but
+	// no proof it gives verifies under the keys pinned on first use, so
+	// nothing is released.
 	logs.kill()
+	tok, err := os.ReadFile(filepath.Join(logsData, "logs.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "impostor"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "impostor", "logs.token"), tok, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	impostor := startLogs(filepath.Join(dir, "impostor"))
 	refusedWhileDown("an impostor logs process")
+	// The impostor took the reads' records: what refused them was their
+	// proofs, not a failed append.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		b, err := get(t.Context(), "http://"+logsAddr+"/logs/access-zurich/checkpoint")
+		if lines := strings.Split(string(b), "\n"); err == nil && len(lines) > 1 && lines[1] != "0" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the impostor took no append: %s %v", b, err)
+		}
+	}
 	impostor.kill()
 	logs = startLogs(logsData)
 	resumes("the real logs process back")

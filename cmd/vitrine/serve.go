@@ -18,11 +18,11 @@ import (
 // runServe runs one role of a deployment, from the configuration file that
 // every process of the deployment shares.
 func runServe(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "serve", "--config FILE --role all|logs|region:NAME [--listen ADDR] [--data DIR] [--public-url URL] [--tls-cert FILE --tls-key FILE] [--metrics-listen ADDR]")
+	fs := newFlags(e, "serve", "--config FILE --role all|logs|center|region:NAME [--listen ADDR] [--data DIR] [--public-url URL] [--tls-cert FILE --tls-key FILE] [--metrics-listen ADDR]")
 	configFile := fs.String("config", "", "the deployment's configuration file (required; docs/config.md)")
-	role := fs.String("role", "", "the role to run (required): all (every role in one process, as vitrine up; with logs_url in the configuration, every role but the logs), logs (the deployment's logs, which the platform's process reaches at logs_url), or region:NAME (one of the processes of region NAME's service, beside the platform's process at platform_url)")
+	role := fs.String("role", "", "the role to run (required): all (every role in one process, as vitrine up; with logs_url in the configuration, every role but the logs), logs (the deployment's logs, which the platform's process reaches at logs_url), center (the Transparency Center over the platform at public_url, as `vitrine center`), or region:NAME (one of the processes of region NAME's service, beside the platform's process at platform_url)")
 	listen := fs.String("listen", "", "address to listen on (role region: required; all: the configuration's listen)")
-	data := fs.String("data", "", "role region: this process's own directory (default ./vitrine-region-NAME); logs: the logs' directory (default ./vitrine-logs); all: the configuration's data")
+	data := fs.String("data", "", "role region: this process's own directory (default ./vitrine-region-NAME); logs: the logs' directory (default ./vitrine-logs); center: the Center's directory (default as vitrine center); all: the configuration's data")
 	publicURL := fs.String("public-url", "", "role region: the region's URL that clients use (default: the region's URL in the policy, else http://<listen>); logs: the URL readers and the platform use (default: logs_url, else http(s)://<listen>)")
 	sf := cli.AddServeFlags(fs)
 	if err := parseFlags(fs, args, 0); err != nil {
@@ -54,12 +54,33 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *role == "logs" {
+	switch *role {
+	case "logs":
 		return serveLogs(ctx, e, c, *listen, *data, *publicURL, sf)
+	case "center":
+		// The Center reads the platform as any outsider does: only its
+		// public URL, from the configuration.
+		base := c.PublicURL
+		if base == "" {
+			base = c.PlatformURL
+		}
+		if base == "" || *listen == "" {
+			return errors.New("--role center: --listen is required, and the configuration's public_url (or platform_url) names the platform to show")
+		}
+		args := []string{"--platform", base, "--listen", *listen}
+		if *data != "" {
+			args = append(args, "--data", *data)
+		}
+		for flag, v := range map[string]string{"--tls-cert": sf.TLSCert, "--tls-key": sf.TLSKey, "--metrics-listen": sf.MetricsListen} {
+			if v != "" {
+				args = append(args, flag, v)
+			}
+		}
+		return runCenter(ctx, e, args)
 	}
 	name, ok := strings.CutPrefix(*role, "region:")
 	if !ok || name == "" {
-		return fmt.Errorf("--role %q: want all, logs or region:NAME", *role)
+		return fmt.Errorf("--role %q: want all, logs, center or region:NAME", *role)
 	}
 	switch {
 	case *listen == "":
@@ -204,6 +225,9 @@ func serveLogs(ctx context.Context, e *env, c *config.Config, listen, data, publ
 		return err
 	}
 	fmt.Fprintf(e.Stdout, "logs serving at %s (%s), append token %s\n", s.URL(), strings.Join(platform.LogNames, ", "), filepath.Join(data, "logs.token"))
+	if policy == nil {
+		e.Logger.Warn("the logs process cosigns its own logs with a witness of its own: whoever holds this machine can fork them unseen; set witness_policy to witnesses run by others (the supervisor's, or a quorum of vitrine witness processes)")
+	}
 	var serveErr error
 	select {
 	case <-ctx.Done():

@@ -143,6 +143,10 @@ func (l *Log) serveFullFile(w http.ResponseWriter, r *http.Request, res TileReso
 	return true
 }
 
+// busyMessage answers an append the log pushed back (a 503): a Remote
+// tells it from a log that cannot be reached by it.
+const busyMessage = "the log is busy; nothing was stored, retry shortly"
+
 func (l *Log) serveAdd(w http.ResponseWriter, r *http.Request) {
 	body, ok := httpapi.ReadLimited(w, r, MaxEntrySize)
 	if !ok {
@@ -158,7 +162,7 @@ func (l *Log) serveAdd(w http.ResponseWriter, r *http.Request) {
 		httpapi.Error(w, http.StatusRequestEntityTooLarge, err.Error())
 		return
 	case errors.Is(err, ErrBusy):
-		httpapi.Fail(w, l.logger, err, "the log is busy; nothing was stored, retry shortly")
+		httpapi.Fail(w, l.logger, err, busyMessage)
 		return
 	default:
 		// Unavailable: 503 with the wait a recovering store asks for.

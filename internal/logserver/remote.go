@@ -26,8 +26,10 @@ import (
 // from GET <url>/prove?index=N, both with the append token; the logs
 // process answers a proof once a witnessed checkpoint covers the entry.
 // Every checkpoint it gets, in a proof or read, is verified under the
-// log's pinned key and witness policy before it is used: the appender
-// trusts the logs process no more than an outsider would.
+// log's pinned key and witness policy before it is used, and every proof
+// is checked against the entry appended at its index: the appender trusts
+// the logs process no more than an outsider would, as far as witnesses it
+// does not run vouch for it (a policy whose quorum is none is refused).
 type Remote struct {
 	url   string // ends in "/"
 	token string
@@ -40,7 +42,21 @@ type Remote struct {
 	broken   time.Time // when it first failed, zero while it answers
 	lastFail time.Time
 	reason   string
+	// leaves are the leaf hashes of the entries this Remote appended,
+	// by index, the oldest forgotten first past maxLeaves: a proof of
+	// one of them must prove that entry, not just any at its index.
+	leaves map[uint64][32]byte
+	order  []uint64
 }
+
+// maxLeaves bounds the leaf hashes a Remote keeps (40 bytes each). A
+// proof of an entry it no longer remembers, or never appended, is checked
+// against the entry the log serves at that index instead.
+const maxLeaves = 1 << 16
+
+// maxRemoteProve bounds a proof's wait: the logs process's own bound
+// (30 s) and some.
+const maxRemoteProve = 40 * time.Second
 
 // remoteRetry is how long a Remote that could not reach its log refuses
 // work without trying (Ready), so that a log out of reach costs each
@@ -53,7 +69,11 @@ const remoteRetry = time.Second
 // append, a proof waits as long as its context lets it.
 func NewRemote(base, vkey string, policy []byte, token string, hc *http.Client) (*Remote, error) {
 	base = strings.TrimSuffix(base, "/") + "/"
-	l, err := client.NewLog(base, vkey, policy, hc, true)
+	// The token goes to base and nowhere else: no redirect is followed.
+	c := *hc
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	hc = &c
+	l, err := client.NewLog(base, vkey, policy, hc, false)
 	if err != nil {
 		return nil, fmt.Errorf("log at %s: %w", base, err)
 	}
@@ -63,6 +83,13 @@ func NewRemote(base, vkey string, policy []byte, token string, hc *http.Client) 
 	}
 	rp := httputil.NewSingleHostReverseProxy(u)
 	rp.Transport = hc.Transport
+	// Readers' credentials are not the logs process's business.
+	director := rp.Director
+	rp.Director = func(r *http.Request) {
+		director(r)
+		r.Header.Del("Authorization")
+		r.Header.Del("Cookie")
+	}
 	rp.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
 		w.Header().Set("Retry-After", "1")
 		http.Error(w, "the log's process cannot be reached; retry shortly", http.StatusBadGateway)
@@ -72,7 +99,7 @@ func NewRemote(base, vkey string, policy []byte, token string, hc *http.Client) 
 	read := http.NewServeMux()
 	read.Handle("GET /checkpoint", rp)
 	read.Handle("GET /tile/", rp)
-	return &Remote{url: base, token: token, hc: hc, log: l, vkey: strings.TrimSpace(vkey), proxy: read}, nil
+	return &Remote{url: base, token: token, hc: hc, log: l, vkey: strings.TrimSpace(vkey), proxy: read, leaves: map[uint64][32]byte{}}, nil
 }
 
 // Origin returns the log's checkpoint origin.
@@ -115,7 +142,8 @@ func (r *Remote) Append(ctx context.Context, entry []byte) (uint64, error) {
 	b, err := client.Send(r.hc, req, 64)
 	var se *client.StatusError
 	switch {
-	case errors.As(err, &se) && se.Status == http.StatusTooManyRequests:
+	case errors.As(err, &se) && (se.Status == http.StatusTooManyRequests || se.Status == http.StatusServiceUnavailable && strings.Contains(se.Message, busyMessage)):
+		// Pushback: the log's process answers; it is not out of reach.
 		r.ok()
 		return 0, fmt.Errorf("appending to %s: %w: %s", r.Origin(), ErrBusy, se.Message)
 	case errors.As(err, &se) && se.Status == http.StatusRequestEntityTooLarge:
@@ -129,7 +157,41 @@ func (r *Remote) Append(ctx context.Context, entry []byte) (uint64, error) {
 		return 0, r.fail("appending to", fmt.Errorf("the log's process answered %q, not an index", truncate(string(b), 40)))
 	}
 	r.ok()
+	r.remember(idx, entry)
 	return idx, nil
+}
+
+// remember keeps the leaf hash of the entry appended at idx.
+func (r *Remote) remember(idx uint64, entry []byte) {
+	var leaf [32]byte
+	copy(leaf[:], tlog.LeafHash(entry))
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.leaves[idx]; !ok {
+		r.order = append(r.order, idx)
+	}
+	r.leaves[idx] = leaf
+	if len(r.order) > maxLeaves {
+		delete(r.leaves, r.order[0])
+		r.order = r.order[1:]
+	}
+}
+
+// leaf returns the leaf hash of the entry at index: the one this Remote
+// appended there, or else the one the log serves, which the proof then
+// shows is in the checkpoint's tree.
+func (r *Remote) leaf(ctx context.Context, index uint64, cp *tlog.Checkpoint) ([]byte, error) {
+	r.mu.Lock()
+	leaf, ok := r.leaves[index]
+	r.mu.Unlock()
+	if ok {
+		return leaf[:], nil
+	}
+	entry, _, err := r.log.Entry(ctx, cp, index)
+	if err != nil {
+		return nil, err
+	}
+	return tlog.LeafHash(entry), nil
 }
 
 // Prove waits until index is in a witnessed checkpoint and returns its
@@ -149,34 +211,71 @@ func (r *Remote) AwaitWitnessed(ctx context.Context, index uint64) (*tlog.Checkp
 }
 
 func (r *Remote) prove(ctx context.Context, index uint64) (*tlog.Proof, *tlog.Checkpoint, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.url+"prove?index="+strconv.FormatUint(index, 10), nil)
-	if err != nil {
-		return nil, nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+r.token)
+	ctx, cancel := context.WithTimeout(ctx, maxRemoteProve)
+	defer cancel()
 	// A proof waits for the next witnessed checkpoint: not bounded by
 	// the client's timeout, only by ctx.
 	hc := *r.hc
 	hc.Timeout = 0
-	b, err := client.Send(&hc, req, 1<<16)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, nil, fmt.Errorf("proving entry %d of %s: %w", index, r.Origin(), ctx.Err())
+	what := fmt.Sprintf("proving entry %d of", index)
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.url+"prove?index="+strconv.FormatUint(index, 10), nil)
+		if err != nil {
+			return nil, nil, err
 		}
-		return nil, nil, r.fail(fmt.Sprintf("proving entry %d of", index), err)
+		req.Header.Set("Authorization", "Bearer "+r.token)
+		b, err := client.Send(&hc, req, 1<<16)
+		var se *client.StatusError
+		switch {
+		case ctx.Err() != nil:
+			return nil, nil, fmt.Errorf("%s %s: %w", what, r.Origin(), ctx.Err())
+		case errors.As(err, &se) && se.Status == http.StatusNotFound:
+			// No such entry yet: wait for it as a log in this process
+			// would, until ctx ends; whoever asks may ask for any index,
+			// and the log's process is not at fault.
+			select {
+			case <-ctx.Done():
+				return nil, nil, fmt.Errorf("%s %s: %w", what, r.Origin(), ctx.Err())
+			case <-time.After(200 * time.Millisecond):
+			}
+			continue
+		case err != nil:
+			return nil, nil, r.fail(what, err)
+		}
+		p, cp, err := r.verify(ctx, b, index)
+		if err != nil {
+			return nil, nil, r.fail(what, err)
+		}
+		r.ok()
+		return p, cp, nil
 	}
+}
+
+// verify checks a proof the log's process gave for index: its checkpoint
+// signed by the log and cosigned under the policy, and the entry at index
+// (the one appended there) in the checkpoint's tree.
+func (r *Remote) verify(ctx context.Context, b []byte, index uint64) (*tlog.Proof, *tlog.Checkpoint, error) {
 	p, err := tlog.ParseProof(b)
 	if err != nil {
-		return nil, nil, r.fail(fmt.Sprintf("proving entry %d of", index), err)
+		return nil, nil, err
+	}
+	if p.Index != index {
+		return nil, nil, fmt.Errorf("the log's process proved entry %d", p.Index)
 	}
 	cp, err := r.log.Policy.VerifyCheckpoint(p.Checkpoint, r.log.Verifier)
-	switch {
-	case err != nil:
-		return nil, nil, r.fail(fmt.Sprintf("proving entry %d of", index), fmt.Errorf("its checkpoint: %w", err))
-	case p.Index != index || cp.Size <= index:
-		return nil, nil, r.fail(fmt.Sprintf("proving entry %d of", index), fmt.Errorf("the log's process proved entry %d under a checkpoint of size %d", p.Index, cp.Size))
+	if err != nil {
+		return nil, nil, fmt.Errorf("its checkpoint: %w", err)
 	}
-	r.ok()
+	if cp.Size <= index {
+		return nil, nil, fmt.Errorf("its checkpoint has %d entries", cp.Size)
+	}
+	leaf, err := r.leaf(ctx, index, cp)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading the entry: %w", err)
+	}
+	if _, err := p.Verify(leaf, r.log.Verifier, r.log.Policy); err != nil {
+		return nil, nil, fmt.Errorf("the proof is not of the entry at %d: %w", index, err)
+	}
 	return p, cp, nil
 }
 

@@ -21,6 +21,7 @@ import (
 
 	"github.com/vitrine-dev/vitrine/client"
 	"github.com/vitrine-dev/vitrine/internal/atomicfile"
+	"github.com/vitrine-dev/vitrine/internal/fault"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
 	"github.com/vitrine-dev/vitrine/internal/keys"
 	"github.com/vitrine-dev/vitrine/internal/logserver"
@@ -120,24 +121,52 @@ func (p *Platform) openRemoteLogs(ctx context.Context, rl *RemoteLogs) error {
 	if err != nil {
 		return err
 	}
+	logs, err := d.remotes(rl, hc)
+	if err != nil {
+		return err
+	}
 	p.policy, p.witnesses = d.WitnessPolicy, d.Witnesses
 	p.remoteLogURLs = map[string]string{}
+	for name, r := range logs {
+		p.logs[name] = r
+		p.remoteLogURLs[name], _ = d.logURL(name)
+	}
+	return nil
+}
+
+// remotes returns every log of LogNames as d describes it, reached at
+// the logs process rl.
+func (d *LogsDescription) remotes(rl *RemoteLogs, hc *http.Client) (map[string]*logserver.Remote, error) {
+	base, err := url.Parse(rl.URL)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]*logserver.Remote{}
 	for _, name := range LogNames {
 		dl, ok := d.log(name)
 		if !ok {
-			return fmt.Errorf("the logs process at %s serves no log %q", rl.URL, name)
+			return nil, fmt.Errorf("the logs process at %s serves no log %q", rl.URL, name)
+		}
+		// The append token goes with every append: only to where
+		// logs_url says, never where a description sends it.
+		if u, err := url.Parse(dl.URL); err != nil || u.Scheme != base.Scheme || u.Host != base.Host || u.User != nil {
+			return nil, fmt.Errorf("the logs process at %s lists log %s at %q, not under %s://%s", rl.URL, name, dl.URL, base.Scheme, base.Host)
 		}
 		r, err := logserver.NewRemote(dl.URL, dl.VKey, []byte(d.WitnessPolicy), rl.Token, hc)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if r.Origin() != dl.Origin {
-			return fmt.Errorf("the logs process at %s describes log %s with origin %q, whose key names %q", rl.URL, name, dl.Origin, r.Origin())
+			return nil, fmt.Errorf("the logs process at %s describes log %s with origin %q, whose key names %q", rl.URL, name, dl.Origin, r.Origin())
 		}
-		p.logs[name] = r
-		p.remoteLogURLs[name] = dl.URL
+		out[name] = r
 	}
-	return nil
+	return out, nil
+}
+
+func (d *LogsDescription) logURL(name string) (string, bool) {
+	l, ok := d.log(name)
+	return l.URL, ok
 }
 
 func (d *LogsDescription) log(name string) (DiscoveryLog, bool) {
@@ -176,8 +205,10 @@ func pinLogsDescription(ctx context.Context, hc *http.Client, base, pin string) 
 	case pinned != nil:
 		return pinned, nil
 	}
-	if _, err := tlog.ParsePolicy([]byte(d.WitnessPolicy)); err != nil {
+	if p, err := tlog.ParsePolicy([]byte(d.WitnessPolicy)); err != nil {
 		return nil, fmt.Errorf("the logs process at %s: witness policy: %w", base, err)
+	} else if p.Quorum() == "none" {
+		return nil, fmt.Errorf("the logs process at %s: its witness policy's quorum is none: its logs would be trusted on its word alone", base)
 	}
 	b, err := json.MarshalIndent(&d, "", "  ")
 	if err != nil {
@@ -363,9 +394,11 @@ func StartLogService(ctx context.Context, cfg LogServiceConfig) (_ *LogService, 
 		Handler:           s.routes(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+		// Above maxProveWait, which a proof on demand may take.
+		WriteTimeout:   maxProveWait + 30*time.Second,
+		IdleTimeout:    120 * time.Second,
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
 	}
 	go func() { s.serveErr <- s.server.Serve(s.listener) }()
 	return s, nil
@@ -413,7 +446,12 @@ func (s *LogService) serveProve(w http.ResponseWriter, r *http.Request, l *logse
 	}
 	// Only an entry the log has sequenced can be waited for: an index
 	// beyond it would hold the request until maxProveWait for nothing.
-	if next, err := l.NextIndex(r.Context()); err == nil && index >= next {
+	next, err := l.NextIndex(r.Context())
+	if err != nil {
+		httpapi.Fail(w, s.cfg.Logger, fault.Mark(fault.ErrUnavailable, err), "reading the size of "+l.Origin())
+		return
+	}
+	if index >= next {
 		httpapi.Error(w, http.StatusNotFound, "no entry "+strconv.FormatUint(index, 10)+" yet: the log holds "+strconv.FormatUint(next, 10))
 		return
 	}

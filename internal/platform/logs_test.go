@@ -1,18 +1,27 @@
 package platform
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	fnote "github.com/transparency-dev/formats/note"
+	"github.com/vitrine-dev/vitrine/tlog"
+	"golang.org/x/mod/sumdb/note"
+
 	"github.com/vitrine-dev/vitrine/internal/fault"
+	"github.com/vitrine-dev/vitrine/internal/httpapi"
 	"github.com/vitrine-dev/vitrine/internal/logserver"
 )
 
@@ -38,7 +47,7 @@ func startTestLogService(t *testing.T, name string) *LogService {
 // refused as unavailable, and nothing of it is taken for a proof.
 func TestRemoteLog(t *testing.T) {
 	real, impostor := startTestLogService(t, "remote.test"), startTestLogService(t, "remote.test")
-	var mode atomic.Value // "honest", "impostor", "index", "garbage", "down", "token"
+	var mode atomic.Value // "honest", "impostor", "index", "old", "garbage", "down", "busy"
 	mode.Store("honest")
 	proxy := func(s *LogService) *httputil.ReverseProxy {
 		u, _ := url.Parse(s.URL())
@@ -65,6 +74,18 @@ func TestRemoteLog(t *testing.T) {
 				return
 			}
 			_, _ = w.Write([]byte("c2sp.org/tlog-proof@v1\nindex 7\nnot a proof\n"))
+		case "old":
+			// The append is answered with an index whose entry is
+			// already witnessed, and nothing is stored; the rest is
+			// honest.
+			if strings.HasSuffix(r.URL.Path, "/add") {
+				_, _ = w.Write([]byte("0"))
+				return
+			}
+			realProxy.ServeHTTP(w, r)
+		case "busy":
+			w.Header().Set("Retry-After", "1")
+			httpapi.Error(w, http.StatusServiceUnavailable, "the log is busy; nothing was stored, retry shortly")
 		case "down":
 			panic(http.ErrAbortHandler)
 		default:
@@ -113,34 +134,43 @@ func TestRemoteLog(t *testing.T) {
 		t.Fatalf("append with a wrong token: %v", err)
 	}
 
-	for _, lie := range []string{"impostor", "index", "garbage", "down"} {
+	// Each lie, and what its refusal says.
+	lies := []struct{ mode, want string }{
+		{"impostor", "verifying checkpoint"},
+		{"index", "proved entry 0"},
+		{"old", "the proof is not of the entry at 0"},
+		{"garbage", "tlog-proof"},
+		{"down", "EOF"},
+	}
+	for _, lie := range lies {
 		// A second after the last failure, the next call tries again.
 		time.Sleep(1100 * time.Millisecond)
-		mode.Store(lie)
-		// The impostor and the index lie sequence the entry (at
-		// whatever index the other process gives) and then prove what
-		// does not verify; garbage and down do not even sequence it.
-		_, err := appendProve("during " + lie)
-		if !errors.Is(err, logserver.ErrUnavailable) {
-			t.Fatalf("%s: %v, want unavailable", lie, err)
-		}
-		if _, err := r.AwaitWitnessed(ctx, 1); !errors.Is(err, logserver.ErrUnavailable) {
-			t.Fatalf("%s: AwaitWitnessed: %v", lie, err)
-		}
-		if lie == "impostor" {
-			if _, err := r.Checkpoint(ctx); !errors.Is(err, logserver.ErrUnavailable) {
-				t.Fatalf("impostor: checkpoint: %v", err)
-			}
+		mode.Store(lie.mode)
+		_, err := appendProve("during " + lie.mode)
+		if !errors.Is(err, logserver.ErrUnavailable) || !strings.Contains(err.Error(), lie.want) {
+			t.Fatalf("%s: %v, want unavailable: …%s…", lie.mode, err, lie.want)
 		}
 		// Right after a failure, the log is reported unready: an
 		// access that must be logged is refused without trying.
 		if err := r.Ready(); !errors.Is(err, fault.ErrUnavailable) {
-			t.Fatalf("%s: Ready after a failure: %v", lie, err)
+			t.Fatalf("%s: Ready after a failure: %v", lie.mode, err)
 		}
 		if h := r.Health(); h.OK() || h.Reason == "" || h.Since.IsZero() {
-			t.Fatalf("%s: health %+v", lie, h)
+			t.Fatalf("%s: health %+v", lie.mode, h)
 		}
-		t.Logf("%s: refused: %v", lie, err)
+		t.Logf("%s: refused: %v", lie.mode, err)
+	}
+	// A witnessed checkpoint from an impostor is refused too.
+	time.Sleep(1100 * time.Millisecond)
+	mode.Store("impostor")
+	if _, err := r.Checkpoint(ctx); err == nil || !strings.Contains(err.Error(), "verifying checkpoint") {
+		t.Fatalf("impostor: checkpoint: %v", err)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	// Pushback is not a failure: the log answers, busy.
+	mode.Store("busy")
+	if _, err := r.Append(ctx, []byte("busy")); !errors.Is(err, logserver.ErrBusy) || r.Ready() != nil {
+		t.Fatalf("busy: %v, ready %v", err, r.Ready())
 	}
 	mode.Store("honest")
 	// A second after the last failure the next call tries again, and
@@ -154,8 +184,73 @@ func TestRemoteLog(t *testing.T) {
 		t.Fatalf("Ready after success: %v", err)
 	}
 	// The entries the lies sequenced at the real process are there (the
-	// index lie appended honestly); the log goes on from them.
-	if idx < 4 {
+	// index and garbage lies appended honestly); the log goes on from
+	// them.
+	if idx < 5 {
 		t.Fatalf("honest again at index %d", idx)
 	}
+}
+
+// FuzzLogsDescription: whatever a logs process describes, the platform
+// pins it or refuses it with an error, and every log it takes is reached
+// over http(s) with a key whose name is the log's origin.
+func FuzzLogsDescription(f *testing.F) {
+	_, wkey, err := note.GenerateKey(nil, "f.test/witness")
+	if err != nil {
+		f.Fatal(err)
+	}
+	cwkey, err := fnote.VKeyToCosignatureV1(wkey)
+	if err != nil {
+		f.Fatal(err)
+	}
+	policy, err := tlog.SingleWitnessPolicy("w", cwkey, "http://127.0.0.1:1/witness")
+	if err != nil {
+		f.Fatal(err)
+	}
+	real := func() []byte {
+		d := LogsDescription{WitnessPolicy: string(policy)}
+		for _, n := range LogNames {
+			_, vkey, err := note.GenerateKey(nil, "f.test/logs/"+n)
+			if err != nil {
+				f.Fatal(err)
+			}
+			d.Logs = append(d.Logs, DiscoveryLog{Name: n, Origin: "f.test/logs/" + n, VKey: vkey, URL: "http://127.0.0.1:1/logs/" + n + "/"})
+		}
+		b, _ := json.Marshal(d)
+		return b
+	}
+	f.Add(real())
+	f.Add([]byte(`{"witness_policy":"","logs":[]}`))
+	f.Add([]byte(`{"logs":[{"name":"release","url":"file:///etc/passwd"}]}`))
+	d, err := pinLogsDescription(f.Context(), &http.Client{Transport: fixedAnswer(real())}, "http://127.0.0.1:1", filepath.Join(f.TempDir(), "logs.json"))
+	if err != nil {
+		f.Fatalf("the seed is refused: %v", err)
+	}
+	if _, err := d.remotes(&RemoteLogs{URL: "http://127.0.0.1:1", Token: "t"}, http.DefaultClient); err != nil {
+		f.Fatalf("the seed's logs are refused: %v", err)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		hc := &http.Client{Transport: fixedAnswer(b)}
+		d, err := pinLogsDescription(t.Context(), hc, "http://127.0.0.1:1", filepath.Join(t.TempDir(), "logs.json"))
+		if err != nil {
+			return
+		}
+		logs, err := d.remotes(&RemoteLogs{URL: "http://127.0.0.1:1", Token: "t"}, hc)
+		if err != nil {
+			return
+		}
+		for name, r := range logs {
+			dl, _ := d.log(name)
+			if r.Origin() != dl.Origin || !strings.HasPrefix(dl.URL, "http://127.0.0.1:1/") {
+				t.Fatalf("log %s taken with origin %q, described %q at %q", name, r.Origin(), dl.Origin, dl.URL)
+			}
+		}
+	})
+}
+
+// fixedAnswer answers every request with its bytes, 200.
+type fixedAnswer []byte
+
+func (a fixedAnswer) RoundTrip(r *http.Request) (*http.Response, error) {
+	return &http.Response{StatusCode: http.StatusOK, Header: http.Header{"Content-Type": {"application/json"}}, Body: io.NopCloser(bytes.NewReader(a)), Request: r}, nil
 }
