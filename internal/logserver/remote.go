@@ -81,18 +81,18 @@ func NewRemote(base, vkey string, policy []byte, token string, hc *http.Client) 
 	if err != nil {
 		return nil, fmt.Errorf("log at %s: %w", base, err)
 	}
-	rp := httputil.NewSingleHostReverseProxy(u)
-	rp.Transport = hc.Transport
-	// Readers' credentials are not the logs process's business.
-	director := rp.Director
-	rp.Director = func(r *http.Request) {
-		director(r)
-		r.Header.Del("Authorization")
-		r.Header.Del("Cookie")
-	}
-	rp.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
-		w.Header().Set("Retry-After", "1")
-		http.Error(w, "the log's process cannot be reached; retry shortly", http.StatusBadGateway)
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(u)
+			// Readers' credentials are not the logs process's business.
+			pr.Out.Header.Del("Authorization")
+			pr.Out.Header.Del("Cookie")
+		},
+		Transport: hc.Transport,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "the log's process cannot be reached; retry shortly", http.StatusBadGateway)
+		},
 	}
 	// Only the read routes are passed on: appends and proofs take the
 	// token, which the proxy never adds.

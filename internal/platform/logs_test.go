@@ -54,7 +54,11 @@ func TestRemoteLog(t *testing.T) {
 		return httputil.NewSingleHostReverseProxy(u)
 	}
 	realProxy, impostorProxy := proxy(real), proxy(impostor)
+	var readAuth atomic.Value // the Authorization of the last read passed on
 	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && !strings.HasSuffix(r.URL.Path, "/prove") {
+			readAuth.Store(r.Header.Get("Authorization") + r.Header.Get("Cookie"))
+		}
 		switch mode.Load() {
 		case "impostor":
 			// Another process, with other keys, takes the token too.
@@ -127,6 +131,22 @@ func TestRemoteLog(t *testing.T) {
 	cp, err := r.Checkpoint(ctx)
 	if err != nil || cp.Size != 3 {
 		t.Fatalf("checkpoint: %+v, %v", cp, err)
+	}
+	// The platform passes reads on to the logs process, without the
+	// reader's credentials.
+	reads := httptest.NewServer(http.StripPrefix("/logs/access-zurich", r.ReadHandler()))
+	defer reads.Close()
+	req, _ := http.NewRequest("GET", reads.URL+"/logs/access-zurich/checkpoint", nil)
+	req.Header.Set("Authorization", "Bearer reader-secret")
+	req.Header.Set("Cookie", "session=reader-secret")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(string(body), "remote.test/logs/access-zurich\n3\n") || readAuth.Load() != "" {
+		t.Fatalf("a read through the platform: %d %q, credentials passed on: %q", resp.StatusCode, body, readAuth.Load())
 	}
 	// The token is needed: a wrong one appends nothing.
 	bad, _ := logserver.NewRemote(front.URL+"/logs/access-zurich/", dl.VKey, []byte(d.WitnessPolicy), "not-the-token", &http.Client{Timeout: 5 * time.Second})
