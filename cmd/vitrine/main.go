@@ -23,7 +23,7 @@ var commands map[string]cli.Command
 func init() {
 	commands = map[string]cli.Command{
 		"up":                 {Summary: "start every role in one process (logs, witness, discovery)", Run: runUp},
-		"serve":              {Summary: "run one role of a deployment from its configuration file: all (what up runs) or region:<name>, one of the processes of a region's service", Run: runServe},
+		"serve":              {Summary: "run one role of a deployment from its configuration file: all (what up runs), logs, releases, center, or region:<name>, one of the processes of a region's service", Run: runServe},
 		"log serve":          {Summary: "serve one standalone witnessed log", Run: runLogServe},
 		"log verify":         {Summary: "verify a log: checkpoint, witness quorum, whole tree, consistency", Run: runLogVerify},
 		"log prove":          {Summary: "write a C2SP tlog-proof for an entry", Run: runLogProve},

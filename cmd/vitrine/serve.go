@@ -18,12 +18,12 @@ import (
 // runServe runs one role of a deployment, from the configuration file that
 // every process of the deployment shares.
 func runServe(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "serve", "--config FILE --role all|logs|center|region:NAME [--listen ADDR] [--data DIR] [--public-url URL] [--tls-cert FILE --tls-key FILE] [--metrics-listen ADDR]")
+	fs := newFlags(e, "serve", "--config FILE --role all|logs|releases|center|region:NAME [--listen ADDR] [--data DIR] [--public-url URL] [--tls-cert FILE --tls-key FILE] [--metrics-listen ADDR]")
 	configFile := fs.String("config", "", "the deployment's configuration file (required; docs/config.md)")
-	role := fs.String("role", "", "the role to run (required): all (every role in one process, as vitrine up; with logs_url in the configuration, every role but the logs), logs (the deployment's logs, which the platform's process reaches at logs_url), center (the Transparency Center over the platform at public_url, as `vitrine center`), or region:NAME (one of the processes of region NAME's service, beside the platform's process at platform_url)")
+	role := fs.String("role", "", "the role to run (required): all (every role in one process, as vitrine up; with logs_url in the configuration, every role but the logs), logs (the deployment's logs, which the platform's process reaches at logs_url), releases (the conveyer, the release key, the published releases and the update repository, at releases_url), center (the Transparency Center over the platform at public_url, as vitrine center runs it), or region:NAME (one of the processes of region NAME's service, beside the platform's process at platform_url)")
 	listen := fs.String("listen", "", "address to listen on (role region: required; all: the configuration's listen)")
-	data := fs.String("data", "", "role region: this process's own directory (default ./vitrine-region-NAME); logs: the logs' directory (default ./vitrine-logs); center: the Center's directory (default as vitrine center); all: the configuration's data")
-	publicURL := fs.String("public-url", "", "role region: the region's URL that clients use (default: the region's URL in the policy, else http://<listen>); logs: the URL readers and the platform use (default: logs_url, else http(s)://<listen>)")
+	data := fs.String("data", "", "role region: this process's own directory (default ./vitrine-region-NAME); logs: the logs' directory (default ./vitrine-logs); releases: the releases' directory (default ./vitrine-releases); center: the Center's directory (default as vitrine center); all: the configuration's data")
+	publicURL := fs.String("public-url", "", "role region: the region's URL that clients use (default: the region's URL in the policy, else http://<listen>); logs: the URL readers and the platform use (default: logs_url, else http(s)://<listen>); releases: likewise, releases_url")
 	sf := cli.AddServeFlags(fs)
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
@@ -57,6 +57,8 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	switch *role {
 	case "logs":
 		return serveLogs(ctx, e, c, *listen, *data, *publicURL, sf)
+	case "releases":
+		return serveReleases(ctx, e, c, *listen, *data, *publicURL, sf)
 	case "center":
 		// The Center reads the platform as any outsider does: only its
 		// public URL, from the configuration.
@@ -80,7 +82,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	}
 	name, ok := strings.CutPrefix(*role, "region:")
 	if !ok || name == "" {
-		return fmt.Errorf("--role %q: want all, logs, center or region:NAME", *role)
+		return fmt.Errorf("--role %q: want all, logs, releases, center or region:NAME", *role)
 	}
 	switch {
 	case *listen == "":
@@ -228,6 +230,75 @@ func serveLogs(ctx context.Context, e *env, c *config.Config, listen, data, publ
 	if policy == nil {
 		e.Logger.Warn("the logs process cosigns its own logs with a witness of its own: whoever holds this machine can fork them unseen; set witness_policy to witnesses run by others (the supervisor's, or a quorum of vitrine witness processes)")
 	}
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case err := <-s.Done():
+		serveErr = fmt.Errorf("server stopped: %w", err)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return errors.Join(serveErr, s.Close(sctx))
+}
+
+// serveReleases runs the releases in a process of their own: it builds,
+// signs and publishes, appending to the release log of the logs process
+// at logs_url, and keeps the update repository.
+func serveReleases(ctx context.Context, e *env, c *config.Config, listen, data, publicURL string, sf *cli.ServeFlags) error {
+	switch {
+	case listen == "":
+		return errors.New("--role releases: --listen is required")
+	case c.LogsURL == "" || c.LogsToken == "":
+		return errors.New("--role releases needs logs_url and logs_token: it appends to the release log of the logs process")
+	}
+	if err := checkSecureURL("the logs process", c.LogsURL); err != nil {
+		return err
+	}
+	tok, err := cli.ReadToken(c.LogsToken, "the logs' token")
+	if err != nil {
+		return err
+	}
+	if data == "" {
+		data = "./vitrine-releases"
+	}
+	if publicURL == "" {
+		publicURL = c.ReleasesURL
+	}
+	var root []byte
+	if c.TUFRoot != "" {
+		if root, err = os.ReadFile(c.TUFRoot); err != nil {
+			return fmt.Errorf("tuf_root: %w", err)
+		}
+	}
+	offline := c.TUFOffline
+	if offline == "" && root == nil {
+		offline = newOfflineDir(c.Name + "-releases")
+	}
+	roots := c.BuildSourceRoots
+	if roots == nil {
+		wd, err := os.Getwd()
+		if err != nil {
+			return err
+		}
+		roots = []string{wd}
+	}
+	cli.TuneGC()
+	tlsConf, err := cli.TLS(ctx, sf.TLSCert, sf.TLSKey, e.Logger)
+	if err != nil {
+		return err
+	}
+	if err := cli.ServeMetrics(ctx, e, sf.MetricsListen, metrics.New(), tlsConf, filepath.Join(data, "metrics.token")); err != nil {
+		return err
+	}
+	s, err := platform.StartReleaseService(ctx, platform.ReleaseServiceConfig{
+		Data: data, Listen: listen, PublicURL: publicURL, TLS: tlsConf,
+		Logs:             platform.RemoteLogs{URL: strings.TrimSuffix(c.LogsURL, "/"), Token: tok},
+		BuildSourceRoots: roots, TUFRoot: root, TUFOfflineDir: offline, Logger: e.Logger,
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.Stdout, "releases serving at %s (builds, releases, updates), operator token %s\n", s.URL(), filepath.Join(data, "operator.token"))
 	var serveErr error
 	select {
 	case <-ctx.Done():

@@ -150,6 +150,15 @@ func runUp(ctx context.Context, e *env, args []string) error {
 		}
 		pc.RemoteLogs = &platform.RemoteLogs{URL: strings.TrimSuffix(c.LogsURL, "/"), Token: tok}
 	}
+	if c.ReleasesURL != "" {
+		if c.LogsURL == "" {
+			return errors.New("releases_url needs logs_url: the releases process appends to the release log of the logs process")
+		}
+		if err := checkSecureURL("the releases process", c.ReleasesURL); err != nil {
+			return err
+		}
+		pc.RemoteReleases = &platform.RemoteReleases{URL: strings.TrimSuffix(c.ReleasesURL, "/")}
+	}
 	if c.SupervisorURL != "" {
 		if c.CustodyURL != "" {
 			return errors.New("a platform with a supervisor uses the supervisor's custody: leave the custody URL out")

@@ -127,6 +127,11 @@ type Config struct {
 	// platform's process.
 	LogsURL   string `json:"logs_url"`
 	LogsToken string `json:"logs_token"`
+	// ReleasesURL is the base URL of the releases process (`vitrine
+	// serve --role releases`: the conveyer, the release key, the
+	// published releases and the update repository), which then builds
+	// and publishes instead of the platform's process; it needs LogsURL.
+	ReleasesURL string `json:"releases_url"`
 	// WitnessPolicy is, for the logs' own process, the file holding the
 	// C2SP tlog-policy of the witnesses that cosign the logs (with their
 	// URLs); without it that process runs a witness of its own.
@@ -221,7 +226,7 @@ func (c *Config) keys() []struct {
 		{"checkpoint_interval", &c.CheckpointInterval}, {"commitment_interval", &c.CommitmentInterval},
 		{"custody_url", &c.CustodyURL}, {"custody_token", &c.CustodyToken}, {"supervisor_url", &c.SupervisorURL},
 		{"platform_url", &c.PlatformURL}, {"peer_token", &c.PeerToken}, {"internal_tokens", &c.InternalTokens}, {"external_regions", &c.ExternalRegions},
-		{"logs_url", &c.LogsURL}, {"logs_token", &c.LogsToken}, {"witness_policy", &c.WitnessPolicy},
+		{"logs_url", &c.LogsURL}, {"logs_token", &c.LogsToken}, {"releases_url", &c.ReleasesURL}, {"witness_policy", &c.WitnessPolicy},
 		{"tuf_root", &c.TUFRoot}, {"tuf_offline", &c.TUFOffline}, {"debug_listen", &c.DebugListen},
 		{"monitor", &c.Monitor},
 	}

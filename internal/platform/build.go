@@ -16,7 +16,6 @@ import (
 	"github.com/vitrine-dev/vitrine/internal/conveyer"
 	"github.com/vitrine-dev/vitrine/internal/fault"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
-	"github.com/vitrine-dev/vitrine/internal/keys"
 	"github.com/vitrine-dev/vitrine/internal/publish"
 	"github.com/vitrine-dev/vitrine/release"
 )
@@ -47,6 +46,13 @@ const maxRecipe = 1 << 20
 // [conveyer.ErrToolchain] for a toolchain the recipe pins that could not
 // be fetched or checked (the route answers 422 for both).
 func (p *Platform) Build(ctx context.Context, recipe []byte) (*Published, error) {
+	if p.rel == nil {
+		return nil, fault.New(fault.ErrNotFound, "this platform builds nothing: its releases are built by the releases process at "+p.cfg.RemoteReleases.URL)
+	}
+	return p.rel.build(ctx, recipe)
+}
+
+func (p *releaseParts) build(ctx context.Context, recipe []byte) (*Published, error) {
 	r, err := conveyer.ParseRecipe(recipe)
 	if err != nil {
 		return nil, err
@@ -123,7 +129,7 @@ func (p *Platform) Build(ctx context.Context, recipe []byte) (*Published, error)
 		Archive:      res.Source.SHA256,
 		Toolchain:    res.Record.Toolchain,
 		Env:          buildEnv(res.Record),
-		BuilderID:    p.baseURL + "/conveyer",
+		BuilderID:    p.cfg.BaseURL + "/conveyer",
 		InvocationID: invocation,
 		Started:      started,
 		Finished:     finished,
@@ -131,7 +137,7 @@ func (p *Platform) Build(ctx context.Context, recipe []byte) (*Published, error)
 	// Once built, the release is published even if the caller goes away:
 	// an entry appended to the release log is always followed by its
 	// files under /releases/.
-	return p.Publish(context.WithoutCancel(ctx), r.Name, r.Version, artifacts, source, build)
+	return p.publisher.Publish(context.WithoutCancel(ctx), r.Name, r.Version, artifacts, source, build)
 }
 
 // sourceURI names a recipe's source in the provenance, in SPDX's
@@ -165,8 +171,8 @@ func buildEnv(rec conveyer.Record) map[string]string {
 // serveBuild is POST /v1/builds: the operator's token, a recipe as the
 // body; the answer, once the release is witnessed, is the [Published]
 // release.
-func (p *Platform) serveBuild(w http.ResponseWriter, r *http.Request) {
-	if !keys.BearerEqual(r, p.operatorToken) {
+func (p *releaseParts) serveBuild(w http.ResponseWriter, r *http.Request) {
+	if !p.operator(r) {
 		httpapi.Unauthorized(w, "building needs the operator's bearer token")
 		return
 	}
@@ -177,7 +183,7 @@ func (p *Platform) serveBuild(w http.ResponseWriter, r *http.Request) {
 	// A build takes minutes: the server's write deadline must not cut the
 	// answer off.
 	_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})
-	pub, err := p.Build(r.Context(), body)
+	pub, err := p.build(r.Context(), body)
 	switch {
 	case err == nil:
 		httpapi.JSON(w, pub)

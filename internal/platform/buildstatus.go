@@ -9,7 +9,6 @@ import (
 
 	"github.com/vitrine-dev/vitrine/internal/conveyer"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
-	"github.com/vitrine-dev/vitrine/internal/keys"
 )
 
 // BuildStatus is a build the platform has been asked for and not finished,
@@ -88,8 +87,8 @@ func (t *buildTracker) list() []BuildStatus {
 
 // serveBuilds answers GET /v1/builds (operator token): the builds in
 // progress and the step each has reached.
-func (p *Platform) serveBuilds(w http.ResponseWriter, r *http.Request) {
-	if !keys.BearerEqual(r, p.operatorToken) {
+func (p *releaseParts) serveBuilds(w http.ResponseWriter, r *http.Request) {
+	if !p.operator(r) {
 		httpapi.Unauthorized(w, "the builds in progress are shown to the operator's bearer token")
 		return
 	}

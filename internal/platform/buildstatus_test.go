@@ -32,9 +32,9 @@ func TestBuildsInProgress(t *testing.T) {
 
 	r1 := &conveyer.Recipe{Name: "first", Version: "1"}
 	r2 := &conveyer.Recipe{Name: "second", Version: "2"}
-	end1 := p.builds.begin(r1)
-	end2 := p.builds.begin(r2)
-	p.builds.step(r1, "downloading modules")
+	end1 := p.rel.builds.begin(r1)
+	end2 := p.rel.builds.begin(r2)
+	p.rel.builds.step(r1, "downloading modules")
 	b := list()
 	if len(b) != 2 || b[0].Name != "first" || b[0].Step != "downloading modules" || b[1].Name != "second" || b[1].Step != "waiting for another build to finish" {
 		t.Errorf("builds = %+v, want first downloading modules, second waiting", b)

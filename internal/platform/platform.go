@@ -10,7 +10,6 @@ package platform
 
 import (
 	"context"
-	"crypto/ed25519"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -36,12 +35,10 @@ import (
 	"github.com/vitrine-dev/vitrine/internal/logstore"
 	"github.com/vitrine-dev/vitrine/internal/metrics"
 	"github.com/vitrine-dev/vitrine/internal/principal"
-	"github.com/vitrine-dev/vitrine/internal/publish"
 	"github.com/vitrine-dev/vitrine/internal/relocate"
 	"github.com/vitrine-dev/vitrine/internal/seal"
 	"github.com/vitrine-dev/vitrine/internal/tufrepo"
 	"github.com/vitrine-dev/vitrine/internal/witness"
-	"github.com/vitrine-dev/vitrine/release"
 	"github.com/vitrine-dev/vitrine/residency"
 )
 
@@ -136,6 +133,12 @@ type Config struct {
 	// runs custody itself, under /custody/.
 	CustodyURL   string
 	CustodyToken string
+	// RemoteReleases, when set, is the releases process (`vitrine serve
+	// --role releases`), which builds, signs and publishes releases and
+	// keeps the update repository: the platform holds no release key,
+	// lists that process in its discovery document, and reads releases
+	// from it, checked against the release log, for reviews.
+	RemoteReleases *RemoteReleases
 	// RemoteLogs, when set, is the logs' own process (`vitrine serve
 	// --role logs`): the platform opens no log and runs no witness, and
 	// appends through that process. LogStores is then the logs
@@ -239,21 +242,16 @@ type Platform struct {
 	wrappers   map[string]seal.Wrapper
 	principals *principal.Registry
 	relocator  *relocate.Relocator
-	// releaseKey signs release provenance (the trusted region's key);
-	// releases holds what was published; updates is the TUF update
-	// repository, and tufDone closes when its re-signing stops.
-	releaseKey *release.Ed25519Key
-	releases   *publish.Store
-	updates    *tufrepo.Repo
-	tufDone    chan struct{}
-	policyMu   sync.Mutex    // serialises policy changes
-	buildSlot  chan struct{} // one conveyer build at a time
-	builds     buildTracker  // the builds in progress, for GET /v1/builds
-	publisher  *publish.Publisher
-	bg         context.Context
-	bgCancel   context.CancelFunc
-	regions    *regions
-	serveErr   chan error
+	// rel builds, signs, logs and publishes releases, with the release
+	// key, and keeps the update repository (releases.go); remoteRel is
+	// the releases process that does it instead (Config.RemoteReleases).
+	rel       *releaseParts
+	remoteRel *remoteReleases
+	policyMu  sync.Mutex // serialises policy changes
+	bg        context.Context
+	bgCancel  context.CancelFunc
+	regions   *regions
+	serveErr  chan error
 }
 
 // Start opens every part under cfg.Data and starts serving on cfg.Listen.
@@ -276,7 +274,7 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 			return nil, fmt.Errorf("starting platform: build source root %q is not an absolute path", r)
 		}
 	}
-	p := &Platform{cfg: cfg, logger: cfg.Logger, logs: map[string]appendLog{}, serveErr: make(chan error, 1), buildSlot: make(chan struct{}, 1)}
+	p := &Platform{cfg: cfg, logger: cfg.Logger, logs: map[string]appendLog{}, serveErr: make(chan error, 1)}
 	p.bg, p.bgCancel = context.WithCancel(context.WithoutCancel(ctx))
 	defer func() {
 		if err != nil {
@@ -321,21 +319,20 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 	if err := p.startRelocations(); err != nil {
 		return nil, fmt.Errorf("starting platform: %w", err)
 	}
-	if p.releaseKey, err = release.LoadOrCreateKey(filepath.Join(cfg.Data, "release.key")); err != nil {
-		return nil, fmt.Errorf("starting platform: %w", err)
-	}
-	if p.releases, err = publish.Open(filepath.Join(cfg.Data, "releases")); err != nil {
-		return nil, fmt.Errorf("starting platform: %w", err)
-	}
-	if err := p.startUpdates(ctx); err != nil {
-		return nil, fmt.Errorf("starting platform: %w", err)
-	}
-	// A release a failure or a crash left out of the update repository
-	// is added now; one that still cannot be is added by publishing it
-	// again, and does not keep the platform down.
-	p.publisher = &publish.Publisher{Store: p.releases, Log: p.logs["release"], Key: p.releaseKey, Updates: p.updates, Logger: p.logger}
-	if _, err := p.publisher.Sync(ctx); err != nil {
-		p.logger.Warn("update repository: published releases not added", "err", err)
+	if rr := cfg.RemoteReleases; rr != nil {
+		if p.remoteRel, err = openRemoteReleases(ctx, rr, p.logs["release"], filepath.Join(cfg.Data, "releases.json")); err != nil {
+			return nil, fmt.Errorf("starting platform: %w", err)
+		}
+		go p.remoteRel.refresh(p.bg, time.Minute, p.logger)
+	} else {
+		operator := func(r *http.Request) bool { return keys.BearerEqual(r, p.operatorToken) }
+		p.rel, err = openReleaseParts(ctx, releaseConfig{
+			Data: cfg.Data, BaseURL: p.baseURL, BuildSourceRoots: cfg.BuildSourceRoots, GoProxy: cfg.GoProxy, GoSumDB: cfg.GoSumDB,
+			GoModCache: cfg.GoModCache, TUFRoot: cfg.TUFRoot, TUFOfflineDir: cfg.TUFOfflineDir, TUFExpiry: cfg.TUFExpiry,
+		}, p.logs["release"], operator, p.logger)
+		if err != nil {
+			return nil, fmt.Errorf("starting platform: %w", err)
+		}
 	}
 
 	p.server = &http.Server{
@@ -379,11 +376,9 @@ func (p *Platform) routes() http.Handler {
 	mux.Handle("DELETE "+principal.Path+"/", p.principals.Handler(operator, p.logger))
 	mux.HandleFunc("POST /v1/endpoints", p.serveRegister)
 	mux.HandleFunc("DELETE /v1/endpoints/{id}", p.serveEndpointRevoke)
-	mux.Handle("/releases/", http.StripPrefix("/releases", p.releases.Handler(p.logger)))
-	mux.Handle("/updates/", http.StripPrefix("/updates", p.updates.Handler()))
-	mux.Handle("POST /updates/root", p.updates.RootHandler(operator))
-	mux.HandleFunc("POST "+BuildPath, p.serveBuild)
-	mux.HandleFunc("GET "+BuildPath, p.serveBuilds)
+	if p.rel != nil {
+		p.rel.routes(mux)
+	}
 	mux.HandleFunc("POST /v1/relocations", p.serveRelocationStart)
 	mux.HandleFunc("GET /v1/relocations/{id}", p.serveRelocation)
 	mux.HandleFunc("POST /v1/telemetry", p.serveFrontDoor)
@@ -444,8 +439,13 @@ func (p *Platform) Discovery() Discovery {
 	if sup := p.cfg.Supervisor; sup != nil {
 		d.Monitors = []DiscoveryMonitor{sup.Monitor}
 	}
-	d.Releases = DiscoveryReleases{URL: p.baseURL + "/releases/", Key: string(release.PublicKey(p.releaseKey.Public().(ed25519.PublicKey)).PEM())}
-	d.Updates = DiscoveryUpdates{URL: p.baseURL + "/updates/", Root: p.updates.Root()}
+	var rd ReleasesDescription
+	if p.rel != nil {
+		rd = p.rel.description(p.baseURL)
+	} else {
+		rd = p.remoteRel.description()
+	}
+	d.Releases, d.Updates = rd.Releases, rd.Updates
 	if p.cfg.Monitor != nil {
 		d.Monitors = append(d.Monitors, DiscoveryMonitor{Name: p.cfg.Name + "/monitor", URL: p.baseURL + "/monitor/"})
 	}
@@ -526,8 +526,8 @@ func (p *Platform) closeParts(ctx context.Context) error {
 	if p.relocator != nil {
 		p.relocator.Wait()
 	}
-	if p.tufDone != nil {
-		<-p.tufDone
+	if p.rel != nil {
+		p.rel.close()
 	}
 	errs = append(errs, p.regions.close())
 	if p.custody != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/vitrine-dev/vitrine/internal/fault"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
 	"github.com/vitrine-dev/vitrine/internal/principal"
+	"github.com/vitrine-dev/vitrine/internal/publish"
 	"github.com/vitrine-dev/vitrine/release"
 	"github.com/vitrine-dev/vitrine/review"
 )
@@ -78,7 +79,7 @@ func (p *Platform) serveReview(w http.ResponseWriter, r *http.Request) {
 		httpapi.Error(w, http.StatusBadRequest, `bad request: want {"name":"<release>","version":"<version>","verdict":"approved|concerns|rejected","notes":"…"} and optionally "entry":"sha256:…" and "files":["<path in the source>",…]: `+err.Error())
 		return
 	}
-	rev, err := p.review(pr, &req)
+	rev, err := p.review(r.Context(), pr, &req)
 	if err != nil {
 		httpapi.Fail(w, p.logger, err, "no review was recorded")
 		return
@@ -117,13 +118,21 @@ func (p *Platform) serveReview(w http.ResponseWriter, r *http.Request) {
 // review makes the review req asks for, by the auditor pr, of a release
 // this platform published, checking every file it names against the
 // release's source archive.
-func (p *Platform) review(pr *principal.Principal, req *ReviewRequest) (*review.Review, error) {
-	if !p.releases.Exists(req.Name, req.Version) {
-		return nil, fault.New(fault.ErrNotFound, fmt.Sprintf("no release %q %q is published here", req.Name, req.Version))
-	}
-	rel, err := p.releases.Load(req.Name, req.Version)
-	if err != nil {
-		return nil, err
+func (p *Platform) review(ctx context.Context, pr *principal.Principal, req *ReviewRequest) (*review.Review, error) {
+	var rel *publish.Release
+	if p.rel != nil {
+		if !p.rel.store.Exists(req.Name, req.Version) {
+			return nil, fault.New(fault.ErrNotFound, fmt.Sprintf("no release %q %q is published here", req.Name, req.Version))
+		}
+		var err error
+		if rel, err = p.rel.store.Load(req.Name, req.Version); err != nil {
+			return nil, err
+		}
+	} else {
+		var err error
+		if rel, err = p.remoteRel.Load(ctx, req.Name, req.Version); err != nil {
+			return nil, err
+		}
 	}
 	digest := release.Digest(rel.Entry)
 	if req.Entry != "" && req.Entry != digest {

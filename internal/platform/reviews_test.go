@@ -52,7 +52,7 @@ func TestReviews(t *testing.T) {
 	auditor := createPrincipal(t, p, `{"id":"auditor:alice","role":"auditor","location":"CH","regions":["zurich"]}`)
 	analyst := createPrincipal(t, p, `{"id":"analyst:bob","role":"analyst","location":"CH","regions":["zurich"]}`)
 	operator := createPrincipal(t, p, `{"id":"operator:carol","role":"operator","location":"CH","regions":["zurich"]}`)
-	rel, err := p.releases.Load("tool", "1.0.0")
+	rel, err := p.rel.store.Load("tool", "1.0.0")
 	if err != nil {
 		t.Fatal(err)
 	}

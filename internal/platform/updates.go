@@ -11,7 +11,7 @@ import (
 // startUpdates opens the update repository under <data>/updates, signing
 // targets with the release key unless <data>/updates/targets.key replaced
 // it, and re-signs its metadata in the background before it expires.
-func (p *Platform) startUpdates(ctx context.Context) error {
+func (p *releaseParts) startUpdates(ctx context.Context) error {
 	offline := p.cfg.TUFOfflineDir
 	if offline == "" {
 		// Beside the data directory, never in it: ./vitrine-data gives
@@ -24,7 +24,7 @@ func (p *Platform) startUpdates(ctx context.Context) error {
 		Dir:        filepath.Join(p.cfg.Data, "updates"),
 		Root:       p.cfg.TUFRoot,
 		OfflineDir: offline,
-		TargetsKey: p.releaseKey,
+		TargetsKey: p.key,
 		Expiry:     p.cfg.TUFExpiry,
 		Logger:     p.logger,
 	})
@@ -39,5 +39,11 @@ func (p *Platform) startUpdates(ctx context.Context) error {
 	return nil
 }
 
-// Updates returns the update repository.
-func (p *Platform) Updates() *tufrepo.Repo { return p.updates }
+// Updates returns the update repository, nil when the releases run in a
+// process of their own.
+func (p *Platform) Updates() *tufrepo.Repo {
+	if p.rel == nil {
+		return nil
+	}
+	return p.rel.updates
+}

@@ -221,7 +221,7 @@ func TestPublishResumes(t *testing.T) {
 	if _, err := publishDB(p, "2", db2); err == nil || !strings.Contains(err.Error(), "update repository") {
 		t.Fatalf("publish with the repository blocked = %v, want an update repository error", err)
 	}
-	if !p.releases.Exists("sample-ruledb", "2") || p.updates.Has("sample-ruledb", "2") {
+	if !p.rel.store.Exists("sample-ruledb", "2") || p.rel.updates.Has("sample-ruledb", "2") {
 		t.Fatal("want release 2 under /releases/ and not in the update repository")
 	}
 	if _, err := publishDB(p, "2", db2); err == nil || !strings.Contains(err.Error(), "update repository") {
@@ -235,8 +235,8 @@ func TestPublishResumes(t *testing.T) {
 	if err != nil {
 		t.Fatalf("publish again, unblocked: %v", err)
 	}
-	if got.LogIndex != 1 || !p.updates.Has("sample-ruledb", "2") {
-		t.Fatalf("resumed publish = %+v (in the repository: %v), want log index 1 and its targets added", got, p.updates.Has("sample-ruledb", "2"))
+	if got.LogIndex != 1 || !p.rel.updates.Has("sample-ruledb", "2") {
+		t.Fatalf("resumed publish = %+v (in the repository: %v), want log index 1 and its targets added", got, p.rel.updates.Has("sample-ruledb", "2"))
 	}
 	if _, err := publishDB(p, "2", db2); !errors.Is(err, publish.ErrExists) {
 		t.Fatalf("publish of a finished release = %v, want ErrExists", err)
@@ -251,10 +251,10 @@ func TestPublishResumes(t *testing.T) {
 	stop(t, p)
 	unblock()
 	p = start(t, data)
-	if !p.updates.Has("sample-ruledb", "3") {
+	if !p.rel.updates.Has("sample-ruledb", "3") {
 		t.Fatal("release 3 is not in the update repository after a restart")
 	}
-	r, err := p.releases.Load("sample-ruledb", "3")
+	r, err := p.rel.store.Load("sample-ruledb", "3")
 	if err != nil || r.Index != 2 {
 		t.Fatalf("release 3: %+v, %v; want log index 2 (no entry logged twice)", r, err)
 	}
@@ -319,7 +319,7 @@ func TestBuildResumes(t *testing.T) {
 	if _, err := p.Build(ctx, recipe); err == nil || !strings.Contains(err.Error(), "update repository") {
 		t.Fatalf("build with the repository blocked = %v, want an update repository error", err)
 	}
-	first, err := p.releases.Load("db", "1")
+	first, err := p.rel.store.Load("db", "1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -328,7 +328,7 @@ func TestBuildResumes(t *testing.T) {
 	if err != nil {
 		t.Fatalf("build again: %v", err)
 	}
-	if got.LogIndex != first.Index || !p.updates.Has("db", "1") {
+	if got.LogIndex != first.Index || !p.rel.updates.Has("db", "1") {
 		t.Fatalf("build again = %+v, want log index %d and the release in the update repository", got, first.Index)
 	}
 	if _, err := p.Build(ctx, recipe); !errors.Is(err, publish.ErrExists) {
@@ -355,7 +355,7 @@ func TestPublishStaged(t *testing.T) {
 	if _, err := publishDB(p, "a", db); err == nil {
 		t.Fatal("publish with /releases/ blocked succeeded")
 	}
-	staged, logged, err := p.releases.Staged("a", "1")
+	staged, logged, err := p.rel.store.Staged("a", "1")
 	if err != nil || !logged || staged.Index != 0 {
 		t.Fatalf("staged a: %v, logged %v, %v; want entry 0", staged, logged, err)
 	}
@@ -370,10 +370,10 @@ func TestPublishStaged(t *testing.T) {
 	if err != nil || got.LogIndex != 0 {
 		t.Fatalf("publish again, unblocked = %+v, %v; want entry 0", got, err)
 	}
-	if !p.publisher.Finished("a", "1") {
+	if !p.rel.publisher.Finished("a", "1") {
 		t.Fatal("a 1 is not published and in the update repository")
 	}
-	if s, _, _ := p.releases.Staged("a", "1"); s != nil {
+	if s, _, _ := p.rel.store.Staged("a", "1"); s != nil {
 		t.Error("a 1 is still staged once published")
 	}
 
@@ -385,8 +385,8 @@ func TestPublishStaged(t *testing.T) {
 	stop(t, p)
 	unblock()
 	p = start(t, data)
-	r, err := p.releases.Load("b", "1")
-	if err != nil || r.Index != 1 || !p.publisher.Finished("b", "1") {
+	r, err := p.rel.store.Load("b", "1")
+	if err != nil || r.Index != 1 || !p.rel.publisher.Finished("b", "1") {
 		t.Fatalf("b 1 after a restart: %+v, %v; want published at entry 1 and in the update repository", r, err)
 	}
 	// Nothing was logged twice: the next release is entry 2.
@@ -432,7 +432,7 @@ func TestBuildToolchainUnavailable(t *testing.T) {
 	if code != http.StatusUnprocessableEntity || !strings.Contains(string(body), "toolchain") {
 		t.Fatalf("POST /v1/builds = %d %s; want 422 naming the toolchain", code, body)
 	}
-	if p.releases.Exists("hello", "1") {
+	if p.rel.store.Exists("hello", "1") {
 		t.Error("a release was published")
 	}
 }

@@ -1,0 +1,407 @@
+package platform
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/vitrine-dev/vitrine/client"
+	"github.com/vitrine-dev/vitrine/internal/atomicfile"
+	"github.com/vitrine-dev/vitrine/internal/fault"
+	"github.com/vitrine-dev/vitrine/internal/httpapi"
+	"github.com/vitrine-dev/vitrine/internal/keys"
+	"github.com/vitrine-dev/vitrine/internal/publish"
+	"github.com/vitrine-dev/vitrine/internal/tufrepo"
+	"github.com/vitrine-dev/vitrine/release"
+	"github.com/vitrine-dev/vitrine/tlog"
+)
+
+// releaseConfig configures the release parts: the conveyer, the release
+// key, the published releases and the update repository.
+type releaseConfig struct {
+	// Data holds release.key, releases/, updates/ and conveyer/.
+	Data string
+	// BaseURL is where they are served: the conveyer's builder id is
+	// under it.
+	BaseURL          string
+	BuildSourceRoots []string
+	GoProxy, GoSumDB string
+	GoModCache       string
+	TUFRoot          []byte
+	TUFOfflineDir    string
+	TUFExpiry        tufrepo.Expiry
+}
+
+// releaseParts build, sign, log and publish releases, in the trusted
+// region where the release key is: in the platform's process, or in a
+// process of their own (`vitrine serve --role releases`).
+type releaseParts struct {
+	cfg       releaseConfig
+	logger    *slog.Logger
+	operator  func(*http.Request) bool
+	key       *release.Ed25519Key
+	store     *publish.Store
+	updates   *tufrepo.Repo
+	publisher *publish.Publisher
+	builds    buildTracker  // the builds in progress, for GET /v1/builds
+	buildSlot chan struct{} // one conveyer build at a time
+	bg        context.Context
+	cancel    context.CancelFunc
+	tufDone   chan struct{}
+}
+
+// openReleaseParts opens the release parts under cfg.Data, publishing to
+// log; operator authorises builds and root updates.
+func openReleaseParts(ctx context.Context, cfg releaseConfig, log publish.Log, operator func(*http.Request) bool, logger *slog.Logger) (_ *releaseParts, err error) {
+	p := &releaseParts{cfg: cfg, logger: logger, operator: operator, buildSlot: make(chan struct{}, 1)}
+	p.bg, p.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	defer func() {
+		if err != nil {
+			p.close()
+		}
+	}()
+	if p.key, err = release.LoadOrCreateKey(filepath.Join(cfg.Data, "release.key")); err != nil {
+		return nil, err
+	}
+	if p.store, err = publish.Open(filepath.Join(cfg.Data, "releases")); err != nil {
+		return nil, err
+	}
+	if err := p.startUpdates(ctx); err != nil {
+		return nil, err
+	}
+	// A release a failure or a crash left out of the update repository
+	// is added now; one that still cannot be is added by publishing it
+	// again, and does not keep the parts down.
+	p.publisher = &publish.Publisher{Store: p.store, Log: log, Key: p.key, Updates: p.updates, Logger: logger}
+	if _, err := p.publisher.Sync(ctx); err != nil {
+		logger.Warn("update repository: published releases not added", "err", err)
+	}
+	return p, nil
+}
+
+func (p *releaseParts) routes(mux *http.ServeMux) {
+	mux.Handle("/releases/", http.StripPrefix("/releases", p.store.Handler(p.logger)))
+	mux.Handle("/updates/", http.StripPrefix("/updates", p.updates.Handler()))
+	mux.Handle("POST /updates/root", p.updates.RootHandler(p.operator))
+	mux.HandleFunc("POST "+BuildPath, p.serveBuild)
+	mux.HandleFunc("GET "+BuildPath, p.serveBuilds)
+}
+
+// description is what discovery says of the releases served at base.
+func (p *releaseParts) description(base string) ReleasesDescription {
+	return ReleasesDescription{
+		Releases: DiscoveryReleases{URL: base + "/releases/", Key: string(release.PublicKey(p.key.Public().(ed25519.PublicKey)).PEM())},
+		Updates:  DiscoveryUpdates{URL: base + "/updates/", Root: p.updates.Root()},
+	}
+}
+
+func (p *releaseParts) close() {
+	p.cancel()
+	if p.tufDone != nil {
+		<-p.tufDone
+	}
+}
+
+// ReleasesDescription is what a releases process serves at GET
+// /v1/releases-service: where its releases and update repository are, the
+// release key and the update repository's root, which the platform's
+// discovery document lists.
+type ReleasesDescription struct {
+	Releases DiscoveryReleases `json:"releases"`
+	Updates  DiscoveryUpdates  `json:"updates"`
+}
+
+// ReleasesPath is the route of a releases process's description.
+const ReleasesPath = "/v1/releases-service"
+
+// RemoteReleases is the releases process (`vitrine serve --role
+// releases`) a platform lists in its discovery document instead of
+// building and publishing itself.
+type RemoteReleases struct {
+	URL string
+}
+
+// remoteReleases is the releases process as the platform's process uses
+// it: its description, the release key pinned on first use, the update
+// repository's root refreshed (it changes when the root is rotated), and
+// the releases read for reviews, each checked against the release log.
+type remoteReleases struct {
+	base string
+	hc   *http.Client
+	log  appendLog // the release log
+
+	mu   sync.Mutex
+	desc ReleasesDescription
+}
+
+// openRemoteReleases reads the releases process's description, pinning
+// its release key in pin on first use; later, a description with another
+// key is refused. While the process cannot be reached, the pinned
+// description stands in, with the update root last seen.
+func openRemoteReleases(ctx context.Context, rr *RemoteReleases, log appendLog, pin string) (*remoteReleases, error) {
+	r := &remoteReleases{base: strings.TrimSuffix(rr.URL, "/"), hc: &http.Client{Timeout: 10 * time.Second}, log: log}
+	var pinned *ReleasesDescription
+	switch b, err := os.ReadFile(pin); {
+	case err == nil:
+		pinned = new(ReleasesDescription)
+		if err := json.Unmarshal(b, pinned); err != nil {
+			return nil, fmt.Errorf("%s: %w", pin, err)
+		}
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, err
+	}
+	d, err := r.fetch(ctx)
+	switch {
+	case err != nil && pinned != nil:
+		r.desc = *pinned
+		return r, nil
+	case err != nil:
+		return nil, fmt.Errorf("reading the releases process's description (nothing pinned yet): %w", err)
+	case pinned != nil && pinned.Releases.Key != d.Releases.Key:
+		return nil, fmt.Errorf("the releases process at %s offers another release key than the one pinned in %s; refusing it (remove the file only if the key was rotated on purpose)", r.base, pin)
+	}
+	b, err := json.MarshalIndent(d, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := atomicfile.Write(pin, append(b, '\n'), 0o600); err != nil {
+		return nil, err
+	}
+	r.desc = *d
+	return r, nil
+}
+
+// fetch reads the description and checks it: the release key parses, the
+// update root is JSON, and both URLs are under the process's URL.
+func (r *remoteReleases) fetch(ctx context.Context) (*ReleasesDescription, error) {
+	var d ReleasesDescription
+	if err := client.GetJSON(ctx, r.hc, r.base+ReleasesPath, 1<<20, &d); err != nil {
+		return nil, err
+	}
+	if _, err := release.ParsePublicKey([]byte(d.Releases.Key)); err != nil {
+		return nil, fmt.Errorf("the releases process's release key: %w", err)
+	}
+	if !json.Valid(d.Updates.Root) {
+		return nil, errors.New("the releases process's update root is not JSON")
+	}
+	for _, u := range []string{d.Releases.URL, d.Updates.URL} {
+		if !strings.HasPrefix(u, r.base+"/") {
+			return nil, fmt.Errorf("the releases process lists %q, not under %s", u, r.base)
+		}
+	}
+	return &d, nil
+}
+
+// refresh keeps the update root current, every interval until ctx ends; a
+// description with another release key is refused (logged, not taken).
+func (r *remoteReleases) refresh(ctx context.Context, interval time.Duration, logger *slog.Logger) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		d, err := r.fetch(ctx)
+		if err != nil {
+			logger.Debug("releases process: description not read", "err", err)
+			continue
+		}
+		r.mu.Lock()
+		if d.Releases.Key != r.desc.Releases.Key {
+			logger.Error("the releases process offers another release key than the one pinned; keeping the pinned one", "url", r.base)
+		} else {
+			r.desc = *d
+		}
+		r.mu.Unlock()
+	}
+}
+
+func (r *remoteReleases) description() ReleasesDescription {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.desc
+}
+
+// maxReviewedRelease bounds what is read of a release for a review.
+const maxReviewedRelease = 256 << 20
+
+// Load reads the release name version from the releases process: its
+// release-log entry, proven at its index in the release log; its
+// provenance, the one the entry binds, signed by the pinned release key;
+// and its source archive, of the digest the provenance names.
+func (r *remoteReleases) Load(ctx context.Context, name, version string) (*publish.Release, error) {
+	if !validName(name) || !validName(version) {
+		return nil, fault.New(fault.ErrNotFound, fmt.Sprintf("no release %q %q is published here", name, version))
+	}
+	relURL := r.base + "/releases/" + url.PathEscape(name) + "/" + url.PathEscape(version) + "/"
+	var idx publish.ReleaseIndex
+	err := client.GetJSON(ctx, r.hc, relURL, 1<<20, &idx)
+	var se *client.StatusError
+	switch {
+	case errors.As(err, &se) && se.Status == http.StatusNotFound:
+		return nil, fault.New(fault.ErrNotFound, fmt.Sprintf("no release %q %q is published here", name, version))
+	case err != nil:
+		return nil, fault.Mark(fault.ErrUnavailable, fmt.Errorf("reading release %s %s: %w", name, version, err))
+	}
+	entry, err := client.Get(ctx, r.hc, relURL+"release.json", 1<<20)
+	if err != nil {
+		return nil, fault.Mark(fault.ErrUnavailable, fmt.Errorf("reading release %s %s: %w", name, version, err))
+	}
+	proof, err := r.log.Prove(ctx, idx.LogIndex)
+	if err != nil {
+		return nil, fault.Mark(fault.ErrUnavailable, fmt.Errorf("release %s %s: %w", name, version, err))
+	}
+	if _, err := proof.Verify(tlog.LeafHash(entry), r.log.Verifier(), r.log.Policy()); err != nil {
+		return nil, fault.Mark(fault.ErrUnavailable, fmt.Errorf("release %s %s: its entry is not the release log's entry %d: %w", name, version, idx.LogIndex, err))
+	}
+	e, err := release.ParseEntry(entry)
+	if err != nil || e.Name != name || e.Version != version {
+		return nil, fault.Mark(fault.ErrUnavailable, fmt.Errorf("release %s %s: the release log's entry %d is of another release (%v)", name, version, idx.LogIndex, err))
+	}
+	envelope, err := client.Get(ctx, r.hc, relURL+"provenance.json", 1<<20)
+	if err != nil {
+		return nil, fault.Mark(fault.ErrUnavailable, fmt.Errorf("reading the provenance of release %s %s: %w", name, version, err))
+	}
+	key, err := release.ParsePublicKey([]byte(r.description().Releases.Key))
+	if err != nil {
+		return nil, err
+	}
+	v, err := release.VerifyProvenance(ctx, envelope, e, key)
+	if err != nil {
+		return nil, fault.Mark(fault.ErrUnavailable, fmt.Errorf("release %s %s: %w", name, version, err))
+	}
+	build, err := v.Build()
+	if err != nil || build.SourceSHA256 == "" {
+		return nil, fault.Mark(fault.ErrUnavailable, fmt.Errorf("release %s %s: its provenance names no source archive (%v)", name, version, err))
+	}
+	source, err := client.Get(ctx, &http.Client{Timeout: 5 * time.Minute}, relURL+"source.tar.gz", maxReviewedRelease)
+	if err != nil {
+		return nil, fault.Mark(fault.ErrUnavailable, fmt.Errorf("reading the source of release %s %s: %w", name, version, err))
+	}
+	if sum := sha256.Sum256(source); build.SourceSHA256 != hex.EncodeToString(sum[:]) {
+		return nil, fault.Mark(fault.ErrUnavailable, fmt.Errorf("release %s %s: the source served has sha256 %x, its provenance names %s", name, version, sum, build.SourceSHA256))
+	}
+	return &publish.Release{Entry: entry, Source: source, Index: idx.LogIndex}, nil
+}
+
+// validName is a release name or version as the store keeps them: one
+// path element, not hidden.
+func validName(s string) bool {
+	return s != "" && len(s) <= 128 && !strings.HasPrefix(s, ".") && !strings.ContainsAny(s, "/\\\x00")
+}
+
+// ReleaseServiceConfig configures the releases in a process of their own
+// (`vitrine serve --role releases`): the conveyer, the release key, the
+// published releases and the update repository, in the trusted region.
+type ReleaseServiceConfig struct {
+	Data, Listen, PublicURL string
+	TLS                     *tls.Config
+	// Logs is the logs process, whose release log takes the releases.
+	Logs             RemoteLogs
+	BuildSourceRoots []string
+	GoProxy, GoSumDB string
+	GoModCache       string
+	TUFRoot          []byte
+	TUFOfflineDir    string
+	Logger           *slog.Logger
+}
+
+// ReleaseService is the releases served by a process of their own. Its
+// operator token (<data>/operator.token) builds (POST /v1/builds) and
+// updates the update repository's root.
+type ReleaseService struct {
+	parts    *releaseParts
+	baseURL  string
+	listener net.Listener
+	server   *http.Server
+	serveErr chan error
+}
+
+// StartReleaseService opens the release parts and serves them.
+func StartReleaseService(ctx context.Context, cfg ReleaseServiceConfig) (_ *ReleaseService, err error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(cfg.Data, 0o700); err != nil {
+		return nil, err
+	}
+	operator, err := keys.LoadOrCreateToken(filepath.Join(cfg.Data, "operator.token"))
+	if err != nil {
+		return nil, err
+	}
+	hc := &http.Client{Timeout: 10 * time.Second}
+	d, err := pinLogsDescription(ctx, hc, cfg.Logs.URL, filepath.Join(cfg.Data, "logs.json"))
+	if err != nil {
+		return nil, err
+	}
+	logs, err := d.remotes(&cfg.Logs, hc)
+	if err != nil {
+		return nil, err
+	}
+	s := &ReleaseService{serveErr: make(chan error, 1)}
+	if s.listener, s.baseURL, err = listen(cfg.Listen, cfg.PublicURL, cfg.TLS); err != nil {
+		return nil, err
+	}
+	s.parts, err = openReleaseParts(ctx, releaseConfig{
+		Data: cfg.Data, BaseURL: s.baseURL, BuildSourceRoots: cfg.BuildSourceRoots, GoProxy: cfg.GoProxy, GoSumDB: cfg.GoSumDB,
+		GoModCache: cfg.GoModCache, TUFRoot: cfg.TUFRoot, TUFOfflineDir: cfg.TUFOfflineDir,
+	}, logs["release"], func(r *http.Request) bool { return keys.BearerEqual(r, operator) }, cfg.Logger)
+	if err != nil {
+		_ = s.listener.Close()
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	s.parts.routes(mux)
+	mux.HandleFunc("GET "+ReleasesPath, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-cache")
+		httpapi.JSON(w, s.parts.description(s.baseURL))
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		httpapi.Error(w, http.StatusNotFound, "no such route: "+r.Method+" "+r.URL.Path+"; see "+ReleasesPath)
+	})
+	rl := logs["release"]
+	ready := httpapi.Check{Name: "release log", Ready: func(context.Context) error { return rl.Ready() }}
+	s.server = &http.Server{
+		Handler:           httpapi.WithHealth(mux, ready),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+	}
+	go func() { s.serveErr <- s.server.Serve(s.listener) }()
+	return s, nil
+}
+
+// URL returns the process's base URL.
+func (s *ReleaseService) URL() string { return s.baseURL }
+
+// Done is closed with the server's error if it stops serving on its own.
+func (s *ReleaseService) Done() <-chan error { return s.serveErr }
+
+// Close stops serving and lets the update repository's re-signing stop.
+func (s *ReleaseService) Close(ctx context.Context) error {
+	err := s.server.Shutdown(ctx)
+	s.parts.close()
+	return err
+}
