@@ -18,11 +18,11 @@ import (
 // runServe runs one role of a deployment, from the configuration file that
 // every process of the deployment shares.
 func runServe(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "serve", "--config FILE --role all|logs|releases|center|region:NAME [--listen ADDR] [--data DIR] [--public-url URL] [--tls-cert FILE --tls-key FILE] [--metrics-listen ADDR]")
+	fs := newFlags(e, "serve", "--config FILE --role all|front|logs|releases|center|region:NAME [--listen ADDR] [--data DIR] [--public-url URL] [--tls-cert FILE --tls-key FILE] [--metrics-listen ADDR]")
 	configFile := fs.String("config", "", "the deployment's configuration file (required; docs/config.md)")
-	role := fs.String("role", "", "the role to run (required): all (every role in one process, as vitrine up; with logs_url in the configuration, every role but the logs), logs (the deployment's logs, which the platform's process reaches at logs_url), releases (the conveyer, the release key, the published releases and the update repository, at releases_url), center (the Transparency Center over the platform at public_url, as vitrine center runs it), or region:NAME (one of the processes of region NAME's service, beside the platform's process at platform_url)")
+	role := fs.String("role", "", "the role to run (required): all (every role in one process, as vitrine up; with logs_url, releases_url or external_regions in the configuration, every role but those), front (one of the front door's processes: endpoints' telemetry redirected to their home region, beside the platform's process at platform_url), logs (the deployment's logs, which the platform's process reaches at logs_url), releases (the conveyer, the release key, the published releases and the update repository, at releases_url), center (the Transparency Center over the platform at public_url, as vitrine center runs it), or region:NAME (one of the processes of region NAME's service, beside the platform's process at platform_url)")
 	listen := fs.String("listen", "", "address to listen on (role region: required; all: the configuration's listen)")
-	data := fs.String("data", "", "role region: this process's own directory (default ./vitrine-region-NAME); logs: the logs' directory (default ./vitrine-logs); releases: the releases' directory (default ./vitrine-releases); center: the Center's directory (default as vitrine center); all: the configuration's data")
+	data := fs.String("data", "", "role region: this process's own directory (default ./vitrine-region-NAME); front: where its metrics token is kept (default ./vitrine-front); logs: the logs' directory (default ./vitrine-logs); releases: the releases' directory (default ./vitrine-releases); center: the Center's directory (default as vitrine center); all: the configuration's data")
 	publicURL := fs.String("public-url", "", "role region: the region's URL that clients use (default: the region's URL in the policy, else http://<listen>); logs: the URL readers and the platform use (default: logs_url, else http(s)://<listen>); releases: likewise, releases_url")
 	sf := cli.AddServeFlags(fs)
 	if err := parseFlags(fs, args, 0); err != nil {
@@ -59,6 +59,8 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		return serveLogs(ctx, e, c, *listen, *data, *publicURL, sf)
 	case "releases":
 		return serveReleases(ctx, e, c, *listen, *data, *publicURL, sf)
+	case "front":
+		return serveFront(ctx, e, c, *listen, *data, sf)
 	case "center":
 		// The Center reads the platform as any outsider does: only its
 		// public URL, from the configuration.
@@ -82,7 +84,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	}
 	name, ok := strings.CutPrefix(*role, "region:")
 	if !ok || name == "" {
-		return fmt.Errorf("--role %q: want all, logs, releases, center or region:NAME", *role)
+		return fmt.Errorf("--role %q: want all, front, logs, releases, center or region:NAME", *role)
 	}
 	switch {
 	case *listen == "":
@@ -308,4 +310,49 @@ func serveReleases(ctx context.Context, e *env, c *config.Config, listen, data, 
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	return errors.Join(serveErr, s.Close(sctx))
+}
+
+// serveFront runs one of the front door's processes: stateless, several
+// behind one load balancer, beside the platform's process.
+func serveFront(ctx context.Context, e *env, c *config.Config, listen, data string, sf *cli.ServeFlags) error {
+	switch {
+	case listen == "":
+		return errors.New("--role front: --listen is required")
+	case c.PlatformURL == "" || c.FrontToken == "":
+		return errors.New("--role front needs platform_url and front_token (the file holding the platform's <data>/front.token)")
+	}
+	tok, err := cli.ReadToken(c.FrontToken, "the front door's token")
+	if err != nil {
+		return err
+	}
+	cli.TuneGC()
+	tlsConf, err := cli.TLS(ctx, sf.TLSCert, sf.TLSKey, e.Logger)
+	if err != nil {
+		return err
+	}
+	if data == "" {
+		data = "./vitrine-front"
+	}
+	if sf.MetricsListen != "" {
+		if err := os.MkdirAll(data, 0o700); err != nil {
+			return err
+		}
+	}
+	if err := cli.ServeMetrics(ctx, e, sf.MetricsListen, metrics.New(), tlsConf, filepath.Join(data, "metrics.token")); err != nil {
+		return err
+	}
+	f, err := platform.StartFrontDoor(ctx, platform.FrontDoorConfig{Listen: listen, TLS: tlsConf, Platform: c.PlatformURL, PublicPlatform: c.PublicURL, Token: tok, Logger: e.Logger})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.Stdout, "front door serving at %s, beside the platform at %s\n", f.URL(), c.PlatformURL)
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case err := <-f.Done():
+		serveErr = fmt.Errorf("server stopped: %w", err)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return errors.Join(serveErr, f.Close(sctx))
 }

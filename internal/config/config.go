@@ -127,6 +127,11 @@ type Config struct {
 	// platform's process.
 	LogsURL   string `json:"logs_url"`
 	LogsToken string `json:"logs_token"`
+	// FrontToken is the file holding the front door's token (the
+	// platform's <data>/front.token), for the front door's processes
+	// (`vitrine serve --role front`), with which they read the policy
+	// and the revocations at PlatformURL.
+	FrontToken string `json:"front_token"`
 	// ReleasesURL is the base URL of the releases process (`vitrine
 	// serve --role releases`: the conveyer, the release key, the
 	// published releases and the update repository), which then builds
@@ -226,7 +231,7 @@ func (c *Config) keys() []struct {
 		{"checkpoint_interval", &c.CheckpointInterval}, {"commitment_interval", &c.CommitmentInterval},
 		{"custody_url", &c.CustodyURL}, {"custody_token", &c.CustodyToken}, {"supervisor_url", &c.SupervisorURL},
 		{"platform_url", &c.PlatformURL}, {"peer_token", &c.PeerToken}, {"internal_tokens", &c.InternalTokens}, {"external_regions", &c.ExternalRegions},
-		{"logs_url", &c.LogsURL}, {"logs_token", &c.LogsToken}, {"releases_url", &c.ReleasesURL}, {"witness_policy", &c.WitnessPolicy},
+		{"logs_url", &c.LogsURL}, {"logs_token", &c.LogsToken}, {"releases_url", &c.ReleasesURL}, {"front_token", &c.FrontToken}, {"witness_policy", &c.WitnessPolicy},
 		{"tuf_root", &c.TUFRoot}, {"tuf_offline", &c.TUFOffline}, {"debug_listen", &c.DebugListen},
 		{"monitor", &c.Monitor},
 	}

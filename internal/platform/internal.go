@@ -21,8 +21,9 @@ import (
 
 // The internal routes serve the processes of a region's service that run
 // on their own (`vitrine serve --role region:<name>`, regionsvc.go): what
-// the platform's process holds and they need. Each takes the deployment's
-// peer token, which only the vendor's own services hold.
+// the platform's process holds and they need. Each takes the region's
+// internal token; the policy and the revocations also take the front
+// door's token (<data>/front.token, frontdoor.go).
 //
 //	POST /internal/v1/logs/access-{region}/append  an entry, admitted like the gateway's → {"index":N}
 //	GET  /internal/v1/logs/access-{region}/prove?index=N  its C2SP tlog-proof, once witnessed
@@ -47,9 +48,21 @@ func (p *Platform) internalRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST "+internalPrefix+"logs/{log}/append", peer(p.serveInternalAppend))
 	mux.HandleFunc("GET "+internalPrefix+"logs/{log}/prove", peer(p.serveInternalProve))
 	mux.HandleFunc("POST "+internalPrefix+"principals/authenticate", peer(p.serveInternalAuthenticate))
-	mux.HandleFunc("GET "+internalPrefix+"endpoints/revoked", peer(p.serveInternalRevoked))
+	// The policy and the revocations are read by the front door's
+	// processes too, with a token of their own that reaches nothing else.
+	peerOrFront := func(h http.HandlerFunc) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			if keys.BearerEqual(r, p.regions.frontToken) {
+				w.Header().Set("Cache-Control", "no-store")
+				h(w, r)
+				return
+			}
+			peer(h)(w, r)
+		}
+	}
+	mux.HandleFunc("GET "+internalPrefix+"endpoints/revoked", peerOrFront(p.serveInternalRevoked))
 	mux.HandleFunc("POST "+internalPrefix+"pseudonyms", peer(p.serveInternalPseudonyms))
-	mux.HandleFunc("GET "+internalPrefix+"policy", peer(p.serveInternalPolicy))
+	mux.HandleFunc("GET "+internalPrefix+"policy", peerOrFront(p.serveInternalPolicy))
 }
 
 // callerKey is the context key of the region whose internal token a

@@ -48,8 +48,11 @@ type regions struct {
 	// routes; pseudonyms gives the endpoints' pseudonyms.
 	peerToken  string
 	pseudonyms endpoint.Pseudonyms
-	// internalTokens are the regions' internal tokens (internal.go).
+	// internalTokens are the regions' internal tokens (internal.go);
+	// frontToken the front door processes' (<data>/front.token), which
+	// reads the policy and the revocations only.
 	internalTokens map[string]string
+	frontToken     string
 	// lockers hold the leases of the background work of the regions
 	// whose store several processes share (PostgreSQL).
 	lockers map[string]*lease.Locker
@@ -103,6 +106,9 @@ func (p *Platform) startRegions(ctx context.Context) error {
 		if rs.internalTokens[reg.Name], err = keys.LoadOrCreateToken(filepath.Join(p.cfg.Data, "internal", reg.Name+".token")); err != nil {
 			return err
 		}
+	}
+	if rs.frontToken, err = keys.LoadOrCreateToken(filepath.Join(p.cfg.Data, "front.token")); err != nil {
+		return err
 	}
 	// One pseudonymisation key for the deployment, so that an endpoint
 	// has the same pseudonym in every region, including after a
@@ -293,10 +299,7 @@ func (p *Platform) serveFrontDoor(w http.ResponseWriter, r *http.Request) {
 // regionURL returns the base URL of a region: the policy's, or this
 // platform's /regions/<name> for a region the policy gives no URL.
 func (p *Platform) regionURL(pol *residency.Policy, name string) string {
-	if r := pol.Region(name); r != nil && r.URL != "" {
-		return r.URL
-	}
-	return p.baseURL + "/regions/" + name
+	return regionURL(pol, name, p.baseURL)
 }
 
 // isPostgres reports whether a store location names a PostgreSQL

@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
@@ -32,7 +31,6 @@ import (
 	"github.com/vitrine-dev/vitrine/internal/pseudonyms"
 	"github.com/vitrine-dev/vitrine/internal/region"
 	"github.com/vitrine-dev/vitrine/internal/store"
-	"github.com/vitrine-dev/vitrine/residency"
 	"github.com/vitrine-dev/vitrine/telemetry"
 	"github.com/vitrine-dev/vitrine/tlog"
 )
@@ -96,17 +94,13 @@ type RegionService struct {
 	baseURL  string
 	store    store.Store
 	locker   *lease.Locker
-	policy   atomic.Pointer[residency.Policy]
-	policyV  note.Verifier
-	revoked  *endpoint.Revocations
-	// refreshed is when the policy and revocations were last read.
-	refreshed atomic.Int64
-	region    *region.Region
-	gateway   *gateway.Gateway
-	commits   *commitment.Committer
-	cancel    context.CancelFunc
-	done      sync.WaitGroup
-	serveErr  chan error
+	mirror   // the platform's policy and revocations (mirror.go)
+	region   *region.Region
+	gateway  *gateway.Gateway
+	commits  *commitment.Committer
+	cancel   context.CancelFunc
+	done     sync.WaitGroup
+	serveErr chan error
 }
 
 // StartRegionService starts a process of a region's service. It reads the
@@ -123,8 +117,8 @@ func StartRegionService(ctx context.Context, cfg RegionServiceConfig) (_ *Region
 		return nil, errors.New("starting region service: the region, the platform's URL, the peer and internal tokens, the store and a data directory are required")
 	}
 	cfg.Platform = strings.TrimSuffix(cfg.Platform, "/")
-	s := &RegionService{cfg: cfg, logger: cfg.Logger.With("region", cfg.Region), hc: &http.Client{Timeout: 10 * time.Second},
-		revoked: endpoint.Mirror(), serveErr: make(chan error, 1)}
+	s := &RegionService{cfg: cfg, logger: cfg.Logger.With("region", cfg.Region), hc: &http.Client{Timeout: 10 * time.Second}, serveErr: make(chan error, 1)}
+	s.mirror = newMirror(cfg.Platform, cfg.InternalToken, s.hc, s.logger)
 	defer func() {
 		if err != nil {
 			s.closeParts()
@@ -219,7 +213,7 @@ func StartRegionService(ctx context.Context, cfg RegionServiceConfig) (_ *Region
 		s.locker.Run(bg, commitments, func(ctx context.Context) { _ = s.commits.Run(ctx) }, held(commitments))
 	})
 	s.done.Go(func() { s.gateway.Run(bg) })
-	s.done.Go(func() { s.refreshLoop(bg) })
+	s.done.Go(func() { s.refreshLoop(bg, cfg.Refresh) })
 	go func() { s.serveErr <- s.server.Serve(s.listener) }()
 	return s, nil
 }
@@ -258,13 +252,6 @@ const (
 	externalPolicyGrace = regionStale + regionIngestTimeout + 2*time.Second
 )
 
-// fresh reports how old the policy and revocations are, and whether that
-// is within regionStale.
-func (s *RegionService) fresh() (time.Duration, bool) {
-	age := time.Since(time.Unix(0, s.refreshed.Load()))
-	return age, age <= regionStale
-}
-
 // ingest is the region's ingest, refused while the policy may be stale and
 // bounded by regionIngestTimeout.
 func (s *RegionService) ingest(h http.Handler) http.Handler {
@@ -273,83 +260,6 @@ func (s *RegionService) ingest(h http.Handler) http.Handler {
 		defer cancel()
 		h.ServeHTTP(w, r.WithContext(ctx))
 	}))
-}
-
-// whileFresh answers 503 instead of h while the policy and the endpoint
-// revocations may be stale.
-func (s *RegionService) whileFresh(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if age, ok := s.fresh(); !ok {
-			w.Header().Set("Retry-After", "1")
-			httpapi.Error(w, http.StatusServiceUnavailable, fmt.Sprintf("this process last read the residency policy and the endpoint revocations %s ago; try again", age.Round(time.Second)))
-			return
-		}
-		h.ServeHTTP(w, r)
-	})
-}
-
-func (s *RegionService) serveReadyz(w http.ResponseWriter, r *http.Request) {
-	age, ok := s.fresh()
-	w.Header().Set("Cache-Control", "no-store")
-	if !ok {
-		w.Header().Set("Retry-After", "1")
-		httpapi.Error(w, http.StatusServiceUnavailable, fmt.Sprintf("the policy and the endpoint revocations were last read from the platform %s ago", age.Round(time.Second)))
-		return
-	}
-	httpapi.JSON(w, map[string]any{"ready": true})
-}
-
-// refreshLoop reads the active policy and the revocations every
-// cfg.Refresh until ctx ends.
-func (s *RegionService) refreshLoop(ctx context.Context) {
-	t := time.NewTicker(s.cfg.Refresh)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if err := s.refresh(ctx); err != nil && ctx.Err() == nil {
-			s.logger.WarnContext(ctx, "reading the policy and revocations from the platform", "err", err)
-		}
-	}
-}
-
-// refresh reads the active policy, checking its signature with the
-// platform's policy key, and the endpoint revocations.
-func (s *RegionService) refresh(ctx context.Context) error {
-	signed, err := s.get(ctx, internalPrefix+"policy", 1<<20)
-	if err != nil {
-		return err
-	}
-	pol, err := residency.Open(signed, s.policyV)
-	if err != nil {
-		return fmt.Errorf("the platform's active policy: %w", err)
-	}
-	if cur := s.policy.Load(); cur != nil && pol.Version < cur.Version {
-		return fmt.Errorf("the platform's active policy is version %d, older than version %d in force here", pol.Version, cur.Version)
-	}
-	revoked, err := s.get(ctx, internalPrefix+"endpoints/revoked", 64<<20)
-	if err != nil {
-		return err
-	}
-	if err := s.revoked.Replace(revoked); err != nil {
-		return err
-	}
-	s.policy.Store(pol)
-	s.refreshed.Store(time.Now().UnixNano())
-	return nil
-}
-
-// get reads an internal route of the platform.
-func (s *RegionService) get(ctx context.Context, path string, limit int64) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.cfg.Platform+path, nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+s.cfg.InternalToken)
-	return client.Send(s.hc, req, limit)
 }
 
 // URL returns the process's base URL.

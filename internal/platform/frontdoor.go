@@ -1,0 +1,187 @@
+package platform
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/vitrine-dev/vitrine/client"
+	"github.com/vitrine-dev/vitrine/internal/endpoint"
+	"github.com/vitrine-dev/vitrine/internal/httpapi"
+	"github.com/vitrine-dev/vitrine/residency"
+)
+
+// FrontDoorConfig configures one process of the front door (`vitrine
+// serve --role front`): what endpoints reach first. Several run behind
+// one load balancer; none holds state.
+type FrontDoorConfig struct {
+	// Listen is the address to listen on; TLS, if set, serves HTTPS.
+	Listen string
+	TLS    *tls.Config
+	// Platform is the base URL of the platform's process, and Token the
+	// front door's token for its policy and revocations (the platform's
+	// <data>/front.token).
+	Platform, Token string
+	// PublicPlatform is the platform's URL that endpoints use, under
+	// which it serves the regions the policy gives no URL (default
+	// Platform).
+	PublicPlatform string
+	// Refresh is how often the policy and the revocations are read
+	// (default 1s).
+	Refresh time.Duration
+	Logger  *slog.Logger
+}
+
+// FrontDoor is a running process of the front door. It answers an
+// endpoint's POST /v1/telemetry with a 307 to its home region's ingest, as
+// the platform's own front door does: the endpoint token checked under the
+// issuer's key and against the revocations, the home region the active
+// policy's. Both are the platform's, read every second; once they are 10 s
+// old, telemetry is answered 503 and /readyz says so, so that the load
+// balancer sends endpoints to a process that can reach the platform.
+// Discovery, registration and revocation are passed on to the platform.
+type FrontDoor struct {
+	mirror
+	tokens   *endpoint.Verifier
+	public   string // the platform's public URL
+	proxy    http.Handler
+	listener net.Listener
+	server   *http.Server
+	baseURL  string
+	cancel   context.CancelFunc
+	done     sync.WaitGroup
+	serveErr chan error
+}
+
+// StartFrontDoor starts a process of the front door. It reads the
+// platform's discovery document, the active policy and the revocations
+// first, and fails if the platform does not answer.
+func StartFrontDoor(ctx context.Context, cfg FrontDoorConfig) (_ *FrontDoor, err error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Refresh <= 0 {
+		cfg.Refresh = time.Second
+	}
+	if cfg.Platform == "" || cfg.Token == "" {
+		return nil, errors.New("starting the front door: the platform's URL and the front door's token are required")
+	}
+	cfg.Platform = strings.TrimSuffix(cfg.Platform, "/")
+	pu, err := url.Parse(cfg.Platform)
+	if err != nil {
+		return nil, err
+	}
+	hc := &http.Client{Timeout: 10 * time.Second}
+	if cfg.PublicPlatform == "" {
+		cfg.PublicPlatform = cfg.Platform
+	}
+	f := &FrontDoor{mirror: newMirror(cfg.Platform, cfg.Token, hc, cfg.Logger.With("part", "front door")), public: strings.TrimSuffix(cfg.PublicPlatform, "/"), serveErr: make(chan error, 1)}
+	d, err := client.FetchDiscovery(ctx, hc, cfg.Platform)
+	if err != nil {
+		return nil, err
+	}
+	if f.policyV, err = note.NewVerifier(d.PolicyKey); err != nil {
+		return nil, err
+	}
+	tokens, err := endpoint.NewVerifier(d.EndpointKey)
+	if err != nil {
+		return nil, err
+	}
+	f.tokens = tokens.WithRevocations(f.revoked)
+	if err := f.refresh(ctx); err != nil {
+		return nil, err
+	}
+	f.proxy = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(pu)
+			pr.SetXForwarded()
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			w.Header().Set("Retry-After", "1")
+			httpapi.Error(w, http.StatusBadGateway, "the platform cannot be reached; retry shortly")
+		},
+	}
+	if f.listener, f.baseURL, err = listen(cfg.Listen, "", cfg.TLS); err != nil {
+		return nil, err
+	}
+	f.server = &http.Server{
+		Handler:           f.routes(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+	}
+	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	f.cancel = cancel
+	f.done.Go(func() { f.refreshLoop(bg, cfg.Refresh) })
+	go func() { f.serveErr <- f.server.Serve(f.listener) }()
+	return f, nil
+}
+
+func (f *FrontDoor) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", httpapi.ServeHealthz)
+	mux.HandleFunc("GET /readyz", f.serveReadyz)
+	mux.Handle("POST /v1/telemetry", f.whileFresh(http.HandlerFunc(f.serveTelemetry)))
+	// What the platform itself answers, passed on: endpoints know one
+	// URL.
+	mux.Handle("GET /.well-known/vitrine.json", f.proxy)
+	mux.Handle("POST /v1/endpoints", f.proxy)
+	mux.Handle("DELETE /v1/endpoints/{id}", f.proxy)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		httpapi.Error(w, http.StatusNotFound, "no such route at the front door: "+r.Method+" "+r.URL.Path+"; see /.well-known/vitrine.json")
+	})
+	return mux
+}
+
+// serveTelemetry redirects an endpoint's telemetry to its home region.
+func (f *FrontDoor) serveTelemetry(w http.ResponseWriter, r *http.Request) {
+	tok := strings.TrimSpace(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "))
+	id, err := f.tokens.Verify(tok)
+	if err != nil {
+		httpapi.Unauthorized(w, "the front door needs a valid endpoint token")
+		return
+	}
+	pol := f.policy.Load()
+	home, err := pol.RegionFor(id.Country)
+	if err != nil {
+		httpapi.Error(w, http.StatusForbidden, err.Error())
+		return
+	}
+	http.Redirect(w, r, regionURL(pol, home, f.public)+"/v1/telemetry", http.StatusTemporaryRedirect)
+}
+
+// regionURL returns the base URL of a region: the policy's, or the
+// platform's /regions/<name> for a region the policy gives no URL.
+func regionURL(pol *residency.Policy, name, platform string) string {
+	if r := pol.Region(name); r != nil && r.URL != "" {
+		return r.URL
+	}
+	return platform + "/regions/" + name
+}
+
+// URL returns the process's base URL.
+func (f *FrontDoor) URL() string { return f.baseURL }
+
+// Done is closed with the server's error if it stops serving on its own.
+func (f *FrontDoor) Done() <-chan error { return f.serveErr }
+
+// Close stops taking requests and reading the platform.
+func (f *FrontDoor) Close(ctx context.Context) error {
+	err := f.server.Shutdown(ctx)
+	f.cancel()
+	f.done.Wait()
+	return err
+}
