@@ -1,7 +1,9 @@
 package main
 
 import (
+	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -48,7 +50,7 @@ func TestReleasesProcess(t *testing.T) {
 
 	// The platform reaches the releases process through a proxy that
 	// answers honestly until told to lie.
-	var lie atomic.Value // "", "source", "entry", "unlogged"
+	var lie atomic.Value // "", "source", "entry", "unlogged", "other"
 	lie.Store("")
 	// unlogged is a release signed with the releases process's own key
 	// but never logged: its entry and provenance, served in place of the
@@ -87,7 +89,13 @@ func TestReleasesProcess(t *testing.T) {
 		}
 		return nil
 	}
-	front := httptest.NewServer(rp)
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// "other": release 1 is asked for, release 2 is served.
+		if lie.Load() == "other" {
+			r.URL.Path = strings.Replace(r.URL.Path, "/1/", "/2/", 1)
+		}
+		rp.ServeHTTP(w, r)
+	}))
 	defer front.Close()
 
 	cfg := map[string]any{
@@ -140,8 +148,24 @@ func TestReleasesProcess(t *testing.T) {
 	if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &pub); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
-	if out, err := runVitrine(t, bin, "build", "--url", core.base, "--token", filepath.Join(coreData, "operator.token"), recipe); err == nil {
-		t.Fatalf("the platform's process built a release:\n%s", out)
+	var r2 map[string]any
+	if err := json.Unmarshal(repoRecipe(t, "sample-ruledb.json"), &r2); err != nil {
+		t.Fatal(err)
+	}
+	r2["version"] = "2"
+	b2, _ := json.Marshal(r2)
+	if err := os.WriteFile(recipe+"2", b2, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := runVitrine(t, bin, "build", "--url", front.URL, "--token", filepath.Join(relData, "operator.token"), recipe+"2"); err != nil {
+		t.Fatalf("build 2: %v\n%s", err, out)
+	}
+	// The platform's process builds and serves no release.
+	for _, route := range [][2]string{{"POST", platform.BuildPath}, {"GET", "/releases/"}, {"GET", "/updates/1.root.json"}, {"POST", "/updates/root"}} {
+		gotest.Call(t, route[0], core.base+route[1], strings.TrimSpace(string(mustRead(t, filepath.Join(coreData, "operator.token")))), "{}", "", nil, http.StatusNotFound)
+	}
+	if fi, err := os.Stat(filepath.Join(coreData, "releases.json")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("the pinned description: %v %v", fi, err)
 	}
 	// go-tuf's client verifies every update from discovery alone.
 	if out, err := runVitrine(t, bin, "tuf", "verify", "--platform", core.base); err != nil || !strings.Contains(out, pub.Name) {
@@ -154,10 +178,23 @@ func TestReleasesProcess(t *testing.T) {
 	}
 	var auditor struct{ Token string }
 	gotest.Call(t, "POST", core.base+"/v1/principals", strings.TrimSpace(string(op)), `{"id":"auditor:ida","role":"auditor","location":"CH","regions":["zurich"]}`, "", &auditor)
-	review := func(want int) {
+	// review asks for a review naming files, and wants the status and,
+	// in the answer, the text.
+	review := func(files []string, want int, text string) {
 		t.Helper()
-		body := `{"name":"` + pub.Name + `","version":"` + pub.Version + `","verdict":"approved","notes":"read it"}`
-		gotest.Call(t, "POST", core.base+platform.ReviewPath, auditor.Token, body, "", nil, want)
+		fj, _ := json.Marshal(files)
+		body := `{"name":"` + pub.Name + `","version":"` + pub.Version + `","verdict":"approved","notes":"read it","files":` + string(fj) + `}`
+		req, _ := http.NewRequest("POST", core.base+platform.ReviewPath, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+auditor.Token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want || !strings.Contains(string(got), text) {
+			t.Fatalf("review: %d %s, want %d …%s…", resp.StatusCode, got, want, text)
+		}
 	}
 	reviews := func() int {
 		l, err := d.OpenLog("review", []byte(d.WitnessPolicy), nil)
@@ -170,15 +207,16 @@ func TestReleasesProcess(t *testing.T) {
 		}
 		return len(entries)
 	}
-	review(http.StatusCreated)
+	src, err := get(t.Context(), "http://"+relAddr+"/releases/"+pub.Name+"/"+pub.Version+"/source.tar.gz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := firstFile(t, src)
+	review([]string{file}, http.StatusCreated, `"index":`)
 	// The releases process, holding the release key, signs a release of
 	// the same name and version with other artifacts and serves it in
 	// place of the logged one: only the release log tells them apart.
 	key, err := release.LoadOrCreateKey(filepath.Join(relData, "release.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, err := get(t.Context(), "http://"+relAddr+"/releases/"+pub.Name+"/"+pub.Version+"/source.tar.gz")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,21 +236,68 @@ func TestReleasesProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	unlogged.Store(&[2][]byte{entry, env})
-	for _, mode := range []string{"source", "entry", "unlogged"} {
-		lie.Store(mode)
-		review(http.StatusServiceUnavailable)
+	for _, l := range []struct{ mode, text string }{
+		{"source", "the source served has sha256"},
+		{"entry", "is not the release log's entry 0"},
+		{"unlogged", "is not the release log's entry 0"},
+		{"other", "the release log's entry 1 is of another release"},
+	} {
+		lie.Store(l.mode)
+		review([]string{file}, http.StatusBadGateway, l.text)
 	}
 	lie.Store("")
 	rel.kill()
-	review(http.StatusServiceUnavailable)
-	// Discovery is still served, from what the platform pinned and last
-	// read.
-	if d2 := discover(t, core.base); d2.Releases != d.Releases {
+	review(nil, http.StatusServiceUnavailable, "")
+	// Discovery is still served, from what the platform pinned.
+	if d2 := discover(t, core.base); d2.Releases != d.Releases || !bytes.Equal(d2.Updates.Root, d.Updates.Root) {
 		t.Fatalf("discovery with the releases process down: %+v", d2.Releases)
 	}
 	rel = startReleases()
-	review(http.StatusCreated)
+	review(nil, http.StatusCreated, `"index":`)
 	if n := reviews(); n != 2 {
 		t.Fatalf("the review log holds %d reviews, want the 2 recorded", n)
 	}
+	// A releases process with another key (and another root): the
+	// platform does not start against it.
+	rel.kill()
+	core.kill()
+	cfg["tuf_offline"] = filepath.Join(dir, "offline-other")
+	otherCfg := filepath.Join(dir, "other.json")
+	b, _ = json.Marshal(cfg)
+	if err := os.WriteFile(otherCfg, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	other := startServing(t, bin, relAddr, "/readyz", http.StatusOK, "serve", "--config", otherCfg, "--role", "releases", "--listen", relAddr, "--data", filepath.Join(dir, "other"), "--public-url", front.URL)
+	defer other.kill()
+	if out, err := runVitrine(t, bin, "serve", "--config", cfgFile, "--role", "all"); err == nil || !strings.Contains(out, "pinned") {
+		t.Fatalf("the platform started against a releases process with another key (%v):\n%s", err, out)
+	}
+}
+
+// firstFile returns the name of the first regular file of a .tar.gz.
+func firstFile(t *testing.T, archive []byte) string {
+	t.Helper()
+	gz, err := gzip.NewReader(bytes.NewReader(archive))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(gz)
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			t.Fatalf("no regular file in the archive: %v", err)
+		}
+		if h.Typeflag == tar.TypeReg {
+			return strings.TrimPrefix(h.Name, "./")
+		}
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -4,15 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	vclient "github.com/vitrine-dev/vitrine/client"
 	"github.com/vitrine-dev/vitrine/internal/cli"
 	"github.com/vitrine-dev/vitrine/internal/config"
 	"github.com/vitrine-dev/vitrine/internal/metrics"
 	"github.com/vitrine-dev/vitrine/internal/platform"
+	"github.com/vitrine-dev/vitrine/internal/supervisor"
 )
 
 // runServe runs one role of a deployment, from the configuration file that
@@ -207,7 +210,25 @@ func serveLogs(ctx context.Context, e *env, c *config.Config, listen, data, publ
 		}
 		policy = b
 	case c.SupervisorURL != "":
-		return errors.New("--role logs with supervisor_url: set witness_policy to the supervisor's witness policy")
+		// The supervisor's witness cosigns the logs: its policy, pinned
+		// on first use as a member platform pins it.
+		base := strings.TrimRight(c.SupervisorURL, "/")
+		if err := checkSecureURL("the supervisor", base); err != nil {
+			return err
+		}
+		if err := os.MkdirAll(data, 0o700); err != nil {
+			return err
+		}
+		a := new(supervisor.About)
+		hc := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		if err := vclient.GetJSON(ctx, hc, base+"/v1/supervisor", 8<<20, a); err != nil {
+			return fmt.Errorf("reading the supervisor's witness policy: %w", err)
+		}
+		pins, err := checkSupervisorPins(filepath.Join(data, "supervisor.json"), base, a)
+		if err != nil {
+			return err
+		}
+		policy = []byte(pins.WitnessPolicy)
 	}
 	cli.TuneGC()
 	tlsConf, err := cli.TLS(ctx, sf.TLSCert, sf.TLSKey, e.Logger)

@@ -244,7 +244,7 @@ func checkSecureURL(what, raw string) error {
 // platform's members-file entry to <data>/member.txt and waits, showing
 // progress, until the supervisor lists the platform as a member with
 // those keys; then it checks that the supervisor takes the token.
-func joinSupervisor(ctx context.Context, e *env, base, data, name, publicURL string) (*platform.Supervisor, error) {
+func joinSupervisor(ctx context.Context, e *env, base, data, name, publicURL string, logs *platform.RemoteLogs) (*platform.Supervisor, error) {
 	base = strings.TrimRight(base, "/")
 	if err := checkSecureURL("the supervisor", base); err != nil {
 		return nil, err
@@ -252,7 +252,14 @@ func joinSupervisor(ctx context.Context, e *env, base, data, name, publicURL str
 	if !supervisor.ValidName(name) {
 		return nil, fmt.Errorf("a member's name (--name %q) must be 1 to 63 of a-z, 0-9, '.' and '-'", name)
 	}
-	vkeys, err := platform.LogKeys(data, name)
+	// The logs' keys: the platform's own, or those of the logs process.
+	var vkeys map[string]string
+	var err error
+	if logs != nil {
+		vkeys, err = platform.RemoteLogKeys(ctx, logs, filepath.Join(data, "logs.json"))
+	} else {
+		vkeys, err = platform.LogKeys(data, name)
+	}
 	if err != nil {
 		return nil, err
 	}

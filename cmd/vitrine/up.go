@@ -135,9 +135,6 @@ func runUp(ctx context.Context, e *env, args []string) error {
 	}
 	data = &pc.Data
 	if c.LogsURL != "" {
-		if c.SupervisorURL != "" {
-			return errors.New("logs_url with supervisor_url is not supported yet: run the logs in the platform's process, or without a supervisor")
-		}
 		if c.LogsToken == "" {
 			return errors.New("logs_url needs logs_token: the file holding the logs process's append token (its <data>/logs.token)")
 		}
@@ -169,7 +166,7 @@ func runUp(ctx context.Context, e *env, args []string) error {
 		} else if base == "" {
 			base = "http://" + c.Listen
 		}
-		sup, err := joinSupervisor(ctx, e, c.SupervisorURL, c.Data, c.Name, base)
+		sup, err := joinSupervisor(ctx, e, c.SupervisorURL, c.Data, c.Name, base, pc.RemoteLogs)
 		if err != nil {
 			return err
 		}
@@ -304,7 +301,7 @@ func printBanner(w io.Writer, p *platform.Platform, data string) {
 		rows = append(rows, [3]string{"monitor", m.URL + "v1/alerts", m.Name})
 	}
 	rows = append(rows,
-		[3]string{"releases", p.URL() + "/releases/", ""},
+		[3]string{"releases", d.Releases.URL, ""},
 		[3]string{"updates (TUF)", d.Updates.URL, ""},
 		[3]string{"data", data, "private: keys, tokens, logs, stores"},
 		[3]string{"operator token", filepath.Join(data, "operator.token"), ""},

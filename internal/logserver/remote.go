@@ -54,9 +54,14 @@ type Remote struct {
 // against the entry the log serves at that index instead.
 const maxLeaves = 1 << 16
 
-// maxRemoteProve bounds a proof's wait: the logs process's own bound
-// (30 s) and some.
+// maxRemoteProve bounds one request for a proof: the logs process's own
+// bound (30 s) and some. A proof not witnessed within it is asked for
+// again, until the caller's context ends.
 const maxRemoteProve = 40 * time.Second
+
+// NotWitnessedYet is how a logs process answers (503) a proof whose
+// entry no witnessed checkpoint covered within its wait.
+const NotWitnessedYet = "no witnessed checkpoint covers the entry yet; ask again"
 
 // remoteRetry is how long a Remote that could not reach its log refuses
 // work without trying (Ready), so that a log out of reach costs each
@@ -211,12 +216,11 @@ func (r *Remote) AwaitWitnessed(ctx context.Context, index uint64) (*tlog.Checkp
 }
 
 func (r *Remote) prove(ctx context.Context, index uint64) (*tlog.Proof, *tlog.Checkpoint, error) {
-	ctx, cancel := context.WithTimeout(ctx, maxRemoteProve)
-	defer cancel()
-	// A proof waits for the next witnessed checkpoint: not bounded by
-	// the client's timeout, only by ctx.
+	// A proof waits for the next witnessed checkpoint, as long as ctx
+	// lets it, as a log in this process would: each request bounded by
+	// maxRemoteProve, not by the client's timeout.
 	hc := *r.hc
-	hc.Timeout = 0
+	hc.Timeout = maxRemoteProve
 	what := fmt.Sprintf("proving entry %d of", index)
 	for {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.url+"prove?index="+strconv.FormatUint(index, 10), nil)
@@ -229,6 +233,9 @@ func (r *Remote) prove(ctx context.Context, index uint64) (*tlog.Proof, *tlog.Ch
 		switch {
 		case ctx.Err() != nil:
 			return nil, nil, fmt.Errorf("%s %s: %w", what, r.Origin(), ctx.Err())
+		case errors.As(err, &se) && se.Status == http.StatusServiceUnavailable && strings.Contains(se.Message, NotWitnessedYet):
+			// The log answers; its witnesses have not cosigned yet.
+			continue
 		case errors.As(err, &se) && se.Status == http.StatusNotFound:
 			// No such entry yet: wait for it as a log in this process
 			// would, until ctx ends; whoever asks may ask for any index,

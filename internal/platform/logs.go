@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
@@ -81,10 +82,18 @@ const LogsPath = "/v1/logs"
 func (p *Platform) openLogs(ctx context.Context) error {
 	cfg := p.cfg
 	if rl := cfg.RemoteLogs; rl != nil {
-		if cfg.Supervisor != nil {
-			return errors.New("logs in a process of their own take the supervisor's witness policy as that process's witness_policy; a platform with both is not supported yet")
+		if err := p.openRemoteLogs(ctx, rl); err != nil {
+			return err
 		}
-		return p.openRemoteLogs(ctx, rl)
+		if sup := cfg.Supervisor; sup != nil {
+			// The supervisor cosigns the logs: the logs process must
+			// ask for its quorum, no less.
+			if strings.TrimSpace(p.policy) != strings.TrimSpace(sup.WitnessPolicy) {
+				return fmt.Errorf("the logs process at %s publishes under another witness policy than the supervisor's: start it with the same supervisor_url (or its witness policy as witness_policy)", rl.URL)
+			}
+			p.witnesses = []DiscoveryWitness{sup.Witness}
+		}
+		return nil
 	}
 	var policy []byte
 	if sup := cfg.Supervisor; sup != nil {
@@ -167,6 +176,27 @@ func (d *LogsDescription) remotes(rl *RemoteLogs, hc *http.Client) (map[string]*
 func (d *LogsDescription) logURL(name string) (string, bool) {
 	l, ok := d.log(name)
 	return l.URL, ok
+}
+
+// RemoteLogKeys returns the verifier key of each log of the logs process
+// at rl, by log name, as pinned in pin on first use (the file the
+// platform pins it in, <data>/logs.json): what a supervisor's members
+// file lists for a member whose logs run in a process of their own.
+func RemoteLogKeys(ctx context.Context, rl *RemoteLogs, pin string) (map[string]string, error) {
+	hc := &http.Client{Timeout: 10 * time.Second}
+	d, err := pinLogsDescription(ctx, hc, rl.URL, pin)
+	if err != nil {
+		return nil, err
+	}
+	logs, err := d.remotes(rl, hc)
+	if err != nil {
+		return nil, err
+	}
+	vkeys := map[string]string{}
+	for name, r := range logs {
+		vkeys[name] = r.VKey()
+	}
+	return vkeys, nil
 }
 
 func (d *LogsDescription) log(name string) (DiscoveryLog, bool) {
@@ -458,6 +488,13 @@ func (s *LogService) serveProve(w http.ResponseWriter, r *http.Request, l *logse
 	ctx, cancel := context.WithTimeout(r.Context(), maxProveWait)
 	defer cancel()
 	proof, err := l.Prove(ctx, index)
+	if err != nil && ctx.Err() != nil && r.Context().Err() == nil {
+		// The witnesses have not cosigned it within maxProveWait: the
+		// caller asks again, as long as it cares to wait.
+		w.Header().Set("Retry-After", "1")
+		httpapi.Error(w, http.StatusServiceUnavailable, logserver.NotWitnessedYet)
+		return
+	}
 	if err != nil {
 		httpapi.Fail(w, s.cfg.Logger, err, "proving an entry of "+l.Origin())
 		return

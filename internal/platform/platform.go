@@ -320,10 +320,14 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 		return nil, fmt.Errorf("starting platform: %w", err)
 	}
 	if rr := cfg.RemoteReleases; rr != nil {
+		// The releases process logs in the logs process; the platform
+		// checks what it reads of it against the same release log.
+		if cfg.RemoteLogs == nil {
+			return nil, errors.New("starting platform: a releases process needs the logs in a process of their own too (RemoteLogs)")
+		}
 		if p.remoteRel, err = openRemoteReleases(ctx, rr, p.logs["release"], filepath.Join(cfg.Data, "releases.json")); err != nil {
 			return nil, fmt.Errorf("starting platform: %w", err)
 		}
-		go p.remoteRel.refresh(p.bg, time.Minute, p.logger)
 	} else {
 		operator := func(r *http.Request) bool { return keys.BearerEqual(r, p.operatorToken) }
 		p.rel, err = openReleaseParts(ctx, releaseConfig{

@@ -16,8 +16,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/vitrine-dev/vitrine/client"
@@ -137,24 +137,29 @@ type RemoteReleases struct {
 }
 
 // remoteReleases is the releases process as the platform's process uses
-// it: its description, the release key pinned on first use, the update
-// repository's root refreshed (it changes when the root is rotated), and
-// the releases read for reviews, each checked against the release log.
+// it: its description, pinned on first use (the release key and the
+// update repository's initial root, which endpoints take as trust
+// anchors from discovery and which never change: a rotated root is
+// reached from it), and the releases read for reviews, each checked
+// against the release log.
 type remoteReleases struct {
 	base string
 	hc   *http.Client
 	log  appendLog // the release log
-
-	mu   sync.Mutex
 	desc ReleasesDescription
+	// loads bounds the releases read at once for reviews.
+	loads chan struct{}
 }
 
 // openRemoteReleases reads the releases process's description, pinning
-// its release key in pin on first use; later, a description with another
-// key is refused. While the process cannot be reached, the pinned
-// description stands in, with the update root last seen.
+// it in pin on first use; later, a description with another release key
+// or another initial root is refused. While the process cannot be
+// reached, the pinned description stands in.
 func openRemoteReleases(ctx context.Context, rr *RemoteReleases, log appendLog, pin string) (*remoteReleases, error) {
-	r := &remoteReleases{base: strings.TrimSuffix(rr.URL, "/"), hc: &http.Client{Timeout: 10 * time.Second}, log: log}
+	r := &remoteReleases{base: strings.TrimSuffix(rr.URL, "/"), log: log, loads: make(chan struct{}, 2),
+		// Nothing the releases process answers sends the platform
+		// elsewhere.
+		hc: &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 	var pinned *ReleasesDescription
 	switch b, err := os.ReadFile(pin); {
 	case err == nil:
@@ -173,7 +178,12 @@ func openRemoteReleases(ctx context.Context, rr *RemoteReleases, log appendLog, 
 	case err != nil:
 		return nil, fmt.Errorf("reading the releases process's description (nothing pinned yet): %w", err)
 	case pinned != nil && pinned.Releases.Key != d.Releases.Key:
-		return nil, fmt.Errorf("the releases process at %s offers another release key than the one pinned in %s; refusing it (remove the file only if the key was rotated on purpose)", r.base, pin)
+		return nil, fmt.Errorf("the releases process at %s offers another release key than the one pinned in %s; refusing it (remove the file only if the key was replaced on purpose)", r.base, pin)
+	case pinned != nil && !jsonEqual(pinned.Updates.Root, d.Updates.Root):
+		return nil, fmt.Errorf("the releases process at %s offers another initial TUF root than the one pinned in %s; refusing it (a rotated root is reached from the initial one; remove the file only if the repository was made anew on purpose)", r.base, pin)
+	case pinned != nil:
+		r.desc = *pinned
+		return r, nil
 	}
 	b, err := json.MarshalIndent(d, "", "  ")
 	if err != nil {
@@ -186,8 +196,18 @@ func openRemoteReleases(ctx context.Context, rr *RemoteReleases, log appendLog, 
 	return r, nil
 }
 
+// jsonEqual reports whether a and b are the same JSON value.
+func jsonEqual(a, b []byte) bool {
+	var x, y any
+	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
+		return false
+	}
+	return reflect.DeepEqual(x, y)
+}
+
 // fetch reads the description and checks it: the release key parses, the
-// update root is JSON, and both URLs are under the process's URL.
+// update root is a TUF root its own root keys signed, and both URLs are
+// under the process's URL.
 func (r *remoteReleases) fetch(ctx context.Context) (*ReleasesDescription, error) {
 	var d ReleasesDescription
 	if err := client.GetJSON(ctx, r.hc, r.base+ReleasesPath, 1<<20, &d); err != nil {
@@ -196,8 +216,8 @@ func (r *remoteReleases) fetch(ctx context.Context) (*ReleasesDescription, error
 	if _, err := release.ParsePublicKey([]byte(d.Releases.Key)); err != nil {
 		return nil, fmt.Errorf("the releases process's release key: %w", err)
 	}
-	if !json.Valid(d.Updates.Root) {
-		return nil, errors.New("the releases process's update root is not JSON")
+	if err := tufrepo.CheckRoot(d.Updates.Root); err != nil {
+		return nil, fmt.Errorf("the releases process's update root: %w", err)
 	}
 	for _, u := range []string{d.Releases.URL, d.Updates.URL} {
 		if !strings.HasPrefix(u, r.base+"/") {
@@ -207,46 +227,29 @@ func (r *remoteReleases) fetch(ctx context.Context) (*ReleasesDescription, error
 	return &d, nil
 }
 
-// refresh keeps the update root current, every interval until ctx ends; a
-// description with another release key is refused (logged, not taken).
-func (r *remoteReleases) refresh(ctx context.Context, interval time.Duration, logger *slog.Logger) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		d, err := r.fetch(ctx)
-		if err != nil {
-			logger.Debug("releases process: description not read", "err", err)
-			continue
-		}
-		r.mu.Lock()
-		if d.Releases.Key != r.desc.Releases.Key {
-			logger.Error("the releases process offers another release key than the one pinned; keeping the pinned one", "url", r.base)
-		} else {
-			r.desc = *d
-		}
-		r.mu.Unlock()
-	}
-}
+func (r *remoteReleases) description() ReleasesDescription { return r.desc }
 
-func (r *remoteReleases) description() ReleasesDescription {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.desc
-}
-
-// maxReviewedRelease bounds what is read of a release for a review.
-const maxReviewedRelease = 256 << 20
+// maxReviewedSource bounds the source archive read for a review (the
+// Center's bound), and maxReviewLoad the time a release's reading takes.
+const (
+	maxReviewedSource = 64 << 20
+	maxReviewLoad     = 45 * time.Second
+)
 
 // Load reads the release name version from the releases process: its
 // release-log entry, proven at its index in the release log; its
 // provenance, the one the entry binds, signed by the pinned release key;
-// and its source archive, of the digest the provenance names.
-func (r *remoteReleases) Load(ctx context.Context, name, version string) (*publish.Release, error) {
+// and, if withSource, its source archive, of the digest the provenance
+// names. Two run at once; a third waits, within maxReviewLoad.
+func (r *remoteReleases) Load(ctx context.Context, name, version string, withSource bool) (*publish.Release, error) {
+	ctx, cancel := context.WithTimeout(ctx, maxReviewLoad)
+	defer cancel()
+	select {
+	case r.loads <- struct{}{}:
+		defer func() { <-r.loads }()
+	case <-ctx.Done():
+		return nil, fault.Mark(fault.ErrBusy, fmt.Errorf("reading release %s %s: %w", name, version, ctx.Err()))
+	}
 	if !validName(name) || !validName(version) {
 		return nil, fault.New(fault.ErrNotFound, fmt.Sprintf("no release %q %q is published here", name, version))
 	}
@@ -269,11 +272,11 @@ func (r *remoteReleases) Load(ctx context.Context, name, version string) (*publi
 		return nil, fault.Mark(fault.ErrUnavailable, fmt.Errorf("release %s %s: %w", name, version, err))
 	}
 	if _, err := proof.Verify(tlog.LeafHash(entry), r.log.Verifier(), r.log.Policy()); err != nil {
-		return nil, fault.Mark(fault.ErrUnavailable, fmt.Errorf("release %s %s: its entry is not the release log's entry %d: %w", name, version, idx.LogIndex, err))
+		return nil, &refusedRelease{fmt.Errorf("release %s %s: its entry is not the release log's entry %d: %w", name, version, idx.LogIndex, err)}
 	}
 	e, err := release.ParseEntry(entry)
 	if err != nil || e.Name != name || e.Version != version {
-		return nil, fault.Mark(fault.ErrUnavailable, fmt.Errorf("release %s %s: the release log's entry %d is of another release (%v)", name, version, idx.LogIndex, err))
+		return nil, &refusedRelease{fmt.Errorf("release %s %s: the release log's entry %d is of another release (%v)", name, version, idx.LogIndex, err)}
 	}
 	envelope, err := client.Get(ctx, r.hc, relURL+"provenance.json", 1<<20)
 	if err != nil {
@@ -285,21 +288,38 @@ func (r *remoteReleases) Load(ctx context.Context, name, version string) (*publi
 	}
 	v, err := release.VerifyProvenance(ctx, envelope, e, key)
 	if err != nil {
-		return nil, fault.Mark(fault.ErrUnavailable, fmt.Errorf("release %s %s: %w", name, version, err))
+		return nil, &refusedRelease{fmt.Errorf("release %s %s: %w", name, version, err)}
 	}
 	build, err := v.Build()
 	if err != nil || build.SourceSHA256 == "" {
-		return nil, fault.Mark(fault.ErrUnavailable, fmt.Errorf("release %s %s: its provenance names no source archive (%v)", name, version, err))
+		return nil, &refusedRelease{fmt.Errorf("release %s %s: its provenance names no source archive (%v)", name, version, err)}
 	}
-	source, err := client.Get(ctx, &http.Client{Timeout: 5 * time.Minute}, relURL+"source.tar.gz", maxReviewedRelease)
+	rel := &publish.Release{Entry: entry, Index: idx.LogIndex}
+	if !withSource {
+		return rel, nil
+	}
+	hc := *r.hc
+	hc.Timeout = 0 // ctx bounds it
+	source, err := client.Get(ctx, &hc, relURL+"source.tar.gz", maxReviewedSource)
 	if err != nil {
 		return nil, fault.Mark(fault.ErrUnavailable, fmt.Errorf("reading the source of release %s %s: %w", name, version, err))
 	}
 	if sum := sha256.Sum256(source); build.SourceSHA256 != hex.EncodeToString(sum[:]) {
-		return nil, fault.Mark(fault.ErrUnavailable, fmt.Errorf("release %s %s: the source served has sha256 %x, its provenance names %s", name, version, sum, build.SourceSHA256))
+		return nil, &refusedRelease{fmt.Errorf("release %s %s: the source served has sha256 %x, its provenance names %s", name, version, sum, build.SourceSHA256)}
 	}
-	return &publish.Release{Entry: entry, Source: source, Index: idx.LogIndex}, nil
+	rel.Source = source
+	return rel, nil
 }
+
+// refusedRelease is a release the releases process served that does not
+// check out against the release log or its provenance: answered 502, with
+// what did not check out.
+type refusedRelease struct{ err error }
+
+func (e *refusedRelease) Error() string {
+	return "the releases process served what does not check out: " + e.err.Error()
+}
+func (e *refusedRelease) Unwrap() error { return e.err }
 
 // validName is a release name or version as the store keeps them: one
 // path element, not hidden.

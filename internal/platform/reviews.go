@@ -80,6 +80,10 @@ func (p *Platform) serveReview(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rev, err := p.review(r.Context(), pr, &req)
+	if refused := (*refusedRelease)(nil); errors.As(err, &refused) {
+		httpapi.Error(w, http.StatusBadGateway, refused.Error()+"; no review was recorded")
+		return
+	}
 	if err != nil {
 		httpapi.Fail(w, p.logger, err, "no review was recorded")
 		return
@@ -130,7 +134,7 @@ func (p *Platform) review(ctx context.Context, pr *principal.Principal, req *Rev
 		}
 	} else {
 		var err error
-		if rel, err = p.remoteRel.Load(ctx, req.Name, req.Version); err != nil {
+		if rel, err = p.remoteRel.Load(ctx, req.Name, req.Version, len(req.Files) > 0); err != nil {
 			return nil, err
 		}
 	}

@@ -328,6 +328,14 @@ func publics(keys []ed25519.PrivateKey) []ed25519.PublicKey {
 // MaxRootSize bounds a root.json, as go-tuf's client does.
 const MaxRootSize = 512000
 
+// CheckRoot checks that b is a signed TUF root that a threshold of its
+// own root keys signed: what a repository may offer its clients as their
+// first trusted root.
+func CheckRoot(b []byte) error {
+	_, err := parseRoot(b)
+	return err
+}
+
 // parseRoot reads a signed root and checks that a threshold of its own
 // root keys signed it.
 func parseRoot(b []byte) (*metadata.Metadata[metadata.RootType], error) {
