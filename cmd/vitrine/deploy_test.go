@@ -56,6 +56,22 @@ func TestDeployUnits(t *testing.T) {
 	if len(c.ExternalRegions) != 2 || c.PlatformURL == "" || c.PeerToken == "" {
 		t.Errorf("deploy/vitrine.json: external regions %v, platform %q, peer token %q", c.ExternalRegions, c.PlatformURL, c.PeerToken)
 	}
+	// Every role in a process of its own: the logs, the releases and
+	// the front door have what they need.
+	if c.LogsURL == "" || c.LogsToken == "" || c.ReleasesURL == "" || c.FrontToken == "" {
+		t.Errorf("deploy/vitrine.json: logs %q (token %q), releases %q, front door token %q", c.LogsURL, c.LogsToken, c.ReleasesURL, c.FrontToken)
+	}
+	for _, role := range []string{"all", "front", "logs", "releases", "center", "region:zurich"} {
+		found := false
+		for _, u := range units {
+			b, _ := os.ReadFile(u)
+			found = found || strings.Contains(string(b), "--role "+role+" ") || strings.Contains(string(b), "--role "+role+"\n") ||
+				role == "region:zurich" && strings.Contains(string(b), "--role region:${REGION}") || role == "center" && strings.Contains(string(b), "vitrine center")
+		}
+		if !found {
+			t.Errorf("deploy/: no unit runs --role %s", role)
+		}
+	}
 	for _, r := range c.ExternalRegions {
 		if c.InternalTokens[r] == "" || c.Stores[r] == "" {
 			t.Errorf("deploy/vitrine.json: external region %s has no internal token file or no store", r)
