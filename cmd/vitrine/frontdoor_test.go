@@ -16,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/vitrine-dev/vitrine/internal/gotest"
 )
 
 // TestFrontDoorScaleOut runs two front door processes (`vitrine serve
@@ -38,8 +40,12 @@ func TestFrontDoorScaleOut(t *testing.T) {
 	}
 	dir := t.TempDir()
 	coreData, coreAddr := filepath.Join(dir, "core"), freeAddr(t)
+	// The platform's public URL (localhost) is not the URL the front
+	// door reaches it at (127.0.0.1): the regions it serves itself are
+	// under the public one, as registration says.
+	public := "http://localhost:" + coreAddr[strings.LastIndex(coreAddr, ":")+1:]
 	cfg := map[string]any{
-		"name": "front.test", "data": coreData, "listen": coreAddr,
+		"name": "front.test", "data": coreData, "listen": coreAddr, "public_url": public,
 		"platform_url": "http://" + coreAddr, "front_token": filepath.Join(coreData, "front.token"),
 		"checkpoint_interval": "200ms", "commitment_interval": "1h",
 		"monitor": map[string]any{"off": true},
@@ -73,25 +79,34 @@ func TestFrontDoorScaleOut(t *testing.T) {
 		t.Fatal(err)
 	}
 	operator := strings.TrimSpace(string(op))
-	// Registration through the front door reaches the platform.
+	// Provisioning reaches the platform itself: the front door takes no
+	// operator token.
 	var eps []*crashEndpoint
 	for _, c := range []string{"DE", "RU", "US", "BR"} {
-		eps = append(eps, registerCrashEndpoint(t, lbServer.URL, operator, c))
+		ep := registerCrashEndpoint(t, core.base, operator, c)
+		if !strings.HasPrefix(ep.IngestURL, public+"/regions/") {
+			t.Fatalf("registered with ingest URL %s, not under the public URL %s", ep.IngestURL, public)
+		}
+		eps = append(eps, ep)
+	}
+	gotest.Call(t, "POST", lbServer.URL+"/v1/endpoints", operator, `{"country":"DE"}`, "", nil, http.StatusNotFound)
+	// The front door's token reads the policy and the revocations, and
+	// reaches no other internal route.
+	front := strings.TrimSpace(string(mustRead(t, filepath.Join(coreData, "front.token"))))
+	gotest.Call(t, "GET", core.base+"/internal/v1/policy", front, "", "", nil, http.StatusOK)
+	gotest.Call(t, "GET", core.base+"/internal/v1/endpoints/revoked", front, "", "", nil, http.StatusOK)
+	for _, route := range [][2]string{
+		{"POST", "/internal/v1/logs/access-zurich/append"}, {"GET", "/internal/v1/logs/access-zurich/prove?index=0"},
+		{"POST", "/internal/v1/principals/authenticate"}, {"POST", "/internal/v1/pseudonyms"},
+	} {
+		gotest.Call(t, route[0], core.base+route[1], front, `{}`, "", nil, http.StatusUnauthorized)
 	}
 	noRedirect := &http.Client{Timeout: 20 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	// door posts to the front door at base and returns its status and
 	// where it redirects.
 	door := func(ctx context.Context, base, token string, body []byte) (int, string, error) {
-		req, _ := http.NewRequestWithContext(ctx, "POST", base+"/v1/telemetry", bytes.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+token)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := noRedirect.Do(req)
-		if err != nil {
-			return 0, "", err
-		}
-		defer resp.Body.Close()
-		_, _ = io.Copy(io.Discard, resp.Body)
-		return resp.StatusCode, resp.Header.Get("Location"), nil
+		code, loc, _, err := doorBody(ctx, noRedirect, base, token, body)
+		return code, loc, err
 	}
 	recTime := time.Now().UTC().Add(-time.Hour).Truncate(time.Second).Format(time.RFC3339)
 	var (
@@ -107,8 +122,12 @@ func TestFrontDoorScaleOut(t *testing.T) {
 		sum := sha256.Sum256([]byte(fmt.Sprint("front#", n)))
 		hash := hex.EncodeToString(sum[:])
 		body := fmt.Appendf(nil, `{"batch_id":"front-%d","records":[{"time":%q,"kind":"file","sha256":%q,"size":1,"detection":"","url":"","path":"C:/f.exe","product":"vitrine-agent/1.0.0","ruledb":1}]}`, n, recTime, hash)
-		code, loc, err := door(ctx, lbServer.URL, ep.Token, body)
+		code, loc, answer, err := doorBody(ctx, noRedirect, lbServer.URL, ep.Token, body)
 		switch {
+		case code == http.StatusServiceUnavailable && !strings.Contains(answer, "no process of the region answers"):
+			// A front door refused while its policy was fresh.
+			t.Errorf("a front door answered 503: %s", answer)
+			return
 		case err != nil || code == http.StatusServiceUnavailable || code == http.StatusBadGateway:
 			return // the balancer found no process, or one died under way
 		case code != http.StatusTemporaryRedirect || loc != ep.IngestURL:
@@ -159,11 +178,11 @@ func TestFrontDoorScaleOut(t *testing.T) {
 
 	// A revoked endpoint is refused by both processes within 2 s.
 	revoked := eps[2]
-	req, _ := http.NewRequest("DELETE", lbServer.URL+"/v1/endpoints/"+revoked.ID, nil)
+	req, _ := http.NewRequest("DELETE", core.base+"/v1/endpoints/"+revoked.ID, nil)
 	req.Header.Set("Authorization", "Bearer "+operator)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil || resp.StatusCode/100 != 2 {
-		t.Fatalf("revoking through the front door: %v %v", resp, err)
+		t.Fatalf("revoking: %v %v", resp, err)
 	}
 	resp.Body.Close()
 	revokedAt := time.Now()
@@ -182,26 +201,42 @@ func TestFrontDoorScaleOut(t *testing.T) {
 	t.Logf("the revocation reached both processes within %s", time.Since(revokedAt).Round(time.Millisecond))
 
 	// The platform down: redirects go on while the policy is fresh, then
-	// stop, and resume once it is back.
+	// stop, and resume once it is back. Both processes are watched at
+	// once.
 	core.kill()
 	downAt := time.Now()
+	var down sync.WaitGroup
 	for _, f := range fronts {
-		for {
-			code, _, err := door(t.Context(), f.base, eps[0].Token, []byte(`{}`))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if code == http.StatusServiceUnavailable {
-				if since := time.Since(downAt); since < 9*time.Second {
-					t.Fatalf("front door %s refused after %s, before its policy was stale", f.base, since)
+		down.Go(func() {
+			for {
+				code, _, err := door(t.Context(), f.base, eps[0].Token, []byte(`{}`))
+				if err != nil {
+					t.Error(err)
+					return
 				}
-				break
+				since := time.Since(downAt)
+				if code == http.StatusServiceUnavailable {
+					if since < 9*time.Second {
+						t.Errorf("front door %s refused after %s, before its policy was stale", f.base, since)
+					}
+					if resp, err := http.Get(f.base + "/readyz"); err != nil || resp.StatusCode != http.StatusServiceUnavailable {
+						t.Errorf("front door %s with a stale policy: readyz %v %v", f.base, resp, err)
+					} else {
+						resp.Body.Close()
+					}
+					return
+				}
+				if code != http.StatusTemporaryRedirect || since > 13*time.Second {
+					t.Errorf("front door %s with the platform down %s: %d", f.base, since.Round(time.Millisecond), code)
+					return
+				}
+				time.Sleep(200 * time.Millisecond)
 			}
-			if code != http.StatusTemporaryRedirect || time.Since(downAt) > 13*time.Second {
-				t.Fatalf("front door %s with the platform down %s: %d", f.base, time.Since(downAt).Round(time.Millisecond), code)
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
+		})
+	}
+	down.Wait()
+	if t.Failed() {
+		t.FailNow()
 	}
 	core = startUpArgs(t, bin, coreAddr, "up", "--config", cfgFile)
 	for _, f := range fronts {
@@ -210,4 +245,19 @@ func TestFrontDoorScaleOut(t *testing.T) {
 			t.Fatalf("front door %s with the platform back: %d %q %v", f.base, code, loc, err)
 		}
 	}
+}
+
+// doorBody posts to the front door at base, without following its
+// redirect, and returns its status, where it redirects and its answer.
+func doorBody(ctx context.Context, hc *http.Client, base, token string, body []byte) (int, string, string, error) {
+	req, _ := http.NewRequestWithContext(ctx, "POST", base+"/v1/telemetry", bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, "", "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	return resp.StatusCode, resp.Header.Get("Location"), string(b), nil
 }

@@ -33,8 +33,8 @@ type FrontDoorConfig struct {
 	// <data>/front.token).
 	Platform, Token string
 	// PublicPlatform is the platform's URL that endpoints use, under
-	// which it serves the regions the policy gives no URL (default
-	// Platform).
+	// which it serves the regions the policy gives no URL: by default as
+	// the platform's discovery document shows it, else Platform.
 	PublicPlatform string
 	// Refresh is how often the policy and the revocations are read
 	// (default 1s).
@@ -49,7 +49,9 @@ type FrontDoorConfig struct {
 // policy's. Both are the platform's, read every second; once they are 10 s
 // old, telemetry is answered 503 and /readyz says so, so that the load
 // balancer sends endpoints to a process that can reach the platform.
-// Discovery, registration and revocation are passed on to the platform.
+// The discovery document is passed on to the platform. Registration and
+// revocation are not: they take the operator's token, which no front door
+// process sees; the operator's provisioning reaches the platform itself.
 type FrontDoor struct {
 	mirror
 	tokens   *endpoint.Verifier
@@ -82,13 +84,22 @@ func StartFrontDoor(ctx context.Context, cfg FrontDoorConfig) (_ *FrontDoor, err
 		return nil, err
 	}
 	hc := &http.Client{Timeout: 10 * time.Second}
-	if cfg.PublicPlatform == "" {
-		cfg.PublicPlatform = cfg.Platform
-	}
-	f := &FrontDoor{mirror: newMirror(cfg.Platform, cfg.Token, hc, cfg.Logger.With("part", "front door")), public: strings.TrimSuffix(cfg.PublicPlatform, "/"), serveErr: make(chan error, 1)}
+	f := &FrontDoor{mirror: newMirror(cfg.Platform, cfg.Token, hc, cfg.Logger.With("part", "front door")), serveErr: make(chan error, 1)}
 	d, err := client.FetchDiscovery(ctx, hc, cfg.Platform)
 	if err != nil {
 		return nil, err
+	}
+	// The platform serves the regions the policy gives no URL under its
+	// own public URL, which its discovery document shows: the front door
+	// sends endpoints where the platform's registration does.
+	f.public = strings.TrimSuffix(cfg.PublicPlatform, "/")
+	for _, r := range d.Regions {
+		if base, ok := strings.CutSuffix(r.URL, "/regions/"+r.Name); ok {
+			f.public = base
+		}
+	}
+	if f.public == "" {
+		f.public = cfg.Platform
 	}
 	if f.policyV, err = note.NewVerifier(d.PolicyKey); err != nil {
 		return nil, err
@@ -101,12 +112,22 @@ func StartFrontDoor(ctx context.Context, cfg FrontDoorConfig) (_ *FrontDoor, err
 	if err := f.refresh(ctx); err != nil {
 		return nil, err
 	}
+	logger := f.logger
 	f.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(pu)
 			pr.SetXForwarded()
 		},
+		Transport: &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			TLSHandshakeTimeout:   5 * time.Second,
+			ResponseHeaderTimeout: 10 * time.Second,
+			IdleConnTimeout:       90 * time.Second,
+			MaxIdleConnsPerHost:   16,
+		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			logger.Warn("passing a request on to the platform", "path", r.URL.Path, "err", err)
 			w.Header().Set("Retry-After", "1")
 			httpapi.Error(w, http.StatusBadGateway, "the platform cannot be reached; retry shortly")
 		},
@@ -135,11 +156,8 @@ func (f *FrontDoor) routes() http.Handler {
 	mux.HandleFunc("GET /healthz", httpapi.ServeHealthz)
 	mux.HandleFunc("GET /readyz", f.serveReadyz)
 	mux.Handle("POST /v1/telemetry", f.whileFresh(http.HandlerFunc(f.serveTelemetry)))
-	// What the platform itself answers, passed on: endpoints know one
-	// URL.
+	// The discovery document, passed on: endpoints know one URL.
 	mux.Handle("GET /.well-known/vitrine.json", f.proxy)
-	mux.Handle("POST /v1/endpoints", f.proxy)
-	mux.Handle("DELETE /v1/endpoints/{id}", f.proxy)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		httpapi.Error(w, http.StatusNotFound, "no such route at the front door: "+r.Method+" "+r.URL.Path+"; see /.well-known/vitrine.json")
 	})
