@@ -3,6 +3,8 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -90,16 +92,17 @@ const (
 	minCut    = 7 * time.Second
 )
 
-// TestPartitions runs a deployment on four hosts of its own, each a
+// TestPartitions runs a deployment on five hosts of its own, each a
 // network namespace with its own address: the platform's process (front
-// door, logs, principals, policy; `vitrine up --config`), zurich's and
-// moscow's services (`vitrine serve --role region:…`, each on a
-// PostgreSQL schema of its own) and the supervisor (`vitrine supervisor`:
-// witness, custody, pseudonyms, monitor), behind a TLS terminator since a
-// platform reaches its supervisor over https only. It then cuts the links
-// between them one at a time while endpoints send batches and an analyst
-// reads records: region to logs, region to custody, logs to witness,
-// region to region. While a link is cut, what needs it must fail closed:
+// door, principals, policy; `vitrine up --config`), the logs (`vitrine
+// serve --role logs`), zurich's and moscow's services (`vitrine serve
+// --role region:…`, each on a PostgreSQL schema of its own) and the
+// supervisor (`vitrine supervisor`: witness, custody, pseudonyms,
+// monitor); the logs and the supervisor behind TLS terminators, since the
+// platform reaches both over https only. It then cuts the links between
+// them one at a time while endpoints send batches and an analyst reads
+// records: region to platform, platform to logs, region to custody, logs
+// to witness, platform to supervisor, region to region. While a link is cut, what needs it must fail closed:
 // 503 with Retry-After and a reason, within a bounded time, nothing
 // released; once it is back, everything must work again. At the end every
 // acknowledged batch must be stored once, every read that released
@@ -122,9 +125,9 @@ func TestPartitions(t *testing.T) {
 	built := time.Now()
 	t.Logf("the command built in %s", built.Sub(began).Round(time.Millisecond))
 	dsnZ, dsnM := gotest.PostgresDSN(t), gotest.PostgresDSN(t)
-	lab := newNetLab(t, "core", "zrh", "msk", "sup")
+	lab := newNetLab(t, "core", "logs", "zrh", "msk", "sup")
 	dir := t.TempDir()
-	core, zrh, msk, sup := lab.hosts["core"], lab.hosts["zrh"], lab.hosts["msk"], lab.hosts["sup"]
+	core, logsHost, zrh, msk, sup := lab.hosts["core"], lab.hosts["logs"], lab.hosts["zrh"], lab.hosts["msk"], lab.hosts["sup"]
 	base := func(h *labHost) string { return "http://" + h.addr + ":8080" }
 
 	// PostgreSQL listens on this machine's loopback: the hosts reach it
@@ -152,12 +155,32 @@ func TestPartitions(t *testing.T) {
 	supProc := sup.start(t, bin, nil, 8080, "supervisor", "--data", supData, "--listen", sup.addr+":8080",
 		"--name", "supervisor.test", "--public-url", supURL, "--interval", "1s")
 	waitServing(t, supProc, "/v1/supervisor", http.StatusOK, 30*time.Second)
-	env := []string{"SSL_CERT_FILE=" + tlsFront(t, sup, 8443, sup.addr+":8080")}
+	// The logs too: the platform sends them its append token over
+	// https only.
+	certs := filepath.Join(dir, "fronts.pem")
+	var pems []byte
+	for _, f := range []string{tlsFront(t, sup, 8443, sup.addr+":8080"), tlsFront(t, logsHost, 8443, logsHost.addr+":8080")} {
+		pems = append(pems, mustRead(t, f)...)
+	}
+	if err := os.WriteFile(certs, pems, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"SSL_CERT_FILE=" + certs}
+	// This test reads the logs as outsiders do, from the logs' host, over
+	// https: it trusts the terminators' certificates for its duration.
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pems)
+	dt := http.DefaultTransport.(*http.Transport)
+	saved := dt.TLSClientConfig
+	dt.TLSClientConfig = &tls.Config{RootCAs: pool}
+	t.Cleanup(func() { dt.TLSClientConfig = saved })
 
-	// The platform's process joins the supervisor; the regions' processes
+	// The platform's process joins the supervisor with the keys of the
+	// logs, which run on a host of their own; the regions' processes
 	// reach its custody with the member token.
-	coreData := filepath.Join(dir, "core")
+	coreData, logsData := filepath.Join(dir, "core"), filepath.Join(dir, "logs")
 	cfg := map[string]any{
+		"logs_url": "https://" + logsHost.addr + ":8443", "logs_token": filepath.Join(logsData, "logs.token"),
 		"name": "partition.test", "data": coreData, "listen": core.addr + ":8080",
 		"residency": map[string]any{"version": 1, "default": "moscow", "regions": []any{
 			map[string]any{"name": "zurich", "url": base(zrh), "countries": []string{"CH", "DE", "US"}},
@@ -176,6 +199,11 @@ func TestPartitions(t *testing.T) {
 	if err := os.WriteFile(cfgFile, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// The logs take the supervisor's witness policy and serve their
+	// description at once; their checkpoints wait for the supervisor to
+	// list the member.
+	logsProc := logsHost.start(t, bin, env, 8080, "serve", "--config", cfgFile, "--role", "logs", "--listen", logsHost.addr+":8080", "--data", logsData)
+	waitServing(t, logsProc, "/v1/logs", http.StatusOK, 30*time.Second)
 	coreProc := core.start(t, bin, env, 8080, "up", "--config", cfgFile)
 	entry := waitFile(t, filepath.Join(coreData, "member.txt"))
 	members, err := os.ReadFile(filepath.Join(supData, "members.txt"))
@@ -189,6 +217,7 @@ func TestPartitions(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitServing(t, coreProc, "/.well-known/vitrine.json", http.StatusOK, 60*time.Second)
+	waitServing(t, logsProc, "/readyz", http.StatusOK, 30*time.Second)
 	regions := map[string]*upProcess{}
 	for name, h := range map[string]*labHost{"zurich": zrh, "moscow": msk} {
 		regions[name] = h.start(t, bin, env, 8080, "serve", "--config", cfgFile, "--role", "region:"+name,
@@ -197,10 +226,10 @@ func TestPartitions(t *testing.T) {
 	for _, p := range regions {
 		waitServing(t, p, "/readyz", http.StatusOK, 30*time.Second)
 	}
-	t.Logf("four hosts up in %s: core %s, zurich %s, moscow %s, supervisor %s", time.Since(built).Round(time.Millisecond), core.addr, zrh.addr, msk.addr, sup.addr)
+	t.Logf("five hosts up in %s: core %s, logs %s, zurich %s, moscow %s, supervisor %s", time.Since(built).Round(time.Millisecond), core.addr, logsHost.addr, zrh.addr, msk.addr, sup.addr)
 	t.Cleanup(func() {
 		if t.Failed() {
-			for name, p := range map[string]*upProcess{"core": coreProc, "zurich": regions["zurich"], "moscow": regions["moscow"], "supervisor": supProc} {
+			for name, p := range map[string]*upProcess{"core": coreProc, "logs": logsProc, "zurich": regions["zurich"], "moscow": regions["moscow"], "supervisor": supProc} {
 				t.Logf("%s's output:\n%s", name, p.out.String())
 			}
 		}
@@ -250,11 +279,12 @@ func TestPartitions(t *testing.T) {
 	t.Logf("ingest, reads and the exchange work; cutting links")
 
 	cuts := []partitionCut{
-		{name: "region ↔ logs", link: "zurich ↔ core", a: "zrh", b: "core",
+		{name: "region ↔ platform (and the logs through it)", link: "zurich ↔ core", a: "zrh", b: "core",
 			readsFail: true, ingestFails: true, newEndpointFails: true, moscowPullFails: true},
+		{name: "platform ↔ logs", link: "core ↔ logs", a: "core", b: "logs", readsFail: true, checkpointStill: true},
 		{name: "region ↔ custody", link: "zurich ↔ supervisor", a: "zrh", b: "sup", readsFail: true},
-		{name: "logs ↔ witness", link: "core ↔ supervisor", a: "core", b: "sup",
-			readsFail: true, newEndpointFails: true, checkpointStill: true},
+		{name: "logs ↔ witness", link: "logs ↔ supervisor", a: "logs", b: "sup", readsFail: true, checkpointStill: true},
+		{name: "platform ↔ supervisor (pseudonyms)", link: "core ↔ supervisor", a: "core", b: "sup", newEndpointFails: true},
 		{name: "region ↔ region", link: "zurich ↔ moscow", a: "zrh", b: "msk", zurichPullFails: true, moscowPullFails: true},
 	}
 	var rows []partitionRow
