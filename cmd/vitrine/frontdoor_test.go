@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -50,11 +49,7 @@ func TestFrontDoorScaleOut(t *testing.T) {
 		"checkpoint_interval": "200ms", "commitment_interval": "1h",
 		"monitor": map[string]any{"off": true},
 	}
-	cfgFile := filepath.Join(dir, "vitrine.json")
-	b, _ := json.Marshal(cfg)
-	if err := os.WriteFile(cfgFile, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfgFile := writeConfig(t, filepath.Join(dir, "vitrine.json"), cfg)
 	core := startUpArgs(t, bin, coreAddr, "up", "--config", cfgFile)
 	t.Cleanup(func() { core.kill() })
 	lb := &balancer{}

@@ -3,7 +3,6 @@ package main
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -47,11 +46,7 @@ func TestLogsProcess(t *testing.T) {
 		"checkpoint_interval": "200ms", "commitment_interval": "1h",
 		"monitor": map[string]any{"off": true},
 	}
-	cfgFile := filepath.Join(dir, "vitrine.json")
-	b, _ := json.Marshal(cfg)
-	if err := os.WriteFile(cfgFile, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfgFile := writeConfig(t, filepath.Join(dir, "vitrine.json"), cfg)
 	startLogs := func(data string) *upProcess {
 		return startServing(t, bin, logsAddr, "/readyz", http.StatusOK, "serve", "--config", cfgFile, "--role", "logs", "--listen", logsAddr, "--data", data)
 	}

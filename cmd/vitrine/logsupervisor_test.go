@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -43,11 +42,7 @@ func TestLogsProcessWithSupervisor(t *testing.T) {
 		"logs_url": "http://" + logsAddr, "logs_token": filepath.Join(logsData, "logs.token"),
 		"checkpoint_interval": "200ms", "commitment_interval": "1h",
 	}
-	cfgFile := filepath.Join(dir, "vitrine.json")
-	b, _ := json.Marshal(cfg)
-	if err := os.WriteFile(cfgFile, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfgFile := writeConfig(t, filepath.Join(dir, "vitrine.json"), cfg)
 	// The logs serve their description at once; their checkpoints wait
 	// for the supervisor to list the member.
 	logs := startServing(t, bin, logsAddr, "/v1/logs", http.StatusOK, "serve", "--config", cfgFile, "--role", "logs", "--listen", logsAddr, "--data", logsData)

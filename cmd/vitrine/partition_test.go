@@ -5,7 +5,6 @@ package main
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"fmt"
 	"maps"
 	"net"
@@ -194,11 +193,7 @@ func TestPartitions(t *testing.T) {
 		"custody_token":    filepath.Join(coreData, "member.token"),
 		"supervisor_url":   supURL,
 	}
-	cfgFile := filepath.Join(dir, "vitrine.json")
-	b, _ := json.Marshal(cfg)
-	if err := os.WriteFile(cfgFile, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfgFile := writeConfig(t, filepath.Join(dir, "vitrine.json"), cfg)
 	// The logs take the supervisor's witness policy and serve their
 	// description at once; their checkpoints wait for the supervisor to
 	// list the member.

@@ -107,11 +107,7 @@ func TestReleasesProcess(t *testing.T) {
 		"checkpoint_interval": "200ms", "commitment_interval": "1h",
 		"monitor": map[string]any{"off": true},
 	}
-	cfgFile := filepath.Join(dir, "vitrine.json")
-	b, _ := json.Marshal(cfg)
-	if err := os.WriteFile(cfgFile, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfgFile := writeConfig(t, filepath.Join(dir, "vitrine.json"), cfg)
 	logs := startServing(t, bin, logsAddr, "/readyz", http.StatusOK, "serve", "--config", cfgFile, "--role", "logs", "--listen", logsAddr, "--data", logsData)
 	t.Cleanup(logs.kill)
 	startReleases := func() *upProcess {
@@ -262,11 +258,7 @@ func TestReleasesProcess(t *testing.T) {
 	rel.kill()
 	core.kill()
 	cfg["tuf_offline"] = filepath.Join(dir, "offline-other")
-	otherCfg := filepath.Join(dir, "other.json")
-	b, _ = json.Marshal(cfg)
-	if err := os.WriteFile(otherCfg, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	otherCfg := writeConfig(t, filepath.Join(dir, "other.json"), cfg)
 	other := startServing(t, bin, relAddr, "/readyz", http.StatusOK, "serve", "--config", otherCfg, "--role", "releases", "--listen", relAddr, "--data", filepath.Join(dir, "other"), "--public-url", front.URL)
 	defer other.kill()
 	if out, err := runVitrine(t, bin, "serve", "--config", cfgFile, "--role", "all"); err == nil || !strings.Contains(out, "pinned") {

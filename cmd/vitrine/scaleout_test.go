@@ -135,11 +135,7 @@ func TestRegionScaleOut(t *testing.T) {
 		"commitment_interval": "1s",
 		"monitor":             map[string]any{"off": true},
 	}
-	cfgFile := filepath.Join(dir, "vitrine.json")
-	b, _ := json.Marshal(cfg)
-	if err := os.WriteFile(cfgFile, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfgFile := writeConfig(t, filepath.Join(dir, "vitrine.json"), cfg)
 	core := startUpArgs(t, bin, coreAddr, "up", "--config", cfgFile)
 	t.Cleanup(core.kill)
 	start := func(name, addr string) *regionProcess {
@@ -475,4 +471,18 @@ func zurichEntries(t *testing.T, base string) (*client.Log, [][]byte) {
 		t.Fatal(err)
 	}
 	return l, entries
+}
+
+// writeConfig writes cfg as a deployment's configuration file at path
+// (mode 0600) and returns path.
+func writeConfig(t *testing.T, path string, cfg map[string]any) string {
+	t.Helper()
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
@@ -117,16 +118,9 @@ func runServe(ctx context.Context, e *env, args []string) error {
 			*publicURL = r.URL
 		}
 	}
-	cli.TuneGC()
-	tlsConf, err := cli.TLS(ctx, sf.TLSCert, sf.TLSKey, e.Logger)
-	if err != nil {
-		return err
-	}
 	reg := metrics.New()
-	if err := os.MkdirAll(*data, 0o700); err != nil {
-		return err
-	}
-	if err := cli.ServeMetrics(ctx, e, sf.MetricsListen, reg, tlsConf, filepath.Join(*data, "metrics.token")); err != nil {
+	tlsConf, err := prepareRole(ctx, e, sf, *data, reg)
+	if err != nil {
 		return err
 	}
 	s, err := platform.StartRegionService(ctx, platform.RegionServiceConfig{
@@ -146,15 +140,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	fmt.Fprintf(e.Stdout, "region %s serving at %s (ingest, verdicts, exchange, access gateway), beside the platform at %s\n", name, s.URL(), c.PlatformURL)
-	var serveErr error
-	select {
-	case <-ctx.Done():
-	case err := <-s.Done():
-		serveErr = fmt.Errorf("server stopped: %w", err)
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	return errors.Join(serveErr, s.Close(sctx))
+	return serveUntil(ctx, s.Done(), s.Close)
 }
 
 // regionCustody returns where a region's process reaches key custody and
@@ -230,16 +216,9 @@ func serveLogs(ctx context.Context, e *env, c *config.Config, listen, data, publ
 		}
 		policy = []byte(pins.WitnessPolicy)
 	}
-	cli.TuneGC()
-	tlsConf, err := cli.TLS(ctx, sf.TLSCert, sf.TLSKey, e.Logger)
-	if err != nil {
-		return err
-	}
 	reg := metrics.New()
-	if err := os.MkdirAll(data, 0o700); err != nil {
-		return err
-	}
-	if err := cli.ServeMetrics(ctx, e, sf.MetricsListen, reg, tlsConf, filepath.Join(data, "metrics.token")); err != nil {
+	tlsConf, err := prepareRole(ctx, e, sf, data, reg)
+	if err != nil {
 		return err
 	}
 	s, err := platform.StartLogService(ctx, platform.LogServiceConfig{
@@ -253,33 +232,22 @@ func serveLogs(ctx context.Context, e *env, c *config.Config, listen, data, publ
 	if policy == nil {
 		e.Logger.Warn("the logs process cosigns its own logs with a witness of its own: whoever holds this machine can fork them unseen; set witness_policy to witnesses run by others (the supervisor's, or a quorum of vitrine witness processes)")
 	}
-	var serveErr error
-	select {
-	case <-ctx.Done():
-	case err := <-s.Done():
-		serveErr = fmt.Errorf("server stopped: %w", err)
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	return errors.Join(serveErr, s.Close(sctx))
+	return serveUntil(ctx, s.Done(), s.Close)
 }
 
 // serveReleases runs the releases in a process of their own: it builds,
 // signs and publishes, appending to the release log of the logs process
 // at logs_url, and keeps the update repository.
 func serveReleases(ctx context.Context, e *env, c *config.Config, listen, data, publicURL string, sf *cli.ServeFlags) error {
-	switch {
-	case listen == "":
+	if listen == "" {
 		return errors.New("--role releases: --listen is required")
-	case c.LogsURL == "" || c.LogsToken == "":
-		return errors.New("--role releases needs logs_url and logs_token: it appends to the release log of the logs process")
 	}
-	if err := checkSecureURL("the logs process", c.LogsURL); err != nil {
-		return err
-	}
-	tok, err := cli.ReadToken(c.LogsToken, "the logs' token")
+	logs, err := remoteLogs(c)
 	if err != nil {
 		return err
+	}
+	if logs == nil {
+		return errors.New("--role releases needs logs_url and logs_token: it appends to the release log of the logs process")
 	}
 	if data == "" {
 		data = "./vitrine-releases"
@@ -305,32 +273,20 @@ func serveReleases(ctx context.Context, e *env, c *config.Config, listen, data, 
 		}
 		roots = []string{wd}
 	}
-	cli.TuneGC()
-	tlsConf, err := cli.TLS(ctx, sf.TLSCert, sf.TLSKey, e.Logger)
+	tlsConf, err := prepareRole(ctx, e, sf, data, metrics.New())
 	if err != nil {
-		return err
-	}
-	if err := cli.ServeMetrics(ctx, e, sf.MetricsListen, metrics.New(), tlsConf, filepath.Join(data, "metrics.token")); err != nil {
 		return err
 	}
 	s, err := platform.StartReleaseService(ctx, platform.ReleaseServiceConfig{
 		Data: data, Listen: listen, PublicURL: publicURL, TLS: tlsConf,
-		Logs:             platform.RemoteLogs{URL: strings.TrimSuffix(c.LogsURL, "/"), Token: tok},
+		Logs:             *logs,
 		BuildSourceRoots: roots, TUFRoot: root, TUFOfflineDir: offline, Logger: e.Logger,
 	})
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(e.Stdout, "releases serving at %s (builds, releases, updates), operator token %s\n", s.URL(), filepath.Join(data, "operator.token"))
-	var serveErr error
-	select {
-	case <-ctx.Done():
-	case err := <-s.Done():
-		serveErr = fmt.Errorf("server stopped: %w", err)
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	return errors.Join(serveErr, s.Close(sctx))
+	return serveUntil(ctx, s.Done(), s.Close)
 }
 
 // serveFront runs one of the front door's processes: stateless, several
@@ -346,20 +302,11 @@ func serveFront(ctx context.Context, e *env, c *config.Config, listen, data stri
 	if err != nil {
 		return err
 	}
-	cli.TuneGC()
-	tlsConf, err := cli.TLS(ctx, sf.TLSCert, sf.TLSKey, e.Logger)
-	if err != nil {
-		return err
-	}
 	if data == "" {
 		data = "./vitrine-front"
 	}
-	if sf.MetricsListen != "" {
-		if err := os.MkdirAll(data, 0o700); err != nil {
-			return err
-		}
-	}
-	if err := cli.ServeMetrics(ctx, e, sf.MetricsListen, metrics.New(), tlsConf, filepath.Join(data, "metrics.token")); err != nil {
+	tlsConf, err := prepareRole(ctx, e, sf, data, metrics.New())
+	if err != nil {
 		return err
 	}
 	f, err := platform.StartFrontDoor(ctx, platform.FrontDoorConfig{Listen: listen, TLS: tlsConf, Platform: c.PlatformURL, PublicPlatform: c.PublicURL, Token: tok, Logger: e.Logger})
@@ -367,13 +314,59 @@ func serveFront(ctx context.Context, e *env, c *config.Config, listen, data stri
 		return err
 	}
 	fmt.Fprintf(e.Stdout, "front door serving at %s, beside the platform at %s\n", f.URL(), c.PlatformURL)
+	return serveUntil(ctx, f.Done(), f.Close)
+}
+
+// prepareRole readies a role's process before it starts: the garbage
+// collector tuned, TLS from sf's files, and reg's metrics served on sf's
+// metrics listener, whose token (off loopback) is kept in data.
+func prepareRole(ctx context.Context, e *env, sf *cli.ServeFlags, data string, reg *metrics.Registry) (*tls.Config, error) {
+	cli.TuneGC()
+	tlsConf, err := cli.TLS(ctx, sf.TLSCert, sf.TLSKey, e.Logger)
+	if err != nil {
+		return nil, err
+	}
+	if sf.MetricsListen != "" {
+		if err := os.MkdirAll(data, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	if err := cli.ServeMetrics(ctx, e, sf.MetricsListen, reg, tlsConf, filepath.Join(data, "metrics.token")); err != nil {
+		return nil, err
+	}
+	return tlsConf, nil
+}
+
+// serveUntil waits until ctx ends or the server stops on its own (done),
+// then closes it, within 30 s.
+func serveUntil(ctx context.Context, done <-chan error, close func(context.Context) error) error {
 	var serveErr error
 	select {
 	case <-ctx.Done():
-	case err := <-f.Done():
+	case err := <-done:
 		serveErr = fmt.Errorf("server stopped: %w", err)
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	return errors.Join(serveErr, f.Close(sctx))
+	return errors.Join(serveErr, close(sctx))
+}
+
+// remoteLogs returns the logs process the configuration names (logs_url,
+// reached over https or on this machine, with the token of logs_token),
+// or nil when the logs run in the platform's process.
+func remoteLogs(c *config.Config) (*platform.RemoteLogs, error) {
+	if c.LogsURL == "" {
+		return nil, nil
+	}
+	if c.LogsToken == "" {
+		return nil, errors.New("logs_url needs logs_token: the file holding the logs process's append token (its <data>/logs.token)")
+	}
+	if err := checkSecureURL("the logs process", c.LogsURL); err != nil {
+		return nil, err
+	}
+	tok, err := cli.ReadToken(c.LogsToken, "the logs' token")
+	if err != nil {
+		return nil, err
+	}
+	return &platform.RemoteLogs{URL: strings.TrimSuffix(c.LogsURL, "/"), Token: tok}, nil
 }

@@ -134,18 +134,8 @@ func runUp(ctx context.Context, e *env, args []string) error {
 		pc.TUFRoot = b
 	}
 	data = &pc.Data
-	if c.LogsURL != "" {
-		if c.LogsToken == "" {
-			return errors.New("logs_url needs logs_token: the file holding the logs process's append token (its <data>/logs.token)")
-		}
-		if err := checkSecureURL("the logs process", c.LogsURL); err != nil {
-			return err
-		}
-		tok, err := cli.ReadToken(c.LogsToken, "the logs' token")
-		if err != nil {
-			return err
-		}
-		pc.RemoteLogs = &platform.RemoteLogs{URL: strings.TrimSuffix(c.LogsURL, "/"), Token: tok}
+	if pc.RemoteLogs, err = remoteLogs(c); err != nil {
+		return err
 	}
 	if c.ReleasesURL != "" {
 		if c.LogsURL == "" {

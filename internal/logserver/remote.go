@@ -107,6 +107,10 @@ func NewRemote(base, vkey string, policy []byte, token string, hc *http.Client) 
 	return &Remote{url: base, token: token, hc: hc, log: l, vkey: strings.TrimSpace(vkey), proxy: read, leaves: map[uint64][32]byte{}}, nil
 }
 
+// URL returns where the log is served: the prefix of /checkpoint and
+// /tile/.
+func (r *Remote) URL() string { return r.url }
+
 // Origin returns the log's checkpoint origin.
 func (r *Remote) Origin() string { return r.log.Origin() }
 
@@ -182,23 +186,6 @@ func (r *Remote) remember(idx uint64, entry []byte) {
 	}
 }
 
-// leaf returns the leaf hash of the entry at index: the one this Remote
-// appended there, or else the one the log serves, which the proof then
-// shows is in the checkpoint's tree.
-func (r *Remote) leaf(ctx context.Context, index uint64, cp *tlog.Checkpoint) ([]byte, error) {
-	r.mu.Lock()
-	leaf, ok := r.leaves[index]
-	r.mu.Unlock()
-	if ok {
-		return leaf[:], nil
-	}
-	entry, _, err := r.log.Entry(ctx, cp, index)
-	if err != nil {
-		return nil, err
-	}
-	return tlog.LeafHash(entry), nil
-}
-
 // Prove waits until index is in a witnessed checkpoint and returns its
 // tlog-proof, whose checkpoint is verified under the log's key and
 // policy and covers index. The proof's hashes are for whoever holds the
@@ -259,8 +246,11 @@ func (r *Remote) prove(ctx context.Context, index uint64) (*tlog.Proof, *tlog.Ch
 }
 
 // verify checks a proof the log's process gave for index: its checkpoint
-// signed by the log and cosigned under the policy, and the entry at index
-// (the one appended there) in the checkpoint's tree.
+// signed by the log and cosigned under the policy, and the entry appended
+// at index in the checkpoint's tree. For an entry this Remote did not
+// append (or no longer remembers), the entry the log serves at index is
+// proven from its tiles under that checkpoint instead, and that proof is
+// returned.
 func (r *Remote) verify(ctx context.Context, b []byte, index uint64) (*tlog.Proof, *tlog.Checkpoint, error) {
 	p, err := tlog.ParseProof(b)
 	if err != nil {
@@ -269,21 +259,25 @@ func (r *Remote) verify(ctx context.Context, b []byte, index uint64) (*tlog.Proo
 	if p.Index != index {
 		return nil, nil, fmt.Errorf("the log's process proved entry %d", p.Index)
 	}
+	r.mu.Lock()
+	leaf, ok := r.leaves[index]
+	r.mu.Unlock()
+	if ok {
+		cp, err := p.Verify(leaf[:], r.log.Verifier, r.log.Policy)
+		if err != nil {
+			return nil, nil, fmt.Errorf("the proof is not of the entry at %d: %w", index, err)
+		}
+		return p, cp, nil
+	}
 	cp, err := r.log.Policy.VerifyCheckpoint(p.Checkpoint, r.log.Verifier)
 	if err != nil {
 		return nil, nil, fmt.Errorf("its checkpoint: %w", err)
 	}
-	if cp.Size <= index {
-		return nil, nil, fmt.Errorf("its checkpoint has %d entries", cp.Size)
-	}
-	leaf, err := r.leaf(ctx, index, cp)
+	_, own, err := r.log.Entry(ctx, cp, index)
 	if err != nil {
-		return nil, nil, fmt.Errorf("reading the entry: %w", err)
+		return nil, nil, fmt.Errorf("the entry at %d: %w", index, err)
 	}
-	if _, err := p.Verify(leaf, r.log.Verifier, r.log.Policy); err != nil {
-		return nil, nil, fmt.Errorf("the proof is not of the entry at %d: %w", index, err)
-	}
-	return p, cp, nil
+	return own, cp, nil
 }
 
 // Checkpoint reads the log's latest checkpoint, verified.

@@ -13,8 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/mod/sumdb/note"
-
 	"github.com/vitrine-dev/vitrine/client"
 	"github.com/vitrine-dev/vitrine/internal/endpoint"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
@@ -101,15 +99,7 @@ func StartFrontDoor(ctx context.Context, cfg FrontDoorConfig) (_ *FrontDoor, err
 	if f.public == "" {
 		f.public = cfg.Platform
 	}
-	if f.policyV, err = note.NewVerifier(d.PolicyKey); err != nil {
-		return nil, err
-	}
-	tokens, err := endpoint.NewVerifier(d.EndpointKey)
-	if err != nil {
-		return nil, err
-	}
-	f.tokens = tokens.WithRevocations(f.revoked)
-	if err := f.refresh(ctx); err != nil {
+	if f.tokens, err = f.start(ctx, d); err != nil {
 		return nil, err
 	}
 	logger := f.logger
@@ -135,15 +125,7 @@ func StartFrontDoor(ctx context.Context, cfg FrontDoorConfig) (_ *FrontDoor, err
 	if f.listener, f.baseURL, err = listen(cfg.Listen, "", cfg.TLS); err != nil {
 		return nil, err
 	}
-	f.server = &http.Server{
-		Handler:           f.routes(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       60 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
-	}
+	f.server = newServer(f.routes(), cfg.Logger, 60*time.Second)
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	f.cancel = cancel
 	f.done.Go(func() { f.refreshLoop(bg, cfg.Refresh) })
@@ -166,19 +148,25 @@ func (f *FrontDoor) routes() http.Handler {
 
 // serveTelemetry redirects an endpoint's telemetry to its home region.
 func (f *FrontDoor) serveTelemetry(w http.ResponseWriter, r *http.Request) {
+	redirectHome(w, r, f.tokens, f.policy.Load(), f.public)
+}
+
+// redirectHome answers an endpoint's POST /v1/telemetry with a 307 to its
+// home region's ingest: the token checked by tokens, the home region
+// pol's, a region without a URL under platform's /regions/<name>.
+func redirectHome(w http.ResponseWriter, r *http.Request, tokens *endpoint.Verifier, pol *residency.Policy, platform string) {
 	tok := strings.TrimSpace(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "))
-	id, err := f.tokens.Verify(tok)
+	id, err := tokens.Verify(tok)
 	if err != nil {
 		httpapi.Unauthorized(w, "the front door needs a valid endpoint token")
 		return
 	}
-	pol := f.policy.Load()
 	home, err := pol.RegionFor(id.Country)
 	if err != nil {
 		httpapi.Error(w, http.StatusForbidden, err.Error())
 		return
 	}
-	http.Redirect(w, r, regionURL(pol, home, f.public)+"/v1/telemetry", http.StatusTemporaryRedirect)
+	http.Redirect(w, r, regionURL(pol, home, platform)+"/v1/telemetry", http.StatusTemporaryRedirect)
 }
 
 // regionURL returns the base URL of a region: the policy's, or the

@@ -118,8 +118,8 @@ func (p *Platform) openLogs(ctx context.Context) error {
 // logURL is where clients read the named log: under the platform, or at
 // the logs' own process.
 func (p *Platform) logURL(name string) string {
-	if u, ok := p.remoteLogURLs[name]; ok {
-		return u
+	if r, ok := p.logs[name].(*logserver.Remote); ok {
+		return r.URL()
 	}
 	return p.baseURL + "/logs/" + name + "/"
 }
@@ -135,10 +135,8 @@ func (p *Platform) openRemoteLogs(ctx context.Context, rl *RemoteLogs) error {
 		return err
 	}
 	p.policy, p.witnesses = d.WitnessPolicy, d.Witnesses
-	p.remoteLogURLs = map[string]string{}
 	for name, r := range logs {
 		p.logs[name] = r
-		p.remoteLogURLs[name], _ = d.logURL(name)
 	}
 	return nil
 }
@@ -171,11 +169,6 @@ func (d *LogsDescription) remotes(rl *RemoteLogs, hc *http.Client) (map[string]*
 		out[name] = r
 	}
 	return out, nil
-}
-
-func (d *LogsDescription) logURL(name string) (string, bool) {
-	l, ok := d.log(name)
-	return l.URL, ok
 }
 
 // RemoteLogKeys returns the verifier key of each log of the logs process
@@ -213,41 +206,61 @@ func (d *LogsDescription) log(name string) (DiscoveryLog, bool) {
 // one that differs is refused, and the pinned one is used while the
 // process cannot be reached (the logs then answer 503 until it can).
 func pinLogsDescription(ctx context.Context, hc *http.Client, base, pin string) (*LogsDescription, error) {
-	var pinned *LogsDescription
+	return pinOnFirstUse(pin, "the logs process at "+base, func() (*LogsDescription, error) {
+		var d LogsDescription
+		if err := client.GetJSON(ctx, hc, base+LogsPath, 1<<20, &d); err != nil {
+			return nil, err
+		}
+		if p, err := tlog.ParsePolicy([]byte(d.WitnessPolicy)); err != nil {
+			return nil, fmt.Errorf("witness policy: %w", err)
+		} else if p.Quorum() == "none" {
+			return nil, errors.New("its witness policy's quorum is none: its logs would be trusted on its word alone")
+		}
+		return &d, nil
+	}, func(pinned, got *LogsDescription) error {
+		if !reflect.DeepEqual(pinned, got) {
+			return errors.New("it describes other logs, keys or witnesses than those pinned")
+		}
+		return nil
+	})
+}
+
+// pinOnFirstUse returns what fetch reads from another process (what),
+// pinned in the file pin: the first one read is kept there; after that,
+// one that same says differs is refused, and the pinned one is used while
+// fetch fails (the process cannot be reached: what depends on it then
+// answers 503 until it can).
+func pinOnFirstUse[T any](pin, what string, fetch func() (*T, error), same func(pinned, got *T) error) (*T, error) {
+	var pinned *T
 	switch b, err := os.ReadFile(pin); {
 	case err == nil:
-		pinned = new(LogsDescription)
+		pinned = new(T)
 		if err := json.Unmarshal(b, pinned); err != nil {
 			return nil, fmt.Errorf("%s: %w", pin, err)
 		}
 	case !errors.Is(err, fs.ErrNotExist):
 		return nil, err
 	}
-	var d LogsDescription
-	err := client.GetJSON(ctx, hc, base+LogsPath, 1<<20, &d)
+	got, err := fetch()
 	switch {
 	case err != nil && pinned != nil:
 		return pinned, nil
 	case err != nil:
-		return nil, fmt.Errorf("reading the logs process's description (nothing pinned yet): %w", err)
-	case pinned != nil && !reflect.DeepEqual(pinned, &d):
-		return nil, fmt.Errorf("the logs process at %s describes other logs, keys or witnesses than those pinned in %s; refusing it (remove the file only if the change is intended)", base, pin)
+		return nil, fmt.Errorf("%s (nothing pinned yet): %w", what, err)
 	case pinned != nil:
+		if err := same(pinned, got); err != nil {
+			return nil, fmt.Errorf("%s: %w, in %s; refusing it (remove the file only if the change is intended)", what, err, pin)
+		}
 		return pinned, nil
 	}
-	if p, err := tlog.ParsePolicy([]byte(d.WitnessPolicy)); err != nil {
-		return nil, fmt.Errorf("the logs process at %s: witness policy: %w", base, err)
-	} else if p.Quorum() == "none" {
-		return nil, fmt.Errorf("the logs process at %s: its witness policy's quorum is none: its logs would be trusted on its word alone", base)
-	}
-	b, err := json.MarshalIndent(&d, "", "  ")
+	b, err := json.MarshalIndent(got, "", "  ")
 	if err != nil {
 		return nil, err
 	}
 	if err := atomicfile.Write(pin, append(b, '\n'), 0o600); err != nil {
 		return nil, err
 	}
-	return &d, nil
+	return got, nil
 }
 
 // localLogs configures openLocalLogs.
@@ -420,16 +433,8 @@ func StartLogService(ctx context.Context, cfg LogServiceConfig) (_ *LogService, 
 		_ = s.listener.Close()
 		return nil, err
 	}
-	s.server = &http.Server{
-		Handler:           s.routes(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       60 * time.Second,
-		// Above maxProveWait, which a proof on demand may take.
-		WriteTimeout:   maxProveWait + 30*time.Second,
-		IdleTimeout:    120 * time.Second,
-		MaxHeaderBytes: 64 << 10,
-		ErrorLog:       slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
-	}
+	// Above maxProveWait, which a proof on demand may take.
+	s.server = newServer(s.routes(), cfg.Logger, maxProveWait+30*time.Second)
 	go func() { s.serveErr <- s.server.Serve(s.listener) }()
 	return s, nil
 }

@@ -193,9 +193,26 @@ func TestRemoteLog(t *testing.T) {
 		t.Fatalf("busy: %v, ready %v", err, r.Ready())
 	}
 	mode.Store("honest")
+	// Anyone may ask for the proof of an entry that is not there yet: the
+	// proof waits for it, and the log is not taken for broken.
+	short, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	if _, err := r.Prove(short, 1_000_000); !errors.Is(err, context.DeadlineExceeded) || r.Ready() != nil {
+		t.Fatalf("proof of an entry not there: %v, ready %v", err, r.Ready())
+	}
+	// A proof of an entry a Remote did not append is checked against the
+	// entry the log serves at its index.
+	other, err := logserver.NewRemote(front.URL+"/logs/access-zurich/", dl.VKey, []byte(d.WitnessPolicy), real.Token(), &http.Client{Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err := other.Prove(ctx, 1); err != nil {
+		t.Fatalf("proof of entry 1 by another Remote: %v", err)
+	} else if _, err := p.Verify(tlog.LeafHash([]byte("honest b")), other.Verifier(), other.Policy()); err != nil {
+		t.Fatalf("the proof of entry 1 does not prove it: %v", err)
+	}
 	// A second after the last failure the next call tries again, and
 	// succeeds.
-	time.Sleep(1100 * time.Millisecond)
 	idx, err := appendProve("honest again")
 	if err != nil {
 		t.Fatalf("honest again: %v", err)

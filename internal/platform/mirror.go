@@ -36,6 +36,24 @@ func newMirror(platform, token string, hc *http.Client, logger *slog.Logger) mir
 	return mirror{hc: hc, platform: platform, token: token, logger: logger, revoked: endpoint.Mirror()}
 }
 
+// start takes the platform's policy key from its discovery document d,
+// reads the policy and the revocations once, and returns the verifier of
+// endpoint tokens under d's key that refuses the revoked ones.
+func (m *mirror) start(ctx context.Context, d *client.Discovery) (*endpoint.Verifier, error) {
+	var err error
+	if m.policyV, err = note.NewVerifier(d.PolicyKey); err != nil {
+		return nil, fmt.Errorf("the platform's policy key: %w", err)
+	}
+	tokens, err := endpoint.NewVerifier(d.EndpointKey)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.refresh(ctx); err != nil {
+		return nil, err
+	}
+	return tokens.WithRevocations(m.revoked), nil
+}
+
 // fresh reports how old the policy and revocations are, and whether that
 // is within regionStale.
 func (m *mirror) fresh() (time.Duration, bool) {

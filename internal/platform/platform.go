@@ -229,7 +229,6 @@ type Platform struct {
 	witness       *witness.Witness
 	policy        string
 	witnesses     []DiscoveryWitness // the witnesses the policy names
-	remoteLogURLs map[string]string  // where the logs are read, when they run elsewhere
 	logs          map[string]appendLog
 	custody       *custody.Service
 	custodyToken  string
@@ -339,15 +338,7 @@ func Start(ctx context.Context, cfg Config) (_ *Platform, err error) {
 		}
 	}
 
-	p.server = &http.Server{
-		Handler:           p.routes(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       60 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
-	}
+	p.server = newServer(p.routes(), cfg.Logger, 60*time.Second)
 	go func() { p.serveErr <- p.server.Serve(p.listener) }()
 	// A relocation a crash interrupted goes on.
 	p.relocator.Resume(p.bg)
@@ -473,6 +464,21 @@ func (p *Platform) serveIndex(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, m := range d.Monitors {
 		fmt.Fprintf(w, "monitor: %sv1/alerts\n", m.URL)
+	}
+}
+
+// newServer is the HTTP server of a process of the platform: bounded
+// headers and reads, writes bounded by writeTimeout (0: not), its errors
+// logged as warnings.
+func newServer(h http.Handler, logger *slog.Logger, writeTimeout time.Duration) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 }
 

@@ -281,19 +281,7 @@ func (p *Platform) serveRegister(w http.ResponseWriter, r *http.Request) {
 // serveFrontDoor redirects an endpoint to its home region's ingest URL. It
 // never reads, stores or logs the body.
 func (p *Platform) serveFrontDoor(w http.ResponseWriter, r *http.Request) {
-	tok := strings.TrimSpace(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "))
-	id, err := p.regions.issuer.Verifier().Verify(tok)
-	if err != nil {
-		httpapi.Unauthorized(w, "the front door needs a valid endpoint token")
-		return
-	}
-	pol := p.regions.policy.Load()
-	home, err := pol.RegionFor(id.Country)
-	if err != nil {
-		httpapi.Error(w, http.StatusForbidden, err.Error())
-		return
-	}
-	http.Redirect(w, r, p.regionURL(pol, home)+"/v1/telemetry", http.StatusTemporaryRedirect)
+	redirectHome(w, r, p.regions.issuer.Verifier(), p.regions.policy.Load(), p.baseURL)
 }
 
 // regionURL returns the base URL of a region: the policy's, or this

@@ -16,12 +16,9 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/mod/sumdb/note"
-
 	"github.com/vitrine-dev/vitrine/client"
 	"github.com/vitrine-dev/vitrine/internal/commitment"
 	"github.com/vitrine-dev/vitrine/internal/custody"
-	"github.com/vitrine-dev/vitrine/internal/endpoint"
 	"github.com/vitrine-dev/vitrine/internal/fault"
 	"github.com/vitrine-dev/vitrine/internal/gateway"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
@@ -131,15 +128,8 @@ func StartRegionService(ctx context.Context, cfg RegionServiceConfig) (_ *Region
 	if err != nil {
 		return nil, fmt.Errorf("starting region service: %w", err)
 	}
-	if s.policyV, err = note.NewVerifier(d.PolicyKey); err != nil {
-		return nil, fmt.Errorf("starting region service: the platform's policy key: %w", err)
-	}
-	tokens, err := endpoint.NewVerifier(d.EndpointKey)
+	tokens, err := s.start(ctx, d)
 	if err != nil {
-		return nil, fmt.Errorf("starting region service: %w", err)
-	}
-	tokens = tokens.WithRevocations(s.revoked)
-	if err := s.refresh(ctx); err != nil {
 		return nil, fmt.Errorf("starting region service: %w", err)
 	}
 	pol := s.policy.Load()
@@ -188,15 +178,7 @@ func StartRegionService(ctx context.Context, cfg RegionServiceConfig) (_ *Region
 	if s.listener, s.baseURL, err = listen(cfg.Listen, cfg.PublicURL, cfg.TLS); err != nil {
 		return nil, fmt.Errorf("starting region service: %w", err)
 	}
-	s.server = &http.Server{
-		Handler:           s.routes(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       60 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
-	}
+	s.server = newServer(s.routes(), s.logger, 60*time.Second)
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
 	held := func(name string) func(bool) {

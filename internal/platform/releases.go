@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -21,7 +20,6 @@ import (
 	"time"
 
 	"github.com/vitrine-dev/vitrine/client"
-	"github.com/vitrine-dev/vitrine/internal/atomicfile"
 	"github.com/vitrine-dev/vitrine/internal/fault"
 	"github.com/vitrine-dev/vitrine/internal/httpapi"
 	"github.com/vitrine-dev/vitrine/internal/keys"
@@ -160,36 +158,18 @@ func openRemoteReleases(ctx context.Context, rr *RemoteReleases, log appendLog, 
 		// Nothing the releases process answers sends the platform
 		// elsewhere.
 		hc: &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
-	var pinned *ReleasesDescription
-	switch b, err := os.ReadFile(pin); {
-	case err == nil:
-		pinned = new(ReleasesDescription)
-		if err := json.Unmarshal(b, pinned); err != nil {
-			return nil, fmt.Errorf("%s: %w", pin, err)
-		}
-	case !errors.Is(err, fs.ErrNotExist):
-		return nil, err
-	}
-	d, err := r.fetch(ctx)
-	switch {
-	case err != nil && pinned != nil:
-		r.desc = *pinned
-		return r, nil
-	case err != nil:
-		return nil, fmt.Errorf("reading the releases process's description (nothing pinned yet): %w", err)
-	case pinned != nil && pinned.Releases.Key != d.Releases.Key:
-		return nil, fmt.Errorf("the releases process at %s offers another release key than the one pinned in %s; refusing it (remove the file only if the key was replaced on purpose)", r.base, pin)
-	case pinned != nil && !jsonEqual(pinned.Updates.Root, d.Updates.Root):
-		return nil, fmt.Errorf("the releases process at %s offers another initial TUF root than the one pinned in %s; refusing it (a rotated root is reached from the initial one; remove the file only if the repository was made anew on purpose)", r.base, pin)
-	case pinned != nil:
-		r.desc = *pinned
-		return r, nil
-	}
-	b, err := json.MarshalIndent(d, "", "  ")
+	d, err := pinOnFirstUse(pin, "the releases process at "+r.base, func() (*ReleasesDescription, error) { return r.fetch(ctx) },
+		func(pinned, got *ReleasesDescription) error {
+			switch {
+			case pinned.Releases.Key != got.Releases.Key:
+				return errors.New("it offers another release key than the one pinned")
+			case !jsonEqual(pinned.Updates.Root, got.Updates.Root):
+				// A rotated root is reached from the initial one.
+				return errors.New("it offers another initial TUF root than the one pinned")
+			}
+			return nil
+		})
 	if err != nil {
-		return nil, err
-	}
-	if err := atomicfile.Write(pin, append(b, '\n'), 0o600); err != nil {
 		return nil, err
 	}
 	r.desc = *d
@@ -401,14 +381,9 @@ func StartReleaseService(ctx context.Context, cfg ReleaseServiceConfig) (_ *Rele
 	})
 	rl := logs["release"]
 	ready := httpapi.Check{Name: "release log", Ready: func(context.Context) error { return rl.Ready() }}
-	s.server = &http.Server{
-		Handler:           httpapi.WithHealth(mux, ready),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       60 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
-	}
+	// No write deadline: a build answers once it is published, minutes
+	// later (serveBuild lifts the deadline in the platform's process).
+	s.server = newServer(httpapi.WithHealth(mux, ready), cfg.Logger, 0)
 	go func() { s.serveErr <- s.server.Serve(s.listener) }()
 	return s, nil
 }
